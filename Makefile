@@ -1,0 +1,65 @@
+# bursa: every target creates .venv/ on first use, so each works on a fresh clone.
+PY ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYX := $(wildcard pyx/*.pyx pyx/*.pxd)
+# Builds from concurrent shells share the tree: serialise them.
+LOCK := flock .build.lock
+
+.PHONY: all run test lint bench build debug clean annotate sim typecheck unit
+
+all: build
+
+$(STAMP): pyproject.toml
+	test -x $(VPY) || $(PY) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q -e '.[dev]' --no-build-isolation || \
+	  ( $(VPY) -m pip install -q 'setuptools==84.2.1' 'wheel==0.48.0' 'Cython==3.3.1' 'numpy==2.4.6' && \
+	    $(VPY) -m pip install -q -e '.[dev]' --no-build-isolation )
+	touch $(STAMP)
+
+build: $(STAMP) .build.stamp
+
+.build.stamp: $(PYX) setup.py
+	$(LOCK) $(VPY) setup.py -q build_ext --inplace
+	touch .build.stamp
+
+# Debug build (bounds checks, asserts, -O1 -g) into build/debug/, importable with
+# PYTHONPATH=build/debug; the test suite runs the long random stream through it.
+debug: $(STAMP) build/debug/.stamp
+
+build/debug/.stamp: $(PYX) setup.py
+	mkdir -p build/debug/pyx
+	cp pyx/__init__.py build/debug/pyx/
+	$(LOCK) env BURSA_DEBUG=1 $(VPY) setup.py -q build_ext --build-lib build/debug --build-temp build/debug-tmp
+	touch build/debug/.stamp
+
+run: build
+	$(VPY) -m bursa.demo
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy .
+
+typecheck: lint
+
+unit: build debug
+	$(VPY) -m pytest -q -x -n 2 tests
+
+test: lint build debug
+	$(VPY) -m pytest -q -n 2 tests
+
+bench: build
+	$(VPY) -m bench.run_all
+
+sim: build
+	$(VPY) -m bursa.cli sim-campaign --seeds 10000
+
+annotate: $(STAMP)
+	BURSA_ANNOTATE=1 $(LOCK) $(VPY) setup.py -q build_ext --inplace
+	@echo "open pyx/*.html"
+
+clean:
+	rm -rf build .build.stamp pyx/*.c pyx/*.so pyx/*.html *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,7 @@
+"""`python -m bursa` = the `bursa` command."""
+
+import sys
+
+from bursa.cli import main
+
+sys.exit(main())

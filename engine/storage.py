@@ -1,0 +1,174 @@
+"""The storage interface: the only way the core touches the disk.
+
+Production plugs in :class:`FileStorage` (real files in one directory, fdatasync);
+the simulator (``sim.disk.SimDisk``) plugs in an in-memory disk that knows which
+bytes are durable and injects faults.  Names are flat file names inside one
+directory; there are no subdirectories.
+
+Durability contract (what callers may rely on):
+- ``append``/``write_at`` data is durable only after ``sync(name)`` returns.
+- A new name, a ``rename`` or a ``remove`` is durable only after ``sync_dir()``.
+- ``rename`` replaces ``dst`` atomically (readers see old or new, never a mix).
+- Any call may raise :class:`StorageError` (EIO, ENOSPC, short write); the caller
+  must then treat the state of the unsynced bytes as unknown.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from typing import Protocol
+
+
+class StorageError(OSError):
+    """An I/O failure of the storage (EIO, ENOSPC, short write...)."""
+
+
+class Storage(Protocol):
+    """Flat directory of files with explicit durability (see module docstring)."""
+
+    def list(self) -> list[str]:
+        """Names of the files that exist (sorted)."""
+        ...
+
+    def size(self, name: str) -> int:
+        """Current size of ``name`` in bytes (durable or not)."""
+        ...
+
+    def read(self, name: str, offset: int, length: int) -> bytes:
+        """Up to ``length`` bytes of ``name`` from ``offset`` (short at end of file)."""
+        ...
+
+    def append(self, name: str, data: bytes) -> None:
+        """Append ``data`` to ``name``, creating it if missing."""
+        ...
+
+    def write_at(self, name: str, offset: int, data: bytes) -> None:
+        """Overwrite bytes of ``name`` at ``offset`` (extends the file if needed)."""
+        ...
+
+    def sync(self, name: str) -> None:
+        """Make the data of ``name`` durable (fdatasync)."""
+        ...
+
+    def truncate(self, name: str, size: int) -> None:
+        """Cut ``name`` to ``size`` bytes (durable after ``sync(name)``)."""
+        ...
+
+    def rename(self, src: str, dst: str) -> None:
+        """Atomically rename ``src`` to ``dst``, replacing ``dst`` (durable after ``sync_dir``)."""
+        ...
+
+    def remove(self, name: str) -> None:
+        """Delete ``name`` (durable after ``sync_dir``)."""
+        ...
+
+    def sync_dir(self) -> None:
+        """Make creations, renames and removals durable (fsync of the directory)."""
+        ...
+
+
+class FileStorage:
+    """:class:`Storage` over real files in one directory.
+
+    File descriptors stay open per name so that appends and syncs do not pay an
+    open/close each; they are closed on rename/remove/close.
+    """
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        os.makedirs(directory, exist_ok=True)
+        self._fds: dict[str, int] = {}
+
+    def _path(self, name: str) -> str:
+        if "/" in name or name in ("", ".", ".."):
+            raise ValueError(f"bad storage name {name!r}")
+        return os.path.join(self.directory, name)
+
+    def _fd(self, name: str) -> int:
+        fd = self._fds.get(name)
+        if fd is None:
+            try:
+                fd = os.open(self._path(name), os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as e:
+                raise StorageError(e.errno, f"open {name}: {e.strerror}") from e
+            self._fds[name] = fd
+        return fd
+
+    def _drop(self, name: str) -> None:
+        fd = self._fds.pop(name, None)
+        if fd is not None:
+            os.close(fd)
+
+    def list(self) -> list[str]:
+        """Names of the regular files in the directory, sorted."""
+        return sorted(
+            n for n in os.listdir(self.directory) if os.path.isfile(self._path(n))
+        )
+
+    def size(self, name: str) -> int:
+        """Size of ``name`` in bytes."""
+        return os.stat(self._path(name)).st_size
+
+    def read(self, name: str, offset: int, length: int) -> bytes:
+        """Up to ``length`` bytes at ``offset``."""
+        try:
+            return os.pread(self._fd(name), length, offset)
+        except OSError as e:
+            raise StorageError(e.errno, f"read {name}: {e.strerror}") from e
+
+    def append(self, name: str, data: bytes) -> None:
+        """Append ``data``; a short write raises :class:`StorageError`."""
+        fd = self._fd(name)
+        self.write_at(name, os.fstat(fd).st_size, data)
+
+    def write_at(self, name: str, offset: int, data: bytes) -> None:
+        """Write all of ``data`` at ``offset``."""
+        fd = self._fd(name)
+        view = memoryview(data)
+        done = 0
+        try:
+            while done < len(view):
+                n = os.pwrite(fd, view[done:], offset + done)
+                if n <= 0:
+                    raise StorageError(errno.EIO, f"short write to {name}")
+                done += n
+        except OSError as e:
+            if isinstance(e, StorageError):
+                raise
+            raise StorageError(e.errno, f"write {name}: {e.strerror}") from e
+
+    def sync(self, name: str) -> None:
+        """fdatasync ``name``."""
+        try:
+            os.fdatasync(self._fd(name))
+        except OSError as e:
+            raise StorageError(e.errno, f"fdatasync {name}: {e.strerror}") from e
+
+    def truncate(self, name: str, size: int) -> None:
+        """Cut ``name`` to ``size`` bytes."""
+        os.ftruncate(self._fd(name), size)
+
+    def rename(self, src: str, dst: str) -> None:
+        """Atomic rename (os.replace)."""
+        self._drop(src)
+        self._drop(dst)
+        os.replace(self._path(src), self._path(dst))
+
+    def remove(self, name: str) -> None:
+        """Delete ``name``."""
+        self._drop(name)
+        os.unlink(self._path(name))
+
+    def sync_dir(self) -> None:
+        """fsync the directory so names are durable."""
+        fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def close(self) -> None:
+        """Close every open file descriptor."""
+        for name in list(self._fds):
+            self._drop(name)

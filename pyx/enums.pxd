@@ -1,0 +1,88 @@
+# The enums every layer shares.  Values are wire values: never renumber.
+# docs/reject-codes.md is checked against Reason by tests/pyx/test_enums.py.
+
+cpdef enum Side:
+    BUY = 1
+    SELL = 2
+
+cpdef enum OrdType:
+    LIMIT = 1
+    MARKET = 2          # by base quantity (lots)
+    MARKET_QUOTE = 3    # buy only, by quote budget (notional = sum of price_ticks * qty_lots)
+    STOP_LIMIT = 4      # becomes LIMIT when the last trade price reaches stop_price_ticks
+    STOP_MARKET = 5     # becomes MARKET when the last trade price reaches stop_price_ticks
+
+cpdef enum Tif:
+    GTC = 1
+    IOC = 2
+    FOK = 3
+
+cpdef enum Stp:
+    STP_NONE = 0
+    CANCEL_NEWEST = 1   # cancel the taker's remainder
+    CANCEL_OLDEST = 2   # cancel the resting maker, keep matching
+    CANCEL_BOTH = 3
+    DECREMENT = 4       # reduce both by the smaller quantity, no trade
+
+cpdef enum CmdKind:
+    NEW = 1
+    CANCEL = 2
+    REDUCE = 3          # cancel down to a smaller remaining quantity, keeps priority
+    REPLACE = 4         # new price and/or remaining quantity
+    MASS_CANCEL = 5     # by user, user+side, or whole book (flag MASS_ALL_USERS)
+
+cpdef enum CmdFlag:
+    POST_ONLY = 1
+    MASS_ALL_USERS = 2
+
+cpdef enum EvKind:
+    ACCEPTED = 1
+    REJECTED = 2
+    TRADE = 3
+    CANCELED = 4
+    REDUCED = 5
+    REPLACED = 6
+    TRIGGERED = 7
+
+cpdef enum EvFlag:
+    TAKER_DONE = 1      # on TRADE: the taker has no open quantity left
+    MAKER_DONE = 2      # on TRADE: the maker has no open quantity left
+
+# One reason table for every layer (exchange-core CommandResultCode).
+#   0        OK
+#   1..99    cancel reasons (not errors)
+#   100..199 book rejects
+#   200..299 risk rejects (core)
+#   300..399 core / admin / funding rejects
+#   400..499 gateway rejects
+cpdef enum Reason:
+    OK = 0
+    # cancel reasons
+    USER_CANCELED = 1
+    IOC_REMAINDER = 2
+    NO_LIQUIDITY = 3            # market remainder: nothing left within the protection band
+    SELF_TRADE = 4              # removed by self-trade prevention
+    MASS_CANCELED = 5
+    BUDGET_EXHAUSTED = 6        # market-by-quote remainder: budget buys less than one lot
+    # book rejects
+    DUPLICATE_ORDER_ID = 101
+    UNKNOWN_ORDER_ID = 102
+    INVALID_QTY = 103           # zero or negative quantity / budget
+    QTY_OFF_LOT = 104           # not a multiple of the symbol's lot step
+    QTY_OUT_OF_RANGE = 105      # outside [min_qty_lots, max_qty_lots]
+    PRICE_OFF_TICK = 106        # not a multiple of the symbol's tick step
+    PRICE_OUT_OF_BAND = 107     # outside [min_price_ticks, max_price_ticks]
+    NOTIONAL_OVERFLOW = 108     # price * qty does not fit in int64
+    POST_ONLY_WOULD_TAKE = 109
+    FOK_NOT_FILLABLE = 110
+    INVALID_SIDE = 111
+    INVALID_ORDER_TYPE = 112
+    INVALID_TIF = 113
+    INVALID_STP = 114
+    BOOK_FULL = 115
+    REDUCE_NOT_SMALLER = 116
+    STOP_WOULD_TRIGGER = 117    # stop price already reached by the last trade price
+    NOT_REPLACEABLE = 118       # stop orders can only be canceled
+    REPLACE_NO_CHANGE = 119
+    INVALID_FLAGS = 120         # e.g. post-only on a non-limit or non-GTC order
+    UNKNOWN_COMMAND = 121
