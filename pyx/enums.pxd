@@ -56,33 +56,33 @@ cpdef enum EvFlag:
 #   300..399 core / admin / funding rejects
 #   400..499 gateway rejects
 cpdef enum Reason:
-    OK = 0
+    OK = 0                      # success
     # cancel reasons
-    USER_CANCELED = 1
-    IOC_REMAINDER = 2
+    USER_CANCELED = 1           # canceled (or reduced to zero) by its owner
+    IOC_REMAINDER = 2           # unfilled remainder of an IOC/FOK limit order
     NO_LIQUIDITY = 3            # market remainder: nothing left within the protection band
     SELF_TRADE = 4              # removed by self-trade prevention
-    MASS_CANCELED = 5
+    MASS_CANCELED = 5           # removed by a mass cancel
     BUDGET_EXHAUSTED = 6        # market-by-quote remainder: budget buys less than one lot
     # book rejects
-    DUPLICATE_ORDER_ID = 101
-    UNKNOWN_ORDER_ID = 102
+    DUPLICATE_ORDER_ID = 101    # an order with this id is live
+    UNKNOWN_ORDER_ID = 102      # no live order with this id
     INVALID_QTY = 103           # zero or negative quantity / budget
     QTY_OFF_LOT = 104           # not a multiple of the symbol's lot step
     QTY_OUT_OF_RANGE = 105      # outside [min_qty_lots, max_qty_lots]
     PRICE_OFF_TICK = 106        # not a multiple of the symbol's tick step
     PRICE_OUT_OF_BAND = 107     # outside [min_price_ticks, max_price_ticks]
     NOTIONAL_OVERFLOW = 108     # price * qty does not fit in int64
-    POST_ONLY_WOULD_TAKE = 109
-    FOK_NOT_FILLABLE = 110
-    INVALID_SIDE = 111
-    INVALID_ORDER_TYPE = 112
-    INVALID_TIF = 113
-    INVALID_STP = 114
-    BOOK_FULL = 115
-    REDUCE_NOT_SMALLER = 116
+    POST_ONLY_WOULD_TAKE = 109  # post-only order would trade on arrival (rejected, not repriced)
+    FOK_NOT_FILLABLE = 110      # fill-or-kill order cannot be filled completely
+    INVALID_SIDE = 111          # side not BUY/SELL (or SELL on a market-by-quote order)
+    INVALID_ORDER_TYPE = 112    # unknown order type
+    INVALID_TIF = 113           # time in force not allowed for the order type
+    INVALID_STP = 114           # unknown self-trade prevention mode
+    BOOK_FULL = 115             # the book holds max_orders live orders
+    REDUCE_NOT_SMALLER = 116    # reduce to a quantity not below the open quantity
     STOP_WOULD_TRIGGER = 117    # stop price already reached by the last trade price
     NOT_REPLACEABLE = 118       # stop orders can only be canceled
-    REPLACE_NO_CHANGE = 119
+    REPLACE_NO_CHANGE = 119     # replace with the same price and quantity
     INVALID_FLAGS = 120         # e.g. post-only on a non-limit or non-GTC order
-    UNKNOWN_COMMAND = 121
+    UNKNOWN_COMMAND = 121       # command kind not known to this layer
