@@ -3,6 +3,7 @@
 - docs/reject-codes.md from the ``Reason`` enum in pyx/enums.pxd (names, values
   and the comment on each line), grouped by layer.
 - docs/records.md from the record tables in engine/wire/layout.py.
+- pyx/enums.pyi, the typed stubs of the compiled enums.
 
 ``python -m tools.gen_docs`` rewrites them; ``--check`` exits 1 if a file is stale
 (tests/test_docs.py runs the check).
@@ -90,9 +91,27 @@ def records_md() -> str:
     return "\n".join(parts)
 
 
+def enums_pyi() -> str:
+    """The text of pyx/enums.pyi: typed stubs of the compiled enums."""
+    text = (ROOT / "pyx" / "enums.pxd").read_text()
+    names = re.findall(r"^cpdef enum (\w+):", text, flags=re.M)
+    out = [
+        '"""Stubs of pyx.enums, generated from pyx/enums.pxd by tools/gen_docs.py."""',
+        "",
+        "from enum import IntEnum",
+        "",
+    ]
+    for name in names:
+        out.append(f"class {name}(IntEnum):")
+        out += [f"    {n} = {v}" for n, v, _ in parse_enum(text, name)]
+        out.append("")
+    return "\n".join(out)
+
+
 OUTPUTS = {
     "docs/reject-codes.md": reject_codes_md,
     "docs/records.md": records_md,
+    "pyx/enums.pyi": enums_pyi,
 }
 
 
