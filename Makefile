@@ -14,9 +14,9 @@ all: build
 $(STAMP): pyproject.toml
 	test -x $(VPY) || $(PY) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
-	$(VPY) -m pip install -q -e '.[dev]' --no-build-isolation || \
-	  ( $(VPY) -m pip install -q 'setuptools==84.2.1' 'wheel==0.48.0' 'Cython==3.3.1' 'numpy==2.4.6' && \
-	    $(VPY) -m pip install -q -e '.[dev]' --no-build-isolation )
+	# Build requirements first: the editable install below compiles the extensions in this venv.
+	$(VPY) -m pip install -q 'setuptools==84.2.1' 'wheel==0.48.0' 'Cython==3.3.1' 'numpy==2.4.6'
+	$(LOCK) $(VPY) -m pip install -q --no-build-isolation -e '.[dev]'
 	touch $(STAMP)
 
 build: $(STAMP) .build.stamp
