@@ -30,6 +30,24 @@ cpdef enum CmdKind:
     REDUCE = 3          # cancel down to a smaller remaining quantity, keeps priority
     REPLACE = 4         # new price and/or remaining quantity
     MASS_CANCEL = 5     # by user, user+side, or whole book (flag MASS_ALL_USERS)
+    # core admin commands (field mapping: engine/wire/commands.py, docs/commands.md)
+    ADD_ASSET = 20
+    ADD_SYMBOL = 21
+    SET_MIN_NOTIONAL = 22
+    ADD_USER = 23
+    ADD_FEE_TIER = 24
+    SET_FEE_TIER = 25
+    HALT_SYMBOL = 26
+    RESUME_SYMBOL = 27
+    SUSPEND_USER = 28
+    RESUME_USER = 29
+    CANCEL_ALL_SYMBOL = 30  # admin mass cancel of a whole book
+    # core funding commands
+    DEPOSIT = 31            # idempotent by external reference
+    WITHDRAW_HOLD = 32      # available -> held, idempotent by withdrawal id
+    WITHDRAW_COMMIT = 33    # the held amount leaves the exchange
+    WITHDRAW_RELEASE = 34   # held -> available
+    TRANSFER = 35           # between two accounts of one user
 
 cpdef enum CmdFlag:
     POST_ONLY = 1
@@ -43,6 +61,22 @@ cpdef enum EvKind:
     REDUCED = 5
     REPLACED = 6
     TRIGGERED = 7
+    # core events (field mapping: engine/wire/events.py, docs/commands.md)
+    ASSET_ADDED = 20
+    SYMBOL_ADDED = 21
+    MIN_NOTIONAL_SET = 22
+    USER_ADDED = 23
+    FEE_TIER_ADDED = 24
+    FEE_TIER_SET = 25
+    SYMBOL_HALTED = 26
+    SYMBOL_RESUMED = 27
+    USER_SUSPENDED = 28
+    USER_RESUMED = 29
+    DEPOSITED = 31
+    WITHDRAW_HELD = 32
+    WITHDRAW_COMMITTED = 33
+    WITHDRAW_RELEASED = 34
+    TRANSFERRED = 35
 
 cpdef enum EvFlag:
     TAKER_DONE = 1      # on TRADE: the taker has no open quantity left
@@ -86,3 +120,29 @@ cpdef enum Reason:
     REPLACE_NO_CHANGE = 119     # replace with the same price and quantity
     INVALID_FLAGS = 120         # e.g. post-only on a non-limit or non-GTC order
     UNKNOWN_COMMAND = 121       # command kind not known to this layer
+    # risk rejects (core)
+    UNKNOWN_USER = 201          # no user with this id
+    USER_NOT_ACTIVE = 202       # the user is suspended
+    UNKNOWN_SYMBOL = 203        # no symbol with this id
+    SYMBOL_NOT_TRADING = 204    # the symbol is halted (new orders and replaces rejected)
+    INSUFFICIENT_FUNDS = 205    # available balance below the worst-case hold
+    NOT_ORDER_OWNER = 206       # the order belongs to another user
+    BELOW_MIN_NOTIONAL = 207    # order value below the symbol's minimum notional
+    INVALID_ORDER_ID = 208      # order id 0 is reserved
+    TOO_MANY_ORDERS = 209       # the core holds its maximum number of live orders
+    # core / admin / funding rejects
+    UNKNOWN_ASSET = 301         # no asset with this id
+    ASSET_EXISTS = 302          # an asset with this id exists
+    SYMBOL_EXISTS = 303         # a symbol with this id exists
+    USER_EXISTS = 304           # a user with this id exists
+    UNKNOWN_FEE_TIER = 305      # no fee tier with this id
+    FEE_TIER_EXISTS = 306       # a fee tier with this id exists
+    INVALID_CONFIG = 307        # configuration not exact, out of range or overflow-prone
+    INVALID_AMOUNT = 308        # amount zero or negative
+    INVALID_ACCOUNT = 309       # account index not 0 (trading) or 1 (funding), or from == to
+    AMOUNT_OVERFLOW = 310       # the credit would exceed the asset's supply bound
+    UNKNOWN_WITHDRAWAL = 311    # no withdrawal with this id
+    WITHDRAWAL_RELEASED = 312   # the withdrawal was released; it cannot be committed
+    WITHDRAWAL_COMMITTED = 313  # the withdrawal was committed; it cannot be released
+    INVALID_ID = 314            # id 0 or outside the supported range
+    ALREADY_IN_STATE = 315      # halt of a halted symbol, suspend of a suspended user, ...
