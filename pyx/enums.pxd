@@ -146,3 +146,5 @@ cpdef enum Reason:
     WITHDRAWAL_COMMITTED = 313  # the withdrawal was committed; it cannot be released
     INVALID_ID = 314            # id 0 or outside the supported range
     ALREADY_IN_STATE = 315      # halt of a halted symbol, suspend of a suspended user, ...
+    # core process (engine/server.py)
+    MALFORMED_FRAME = 390       # command message not whole 96-byte records, empty, too large or not one part
