@@ -1,0 +1,302 @@
+"""The sequencer: numbers command batches, makes them durable, applies them.
+
+One :meth:`Sequencer.submit` per batch is the whole write path of the core::
+
+    seq/ts_ns stamped -> one journal append -> fdatasync (fsync mode)
+    -> read-back check -> core.apply -> (events, replies) to the caller
+
+Group commit is the caller's job: it passes every pending command as one batch,
+so the cost of the sync is shared.  In ``fsync`` mode ``submit`` returns only
+after the batch is durable, so nothing the caller publishes from its result can
+be lost.  Any journal failure raises :class:`~engine.journal.JournalWriteError`:
+the caller must not acknowledge the batch and must restart through recovery.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from engine.clock import Clock
+from engine.corelike import CoreClass
+from engine.journal import (
+    DEFAULT_SEGMENT_BYTES,
+    MAX_BATCH_CMDS,
+    ArchiveMode,
+    JournalWriter,
+)
+from engine.recovery import EventSink, recover
+from engine.snapshot import (
+    SnapshotWriteError,
+    prune_snapshots,
+    snapshot_name,
+    write_snapshot,
+)
+from engine.storage import Storage, StorageError
+from engine.wire.layout import CMD_DTYPE, EV_DTYPE, REPLY_DTYPE
+
+log = logging.getLogger("bursa.sequencer")
+
+Mode = Literal["fsync", "async", "none"]
+MODES: tuple[Mode, ...] = ("fsync", "async", "none")
+DEFAULT_SNAPSHOT_EVERY_CMDS = 5_000_000
+DEFAULT_SNAPSHOT_EVERY_NS = 300 * 1_000_000_000
+#: Command kind asking for a snapshot after its batch (``CmdKind.SNAPSHOT``, range 50..59).
+SNAPSHOT_KIND = 50
+#: Broken variant (simulator self-test): in fsync mode return before the sync; sync lazily.
+VARIANT_ACK_BEFORE_SYNC = "ack_before_sync"
+
+_EMPTY_EVENTS = np.zeros(0, dtype=EV_DTYPE)
+_EMPTY_REPLIES = np.zeros(0, dtype=REPLY_DTYPE)
+
+
+@dataclass
+class SequencerStats:
+    """Counters since open (for the bench and the simulator)."""
+
+    batches: int = 0
+    commands: int = 0
+    syncs: int = 0
+    snapshots: int = 0
+    snapshot_failures: int = 0
+
+
+class Sequencer:
+    """Sequencing, journaling and snapshots around one core.
+
+    Build with :meth:`open`; it runs recovery first.  Attributes ``core``,
+    ``report`` (the :class:`~engine.recovery.RecoveryReport` of the open) and
+    ``stats`` are public for reading.
+    """
+
+    def __init__(
+        self,
+        storage: Storage,
+        clock: Clock,
+        *,
+        mode: Mode = "fsync",
+        snapshot_every_cmds: int = DEFAULT_SNAPSHOT_EVERY_CMDS,
+        snapshot_every_ns: int = DEFAULT_SNAPSHOT_EVERY_NS,
+        segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        archive: ArchiveMode = "rename",
+        variants: frozenset[str] = frozenset(),
+        on_events: EventSink | None = None,
+        core_cls: CoreClass | None = None,
+    ) -> None:
+        """Recover the core from ``storage``; then ready for :meth:`submit`.
+
+        Parameters
+        ----------
+        storage, clock
+            The disk and time interfaces (real or simulated).
+        mode : {"fsync", "async", "none"}
+            ``fsync``: a batch is fdatasync'd before submit returns (default).
+            ``async``: written, not synced.  ``none``: not written (benchmarks only).
+        snapshot_every_cmds : int
+            Take a snapshot after at least this many commands since the last one.
+        snapshot_every_ns : int
+            ... or when this much monotonic time (ns) passed since the last one.
+        segment_bytes : int
+            Journal segment size bound (bytes).
+        archive : {"rename", "delete"}
+            What happens to segments no kept snapshot needs any more.
+        variants : frozenset of str
+            Broken variants for the simulator's self-test (never in production).
+        on_events : callable, optional
+            Receives the events of every batch replayed by recovery.
+        core_cls : CoreClass, optional
+            State machine class (default ``engine.core.Core``).
+
+        Raises
+        ------
+        JournalCorrupt
+            Recovery found damage inside the durable prefix.
+        """
+        if mode not in MODES:
+            raise ValueError(f"durability mode must be one of {MODES}, not {mode!r}")
+        if snapshot_every_cmds <= 0 or snapshot_every_ns <= 0:
+            raise ValueError("snapshot intervals must be positive")
+        core, report = recover(storage, variants=variants, on_events=on_events, core_cls=core_cls)
+        self.storage = storage
+        self.clock = clock
+        self.core = core
+        self.report = report
+        self.mode: Mode = mode
+        self.snapshot_every_cmds = snapshot_every_cmds
+        self.snapshot_every_ns = snapshot_every_ns
+        self.archive: ArchiveMode = archive
+        self.variants = variants
+        self.stats = SequencerStats()
+        self._last_seq = core.last_seq
+        self._last_ts_ns = report.last_ts_ns
+        self._lazy_sync = mode == "fsync" and VARIANT_ACK_BEFORE_SYNC in variants
+        self._writer = JournalWriter(
+            storage,
+            next_seq=self._last_seq + 1,
+            tail_segment=report.tail_segment,
+            tail_size=report.tail_size,
+            segment_bytes=segment_bytes,
+        )
+        # The newest snapshot known to be good, and the one before it: kept so
+        # that a newest snapshot damaged at rest still has a fallback.
+        self._snap_seq = report.snapshot_seq if report.snapshot_name else -1
+        self._prev_snap_seq = -1
+        self._cmds_since_snap = 0
+        self._snap_mono_ns = clock.monotonic_ns()
+        self._seq_offsets = np.arange(MAX_BATCH_CMDS, dtype=np.uint64)
+
+    @classmethod
+    def open(cls, storage: Storage, clock: Clock, **kwargs: Any) -> Sequencer:
+        """Same as the constructor (recovery, then ready); reads better at call sites."""
+        return cls(storage, clock, **kwargs)
+
+    @property
+    def last_seq(self) -> int:
+        """Sequence number of the last command sequenced (and applied)."""
+        return self._last_seq
+
+    @property
+    def failed(self) -> bool:
+        """True after a journal failure: the process must restart through recovery."""
+        return self._writer.failed
+
+    def submit(
+        self, cmds: npt.NDArray[np.void]
+    ) -> tuple[npt.NDArray[np.void], npt.NDArray[np.void]]:
+        """Sequence, journal, sync (per mode) and apply one batch.
+
+        Parameters
+        ----------
+        cmds : ndarray of CMD_DTYPE
+            1..MAX_BATCH_CMDS commands.  ``seq`` and ``ts_ns`` are set in place
+            (a read-only array is copied first).
+
+        Returns
+        -------
+        (events, replies)
+            EV_DTYPE events (a view valid until the next submit) and REPLY_DTYPE
+            replies, one per command.  In fsync mode the batch is durable.
+
+        Raises
+        ------
+        JournalWriteError
+            The batch could not be made durable: do not acknowledge it; restart.
+        ValueError
+            Wrong dtype/shape or batch too large (nothing sequenced).
+        """
+        n = len(cmds)
+        if cmds.dtype != CMD_DTYPE or cmds.ndim != 1:
+            raise ValueError(f"submit needs a 1-D CMD_DTYPE array, got {cmds.dtype} {cmds.shape}")
+        if n == 0:
+            return _EMPTY_EVENTS, _EMPTY_REPLIES
+        if n > MAX_BATCH_CMDS:
+            raise ValueError(f"batch of {n} commands exceeds MAX_BATCH_CMDS={MAX_BATCH_CMDS}")
+        if not (cmds.flags.writeable and cmds.flags.c_contiguous):
+            cmds = np.ascontiguousarray(cmds).copy()
+        first = self._last_seq + 1
+        np.add(self._seq_offsets[:n], np.uint64(first), out=cmds["seq"])
+        # ts_ns never goes backwards even if the wall clock does.
+        self._last_ts_ns = max(self.clock.now_ns(), self._last_ts_ns)
+        cmds["ts_ns"] = self._last_ts_ns
+        if self.mode != "none":
+            self._journal(cmds)
+        events, replies = self.core.apply(cmds)
+        self._last_seq = first + n - 1
+        assert self.core.last_seq == self._last_seq, (self.core.last_seq, self._last_seq)
+        self.stats.batches += 1
+        self.stats.commands += n
+        self._cmds_since_snap += n
+        if self.mode != "none" and (self._snapshot_due() or _asks_snapshot(cmds)):
+            self._auto_snapshot()
+        return events, replies
+
+    def _journal(self, cmds: npt.NDArray[np.void]) -> None:
+        if self._lazy_sync:
+            # Broken variant: the previous batch is synced only now, after its ack.
+            self._writer.sync()
+        sync = self.mode == "fsync" and not self._lazy_sync
+        self._writer.write_batch(cmds, sync=sync)
+        if sync:
+            self.stats.syncs += 1
+
+    def _snapshot_due(self) -> bool:
+        if self._cmds_since_snap >= self.snapshot_every_cmds:
+            return True
+        return self.clock.monotonic_ns() - self._snap_mono_ns >= self.snapshot_every_ns
+
+    def _auto_snapshot(self) -> None:
+        try:
+            self.snapshot()
+        except SnapshotWriteError as e:
+            # The journal still holds everything: a failed snapshot only costs
+            # replay time, so the core keeps running and retries next interval.
+            self.stats.snapshot_failures += 1
+            self._cmds_since_snap = 0
+            self._snap_mono_ns = self.clock.monotonic_ns()
+            log.error("automatic snapshot failed: %s", e)
+
+    def snapshot(self) -> str | None:
+        """Write a snapshot at the current seq, then prune snapshots and archive segments.
+
+        Returns the snapshot's name, or None when there is nothing new (or mode is
+        ``none``).  Keeps this snapshot and the previous good one; segments only
+        the older ones needed are archived.
+
+        Raises
+        ------
+        SnapshotWriteError
+            The snapshot could not be written (older ones are untouched).
+        JournalWriteError
+            Syncing the journal up to the snapshot's seq failed.
+        """
+        if self.mode == "none" or self._last_seq in (0, self._snap_seq):
+            return None
+        # The journal must be durable at least up to any snapshot's seq.
+        self._writer.sync()
+        name = write_snapshot(self.storage, self.core, self.variants)
+        self.stats.snapshots += 1
+        if self._snap_seq >= 0:
+            self._prev_snap_seq = self._snap_seq
+        self._snap_seq = self._last_seq
+        self._cmds_since_snap = 0
+        self._snap_mono_ns = self.clock.monotonic_ns()
+        self._prune()
+        return name
+
+    def _prune(self) -> None:
+        keep = {snapshot_name(self._snap_seq)}
+        if self._prev_snap_seq >= 0:
+            keep.add(snapshot_name(self._prev_snap_seq))
+        try:
+            removed = prune_snapshots(self.storage, keep)
+            if self._prev_snap_seq >= 0:
+                self._writer.archive_through(self._prev_snap_seq, self.archive)
+        except StorageError as e:
+            log.error("pruning snapshots/segments failed (harmless, retried later): %s", e)
+            return
+        if removed:
+            log.info("removed snapshots %s", removed)
+
+    def sync(self) -> None:
+        """Make every written batch durable (async mode: call before a clean stop).
+
+        Raises
+        ------
+        JournalWriteError
+            The sync failed.
+        """
+        if self.mode != "none":
+            self._writer.sync()
+
+    def close(self) -> None:
+        """Sync what was written (unless the journal already failed)."""
+        if not self._writer.failed:
+            self.sync()
+
+
+def _asks_snapshot(cmds: npt.NDArray[np.void]) -> bool:
+    return bool((cmds["kind"] == SNAPSHOT_KIND).any())
