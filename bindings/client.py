@@ -1,0 +1,440 @@
+"""Python clients of the core process: commands (:class:`CoreClient`) and events
+(:class:`EventSubscriber`).
+
+Used by tests, the gateway, the wallet and the admin CLI.  Wire shapes are in
+:mod:`engine.wire.frames` and docs/commands.md ("Frames on the wire").
+
+Example::
+
+    client = CoreClient("tcp://127.0.0.1:7001")
+    replies = client.request(commands.deposit(user_id=7, asset_id=1, amount_minor=10**8, ref=1))
+    sub = EventSubscriber("tcp://127.0.0.1:7002", "tcp://127.0.0.1:7003", from_seq=1)
+    for frame in sub.poll(timeout_ms=100):
+        print(frame.first_seq, frame.last_seq, len(frame.events))
+"""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+import time
+from collections import deque
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import zmq
+
+from engine.wire.frames import (
+    CONTROL_TAG,
+    REPLAY_NOT_AVAILABLE,
+    REPLAY_OK,
+    EventFrame,
+    FrameError,
+    decode_control,
+    decode_event_frame,
+    decode_replay_end,
+    decode_replies,
+    encode_control,
+    encode_event_frame,
+    encode_replay_request,
+)
+from engine.wire.layout import CMD_DTYPE, CMD_SIZE, REPLY_DTYPE
+
+# Largest command frame the server accepts (engine.server.MAX_FRAME_CMDS).
+CLIENT_FRAME_CMDS_MAX = 16384
+# Replay requests per gap fill / catch-up before giving up (each returns >= 1 frame).
+REPLAY_ROUNDS_MAX = 1_000_000
+DEFAULT_TIMEOUT_MS = 10_000
+
+_client_refs = itertools.count(1)
+
+Records = np.ndarray[Any, np.dtype[np.void]]
+
+
+class CoreError(RuntimeError):
+    """The core answered with an error (control request) or broke the protocol."""
+
+
+def _as_cmds(cmds: Records | np.void) -> Records:
+    arr = np.atleast_1d(np.asarray(cmds))
+    if arr.dtype != CMD_DTYPE:
+        raise TypeError(f"commands must be CMD_DTYPE records, not {arr.dtype}")
+    return arr
+
+
+class CoreClient:
+    """DEALER client of the core's command socket.
+
+    Replies come back in the order commands were sent (one reply record per
+    command; one record per malformed frame).  :meth:`send` pipelines;
+    :meth:`request` sends and waits for exactly its own replies, keeping any
+    earlier pipelined replies in :attr:`backlog`.
+
+    Parameters
+    ----------
+    endpoint : str
+        The core's command endpoint (``cmd`` in its ready line).
+    ctx : zmq.Context, optional
+        ZeroMQ context (the process-wide instance by default).
+    """
+
+    def __init__(self, endpoint: str, ctx: zmq.Context[zmq.Socket[bytes]] | None = None) -> None:
+        self.endpoint = endpoint
+        self.ctx = ctx or zmq.Context.instance()
+        self.sock = self.ctx.socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.connect(endpoint)
+        self.outstanding = 0  # replies expected for send() calls not yet received
+        self.backlog: deque[Records] = deque()  # reply frames received for send() calls
+        self._controls: deque[dict[str, Any]] = deque()
+
+    def close(self) -> None:
+        """Close the socket."""
+        self.sock.close()
+
+    def __enter__(self) -> CoreClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def send(self, cmds: Records | np.void | bytes) -> int:
+        """Send one command frame without waiting; returns replies to expect.
+
+        Parameters
+        ----------
+        cmds : numpy.ndarray or bytes
+            ``CMD_DTYPE`` records (at most :data:`CLIENT_FRAME_CMDS_MAX`), or raw
+            bytes (sent as they are: a frame that is not whole records gets one
+            ``MALFORMED_FRAME`` reply).
+        """
+        if isinstance(cmds, bytes | bytearray | memoryview):
+            data = bytes(cmds)
+            k = len(data) // CMD_SIZE
+            expect = k if len(data) % CMD_SIZE == 0 and 0 < k <= CLIENT_FRAME_CMDS_MAX else 1
+        else:
+            arr = _as_cmds(cmds)
+            if not 0 < len(arr) <= CLIENT_FRAME_CMDS_MAX:
+                raise ValueError(f"a frame holds 1..{CLIENT_FRAME_CMDS_MAX} commands")
+            data = arr.tobytes()
+            expect = len(arr)
+        self.sock.send(data)
+        self.outstanding += expect
+        return expect
+
+    def send_parts(self, parts: list[bytes]) -> None:
+        """Send a raw multipart message (protocol tests); expects one reply."""
+        self.sock.send_multipart(parts)
+        self.outstanding += 1
+
+    def _recv(self, timeout_ms: int) -> Records | None:
+        """Receive one message: a reply frame is returned, a control answer queued."""
+        if not self.sock.poll(max(timeout_ms, 0)):
+            raise TimeoutError(f"no answer from the core at {self.endpoint} in {timeout_ms} ms")
+        parts = self.sock.recv_multipart()
+        if len(parts) == 2 and parts[0] == CONTROL_TAG:
+            self._controls.append(decode_control(parts[1]))
+            return None
+        if len(parts) != 1:
+            raise CoreError(f"unexpected {len(parts)}-part message from the core")
+        replies = decode_replies(parts[0])
+        self.outstanding -= len(replies)
+        return replies
+
+    @staticmethod
+    def _left_ms(deadline: float) -> int:
+        return int((deadline - time.monotonic()) * 1000)
+
+    def recv_replies(self, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> Records:
+        """The next reply frame (records for earlier :meth:`send` calls).
+
+        Raises
+        ------
+        TimeoutError
+            Nothing arrived within ``timeout_ms``.
+        """
+        deadline = time.monotonic() + timeout_ms / 1000
+        while not self.backlog:
+            rep = self._recv(self._left_ms(deadline))
+            if rep is not None:
+                self.backlog.append(rep)
+        return self.backlog.popleft()
+
+    def drain(self, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> Records:
+        """Wait for every outstanding reply; return them all (backlog first), in order."""
+        deadline = time.monotonic() + timeout_ms / 1000
+        while self.outstanding > 0:
+            rep = self._recv(self._left_ms(deadline))
+            if rep is not None:
+                self.backlog.append(rep)
+        out = list(self.backlog)
+        self.backlog.clear()
+        return np.concatenate(out) if out else np.zeros(0, dtype=REPLY_DTYPE)
+
+    def request(
+        self, cmds: Records | np.void | bytes, timeout_ms: int = DEFAULT_TIMEOUT_MS
+    ) -> Records:
+        """Send commands and return their replies (one per command, in order).
+
+        Replies of earlier :meth:`send` calls that arrive first go to :attr:`backlog`.
+
+        Raises
+        ------
+        TimeoutError
+            Not all replies arrived within ``timeout_ms`` (the commands may still
+            be applied: a timeout says nothing about their fate).
+        """
+        earlier = self.outstanding
+        expect = self.send(cmds)
+        deadline = time.monotonic() + timeout_ms / 1000
+        got: list[Records] = []
+        n_got = 0
+        # Each pass receives one message; replies arrive in send order.
+        while n_got < earlier + expect:
+            rep = self._recv(self._left_ms(deadline))
+            if rep is not None:
+                got.append(rep)
+                n_got += len(rep)
+        allrep = np.concatenate(got)
+        if earlier:
+            self.backlog.append(allrep[:earlier])
+        return allrep[earlier : earlier + expect]
+
+    def control(self, op: str, timeout_ms: int = DEFAULT_TIMEOUT_MS, **args: Any) -> dict[str, Any]:
+        """A control request (``ping``, ``status``, ``state_hash``, ``conservation``,
+        ``snapshot``, ``balance``) answered from core state, not journaled.
+
+        Raises
+        ------
+        TimeoutError
+            No answer in time.
+        CoreError
+            The core answered ``ok: false``.
+        """
+        self.sock.send_multipart([CONTROL_TAG, encode_control({"op": op, **args})])
+        deadline = time.monotonic() + timeout_ms / 1000
+        while not self._controls:
+            rep = self._recv(self._left_ms(deadline))
+            if rep is not None:
+                self.backlog.append(rep)
+        ans = self._controls.popleft()
+        if not ans.get("ok", False) and op != "conservation":
+            raise CoreError(ans.get("error", f"control {op} failed"))
+        return ans
+
+    # Convenience wrappers over engine/wire/commands.py builders.
+
+    def submit(self, cmds: Records, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> Records:
+        """Like :meth:`request` but cuts any number of commands into frames."""
+        out = []
+        for i in range(0, len(cmds), CLIENT_FRAME_CMDS_MAX):
+            out.append(self.request(cmds[i : i + CLIENT_FRAME_CMDS_MAX], timeout_ms))
+        return np.concatenate(out) if out else np.zeros(0, dtype=REPLY_DTYPE)
+
+    def _one(self, rec: Records | np.void, timeout_ms: int) -> np.void:
+        arr = _as_cmds(rec).copy()
+        if not arr["client_ref"][0]:
+            arr["client_ref"] = next(_client_refs)
+        rep: np.void = self.request(arr, timeout_ms)[0]
+        return rep
+
+
+def _install_conveniences() -> None:
+    """Add one method per builder of engine/wire/commands.py (deposit, add_user, ...)."""
+    try:
+        commands = importlib.import_module("engine.wire.commands")
+    except ImportError:  # pragma: no cover - the builders ship with the core
+        return
+    for name in getattr(commands, "__all__", []):
+        builder = getattr(commands, name)
+        if not callable(builder) or hasattr(CoreClient, name):
+            continue
+
+        def method(
+            self: CoreClient,
+            *args: Any,
+            _builder: Any = builder,
+            timeout_ms: int = DEFAULT_TIMEOUT_MS,
+            **kwargs: Any,
+        ) -> np.void:
+            return self._one(_builder(*args, **kwargs), timeout_ms)
+
+        method.__name__ = name
+        method.__doc__ = (
+            f"Build with ``engine.wire.commands.{name}`` and send; returns its reply record."
+        )
+        setattr(CoreClient, name, method)
+
+
+class EventSubscriber:
+    """Gap-free, duplicate-free event stream from any sequence number on.
+
+    Subscribes to PUB at construction (so live frames queue while it catches up),
+    then replays from ``from_seq`` through the replay service and continues with
+    the live stream.  A live frame whose ``first_seq`` is past the next expected
+    sequence reveals a gap, filled from the replay service before the frame is
+    delivered; frames or events already delivered are dropped.
+
+    Parameters
+    ----------
+    pub_endpoint, replay_endpoint : str
+        The core's PUB and replay endpoints.
+    from_seq : int
+        First command sequence number whose events are wanted (1 = from the start).
+    verify_crc : bool
+        Check each live frame's CRC (replayed frames are always checked).
+    """
+
+    def __init__(
+        self,
+        pub_endpoint: str,
+        replay_endpoint: str,
+        from_seq: int = 1,
+        ctx: zmq.Context[zmq.Socket[bytes]] | None = None,
+        verify_crc: bool = True,
+    ) -> None:
+        self.ctx = ctx or zmq.Context.instance()
+        self.sub = self.ctx.socket(zmq.SUB)
+        self.sub.setsockopt(zmq.LINGER, 0)
+        self.sub.setsockopt(zmq.RCVHWM, 1_000_000)
+        self.sub.setsockopt(zmq.SUBSCRIBE, b"")
+        self.sub.connect(pub_endpoint)
+        self.replay_endpoint = replay_endpoint
+        self.rep = self.ctx.socket(zmq.DEALER)
+        self.rep.setsockopt(zmq.LINGER, 0)
+        self.rep.connect(replay_endpoint)
+        self.next_seq = max(from_seq, 1)
+        self.verify_crc = verify_crc
+        self.caught_up = False
+        self.gaps_filled = 0
+        self.frames_live = 0
+        self.frames_replayed = 0
+        self.frames_dropped = 0
+        self.replay_timeout_ms = DEFAULT_TIMEOUT_MS
+
+    def close(self) -> None:
+        """Close both sockets."""
+        self.sub.close()
+        self.rep.close()
+
+    def __enter__(self) -> EventSubscriber:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def replay(self, from_seq: int, max_events: int = 0) -> tuple[list[EventFrame], int, int]:
+        """One replay request: ``(frames, next_seq, log_last_seq)``.
+
+        Raises
+        ------
+        TimeoutError
+            The replay service did not answer in time.
+        CoreError
+            Bad answer, or ``from_seq`` precedes the oldest event kept.
+        """
+        self.rep.send_multipart([b"", encode_replay_request(from_seq, max_events)])
+        if not self.rep.poll(self.replay_timeout_ms):
+            raise TimeoutError(f"replay service {self.replay_endpoint} did not answer")
+        parts = self.rep.recv_multipart()
+        if len(parts) < 2 or parts[0] != b"":
+            raise CoreError("malformed replay answer")
+        status, next_seq, last_seq = decode_replay_end(parts[-1])
+        if status == REPLAY_NOT_AVAILABLE:
+            raise CoreError(f"events before seq {next_seq} are no longer kept")
+        if status != REPLAY_OK:
+            raise CoreError(f"replay request refused (status {status})")
+        frames = [decode_event_frame(p, verify=True) for p in parts[1:-1]]
+        return frames, next_seq, last_seq
+
+    def _accept(self, f: EventFrame, out: list[EventFrame]) -> None:
+        """Deliver the part of ``f`` at or after next_seq (``f`` must not start past it)."""
+        assert f.first_seq <= self.next_seq
+        if f.last_seq < self.next_seq:
+            self.frames_dropped += 1
+            return
+        if f.first_seq < self.next_seq:
+            keep = f.events[f.events["seq"] >= self.next_seq]
+            f = EventFrame(self.next_seq, f.last_seq, keep)
+        out.append(f)
+        self.next_seq = f.last_seq + 1
+
+    def _fill(self, upto_seq: int | None, out: list[EventFrame]) -> None:
+        """Replay until next_seq > upto_seq (None: until the log's end)."""
+        for _ in range(REPLAY_ROUNDS_MAX):
+            if upto_seq is not None and self.next_seq > upto_seq:
+                return
+            frames, _next_seq, last_seq = self.replay(self.next_seq)
+            for f in frames:
+                if f.first_seq > self.next_seq:
+                    raise CoreError(f"replay skipped from {self.next_seq} to {f.first_seq}")
+                self._accept(f, out)
+                self.frames_replayed += 1
+            if not frames:
+                if upto_seq is not None and last_seq < upto_seq:
+                    # The log is written before PUB, so this only happens if the
+                    # core restarted; let the caller retry later.
+                    return
+                return
+            if upto_seq is None and self.next_seq > last_seq:
+                return
+        raise CoreError("replay did not converge")
+
+    def poll(
+        self, timeout_ms: int = 0, max_frames: int = 1024, idle_replay: bool = True
+    ) -> list[EventFrame]:
+        """Frames in sequence order, gap-free, at most ``max_frames`` live ones.
+
+        The first call catches up from ``from_seq`` through the replay service.
+        When nothing live arrives within ``timeout_ms`` and ``idle_replay`` is
+        set, the replay service is asked once, so events whose PUB frames were
+        lost are never stuck behind a quiet stream.
+        """
+        out: list[EventFrame] = []
+        if not self.caught_up:
+            self._fill(None, out)
+            self.caught_up = True
+        got_live = False
+        for i in range(max_frames):
+            if not self.sub.poll(timeout_ms if i == 0 and not out else 0):
+                break
+            raw = self.sub.recv()
+            try:
+                f = decode_event_frame(raw, verify=self.verify_crc)
+            except FrameError:
+                # A damaged live frame is treated like a lost one: replay fills it.
+                continue
+            got_live = True
+            self.frames_live += 1
+            if f.first_seq > self.next_seq:
+                self.gaps_filled += 1
+                self._fill(f.first_seq - 1, out)
+            if f.first_seq <= self.next_seq:
+                self._accept(f, out)
+        if idle_replay and not got_live and not out:
+            self._fill(None, out)
+        return out
+
+    def events(self, timeout_ms: int = 0) -> Records:
+        """The events of :meth:`poll` concatenated (``EV_DTYPE``)."""
+        frames = self.poll(timeout_ms)
+        if not frames:
+            from engine.wire.layout import EV_DTYPE
+
+            return np.zeros(0, dtype=EV_DTYPE)
+        return np.concatenate([f.events for f in frames])
+
+    def __iter__(self) -> Iterator[np.void]:
+        """Every event forever, one record at a time (blocks between frames)."""
+        while True:
+            for f in self.poll(timeout_ms=100):
+                yield from f.events
+
+
+def make_frame(first_seq: int, last_seq: int, events: Records) -> bytes:
+    """An event frame (tests, tools): see :func:`engine.wire.frames.encode_event_frame`."""
+    return encode_event_frame(first_seq, last_seq, events.tobytes())
+
+
+_install_conveniences()

@@ -1,0 +1,559 @@
+"""`bursa core`: the core as a process, one single-threaded loop around the Sequencer.
+
+Each turn of the loop
+
+1. waits for the command ROUTER socket to become readable, then drains every
+   message already queued (non-blocking) up to :data:`MAX_BATCH_CMDS` commands;
+2. submits all well-formed command records of the turn as ONE batch to the
+   Sequencer (sequence numbers, journal; in ``fsync`` mode one fdatasync for the
+   batch: group commit), which applies them to the core;
+3. appends the batch's event frames to the event log, publishes them on PUB, and
+   only then sends every sender its replies (one reply frame per sender per turn,
+   in command order) and answers control requests.
+
+Replies and events therefore never leave before the batch is durable in ``fsync``
+mode, and a kill -9 at any point loses nothing that was acknowledged: the
+journal is written before anything leaves.  Malformed messages get a reject
+reply with ``Reason.MALFORMED_FRAME`` and change nothing.  SIGTERM/SIGINT: finish
+the turn, sync the event log, snapshot, exit 0.
+
+Wire shapes are in :mod:`engine.wire.frames` and docs/commands.md ("Frames on
+the wire"); the replay service runs in its own thread (:mod:`engine.replay_service`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import signal
+import sys
+import time
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from types import FrameType
+from typing import Any
+
+import numpy as np
+import zmq
+
+from engine.clock import RealClock
+from engine.corelike import CoreClass
+from engine.eventlog import EventLog, split_event_frames
+from engine.journal import JournalCorrupt, JournalWriteError
+from engine.recovery import recover
+from engine.replay_service import ReplayService
+from engine.sequencer import Sequencer
+from engine.snapshot import list_snapshots
+from engine.storage import FileStorage
+from engine.wire.frames import (
+    CONTROL_TAG,
+    STATUS_REJECTED,
+    FrameError,
+    decode_control,
+    encode_control,
+    encode_event_frame,
+)
+from engine.wire.layout import CMD_DTYPE, CMD_SIZE, EV_DTYPE, REPLY_DTYPE
+from pyx.enums import Reason
+
+log = logging.getLogger("bursa.core")
+
+# Commands submitted as one group commit at most (bounds the turn and its latency).
+MAX_BATCH_CMDS = 16384
+# A command frame larger than this is rejected as malformed.
+MAX_FRAME_CMDS = 16384
+# Messages drained per turn at most (bounds control requests and malformed frames too).
+MAX_MESSAGES_PER_TURN = 8192
+# Events per PUB frame; frames are cut on command boundaries, so one command with
+# more events than this still goes out whole in one frame.
+MAX_FRAME_EVENTS = 8192
+# Poll timeout when idle: how late a timer-based snapshot or a signal is noticed.
+IDLE_POLL_MS = 50
+# Outgoing queue bound per subscriber / client: beyond it ZeroMQ drops (PUB) or
+# the send fails (ROUTER), and subscribers recover from the replay service.
+SNDHWM_MSGS = 100_000
+# The Sequencer's own snapshot timers are set out of reach: this server takes the
+# snapshots, so that it can sync the event log first.
+SEQUENCER_SNAPSHOT_NEVER = 1 << 62
+
+MALFORMED_FRAME = int(Reason.MALFORMED_FRAME)
+
+DEFAULT_CMD_ENDPOINT = "tcp://127.0.0.1:7001"
+DEFAULT_PUB_ENDPOINT = "tcp://127.0.0.1:7002"
+DEFAULT_REPLAY_ENDPOINT = "tcp://127.0.0.1:7003"
+MODES = ("fsync", "async", "none")
+
+
+@dataclass
+class ServerConfig:
+    """Settings of one core process (file keys = field names, CLI flags override).
+
+    Attributes
+    ----------
+    data_dir : str
+        Directory of the journal, snapshots and event log.
+    cmd_endpoint, pub_endpoint, replay_endpoint : str
+        ZeroMQ endpoints to bind (``tcp://host:*`` picks a free port; the bound
+        addresses are printed in the ready line).
+    mode : str
+        Journal durability: ``fsync`` (default), ``async`` or ``none`` (bench only).
+    max_batch_cmds : int
+        Commands per group commit at most.
+    snapshot_every_cmds : int
+        Snapshot after this many commands since the last one (0: never by count).
+    snapshot_every_ms : int
+        Snapshot after this many milliseconds with new commands (0: never by time).
+    core : dict
+        Settings passed through to the Sequencer/Core (e.g. initial assets).
+    """
+
+    data_dir: str = "data/core"
+    cmd_endpoint: str = DEFAULT_CMD_ENDPOINT
+    pub_endpoint: str = DEFAULT_PUB_ENDPOINT
+    replay_endpoint: str = DEFAULT_REPLAY_ENDPOINT
+    mode: str = "fsync"
+    max_batch_cmds: int = MAX_BATCH_CMDS
+    snapshot_every_cmds: int = 1_000_000
+    snapshot_every_ms: int = 300_000
+    core: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Raise ValueError on a setting out of range."""
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, not {self.mode!r}")
+        if not 0 < self.max_batch_cmds <= MAX_BATCH_CMDS:
+            raise ValueError(f"max_batch_cmds must be in 1..{MAX_BATCH_CMDS}")
+        if self.snapshot_every_cmds < 0 or self.snapshot_every_ms < 0:
+            raise ValueError("snapshot intervals must be >= 0")
+
+
+def load_config(path: str | None) -> dict[str, Any]:
+    """Read a TOML or JSON config file; keys under ``[core_server]`` or at top level."""
+    if path is None:
+        return {}
+    with open(path, "rb") as f:
+        raw = f.read()
+    data: dict[str, Any] = (
+        json.loads(raw) if path.endswith(".json") else tomllib.loads(raw.decode())
+    )
+    section = data.get("core_server", data)
+    known = {f.name for f in fields(ServerConfig)}
+    unknown = set(section) - known
+    if unknown and section is not data:
+        raise ValueError(f"unknown config keys: {sorted(unknown)}")
+    return {k: v for k, v in section.items() if k in known}
+
+
+class CoreServer:
+    """The core process: sockets + Sequencer + event log (see module docstring).
+
+    Parameters
+    ----------
+    config : ServerConfig
+        Settings (validated).
+    ctx : zmq.Context, optional
+        ZeroMQ context (a new one by default).
+    """
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        ctx: zmq.Context[zmq.Socket[bytes]] | None = None,
+        core_cls: CoreClass | None = None,
+    ) -> None:
+        config.validate()
+        self.config = config
+        self.core_cls = core_cls
+        self.ctx = ctx or zmq.Context()
+        self.storage = FileStorage(config.data_dir)
+        self.eventlog = EventLog(self.storage)
+        self.stopping = False
+        self.n_batches = 0
+        self.n_commands = 0
+        self.n_malformed = 0
+        self._cmds_since_snapshot = 0
+        self._last_snapshot_ns = time.monotonic_ns()
+        self._stage = np.zeros(config.max_batch_cmds + MAX_FRAME_CMDS, dtype=CMD_DTYPE)
+        self._stage_bytes = self._stage.view(np.uint8)
+        self.sequencer = self._recover()
+        self.cmd = self.ctx.socket(zmq.ROUTER)
+        self.pub = self.ctx.socket(zmq.PUB)
+        for s in (self.cmd, self.pub):
+            s.setsockopt(zmq.LINGER, 0)
+            s.setsockopt(zmq.SNDHWM, SNDHWM_MSGS)
+        # A reply to a client that went away is dropped, not an error.
+        self.cmd.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        self.cmd.bind(config.cmd_endpoint)
+        self.pub.bind(config.pub_endpoint)
+        self.cmd_endpoint = self.cmd.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.pub_endpoint = self.pub.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.replay = ReplayService(self.ctx, config.replay_endpoint, config.data_dir)
+        self.replay.start()
+        self.replay.ready.wait()
+        if self.replay.error is not None:
+            raise self.replay.error
+        self.replay_endpoint = self.replay.bound_endpoint
+
+    # ----------------------------------------------------------------- recovery
+
+    def _recover(self) -> Sequencer:
+        """Open the Sequencer (snapshot + journal tail) and complete the event log.
+
+        The event log is written after the journal and synced only before the
+        snapshots this server takes, so it may end before the journal (a crash)
+        or, after a power loss, after it.  Events the log lacks are regenerated
+        by the recovery replay; if the log ends before the newest snapshot (a
+        snapshot the server did not drive, then a power loss) they come from a
+        from-scratch replay of the journal, archived segments included.
+        """
+        logged = self.eventlog.open()
+        snaps = list_snapshots(self.storage)
+        newest_snap = snaps[-1][0] if snaps else 0
+        rebuilder = _EventRebuilder(self.eventlog)
+        attached = logged >= newest_snap
+        seq = Sequencer.open(
+            self.storage,
+            RealClock(),
+            mode=self.config.mode,
+            # The server drives snapshots itself (it syncs the event log first).
+            snapshot_every_cmds=SEQUENCER_SNAPSHOT_NEVER,
+            snapshot_every_ns=SEQUENCER_SNAPSHOT_NEVER,
+            on_events=rebuilder.on_events if attached else None,
+            core_cls=self.core_cls,
+        )
+        last = seq.last_seq
+        truncated = self.eventlog.last_seq > last
+        if truncated:
+            # Only after losing unsynced journal bytes (power loss): the log must
+            # not hold events of commands the journal forgot.
+            self.eventlog.truncate_after(last)
+        replayed_from = seq.report.snapshot_seq + 1
+        covered = attached and not truncated and logged + 1 >= replayed_from
+        if self.eventlog.last_seq < last and not covered:
+            log.warning(
+                "event log ends at seq %d, journal at %d: regenerating from scratch",
+                self.eventlog.last_seq,
+                last,
+            )
+            recover(
+                self.storage,
+                on_events=rebuilder.on_events,
+                core_cls=self.core_cls,
+                repair=False,
+                use_snapshots=False,
+                include_archived=True,
+            )
+        rebuilder.finish(last)
+        assert self.eventlog.last_seq == last, (self.eventlog.last_seq, last)
+        log.info("%s; event log complete to seq %d", seq.report.summary(), last)
+        return seq
+
+    # --------------------------------------------------------------------- loop
+
+    def run(self) -> int:
+        """Serve until SIGTERM/SIGINT; then sync, snapshot and return 0.
+
+        A journal write failure ends the process (exit 3) without acknowledging
+        the failed batch: only a restart through recovery knows what is durable.
+        """
+        try:
+            while not self.stopping:
+                self.turn(IDLE_POLL_MS)
+                self._maybe_snapshot()
+        except JournalWriteError as e:
+            log.critical("journal write failed, stopping without acknowledging: %s", e)
+            self.replay.stop()
+            self.cmd.close()
+            self.pub.close()
+            return 3
+        self.shutdown()
+        return 0
+
+    def turn(self, timeout_ms: int) -> int:
+        """One loop turn: drain, group-commit, publish, reply.  Returns commands applied."""
+        if not self.cmd.poll(timeout_ms):
+            return 0
+        n_cmds = 0
+        # (identity, delimiter?, first command index, command count or -1 malformed)
+        senders: list[tuple[bytes, bool, int, int]] = []
+        controls: list[tuple[bytes, bool, bytes]] = []
+        limit = self.config.max_batch_cmds
+        for _ in range(MAX_MESSAGES_PER_TURN):
+            try:
+                parts = self.cmd.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            ident, body = parts[0], parts[1:]
+            delim = len(body) > 1 and body[0] == b""
+            if delim:
+                body = body[1:]
+            if len(body) == 2 and body[0] == CONTROL_TAG:
+                controls.append((ident, delim, body[1]))
+                continue
+            k = _command_count(body)
+            if k <= 0:
+                senders.append((ident, delim, len(body[0]) if len(body) == 1 else -1, -1))
+                continue
+            self._stage_bytes[n_cmds * CMD_SIZE : (n_cmds + k) * CMD_SIZE] = np.frombuffer(
+                body[0], dtype=np.uint8
+            )
+            senders.append((ident, delim, n_cmds, k))
+            n_cmds += k
+            if n_cmds >= limit:
+                break
+        replies = self._commit(n_cmds)
+        self._send_replies(senders, replies)
+        for ident, delim, req in controls:
+            answer = self._control(req)
+            self.cmd.send_multipart([ident, *((b"",) if delim else ()), CONTROL_TAG, answer])
+        return n_cmds
+
+    def _commit(self, n_cmds: int) -> bytes:
+        """Submit the staged commands as one batch; log and publish its events."""
+        if n_cmds == 0:
+            return b""
+        prev_last = int(self.sequencer.last_seq)
+        # A copy: the staging buffer is reused next turn, the Sequencer may keep it.
+        events, replies = self.sequencer.submit(self._stage[:n_cmds].copy())
+        last = int(self.sequencer.last_seq)
+        assert len(replies) == n_cmds, (len(replies), n_cmds)
+        assert last >= prev_last
+        if last > prev_last:
+            self._publish(prev_last + 1, last, events)
+        self.n_batches += 1
+        self.n_commands += n_cmds
+        self._cmds_since_snapshot += last - prev_last
+        return bytes(np.ascontiguousarray(replies, dtype=REPLY_DTYPE).data)
+
+    def _publish(self, first_seq: int, last_seq: int, events: np.ndarray) -> None:
+        """Cut ``events`` into frames on command boundaries, log them, then PUB them."""
+        for a, b, ev in split_event_frames(first_seq, last_seq, events, MAX_FRAME_EVENTS):
+            frame = encode_event_frame(a, b, ev.tobytes())
+            self.eventlog.append_frame(frame, a, b)
+            self.pub.send(frame, copy=False)
+
+    def _send_replies(self, senders: list[tuple[bytes, bool, int, int]], replies: bytes) -> None:
+        """One reply frame per sender, its records in the order its commands came."""
+        rsize = REPLY_DTYPE.itemsize
+        out: dict[tuple[bytes, bool], list[bytes]] = {}
+        for ident, delim, start, count in senders:
+            if count < 0:
+                self.n_malformed += 1
+                part = malformed_reply(max(start, 0))
+            else:
+                part = replies[start * rsize : (start + count) * rsize]
+            out.setdefault((ident, delim), []).append(part)
+        for (ident, delim), parts in out.items():
+            msg = [ident, b"", b"".join(parts)] if delim else [ident, b"".join(parts)]
+            self.cmd.send_multipart(msg)
+
+    # ------------------------------------------------------------------ control
+
+    def _control(self, body: bytes) -> bytes:
+        """Answer a control request (state queries are not journaled)."""
+        try:
+            req = decode_control(body)
+            op = req.get("op")
+            # The real Core has more than the CoreLike surface (balance queries).
+            core: Any = self.sequencer.core
+            if op == "ping":
+                ans: dict[str, Any] = {"ok": True, "last_seq": int(self.sequencer.last_seq)}
+            elif op == "status":
+                ans = self.status()
+            elif op == "state_hash":
+                h = core.state_hash()
+                ans = {
+                    "ok": True,
+                    "state_hash": h.hex() if isinstance(h, bytes) else str(h),
+                    "last_seq": int(self.sequencer.last_seq),
+                }
+            elif op == "conservation":
+                errors = [str(e) for e in core.conservation_errors()]
+                ans = {"ok": not errors, "errors": errors, "last_seq": int(self.sequencer.last_seq)}
+            elif op == "snapshot":
+                self.snapshot()
+                ans = {"ok": True, "last_seq": int(self.sequencer.last_seq)}
+            elif op == "balance":
+                bal = core.balance(int(req["user_id"]), int(req["asset_id"]))
+                ans = {"ok": True, "balance": [int(x) for x in bal]}
+            else:
+                ans = {"ok": False, "error": f"unknown op {op!r}"}
+        except (FrameError, KeyError, TypeError, ValueError) as e:
+            ans = {"ok": False, "error": str(e)}
+        return encode_control(ans)
+
+    def status(self) -> dict[str, Any]:
+        """Counters and endpoints of the running core."""
+        return {
+            "ok": True,
+            "pid": os.getpid(),
+            "last_seq": int(self.sequencer.last_seq),
+            "event_log_last_seq": self.eventlog.last_seq,
+            "mode": self.config.mode,
+            "batches": self.n_batches,
+            "commands": self.n_commands,
+            "malformed": self.n_malformed,
+            "cmd": self.cmd_endpoint,
+            "pub": self.pub_endpoint,
+            "replay": self.replay_endpoint,
+        }
+
+    # ---------------------------------------------------------------- snapshots
+
+    def _maybe_snapshot(self) -> None:
+        if not self._cmds_since_snapshot:
+            return
+        cfg = self.config
+        by_count = cfg.snapshot_every_cmds and self._cmds_since_snapshot >= cfg.snapshot_every_cmds
+        age_ms = (time.monotonic_ns() - self._last_snapshot_ns) // 1_000_000
+        by_time = cfg.snapshot_every_ms and age_ms >= cfg.snapshot_every_ms
+        if by_count or by_time:
+            self.snapshot()
+
+    def snapshot(self) -> None:
+        """Sync the event log, then snapshot (a snapshot-based recovery then never
+        needs events from before the snapshot)."""
+        self.eventlog.sync()
+        self.sequencer.snapshot()
+        self._cmds_since_snapshot = 0
+        self._last_snapshot_ns = time.monotonic_ns()
+
+    def shutdown(self) -> None:
+        """Graceful stop: snapshot, close the journal and the sockets."""
+        if self._cmds_since_snapshot:
+            self.snapshot()
+        else:
+            self.eventlog.sync()
+        self.sequencer.close()
+        self.replay.stop()
+        self.cmd.close()
+        self.pub.close()
+        self.storage.close()
+
+
+class _EventRebuilder:
+    """Appends to the event log the events a recovery replay regenerates for
+    commands after the log's last record (earlier ones are skipped)."""
+
+    def __init__(self, eventlog: EventLog) -> None:
+        self.eventlog = eventlog
+
+    def on_events(self, events: np.ndarray) -> None:
+        """Recovery callback: the events of one replayed batch, in sequence order."""
+        if len(events) == 0:
+            return
+        seqs = events["seq"]
+        upto = self.eventlog.last_seq
+        keep = events[seqs > upto]
+        if len(keep) == 0:
+            return
+        last = int(keep["seq"][-1])
+        for a, b, ev in split_event_frames(upto + 1, last, keep, MAX_FRAME_EVENTS):
+            self.eventlog.append_events(a, b, ev)
+
+    def finish(self, journal_last_seq: int) -> None:
+        """Cover trailing commands that produced no events with an empty frame."""
+        upto = self.eventlog.last_seq
+        if journal_last_seq > upto:
+            self.eventlog.append_events(upto + 1, journal_last_seq, np.zeros(0, dtype=EV_DTYPE))
+
+
+def _command_count(body: list[bytes]) -> int:
+    """Number of command records in a one-part message, or -1 if malformed."""
+    if len(body) != 1:
+        return -1
+    size = len(body[0])
+    if size == 0 or size % CMD_SIZE or size // CMD_SIZE > MAX_FRAME_CMDS:
+        return -1
+    return size // CMD_SIZE
+
+
+def malformed_reply(frame_bytes: int) -> bytes:
+    """The single reply record answering a malformed message.
+
+    ``status`` = rejected, ``reason`` = ``MALFORMED_FRAME``, ``seq`` = 0 (nothing was
+    sequenced), ``value`` = the frame's length in bytes (-1 if not one part).
+    """
+    rec = np.zeros(1, dtype=REPLY_DTYPE)
+    rec["status"] = STATUS_REJECTED
+    rec["reason"] = MALFORMED_FRAME
+    rec["value"] = frame_bytes
+    return rec.tobytes()
+
+
+def _parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="bursa core", description=__doc__.splitlines()[0])
+    p.add_argument("--data-dir", help="journal/snapshot/event-log directory (default data/core)")
+    p.add_argument("--cmd-endpoint", help=f"command ROUTER bind (default {DEFAULT_CMD_ENDPOINT})")
+    p.add_argument("--pub-endpoint", help=f"event PUB bind (default {DEFAULT_PUB_ENDPOINT})")
+    p.add_argument(
+        "--replay-endpoint", help=f"replay ROUTER bind (default {DEFAULT_REPLAY_ENDPOINT})"
+    )
+    p.add_argument("--mode", choices=MODES, help="journal durability (default fsync)")
+    p.add_argument("--config", help="TOML or JSON file with the same keys (flags win)")
+    p.add_argument("--snapshot-every-cmds", type=int)
+    p.add_argument("--snapshot-every-ms", type=int)
+    p.add_argument("--log-level", default="INFO")
+    p.add_argument(
+        "--core-class",
+        help="module:Class of the state machine (tests only; default engine.core:Core)",
+    )
+    return p.parse_args(argv)
+
+
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    """File settings overridden by command-line flags."""
+    values = load_config(args.config)
+    for key in (
+        "data_dir",
+        "cmd_endpoint",
+        "pub_endpoint",
+        "replay_endpoint",
+        "mode",
+        "snapshot_every_cmds",
+        "snapshot_every_ms",
+    ):
+        v = getattr(args, key)
+        if v is not None:
+            values[key] = v
+    return ServerConfig(**values)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the core until SIGTERM/SIGINT.
+
+    Prints one JSON line ``{"ready": true, "cmd": ..., "pub": ..., "replay": ...,
+    "last_seq": ..., "pid": ...}`` on stdout once the sockets are bound and
+    recovery is done; logs go to stderr.
+    """
+    args = _parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(
+        level=args.log_level, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s"
+    )
+    try:
+        config = config_from_args(args)
+        core_cls = None
+        if args.core_class:
+            module, _, attr = args.core_class.partition(":")
+            core_cls = getattr(importlib.import_module(module), attr)
+        server = CoreServer(config, core_cls=core_cls)
+    except (ValueError, OSError, zmq.ZMQError, JournalCorrupt, ImportError, AttributeError) as e:
+        print(f"bursa core: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        server.stopping = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    ready = {"ready": True, **server.status(), "config": asdict(config)}
+    print(json.dumps(ready), flush=True)
+    log.info("core ready: last_seq=%d", ready["last_seq"])
+    return server.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
