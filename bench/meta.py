@@ -1,0 +1,106 @@
+"""Helpers shared by the benchmarks: run metadata and latency percentiles.
+
+Every benchmark JSON carries the versions and the CPU it ran on (so a figure
+can be compared with another run) and quotes latencies as percentiles of an
+HDR histogram.  This module has no ``main``: ``bench.run_all`` does not run it.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import statistics
+import sys
+from collections.abc import Sequence
+
+import numpy as np
+
+# HDR histogram range and precision: 1 ns .. 60 s, 3 significant digits.
+HDR_LOWEST_NS = 1
+HDR_HIGHEST_NS = 60_000_000_000
+HDR_DIGITS = 3
+
+
+def cpu_model() -> str:
+    """CPU model name from /proc/cpuinfo (``platform.processor()`` elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def cython_version() -> str:
+    """Version of the Cython the extensions were built with (the installed one)."""
+    try:
+        return importlib.metadata.version("Cython")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def run_info(seed: int) -> dict[str, str | int]:
+    """Versions, CPU and seed: the fields every benchmark JSON carries."""
+    return {
+        "python": platform.python_version(),
+        "python_impl": sys.implementation.name,
+        "numpy": np.__version__,
+        "cython": cython_version(),
+        "cpu": cpu_model(),
+        "cpus": os.cpu_count() or 0,
+        "os": platform.platform(),
+        "seed": seed,
+    }
+
+
+def median_int(values: Sequence[int | float]) -> int:
+    """Median of a non-empty sequence, rounded to an integer."""
+    assert values, "median of nothing"
+    return round(statistics.median(values))
+
+
+def percentiles_ns(
+    values_ns: Sequence[int] | np.ndarray, shift_ns: int = 0, prefix: str = ""
+) -> dict[str, int]:
+    """p50, p90, p99, p99.9, p99.99 and max of latencies (ns) via an HDR histogram.
+
+    Parameters
+    ----------
+    values_ns : sequence of int or numpy.ndarray
+        Latencies in nanoseconds; values below 1 ns are recorded as 1 ns.
+    shift_ns : int
+        Subtracted from every reported percentile (clamped at 0); used to
+        report a latency with a measured constant overhead taken out.
+    prefix : str
+        Prepended to each key (``"service_"`` gives ``service_p99_ns``).
+
+    Returns
+    -------
+    dict of str to int
+        ``{prefix}p50_ns``, ``p90_ns``, ``p99_ns``, ``p999_ns``, ``p9999_ns``,
+        ``max_ns``, ``count``.
+    """
+    from hdrh.histogram import HdrHistogram
+
+    h = HdrHistogram(HDR_LOWEST_NS, HDR_HIGHEST_NS, HDR_DIGITS)
+    vals = np.clip(np.asarray(values_ns, dtype=np.int64), HDR_LOWEST_NS, HDR_HIGHEST_NS)
+    # Record each distinct value once with its count: the same histogram, far
+    # fewer Python calls than one record per sample.
+    uniq, counts = np.unique(vals, return_counts=True)
+    for v, k in zip(uniq.tolist(), counts.tolist(), strict=True):
+        h.record_value(v, k)
+    n = len(vals)
+    out = {
+        f"{prefix}p50_ns": h.get_value_at_percentile(50.0),
+        f"{prefix}p90_ns": h.get_value_at_percentile(90.0),
+        f"{prefix}p99_ns": h.get_value_at_percentile(99.0),
+        f"{prefix}p999_ns": h.get_value_at_percentile(99.9),
+        f"{prefix}p9999_ns": h.get_value_at_percentile(99.99),
+        f"{prefix}max_ns": h.get_max_value(),
+    }
+    out = {k: max(0, int(v) - shift_ns) for k, v in out.items()}
+    out[f"{prefix}count"] = n
+    return out

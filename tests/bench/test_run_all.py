@@ -1,0 +1,65 @@
+"""Tests of the benchmark runner (bench/run_all.py): discovery, output parsing, the table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.run_all import BENCH_DIR, discover, headline, last_json, table, verdict
+
+
+def test_discovers_real_benchmarks_not_helpers() -> None:
+    names = discover(BENCH_DIR)
+    assert "engine" in names
+    assert not {"workload", "run_all", "meta", "__init__"} & set(names)
+
+
+def test_discovers_any_module_with_main(tmp_path: Path) -> None:
+    (tmp_path / "core.py").write_text("def main(argv=None):\n    return 0\n")
+    (tmp_path / "sim.py").write_text("import sys\n\n\ndef main():\n    return 0\n")
+    (tmp_path / "util.py").write_text("def helper():\n    return 0\n")
+    (tmp_path / "workload.py").write_text("def main():\n    return 0\n")
+    (tmp_path / "_private.py").write_text("def main():\n    return 0\n")
+    (tmp_path / "nested.py").write_text("class A:\n    def main(self):\n        return 0\n")
+    assert discover(tmp_path) == ["core", "sim"]
+
+
+def test_last_json_takes_the_last_line() -> None:
+    out = 'progress 1\n{"not": "this"}\nmore text\n{"commands": 5, "p99_ns": 700}\n\n'
+    assert last_json(out) == {"commands": 5, "p99_ns": 700}
+    with pytest.raises(ValueError):
+        last_json("")
+    with pytest.raises(ValueError):
+        last_json("[1, 2]\n")
+
+
+def test_verdict_direction_by_unit() -> None:
+    assert verdict("batch_cmds_per_s", 11, 10) == "PASS"
+    assert verdict("batch_cmds_per_s", 9, 10) == "MISS"
+    assert verdict("p99_ns", 900, 1000) == "PASS"
+    assert verdict("p99_ns", 1001, 1000) == "MISS"
+    assert verdict("p99_ns", 900, None) == ""
+
+
+def test_headline_and_table() -> None:
+    r = {
+        "headline": ["per_call_cmds_per_s", "p99_ns", "absent"],
+        "per_call_cmds_per_s": 3_500_000,
+        "target_per_call_cmds_per_s": 3_000_000,
+        "p99_ns": 1_200,
+        "target_p99_ns": 1_000,
+        "state_hash": "00112233445566778899aabbccddeeff",
+    }
+    assert headline(r) == ["per_call_cmds_per_s", "p99_ns"]
+    assert headline({"a_per_s": 1, "b_ns": 2, "target_b_ns": 3, "pass_b": True, "c": 4}) == [
+        "a_per_s",
+        "b_ns",
+    ]
+    t = table({"engine": r, "core": None}, {"core": "exit 1\nTraceback"})
+    lines = t.splitlines()
+    assert lines[0].split() == ["module", "metric", "value", "target"]
+    assert any("3,500,000" in ln and "PASS" in ln for ln in lines)
+    assert any("p99_ns" in ln and "MISS" in ln for ln in lines)
+    assert any(ln.startswith("core") and "FAILED" in ln and "exit 1" in ln for ln in lines)
+    assert any("0011223344556677" in ln for ln in lines)
