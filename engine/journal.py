@@ -23,10 +23,12 @@ offset size field        meaning
 Segments are named ``journal-<first seq, 20 digits>.seg`` and rolled at a size
 bound.  Why a trailer: after a power loss a file is its durable prefix plus
 possibly a torn last write (a prefix of its sectors).  A batch whose header and
-payload CRC are valid is complete.  A valid header with a bad payload is torn
-only if nothing valid follows it (no valid trailer, no later valid header);
-otherwise the damage is inside the durable prefix and the journal refuses to
-start (:class:`JournalCorrupt`) instead of silently dropping acknowledged data.
+payload CRC are valid is complete.  A damaged batch is a torn tail only if
+nothing written follows the damage: no valid trailer, no later valid header, and
+no non-zero byte after the damaged part (lost sectors are absent or read as
+zeros, while every record and header holds non-zero bytes).  Otherwise the
+damage is inside the durable prefix and the journal refuses to start
+(:class:`JournalCorrupt`) instead of silently dropping acknowledged data.
 """
 
 from __future__ import annotations
@@ -272,27 +274,33 @@ def scan_segment(
         assert index <= max_batches, (name, index)
         hdr = parse_header(data, off)
         if hdr is None:
-            if find_valid_header(data, off + 1) >= 0:
+            if find_valid_header(data, off + 1) >= 0 or _written_after(data, off + HEADER_SIZE):
                 raise JournalCorrupt(
-                    name, index, expected, off, "damaged batch header followed by intact data"
+                    name, index, expected, off, "damaged batch header followed by written data"
                 )
             return _torn(name, batches, off, size, "incomplete batch header"), views
         seq, count, plen, pcrc = hdr
-        pend = off + HEADER_SIZE + plen
-        payload = memoryview(data)[off + HEADER_SIZE : pend]
-        trailer_ok = data[pend : pend + HEADER_SIZE] == data[off : off + HEADER_SIZE]
-        if pend > size or (verify and crc32c.crc32c(payload) != pcrc):
-            if trailer_ok or find_valid_header(data, off + HEADER_SIZE) >= 0:
-                raise JournalCorrupt(
-                    name, index, seq, off, "payload CRC mismatch in a completely written batch"
-                )
-            return _torn(name, batches, off, size, "incomplete batch payload"), views
         if seq != expected:
+            # A torn write of the next batch carries the expected seq: anything
+            # else is a misdirected or stale write, whatever its payload holds.
             raise JournalCorrupt(
                 name, index, expected, off,
                 f"sequence discontinuity: batch starts at seq {seq}, expected {expected} "
                 "(misdirected or stale write)",
             )  # fmt: skip
+        pend = off + HEADER_SIZE + plen
+        payload = memoryview(data)[off + HEADER_SIZE : pend]
+        trailer_ok = data[pend : pend + HEADER_SIZE] == data[off : off + HEADER_SIZE]
+        if pend > size or (verify and crc32c.crc32c(payload) != pcrc):
+            if (
+                trailer_ok
+                or find_valid_header(data, off + HEADER_SIZE) >= 0
+                or _written_after(data, pend)
+            ):
+                raise JournalCorrupt(
+                    name, index, seq, off, "payload CRC mismatch in a completely written batch"
+                )
+            return _torn(name, batches, off, size, "incomplete batch payload"), views
         cmds = np.frombuffer(data, dtype=CMD_DTYPE, count=count, offset=off + HEADER_SIZE)
         if verify:
             _check_record_seqs(name, index, off, seq, cmds)
@@ -301,9 +309,9 @@ def scan_segment(
         expected += count
         index += 1
         if not trailer_ok:
-            if find_valid_header(data, pend) >= 0:
+            if find_valid_header(data, pend) >= 0 or _written_after(data, pend + HEADER_SIZE):
                 raise JournalCorrupt(
-                    name, index - 1, seq, pend, "damaged batch trailer followed by intact data"
+                    name, index - 1, seq, pend, "damaged batch trailer followed by written data"
                 )
             header = data[off : off + HEADER_SIZE]
             damage = TailDamage(
@@ -313,6 +321,16 @@ def scan_segment(
             return SegmentScan(name, batches, pend + HEADER_SIZE, damage), views
         off = pend + HEADER_SIZE
     return SegmentScan(name, batches, off, None), views
+
+
+def _written_after(data: bytes, pos: int) -> bool:
+    """True if a non-zero byte exists at or after ``pos``.
+
+    A torn write leaves a prefix of its sectors; the lost ones are absent or read
+    as zeros.  Written data after a damaged spot (every record's seq is non-zero,
+    every header starts with the magic) therefore proves the damage is not a tear.
+    """
+    return pos < len(data) and data.count(0, pos) < len(data) - pos
 
 
 def _torn(name: str, batches: list[Batch], off: int, size: int, reason: str) -> SegmentScan:
@@ -337,8 +355,9 @@ class JournalReader:
     """Reads the journal forward from a sequence number, validating as it goes.
 
     After :meth:`batches` is exhausted, :attr:`tail` (the last segment's scan,
-    or None when there is no segment) and :attr:`last_seq` describe where the
-    journal ends.  Reading never writes; :func:`repair_tail` does.
+    or None when there is no segment), :attr:`last_seq` and :attr:`last_ts_ns`
+    (ts of the newest valid record, replayed or not) describe where the journal
+    ends.  Reading never writes; :func:`repair_tail` does.
 
     Parameters
     ----------
@@ -358,6 +377,7 @@ class JournalReader:
         self.include_archived = include_archived
         self.tail: SegmentScan | None = None
         self.last_seq = 0
+        self.last_ts_ns = 0
         self.segments_read: list[str] = []
 
     def batches(self, after_seq: int) -> Iterator[tuple[Batch, npt.NDArray[np.void]]]:
@@ -397,6 +417,8 @@ class JournalReader:
                     scan.damage.offset,
                     f"{scan.damage.reason} in a segment followed by {segments[i + 1][1]}",
                 )  # fmt: skip
+            if views:
+                self.last_ts_ns = int(views[-1][-1]["ts_ns"])
             for batch, cmds in zip(scan.batches, views, strict=True):
                 if batch.last_seq <= after_seq:
                     continue

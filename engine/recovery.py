@@ -134,8 +134,8 @@ def recover(
             on_events(events)
         report.batches_replayed += 1
         report.commands_replayed += batch.count
-        report.last_ts_ns = int(cmds[-1]["ts_ns"])
     report.segments_read = reader.segments_read
+    report.last_ts_ns = reader.last_ts_ns
     report.last_seq = core.last_seq
     tail = reader.tail
     if tail is not None:
@@ -147,8 +147,11 @@ def recover(
                 repair_tail(storage, tail.damage)
                 report.tail_repaired = True
             # What was just applied may sit only in the page cache (a crash after a
-            # failed sync): make it durable before anything is acknowledged on top.
+            # failed sync), and the last segment's name may never have been made
+            # durable (a crash between its first append and the directory sync):
+            # make both durable before anything is acknowledged on top of them.
             storage.sync(tail.name)
+            storage.sync_dir()
     log.info("%s", report.summary())
     return core, report
 
