@@ -9,7 +9,6 @@ from engine.clock import ManualClock
 from engine.journal import (
     HEADER_SIZE,
     JournalCorrupt,
-    JournalWriter,
     list_segments,
     segment_name,
 )
@@ -178,7 +177,7 @@ def test_read_only_recovery_changes_nothing(storage) -> None:
     cut(storage, name, storage.size(name) - 50)
     storage.append(snapshot_name(2) + ".tmp", b"half")
     before = {n: storage.read(n, 0, storage.size(n)) for n in storage.list()}
-    core, report = recover(storage, core_cls=FakeCore, repair=False)
+    _core, report = recover(storage, core_cls=FakeCore, repair=False)
     assert report.last_seq == 2 and report.tail_damage is not None and not report.tail_repaired
     assert {n: storage.read(n, 0, storage.size(n)) for n in storage.list()} == before
 
