@@ -1,0 +1,44 @@
+"""Stubs of pyx.core (the compiled core state machine; see pyx/core.pyx)."""
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from pyx.book import Book
+from pyx.evbuf import EventBuf
+
+VARIANTS: frozenset[str]
+
+class CoreState:
+    """Accounts, risk, books and settlement of one core (no I/O)."""
+
+    last_seq: int
+    evbuf: EventBuf
+    variants: frozenset[str]
+    def __init__(self, variants: frozenset[str] = ...) -> None: ...
+    def apply(
+        self, cmds: npt.NDArray[np.void]
+    ) -> tuple[npt.NDArray[np.void], npt.NDArray[np.void]]: ...
+    def balance(self, user_id: int, asset_id: int, account: int = 0) -> tuple[int, int]: ...
+    def fee_balance(self, asset_id: int) -> int: ...
+    def book(self, symbol_id: int) -> Book | None: ...
+    def order_hold(self, order_id: int) -> dict[str, int] | None: ...
+    def open_orders(self, user_id: int | None = None) -> list[dict[str, int]]: ...
+    @property
+    def n_live_orders(self) -> int: ...
+    def _symbol_ids(self) -> list[int]: ...
+    def _dump(self, with_books: bool = True) -> dict[str, Any]: ...
+    def _load(self, d: dict[str, Any]) -> None: ...
+    def _arrays(
+        self,
+    ) -> tuple[
+        npt.NDArray[np.int64],
+        npt.NDArray[np.int64],
+        npt.NDArray[np.int64],
+        list[int],
+        list[int],
+        list[int],
+        list[int],
+        list[int],
+    ]: ...
