@@ -537,7 +537,9 @@ class JournalWriter:
                 self._roll(first_seq)
             assert self.segment is not None
             offset = self.size
-            self.storage.append(self.segment, buf)
+            # write_at at the tracked end, not append: no fstat per batch, and a
+            # file that grew behind our back cannot shift where the batch lands.
+            self.storage.write_at(self.segment, offset, buf)
             self.size += len(buf)
             self.dirty = True
             if sync:

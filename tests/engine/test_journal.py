@@ -362,7 +362,7 @@ def test_read_back_catches_a_misdirected_write() -> None:
 
 
 class LyingStorage:
-    """Wraps a storage; the ``lie``-th append silently writes only half its data."""
+    """Wraps a storage; the ``lie``-th write silently writes only half its data."""
 
     def __init__(self, inner, lie: int) -> None:
         self.inner = inner
@@ -371,9 +371,15 @@ class LyingStorage:
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
-    def append(self, name, data):
+    def _data(self, data):
         self.lie -= 1
-        self.inner.append(name, data[: len(data) // 2] if self.lie == 0 else data)
+        return data[: len(data) // 2] if self.lie == 0 else data
+
+    def append(self, name, data):
+        self.inner.append(name, self._data(data))
+
+    def write_at(self, name, offset, data):
+        self.inner.write_at(name, offset, self._data(data))
 
 
 def test_read_back_catches_a_silent_short_write(storage) -> None:
