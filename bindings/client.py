@@ -15,7 +15,6 @@ Example::
 
 from __future__ import annotations
 
-import importlib
 import itertools
 import time
 from collections import deque
@@ -25,6 +24,7 @@ from typing import Any
 import numpy as np
 import zmq
 
+from engine.wire import commands
 from engine.wire.frames import (
     CONTROL_TAG,
     REPLAY_NOT_AVAILABLE,
@@ -223,7 +223,8 @@ class CoreClient:
             raise CoreError(ans.get("error", f"control {op} failed"))
         return ans
 
-    # Convenience wrappers over engine/wire/commands.py builders.
+    # Convenience wrappers over engine/wire/commands.py builders: each builds one
+    # command, sends it, waits and returns its reply record (REPLY_DTYPE).
 
     def submit(self, cmds: Records, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> Records:
         """Like :meth:`request` but cuts any number of commands into frames."""
@@ -232,39 +233,103 @@ class CoreClient:
             out.append(self.request(cmds[i : i + CLIENT_FRAME_CMDS_MAX], timeout_ms))
         return np.concatenate(out) if out else np.zeros(0, dtype=REPLY_DTYPE)
 
-    def _one(self, rec: Records | np.void, timeout_ms: int) -> np.void:
+    def one(self, rec: Records, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> np.void:
+        """Send one command record (``client_ref`` filled in if 0); return its reply."""
         arr = _as_cmds(rec).copy()
+        assert len(arr) == 1
         if not arr["client_ref"][0]:
             arr["client_ref"] = next(_client_refs)
         rep: np.void = self.request(arr, timeout_ms)[0]
         return rep
 
+    def add_asset(self, asset_id: int, decimals: int = 0) -> np.void:
+        """ADD_ASSET (see ``commands.add_asset``)."""
+        return self.one(commands.add_asset(asset_id, decimals))
 
-def _install_conveniences() -> None:
-    """Add one method per builder of engine/wire/commands.py (deposit, add_user, ...)."""
-    try:
-        commands = importlib.import_module("engine.wire.commands")
-    except ImportError:  # pragma: no cover - the builders ship with the core
-        return
-    for name in getattr(commands, "__all__", []):
-        builder = getattr(commands, name)
-        if not callable(builder) or hasattr(CoreClient, name):
-            continue
+    def add_symbol(
+        self, symbol_id: int, base_asset_id: int, quote_asset_id: int, **kw: int
+    ) -> np.void:
+        """ADD_SYMBOL (see ``commands.add_symbol`` for the keyword settings)."""
+        return self.one(commands.add_symbol(symbol_id, base_asset_id, quote_asset_id, **kw))
 
-        def method(
-            self: CoreClient,
-            *args: Any,
-            _builder: Any = builder,
-            timeout_ms: int = DEFAULT_TIMEOUT_MS,
-            **kwargs: Any,
-        ) -> np.void:
-            return self._one(_builder(*args, **kwargs), timeout_ms)
+    def add_fee_tier(self, tier: int, maker_ppm: int, taker_ppm: int) -> np.void:
+        """ADD_FEE_TIER: rates in ppm of the notional."""
+        return self.one(commands.add_fee_tier(tier, maker_ppm, taker_ppm))
 
-        method.__name__ = name
-        method.__doc__ = (
-            f"Build with ``engine.wire.commands.{name}`` and send; returns its reply record."
+    def add_user(self, user_id: int, fee_tier: int = 0) -> np.void:
+        """ADD_USER in ``fee_tier``."""
+        return self.one(commands.add_user(user_id, fee_tier))
+
+    def deposit(
+        self, ref: int, user_id: int, asset_id: int, amount_minor: int, account: int = 0
+    ) -> np.void:
+        """DEPOSIT ``amount_minor`` minor units, idempotent by ``ref`` (status 3 if seen)."""
+        return self.one(commands.deposit(ref, user_id, asset_id, amount_minor, account=account))
+
+    def withdraw_hold(
+        self, withdrawal_id: int, user_id: int, asset_id: int, amount_minor: int, account: int = 0
+    ) -> np.void:
+        """WITHDRAW_HOLD: available -> held, idempotent by ``withdrawal_id``."""
+        return self.one(
+            commands.withdraw_hold(withdrawal_id, user_id, asset_id, amount_minor, account=account)
         )
-        setattr(CoreClient, name, method)
+
+    def withdraw_commit(self, withdrawal_id: int) -> np.void:
+        """WITHDRAW_COMMIT: the held amount leaves the exchange."""
+        return self.one(commands.withdraw_commit(withdrawal_id))
+
+    def withdraw_release(self, withdrawal_id: int) -> np.void:
+        """WITHDRAW_RELEASE: held back to available."""
+        return self.one(commands.withdraw_release(withdrawal_id))
+
+    def new_limit(
+        self,
+        order_id: int,
+        user_id: int,
+        symbol_id: int,
+        side: int,
+        price_ticks: int,
+        qty_lots: int,
+        **kw: Any,
+    ) -> np.void:
+        """NEW limit order (``tif``, ``stp``, ``post_only`` keywords as in the builder)."""
+        return self.one(
+            commands.new_limit(order_id, user_id, symbol_id, side, price_ticks, qty_lots, **kw)
+        )
+
+    def new_market(
+        self, order_id: int, user_id: int, symbol_id: int, side: int, qty_lots: int, **kw: Any
+    ) -> np.void:
+        """NEW market order by base quantity (lots)."""
+        return self.one(commands.new_market(order_id, user_id, symbol_id, side, qty_lots, **kw))
+
+    def cancel(self, order_id: int, user_id: int) -> np.void:
+        """CANCEL a live order."""
+        return self.one(commands.cancel(order_id, user_id))
+
+    def replace(self, order_id: int, user_id: int, price_ticks: int, qty_lots: int) -> np.void:
+        """REPLACE price (ticks) and open quantity (lots)."""
+        return self.one(commands.replace(order_id, user_id, price_ticks, qty_lots))
+
+    def mass_cancel(self, user_id: int, symbol_id: int = 0, side: int = 0) -> np.void:
+        """MASS_CANCEL a user's orders (symbol 0 = all, side 0 = both)."""
+        return self.one(commands.mass_cancel(user_id, symbol_id=symbol_id, side=side))
+
+    def halt_symbol(self, symbol_id: int) -> np.void:
+        """HALT_SYMBOL."""
+        return self.one(commands.halt_symbol(symbol_id))
+
+    def resume_symbol(self, symbol_id: int) -> np.void:
+        """RESUME_SYMBOL."""
+        return self.one(commands.resume_symbol(symbol_id))
+
+    def suspend_user(self, user_id: int) -> np.void:
+        """SUSPEND_USER."""
+        return self.one(commands.suspend_user(user_id))
+
+    def resume_user(self, user_id: int) -> np.void:
+        """RESUME_USER."""
+        return self.one(commands.resume_user(user_id))
 
 
 class EventSubscriber:
@@ -435,6 +500,3 @@ class EventSubscriber:
 def make_frame(first_seq: int, last_seq: int, events: Records) -> bytes:
     """An event frame (tests, tools): see :func:`engine.wire.frames.encode_event_frame`."""
     return encode_event_frame(first_seq, last_seq, events.tobytes())
-
-
-_install_conveniences()

@@ -377,7 +377,8 @@ class CoreServer:
                 self.snapshot()
                 ans = {"ok": True, "last_seq": int(self.sequencer.last_seq)}
             elif op == "balance":
-                bal = core.balance(int(req["user_id"]), int(req["asset_id"]))
+                account = int(req.get("account", 0))
+                bal = core.balance(int(req["user_id"]), int(req["asset_id"]), account)
                 ans = {"ok": True, "balance": [int(x) for x in bal]}
             else:
                 ans = {"ok": False, "error": f"unknown op {op!r}"}

@@ -36,6 +36,12 @@ class CoreProcess:
 
     def start(self) -> dict[str, Any]:
         """Start the core and wait for its ready line; returns it."""
+        self.start_nowait()
+        self.ready = self._wait_ready()
+        return self.ready
+
+    def start_nowait(self) -> None:
+        """Start the core without waiting for it to be ready."""
         assert self.proc is None or self.proc.poll() is not None
         self.starts += 1
         self.out_path = self.log_dir / f"core-{self.starts}.out"
@@ -60,8 +66,6 @@ class CoreProcess:
         env = dict(os.environ, PYTHONPATH=str(REPO))
         with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=REPO, env=env)
-        self.ready = self._wait_ready()
-        return self.ready
 
     def _wait_ready(self) -> dict[str, Any]:
         assert self.proc is not None
