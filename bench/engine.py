@@ -27,8 +27,9 @@ What is measured (durability mode ``none``: the book alone, in memory, no journa
 Throughputs are medians over ``--repeats`` fresh books (each pre-filled, the
 pre-fill untimed), by wall clock (the headline keys) and by the thread's CPU
 time (``*_cpu_cmds_per_s``: what the run costs when other processes share the
-CPU); ``best_cmds_per_s`` holds the fastest run of each.  Every run must end with the same ``state_hash`` (asserted)
-and the book's fills and final orders must match the generator's model.
+CPU); ``best_cmds_per_s`` holds the fastest run of each.  Every run must end
+with the same ``state_hash`` (asserted) and the book's fills and final orders
+must match the generator's model.
 The last line of output is one JSON object.
 """
 

@@ -35,6 +35,7 @@ import json
 import sys
 from collections import deque
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 import numpy as np
 
@@ -69,6 +70,14 @@ PREFILL_MAX_FACTOR = 8
 # Synthetic sequencer clock: command k is stamped TS_BASE_NS + k * TS_STEP_NS.
 TS_BASE_NS = 1_700_000_000_000_000_000
 TS_STEP_NS = 1_000
+
+
+class BookKwargs(TypedDict):
+    """The ``Book(...)`` configuration a workload needs (docs/book.md)."""
+
+    symbol_id: int
+    min_price_ticks: int
+    max_price_ticks: int
 
 
 @dataclass(frozen=True)
@@ -116,7 +125,7 @@ class WorkloadConfig:
         """Upper end of the symbol's price band, in ticks."""
         return self.center_price_ticks + 5 * self.deviation_ticks
 
-    def book_kwargs(self) -> dict[str, int]:
+    def book_kwargs(self) -> BookKwargs:
         """Keyword arguments of ``Book(...)`` for this workload (docs/book.md)."""
         return {
             "symbol_id": self.symbol_id,
