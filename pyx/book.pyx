@@ -23,6 +23,7 @@ import hashlib
 import sys
 
 import numpy as np
+cimport cython
 cimport numpy as cnp
 from libc.stdint cimport INT64_MAX
 from libc.stdlib cimport malloc, realloc, free, qsort
@@ -100,11 +101,13 @@ cdef inline ticks_t skey(int si, ticks_t stop_price) noexcept nogil:
     return -stop_price if si == 0 else stop_price
 
 
+@cython.overflowcheck(False)   # wraps on purpose (hashing)
 cdef inline uint32_t lcache_slot(ticks_t price) noexcept nogil:
     # Fibonacci hashing: consecutive multiples of any tick step spread out
     return <uint32_t> ((<uint64_t> price * <uint64_t>0x9E3779B97F4A7C15ULL) >> (64 - LCACHE_BITS))
 
 
+@cython.overflowcheck(False)   # wraps on purpose (hashing)
 cdef inline uint64_t mix64(uint64_t x) noexcept nogil:
     # murmur3 fmix64: sequential order ids spread over the whole table
     x ^= x >> 33
@@ -124,14 +127,15 @@ cdef inline int32_t lower_bound(const ticks_t* keys, int32_t n, ticks_t key) noe
     if i > stop or stop == 0:
         return i
     # every key in [stop, n) is >= key: branch-free binary search of [0, stop)
-    cdef const ticks_t* base = keys
+    # (indices, not pointers: Cython's overflowcheck mis-scales pointer differences)
+    cdef int32_t lo = 0
     cdef int32_t length = stop
     cdef int32_t half
     while length > 1:
         half = length >> 1
-        base = base + half if base[half] < key else base
+        lo = lo + half if keys[lo + half] < key else lo
         length -= half
-    return <int32_t> (base - keys) + (base[0] < key)
+    return lo + (keys[lo] < key)
 
 
 cdef int cmp_arrival(const void* a, const void* b) noexcept nogil:
@@ -329,6 +333,7 @@ cdef class Book:
             i = (i + 1) & mask
         raise AssertionError("id map full")
 
+    @cython.overflowcheck(False)   # probe distances are modular (unsigned wrap)
     cdef int _hdel(self, oid_t key) except -1:
         cdef uint64_t mask = self.hmask
         cdef uint64_t i = mix64(key) & mask

@@ -15,6 +15,7 @@ def test_c_struct_matches_dtype(struct, dtype, fields):
     assert c.pop("__size__") == dtype.itemsize == 96
     # same field names, in the same order, at the same offsets
     assert list(c) == [f.name for f in fields]
+    assert dtype.fields is not None
     for name, off in c.items():
         assert off == dtype.fields[name][1], name
 
@@ -24,6 +25,7 @@ def test_offsets_are_packed_and_increasing():
         c = dict(_layout_offsets()[struct])
         size = c.pop("__size__")
         offs = list(c.values())
+        assert dtype.fields is not None
         ends = [o + dtype.fields[n][0].itemsize for n, o in c.items()]
         assert offs[0] == 0 and ends[-1] == size
         assert offs[1:] == ends[:-1], f"{struct} has padding"
