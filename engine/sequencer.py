@@ -45,8 +45,6 @@ Mode = Literal["fsync", "async", "none"]
 MODES: tuple[Mode, ...] = ("fsync", "async", "none")
 DEFAULT_SNAPSHOT_EVERY_CMDS = 5_000_000
 DEFAULT_SNAPSHOT_EVERY_NS = 300 * 1_000_000_000
-#: Command kind asking for a snapshot after its batch (``CmdKind.SNAPSHOT``, range 50..59).
-SNAPSHOT_KIND = 50
 #: Broken variant (simulator self-test): in fsync mode return before the sync; sync lazily.
 VARIANT_ACK_BEFORE_SYNC = "ack_before_sync"
 
@@ -210,7 +208,7 @@ class Sequencer:
         self.stats.batches += 1
         self.stats.commands += n
         self._cmds_since_snap += n
-        if self.mode != "none" and (self._snapshot_due() or _asks_snapshot(cmds)):
+        if self.mode != "none" and self._snapshot_due():
             self._auto_snapshot()
         return events, replies
 
@@ -296,7 +294,3 @@ class Sequencer:
         """Sync what was written (unless the journal already failed)."""
         if not self._writer.failed:
             self.sync()
-
-
-def _asks_snapshot(cmds: npt.NDArray[np.void]) -> bool:
-    return bool((cmds["kind"] == SNAPSHOT_KIND).any())
