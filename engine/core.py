@@ -193,6 +193,11 @@ class Core(CoreState):
         counter), fee accounts, deposit references and withdrawals."""
         return hashlib.blake2b(self.to_snapshot(), digest_size=16).digest()
 
+    def content_hash(self) -> bytes:
+        """Like :meth:`state_hash` but without ``last_seq``: equal before and after a
+        rejected command (which only consumes a sequence number)."""
+        return hashlib.blake2b(self.to_snapshot()[_HEAD.size :], digest_size=16).digest()
+
     # -------------------------------------------------------- conservation
 
     def conservation_errors(self, expected_net: dict[int, int] | None = None) -> list[str]:
