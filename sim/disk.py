@@ -392,11 +392,12 @@ class SimDisk:
                 continue
             victim.durable[voff : voff + length] = data[:length]
             victim.rebuild_cache()
-            # The intended place gets the stale content of the block: zeros if the write
-            # extended the file, the old bytes otherwise.
+            # The intended place keeps the stale content of the block: zeros if the write
+            # extended the file, the old bytes otherwise.  That is a lost write, not
+            # damage (the intent records it as such): only a read-back can notice it.
             old = bytes(inode.cache[offset : offset + len(data)])
             stale = old + bytes(len(data) - len(old))
-            self._pending_write(inode, offset, stale, data)
+            self._pending_write(inode, offset, stale)
             self._log("misdirected_write", vname, voff, length, True)
             return True
         return False
@@ -602,6 +603,10 @@ class SimDisk:
         """Byte ranges of ``name`` (page-cache view) that faults damaged, half-open."""
         inode = self._inode(name)
         return _diff_ranges(inode.cache, inode.intent_cache)
+
+    def intended_content(self, name: str) -> bytes:
+        """What ``name`` would hold (page-cache view) had no fault damaged it."""
+        return bytes(self._inode(name).intent_cache)
 
     def damaged_files(self) -> builtins.list[str]:
         """Names of the live files holding damage, sorted."""

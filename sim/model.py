@@ -1,0 +1,147 @@
+"""An independent model of funding, to judge the core's deposits and withdrawals.
+
+The simulator feeds it every command that the core applied (acknowledged, or
+recovered from the journal) with its reply.  It knows nothing of the core's code:
+from the references and withdrawal ids alone it decides what each funding reply
+must be, and keeps, per asset, deposits minus committed withdrawals (minor units),
+which the core's balances plus fee accounts must add up to.  A duplicated input
+(a retried deposit, a replayed commit) that has a second effect is caught here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from engine.wire.commands import ReplyStatus
+from pyx.enums import CmdKind
+
+HELD, COMMITTED, RELEASED = 1, 2, 3
+"""Withdrawal states (same numbering as ``engine.core.Core.withdrawals``)."""
+
+
+@dataclass
+class Withdrawal:
+    """One withdrawal the core applied a hold for."""
+
+    user_id: int
+    asset_id: int
+    account: int
+    amount_minor: int
+    state: int
+
+
+class FundingModel:
+    """Deposits by reference, withdrawals by id, and the net amount per asset."""
+
+    def __init__(self) -> None:
+        self.deposits: dict[int, tuple[int, int, int, int]] = {}
+        self.withdrawals: dict[int, Withdrawal] = {}
+        self.net_minor: dict[int, int] = {}
+        self.duplicates_seen = 0
+        self.checks = 0
+
+    def observe(self, cmds: npt.NDArray[np.void], replies: npt.NDArray[np.void]) -> str | None:
+        """Fold in an applied batch; return the first inconsistency found, else None.
+
+        Parameters
+        ----------
+        cmds : ndarray of CMD_DTYPE
+            The batch as sequenced.
+        replies : ndarray of REPLY_DTYPE
+            The core's reply to each command.
+        """
+        kinds = cmds["kind"]
+        funding = np.flatnonzero((kinds >= CmdKind.DEPOSIT) & (kinds <= CmdKind.WITHDRAW_RELEASE))
+        for i in funding:
+            problem = self._one(cmds[i], replies[i])
+            if problem is not None:
+                return f"command seq {int(cmds[i]['seq'])}: {problem}"
+        return None
+
+    def _one(self, c: np.void, r: np.void) -> str | None:
+        self.checks += 1
+        kind, status, ref = int(c["kind"]), int(r["status"]), int(c["order_id"])
+        if status == ReplyStatus.DUPLICATE:
+            self.duplicates_seen += 1
+        if kind == CmdKind.DEPOSIT:
+            return self._deposit(c, status, ref)
+        if kind == CmdKind.WITHDRAW_HOLD:
+            return self._hold(c, status, ref)
+        return self._settle(kind, status, ref)
+
+    def _deposit(self, c: np.void, status: int, ref: int) -> str | None:
+        seen = ref in self.deposits
+        if status == ReplyStatus.APPLIED:
+            if seen:
+                return f"deposit reference {ref} credited a second time"
+            user, asset, account = int(c["user_id"]), int(c["symbol_id"]), int(c["a0"])
+            amount = int(c["qty_lots"])
+            self.deposits[ref] = (user, asset, account, amount)
+            self.net_minor[asset] = self.net_minor.get(asset, 0) + amount
+        elif status == ReplyStatus.DUPLICATE and not seen:
+            return f"deposit reference {ref} called a duplicate but never credited"
+        return None
+
+    def _hold(self, c: np.void, status: int, wid: int) -> str | None:
+        seen = wid in self.withdrawals
+        if status == ReplyStatus.APPLIED:
+            if seen:
+                return f"withdrawal id {wid} held a second time"
+            self.withdrawals[wid] = Withdrawal(
+                int(c["user_id"]), int(c["symbol_id"]), int(c["a0"]), int(c["qty_lots"]), HELD
+            )
+        elif status == ReplyStatus.DUPLICATE and not seen:
+            return f"withdrawal id {wid} called a duplicate but never held"
+        return None
+
+    def _settle(self, kind: int, status: int, wid: int) -> str | None:
+        w = self.withdrawals.get(wid)
+        target = COMMITTED if kind == CmdKind.WITHDRAW_COMMIT else RELEASED
+        verb = "committed" if target == COMMITTED else "released"
+        if status == ReplyStatus.APPLIED:
+            if w is None:
+                return f"withdrawal id {wid} {verb} but never held"
+            if w.state != HELD:
+                return f"withdrawal id {wid} {verb} while in state {w.state} (second effect)"
+            w.state = target
+            if target == COMMITTED:
+                self.net_minor[w.asset_id] = self.net_minor.get(w.asset_id, 0) - w.amount_minor
+        elif status == ReplyStatus.DUPLICATE and (w is None or w.state != target):
+            state = None if w is None else w.state
+            return f"{verb} of withdrawal id {wid} called a duplicate in state {state}"
+        elif status == ReplyStatus.REJECTED and w is not None and w.state == HELD:
+            return f"{verb} of held withdrawal id {wid} rejected"
+        return None
+
+    def check_core_withdrawals(self, core_withdrawals: dict[int, tuple[int, ...]]) -> str | None:
+        """Compare with the core's withdrawal table ``id -> (user, asset, account, amount,
+        state)``; return the first difference, else None."""
+        self.checks += 1
+        mine = {
+            wid: (w.user_id, w.asset_id, w.account, w.amount_minor, w.state)
+            for wid, w in self.withdrawals.items()
+        }
+        if mine == core_withdrawals:
+            return None
+        for wid in sorted(set(mine) | set(core_withdrawals)):
+            if mine.get(wid) != core_withdrawals.get(wid):
+                return (
+                    f"withdrawal {wid}: model {mine.get(wid)} != core {core_withdrawals.get(wid)}"
+                )
+        return None  # pragma: no cover - the dicts differ, so some id differs
+
+    def clone(self) -> FundingModel:
+        """An independent copy."""
+        other = FundingModel()
+        other.deposits = dict(self.deposits)
+        other.withdrawals = {
+            k: Withdrawal(w.user_id, w.asset_id, w.account, w.amount_minor, w.state)
+            for k, w in self.withdrawals.items()
+        }
+        other.net_minor = dict(self.net_minor)
+        other.duplicates_seen = self.duplicates_seen
+        other.checks = self.checks
+        return other
