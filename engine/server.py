@@ -32,7 +32,7 @@ import signal
 import sys
 import time
 import tomllib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from types import FrameType
 from typing import Any
 
@@ -106,8 +106,6 @@ class ServerConfig:
         Snapshot after this many commands since the last one (0: never by count).
     snapshot_every_ms : int
         Snapshot after this many milliseconds with new commands (0: never by time).
-    core : dict
-        Settings passed through to the Sequencer/Core (e.g. initial assets).
     """
 
     data_dir: str = "data/core"
@@ -118,7 +116,6 @@ class ServerConfig:
     max_batch_cmds: int = MAX_BATCH_CMDS
     snapshot_every_cmds: int = 1_000_000
     snapshot_every_ms: int = 300_000
-    core: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
         """Raise ValueError on a setting out of range."""
