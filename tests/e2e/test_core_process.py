@@ -252,3 +252,20 @@ def test_restart_after_kill9_keeps_acknowledged_work(core):
     finally:
         sub.close()
         c.close()
+
+
+def test_corruption_inside_the_journal_stops_startup(core):
+    c = CoreClient(core.cmd)
+    try:
+        setup_market(c)
+        trade_flow(c, 50, first_oid=1)
+    finally:
+        c.close()
+    assert core.stop() == 0
+    seg = sorted(core.data_dir.glob("journal-*.seg"))[0]
+    data = bytearray(seg.read_bytes())
+    data[32 + 10] ^= 0x40  # a payload byte of the first batch; valid batches follow
+    seg.write_bytes(bytes(data))
+    with pytest.raises(RuntimeError, match="JournalCorrupt"):
+        core.start()
+    assert core.proc is not None and core.proc.returncode == 1
