@@ -524,11 +524,11 @@ class SimDisk:
             inode.pending = []
             if pending:
                 # Most power losses drop everything unsynced; some keep an in-order prefix.
-                keep = 0 if rng.random() < 0.5 else rng.randrange(len(pending) + 1)
+                keep = 0 if rng.random() < 0.4 else rng.randrange(len(pending) + 1)
                 for op in pending[:keep]:
                     _apply(inode.durable, op.offset, op.data)
                     _apply(inode.intent_durable, op.offset, op.intent)
-                if keep < len(pending) and rng.random() < 0.5:
+                if keep < len(pending) and rng.random() < 0.7:
                     self._tear(ino, inode, pending[keep], rng)
             inode.cache = bytearray(inode.durable)
             inode.intent_cache = bytearray(inode.intent_durable)

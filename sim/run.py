@@ -134,35 +134,35 @@ def draw_profile(rng: random.Random) -> Profile:
         x -= w
     k = _intensity(rng)
     p = Profile(name)
-    p.snapshot_every_cmds = rng.choice((20, 50, 100, 200, 10**9))
-    p.segment_bytes = rng.choice((1024, 2048, 4096, 8192, 1 << 20))
-    p.max_batch = rng.choice((1, 4, 16, 64))
+    p.snapshot_every_cmds = rng.choice((10, 25, 50, 100, 10**9))
+    p.segment_bytes = rng.choice((1024, 2048, 4096, 1 << 20))
+    p.max_batch = rng.choice((1, 2, 4, 8, 16, 32))
     p.p_retry = rng.choice((0.0, 0.8, 1.0))
     r = p.rates
     if name == "crashes":
-        p.p_arm, p.p_crash_rest, p.p_recovery_crash = 0.3 * k, 0.1 * k, 0.2 * k
+        p.p_arm, p.p_crash_rest, p.p_recovery_crash = 0.3 * k, 0.2 * k, 0.2 * k
     elif name == "power":
-        p.p_arm, p.p_arm_power = 0.25 * k, 0.8
-        p.p_power_rest, p.p_crash_rest, p.p_recovery_crash = 0.15 * k, 0.02, 0.1 * k
+        p.p_arm, p.p_arm_power = 0.3 * k, 0.8
+        p.p_power_rest, p.p_crash_rest, p.p_recovery_crash = 0.2 * k, 0.02, 0.1 * k
     elif name == "bit_flips":
         p.p_flip, p.p_crash_rest, p.p_power_rest = 0.3 * k, 0.05, 0.05
     elif name == "misdirected":
-        r.misdirected_write = 0.1 * k
+        r.misdirected_write = 0.15 * k
         p.p_crash_rest, p.p_power_rest = 0.05, 0.05
     elif name == "write_errors":
-        r.short_write, r.enospc, r.eio_write = 0.05 * k, 0.05 * k, 0.05 * k
+        r.short_write, r.enospc, r.eio_write = 0.1 * k, 0.1 * k, 0.1 * k
         p.p_power_rest = 0.05
     elif name == "sync_errors":
-        r.eio_sync = 0.1 * k
+        r.eio_sync = 0.25 * k
         p.p_power_rest, p.p_arm, p.p_arm_power = 0.05, 0.05, 0.5
     elif name == "slow":
-        r.slow_sync = 0.5 * k
+        r.slow_sync = 0.6 * k
         p.p_crash_rest = 0.05
     elif name == "mixed":
-        r.short_write, r.enospc, r.eio_write = 0.01 * k, 0.01 * k, 0.01 * k
-        r.misdirected_write, r.eio_sync, r.slow_sync = 0.02 * k, 0.02 * k, 0.1 * k
-        p.p_arm, p.p_arm_power, p.p_flip = 0.1 * k, 0.5, 0.1 * k
-        p.p_crash_rest, p.p_power_rest, p.p_recovery_crash = 0.03 * k, 0.05 * k, 0.1 * k
+        r.short_write, r.enospc, r.eio_write = 0.02 * k, 0.02 * k, 0.02 * k
+        r.misdirected_write, r.eio_sync, r.slow_sync = 0.03 * k, 0.05 * k, 0.2 * k
+        p.p_arm, p.p_arm_power, p.p_flip = 0.15 * k, 0.5, 0.1 * k
+        p.p_crash_rest, p.p_power_rest, p.p_recovery_crash = 0.05 * k, 0.08 * k, 0.1 * k
     return p
 
 
