@@ -69,6 +69,8 @@ DEFAULT_ACK_RATE = 50_000
 DEFAULT_ACK_COMMANDS = 150_000
 DEFAULT_PROCESS_RATE = 10_000
 DEFAULT_PROCESS_COMMANDS = 30_000
+# The process client sleeps (instead of spinning) when its next send is this far off.
+CLIENT_SLEEP_NS = 200_000
 # Group commit cap of the open-loop run (the server's MAX_BATCH_CMDS).
 ACK_BATCH_MAX = 16_384
 
@@ -301,6 +303,11 @@ def open_loop_process(
                 while sent < n and planned_l[sent] <= now:
                     sock.send(frames[sent])
                     sent += 1
+                if sent < n and planned_l[sent] - now > CLIENT_SLEEP_NS:
+                    # Leave the CPU to the core process (2 cores: no busy spin).
+                    time.sleep(CLIENT_SLEEP_NS / 2e9)
+                elif sent >= n:
+                    sock.poll(1, zmq.POLLIN)
                 while sock.poll(0, zmq.POLLIN):
                     body = sock.recv()
                     t = time.perf_counter_ns()
