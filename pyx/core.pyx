@@ -1554,3 +1554,19 @@ cdef int _transfer(CoreState self, const CmdRec* c, ReplyRec* r) except -1:
     e.leaves_lots = self.avail[src]
     _reply(r, c, ST_APPLIED, 0, self.avail[src])
     return 0
+
+
+def _reply_layout():
+    """(size, {field: offset}) of the C ReplyRec, for the layout drift test."""
+    cdef ReplyRec r
+    cdef char* base = <char*> &r
+    return sizeof(ReplyRec), {
+        "seq": <char*> &r.seq - base,
+        "client_ref": <char*> &r.client_ref - base,
+        "order_id": <char*> &r.order_id - base,
+        "value": <char*> &r.value - base,
+        "user_id": <char*> &r.user_id - base,
+        "reason": <char*> &r.reason - base,
+        "kind": <char*> &r.kind - base,
+        "status": <char*> &r.status - base,
+    }
