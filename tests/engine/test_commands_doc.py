@@ -16,7 +16,9 @@ def test_commands_doc_is_fresh() -> None:
 def test_reply_struct_matches_the_layout() -> None:
     size, offsets = _reply_layout()
     assert size == REPLY_DTYPE.itemsize
-    assert offsets == {name: REPLY_DTYPE.fields[name][1] for name in REPLY_DTYPE.names}
+    fields = REPLY_DTYPE.fields
+    assert fields is not None
+    assert offsets == {name: spec[1] for name, spec in fields.items()}
 
 
 def test_every_core_kind_is_documented() -> None:
