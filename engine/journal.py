@@ -45,7 +45,7 @@ import crc32c
 import numpy as np
 import numpy.typing as npt
 
-from engine.storage import Storage, StorageError
+from engine.storage import Storage
 from engine.wire.layout import CMD_DTYPE, CMD_SIZE
 
 log = logging.getLogger("bursa.journal")
@@ -550,7 +550,7 @@ class JournalWriter:
                 self.storage.sync_dir()
                 self._new_name = False
             back = self.storage.read(self.segment, offset, len(buf))
-        except StorageError as e:
+        except OSError as e:  # StorageError, or a raw OSError of rename/unlink
             self.failed = True
             raise JournalWriteError(f"journal write of seq {first_seq} failed: {e}") from e
         if back != buf:
@@ -589,7 +589,7 @@ class JournalWriter:
             if self._new_name:
                 self.storage.sync_dir()
                 self._new_name = False
-        except StorageError as e:
+        except OSError as e:  # StorageError, or a raw OSError of rename/unlink
             self.failed = True
             raise JournalWriteError(f"journal sync of {self.segment} failed: {e}") from e
         self.dirty = False

@@ -36,7 +36,7 @@ from engine.snapshot import (
     snapshot_name,
     write_snapshot,
 )
-from engine.storage import Storage, StorageError
+from engine.storage import Storage
 from engine.wire.layout import CMD_DTYPE, EV_DTYPE, REPLY_DTYPE
 
 log = logging.getLogger("bursa.sequencer")
@@ -273,7 +273,7 @@ class Sequencer:
             removed = prune_snapshots(self.storage, keep)
             if self._prev_snap_seq >= 0:
                 self._writer.archive_through(self._prev_snap_seq, self.archive)
-        except StorageError as e:
+        except OSError as e:  # StorageError, or a raw OSError of rename/unlink
             log.error("pruning snapshots/segments failed (harmless, retried later): %s", e)
             return
         if removed:

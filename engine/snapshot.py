@@ -28,7 +28,7 @@ import struct
 import crc32c
 
 from engine.corelike import CoreClass, CoreLike
-from engine.storage import Storage, StorageError
+from engine.storage import Storage
 
 log = logging.getLogger("bursa.snapshot")
 
@@ -131,7 +131,7 @@ def load_snapshot(
     """
     try:
         data = storage.read(name, 0, storage.size(name))
-    except (StorageError, OSError) as e:
+    except OSError as e:  # StorageError, or a raw OSError of rename/unlink
         raise SnapshotInvalid(f"unreadable: {e}") from e
     seq, state_hash, payload = decode_snapshot(data)
     if parse_snapshot_name(name) != seq:
@@ -192,7 +192,7 @@ def write_snapshot(storage: Storage, core: CoreLike, variants: frozenset[str] = 
         if not nosync:
             storage.sync_dir()
         back = storage.read(name, 0, len(data) + 1)
-    except StorageError as e:
+    except OSError as e:  # StorageError, or a raw OSError of rename/unlink
         _remove_quietly(storage, tmp)
         raise SnapshotWriteError(f"snapshot {name} failed: {e}") from e
     if back != data:
@@ -208,7 +208,7 @@ def _remove_quietly(storage: Storage, name: str) -> None:
     try:
         if name in storage.list():
             storage.remove(name)
-    except (StorageError, OSError) as e:
+    except OSError as e:  # StorageError, or a raw OSError of rename/unlink
         log.warning("could not remove %s: %s", name, e)
 
 
