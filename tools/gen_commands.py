@@ -244,6 +244,9 @@ def commands_md() -> str:
     parts += ["## Reason codes of the core", "", "| code | name | meaning |", "|---:|---|---|"]
     parts += [f"| {v} | `{n}` | {c} |" for n, v, c in reasons if 200 <= v <= 399]
     parts.append("")
+    from engine.wire.frames_doc import FRAMES_DOC
+
+    parts += [FRAMES_DOC]
     return "\n".join(parts)
 
 

@@ -313,3 +313,20 @@ def test_config_file_and_bad_settings(tmp_path):
     with pytest.raises(ValueError):
         ServerConfig(mode="sometimes").validate()
     assert np.zeros(1, CMD_DTYPE).itemsize == 96
+
+
+def test_frames_doc_states_the_real_sizes_and_bounds():
+    from engine.replay_service import REPLAY_BYTES_MAX, REPLAY_EVENTS_MAX
+    from engine.server import MAX_BATCH_CMDS, MAX_FRAME_EVENTS
+    from engine.wire.frames import EVENT_HEADER_SIZE, REPLAY_END, REPLAY_REQUEST
+    from engine.wire.frames_doc import FRAMES_DOC
+
+    assert f"one part of {REPLAY_REQUEST.size} bytes" in FRAMES_DOC
+    assert f"the end marker, {REPLAY_END.size} bytes" in FRAMES_DOC
+    assert f"| {EVENT_HEADER_SIZE} | 96 x n |" in FRAMES_DOC
+    assert f"1..{MAX_FRAME_CMDS:,} command records" in FRAMES_DOC
+    assert f"{MAX_BATCH_CMDS:,} commands per batch" in FRAMES_DOC
+    assert f"at most {MAX_FRAME_EVENTS:,} events" in FRAMES_DOC
+    assert f"the server's bound, {REPLAY_EVENTS_MAX:,}" in FRAMES_DOC
+    assert f"{REPLAY_BYTES_MAX >> 20} MiB" in FRAMES_DOC
+    assert f"= {int(Reason.MALFORMED_FRAME)} `MALFORMED_FRAME`" in FRAMES_DOC

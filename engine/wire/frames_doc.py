@@ -1,0 +1,119 @@
+# ruff: noqa: E501  (markdown table rows cannot wrap)
+"""The section "Frames on the wire" of docs/commands.md, beside the code it describes.
+
+tools/gen_commands.py appends :data:`FRAMES_DOC` to docs/commands.md;
+tests/engine/test_server.py checks the sizes it states against
+:mod:`engine.wire.frames`.
+"""
+
+FRAMES_DOC = """\
+## Frames on the wire
+
+The core process (`bursa core`, `engine/server.py`) speaks ZeroMQ on three sockets.
+All integers are little-endian; record layouts are those of `docs/records.md`.
+The codecs live in `engine/wire/frames.py`; the Python clients in `bindings/client.py`.
+
+| socket | type (core side) | clients | carries |
+|---|---|---|---|
+| command (`--cmd-endpoint`, default `tcp://127.0.0.1:7001`) | ROUTER | DEALER (or REQ) | command frames in, reply frames out; control requests |
+| events (`--pub-endpoint`, default `tcp://127.0.0.1:7002`) | PUB | SUB (subscribe to `""`) | event frames |
+| replay (`--replay-endpoint`, default `tcp://127.0.0.1:7003`) | ROUTER | DEALER (or REQ) | replay requests in, event frames + end marker out |
+
+A DEALER client may put an empty delimiter part before its message (that is what
+REQ does); the answer then carries one too.
+
+### Command frame (client → core)
+
+One message part holding 1..16,384 command records (96 bytes each, `CMD_DTYPE`)
+back to back, no header. `seq` and `ts_ns` are overwritten by the sequencer;
+`client_ref` is echoed in the reply. Several frames from one or many clients that
+are queued when the core's loop turns are committed together (group commit: one
+journal append and, in `fsync` mode, one fdatasync for all of them, at most
+16,384 commands per batch).
+
+A message that is not exactly one part of whole records (length 0, not a multiple
+of 96, more than 16,384 records, or several parts that are not a control request)
+is *malformed*: nothing is sequenced, nothing changes, and the sender gets one
+reply record with `status` = 2 (rejected), `reason` = 390 `MALFORMED_FRAME`,
+`seq` = 0 and `value` = the part's length in bytes (-1 if the message had several
+parts).
+
+### Reply frame (core → client)
+
+One message part holding 40-byte reply records (`REPLY_DTYPE`) back to back, no
+header: one record per command (one per malformed message), in the order the
+sender sent them. The core sends each sender ONE reply frame per loop turn,
+holding the replies of all that sender's frames committed in that turn, so a
+client counts records, not frames. In `fsync` mode no reply leaves before the
+batch holding its command is durable.
+
+| status | meaning |
+|---:|---|
+| 1 | applied (`seq` is the command's sequence number) |
+| 2 | rejected (`reason` from `docs/reject-codes.md`; the command was sequenced and journaled unless `seq` = 0) |
+| 3 | duplicate: an idempotent no-op (deposit reference or withdrawal id already seen) |
+
+### Event frame (core → subscribers, event log, replay answers)
+
+| offset | size | type | field | meaning |
+|---:|---:|---|---|---|
+| 0 | 4 | bytes | `magic` | `BEV1` |
+| 4 | 4 | `<u4` | `n_events` | event records that follow |
+| 8 | 8 | `<u8` | `first_seq` | first command sequence number the frame covers |
+| 16 | 8 | `<u8` | `last_seq` | last command sequence number the frame covers |
+| 24 | 4 | `<u4` | `crc32c` | CRC32C of bytes 0..23 then of the event records |
+| 28 | 4 | `<u4` | `flags` | 0 |
+| 32 | 96 x n | `EV_DTYPE` | events | sorted by `seq` |
+
+A frame covers the *commands* `first_seq..last_seq` completely: every event of
+those commands is in it, and commands that produced no event are covered too.
+Consecutive frames satisfy `next.first_seq == prev.last_seq + 1`, so a subscriber
+detects a lost frame by sequence alone (`first_seq` greater than the next number
+it expects). A batch's events are cut into frames of at most 8,192 events on
+command boundaries (a single command with more events gets a frame of its own).
+The same bytes are appended to the event log (`events-<first seq, 20 digits>.log`
+segments in the data directory) before they are published, and the replay
+service serves them from there.
+
+### Replay request and answer
+
+Request (client → replay socket), one part of 24 bytes:
+
+| offset | size | type | field | meaning |
+|---:|---:|---|---|---|
+| 0 | 4 | bytes | `magic` | `BRQ1` |
+| 4 | 4 | `<u4` | `flags` | 0 |
+| 8 | 8 | `<u8` | `from_seq` | first command sequence number wanted (0 or 1: from the start) |
+| 16 | 8 | `<u8` | `max_events` | bound on events in the answer (0: the server's bound, 65,536) |
+
+Answer: ONE multipart message: zero or more event frames (the first one trimmed to
+start at `from_seq`; whole frames after it; at most `max_events` events and 8 MiB
+unless a single frame is larger), then the end marker, 24 bytes:
+
+| offset | size | type | field | meaning |
+|---:|---:|---|---|---|
+| 0 | 4 | bytes | `magic` | `BEND` |
+| 4 | 4 | `<u4` | `status` | 0 ok, 1 bad request, 2 `from_seq` is older than the oldest event kept |
+| 8 | 8 | `<u8` | `next_seq` | first sequence number NOT in this answer: ask from here next |
+| 16 | 8 | `<u8` | `last_seq` | last sequence number in the event log when the answer was cut |
+
+A client catches up by asking again from `next_seq` until `next_seq > last_seq`,
+then continues with the live PUB stream (`EventSubscriber` in `bindings/client.py`
+does exactly this, and fills any later gap the same way).
+
+### Control requests (client → command socket)
+
+Two parts: `BCTL` and a JSON object `{"op": ...}`; the answer has the same shape
+(`{"ok": true, ...}` or `{"ok": false, "error": "..."}`). Control requests read
+the core's state after the commands of the same loop turn; they are not journaled
+and change nothing except `snapshot`.
+
+| op | answer fields |
+|---|---|
+| `ping` | `last_seq` |
+| `status` | `pid`, `last_seq`, `event_log_last_seq`, `mode`, `batches`, `commands`, `malformed`, `cmd`, `pub`, `replay` |
+| `state_hash` | `state_hash` (hex), `last_seq` |
+| `conservation` | `ok`, `errors` (list of strings; empty when the invariant holds), `last_seq` |
+| `snapshot` | `last_seq` (a snapshot is written at it; the event log is synced first) |
+| `balance` (`user_id`, `asset_id`, optional `account`) | `balance`: `[available, held]` in minor units |
+"""
