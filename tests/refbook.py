@@ -558,8 +558,6 @@ class RefBook:
     ) -> int:
         """Submit a new order; returns the number of events appended."""
         n0 = len(self.evs)
-        if ord_type == OrdType.MARKET_QUOTE:
-            price_ticks = 0  # a quote order has no price
         reason = self._validate_new(
             order_id, side, ord_type, tif, price_ticks, qty_lots, stop_price_ticks, stp, flags
         )
@@ -569,7 +567,7 @@ class RefBook:
             int(side),
             int(ord_type),
             int(tif),
-            int(price_ticks),
+            0 if ord_type == OrdType.MARKET_QUOTE else int(price_ticks),  # no price
             int(qty_lots),
             int(stop_price_ticks),
             int(stp),
