@@ -74,11 +74,18 @@ cdef extern from *:
         if (__builtin_mul_overflow(a, mult, &b)) return -1;
         return b > cap ? -1 : b;
     }
-    /* ceil(n * ppm / 1e6) and floor(n * ppm / 1e6) with a 128-bit product. */
+    /* ceil(n * ppm / 1e6) and floor(n * ppm / 1e6) for 0 <= n, 0 <= ppm <= 1e6.  Below
+       2**43 the product fits in 64 bits and the division by a constant compiles to a
+       multiply; larger notionals take the exact 128-bit path (a library call). */
+    #define BURSA_FAST_N ((int64_t)1 << 43)
     static inline int64_t bursa_fee_ceil(int64_t n, int64_t ppm) {
+        if (n < BURSA_FAST_N)
+            return (int64_t)(((uint64_t)n * (uint64_t)ppm + (BURSA_PPM - 1)) / BURSA_PPM);
         return (int64_t)(((__int128)n * ppm + (BURSA_PPM - 1)) / BURSA_PPM);
     }
     static inline int64_t bursa_fee_floor(int64_t n, int64_t ppm) {
+        if (n < BURSA_FAST_N)
+            return (int64_t)(((uint64_t)n * (uint64_t)ppm) / BURSA_PPM);
         return (int64_t)(((__int128)n * ppm) / BURSA_PPM);
     }
     /* Largest x with x + x * ppm / 1e6 <= budget: the notional a quote budget can buy
@@ -128,6 +135,25 @@ cdef int64_t NOTIONAL_MAX = ((<int64_t>1) << 62) - 1
 cdef int64_t INT64_MAX = 0x7FFFFFFFFFFFFFFF
 
 VARIANTS = frozenset({"double_release", "dup_deposit"})
+
+
+cdef inline int64_t _ofind_in(const ORec* tab, uint64_t mask, int bits, oid_t oid) noexcept:
+    """Slot of ``oid`` in a linear-probing table, -1 if absent (oid 0 is never stored)."""
+    cdef uint64_t i = bursa_ohash(oid, bits)
+    cdef uint64_t probes = 0
+    while tab[i].oid != 0:
+        if tab[i].oid == oid:
+            return <int64_t> i
+        i = (i + 1) & mask
+        probes += 1
+        if probes > mask:              # bound: never reached (load <= 1/2)
+            return -1
+    return -1
+
+
+cdef inline int64_t _oslot(CoreState s, oid_t oid) noexcept:
+    """Slot of ``oid`` in the core's hold map, -1 if absent (inlined on the hot path)."""
+    return _ofind_in(s.otab, s.omask, s.obits, oid)
 
 
 cdef inline int _px_reason(const SRec* sym, ticks_t px) noexcept:
@@ -305,17 +331,8 @@ cdef class CoreState:
     # --------------------------------------------------------------- order map
 
     cdef int64_t _ofind(self, oid_t oid) noexcept:
-        """Slot of ``oid`` in the hold map, -1 if absent (oid 0 is never stored)."""
-        cdef uint64_t i = bursa_ohash(oid, self.obits)
-        cdef uint64_t probes = 0
-        while self.otab[i].oid != 0:
-            if self.otab[i].oid == oid:
-                return <int64_t> i
-            i = (i + 1) & self.omask
-            probes += 1
-            if probes > self.omask:        # bound: a full table never happens (load <= 1/2)
-                return -1
-        return -1
+        """Slot of ``oid`` in the hold map, -1 if absent."""
+        return _ofind_in(self.otab, self.omask, self.obits, oid)
 
     cdef ORec* _oins(self, oid_t oid) except NULL:
         """A zeroed record for a new ``oid`` (absent, non-zero); grows at load 1/2."""
@@ -510,7 +527,7 @@ cdef class CoreState:
             return self._reject(c, r, INVALID_ORDER_TYPE)
         if ot == MARKET_QUOTE and side == SELL:
             return self._reject(c, r, INVALID_SIDE)
-        if self._ofind(c.order_id) >= 0:
+        if _oslot(self, c.order_id) >= 0:
             return self._reject(c, r, DUPLICATE_ORDER_ID)
         if qty <= 0:
             return self._reject(c, r, INVALID_QTY)
@@ -597,7 +614,7 @@ cdef class CoreState:
                        c.stop_price_ticks, c.stp, c.flags)
         e = &self.evbuf.recs[e0]
         if e.kind == REJECTED:             # undo the hold: nothing changes
-            i = self._ofind(c.order_id)
+            i = _oslot(self, c.order_id)
             assert i >= 0
             self._odel(i)
             self.avail[bi] += hold
@@ -607,12 +624,12 @@ cdef class CoreState:
         e.taker_fee = hold                 # hold after the event
         e.maker_fee = hold                 # change of the hold
         self._settle(e0 + 1, ss)
-        i = self._ofind(c.order_id)
+        i = _oslot(self, c.order_id)
         _reply(r, c, ST_APPLIED, 0, self.otab[i].hold if i >= 0 else 0)
         return 0
 
     cdef int _cancel(self, const CmdRec* c, ReplyRec* r) except -1:
-        cdef int64_t i = self._ofind(c.order_id) if c.order_id != 0 else -1
+        cdef int64_t i = _oslot(self, c.order_id) if c.order_id != 0 else -1
         cdef int32_t ss
         cdef Py_ssize_t e0
         cdef Book bk
@@ -633,7 +650,7 @@ cdef class CoreState:
         return 0
 
     cdef int _reduce(self, const CmdRec* c, ReplyRec* r) except -1:
-        cdef int64_t i = self._ofind(c.order_id) if c.order_id != 0 else -1
+        cdef int64_t i = _oslot(self, c.order_id) if c.order_id != 0 else -1
         cdef int32_t ss
         cdef Py_ssize_t e0
         cdef Book bk
@@ -650,12 +667,12 @@ cdef class CoreState:
         if self.evbuf.recs[e0].kind == REJECTED:
             return self._book_reject(c, r, e0)
         self._settle(e0, ss)
-        i = self._ofind(c.order_id)
+        i = _oslot(self, c.order_id)
         _reply(r, c, ST_APPLIED, 0, self.otab[i].hold if i >= 0 else 0)
         return 0
 
     cdef int _replace(self, const CmdRec* c, ReplyRec* r) except -1:
-        cdef int64_t i = self._ofind(c.order_id) if c.order_id != 0 else -1
+        cdef int64_t i = _oslot(self, c.order_id) if c.order_id != 0 else -1
         cdef int32_t ss, ak
         cdef int reason
         cdef ORec* o
@@ -726,7 +743,7 @@ cdef class CoreState:
         e.taker_fee = need
         e.maker_fee = delta
         self._settle(e0 + 1, ss)
-        i = self._ofind(c.order_id)
+        i = _oslot(self, c.order_id)
         _reply(r, c, ST_APPLIED, 0, self.otab[i].hold if i >= 0 else 0)
         return 0
 
@@ -775,7 +792,7 @@ cdef class CoreState:
             elif e.kind == REDUCED:
                 self._rehold(e, sym)
             elif e.kind == TRIGGERED:
-                i = self._ofind(e.order_id)
+                i = _oslot(self, e.order_id)
                 assert i >= 0
                 self.otab[i].pending_stop = 0
             k += 1
@@ -783,7 +800,7 @@ cdef class CoreState:
 
     cdef int _fill(self, EvRec* e, const SRec* sym) except -1:
         """Move held funds of one fill to the counterparties; fees to the fee account."""
-        cdef int64_t ti = self._ofind(e.order_id), mi = self._ofind(e.maker_order_id)
+        cdef int64_t ti = _oslot(self, e.order_id), mi = _oslot(self, e.maker_order_id)
         cdef ORec* t
         cdef ORec* m
         cdef ORec* b
@@ -834,7 +851,7 @@ cdef class CoreState:
 
     cdef minor_t _release(self, oid_t oid, EvRec* e, bint canceled) except -1:
         """Release what an ended order still holds and drop its record; returns it."""
-        cdef int64_t i = self._ofind(oid), bi
+        cdef int64_t i = _oslot(self, oid), bi
         cdef ORec* o
         cdef const SRec* sym
         cdef minor_t amt
@@ -870,7 +887,7 @@ cdef class CoreState:
 
     cdef int _rehold(self, EvRec* e, const SRec* sym) except -1:
         """An order's open quantity went down (REDUCED): keep only its worst case."""
-        cdef int64_t i = self._ofind(e.order_id), bi
+        cdef int64_t i = _oslot(self, e.order_id), bi
         cdef ORec* o
         cdef minor_t need, rel
         assert i >= 0
@@ -939,7 +956,7 @@ cdef class CoreState:
 
     def order_hold(self, order_id):
         """Hold record of a live order as a dict, or None (amounts in minor units)."""
-        cdef int64_t i = self._ofind(order_id) if 0 < order_id < 2**64 else -1
+        cdef int64_t i = _oslot(self, order_id) if 0 < order_id < 2**64 else -1
         if i < 0:
             return None
         return _orec_dict(self, &self.otab[i])
