@@ -489,6 +489,9 @@ cdef class CoreState:
         cdef EvRec* e = &self.evbuf.recs[e0]
         assert e.kind == REJECTED and self.evbuf.n == e0 + 1
         e.user_id = c.user_id              # so order entry can route it like any event
+        if c.kind == NEW:                  # the command's values, not the core's conversions
+            e.price_ticks = c.price_ticks
+            e.qty_lots = c.qty_lots
         _reply(r, c, ST_REJECTED, e.reason, 0)
         return 0
 

@@ -136,8 +136,8 @@ Suspended users and halted symbols may still cancel and reduce.
 symbol (ascending symbol id). No matching order is not an error.
 
 Every rejected trading command emits one `REJECTED` event (the book's, or the core's
-with the same fields) carrying the command's `user_id`, so order entry always sees an
-event.
+with the same fields) carrying the command's `user_id` (and, for `NEW`, its own
+`price_ticks` and `qty_lots`), so order entry always sees an event.
 """
 
 FUNDING = """\

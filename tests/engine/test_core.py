@@ -430,3 +430,19 @@ def test_market_orders_tif() -> None:
     ex.user(1, quote=10**6)
     rec = cmd.new_order(1, 1, SYM, Side.BUY, OrdType.MARKET, 1, tif=Tif.GTC)
     reject_changes_nothing(ex, rec, Reason.INVALID_TIF)
+
+
+def test_read_only_input_and_rejected_market_quote_echoes_the_command() -> None:
+    ex = Ex()
+    ex.user(1, quote=10**6)
+    cmds = cmd.stamp(
+        cmd.CmdBatch().add(cmd.new_market_quote(1, 1, SYM, 5)).to_array(), ex.core.last_seq + 1
+    )
+    ro = np.frombuffer(cmds.tobytes(), dtype=CMD_DTYPE)
+    assert not ro.flags.writeable
+    before = ex.core.content_hash()
+    ev, rep = ex.core.apply(ro)
+    # a 5-minor budget buys nothing at multiplier 10: the book rejects the empty budget
+    assert rep["reason"][0] == Reason.INVALID_QTY
+    assert ev["qty_lots"][0] == 5 and ev["user_id"][0] == 1
+    assert ex.core.content_hash() == before
