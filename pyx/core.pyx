@@ -1161,12 +1161,18 @@ cdef int _book_load(Book bk, tuple dump, dict stp_of) except -1:
     for oid, uid, side, px, open_lots, flags, ot, stop_px in rows:
         # resting orders go back in priority order; a triggered stop-limit keeps its
         # submitted type and stop price (book.md clarifications): patch the pool entry
-        bk.c_new_order(oid, uid, side, LIMIT, 1, px, open_lots, 0, stp_of[oid], flags)
-        if ot != LIMIT:
+        # a partial fill can leave less than min_qty_lots open: enter the minimum, then
+        # reduce (reduce has no minimum and keeps the queue position)
+        bk.c_new_order(oid, uid, side, LIMIT, 1, px, max(open_lots, bk.min_qty_lots), 0,
+                       stp_of[oid], flags)
+        if open_lots < bk.min_qty_lots:
+            bk.c_reduce(oid, open_lots)
+        if ot != LIMIT or stop_px != 0:   # (a LIMIT keeps any stop price it was sent with)
             bk.orders[bk._hfind(oid)].ord_type = ot
             bk.orders[bk._hfind(oid)].stop_price = stop_px
     for k in range(n0, ev.n):
-        assert ev.recs[k].kind == ACCEPTED, "snapshot book restore was rejected"
+        assert ev.recs[k].kind == ACCEPTED or ev.recs[k].kind == REDUCED, \
+            "snapshot book restore was rejected"
     ev.n = n0
     bk.last_price_ticks = last
     bk.next_match_id = next_match
@@ -1210,6 +1216,8 @@ cdef int32_t _new_user(CoreState self, int64_t uid, object tier) except -1:
         n = self.uid_len
         while n <= uid:
             n *= 2
+        if n > MAX_USER_ID + 1:
+            n = MAX_USER_ID + 1
         grown = <int32_t*> PyMem_Realloc(self.uid_slot, n * sizeof(int32_t))
         if grown == NULL:
             raise MemoryError()

@@ -446,3 +446,29 @@ def test_read_only_input_and_rejected_market_quote_echoes_the_command() -> None:
     assert rep["reason"][0] == Reason.INVALID_QTY
     assert ev["qty_lots"][0] == 5 and ev["user_id"][0] == 1
     assert ex.core.content_hash() == before
+
+
+def test_snapshot_of_orders_left_below_min_qty() -> None:
+    ex = Ex(min_qty=5, lot_step=1)
+    ex.user(1, base=10**6, quote=10**8)
+    ex.user(2, base=10**6, quote=10**8)
+    ex.ok(
+        cmd.new_limit(1, 1, SYM, Side.BUY, 100, 6),
+        cmd.new_limit(2, 1, SYM, Side.BUY, 100, 5, post_only=True),
+        cmd.new_limit(3, 1, SYM, Side.BUY, 100, 7),
+        cmd.new_limit(4, 2, SYM, Side.SELL, 100, 5),  # leaves order 1 with 1 lot
+        cmd.reduce(3, 1, 2),
+    )
+    twin = Core.from_snapshot(ex.core.to_snapshot())
+    assert twin.state_hash() == ex.core.state_hash()
+    book = twin.book(SYM)
+    assert book is not None
+    assert [row[4] for row in book.l3()] == [1, 5, 2]  # priority kept
+    more = cmd.CmdBatch().add(cmd.new_limit(5, 2, SYM, Side.SELL, 100, 8)).to_array()
+    ev1, _ = ex.core.run(more)
+    ev1 = ev1.copy()
+    ex.ledger.apply(ev1)
+    ev2, _ = twin.run(more)
+    assert ev1.tobytes() == ev2.tobytes()
+    assert twin.state_hash() == ex.core.state_hash()
+    ex.check()
