@@ -11,6 +11,7 @@ import sys
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("bursa.demo", "in-process demo: a symbol, an order flow, top of book, trades"),
+    "run": ("bursa.run", "start the core process, trade BTC/USDT through it, restart it"),
     "core": ("engine.server", "run the core process (ZeroMQ command/event/replay sockets)"),
     "replay": ("engine.replay", "rebuild state from a journal directory and print its hash"),
     "sim": ("sim.run", "one deterministic simulation: --seed N [--commands K]"),
