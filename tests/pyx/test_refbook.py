@@ -1022,3 +1022,25 @@ def test_process_unknown_kind_rejected(mk):
 def test_bad_config_raises(mk, cfg):
     with pytest.raises(ValueError):
         mk(**cfg)
+
+
+def test_market_quote_stp_checked_before_budget(mk):
+    b = asks_book(mk)
+    # 500 spent on order 1, 50 left (less than one lot at 100), own order 2 is next.
+    assert run(b, "new_market_quote", 10, 2, 550, Stp.CANCEL_OLDEST) == [
+        acc(10, 2, BUY, 0, 550, MQ),
+        trade(10, 2, BUY, 1, 1, 100, 5, 50, 1, MD, MQ),
+        canceled(2, 2, SELL, 100, 3, Reason.SELF_TRADE),
+        canceled(10, 2, BUY, 0, 50, Reason.BUDGET_EXHAUSTED, MQ),
+    ]
+
+
+def test_market_quote_reject_copies_command_price(mk):
+    b = mk()
+    assert run(b, "new_order", 5, 3, BUY, MQ, Tif.IOC, 97, 100, 0, 0, PO) == [
+        rejected(Reason.INVALID_FLAGS, 5, 3, BUY, MQ, 97, 100)
+    ]
+    assert run(b, "new_order", 5, 3, BUY, MQ, Tif.IOC, 97, 100, 0, 0, 0) == [
+        acc(5, 3, BUY, 0, 100, MQ),
+        canceled(5, 3, BUY, 0, 100, Reason.NO_LIQUIDITY, MQ),
+    ]
