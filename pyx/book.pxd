@@ -4,6 +4,7 @@
 # levels in a second pool; each side keeps a sorted array of its active levels
 # with the BEST at the END.  Other Cython modules (the core) cimport Book and call
 # the c_* fast paths; Python uses the cpdef/def API.
+cimport cython
 from libc.stdint cimport int64_t, uint64_t, uint32_t, uint16_t, uint8_t, int32_t
 from pyx.types cimport ticks_t, lots_t, oid_t, seq_t, uid_t, slot_t
 from pyx.records cimport EvRec, CmdRec
@@ -41,8 +42,8 @@ cdef struct Level:
 cdef enum:
     LEVEL_IN_SIDE = -2
     # direct-mapped price -> level cache per side (a hit skips the binary search)
-    LCACHE_BITS = 11
-    LCACHE_SIZE = 2048
+    LCACHE_BITS = 12
+    LCACHE_SIZE = 4096
 
 
 cdef struct HEnt:            # order_id -> slot map entry (slot -1 = empty)
@@ -55,6 +56,8 @@ cdef struct ArrSlot:         # scratch for sorting newly triggered stops by arri
     slot_t slot
 
 
+# final: internal calls are direct C calls (inlinable), not vtable calls
+@cython.final
 cdef class Book:
     cdef public seq_t seq                 # stamped into events (per-command API)
     cdef public uint64_t ts_ns            # stamped into events, ns since the epoch
@@ -68,6 +71,7 @@ cdef class Book:
     cdef readonly lots_t max_qty_lots
     cdef readonly ticks_t min_price_ticks
     cdef readonly ticks_t max_price_ticks
+    cdef bint notional_fits               # max_price_ticks * max_qty_lots fits int64
     cdef readonly int32_t capacity        # current pool size, orders
     cdef readonly int32_t max_orders      # hard bound on live orders
     cdef readonly int32_t n_orders        # live orders: resting + stop
@@ -98,6 +102,7 @@ cdef class Book:
     # order_id -> slot, open addressing
     cdef HEnt* htab
     cdef uint64_t hmask
+    cdef uint64_t hcount            # live entries
 
     # fast paths for Cython callers: each returns the number of events appended
     cdef int c_new_order(self, oid_t order_id, uid_t user_id, int side, int ord_type, int tif,
@@ -118,10 +123,12 @@ cdef class Book:
     cdef int _rehash(self, uint64_t new_size) except -1
     cdef slot_t _hfind(self, oid_t key) noexcept
     cdef int _hins(self, oid_t key, slot_t s) except -1
+    cdef int _hput(self, oid_t key, slot_t s) except -1
     cdef int _hdel(self, oid_t key) except -1
     cdef slot_t _alloc(self) except -1
     cdef void _free(self, slot_t s) noexcept
     cdef slot_t _level_at(self, int si, ticks_t price) except -1
+    cdef slot_t _level_recycle(self, int si, int32_t pos, ticks_t price, uint32_t h) except -1
     cdef int _level_drop(self, int si, slot_t lv) except -1
     cdef int _level_compact(self, int si) except -1
     cdef int _append(self, slot_t s, slot_t lv) except -1

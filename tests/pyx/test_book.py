@@ -10,6 +10,7 @@ test makes through ``mk()`` is checked with ``check_invariants()`` at the end.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import random
 import struct
 from typing import Any
@@ -1513,3 +1514,56 @@ def test_wide_prices_dormant_levels_and_compaction():
     assert len(b.l2(BUY)) + len(b.l2(SELL)) == len(levels)
     assert b.best_bid() == max(p for s, p in levels if s == BUY)
     assert b.best_ask() == min(p for s, p in levels if s == SELL)
+
+
+def test_dormant_level_recycled_in_place():
+    b = mk()
+    for oid, p in ((1, 100), (2, 90), (3, 80)):
+        rest(b, oid, 1, BUY, p, 1)
+    b.cancel(2)  # below the best: stays in the array, dormant
+    assert b._level_stats()[0] == (3, 1) and b.l2(BUY) == [(100, 1, 1), (80, 1, 1)]
+    rest(b, 4, 1, BUY, 85, 2)  # takes the dormant entry over: no new entry
+    assert b._level_stats()[0] == (3, 0)
+    assert b.l2(BUY) == [(100, 1, 1), (85, 2, 1), (80, 1, 1)]
+    b.cancel(4)
+    rest(b, 5, 1, BUY, 90, 1)  # 90 > 85: the dormant entry is the left neighbour
+    assert b._level_stats()[0] == (3, 0)
+    b.cancel(1)  # the best empties: popped, the best is 90 again
+    assert b._level_stats()[0] == (2, 0) and b.best_bid() == 90
+    b.cancel(5)
+    assert b._level_stats()[0] == (1, 0) and b.best_bid() == 80
+    rest(b, 6, 1, BUY, 90, 1)
+    assert b.l3() == [(6, 1, BUY, 90, 1, 0), (3, 1, BUY, 80, 1, 0)]
+
+
+def test_dormant_levels_compacted_when_the_level_pool_runs_out():
+    """Moves upwards under a fixed best leave a dormant level behind each time and
+    never land next to one: the small level pool runs out and is compacted."""
+    b = mk(capacity_orders=8)
+    rest(b, 1, 1, BUY, 60_000, 1)  # a fixed best: nothing below it is ever popped
+    for oid in range(2, 11):
+        rest(b, oid, 1, BUY, 100 * oid, 1)
+    sizes = []
+    for k in range(300):
+        b.replace(2 + k % 9, 2_000 + k, 1)
+        sizes.append(b._level_stats()[0][0])
+    b.clear_events()
+    assert b.capacity == 16 and max(sizes) > 16
+    assert any(c < a for a, c in itertools.pairwise(sizes))  # compacted
+    assert [lv[0] for lv in b.l2(BUY)] == [60_000, *range(2_299, 2_290, -1)]
+
+
+def test_dormant_levels_compacted_when_they_outnumber_active_ones():
+    b = mk()
+    rest(b, 1, 1, BUY, 60_000, 1)
+    for oid in range(2, 1202):
+        rest(b, oid, 1, BUY, 1_000 + oid, 1)
+    assert b._level_stats()[0] == (1201, 0)
+    sizes = []
+    for oid in range(2, 1202):
+        b.cancel(oid)
+        sizes.append(b._level_stats()[0])
+    # the k-th cancel leaves k dormant and 1201 - k active levels; dormant >
+    # 2 x active + 1024 first holds at k = 1143: that cancel compacts the array
+    assert sizes[1141] == (1201, 1142) and sizes[1142] == (58, 0)
+    assert sizes[-1] == (58, 57) and b.l2(BUY) == [(60_000, 1, 1)]
