@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from sim.disk import FAULT_KINDS
-from sim.run import DEFAULT_COMMANDS, SimResult, simulate
+from sim.run import DEFAULT_COMMANDS, SimResult, reproduce_command, simulate
 
 #: Seeds handed to a worker at a time: amortises the inter-process round trip.
 CHUNK_SEEDS = 4
@@ -90,9 +90,9 @@ class CampaignStats:
             self.failures.append(r)
 
 
-def _run_one(job: tuple[int, int, frozenset[str]]) -> SimResult:
-    seed, commands, variants = job
-    return simulate(seed, commands=commands, variants=variants)
+def _run_one(job: tuple[int, int, frozenset[str], bool]) -> SimResult:
+    seed, commands, variants, lost_sync = job
+    return simulate(seed, commands=commands, variants=variants, lost_sync=lost_sync)
 
 
 def run_campaign(
@@ -102,6 +102,7 @@ def run_campaign(
     jobs: int | None = None,
     variants: frozenset[str] = frozenset(),
     progress: TextIO | None = None,
+    lost_sync: bool = False,
 ) -> tuple[CampaignStats, float]:
     """Simulate every seed; return the totals and the elapsed wall time in seconds.
 
@@ -117,9 +118,11 @@ def run_campaign(
         Broken variants to switch on (self-test of the simulator).
     progress : text stream or None
         Where to draw the progress bar (None: no bar).
+    lost_sync : bool
+        Failed fdatasyncs also lose the unsynced data (see :func:`sim.run.simulate`).
     """
     stats = CampaignStats()
-    work = [(s, commands, variants) for s in seeds]
+    work = [(s, commands, variants, lost_sync) for s in seeds]
     n_jobs = max(1, jobs or os.cpu_count() or 1)
     start = time.perf_counter()
     results: Iterator[SimResult]
@@ -182,7 +185,7 @@ def format_summary(stats: CampaignStats, elapsed_s: float, base: int) -> str:
         lines.append(
             f"  FAIL seed {r.seed}: oracle {v.oracle} at command {v.command_index}: {v.detail}"
         )
-        lines.append(f"    reproduce: bursa sim --seed {r.seed} --commands {r.commands_target}")
+        lines.append(f"    reproduce: {reproduce_command(r)}")
     return "\n".join(lines)
 
 
@@ -200,13 +203,19 @@ def main(argv: list[str] | None = None) -> int:
         help="switch on a broken variant (simulator self-test; repeatable)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument(
+        "--lost-sync",
+        action="store_true",
+        help="a failed fdatasync also loses the unsynced data (Linux fsyncgate behaviour)",
+    )
     args = p.parse_args(argv)
     if args.seeds < 1 or args.commands < 1:
         p.error("--seeds and --commands must be positive")
     base = commit_base_seed() if args.base is None else args.base
     seeds = list(range(base, base + args.seeds))
     print(
-        f"sim-campaign: {args.seeds} seeds from {base}, {args.commands} commands each",
+        f"sim-campaign: {args.seeds} seeds from {base}, {args.commands} commands each"
+        + (", lost sync" if args.lost_sync else ""),
         flush=True,
     )
     stats, elapsed_s = run_campaign(
@@ -215,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         jobs=args.jobs,
         variants=frozenset(args.variant),
         progress=None if args.no_progress else sys.stderr,
+        lost_sync=args.lost_sync,
     )
     print(format_summary(stats, elapsed_s, base))
     return 1 if stats.failures else 0

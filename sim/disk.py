@@ -57,6 +57,7 @@ FAULT_KINDS: tuple[str, ...] = (
     "enospc",
     "eio_write",
     "eio_sync",
+    "sync_lost",
     "slow_sync",
     "torn_write",
 )
@@ -120,6 +121,8 @@ class FaultRates:
     eio_write: float = 0.0
     misdirected_write: float = 0.0
     eio_sync: float = 0.0
+    sync_lost: float = 0.0
+    """Of failed syncs, the share that also lose the unsynced data (fsyncgate, see docs)."""
     slow_sync: float = 0.0
     slow_sync_ns_max: int = 200_000_000
 
@@ -414,13 +417,18 @@ class SimDisk:
                 self._log("slow_sync", name, 0, 0, False)
             if self.rng.random() < r.eio_sync:
                 self._log("eio_sync", name, 0, 0, False)
+                if inode.pending and self.rng.random() < r.sync_lost:
+                    # Linux after a failed writeback: the pages are marked clean, so
+                    # they stay readable (until evicted) but never reach the disk.
+                    first = min(op.offset for op in inode.pending)
+                    self._log("sync_lost", name, first, len(inode.cache) - first, False)
+                    inode.pending.clear()
                 raise StorageError(errno.EIO, f"fdatasync {name}: input/output error")
         for op in inode.pending:
             _apply(inode.durable, op.offset, op.data)
             _apply(inode.intent_durable, op.offset, op.intent)
         inode.pending.clear()
         self.syncs += 1
-        assert len(inode.durable) == len(inode.cache)
         if after:
             self._strike()
 

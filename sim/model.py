@@ -10,6 +10,7 @@ which the core's balances plus fee accounts must add up to.  A duplicated input
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -116,7 +117,7 @@ class FundingModel:
             return f"{verb} of held withdrawal id {wid} rejected"
         return None
 
-    def check_core_withdrawals(self, core_withdrawals: dict[int, tuple[int, ...]]) -> str | None:
+    def check_core_withdrawals(self, core_withdrawals: Mapping[int, tuple[int, ...]]) -> str | None:
         """Compare with the core's withdrawal table ``id -> (user, asset, account, amount,
         state)``; return the first difference, else None."""
         self.checks += 1

@@ -35,6 +35,7 @@ the command (in submission order) where it was seen.
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import random
 import sys
@@ -57,7 +58,7 @@ from engine.journal import (
 )
 from engine.recovery import RecoveryReport, recover
 from engine.sequencer import Sequencer
-from engine.snapshot import SNAPSHOT_PREFIX
+from engine.snapshot import SNAPSHOT_PREFIX, SnapshotWriteError
 from engine.storage import StorageError
 from engine.wire.layout import CMD_SIZE
 from sim.disk import FAULT_KINDS, FaultRates, SimCrash, SimDisk
@@ -71,6 +72,9 @@ DEFAULT_COMMANDS = 400
 
 MAX_RECOVERY_ATTEMPTS = 12
 """Recovery attempts after one failure (each may itself crash or hit an I/O error)."""
+
+BATCH_GAP_NS_MAX = 5_000_000
+"""Upper bound of the simulated time between two batches (ns)."""
 
 MAX_BATCHES_FACTOR = 4
 """Bound on the main loop: at most this many batches per command to submit."""
@@ -111,6 +115,9 @@ class Profile:
     p_recovery_crash: float = 0.0
     """Arm a crash inside a recovery."""
     snapshot_every_cmds: int = 1000
+    snapshot_every_ns: int = 10**12
+    p_snapshot_request: float = 0.0
+    """An operator asks for a snapshot between batches."""
     segment_bytes: int = 1 << 20
     max_batch: int = 16
     p_retry: float = 0.8
@@ -136,6 +143,8 @@ def draw_profile(rng: random.Random) -> Profile:
     p = Profile(name)
     p.snapshot_every_cmds = rng.choice((10, 25, 50, 100, 10**9))
     p.segment_bytes = rng.choice((1024, 2048, 4096, 1 << 20))
+    p.snapshot_every_ns = rng.choice((50_000_000, 1_000_000_000, 10**12))
+    p.p_snapshot_request = rng.choice((0.0, 0.02, 0.1))
     p.max_batch = rng.choice((1, 2, 4, 8, 16, 32))
     p.p_retry = rng.choice((0.0, 0.8, 1.0))
     r = p.rates
@@ -190,6 +199,7 @@ class SimResult:
     commands_target: int
     profile: str = ""
     variants: tuple[str, ...] = ()
+    lost_sync: bool = False
     commands_submitted: int = 0
     commands_acked: int = 0
     batches: int = 0
@@ -226,6 +236,7 @@ class Simulation:
         variants: frozenset[str] = frozenset(),
         core_cls: CoreClass | None = None,
         trace: bool = False,
+        lost_sync: bool = False,
     ) -> None:
         self.seed = seed
         self.target = commands
@@ -237,6 +248,8 @@ class Simulation:
         self.rng_profile = random.Random(f"bursa-sim:{seed}:profile")
         self.rng_sched = random.Random(f"bursa-sim:{seed}:schedule")
         self.profile = draw_profile(self.rng_profile)
+        if lost_sync:
+            self.profile.rates.sync_lost = 1.0
         self.workload = Workload(random.Random(f"bursa-sim:{seed}:workload"))
         self.clock = ManualClock()
         self.disk = SimDisk(
@@ -245,7 +258,9 @@ class Simulation:
             self.profile.rates,
             is_fault_target,
         )
-        self.result = SimResult(seed, commands, self.profile.name, tuple(sorted(variants)))
+        self.result = SimResult(
+            seed, commands, self.profile.name, tuple(sorted(variants)), lost_sync
+        )
         self.reference: CoreLike = self.core_cls()
         self.model = FundingModel()
         self.seq: Sequencer | None = None
@@ -280,6 +295,7 @@ class Simulation:
             self.clock,
             mode="fsync",
             snapshot_every_cmds=p.snapshot_every_cmds,
+            snapshot_every_ns=p.snapshot_every_ns,
             segment_bytes=p.segment_bytes,
             variants=self.variants,
             core_cls=self.core_cls,
@@ -338,7 +354,31 @@ class Simulation:
                 self._trace("crash at rest")
                 self.disk.crash()
                 self._recover()
+            if rng.random() < p.p_snapshot_request:
+                self._snapshot_request()
+            # Time passes between batches (time-based snapshots, timestamps).
+            self.clock.advance(rng.randrange(BATCH_GAP_NS_MAX))
             self._submit_one(self._next_batch())
+
+    def _snapshot_request(self) -> None:
+        """An operator's snapshot request (the core process's control request)."""
+        seq = self.seq
+        assert seq is not None
+        if self.rng_sched.random() < self.profile.p_arm:
+            self.disk.arm(self.rng_sched.randint(1, 6), power_loss=True, after=False)
+        try:
+            name = seq.snapshot()
+            self._trace(f"snapshot on request: {name}")
+        except SimCrash as e:
+            self._trace(f"{'power loss' if e.power_loss else 'crash'} inside a snapshot")
+            self._recover()
+        except (SnapshotWriteError, *SEQUENCER_ERRORS) as e:
+            # A failed snapshot is harmless: the journal still holds everything.
+            self._trace(f"snapshot on request failed: {e!r}")
+        except Exception as e:
+            self._fail("snapshot_error", f"snapshot raised {e!r}")
+        finally:
+            self.disk.disarm()
 
     def _next_batch(self) -> Cmds:
         rng = self.rng_sched
@@ -670,12 +710,11 @@ class _CoreVariants:
 
     def __init__(self, cls: CoreClass) -> None:
         self.cls = cls
-        self.known: frozenset[str] | None = getattr(
-            sys.modules.get(getattr(cls, "__module__", ""), None), "CORE_VARIANTS", None
-        )
-        if self.known is None:
-            module = sys.modules.get("pyx.core")
-            self.known = getattr(module, "VARIANTS", None)
+        try:
+            known = importlib.import_module("pyx.core").VARIANTS
+        except (ImportError, AttributeError):
+            known = None
+        self.known: frozenset[str] | None = known
 
     def _keep(self, variants: frozenset[str]) -> frozenset[str]:
         return variants if self.known is None else variants & self.known
@@ -732,6 +771,7 @@ def simulate(
     *,
     core_cls: CoreClass | None = None,
     trace: bool = False,
+    lost_sync: bool = False,
 ) -> SimResult:
     """Run one seed.
 
@@ -747,16 +787,30 @@ def simulate(
         State machine class (default ``engine.core.Core``).
     trace : bool
         Keep a step-by-step trace in the result.
+    lost_sync : bool
+        A failed fdatasync also loses the unsynced data while the page cache still
+        shows it (Linux "fsyncgate" behaviour; off by default, see docs/testing.md).
     """
-    return Simulation(seed, commands, variants, core_cls, trace).run()
+    return Simulation(seed, commands, variants, core_cls, trace, lost_sync).run()
+
+
+def reproduce_command(r: SimResult) -> str:
+    """The ``bursa sim`` command line that replays ``r`` exactly."""
+    extra = "".join(f" --variant {v}" for v in r.variants)
+    if r.lost_sync:
+        extra += " --lost-sync"
+    return f"bursa sim --seed {r.seed} --commands {r.commands_target}{extra}"
 
 
 def format_result(r: SimResult) -> str:
     """The deterministic text report of one seed (what ``bursa sim`` prints)."""
     faults = ", ".join(f"{k}={v}" for k, v in sorted(r.faults.items()) if v) or "none"
+    options = (f", variants: {','.join(r.variants)}" if r.variants else "") + (
+        ", lost sync" if r.lost_sync else ""
+    )
     lines = [
         f"seed {r.seed}: {r.outcome}",
-        f"profile: {r.profile}" + (f", variants: {','.join(r.variants)}" if r.variants else ""),
+        f"profile: {r.profile}{options}",
         f"commands: {r.commands_submitted} submitted, {r.commands_acked} acknowledged, "
         f"{r.batches} batches, {r.retries} retried, {r.in_doubt_recovered} recovered in flight",
         f"crashes: {r.crashes}, power losses: {r.power_losses}, recoveries: {r.recoveries}, "
@@ -770,7 +824,7 @@ def format_result(r: SimResult) -> str:
     if r.violation is not None:
         v = r.violation
         lines.append(f"VIOLATION oracle {v.oracle} at command {v.command_index}: {v.detail}")
-        lines.append(f"reproduce: bursa sim --seed {r.seed} --commands {r.commands_target}")
+        lines.append(f"reproduce: {reproduce_command(r)}")
     return "\n".join(lines)
 
 
@@ -783,8 +837,19 @@ def main(argv: list[str] | None = None) -> int:
         "--variant", action="append", default=[], help="switch on a broken variant (repeatable)"
     )
     p.add_argument("--trace", action="store_true", help="print every step of the run")
+    p.add_argument(
+        "--lost-sync",
+        action="store_true",
+        help="a failed fdatasync also loses the unsynced data (Linux fsyncgate behaviour)",
+    )
     args = p.parse_args(argv)
-    r = simulate(args.seed, args.commands, frozenset(args.variant), trace=args.trace)
+    r = simulate(
+        args.seed,
+        args.commands,
+        frozenset(args.variant),
+        trace=args.trace,
+        lost_sync=args.lost_sync,
+    )
     if args.trace:
         print("\n".join(r.trace))
     print(format_result(r))

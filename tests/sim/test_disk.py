@@ -301,3 +301,23 @@ def test_same_seed_same_outcome() -> None:
 
     assert run(11) == run(11)
     assert run(11) != run(12)
+
+
+def test_lost_sync_keeps_the_page_cache_but_never_reaches_the_disk() -> None:
+    d = _disk(0, eio_sync=1.0, sync_lost=1.0)
+    d.faults_enabled = False
+    d.append("j", b"A" * 10)
+    d.sync("j")
+    d.sync_dir()
+    d.faults_enabled = True
+    d.append("j", b"B" * 10)
+    with pytest.raises(StorageError):
+        d.sync("j")
+    assert d.fault_counts["sync_lost"] == 1
+    assert d.read("j", 0, 100) == b"A" * 10 + b"B" * 10  # still readable (clean pages)
+    d.faults_enabled = False
+    d.append("j", b"C" * 10)
+    d.sync("j")  # succeeds, but the B pages are clean: they are not written again
+    d.power_loss()
+    d.restart()
+    assert d.read("j", 0, 100) == b"A" * 10 + b"\0" * 10 + b"C" * 10
