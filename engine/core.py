@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from pyx.core import CoreState
 
 from engine.wire.commands import stamp
+from pyx.core import CoreState
 
 SNAPSHOT_MAGIC = b"BURSACORE\x00"
 SNAPSHOT_VERSION = 1
