@@ -80,10 +80,12 @@ cdef class Book:
     # order pool
     cdef Order* orders
     cdef slot_t free_head
+    cdef slot_t ohw                 # slots [ohw, capacity) were never used
     # level pool and the per-side sorted level arrays (index 0 bids, 1 asks);
     # lkeys[i] = price for bids, -price for asks, ascending: the best is last
-    cdef Level* levels
+    cdef Level* levels              # 2 x capacity
     cdef slot_t lfree_head
+    cdef slot_t lhw                 # levels [lhw, 2 x capacity) were never used
     cdef ticks_t* lkeys[2]
     cdef slot_t* lidx[2]
     cdef int32_t nlev[2]            # entries, dormant (empty) levels included

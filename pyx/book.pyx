@@ -260,7 +260,7 @@ cdef class Book:
 
     cdef int _grow(self) except -1:
         """Double the pool (bounded by max_orders); called only when it is full."""
-        assert self.free_head < 0 and self.capacity < self.max_orders
+        assert self.free_head < 0 and self.ohw == self.capacity < self.max_orders
         cdef int64_t new_cap = min(<int64_t> self.capacity * 2, <int64_t> self.max_orders)
         return self._grow_to(<int32_t> new_cap)
 
@@ -282,16 +282,8 @@ cdef class Book:
         self.scratch = <ArrSlot*> xrealloc(self.scratch, n * sizeof(ArrSlot))
         if self.htab == NULL:
             self._rehash(HMAP_MIN)
-        memset(&self.orders[old], 0, (n - old) * sizeof(Order))
-        memset(&self.levels[2 * old], 0, 2 * (n - old) * sizeof(Level))
-        # new slots go on the free lists lowest first
-        for i in range(new_cap - 1, old - 1, -1):
-            self.orders[i].next = self.free_head
-            self.orders[i].level = -1
-            self.free_head = i
-        for i in range(2 * new_cap - 1, 2 * old - 1, -1):
-            self.levels[i].next_free = self.lfree_head
-            self.lfree_head = i
+        # Slots at and above the high-water marks (ohw, lhw) were never used and are
+        # not initialised: a large pool costs no memory until it is reached.
         self.capacity = new_cap
         return 0
 
@@ -312,11 +304,16 @@ cdef class Book:
         return 0
 
     cdef slot_t _alloc(self) except -1:
-        if self.free_head < 0:
-            self._grow()
+        """A free order slot: the free list first, then the never-used ones."""
         cdef slot_t s = self.free_head
-        assert s >= 0 and self.orders[s].state == ST_FREE
-        self.free_head = self.orders[s].next
+        if s >= 0:
+            assert self.orders[s].state == ST_FREE
+            self.free_head = self.orders[s].next
+            return s
+        if self.ohw == self.capacity:
+            self._grow()
+        s = self.ohw
+        self.ohw += 1
         return s
 
     cdef void _free(self, slot_t s) noexcept:
@@ -416,14 +413,19 @@ cdef class Book:
             return self._level_recycle(si, pos, price, h)
         if pos > 0 and self.levels[idx[pos - 1]].count == 0:
             return self._level_recycle(si, pos - 1, price, h)
-        if self.lfree_head < 0:
+        if self.lfree_head < 0 and self.lhw == 2 * self.capacity:
+            # active levels <= resting orders <= capacity: at least half are dormant
             self._level_compact(0)
             self._level_compact(1)
             n = self.nlev[si]
             pos = lower_bound(keys, n, key)
         lv = self.lfree_head
-        assert lv >= 0 and n < 2 * self.capacity, "level pool exhausted"
-        self.lfree_head = self.levels[lv].next_free
+        if lv >= 0:
+            self.lfree_head = self.levels[lv].next_free
+        else:
+            lv = self.lhw
+            self.lhw += 1
+        assert 0 <= lv < 2 * self.capacity and n < 2 * self.capacity, "level pool exhausted"
         self.lcache[si][h] = lv
         cdef Level* L = &self.levels[lv]
         L.next_free = LEVEL_IN_SIDE - si
@@ -1597,12 +1599,12 @@ cdef class Book:
                 raise AssertionError(f"slot {s} on the free list is not free")
             n_free += 1
             s = self.orders[s].next
-        for i in range(self.capacity):
+        for i in range(self.ohw):
             if self.orders[i].state != ST_FREE:
                 n_live += 1
-        if n_free + n_live != self.capacity or n_live != self.n_orders:
+        if n_free + n_live != self.ohw or n_live != self.n_orders or self.ohw > self.capacity:
             raise AssertionError(
-                f"pool: free {n_free} + live {n_live} != capacity {self.capacity}"
+                f"pool: free {n_free} + live {n_live} != used {self.ohw}"
                 f" or live != n_orders {self.n_orders}")
         for h in range(self.hmask + 1):
             if self.htab[h].slot >= 0:
@@ -1617,8 +1619,8 @@ cdef class Book:
                 break
             n_lfree += 1
             s = self.levels[s].next_free
-        if n_lfree + self.nlev[0] + self.nlev[1] != 2 * self.capacity:
-            raise AssertionError("level pool: free + active != capacity")
+        if n_lfree + self.nlev[0] + self.nlev[1] != self.lhw or self.lhw > 2 * self.capacity:
+            raise AssertionError("level pool: free + in the arrays != used")
 
 
 cdef inline void _list_unlink(Book b, slot_t s) noexcept:
