@@ -90,9 +90,11 @@ class CampaignStats:
             self.failures.append(r)
 
 
-def _run_one(job: tuple[int, int, frozenset[str], bool]) -> SimResult:
-    seed, commands, variants, lost_sync = job
-    return simulate(seed, commands=commands, variants=variants, lost_sync=lost_sync)
+def _run_one(job: tuple[int, int, frozenset[str], bool, bool]) -> SimResult:
+    seed, commands, variants, lost_sync, read_errors = job
+    return simulate(
+        seed, commands=commands, variants=variants, lost_sync=lost_sync, read_errors=read_errors
+    )
 
 
 def run_campaign(
@@ -103,6 +105,7 @@ def run_campaign(
     variants: frozenset[str] = frozenset(),
     progress: TextIO | None = None,
     lost_sync: bool = False,
+    read_errors: bool = False,
 ) -> tuple[CampaignStats, float]:
     """Simulate every seed; return the totals and the elapsed wall time in seconds.
 
@@ -120,9 +123,11 @@ def run_campaign(
         Where to draw the progress bar (None: no bar).
     lost_sync : bool
         Failed fdatasyncs also lose the unsynced data (see :func:`sim.run.simulate`).
+    read_errors : bool
+        Reads may fail with EIO (see :func:`sim.run.simulate`).
     """
     stats = CampaignStats()
-    work = [(s, commands, variants, lost_sync) for s in seeds]
+    work = [(s, commands, variants, lost_sync, read_errors) for s in seeds]
     n_jobs = max(1, jobs or os.cpu_count() or 1)
     start = time.perf_counter()
     results: Iterator[SimResult]
@@ -208,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="a failed fdatasync also loses the unsynced data (Linux fsyncgate behaviour)",
     )
+    p.add_argument("--read-errors", action="store_true", help="reads may fail with EIO (transient)")
     args = p.parse_args(argv)
     if args.seeds < 1 or args.commands < 1:
         p.error("--seeds and --commands must be positive")
@@ -215,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     seeds = list(range(base, base + args.seeds))
     print(
         f"sim-campaign: {args.seeds} seeds from {base}, {args.commands} commands each"
-        + (", lost sync" if args.lost_sync else ""),
+        + (", lost sync" if args.lost_sync else "")
+        + (", read errors" if args.read_errors else ""),
         flush=True,
     )
     stats, elapsed_s = run_campaign(
@@ -225,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         variants=frozenset(args.variant),
         progress=None if args.no_progress else sys.stderr,
         lost_sync=args.lost_sync,
+        read_errors=args.read_errors,
     )
     print(format_summary(stats, elapsed_s, base))
     return 1 if stats.failures else 0

@@ -58,6 +58,7 @@ FAULT_KINDS: tuple[str, ...] = (
     "eio_write",
     "eio_sync",
     "sync_lost",
+    "eio_read",
     "slow_sync",
     "torn_write",
 )
@@ -125,6 +126,8 @@ class FaultRates:
     """Of failed syncs, the share that also lose the unsynced data (fsyncgate, see docs)."""
     slow_sync: float = 0.0
     slow_sync_ns_max: int = 200_000_000
+    eio_read: float = 0.0
+    """A read fails with EIO (transient: the bytes are intact)."""
 
 
 @dataclass
@@ -334,7 +337,15 @@ class SimDisk:
         if self.dead:
             raise SimCrash(False)
         assert offset >= 0 and length >= 0, (offset, length)
-        return bytes(self._inode(name).cache[offset : offset + length])
+        inode = self._inode(name)
+        if (
+            self.rates.eio_read
+            and self._targetable(name)
+            and self.rng.random() < self.rates.eio_read
+        ):
+            self._log("eio_read", name, offset, length, False)
+            raise StorageError(errno.EIO, f"read {name}: input/output error")
+        return bytes(inode.cache[offset : offset + length])
 
     def append(self, name: str, data: bytes) -> None:
         """Append ``data`` to ``name`` (creating it), with possible write faults."""

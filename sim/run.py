@@ -160,6 +160,7 @@ def draw_profile(rng: random.Random) -> Profile:
         p.p_crash_rest, p.p_power_rest = 0.05, 0.05
     elif name == "write_errors":
         r.short_write, r.enospc, r.eio_write = 0.1 * k, 0.1 * k, 0.1 * k
+        r.eio_read = 0.05 * k
         p.p_power_rest = 0.05
     elif name == "sync_errors":
         r.eio_sync = 0.25 * k
@@ -170,6 +171,7 @@ def draw_profile(rng: random.Random) -> Profile:
     elif name == "mixed":
         r.short_write, r.enospc, r.eio_write = 0.02 * k, 0.02 * k, 0.02 * k
         r.misdirected_write, r.eio_sync, r.slow_sync = 0.03 * k, 0.05 * k, 0.2 * k
+        r.eio_read = 0.01 * k
         p.p_arm, p.p_arm_power, p.p_flip = 0.15 * k, 0.5, 0.1 * k
         p.p_crash_rest, p.p_power_rest, p.p_recovery_crash = 0.05 * k, 0.08 * k, 0.1 * k
     return p
@@ -200,6 +202,7 @@ class SimResult:
     profile: str = ""
     variants: tuple[str, ...] = ()
     lost_sync: bool = False
+    read_errors: bool = False
     commands_submitted: int = 0
     commands_acked: int = 0
     batches: int = 0
@@ -237,6 +240,7 @@ class Simulation:
         core_cls: CoreClass | None = None,
         trace: bool = False,
         lost_sync: bool = False,
+        read_errors: bool = False,
     ) -> None:
         self.seed = seed
         self.target = commands
@@ -250,6 +254,8 @@ class Simulation:
         self.profile = draw_profile(self.rng_profile)
         if lost_sync:
             self.profile.rates.sync_lost = 1.0
+        if not read_errors:
+            self.profile.rates.eio_read = 0.0
         self.workload = Workload(random.Random(f"bursa-sim:{seed}:workload"))
         self.clock = ManualClock()
         self.disk = SimDisk(
@@ -259,7 +265,7 @@ class Simulation:
             is_fault_target,
         )
         self.result = SimResult(
-            seed, commands, self.profile.name, tuple(sorted(variants)), lost_sync
+            seed, commands, self.profile.name, tuple(sorted(variants)), lost_sync, read_errors
         )
         self.reference: CoreLike = self.core_cls()
         self.model = FundingModel()
@@ -772,6 +778,7 @@ def simulate(
     core_cls: CoreClass | None = None,
     trace: bool = False,
     lost_sync: bool = False,
+    read_errors: bool = False,
 ) -> SimResult:
     """Run one seed.
 
@@ -790,8 +797,12 @@ def simulate(
     lost_sync : bool
         A failed fdatasync also loses the unsynced data while the page cache still
         shows it (Linux "fsyncgate" behaviour; off by default, see docs/testing.md).
+    read_errors : bool
+        Reads of journal segments and snapshots may fail with EIO (transient; off by
+        default, see docs/testing.md).
     """
-    return Simulation(seed, commands, variants, core_cls, trace, lost_sync).run()
+    sim = Simulation(seed, commands, variants, core_cls, trace, lost_sync, read_errors)
+    return sim.run()
 
 
 def reproduce_command(r: SimResult) -> str:
@@ -799,6 +810,8 @@ def reproduce_command(r: SimResult) -> str:
     extra = "".join(f" --variant {v}" for v in r.variants)
     if r.lost_sync:
         extra += " --lost-sync"
+    if r.read_errors:
+        extra += " --read-errors"
     return f"bursa sim --seed {r.seed} --commands {r.commands_target}{extra}"
 
 
@@ -808,6 +821,8 @@ def format_result(r: SimResult) -> str:
     options = (f", variants: {','.join(r.variants)}" if r.variants else "") + (
         ", lost sync" if r.lost_sync else ""
     )
+    if r.read_errors:
+        options += ", read errors"
     lines = [
         f"seed {r.seed}: {r.outcome}",
         f"profile: {r.profile}{options}",
@@ -842,6 +857,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="a failed fdatasync also loses the unsynced data (Linux fsyncgate behaviour)",
     )
+    p.add_argument("--read-errors", action="store_true", help="reads may fail with EIO (transient)")
     args = p.parse_args(argv)
     r = simulate(
         args.seed,
@@ -849,6 +865,7 @@ def main(argv: list[str] | None = None) -> int:
         frozenset(args.variant),
         trace=args.trace,
         lost_sync=args.lost_sync,
+        read_errors=args.read_errors,
     )
     if args.trace:
         print("\n".join(r.trace))

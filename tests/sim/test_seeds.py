@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from sim.campaign import commit_base_seed
-from sim.run import format_result, simulate
+from sim.run import format_result, reproduce_command, simulate
 
 N_SEEDS = 300
 """Seeds per test run (each one a full simulation with faults, crashes and recoveries)."""
@@ -29,7 +29,7 @@ def test_seed_keeps_every_oracle(index: int) -> None:
         v = r.violation
         pytest.fail(
             f"seed {seed}: oracle {v.oracle} violated at command {v.command_index}: "
-            f"{v.detail}\nreproduce: bursa sim --seed {seed} --commands {COMMANDS}\n\n"
+            f"{v.detail}\nreproduce: {reproduce_command(r)}\n\n"
             + format_result(r),
             pytrace=False,
         )
