@@ -526,6 +526,29 @@ class JournalWriter:
             The storage failed or the read-back differs (misdirected or short
             write).  Nothing of the batch may be acknowledged; the writer is dead.
         """
+        written = self.append(cmds)
+        if sync or self._new_name:
+            # A new segment's name is made durable at once, in every mode.
+            self.sync(data=sync)
+        self.verify(written)
+
+    def append(self, cmds: npt.NDArray[np.void]) -> tuple[int, bytes]:
+        """Write one batch at the end of the current segment (rolling first if needed).
+
+        The first half of :meth:`write_batch`, for callers that overlap the sync
+        with other work: call :meth:`sync` and then :meth:`verify` with the result
+        before acknowledging anything.
+
+        Returns
+        -------
+        (offset, bytes)
+            Where the batch was written and its exact bytes.
+
+        Raises
+        ------
+        JournalWriteError
+            The storage failed; the writer is dead.
+        """
         if self.failed:
             raise JournalWriteError("journal writer failed earlier: restart through recovery")
         first_seq = self.next_seq
@@ -539,27 +562,36 @@ class JournalWriter:
             offset = self.size
             # write_at at the tracked end, not append: no fstat per batch, and a
             # file that grew behind our back cannot shift where the batch lands.
-            self.storage.write_at(self.segment, offset, buf)
-            self.size += len(buf)
             self.dirty = True
-            if sync:
-                self.storage.sync(self.segment)
-                self.dirty = False
-            if self._new_name:
-                # A new segment's name must be durable before anything in it is acked.
-                self.storage.sync_dir()
-                self._new_name = False
-            back = self.storage.read(self.segment, offset, len(buf))
+            self.storage.write_at(self.segment, offset, buf)
         except OSError as e:  # StorageError, or a raw OSError of rename/unlink
             self.failed = True
             raise JournalWriteError(f"journal write of seq {first_seq} failed: {e}") from e
+        self.size += len(buf)
+        self.next_seq = first_seq + len(cmds)
+        return offset, buf
+
+    def verify(self, written: tuple[int, bytes]) -> None:
+        """Read a batch back and compare it with what :meth:`append` wrote.
+
+        Raises
+        ------
+        JournalWriteError
+            The read failed or differs (misdirected or silently short write).
+        """
+        offset, buf = written
+        assert self.segment is not None and offset + len(buf) <= self.size
+        try:
+            back = self.storage.read(self.segment, offset, len(buf))
+        except OSError as e:
+            self.failed = True
+            raise JournalWriteError(f"journal read-back of {self.segment} failed: {e}") from e
         if back != buf:
             self.failed = True
             raise JournalWriteError(
-                f"journal read-back of seq {first_seq} in {self.segment} at byte {offset} "
-                f"differs from what was written ({len(back)} of {len(buf)} bytes read)"
+                f"journal read-back of {self.segment} at byte {offset} differs from what "
+                f"was written ({len(back)} of {len(buf)} bytes read)"
             )
-        self.next_seq = first_seq + len(cmds)
 
     def _roll(self, first_seq: int) -> None:
         if self.segment is not None and self.dirty:
@@ -572,8 +604,15 @@ class JournalWriter:
         self._new_name = True
         log.info("journal: new segment %s", self.segment)
 
-    def sync(self) -> None:
-        """fdatasync the current segment if it has unsynced batches.
+    def sync(self, *, data: bool = True) -> None:
+        """fdatasync the current segment if it has unsynced batches, and make a new
+        segment's name durable.  Safe to run on a helper thread while the caller
+        does other work, as long as nothing else touches the writer meanwhile.
+
+        Parameters
+        ----------
+        data : bool
+            False: only the directory (a new segment's name), not the data.
 
         Raises
         ------
@@ -582,17 +621,19 @@ class JournalWriter:
         """
         if self.failed:
             raise JournalWriteError("journal writer failed earlier: restart through recovery")
-        if not self.dirty or self.segment is None:
+        if self.segment is None:
             return
         try:
-            self.storage.sync(self.segment)
+            if data and self.dirty:
+                self.storage.sync(self.segment)
+                self.dirty = False
             if self._new_name:
+                # A new segment's name must be durable before anything in it is acked.
                 self.storage.sync_dir()
                 self._new_name = False
-        except OSError as e:  # StorageError, or a raw OSError of rename/unlink
+        except OSError as e:  # StorageError, or a raw OSError of the directory sync
             self.failed = True
             raise JournalWriteError(f"journal sync of {self.segment} failed: {e}") from e
-        self.dirty = False
 
     def archive_through(self, seq: int, mode: ArchiveMode = "rename") -> list[str]:
         """Archive (rename to ``archive-...`` or delete) segments holding only seqs <= ``seq``.

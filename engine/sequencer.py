@@ -15,6 +15,7 @@ the caller must not acknowledge the batch and must restart through recovery.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -47,6 +48,10 @@ DEFAULT_SNAPSHOT_EVERY_CMDS = 5_000_000
 DEFAULT_SNAPSHOT_EVERY_NS = 300 * 1_000_000_000
 #: Broken variant (simulator self-test): in fsync mode return before the sync; sync lazily.
 VARIANT_ACK_BEFORE_SYNC = "ack_before_sync"
+
+#: Smallest batch whose sync is overlapped with apply (below it the two thread
+#: hand-offs cost more than the apply they would hide).
+OVERLAP_MIN_CMDS = 256
 
 _EMPTY_EVENTS = np.zeros(0, dtype=EV_DTYPE)
 _EMPTY_REPLIES = np.zeros(0, dtype=REPLY_DTYPE)
@@ -84,6 +89,7 @@ class Sequencer:
         variants: frozenset[str] = frozenset(),
         on_events: EventSink | None = None,
         core_cls: CoreClass | None = None,
+        overlap_sync: bool = False,
     ) -> None:
         """Recover the core from ``storage``; then ready for :meth:`submit`.
 
@@ -108,6 +114,11 @@ class Sequencer:
             Receives the events of every batch replayed by recovery.
         core_cls : CoreClass, optional
             State machine class (default ``engine.core.Core``).
+        overlap_sync : bool
+            fsync mode: run the fdatasync of batches of at least
+            ``OVERLAP_MIN_CMDS`` commands on a helper thread while the core
+            applies them (submit still returns only after both).  Off by default;
+            the simulator keeps it off so that everything runs on one thread.
 
         Raises
         ------
@@ -146,6 +157,7 @@ class Sequencer:
         self._cmds_since_snap = 0
         self._snap_mono_ns = clock.monotonic_ns()
         self._seq_offsets = np.arange(MAX_BATCH_CMDS, dtype=np.uint64)
+        self._syncer = _SyncThread(self._writer) if overlap_sync and mode == "fsync" else None
 
     @classmethod
     def open(cls, storage: Storage, clock: Clock, **kwargs: Any) -> Sequencer:
@@ -200,9 +212,12 @@ class Sequencer:
         # ts_ns never goes backwards even if the wall clock does.
         self._last_ts_ns = max(self.clock.now_ns(), self._last_ts_ns)
         cmds["ts_ns"] = self._last_ts_ns
-        if self.mode != "none":
-            self._journal(cmds)
-        events, replies = self.core.apply(cmds)
+        if self._syncer is not None and n >= OVERLAP_MIN_CMDS and not self._lazy_sync:
+            events, replies = self._journal_overlapped(cmds)
+        else:
+            if self.mode != "none":
+                self._journal(cmds)
+            events, replies = self.core.apply(cmds)
         self._last_seq = first + n - 1
         assert self.core.last_seq == self._last_seq, (self.core.last_seq, self._last_seq)
         self.stats.batches += 1
@@ -220,6 +235,26 @@ class Sequencer:
         self._writer.write_batch(cmds, sync=sync)
         if sync:
             self.stats.syncs += 1
+
+    def _journal_overlapped(
+        self, cmds: npt.NDArray[np.void]
+    ) -> tuple[npt.NDArray[np.void], npt.NDArray[np.void]]:
+        """fsync mode with the fdatasync on the helper thread while the core applies.
+
+        Nothing is returned before the sync and the read-back succeeded; if either
+        fails, the applied state is thrown away with the process (the writer is
+        dead and the caller restarts through recovery).
+        """
+        assert self._syncer is not None and self.mode == "fsync"
+        written = self._writer.append(cmds)
+        self._syncer.start()
+        try:
+            events, replies = self.core.apply(cmds)
+        finally:
+            self._syncer.wait()
+        self._writer.verify(written)
+        self.stats.syncs += 1
+        return events, replies
 
     def _snapshot_due(self) -> bool:
         if self._cmds_since_snap >= self.snapshot_every_cmds:
@@ -291,6 +326,59 @@ class Sequencer:
             self._writer.sync()
 
     def close(self) -> None:
-        """Sync what was written (unless the journal already failed)."""
+        """Sync what was written (unless the journal already failed); stop the helper thread."""
+        if self._syncer is not None:
+            self._syncer.stop()
+            self._syncer = None
         if not self._writer.failed:
             self.sync()
+
+
+class _SyncThread:
+    """A helper thread that runs ``JournalWriter.sync`` while the caller applies.
+
+    ``os.fdatasync`` releases the GIL, so the sync proceeds while the core runs.
+    :meth:`start` returns once the thread has begun the sync, so the apply that
+    follows cannot keep it from starting; :meth:`wait` re-raises whatever the sync
+    raised (JournalWriteError, or a simulator crash).
+    """
+
+    def __init__(self, writer: JournalWriter) -> None:
+        self._writer = writer
+        self._go = threading.Semaphore(0)
+        self._started = threading.Semaphore(0)
+        self._done = threading.Semaphore(0)
+        self._error: BaseException | None = None
+        self._stopping = False
+        self._thread = threading.Thread(target=self._loop, name="bursa-journal-sync", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            self._go.acquire()
+            if self._stopping:
+                return
+            self._started.release()
+            try:
+                self._writer.sync()
+            except BaseException as e:  # handed to the submitting thread by wait()
+                self._error = e
+            self._done.release()
+
+    def start(self) -> None:
+        """Begin syncing the journal; returns when the helper thread is on it."""
+        self._go.release()
+        self._started.acquire()
+
+    def wait(self) -> None:
+        """Block until the sync is done; re-raise its failure."""
+        self._done.acquire()
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+    def stop(self) -> None:
+        """End the thread (no sync may be in progress)."""
+        self._stopping = True
+        self._go.release()
+        self._thread.join()
