@@ -158,8 +158,9 @@ def test_overlapped_sync_failure_is_raised_from_submit() -> None:
     with pytest.raises(JournalWriteError, match="fdatasync"):
         s.submit(make_cmds(OVERLAP_MIN_CMDS, start_ref=5000))
     assert s.failed
-    s2 = open_seq(SimDisk(random.Random(1)), overlap_sync=True)
-    s2.storage.arm(2, power_loss=True, after=False)  # the sync on the helper thread
+    disk2 = SimDisk(random.Random(1))
+    s2 = open_seq(disk2, overlap_sync=True)
+    disk2.arm(2, power_loss=True, after=False)  # the sync on the helper thread
     with pytest.raises(SimCrash):
         s2.submit(make_cmds(OVERLAP_MIN_CMDS))
     s.close()
