@@ -7,14 +7,20 @@ same contract in pure Python and the differential tests compare the two.
 Memory layout (no Python object and no malloc per order):
 
 - ``orders``: a pool of ``Order`` structs, grown by doubling (realloc) up to
-  ``max_orders``; free slots form a LIFO free list through ``Order.next``.
-- ``levels``: a pool of ``Level`` structs (same capacity: a level holds at least
-  one order) holding the intrusive FIFO (head/tail slot) of its orders.
-- per side a sorted array of active levels, key = price for bids and -price for
-  asks, ascending, so the BEST level is the LAST entry: best price is O(1) and a
-  level created near the top costs a short memmove.
+  ``max_orders``; free slots form a LIFO free list through ``Order.next``; slots
+  above a high-water mark were never used (and cost no memory).
+- ``levels``: a pool of ``Level`` structs (twice the order pool) holding the
+  intrusive FIFO (head/tail slot) of its orders.
+- per side a sorted array of levels, key = price for bids and -price for asks,
+  ascending, so the BEST level is the LAST entry: the best price is O(1), a level
+  created near the top costs a short memmove, and far-away levels cost nothing
+  but a step of binary search.  A level that empties below the best stays in
+  the array ("dormant"): its price can come back without a memmove, and a new
+  price next to a dormant entry takes that entry over in place.  The last
+  entry is never dormant.  A direct-mapped price -> level cache per side skips
+  the binary search for prices in use.
 - ``htab``: order_id -> slot, open addressing with linear probing and
-  backward-shift deletion; load factor <= 1/2.
+  backward-shift deletion; load factor <= 1/2; it grows with the live orders.
 - stop orders use the same pool, outside the levels: per side an array sorted by
   trigger key (the first to trigger last) and one arrival-ordered list.
 """
@@ -271,8 +277,8 @@ cdef class Book:
         cdef size_t n = <size_t> new_cap
         assert new_cap > old
         self.orders = <Order*> xrealloc(self.orders, n * sizeof(Order))
-        # levels: active ones <= resting orders, dormant ones <= active + slack,
-        # compacted when the pool runs out: twice the order pool
+        # levels: active ones <= resting orders <= capacity; dormant ones are
+        # compacted away when the pool of 2 x capacity runs out
         self.levels = <Level*> xrealloc(self.levels, 2 * n * sizeof(Level))
         for i in range(2):
             self.lkeys[i] = <ticks_t*> xrealloc(self.lkeys[i], 2 * n * sizeof(ticks_t))
@@ -572,6 +578,7 @@ cdef class Book:
         return lo
 
     cdef int _stop_insert(self, slot_t s) except -1:
+        """Put stop s in its side's sorted array and at the end of the arrival list."""
         cdef Order* o = &self.orders[s]
         cdef int si = o.side - 1
         cdef int32_t n = self.nstop[si]
@@ -626,12 +633,14 @@ cdef class Book:
         return e
 
     cdef int _ev_cancel(self, const Order* o, lots_t qty, int reason) except -1:
+        """Append a CANCELED event: ``qty`` lots of order o canceled for ``reason``."""
         cdef EvRec* e = self._ev(CANCELED, o, reason)
         e.qty_lots = qty
         return 0
 
     cdef int _reject(self, oid_t order_id, uid_t user_id, int side, int ord_type,
                      ticks_t price_ticks, lots_t qty_lots, int reason) except -1:
+        """Append a REJECTED event carrying the command's fields; returns 1 (events)."""
         cdef EvRec* e = ev_push(self)
         e.seq = self.seq
         e.ts_ns = self.ts_ns
@@ -744,10 +753,10 @@ cdef class Book:
                     if stp == CANCEL_NEWEST or stp == CANCEL_BOTH:
                         return False
                 else:
-                    # total < qty before the add: no overflow for qty, open <= max_qty
-                    total += M.open_lots
-                    if total >= qty:
+                    # compare before adding: total < qty, so qty - total cannot wrap
+                    if M.open_lots >= qty - total:
                         return True
+                    total += M.open_lots
                 m = M.next
         return False
 
@@ -850,16 +859,19 @@ cdef class Book:
                     return END_FILLED
                 continue
             price = L.price
+            assert M.open_lots > 0 and lkey(oi, price) >= lim_key
             if quote:
                 q = (t.open_lots // price) // self.lot_step * self.lot_step
                 if q == 0:
                     return END_BUDGET
                 if q > M.open_lots:
                     q = M.open_lots
+                assert q * price <= t.open_lots, "fill beyond the quote budget"
                 t.open_lots -= q * price
             else:
                 q = M.open_lots if M.open_lots < t.open_lots else t.open_lots
                 t.open_lots -= q
+            assert 0 < q <= M.open_lots and t.open_lots >= 0
             M.open_lots -= q
             L.total_lots -= q
             self.last_price_ticks = price
@@ -907,6 +919,7 @@ cdef class Book:
         return self._drop_taker(s)
 
     cdef int _rest(self, slot_t s) except -1:
+        """Rest the GTC remainder of taker s at the back of its price level."""
         cdef Order* o = &self.orders[s]
         if o.state == ST_TAKER_NEW:
             self._hins(o.order_id, s)
@@ -917,6 +930,7 @@ cdef class Book:
         return 0
 
     cdef int _drop_taker(self, slot_t s) except -1:
+        """Forget taker s (filled, canceled or rejected): id map, count, slot."""
         cdef Order* o = &self.orders[s]
         if o.state == ST_TAKER_LIVE:
             self._hdel(o.order_id)
