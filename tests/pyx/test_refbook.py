@@ -738,7 +738,11 @@ def test_buy_stop_limit_triggers_and_rests(mk):
         acc(11, 8, SELL, 100, 1),
         trade(11, 8, SELL, 20, 7, 100, 1, 0, 4, TD),
     ]
-    assert run(b, "cancel", 20) == [canceled(20, 7, BUY, 100, 2, Reason.USER_CANCELED, SLIM)]
+    # It is an ordinary resting order now: reduce and replace work on it.
+    assert run(b, "reduce", 20, 1) == [reduced(20, 7, BUY, 100, 1, 1, ord_type=SLIM)]
+    assert run(b, "replace", 20, 99, 2) == [replaced(20, 7, BUY, 99, 2, SLIM)]
+    assert b.order(20) == (7, BUY, SLIM, 99, 2, 100)
+    assert run(b, "cancel", 20) == [canceled(20, 7, BUY, 99, 2, Reason.USER_CANCELED, SLIM)]
 
 
 def test_sell_stop_market_band_at_trigger_time(mk):
