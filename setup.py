@@ -10,6 +10,7 @@ build/debug/ so the test suite can run the long random stream through it
 beside the release build.
 """
 
+import importlib.metadata
 import os
 import sys
 
@@ -18,15 +19,14 @@ from setuptools import Extension, setup
 CYTHON_DEPENDENCY = "Cython>=3.2.1,<4"
 
 try:
-    import Cython
     from Cython.Build import cythonize
 except ImportError:  # pragma: no cover - build-time guard
     sys.exit(f"bursa needs {CYTHON_DEPENDENCY} to build: pip install -e '.[dev]'")
 
-major = int(Cython.__version__.split(".")[0])
-minor = int(Cython.__version__.split(".")[1])
+CYTHON_VERSION = importlib.metadata.version("Cython")
+major, minor = (int(x) for x in CYTHON_VERSION.split(".")[:2])
 if not (major == 3 and minor >= 2):
-    sys.exit(f"bursa needs {CYTHON_DEPENDENCY}, found Cython {Cython.__version__}")
+    sys.exit(f"bursa needs {CYTHON_DEPENDENCY}, found Cython {CYTHON_VERSION}")
 
 import numpy  # noqa: E402  (after the Cython guard on purpose)
 

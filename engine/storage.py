@@ -102,9 +102,7 @@ class FileStorage:
 
     def list(self) -> list[str]:
         """Names of the regular files in the directory, sorted."""
-        return sorted(
-            n for n in os.listdir(self.directory) if os.path.isfile(self._path(n))
-        )
+        return sorted(n for n in os.listdir(self.directory) if os.path.isfile(self._path(n)))
 
     def size(self, name: str) -> int:
         """Size of ``name`` in bytes."""
