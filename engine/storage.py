@@ -17,11 +17,24 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Protocol
 
 
 class StorageError(OSError):
     """An I/O failure of the storage (EIO, ENOSPC, short write...)."""
+
+
+@contextmanager
+def _io(what: str) -> Iterator[None]:
+    """Turn an OSError raised inside into a StorageError naming ``what``."""
+    try:
+        yield
+    except StorageError:
+        raise
+    except OSError as e:
+        raise StorageError(e.errno, f"{what}: {e.strerror}") from e
 
 
 class Storage(Protocol):
@@ -88,10 +101,8 @@ class FileStorage:
     def _fd(self, name: str) -> int:
         fd = self._fds.get(name)
         if fd is None:
-            try:
+            with _io(f"open {name}"):
                 fd = os.open(self._path(name), os.O_RDWR | os.O_CREAT, 0o644)
-            except OSError as e:
-                raise StorageError(e.errno, f"open {name}: {e.strerror}") from e
             self._fds[name] = fd
         return fd
 
@@ -110,10 +121,8 @@ class FileStorage:
 
     def read(self, name: str, offset: int, length: int) -> bytes:
         """Up to ``length`` bytes at ``offset``."""
-        try:
+        with _io(f"read {name}"):
             return os.pread(self._fd(name), length, offset)
-        except OSError as e:
-            raise StorageError(e.errno, f"read {name}: {e.strerror}") from e
 
     def append(self, name: str, data: bytes) -> None:
         """Append ``data``; a short write raises :class:`StorageError`."""
@@ -125,46 +134,44 @@ class FileStorage:
         fd = self._fd(name)
         view = memoryview(data)
         done = 0
-        try:
+        with _io(f"write {name}"):
             while done < len(view):
                 n = os.pwrite(fd, view[done:], offset + done)
                 if n <= 0:
                     raise StorageError(errno.EIO, f"short write to {name}")
                 done += n
-        except OSError as e:
-            if isinstance(e, StorageError):
-                raise
-            raise StorageError(e.errno, f"write {name}: {e.strerror}") from e
 
     def sync(self, name: str) -> None:
         """fdatasync ``name``."""
-        try:
+        with _io(f"fdatasync {name}"):
             os.fdatasync(self._fd(name))
-        except OSError as e:
-            raise StorageError(e.errno, f"fdatasync {name}: {e.strerror}") from e
 
     def truncate(self, name: str, size: int) -> None:
         """Cut ``name`` to ``size`` bytes."""
-        os.ftruncate(self._fd(name), size)
+        with _io(f"truncate {name}"):
+            os.ftruncate(self._fd(name), size)
 
     def rename(self, src: str, dst: str) -> None:
         """Atomic rename (os.replace)."""
         self._drop(src)
         self._drop(dst)
-        os.replace(self._path(src), self._path(dst))
+        with _io(f"rename {src} -> {dst}"):
+            os.replace(self._path(src), self._path(dst))
 
     def remove(self, name: str) -> None:
         """Delete ``name``."""
         self._drop(name)
-        os.unlink(self._path(name))
+        with _io(f"remove {name}"):
+            os.unlink(self._path(name))
 
     def sync_dir(self) -> None:
         """fsync the directory so names are durable."""
-        fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        with _io(f"fsync directory {self.directory}"):
+            fd = os.open(self.directory, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def close(self) -> None:
         """Close every open file descriptor."""
