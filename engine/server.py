@@ -46,8 +46,8 @@ from engine.journal import JournalCorrupt, JournalWriteError
 from engine.recovery import recover
 from engine.replay_service import ReplayService
 from engine.sequencer import Sequencer
-from engine.snapshot import list_snapshots
-from engine.storage import FileStorage
+from engine.snapshot import SnapshotWriteError, list_snapshots
+from engine.storage import FileStorage, StorageError
 from engine.wire.frames import (
     CONTROL_TAG,
     STATUS_REJECTED,
@@ -371,8 +371,10 @@ class CoreServer:
                 errors = [str(e) for e in core.conservation_errors()]
                 ans = {"ok": not errors, "errors": errors, "last_seq": int(self.sequencer.last_seq)}
             elif op == "snapshot":
-                self.snapshot()
-                ans = {"ok": True, "last_seq": int(self.sequencer.last_seq)}
+                ok = self.snapshot()
+                ans = {"ok": ok, "last_seq": int(self.sequencer.last_seq)}
+                if not ok:
+                    ans["error"] = "snapshot failed (see the core's log); the journal is intact"
             elif op == "balance":
                 account = int(req.get("account", 0))
                 bal = core.balance(int(req["user_id"]), int(req["asset_id"]), account)
@@ -411,13 +413,24 @@ class CoreServer:
         if by_count or by_time:
             self.snapshot()
 
-    def snapshot(self) -> None:
+    def snapshot(self) -> bool:
         """Sync the event log, then snapshot (a snapshot-based recovery then never
-        needs events from before the snapshot)."""
-        self.eventlog.sync()
-        self.sequencer.snapshot()
+        needs events from before the snapshot).
+
+        A failed snapshot (disk full, I/O error) is logged and retried at the next
+        interval: the journal alone keeps the state recoverable, so trading goes on.
+        Returns whether the snapshot was written.
+        """
         self._cmds_since_snapshot = 0
         self._last_snapshot_ns = time.monotonic_ns()
+        try:
+            self.eventlog.sync()
+            self.sequencer.snapshot()
+        except (SnapshotWriteError, StorageError) as e:
+            log.error("snapshot failed, will retry later: %s", e)
+            self._cmds_since_snapshot = 1
+            return False
+        return True
 
     def shutdown(self) -> None:
         """Graceful stop: snapshot, close the journal and the sockets."""

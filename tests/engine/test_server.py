@@ -330,3 +330,21 @@ def test_frames_doc_states_the_real_sizes_and_bounds():
     assert f"the server's bound, {REPLAY_EVENTS_MAX:,}" in FRAMES_DOC
     assert f"{REPLAY_BYTES_MAX >> 20} MiB" in FRAMES_DOC
     assert f"= {int(Reason.MALFORMED_FRAME)} `MALFORMED_FRAME`" in FRAMES_DOC
+
+
+def test_failed_snapshot_is_reported_and_trading_goes_on(running, monkeypatch):
+    from engine.snapshot import SnapshotWriteError
+
+    c = running.client()
+    c.request(make_cmds(3))
+
+    def broken_snapshot() -> None:
+        raise SnapshotWriteError("disk full (injected)")
+
+    monkeypatch.setattr(running.server.sequencer, "snapshot", broken_snapshot)
+    with pytest.raises(CoreError, match="snapshot failed"):
+        c.control("snapshot")
+    # The loop survived: commands are still sequenced and acknowledged.
+    rep = c.request(make_cmds(2, start_ref=100))
+    assert list(rep["client_ref"]) == [100, 101]
+    assert c.control("ping")["last_seq"] == 5
