@@ -272,6 +272,10 @@ class Simulation:
         self.seq: Sequencer | None = None
         self.acked_seq = 0
         self.in_doubt: Cmds | None = None
+        # The reference state and model before each in-flight batch that a recovery
+        # brought back since the last acknowledgement: such a batch was never
+        # acknowledged, so a later power loss may still take it away.
+        self.absorbed: list[tuple[bytes, FundingModel]] = []
         self.queue: deque[Cmds] = deque()
         self.submitted = 0
         self.logs: list[str] = []
@@ -455,6 +459,7 @@ class Simulation:
         first = self.submitted - n
         self.result.commands_acked += n
         self.acked_seq = int(batch["seq"][-1])
+        self.absorbed.clear()
         _ev, ref_replies = self.reference.apply(batch.copy())
         if replies.tobytes() != ref_replies.tobytes():
             i = int(np.flatnonzero(replies != ref_replies)[0])
@@ -551,6 +556,7 @@ class Simulation:
             self.result.tails_repaired += 1
         self._check_tail(report, sizes)
         self.result.snapshots_rejected += len(report.snapshots_rejected)
+        self._forget_absorbed(core.last_seq)
         lost = self.acked_seq - core.last_seq
         if lost > 0:
             self.result.acked_lost = lost
@@ -603,6 +609,14 @@ class Simulation:
             lambda: f"{name}: tail repaired ({before} -> {after} bytes) but nothing was logged",
         )
 
+    def _forget_absorbed(self, recovered_seq: int) -> None:
+        """Unacknowledged batches an earlier recovery brought back may be gone again."""
+        while self.absorbed and self.reference.last_seq > recovered_seq:
+            snapshot, model = self.absorbed.pop()
+            self.reference = self.core_cls.from_snapshot(snapshot)
+            self.model = model
+            self._trace(f"in-flight batch recovered earlier is gone (back to seq {recovered_seq})")
+
     def _absorb_in_doubt(self, recovered_seq: int) -> None:
         """The recovered core may hold the batch that was in flight: all of it or none."""
         extra = recovered_seq - self.reference.last_seq
@@ -618,9 +632,9 @@ class Simulation:
             ),
         )
         assert batch is not None
+        self.absorbed.append((self.reference.to_snapshot(), self.model.clone()))
         _ev, replies = self.reference.apply(batch.copy())
         self.result.in_doubt_recovered += len(batch)
-        self.acked_seq = recovered_seq
         problem = self.model.observe(batch, replies)
         self._check(problem is None, "a:duplicate_effect", lambda: str(problem))
 

@@ -29,8 +29,7 @@ def test_seed_keeps_every_oracle(index: int) -> None:
         v = r.violation
         pytest.fail(
             f"seed {seed}: oracle {v.oracle} violated at command {v.command_index}: "
-            f"{v.detail}\nreproduce: {reproduce_command(r)}\n\n"
-            + format_result(r),
+            f"{v.detail}\nreproduce: {reproduce_command(r)}\n\n" + format_result(r),
             pytrace=False,
         )
     assert r.outcome in ("ok", "stopped_on_corruption"), format_result(r)
