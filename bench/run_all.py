@@ -9,7 +9,9 @@ object on its last line; it is saved to ``bench/results/<name>.json``.
 The table shows, per module, the keys listed in the JSON's ``headline`` (or,
 without one, every top-level ``*_per_s`` / ``*_ns`` number), each with its
 target when the JSON has ``target_<key>``: throughputs (``*_per_s``) pass at or
-above it, latencies (``*_ns``) at or below.
+above it, times and percentiles at or below, a target of 0 (a count of bad
+things) at or below; a module can state the direction itself with the lists
+``lower_is_better`` / ``higher_is_better`` in its JSON.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ RESULTS_DIR = BENCH_DIR / "results"
 # Modules of bench/ that are not benchmarks (no ``main`` run, or a helper's).
 HELPERS = frozenset({"__init__", "run_all", "workload", "meta", "report"})
 DEFAULT_TIMEOUT_S = 1800
+# Keys that name a time or a percentile pass at or below their target.
+TIME_SUFFIXES = ("_ns", "_us", "_ms", "_s")
+PERCENTILE_MARKS = ("_p50", "_p90", "_p99", "_p999", "latency")
 
 
 def has_main(path: Path) -> bool:
@@ -93,12 +98,39 @@ def headline(result: dict[str, Any]) -> list[str]:
     ]
 
 
-def verdict(key: str, value: Any, target: Any) -> str:
-    """PASS / MISS against ``target`` (throughput: >=, latency: <=), or '' if none."""
+def lower_is_better(key: str, target: Any, result: dict[str, Any]) -> bool:
+    """Whether ``key`` passes at or below its target (else at or above).
+
+    The JSON may say so itself (``lower_is_better`` / ``higher_is_better``: lists
+    of keys); otherwise rates (``*_per_s``) are higher-is-better, times and
+    percentiles (``*_ns``, ``*_us``, ``*_ms``, ``*_s``, ``_p50`` ...) lower, a
+    target of 0 is a count of bad things (lower), and anything else is higher.
+    """
+    if key in result.get("lower_is_better", ()):
+        return True
+    if key in result.get("higher_is_better", ()):
+        return False
+    if key.endswith("_per_s"):
+        return False
+    if key.endswith(TIME_SUFFIXES) or any(p in key for p in PERCENTILE_MARKS):
+        return True
+    return bool(target == 0)
+
+
+def verdict(key: str, value: Any, target: Any, result: dict[str, Any] | None = None) -> str:
+    """PASS / MISS of ``value`` against ``target`` (see ``lower_is_better``), '' if none."""
     if not isinstance(target, int | float) or not isinstance(value, int | float):
         return ""
-    ok = value <= target if key.endswith("_ns") else value >= target
-    return "PASS" if ok else "MISS"
+    if lower_is_better(key, target, result or {}):
+        return "PASS" if value <= target else "MISS"
+    return "PASS" if value >= target else "MISS"
+
+
+def fmt_target(key: str, target: Any, result: dict[str, Any]) -> str:
+    """The target with its direction, e.g. '>= 3,000,000' or '<= 1,000'."""
+    if not isinstance(target, int | float) or isinstance(target, bool):
+        return ""
+    return ("<= " if lower_is_better(key, target, result) else ">= ") + fmt(target)
 
 
 def fmt(v: Any) -> str:
@@ -121,7 +153,7 @@ def table(results: dict[str, dict[str, Any] | None], errors: dict[str, str]) -> 
             continue
         for k in headline(r):
             t = r.get(f"target_{k}")
-            rows.append((name, k, fmt(r[k]), fmt(t), verdict(k, r[k], t)))
+            rows.append((name, k, fmt(r[k]), fmt_target(k, t, r), verdict(k, r[k], t, r)))
         if "state_hash" in r:
             rows.append((name, "state_hash", str(r["state_hash"])[:16], "", ""))
     widths = [max(len(row[i]) for row in rows) for i in range(5)]

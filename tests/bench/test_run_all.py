@@ -40,6 +40,16 @@ def test_verdict_direction_by_unit() -> None:
     assert verdict("p99_ns", 900, 1000) == "PASS"
     assert verdict("p99_ns", 1001, 1000) == "MISS"
     assert verdict("p99_ns", 900, None) == ""
+    assert verdict("fsync_ack_p99_us", 1.5, 2.0) == "PASS"
+    assert verdict("fsync_ack_p50_over_fdatasync_p50", 2.5, 2.0) == "MISS"
+    # A target of 0 counts bad things: any at all is a miss.
+    assert verdict("acked_lost", 0, 0) == "PASS"
+    assert verdict("acked_lost", 1, 0) == "MISS"
+    assert verdict("broken_variants_caught", 4, 5) == "MISS"
+    # The JSON may state the direction itself.
+    r = {"lower_is_better": ["queue_depth"], "higher_is_better": ["ok_ns"]}
+    assert verdict("queue_depth", 7, 5, r) == "MISS"
+    assert verdict("ok_ns", 7, 5, r) == "PASS"
 
 
 def test_headline_and_table() -> None:
@@ -59,7 +69,7 @@ def test_headline_and_table() -> None:
     t = table({"engine": r, "core": None}, {"core": "exit 1\nTraceback"})
     lines = t.splitlines()
     assert lines[0].split() == ["module", "metric", "value", "target"]
-    assert any("3,500,000" in ln and "PASS" in ln for ln in lines)
-    assert any("p99_ns" in ln and "MISS" in ln for ln in lines)
+    assert any("3,500,000" in ln and ">= 3,000,000" in ln and "PASS" in ln for ln in lines)
+    assert any("p99_ns" in ln and "<= 1,000" in ln and "MISS" in ln for ln in lines)
     assert any(ln.startswith("core") and "FAILED" in ln and "exit 1" in ln for ln in lines)
     assert any("0011223344556677" in ln for ln in lines)
