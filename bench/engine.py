@@ -39,6 +39,7 @@ import argparse
 import gc
 import json
 import os
+import resource
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -284,7 +285,12 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     lat_chunks = rows_of(wl.commands[:lat_n], args.chunk)
     interval_ns = 1_000_000_000 // args.latency_rate
     gc.collect()
-    resp, svc = run_latency(fresh_book(wl), lat_chunks, interval_ns)
+    book = fresh_book(wl)
+    # Involuntary context switches: how often the OS took the CPU away during
+    # the run (each one stalls every command scheduled behind it).
+    csw0 = resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw
+    resp, svc = run_latency(book, lat_chunks, interval_ns)
+    preempted = resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw - csw0
     gaps = timer_gaps(lat_n)
     gap = percentiles_ns(gaps, prefix="timer_overhead_")
 
@@ -329,6 +335,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             "method": "per-call API; response = return time - planned send time "
             "(coordinated-omission free), includes one perf_counter_ns read",
             "offered_cmds_per_s": args.latency_rate,
+            "involuntary_context_switches": preempted,
             **lat,
             **percentiles_ns(svc, prefix="service_"),
             **percentiles_ns(svc, shift_ns=gap["timer_overhead_p50_ns"], prefix="service_net_"),
@@ -377,7 +384,8 @@ def report(r: dict[str, Any]) -> str:
             f"  latency at {lat['offered_cmds_per_s']:,} cmd/s offered: p50 {r['p50_ns']} ns  "
             f"p99 {r['p99_ns']} ns  p99.9 {r['p999_ns']} ns  "
             f"(target p99 {r['target_p99_ns']} ns: {mark(r['pass_p99'])})",
-            f"  service p50/p99 {lat['service_p50_ns']}/{lat['service_p99_ns']} ns, "
+            f"  ({lat['involuntary_context_switches']} involuntary context switches during it); "
+            f"service p50/p99 {lat['service_p50_ns']}/{lat['service_p99_ns']} ns, "
             f"timer pair {lat['timer_overhead_p50_ns']} ns, net of it "
             f"{lat['service_net_p50_ns']}/{lat['service_net_p99_ns']} ns",
             f"  state hash {r['state_hash']}",
