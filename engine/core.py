@@ -26,7 +26,7 @@ from engine.wire.commands import stamp
 from pyx.core import CoreState
 
 SNAPSHOT_MAGIC = b"BURSACORE\x00"
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2  # 2: book rows are Book.l3_full() rows (tif and stp added)
 
 # Row formats of the snapshot sections (little-endian, packed).  The order of the
 # sections and of the rows in each is canonical: sorted by id.
@@ -41,7 +41,10 @@ _BALANCE = struct.Struct("<IHBqq")  # user, asset, account, available, held
 _SYMBOL = struct.Struct("<HHHBqqqqqqqqqq")
 _ORDER = struct.Struct("<QIHBBBBBBqqII")
 _BOOK = struct.Struct("<HqQ")  # symbol, last price, next match id
-_L3 = struct.Struct("<QIBqqBBq")  # id, user, side, price, open, flags, ord_type, stop price
+# Book rows: Book.l3_full() (id, user, side, price, open, flags, ord_type, tif, stop price,
+# stp) and Book.stops() (id, user, side, ord_type, tif, stop, price, open, stp), restored
+# through Book.restore_order in this order (docs/book.md, "Restore").
+_L3 = struct.Struct("<QIBqqBBBqB")
 _STOP = struct.Struct("<QIBBBqqqB")  # id, user, side, ord_type, tif, stop, price, open, stp
 _REF = struct.Struct("<Q")
 _WITHDRAWAL = struct.Struct("<QIHqqB")  # id, user, asset, account, amount, state

@@ -63,8 +63,8 @@ cdef class Book:
     cdef public uint64_t ts_ns            # stamped into events, ns since the epoch
     cdef public uint16_t symbol_id        # stamped into events
     cdef public ticks_t protection_ticks  # market band width, ticks
-    cdef public ticks_t last_price_ticks  # price of the last fill, 0 before the first
-    cdef public uint64_t next_match_id    # match id of the next TRADE (starts at 1)
+    cdef readonly ticks_t last_price_ticks  # price of the last fill, 0 before the first
+    cdef readonly uint64_t next_match_id    # match id of the next TRADE (starts at 1)
     cdef readonly ticks_t tick_step
     cdef readonly lots_t lot_step
     cdef readonly lots_t min_qty_lots
@@ -116,6 +116,13 @@ cdef class Book:
     cdef int c_mass_cancel(self, uid_t user_id, int side, bint all_users) except -1
     cdef int c_process_one(self, const CmdRec* c) except -1
     cdef bint c_has_order(self, oid_t order_id) noexcept
+    # snapshot restore (no events): orders in dump order, then the counters
+    cdef int c_restore_order(self, oid_t order_id, uid_t user_id, int side, int ord_type,
+                             int tif, ticks_t price_ticks, lots_t open_lots,
+                             ticks_t stop_price_ticks, int stp, int flags,
+                             bint is_stop) except -1
+    cdef int c_restore_counters(self, ticks_t last_price_ticks,
+                                uint64_t next_match_id) except -1
     cdef ticks_t c_best_bid(self) noexcept
     cdef ticks_t c_best_ask(self) noexcept
 
@@ -130,6 +137,7 @@ cdef class Book:
     cdef slot_t _alloc(self) except -1
     cdef void _free(self, slot_t s) noexcept
     cdef slot_t _level_at(self, int si, ticks_t price) except -1
+    cdef slot_t _level_find(self, int si, ticks_t price) noexcept
     cdef slot_t _level_recycle(self, int si, int32_t pos, ticks_t price, uint32_t h) except -1
     cdef int _level_drop(self, int si, slot_t lv) except -1
     cdef int _level_compact(self, int si) except -1

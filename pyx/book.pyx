@@ -448,6 +448,15 @@ cdef class Book:
         self.nlev[si] = n + 1
         return lv
 
+    cdef slot_t _level_find(self, int si, ticks_t price) noexcept:
+        """Slot of the level at ``price`` on side index si (dormant included), else -1."""
+        cdef ticks_t key = lkey(si, price)
+        cdef int32_t n = self.nlev[si]
+        cdef int32_t pos = lower_bound(self.lkeys[si], n, key)
+        if pos < n and self.lkeys[si][pos] == key:
+            return self.lidx[si][pos]
+        return -1
+
     cdef slot_t _level_recycle(self, int si, int32_t pos, ticks_t price, uint32_t h) except -1:
         """Give the dormant level at array position ``pos`` the new ``price``."""
         cdef slot_t lv = self.lidx[si][pos]
@@ -1251,6 +1260,125 @@ cdef class Book:
     cdef bint c_has_order(self, oid_t order_id) noexcept:
         return self._hfind(order_id) >= 0
 
+    # ------------------------------------------------------------ restore
+
+    cdef int c_restore_order(self, oid_t order_id, uid_t user_id, int side, int ord_type,
+                             int tif, ticks_t price_ticks, lots_t open_lots,
+                             ticks_t stop_price_ticks, int stp, int flags,
+                             bint is_stop) except -1:
+        """Put one dumped order back with exactly the given fields; no event, no matching.
+
+        A resting order (``is_stop`` false) goes to the BACK of its price level, a
+        stop order to the END of the arrival order: restoring the ``l3_full()`` rows
+        and then the ``stops()`` rows in their order rebuilds every priority.  Only
+        what the book's structure relies on is checked (docs/book.md, "Restore"); a
+        row that fails is corrupt and raises ValueError with the book unchanged.
+        """
+        cdef int si = side - 1
+        cdef slot_t lv
+        cdef str bad = None
+        if side != BUY and side != SELL:
+            bad = f"side {side}"
+        elif self._hfind(order_id) >= 0:
+            bad = "id already live"
+        elif open_lots <= 0:
+            bad = f"open_lots {open_lots} <= 0"
+        elif stp < STP_NONE or stp > DECREMENT:
+            bad = f"stp {stp}"
+        elif self.n_orders >= self.max_orders:
+            bad = f"book full ({self.max_orders} orders)"
+        elif is_stop:
+            if ord_type == STOP_LIMIT:
+                if tif != GTC and tif != IOC and tif != FOK:
+                    bad = f"tif {tif} of a STOP_LIMIT"
+                elif price_ticks < 1:
+                    bad = f"limit price {price_ticks}"
+            elif ord_type == STOP_MARKET:
+                if tif != IOC:
+                    bad = f"tif {tif} of a STOP_MARKET"
+                elif price_ticks < 0:
+                    bad = f"worst price {price_ticks}"
+            else:
+                bad = f"ord_type {ord_type} of a stop order"
+            if bad is None:
+                if flags != 0:
+                    bad = f"flags {flags} on a stop order"
+                elif stop_price_ticks < 1:
+                    bad = f"stop price {stop_price_ticks}"
+                elif self.last_price_ticks != 0 and \
+                        skey(si, stop_price_ticks) >= skey(si, self.last_price_ticks):
+                    bad = f"stop price {stop_price_ticks} reached by the last price"
+        else:
+            if ord_type != LIMIT and ord_type != STOP_LIMIT:
+                bad = f"ord_type {ord_type} of a resting order"
+            elif tif != GTC:
+                bad = f"tif {tif} of a resting order (only GTC rests)"
+            elif (flags & ~POST_ONLY) != 0 or ((flags & POST_ONLY) and ord_type != LIMIT):
+                bad = f"flags {flags}"
+            elif price_ticks < 1:
+                bad = f"price {price_ticks}"
+            elif self._crosses(side, price_ticks):
+                bad = f"price {price_ticks} crosses the opposite side"
+            else:
+                lv = self._level_find(si, price_ticks)
+                if lv >= 0 and self.levels[lv].total_lots > INT64_MAX - open_lots:
+                    bad = "level total overflows int64"
+        if bad is not None:
+            raise ValueError(f"restore of order {order_id}: {bad}")
+        cdef slot_t s = self._alloc()
+        cdef Order* o = &self.orders[s]
+        o.order_id = order_id
+        o.user_id = user_id
+        o.price = price_ticks
+        o.open_lots = open_lots
+        o.stop_price = stop_price_ticks
+        o.arrival = 0
+        o.prev = -1
+        o.next = -1
+        o.level = -1
+        o.side = <uint8_t> side
+        o.ord_type = <uint8_t> ord_type
+        o.tif = <uint8_t> tif
+        o.stp = <uint8_t> stp
+        o.flags = <uint8_t> flags
+        self._hins(order_id, s)
+        self.n_orders += 1
+        if is_stop:
+            # arrival numbers are only compared with each other: restoring in arrival
+            # order gives increasing ones, so the original counter need not be known
+            self._stop_insert(s)
+        else:
+            self._append(s, self._level_at(si, price_ticks))
+        assert self._hfind(order_id) == s and self.n_orders <= self.max_orders
+        return 0
+
+    cdef int c_restore_counters(self, ticks_t last_price_ticks,
+                                uint64_t next_match_id) except -1:
+        """Set the last trade price (ticks) and the next match id of a restored book.
+
+        Raises ValueError (book unchanged) on a negative price, a match id of 0, or a
+        last price that already reaches a stop order in the book.
+        """
+        cdef int si
+        cdef int32_t n
+        if last_price_ticks < 0:
+            raise ValueError(f"restore: last price {last_price_ticks} < 0")
+        if next_match_id < 1:
+            raise ValueError("restore: next match id 0 (match ids start at 1)")
+        if last_price_ticks != 0:
+            for si in range(2):
+                n = self.nstop[si]
+                if n > 0 and skey(si, self.orders[self.stop_arr[si][n - 1]].stop_price) \
+                        >= skey(si, last_price_ticks):
+                    raise ValueError(
+                        f"restore: last price {last_price_ticks} reaches stop order "
+                        f"{self.orders[self.stop_arr[si][n - 1]].order_id}")
+        self.last_price_ticks = last_price_ticks
+        self.next_match_id = next_match_id
+        if DEBUG:
+            self._check()
+        return 0
+
     cdef ticks_t c_best_bid(self) noexcept:
         cdef int32_t n = self.nlev[0]
         return self.levels[self.lidx[0][n - 1]].price if n > 0 else 0
@@ -1341,6 +1469,60 @@ cdef class Book:
     cpdef int mass_cancel(self, uid_t user_id=0, int side=0, bint all_users=False) except -1:
         """Cancel all orders of ``user_id`` (or of everyone), one side (1/2) or both (0)."""
         return self.c_mass_cancel(user_id, side, all_users)
+
+    def restore_order(self, oid_t order_id, uid_t user_id, int side, int ord_type, int tif,
+                      ticks_t price_ticks, lots_t open_lots, ticks_t stop_price_ticks=0,
+                      int stp=0, int flags=0, bint is_stop=False):
+        """Put a dumped order back into the book, exactly as given, without events.
+
+        Restore a book by calling this for every ``l3_full()`` row in order, then
+        for every ``stops()`` row in order (``is_stop=True``), then
+        :meth:`restore_counters`; the result has the same ``state_hash()`` and
+        behaves identically afterwards (docs/book.md, "Restore").
+
+        Parameters
+        ----------
+        order_id : int
+            Not live in the book (uint64).
+        user_id : int
+            Owner (uint32).
+        side, ord_type, tif, stp : int
+            ``Side``, ``OrdType`` (as submitted), ``Tif``, ``Stp`` values.
+        price_ticks : int
+            Limit price, ticks (STOP_MARKET: worst price or 0).
+        open_lots : int
+            Open quantity, lots (> 0; no step or minimum applies).
+        stop_price_ticks : int
+            Stop price, ticks (kept by a triggered STOP_LIMIT that rests).
+        flags : int
+            ``CmdFlag`` bits of the order (POST_ONLY).
+        is_stop : bool
+            True: the order waits in the stop set (appended in arrival order);
+            False: it rests at the back of its price level.
+
+        Raises
+        ------
+        ValueError
+            The row cannot be part of a valid book (id live, bad side or enum,
+            ``open_lots <= 0``, pool at ``max_orders``, a crossing price, a stop
+            already reached by the last price...); the book is unchanged.
+        """
+        self.c_restore_order(order_id, user_id, side, ord_type, tif, price_ticks, open_lots,
+                             stop_price_ticks, stp, flags, is_stop)
+
+    def restore_counters(self, ticks_t last_price_ticks, uint64_t next_match_id):
+        """Set the last trade price (ticks, 0 = none) and the next match id (>= 1).
+
+        The last step of a restore (after :meth:`restore_order`); the debug build
+        checks the whole book here.
+
+        Raises
+        ------
+        ValueError
+            Negative price, match id 0, or a last price that reaches a stop order
+            already in the book; nothing is changed.
+        """
+        self.c_restore_counters(last_price_ticks, next_match_id)
 
     cpdef ticks_t best_bid(self):
         """Best bid price, ticks; 0 if there is no bid."""
@@ -1433,6 +1615,29 @@ cdef class Book:
                     s = o.next
         return out
 
+    def l3_full(self):
+        """Resting orders in ``l3()`` order with every field a restore needs.
+
+        Rows ``(order_id, user_id, side, price_ticks, open_lots, flags, ord_type, tif,
+        stop_price_ticks, stp)``: an ``l3()`` row followed by the order's submitted
+        type, its time in force (always GTC), its stop price (a triggered STOP_LIMIT
+        keeps it; 0 otherwise unless the command carried one) and its STP mode.
+        """
+        cdef int si
+        cdef int32_t i, k
+        cdef slot_t s
+        cdef Order* o
+        out = []
+        for si in range(2):
+            for i in range(self.nlev[si] - 1, -1, -1):
+                s = self.levels[self.lidx[si][i]].head
+                for k in range(self.levels[self.lidx[si][i]].count):
+                    o = &self.orders[s]
+                    out.append((o.order_id, o.user_id, o.side, o.price, o.open_lots, o.flags,
+                                o.ord_type, o.tif, o.stop_price, o.stp))
+                    s = o.next
+        return out
+
     def stops(self):
         """Stop orders in arrival order.
 
@@ -1453,7 +1658,8 @@ cdef class Book:
         return out
 
     def state_hash(self):
-        """16-byte blake2b over the canonical dump (docs/book.md)."""
+        """16-byte blake2b over the canonical dump (docs/book.md): counters,
+        ``l3_full()`` rows, ``stops()`` rows."""
         cdef int64_t n_rest = 0
         cdef int si
         cdef int32_t i
@@ -1461,7 +1667,7 @@ cdef class Book:
             for i in range(self.nlev[si]):
                 n_rest += self.levels[self.lidx[si][i]].count
         cdef int64_t n_stop = self.nstop[0] + self.nstop[1]
-        cdef Py_ssize_t nwords = 3 + 6 * n_rest + 9 * n_stop
+        cdef Py_ssize_t nwords = 3 + 10 * n_rest + 9 * n_stop
         buf = bytearray(8 * nwords)
         cdef int64_t* w = <int64_t*> PyByteArray_AS_STRING(buf)
         cdef Py_ssize_t p = 0
@@ -1483,7 +1689,11 @@ cdef class Book:
                     w[p + 3] = o.price
                     w[p + 4] = o.open_lots
                     w[p + 5] = o.flags
-                    p += 6
+                    w[p + 6] = o.ord_type
+                    w[p + 7] = o.tif
+                    w[p + 8] = o.stop_price
+                    w[p + 9] = o.stp
+                    p += 10
                     s = o.next
         s = self.stop_head
         for k in range(<int32_t> n_stop):

@@ -1068,13 +1068,12 @@ cdef class CoreState:
             self.avail[bi] = av
             self.held[bi] = hd
         bookdump = dict(d["books"])
-        stp_of = {row[0]: row[6] for row in d["orders"]}
         for row in d["symbols"]:
             ss = _new_symbol(self, row[0], row[1], row[2], row[4], row[5], row[6], row[7],
                              row[8], row[9], row[10], row[11], row[12])
             self.syms[ss].halted = row[3]
             self.syms[ss].min_notional_minor = row[13]
-            _book_load(self.books[ss], bookdump[row[0]], stp_of)
+            _book_load(self.books[ss], bookdump[row[0]])
         for (oid, uid, sid, side, ot, tif, stp, flags, pending, hold, hold_px, taker,
              maker) in d["orders"]:
             o = self._oins(oid)
@@ -1091,6 +1090,16 @@ cdef class CoreState:
             o.hold_price = hold_px
             o.taker_ppm = taker
             o.maker_ppm = maker
+        # the books hold exactly the orders the core holds funds for
+        n_book = 0
+        for bk in self.books:
+            n_book += bk.n_orders
+        if n_book != len(d["orders"]):
+            raise ValueError(f"books hold {n_book} orders, the hold records {len(d['orders'])}")
+        for row in d["orders"]:
+            info = self.books[self.sid_slot[row[2]]].order(row[0])
+            if info is None or info[:3] != (row[1], row[3], row[4]):
+                raise ValueError(f"order {row[0]}: book and hold record disagree")
         self.deposit_refs = set(d["deposit_refs"])
         self.withdrawals = {w[0]: list(w[1:]) for w in d["withdrawals"]}
         self.last_seq = d["last_seq"]
@@ -1143,39 +1152,21 @@ cdef dict _orec_dict(CoreState self, const ORec* o):
 
 
 cdef tuple _book_dump(Book bk):
-    """A book's full state: counters, resting orders in priority order, stop orders."""
-    rows = []
-    for oid, uid, side, price, open_lots, flags in bk.l3():
-        info = bk.order(oid)
-        rows.append((oid, uid, side, price, open_lots, flags, info[2], info[5]))
-    return (bk.last_price_ticks, bk.next_match_id, tuple(rows), tuple(bk.stops()))
+    """A book's full state: counters, resting orders in priority order (``l3_full()``
+    rows), stop orders in arrival order (``stops()`` rows)."""
+    return (bk.last_price_ticks, bk.next_match_id, tuple(bk.l3_full()), tuple(bk.stops()))
 
 
-cdef int _book_load(Book bk, tuple dump, dict stp_of) except -1:
-    """Insert a dumped book's orders into an empty book (no trade can happen)."""
+cdef int _book_load(Book bk, tuple dump) except -1:
+    """Restore a dumped book into an empty one through the book's restore API (no
+    events, no matching); a row the book refuses raises ValueError (corrupt dump)."""
     last, next_match, rows, stops = dump
-    cdef EventBuf ev = bk.evbuf
-    cdef Py_ssize_t n0 = ev.n
+    assert bk.n_orders == 0, "book restore needs an empty book"
+    for oid, uid, side, px, open_lots, flags, ot, tif, stop_px, stp in rows:
+        bk.c_restore_order(oid, uid, side, ot, tif, px, open_lots, stop_px, stp, flags, False)
     for oid, uid, side, ot, tif, stop_px, px, open_lots, stp in stops:
-        bk.c_new_order(oid, uid, side, ot, tif, px, open_lots, stop_px, stp, 0)
-    for oid, uid, side, px, open_lots, flags, ot, stop_px in rows:
-        # resting orders go back in priority order; a triggered stop-limit keeps its
-        # submitted type and stop price (book.md clarifications): patch the pool entry
-        # a partial fill can leave less than min_qty_lots open: enter the minimum, then
-        # reduce (reduce has no minimum and keeps the queue position)
-        bk.c_new_order(oid, uid, side, LIMIT, 1, px, max(open_lots, bk.min_qty_lots), 0,
-                       stp_of[oid], flags)
-        if open_lots < bk.min_qty_lots:
-            bk.c_reduce(oid, open_lots)
-        if ot != LIMIT or stop_px != 0:   # (a LIMIT keeps any stop price it was sent with)
-            bk.orders[bk._hfind(oid)].ord_type = ot
-            bk.orders[bk._hfind(oid)].stop_price = stop_px
-    for k in range(n0, ev.n):
-        assert ev.recs[k].kind == ACCEPTED or ev.recs[k].kind == REDUCED, \
-            "snapshot book restore was rejected"
-    ev.n = n0
-    bk.last_price_ticks = last
-    bk.next_match_id = next_match
+        bk.c_restore_order(oid, uid, side, ot, tif, px, open_lots, stop_px, stp, 0, True)
+    bk.c_restore_counters(last, next_match)
     return 0
 
 

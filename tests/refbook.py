@@ -221,6 +221,24 @@ class RefBook:
                     )
         return rows
 
+    def l3_full(self) -> list[tuple[int, ...]]:
+        """``l3()`` rows followed by (ord_type, tif, stop_price_ticks, stp)."""
+        return [
+            (
+                o.order_id,
+                o.user_id,
+                o.side,
+                o.price_ticks,
+                o.open_lots,
+                o.flags,
+                o.ord_type,
+                o.tif,
+                o.stop_price_ticks,
+                o.stp,
+            )
+            for o in self._resting_in_priority()
+        ]
+
     def stops(self) -> list[tuple[int, ...]]:
         """Stop orders in arrival order.
 
@@ -245,7 +263,7 @@ class RefBook:
     def state_hash(self) -> bytes:
         """16-byte blake2b over the canonical dump of docs/book.md."""
         ints = [self.symbol_id, self.last_price_ticks, self.next_match_id]
-        for row in self.l3():
+        for row in self.l3_full():
             ints.extend(row)
         for row in self.stops():
             ints.extend(row)

@@ -1214,9 +1214,9 @@ def test_l2_depth_and_l3_priority_order():
 
 
 def canonical_hash(b: Book) -> bytes:
-    """docs/book.md: symbol_id, last_price, next match_id, l3 rows, stop rows; int64 LE."""
+    """docs/book.md: symbol_id, last_price, next match_id, l3_full rows, stop rows; int64 LE."""
     ints = [b.symbol_id, b.last_price(), b.next_match_id]
-    for row in b.l3():
+    for row in b.l3_full():
         ints += row
     for stop in b.stops():
         ints += stop

@@ -933,7 +933,9 @@ def test_state_hash_canonical_dump(mk):
     b.new_limit(10, 9, BUY, 100, 1)  # one trade: last 100, next match id 2
     b.new_stop(20, 7, SELL, SMKT, 90, 0, 3, tif=Tif.IOC, stp=Stp.CANCEL_BOTH)
     ints = [1, 100, 2]
-    ints += [1, 1, SELL, 100, 4, 0, 2, 2, SELL, 100, 3, 0, 3, 3, SELL, 101, 4, 0]
+    tail = [LIMIT, GTC, 0, Stp.STP_NONE]  # l3_full: ord_type, tif, stop price, stp
+    ints += [1, 1, SELL, 100, 4, 0, *tail, 2, 2, SELL, 100, 3, 0, *tail]
+    ints += [3, 3, SELL, 101, 4, 0, *tail]
     ints += [20, 7, SELL, SMKT, Tif.IOC, 90, 0, 3, Stp.CANCEL_BOTH]
     dump = b"".join(int(x).to_bytes(8, "little", signed=True) for x in ints)
     assert b.state_hash() == hashlib.blake2b(dump, digest_size=16).digest()
