@@ -267,6 +267,7 @@ def run_both(cfg: dict[str, Any], cmds: list[Cmd]) -> tuple[Book, RefBook]:
         check_book(cy)
         tracker.check(cy)
         assert cy.l3() == ref.l3(), (i, cmd)
+        assert cy.l3_full() == ref.l3_full(), (i, cmd)
         assert cy.stops() == ref.stops(), (i, cmd)
         assert cy.last_price() == ref.last_price()
         assert cy.n_orders == ref.n_orders
