@@ -1296,9 +1296,11 @@ cdef int _add_symbol(CoreState self, const CmdRec* c, ReplyRec* r) except -1:
     if (base == quote or tick < 1 or lot < 1 or min_qty < 1 or max_qty < min_qty
             or min_px < 1 or max_px < min_px or prot < 0 or mult < 1 or bpl < 1):
         return self._reject(c, r, INVALID_CONFIG)
-    # overflow-safe by construction: the largest order's notional and base amount fit
+    # overflow-safe by construction: the largest order's notional and base amount fit,
+    # and so does a price level's total even if every live order rests at one price
     if (bursa_notional(max_px, max_qty, mult, NOTIONAL_MAX) < 0
-            or bursa_notional(max_qty, bpl, 1, NOTIONAL_MAX) < 0):
+            or bursa_notional(max_qty, bpl, 1, NOTIONAL_MAX) < 0
+            or max_qty > INT64_MAX // MAX_LIVE_ORDERS):
         return self._reject(c, r, INVALID_CONFIG)
     try:
         _new_symbol(self, c.symbol_id, base, quote, tick, lot, mult, bpl, min_qty, max_qty,

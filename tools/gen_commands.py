@@ -63,7 +63,9 @@ account 1 the funding account; `TRANSFER` moves between them.
 Symbol config: a fill of `q` lots at `p` ticks moves `n = p * q * price_multiplier` quote
 minor units and `q * base_per_lot` base minor units. `ADD_SYMBOL` rejects a config
 whose largest order (`max_price * max_qty * multiplier`, `max_qty * base_per_lot`)
-reaches 2**62 (`INVALID_CONFIG`), so every amount is exact and overflow-free.
+reaches 2**62, or whose `max_qty * 2**24` (every live order resting at one price level)
+passes 2**63 - 1 (`INVALID_CONFIG`), so every amount and level total is exact and
+overflow-free.
 
 **Holds (worst case, taken before the order reaches the book).** `r` = the larger of the
 user's maker and taker ppm, captured with the order's rates at submission
@@ -149,7 +151,7 @@ reply carries the reason). Checks, in order:
 - `ADD_ASSET`: `INVALID_ID` (0) → `ASSET_EXISTS` → `INVALID_CONFIG` (decimals > 30).
 - `ADD_SYMBOL`: `INVALID_ID` → `SYMBOL_EXISTS` → `UNKNOWN_ASSET` → `INVALID_CONFIG`
   (base = quote, a step, minimum, multiplier or base_per_lot < 1, min > max, protection
-  < 0, largest order reaching 2**62). The minimum notional starts at 0
+  < 0, largest order reaching 2**62, `max_qty > (2**63 - 1) // 2**24`). The minimum notional starts at 0
   (`SET_MIN_NOTIONAL`; the 96-byte record has no room left for it).
 - `SET_MIN_NOTIONAL`: `UNKNOWN_SYMBOL` → `INVALID_CONFIG` (< 0).
 - `ADD_FEE_TIER`: `FEE_TIER_EXISTS` → `INVALID_CONFIG` (a rate outside 0..1,000,000 ppm;

@@ -107,6 +107,11 @@ def test_admin_setup_events_carry_the_config() -> None:
             cmd.add_symbol(2, BASE, QUOTE, base_per_lot=2**40, max_qty_lots=2**30),
             Reason.INVALID_CONFIG,
         ),
+        # a level holding every live order (2**24) of the largest size would pass 2**63 lots
+        (
+            cmd.add_symbol(2, BASE, QUOTE, max_price_ticks=1, base_per_lot=1, max_qty_lots=2**40),
+            Reason.INVALID_CONFIG,
+        ),
         (cmd.set_min_notional(9, 1), Reason.UNKNOWN_SYMBOL),
         (cmd.set_min_notional(SYM, -1), Reason.INVALID_CONFIG),
         (cmd.add_fee_tier(0, 1, 1), Reason.FEE_TIER_EXISTS),
