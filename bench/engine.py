@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.meta import median_int, percentiles_ns, run_info
+from bench.meta import machine_stalls, median_int, percentiles_ns, run_info
 from bench.workload import Workload, WorkloadConfig, generate
 from pyx.enums import CmdKind, EvKind
 
@@ -291,6 +291,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     csw0 = resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw
     resp, svc = run_latency(book, lat_chunks, interval_ns)
     preempted = resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw - csw0
+    stalls = machine_stalls()
     gaps = timer_gaps(lat_n)
     gap = percentiles_ns(gaps, prefix="timer_overhead_")
 
@@ -336,6 +337,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             "(coordinated-omission free), includes one perf_counter_ns read",
             "offered_cmds_per_s": args.latency_rate,
             "involuntary_context_switches": preempted,
+            "machine_stalls": stalls,
             **lat,
             **percentiles_ns(svc, prefix="service_"),
             **percentiles_ns(svc, shift_ns=gap["timer_overhead_p50_ns"], prefix="service_net_"),
@@ -384,7 +386,10 @@ def report(r: dict[str, Any]) -> str:
             f"  latency at {lat['offered_cmds_per_s']:,} cmd/s offered: p50 {r['p50_ns']} ns  "
             f"p99 {r['p99_ns']} ns  p99.9 {r['p999_ns']} ns  "
             f"(target p99 {r['target_p99_ns']} ns: {mark(r['pass_p99'])})",
-            f"  ({lat['involuntary_context_switches']} involuntary context switches during it); "
+            f"  ({lat['involuntary_context_switches']} involuntary context switches during it; "
+            f"this CPU stalls {lat['machine_stalls']['stalls_per_s']}/s for "
+            f"{lat['machine_stalls']['stall_median_ns']} ns, "
+            f"{lat['machine_stalls']['stolen_permille']} permille of the time)\n  "
             f"service p50/p99 {lat['service_p50_ns']}/{lat['service_p99_ns']} ns, "
             f"timer pair {lat['timer_overhead_p50_ns']} ns, net of it "
             f"{lat['service_net_p50_ns']}/{lat['service_net_p99_ns']} ns",
