@@ -33,6 +33,7 @@ damage is inside the durable prefix and the journal refuses to start
 
 from __future__ import annotations
 
+import errno
 import itertools
 import logging
 import re
@@ -45,7 +46,7 @@ import crc32c
 import numpy as np
 import numpy.typing as npt
 
-from engine.storage import Storage
+from engine.storage import Storage, StorageError
 from engine.wire.layout import CMD_DTYPE, CMD_SIZE
 
 log = logging.getLogger("bursa.journal")
@@ -455,19 +456,31 @@ def _start_index(segments: list[tuple[int, str]], from_seq: int) -> int:
     return start
 
 
+def write_verified(storage: Storage, name: str, offset: int, data: bytes) -> None:
+    """Write ``data`` at ``offset``, sync it, and read it back.
+
+    Used where recovery writes on top of what it just read: a misdirected or
+    lost write there must stop recovery (StorageError: the process retries)
+    rather than leave a hole under batches acknowledged later.
+    """
+    storage.write_at(name, offset, data)
+    storage.sync(name)
+    if storage.read(name, offset, len(data)) != data:
+        raise StorageError(errno.EIO, f"read-back of {name} at {offset} differs after a rewrite")
+
+
 def repair_tail(storage: Storage, damage: TailDamage) -> None:
     """Make the last segment end at its last complete batch, durably.
 
     A torn batch is truncated away; a complete batch with a torn or damaged
     trailer keeps its data and gets its trailer rewritten.  Logged as a warning.
     """
+    storage.truncate(damage.segment, damage.offset)
     if damage.kind == "torn":
-        storage.truncate(damage.segment, damage.offset)
+        storage.sync(damage.segment)
     else:
         assert len(damage.trailer) == HEADER_SIZE
-        storage.truncate(damage.segment, damage.offset)
-        storage.append(damage.segment, damage.trailer)
-    storage.sync(damage.segment)
+        write_verified(storage, damage.segment, damage.offset, damage.trailer)
     log.warning(
         "journal tail repaired: %s at byte %d: %s (%s, %d bytes)",
         damage.segment, damage.offset, damage.reason, damage.kind, damage.dropped_bytes,

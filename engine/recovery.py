@@ -24,15 +24,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from engine import variants as variants_mod
 from engine.corelike import CoreClass, CoreLike, default_core_class
-from engine.journal import JournalReader, TailDamage, repair_tail
+from engine.journal import JournalReader, TailDamage, repair_tail, write_verified
 from engine.snapshot import SNAPSHOT_PREFIX, TEMP_SUFFIX, load_newest
 from engine.storage import Storage
 
 log = logging.getLogger("bursa.recovery")
 
 #: Broken variant (simulator self-test): accept journal records without checking CRCs.
-VARIANT_SKIP_CRC = "skip_crc"
+VARIANT_SKIP_CRC = variants_mod.SKIP_CRC
 
 EventSink = Callable[[npt.NDArray[np.void]], None]
 
@@ -118,11 +119,13 @@ def recover(
     if repair:
         report.temp_files_removed = _remove_temp_files(storage)
     core: CoreLike | None = None
+    # The core knows only its own broken variants; the durability ones act here.
+    for_core = variants_mod.core_variants(variants)
     if use_snapshots:
-        core, name, report.snapshots_rejected = load_newest(storage, cls, variants)
+        core, name, report.snapshots_rejected = load_newest(storage, cls, for_core)
         report.snapshot_name = name
     if core is None:
-        core = cls(variants=variants)
+        core = cls(variants=for_core)
     report.snapshot_seq = core.last_seq
     reader = JournalReader(
         storage, verify=VARIANT_SKIP_CRC not in variants, include_archived=include_archived
@@ -146,11 +149,14 @@ def recover(
             if tail.damage is not None:
                 repair_tail(storage, tail.damage)
                 report.tail_repaired = True
-            # What was just applied may sit only in the page cache (a crash after a
-            # failed sync), and the last segment's name may never have been made
-            # durable (a crash between its first append and the directory sync):
-            # make both durable before anything is acknowledged on top of them.
-            storage.sync(tail.name)
+            # What was just applied may sit only in the page cache: after a failed
+            # fdatasync Linux marks the unwritten pages clean, so a plain sync now
+            # would write nothing and a later power loss would leave a hole under
+            # batches acknowledged on top (fsyncgate).  Rewrite the last segment's
+            # bytes so they are dirty again, sync and read them back.  Its name may
+            # also never have been made durable (a crash between its first append
+            # and the directory sync): make both durable before any new ack.
+            write_verified(storage, tail.name, 0, storage.read(tail.name, 0, tail.end))
             storage.sync_dir()
     log.info("%s", report.summary())
     return core, report

@@ -22,6 +22,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from engine import variants as variants_mod
 from engine.clock import Clock
 from engine.corelike import CoreClass
 from engine.journal import (
@@ -47,7 +48,7 @@ MODES: tuple[Mode, ...] = ("fsync", "async", "none")
 DEFAULT_SNAPSHOT_EVERY_CMDS = 5_000_000
 DEFAULT_SNAPSHOT_EVERY_NS = 300 * 1_000_000_000
 #: Broken variant (simulator self-test): in fsync mode return before the sync; sync lazily.
-VARIANT_ACK_BEFORE_SYNC = "ack_before_sync"
+VARIANT_ACK_BEFORE_SYNC = variants_mod.ACK_BEFORE_SYNC
 
 #: Smallest batch whose sync is overlapped with apply (below it the two thread
 #: hand-offs cost more than the apply they would hide).

@@ -27,6 +27,7 @@ import struct
 
 import crc32c
 
+from engine import variants as variants_mod
 from engine.corelike import CoreClass, CoreLike
 from engine.storage import Storage
 
@@ -46,7 +47,7 @@ _NAME_RE = re.compile(r"^snapshot-(\d{20})\.snap$")
 #: Snapshots kept after a new one is written (the newest and one to fall back to).
 KEEP_SNAPSHOTS = 2
 #: Broken variant (simulator self-test): rename without syncing the temp file or the directory.
-VARIANT_RENAME_NOSYNC = "snapshot_rename_nosync"
+VARIANT_RENAME_NOSYNC = variants_mod.SNAPSHOT_RENAME_NOSYNC
 
 
 class SnapshotInvalid(Exception):  # noqa: N818 - reads as a verdict, like JournalCorrupt
@@ -128,11 +129,15 @@ def load_snapshot(
     SnapshotInvalid
         The file is damaged, or the rebuilt core does not reproduce the stored
         seq and state hash.
+    StorageError
+        The file could not be read (the caller retries recovery).
     """
     try:
         data = storage.read(name, 0, storage.size(name))
-    except OSError as e:  # StorageError, or a raw OSError of rename/unlink
+    except FileNotFoundError as e:  # listed, then gone
         raise SnapshotInvalid(f"unreadable: {e}") from e
+    # Any other I/O error propagates: a transient read error must make recovery
+    # retry, not skip an intact snapshot (whose journal may be archived already).
     seq, state_hash, payload = decode_snapshot(data)
     if parse_snapshot_name(name) != seq:
         raise SnapshotInvalid(f"file name says seq {parse_snapshot_name(name)}, header {seq}")
