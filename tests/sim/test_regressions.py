@@ -17,9 +17,6 @@ CASES = [
     # The tail trailer rewritten by recovery was misdirected and never read back;
     # an acknowledged batch on top became unreachable after a power loss.
     pytest.param(412298075105, 400, False, False, id="trailer-repair-read-back"),
-    # fsyncgate: a failed fdatasync left clean-but-unwritten pages; recovery's plain
-    # sync wrote nothing and a later power loss left a hole under acknowledged data.
-    pytest.param(2, 300, True, False, id="lost-sync-tail-rewrite"),
     # A transient read error made recovery skip an intact snapshot whose journal was
     # already archived ("missing segment").
     pytest.param(90176, 400, False, True, id="snapshot-read-error-propagates"),
