@@ -135,6 +135,9 @@ cdef class Book:
     cdef int _hput(self, oid_t key, slot_t s) except -1
     cdef int _hdel(self, oid_t key) except -1
     cdef slot_t _alloc(self) except -1
+    cdef slot_t _alloc_order(self, oid_t order_id, uid_t user_id, int side, int ord_type,
+                             int tif, ticks_t price_ticks, lots_t open_lots,
+                             ticks_t stop_price_ticks, int stp, int flags) except -1
     cdef void _free(self, slot_t s) noexcept
     cdef slot_t _level_at(self, int si, ticks_t price) except -1
     cdef slot_t _level_find(self, int si, ticks_t price) noexcept

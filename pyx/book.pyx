@@ -322,6 +322,29 @@ cdef class Book:
         self.ohw += 1
         return s
 
+    cdef slot_t _alloc_order(self, oid_t order_id, uid_t user_id, int side, int ord_type,
+                             int tif, ticks_t price_ticks, lots_t open_lots,
+                             ticks_t stop_price_ticks, int stp, int flags) except -1:
+        """A free slot holding a fresh, unlinked order with these fields (state to be set)."""
+        assert open_lots > 0
+        cdef slot_t s = self._alloc()
+        cdef Order* o = &self.orders[s]
+        o.order_id = order_id
+        o.user_id = user_id
+        o.price = price_ticks
+        o.open_lots = open_lots
+        o.stop_price = stop_price_ticks
+        o.arrival = 0
+        o.prev = -1
+        o.next = -1
+        o.level = -1
+        o.side = <uint8_t> side
+        o.ord_type = <uint8_t> ord_type
+        o.tif = <uint8_t> tif
+        o.stp = <uint8_t> stp
+        o.flags = <uint8_t> flags
+        return s
+
     cdef void _free(self, slot_t s) noexcept:
         self.orders[s].state = ST_FREE
         self.orders[s].level = -1
@@ -1023,22 +1046,9 @@ cdef class Book:
                                 reason)
         if ord_type == MARKET_QUOTE:
             price_ticks = 0
-        cdef slot_t s = self._alloc()
+        cdef slot_t s = self._alloc_order(order_id, user_id, side, ord_type, tif, price_ticks,
+                                          qty_lots, stop_price_ticks, stp, flags)
         cdef Order* o = &self.orders[s]
-        o.order_id = order_id
-        o.user_id = user_id
-        o.price = price_ticks
-        o.open_lots = qty_lots
-        o.stop_price = stop_price_ticks
-        o.arrival = 0
-        o.prev = -1
-        o.next = -1
-        o.level = -1
-        o.side = <uint8_t> side
-        o.ord_type = <uint8_t> ord_type
-        o.tif = <uint8_t> tif
-        o.stp = <uint8_t> stp
-        o.flags = <uint8_t> flags
         o.state = ST_TAKER_NEW
         cdef EvRec* e = self._ev(ACCEPTED, o, OK)
         e.qty_lots = qty_lots
@@ -1325,22 +1335,9 @@ cdef class Book:
                     bad = "level total overflows int64"
         if bad is not None:
             raise ValueError(f"restore of order {order_id}: {bad}")
-        cdef slot_t s = self._alloc()
+        cdef slot_t s = self._alloc_order(order_id, user_id, side, ord_type, tif, price_ticks,
+                                          open_lots, stop_price_ticks, stp, flags)
         cdef Order* o = &self.orders[s]
-        o.order_id = order_id
-        o.user_id = user_id
-        o.price = price_ticks
-        o.open_lots = open_lots
-        o.stop_price = stop_price_ticks
-        o.arrival = 0
-        o.prev = -1
-        o.next = -1
-        o.level = -1
-        o.side = <uint8_t> side
-        o.ord_type = <uint8_t> ord_type
-        o.tif = <uint8_t> tif
-        o.stp = <uint8_t> stp
-        o.flags = <uint8_t> flags
         self._hins(order_id, s)
         self.n_orders += 1
         if is_stop:
