@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from sim.disk import FAULT_KINDS
-from sim.run import DEFAULT_COMMANDS, SimResult, reproduce_command, simulate
+from sim.run import DEFAULT_COMMANDS, SimResult, add_fault_options, reproduce_command, simulate
 
 #: Seeds handed to a worker at a time: amortises the inter-process round trip.
 CHUNK_SEEDS = 4
@@ -201,19 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--base", type=int, default=None, help="first seed (default: from git HEAD)")
     p.add_argument("--commands", type=int, default=DEFAULT_COMMANDS, help="commands per seed")
     p.add_argument("--jobs", type=int, default=None, help="worker processes (default: CPUs)")
-    p.add_argument(
-        "--variant",
-        action="append",
-        default=[],
-        help="switch on a broken variant (simulator self-test; repeatable)",
-    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    p.add_argument(
-        "--lost-sync",
-        action="store_true",
-        help="a failed fdatasync also loses the unsynced data (Linux fsyncgate behaviour)",
-    )
-    p.add_argument("--read-errors", action="store_true", help="reads may fail with EIO (transient)")
+    add_fault_options(p)
     args = p.parse_args(argv)
     if args.seeds < 1 or args.commands < 1:
         p.error("--seeds and --commands must be positive")

@@ -881,21 +881,29 @@ def format_result(r: SimResult) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``bursa sim --seed N [--commands K] [--variant V] [--trace]``; 1 on a violation."""
-    p = argparse.ArgumentParser(prog="bursa sim", description=__doc__.split("\n")[0])
-    p.add_argument("--seed", type=int, required=True, help="the seed to run")
-    p.add_argument("--commands", type=int, default=DEFAULT_COMMANDS, help="commands to submit")
+def add_fault_options(p: argparse.ArgumentParser) -> None:
+    """The options ``bursa sim`` and ``bursa sim-campaign`` share: variants, extra faults."""
     p.add_argument(
-        "--variant", action="append", default=[], help="switch on a broken variant (repeatable)"
+        "--variant",
+        action="append",
+        default=[],
+        help="switch on a broken variant (simulator self-test; repeatable)",
     )
-    p.add_argument("--trace", action="store_true", help="print every step of the run")
     p.add_argument(
         "--lost-sync",
         action="store_true",
         help="a failed fdatasync also loses the unsynced data (Linux fsyncgate behaviour)",
     )
     p.add_argument("--read-errors", action="store_true", help="reads may fail with EIO (transient)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``bursa sim --seed N [--commands K] [--variant V] [--trace]``; 1 on a violation."""
+    p = argparse.ArgumentParser(prog="bursa sim", description=__doc__.split("\n")[0])
+    p.add_argument("--seed", type=int, required=True, help="the seed to run")
+    p.add_argument("--commands", type=int, default=DEFAULT_COMMANDS, help="commands to submit")
+    p.add_argument("--trace", action="store_true", help="print every step of the run")
+    add_fault_options(p)
     args = p.parse_args(argv)
     r = simulate(
         args.seed,
