@@ -17,6 +17,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "sim": ("sim.run", "one deterministic simulation: --seed N [--commands K]"),
     "sim-campaign": ("sim.campaign", "many seeds in parallel with a progress bar"),
     "admin": ("engine.admin", "admin commands to a running core"),
+    "clearing": ("clearing.cli", "the double-entry ledger: run the follower, or query it"),
+    "reconcile": ("clearing.reconcile", "ledger vs core balances and conservation at one seq"),
 }
 
 

@@ -17,13 +17,13 @@ from typing import Any
 
 # Errors after which the connection is reopened and the batch retried from the
 # database's state (the transaction was rolled back or never committed).
-CONNECTION_ERRORS: tuple[type[BaseException], ...] = (sqlite3.OperationalError,)
-try:
-    import psycopg
+import psycopg
 
-    CONNECTION_ERRORS = (sqlite3.OperationalError, psycopg.OperationalError, psycopg.InterfaceError)
-except ImportError:  # pragma: no cover - psycopg is a pinned dependency
-    psycopg = None  # type: ignore[assignment]
+CONNECTION_ERRORS: tuple[type[Exception], ...] = (
+    sqlite3.OperationalError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+)
 
 Row = tuple[Any, ...]
 
@@ -59,8 +59,6 @@ class Db:
         """(Re)open the connection."""
         self.close()
         if self.postgres:
-            if psycopg is None:  # pragma: no cover
-                raise RuntimeError("psycopg is not installed")
             self._conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
         else:
             path = sqlite_path(self.url)

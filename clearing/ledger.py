@@ -104,8 +104,8 @@ class Ledger:
         """Drop anything queued and load the state of the last committed batch."""
         self.db.rollback()
         migrate(self.db)
-        st = self.db.query("SELECT last_seq, entries FROM clearing_state WHERE id = 1")
-        self.last_seq, self.n_entries = int(st[0][0]), int(st[0][1])
+        st = self.db.query("SELECT last_seq, events, entries FROM clearing_state WHERE id = 1")
+        self.last_seq, self.n_events, self.n_entries = (int(x) for x in st[0])
         self.committed_seq = self.last_seq
         self.balances: dict[Account, int] = {
             (int(u), int(a), int(b), int(s)): int(v)
@@ -181,6 +181,7 @@ class Ledger:
             n += 1
         self.last_seq = last_seq
         self.q_events += n
+        self.n_events += n
         return n
 
     def _apply(self, e: Ev, idx: int) -> None:
@@ -317,8 +318,9 @@ class Ledger:
         db.begin()
         try:
             changed = db.execute(
-                "UPDATE clearing_state SET last_seq = ?, entries = ? WHERE id = 1 AND last_seq = ?",
-                (self.last_seq, self.n_entries, self.committed_seq),
+                "UPDATE clearing_state SET last_seq = ?, events = ?, entries = ?"
+                " WHERE id = 1 AND last_seq = ?",
+                (self.last_seq, self.n_events, self.n_entries, self.committed_seq),
             )
             if changed != 1:
                 raise ConcurrentWriterError(f"last_seq is no longer {self.committed_seq}")

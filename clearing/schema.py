@@ -24,9 +24,10 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             """CREATE TABLE clearing_state (
                 id INTEGER PRIMARY KEY CHECK (id = 1),
                 last_seq BIGINT NOT NULL,
+                events BIGINT NOT NULL,
                 entries BIGINT NOT NULL
             )""",
-            "INSERT INTO clearing_state (id, last_seq, entries) VALUES (1, 0, 0)",
+            "INSERT INTO clearing_state (id, last_seq, events, entries) VALUES (1, 0, 0, 0)",
             # One row per ledger line; amount > 0 debit, < 0 credit (clearing.rules).
             """CREATE TABLE entries (
                 seq BIGINT NOT NULL,

@@ -1,0 +1,174 @@
+"""`bursa clearing run`: follow the core's events into the ledger, exactly once.
+
+Start: open the database (migrations), load the ledger's state, catch up from
+``last_seq + 1`` through the core's replay service in bounded rounds, then
+follow the live stream (``bindings.client.EventSubscriber``: gap-free,
+duplicate-free).  Many frames go into one transaction (up to
+``batch_events`` events, or whatever arrived within ``flush_ms``), committed
+together with the new ``last_seq``.  A lost database connection: reopen,
+reload the state of the last commit, re-read events after it.  A silent or
+restarted core: resubscribe from the ledger's position.  SIGTERM/SIGINT:
+commit what is queued and exit 0.  kill -9: whatever was not committed is
+read again on the next start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import time
+from types import FrameType
+
+from bindings.client import CoreError, EventSubscriber
+from clearing.config import ClearingConfig, add_arguments, load
+from clearing.db import CONNECTION_ERRORS, Db
+from clearing.ledger import Ledger
+
+log = logging.getLogger("bursa.clearing")
+
+# Frames taken from the live stream per poll (bounds memory with batch_events).
+POLL_FRAMES = 64
+
+
+class ClearingProcess:
+    """The follower loop (see module doc).
+
+    Parameters
+    ----------
+    config : ClearingConfig
+        Validated settings.
+    """
+
+    def __init__(self, config: ClearingConfig) -> None:
+        self.config = config
+        self.stopping = False
+        self.db = Db(config.db)
+        self.ledger = Ledger(self.db)
+        self.sub: EventSubscriber | None = None
+        self.reconnects = 0
+        self.resubscribes = 0
+
+    def _subscribe(self) -> EventSubscriber:
+        if self.sub is not None:
+            self.sub.close()
+        c = self.config
+        self.sub = EventSubscriber(
+            c.core_pub_endpoint, c.core_replay_endpoint, from_seq=self.ledger.last_seq + 1
+        )
+        return self.sub
+
+    def _catch_up(self, sub: EventSubscriber) -> None:
+        """Replay from the ledger's position to the log's end in rounds of at most
+        ``batch_events`` events, committing each round (bounded memory)."""
+        led = self.ledger
+        while not self.stopping:
+            frames, _next_seq, log_last = sub.replay(
+                led.last_seq + 1, max_events=self.config.batch_events
+            )
+            for f in frames:
+                led.apply_frame(f.first_seq, f.last_seq, f.events)
+            led.flush()
+            sub.next_seq = led.last_seq + 1
+            if not frames or led.last_seq >= log_last:
+                return
+
+    def _follow(self, sub: EventSubscriber) -> None:
+        """Live frames into batches until stopping (or an error propagates)."""
+        led = self.ledger
+        c = self.config
+        first_pending = 0.0
+        while not self.stopping:
+            frames = sub.poll(timeout_ms=c.poll_ms, max_frames=POLL_FRAMES)
+            for f in frames:
+                led.apply_frame(f.first_seq, f.last_seq, f.events)
+            if led.last_seq == led.committed_seq:
+                continue
+            now = time.monotonic()
+            if not first_pending:
+                first_pending = now
+            if (
+                led.pending_events >= c.batch_events
+                or not frames
+                or (now - first_pending) * 1000 >= c.flush_ms
+            ):
+                led.flush()
+                first_pending = 0.0
+
+    def run(self) -> int:
+        """Serve until SIGTERM/SIGINT; returns the exit code."""
+        while not self.stopping:
+            try:
+                sub = self._subscribe()
+                self._catch_up(sub)
+                self._follow(sub)
+            except CONNECTION_ERRORS as e:
+                log.warning("database connection lost (%s); reconnecting", e)
+                self._reconnect()
+            except (TimeoutError, CoreError) as e:
+                # The core is down or restarted: resubscribe from what the ledger holds.
+                log.warning("core stream interrupted (%s); resubscribing", e)
+                self.resubscribes += 1
+                time.sleep(self.config.reconnect_ms / 1000)
+        try:
+            self.ledger.flush()
+        except CONNECTION_ERRORS as e:
+            log.warning("final commit lost (%s); the events are read again on restart", e)
+        if self.sub is not None:
+            self.sub.close()
+        self.db.close()
+        return 0
+
+    def _reconnect(self) -> None:
+        """Reopen the database until it answers, then reload the committed state."""
+        while not self.stopping:
+            time.sleep(self.config.reconnect_ms / 1000)
+            try:
+                self.db.connect()
+                self.ledger.reload()
+                self.reconnects += 1
+                log.info("database back; resuming after seq %d", self.ledger.last_seq)
+                return
+            except CONNECTION_ERRORS as e:
+                log.info("database still unavailable: %s", e)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """Flags of ``bursa clearing run``."""
+    p = argparse.ArgumentParser(prog="bursa clearing run", description=__doc__.splitlines()[0])
+    add_arguments(p)
+    p.add_argument("--batch-events", type=int)
+    p.add_argument("--flush-ms", type=int)
+    p.add_argument("--log-level", default="INFO")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str]) -> int:
+    """Run the clearing process; prints one JSON ready line on stdout."""
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s"
+    )
+    try:
+        config = load(args)
+        proc = ClearingProcess(config)
+    except (ValueError, OSError, *CONNECTION_ERRORS) as e:  # type: ignore[misc]
+        print(f"bursa clearing: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        proc.stopping = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    ready = {
+        "ready": True,
+        "backend": proc.db.backend,
+        "last_seq": proc.ledger.last_seq,
+        "pub": config.core_pub_endpoint,
+        "replay": config.core_replay_endpoint,
+    }
+    print(json.dumps(ready), flush=True)
+    return proc.run()
