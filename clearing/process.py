@@ -45,11 +45,27 @@ class ClearingProcess:
     def __init__(self, config: ClearingConfig) -> None:
         self.config = config
         self.stopping = False
-        self.db = Db(config.db)
-        self.ledger = Ledger(self.db)
+        self.db: Db | None = None
         self.sub: EventSubscriber | None = None
         self.reconnects = 0
         self.resubscribes = 0
+
+    def open(self, attempts: int = 0) -> bool:
+        """Connect (retrying every ``reconnect_ms``; ``attempts`` 0: until stopping)
+        and load the ledger; False if stopped or out of attempts first."""
+        n = 0
+        while not self.stopping:
+            try:
+                self.db = Db(self.config.db)
+                self.ledger = Ledger(self.db)
+                return True
+            except CONNECTION_ERRORS as e:
+                n += 1
+                if attempts and n >= attempts:
+                    raise
+                log.warning("database unavailable (%s); retrying", e)
+                time.sleep(self.config.reconnect_ms / 1000)
+        return False
 
     def _subscribe(self) -> EventSubscriber:
         if self.sub is not None:
@@ -118,7 +134,8 @@ class ClearingProcess:
             log.warning("final commit lost (%s); the events are read again on restart", e)
         if self.sub is not None:
             self.sub.close()
-        self.db.close()
+        if self.db is not None:
+            self.db.close()
         return 0
 
     def _reconnect(self) -> None:
@@ -126,6 +143,7 @@ class ClearingProcess:
         while not self.stopping:
             time.sleep(self.config.reconnect_ms / 1000)
             try:
+                assert self.db is not None
                 self.db.connect()
                 self.ledger.reload()
                 self.reconnects += 1
@@ -153,16 +171,24 @@ def main(argv: list[str]) -> int:
     )
     try:
         config = load(args)
-        proc = ClearingProcess(config)
-    except (ValueError, OSError, *CONNECTION_ERRORS) as e:  # type: ignore[misc]
+    except (ValueError, OSError) as e:
         print(f"bursa clearing: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
+    proc = ClearingProcess(config)
 
     def _stop(signum: int, frame: FrameType | None) -> None:
         proc.stopping = True
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    # A database that is down at start is waited for, as one lost later is.
+    try:
+        if not proc.open():
+            return 0
+    except (ValueError, OSError) as e:
+        print(f"bursa clearing: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    assert proc.db is not None
     ready = {
         "ready": True,
         "backend": proc.db.backend,
