@@ -69,6 +69,7 @@ class Db:
             # synchronous: a committed batch survives power loss, not only kill -9.
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA cache_size=-65536")  # 64 MiB: batches touch many pages
             self._conn = conn
 
     def close(self) -> None:

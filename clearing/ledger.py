@@ -57,7 +57,8 @@ _ORDER_KINDS = {
     EvKind.ACCEPTED, EvKind.REJECTED, EvKind.TRADE, EvKind.CANCELED, EvKind.REDUCED,
     EvKind.REPLACED, EvKind.TRIGGERED,
 }  # fmt: skip
-_WD_STATUS = {
+_KIND_NAMES = {int(k): k.name for k in EvKind}
+_WD_STATUS: dict[int, str] = {
     EvKind.WITHDRAW_COMMITTED: "committed",
     EvKind.WITHDRAW_RELEASED: "released",
 }
@@ -210,7 +211,7 @@ class Ledger:
             self.q_wd_new.append((i64(e.order_id), e.user_id, e.price_ticks, e.symbol_id,
                                   e.qty_lots, "held", e.seq, 0))  # fmt: skip
         elif k in _WD_STATUS:
-            self.q_wd_done.append((_WD_STATUS[EvKind(k)], e.seq, i64(e.order_id)))
+            self.q_wd_done.append((_WD_STATUS[k], e.seq, i64(e.order_id)))
         elif k == EvKind.SYMBOL_ADDED:
             sym = Symbol(e.user_id, e.maker_user_id, e.taker_fee, e.maker_fee)
             self.symbols[e.symbol_id] = sym
@@ -222,7 +223,7 @@ class Ledger:
 
     def _order_rows(self, e: Ev, idx: int, holds: dict[OrderKey, Hold | None]) -> None:
         """Order history rows and the orders' current state."""
-        kind = EvKind(e.kind).name
+        kind = _KIND_NAMES[e.kind]
         self.q_order_events.append((e.seq, idx, 0, e.ts_ns, e.user_id, i64(e.order_id), kind,
                                     e.symbol_id, e.side, e.price_ticks, e.qty_lots,
                                     e.leaves_lots, e.reason))  # fmt: skip

@@ -67,7 +67,8 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "CREATE TABLE assets (asset_id INTEGER PRIMARY KEY, decimals INTEGER NOT NULL,"
             " seq BIGINT NOT NULL)",
             "CREATE TABLE users (user_id BIGINT PRIMARY KEY, seq BIGINT NOT NULL)",
-            # Current state of every order that was accepted, keyed by (user, order id).
+            # Current state of every order that was accepted, keyed by (user, order id);
+            # a user's open orders come from the primary key's user_id prefix.
             """CREATE TABLE orders (
                 user_id BIGINT NOT NULL,
                 order_id BIGINT NOT NULL,
@@ -86,7 +87,6 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 updated_seq BIGINT NOT NULL,
                 PRIMARY KEY (user_id, order_id)
             )""",
-            "CREATE INDEX orders_live ON orders (status, user_id)",
             # History of every order event (rejects too); a trade gives the taker
             # (role 0) and the maker (role 1) one row each.
             """CREATE TABLE order_events (

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.clearing.pgcluster import PgCluster
+from clearing.pgtmp import PgCluster
 
 
 @pytest.fixture(scope="session")

@@ -29,7 +29,7 @@ from engine.wire.commands import CmdBatch, ReplyStatus
 from pyx.enums import CmdKind
 from tests.clearing.bankflow import BankFlow, setup
 from tests.clearing.clearingproc import ClearingChild, wait_ledger_at
-from tests.clearing.pgcluster import PgCluster
+from clearing.pgtmp import PgCluster
 from tests.clearing.test_process import reconcile
 from tests.e2e.coreproc import CoreProcess
 

@@ -1,4 +1,4 @@
-"""A throwaway PostgreSQL server for tests: initdb + pg_ctl in a temp dir.
+"""A throwaway PostgreSQL server for tests and benchmarks: initdb + pg_ctl in a temp dir.
 
 The server listens only on a unix socket in its own temp dir (no TCP port is
 opened; the port number only names the socket).  initdb refuses to run as
