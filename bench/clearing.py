@@ -102,7 +102,7 @@ def lag_run(stream: np.ndarray, start: int, rate_cmds: float, workdir: Path) -> 
     clearing = None
     try:
         ready = _ready(workdir / "core.out", core)
-        ctx = zmq.Context.instance()
+        ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
         sub = ctx.socket(zmq.SUB)
         sub.setsockopt(zmq.SUBSCRIBE, b"")
         sub.setsockopt(zmq.RCVHWM, 0)
