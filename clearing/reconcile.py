@@ -50,7 +50,9 @@ def _ledger_balances(db: Db, seq: int, users: list[int]) -> dict[tuple[int, int,
     return out
 
 
-def compare(db: Db, core: CoreClient, wait_s: float = 30.0, attempts: int = 20) -> dict[str, Any]:
+def compare(
+    db: Db, core: CoreClient, wait_s: float = 30.0, attempts: int = 20, timeout_ms: int = 10_000
+) -> dict[str, Any]:
     """Reconcile once; returns ``{"seq", "checked", "differences": [...]}``.
 
     Raises
@@ -60,7 +62,7 @@ def compare(db: Db, core: CoreClient, wait_s: float = 30.0, attempts: int = 20) 
         during every attempt.
     """
     for _ in range(attempts):
-        seq = int(core.control("ping")["last_seq"])
+        seq = int(core.control("ping", timeout_ms)["last_seq"])
         deadline = time.monotonic() + wait_s
         while queries.last_seq(db) < seq:
             if time.monotonic() > deadline:
@@ -73,9 +75,9 @@ def compare(db: Db, core: CoreClient, wait_s: float = 30.0, attempts: int = 20) 
         for u in users:
             for a in assets:
                 for acc in ACCOUNTS:
-                    ans = core.control("balance", user_id=u, asset_id=a, account=acc)
+                    ans = core.control("balance", timeout_ms, user_id=u, asset_id=a, account=acc)
                     core_bal[(u, a, acc)] = [int(x) for x in ans["balance"]]
-        cons = core.control("conservation")
+        cons = core.control("conservation", timeout_ms)
         if int(cons["last_seq"]) != seq:
             continue  # the core moved while we read it: the answers mix two seqs
         return _differences(db, seq, users, core_bal, cons)
@@ -129,11 +131,12 @@ def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="bursa reconcile", description=__doc__.splitlines()[0])
     add_arguments(p)
     p.add_argument("--wait-s", type=float, default=30.0, help="wait for the ledger to catch up")
+    p.add_argument("--timeout-ms", type=int, default=10_000, help="wait for each core answer")
     args = p.parse_args(argv)
     try:
         cfg = load(args)
         with Db(cfg.db) as db, CoreClient(cfg.core_admin_endpoint) as core:
-            res = compare(db, core, wait_s=args.wait_s)
+            res = compare(db, core, wait_s=args.wait_s, timeout_ms=args.timeout_ms)
     except (
         ValueError,
         OSError,

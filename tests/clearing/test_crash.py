@@ -25,11 +25,11 @@ from bindings.client import CoreClient, EventSubscriber
 from clearing import queries
 from clearing.db import Db
 from clearing.ledger import Ledger
+from clearing.pgtmp import PgCluster
 from engine.wire.commands import CmdBatch, ReplyStatus
 from pyx.enums import CmdKind
 from tests.clearing.bankflow import BankFlow, setup
 from tests.clearing.clearingproc import ClearingChild, wait_ledger_at
-from clearing.pgtmp import PgCluster
 from tests.clearing.test_process import reconcile
 from tests.e2e.coreproc import CoreProcess
 

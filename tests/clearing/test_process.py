@@ -81,7 +81,7 @@ def test_follow_query_reconcile_and_detect_a_difference(db_url: str, tmp_path: P
             first_seq = int(db.query("SELECT MIN(seq) FROM entries")[0][0])
             early = queries.balances(db, 1, as_of_seq=first_seq + 40)
             assert early != queries.balances(db, 1)
-        child.stop()
+        assert child.stop() == 0  # SIGTERM: commit and exit cleanly
         # A tampered ledger is caught: every difference printed, exit 1.
         with Db(db_url) as db:
             db.execute("UPDATE balances SET balance = balance + 1 WHERE user_id = 2 AND bucket = 0"
