@@ -327,10 +327,10 @@ class Ledger:
                 raise ConcurrentWriterError(f"last_seq is no longer {self.committed_seq}")
             db.insert_rows("entries", ENTRY_COLUMNS, self.q_entries)
             bal = self.balances
-            db.executemany(
-                "INSERT INTO balances (user_id, account, bucket, asset, balance, seq)"
-                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (user_id, account, bucket, asset)"
-                " DO UPDATE SET balance = excluded.balance, seq = excluded.seq",
+            db.upsert_rows(
+                "balances",
+                ("user_id", "account", "bucket", "asset", "balance", "seq"),
+                ("user_id", "account", "bucket", "asset"),
                 [(*a, bal[a], self.last_seq) for a in self.q_balances],
             )
             self._write_rows()
@@ -349,13 +349,8 @@ class Ledger:
                                    "base_per_lot", "seq"), self.q_symbols)  # fmt: skip
         db.insert_rows("assets", ("asset_id", "decimals", "seq"), self.q_assets)
         db.insert_rows("users", ("user_id", "seq"), self.q_users)
-        cols = ", ".join(ORDER_COLUMNS)
-        marks = ", ".join("?" * len(ORDER_COLUMNS))
-        sets = ", ".join(f"{c} = excluded.{c}" for c in ORDER_COLUMNS[2:])
-        db.executemany(
-            f"INSERT INTO orders ({cols}) VALUES ({marks})"
-            f" ON CONFLICT (user_id, order_id) DO UPDATE SET {sets}",
-            list(self.q_orders.values()),
+        db.upsert_rows(
+            "orders", ORDER_COLUMNS, ("user_id", "order_id"), list(self.q_orders.values())
         )
         db.insert_rows("order_events", ORDER_EVENT_COLUMNS, self.q_order_events)
         db.insert_rows("trades", TRADE_COLUMNS, self.q_trades)
