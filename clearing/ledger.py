@@ -54,9 +54,23 @@ FILLED = "filled"
 CANCELED = "canceled"
 
 _ORDER_KINDS = {
-    EvKind.ACCEPTED, EvKind.REJECTED, EvKind.TRADE, EvKind.CANCELED, EvKind.REDUCED,
-    EvKind.REPLACED, EvKind.TRIGGERED,
+    int(k) for k in (EvKind.ACCEPTED, EvKind.REJECTED, EvKind.TRADE, EvKind.CANCELED,
+                     EvKind.REDUCED, EvKind.REPLACED, EvKind.TRIGGERED)
 }  # fmt: skip
+# Kinds and sides as plain ints (compared once or more per event).
+_K_ACCEPTED = int(EvKind.ACCEPTED)
+_K_REJECTED = int(EvKind.REJECTED)
+_K_TRADE = int(EvKind.TRADE)
+_K_CANCELED = int(EvKind.CANCELED)
+_K_REDUCED = int(EvKind.REDUCED)
+_K_REPLACED = int(EvKind.REPLACED)
+_K_TRIGGERED = int(EvKind.TRIGGERED)
+_K_DEPOSITED = int(EvKind.DEPOSITED)
+_K_WITHDRAW_HELD = int(EvKind.WITHDRAW_HELD)
+_K_SYMBOL_ADDED = int(EvKind.SYMBOL_ADDED)
+_K_ASSET_ADDED = int(EvKind.ASSET_ADDED)
+_K_USER_ADDED = int(EvKind.USER_ADDED)
+_BUY, _SELL = int(Side.BUY), int(Side.SELL)
 _KIND_NAMES = {int(k): k.name for k in EvKind}
 _WD_STATUS: dict[int, str] = {
     EvKind.WITHDRAW_COMMITTED: "committed",
@@ -193,32 +207,35 @@ class Ledger:
         bal = self.balances
         qb = self.q_balances
         qe = self.q_entries
-        for line, en in enumerate(p.entries):
-            acct = en.account
-            after = bal.get(acct, 0) + en.amount
+        seq, ts = e.seq, e.ts_ns
+        for line, (acct, amount, cause, oid, mid, ref) in enumerate(p.entries):
+            after = bal.get(acct, 0) + amount
             bal[acct] = after
             qb.add(acct)
-            qe.append((e.seq, idx, line, e.ts_ns, en.cause, *acct, en.amount, after,
-                       i64(en.order_id), i64(en.match_id), i64(en.ref)))  # fmt: skip
+            # ids above I64_MAX are stored as their signed 64-bit twin (i64, inlined)
+            qe.append((seq, idx, line, ts, cause, *acct, amount, after,
+                       oid if oid <= I64_MAX else oid - U64,
+                       mid if mid <= I64_MAX else mid - U64,
+                       ref if ref <= I64_MAX else ref - U64))  # fmt: skip
         self.n_entries += len(p.entries)
         k = e.kind
         if k in _ORDER_KINDS:
             self._order_rows(e, idx, p.holds)
-        elif k == EvKind.DEPOSITED:
+        elif k == _K_DEPOSITED:
             self.q_deposits.append((e.seq, idx, e.ts_ns, e.user_id, e.price_ticks, e.symbol_id,
                                     i64(e.order_id), e.qty_lots))  # fmt: skip
-        elif k == EvKind.WITHDRAW_HELD:
+        elif k == _K_WITHDRAW_HELD:
             self.q_wd_new.append((i64(e.order_id), e.user_id, e.price_ticks, e.symbol_id,
                                   e.qty_lots, "held", e.seq, 0))  # fmt: skip
         elif k in _WD_STATUS:
             self.q_wd_done.append((_WD_STATUS[k], e.seq, i64(e.order_id)))
-        elif k == EvKind.SYMBOL_ADDED:
+        elif k == _K_SYMBOL_ADDED:
             sym = Symbol(e.user_id, e.maker_user_id, e.taker_fee, e.maker_fee)
             self.symbols[e.symbol_id] = sym
             self.q_symbols.append((e.symbol_id, *sym, e.seq))
-        elif k == EvKind.ASSET_ADDED:
+        elif k == _K_ASSET_ADDED:
             self.q_assets.append((e.symbol_id, e.qty_lots, e.seq))
-        elif k == EvKind.USER_ADDED:
+        elif k == _K_USER_ADDED:
             self.q_users.append((e.user_id, e.seq))
 
     def _order_rows(self, e: Ev, idx: int, holds: dict[OrderKey, Hold | None]) -> None:
@@ -229,7 +246,7 @@ class Ledger:
                                     e.leaves_lots, e.reason))  # fmt: skip
         key = (e.user_id, e.order_id)
         k = e.kind
-        if k == EvKind.ACCEPTED:
+        if k == _K_ACCEPTED:
             h = holds[key]
             assert h is not None
             row: list[Any] = [e.user_id, i64(e.order_id), e.symbol_id, e.side, e.ord_type,
@@ -239,9 +256,9 @@ class Ledger:
             self.holds[key] = h
             self.q_orders[key] = row
             return
-        if k == EvKind.REJECTED:
+        if k == _K_REJECTED:
             return
-        if k == EvKind.TRADE:
+        if k == _K_TRADE:
             sym = self.symbols[e.symbol_id]
             self.q_trades.append((e.seq, idx, e.ts_ns, e.symbol_id, i64(e.match_id),
                                   e.price_ticks, e.qty_lots,
@@ -250,7 +267,7 @@ class Ledger:
                                   i64(e.order_id), e.taker_fee, e.maker_user_id,
                                   i64(e.maker_order_id), e.maker_fee, sym.quote))  # fmt: skip
             mkey = (e.maker_user_id, e.maker_order_id)
-            maker_side = Side.SELL if e.side == Side.BUY else Side.BUY
+            maker_side = _SELL if e.side == _BUY else _BUY
             self.q_order_events.append((e.seq, idx, 1, e.ts_ns, e.maker_user_id,
                                         i64(e.maker_order_id), kind, e.symbol_id, maker_side,
                                         e.price_ticks, e.qty_lots, -1, 0))  # fmt: skip
@@ -260,13 +277,13 @@ class Ledger:
             self._fill(mkey, e, mleaves, holds)
             return
         row = self._row(key, e.seq)
-        if k == EvKind.CANCELED:
+        if k == _K_CANCELED:
             row[_O_LEAVES] = 0
             row[_O_STATUS] = CANCELED
             row[_O_REASON] = e.reason
-        elif k in (EvKind.REDUCED, EvKind.REPLACED, EvKind.TRIGGERED):
+        elif k in (_K_REDUCED, _K_REPLACED, _K_TRIGGERED):
             row[_O_LEAVES] = e.leaves_lots
-            if k == EvKind.REPLACED:
+            if k == _K_REPLACED:
                 row[_O_PRICE] = e.price_ticks
         self._set_hold(key, row, holds)
 

@@ -59,6 +59,19 @@ CAUSES = (
 TAKER_DONE = 1
 MAKER_DONE = 2
 
+# Kinds and sides as plain ints: the rules compare them once per event.
+_ACCEPTED = int(EvKind.ACCEPTED)
+_CANCELED = int(EvKind.CANCELED)
+_REDUCED = int(EvKind.REDUCED)
+_REPLACED = int(EvKind.REPLACED)
+_TRADE = int(EvKind.TRADE)
+_DEPOSITED = int(EvKind.DEPOSITED)
+_WITHDRAW_HELD = int(EvKind.WITHDRAW_HELD)
+_WITHDRAW_COMMITTED = int(EvKind.WITHDRAW_COMMITTED)
+_WITHDRAW_RELEASED = int(EvKind.WITHDRAW_RELEASED)
+_TRANSFERRED = int(EvKind.TRANSFERRED)
+_BUY = int(Side.BUY)
+
 
 class Ev(NamedTuple):
     """One event record as Python ints, fields in ``EV_DTYPE`` order (``EV_FIELDS``;
@@ -153,13 +166,20 @@ def external_acct(asset: int) -> Account:
 
 
 def _pair(
-    out: list[Entry], debit: Account, credit: Account, amount: int, cause: str, **ids: int
+    out: list[Entry],
+    debit: Account,
+    credit: Account,
+    amount: int,
+    cause: str,
+    order_id: int = 0,
+    match_id: int = 0,
+    ref: int = 0,
 ) -> None:
     """Append debit ``amount`` to ``debit`` and credit it to ``credit`` (skip zero)."""
     if amount == 0:
         return
-    out.append(Entry(debit, amount, cause, **ids))
-    out.append(Entry(credit, -amount, cause, **ids))
+    out.append(Entry(debit, amount, cause, order_id, match_id, ref))
+    out.append(Entry(credit, -amount, cause, order_id, match_id, ref))
 
 
 def _hold_move(out: list[Entry], user: int, asset: int, delta: int, order_id: int) -> None:
@@ -167,9 +187,9 @@ def _hold_move(out: list[Entry], user: int, asset: int, delta: int, order_id: in
     av = user_acct(user, 0, AVAILABLE, asset)
     hd = user_acct(user, 0, HELD, asset)
     if delta > 0:
-        _pair(out, hd, av, delta, HOLD, order_id=order_id)
+        _pair(out, hd, av, delta, HOLD, order_id)
     elif delta < 0:
-        _pair(out, av, hd, -delta, RELEASE, order_id=order_id)
+        _pair(out, av, hd, -delta, RELEASE, order_id)
 
 
 def post(e: Ev, symbols: Mapping[int, Symbol], holds: Mapping[OrderKey, Hold]) -> Posting:
@@ -183,37 +203,38 @@ def post(e: Ev, symbols: Mapping[int, Symbol], holds: Mapping[OrderKey, Hold]) -
     k = e.kind
     p = Posting()
     out = p.entries
-    if k == EvKind.DEPOSITED:
-        acc = user_acct(e.user_id, e.price_ticks, AVAILABLE, e.symbol_id)
-        _pair(out, acc, external_acct(e.symbol_id), e.qty_lots, DEPOSIT, ref=e.order_id)
-    elif k == EvKind.WITHDRAW_HELD:
-        av = user_acct(e.user_id, e.price_ticks, AVAILABLE, e.symbol_id)
-        hd = user_acct(e.user_id, e.price_ticks, HELD, e.symbol_id)
-        _pair(out, hd, av, e.qty_lots, WITHDRAW_HOLD, ref=e.order_id)
-    elif k == EvKind.WITHDRAW_COMMITTED:
-        hd = user_acct(e.user_id, e.price_ticks, HELD, e.symbol_id)
-        _pair(out, external_acct(e.symbol_id), hd, e.qty_lots, WITHDRAW_COMMIT, ref=e.order_id)
-    elif k == EvKind.WITHDRAW_RELEASED:
-        av = user_acct(e.user_id, e.price_ticks, AVAILABLE, e.symbol_id)
-        hd = user_acct(e.user_id, e.price_ticks, HELD, e.symbol_id)
-        _pair(out, av, hd, e.qty_lots, WITHDRAW_RELEASE, ref=e.order_id)
-    elif k == EvKind.TRANSFERRED:
-        src = user_acct(e.user_id, e.price_ticks, AVAILABLE, e.symbol_id)
-        dst = user_acct(e.user_id, e.maker_order_id, AVAILABLE, e.symbol_id)
-        _pair(out, dst, src, e.qty_lots, TRANSFER, ref=e.order_id)
-    elif k == EvKind.ACCEPTED:
+    # Most frequent kinds first (order entry dominates a real stream).
+    if k == _ACCEPTED:
         sym = _symbol(symbols, e.symbol_id)
-        asset = sym.quote if e.side == Side.BUY else sym.base
+        asset = sym.quote if e.side == _BUY else sym.base
         # taker_fee = hold after, maker_fee = change of hold (engine/wire/events.py).
         _hold_move(out, e.user_id, asset, e.maker_fee, e.order_id)
         p.holds[(e.user_id, e.order_id)] = Hold(asset, e.taker_fee)
-    elif k in (EvKind.REPLACED, EvKind.REDUCED, EvKind.CANCELED):
+    elif k in (_CANCELED, _REDUCED, _REPLACED):
         key = (e.user_id, e.order_id)
         h = _hold(holds, key)
         _hold_move(out, e.user_id, h.asset, e.maker_fee, e.order_id)
-        p.holds[key] = None if k == EvKind.CANCELED else Hold(h.asset, e.taker_fee)
-    elif k == EvKind.TRADE:
+        p.holds[key] = None if k == _CANCELED else Hold(h.asset, e.taker_fee)
+    elif k == _TRADE:
         _trade(e, _symbol(symbols, e.symbol_id), holds, p)
+    elif k == _DEPOSITED:
+        acc = user_acct(e.user_id, e.price_ticks, AVAILABLE, e.symbol_id)
+        _pair(out, acc, external_acct(e.symbol_id), e.qty_lots, DEPOSIT, ref=e.order_id)
+    elif k == _WITHDRAW_HELD:
+        av = user_acct(e.user_id, e.price_ticks, AVAILABLE, e.symbol_id)
+        hd = user_acct(e.user_id, e.price_ticks, HELD, e.symbol_id)
+        _pair(out, hd, av, e.qty_lots, WITHDRAW_HOLD, ref=e.order_id)
+    elif k == _WITHDRAW_COMMITTED:
+        hd = user_acct(e.user_id, e.price_ticks, HELD, e.symbol_id)
+        _pair(out, external_acct(e.symbol_id), hd, e.qty_lots, WITHDRAW_COMMIT, ref=e.order_id)
+    elif k == _WITHDRAW_RELEASED:
+        av = user_acct(e.user_id, e.price_ticks, AVAILABLE, e.symbol_id)
+        hd = user_acct(e.user_id, e.price_ticks, HELD, e.symbol_id)
+        _pair(out, av, hd, e.qty_lots, WITHDRAW_RELEASE, ref=e.order_id)
+    elif k == _TRANSFERRED:
+        src = user_acct(e.user_id, e.price_ticks, AVAILABLE, e.symbol_id)
+        dst = user_acct(e.user_id, e.maker_order_id, AVAILABLE, e.symbol_id)
+        _pair(out, dst, src, e.qty_lots, TRANSFER, ref=e.order_id)
     return p
 
 
@@ -239,20 +260,20 @@ def _trade(e: Ev, sym: Symbol, holds: Mapping[OrderKey, Hold], p: Posting) -> No
     base_amt = e.qty_lots * sym.base_per_lot
     taker = (e.user_id, e.order_id)
     maker = (e.maker_user_id, e.maker_order_id)
-    if e.side == Side.BUY:
+    if e.side == _BUY:
         buyer, seller, fee_b, fee_s = taker, maker, e.taker_fee, e.maker_fee
     else:
         buyer, seller, fee_b, fee_s = maker, taker, e.maker_fee, e.taker_fee
     bh, sh = _hold(holds, buyer), _hold(holds, seller)
     q, b = sym.quote, sym.base
-    ids = {"match_id": e.match_id}
+    mid = e.match_id
     b_held_q = user_acct(buyer[0], 0, HELD, q)
     s_avail_q = user_acct(seller[0], 0, AVAILABLE, q)
-    _pair(out, s_avail_q, b_held_q, n, TRADE, order_id=buyer[1], **ids)
+    _pair(out, s_avail_q, b_held_q, n, TRADE, buyer[1], mid)
     _pair(out, user_acct(buyer[0], 0, AVAILABLE, b), user_acct(seller[0], 0, HELD, b),
-          base_amt, TRADE, order_id=seller[1], **ids)  # fmt: skip
-    _pair(out, fee_acct(q), b_held_q, fee_b, FEE_CAUSE, order_id=buyer[1], **ids)
-    _pair(out, fee_acct(q), s_avail_q, fee_s, FEE_CAUSE, order_id=seller[1], **ids)
+          base_amt, TRADE, seller[1], mid)  # fmt: skip
+    _pair(out, fee_acct(q), b_held_q, fee_b, FEE_CAUSE, buyer[1], mid)
+    _pair(out, fee_acct(q), s_avail_q, fee_s, FEE_CAUSE, seller[1], mid)
     left = {
         buyer: Hold(bh.asset, bh.amount - n - fee_b),
         seller: Hold(sh.asset, sh.amount - base_amt),
