@@ -67,7 +67,7 @@ class PgCluster:
             self.log = self.root / "postgres.log"
         subprocess.run(
             self._as_owner(pg_bin("initdb"), "-D", str(self.data), "-U", "postgres",
-                           "--auth=trust", "-E", "UTF8", "--no-sync"),
+                           "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync"),
             check=True, capture_output=True,
         )  # fmt: skip
 
