@@ -29,6 +29,8 @@ QUERIES = ("balances", "history", "orders", "order", "fills", "fees", "totals")
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bursa clearing", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="query", required=True)
+    # Dispatched before parsing (clearing.process has its own flags); listed for --help.
+    sub.add_parser("run", help="run the clearing process (bursa clearing run --help)")
     for name in QUERIES:
         q = sub.add_parser(name)
         add_arguments(q)
