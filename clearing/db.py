@@ -64,7 +64,8 @@ class Db:
             path = sqlite_path(self.url)
             if path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+            # One thread at a time, but the ledger's background writer is another thread.
+            conn = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
             # WAL: readers (queries, reconcile) never block the writer; FULL
             # synchronous: a committed batch survives power loss, not only kill -9.
             conn.execute("PRAGMA journal_mode=WAL")

@@ -13,6 +13,8 @@ database exactly when its ``seq`` is at or below the stored ``last_seq``.
 
 from __future__ import annotations
 
+import threading
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -92,6 +94,27 @@ def u64(x: int) -> int:
     return x + U64 if x < 0 else x
 
 
+_SYMBOL_COLUMNS = (
+    "symbol_id", "base_asset", "quote_asset", "price_multiplier", "base_per_lot", "seq",
+)  # fmt: skip
+_BALANCE_COLUMNS = ("user_id", "account", "bucket", "asset", "balance", "seq")
+
+
+@dataclass
+class _Batch:
+    """The rows of one transaction, taken from the queue."""
+
+    prev_seq: int
+    last_seq: int
+    events: int
+    entries: int
+    n: int
+    tables: list[tuple[str, tuple[str, ...], list[tuple[Any, ...]]]]
+    balances: list[tuple[Any, ...]]
+    orders: list[tuple[Any, ...]]
+    wd_done: list[tuple[Any, ...]]
+
+
 class StreamError(RuntimeError):
     """The events do not follow the applied ones (a gap) or refer to unknown state."""
 
@@ -117,6 +140,12 @@ class Ledger:
 
     def reload(self) -> None:
         """Drop anything queued and load the state of the last committed batch."""
+        bg = getattr(self, "_bg", None)
+        if bg is not None:
+            bg.join()  # its outcome is read back from the database below
+        self._bg: threading.Thread | None = None
+        self._bg_batch: _Batch | None = None
+        self._bg_error: BaseException | None = None
         self.db.rollback()
         migrate(self.db)
         st = self.db.query("SELECT last_seq, events, entries FROM clearing_state WHERE id = 1")
@@ -158,6 +187,12 @@ class Ledger:
         self.q_assets: list[tuple[Any, ...]] = []
         self.q_users: list[tuple[Any, ...]] = []
         self.q_events = 0
+
+    @property
+    def dirty(self) -> bool:
+        """Events (or seqs) applied in memory that no write has taken yet."""
+        taken = self._bg_batch.last_seq if self._bg_batch is not None else self.committed_seq
+        return self.last_seq > taken
 
     @property
     def pending_events(self) -> int:
@@ -320,60 +355,106 @@ class Ledger:
 
     # ------------------------------------------------------------- write
 
-    def flush(self) -> int:
-        """Write everything queued and ``last_seq`` in ONE transaction; returns the
-        number of events written.  On any error the transaction is rolled back and
-        the exception propagates: the caller must :meth:`reload`.
+    def _take(self) -> _Batch:
+        """Move the queue into a batch (rows materialised now: later events change
+        the live order rows and balances) and start a new queue."""
+        bal = self.balances
+        b = _Batch(
+            prev_seq=self.committed_seq,
+            last_seq=self.last_seq,
+            events=self.n_events,
+            entries=self.n_entries,
+            n=self.q_events,
+            tables=[
+                ("symbols", _SYMBOL_COLUMNS, self.q_symbols),
+                ("assets", ("asset_id", "decimals", "seq"), self.q_assets),
+                ("users", ("user_id", "seq"), self.q_users),
+                ("entries", ENTRY_COLUMNS, self.q_entries),
+                ("order_events", ORDER_EVENT_COLUMNS, self.q_order_events),
+                ("trades", TRADE_COLUMNS, self.q_trades),
+                ("deposits", DEPOSIT_COLUMNS, self.q_deposits),
+                ("withdrawals", WITHDRAWAL_COLUMNS, self.q_wd_new),
+            ],
+            balances=[(*a, bal[a], self.last_seq) for a in self.q_balances],
+            orders=[tuple(r) for r in self.q_orders.values()],
+            wd_done=self.q_wd_done,
+        )
+        self._clear_queue()
+        return b
 
-        Raises
-        ------
-        ConcurrentWriterError
-            The stored ``last_seq`` is not the one this ledger last committed.
-        """
-        if self.last_seq == self.committed_seq:
-            return 0
+    def _write(self, b: _Batch) -> None:
+        """One transaction: every row of the batch and ``last_seq``."""
         db = self.db
         db.begin()
         try:
             changed = db.execute(
                 "UPDATE clearing_state SET last_seq = ?, events = ?, entries = ?"
                 " WHERE id = 1 AND last_seq = ?",
-                (self.last_seq, self.n_events, self.n_entries, self.committed_seq),
+                (b.last_seq, b.events, b.entries, b.prev_seq),
             )
             if changed != 1:
-                raise ConcurrentWriterError(f"last_seq is no longer {self.committed_seq}")
-            db.insert_rows("entries", ENTRY_COLUMNS, self.q_entries)
-            bal = self.balances
-            db.upsert_rows(
-                "balances",
-                ("user_id", "account", "bucket", "asset", "balance", "seq"),
-                ("user_id", "account", "bucket", "asset"),
-                [(*a, bal[a], self.last_seq) for a in self.q_balances],
+                raise ConcurrentWriterError(f"last_seq is no longer {b.prev_seq}")
+            for table, cols, rows in b.tables:
+                db.insert_rows(table, cols, rows)
+            db.upsert_rows("balances", _BALANCE_COLUMNS, _BALANCE_COLUMNS[:4], b.balances)
+            db.upsert_rows("orders", ORDER_COLUMNS, ("user_id", "order_id"), b.orders)
+            db.executemany(
+                "UPDATE withdrawals SET status = ?, done_seq = ? WHERE withdrawal_id = ?",
+                b.wd_done,
             )
-            self._write_rows()
             db.commit()
         except BaseException:
             db.rollback()
             raise
-        n = self.q_events
-        self.committed_seq = self.last_seq
-        self._clear_queue()
-        return n
 
-    def _write_rows(self) -> None:
-        db = self.db
-        db.insert_rows("symbols", ("symbol_id", "base_asset", "quote_asset", "price_multiplier",
-                                   "base_per_lot", "seq"), self.q_symbols)  # fmt: skip
-        db.insert_rows("assets", ("asset_id", "decimals", "seq"), self.q_assets)
-        db.insert_rows("users", ("user_id", "seq"), self.q_users)
-        db.upsert_rows(
-            "orders", ORDER_COLUMNS, ("user_id", "order_id"), list(self.q_orders.values())
-        )
-        db.insert_rows("order_events", ORDER_EVENT_COLUMNS, self.q_order_events)
-        db.insert_rows("trades", TRADE_COLUMNS, self.q_trades)
-        db.insert_rows("deposits", DEPOSIT_COLUMNS, self.q_deposits)
-        db.insert_rows("withdrawals", WITHDRAWAL_COLUMNS, self.q_wd_new)
-        db.executemany(
-            "UPDATE withdrawals SET status = ?, done_seq = ? WHERE withdrawal_id = ?",
-            self.q_wd_done,
-        )
+    def flush(self) -> int:
+        """Write everything queued and ``last_seq`` in ONE transaction, now (after
+        any background write); returns the number of events written.  On any error
+        the transaction is rolled back and the exception propagates: the caller
+        must :meth:`reload`.
+
+        Raises
+        ------
+        ConcurrentWriterError
+            The stored ``last_seq`` is not the one this ledger last committed.
+        """
+        self.wait()
+        if self.last_seq == self.committed_seq:
+            return 0
+        b = self._take()
+        self._write(b)
+        self.committed_seq = b.last_seq
+        return b.n
+
+    def flush_async(self) -> None:
+        """Like :meth:`flush`, but the transaction runs in a background thread while
+        the caller maps the next events (the database drivers release the GIL).
+        The next :meth:`flush`, :meth:`flush_async` or :meth:`wait` waits for it and
+        raises its error, if any (then :meth:`reload`)."""
+        self.wait()
+        if self.last_seq == self.committed_seq:
+            return
+        b = self._take()
+        self._bg_batch = b
+        self._bg_error = None
+        self._bg = threading.Thread(target=self._bg_write, args=(b,), name="ledger-writer")
+        self._bg.start()
+
+    def _bg_write(self, b: _Batch) -> None:
+        try:
+            self._write(b)
+        except BaseException as e:  # handed to the caller by wait()
+            self._bg_error = e
+
+    def wait(self) -> None:
+        """Wait for the background write; raise its error or mark it committed."""
+        if self._bg is None:
+            return
+        self._bg.join()
+        self._bg = None
+        err, self._bg_error = self._bg_error, None
+        if err is not None:
+            raise err
+        assert self._bg_batch is not None
+        self.committed_seq = self._bg_batch.last_seq
+        self._bg_batch = None

@@ -5,7 +5,8 @@ Start: open the database (migrations), load the ledger's state, catch up from
 follow the live stream (``bindings.client.EventSubscriber``: gap-free,
 duplicate-free).  Many frames go into one transaction (up to
 ``batch_events`` events, or whatever arrived within ``flush_ms``), committed
-together with the new ``last_seq``.  A lost database connection: reopen,
+together with the new ``last_seq`` by a background writer thread while the
+next batch is mapped (at most one transaction in flight).  A lost database connection: reopen,
 reload the state of the last commit, re-read events after it.  A silent or
 restarted core: resubscribe from the ledger's position.  SIGTERM/SIGINT:
 commit what is queued and exit 0.  kill -9: whatever was not committed is
@@ -86,7 +87,7 @@ class ClearingProcess:
             )
             for f in frames:
                 led.apply_frame(f.first_seq, f.last_seq, f.events)
-            led.flush()
+            led.flush_async()  # written while the next round is fetched and mapped
             sub.next_seq = led.last_seq + 1
             if not frames or led.last_seq >= log_last:
                 return
@@ -100,7 +101,7 @@ class ClearingProcess:
             frames = sub.poll(timeout_ms=c.poll_ms, max_frames=POLL_FRAMES)
             for f in frames:
                 led.apply_frame(f.first_seq, f.last_seq, f.events)
-            if led.last_seq == led.committed_seq:
+            if not led.dirty:
                 continue
             now = time.monotonic()
             if not first_pending:
@@ -110,7 +111,7 @@ class ClearingProcess:
                 or not frames
                 or (now - first_pending) * 1000 >= c.flush_ms
             ):
-                led.flush()
+                led.flush_async()
                 first_pending = 0.0
 
     def run(self) -> int:
