@@ -9,7 +9,9 @@ together with the new ``last_seq`` by a background writer thread while the
 next batch is mapped (at most one transaction in flight).  A lost database connection: reopen,
 reload the state of the last commit, re-read events after it.  A silent or
 restarted core: resubscribe from the ledger's position.  SIGTERM/SIGINT:
-commit what is queued and exit 0.  kill -9: whatever was not committed is
+commit what is queued and exit 0.  Events that cannot be applied (a gap, an
+order or symbol never seen: not the core's stream) or a second writer on the
+same database: log it, write nothing more, exit 3.  kill -9: whatever was not committed is
 read again on the next start.
 """
 
@@ -26,10 +28,12 @@ from types import FrameType
 from bindings.client import CoreError, EventSubscriber
 from clearing.config import ClearingConfig, add_arguments, load
 from clearing.db import CONNECTION_ERRORS, Db
-from clearing.ledger import Ledger
+from clearing.ledger import ConcurrentWriterError, Ledger, StreamError
 
 log = logging.getLogger("bursa.clearing")
 
+# Exit code when the stream cannot be applied (gap, unknown order, second writer).
+EXIT_STREAM = 3
 # Frames taken from the live stream per poll (bounds memory with batch_events).
 POLL_FRAMES = 64
 
@@ -129,15 +133,24 @@ class ClearingProcess:
                 log.warning("core stream interrupted (%s); resubscribing", e)
                 self.resubscribes += 1
                 time.sleep(self.config.reconnect_ms / 1000)
+            except (StreamError, ConcurrentWriterError) as e:
+                # Not the core's stream from the ledger's position, or a second writer:
+                # nothing more is written (what is committed stays consistent).
+                log.error("stopping: %s: %s", type(e).__name__, e)
+                self._close()
+                return EXIT_STREAM
         try:
             self.ledger.flush()
         except CONNECTION_ERRORS as e:
             log.warning("final commit lost (%s); the events are read again on restart", e)
+        self._close()
+        return 0
+
+    def _close(self) -> None:
         if self.sub is not None:
             self.sub.close()
         if self.db is not None:
             self.db.close()
-        return 0
 
     def _reconnect(self) -> None:
         """Reopen the database until it answers, then reload the committed state."""

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from clearing.db import Db
-from clearing.ledger import Ledger, StreamError
+from clearing.ledger import ConcurrentWriterError, Ledger, StreamError
 from tests.clearing.replay import db_balances, mismatches, run_core
 
 N_USERS = 5
@@ -105,3 +105,20 @@ def test_random_stream_rebuilds_core_balances(db_url: str, seed: int, n: int, ev
         led.flush()
         assert mismatches(core, led, N_USERS) == []
         _check_db_matches(db, led)
+
+
+def test_second_writer_is_refused(db_url: str) -> None:
+    """Two writers on one database: the one that commits second is refused and the
+    first one's rows stand (never interleaved)."""
+    core, frames = run_core(seed=5, n_cmds=60, n_users=N_USERS)
+    with Db(db_url) as db1, Db(db_url) as db2:
+        led1, led2 = Ledger(db1), Ledger(db2)
+        for f in frames:
+            led1.apply_frame(*f)
+            led2.apply_frame(*f)
+        led1.flush()
+        with pytest.raises(ConcurrentWriterError):
+            led2.flush()
+        led2.reload()
+        assert led2.last_seq == led1.last_seq
+        assert mismatches(core, led2, N_USERS) == []
