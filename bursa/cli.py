@@ -18,6 +18,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "sim-campaign": ("sim.campaign", "many seeds in parallel with a progress bar"),
     "admin": ("engine.admin", "admin commands to a running core"),
     "marketdata": ("marketdata.server", "public market-data feed (ZeroMQ PUB + snapshot/replay)"),
+    "watch": ("marketdata.watch", "live terminal view of a symbol: book, trades, candles"),
 }
 
 
