@@ -8,6 +8,7 @@ byte; a drop switch and a subscriber that stops reading are recovered from.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import tempfile
 import time
@@ -18,6 +19,7 @@ import pytest
 import zmq
 
 from bindings.marketdata import MarketDataClient
+from engine.wire import commands as wc
 from marketdata.wire.codec import decode
 from tests.e2e.coreproc import CoreProcess
 from tests.marketdata.feedkit import assert_book_matches, assert_no_private_ids
@@ -184,5 +186,62 @@ def test_a_subscriber_that_stops_reading_stalls_nobody(root: Path) -> None:
         assert stalled.received < active.received
         assert stalled.replayed > 0 and stalled.snapshots > before
         raw_stalled.close()
+    finally:
+        stack.close()
+
+
+def test_config_file_callbacks_async_iterator_bad_requests_sigterm(root: Path) -> None:
+    stack = Stack(root)
+    try:
+        # A second feed from a TOML config ([marketdata]), flags overriding it.
+        cfg = root / "md.toml"
+        cfg.write_text(
+            "[marketdata]\n"
+            f'core_pub_endpoint = "{stack.core.pub}"\n'
+            f'core_replay_endpoint = "{stack.core.replay}"\n'
+            f'pub_endpoint = "ipc://{root}/cfg.pub"\n'
+            f'service_endpoint = "ipc://{root}/cfg.svc"\n'
+            "replay_window = 777\n"
+        )
+        md2 = MarketDataProcess(root, stack.core.ready, "--config", str(cfg), "--sndhwm", "123")
+        ready = md2.start(f"ipc://{root}/cfg2.pub", f"ipc://{root}/cfg2.svc")
+        assert ready["pub"] == f"ipc://{root}/cfg2.pub"  # the flag wins
+        assert ready["config"]["replay_window"] == 777 and ready["config"]["sndhwm"] == 123
+        client = MarketDataClient(ready["pub"], ready["service"], [1])
+        seen: list[int] = []
+        every: list[int] = []
+        client.on("trades", lambda m: seen.append(m["qty_lots"]))
+        client.on(None, lambda m: every.append(m.channel))
+        u1, u2 = 12_345_601, 12_345_602
+        stack.sender.send(wc.new_limit(OID0, u1, 1, 2, 100, 5))
+        stack.sender.send(wc.new_limit(OID0 + 1, u2, 1, 1, 100, 3))
+
+        async def first_trade() -> int:
+            async for m in client:
+                if m.channel == 3:
+                    return int(m["qty_lots"])
+            raise AssertionError("unreachable")
+
+        assert asyncio.run(asyncio.wait_for(first_trade(), 30)) == 3
+        assert seen == [3] and 1 in every and 2 in every
+        # Bad requests on the socket: refused, the process keeps serving.
+        svc = stack.ctx.socket(zmq.DEALER)
+        svc.connect(ready["service"])
+        svc.send_multipart([b"a", b"b", b"c"])
+        svc.send_multipart([b"\xff"])
+        for _ in range(2):
+            assert svc.poll(10_000)
+            ans = svc.recv_multipart()
+            assert b'"ok":false' in ans[0] and b"bad_request" in ans[0]
+        svc.close()
+        head, _ = client.request(op="l3", symbol=1)
+        assert head["ok"] and head["orders"] == [[1, 2, 100, 2]]
+        client.close()
+        assert md2.stop() == 0
+        # A config with an unknown key is refused with a clear message.
+        cfg.write_text("[marketdata]\nbogus = 1\n")
+        bad = MarketDataProcess(root, stack.core.ready, "--config", str(cfg))
+        with pytest.raises(RuntimeError, match="unknown"):
+            bad.start(f"ipc://{root}/b.pub", f"ipc://{root}/b.svc")
     finally:
         stack.close()
