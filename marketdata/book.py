@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from marketdata.wire.layout import CANDLE_INTERVALS_S, Channel
+from marketdata.wire.layout import CANDLE_INTERVALS_S, Channel, topic
 
 BUY = 1
 SELL = 2
@@ -57,13 +57,19 @@ class Candle:
 class SymbolBook:
     """State the feed keeps for one symbol: book, sequence numbers, status, candles."""
 
-    def __init__(self, symbol_id: int) -> None:
+    def __init__(self, symbol_id: int, replay_window: int) -> None:
         self.symbol_id = symbol_id
         self.orders: dict[tuple[int, int], Order] = {}
         self.bids: dict[int, Level] = {}
         self.asks: dict[int, Level] = {}
         self.next_ref = 1
-        self.seqs: dict[Channel, int] = dict.fromkeys(Channel, 0)
+        # By channel value (an int: IntEnum members hash and compare equal to it).
+        self.seqs: dict[int, int] = {int(ch): 0 for ch in Channel}
+        self.topics: dict[int, bytes] = {int(ch): topic(ch, symbol_id) for ch in Channel}
+        # The last messages of each channel, for the replay service (bounded).
+        self.windows: dict[int, deque[bytes]] = {
+            int(ch): deque(maxlen=replay_window) for ch in Channel
+        }
         self.config: tuple[int, ...] = ()
         self.halted = False
         self.status_raw = b""

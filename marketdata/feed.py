@@ -16,21 +16,18 @@ appear on the book (L3_ADD or L3_REPLACE) only once they rest.
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from marketdata.book import Candle, Order, SymbolBook
-from marketdata.wire.codec import encode
+from marketdata.wire.codec import BODY_STRUCTS, FULL_STRUCTS
 from marketdata.wire.layout import (
     CANDLE_INTERVALS_S,
     CHANNEL_OF,
-    Channel,
     MsgType,
     SymbolStatus,
-    topic,
 )
 from pyx.enums import EvKind, OrdType
 
@@ -46,6 +43,15 @@ _REDUCED = int(EvKind.REDUCED)
 _REPLACED = int(EvKind.REPLACED)
 _TRIGGERED = int(EvKind.TRIGGERED)
 _LIMIT = int(OrdType.LIMIT)
+# Per message type: (pack of header + body, channel, body size); plain ints on the
+# hot path (hashing an IntEnum member costs a Python call).
+_SPECS: dict[int, tuple[Any, int, int]] = {
+    int(t): (FULL_STRUCTS[t].pack, int(CHANNEL_OF[t]), BODY_STRUCTS[t].size) for t in MsgType
+}
+_M_ADD, _M_EXEC, _M_CANCEL = int(MsgType.L3_ADD), int(MsgType.L3_EXECUTE), int(MsgType.L3_CANCEL)
+_M_DELETE, _M_REPLACE = int(MsgType.L3_DELETE), int(MsgType.L3_REPLACE)
+_M_L2, _M_TRADE, _M_BBO = int(MsgType.L2_LEVEL), int(MsgType.TRADE), int(MsgType.BBO)
+_M_CANDLE, _M_STATUS = int(MsgType.CANDLE), int(MsgType.STATUS)
 _STOP_LIMIT = int(OrdType.STOP_LIMIT)
 
 
@@ -77,9 +83,7 @@ class Feed:
         self.symbols: dict[int, SymbolBook] = {}
         self.asset_decimals: dict[int, int] = {}
         self.core_seq = 0  # last core command whose events were applied
-        self.windows: dict[tuple[Channel, int], deque[bytes]] = {}
         self.out: list[tuple[bytes, bytes]] = []  # (topic, message) since the last take()
-        self._topics: dict[tuple[Channel, int], bytes] = {}
         self._seq = 0
         self._ts = 0
         self._pending: _Pending | None = None
@@ -126,14 +130,14 @@ class Feed:
         for (sb, side, price), before in self._touched.items():
             after = sb.level_state(side, price)
             if after != before:
-                self._emit(sb, MsgType.L2_LEVEL, price, after[0], after[1], side)
+                self._emit(sb, _M_L2, price, after[0], after[1], side)
             touched_books[sb] = None
         self._touched.clear()
         for sb in touched_books:
             top = sb.top()
             if top != sb.bbo:
                 sb.bbo = top
-                self._emit(sb, MsgType.BBO, top[0], top[1], top[3], top[4], top[2], top[5])
+                self._emit(sb, _M_BBO, top[0], top[1], top[3], top[4], top[2], top[5])
         for sb in self._traded:
             for iv in CANDLE_INTERVALS_S:
                 c = sb.candles[iv]
@@ -198,8 +202,8 @@ class Feed:
                 leaves = 0
             else:
                 sb.reduce(maker, qty)
-            self._emit(sb, MsgType.L3_EXECUTE, maker.ref, price, qty, leaves, match_id, maker.side)
-        sb.trades.append(self._emit(sb, MsgType.TRADE, match_id, price, qty, taker_side))
+            self._emit(sb, _M_EXEC, maker.ref, price, qty, leaves, match_id, maker.side)
+        sb.trades.append(self._emit(sb, _M_TRADE, match_id, price, qty, taker_side))
         self._candle_trade(sb, price, qty)
 
     def _canceled(self, ev: list[int]) -> None:
@@ -228,7 +232,7 @@ class Feed:
         removed = order.leaves - ev[6]
         self._touch(sb, order.side, order.price)
         sb.reduce(order, removed)
-        self._emit(sb, MsgType.L3_CANCEL, order.ref, order.price, removed, order.leaves, order.side)
+        self._emit(sb, _M_CANCEL, order.ref, order.price, removed, order.leaves, order.side)
 
     def _replaced(self, ev: list[int]) -> None:
         sb = self.symbols.get(ev[12])
@@ -242,7 +246,7 @@ class Feed:
             removed = order.leaves - new_leaves
             self._touch(sb, order.side, price)
             sb.reduce(order, removed)
-            self._emit(sb, MsgType.L3_CANCEL, order.ref, price, removed, new_leaves, order.side)
+            self._emit(sb, _M_CANCEL, order.ref, price, removed, new_leaves, order.side)
             return
         # Loses priority: off the book now, public REPLACE (or DELETE) once it rests or trades.
         self._touch(sb, order.side, order.price)
@@ -253,7 +257,7 @@ class Feed:
         sid = ev[12]
         if sid in self.symbols:
             return
-        sb = self.symbols[sid] = SymbolBook(sid)
+        sb = self.symbols[sid] = SymbolBook(sid, self.replay_window)
         steps = ev[2]
         base, quote = ev[10], ev[11]
         sb.config = (
@@ -285,7 +289,7 @@ class Feed:
         self._touch(sb, order.side, order.price)
         if sb.orders.get(order.key) is order:
             sb.remove(order)
-        self._emit(sb, MsgType.L3_DELETE, order.ref, order.price, order.leaves, order.side)
+        self._emit(sb, _M_DELETE, order.ref, order.price, order.leaves, order.side)
 
     def _rest_pending(self) -> None:
         p = self._pending
@@ -302,30 +306,27 @@ class Feed:
         sb.add(order)
         old = p.replacing
         if old is None:
-            self._emit(sb, MsgType.L3_ADD, ref, p.price, p.leaves, p.side)
+            self._emit(sb, _M_ADD, ref, p.price, p.leaves, p.side)
         else:
             self._emit(
-                sb, MsgType.L3_REPLACE, old.ref, ref, old.price, old.leaves, p.price, p.leaves,
+                sb, _M_REPLACE, old.ref, ref, old.price, old.leaves, p.price, p.leaves,
                 p.side,
             )  # fmt: skip
 
-    def _emit(self, sb: SymbolBook, mtype: MsgType, *body: int) -> bytes:
-        ch = CHANNEL_OF[mtype]
-        seq = sb.seqs[ch] + 1
-        sb.seqs[ch] = seq
-        raw = encode(mtype, sb.symbol_id, seq, self._seq, self._ts, *body)
-        k = (ch, sb.symbol_id)
-        tp = self._topics.get(k)
-        if tp is None:
-            tp = self._topics[k] = topic(ch, sb.symbol_id)
-            self.windows[k] = deque(maxlen=self.replay_window)
-        self.windows[k].append(raw)
-        self.out.append((tp, raw))
+    def _emit(self, sb: SymbolBook, mtype: int, *body: int) -> bytes:
+        """Number, encode, keep (replay window) and queue one message; returns its bytes."""
+        pack, ch, size = _SPECS[mtype]
+        seqs = sb.seqs
+        seq = seqs[ch] + 1
+        seqs[ch] = seq
+        raw: bytes = pack(mtype, ch, sb.symbol_id, size, seq, self._seq, self._ts, *body)
+        sb.windows[ch].append(raw)
+        self.out.append((sb.topics[ch], raw))
         return raw
 
     def _emit_status(self, sb: SymbolBook) -> None:
         st = SymbolStatus.HALTED if sb.halted else SymbolStatus.TRADING
-        sb.status_raw = self._emit(sb, MsgType.STATUS, *sb.config, int(st))
+        sb.status_raw = self._emit(sb, _M_STATUS, *sb.config, int(st))
 
     # ----------------------------------------------------------------- candles
 
@@ -370,6 +371,6 @@ class Feed:
 
     def _emit_candle(self, sb: SymbolBook, iv: int, c: Candle, closed: int) -> bytes:
         return self._emit(
-            sb, MsgType.CANDLE, c.start_ns, c.open, c.high, c.low, c.close, c.volume,
+            sb, _M_CANDLE, c.start_ns, c.open, c.high, c.low, c.close, c.volume,
             c.quote_volume, c.trades, iv, closed,
         )  # fmt: skip

@@ -111,8 +111,8 @@ def _replay(feed: Feed, req: dict[str, Any]) -> tuple[dict[str, Any], list[bytes
     from_seq = _int(req, "from_seq", lo=1)
     n_max = min(_int(req, "max", REPLAY_MAX_MSGS, lo=1), REPLAY_MAX_MSGS)
     last = sb.seqs[ch]
-    window = feed.windows.get((ch, sb.symbol_id))
-    held = len(window) if window is not None else 0
+    window = sb.windows[ch]
+    held = len(window)
     oldest = last - held + 1
     if from_seq < oldest:
         raise RequestError(
@@ -122,6 +122,5 @@ def _replay(feed: Feed, req: dict[str, Any]) -> tuple[dict[str, Any], list[bytes
         raise RequestError("bad_request", f"from_seq {from_seq} is past the last seq {last} + 1")
     start = from_seq - oldest
     stop = min(held, start + n_max)
-    assert window is not None or start == stop
-    parts = list(itertools.islice(window, start, stop)) if window is not None else []
+    parts = list(itertools.islice(window, start, stop))
     return {"next_seq": oldest + stop, "last_seq": last}, parts
