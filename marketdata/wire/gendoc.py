@@ -130,6 +130,24 @@ SEMANTICS = """\
 - **STATUS**. When a symbol is added, halted or resumed: its full configuration
   and status.
 
+## Running the feed
+
+`bursa marketdata --core-pub-endpoint E --core-replay-endpoint E [--config F]`
+(TOML section `[marketdata]`, same keys as the flags: `core_pub_endpoint`,
+`core_replay_endpoint`, `pub_endpoint`, `service_endpoint`, `sndhwm`,
+`replay_window`; flags win). On start it replays the core's event log from seq
+1 without publishing, then binds and prints one JSON line
+`{"ready": true, "pub": ..., "service": ..., "core_seq": ..., "pid": ...}`.
+Catch-up costs about 10 us of CPU per core event, so a core with 10 million
+events in its log is followed again in under two minutes; if the core no longer
+keeps its log from seq 1 the process exits 1 saying so (the numbering could not
+be the same). SIGTERM exits 0; kill -9 loses nothing (there is nothing to lose).
+Every queue is bounded: PUB queues at most `sndhwm` messages per subscriber and
+drops beyond (the subscriber sees the gap and recovers), the service keeps
+`replay_window` messages per channel and symbol, a client that does not read
+its service answers loses them. `--test-drop-every N` (tests only) skips every
+N-th message on the wire while still numbering it.
+
 ## Messages
 
 Every message is a 32-byte header followed by the body of its type; all
