@@ -247,6 +247,8 @@ class MarketDataClient:
         self.replayed = 0
         self.snapshots = 0
         self.received = 0
+        self.resyncs = 0
+        self._req_id = 0
         self._last_msg = time.monotonic()
         for st in self.streams.values():
             self._snapshot(st)
@@ -273,20 +275,26 @@ class MarketDataClient:
         MarketDataError
             A malformed answer.
         """
-        self.service.send_multipart([b"", json.dumps(req).encode()])
+        self._req_id += 1
+        rid = self._req_id
+        self.service.send_multipart([b"", json.dumps({**req, "id": rid}).encode()])
         deadline = time.monotonic() + self.timeout_ms / 1000
         while True:
             left = int((deadline - time.monotonic()) * 1000)
             if left <= 0 or not self.service.poll(left):
                 raise TimeoutError(f"no answer from {self.service_endpoint}")
             parts = self.service.recv_multipart()
-            if len(parts) >= 2 and parts[0] == b"":
-                break
-        try:
-            head = json.loads(parts[1])
-            return head, [decode(p) for p in parts[2:]]
-        except (ValueError, MsgError) as e:
-            raise MarketDataError(f"malformed service answer: {e}") from e
+            if len(parts) < 2 or parts[0] != b"":
+                continue
+            try:
+                head = json.loads(parts[1])
+                if not isinstance(head, dict):
+                    raise MarketDataError("service answer is not a JSON object")
+                if head.get("id") != rid:
+                    continue  # a late answer to a request that timed out
+                return head, [decode(p) for p in parts[2:]]
+            except (ValueError, MsgError) as e:
+                raise MarketDataError(f"malformed service answer: {e}") from e
 
     def _snapshot(self, st: _Stream) -> None:
         """Reload a stream's state from a snapshot (or restart it, for trades/candles)."""
@@ -347,8 +355,15 @@ class MarketDataClient:
     def _apply(self, st: _Stream, m: Msg, out: list[Msg]) -> None:
         if m.channel_seq != st.last_seq + 1:
             return
+        try:
+            self.books[st.symbol_id].apply(m)
+        except KeyError:
+            # An update for an order the local book does not have: the local state is
+            # not what the server's was; start the stream over from a snapshot.
+            self.resyncs += 1
+            self._snapshot(st)
+            return
         st.last_seq = m.channel_seq
-        self.books[st.symbol_id].apply(m)
         out.append(m)
         for key in (m.channel, None):
             for fn in self._callbacks.get(key, ()):

@@ -46,6 +46,8 @@ IDLE_REPLAY_MS = 200
 # Frames applied and requests answered per loop turn at most (fairness, bounded turns).
 MAX_FRAMES_PER_TURN = 64
 MAX_REQUESTS_PER_TURN = 64
+# Pause before asking the core again after its replay service failed to answer.
+RETRY_S = 0.5
 
 
 @dataclass
@@ -193,7 +195,13 @@ class MarketDataServer:
     def run(self) -> int:
         """Serve until SIGTERM/SIGINT; returns 0."""
         while not self.stopping:
-            self.turn(IDLE_POLL_MS)
+            try:
+                self.turn(IDLE_POLL_MS)
+            except (TimeoutError, CoreError) as e:
+                # The core's replay service is away (restart): keep serving clients
+                # from what we have and ask again; the stream resumes where it stopped.
+                log.warning("core events unavailable: %s; retrying", e)
+                time.sleep(RETRY_S)
         self.close()
         return 0
 

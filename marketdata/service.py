@@ -51,7 +51,8 @@ def _symbol(feed: Feed, req: dict[str, Any]) -> SymbolBook:
 
 
 def handle(feed: Feed, request: bytes) -> list[bytes]:
-    """Answer one request: ``[json, message, ...]``."""
+    """Answer one request: ``[json, message, ...]`` (a request's ``id`` is echoed)."""
+    echo: dict[str, Any] = {}
     try:
         try:
             req = json.loads(request)
@@ -59,10 +60,12 @@ def handle(feed: Feed, request: bytes) -> list[bytes]:
             raise RequestError("bad_request", f"not JSON: {e}") from e
         if not isinstance(req, dict):
             raise RequestError("bad_request", "the request must be a JSON object")
+        if "id" in req:
+            echo["id"] = req["id"]
         head, parts = _dispatch(feed, req)
-        return [_json({"ok": True, **head}), *parts]
+        return [_json({"ok": True, **echo, **head}), *parts]
     except RequestError as e:
-        return [_json({"ok": False, "code": e.code, "error": str(e), **e.extra})]
+        return [_json({"ok": False, **echo, "code": e.code, "error": str(e), **e.extra})]
 
 
 def _dispatch(feed: Feed, req: dict[str, Any]) -> tuple[dict[str, Any], list[bytes]]:

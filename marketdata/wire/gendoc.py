@@ -162,7 +162,9 @@ new types, never changes the layout of an existing one).
 SERVICE = """\
 ## Snapshot and replay service
 
-Request: ONE part, a JSON object with `"op"`. Answer: a first part holding a
+Request: ONE part, a JSON object with `"op"` and optionally `"id"` (any JSON
+value, echoed in the answer so a client can discard a late answer to an earlier
+request it gave up on). Answer: a first part holding a
 JSON object (`{"ok": true, ...}` or `{"ok": false, "code": "...", "error":
 "..."}`), then zero or more parts, each one feed message (the bytes above,
 without topic). The service runs in the same loop as the publisher, so an

@@ -156,6 +156,13 @@ def test_dropped_messages_are_recovered(root: Path) -> None:
                 client.poll(0)
             check_books(stack, client)
         assert client.gaps > 10 and client.replayed > 10
+        # A local book that lost its orders (as a bug would) is caught and resynced.
+        client.books[1].load_l3([])
+        for _ in range(10):
+            stack.sender.send(flow.batch(25))
+            client.poll(0)
+        check_books(stack, client)
+        assert client.resyncs >= 1
     finally:
         stack.close()
 

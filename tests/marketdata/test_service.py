@@ -71,6 +71,14 @@ def test_replay_window_then_take_snapshot() -> None:
     assert empty["ok"] and msgs == [] and empty["next_seq"] == last + 1
 
 
+def test_request_id_is_echoed() -> None:
+    run = Run(15)
+    ok = json.loads(handle(run.feed, b'{"op": "bbo", "symbol": 1, "id": 42}')[0])
+    assert ok["ok"] and ok["id"] == 42
+    bad = json.loads(handle(run.feed, b'{"op": "bbo", "symbol": 77, "id": "x"}')[0])
+    assert not bad["ok"] and bad["id"] == "x" and bad["code"] == "unknown_symbol"
+
+
 def test_trades_candles_status_info() -> None:
     run = Run(13)
     run.random(40, 12, 900_000_000)
