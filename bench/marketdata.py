@@ -277,9 +277,13 @@ def child_sub(endpoint: str, out: str) -> int:
                 break
             continue
         while sub.poll(0):
-            _tp, raw = recv()
+            _tp, part = recv()
             t = now_ns()
-            lat.append(t - int.from_bytes(raw[24:32], "little"))
+            # A part holds one topic's messages back to back (docs/marketdata.md).
+            off, n = 0, len(part)
+            while off < n:
+                lat.append(t - int.from_bytes(part[off + 24 : off + 32], "little"))
+                off += 32 + int.from_bytes(part[off + 4 : off + 8], "little")
             if not first:
                 first = t
             last = t

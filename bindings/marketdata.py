@@ -31,7 +31,7 @@ from typing import Any
 
 import zmq
 
-from marketdata.wire.codec import Msg, MsgError, decode
+from marketdata.wire.codec import Msg, MsgError, decode, split
 from marketdata.wire.layout import (
     CANDLE_INTERVALS_S,
     CHANNEL_NAMES,
@@ -377,19 +377,20 @@ class MarketDataClient:
         for i in range(max_msgs):
             if not self.sub.poll(timeout_ms if i == 0 else 0):
                 break
-            _topic, raw = self.sub.recv_multipart()
+            parts = self.sub.recv_multipart()
             try:
-                m = decode(raw)
+                msgs = [decode(raw) for raw in split(parts[-1])]
             except MsgError:
-                continue  # a damaged message is a lost one: the gap logic recovers it
-            self.received += 1
-            st = self.streams.get((m.channel, m.symbol_id))
-            if st is None or m.channel_seq <= st.last_seq:
-                continue
-            if m.channel_seq > st.last_seq + 1:
-                self.gaps += 1
-                self._fill(st, m.channel_seq - 1, out)
-            self._apply(st, m, out)
+                continue  # a damaged part is a lost one: the gap logic recovers it
+            for m in msgs:
+                self.received += 1
+                st = self.streams.get((m.channel, m.symbol_id))
+                if st is None or m.channel_seq <= st.last_seq:
+                    continue
+                if m.channel_seq > st.last_seq + 1:
+                    self.gaps += 1
+                    self._fill(st, m.channel_seq - 1, out)
+                self._apply(st, m, out)
         now = time.monotonic()
         if out:
             self._last_msg = now

@@ -2,7 +2,8 @@
 
 A message is ``HEADER`` + body; :func:`encode` packs one from integers and
 :func:`decode` returns a :class:`Msg` (header fields as attributes, body fields
-in ``body``).  Bad bytes raise :class:`MsgError`, never anything else.
+in ``body``); :func:`split` cuts a PUB part holding several messages back to
+back.  Bad bytes raise :class:`MsgError`, never anything else.
 """
 
 from __future__ import annotations
@@ -117,6 +118,27 @@ def decode(buf: bytes | memoryview) -> Msg:
         raise MsgError(f"{t.name} on channel {ch}")
     vals = st.unpack_from(buf, HEADER_SIZE)
     return Msg(t, ch, sym, cseq, core_seq, ts, dict(zip(BODY_NAMES[t], vals, strict=True)))
+
+
+def split(buf: bytes) -> list[bytes]:
+    """The messages of a feed part (one or more messages back to back).
+
+    Raises
+    ------
+    MsgError
+        A header or body runs past the end of the part.
+    """
+    out = []
+    off, n = 0, len(buf)
+    while off < n:
+        if n - off < HEADER_SIZE:
+            raise MsgError("truncated header in a feed part")
+        end = off + HEADER_SIZE + int.from_bytes(buf[off + 4 : off + 8], "little")
+        if end > n:
+            raise MsgError("truncated body in a feed part")
+        out.append(buf[off:end])
+        off = end
+    return out
 
 
 def peek_seq(buf: bytes | memoryview) -> int:

@@ -66,12 +66,17 @@ do not edit by hand.
 
 | socket | type (server side) | client | carries |
 |---|---|---|---|
-| feed (`--pub-endpoint`, default `tcp://127.0.0.1:7101`) | PUB | SUB | two-part messages `[topic, message]` |
+| feed (`--pub-endpoint`, default `tcp://127.0.0.1:7101`) | PUB | SUB | two-part messages `[topic, messages]` |
 | service (`--service-endpoint`, default `tcp://127.0.0.1:7102`) | ROUTER | DEALER or REQ | snapshot and replay requests (below) |
 
 The topic of a message is the ASCII string `<channel>.<symbol_id>.`, e.g.
 `l2.1.`; subscribe to `l2.1.` for symbol 1's levels or to `l2.` for every
-symbol's. The trailing dot keeps `l2.1.` from matching `l2.10.`.
+symbol's. The trailing dot keeps `l2.1.` from matching `l2.10.`. The second
+part holds one or more feed messages of that topic back to back, in sequence
+order (cut them with each header's `body_size`; at most 64 KiB per part unless a
+single message is larger): the feed sends one part per topic per loop turn, so
+ZeroMQ's per-message cost is paid once for many messages. A lost part is a gap
+like any other.
 
 | channel | value | name | message types |
 |---|---:|---|---|

@@ -20,7 +20,7 @@ import zmq
 
 from bindings.marketdata import MarketDataClient
 from engine.wire import commands as wc
-from marketdata.wire.codec import decode
+from marketdata.wire.codec import decode, split
 from tests.e2e.coreproc import CoreProcess
 from tests.marketdata.feedkit import assert_book_matches, assert_no_private_ids
 from tests.marketdata.flow import OID0, SYMBOLS, Flow, setup
@@ -58,8 +58,8 @@ class Stack:
 
     def drain_spy(self) -> None:
         while self.spy.poll(0):
-            tp, raw = self.spy.recv_multipart()
-            self.seen.append((tp, raw))
+            tp, part = self.spy.recv_multipart()
+            self.seen += [(tp, raw) for raw in split(part)]
 
     def settle(self, client: MarketDataClient) -> None:
         """Wait until marketdata applied every core command, then until the client has
@@ -168,10 +168,10 @@ def test_dropped_messages_are_recovered(root: Path) -> None:
 
 
 def test_a_subscriber_that_stops_reading_stalls_nobody(root: Path) -> None:
-    stack = Stack(root, "--sndhwm", "200", "--replay-window", "500")
+    stack = Stack(root, "--sndhwm", "20", "--replay-window", "100")
     try:
         active = stack.client()
-        stalled = stack.client(rcvhwm=50)
+        stalled = stack.client(rcvhwm=5)
         raw_stalled = stack.ctx.socket(zmq.SUB)  # never reads at all
         raw_stalled.setsockopt(zmq.RCVHWM, 10)
         raw_stalled.setsockopt(zmq.SUBSCRIBE, b"")

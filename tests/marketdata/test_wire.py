@@ -18,6 +18,7 @@ from marketdata.wire.codec import (
     encode,
     encode_fields,
     peek_seq,
+    split,
 )
 from marketdata.wire.layout import BODIES, CHANNEL_OF, HEADER, Channel, MsgType, topic
 
@@ -98,3 +99,15 @@ def test_docs_are_fresh() -> None:
     text = gendoc.DOC_PATH.read_text()
     for t in MsgType:
         assert f"### {t.name} " in text
+
+
+@given(st.lists(messages(), max_size=6), st.integers(1, 40))
+def test_split_parts(
+    ms: list[tuple[MsgType, int, int, int, int, dict[str, int]]], cut: int
+) -> None:
+    raws = [encode_fields(t, s, c, cs, ts, **b) for t, s, c, cs, ts, b in ms]
+    part = b"".join(raws)
+    assert split(part) == raws
+    if part:
+        with pytest.raises(MsgError):
+            split(part[: -min(cut, len(raws[-1]))])
