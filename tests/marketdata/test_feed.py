@@ -151,3 +151,41 @@ def test_replaced_order_that_crosses_is_deleted_not_replaced() -> None:
     assert types.count(MsgType.L3_REPLACE) == 1
     assert_book_matches(run.core, run.books[1])
     assert int(EvKind.REPLACED)
+
+
+def _ev(seq: int, kind: int, **f: int) -> np.ndarray:
+    from engine.wire.layout import EV_DTYPE
+
+    rec = np.zeros(1, dtype=EV_DTYPE)
+    rec["seq"], rec["ts_ns"], rec["kind"], rec["symbol_id"] = seq, TS0 + seq, kind, 1
+    for k, v in f.items():
+        rec[k] = v
+    return rec
+
+
+def test_orders_are_keyed_by_user_and_order_id() -> None:
+    """Order ids live in the namespace of their user (the core's trust-boundary change):
+    two users' orders with the same id are two orders."""
+    from pyx.enums import OrdType
+
+    lim = int(OrdType.LIMIT)
+    evs = np.concatenate(
+        [
+            _ev(1, EvKind.SYMBOL_ADDED, order_id=1 | (1 << 32), qty_lots=10**6, leaves_lots=10**9),
+            _ev(2, EvKind.ACCEPTED, user_id=7, order_id=5, side=2, price_ticks=100,
+                qty_lots=3, leaves_lots=3, ord_type=lim),
+            _ev(3, EvKind.ACCEPTED, user_id=8, order_id=5, side=2, price_ticks=101,
+                qty_lots=2, leaves_lots=2, ord_type=lim),
+            _ev(4, EvKind.CANCELED, user_id=8, order_id=5, side=2, price_ticks=101,
+                qty_lots=2, ord_type=lim),
+            _ev(5, EvKind.TRADE, user_id=9, order_id=5, maker_user_id=7, maker_order_id=5,
+                side=1, price_ticks=100, qty_lots=1, leaves_lots=0, match_id=1, ord_type=lim),
+        ]
+    )  # fmt: skip
+    feed = Feed()
+    feed.apply_events(evs, 5)
+    sb = feed.symbols[1]
+    assert sb.l3() == [[1, 2, 100, 2]]
+    types = [decode(r).msg_type for _, r in feed.take()]
+    assert types.count(MsgType.L3_ADD) == 2 and types.count(MsgType.L3_DELETE) == 1
+    assert types.count(MsgType.L3_EXECUTE) == 1
