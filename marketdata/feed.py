@@ -125,25 +125,34 @@ class Feed:
             self._close_candles(ts)
 
     def _end_command(self) -> None:
-        self._rest_pending()
-        touched_books: dict[SymbolBook, None] = {}
-        for (sb, side, price), before in self._touched.items():
-            after = sb.level_state(side, price)
-            if after != before:
-                self._emit(sb, _M_L2, price, after[0], after[1], side)
-            touched_books[sb] = None
-        self._touched.clear()
-        for sb in touched_books:
-            top = sb.top()
-            if top != sb.bbo:
-                sb.bbo = top
-                self._emit(sb, _M_BBO, top[0], top[1], top[3], top[4], top[2], top[5])
-        for sb in self._traded:
-            for iv in CANDLE_INTERVALS_S:
-                c = sb.candles[iv]
-                assert c is not None
-                sb.candle_last_raw[iv] = self._emit_candle(sb, iv, c, closed=0)
-        self._traded.clear()
+        if self._pending is not None:
+            self._rest_pending()
+        if self._touched:
+            # Books whose top may have moved: a touched level at or better than the
+            # published best (or a side that was empty); others skip the O(levels) scan.
+            top_books: dict[SymbolBook, None] = {}
+            emit = self._emit
+            for (sb, side, price), before in self._touched.items():
+                lv = (sb.bids if side == 1 else sb.asks).get(price)
+                after = (lv.qty, len(lv.orders)) if lv is not None else (0, 0)
+                if after != before:
+                    emit(sb, _M_L2, price, after[0], after[1], side)
+                    best = sb.bbo[0] if side == 1 else sb.bbo[3]
+                    if not best or (price >= best if side == 1 else price <= best):
+                        top_books[sb] = None
+            self._touched.clear()
+            for sb in top_books:
+                top = sb.top()
+                if top != sb.bbo:
+                    sb.bbo = top
+                    emit(sb, _M_BBO, top[0], top[1], top[3], top[4], top[2], top[5])
+        if self._traded:
+            for sb in self._traded:
+                for iv in CANDLE_INTERVALS_S:
+                    c = sb.candles[iv]
+                    assert c is not None
+                    sb.candle_last_raw[iv] = self._emit_candle(sb, iv, c, closed=0)
+            self._traded.clear()
 
     # ------------------------------------------------------------------ events
 
