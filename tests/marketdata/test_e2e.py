@@ -103,13 +103,13 @@ def test_long_flow_exact_books_and_kill9_restart_continues_sequences(root: Path)
     try:
         client = stack.client()
         flow = Flow(21)
-        for round_ in range(12):
-            for _ in range(15):
+        for round_ in range(20):
+            for _ in range(20):
                 stack.sender.send(flow.batch(25))
                 client.poll(0)
                 stack.drain_spy()
             check_books(stack, client)
-            if round_ in (3, 7):
+            if round_ in (3, 7, 13):
                 # kill -9 mid-stream (commands keep flowing while it is down).
                 stack.md.kill9()
                 for _ in range(5):
