@@ -87,7 +87,7 @@ SEMANTICS = """\
 
 - Each (channel, symbol) pair has its own `channel_seq`, starting at 1 and
   increasing by exactly 1 per message: a receiver that sees `channel_seq`
-  greater than the last one + 1 has lost messages (see "Recovering from a gap").
+  greater than the last one + 1 has lost messages (see "Syncing a book").
 - `core_seq` is the core command the message came from and `ts_ns` that
   command's sequencer time; several messages share a `core_seq`.
 - The feed is a deterministic function of the core's event stream: the same
@@ -109,7 +109,7 @@ SEMANTICS = """\
   level. `L3_EXECUTE`: a resting order traded `exec_lots` (it was the maker);
   `leaves_lots` = 0 removes it. `L3_CANCEL`: part of a resting order was removed
   and it keeps its place. `L3_DELETE`: the whole order left the book (canceled,
-  expired, self-trade prevention). `L3_REPLACE`: the order `old_order_ref`
+  self-trade prevention, or replaced and traded at its new price). `L3_REPLACE`: the order `old_order_ref`
   left the book and the order `order_ref` joined the back of the level at
   `price_ticks` (a price change or a size increase, which lose priority).
   Incoming orders appear only once they rest, with what is left after they
@@ -147,7 +147,7 @@ Catch-up costs about 10 us of CPU per core event, so a core with 10 million
 events in its log is followed again in under two minutes; if the core no longer
 keeps its log from seq 1 the process exits 1 saying so (the numbering could not
 be the same). SIGTERM exits 0; kill -9 loses nothing (there is nothing to lose).
-Every queue is bounded: PUB queues at most `sndhwm` messages per subscriber and
+Every queue is bounded: PUB queues at most `sndhwm` parts per subscriber and
 drops beyond (the subscriber sees the gap and recovers), the service keeps
 `replay_window` messages per channel and symbol, a client that does not read
 its service answers loses them. `--test-drop-every N` (tests only) skips every
@@ -156,9 +156,9 @@ N-th message on the wire while still numbering it.
 ## Messages
 
 Every message is a 32-byte header followed by the body of its type; all
-integers little-endian, packed, no padding. A receiver must reject a message
-whose `body_size` is not the size listed for its type (a future version adds
-new types, never changes the layout of an existing one).
+integers little-endian, packed, no padding. A receiver rejects a message of a
+type it does not know or whose `body_size` is not the size listed for its type
+(the layout of an existing type never changes; new data gets new types).
 
 ### Header (32 bytes)
 
@@ -187,7 +187,7 @@ answer is consistent with everything published before it: a snapshot stamped
 | `trades` | `symbol`, `n` (bound 1,000) | `seq` (TRADES channel) | the last `n` TRADE messages, oldest first |
 | `candles` | `symbol`, `interval_s`, `from_ns`, `to_ns` | `seq` (CANDLES channel) | closed candles with `from_ns <= start_ns < to_ns` (the last 1,000 per interval are kept), then the in-progress one if in range |
 
-Error codes: `bad_request` (malformed JSON, unknown op or argument),
+Error codes: `bad_request` (malformed JSON, unknown op, missing or bad argument),
 `unknown_symbol`, `take_snapshot` (`replay` from a `from_seq` older than the
 window the server keeps per channel and symbol, 100,000 messages by default;
 the answer carries `oldest_seq`). A bad request changes nothing.
@@ -201,6 +201,9 @@ the answer carries `oldest_seq`). A bad request changes nothing.
 4. Whenever a message has `channel_seq` > expected: keep it buffered, ask
    `replay` from the expected number, apply what comes back, then the buffer.
    If the answer is `take_snapshot`, start again at 2 (keep buffering).
+   A lost LAST message shows no gap until the next one: when idle, ask `replay`
+   from the expected number (the Python client does after 500 ms without
+   messages).
 5. The local book is now exact: equal to the server's book at the same
    `channel_seq`. L2 is the sum of L3 per (side, price); BBO the top of L2.
 
