@@ -309,6 +309,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "benchmark": "marketdata",
         "durability_mode": "none (core journal off)",
         "quick": args.quick,
+        # The machine may be shared: its load says how much the figures can be trusted.
+        "load_avg_1m_at_start": round(os.getloadavg()[0], 2),
         "subscribers": list(args.subs),
         "events_per_command": round(epc, 3),
         "target_fanout_msgs_per_s": TARGET_FANOUT_MSGS_PER_S,
@@ -333,6 +335,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             suffix = "" if subs == min(args.subs) else f"_{subs}sub"
             out[f"p50_us_at_{label}{suffix}"] = _us(r["p50_ns"])
             out[f"p99_us_at_{label}{suffix}"] = _us(r["p99_ns"])
+    out["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
     return out
 
 
