@@ -248,6 +248,7 @@ class MarketDataClient:
         self.snapshots = 0
         self.received = 0
         self.resyncs = 0
+        self.service_timeouts = 0
         self._req_id = 0
         self._last_msg = time.monotonic()
         for st in self.streams.values():
@@ -389,7 +390,7 @@ class MarketDataClient:
                     continue
                 if m.channel_seq > st.last_seq + 1:
                     self.gaps += 1
-                    self._fill(st, m.channel_seq - 1, out)
+                    self._fill_or_wait(st, m.channel_seq - 1, out)
                 self._apply(st, m, out)
         now = time.monotonic()
         if out:
@@ -404,8 +405,16 @@ class MarketDataClient:
         last message); returns what was applied."""
         out = [] if out is None else out
         for st in self.streams.values():
-            self._fill(st, None, out)
+            self._fill_or_wait(st, None, out)
         return out
+
+    def _fill_or_wait(self, st: _Stream, upto: int | None, out: list[Msg]) -> None:
+        """:meth:`_fill`, but a service that does not answer (restarting) leaves the gap
+        open: later messages of the stream wait, the next idle check tries again."""
+        try:
+            self._fill(st, upto, out)
+        except TimeoutError:
+            self.service_timeouts += 1
 
     async def messages(self, idle_sleep_s: float = 0.002) -> AsyncIterator[Msg]:
         """Every applied message, forever (``async for m in client``)."""

@@ -252,3 +252,22 @@ def test_config_file_callbacks_async_iterator_bad_requests_sigterm(root: Path) -
             bad.start(f"ipc://{root}/b.pub", f"ipc://{root}/b.svc")
     finally:
         stack.close()
+
+
+def test_client_rides_out_a_feed_outage(root: Path) -> None:
+    stack = Stack(root)
+    try:
+        client = MarketDataClient(stack.pub, stack.service, SYMBOLS, timeout_ms=300)
+        stack.clients.append(client)
+        flow = Flow(25)
+        stack.sender.send(flow.batch(50))
+        stack.md.kill9()
+        stack.sender.send(flow.batch(50))
+        client.check()  # the service is gone: a timeout is counted, nothing raises
+        assert client.service_timeouts > 0
+        stack.md.start(stack.pub, stack.service)
+        stack.sender.send(flow.batch(50))
+        client.timeout_ms = 10_000
+        check_books(stack, client)
+    finally:
+        stack.close()
