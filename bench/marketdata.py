@@ -18,7 +18,10 @@ core events, so a rate of events per second can be offered.
   subscribers / time from the first to the last receipt.
 - ``p50_us_at_100k`` / ``p99_us_at_100k`` (1 subscriber) and ``*_10sub``: open
   loop at 100,000 core events/s: commands planned at fixed times, sent in 1 ms
-  frames; latency over every message received (HDR histogram).  When the feed
+  frames; latency over every message received (HDR histogram).
+  ``planned_p50_us_at_100k`` / ``planned_p99_us_at_100k``: the same messages
+  timed from the PLANNED send time of the command they came from
+  (coordinated-omission free: includes the wait in the core's queue).  When the feed
   cannot keep up with the offered rate the queue grows and the percentiles say so.
 - The same at 10,000 events/s (``p50_us_at_10k``, ``p99_us_at_10k``).
 
@@ -167,7 +170,7 @@ def scenario(
              "--sndhwm", "1000000"], d, "md",
         )  # fmt: skip
         procs.append(md)
-        outs = [d / f"sub{i}.npy" for i in range(subs)]
+        outs = [d / f"sub{i}.npz" for i in range(subs)]
         children = [
             subprocess.Popen(
                 [
@@ -193,16 +196,24 @@ def scenario(
         probe = MarketDataClient(mready["pub"], mready["service"], [1], channels=["status"])
         probe.close()
         n = len(stream)
-        sent_at = _drive(client, stream, rate_cmds)
+        base_seq = int(admin.control("ping")["last_seq"])
+        sent_at, t0_wall = _drive(client, stream, rate_cmds)
         client.drain(timeout_ms=120_000)
         for c in children:
             c.wait(timeout=600)
-        lat = []
+        lat, planned_lat = [], []
         firsts, lasts, count = [], [], 0
         for o in outs:
-            arr = np.load(o)
+            arrs = np.load(o)
+            recv, ts, cseq = arrs["recv_ns"], arrs["ts_ns"], arrs["core_seq"]
             meta = json.loads(o.with_suffix(".json").read_text())
-            lat.append(arr)
+            lat.append(recv - ts)
+            if rate_cmds is not None:
+                # One client sends in order, so command k of the stream got seq base + 1 + k.
+                k = cseq - base_seq - 1
+                ok = (k >= 0) & (k < n)
+                planned = t0_wall + (k[ok] * 1_000_000_000) // rate_cmds
+                planned_lat.append(recv[ok] - planned)
             count += meta["count"]
             if meta["count"]:
                 firsts.append(meta["first_ns"])
@@ -218,6 +229,8 @@ def scenario(
             "fanout_msgs_per_s": count * 1_000_000_000 // span,
             **percentiles_ns(all_lat),
         }
+        if planned_lat:
+            res.update(percentiles_ns(np.concatenate(planned_lat), prefix="planned_"))
         for cc in (client, admin, fund):
             cc.close()
         return res
@@ -227,9 +240,12 @@ def scenario(
         shutil.rmtree(d, ignore_errors=True)
 
 
-def _drive(client: Any, stream: np.ndarray, rate_cmds: int | None) -> int:
-    """Send ``stream``: open loop at ``rate_cmds`` (1 ms frames) or as fast as possible."""
+def _drive(client: Any, stream: np.ndarray, rate_cmds: int | None) -> tuple[int, int]:
+    """Send ``stream``: open loop at ``rate_cmds`` (1 ms frames) or as fast as possible.
+    Returns (ns spent sending, wall clock ns of the start: command k is planned at
+    start + k / rate)."""
     n = len(stream)
+    t0_wall = time.time_ns()
     t0 = time.perf_counter_ns()
     i = 0
     while i < n:
@@ -245,7 +261,7 @@ def _drive(client: Any, stream: np.ndarray, rate_cmds: int | None) -> int:
         i = j
         while client.sock.poll(0):
             client.recv_replies(timeout_ms=1000)
-    return time.perf_counter_ns() - t0
+    return time.perf_counter_ns() - t0, t0_wall
 
 
 def child_sub(endpoint: str, out: str) -> int:
@@ -266,7 +282,9 @@ def child_sub(endpoint: str, out: str) -> int:
         stop = True
 
     signal.signal(signal.SIGTERM, _term)
-    lat: list[int] = []
+    recvs: list[int] = []
+    tss: list[int] = []
+    cseqs: list[int] = []
     first = last = 0
     now_ns = time.time_ns
     recv = sub.recv_multipart
@@ -282,15 +300,23 @@ def child_sub(endpoint: str, out: str) -> int:
             # A part holds one topic's messages back to back (docs/marketdata.md).
             off, n = 0, len(part)
             while off < n:
-                lat.append(t - int.from_bytes(part[off + 24 : off + 32], "little"))
+                recvs.append(t)
+                cseqs.append(int.from_bytes(part[off + 16 : off + 24], "little"))
+                tss.append(int.from_bytes(part[off + 24 : off + 32], "little"))
                 off += 32 + int.from_bytes(part[off + 4 : off + 8], "little")
             if not first:
                 first = t
             last = t
         idle_end = time.monotonic() + IDLE_END_S
-    np.save(out, np.asarray(lat, dtype=np.int64))
+    with open(out, "wb") as f:
+        np.savez(
+            f,
+            recv_ns=np.asarray(recvs, dtype=np.int64),
+            ts_ns=np.asarray(tss, dtype=np.int64),
+            core_seq=np.asarray(cseqs, dtype=np.int64),
+        )
     Path(out).with_suffix(".json").write_text(
-        json.dumps({"count": len(lat), "first_ns": first, "last_ns": last})
+        json.dumps({"count": len(recvs), "first_ns": first, "last_ns": last})
     )
     return 0
 
@@ -335,6 +361,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             suffix = "" if subs == min(args.subs) else f"_{subs}sub"
             out[f"p50_us_at_{label}{suffix}"] = _us(r["p50_ns"])
             out[f"p99_us_at_{label}{suffix}"] = _us(r["p99_ns"])
+            out[f"planned_p50_us_at_{label}{suffix}"] = _us(r["planned_p50_ns"])
+            out[f"planned_p99_us_at_{label}{suffix}"] = _us(r["planned_p99_ns"])
     out["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
     return out
 

@@ -30,7 +30,8 @@ def test_quick_run_prints_the_keys() -> None:
         capture_output=True, text=True, cwd=ROOT, timeout=600, check=True,
     )  # fmt: skip
     r = json.loads(out.stdout.strip().splitlines()[-1])
-    for k in ("fanout_msgs_per_s", "p50_us_at_100k", "p99_us_at_100k", "subscribers"):
+    for k in ("fanout_msgs_per_s", "p50_us_at_100k", "p99_us_at_100k", "subscribers",
+              "planned_p99_us_at_100k"):  # fmt: skip
         assert k in r
     assert r["subscribers"] == [1]
     assert all(run["msgs_received"] > 0 for run in r["runs"])
