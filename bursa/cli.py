@@ -19,6 +19,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "admin": ("engine.admin", "admin commands to a running core"),
     "clearing": ("clearing.cli", "the double-entry ledger: run the follower, or query it"),
     "reconcile": ("clearing.reconcile", "ledger vs core balances and conservation at one seq"),
+    "marketdata": ("marketdata.server", "public market-data feed (ZeroMQ PUB + snapshot/replay)"),
+    "watch": ("marketdata.watch", "live terminal view of a symbol: book, trades, candles"),
 }
 
 
