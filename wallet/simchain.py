@@ -30,11 +30,16 @@ BLOCK_INTERVAL_NS = 600 * 10**9
 
 @dataclass(frozen=True)
 class SimLog:
-    """An ERC-20-like ``Transfer(to, amount)`` log emitted by ``contract``."""
+    """An ERC-20-like ``Transfer(to, amount)`` log emitted by ``contract``.
+
+    ``moves`` false models a lying token: the log is emitted but no balance moves
+    (a ``transfer`` that returns false after emitting the event).
+    """
 
     contract: str
     to: str
     amount: int
+    moves: bool = True
 
 
 @dataclass(frozen=True)
@@ -279,6 +284,10 @@ class SimChain:
                 log_index += 1
         return out
 
+    def _log_moves(self, p: Payment) -> bool:
+        logs = [lg for t in self.blocks[p.block_hash].txids for lg in self.txs[t].logs]
+        return logs[p.index].moves
+
     # -- ChainAdapter ------------------------------------------------------------------
 
     def tip(self) -> BlockRef:
@@ -319,6 +328,8 @@ class SimChain:
             blk = self.blocks[h]
             for p in self._payments(blk.txids, [address], blk.height, blk.hash):
                 if not p.success or p.token.lower() != token.lower():
+                    continue
+                if p.kind == TOKEN and not self._log_moves(p):
                     continue
                 if p.kind == UTXO and f"{p.txid}:{p.index}" in spent:
                     continue
