@@ -203,6 +203,9 @@ class Wallet:
             height -= 1
         if height == last[0]:
             return False
+        if height < low and low <= rt.cfg.start_height:
+            # The fork is below the first block ever scanned: roll all of it back.
+            return self._rollback(rt, low - 1)
         if height < low:
             self._incident(rt, [], f"reorg deeper than the {rt.cfg.keep_blocks} kept blocks")
             return True

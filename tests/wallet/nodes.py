@@ -9,10 +9,11 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 from tests.e2e.coreproc import REPO
 from wallet.chain import NodeUnavailableError
-from wallet.ltc import JsonRpc
+from wallet.jsonrpc import JsonRpc
 
 START_TIMEOUT_S = 60.0
 ANVIL = REPO / ".node" / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
@@ -98,5 +99,84 @@ class Litecoind:
                 self.rpc.call("stop")
                 self.proc.wait(timeout=30)
             except Exception:
+                self.proc.kill()
+                self.proc.wait(timeout=30)
+
+
+def compile_contracts(src: Path, out: Path) -> dict[str, str]:
+    """Compile a Solidity file with solcjs (npm ``solc``); contract name -> bytecode hex."""
+    if not SOLCJS.exists():
+        raise FileNotFoundError("solc not installed: npm install in .node/ (see .ci/run)")
+    out.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        ["node", str(SOLCJS), "--bin", "--abi", "-o", str(out), str(src)],
+        check=True,
+        capture_output=True,
+        cwd=src.parent,
+        timeout=120,
+    )
+    return {p.stem.rsplit("_", 1)[-1]: p.read_text().strip() for p in out.glob("*.bin")}
+
+
+def word(x: int | str) -> str:
+    """One 32-byte ABI word (an int or an address) as hex without 0x."""
+    if isinstance(x, str):
+        return x.lower().removeprefix("0x").rjust(64, "0")
+    return hex(x)[2:].rjust(64, "0")
+
+
+class Anvil:
+    """A local anvil node (automine) with its unlocked default accounts."""
+
+    def __init__(self, workdir: Path) -> None:
+        if not ANVIL.exists():
+            raise FileNotFoundError("anvil not installed: npm install in .node/ (see .ci/run)")
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = workdir / "anvil.log"
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(
+                [str(ANVIL), "--host", "127.0.0.1", "--port", str(self.port), "--silent"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        self.rpc = JsonRpc(self.url)
+        wait_rpc(self.rpc, "eth_blockNumber", self.proc, self.log)
+        self.accounts = [str(a) for a in self.rpc.call("eth_accounts")]
+
+    def send(self, to: str | None, value: int = 0, data: str = "", frm: int = 0) -> dict[str, Any]:
+        """eth_sendTransaction (mined at once); returns the receipt."""
+        tx: dict[str, str] = {
+            "from": self.accounts[frm],
+            "value": hex(value),
+            "gas": hex(3_000_000),
+        }
+        if to is not None:
+            tx["to"] = to
+        if data:
+            tx["data"] = "0x" + data.removeprefix("0x")
+        txid = self.rpc.call("eth_sendTransaction", tx)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while (rcpt := self.rpc.call("eth_getTransactionReceipt", txid)) is None:
+            assert time.monotonic() < deadline, f"{txid} not mined"
+            time.sleep(0.01)
+        return dict(rcpt)
+
+    def deploy(self, bytecode: str, *args: int | str) -> str:
+        rcpt = self.send(None, data=bytecode + "".join(word(a) for a in args))
+        assert int(rcpt["status"], 16) == 1
+        return str(rcpt["contractAddress"])
+
+    def mine(self, n: int = 1) -> None:
+        for _ in range(n):
+            self.rpc.call("evm_mine")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=30)
