@@ -7,6 +7,8 @@ endpoint if none is configured).
 
 from __future__ import annotations
 
+from typing import Any
+
 from bindings.client import CoreClient
 from engine.wire import commands
 
@@ -67,3 +69,39 @@ class CoreFunding:
             "balance", self.timeout_ms, user_id=user_id, asset_id=asset_id, account=account
         )
         return int(ans["balance"][0])
+
+
+class InProcessCore:
+    """:class:`wallet.scanner.FundingCore` over an in-process :class:`engine.core.Core`
+    (the real deterministic core without its process; property tests and the demo)."""
+
+    def __init__(self, core: Any) -> None:
+        self.core = core
+
+    def _one(self, rec: Any) -> tuple[int, int]:
+        _events, replies = self.core.run(rec)
+        return int(replies[0]["status"]), int(replies[0]["reason"])
+
+    def deposit(
+        self, ref: int, user_id: int, asset_id: int, amount: int, account: int
+    ) -> tuple[int, int]:
+        """DEPOSIT keyed by ``ref``."""
+        return self._one(commands.deposit(ref, user_id, asset_id, amount, account=account))
+
+    def withdraw_hold(
+        self, wid: int, user_id: int, asset_id: int, amount: int, account: int
+    ) -> tuple[int, int]:
+        """WITHDRAW_HOLD keyed by ``wid``."""
+        return self._one(commands.withdraw_hold(wid, user_id, asset_id, amount, account=account))
+
+    def withdraw_release(self, wid: int) -> tuple[int, int]:
+        """WITHDRAW_RELEASE."""
+        return self._one(commands.withdraw_release(wid))
+
+    def withdraw_commit(self, wid: int) -> tuple[int, int]:
+        """WITHDRAW_COMMIT."""
+        return self._one(commands.withdraw_commit(wid))
+
+    def available(self, user_id: int, asset_id: int, account: int) -> int:
+        """Available amount of a balance."""
+        return int(self.core.balance(user_id, asset_id, account)[0])
