@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from tempfile import TemporaryDirectory
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -104,7 +105,7 @@ def test_ledger_invariants(seed, ops):
         run(seed, ops, Path(tmp) / "w.db")
 
 
-def run(seed: int, ops: list[tuple], db: Path) -> None:
+def run(seed: int, ops: list[tuple[Any, ...]], db: Path) -> None:
     sim = SimChain(seed=seed)
     core = new_core()
     link = InProcessCore(core)
