@@ -4,7 +4,8 @@
     bursa wallet address --chain C --user U        a user's deposit address
     bursa wallet history --user U                  a user's deposits (JSON lines)
     bursa wallet incidents                         halted chains and incident events
-    bursa wallet resume --chain C --operator NAME  lift a chain's halt after an incident
+    bursa wallet resume --chain C --operator NAME [--rescan-from H]
+                                                   lift a chain's halt after an incident
     bursa wallet settle --ref R --action release|commit   resolve a reversed deposit's hold
 
 The config is the ``[wallet]`` section of a TOML file (see :mod:`wallet.config`);
@@ -113,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ref", type=int)
     p.add_argument("--action", dest="settle_action", choices=("release", "commit"))
     p.add_argument("--operator", default="")
+    p.add_argument("--rescan-from", type=int, help="resume: scan again from this height")
     p.add_argument("--log-level", default="INFO")
     args = p.parse_args(argv)
     logging.basicConfig(
@@ -166,7 +168,7 @@ def _dispatch(args: argparse.Namespace, wallet: Wallet, cfg: WalletConfig) -> in
     elif args.action == "resume":
         if args.chain is None or args.chain not in wallet.chains:
             raise ValueError("resume needs --chain NAME of a configured chain")
-        wallet.resume(args.chain, args.operator)
+        wallet.resume(args.chain, args.operator, args.rescan_from)
         print(json.dumps({"chain": args.chain, "resumed": True}))
     elif args.action == "settle":
         if args.ref is None or args.settle_action is None:

@@ -203,13 +203,18 @@ class Wallet:
             height -= 1
         if height == last[0]:
             return False
-        if height < low and low <= rt.cfg.start_height:
+        if height < low and low <= self._start(rt):
             # The fork is below the first block ever scanned: roll all of it back.
             return self._rollback(rt, low - 1)
         if height < low:
             self._incident(rt, [], f"reorg deeper than the {rt.cfg.keep_blocks} kept blocks")
             return True
         return self._rollback(rt, height)
+
+    def _start(self, rt: ChainRuntime) -> int:
+        """First height to scan: the configured start, or an operator's rescan height."""
+        again = self.store.rescan_from(rt.cfg.name)
+        return rt.cfg.start_height if again is None else again
 
     def _rollback(self, rt: ChainRuntime, fork: int) -> bool:
         name = rt.cfg.name
@@ -322,7 +327,7 @@ class Wallet:
     def _scan_blocks(self, rt: ChainRuntime, tip: BlockRef) -> None:
         name = rt.cfg.name
         last = self.store.last_block(name)
-        height = last[0] + 1 if last else rt.cfg.start_height
+        height = last[0] + 1 if last else self._start(rt)
         watched = self.store.watched(name)
         for _ in range(rt.cfg.max_blocks_per_step):
             if height > tip.height:
@@ -525,10 +530,28 @@ class Wallet:
 
     # -- operators and users -----------------------------------------------------------
 
-    def resume(self, chain: str, operator: str = "") -> None:
-        """Lift a chain's halt after an incident (the operator has looked at it)."""
-        self.store.set_halt(chain, None)
-        self.store.event(chain, "resumed", operator=operator)
+    def resume(self, chain: str, operator: str = "", rescan_from: int | None = None) -> None:
+        """Lift a chain's halt after an incident (the operator has looked at it).
+
+        ``rescan_from`` (after a reorg deeper than the kept history) forgets the
+        blocks from that height on and scans them again: uncredited deposits there
+        become ``orphaned`` until seen again; credited ones keep their status (their
+        references make a re-credit a DUPLICATE), so the operator checks them.
+        """
+        with self.store.tx() as db:
+            if rescan_from is not None:
+                db.execute(
+                    "DELETE FROM blocks WHERE chain = ? AND height >= ?", (chain, rescan_from)
+                )
+                db.execute(
+                    "UPDATE deposits SET status = 'orphaned', reason = 'operator rescan', "
+                    "block_height = -1, block_hash = '' WHERE chain = ? AND block_height >= ? "
+                    "AND status IN ('pending', 'confirming')",
+                    (chain, rescan_from),
+                )
+                self.store.set_rescan_from(chain, rescan_from)
+            self.store.set_halt(chain, None)
+            self.store.event(chain, "resumed", operator=operator, rescan_from=rescan_from)
         log.warning("chain %s: deposits resumed by operator %r", chain, operator)
 
     def settle(self, ref: int, action: str) -> dict[str, Any]:

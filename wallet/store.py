@@ -46,7 +46,8 @@ CREATE TABLE IF NOT EXISTS deposits (
 );
 CREATE INDEX IF NOT EXISTS deposits_user ON deposits (user_id);
 CREATE TABLE IF NOT EXISTS chains (
-    chain TEXT PRIMARY KEY, halted INTEGER NOT NULL DEFAULT 0, halt_reason TEXT NOT NULL DEFAULT ''
+    chain TEXT PRIMARY KEY, halted INTEGER NOT NULL DEFAULT 0, halt_reason TEXT NOT NULL DEFAULT '',
+    rescan_from INTEGER
 );
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT, ts_ns INTEGER NOT NULL, chain TEXT NOT NULL,
@@ -243,6 +244,20 @@ class Store:
                 "ON CONFLICT (chain) DO UPDATE SET halted = excluded.halted, "
                 "halt_reason = excluded.halt_reason",
                 (chain, 1 if reason else 0, reason or ""),
+            )
+
+    def rescan_from(self, chain: str) -> int | None:
+        """The height an operator asked to scan again from (None: the configured start)."""
+        row = self.db.execute("SELECT rescan_from FROM chains WHERE chain = ?", (chain,)).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def set_rescan_from(self, chain: str, height: int) -> None:
+        """Scan ``chain`` again from ``height`` when no block is stored."""
+        with self.tx() as db:
+            db.execute(
+                "INSERT INTO chains (chain, rescan_from) VALUES (?, ?) "
+                "ON CONFLICT (chain) DO UPDATE SET rescan_from = excluded.rescan_from",
+                (chain, height),
             )
 
     def event(self, chain: str, kind: str, **detail: Any) -> None:
