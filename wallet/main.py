@@ -7,6 +7,7 @@
     bursa wallet resume --chain C --operator NAME [--rescan-from H]
                                                    lift a chain's halt after an incident
     bursa wallet settle --ref R --action release|commit   resolve a reversed deposit's hold
+    bursa wallet demo                              the deposit flow on the simulated chain
 
 The config is the ``[wallet]`` section of a TOML file (see :mod:`wallet.config`);
 ``--db``, ``--core-fund-endpoint``, ``--core-admin-endpoint`` and ``--poll-ms``
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         "action",
         nargs="?",
         default="run",
-        choices=("run", "address", "history", "incidents", "resume", "settle"),
+        choices=("run", "address", "history", "incidents", "resume", "settle", "demo"),
     )
     p.add_argument("--config", help="TOML file; its [wallet] section")
     p.add_argument("--db", help="SQLite path or sqlite:/// URL")
@@ -120,6 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s"
     )
+    if args.action == "demo":
+        from wallet.demo import main as demo
+
+        return demo()
     try:
         cfg = load_config(args)
         wallet, core = build(cfg)

@@ -170,3 +170,11 @@ def test_simrpc_adapter_and_node_down():
         srv.close()
     with pytest.raises(NodeUnavailableError):
         SimRpcAdapter(srv.url, "sbtc", timeout_s=2).tip()
+
+
+def test_demo(tmp_path, capsys):
+    from wallet.demo import run_demo
+
+    assert run_demo(tmp_path / "demo.db") == {"available": 150_000, "held": 0}
+    out = capsys.readouterr().out
+    assert '"stage": "reorg above the threshold"' in out and '"conservation_errors": []' in out
