@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         choices=("run", "address", "history", "incidents", "resume", "settle", "demo"),
     )
     p.add_argument("--config", help="TOML file; its [wallet] section")
-    p.add_argument("--db", help="SQLite path or sqlite:/// URL")
+    p.add_argument("--db", help="SQLite path, sqlite:///path or postgresql:// URL")
     p.add_argument("--core-fund-endpoint")
     p.add_argument("--core-admin-endpoint")
     p.add_argument("--poll-ms", type=int)

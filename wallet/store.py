@@ -1,13 +1,14 @@
 """The wallet's persisted state: address pool, blocks seen, deposits, events, counters.
 
-SQLite (WAL, ``synchronous=FULL``) at a path or ``sqlite:///path`` URL. Every
+SQLite (WAL, ``synchronous=FULL``) at a path or ``sqlite:///path`` URL, or
+PostgreSQL at a ``postgresql://`` URL (psycopg 3; tables in the schema ``wallet``, so
+the database can be shared with other components). The same SQL runs on both: ``?``
+placeholders become ``%s`` for PostgreSQL, integers are BIGINT. Every
 change of one scanning step is one transaction (:meth:`Store.tx`), so a restart
 or a kill -9 resumes from a consistent state: the blocks table IS the cursor
 (the highest stored height), and a deposit's ``credit_state`` says whether a
 credit was only intended (``intent``: retried, the core answers DUPLICATE if it
 had applied it) or is known to be applied (``credited``).
-
-PostgreSQL URLs are refused with a clear error: part 1 ships and tests SQLite only.
 """
 
 from __future__ import annotations
@@ -23,38 +24,40 @@ from typing import Any
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS addresses (
-    chain TEXT NOT NULL, idx INTEGER NOT NULL, address TEXT NOT NULL,
-    user_id INTEGER, assigned_ns INTEGER,
+    chain TEXT NOT NULL, idx BIGINT NOT NULL, address TEXT NOT NULL,
+    user_id BIGINT, assigned_ns BIGINT,
     PRIMARY KEY (chain, idx), UNIQUE (chain, address)
 );
 CREATE INDEX IF NOT EXISTS addresses_user ON addresses (chain, user_id);
 CREATE TABLE IF NOT EXISTS blocks (
-    chain TEXT NOT NULL, height INTEGER NOT NULL, hash TEXT NOT NULL, parent TEXT NOT NULL,
+    chain TEXT NOT NULL, height BIGINT NOT NULL, hash TEXT NOT NULL, parent TEXT NOT NULL,
     PRIMARY KEY (chain, height)
 );
 CREATE TABLE IF NOT EXISTS deposits (
-    chain TEXT NOT NULL, txid TEXT NOT NULL, kind TEXT NOT NULL, idx INTEGER NOT NULL,
-    ref INTEGER NOT NULL UNIQUE, user_id INTEGER NOT NULL, asset_id INTEGER NOT NULL,
+    chain TEXT NOT NULL, txid TEXT NOT NULL, kind TEXT NOT NULL, idx BIGINT NOT NULL,
+    ref BIGINT NOT NULL UNIQUE, user_id BIGINT NOT NULL, asset_id BIGINT NOT NULL,
     address TEXT NOT NULL, token TEXT NOT NULL, amount TEXT NOT NULL,
-    credit_amount INTEGER NOT NULL,
-    block_height INTEGER NOT NULL, block_hash TEXT NOT NULL,
+    credit_amount BIGINT NOT NULL,
+    block_height BIGINT NOT NULL, block_hash TEXT NOT NULL,
     status TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '',
-    credit_state TEXT NOT NULL DEFAULT 'none', hold_id INTEGER NOT NULL DEFAULT 0,
-    held_amount INTEGER NOT NULL DEFAULT 0,
-    first_seen_ns INTEGER NOT NULL, updated_ns INTEGER NOT NULL,
+    credit_state TEXT NOT NULL DEFAULT 'none', hold_id BIGINT NOT NULL DEFAULT 0,
+    held_amount BIGINT NOT NULL DEFAULT 0,
+    first_seen_ns BIGINT NOT NULL, updated_ns BIGINT NOT NULL,
     PRIMARY KEY (chain, txid, kind, idx)
 );
 CREATE INDEX IF NOT EXISTS deposits_user ON deposits (user_id);
 CREATE TABLE IF NOT EXISTS chains (
-    chain TEXT PRIMARY KEY, halted INTEGER NOT NULL DEFAULT 0, halt_reason TEXT NOT NULL DEFAULT '',
-    rescan_from INTEGER
+    chain TEXT PRIMARY KEY, halted BIGINT NOT NULL DEFAULT 0, halt_reason TEXT NOT NULL DEFAULT '',
+    rescan_from BIGINT
 );
 CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, ts_ns INTEGER NOT NULL, chain TEXT NOT NULL,
+    id {serial}, ts_ns BIGINT NOT NULL, chain TEXT NOT NULL,
     kind TEXT NOT NULL, detail TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL);
 """
+SERIAL = {"sqlite": "INTEGER PRIMARY KEY AUTOINCREMENT", "pg": "BIGSERIAL PRIMARY KEY"}
+PG_SCHEMA = "wallet"
 
 
 @dataclass(frozen=True)
@@ -83,29 +86,78 @@ class Deposit:
     updated_ns: int
 
 
+def is_postgres(url: str) -> bool:
+    """True for a ``postgresql://`` (or ``postgres://``) URL."""
+    return url.startswith(("postgresql://", "postgres://"))
+
+
 def sqlite_path(url: str) -> str:
     """The file path of a ``sqlite:///path`` URL or a bare path; other schemes refused."""
     if url.startswith("sqlite:///"):
         return url[len("sqlite:///") :]
     if "://" in url:
         raise ValueError(
-            f"unsupported database URL {url.split('://')[0]}://...: the wallet stores its "
-            "state in SQLite (PostgreSQL is not implemented yet)"
+            f"unsupported database URL {url.split('://')[0]}://...: "
+            "use a path, sqlite:///path or postgresql://..."
         )
     return url
+
+
+class Sql:
+    """One connection, SQLite or PostgreSQL, speaking the wallet's SQL (``?`` placeholders)."""
+
+    def __init__(self, url: str) -> None:
+        self.pg = is_postgres(url)
+        self.conn: Any
+        if self.pg:
+            import psycopg
+
+            try:
+                self.conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
+            except psycopg.OperationalError as exc:
+                raise ValueError(f"cannot open database {url.split('@')[-1]}: {exc}") from exc
+            self.conn.execute(f"CREATE SCHEMA IF NOT EXISTS {PG_SCHEMA}")
+            self.conn.execute(f"SET search_path TO {PG_SCHEMA}")
+        else:
+            path = sqlite_path(url)
+            if path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self.conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=FULL")
+        schema = SCHEMA.format(serial=SERIAL["pg" if self.pg else "sqlite"])
+        for stmt in schema.split(";"):
+            if stmt.strip():
+                self.conn.execute(stmt)
+
+    def execute(self, sql: str, args: tuple[Any, ...] | list[Any] = ()) -> Any:
+        """Run one statement; returns a cursor (iterable, ``fetchone``)."""
+        if self.pg:
+            return self.conn.execute(sql.replace("?", "%s"), tuple(args))
+        return self.conn.execute(sql, tuple(args))
+
+    def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        """Run one statement per row."""
+        if self.pg:
+            with self.conn.cursor() as cur:
+                cur.executemany(sql.replace("?", "%s"), rows)
+        else:
+            self.conn.executemany(sql, rows)
+
+    def begin(self) -> None:
+        """Start a write transaction (SQLite: take the write lock at once)."""
+        self.conn.execute("BEGIN" if self.pg else "BEGIN IMMEDIATE")
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.conn.close()
 
 
 class Store:
     """The wallet database. One instance per process; not thread-safe."""
 
     def __init__(self, url: str) -> None:
-        path = sqlite_path(url)
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(path, isolation_level=None, timeout=30)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(SCHEMA)
+        self.db = Sql(url)
         self._depth = 0
 
     def close(self) -> None:
@@ -113,7 +165,7 @@ class Store:
         self.db.close()
 
     @contextmanager
-    def tx(self) -> Iterator[sqlite3.Connection]:
+    def tx(self) -> Iterator[Sql]:
         """One atomic transaction (nested calls join the outer one)."""
         if self._depth:
             self._depth += 1
@@ -122,7 +174,7 @@ class Store:
             finally:
                 self._depth -= 1
             return
-        self.db.execute("BEGIN IMMEDIATE")
+        self.db.begin()
         self._depth = 1
         try:
             yield self.db
@@ -139,7 +191,8 @@ class Store:
     def pool_size(self, chain: str) -> tuple[int, int]:
         """(derived, unassigned) addresses of ``chain``."""
         row = self.db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(user_id IS NULL), 0) FROM addresses WHERE chain = ?",
+            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN user_id IS NULL THEN 1 ELSE 0 END), 0) "
+            "FROM addresses WHERE chain = ?",
             (chain,),
         ).fetchone()
         return int(row[0]), int(row[1])
@@ -148,7 +201,8 @@ class Store:
         """Store pre-derived (index, address) pairs."""
         with self.tx() as db:
             db.executemany(
-                "INSERT OR IGNORE INTO addresses (chain, idx, address) VALUES (?, ?, ?)",
+                "INSERT INTO addresses (chain, idx, address) VALUES (?, ?, ?) "
+                "ON CONFLICT DO NOTHING",
                 [(chain, i, a) for i, a in rows],
             )
 
@@ -285,7 +339,7 @@ class Store:
         with self.tx() as db:
             db.execute(
                 "INSERT INTO counters (name, value) VALUES (?, ?) "
-                "ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+                "ON CONFLICT (name) DO UPDATE SET value = counters.value + excluded.value",
                 (name, by),
             )
 

@@ -49,6 +49,34 @@ class CoreHandle:
         self.funding.close()
 
 
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[Any]:
+    """One private PostgreSQL server for the session (tests/wallet/nodes.py)."""
+    from tests.wallet.nodes import Postgres
+
+    srv = Postgres()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request: Any, tmp_path: Any) -> str:
+    """The wallet database URL: a SQLite file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "w.db")
+    import uuid
+
+    import psycopg
+
+    srv = request.getfixturevalue("pg_server")
+    name = f"wallet_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(srv.url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return f"{srv.url.rsplit('/', 1)[0]}/{name}"
+
+
 @pytest.fixture
 def core(tmp_path) -> Iterator[CoreHandle]:
     """A fresh core with assets 1..3 and users 1..10 (fee tier 0)."""

@@ -180,3 +180,56 @@ class Anvil:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=30)
+
+
+PG_BIN = Path("/usr/lib/postgresql")
+
+
+def pg_bin(name: str) -> str:
+    """A PostgreSQL server binary (Debian keeps them under /usr/lib/postgresql/N/bin)."""
+    found = shutil.which(name)
+    if found:
+        return found
+    for cand in sorted(PG_BIN.glob(f"*/bin/{name}"), reverse=True):
+        return str(cand)
+    raise FileNotFoundError(f"{name} not installed: apt-get install postgresql (see .ci/run)")
+
+
+class Postgres:
+    """A private PostgreSQL cluster on a free loopback port (trust auth, temporary data).
+
+    The server refuses to run as root, so as root it runs as the ``postgres`` user.
+    """
+
+    def __init__(self) -> None:
+        import os
+        import pwd
+        import tempfile
+
+        self.dir = Path(tempfile.mkdtemp(prefix="bursa-wallet-pg-"))
+        self.port = free_port()
+        self.prefix: list[str] = []
+        if os.geteuid() == 0:
+            pw = pwd.getpwnam("postgres")
+            os.chown(self.dir, pw.pw_uid, pw.pw_gid)
+            self.prefix = ["runuser", "-u", "postgres", "--"]
+        data = self.dir / "data"
+        subprocess.run(
+            [*self.prefix, pg_bin("initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        self.ctl = [*self.prefix, pg_bin("pg_ctl"), "-D", str(data)]
+        opts = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        subprocess.run(
+            [*self.ctl, "-o", opts, "-l", str(self.dir / "log"), "-w", "start"],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def stop(self) -> None:
+        subprocess.run([*self.ctl, "-m", "immediate", "stop"], capture_output=True, timeout=60)
+        shutil.rmtree(self.dir, ignore_errors=True)

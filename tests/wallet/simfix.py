@@ -52,7 +52,7 @@ def eth_cfg(**kw: Any) -> ChainConfig:
 
 
 def make_wallet(
-    db: Path, core: CoreHandle, chains: list[tuple[ChainConfig, SimChain]], **kw: Any
+    db: Path | str, core: CoreHandle, chains: list[tuple[ChainConfig, SimChain]], **kw: Any
 ) -> Wallet:
     """A Wallet over in-process simulated chains (a new one on the same db = a restart)."""
     return Wallet(Store(str(db)), [ChainRuntime(c, s) for c, s in chains], core.funding, **kw)

@@ -157,7 +157,9 @@ def test_bad_config_and_bad_commands_are_refused(tmp_path):
     bad.write_text('[wallet]\n[wallet.chains.x]\nkind = "nope"\nnetwork = "btc"\nxpub = "x"\n')
     r = bursa_wallet("run", "--config", str(bad))
     assert r.returncode == 2 and "bad configuration" in r.stderr
-    r = bursa_wallet("history", "--db", "postgresql://localhost/x")
-    assert r.returncode == 2 and "PostgreSQL" in r.stderr
+    r = bursa_wallet("history", "--db", "postgresql://nobody@127.0.0.1:1/x")
+    assert r.returncode == 2 and "cannot open database" in r.stderr
+    r = bursa_wallet("history", "--db", "mysql://localhost/x")
+    assert r.returncode == 2 and "unsupported database URL" in r.stderr
     r = bursa_wallet("history", "--db", str(tmp_path / "w.db"))
     assert r.returncode == 2 and "--user" in r.stderr

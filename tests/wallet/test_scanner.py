@@ -55,9 +55,9 @@ def statuses(w: Wallet, user: int) -> list[str]:
     return [h["status"] for h in w.history(user)]
 
 
-def test_credit_after_confirmations_once_with_history(core, tmp_path):
+def test_credit_after_confirmations_once_with_history(core, db, tmp_path):
     sim = SimChain(seed=1)
-    w = make_wallet(tmp_path / "w.db", core, [(utxo_cfg(), sim)])
+    w = make_wallet(db, core, [(utxo_cfg(), sim)])
     a1, a2 = w.deposit_address("sbtc", 1), w.deposit_address("sbtc", 2)
     sim.send([(a1, 50_000), (a2, 70_000), (a1, 999)])  # the last is below the minimum
     w.step_all()
@@ -81,10 +81,10 @@ def test_credit_after_confirmations_once_with_history(core, tmp_path):
 
 
 @pytest.mark.parametrize("depth", range(1, 11))
-def test_reorg_depth_both_sides_of_threshold(core, tmp_path, depth):
+def test_reorg_depth_both_sides_of_threshold(core, db, tmp_path, depth):
     """A deposit ``depth`` blocks deep vanishes in a reorg of that depth (credit at 6)."""
     sim = SimChain(seed=depth)
-    w = make_wallet(tmp_path / "w.db", core, [(utxo_cfg(credit_confirmations=6), sim)])
+    w = make_wallet(db, core, [(utxo_cfg(credit_confirmations=6), sim)])
     addr = w.deposit_address("sbtc", 1)
     other = w.deposit_address("sbtc", 2)
     mine_and_scan(sim, w, 2)
@@ -114,9 +114,9 @@ def test_reorg_depth_both_sides_of_threshold(core, tmp_path, depth):
     check(core, w)
 
 
-def test_reorg_that_reconfirms_the_deposit_credits_it_once(core, tmp_path):
+def test_reorg_that_reconfirms_the_deposit_credits_it_once(core, db, tmp_path):
     sim = SimChain(seed=5)
-    w = make_wallet(tmp_path / "w.db", core, [(utxo_cfg(credit_confirmations=4), sim)])
+    w = make_wallet(db, core, [(utxo_cfg(credit_confirmations=4), sim)])
     addr = w.deposit_address("sbtc", 1)
     sim.send([(addr, 10_000)])
     mine_and_scan(sim, w, 2)
@@ -129,9 +129,9 @@ def test_reorg_that_reconfirms_the_deposit_credits_it_once(core, tmp_path):
     check(core, w)
 
 
-def test_double_spend_of_a_deposit_is_never_credited(core, tmp_path):
+def test_double_spend_of_a_deposit_is_never_credited(core, db, tmp_path):
     sim = SimChain(seed=6)
-    w = make_wallet(tmp_path / "w.db", core, [(utxo_cfg(), sim)])
+    w = make_wallet(db, core, [(utxo_cfg(), sim)])
     addr = w.deposit_address("sbtc", 1)
     sim.send([(addr, 40_000)], spends=["coin7:0"])
     mine_and_scan(sim, w, 2)
@@ -144,9 +144,9 @@ def test_double_spend_of_a_deposit_is_never_credited(core, tmp_path):
     check(core, w)
 
 
-def test_rbf_replaced_mempool_deposit_is_orphaned(core, tmp_path):
+def test_rbf_replaced_mempool_deposit_is_orphaned(core, db, tmp_path):
     sim = SimChain(seed=7)
-    w = make_wallet(tmp_path / "w.db", core, [(utxo_cfg(pending_confirmations=0), sim)])
+    w = make_wallet(db, core, [(utxo_cfg(pending_confirmations=0), sim)])
     addr = w.deposit_address("sbtc", 1)
     first = sim.send([(addr, 20_000)], spends=["c1:0"], rbf=True)
     w.step_all()
@@ -163,9 +163,9 @@ def test_rbf_replaced_mempool_deposit_is_orphaned(core, tmp_path):
     check(core, w)
 
 
-def test_node_down_and_back(core, tmp_path):
+def test_node_down_and_back(core, db, tmp_path):
     sim = SimChain(seed=8)
-    w = make_wallet(tmp_path / "w.db", core, [(utxo_cfg(), sim)])
+    w = make_wallet(db, core, [(utxo_cfg(), sim)])
     addr = w.deposit_address("sbtc", 1)
     sim.send([(addr, 11_000)])
     mine_and_scan(sim, w, 1)
@@ -183,10 +183,10 @@ def test_node_down_and_back(core, tmp_path):
     check(core, w)
 
 
-def test_duplicate_notifications_and_rescan_from_scratch(core, tmp_path):
+def test_duplicate_notifications_and_rescan_from_scratch(core, db, tmp_path):
     sim = SimChain(seed=9)
     cfg = utxo_cfg()
-    w = make_wallet(tmp_path / "w.db", core, [(cfg, sim)])
+    w = make_wallet(db, core, [(cfg, sim)])
     addr = w.deposit_address("sbtc", 1)
     txid = sim.send([(addr, 12_000), (addr, 13_000)])
     mine_and_scan(sim, w, 3)
@@ -208,10 +208,9 @@ def test_duplicate_notifications_and_rescan_from_scratch(core, tmp_path):
     check(core, w)
 
 
-def test_restart_mid_scan_and_crash_inside_a_block(core, tmp_path):
+def test_restart_mid_scan_and_crash_inside_a_block(core, db, tmp_path):
     sim = SimChain(seed=10)
     cfg = utxo_cfg(max_blocks_per_step=2)
-    db = tmp_path / "w.db"
     w = make_wallet(db, core, [(cfg, sim)])
     addrs = [w.deposit_address("sbtc", u) for u in (1, 2, 3)]
     for i in range(12):
@@ -252,9 +251,8 @@ def test_restart_mid_scan_and_crash_inside_a_block(core, tmp_path):
     check(core, w)
 
 
-def test_crash_between_credit_and_record_credits_once(core, tmp_path):
+def test_crash_between_credit_and_record_credits_once(core, db, tmp_path):
     sim = SimChain(seed=11)
-    db = tmp_path / "w.db"
 
     def boom() -> None:
         raise SystemExit("killed after the core applied the DEPOSIT")
@@ -276,9 +274,9 @@ def test_crash_between_credit_and_record_credits_once(core, tmp_path):
     check(core, w)
 
 
-def test_incident_halts_holds_and_operator_resumes_and_settles(core, tmp_path):
+def test_incident_halts_holds_and_operator_resumes_and_settles(core, db, tmp_path):
     sim = SimChain(seed=12)
-    w = make_wallet(tmp_path / "w.db", core, [(utxo_cfg(), sim)])
+    w = make_wallet(db, core, [(utxo_cfg(), sim)])
     addr = w.deposit_address("sbtc", 1)
     sim.send([(addr, 60_000)])
     mine_and_scan(sim, w, 3)
@@ -306,9 +304,9 @@ def test_incident_halts_holds_and_operator_resumes_and_settles(core, tmp_path):
     assert core.conservation_ok()
 
 
-def test_incident_hold_release_when_tx_reconfirms(core, tmp_path):
+def test_incident_hold_release_when_tx_reconfirms(core, db, tmp_path):
     sim = SimChain(seed=13)
-    w = make_wallet(tmp_path / "w.db", core, [(utxo_cfg(), sim)])
+    w = make_wallet(db, core, [(utxo_cfg(), sim)])
     addr = w.deposit_address("sbtc", 1)
     sim.send([(addr, 8_000)])
     mine_and_scan(sim, w, 4)
@@ -323,9 +321,9 @@ def test_incident_hold_release_when_tx_reconfirms(core, tmp_path):
     check(core, w)
 
 
-def test_account_chain_eth_token_and_adversarial(core, tmp_path):
+def test_account_chain_eth_token_and_adversarial(core, db, tmp_path):
     sim = SimChain(chain="seth", model="account", seed=14)
-    w = make_wallet(tmp_path / "w.db", core, [(eth_cfg(), sim)])
+    w = make_wallet(db, core, [(eth_cfg(), sim)])
     a1, a2 = w.deposit_address("seth", 1), w.deposit_address("seth", 2)
     assert a1.startswith("0x") and len(a1) == 42
     ok_eth = sim.send(
