@@ -90,7 +90,13 @@ def run(wallet: Wallet, cfg: WalletConfig) -> int:
     }
     print(json.dumps(ready), flush=True)
     while not stop.is_set():
-        wallet.step_all()
+        try:
+            wallet.step_all()
+        except Exception:
+            # Never die on one bad step: log it, count it, try again next poll (every
+            # step starts from the persisted state, so a retry is safe).
+            log.exception("wallet step failed")
+            wallet.store.bump("wallet.step_errors")
         stop.wait(cfg.poll_ms / 1000)
     log.info("wallet stopping")
     return 0

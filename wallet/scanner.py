@@ -33,6 +33,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from bindings.client import CoreError
+from pyx.enums import Reason
 from wallet.addresses import derive_address
 from wallet.chain import TOKEN, BlockRef, ChainAdapter, NodeUnavailableError, Payment
 from wallet.config import ChainConfig
@@ -42,6 +44,14 @@ log = logging.getLogger("bursa.wallet")
 
 APPLIED, REJECTED, DUPLICATE = 1, 2, 3
 OPEN = ("pending", "confirming")
+
+
+def reason_name(code: int) -> str:
+    """The core's name of a reject reason code."""
+    try:
+        return Reason(code).name
+    except ValueError:
+        return f"reason {code}"
 
 
 def _ref(tag: str, chain: str, txid: str, kind: str, idx: int) -> int:
@@ -186,6 +196,9 @@ class Wallet:
         except TimeoutError as exc:
             log.warning("chain %s: core did not answer: %s", chain, exc)
             self.store.bump(f"{chain}.core_timeout")
+        except CoreError as exc:
+            log.error("chain %s: core refused a request: %s", chain, exc)
+            self.store.bump(f"{chain}.core_errors")
 
     def _detect_reorg(self, rt: ChainRuntime) -> bool:
         """Roll back blocks the node no longer has; True if the chain got halted."""
@@ -282,7 +295,10 @@ class Wallet:
             )
             if st not in (APPLIED, DUPLICATE):
                 log.error(
-                    "chain %s: re-sending reversed deposit %d rejected (%d)", d.chain, d.ref, reason
+                    "chain %s: re-sending reversed deposit %d rejected: %s",
+                    d.chain,
+                    d.ref,
+                    reason_name(reason),
                 )
             amount = d.credit_amount
             st, reason = self.core.withdraw_hold(
@@ -514,7 +530,7 @@ class Wallet:
                 "applied" if st == APPLIED else "duplicate",
             )
             return True
-        self._reject(d, f"core rejected the deposit (reason {reason})", credit_state="none")
+        self._reject(d, f"core rejected the deposit: {reason_name(reason)}", credit_state="none")
         return False
 
     def _reject(self, d: Deposit, reason: str, credit_state: str = "none") -> None:

@@ -178,3 +178,16 @@ def test_demo(tmp_path, capsys):
     assert run_demo(tmp_path / "demo.db") == {"available": 150_000, "held": 0}
     out = capsys.readouterr().out
     assert '"stage": "reorg above the threshold"' in out and '"conservation_errors": []' in out
+
+
+def test_core_rejects_a_deposit_for_an_unknown_user(core, tmp_path):
+    sim = SimChain(seed=35)
+    w = make_wallet(tmp_path / "w.db", core, [(utxo_cfg(), sim)])
+    addr = w.deposit_address("sbtc", 500)  # not a user of the core
+    sim.send([(addr, 5_000)])
+    sim.mine(3)
+    w.step_all()
+    (h,) = w.history(500)
+    assert h["status"] == "rejected" and h["reason"].endswith("UNKNOWN_USER")
+    assert w.store.events("sbtc")[-1]["kind"] == "rejected"
+    assert core.conservation_ok()
