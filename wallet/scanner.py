@@ -235,6 +235,7 @@ class Wallet:
         with self.store.tx() as db:
             top = self.store.last_block(name)
             depth = (top[0] if top else fork) - fork
+            # Reversed deposits are out of the chain view already (block_height -1).
             hit = self.store.deposits("chain = ? AND block_height > ?", (name, fork))
             reversed_: list[Deposit] = []
             for d in hit:
@@ -242,8 +243,8 @@ class Wallet:
                     reversed_.append(d)
                     db.execute(
                         "UPDATE deposits SET status = 'reversed', reason = ?, "
-                        "credit_state = 'hold_pending', hold_id = ?, updated_ns = ? "
-                        "WHERE ref = ?",
+                        "credit_state = 'hold_pending', hold_id = ?, block_height = -1, "
+                        "block_hash = '', updated_ns = ? WHERE ref = ?",
                         (
                             f"credited, then removed by a {depth}-block reorg",
                             hold_ref(d.chain, d.txid, d.kind, d.idx),

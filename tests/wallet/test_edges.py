@@ -191,3 +191,26 @@ def test_core_rejects_a_deposit_for_an_unknown_user(core, tmp_path):
     assert h["status"] == "rejected" and h["reason"].endswith("UNKNOWN_USER")
     assert w.store.events("sbtc")[-1]["kind"] == "rejected"
     assert core.conservation_ok()
+
+
+def test_reversed_deposit_stays_reversed_through_later_reorgs(core, tmp_path):
+    sim = SimChain(seed=36)
+    w = make_wallet(tmp_path / "w.db", core, [(utxo_cfg(), sim)])
+    addr = w.deposit_address("sbtc", 1)
+    sim.mine(2)
+    sim.send([(addr, 6_000)])
+    for _ in range(3):
+        sim.mine()
+        w.step_all()
+    sim.reorg(3)  # the tx comes back in the mempool, mined again below
+    w.step_all()
+    w.resume("sbtc")
+    for _ in range(2):
+        sim.mine()
+        w.step_all()
+    sim.reorg(7, keep=False)  # reaches below the old block (3) of the reversed deposit
+    w.step_all()
+    assert [h["status"] for h in w.history(1)] == ["reversed"]
+    (d,) = w.store.deposits()
+    assert d.credit_state == "held" and core.balance(1, BTC) == (0, 6_000)
+    assert core.conservation_ok()
