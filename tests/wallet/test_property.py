@@ -99,17 +99,17 @@ def check(core: Core, w: Wallet, sim: SimChain) -> None:
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
-@given(st.integers(0, 2**32), st.lists(op, min_size=5, max_size=50))
-def test_ledger_invariants(seed, ops):
+@given(st.integers(0, 2**32), st.lists(op, min_size=5, max_size=50), st.sampled_from([0, 1, 2]))
+def test_ledger_invariants(seed, ops, pending):
     with TemporaryDirectory() as tmp:
-        run(seed, ops, Path(tmp) / "w.db")
+        run(seed, ops, Path(tmp) / "w.db", pending)
 
 
-def run(seed: int, ops: list[tuple[Any, ...]], db: Path) -> None:
+def run(seed: int, ops: list[tuple[Any, ...]], db: Path, pending: int) -> None:
     sim = SimChain(seed=seed)
     core = new_core()
     link = InProcessCore(core)
-    cfg = utxo_cfg(credit_confirmations=N, pending_confirmations=0)
+    cfg = utxo_cfg(credit_confirmations=N, pending_confirmations=pending)
     crash = [False]
 
     def hook() -> None:
