@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "reconcile": ("clearing.reconcile", "ledger vs core balances and conservation at one seq"),
     "marketdata": ("marketdata.server", "public market-data feed (ZeroMQ PUB + snapshot/replay)"),
     "watch": ("marketdata.watch", "live terminal view of a symbol: book, trades, candles"),
+    "wallet": ("wallet.main", "deposit scanner: chain adapters, deposit addresses, credits"),
 }
 
 
