@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bindings.client import CoreClient, EventSubscriber
+from bindings.client import EventSubscriber
 from engine.wire import commands
 from engine.wire.frames import STATUS_APPLIED, STATUS_DUPLICATE
 from engine.wire.layout import EV_DTYPE
@@ -120,7 +120,7 @@ def load_until(
     seen: list[np.ndarray],
 ) -> None:
     """Pipeline frames and record replies and live events until ``deadline``, then kill -9."""
-    c = CoreClient(core.cmd)
+    c = core.client()
     sent: dict[int, np.ndarray] = {}
     try:
         while time.monotonic() < deadline:
@@ -146,7 +146,7 @@ def load_until(
 
 
 def setup(core: CoreProcess, led: Ledger) -> None:
-    c = CoreClient(core.cmd)
+    c = core.client()
     try:
         cmds = np.concatenate(
             [
@@ -189,7 +189,7 @@ def check_after_restart(
     ready = core.ready
     last = int(ready["last_seq"])
     assert max(led.acked_seqs) <= last, (max(led.acked_seqs), last)
-    c = CoreClient(core.cmd)
+    c = core.client()
     sub = EventSubscriber(core.pub, core.replay)
     try:
         # The event log is complete and agrees with what was published before the kill.
@@ -274,7 +274,7 @@ def test_kill9_under_load(tmp_path):
         assert kills >= 20
         assert led.acked_total > 1000, "the load never got going"
         # Finally a clean stop, and a from-scratch replay of the real directory.
-        c = CoreClient(core.cmd)
+        c = core.client()
         try:
             want = c.control("state_hash")["state_hash"]
         finally:
