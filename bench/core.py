@@ -322,9 +322,11 @@ def open_loop_process(
         finally:
             gc.enable()
         assert got == n, f"only {got} of {n} replies"
-        ans = client.control("conservation")
-        assert ans["ok"], ans
         client.close()
+        admin = CoreClient(ready["admin"])
+        ans = admin.control("conservation")
+        assert ans["ok"], ans
+        admin.close()
         return lat
     finally:
         proc.terminate()

@@ -536,7 +536,10 @@ class EventSubscriber:
             raise CoreError("malformed replay answer")
         status, next_seq, last_seq = decode_replay_end(parts[-1])
         if status == REPLAY_NOT_AVAILABLE:
-            raise CoreError(f"events before seq {next_seq} are no longer kept")
+            raise CoreError(
+                f"too old: events before seq {next_seq} are no longer kept "
+                "(event-log retention); rebuild from a snapshot of the core's state"
+            )
         if status != REPLAY_OK:
             raise CoreError(f"replay request refused (status {status})")
         frames = [decode_event_frame(p, verify=True) for p in parts[1:-1]]

@@ -42,6 +42,8 @@ from pyx.enums import CmdKind, Reason
 Records = np.ndarray[Any, np.dtype[np.void]]
 
 STATUS_NAMES = {1: "applied", 2: "rejected", 3: "duplicate"}
+# Minimum order value (quote minor units) `add-symbol` sets unless told otherwise.
+DEFAULT_MIN_NOTIONAL_MINOR = 100
 EXIT_OK = 0
 EXIT_REJECTED = 1
 EXIT_USAGE = 2
@@ -143,7 +145,9 @@ def _parser() -> argparse.ArgumentParser:
         ("min-price-ticks", 1),
         ("max-price-ticks", 10**9),
         ("protection-ticks", 10**6),
-        ("min-notional-minor", 0),
+        # Non-zero by default: dust orders cost the book and the event stream as much
+        # as real ones.  0 switches the check off.
+        ("min-notional-minor", DEFAULT_MIN_NOTIONAL_MINOR),
     ):
         s.add_argument(f"--{flag}", type=int, default=default)
 

@@ -23,12 +23,13 @@ import numpy as np
 import numpy.typing as npt
 
 from engine.wire.commands import stamp
-from pyx.core import CoreState
+from pyx.core import REF_MEMORY, CoreState
 
 SNAPSHOT_MAGIC = b"BURSACORE\x00"
 # 2: book rows are Book.l3_full() rows (tif and stp added)
 # 3: per-user order ids (internal ids user << 40 | id), order-id marks and remembered NEWs,
-#    funding references with their content and first result, transfer references, marks
+#    funding references (arrival order) with their content and first result, transfer
+#    references, forgotten floors
 SNAPSHOT_VERSION = 3
 
 # Row formats of the snapshot sections (little-endian, packed).  The order of the
@@ -55,8 +56,9 @@ _REF = struct.Struct("<QIHqqq")  # deposit ref, user, asset, account, amount, re
 # id, user, asset, account, amount, state, hold reply value, commit/release reply value
 _WITHDRAWAL = struct.Struct("<QIHqqBqq")
 _TRANSFER = struct.Struct("<QIHqqqq")  # ref, user, asset, from, to, amount, reply value
-# highest deposit / withdrawal / transfer reference, their prune floors, user order limit
-_MARKS = struct.Struct("<QQQQQQq")
+# highest deposit / withdrawal / transfer reference forgotten, references remembered per
+# kind, live orders per user at most
+_MARKS = struct.Struct("<QQQqq")
 
 _U64 = (1 << 64) - 1
 
@@ -107,6 +109,9 @@ class Core(CoreState):
     variants : frozenset of str
         Deliberately broken behaviours, for the simulator's tests only:
         ``"double_release"`` and ``"dup_deposit"`` (see ``pyx/core.pyx``).
+    ref_memory : int
+        Funding references remembered per kind (deposits, withdrawals, transfers);
+        smaller than the default in tests only.  Kept in snapshots.
 
     Notes
     -----
@@ -116,8 +121,10 @@ class Core(CoreState):
     never raises: it is rejected with a ``Reason`` and changes nothing.
     """
 
-    def __init__(self, variants: frozenset[str] = frozenset()) -> None:
-        super().__init__(variants)
+    def __init__(
+        self, variants: frozenset[str] = frozenset(), ref_memory: int = REF_MEMORY
+    ) -> None:
+        super().__init__(variants, ref_memory)
 
     # ------------------------------------------------------------- batches
 

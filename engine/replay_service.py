@@ -19,9 +19,11 @@ import zmq
 
 from engine.eventlog import EventLogReader
 from engine.security import CurveServerKeys, make_server_socket
+from engine.storage import StorageError
 from engine.storage import FileStorage
 from engine.wire.frames import (
     REPLAY_BAD_REQUEST,
+    REPLAY_NOT_AVAILABLE,
     FrameError,
     decode_replay_request,
     encode_replay_end,
@@ -123,7 +125,13 @@ class ReplayService(threading.Thread):
             log.warning("replay: bad request: %s", e)
             return [*head, encode_replay_end(REPLAY_BAD_REQUEST, 0, reader.last_seq)]
         limit = min(max_events, REPLAY_EVENTS_MAX) if max_events else REPLAY_EVENTS_MAX
-        frames, next_seq, status = reader.read(from_seq, limit, REPLAY_BYTES_MAX)
+        try:
+            frames, next_seq, status = reader.read(from_seq, limit, REPLAY_BYTES_MAX)
+        except (StorageError, OSError) as e:
+            # Retention removed a segment under the read: those events are too old now.
+            log.info("replay: %s; answering not available", e)
+            reader.refresh()
+            frames, next_seq, status = [], reader.first_seq, REPLAY_NOT_AVAILABLE
         return [*head, *frames, encode_replay_end(status, next_seq, reader.last_seq)]
 
     def stop(self) -> None:

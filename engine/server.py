@@ -44,7 +44,7 @@ import zmq
 
 from engine.clock import RealClock
 from engine.corelike import CoreClass
-from engine.eventlog import EventLog, split_event_frames
+from engine.eventlog import EVENT_SEGMENT_BYTES_MAX, EventLog, split_event_frames
 from engine.journal import JournalCorrupt, JournalWriteError
 from engine.recovery import recover
 from engine.replay_service import ReplayService
@@ -83,6 +83,10 @@ MAX_MESSAGES_PER_TURN = 8192
 # Events per PUB frame; frames are cut on command boundaries, so one command with
 # more events than this still goes out whole in one frame.
 MAX_FRAME_EVENTS = 8192
+# Event-log retention: bytes of event log kept (oldest whole segments removed beyond)
+# and how often the server checks, ms.
+EVENT_LOG_RETAIN_BYTES = 8 << 30
+RETENTION_CHECK_MS = 1000
 # Poll timeout when idle: how late a timer-based snapshot or a signal is noticed.
 IDLE_POLL_MS = 50
 # Outgoing queue bound per subscriber / client: beyond it ZeroMQ drops (PUB) or
@@ -147,6 +151,11 @@ class ServerConfig:
         The core's ``.key_secret`` file (``bursa admin keygen``).
     curve_clients_dir : str
         Directory of the ``.key`` public key files of the processes allowed in.
+    event_log_retain_bytes : int
+        Event-log retention: beyond this many bytes the oldest segments are removed
+        while running; replay requests before the log's start are answered "too old".
+    event_log_segment_bytes : int
+        Size at which the event log starts a new segment (the unit of retention).
     """
 
     data_dir: str = "data/core"
@@ -164,6 +173,8 @@ class ServerConfig:
     curve: bool = False
     curve_secret_key: str = ""
     curve_clients_dir: str = ""
+    event_log_retain_bytes: int = EVENT_LOG_RETAIN_BYTES
+    event_log_segment_bytes: int = EVENT_SEGMENT_BYTES_MAX
 
     def endpoints(self) -> dict[str, str]:
         """Every endpoint to bind, by ready-line key."""
@@ -191,6 +202,10 @@ class ServerConfig:
             raise ValueError(f"max_frame_cmds must be in 1..{MAX_FRAME_CMDS}")
         if self.max_expensive_controls < 0:
             raise ValueError("max_expensive_controls must be >= 0")
+        if self.event_log_retain_bytes <= 0:
+            raise ValueError("event_log_retain_bytes must be > 0")
+        if self.event_log_segment_bytes <= 4096:
+            raise ValueError("event_log_segment_bytes must be > 4096")
         if self.needs_curve() and not (self.curve_secret_key and self.curve_clients_dir):
             public = [e for e in self.endpoints().values() if not is_local_endpoint(e)]
             raise ValueError(
@@ -238,7 +253,7 @@ class CoreServer:
         self.core_cls = core_cls
         self.ctx = ctx or zmq.Context()
         self.storage = FileStorage(config.data_dir)
-        self.eventlog = EventLog(self.storage)
+        self.eventlog = EventLog(self.storage, config.event_log_segment_bytes)
         self.stopping = False
         self.n_batches = 0
         self.n_commands = 0
@@ -247,6 +262,7 @@ class CoreServer:
         self._last_snapshot_ns = time.monotonic_ns()
         self.n_wrong_socket = 0
         self.n_rate_limited = 0
+        self._last_prune_ns = 0
         self._stage = np.zeros(config.max_batch_cmds + MAX_FRAME_CMDS, dtype=CMD_DTYPE)
         self._stage_bytes = self._stage.view(np.uint8)
         self.sequencer = self._recover()
@@ -380,6 +396,7 @@ class CoreServer:
             while not self.stopping:
                 self.turn(IDLE_POLL_MS)
                 self._maybe_snapshot()
+                self._maybe_prune()
         except JournalWriteError as e:
             log.critical("journal write failed, stopping without acknowledging: %s", e)
             self.replay.stop()
@@ -560,12 +577,24 @@ class CoreServer:
         bal = core.balance(user_id, asset_id, account)
         return {"ok": True, "balance": [int(x) for x in bal]}
 
+    def _maybe_prune(self) -> None:
+        """Event-log retention, checked at most every RETENTION_CHECK_MS."""
+        now = time.monotonic_ns()
+        if now - self._last_prune_ns < RETENTION_CHECK_MS * 1_000_000:
+            return
+        self._last_prune_ns = now
+        try:
+            self.eventlog.prune(self.config.event_log_retain_bytes)
+        except StorageError as e:
+            log.error("event log retention failed, will retry: %s", e)
+
     def status(self) -> dict[str, Any]:
         """Counters and endpoints of the running core."""
         return {
             "ok": True,
             "pid": os.getpid(),
             "last_seq": int(self.sequencer.last_seq),
+            "event_log_first_seq": self.eventlog.first_seq,
             "event_log_last_seq": self.eventlog.last_seq,
             "mode": self.config.mode,
             "batches": self.n_batches,

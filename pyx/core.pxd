@@ -119,11 +119,12 @@ cdef class CoreState:
     cdef int64_t n_live
     # funding and admin state (Python objects: touched by rare commands only)
     cdef dict fee_tiers                  # tier -> (maker_ppm, taker_ppm)
-    cdef dict deposit_refs               # ref -> (user_id, asset_id, account, amount, reply value)
-    cdef dict withdrawals                # id -> [user_id, asset_id, account, amount, state, value]
-    cdef dict transfers                  # ref -> (user_id, asset_id, from, to, amount, reply value)
-    cdef list ref_marks                  # highest reference seen: [deposit, withdrawal, transfer]
-    cdef list ref_floors                 # references <= floor are forgotten (see _ref_check)
+    # funding references, OrderedDicts in arrival order (the oldest is forgotten first)
+    cdef object deposit_refs             # ref -> (user_id, asset_id, account, amount, reply value)
+    cdef object withdrawals              # id -> [user, asset, account, amount, state, hold value, end value]
+    cdef object transfers                # ref -> (user_id, asset_id, from, to, amount, reply value)
+    cdef list ref_floors                 # per kind: highest reference forgotten (at or below: too old)
+    cdef readonly int64_t ref_memory     # references remembered per kind at most
     cdef int64_t user_order_limit        # live orders per user at most
     cdef list deposited                  # per asset slot, total credited (Python int)
     cdef list withdrawn                  # per asset slot, total committed (Python int)

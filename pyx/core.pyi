@@ -10,13 +10,16 @@ from pyx.evbuf import EventBuf
 
 VARIANTS: frozenset[str]
 
+REF_MEMORY: int
+
 class CoreState:
     """Accounts, risk, books and settlement of one core (no I/O)."""
 
     last_seq: int
     evbuf: EventBuf
     variants: frozenset[str]
-    def __init__(self, variants: frozenset[str] = ...) -> None: ...
+    ref_memory: int
+    def __init__(self, variants: frozenset[str] = ..., ref_memory: int = ...) -> None: ...
     def apply(
         self, cmds: npt.NDArray[np.void]
     ) -> tuple[npt.NDArray[np.void], npt.NDArray[np.void]]: ...

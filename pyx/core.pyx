@@ -26,6 +26,8 @@ The engine/core.py ``Core`` class subclasses :class:`CoreState` and adds the
 snapshot format, the state hash and the conservation check.
 """
 
+from collections import OrderedDict
+
 import numpy as np
 cimport numpy as cnp
 from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
@@ -141,10 +143,10 @@ cdef enum:
 # Internal order id = user_id << OID_BITS | client order id: the key of the hold map
 # and of the books, unique over users; events and replies carry the client id.
 cdef uint64_t OID_MASK = ((<uint64_t>1) << OID_BITS) - 1
-# Funding references (deposit refs, withdrawal ids, transfer refs) are remembered while
-# they are within REF_WINDOW of the highest reference of their kind seen so far; an
-# unknown reference at or below that floor is rejected REFERENCE_TOO_OLD.
-REF_WINDOW = 1_000_000
+# Funding references (deposit refs, withdrawal ids, transfer refs): the last REF_MEMORY
+# of each kind are remembered (with their content and first result); an unknown
+# reference at or below the highest one forgotten is rejected REFERENCE_TOO_OLD.
+REF_MEMORY = 1_000_000
 REF_DEPOSIT = 0
 REF_WITHDRAWAL = 1
 REF_TRANSFER = 2
@@ -254,11 +256,11 @@ cdef class CoreState:
         self.evbuf = EventBuf(1 << 14)
         self.books = []
         self.fee_tiers = {}
-        self.deposit_refs = {}
-        self.withdrawals = {}
-        self.transfers = {}
-        self.ref_marks = [0, 0, 0]
+        self.deposit_refs = OrderedDict()
+        self.withdrawals = OrderedDict()
+        self.transfers = OrderedDict()
         self.ref_floors = [0, 0, 0]
+        self.ref_memory = REF_MEMORY
         self.user_order_limit = DEFAULT_USER_ORDER_LIMIT
         self.deposited = []
         self.withdrawn = []
@@ -288,7 +290,10 @@ cdef class CoreState:
         memset(self.held, 0, self.ucap * self.astride * N_ACCOUNTS * sizeof(minor_t))
         memset(self.otab, 0, (self.omask + 1) * sizeof(ORec))
 
-    def __init__(self, variants=frozenset()):
+    def __init__(self, variants=frozenset(), ref_memory=REF_MEMORY):
+        if not 0 < ref_memory <= REF_MEMORY:
+            raise ValueError(f"ref_memory must be in 1..{REF_MEMORY}")
+        self.ref_memory = ref_memory
         variants = frozenset(variants)
         unknown = variants - VARIANTS
         if unknown:
@@ -1151,10 +1156,11 @@ cdef class CoreState:
             "orders": orders,
             "books": books,
             "order_dedup": dedup,
-            "deposit_refs": sorted((k, *v) for k, v in self.deposit_refs.items()),
-            "withdrawals": sorted((w, *v) for w, v in self.withdrawals.items()),
-            "transfers": sorted((k, *v) for k, v in self.transfers.items()),
-            "marks": (*self.ref_marks, *self.ref_floors, self.user_order_limit),
+            # arrival order: it decides which reference is forgotten next
+            "deposit_refs": [(k, *v) for k, v in self.deposit_refs.items()],
+            "withdrawals": [(w, *v) for w, v in self.withdrawals.items()],
+            "transfers": [(k, *v) for k, v in self.transfers.items()],
+            "marks": (*self.ref_floors, self.ref_memory, self.user_order_limit),
         }
 
     def _load(self, d):
@@ -1220,13 +1226,13 @@ cdef class CoreState:
             info = self.books[self.sid_slot[row[2]]].order(row[0])
             if info is None or info[:3] != (row[1], row[3], row[4]):
                 raise ValueError(f"order {row[0]}: book and hold record disagree")
-        self.deposit_refs = {row[0]: tuple(row[1:]) for row in d["deposit_refs"]}
-        self.withdrawals = {w[0]: list(w[1:]) for w in d["withdrawals"]}
-        self.transfers = {row[0]: tuple(row[1:]) for row in d["transfers"]}
+        self.deposit_refs = OrderedDict((row[0], tuple(row[1:])) for row in d["deposit_refs"])
+        self.withdrawals = OrderedDict((w[0], list(w[1:])) for w in d["withdrawals"])
+        self.transfers = OrderedDict((row[0], tuple(row[1:])) for row in d["transfers"])
         marks = d["marks"]
-        self.ref_marks = list(marks[0:3])
-        self.ref_floors = list(marks[3:6])
-        self.user_order_limit = marks[6]
+        self.ref_floors = list(marks[0:3])
+        self.ref_memory = marks[3]
+        self.user_order_limit = marks[4]
         self.last_seq = d["last_seq"]
         self.evbuf.clear()
 
@@ -1320,33 +1326,27 @@ cdef list _ring_rows(const URec* u):
 
 
 cdef int _ref_check(CoreState self, int which, uint64_t ref) except -1:
-    """0 if ``ref`` may be new, else REFERENCE_TOO_OLD (at or below the forgotten floor).
-
-    A caller first looks the reference up among the remembered ones."""
-    if ref <= self.ref_marks[which] - REF_WINDOW:
+    """0 if an unknown ``ref`` may be new, else REFERENCE_TOO_OLD: at or below the highest
+    reference of its kind already forgotten (a caller looks up remembered ones first)."""
+    if ref <= self.ref_floors[which]:
         return REFERENCE_TOO_OLD
     return 0
 
 
-cdef _ref_seen(CoreState self, int which, uint64_t ref):
-    """A new reference was recorded: raise the mark, forget what fell out of the window.
-
-    Pruning runs when the floor has moved REF_WINDOW // 8 past the last prune, so it
-    is amortised O(1) per reference and depends on the command stream only."""
-    cdef object floor
-    if ref > self.ref_marks[which]:
-        self.ref_marks[which] = ref
-    floor = self.ref_marks[which] - REF_WINDOW
-    if floor < self.ref_floors[which] + REF_WINDOW // 8:
-        return
-    self.ref_floors[which] = floor
+cdef _ref_seen(CoreState self, int which):
+    """A reference was just recorded: forget the oldest while more than ``ref_memory``
+    are kept, raising the kind's floor to the highest forgotten.  A held withdrawal
+    holds money: it is never forgotten (moved behind the newest instead)."""
     table = (self.deposit_refs, self.withdrawals, self.transfers)[which]
-    if which == REF_WITHDRAWAL:        # held withdrawals hold money: never forgotten
-        old = [w for w, v in table.items() if w <= floor and v[4] != WD_HELD]
-    else:
-        old = [k for k in table if k <= floor]
-    for k in old:
-        del table[k]
+    cdef Py_ssize_t spins = len(table)
+    while len(table) > self.ref_memory and spins > 0:
+        spins -= 1
+        k, v = table.popitem(last=False)
+        if which == REF_WITHDRAWAL and v[4] == WD_HELD:
+            table[k] = v
+            continue
+        if k > self.ref_floors[which]:
+            self.ref_floors[which] = k
 
 
 cdef dict _orec_dict(CoreState self, const ORec* o):
@@ -1676,7 +1676,7 @@ cdef int _deposit(CoreState self, const CmdRec* c, ReplyRec* r) except -1:
     a.outstanding_minor += c.qty_lots
     self.deposited[ak] += c.qty_lots
     self.deposit_refs[c.order_id] = (c.user_id, c.symbol_id, c.a0, c.qty_lots, self.avail[bi])
-    _ref_seen(self, REF_DEPOSIT, c.order_id)
+    _ref_seen(self, REF_DEPOSIT)
     e = _push(self, c, DEPOSITED)
     e.order_id = c.order_id
     e.qty_lots = c.qty_lots
@@ -1718,7 +1718,7 @@ cdef int _withdraw_hold(CoreState self, const CmdRec* c, ReplyRec* r) except -1:
     self.held[bi] += c.qty_lots
     self.withdrawals[c.order_id] = [c.user_id, c.symbol_id, c.a0, c.qty_lots, WD_HELD,
                                     self.avail[bi], 0]
-    _ref_seen(self, REF_WITHDRAWAL, c.order_id)
+    _ref_seen(self, REF_WITHDRAWAL)
     e = _push(self, c, WITHDRAW_HELD)
     e.order_id = c.order_id
     e.qty_lots = c.qty_lots
@@ -1801,7 +1801,7 @@ cdef int _transfer(CoreState self, const CmdRec* c, ReplyRec* r) except -1:
     self.avail[dst] += c.qty_lots
     self.transfers[c.order_id] = (c.user_id, c.symbol_id, c.a0, c.a1, c.qty_lots,
                                   self.avail[src])
-    _ref_seen(self, REF_TRANSFER, c.order_id)
+    _ref_seen(self, REF_TRANSFER)
     e = _push(self, c, TRANSFERRED)
     e.order_id = c.order_id
     e.qty_lots = c.qty_lots

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bindings.client import EventSubscriber
+from bindings.client import CoreClient, EventSubscriber
 from engine.wire import commands
 from engine.wire.frames import STATUS_APPLIED, STATUS_DUPLICATE
 from engine.wire.layout import EV_DTYPE
@@ -119,30 +119,39 @@ def load_until(
     sub: EventSubscriber,
     seen: list[np.ndarray],
 ) -> None:
-    """Pipeline frames and record replies and live events until ``deadline``, then kill -9."""
-    c = core.client()
+    """Pipeline frames and record replies and live events until ``deadline``, then kill -9.
+
+    Orders go to the trading socket, deposits to the funding socket (as the gateway
+    and the wallet would), each pipelined on its own connection."""
+    trade, fund = CoreClient(core.trade), CoreClient(core.fund)
     sent: dict[int, np.ndarray] = {}
     try:
         while time.monotonic() < deadline:
-            while c.outstanding < WINDOW_CMDS:
+            while trade.outstanding + fund.outstanding < WINDOW_CMDS:
                 cmds = make_frame(rng, led)
                 for rec in cmds:
                     sent[int(rec["client_ref"])] = rec
-                c.send(cmds)
-            if c.sock.poll(5):
-                rep = c._recv(0)
-                if rep is not None:
-                    record_replies(rep, sent, led)
+                is_fund = cmds["kind"] == CmdKind.DEPOSIT
+                for c, part in ((fund, cmds[is_fund]), (trade, cmds[~is_fund])):
+                    if len(part):
+                        c.send(part)
+            for c in (trade, fund):
+                if c.sock.poll(2):
+                    rep = c._recv(0)
+                    if rep is not None:
+                        record_replies(rep, sent, led)
             seen += [f.events for f in sub.poll(0, idle_replay=False)]
         core.kill9()
         # Replies already delivered to this process before the kill were acknowledged.
-        while c.sock.poll(0):
-            rep = c._recv(0)
-            if rep is not None:
-                record_replies(rep, sent, led)
+        for c in (trade, fund):
+            while c.sock.poll(0):
+                rep = c._recv(0)
+                if rep is not None:
+                    record_replies(rep, sent, led)
         seen += [f.events for f in sub.poll(0, idle_replay=False)]
     finally:
-        c.close()
+        trade.close()
+        fund.close()
 
 
 def setup(core: CoreProcess, led: Ledger) -> None:

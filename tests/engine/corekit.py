@@ -11,6 +11,7 @@ import numpy as np
 from engine.core import Core
 from engine.wire import commands as cmd
 from engine.wire.commands import ReplyStatus
+from pyx.core import REF_MEMORY
 from pyx.enums import EvKind
 
 BASE = 1
@@ -36,8 +37,9 @@ class Ex:
         max_qty: int = 1_000_000,
         protection: int = 50,
         variants: frozenset[str] = frozenset(),
+        ref_memory: int = REF_MEMORY,
     ) -> None:
-        self.core = Core(variants)
+        self.core = Core(variants, ref_memory)
         self.ledger = EventLedger()
         self.mult = mult
         self.bpl = base_per_lot
