@@ -103,6 +103,7 @@ COMMAND_BUILDERS: dict[str, Callable[[argparse.Namespace], Records]] = {
         a.ref, a.user_id, a.asset_id, a.amount_minor, account=a.account
     ),
     "halt": lambda a: commands.halt_symbol(a.symbol_id),
+    "set-user-order-limit": lambda a: commands.set_user_order_limit(a.limit),
     "resume": lambda a: commands.resume_symbol(a.symbol_id),
     "suspend-user": lambda a: commands.suspend_user(a.user_id),
     "resume-user": lambda a: commands.resume_user(a.user_id),
@@ -170,6 +171,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("amount_minor", type=int)
     s.add_argument("--ref", type=int, required=True, help="external reference (non-zero)")
     s.add_argument("--account", type=int, default=0, help="0 trading, 1 funding")
+
+    s = sub.add_parser("set-user-order-limit", help="live orders per user at most")
+    s.add_argument("limit", type=int)
 
     for name, what in (("halt", "halt"), ("resume", "resume")):
         s = sub.add_parser(name, help=f"{what} a symbol")

@@ -19,8 +19,7 @@ import zmq
 
 from engine.eventlog import EventLogReader
 from engine.security import CurveServerKeys, make_server_socket
-from engine.storage import StorageError
-from engine.storage import FileStorage
+from engine.storage import FileStorage, StorageError
 from engine.wire.frames import (
     REPLAY_BAD_REQUEST,
     REPLAY_NOT_AVAILABLE,

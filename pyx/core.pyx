@@ -43,7 +43,8 @@ from pyx.enums cimport (
     NEW, CANCEL, REDUCE, REPLACE, MASS_CANCEL,
     ADD_ASSET, ADD_SYMBOL, SET_MIN_NOTIONAL, ADD_USER, ADD_FEE_TIER, SET_FEE_TIER,
     HALT_SYMBOL, RESUME_SYMBOL, SUSPEND_USER, RESUME_USER, CANCEL_ALL_SYMBOL,
-    DEPOSIT, WITHDRAW_HOLD, WITHDRAW_COMMIT, WITHDRAW_RELEASE, TRANSFER,
+    DEPOSIT, WITHDRAW_HOLD, WITHDRAW_COMMIT, WITHDRAW_RELEASE, TRANSFER, SET_USER_ORDER_LIMIT,
+    USER_ORDER_LIMIT_SET,
     ACCEPTED, REJECTED, TRADE, CANCELED, REDUCED, REPLACED, TRIGGERED,
     ASSET_ADDED, SYMBOL_ADDED, MIN_NOTIONAL_SET, USER_ADDED, FEE_TIER_ADDED, FEE_TIER_SET,
     SYMBOL_HALTED, SYMBOL_RESUMED, USER_SUSPENDED, USER_RESUMED,
@@ -510,7 +511,7 @@ cdef class CoreState:
             return self._reduce(c, r)
         if k == MASS_CANCEL:
             return self._mass_cancel(c, r)
-        if ADD_ASSET <= k <= TRANSFER:
+        if ADD_ASSET <= k <= SET_USER_ORDER_LIMIT:
             return self._admin(c, r)
         return self._reject(c, r, UNKNOWN_COMMAND)
 
@@ -519,7 +520,7 @@ cdef class CoreState:
         cdef int k = c.kind
         cdef EvRec* e
         _reply(r, c, ST_REJECTED, reason, 0)
-        if ADD_ASSET <= k <= TRANSFER:
+        if ADD_ASSET <= k <= SET_USER_ORDER_LIMIT:
             return 0                       # admin/funding rejects live in the reply only
         e = self.evbuf.push()
         e.seq = c.seq
@@ -1018,6 +1019,8 @@ cdef class CoreState:
             return _suspend(self, c, r)
         if k == CANCEL_ALL_SYMBOL:
             return _cancel_all(self, c, r)
+        if k == SET_USER_ORDER_LIMIT:
+            return _set_user_order_limit(self, c, r)
         return self._reject(c, r, UNKNOWN_COMMAND)
 
     # ------------------------------------------------------------ read helpers
@@ -1538,6 +1541,19 @@ cdef int _set_min_notional(CoreState self, const CmdRec* c, ReplyRec* r) except 
         return self._reject(c, r, INVALID_CONFIG)
     self.syms[ss].min_notional_minor = c.a0
     _push(self, c, MIN_NOTIONAL_SET).qty_lots = c.a0
+    _reply(r, c, ST_APPLIED, 0, 0)
+    return 0
+
+
+cdef int _set_user_order_limit(CoreState self, const CmdRec* c, ReplyRec* r) except -1:
+    """Live orders per user at most (new orders beyond: USER_ORDER_LIMIT; orders
+    already live stay)."""
+    if not 0 < c.a0 <= MAX_LIVE_ORDERS:
+        return self._reject(c, r, INVALID_CONFIG)
+    if c.a0 == self.user_order_limit:
+        return self._reject(c, r, ALREADY_IN_STATE)
+    self.user_order_limit = c.a0
+    _push(self, c, USER_ORDER_LIMIT_SET).qty_lots = c.a0
     _reply(r, c, ST_APPLIED, 0, 0)
     return 0
 

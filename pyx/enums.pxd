@@ -48,6 +48,8 @@ cpdef enum CmdKind:
     WITHDRAW_COMMIT = 33    # the held amount leaves the exchange
     WITHDRAW_RELEASE = 34   # held -> available
     TRANSFER = 35           # between two accounts of one user
+    # core admin commands added later
+    SET_USER_ORDER_LIMIT = 36   # live orders per user at most
 
 cpdef enum CmdFlag:
     POST_ONLY = 1
@@ -77,6 +79,7 @@ cpdef enum EvKind:
     WITHDRAW_COMMITTED = 33
     WITHDRAW_RELEASED = 34
     TRANSFERRED = 35
+    USER_ORDER_LIMIT_SET = 36
 
 cpdef enum EvFlag:
     TAKER_DONE = 1      # on TRADE: the taker has no open quantity left

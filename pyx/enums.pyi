@@ -47,6 +47,7 @@ class CmdKind(IntEnum):
     WITHDRAW_COMMIT = 33
     WITHDRAW_RELEASE = 34
     TRANSFER = 35
+    SET_USER_ORDER_LIMIT = 36
 
 class CmdFlag(IntEnum):
     POST_ONLY = 1
@@ -75,6 +76,7 @@ class EvKind(IntEnum):
     WITHDRAW_COMMITTED = 33
     WITHDRAW_RELEASED = 34
     TRANSFERRED = 35
+    USER_ORDER_LIMIT_SET = 36
 
 class EvFlag(IntEnum):
     TAKER_DONE = 1

@@ -198,6 +198,9 @@ reply carries the reason). Checks, in order:
 - `SUSPEND_USER` / `RESUME_USER`: `UNKNOWN_USER` → `ALREADY_IN_STATE`. A suspended user
   cannot place or replace orders, hold withdrawals or transfer; deposits, cancels,
   reduces, mass cancels and the commit/release of pending withdrawals still work.
+- `SET_USER_ORDER_LIMIT`: `INVALID_CONFIG` (outside 1..2**24) → `ALREADY_IN_STATE`. New
+  orders of a user holding that many live orders are rejected `USER_ORDER_LIMIT`;
+  live ones stay. The default, until set, is 10,000.
 - `CANCEL_ALL_SYMBOL`: `UNKNOWN_SYMBOL`; cancels every order of the book (`CANCELED`,
   reason `MASS_CANCELED`, each releasing its hold).
 - `DEPOSIT`: `INVALID_ID` (reference 0) → **duplicate** (the reference was applied with

@@ -137,6 +137,9 @@ COMMAND_FIELDS: dict[CmdKind, tuple[tuple[str, str, str], ...]] = {
         ("order_id", "withdrawal id: the held amount leaves the exchange", "id"),
     ),
     CmdKind.WITHDRAW_RELEASE: (("order_id", "withdrawal id: held back to available", "id"),),
+    CmdKind.SET_USER_ORDER_LIMIT: (
+        ("a0", "live orders per user at most (1..2**24); default 10,000", "count"),
+    ),
     CmdKind.TRANSFER: (
         ("order_id", "reference (non-zero); a used one is a duplicate", "id"),
         _USER,
@@ -486,6 +489,12 @@ def add_fee_tier(tier: int, maker_ppm: int, taker_ppm: int) -> Cmds:
 def set_fee_tier(user_id: int, tier: int) -> Cmds:
     """SET_FEE_TIER: the user's new orders use ``tier``'s rates."""
     return _rec(CmdKind.SET_FEE_TIER, user_id=user_id, a3=tier)
+
+
+def set_user_order_limit(limit: int) -> Cmds:
+    """SET_USER_ORDER_LIMIT: a user's NEW beyond ``limit`` live orders is rejected
+    ``USER_ORDER_LIMIT`` (the default is 10,000)."""
+    return _rec(CmdKind.SET_USER_ORDER_LIMIT, a0=limit)
 
 
 def halt_symbol(symbol_id: int) -> Cmds:

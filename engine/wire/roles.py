@@ -52,6 +52,7 @@ ROLE_KINDS: dict[str, frozenset[int]] = {
             CmdKind.SUSPEND_USER,
             CmdKind.RESUME_USER,
             CmdKind.CANCEL_ALL_SYMBOL,
+            CmdKind.SET_USER_ORDER_LIMIT,
         )
     ),
 }

@@ -140,7 +140,20 @@ def test_user_open_order_limit() -> None:
     assert rep["status"][0] == ReplyStatus.APPLIED
     _, rep = ex.core.run(np.concatenate([cmd.cancel(1, 1), over]))
     assert (rep["status"] == ReplyStatus.APPLIED).all()
-    assert Core.from_snapshot(ex.core.to_snapshot()).to_snapshot() == ex.core.to_snapshot()
+    # the operator lowers the limit: live orders stay, new ones are refused
+    ev, rep = ex.core.run(cmd.set_user_order_limit(2))
+    assert rep["status"][0] == ReplyStatus.APPLIED and kinds(ev) == ["USER_ORDER_LIMIT_SET"]
+    _, rep = ex.core.run(cmd.new_limit(5, 2, SYM, Side.BUY, 10, 1))
+    assert rep["status"][0] == ReplyStatus.APPLIED  # user 2's second order
+    _, rep = ex.core.run(cmd.new_limit(6, 2, SYM, Side.BUY, 10, 1))
+    assert rep["reason"][0] == Reason.USER_ORDER_LIMIT
+    for bad, reason in ((0, Reason.INVALID_CONFIG), (2, Reason.ALREADY_IN_STATE)):
+        _, rep = ex.core.run(cmd.set_user_order_limit(bad))
+        assert rep["reason"][0] == reason
+    twin = Core.from_snapshot(ex.core.to_snapshot())
+    assert twin.to_snapshot() == ex.core.to_snapshot()
+    _, rep = twin.run(cmd.new_limit(7, 2, SYM, Side.BUY, 10, 1))
+    assert rep["reason"][0] == Reason.USER_ORDER_LIMIT
 
 
 def test_transfer_is_idempotent_by_reference() -> None:

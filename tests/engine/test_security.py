@@ -52,8 +52,10 @@ def test_a_network_endpoint_without_curve_is_refused(tmp_path: Path) -> None:
         ServerConfig(data_dir=str(tmp_path), curve=True).validate()
     # the process says so and exits 1, binding nothing
     out = subprocess.run(
-        [sys.executable, "-m", "bursa", "core", "--data-dir", str(tmp_path / "d")]
-        + ["--admin-endpoint", "tcp://0.0.0.0:*"],
+        [
+            *(sys.executable, "-m", "bursa", "core", "--data-dir", str(tmp_path / "d")),
+            *("--admin-endpoint", "tcp://0.0.0.0:*"),
+        ],
         capture_output=True,
         text=True,
         cwd=REPO,

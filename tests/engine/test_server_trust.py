@@ -120,6 +120,7 @@ def one_of_each_kind() -> dict[int, np.ndarray]:
         int(CmdKind.SUSPEND_USER): commands.suspend_user(7),
         int(CmdKind.RESUME_USER): commands.resume_user(7),
         int(CmdKind.CANCEL_ALL_SYMBOL): commands.cancel_all_symbol(1),
+        int(CmdKind.SET_USER_ORDER_LIMIT): commands.set_user_order_limit(5),
         int(CmdKind.DEPOSIT): commands.deposit(77, 7, 2, 10**12),
         int(CmdKind.WITHDRAW_HOLD): commands.withdraw_hold(5, 7, 2, 10),
         int(CmdKind.WITHDRAW_COMMIT): commands.withdraw_commit(5),
