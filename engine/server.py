@@ -87,6 +87,9 @@ MAX_FRAME_EVENTS = 8192
 # and how often the server checks, ms.
 EVENT_LOG_RETAIN_BYTES = 8 << 30
 RETENTION_CHECK_MS = 1000
+# Messages queued per client connection on a command socket at most (ZMQ_RCVHWM):
+# with MAX_MESSAGE_BYTES, at most 768 MiB of one peer's input can wait in the core.
+RCVHWM_MSGS = 256
 # Poll timeout when idle: how late a timer-based snapshot or a signal is noticed.
 IDLE_POLL_MS = 50
 # Outgoing queue bound per subscriber / client: beyond it ZeroMQ drops (PUB) or
@@ -280,6 +283,8 @@ class CoreServer:
             s.setsockopt(zmq.SNDHWM, SNDHWM_MSGS)
             s.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
             if s is not self.pub:
+                # Per-peer inbound queue: bounds what one client can park in the core.
+                s.setsockopt(zmq.RCVHWM, RCVHWM_MSGS)
                 # A reply to a client that went away is dropped, not an error.
                 s.setsockopt(zmq.ROUTER_MANDATORY, 0)
             make_server_socket(s, self.curve_keys)
