@@ -331,3 +331,27 @@ def test_event_log_retention_prunes_while_running(tmp_path):
         assert s.server.status()["event_log_first_seq"] == first
     finally:
         s.stop()
+
+
+def test_max_commands_per_frame_is_configurable(tmp_path):
+    s = Served(str(tmp_path / "core"), max_frame_cmds=4)
+    try:
+        for role, rec in (
+            ("admin", commands.add_asset(1)),
+            ("admin", commands.add_asset(2)),
+            ("admin", commands.add_fee_tier(0, 0, 0)),
+            ("admin", commands.add_symbol(1, 1, 2)),
+            ("admin", commands.add_user(7)),
+            ("fund", commands.deposit(1, 7, 2, 10**9)),
+        ):
+            assert s.c[role].request(rec)["status"][0] == STATUS_APPLIED
+        five = np.concatenate([commands.new_limit(1 + i, 7, 1, Side.BUY, 100, 1) for i in range(5)])
+        before = s.c["admin"].control("state_hash")
+        s.c["trade"].send_parts([five.tobytes()])  # one malformed reply expected
+        (rep,) = s.c["trade"].drain()
+        assert rep["reason"] == Reason.MALFORMED_FRAME and rep["value"] == 5 * 96
+        assert s.c["admin"].control("state_hash") == before
+        rep = s.c["trade"].request(five[:4])
+        assert (rep["status"] == STATUS_APPLIED).all()
+    finally:
+        s.stop()
