@@ -84,7 +84,7 @@ class ReplayService(threading.Thread):
         sock.setsockopt(zmq.LINGER, 0)
         if self.max_message_bytes:
             sock.setsockopt(zmq.MAXMSGSIZE, self.max_message_bytes)
-        make_server_socket(sock, self.curve)
+        make_server_socket(sock, self.curve, "replay")
         try:
             sock.bind(self.endpoint)
             self.bound_endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)

@@ -8,7 +8,10 @@ Rules (docs/architecture.md, "Trust boundary"):
   OS user may connect) and the socket file is made 0600 after bind;
 - a core with any non-local endpoint refuses to start unless ZeroMQ CURVE is
   configured: a server key pair and a directory of authorized client public keys
-  (made by ``bursa admin keygen``); CURVE can also be forced on loopback.
+  (made by ``bursa admin keygen``); CURVE can also be forced on loopback.  Keys are
+  authorized per role: a subdirectory ``trade/``, ``fund/``, ``admin/`` or
+  ``stream/`` (pub + replay) of the clients directory, when present, holds the only
+  keys that socket accepts; without it the socket accepts the keys at the top level.
 
 Keys are ZeroMQ certificate files (``zmq.auth.create_certificates``): ``NAME.key``
 holds the public key, ``NAME.key_secret`` both keys.
@@ -114,20 +117,41 @@ def load_client_keys(secret_file: str, server_public_file: str) -> CurveClientKe
     return CurveClientKeys(public, secret, server_public)
 
 
+# ZAP domain (and key subdirectory) of each socket.
+CURVE_DOMAINS = {
+    "trade": "trade",
+    "fund": "fund",
+    "admin": "admin",
+    "pub": "stream",
+    "replay": "stream",
+}
+
+
+def domain_keys_dir(keys: CurveServerKeys, domain: str) -> str:
+    """Where the public keys accepted in ``domain`` live (its subdirectory if any)."""
+    sub = Path(keys.clients_dir) / domain
+    return str(sub) if sub.is_dir() else keys.clients_dir
+
+
 def start_authenticator(
     ctx: zmq.Context[zmq.Socket[bytes]], keys: CurveServerKeys
 ) -> ThreadAuthenticator:
-    """ZAP handler thread accepting exactly the client keys in ``keys.clients_dir``."""
+    """ZAP handler thread: each socket's domain accepts exactly its directory's keys."""
     auth = ThreadAuthenticator(ctx)
     auth.start()
-    auth.configure_curve(domain="*", location=keys.clients_dir)
+    for domain in sorted(set(CURVE_DOMAINS.values())):
+        auth.configure_curve(domain=domain, location=domain_keys_dir(keys, domain))
     return auth
 
 
-def make_server_socket(sock: zmq.Socket[bytes], keys: CurveServerKeys | None) -> None:
-    """Switch ``sock`` to a CURVE server before it binds (no-op without keys)."""
+def make_server_socket(
+    sock: zmq.Socket[bytes], keys: CurveServerKeys | None, role: str = "admin"
+) -> None:
+    """Switch ``sock`` (the socket of ``role``) to a CURVE server before it binds
+    (no-op without keys)."""
     if keys is None:
         return
+    sock.setsockopt_string(zmq.ZAP_DOMAIN, CURVE_DOMAINS[role])
     sock.setsockopt(zmq.CURVE_SERVER, 1)
     sock.setsockopt(zmq.CURVE_SECRETKEY, keys.secret)
     sock.setsockopt(zmq.CURVE_PUBLICKEY, keys.public)

@@ -287,7 +287,7 @@ class CoreServer:
                 s.setsockopt(zmq.RCVHWM, RCVHWM_MSGS)
                 # A reply to a client that went away is dropped, not an error.
                 s.setsockopt(zmq.ROUTER_MANDATORY, 0)
-            make_server_socket(s, self.curve_keys)
+            make_server_socket(s, self.curve_keys, name)
             endpoint = config.endpoints()[name]
             prepare_ipc(endpoint)
             s.bind(endpoint)

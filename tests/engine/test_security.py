@@ -137,6 +137,51 @@ def test_curve_forced_on_loopback(tmp_path: Path) -> None:
     assert not t.is_alive()
 
 
+def test_curve_keys_are_authorized_per_role(tmp_path: Path) -> None:
+    """A wallet key in clients/fund/ reaches the fund socket, not the admin socket."""
+    keys = tmp_path / "keys"
+    _, server_secret = keygen(str(keys), "core")
+    _, wallet_secret = keygen(str(keys / "clients" / "fund"), "wallet")
+    _, op_secret = keygen(str(keys / "clients" / "admin"), "operator")
+    cfg = ServerConfig(
+        data_dir=str(tmp_path / "core"),
+        trade_endpoint=LOOPBACK,
+        fund_endpoint=LOOPBACK,
+        admin_endpoint=LOOPBACK,
+        pub_endpoint=LOOPBACK,
+        replay_endpoint=LOOPBACK,
+        curve=True,
+        curve_secret_key=server_secret,
+        curve_clients_dir=str(keys / "clients"),
+    )
+    server = CoreServer(cfg)
+    t = threading.Thread(target=server.run, daemon=True)
+    t.start()
+    server_public = str(keys / "core.key")
+    wallet = load_client_keys(wallet_secret, server_public)
+    operator = load_client_keys(op_secret, server_public)
+    try:
+        op = CoreClient(server.admin_endpoint, curve=operator)
+        assert op.request(commands.add_asset(1))["status"][0] == STATUS_APPLIED
+        fund = CoreClient(server.fund_endpoint, curve=wallet)
+        assert fund.control("ping")["ok"]
+        # the wallet's key opens no other socket, the operator's not the fund socket
+        for endpoint, curve in (
+            (server.admin_endpoint, wallet),
+            (server.trade_endpoint, wallet),
+            (server.fund_endpoint, operator),
+        ):
+            other = CoreClient(endpoint, curve=curve)
+            with pytest.raises(TimeoutError):
+                other.control("ping", timeout_ms=500)
+            other.close()
+        op.close()
+        fund.close()
+    finally:
+        server.stopping = True
+        t.join(timeout=10)
+
+
 def test_admin_keygen_cli(tmp_path: Path) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "bursa", "admin", "keygen", str(tmp_path / "k"), "gw"],
