@@ -129,7 +129,7 @@ cpdef enum Reason:
     UNKNOWN_SYMBOL = 203        # no symbol with this id
     SYMBOL_NOT_TRADING = 204    # the symbol is halted (new orders and replaces rejected)
     INSUFFICIENT_FUNDS = 205    # available balance below the worst-case hold
-    NOT_ORDER_OWNER = 206       # the order belongs to another user
+    NOT_ORDER_OWNER = 206       # the order belongs to another user (no longer produced: order ids are per user)
     BELOW_MIN_NOTIONAL = 207    # order value below the symbol's minimum notional
     INVALID_ORDER_ID = 208      # order id 0 is reserved
     TOO_MANY_ORDERS = 209       # the core holds its maximum number of live orders
