@@ -125,6 +125,7 @@ class Workload:
         self.recent_deposits: deque[Cmds] = deque(maxlen=MAX_RECENT_IDS)
         self.recent_withdrawals: deque[int] = deque(maxlen=MAX_RECENT_IDS)
         self.recent_transfers: deque[Cmds] = deque(maxlen=MAX_RECENT_IDS)
+        self.recent_new: deque[Cmds] = deque(maxlen=MAX_RECENT_IDS)
 
     # ------------------------------------------------------------------ world
 
@@ -296,11 +297,16 @@ class Workload:
     # ------------------------------------------------------------ generators
 
     def _g_limit(self) -> Cmds:
+        if self.recent_new and self.rng.random() < 0.03:
+            # a NEW resent unchanged after a lost reply: one effect at most
+            return self.rng.choice(self.recent_new).copy()
         s, user, oid, side = self._symbol(), self._user(), self._order_id(), self._side()
         px, qty = self._price(s), self._qty(s)
         self._remember(oid, user, s, side, px, qty)
         sid = s.symbol_id if self.rng.random() > 0.02 else UNKNOWN_ID_BASE + 7
-        return cb.new_limit(oid, user, sid, side, px, qty, stp=self._stp())
+        rec = cb.new_limit(oid, user, sid, side, px, qty, stp=self._stp())
+        self.recent_new.append(rec)
+        return rec
 
     def _g_limit_ioc_fok(self) -> Cmds:
         s, user, oid, side = self._symbol(), self._user(), self._order_id(), self._side()
