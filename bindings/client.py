@@ -233,7 +233,8 @@ class CoreClient:
                 self.backlog.append(rep)
         ans = self._controls.popleft()
         if not ans.get("ok", False) and op != "conservation":
-            raise CoreError(ans.get("error", f"control {op} failed"))
+            text = str(ans.get("error", f"control {op} failed"))
+            raise CoreError(f"{ans['reason']}: {text}" if "reason" in ans else text)
         return ans
 
     # Convenience wrappers over engine/wire/commands.py builders: each builds one

@@ -46,7 +46,7 @@ def bursa_admin(core: CoreProcess, *args: str) -> subprocess.CompletedProcess[st
 def test_the_balance_request_that_ended_the_core_is_answered(core):
     out = bursa_admin(core, "balance", "1", "9223372036854775808")
     assert out.returncode == 2  # answered with an error, not a timeout
-    assert "asset_id must be an integer in 0..65535" in out.stderr
+    assert "INVALID_REQUEST: asset_id must be an integer in 0..65535" in out.stderr
     assert core.proc is not None and core.proc.poll() is None
     out = bursa_admin(core, "status")
     assert out.returncode == 0 and json.loads(out.stdout)["ok"] is True
