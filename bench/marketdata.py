@@ -158,9 +158,9 @@ def scenario(
              "--pub-endpoint", loop, "--replay-endpoint", loop], d, "core",
         )  # fmt: skip
         procs.append(core)
-        client = CoreClient(str(ready.get("trade", ready["cmd"])))
-        admin = CoreClient(str(ready.get("admin", ready["cmd"])))
-        fund = CoreClient(str(ready.get("fund", ready["cmd"])))
+        client = CoreClient(str(ready["trade"]))
+        admin = CoreClient(str(ready["admin"]))
+        fund = CoreClient(str(ready["fund"]))
         kinds = setup["kind"]
         admin.submit(setup[kinds < 31])
         fund.submit(setup[kinds >= 31])

@@ -372,7 +372,7 @@ class RoutedClient(CoreClient):
         self.outstanding = 0
         self.backlog = admin.backlog
         self._controls = admin._controls
-        self._pipelined: deque[tuple[str, int]] = deque()
+        self._pipelined: deque[list[tuple[str, int]]] = deque()
         self._leftover: dict[str, list[Records]] = {}
 
     @classmethod
@@ -401,33 +401,40 @@ class RoutedClient(CoreClient):
         return out
 
     def send(self, cmds: Records | np.void | bytes) -> int:
-        """Pipeline a frame whose commands all belong to one role (else ValueError)."""
+        """Pipeline a frame: each run of one role goes to that role's socket.
+
+        Runs of different roles travel on different sockets, so the core may apply
+        them in another order than the frame's; use :meth:`request` when one run
+        must take effect before the next (a deposit before the order it funds).
+        """
         if isinstance(cmds, bytes | bytearray | memoryview):
-            role = "trade"
+            runs_n = [("trade", self.clients["trade"].send(cmds))]
         else:
-            runs = self._runs(_as_cmds(cmds))
-            if len(runs) != 1:
-                raise ValueError("send() needs a frame of one role; use request()")
-            role = runs[0][0]
-        n = self.clients[role].send(cmds)
-        self._pipelined.append((role, n))
+            runs_n = [(r, self.clients[r].send(run)) for r, run in self._runs(_as_cmds(cmds))]
+        n = sum(k for _, k in runs_n)
+        self._pipelined.append(runs_n)
         self.outstanding += n
         return n
 
-    def recv_replies(self, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> Records:
-        """The replies of the oldest pipelined :meth:`send` (in send order).
+    def _take(self, role: str, n: int, deadline: float) -> Records:
+        """The next ``n`` replies of one role's stream.
 
         The core answers all of a sender's frames of one turn in one reply frame, so
         the records are counted out of each role's stream."""
-        role, n = self._pipelined.popleft()
-        deadline = time.monotonic() + timeout_ms / 1000
         buf = self._leftover.setdefault(role, [])
         while sum(len(b) for b in buf) < n:
             buf.append(self.clients[role].recv_replies(self._left_ms(deadline)))
         allrep = np.concatenate(buf)
         buf[:] = [allrep[n:]] if len(allrep) > n else []
-        self.outstanding -= n
         return allrep[:n]
+
+    def recv_replies(self, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> Records:
+        """The replies of the oldest pipelined :meth:`send`, in the frame's order."""
+        runs_n = self._pipelined.popleft()
+        deadline = time.monotonic() + timeout_ms / 1000
+        out = [self._take(role, n, deadline) for role, n in runs_n]
+        self.outstanding -= sum(n for _, n in runs_n)
+        return np.concatenate(out)
 
     def drain(self, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> Records:
         """Every outstanding reply of :meth:`send`, in send order."""

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bindings.client import CoreClient, EventSubscriber
+from bindings.client import EventSubscriber, RoutedClient
 from clearing import queries
 from clearing.db import Db
 from clearing.ledger import Ledger
@@ -104,8 +104,8 @@ def test_bank_workload_with_kill9_and_database_restarts(
     child = ClearingChild(db_url, ready["pub"], ready["replay"], tmp_path)
     supply = Supply()
     try:
-        client = CoreClient(str(ready.get("trade", ready["cmd"])))
-        admin = str(ready.get("admin", ready["cmd"]))
+        client = RoutedClient.from_ready(ready)
+        admin = str(ready["admin"])
         for fr in _frames(setup(N_USERS), rng):
             supply.account(fr, client.request(fr))
         child.start()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bindings.client import CoreClient
+from bindings.client import CoreClient, RoutedClient
 from clearing import queries
 from clearing.db import Db
 from engine.wire.commands import CmdBatch
@@ -53,8 +53,8 @@ def test_follow_query_reconcile_and_detect_a_difference(db_url: str, tmp_path: P
     ready = core.start()
     child = ClearingChild(db_url, ready["pub"], ready["replay"], tmp_path)
     try:
-        admin = str(ready.get("admin", ready["cmd"]))
-        client = CoreClient(str(ready.get("trade", ready["cmd"])))
+        admin = str(ready["admin"])
+        client = RoutedClient.from_ready(ready)
         submit(client, setup(4))
         child.start()
         submit(client, BankFlow(5, 4).commands(400))

@@ -21,7 +21,7 @@ BASE, QUOTE = 1, 2
 SYMBOLS = (1, 2)
 USER0 = 12_345_601  # user ids: USER0 .. USER0 + N_USERS - 1 (core range 1..2**24-1)
 N_USERS = 6
-OID0 = 7_000_000_000_001  # order ids start here
+OID0 = 700_000_000_001  # order ids start here (per-user ids are < 2**40)
 
 
 def setup() -> np.ndarray:

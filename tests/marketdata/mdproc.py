@@ -17,7 +17,7 @@ from bindings.client import CoreClient
 from engine.core import Core
 from engine.recovery import recover
 from engine.storage import FileStorage
-from pyx.enums import CmdKind
+from engine.wire.roles import ROLES, role_of
 
 REPO = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 60.0
@@ -82,19 +82,13 @@ class MarketDataProcess:
 
 
 def core_endpoints(ready: dict[str, Any]) -> dict[str, str]:
-    """The core's trade / fund / admin endpoints (one ``cmd`` socket before the split)."""
-    return {k: str(ready.get(k, ready["cmd"])) for k in ("trade", "fund", "admin")}
+    """The core's trade / fund / admin endpoints."""
+    return {k: str(ready[k]) for k in ROLES}
 
 
 def route(kind: int) -> str:
     """Which core socket takes a command kind."""
-    if kind in (CmdKind.NEW, CmdKind.CANCEL, CmdKind.REDUCE, CmdKind.REPLACE):
-        return "trade"
-    if kind == CmdKind.MASS_CANCEL:
-        return "trade"
-    if CmdKind.DEPOSIT <= kind <= CmdKind.TRANSFER:
-        return "fund"
-    return "admin"
+    return role_of(kind)
 
 
 class CoreSender:

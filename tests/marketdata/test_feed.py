@@ -10,6 +10,7 @@ from engine.core import Core
 from marketdata.feed import Feed
 from marketdata.wire.codec import decode
 from marketdata.wire.layout import Channel, MsgType, topic
+from pyx.core import client_order_id
 from pyx.enums import EvKind
 from tests.marketdata.feedkit import (
     TS0,
@@ -38,7 +39,10 @@ def test_local_books_equal_core_books_after_every_batch(seed: int) -> None:
             ]
             cb = run.core.book(s)
             assert cb is not None
-            want = [((int(o[0]), int(o[1])), int(o[2]), int(o[3]), int(o[4])) for o in cb.l3()]
+            want = [
+                ((client_order_id(int(o[0]))[1], int(o[1])), int(o[2]), int(o[3]), int(o[4]))
+                for o in cb.l3()
+            ]
             assert got == want
         kinds |= {decode(raw).msg_type for _, raw in run.msgs}
     # The flow exercised every message type.

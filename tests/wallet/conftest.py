@@ -28,8 +28,8 @@ class CoreHandle:
     def __init__(self, proc: CoreProcess) -> None:
         self.proc = proc
         self.ready: dict[str, Any] = proc.ready
-        self.fund_ep = str(self.ready.get("fund", self.ready["cmd"]))
-        self.admin_ep = str(self.ready.get("admin", self.ready["cmd"]))
+        self.fund_ep = str(self.ready["fund"])
+        self.admin_ep = str(self.ready["admin"])
         self.admin = CoreClient(self.admin_ep)
         self.funding = CoreFunding(self.fund_ep, self.admin_ep)
 
