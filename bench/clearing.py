@@ -45,6 +45,7 @@ import zmq
 from bench.core import full_stream
 from bench.meta import median_int, run_info
 from bench.workload import WorkloadConfig, generate
+from bindings.client import RoutedClient
 from clearing.db import Db
 from clearing.ledger import Ledger
 from clearing.pgtmp import PgCluster
@@ -101,7 +102,8 @@ def lag_run(stream: np.ndarray, start: int, rate_cmds: float, workdir: Path) -> 
     core_out = open(workdir / "core.out", "wb")  # noqa: SIM115 - closed below
     core = subprocess.Popen(
         [sys.executable, "-m", "bursa", "core", "--data-dir", str(workdir / "core"),
-         "--cmd-endpoint", lp, "--pub-endpoint", lp, "--replay-endpoint", lp, "--mode", "async"],
+         "--trade-endpoint", lp, "--fund-endpoint", lp, "--admin-endpoint", lp,
+         "--pub-endpoint", lp, "--replay-endpoint", lp, "--mode", "async"],
         stdout=core_out, stderr=subprocess.DEVNULL, cwd=REPO, env=env,
     )  # fmt: skip
     clearing = None
@@ -115,7 +117,7 @@ def lag_run(stream: np.ndarray, start: int, rate_cmds: float, workdir: Path) -> 
         cmd = ctx.socket(zmq.DEALER)
         cmd.setsockopt(zmq.SNDHWM, 0)
         cmd.setsockopt(zmq.RCVHWM, 0)
-        cmd.connect(ready.get("trade", ready["cmd"]))
+        cmd.connect(ready["trade"])  # the timed flow is order entry only
         time.sleep(0.3)  # let the SUB connect before anything is published
         published = 0
 
@@ -128,8 +130,10 @@ def lag_run(stream: np.ndarray, start: int, rate_cmds: float, workdir: Path) -> 
                 cmd.recv_multipart()
 
         head = stream[:start]
+        setup_client = RoutedClient.from_ready(ready)  # setup spans admin, fund and trade
         for i in range(0, len(head), FRAME_CMDS):
-            cmd.send(head[i : i + FRAME_CMDS].tobytes())
+            setup_client.request(head[i : i + FRAME_CMDS])
+        setup_client.close()
         db_url = f"sqlite:///{workdir / 'lag.db'}"
         clearing_out = open(workdir / "clearing.out", "wb")  # noqa: SIM115 - closed below
         clearing = subprocess.Popen(

@@ -154,7 +154,8 @@ def scenario(
     try:
         loop = "tcp://127.0.0.1:*"
         core, ready = _start(
-            ["core", "--data-dir", str(d / "core"), "--mode", "none", "--cmd-endpoint", loop,
+            ["core", "--data-dir", str(d / "core"), "--mode", "none", "--trade-endpoint", loop,
+             "--fund-endpoint", loop, "--admin-endpoint", loop,
              "--pub-endpoint", loop, "--replay-endpoint", loop], d, "core",
         )  # fmt: skip
         procs.append(core)
