@@ -446,6 +446,13 @@ class Ledger:
         except BaseException as e:  # handed to the caller by wait()
             self._bg_error = e
 
+    def settle_background(self) -> None:
+        """If the background write has finished, take its outcome now (raise its error or
+        mark it committed) without blocking: a follower with no new events must still
+        notice a write that failed, or it would sit on an uncommitted batch forever."""
+        if self._bg is not None and not self._bg.is_alive():
+            self.wait()
+
     def wait(self) -> None:
         """Wait for the background write; raise its error or mark it committed."""
         if self._bg is None:

@@ -105,6 +105,7 @@ class ClearingProcess:
             frames = sub.poll(timeout_ms=c.poll_ms, max_frames=POLL_FRAMES)
             for f in frames:
                 led.apply_frame(f.first_seq, f.last_seq, f.events)
+            led.settle_background()  # a failed write surfaces even when the stream is idle
             if not led.dirty:
                 continue
             now = time.monotonic()

@@ -3,6 +3,8 @@ duplicates and re-deliveries change nothing, a failed batch is not half-applied.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -83,6 +85,25 @@ def test_failed_batch_leaves_the_last_committed_state(db_url: str) -> None:
         led.flush()
         assert mismatches(core, led, N_USERS) == []
         _check_db_matches(db, led)
+
+
+def test_an_idle_follower_learns_that_its_last_write_failed(db_url: str) -> None:
+    """The last batch before the stream goes quiet fails in the background writer: the
+    outcome must surface without a further flush (else the follower never reconnects)."""
+    _core, frames = run_core(seed=13, n_cmds=120, n_users=N_USERS)
+    with Db(db_url) as db:
+        led = Ledger(db)
+        for f in frames:
+            led.apply_frame(*f)
+        db.execute("ALTER TABLE trades RENAME TO trades_gone")
+        led.flush_async()
+        assert not led.dirty  # nothing left to flush: only settling can tell
+        deadline = time.monotonic() + 30
+        with pytest.raises(Exception):  # noqa: B017 - backend-specific error type
+            while time.monotonic() < deadline:
+                led.settle_background()
+                time.sleep(0.01)
+        db.execute("ALTER TABLE trades_gone RENAME TO trades")
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow,
