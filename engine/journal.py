@@ -519,6 +519,8 @@ class JournalWriter:
         self.segment = tail_segment
         self.size = tail_size if tail_segment is not None else 0
         self.next_seq = next_seq
+        # Every batch through this seq is durable (recovery synced what it found).
+        self.synced_seq = next_seq - 1
         self.dirty = False
         self.failed = False
         self._new_name = False
@@ -644,6 +646,8 @@ class JournalWriter:
                 # A new segment's name must be durable before anything in it is acked.
                 self.storage.sync_dir()
                 self._new_name = False
+            if data:
+                self.synced_seq = self.next_seq - 1
         except OSError as e:  # StorageError, or a raw OSError of the directory sync
             self.failed = True
             raise JournalWriteError(f"journal sync of {self.segment} failed: {e}") from e

@@ -160,10 +160,12 @@ class CoreServer:
         config: ServerConfig,
         ctx: zmq.Context[zmq.Socket[bytes]] | None = None,
         core_cls: CoreClass | None = None,
+        accept_journal_loss: bool = False,
     ) -> None:
         config.validate()
         self.config = config
         self.core_cls = core_cls
+        self.accept_journal_loss = accept_journal_loss
         self.ctx = ctx or zmq.Context()
         self.storage = FileStorage(config.data_dir)
         self.eventlog = EventLog(self.storage)
@@ -205,6 +207,11 @@ class CoreServer:
         by the recovery replay; if the log ends before the newest snapshot (a
         snapshot the server did not drive, then a power loss) they come from a
         from-scratch replay of the journal, archived segments included.
+
+        In ``fsync`` mode every logged event was durable in the journal before it
+        was logged, so a log that reaches further than the journal is evidence of
+        lost acknowledged commands: recovery refuses (``JournalLoss``) unless the
+        operator passed ``--accept-journal-loss``.
         """
         logged = self.eventlog.open()
         snaps = list_snapshots(self.storage)
@@ -220,6 +227,8 @@ class CoreServer:
             snapshot_every_ns=SEQUENCER_SNAPSHOT_NEVER,
             on_events=rebuilder.on_events if attached else None,
             core_cls=self.core_cls,
+            known_seq=logged if self.config.mode == "fsync" else 0,
+            accept_journal_loss=self.accept_journal_loss,
         )
         last = seq.last_seq
         truncated = self.eventlog.last_seq > last
@@ -509,6 +518,12 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--snapshot-every-ms", type=int)
     p.add_argument("--log-level", default="INFO")
     p.add_argument(
+        "--accept-journal-loss",
+        action="store_true",
+        help="start even though the journal ends before what was acknowledged (operator "
+        "override, only after restoring what a replica holds: the missing commands are lost)",
+    )
+    p.add_argument(
         "--core-class",
         help="module:Class of the state machine (tests only; default engine.core:Core)",
     )
@@ -550,7 +565,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.core_class:
             module, _, attr = args.core_class.partition(":")
             core_cls = getattr(importlib.import_module(module), attr)
-        server = CoreServer(config, core_cls=core_cls)
+        server = CoreServer(config, core_cls=core_cls, accept_journal_loss=args.accept_journal_loss)
     except (ValueError, OSError, zmq.ZMQError, JournalCorrupt, ImportError, AttributeError) as e:
         print(f"bursa core: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
