@@ -68,13 +68,19 @@ MAX_FRAME_CMDS = 16384
 # Messages drained per turn at most (bounds control requests and malformed frames too).
 MAX_MESSAGES_PER_TURN = 8192
 # Events per PUB frame; frames are cut on command boundaries, so one command with
-# more events than this still goes out whole in one frame.
-MAX_FRAME_EVENTS = 8192
+# more events than this still goes out whole in one frame.  Small frames bound the
+# memory a subscriber's queue can hold in BYTES (PUB_SNDHWM_MSGS x about 64 KiB):
+# ZeroMQ's high-water mark counts messages.
+MAX_FRAME_EVENTS = 680
 # Poll timeout when idle: how late a timer-based snapshot or a signal is noticed.
 IDLE_POLL_MS = 50
 # Outgoing queue bound per subscriber / client: beyond it ZeroMQ drops (PUB) or
 # the send fails (ROUTER), and subscribers recover from the replay service.
 SNDHWM_MSGS = 100_000
+# PUB queue bound per subscriber: 2,048 frames of <= 64 KiB (MAX_FRAME_EVENTS) is
+# <= 128 MiB for a subscriber that stopped reading; beyond it its frames are
+# dropped and it fills the gap from the replay service.
+PUB_SNDHWM_MSGS = 2048
 # The Sequencer's own snapshot timers are set out of reach: this server takes the
 # snapshots, so that it can sync the event log first.
 SEQUENCER_SNAPSHOT_NEVER = 1 << 62
@@ -185,6 +191,7 @@ class CoreServer:
             s.setsockopt(zmq.SNDHWM, SNDHWM_MSGS)
         # A reply to a client that went away is dropped, not an error.
         self.cmd.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        self.pub.setsockopt(zmq.SNDHWM, PUB_SNDHWM_MSGS)
         self.cmd.bind(config.cmd_endpoint)
         self.pub.bind(config.pub_endpoint)
         self.cmd_endpoint = self.cmd.getsockopt_string(zmq.LAST_ENDPOINT)

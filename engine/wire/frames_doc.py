@@ -69,7 +69,7 @@ A frame covers the *commands* `first_seq..last_seq` completely: every event of
 those commands is in it, and commands that produced no event are covered too.
 Consecutive frames satisfy `next.first_seq == prev.last_seq + 1`, so a subscriber
 detects a lost frame by sequence alone (`first_seq` greater than the next number
-it expects). A batch's events are cut into frames of at most 8,192 events on
+it expects). A batch's events are cut into frames of at most 680 events on
 command boundaries (a single command with more events gets a frame of its own).
 The same bytes are appended to the event log (`events-<first seq, 20 digits>.log`
 segments in the data directory) before they are published, and the replay
