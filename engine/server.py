@@ -15,7 +15,8 @@ Replies and events therefore never leave before the batch is durable in ``fsync`
 mode, and a kill -9 at any point loses nothing that was acknowledged: the
 journal is written before anything leaves.  Malformed messages get a reject
 reply with ``Reason.MALFORMED_FRAME`` and change nothing.  SIGTERM/SIGINT: finish
-the turn, sync the event log, snapshot, exit 0.
+the turn, sync the event log, snapshot, exit 0.  A storage failure (journal or
+event-log write, the final snapshot) exits 3 with a critical log line.
 
 Wire shapes are in :mod:`engine.wire.frames` and docs/commands.md ("Frames on
 the wire"); the replay service runs in its own thread (:mod:`engine.replay_service`).
@@ -269,20 +270,27 @@ class CoreServer:
     def run(self) -> int:
         """Serve until SIGTERM/SIGINT; then sync, snapshot and return 0.
 
-        A journal write failure ends the process (exit 3) without acknowledging
-        the failed batch: only a restart through recovery knows what is durable.
+        A storage failure ends the process with exit status 3 (the documented
+        storage-failure path) and one critical log line saying what failed:
+        a journal write (the failed batch is not acknowledged: only a restart
+        through recovery knows what is durable), an event-log append (a full
+        disk: the batch is durable in the journal and unacknowledged; a restart
+        rebuilds the log from the journal), or the final snapshot or sync of a
+        graceful stop.
         """
         try:
             while not self.stopping:
                 self.turn(IDLE_POLL_MS)
                 self._maybe_snapshot()
-        except JournalWriteError as e:
-            log.critical("journal write failed, stopping without acknowledging: %s", e)
+        except (JournalWriteError, StorageError) as e:
+            what = "journal write" if isinstance(e, JournalWriteError) else "event log append"
+            log.critical("%s failed, stopping without acknowledging the batch: %s", what, e)
             self.replay.stop()
             self.cmd.close()
             self.pub.close()
             return 3
-        self.shutdown()
+        if not self.shutdown():
+            return 3
         return 0
 
     def turn(self, timeout_ms: int) -> int:
@@ -429,36 +437,60 @@ class CoreServer:
         if by_count or by_time:
             self.snapshot()
 
-    def snapshot(self) -> bool:
+    def snapshot(self, final: bool = False) -> bool:
         """Sync the event log, then snapshot (a snapshot-based recovery then never
         needs events from before the snapshot).
 
         A failed snapshot (disk full, I/O error) is logged and retried at the next
         interval: the journal alone keeps the state recoverable, so trading goes on.
-        Returns whether the snapshot was written.
+        Returns whether the snapshot was written.  ``final``: the shutdown
+        snapshot, which is not retried (the caller exits non-zero).
         """
         self._cmds_since_snapshot = 0
         self._last_snapshot_ns = time.monotonic_ns()
         try:
             self.eventlog.sync()
             self.sequencer.snapshot()
-        except (SnapshotWriteError, StorageError) as e:
-            log.error("snapshot failed, will retry later: %s", e)
+        except (SnapshotWriteError, StorageError, JournalWriteError) as e:
+            if isinstance(e, JournalWriteError) and not final:
+                raise  # the journal is dead: run() stops with exit 3
+            if final:
+                log.critical(
+                    "shutdown snapshot failed: %s; the journal holds every acknowledged "
+                    "command, the next start replays it",
+                    e,
+                )
+            else:
+                log.error("snapshot failed, will retry later: %s", e)
             self._cmds_since_snapshot = 1
             return False
         return True
 
-    def shutdown(self) -> None:
-        """Graceful stop: snapshot, close the journal and the sockets."""
+    def shutdown(self) -> bool:
+        """Graceful stop: snapshot, close the journal and the sockets.
+
+        Returns False when the final snapshot, event-log sync or journal sync
+        failed (said in a critical log line; the process then exits 3).
+        """
+        ok = True
         if self._cmds_since_snapshot:
-            self.snapshot()
+            ok = self.snapshot(final=True)
         else:
-            self.eventlog.sync()
-        self.sequencer.close()
+            try:
+                self.eventlog.sync()
+            except StorageError as e:
+                log.critical("shutdown: event log sync failed: %s", e)
+                ok = False
+        try:
+            self.sequencer.close()
+        except JournalWriteError as e:
+            log.critical("shutdown: journal sync failed: %s", e)
+            ok = False
         self.replay.stop()
         self.cmd.close()
         self.pub.close()
         self.storage.close()
+        return ok
 
 
 class _EventRebuilder:
