@@ -399,7 +399,10 @@ class JournalReader:
                     f"no journal segment at all, but the state is at seq {after_seq}",
                 )  # fmt: skip
             return
-        start = _start_index(segments, after_seq + 1)
+        try:
+            start = _start_index(segments, after_seq + 1)
+        except JournalCorrupt as e:
+            raise self._archived_hint(segments[0][0], after_seq + 1) or e from e
         expected = segments[start][0]
         for i in range(start, len(segments)):
             first_seq, name = segments[i]
@@ -438,6 +441,33 @@ class JournalReader:
                 self.tail.name if self.tail else "(none)", 0, expected, 0,
                 f"the journal ends at seq {expected - 1}, before the state's seq {after_seq}",
             )  # fmt: skip
+
+    def _archived_hint(self, live_first: int, from_seq: int) -> JournalCorrupt | None:
+        """The error to raise when archived segments in this directory hold ``from_seq``.
+
+        Recovery needs them only when no snapshot could be used (both damaged):
+        name the archived segment that holds ``from_seq``, which ``bursa replay``
+        (from scratch, archived segments included) reads as is.
+        """
+        if self.include_archived:
+            return None
+        archived = [
+            (seq, name)
+            for seq, name in list_segments(self.storage, include_archived=True)
+            if name.startswith(ARCHIVE_PREFIX) and seq < live_first
+        ]
+        holding = [(seq, name) for seq, name in archived if seq <= from_seq]
+        if not holding:
+            return None
+        name = holding[-1][1]
+        return JournalCorrupt(
+            name, 0, from_seq, 0,
+            f"the live journal starts at seq {live_first} but seq {from_seq} is needed (no "
+            f"usable snapshot covers it); the archived segment {name} in this directory "
+            f"holds it ({len(archived)} archived segments from seq {archived[0][0]}): rename "
+            f"the archived segments back to journal-*.seg, or rebuild with `bursa replay`, "
+            f"which reads them as they are",
+        )  # fmt: skip
 
 
 def _start_index(segments: list[tuple[int, str]], from_seq: int) -> int:

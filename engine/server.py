@@ -363,7 +363,7 @@ class CoreServer:
         for ident, delim, start, count in senders:
             if count < 0:
                 self.n_malformed += 1
-                part = malformed_reply(max(start, 0))
+                part = malformed_reply(start)  # -1: not one part
             else:
                 part = replies[start * rsize : (start + count) * rsize]
             out.setdefault((ident, delim), []).append(part)

@@ -93,7 +93,7 @@ unless a single frame is larger), then the end marker, 24 bytes:
 | offset | size | type | field | meaning |
 |---:|---:|---|---|---|
 | 0 | 4 | bytes | `magic` | `BEND` |
-| 4 | 4 | `<u4` | `status` | 0 ok, 1 bad request, 2 `from_seq` is older than the oldest event kept |
+| 4 | 4 | `<u4` | `status` | 0 ok, 1 bad request (wrong size or magic, non-zero `flags`), 2 `from_seq` is older than the oldest event kept, 3 `from_seq` is beyond the log's end (`next_seq` = last seq + 1) |
 | 8 | 8 | `<u8` | `next_seq` | first sequence number NOT in this answer: ask from here next |
 | 16 | 8 | `<u8` | `last_seq` | last sequence number in the event log when the answer was cut |
 
