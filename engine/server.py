@@ -145,8 +145,13 @@ def load_config(path: str | None) -> dict[str, Any]:
     )
     section = data.get("core_server", data)
     known = {f.name for f in fields(ServerConfig)}
-    unknown = set(section) - known
-    if unknown and section is not data:
+    # A misspelt key must not be ignored silently.  Without a [core_server] table
+    # the top-level settings are this process's; other tables belong to other
+    # processes sharing the file.
+    unknown = {k for k, v in section.items() if k not in known}
+    if section is data:
+        unknown = {k for k in unknown if not isinstance(data[k], dict)}
+    if unknown:
         raise ValueError(f"unknown config keys: {sorted(unknown)}")
     return {k: v for k, v in section.items() if k in known}
 
