@@ -70,6 +70,8 @@ SEGMENT_PREFIX = "journal-"
 SEGMENT_SUFFIX = ".seg"
 ARCHIVE_PREFIX = "archive-"
 _SEGMENT_RE = re.compile(r"^(archive-)?journal-(\d{20})\.seg$")
+#: Suffix of the copy of the last segment that recovery writes and renames into place.
+REWRITE_SUFFIX = ".rewrite"
 
 ArchiveMode = Literal["rename", "delete"]
 
@@ -497,6 +499,42 @@ def write_verified(storage: Storage, name: str, offset: int, data: bytes) -> Non
     storage.sync(name)
     if storage.read(name, offset, len(data)) != data:
         raise StorageError(errno.EIO, f"read-back of {name} at {offset} differs after a rewrite")
+
+
+def is_rewrite_temp(name: str) -> bool:
+    """True for a leftover copy of :func:`rewrite_segment` (removed at recovery)."""
+    return name.endswith(REWRITE_SUFFIX) and parse_segment_name(name[: -len(REWRITE_SUFFIX)]) is not None
+
+
+def rewrite_segment(storage: Storage, name: str, size: int) -> None:
+    """Make the first ``size`` bytes of segment ``name`` durable without trusting the page cache.
+
+    After a failed fdatasync Linux may mark the dirty pages clean ("fsyncgate"):
+    they stay readable, so recovery replays them, but a plain fdatasync writes
+    nothing and a later power loss leaves a hole under batches acknowledged on
+    top of them.  So recovery copies what it read into a NEW file (fresh dirty
+    pages), syncs it, reads it back (a misdirected write into a new file leaves
+    zeros at the intended place, so the read-back catches it), renames it over
+    the segment and syncs the directory.
+
+    Raises
+    ------
+    StorageError
+        Any step failed (the process retries recovery; the old segment is intact).
+    """
+    tmp = name + REWRITE_SUFFIX
+    if tmp in storage.list():
+        storage.remove(tmp)
+    data = storage.read(name, 0, size)
+    if len(data) != size:
+        raise StorageError(errno.EIO, f"short read of {name}: {len(data)} of {size} bytes")
+    if data:
+        write_verified(storage, tmp, 0, data)
+    else:
+        storage.truncate(tmp, 0)
+        storage.sync(tmp)
+    storage.rename(tmp, name)
+    storage.sync_dir()
 
 
 def repair_tail(storage: Storage, damage: TailDamage) -> None:

@@ -31,7 +31,14 @@ import numpy.typing as npt
 from engine import variants as variants_mod
 from engine.corelike import CoreClass, CoreLike, default_core_class
 from engine.highwater import HighWater, read_high_water
-from engine.journal import JournalCorrupt, JournalReader, TailDamage, repair_tail
+from engine.journal import (
+    JournalCorrupt,
+    JournalReader,
+    TailDamage,
+    is_rewrite_temp,
+    repair_tail,
+    rewrite_segment,
+)
 from engine.snapshot import SNAPSHOT_PREFIX, TEMP_SUFFIX, list_snapshots, load_newest
 from engine.storage import Storage
 
@@ -208,13 +215,13 @@ def recover(
                 repair_tail(storage, tail.damage)
                 report.tail_repaired = True
             # What was just applied may sit only in the page cache (a crash after a
-            # failed sync), and the last segment's name may never have been made
-            # durable (a crash between its first append and the directory sync):
-            # make both durable before anything is acknowledged on top of them.
-            # (Linux's fsyncgate behaviour, where a failed fdatasync leaves the pages
-            # clean, is not covered by this plain sync: see docs/testing.md.)
-            storage.sync(tail.name)
-            storage.sync_dir()
+            # failed sync; after a failed fdatasync Linux may even have marked those
+            # pages clean, so a plain sync would write nothing: "fsyncgate"), and
+            # the last segment's name may never have been made durable (a crash
+            # between its first append and the directory sync): rewrite the segment
+            # through a new file and rename it into place, before anything is
+            # acknowledged on top of it.
+            rewrite_segment(storage, tail.name, tail.end)
     log.info("%s", report.summary())
     return core, report
 
@@ -239,10 +246,14 @@ def _check_reach(storage: Storage, report: RecoveryReport, known_seq: int, accep
 
 
 def _remove_temp_files(storage: Storage) -> list[str]:
-    temps = [n for n in storage.list() if n.startswith(SNAPSHOT_PREFIX) and n.endswith(TEMP_SUFFIX)]
+    temps = [
+        n
+        for n in storage.list()
+        if (n.startswith(SNAPSHOT_PREFIX) and n.endswith(TEMP_SUFFIX)) or is_rewrite_temp(n)
+    ]
     for name in temps:
         storage.remove(name)
-        log.warning("removed %s left by an interrupted snapshot", name)
+        log.warning("removed %s left by an interrupted snapshot or segment rewrite", name)
     if temps:
         storage.sync_dir()
     return temps
