@@ -503,7 +503,10 @@ def write_verified(storage: Storage, name: str, offset: int, data: bytes) -> Non
 
 def is_rewrite_temp(name: str) -> bool:
     """True for a leftover copy of :func:`rewrite_segment` (removed at recovery)."""
-    return name.endswith(REWRITE_SUFFIX) and parse_segment_name(name[: -len(REWRITE_SUFFIX)]) is not None
+    return (
+        name.endswith(REWRITE_SUFFIX)
+        and parse_segment_name(name[: -len(REWRITE_SUFFIX)]) is not None
+    )
 
 
 def rewrite_segment(storage: Storage, name: str, size: int) -> None:

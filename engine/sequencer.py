@@ -329,20 +329,42 @@ class Sequencer:
         JournalWriteError
             Syncing the journal up to the snapshot's seq failed.
         """
+        seq = self.prepare_snapshot()
+        if seq is None:
+            return None
+        name = write_snapshot(self.storage, self.core, self.variants)
+        self.snapshot_written(seq)
+        return name
+
+    def prepare_snapshot(self) -> int | None:
+        """First half of :meth:`snapshot`: make the journal durable up to the current
+        seq and return it (None when there is nothing new, or mode ``none``).
+
+        A caller that writes the snapshot elsewhere (a forked child: the server)
+        then calls :meth:`snapshot_written` with this seq once the file is durable.
+
+        Raises
+        ------
+        JournalWriteError
+            Syncing the journal failed.
+        """
         if self.mode == "none" or self._last_seq in (0, self._snap_seq):
             return None
         # The journal must be durable at least up to any snapshot's seq.
         self._writer.sync()
         self._note_durable(force=True)
-        name = write_snapshot(self.storage, self.core, self.variants)
+        return self._last_seq
+
+    def snapshot_written(self, seq: int) -> None:
+        """Second half of :meth:`snapshot`: a snapshot at ``seq`` is durable; keep it
+        and the previous one, prune older snapshots, archive the segments they needed."""
         self.stats.snapshots += 1
         if self._snap_seq >= 0:
             self._prev_snap_seq = self._snap_seq
-        self._snap_seq = self._last_seq
+        self._snap_seq = seq
         self._cmds_since_snap = 0
         self._snap_mono_ns = self.clock.monotonic_ns()
         self._prune()
-        return name
 
     def _prune(self) -> None:
         keep = {snapshot_name(self._snap_seq)}

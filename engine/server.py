@@ -47,7 +47,7 @@ from engine.journal import JournalCorrupt, JournalWriteError
 from engine.recovery import recover
 from engine.replay_service import ReplayService
 from engine.sequencer import Sequencer
-from engine.snapshot import SnapshotWriteError, list_snapshots
+from engine.snapshot import SnapshotWriteError, list_snapshots, write_snapshot
 from engine.storage import FileStorage, StorageError
 from engine.wire.frames import (
     CONTROL_TAG,
@@ -113,6 +113,11 @@ class ServerConfig:
         Snapshot after this many commands since the last one (0: never by count).
     snapshot_every_ms : int
         Snapshot after this many milliseconds with new commands (0: never by time).
+    snapshot_in_background : bool
+        Periodic snapshots are serialized and written by a forked child process
+        (copy-on-write) while the loop keeps serving; False writes them inline
+        (the loop stalls for the whole serialization).  Requested (``snapshot``
+        control op) and shutdown snapshots are always inline.
     """
 
     data_dir: str = "data/core"
@@ -123,6 +128,7 @@ class ServerConfig:
     max_batch_cmds: int = MAX_BATCH_CMDS
     snapshot_every_cmds: int = 1_000_000
     snapshot_every_ms: int = 300_000
+    snapshot_in_background: bool = True
 
     def validate(self) -> None:
         """Raise ValueError on a setting out of range."""
@@ -187,6 +193,10 @@ class CoreServer:
         self.n_malformed = 0
         self._cmds_since_snapshot = 0
         self._last_snapshot_ns = time.monotonic_ns()
+        # (pid, seq) of the forked child writing a snapshot, if one runs
+        self._snap_child: tuple[int, int] | None = None
+        self.background_snapshots = 0
+        self.background_snapshot_failures = 0
         self._stage = np.zeros(config.max_batch_cmds + MAX_FRAME_CMDS, dtype=CMD_DTYPE)
         self._stage_bytes = self._stage.view(np.uint8)
         self.sequencer = self._recover()
@@ -290,6 +300,7 @@ class CoreServer:
         except (JournalWriteError, StorageError) as e:
             what = "journal write" if isinstance(e, JournalWriteError) else "event log append"
             log.critical("%s failed, stopping without acknowledging the batch: %s", what, e)
+            self._reap_snapshot(block=True)
             self.replay.stop()
             self.cmd.close()
             self.pub.close()
@@ -433,14 +444,65 @@ class CoreServer:
     # ---------------------------------------------------------------- snapshots
 
     def _maybe_snapshot(self) -> None:
-        if not self._cmds_since_snapshot:
+        self._reap_snapshot(block=False)
+        if not self._cmds_since_snapshot or self._snap_child is not None:
             return
         cfg = self.config
         by_count = cfg.snapshot_every_cmds and self._cmds_since_snapshot >= cfg.snapshot_every_cmds
         age_ms = (time.monotonic_ns() - self._last_snapshot_ns) // 1_000_000
         by_time = cfg.snapshot_every_ms and age_ms >= cfg.snapshot_every_ms
         if by_count or by_time:
-            self.snapshot()
+            if cfg.snapshot_in_background:
+                self._snapshot_in_background()
+            else:
+                self.snapshot()
+
+    def _snapshot_in_background(self) -> None:
+        """Sync the event log and the journal, then fork a child that serializes the
+        core (a copy-on-write image of this moment) and writes the snapshot, while
+        this loop keeps serving.  :meth:`_reap_snapshot` completes it."""
+        self._cmds_since_snapshot = 0
+        self._last_snapshot_ns = time.monotonic_ns()
+        try:
+            self.eventlog.sync()
+            seq = self.sequencer.prepare_snapshot()
+        except StorageError as e:
+            log.error("snapshot failed, will retry later: %s", e)
+            self._cmds_since_snapshot = 1
+            return
+        if seq is None:
+            return
+        pid = os.fork()
+        if pid == 0:  # the child: write, then leave without running any cleanup
+            code = 1
+            try:
+                storage = FileStorage(self.config.data_dir)
+                write_snapshot(storage, self.sequencer.core, self.sequencer.variants)
+                code = 0
+            finally:
+                os._exit(code)
+        self._snap_child = (pid, seq)
+
+    def _reap_snapshot(self, *, block: bool) -> None:
+        """Collect the snapshot child if it ended (or wait for it): keep its snapshot,
+        prune and archive as an inline snapshot would, or log its failure."""
+        if self._snap_child is None:
+            return
+        pid, seq = self._snap_child
+        done, status = os.waitpid(pid, 0 if block else os.WNOHANG)
+        if done == 0:
+            return
+        self._snap_child = None
+        code = os.waitstatus_to_exitcode(status)
+        if code == 0:
+            self.background_snapshots += 1
+            self.sequencer.snapshot_written(seq)
+            log.info("snapshot at seq %d written in the background", seq)
+        else:
+            self.background_snapshot_failures += 1
+            self._cmds_since_snapshot = max(1, self._cmds_since_snapshot)
+            log.error("background snapshot at seq %d failed (child exit %d), will retry later",
+                      seq, code)  # fmt: skip
 
     def snapshot(self, final: bool = False) -> bool:
         """Sync the event log, then snapshot (a snapshot-based recovery then never
@@ -451,6 +513,7 @@ class CoreServer:
         Returns whether the snapshot was written.  ``final``: the shutdown
         snapshot, which is not retried (the caller exits non-zero).
         """
+        self._reap_snapshot(block=True)
         self._cmds_since_snapshot = 0
         self._last_snapshot_ns = time.monotonic_ns()
         try:
@@ -478,6 +541,7 @@ class CoreServer:
         failed (said in a critical log line; the process then exits 3).
         """
         ok = True
+        self._reap_snapshot(block=True)
         if self._cmds_since_snapshot:
             ok = self.snapshot(final=True)
         else:
