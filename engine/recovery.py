@@ -49,6 +49,9 @@ VARIANT_SKIP_CRC = variants_mod.SKIP_CRC
 
 EventSink = Callable[[npt.NDArray[np.void]], None]
 
+#: Prefix given to snapshot files beyond an accepted journal loss (kept, ignored).
+LOST_PREFIX = "lost-"
+
 
 class JournalLoss(JournalCorrupt):
     """The journal ends before a seq that durable evidence says it reached.
@@ -243,6 +246,13 @@ def _check_reach(storage: Storage, report: RecoveryReport, known_seq: int, accep
     log.critical("ACCEPTED BY THE OPERATOR (--accept-journal-loss): %s", loss.reason)
     report.journal_loss_accepted = True
     HighWater(storage).reset(report.last_seq)
+    # A snapshot beyond the new end could not be loaded (it would have been): keep
+    # it for inspection under a name recovery ignores, so the next start proceeds.
+    for seq, name in snaps:
+        if seq > report.last_seq:
+            storage.rename(name, LOST_PREFIX + name)
+            log.critical("renamed unusable snapshot %s to %s", name, LOST_PREFIX + name)
+    storage.sync_dir()
 
 
 def _remove_temp_files(storage: Storage) -> list[str]:

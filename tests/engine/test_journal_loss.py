@@ -112,3 +112,24 @@ def test_torn_slot_keeps_the_other(storage) -> None:
     assert read_high_water(storage) == 5
     assert decode_slot(encode_slot(7, 99)) == (7, 99)
     assert decode_slot(b"\0" * SLOT_SIZE) is None
+
+
+def test_damaged_snapshot_beyond_the_end_refuses_and_override_sets_it_aside(storage) -> None:
+    from engine.snapshot import list_snapshots
+    from tests.engine.util import flip_bit
+
+    s = run(storage, [3, 2, 4], close=False)
+    s.snapshot()  # at seq 9
+    s.close()
+    storage.remove(HIGH_WATER_NAME)
+    (snap,) = [name for _, name in list_snapshots(storage)]
+    flip_bit(storage, snap, 20)  # unusable
+    name = newest_segment(storage)
+    cut(storage, name, storage.size(name) // 2)
+    with pytest.raises(JournalLoss, match="snapshot file"):
+        recover(storage, core_cls=FakeCore)
+    core, rep = recover(storage, core_cls=FakeCore, accept_journal_loss=True)
+    assert rep.journal_loss_accepted and core.last_seq < 9
+    assert list_snapshots(storage) == [] and "lost-" + snap in storage.list()
+    core2, rep2 = recover(storage, core_cls=FakeCore)
+    assert core2.last_seq == core.last_seq and not rep2.journal_loss_accepted
