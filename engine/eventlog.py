@@ -27,6 +27,7 @@ import numpy as np
 from engine.storage import Storage
 from engine.wire.frames import (
     EVENT_HEADER_SIZE,
+    REPLAY_BEYOND_END,
     REPLAY_NOT_AVAILABLE,
     REPLAY_OK,
     FrameError,
@@ -373,11 +374,15 @@ class EventLogReader:
         -------
         (frames, next_seq, status)
             ``next_seq`` is the first sequence not covered; ``status`` is
-            ``REPLAY_OK`` or ``REPLAY_NOT_AVAILABLE`` (``from_seq`` precedes the log).
+            ``REPLAY_OK``, ``REPLAY_NOT_AVAILABLE`` (``from_seq`` precedes the log)
+            or ``REPLAY_BEYOND_END`` (``from_seq`` is past the log's last seq + 1;
+            ``next_seq`` is then that last seq + 1).
         """
         assert max_events > 0 and max_bytes > 0
         self.refresh()
         from_seq = max(from_seq, 1)
+        if from_seq > self.last_seq + 1:
+            return [], self.last_seq + 1, REPLAY_BEYOND_END
         if not self._segs:
             return [], from_seq, REPLAY_OK
         if from_seq < self.first_seq:

@@ -70,6 +70,8 @@ SEGMENT_PREFIX = "journal-"
 SEGMENT_SUFFIX = ".seg"
 ARCHIVE_PREFIX = "archive-"
 _SEGMENT_RE = re.compile(r"^(archive-)?journal-(\d{20})\.seg$")
+#: Suffix of the copy of the last segment that recovery writes and renames into place.
+REWRITE_SUFFIX = ".rewrite"
 
 ArchiveMode = Literal["rename", "delete"]
 
@@ -399,7 +401,10 @@ class JournalReader:
                     f"no journal segment at all, but the state is at seq {after_seq}",
                 )  # fmt: skip
             return
-        start = _start_index(segments, after_seq + 1)
+        try:
+            start = _start_index(segments, after_seq + 1)
+        except JournalCorrupt as e:
+            raise self._archived_hint(segments[0][0], after_seq + 1) or e from e
         expected = segments[start][0]
         for i in range(start, len(segments)):
             first_seq, name = segments[i]
@@ -439,6 +444,33 @@ class JournalReader:
                 f"the journal ends at seq {expected - 1}, before the state's seq {after_seq}",
             )  # fmt: skip
 
+    def _archived_hint(self, live_first: int, from_seq: int) -> JournalCorrupt | None:
+        """The error to raise when archived segments in this directory hold ``from_seq``.
+
+        Recovery needs them only when no snapshot could be used (both damaged):
+        name the archived segment that holds ``from_seq``, which ``bursa replay``
+        (from scratch, archived segments included) reads as is.
+        """
+        if self.include_archived:
+            return None
+        archived = [
+            (seq, name)
+            for seq, name in list_segments(self.storage, include_archived=True)
+            if name.startswith(ARCHIVE_PREFIX) and seq < live_first
+        ]
+        holding = [(seq, name) for seq, name in archived if seq <= from_seq]
+        if not holding:
+            return None
+        name = holding[-1][1]
+        return JournalCorrupt(
+            name, 0, from_seq, 0,
+            f"the live journal starts at seq {live_first} but seq {from_seq} is needed (no "
+            f"usable snapshot covers it); the archived segment {name} in this directory "
+            f"holds it ({len(archived)} archived segments from seq {archived[0][0]}): rename "
+            f"the archived segments back to journal-*.seg, or rebuild with `bursa replay`, "
+            f"which reads them as they are",
+        )  # fmt: skip
+
 
 def _start_index(segments: list[tuple[int, str]], from_seq: int) -> int:
     """Index of the last segment starting at or before ``from_seq`` (it holds ``from_seq``)."""
@@ -467,6 +499,45 @@ def write_verified(storage: Storage, name: str, offset: int, data: bytes) -> Non
     storage.sync(name)
     if storage.read(name, offset, len(data)) != data:
         raise StorageError(errno.EIO, f"read-back of {name} at {offset} differs after a rewrite")
+
+
+def is_rewrite_temp(name: str) -> bool:
+    """True for a leftover copy of :func:`rewrite_segment` (removed at recovery)."""
+    return (
+        name.endswith(REWRITE_SUFFIX)
+        and parse_segment_name(name[: -len(REWRITE_SUFFIX)]) is not None
+    )
+
+
+def rewrite_segment(storage: Storage, name: str, size: int) -> None:
+    """Make the first ``size`` bytes of segment ``name`` durable without trusting the page cache.
+
+    After a failed fdatasync Linux may mark the dirty pages clean ("fsyncgate"):
+    they stay readable, so recovery replays them, but a plain fdatasync writes
+    nothing and a later power loss leaves a hole under batches acknowledged on
+    top of them.  So recovery copies what it read into a NEW file (fresh dirty
+    pages), syncs it, reads it back (a misdirected write into a new file leaves
+    zeros at the intended place, so the read-back catches it), renames it over
+    the segment and syncs the directory.
+
+    Raises
+    ------
+    StorageError
+        Any step failed (the process retries recovery; the old segment is intact).
+    """
+    tmp = name + REWRITE_SUFFIX
+    if tmp in storage.list():
+        storage.remove(tmp)
+    data = storage.read(name, 0, size)
+    if len(data) != size:
+        raise StorageError(errno.EIO, f"short read of {name}: {len(data)} of {size} bytes")
+    if data:
+        write_verified(storage, tmp, 0, data)
+    else:
+        storage.truncate(tmp, 0)
+        storage.sync(tmp)
+    storage.rename(tmp, name)
+    storage.sync_dir()
 
 
 def repair_tail(storage: Storage, damage: TailDamage) -> None:
@@ -519,6 +590,8 @@ class JournalWriter:
         self.segment = tail_segment
         self.size = tail_size if tail_segment is not None else 0
         self.next_seq = next_seq
+        # Every batch through this seq is durable (recovery synced what it found).
+        self.synced_seq = next_seq - 1
         self.dirty = False
         self.failed = False
         self._new_name = False
@@ -644,6 +717,8 @@ class JournalWriter:
                 # A new segment's name must be durable before anything in it is acked.
                 self.storage.sync_dir()
                 self._new_name = False
+            if data:
+                self.synced_seq = self.next_seq - 1
         except OSError as e:  # StorageError, or a raw OSError of the directory sync
             self.failed = True
             raise JournalWriteError(f"journal sync of {self.segment} failed: {e}") from e

@@ -13,6 +13,10 @@ production (``Sequencer.open``), in ``bursa replay`` and in the simulator.  It
    durable before new commands are acknowledged on top of it.
 
 Damage inside the durable prefix raises :class:`~engine.journal.JournalCorrupt`.
+A journal that ends before what anything durable says it reached (the
+high-water record of :mod:`engine.highwater`, a snapshot's name, or the
+caller's evidence such as the event log) raises :class:`JournalLoss` before
+anything is repaired, unless the operator accepted the loss explicitly.
 """
 
 from __future__ import annotations
@@ -26,8 +30,16 @@ import numpy.typing as npt
 
 from engine import variants as variants_mod
 from engine.corelike import CoreClass, CoreLike, default_core_class
-from engine.journal import JournalReader, TailDamage, repair_tail
-from engine.snapshot import SNAPSHOT_PREFIX, TEMP_SUFFIX, load_newest
+from engine.highwater import HighWater, read_high_water
+from engine.journal import (
+    JournalCorrupt,
+    JournalReader,
+    TailDamage,
+    is_rewrite_temp,
+    repair_tail,
+    rewrite_segment,
+)
+from engine.snapshot import SNAPSHOT_PREFIX, TEMP_SUFFIX, list_snapshots, load_newest
 from engine.storage import Storage
 
 log = logging.getLogger("bursa.recovery")
@@ -36,6 +48,46 @@ log = logging.getLogger("bursa.recovery")
 VARIANT_SKIP_CRC = variants_mod.SKIP_CRC
 
 EventSink = Callable[[npt.NDArray[np.void]], None]
+
+#: Prefix given to snapshot files beyond an accepted journal loss (kept, ignored).
+LOST_PREFIX = "lost-"
+
+
+class JournalLoss(JournalCorrupt):
+    """The journal ends before a seq that durable evidence says it reached.
+
+    Acknowledged commands are missing (a newest segment deleted or cut while the
+    core was down): recovery refuses instead of starting on the shorter journal.
+
+    Parameters
+    ----------
+    last_seq : int
+        Where the journal (plus snapshot) ends now.
+    known_seq : int
+        The highest seq the evidence proves was durable.
+    evidence : str
+        Which records say so.
+    """
+
+    def __init__(self, last_seq: int, known_seq: int, evidence: str) -> None:
+        self.segment = ""
+        self.batch_index = -1
+        self.seq = last_seq + 1
+        self.offset = -1
+        self.last_seq = last_seq
+        self.known_seq = known_seq
+        self.reason = (
+            f"the journal ends at seq {last_seq} but {evidence} shows seq {known_seq} was "
+            f"durable: acknowledged commands {last_seq + 1}..{known_seq} are missing "
+            f"(a deleted or cut journal segment?)"
+        )
+        Exception.__init__(
+            self,
+            f"journal loss: {self.reason}. Refusing to start: restore the missing segments "
+            f"(e.g. from a replica) into the data directory; only if that is impossible, "
+            f"start with --accept-journal-loss to continue from seq {last_seq} "
+            f"(commands {last_seq + 1}..{known_seq} are then lost for good).",
+        )
 
 
 @dataclass
@@ -51,6 +103,8 @@ class RecoveryReport:
     commands_replayed: int = 0
     last_seq: int = 0
     last_ts_ns: int = 0
+    known_seq: int = 0
+    journal_loss_accepted: bool = False
     tail_damage: TailDamage | None = None
     tail_repaired: bool = False
     tail_segment: str | None = None
@@ -81,6 +135,8 @@ def recover(
     repair: bool = True,
     use_snapshots: bool = True,
     include_archived: bool = False,
+    known_seq: int = 0,
+    accept_journal_loss: bool = False,
 ) -> tuple[CoreLike, RecoveryReport]:
     """Rebuild the core from ``storage``.
 
@@ -103,6 +159,14 @@ def recover(
         False replays from seq 1 (from scratch), ignoring snapshots.
     include_archived : bool
         Also read archived segments (from-scratch replays).
+    known_seq : int
+        A seq the caller knows was durable (the server's event log in ``fsync``
+        mode); with the high-water record and the snapshots' names it is the
+        evidence the journal must reach (checked only when ``repair``).
+    accept_journal_loss : bool
+        Operator override: start on a journal shorter than the evidence (after
+        restoring what could be restored), logging the loss and lowering the
+        high-water record to the new end.
 
     Returns
     -------
@@ -113,6 +177,8 @@ def recover(
     JournalCorrupt
         Damage inside the durable prefix, a missing segment, or a journal that
         does not reach the snapshot it must continue.
+    JournalLoss
+        The journal ends before the evidence (``repair`` only; nothing changed).
     """
     cls = core_cls if core_cls is not None else default_core_class()
     report = RecoveryReport()
@@ -140,6 +206,8 @@ def recover(
     report.segments_read = reader.segments_read
     report.last_ts_ns = reader.last_ts_ns
     report.last_seq = core.last_seq
+    if repair:
+        _check_reach(storage, report, known_seq, accept_journal_loss)
     tail = reader.tail
     if tail is not None:
         report.tail_segment = tail.name
@@ -150,22 +218,52 @@ def recover(
                 repair_tail(storage, tail.damage)
                 report.tail_repaired = True
             # What was just applied may sit only in the page cache (a crash after a
-            # failed sync), and the last segment's name may never have been made
-            # durable (a crash between its first append and the directory sync):
-            # make both durable before anything is acknowledged on top of them.
-            # (Linux's fsyncgate behaviour, where a failed fdatasync leaves the pages
-            # clean, is not covered by this plain sync: see docs/testing.md.)
-            storage.sync(tail.name)
-            storage.sync_dir()
+            # failed sync; after a failed fdatasync Linux may even have marked those
+            # pages clean, so a plain sync would write nothing: "fsyncgate"), and
+            # the last segment's name may never have been made durable (a crash
+            # between its first append and the directory sync): rewrite the segment
+            # through a new file and rename it into place, before anything is
+            # acknowledged on top of it.
+            rewrite_segment(storage, tail.name, tail.end)
     log.info("%s", report.summary())
     return core, report
 
 
+def _check_reach(storage: Storage, report: RecoveryReport, known_seq: int, accept: bool) -> None:
+    """Refuse (JournalLoss) when durable evidence says the journal reached further."""
+    evidence = [(read_high_water(storage), "the high-water record journal.hwm")]
+    snaps = list_snapshots(storage)
+    if snaps:
+        evidence.append((snaps[-1][0], f"snapshot file {snaps[-1][1]}"))
+    evidence.append((known_seq, "the event log"))
+    known, what = max(evidence)
+    report.known_seq = known
+    if report.last_seq >= known:
+        return
+    loss = JournalLoss(report.last_seq, known, what)
+    if not accept:
+        raise loss
+    log.critical("ACCEPTED BY THE OPERATOR (--accept-journal-loss): %s", loss.reason)
+    report.journal_loss_accepted = True
+    HighWater(storage).reset(report.last_seq)
+    # A snapshot beyond the new end could not be loaded (it would have been): keep
+    # it for inspection under a name recovery ignores, so the next start proceeds.
+    for seq, name in snaps:
+        if seq > report.last_seq:
+            storage.rename(name, LOST_PREFIX + name)
+            log.critical("renamed unusable snapshot %s to %s", name, LOST_PREFIX + name)
+    storage.sync_dir()
+
+
 def _remove_temp_files(storage: Storage) -> list[str]:
-    temps = [n for n in storage.list() if n.startswith(SNAPSHOT_PREFIX) and n.endswith(TEMP_SUFFIX)]
+    temps = [
+        n
+        for n in storage.list()
+        if (n.startswith(SNAPSHOT_PREFIX) and n.endswith(TEMP_SUFFIX)) or is_rewrite_temp(n)
+    ]
     for name in temps:
         storage.remove(name)
-        log.warning("removed %s left by an interrupted snapshot", name)
+        log.warning("removed %s left by an interrupted snapshot or segment rewrite", name)
     if temps:
         storage.sync_dir()
     return temps

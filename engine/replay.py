@@ -44,7 +44,7 @@ def replay_dir(
     JournalCorrupt
         Damage inside the durable prefix, or a missing segment.
     """
-    storage = FileStorage(directory)
+    storage = FileStorage(directory, read_only=True)  # never writes nor creates
     try:
         core, report = recover(
             storage,

@@ -78,7 +78,7 @@ class ReplayService(threading.Thread):
 
     def run(self) -> None:
         """Bind, then answer requests until :meth:`stop`."""
-        storage = FileStorage(self.directory)
+        storage = FileStorage(self.directory, read_only=True)
         reader = EventLogReader(storage)
         sock = self.ctx.socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, 0)

@@ -25,6 +25,7 @@ import numpy.typing as npt
 from engine import variants as variants_mod
 from engine.clock import Clock
 from engine.corelike import CoreClass
+from engine.highwater import HighWater
 from engine.journal import (
     DEFAULT_SEGMENT_BYTES,
     MAX_BATCH_CMDS,
@@ -53,6 +54,10 @@ VARIANT_ACK_BEFORE_SYNC = variants_mod.ACK_BEFORE_SYNC
 #: Smallest batch whose sync is overlapped with apply (below it the two thread
 #: hand-offs cost more than the apply they would hide).
 OVERLAP_MIN_CMDS = 256
+#: The durable high-water record (engine.highwater) is rewritten at most this often
+#: after journal syncs (one small extra fdatasync per interval), and always at
+#: snapshots and at close.
+DEFAULT_HIGH_WATER_EVERY_NS = 100_000_000
 
 _EMPTY_EVENTS = np.zeros(0, dtype=EV_DTYPE)
 _EMPTY_REPLIES = np.zeros(0, dtype=REPLY_DTYPE)
@@ -67,6 +72,7 @@ class SequencerStats:
     syncs: int = 0
     snapshots: int = 0
     snapshot_failures: int = 0
+    high_water_writes: int = 0
 
 
 class Sequencer:
@@ -91,6 +97,9 @@ class Sequencer:
         on_events: EventSink | None = None,
         core_cls: CoreClass | None = None,
         overlap_sync: bool = False,
+        known_seq: int = 0,
+        accept_journal_loss: bool = False,
+        high_water_every_ns: int = DEFAULT_HIGH_WATER_EVERY_NS,
     ) -> None:
         """Recover the core from ``storage``; then ready for :meth:`submit`.
 
@@ -120,17 +129,33 @@ class Sequencer:
             ``OVERLAP_MIN_CMDS`` commands on a helper thread while the core
             applies them (submit still returns only after both).  Off by default;
             the simulator keeps it off so that everything runs on one thread.
+        known_seq : int
+            A seq the caller knows was durable (evidence for recovery, e.g. the
+            event log in fsync mode).
+        accept_journal_loss : bool
+            Operator override: start even if the journal ends before the evidence.
+        high_water_every_ns : int
+            Least monotonic time between two writes of the high-water record.
 
         Raises
         ------
         JournalCorrupt
             Recovery found damage inside the durable prefix.
+        JournalLoss
+            The journal ends before what was durably acknowledged.
         """
         if mode not in MODES:
             raise ValueError(f"durability mode must be one of {MODES}, not {mode!r}")
         if snapshot_every_cmds <= 0 or snapshot_every_ns <= 0:
             raise ValueError("snapshot intervals must be positive")
-        core, report = recover(storage, variants=variants, on_events=on_events, core_cls=core_cls)
+        core, report = recover(
+            storage,
+            variants=variants,
+            on_events=on_events,
+            core_cls=core_cls,
+            known_seq=known_seq,
+            accept_journal_loss=accept_journal_loss,
+        )
         self.storage = storage
         self.clock = clock
         self.core = core
@@ -159,6 +184,12 @@ class Sequencer:
         self._snap_mono_ns = clock.monotonic_ns()
         self._seq_offsets = np.arange(MAX_BATCH_CMDS, dtype=np.uint64)
         self._syncer = _SyncThread(self._writer) if overlap_sync and mode == "fsync" else None
+        self._high_water = HighWater(storage)
+        self._high_water_every_ns = high_water_every_ns
+        self._high_water_mono_ns = clock.monotonic_ns()
+        if mode != "none":
+            # recovery synced everything it found: that much is durable now
+            self._note_durable(force=True)
 
     @classmethod
     def open(cls, storage: Storage, clock: Clock, **kwargs: Any) -> Sequencer:
@@ -224,9 +255,20 @@ class Sequencer:
         self.stats.batches += 1
         self.stats.commands += n
         self._cmds_since_snap += n
+        if self.mode == "fsync" and not self._lazy_sync:
+            self._note_durable(force=False)
         if self.mode != "none" and self._snapshot_due():
             self._auto_snapshot()
         return events, replies
+
+    def _note_durable(self, *, force: bool) -> None:
+        """Write the journal's synced seq to the high-water record (rate-limited)."""
+        now = self.clock.monotonic_ns()
+        if not force and now - self._high_water_mono_ns < self._high_water_every_ns:
+            return
+        self._high_water_mono_ns = now
+        if self._high_water.write(self._writer.synced_seq):
+            self.stats.high_water_writes += 1
 
     def _journal(self, cmds: npt.NDArray[np.void]) -> None:
         if self._lazy_sync:
@@ -287,19 +329,42 @@ class Sequencer:
         JournalWriteError
             Syncing the journal up to the snapshot's seq failed.
         """
+        seq = self.prepare_snapshot()
+        if seq is None:
+            return None
+        name = write_snapshot(self.storage, self.core, self.variants)
+        self.snapshot_written(seq)
+        return name
+
+    def prepare_snapshot(self) -> int | None:
+        """First half of :meth:`snapshot`: make the journal durable up to the current
+        seq and return it (None when there is nothing new, or mode ``none``).
+
+        A caller that writes the snapshot elsewhere (a forked child: the server)
+        then calls :meth:`snapshot_written` with this seq once the file is durable.
+
+        Raises
+        ------
+        JournalWriteError
+            Syncing the journal failed.
+        """
         if self.mode == "none" or self._last_seq in (0, self._snap_seq):
             return None
         # The journal must be durable at least up to any snapshot's seq.
         self._writer.sync()
-        name = write_snapshot(self.storage, self.core, self.variants)
+        self._note_durable(force=True)
+        return self._last_seq
+
+    def snapshot_written(self, seq: int) -> None:
+        """Second half of :meth:`snapshot`: a snapshot at ``seq`` is durable; keep it
+        and the previous one, prune older snapshots, archive the segments they needed."""
         self.stats.snapshots += 1
         if self._snap_seq >= 0:
             self._prev_snap_seq = self._snap_seq
-        self._snap_seq = self._last_seq
+        self._snap_seq = seq
         self._cmds_since_snap = 0
         self._snap_mono_ns = self.clock.monotonic_ns()
         self._prune()
-        return name
 
     def _prune(self) -> None:
         keep = {snapshot_name(self._snap_seq)}
@@ -325,6 +390,7 @@ class Sequencer:
         """
         if self.mode != "none":
             self._writer.sync()
+            self._note_durable(force=True)
 
     def close(self) -> None:
         """Sync what was written (unless the journal already failed); stop the helper thread."""

@@ -18,7 +18,8 @@ Replies and events therefore never leave before the batch is durable in ``fsync`
 mode, and a kill -9 at any point loses nothing that was acknowledged: the
 journal is written before anything leaves.  Malformed messages get a reject
 reply with ``Reason.MALFORMED_FRAME`` and change nothing.  SIGTERM/SIGINT: finish
-the turn, sync the event log, snapshot, exit 0.
+the turn, sync the event log, snapshot, exit 0.  A storage failure (journal or
+event-log write, the final snapshot) exits 3 with a critical log line.
 
 Wire shapes are in :mod:`engine.wire.frames` and docs/commands.md ("Frames on
 the wire"); the replay service runs in its own thread (:mod:`engine.replay_service`).
@@ -58,7 +59,7 @@ from engine.security import (
     start_authenticator,
 )
 from engine.sequencer import Sequencer
-from engine.snapshot import SnapshotWriteError, list_snapshots
+from engine.snapshot import SnapshotWriteError, list_snapshots, write_snapshot
 from engine.storage import FileStorage, StorageError
 from engine.wire.frames import (
     CONTROL_TAG,
@@ -81,8 +82,10 @@ MAX_FRAME_CMDS = 16384
 # Messages drained per turn at most (bounds control requests and malformed frames too).
 MAX_MESSAGES_PER_TURN = 8192
 # Events per PUB frame; frames are cut on command boundaries, so one command with
-# more events than this still goes out whole in one frame.
-MAX_FRAME_EVENTS = 8192
+# more events than this still goes out whole in one frame.  Small frames bound the
+# memory a subscriber's queue can hold in BYTES (PUB_SNDHWM_MSGS x about 64 KiB):
+# ZeroMQ's high-water mark counts messages.
+MAX_FRAME_EVENTS = 680
 # Event-log retention: bytes of event log kept (oldest whole segments removed beyond)
 # and how often the server checks, ms.
 EVENT_LOG_RETAIN_BYTES = 8 << 30
@@ -95,6 +98,10 @@ IDLE_POLL_MS = 50
 # Outgoing queue bound per subscriber / client: beyond it ZeroMQ drops (PUB) or
 # the send fails (ROUTER), and subscribers recover from the replay service.
 SNDHWM_MSGS = 100_000
+# PUB queue bound per subscriber: 2,048 frames of <= 64 KiB (MAX_FRAME_EVENTS) is
+# <= 128 MiB for a subscriber that stopped reading; beyond it its frames are
+# dropped and it fills the gap from the replay service.
+PUB_SNDHWM_MSGS = 2048
 # The Sequencer's own snapshot timers are set out of reach: this server takes the
 # snapshots, so that it can sync the event log first.
 SEQUENCER_SNAPSHOT_NEVER = 1 << 62
@@ -159,6 +166,11 @@ class ServerConfig:
         while running; replay requests before the log's start are answered "too old".
     event_log_segment_bytes : int
         Size at which the event log starts a new segment (the unit of retention).
+    snapshot_in_background : bool
+        Periodic snapshots are serialized and written by a forked child process
+        (copy-on-write) while the loop keeps serving; False writes them inline
+        (the loop stalls for the whole serialization).  Requested (``snapshot``
+        control op) and shutdown snapshots are always inline.
     """
 
     data_dir: str = "data/core"
@@ -178,6 +190,8 @@ class ServerConfig:
     curve_clients_dir: str = ""
     event_log_retain_bytes: int = EVENT_LOG_RETAIN_BYTES
     event_log_segment_bytes: int = EVENT_SEGMENT_BYTES_MAX
+
+    snapshot_in_background: bool = True
 
     def endpoints(self) -> dict[str, str]:
         """Every endpoint to bind, by ready-line key."""
@@ -228,8 +242,13 @@ def load_config(path: str | None) -> dict[str, Any]:
     )
     section = data.get("core_server", data)
     known = {f.name for f in fields(ServerConfig)}
-    unknown = set(section) - known
-    if unknown and section is not data:
+    # A misspelt key must not be ignored silently.  Without a [core_server] table
+    # the top-level settings are this process's; other tables belong to other
+    # processes sharing the file.
+    unknown = {k for k, v in section.items() if k not in known}
+    if section is data:
+        unknown = {k for k in unknown if not isinstance(data[k], dict)}
+    if unknown:
         raise ValueError(f"unknown config keys: {sorted(unknown)}")
     return {k: v for k, v in section.items() if k in known}
 
@@ -250,10 +269,12 @@ class CoreServer:
         config: ServerConfig,
         ctx: zmq.Context[zmq.Socket[bytes]] | None = None,
         core_cls: CoreClass | None = None,
+        accept_journal_loss: bool = False,
     ) -> None:
         config.validate()
         self.config = config
         self.core_cls = core_cls
+        self.accept_journal_loss = accept_journal_loss
         self.ctx = ctx or zmq.Context()
         self.storage = FileStorage(config.data_dir)
         self.eventlog = EventLog(self.storage, config.event_log_segment_bytes)
@@ -266,6 +287,10 @@ class CoreServer:
         self.n_wrong_socket = 0
         self.n_rate_limited = 0
         self._last_prune_ns = 0
+        # (pid, seq) of the forked child writing a snapshot, if one runs
+        self._snap_child: tuple[int, int] | None = None
+        self.background_snapshots = 0
+        self.background_snapshot_failures = 0
         self._stage = np.zeros(config.max_batch_cmds + MAX_FRAME_CMDS, dtype=CMD_DTYPE)
         self._stage_bytes = self._stage.view(np.uint8)
         self.sequencer = self._recover()
@@ -280,7 +305,7 @@ class CoreServer:
         self.endpoints: dict[str, str] = {}
         for name, s in (*self.socks.items(), ("pub", self.pub)):
             s.setsockopt(zmq.LINGER, 0)
-            s.setsockopt(zmq.SNDHWM, SNDHWM_MSGS)
+            s.setsockopt(zmq.SNDHWM, PUB_SNDHWM_MSGS if s is self.pub else SNDHWM_MSGS)
             s.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
             if s is not self.pub:
                 # Per-peer inbound queue: bounds what one client can park in the core.
@@ -346,6 +371,11 @@ class CoreServer:
         by the recovery replay; if the log ends before the newest snapshot (a
         snapshot the server did not drive, then a power loss) they come from a
         from-scratch replay of the journal, archived segments included.
+
+        In ``fsync`` mode every logged event was durable in the journal before it
+        was logged, so a log that reaches further than the journal is evidence of
+        lost acknowledged commands: recovery refuses (``JournalLoss``) unless the
+        operator passed ``--accept-journal-loss``.
         """
         logged = self.eventlog.open()
         snaps = list_snapshots(self.storage)
@@ -361,6 +391,8 @@ class CoreServer:
             snapshot_every_ns=SEQUENCER_SNAPSHOT_NEVER,
             on_events=rebuilder.on_events if attached else None,
             core_cls=self.core_cls,
+            known_seq=logged if self.config.mode == "fsync" else 0,
+            accept_journal_loss=self.accept_journal_loss,
         )
         last = seq.last_seq
         truncated = self.eventlog.last_seq > last
@@ -394,20 +426,28 @@ class CoreServer:
     def run(self) -> int:
         """Serve until SIGTERM/SIGINT; then sync, snapshot and return 0.
 
-        A journal write failure ends the process (exit 3) without acknowledging
-        the failed batch: only a restart through recovery knows what is durable.
+        A storage failure ends the process with exit status 3 (the documented
+        storage-failure path) and one critical log line saying what failed:
+        a journal write (the failed batch is not acknowledged: only a restart
+        through recovery knows what is durable), an event-log append (a full
+        disk: the batch is durable in the journal and unacknowledged; a restart
+        rebuilds the log from the journal), or the final snapshot or sync of a
+        graceful stop.
         """
         try:
             while not self.stopping:
                 self.turn(IDLE_POLL_MS)
                 self._maybe_snapshot()
                 self._maybe_prune()
-        except JournalWriteError as e:
-            log.critical("journal write failed, stopping without acknowledging: %s", e)
+        except (JournalWriteError, StorageError) as e:
+            what = "journal write" if isinstance(e, JournalWriteError) else "event log append"
+            log.critical("%s failed, stopping without acknowledging the batch: %s", what, e)
+            self._reap_snapshot(block=True)
             self.replay.stop()
             self._close_sockets()
             return 3
-        self.shutdown()
+        if not self.shutdown():
+            return 3
         return 0
 
     def turn(self, timeout_ms: int) -> int:
@@ -503,7 +543,7 @@ class CoreServer:
         for role, ident, delim, start, count in senders:
             if count == -1:
                 self.n_malformed += 1
-                part = malformed_reply(max(start, 0))
+                part = malformed_reply(start)  # -1: not one part
             elif count == -2:
                 self.n_wrong_socket += 1
                 part = wrong_socket_reply(refused[start], ROLE_KINDS[role])
@@ -614,44 +654,121 @@ class CoreServer:
     # ---------------------------------------------------------------- snapshots
 
     def _maybe_snapshot(self) -> None:
-        if not self._cmds_since_snapshot:
+        self._reap_snapshot(block=False)
+        if not self._cmds_since_snapshot or self._snap_child is not None:
             return
         cfg = self.config
         by_count = cfg.snapshot_every_cmds and self._cmds_since_snapshot >= cfg.snapshot_every_cmds
         age_ms = (time.monotonic_ns() - self._last_snapshot_ns) // 1_000_000
         by_time = cfg.snapshot_every_ms and age_ms >= cfg.snapshot_every_ms
         if by_count or by_time:
-            self.snapshot()
+            if cfg.snapshot_in_background:
+                self._snapshot_in_background()
+            else:
+                self.snapshot()
 
-    def snapshot(self) -> bool:
+    def _snapshot_in_background(self) -> None:
+        """Sync the event log and the journal, then fork a child that serializes the
+        core (a copy-on-write image of this moment) and writes the snapshot, while
+        this loop keeps serving.  :meth:`_reap_snapshot` completes it."""
+        self._cmds_since_snapshot = 0
+        self._last_snapshot_ns = time.monotonic_ns()
+        try:
+            self.eventlog.sync()
+            seq = self.sequencer.prepare_snapshot()
+        except StorageError as e:
+            log.error("snapshot failed, will retry later: %s", e)
+            self._cmds_since_snapshot = 1
+            return
+        if seq is None:
+            return
+        pid = os.fork()
+        if pid == 0:  # the child: write, then leave without running any cleanup
+            code = 1
+            try:
+                storage = FileStorage(self.config.data_dir)
+                write_snapshot(storage, self.sequencer.core, self.sequencer.variants)
+                code = 0
+            finally:
+                os._exit(code)
+        self._snap_child = (pid, seq)
+
+    def _reap_snapshot(self, *, block: bool) -> None:
+        """Collect the snapshot child if it ended (or wait for it): keep its snapshot,
+        prune and archive as an inline snapshot would, or log its failure."""
+        if self._snap_child is None:
+            return
+        pid, seq = self._snap_child
+        done, status = os.waitpid(pid, 0 if block else os.WNOHANG)
+        if done == 0:
+            return
+        self._snap_child = None
+        code = os.waitstatus_to_exitcode(status)
+        if code == 0:
+            self.background_snapshots += 1
+            self.sequencer.snapshot_written(seq)
+            log.info("snapshot at seq %d written in the background", seq)
+        else:
+            self.background_snapshot_failures += 1
+            self._cmds_since_snapshot = max(1, self._cmds_since_snapshot)
+            log.error("background snapshot at seq %d failed (child exit %d), will retry later",
+                      seq, code)  # fmt: skip
+
+    def snapshot(self, final: bool = False) -> bool:
         """Sync the event log, then snapshot (a snapshot-based recovery then never
         needs events from before the snapshot).
 
         A failed snapshot (disk full, I/O error) is logged and retried at the next
         interval: the journal alone keeps the state recoverable, so trading goes on.
-        Returns whether the snapshot was written.
+        Returns whether the snapshot was written.  ``final``: the shutdown
+        snapshot, which is not retried (the caller exits non-zero).
         """
+        self._reap_snapshot(block=True)
         self._cmds_since_snapshot = 0
         self._last_snapshot_ns = time.monotonic_ns()
         try:
             self.eventlog.sync()
             self.sequencer.snapshot()
-        except (SnapshotWriteError, StorageError) as e:
-            log.error("snapshot failed, will retry later: %s", e)
+        except (SnapshotWriteError, StorageError, JournalWriteError) as e:
+            if isinstance(e, JournalWriteError) and not final:
+                raise  # the journal is dead: run() stops with exit 3
+            if final:
+                log.critical(
+                    "shutdown snapshot failed: %s; the journal holds every acknowledged "
+                    "command, the next start replays it",
+                    e,
+                )
+            else:
+                log.error("snapshot failed, will retry later: %s", e)
             self._cmds_since_snapshot = 1
             return False
         return True
 
-    def shutdown(self) -> None:
-        """Graceful stop: snapshot, close the journal and the sockets."""
+    def shutdown(self) -> bool:
+        """Graceful stop: snapshot, close the journal and the sockets.
+
+        Returns False when the final snapshot, event-log sync or journal sync
+        failed (said in a critical log line; the process then exits 3).
+        """
+        ok = True
+        self._reap_snapshot(block=True)
         if self._cmds_since_snapshot:
-            self.snapshot()
+            ok = self.snapshot(final=True)
         else:
-            self.eventlog.sync()
-        self.sequencer.close()
+            try:
+                self.eventlog.sync()
+            except StorageError as e:
+                log.critical("shutdown: event log sync failed: %s", e)
+                ok = False
+        try:
+            self.sequencer.close()
+        except JournalWriteError as e:
+            log.critical("shutdown: journal sync failed: %s", e)
+            ok = False
         self.replay.stop()
         self._close_sockets()
         self.storage.close()
+        return ok
 
 
 class _EventRebuilder:
@@ -780,6 +897,12 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--curve-clients-dir", help="directory of allowed clients' .key files")
     p.add_argument("--log-level", default="INFO")
     p.add_argument(
+        "--accept-journal-loss",
+        action="store_true",
+        help="start even though the journal ends before what was acknowledged (operator "
+        "override, only after restoring what a replica holds: the missing commands are lost)",
+    )
+    p.add_argument(
         "--core-class",
         help="module:Class of the state machine (tests only; default engine.core:Core)",
     )
@@ -826,7 +949,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.core_class:
             module, _, attr = args.core_class.partition(":")
             core_cls = getattr(importlib.import_module(module), attr)
-        server = CoreServer(config, core_cls=core_cls)
+        server = CoreServer(config, core_cls=core_cls, accept_journal_loss=args.accept_journal_loss)
     except (ValueError, OSError, zmq.ZMQError, JournalCorrupt, ImportError, AttributeError) as e:
         print(f"bursa core: {type(e).__name__}: {e}", file=sys.stderr)
         return 1

@@ -86,11 +86,20 @@ class FileStorage:
 
     File descriptors stay open per name so that appends and syncs do not pay an
     open/close each; they are closed on rename/remove/close.
+
+    ``read_only``: the directory must exist, files are opened ``O_RDONLY`` and
+    never created, and every write raises :class:`StorageError` (``EROFS``):
+    replays work on read-only media and cannot change what they read.
     """
 
-    def __init__(self, directory: str) -> None:
+    def __init__(self, directory: str, *, read_only: bool = False) -> None:
         self.directory = directory
-        os.makedirs(directory, exist_ok=True)
+        self.read_only = read_only
+        if read_only:
+            if not os.path.isdir(directory):
+                raise StorageError(errno.ENOENT, f"{directory}: no such directory")
+        else:
+            os.makedirs(directory, exist_ok=True)
         self._fds: dict[str, int] = {}
 
     def _path(self, name: str) -> str:
@@ -101,10 +110,15 @@ class FileStorage:
     def _fd(self, name: str) -> int:
         fd = self._fds.get(name)
         if fd is None:
+            flags = os.O_RDONLY if self.read_only else os.O_RDWR | os.O_CREAT
             with _io(f"open {name}"):
-                fd = os.open(self._path(name), os.O_RDWR | os.O_CREAT, 0o644)
+                fd = os.open(self._path(name), flags, 0o644)
             self._fds[name] = fd
         return fd
+
+    def _writable(self, what: str) -> None:
+        if self.read_only:
+            raise StorageError(errno.EROFS, f"{what}: storage opened read-only")
 
     def _drop(self, name: str) -> None:
         fd = self._fds.pop(name, None)
@@ -126,11 +140,13 @@ class FileStorage:
 
     def append(self, name: str, data: bytes) -> None:
         """Append ``data``; a short write raises :class:`StorageError`."""
+        self._writable(f"append {name}")
         fd = self._fd(name)
         self.write_at(name, os.fstat(fd).st_size, data)
 
     def write_at(self, name: str, offset: int, data: bytes) -> None:
         """Write all of ``data`` at ``offset``."""
+        self._writable(f"write {name}")
         fd = self._fd(name)
         view = memoryview(data)
         done = 0
@@ -143,16 +159,19 @@ class FileStorage:
 
     def sync(self, name: str) -> None:
         """fdatasync ``name``."""
+        self._writable(f"fdatasync {name}")
         with _io(f"fdatasync {name}"):
             os.fdatasync(self._fd(name))
 
     def truncate(self, name: str, size: int) -> None:
         """Cut ``name`` to ``size`` bytes."""
+        self._writable(f"truncate {name}")
         with _io(f"truncate {name}"):
             os.ftruncate(self._fd(name), size)
 
     def rename(self, src: str, dst: str) -> None:
         """Atomic rename (os.replace)."""
+        self._writable(f"rename {src}")
         self._drop(src)
         self._drop(dst)
         with _io(f"rename {src} -> {dst}"):
@@ -160,12 +179,14 @@ class FileStorage:
 
     def remove(self, name: str) -> None:
         """Delete ``name``."""
+        self._writable(f"remove {name}")
         self._drop(name)
         with _io(f"remove {name}"):
             os.unlink(self._path(name))
 
     def sync_dir(self) -> None:
         """fsync the directory so names are durable."""
+        self._writable("fsync directory")
         with _io(f"fsync directory {self.directory}"):
             fd = os.open(self.directory, os.O_RDONLY)
             try:

@@ -72,6 +72,7 @@ cdef class Book:
     cdef readonly ticks_t min_price_ticks
     cdef readonly ticks_t max_price_ticks
     cdef bint notional_fits               # max_price_ticks * max_qty_lots fits int64
+    cdef bint level_fits                  # max_orders * max_qty_lots fits int64
     cdef readonly int32_t capacity        # current pool size, orders
     cdef readonly int32_t max_orders      # hard bound on live orders
     cdef readonly int32_t n_orders        # live orders: resting + stop
@@ -98,6 +99,10 @@ cdef class Book:
     cdef slot_t stop_head
     cdef slot_t stop_tail
     cdef uint64_t next_arrival
+    # lowest / highest trade price since the last trigger collection (hi 0 = no
+    # trade): a stop triggers when any trade reached it, not only the last one
+    cdef ticks_t trade_lo
+    cdef ticks_t trade_hi
     # triggered-stop FIFO and sort scratch (both bounded by the pool size)
     cdef slot_t* trig_q
     cdef ArrSlot* scratch
@@ -166,6 +171,7 @@ cdef class Book:
     cdef int _match(self, slot_t s, ticks_t lim_key) except -1
     cdef int _take(self, slot_t s) except -1
     cdef int _rest(self, slot_t s) except -1
+    cdef bint _level_would_overflow(self, int side, ticks_t price, lots_t add, slot_t self_slot) noexcept
     cdef int _drop_taker(self, slot_t s) except -1
     cdef int _collect_triggered(self, int32_t qt) except -1
     cdef int _run_triggers(self) except -1
@@ -175,22 +181,23 @@ cdef class Book:
     cdef int _check(self) except -1
 
     # per-command Python API
-    cpdef int new_order(self, oid_t order_id, uid_t user_id, int side, int ord_type, int tif,
-                        ticks_t price_ticks, lots_t qty_lots, ticks_t stop_price_ticks=*,
-                        int stp=*, int flags=*) except -1
-    cpdef int new_limit(self, oid_t order_id, uid_t user_id, int side, ticks_t price_ticks,
-                        lots_t qty_lots, int tif=*, int stp=*, bint post_only=*) except -1
-    cpdef int new_market(self, oid_t order_id, uid_t user_id, int side, lots_t qty_lots,
-                         int stp=*, ticks_t price_ticks=*) except -1
+    cpdef int new_order(self, oid_t order_id, uid_t user_id, uint8_t side, uint8_t ord_type,
+                        uint8_t tif, ticks_t price_ticks, lots_t qty_lots,
+                        ticks_t stop_price_ticks=*, uint8_t stp=*,
+                        uint8_t flags=*) except -1
+    cpdef int new_limit(self, oid_t order_id, uid_t user_id, uint8_t side, ticks_t price_ticks,
+                        lots_t qty_lots, uint8_t tif=*, uint8_t stp=*, bint post_only=*) except -1
+    cpdef int new_market(self, oid_t order_id, uid_t user_id, uint8_t side, lots_t qty_lots,
+                         uint8_t stp=*, ticks_t price_ticks=*) except -1
     cpdef int new_market_quote(self, oid_t order_id, uid_t user_id, lots_t budget,
-                               int stp=*) except -1
-    cpdef int new_stop(self, oid_t order_id, uid_t user_id, int side, int ord_type,
+                               uint8_t stp=*) except -1
+    cpdef int new_stop(self, oid_t order_id, uid_t user_id, uint8_t side, uint8_t ord_type,
                        ticks_t stop_price_ticks, ticks_t price_ticks, lots_t qty_lots,
-                       int tif=*, int stp=*) except -1
+                       uint8_t tif=*, uint8_t stp=*) except -1
     cpdef int cancel(self, oid_t order_id) except -1
     cpdef int reduce(self, oid_t order_id, lots_t new_leaves_lots) except -1
     cpdef int replace(self, oid_t order_id, ticks_t price_ticks, lots_t qty_lots) except -1
-    cpdef int mass_cancel(self, uid_t user_id=*, int side=*, bint all_users=*) except -1
+    cpdef int mass_cancel(self, uid_t user_id=*, uint8_t side=*, bint all_users=*) except -1
     cpdef ticks_t best_bid(self)
     cpdef ticks_t best_ask(self)
     cpdef ticks_t last_price(self)

@@ -47,7 +47,7 @@ from pyx.enums cimport (
     QTY_OUT_OF_RANGE, PRICE_OFF_TICK, PRICE_OUT_OF_BAND, NOTIONAL_OVERFLOW,
     POST_ONLY_WOULD_TAKE, FOK_NOT_FILLABLE, INVALID_SIDE, INVALID_ORDER_TYPE, INVALID_TIF,
     INVALID_STP, BOOK_FULL, REDUCE_NOT_SMALLER, STOP_WOULD_TRIGGER, NOT_REPLACEABLE,
-    REPLACE_NO_CHANGE, INVALID_FLAGS, UNKNOWN_COMMAND,
+    REPLACE_NO_CHANGE, INVALID_FLAGS, UNKNOWN_COMMAND, LEVEL_OVERFLOW,
 )
 
 from engine.wire.layout import CMD_DTYPE
@@ -240,11 +240,15 @@ cdef class Book:
         self.protection_ticks = protection_ticks
         self.notional_fits = max_price_ticks <= INT64_MAX // max_qty_lots
         self.max_orders = <int32_t> max_orders
+        # no level can pass int64 when max_orders orders of max_qty_lots fit
+        self.level_fits = max_qty_lots <= INT64_MAX // max_orders
         self.next_match_id = 1
         self.free_head = -1
         self.lfree_head = -1
         self.stop_head = -1
         self.stop_tail = -1
+        self.trade_lo = INT64_MAX
+        self.trade_hi = 0
         self.evbuf = events if events is not None else EventBuf()
         self.capacity = 0
         memset(self.lcache, 0xFF, sizeof(self.lcache))
@@ -754,7 +758,29 @@ cdef class Book:
         if ord_type == LIMIT and tif == FOK:
             if not self._fok_fillable(side, price_ticks, qty_lots, user_id, stp):
                 return FOK_NOT_FILLABLE
+        if ord_type == LIMIT and tif == GTC and \
+                self._level_would_overflow(side, price_ticks, qty_lots, -1):
+            return LEVEL_OVERFLOW
         return OK
+
+    cdef bint _level_would_overflow(self, int side, ticks_t price, lots_t add,
+                                    slot_t self_slot) noexcept:
+        """Would ``add`` more lots at ``price`` on ``side`` pass the int64 level total?
+
+        ``self_slot`` (or -1) is an order already in that level that leaves it
+        first (a replace), so its open quantity does not count.
+        """
+        cdef slot_t lv
+        cdef lots_t total
+        if self.level_fits:
+            return False
+        lv = self._level_find(side - 1, price)
+        if lv < 0:
+            return False
+        total = self.levels[lv].total_lots
+        if self_slot >= 0 and self.orders[self_slot].level == lv:
+            total -= self.orders[self_slot].open_lots
+        return total > INT64_MAX - add
 
     cdef bint _crosses(self, int side, ticks_t price) noexcept:
         """Would a limit at ``price`` on ``side`` meet the best opposite price?"""
@@ -907,6 +933,11 @@ cdef class Book:
             M.open_lots -= q
             L.total_lots -= q
             self.last_price_ticks = price
+            # every trade price counts for the stops, not only the last (docs/book.md)
+            if price < self.trade_lo:
+                self.trade_lo = price
+            if price > self.trade_hi:
+                self.trade_hi = price
             e = ev_push(self)
             e.seq = self.seq
             e.ts_ns = self.ts_ns
@@ -975,16 +1006,26 @@ cdef class Book:
     # ------------------------------------------------------------ triggers
 
     cdef int _collect_triggered(self, int32_t qt) except -1:
-        """Move every stop the last price reaches to the FIFO, in arrival order."""
+        """Move every stop a trade since the last collection reached to the FIFO.
+
+        A BUY stop is reached when the highest of those trade prices is at or above
+        its stop price, a SELL stop when the lowest is at or below: the market
+        traded at or through it.  They enter in arrival order.
+        """
         cdef int si
         cdef int32_t n, k = 0, i
         cdef slot_t s
         cdef slot_t* arr
         cdef ticks_t lim
+        cdef ticks_t lo = self.trade_lo, hi = self.trade_hi
+        self.trade_lo = INT64_MAX
+        self.trade_hi = 0
+        if hi == 0:
+            return qt    # no trade since the last collection
         for si in range(2):
             arr = self.stop_arr[si]
             n = self.nstop[si]
-            lim = skey(si, self.last_price_ticks)
+            lim = skey(si, hi if si == 0 else lo)
             while n > 0 and skey(si, self.orders[arr[n - 1]].stop_price) >= lim:
                 n -= 1
                 self.scratch[k].slot = arr[n]
@@ -1008,7 +1049,9 @@ cdef class Book:
         cdef slot_t s
         cdef Order* o
         cdef EvRec* e
-        if self.last_price_ticks == 0 or (self.nstop[0] == 0 and self.nstop[1] == 0):
+        if self.trade_hi == 0 or (self.nstop[0] == 0 and self.nstop[1] == 0):
+            self.trade_lo = INT64_MAX    # this command's trades reach no stop
+            self.trade_hi = 0
             return 0
         qt = self._collect_triggered(0)
         # each stop enters the FIFO at most once per command
@@ -1026,6 +1069,10 @@ cdef class Book:
             if o.tif == FOK and not self._fok_fillable(o.side, o.price, o.open_lots,
                                                          o.user_id, o.stp):
                 self._ev_cancel(o, o.open_lots, FOK_NOT_FILLABLE)
+                self._drop_taker(s)
+                continue
+            if o.tif == GTC and self._level_would_overflow(o.side, o.price, o.open_lots, -1):
+                self._ev_cancel(o, o.open_lots, LEVEL_OVERFLOW)
                 self._drop_taker(s)
                 continue
             self._take(s)
@@ -1142,6 +1189,9 @@ cdef class Book:
                     crosses = self._crosses(o.side, price_ticks)
                     if crosses and (o.flags & POST_ONLY):
                         reason = POST_ONLY_WOULD_TAKE
+                    elif not (price_ticks == o.price and qty_lots < o.open_lots) and \
+                            self._level_would_overflow(o.side, price_ticks, qty_lots, s):
+                        reason = LEVEL_OVERFLOW
         if reason != OK:
             return self._reject(order_id, 0, 0, 0, price_ticks, qty_lots, reason)
         e = self._ev(REPLACED, o, OK)
@@ -1340,6 +1390,8 @@ cdef class Book:
         cdef Order* o = &self.orders[s]
         self._hins(order_id, s)
         self.n_orders += 1
+        if open_lots > self.max_qty_lots:
+            self.level_fits = False    # a dumped order above this book's maximum
         if is_stop:
             # arrival numbers are only compared with each other: restoring in arrival
             # order gives increasing ones, so the original counter need not be known
@@ -1396,9 +1448,10 @@ cdef class Book:
 
     # ------------------------------------------------------ per-command API
 
-    cpdef int new_order(self, oid_t order_id, uid_t user_id, int side, int ord_type, int tif,
-                        ticks_t price_ticks, lots_t qty_lots, ticks_t stop_price_ticks=0,
-                        int stp=0, int flags=0) except -1:
+    cpdef int new_order(self, oid_t order_id, uid_t user_id, uint8_t side, uint8_t ord_type,
+                        uint8_t tif, ticks_t price_ticks, lots_t qty_lots,
+                        ticks_t stop_price_ticks=0, uint8_t stp=0,
+                        uint8_t flags=0) except -1:
         """Submit a new order of any type.
 
         Parameters
@@ -1426,27 +1479,28 @@ cdef class Book:
         return self.c_new_order(order_id, user_id, side, ord_type, tif, price_ticks, qty_lots,
                                 stop_price_ticks, stp, flags)
 
-    cpdef int new_limit(self, oid_t order_id, uid_t user_id, int side, ticks_t price_ticks,
-                        lots_t qty_lots, int tif=GTC, int stp=0, bint post_only=False) except -1:
+    cpdef int new_limit(self, oid_t order_id, uid_t user_id, uint8_t side, ticks_t price_ticks,
+                        lots_t qty_lots, uint8_t tif=GTC, uint8_t stp=0,
+                        bint post_only=False) except -1:
         """Limit order at ``price_ticks`` for ``qty_lots``; returns events appended."""
         return self.c_new_order(order_id, user_id, side, LIMIT, tif, price_ticks, qty_lots, 0,
                                 stp, POST_ONLY if post_only else 0)
 
-    cpdef int new_market(self, oid_t order_id, uid_t user_id, int side, lots_t qty_lots,
-                         int stp=0, ticks_t price_ticks=0) except -1:
+    cpdef int new_market(self, oid_t order_id, uid_t user_id, uint8_t side, lots_t qty_lots,
+                         uint8_t stp=0, ticks_t price_ticks=0) except -1:
         """Market order for ``qty_lots`` (IOC); ``price_ticks`` = worst price, 0 = none."""
         return self.c_new_order(order_id, user_id, side, MARKET, IOC, price_ticks, qty_lots, 0,
                                 stp, 0)
 
     cpdef int new_market_quote(self, oid_t order_id, uid_t user_id, lots_t budget,
-                               int stp=0) except -1:
+                               uint8_t stp=0) except -1:
         """Market buy spending at most ``budget`` (sum of price_ticks x qty_lots)."""
         return self.c_new_order(order_id, user_id, BUY, MARKET_QUOTE, IOC, 0, budget, 0, stp,
                                 0)
 
-    cpdef int new_stop(self, oid_t order_id, uid_t user_id, int side, int ord_type,
+    cpdef int new_stop(self, oid_t order_id, uid_t user_id, uint8_t side, uint8_t ord_type,
                        ticks_t stop_price_ticks, ticks_t price_ticks, lots_t qty_lots,
-                       int tif=GTC, int stp=0) except -1:
+                       uint8_t tif=GTC, uint8_t stp=0) except -1:
         """STOP_LIMIT / STOP_MARKET order triggered by the last trade price, ticks."""
         return self.c_new_order(order_id, user_id, side, ord_type, tif, price_ticks, qty_lots,
                                 stop_price_ticks, stp, 0)
@@ -1463,7 +1517,8 @@ cdef class Book:
         """Give a resting order a new price (ticks) and open quantity (lots)."""
         return self.c_replace(order_id, price_ticks, qty_lots)
 
-    cpdef int mass_cancel(self, uid_t user_id=0, int side=0, bint all_users=False) except -1:
+    cpdef int mass_cancel(self, uid_t user_id=0, uint8_t side=0,
+                          bint all_users=False) except -1:
         """Cancel all orders of ``user_id`` (or of everyone), one side (1/2) or both (0)."""
         return self.c_mass_cancel(user_id, side, all_users)
 

@@ -1685,7 +1685,7 @@ cdef int _deposit(CoreState self, const CmdRec* c, ReplyRec* r) except -1:
     if c.qty_lots <= 0:
         return self._reject(c, r, INVALID_AMOUNT)
     a = &self.assets_c[ak]
-    if c.qty_lots > SUPPLY_MAX - a.outstanding_minor:
+    if c.qty_lots >= SUPPLY_MAX - a.outstanding_minor:   # the supply stays below 2**62
         return self._reject(c, r, AMOUNT_OVERFLOW)
     bi = self._bi(us, ak, c.a0)
     self.avail[bi] += c.qty_lots

@@ -123,6 +123,7 @@ cpdef enum Reason:
     REPLACE_NO_CHANGE = 119     # replace with the same price and quantity
     INVALID_FLAGS = 120         # e.g. post-only on a non-limit or non-GTC order
     UNKNOWN_COMMAND = 121       # command kind not known to this layer
+    LEVEL_OVERFLOW = 122        # the price level's total open quantity would pass 2**63-1
     # risk rejects (core)
     UNKNOWN_USER = 201          # no user with this id
     USER_NOT_ACTIVE = 202       # the user is suspended

@@ -104,7 +104,7 @@ def run_campaign(
     jobs: int | None = None,
     variants: frozenset[str] = frozenset(),
     progress: TextIO | None = None,
-    lost_sync: bool = False,
+    lost_sync: bool = True,
     read_errors: bool = False,
 ) -> tuple[CampaignStats, float]:
     """Simulate every seed; return the totals and the elapsed wall time in seconds.

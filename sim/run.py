@@ -53,6 +53,7 @@ from engine.journal import (
     HEADER_SIZE,
     JournalCorrupt,
     JournalWriteError,
+    is_rewrite_temp,
     parse_segment_name,
     scan_segment,
 )
@@ -184,9 +185,12 @@ def draw_profile(rng: random.Random) -> Profile:
 
 
 def is_fault_target(name: str) -> bool:
-    """Journal segments (live or archived) and snapshots take faults; nothing else does."""
-    return parse_segment_name(name, include_archived=True) is not None or name.startswith(
-        SNAPSHOT_PREFIX
+    """Journal segments (live or archived, and recovery's rewrite copies) and snapshots
+    take faults; nothing else does."""
+    return (
+        parse_segment_name(name, include_archived=True) is not None
+        or is_rewrite_temp(name)
+        or name.startswith(SNAPSHOT_PREFIX)
     )
 
 
@@ -207,7 +211,7 @@ class SimResult:
     commands_target: int
     profile: str = ""
     variants: tuple[str, ...] = ()
-    lost_sync: bool = False
+    lost_sync: bool = True
     read_errors: bool = False
     commands_submitted: int = 0
     commands_acked: int = 0
@@ -245,7 +249,7 @@ class Simulation:
         variants: frozenset[str] = frozenset(),
         core_cls: CoreClass | None = None,
         trace: bool = False,
-        lost_sync: bool = False,
+        lost_sync: bool = True,
         read_errors: bool = False,
     ) -> None:
         self.seed = seed
@@ -815,7 +819,7 @@ def simulate(
     *,
     core_cls: CoreClass | None = None,
     trace: bool = False,
-    lost_sync: bool = False,
+    lost_sync: bool = True,
     read_errors: bool = False,
 ) -> SimResult:
     """Run one seed.
@@ -834,7 +838,8 @@ def simulate(
         Keep a step-by-step trace in the result.
     lost_sync : bool
         A failed fdatasync also loses the unsynced data while the page cache still
-        shows it (Linux "fsyncgate" behaviour; off by default, see docs/testing.md).
+        shows it (Linux "fsyncgate" behaviour; part of the default fault model since
+        recovery rewrites the last segment, see docs/testing.md).
     read_errors : bool
         Reads of journal segments and snapshots may fail with EIO (transient; off by
         default, see docs/testing.md).
@@ -846,8 +851,8 @@ def simulate(
 def reproduce_command(r: SimResult) -> str:
     """The ``bursa sim`` command line that replays ``r`` exactly."""
     extra = "".join(f" --variant {v}" for v in r.variants)
-    if r.lost_sync:
-        extra += " --lost-sync"
+    if not r.lost_sync:
+        extra += " --no-lost-sync"
     if r.read_errors:
         extra += " --read-errors"
     return f"bursa sim --seed {r.seed} --commands {r.commands_target}{extra}"
@@ -891,8 +896,17 @@ def add_fault_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--lost-sync",
+        dest="lost_sync",
         action="store_true",
-        help="a failed fdatasync also loses the unsynced data (Linux fsyncgate behaviour)",
+        default=True,
+        help="a failed fdatasync also loses the unsynced data (Linux fsyncgate behaviour; "
+        "the default)",
+    )
+    p.add_argument(
+        "--no-lost-sync",
+        dest="lost_sync",
+        action="store_false",
+        help="a failed fdatasync keeps the unsynced data pending (the old default model)",
     )
     p.add_argument("--read-errors", action="store_true", help="reads may fail with EIO (transient)")
 

@@ -36,6 +36,13 @@ ALLOWED_TIF: dict[int, tuple[int, ...]] = {
 }
 
 
+def _check_u8(*values: int) -> None:
+    """One-byte command fields out of 0..255 raise OverflowError (docs/book.md)."""
+    for v in values:
+        if not 0 <= v <= 255:
+            raise OverflowError(f"{v} does not fit a one-byte field")
+
+
 @dataclass
 class RefOrder:
     """One live order (resting, stop, or the taker being processed).
@@ -106,6 +113,9 @@ class RefBook:
         # order_id -> live order (resting or stop).
         self.live: dict[int, RefOrder] = {}
         self.last_price_ticks = 0
+        # Prices of the trades since stops were last collected: any of them reaching
+        # a stop triggers it (the market traded at or through the stop price).
+        self.traded: list[int] = []
         self.next_match_id = 1
         self.evs: list[tuple[int, ...]] = []
 
@@ -459,6 +469,7 @@ class RefBook:
                 t.open_lots -= q
             m.open_lots -= q
             self.last_price_ticks = p
+            self.traded.append(p)
             flags = 0
             if t.open_lots == 0:
                 flags |= EvFlag.TAKER_DONE
@@ -537,7 +548,7 @@ class RefBook:
             self._canceled(t, Reason.NO_LIQUIDITY)
 
     def _run_triggers(self) -> None:
-        """Trigger stops reached by the last trade price, cascading, in arrival order."""
+        """Trigger stops reached by any trade price, cascading, in arrival order."""
         fifo: list[RefOrder] = []
         self._collect_triggered(fifo)
         while fifo:
@@ -545,16 +556,35 @@ class RefBook:
             self._emit(EvKind.TRIGGERED, o, qty_lots=o.open_lots, leaves_lots=o.open_lots)
             if o.tif == Tif.FOK and not self._fok_fillable(o):
                 self._canceled(o, Reason.FOK_NOT_FILLABLE)
+            elif o.tif == Tif.GTC and self._level_overflows(o.side, o.price_ticks, o.open_lots):
+                self._canceled(o, Reason.LEVEL_OVERFLOW)
             else:
                 self._execute(o)
             self._collect_triggered(fifo)
 
     def _collect_triggered(self, fifo: list[RefOrder]) -> None:
+        """Move every stop that a trade since the last collection reached to ``fifo``."""
+        traded, self.traded = self.traded, []
         for o in list(self.stop_orders.values()):
-            if self._stop_reached(o.side, o.stop_price_ticks):
+            if o.side == Side.BUY:
+                hit = any(p >= o.stop_price_ticks for p in traded)
+            else:
+                hit = any(p <= o.stop_price_ticks for p in traded)
+            if hit:
                 del self.stop_orders[o.order_id]
                 del self.live[o.order_id]
                 fifo.append(o)
+
+    def _level_overflows(
+        self, side: int, price_ticks: int, qty_lots: int, leaving: RefOrder | None = None
+    ) -> bool:
+        """Would ``qty_lots`` more at ``price_ticks`` pass 2**63-1 in that level?
+
+        ``leaving`` is an order that leaves the level first (a replace).
+        """
+        level = self._side_levels(side).get(price_ticks, [])
+        total = sum(o.open_lots for o in level if o is not leaving)
+        return total + qty_lots > INT64_MAX
 
     # ------------------------------------------------------------- commands
 
@@ -575,6 +605,7 @@ class RefBook:
         flags: int = 0,
     ) -> int:
         """Submit a new order; returns the number of events appended."""
+        _check_u8(side, ord_type, tif, stp, flags)
         n0 = len(self.evs)
         reason = self._validate_new(
             order_id, side, ord_type, tif, price_ticks, qty_lots, stop_price_ticks, stp, flags
@@ -594,6 +625,9 @@ class RefBook:
         fok = reason == Reason.OK and tif == Tif.FOK and ord_type == OrdType.LIMIT
         if fok and not self._fok_fillable(o):
             reason = Reason.FOK_NOT_FILLABLE
+        gtc = reason == Reason.OK and tif == Tif.GTC and ord_type == OrdType.LIMIT
+        if gtc and self._level_overflows(side, price_ticks, qty_lots):
+            reason = Reason.LEVEL_OVERFLOW
         if reason != Reason.OK:
             self._reject(reason, order_id, user_id, side, ord_type, price_ticks, qty_lots)
             return self._count(n0)
@@ -722,6 +756,13 @@ class RefBook:
                 and self._crosses(o.side, price_ticks)
             ):
                 reason = Reason.POST_ONLY_WOULD_TAKE
+            keeps = price_ticks == o.price_ticks and qty_lots < o.open_lots
+            if (
+                reason == Reason.OK
+                and not keeps
+                and self._level_overflows(o.side, price_ticks, qty_lots, o)
+            ):
+                reason = Reason.LEVEL_OVERFLOW
         if reason != Reason.OK:
             self._reject(reason, order_id, price_ticks=price_ticks, qty_lots=qty_lots)
             return self._count(n0)
@@ -743,6 +784,7 @@ class RefBook:
 
     def mass_cancel(self, user_id: int = 0, side: int = 0, all_users: bool = False) -> int:
         """Cancel every resting and stop order of ``user_id`` (or all users) on ``side``."""
+        _check_u8(side)
         n0 = len(self.evs)
         if side not in (0, Side.BUY, Side.SELL):
             self._reject(Reason.INVALID_SIDE, 0, user_id, side)

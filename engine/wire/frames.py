@@ -57,6 +57,7 @@ STATUS_DUPLICATE = 3
 REPLAY_OK = 0
 REPLAY_BAD_REQUEST = 1
 REPLAY_NOT_AVAILABLE = 2  # from_seq is older than the oldest event kept
+REPLAY_BEYOND_END = 3  # from_seq is past the log's end + 1 (next_seq = where it ends + 1)
 
 assert EVENT_HEADER_SIZE == 32
 assert CMD_SIZE == EV_SIZE == 96
@@ -177,13 +178,15 @@ def decode_replay_request(buf: bytes) -> tuple[int, int]:
     Raises
     ------
     FrameError
-        Wrong size or magic.
+        Wrong size or magic, or non-zero flags.
     """
     if len(buf) != REPLAY_REQUEST.size:
         raise FrameError("replay request must be 24 bytes")
-    magic, _flags, from_seq, max_events = REPLAY_REQUEST.unpack(buf)
+    magic, flags, from_seq, max_events = REPLAY_REQUEST.unpack(buf)
     if magic != REPLAY_REQUEST_MAGIC:
         raise FrameError(f"bad replay request magic {magic!r}")
+    if flags != 0:
+        raise FrameError(f"replay request flags must be 0, got {flags}")
     return from_seq, max_events
 
 

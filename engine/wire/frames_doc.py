@@ -90,7 +90,7 @@ A frame covers the *commands* `first_seq..last_seq` completely: every event of
 those commands is in it, and commands that produced no event are covered too.
 Consecutive frames satisfy `next.first_seq == prev.last_seq + 1`, so a subscriber
 detects a lost frame by sequence alone (`first_seq` greater than the next number
-it expects). A batch's events are cut into frames of at most 8,192 events on
+it expects). A batch's events are cut into frames of at most 680 events on
 command boundaries (a single command with more events gets a frame of its own).
 The same bytes are appended to the event log (`events-<first seq, 20 digits>.log`
 segments in the data directory) before they are published, and the replay
@@ -114,7 +114,7 @@ unless a single frame is larger), then the end marker, 24 bytes:
 | offset | size | type | field | meaning |
 |---:|---:|---|---|---|
 | 0 | 4 | bytes | `magic` | `BEND` |
-| 4 | 4 | `<u4` | `status` | 0 ok, 1 bad request, 2 `from_seq` is older than the oldest event kept |
+| 4 | 4 | `<u4` | `status` | 0 ok, 1 bad request (wrong size or magic, non-zero `flags`), 2 `from_seq` is older than the oldest event kept, 3 `from_seq` is beyond the log's end (`next_seq` = last seq + 1) |
 | 8 | 8 | `<u8` | `next_seq` | first sequence number NOT in this answer: ask from here next |
 | 16 | 8 | `<u8` | `last_seq` | last sequence number in the event log when the answer was cut |
 

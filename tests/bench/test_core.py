@@ -33,7 +33,7 @@ def test_bench_core_prints_one_json_line(tmp_path):
     out = subprocess.run(
         [
             sys.executable, "-m", "bench.core", "--json", "--commands", "3000", "--users", "50",
-            "--repeats", "1", "--fdatasync-samples", "20", "--ack-commands", "300",
+            "--repeats", "3", "--fdatasync-samples", "20", "--ack-commands", "300",
             "--ack-rate", "20000", "--process-commands", "200", "--process-rate", "2000",
             "--dir", str(tmp_path),
         ],
@@ -47,3 +47,9 @@ def test_bench_core_prints_one_json_line(tmp_path):
     assert result["fsync_syncs"] == result["fsync_batches"] > 0
     assert result["async_syncs"] == 0
     assert list(tmp_path.iterdir()) == []  # every journal directory removed
+    # Headlines are medians; the best run and the spread are extra keys (issue 16).
+    for key in ("inproc", "fsync", "async", "none"):
+        rate = result[f"{key}_cmds_per_s"]
+        assert 0 < rate <= result[f"{key}_cmds_per_s_best"], key
+        assert result[f"{key}_cmds_per_s_spread"] >= 0, key
+        assert f"{key}_cmds_per_s_median" not in result, key

@@ -59,6 +59,11 @@ def test_engine_bench_json() -> None:
     assert r["seed"] == 4
     assert len(bytes.fromhex(r["state_hash"])) == 16
     assert r["latency"]["count"] == 500
+    # The per-call headline is the realistic loop (seq stamped, events read back);
+    # the bare loop is an extra key (issue 16).
+    assert "events read back" in r["per_call_mode"] and "seq" in r["per_call_mode"]
+    assert r["per_call_bare_cmds_per_s"] > 0 and r["per_call_over_bare"] > 0
+    assert set(r["runs_cmds_per_s"]) >= {"per_call", "per_call_bare", "per_call_stamped"}
     assert r["target_per_call_cmds_per_s"] == 3_000_000
     assert r["target_batch_cmds_per_s"] == 10_000_000
     assert r["target_p99_ns"] == 1_000

@@ -1018,7 +1018,7 @@ REJECTS = [
     ({"ord_type": QUOTE, "tif": GTC}, R.INVALID_TIF),
     ({"ord_type": STOP_MARKET, "tif": GTC, "stop_price_ticks": 110}, R.INVALID_TIF),
     ({"stp": 5}, R.INVALID_STP),
-    ({"stp": -1}, R.INVALID_STP),
+    ({"stp": 255}, R.INVALID_STP),
     ({"flags": 2}, R.INVALID_FLAGS),
     ({"flags": 4}, R.INVALID_FLAGS),
     ({"flags": 1, "tif": IOC}, R.INVALID_FLAGS),
