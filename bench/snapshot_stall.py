@@ -82,7 +82,10 @@ def start_core(
     with open(out_path, "wb") as out, open(os.path.join(d, "core.err"), "wb") as err:
         proc = subprocess.Popen(
             [sys.executable, "-m", "bursa", "core", "--config", cfg_path]
-            + [f"--{k}-endpoint=tcp://127.0.0.1:*" for k in ("cmd", "pub", "replay")],
+            + [
+                f"--{k}-endpoint=tcp://127.0.0.1:*"
+                for k in ("trade", "fund", "admin", "pub", "replay")
+            ],
             stdout=out,
             stderr=err,
             cwd=ROOT,
@@ -105,13 +108,14 @@ def one_run(
     """Load a fresh core, then the open-loop window; returns (latencies ns, snapshots)."""
     import zmq
 
-    from bindings.client import CoreClient
+    from bindings.client import CoreClient, RoutedClient
 
     d = tempfile.mkdtemp(prefix="bench-snap-", dir=base)
     proc, ready = start_core(d, every_ms, background)
     try:
-        client = CoreClient(ready.get("trade", ready["cmd"]))
-        client.submit(setup, timeout_ms=600_000)
+        with RoutedClient.from_ready(ready) as setup_client:  # admin + fund + trade
+            setup_client.submit(setup, timeout_ms=600_000)
+        client = CoreClient(ready["trade"])
         n = int(rate * seconds)
         cmds = np.concatenate([commands.cancel(10**12 + k, 1) for k in range(n)])
         cmds["client_ref"] = np.arange(n, dtype=np.uint64)

@@ -45,7 +45,7 @@ def test_cut_journal_refused_then_override(tmp_path: Path) -> None:
                        "--snapshot-every-ms", "0")  # fmt: skip
     try:
         ready = core.start()
-        with CoreClient(ready.get("trade", ready["cmd"])) as c:
+        with CoreClient(ready["trade"]) as c:
             for i in range(40):
                 c.request(commands.cancel(10_000 + i, 7))
                 time.sleep(0.01)  # spread over a few high-water intervals

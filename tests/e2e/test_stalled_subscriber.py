@@ -64,7 +64,7 @@ def test_stalled_subscriber_keeps_core_rss_bounded(tmp_path: Path) -> None:
         stalled.connect(ready["pub"])
         client = ctx.socket(zmq.DEALER)
         client.setsockopt(zmq.LINGER, 0)
-        client.connect(ready.get("trade", ready["cmd"]))
+        client.connect(ready["trade"])
         frame = cancel_frame()
         n_frames = PUSH_BYTES // (FRAME_CMDS * EV_DTYPE.itemsize) + 1
         warm = n_frames // 10

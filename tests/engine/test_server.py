@@ -292,7 +292,12 @@ def test_restart_recovers_state_and_event_log(tmp_path):
     with pytest.raises(JournalLoss, match="event log"):
         CoreServer(
             ServerConfig(
-                data_dir=d, cmd_endpoint=LOOPBACK, pub_endpoint=LOOPBACK, replay_endpoint=LOOPBACK
+                data_dir=d,
+                trade_endpoint=LOOPBACK,
+                fund_endpoint=LOOPBACK,
+                admin_endpoint=LOOPBACK,
+                pub_endpoint=LOOPBACK,
+                replay_endpoint=LOOPBACK,
             ),
             core_cls=FakeCore,
         )

@@ -20,7 +20,9 @@ LOOPBACK = "tcp://127.0.0.1:*"
 def start(data_dir: str, **kw: object) -> tuple[CoreServer, threading.Thread, list[int]]:
     cfg = ServerConfig(
         data_dir=data_dir,
-        cmd_endpoint=LOOPBACK,
+        trade_endpoint=LOOPBACK,
+        fund_endpoint=LOOPBACK,
+        admin_endpoint=LOOPBACK,
         pub_endpoint=LOOPBACK,
         replay_endpoint=LOOPBACK,
         **kw,  # type: ignore[arg-type]

@@ -50,7 +50,9 @@ def full_disk(monkeypatch):
 def start(tmp_path) -> tuple[CoreServer, threading.Thread, list[int]]:
     cfg = ServerConfig(
         data_dir=str(tmp_path / "core"),
-        cmd_endpoint=LOOPBACK,
+        trade_endpoint=LOOPBACK,
+        fund_endpoint=LOOPBACK,
+        admin_endpoint=LOOPBACK,
         pub_endpoint=LOOPBACK,
         replay_endpoint=LOOPBACK,
     )
