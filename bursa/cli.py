@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "sim": ("sim.run", "one deterministic simulation: --seed N [--commands K]"),
     "sim-campaign": ("sim.campaign", "many seeds in parallel with a progress bar"),
     "admin": ("engine.admin", "admin commands to a running core"),
+    "por": ("por.cli", "proof of reserves: liabilities tree, user proofs, reserves report"),
 }
 
 
