@@ -12,6 +12,7 @@ import collections
 import copy
 import json
 import random
+from typing import Any
 
 from por import verify as ver
 from tests.por.kit import random_tree
@@ -43,9 +44,9 @@ def _flip_bit(rng: random.Random, h: str) -> str:
     return b.hex()
 
 
-def _fields(root: dict, proof: dict) -> list[tuple[str, tuple]]:
+def _fields(root: dict[str, Any], proof: dict[str, Any]) -> list[tuple[str, tuple[Any, ...]]]:
     """Every tamperable field as (category, path from the pair)."""
-    out: list[tuple[str, tuple]] = [
+    out: list[tuple[str, tuple[Any, ...]]] = [
         ("leaf.user_id", ("proof", "user_id")),
         ("leaf.salt", ("proof", "salt")),
         ("leaf.index", ("proof", "index")),
@@ -82,7 +83,7 @@ def test_every_single_field_tampering_is_detected():
     seen: collections.Counter[str] = collections.Counter()
     for case in range(CASES):
         root, proof = rng.choice(pairs)
-        doc = {"root": copy.deepcopy(root), "proof": copy.deepcopy(proof)}
+        doc: Any = {"root": copy.deepcopy(root), "proof": copy.deepcopy(proof)}
         category, path = rng.choice(_fields(root, proof))
         parent = doc
         for key in path[:-1]:
