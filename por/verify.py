@@ -164,6 +164,26 @@ def parse_root(root: Any) -> dict[str, Any]:
     }
 
 
+def check_root(root_obj: Any) -> dict[str, Any]:
+    """Parse root.json and check its root hash commits to its fields; returns them parsed.
+
+    Raises
+    ------
+    ProofError
+        Malformed, or the root hash does not match seq, assets, leaves, depth, top, totals.
+    """
+    r = parse_root(root_obj)
+    if r["leaves"] > 1 << r["depth"]:
+        raise ProofError("root: more leaves than a tree of that depth holds")
+    # The root commitment binds seq, assets, leaf count, depth, top node and totals.
+    if (
+        root_hash(r["seq"], r["assets"], r["leaves"], r["depth"], r["top"], r["totals"])
+        != r["root"]
+    ):
+        raise ProofError("root: the root hash does not commit to the published fields")
+    return r
+
+
 def verify(root_obj: Any, proof_obj: Any) -> dict[str, Any]:
     """Check ``proof_obj`` against ``root_obj`` (parsed JSON); returns a summary.
 
@@ -172,14 +192,9 @@ def verify(root_obj: Any, proof_obj: Any) -> dict[str, Any]:
     ProofError
         The first check that fails.
     """
-    r = parse_root(root_obj)
+    r = check_root(root_obj)
     assets: list[int] = r["assets"]
     n = len(assets)
-    if r["leaves"] > 1 << r["depth"]:
-        raise ProofError("root: more leaves than a tree of that depth holds")
-    # The root commitment binds seq, assets, leaf count, depth, top node and totals.
-    if root_hash(r["seq"], assets, r["leaves"], r["depth"], r["top"], r["totals"]) != r["root"]:
-        raise ProofError("root: the root hash does not commit to the published fields")
     p = proof_obj
     if not isinstance(p, dict) or p.get("version") != FORMAT_VERSION:
         raise ProofError(f"proof: not a version {FORMAT_VERSION} proof object")
