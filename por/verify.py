@@ -113,6 +113,11 @@ def root_hash(
 # ------------------------------------------------------------------ parsing
 
 
+def _is(v: Any, want: Any) -> bool:
+    """Equal and of the same type (so ``true`` is not ``1``)."""
+    return type(v) is type(want) and bool(v == want)
+
+
 def _int(obj: dict[str, Any], key: str, lo: int = 0, hi: int = MAX_SUM) -> int:
     v = obj.get(key)
     if type(v) is not int or not lo <= v <= hi:
@@ -140,8 +145,10 @@ def _sums(v: Any, n: int, what: str) -> list[int]:
 
 def parse_root(root: Any) -> dict[str, Any]:
     """The checked fields of a root.json object."""
-    if not isinstance(root, dict) or root.get("version") != FORMAT_VERSION:
+    if not isinstance(root, dict) or not _is(root.get("version"), FORMAT_VERSION):
         raise ProofError(f"root: not a version {FORMAT_VERSION} root object")
+    if not _is(root.get("hash", "sha256"), "sha256"):
+        raise ProofError("root: 'hash' must be \"sha256\"")
     assets = root.get("assets")
     if (
         not isinstance(assets, list)
@@ -196,7 +203,7 @@ def verify(root_obj: Any, proof_obj: Any) -> dict[str, Any]:
     assets: list[int] = r["assets"]
     n = len(assets)
     p = proof_obj
-    if not isinstance(p, dict) or p.get("version") != FORMAT_VERSION:
+    if not isinstance(p, dict) or not _is(p.get("version"), FORMAT_VERSION):
         raise ProofError(f"proof: not a version {FORMAT_VERSION} proof object")
     if _hex(p, "root", HASH_BYTES) != r["root"]:
         raise ProofError("proof: made for a different root")

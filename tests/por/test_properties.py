@@ -61,3 +61,43 @@ def test_proofs_do_not_cross_roots(rows):
     u = next(iter(liab.users))
     with pytest.raises(ver.ProofError):
         ver.verify(b.root_json(), a.proof(u))
+
+
+json_st = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=70),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                  max_size=4),
+    max_leaves=10,
+)  # fmt: skip
+
+
+def _nodes(obj, path=()):
+    """Every (container, key) position in a JSON tree."""
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj)
+    for k, v in items:
+        yield obj, k
+        if isinstance(v, dict | list):
+            yield from _nodes(v, (*path, k))
+
+
+_TREE = build(liabilities(4, [BalanceRow(u, a, 0, u * a, 1) for u in range(5) for a in (1, 2)]))
+
+
+@settings(max_examples=400, deadline=None)
+@given(value=json_st, data=st.data(), in_root=st.booleans())
+def test_malformed_json_never_crashes_the_verifier(value, data, in_root):
+    """Any other JSON value put anywhere in a root or proof is rejected with a ProofError
+    (never a crash, never accepted): every field is checked."""
+    import copy
+
+    root, proof = copy.deepcopy(_TREE.root_json()), copy.deepcopy(_TREE.proof(3))
+    target = root if in_root else proof
+    spots = list(_nodes(target))
+    container, key = spots[data.draw(st.integers(0, len(spots) - 1))]
+    old = container[key]
+    container[key] = value
+    if type(value) is type(old) and value == old:
+        ver.verify(root, proof)
+    else:
+        with pytest.raises(ver.ProofError):
+            ver.verify(root, proof)
