@@ -82,11 +82,13 @@ def cmd_build(args: argparse.Namespace) -> int:
         from por import source
 
         core = source.core_at(args.data_dir, args.seq)
+        errors = core.conservation_errors()
+        if errors:  # a tree over an inconsistent ledger would prove nothing
+            raise PorError(f"conservation fails at seq {core.last_seq}: {'; '.join(errors)}")
         liab = source.from_core(core)
         extra = {
             "fee_accounts": {str(a): v for a, v in source.fee_accounts(core).items()},
             "net_deposits": {str(a): v for a, v in source.net_deposits(core).items()},
-            "conservation_errors": core.conservation_errors(),
         }
     tree = build(liab)
     os.makedirs(args.out, exist_ok=True)

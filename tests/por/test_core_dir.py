@@ -107,7 +107,6 @@ def test_build_from_core_dir_every_proof_verifies(run):
     assert res.returncode == 0, res.stderr
     summary = json.loads(res.stdout)
     assert summary["seq"] == run["final"]["last_seq"]
-    assert summary["conservation_errors"] == []
     root = ver.load_json(str(out / "root.json"))
     proofs = _proofs(out)
     assert sorted(p["user_id"] for p in proofs) == USERS and root["leaves"] == len(USERS)
@@ -151,6 +150,17 @@ def test_state_at_a_stated_seq_is_the_live_cores(run):
     late = _por("build", "--data-dir", data, "--seq", str(final["last_seq"] + 5), "--out",
                 str(out))  # fmt: skip
     assert late.returncode == 1 and "ends at seq" in late.stderr
+
+
+def test_build_refuses_a_state_that_breaks_conservation(run, tmp_path, monkeypatch, capsys):
+    from engine.core import Core
+    from por import cli
+
+    monkeypatch.setattr(Core, "conservation_errors", lambda self: ["asset 2: broken"])
+    args = ["build", "--data-dir", str(run["data"]), "--out", str(tmp_path / "o")]
+    assert cli.main(args) == 1
+    assert "conservation fails" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
 
 
 def test_balances_file_gives_the_same_liabilities(run):
