@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "marketdata": ("marketdata.server", "public market-data feed (ZeroMQ PUB + snapshot/replay)"),
     "watch": ("marketdata.watch", "live terminal view of a symbol: book, trades, candles"),
     "wallet": ("wallet.main", "deposit scanner: chain adapters, deposit addresses, credits"),
+    "por": ("por.cli", "proof of reserves: liabilities tree, user proofs, reserves report"),
 }
 
 
