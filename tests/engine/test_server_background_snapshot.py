@@ -41,9 +41,8 @@ def wait_for(cond: Callable[[], bool], timeout_s: float = 20.0) -> None:
         time.sleep(0.02)
 
 
-def endpoint(srv: CoreServer) -> str:
-    st = srv.status()
-    return str(st.get("trade", st.get("cmd")))
+def endpoint(srv: CoreServer, role: str = "trade") -> str:
+    return str(srv.status()[role])
 
 
 def test_background_snapshot_is_written_and_used(tmp_path) -> None:
@@ -54,7 +53,8 @@ def test_background_snapshot_is_written_and_used(tmp_path) -> None:
             c.request(make_cmds(30, start_ref=1 + 30 * i))
         wait_for(lambda: srv.background_snapshots >= 1)
         c.request(make_cmds(5, start_ref=500))  # the loop still serves
-        h = c.control("state_hash")["state_hash"]
+    with CoreClient(endpoint(srv, "admin")) as a:
+        h = a.control("state_hash")["state_hash"]
     assert srv.sequencer.stats.snapshots >= 1
     srv.stopping = True
     t.join(timeout=20)
@@ -64,8 +64,8 @@ def test_background_snapshot_is_written_and_used(tmp_path) -> None:
     storage.close()
     srv2, t2, rc2 = start(d)
     assert srv2.sequencer.report.snapshot_seq > 0
-    with CoreClient(endpoint(srv2)) as c:
-        assert c.control("state_hash")["state_hash"] == h
+    with CoreClient(endpoint(srv2, "admin")) as a:
+        assert a.control("state_hash")["state_hash"] == h
     srv2.stopping = True
     t2.join(timeout=20)
     assert rc2 == [0]

@@ -64,7 +64,7 @@ def start(tmp_path) -> tuple[CoreServer, threading.Thread, list[int]]:
 
 
 def endpoint(srv: CoreServer) -> str:
-    return str(srv.status().get("trade", srv.status().get("cmd")))
+    return str(srv.status()["trade"])
 
 
 def test_full_disk_on_event_log_exits_3_with_a_message(tmp_path, full_disk, caplog) -> None:
