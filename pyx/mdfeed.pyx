@@ -13,6 +13,8 @@ of :class:`Level` objects, so the service and the tests read them as before.
 
 from collections import deque
 
+cimport cython
+
 import numpy as np
 cimport numpy as cnp
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
@@ -159,6 +161,10 @@ _STATUS_PACK = FULL_STRUCTS[MsgType.STATUS].pack
 _STATUS_SIZE = BODY_STRUCTS[MsgType.STATUS].size
 
 
+# Orders and levels are never part of a reference cycle (ints, a tuple of ints, a dict of
+# orders): untracked by the cyclic GC, whose full passes over every resting order were
+# latency spikes.
+@cython.no_gc
 cdef class Order:
     """A resting order: public ``ref``, core key ``(user_id, order_id)``, side, price, open lots."""
 
@@ -170,6 +176,7 @@ cdef class Order:
         self.leaves = leaves
 
 
+@cython.no_gc
 cdef class Level:
     """One price level: total open lots and its orders by ref in priority order."""
 
