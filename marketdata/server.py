@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -132,6 +133,10 @@ class MarketDataServer:
             if not frames or esub.next_seq > last:
                 break
         esub.caught_up = True
+        # The rebuilt state is long-lived: out of the cyclic GC's sight, so its
+        # collections (triggered by the per-message tuples) do not walk it.
+        gc.collect()
+        gc.freeze()
         log.info("caught up to core seq %d", self.feed.core_seq)
 
     def status(self) -> dict[str, Any]:
