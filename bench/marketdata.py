@@ -24,6 +24,11 @@ core events, so a rate of events per second can be offered.
   (coordinated-omission free: includes the wait in the core's queue).  When the feed
   cannot keep up with the offered rate the queue grows and the percentiles say so.
 - The same at 10,000 events/s (``p50_us_at_10k``, ``p99_us_at_10k``).
+- ``feed_events_per_s``: the feed alone in process (no sockets) on the burst stream's
+  events, by CPU time; ``feed_events_per_s_reference``: the pure-Python reference feed
+  (tests/marketdata/reffeed.py) on the same events, the baseline of the same run.
+- Subscribers only timestamp and keep each part while receiving and cut the messages
+  out after the run (a message's receipt time is its part's).
 
 The last line is one JSON object.
 """
@@ -106,6 +111,33 @@ def events_per_command(setup: np.ndarray, stream: np.ndarray) -> float:
     core.run(setup)
     ev, _ = core.run(stream)
     return len(ev) / len(stream)
+
+
+def feed_events_per_s(setup: np.ndarray, stream: np.ndarray, feed_cls: Any, runs: int) -> int:
+    """Core events/s one feed applies in process (frames of 100 commands, messages taken
+    and dropped): median of ``runs`` by the process's CPU time, so that other processes
+    on a shared machine weigh less."""
+    from engine.core import Core
+
+    core = Core()
+    ev0, _ = core.run(setup)
+    first = (np.array(ev0, copy=True), core.last_seq)
+    frames = []
+    for i in range(0, len(stream), 100):
+        ev, _ = core.run(stream[i : i + 100])
+        frames.append((np.array(ev, copy=True), core.last_seq))
+    n = sum(len(ev) for ev, _ in frames)
+    times = []
+    for _ in range(runs):
+        feed = feed_cls()
+        feed.apply_events(*first)
+        feed.take()
+        t0 = time.process_time_ns()
+        for ev, last in frames:
+            feed.apply_events(ev, last)
+            feed.take()
+        times.append(time.process_time_ns() - t0)
+    return int(n * 1_000_000_000 // max(1, int(np.median(times))))
 
 
 # ---------------------------------------------------------------- processes
@@ -283,10 +315,11 @@ def child_sub(endpoint: str, out: str) -> int:
         stop = True
 
     signal.signal(signal.SIGTERM, _term)
-    recvs: list[int] = []
-    tss: list[int] = []
-    cseqs: list[int] = []
-    first = last = 0
+    # The receive loop only timestamps and keeps each part; the messages are cut
+    # out after the run.  Parsing in the loop cost ~1 us per message in Python:
+    # 10 subscriber processes doing that on a 2-core machine starved the feed.
+    part_ts: list[int] = []
+    parts: list[bytes] = []
     now_ns = time.time_ns
     recv = sub.recv_multipart
     idle_end = time.monotonic() + 60
@@ -297,18 +330,22 @@ def child_sub(endpoint: str, out: str) -> int:
             continue
         while sub.poll(0):
             _tp, part = recv()
-            t = now_ns()
-            # A part holds one topic's messages back to back (docs/marketdata.md).
-            off, n = 0, len(part)
-            while off < n:
-                recvs.append(t)
-                cseqs.append(int.from_bytes(part[off + 16 : off + 24], "little"))
-                tss.append(int.from_bytes(part[off + 24 : off + 32], "little"))
-                off += 32 + int.from_bytes(part[off + 4 : off + 8], "little")
-            if not first:
-                first = t
-            last = t
+            part_ts.append(now_ns())
+            parts.append(part)
         idle_end = time.monotonic() + IDLE_END_S
+    recvs: list[int] = []
+    tss: list[int] = []
+    cseqs: list[int] = []
+    for t, part in zip(part_ts, parts, strict=True):
+        # A part holds one topic's messages back to back (docs/marketdata.md).
+        off, n = 0, len(part)
+        while off < n:
+            recvs.append(t)
+            cseqs.append(int.from_bytes(part[off + 16 : off + 24], "little"))
+            tss.append(int.from_bytes(part[off + 24 : off + 32], "little"))
+            off += 32 + int.from_bytes(part[off + 4 : off + 8], "little")
+    first = part_ts[0] if part_ts else 0
+    last = part_ts[-1] if part_ts else 0
     with open(out, "wb") as f:
         np.savez(
             f,
@@ -345,6 +382,14 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "headline": ["fanout_msgs_per_s", "p50_us_at_100k", "p99_us_at_100k"],
         "runs": [],
     }
+    # The feed alone, in process: the Cython feed and, as the baseline in the same run,
+    # the pure-Python reference it is tested against (tests/marketdata/reffeed.py).
+    from marketdata.feed import Feed
+    from tests.marketdata.reffeed import Feed as RefFeed
+
+    runs = 3 if args.quick else 5
+    out["feed_events_per_s"] = feed_events_per_s(setup, burst, Feed, runs)
+    out["feed_events_per_s_reference"] = feed_events_per_s(setup, burst, RefFeed, runs)
     for subs in args.subs:
         r = scenario(setup, burst, None, subs, args.dir)
         r["mode"] = "burst"

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -32,7 +33,7 @@ from typing import Any
 import zmq
 
 from bindings.client import CoreError, EventSubscriber
-from marketdata.feed import REPLAY_WINDOW_DEFAULT, Feed
+from marketdata.feed import REPLAY_WINDOW_DEFAULT, Feed, group_parts
 from marketdata.service import handle
 
 log = logging.getLogger("bursa.marketdata")
@@ -132,6 +133,10 @@ class MarketDataServer:
             if not frames or esub.next_seq > last:
                 break
         esub.caught_up = True
+        # The rebuilt state is long-lived: out of the cyclic GC's sight, so its
+        # collections (triggered by the per-message tuples) do not walk it.
+        gc.collect()
+        gc.freeze()
         log.info("caught up to core seq %d", self.feed.core_seq)
 
     def status(self) -> dict[str, Any]:
@@ -144,36 +149,23 @@ class MarketDataServer:
         }
 
     def publish(self) -> None:
-        """Send what the feed produced (the drop switch skips every N-th message)."""
+        """Send what the feed produced (the drop switch skips every N-th message).
+
+        One ZeroMQ message per topic per turn (cut at PART_BYTES_MAX): the messages
+        of a topic stay in sequence order, and the per-message cost of ZeroMQ on
+        both sides is paid once per part (grouping in :func:`pyx.mdfeed.group_parts`).
+        """
         out = self.feed.take()
-        every = self.config.test_drop_every
-        groups: dict[bytes, list[bytes]] = {}
-        for tp, raw in out:
-            self.sent += 1
-            if every and self.sent % every == 0:
-                self.dropped_on_purpose += 1
-                continue
-            g = groups.get(tp)
-            if g is None:
-                groups[tp] = [raw]
-            else:
-                g.append(raw)
-        # One ZeroMQ message per topic per turn (cut at PART_BYTES_MAX): the messages
-        # of a topic stay in sequence order, and the per-message cost of ZeroMQ on
-        # both sides is paid once per part.
+        if not out:
+            return
+        parts, self.sent, dropped = group_parts(
+            out, PART_BYTES_MAX, self.config.test_drop_every, self.sent
+        )
+        self.dropped_on_purpose += dropped
         send = self.pub.send
-        for tp, raws in groups.items():
-            part: list[bytes] = []
-            size = 0
-            for raw in raws:
-                if size + len(raw) > PART_BYTES_MAX and part:
-                    send(tp, zmq.SNDMORE)
-                    send(b"".join(part))
-                    part, size = [], 0
-                part.append(raw)
-                size += len(raw)
+        for tp, part in parts:
             send(tp, zmq.SNDMORE)
-            send(b"".join(part))
+            send(part)
 
     def turn(self, timeout_ms: int) -> None:
         """One loop turn: requests, then new core events, then publish."""

@@ -34,4 +34,5 @@ def test_quick_run_prints_the_keys() -> None:
               "planned_p99_us_at_100k"):  # fmt: skip
         assert k in r
     assert r["subscribers"] == [1]
+    assert r["feed_events_per_s"] > 0 and r["feed_events_per_s_reference"] > 0
     assert all(run["msgs_received"] > 0 for run in r["runs"])
