@@ -30,7 +30,7 @@ USERS = list(range(101, 121))
 
 def _endpoint(core: CoreProcess, name: str) -> str:
     """The socket for ``name`` commands (trade/fund/admin once the core splits them)."""
-    return str(core.ready[name] if name in core.ready else core.ready["cmd"])
+    return str(core.ready[name])
 
 
 def _trades(c: CoreClient, rng: np.random.Generator, n: int, first_oid: int) -> None:
