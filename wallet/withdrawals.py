@@ -93,6 +93,11 @@ class WithdrawChain:
     account: int = 1
     hot_floor: int = 0
     hot_ceiling: int = 0
+    min_fee_rate: int = 1
+
+    def fee_rate(self, adapter: ChainAdapter) -> int:
+        """The node's estimate, never under ``min_fee_rate`` (sat/vB)."""
+        return max(self.min_fee_rate, adapter.fee_estimate())
 
 
 @dataclass(frozen=True)
@@ -339,6 +344,7 @@ class Withdrawals:
         for name in self.chains:
             try:
                 self.watch(name)
+                self.sweep(name)
             except NodeUnavailableError:
                 continue
         open_states = ",".join(f"'{s}'" for s in TERMINAL)
@@ -463,7 +469,7 @@ class Withdrawals:
         if not hot and cfg.multisig is None:
             self._note(w.wid, "over the hot wallet's limits and no multisig configured")
             return
-        fee_rate = adapter.fee_estimate()
+        fee_rate = cfg.fee_rate(adapter)
         pl = custody.plan(src, self._coins(w.chain, src), amount, fee_rate)
         if pl is None:
             self._note(w.wid, f"{'hot' if hot else 'multisig'} wallet cannot cover {amount}")
@@ -535,6 +541,9 @@ class Withdrawals:
             txid, s = done[0]
             if s.confirmations < cfg.confirmations:
                 return
+            if w.custody == "sweep":  # an internal move: nothing to commit at the core
+                self._move(w.wid, "committed", txid=txid, confirmations=s.confirmations)
+                return
             st, reason = self.core.withdraw_commit(w.wid)
             self.fault("after_commit")
             if st in (APPLIED, DUPLICATE):
@@ -567,7 +576,7 @@ class Withdrawals:
         amount = w.amount * cfg.scale
         last_fee = self.attempts(w.wid)[-1][2]
         vbytes = custody.TX_OVERHEAD_VB + len(inputs) * cfg.hot.input_vb() + 2 * custody.OUTPUT_VB
-        fee = max(last_fee * 3 // 2, adapter.fee_estimate() * vbytes, last_fee + vbytes)
+        fee = max(last_fee * 3 // 2, cfg.fee_rate(adapter) * vbytes, last_fee + vbytes)
         change = sum(v for _, v in inputs) - amount - fee
         if change < 0:
             self._note(w.wid, "cannot bump: the inputs do not cover a higher fee")
@@ -632,6 +641,97 @@ class Withdrawals:
         if cfg.hot_floor and hot < cfg.hot_floor:
             # Refill alert: a metric every poll; an event once per halt-free episode.
             self.store.bump(f"wallet.{chain}.hot_under_floor")
+
+    # -- treasury -----------------------------------------------------------------------
+
+    def sweep(self, chain: str) -> int | None:
+        """Hot surplus above ``hot_ceiling`` -> the multisig (cold), down to the midpoint of
+        floor and ceiling; the sweep's id, None if nothing to do. A sweep is a withdrawal
+        row (custody ``sweep``, user 0) that starts signed and never touches the core, so
+        the breaker and the pay-once tracking treat it like any other outflow."""
+        cfg, adapter = self.chains[chain]
+        if not cfg.hot_ceiling or cfg.multisig is None or self.halted(chain):
+            return None
+        busy = self.query(
+            "chain = ? AND custody = 'sweep' AND state NOT IN ('committed', 'released')", (chain,)
+        )
+        if busy:
+            return None
+        coins = self._coins(chain, cfg.hot)
+        hot = sum(v for _, v in coins)
+        if hot <= cfg.hot_ceiling:
+            return None
+        amount = hot - (cfg.hot_floor + cfg.hot_ceiling) // 2
+        pl = custody.plan(cfg.hot, coins, amount, cfg.fee_rate(adapter))
+        if pl is None:
+            return None
+        psbt = custody.build_psbt(cfg.hot, pl.inputs, cfg.multisig.address(), amount, pl.change)
+        raw = custody.sign_hot(psbt, self.hot_keys[chain])
+        now = self.now()
+        ref = f"sweep|{chain}|{now}"
+        wid = withdrawal_id(ref)
+        with self.store.tx() as db:
+            db.execute(
+                "INSERT INTO withdrawals (wid, client_ref, user_id, chain, asset_id, address, "
+                "amount, fee, state, custody, psbt, created_ns, updated_ns) "
+                "VALUES (?, ?, 0, ?, ?, ?, ?, 0, 'signed', 'sweep', ?, ?, ?)",
+                (
+                    wid,
+                    ref,
+                    chain,
+                    cfg.asset_id,
+                    cfg.multisig.address(),
+                    amount // cfg.scale,
+                    psbt.to_string(),
+                    now,
+                    now,
+                ),
+            )
+            db.executemany(
+                "INSERT INTO spent_outpoints (chain, outpoint, wid) VALUES (?, ?, ?)",
+                [(chain, op, wid) for op, _ in pl.inputs],
+            )
+            self._attempt(wid, raw, pl.fee)
+            self._log(wid, "signed", custody="sweep", amount=amount)
+            self.store.event(chain, "sweep", wid=wid, amount=amount, to="cold")
+        return wid
+
+    def treasury(self, liabilities: dict[str, int] | None = None) -> list[dict[str, Any]]:
+        """Per chain: on-chain balances of every exchange wallet vs liabilities to users.
+
+        Liabilities (chain units) default to the wallet's own ledger: credited deposits
+        minus withdrawals that left (broadcast or committed, amount + fee); pass the
+        core's figure in ``liabilities`` to compare against it instead. ``shortfall``
+        is true when the chain holds less than is owed.
+        """
+        out = []
+        db = self.store.db
+        for chain, (cfg, adapter) in self.chains.items():
+            hot = sum(v for _, v in adapter.unspent(cfg.hot.address()))
+            cold = sum(v for _, v in adapter.unspent(cfg.multisig.address())) if cfg.multisig else 0
+            dep = sum(adapter.balance(a) for a in self.store.watched(chain))
+            if liabilities is not None and chain in liabilities:
+                owed = liabilities[chain]
+            else:
+                credited = db.execute(
+                    "SELECT COALESCE(SUM(credit_amount), 0) FROM deposits WHERE chain = ? "
+                    "AND asset_id = ? AND credit_state = 'credited'",
+                    (chain, cfg.asset_id),
+                ).fetchone()
+                left = db.execute(
+                    "SELECT COALESCE(SUM(amount + fee), 0) FROM withdrawals WHERE chain = ? "
+                    "AND user_id <> 0 AND state IN ('broadcast', 'committed')",
+                    (chain,),
+                ).fetchone()
+                owed = (int(credited[0]) - int(left[0])) * cfg.scale
+            total = hot + cold + dep
+            out.append({
+                "chain": chain, "asset_id": cfg.asset_id, "hot": hot, "cold": cold,
+                "deposit_addresses": dep, "on_chain": total, "liabilities": owed,
+                "surplus": total - owed, "shortfall": total < owed,
+                "hot_under_floor": bool(cfg.hot_floor and hot < cfg.hot_floor),
+            })  # fmt: skip
+        return out
 
     # -- persistence helpers ------------------------------------------------------------
 
