@@ -560,7 +560,12 @@ class Withdrawals:
         # No attempt is known: dropped from the mempool (eviction, a reorg). Its inputs
         # are still ours (the breaker halts the chain if anyone else spent them), so
         # sending the latest attempt again can only pay once.
-        adapter.broadcast(bytes.fromhex(attempts[-1][1]))
+        if self.halted(w.chain):
+            return
+        try:
+            adapter.broadcast(bytes.fromhex(attempts[-1][1]))
+        except BroadcastRejectedError as exc:
+            self._note(w.wid, f"re-broadcast refused: {exc}")
 
     def bump(self, w: Withdrawal) -> str | None:
         """Replace a stuck hot transaction by one spending the SAME inputs at a higher fee."""

@@ -358,3 +358,39 @@ def test_bad_requests_change_nothing(world: World, core: CoreHandle) -> None:
     r = world.w.get(big.wid)
     assert r is not None and r.state == "refused" and r.error == "INSUFFICIENT_FUNDS"
     assert core.balance(1, BTC) == (DEPOSIT, 0)
+
+
+def test_breaker_halts_when_a_withdrawal_input_is_double_spent(world: World) -> None:
+    w = world.w.request("ds", 1, "sbtc", DEST[0], 50_000)
+    world.w.step()
+    (tx,) = world.w.attempts(w.wid)
+    coin = world.sim.txs[tx[0]].spends[0]
+    world.sim.send([(DEST[1], 1_000_000)], spends=[coin])  # replaces ours (it signalled RBF)
+    world.w.step()
+    assert world.w.halted("sbtc") and "no withdrawal" in str(world.w.halted("sbtc"))
+
+
+def test_sweep_hot_surplus_to_cold_and_treasury(core: CoreHandle, tmp_path: Path) -> None:
+    world = World(core, tmp_path / "w.db", hot_ceiling=5_000_000, hot_floor=1_000_000)
+    assert world.cfg.multisig is not None
+    cold_before = world.sim.balance(world.cfg.multisig.address())
+    world.run()
+    (sweep,) = world.w.query("custody = 'sweep'")
+    assert sweep.state == "committed" and sweep.user_id == 0
+    assert world.sim.balance(world.cfg.multisig.address()) == cold_before + sweep.amount
+    hot = world.sim.balance(world.cfg.hot.address())
+    assert 1_000_000 <= hot <= 5_000_000
+    assert not world.w.halted("sbtc")  # a sweep is an explained outflow
+    assert core.balance(1, BTC) == (DEPOSIT, 0)  # and no user's money moved
+    (rep,) = world.w.treasury({"sbtc": hot + cold_before + sweep.amount})
+    assert rep["on_chain"] == hot + cold_before + sweep.amount and not rep["shortfall"]
+    (short,) = world.w.treasury({"sbtc": rep["on_chain"] + 1})
+    assert short["shortfall"] and short["surplus"] == -1
+
+
+def test_hot_under_floor_raises_the_refill_metric(core: CoreHandle, tmp_path: Path) -> None:
+    world = World(core, tmp_path / "w.db", hot_floor=10**9)
+    world.w.step()
+    assert world.w.store.counters().get("wallet.sbtc.hot_under_floor", 0) >= 1
+    (rep,) = world.w.treasury()
+    assert rep["hot_under_floor"]
