@@ -20,7 +20,7 @@ from embit.psbt import PSBT
 from embit.script import Script
 from embit.transaction import Transaction, TransactionInput, TransactionOutput
 
-from wallet.addresses import UTXO_NETWORKS
+from wallet.addresses import ETH_NETWORKS, UTXO_NETWORKS, eth_address, to_checksum_address
 
 RBF_SEQUENCE = 0xFFFFFFFD
 DUST = 546
@@ -64,7 +64,9 @@ class Source:
         return script.p2wpkh(ec.PublicKey.parse(bytes.fromhex(self.pubkeys[0])))
 
     def address(self) -> str:
-        """The source's address on its network."""
+        """The source's address on its network (an Ethereum account for ``eth``)."""
+        if self.network in ETH_NETWORKS:
+            return eth_address(ec.PublicKey.parse(bytes.fromhex(self.pubkeys[0])))
         return str(self.script_pubkey().address(UTXO_NETWORKS[self.network]))
 
     def input_vb(self) -> int:
@@ -74,6 +76,14 @@ class Source:
 
 def _sec(k: ec.PublicKey) -> bytes:
     return bytes(k.sec())
+
+
+def check_address(address: str, network: str) -> None:
+    """ValueError unless ``address`` is a payable address of ``network``."""
+    if network in ETH_NETWORKS:
+        to_checksum_address(address)
+    else:
+        address_script(address, network)
 
 
 def address_script(address: str, network: str) -> Script:

@@ -36,7 +36,7 @@ from wallet.withdrawals import WithdrawChain
 CHAIN_KEYS = {
     "asset_id", "network", "hot_pubkey", "hot_key_file", "multisig_pubkeys", "multisig_m",
     "fee", "scale", "confirmations", "hot_max_tx", "hot_daily", "bump_after_blocks",
-    "account", "hot_floor", "hot_ceiling", "min_fee_rate",
+    "account", "hot_floor", "hot_ceiling", "min_fee_rate", "model", "chain_id",
 }  # fmt: skip
 
 
@@ -55,11 +55,15 @@ def parse_chain(name: str, raw: dict[str, Any]) -> tuple[WithdrawChain, str]:
     for p in (*hot.pubkeys, *pubs):
         ec.PublicKey.parse(bytes.fromhex(p))  # refuse a malformed key now, not when signing
     key_file = str(raw.pop("hot_key_file", ""))
+    model = str(raw.pop("model", "utxo"))
+    if model not in ("utxo", "account"):
+        raise ValueError(f"withdraw.{name}: model is utxo or account")
     cfg = WithdrawChain(
         chain=name,
         network=network,
         hot=hot,
         multisig=Source(network, pubs, m) if pubs else None,
+        model=model,
         **{k: int(v) for k, v in raw.items()},
     )
     return cfg, key_file

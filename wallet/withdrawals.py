@@ -34,7 +34,7 @@ from typing import Any, Protocol
 from embit import ec
 from embit.psbt import PSBT
 
-from wallet import custody, risk
+from wallet import custody, ethtx, risk
 from wallet.chain import BroadcastRejectedError, ChainAdapter, NodeUnavailableError
 from wallet.scanner import APPLIED, DUPLICATE, FundingCore, reason_name
 from wallet.store import Store
@@ -94,6 +94,8 @@ class WithdrawChain:
     hot_floor: int = 0
     hot_ceiling: int = 0
     min_fee_rate: int = 1
+    model: str = "utxo"  # "account": Ethereum (hot custody only, nonce-tracked)
+    chain_id: int = 1
 
     def fee_rate(self, adapter: ChainAdapter) -> int:
         """The node's estimate, never under ``min_fee_rate`` (sat/vB)."""
@@ -174,7 +176,7 @@ class Withdrawals:
         cfg, _ = self.chains[chain]
         if not 0 < amount < 2**62 or amount * cfg.scale <= custody.DUST:
             raise RequestError(f"amount must exceed the dust limit ({custody.DUST})")
-        custody.address_script(address, cfg.network)  # RequestError's parent ValueError
+        custody.check_address(address, cfg.network)  # ValueError: RequestError's parent
         wid = withdrawal_id(client_ref)
         now = self.now()
         with self.store.tx() as db:
@@ -465,6 +467,12 @@ class Withdrawals:
             return
         amount = w.amount * cfg.scale
         hot = amount <= cfg.hot_max_tx and self.hot_spent_24h(w.chain) + amount <= cfg.hot_daily
+        if cfg.model == "account":
+            if not hot:
+                self._note(w.wid, "over the hot wallet's limits: account chains sign hot only")
+                return
+            self._sign_account(w, cfg, adapter, amount)
+            return
         src = cfg.hot if hot or cfg.multisig is None else cfg.multisig
         if not hot and cfg.multisig is None:
             self._note(w.wid, "over the hot wallet's limits and no multisig configured")
@@ -493,8 +501,47 @@ class Withdrawals:
             else:
                 self._move(w.wid, "awaiting_signatures", custody=kind, inputs=len(pl.inputs))
 
-    def _attempt(self, wid: int, raw: bytes, fee: int) -> str:
-        txid = custody.txid_of(raw)
+    def _next_nonce(self, chain: str, cfg: WithdrawChain, adapter: ChainAdapter) -> int:
+        """Allocate a nonce (inside the caller's transaction): a freed one first, so none
+        is skipped; else the next after the last allocated (the node's count at first)."""
+        db = self.store.db
+        row = db.execute("SELECT MIN(nonce) FROM free_nonces WHERE chain = ?", (chain,)).fetchone()
+        if row is not None and row[0] is not None:
+            db.execute("DELETE FROM free_nonces WHERE chain = ? AND nonce = ?", (chain, row[0]))
+            return int(row[0])
+        nxt = db.execute("SELECT next FROM eth_nonces WHERE chain = ?", (chain,)).fetchone()
+        nonce = int(nxt[0]) if nxt else int(adapter.nonce(cfg.hot.address()))  # type: ignore[attr-defined]
+        db.execute(
+            "INSERT INTO eth_nonces (chain, next) VALUES (?, ?) "
+            "ON CONFLICT (chain) DO UPDATE SET next = excluded.next",
+            (chain, nonce + 1),
+        )
+        return nonce
+
+    def _sign_account(
+        self, w: Withdrawal, cfg: WithdrawChain, adapter: ChainAdapter, amount: int
+    ) -> None:
+        gas_price = cfg.fee_rate(adapter)
+        with self.store.tx() as db:
+            nonce = self._next_nonce(w.chain, cfg, adapter)
+            key = f"{cfg.hot.address().lower()}:{nonce}"
+            db.execute(
+                "INSERT INTO spent_outpoints (chain, outpoint, wid) VALUES (?, ?, ?)",
+                (w.chain, key, w.wid),
+            )
+            raw = ethtx.sign_transfer(
+                self.hot_keys[w.chain], cfg.chain_id, nonce, gas_price, w.address, amount
+            )
+            db.execute(
+                "UPDATE withdrawals SET custody = 'hot', psbt = ? WHERE wid = ?",
+                (json.dumps({"nonce": nonce, "gas_price": gas_price}), w.wid),
+            )
+            fee = gas_price * ethtx.TRANSFER_GAS
+            self._attempt(w.wid, raw, fee, ethtx.tx_hash(raw))
+            self._move(w.wid, "signed", custody="hot", nonce=nonce, fee=fee)
+
+    def _attempt(self, wid: int, raw: bytes, fee: int, txid: str = "") -> str:
+        txid = txid or custody.txid_of(raw)
         self.store.db.execute(
             "INSERT INTO withdrawal_txs (wid, txid, raw, fee, created_ns) VALUES (?, ?, ?, ?, ?)",
             (wid, txid, raw.hex(), fee, self.now()),
@@ -524,7 +571,17 @@ class Withdrawals:
         except BroadcastRejectedError as exc:
             if adapter.tx_status(txid).state == "unknown":
                 self.fault("after_refused_broadcast")
-                self._move(w.wid, "failed", error=str(exc))
+                with self.store.tx() as db:
+                    if self.chains[w.chain][0].model == "account":
+                        # The nonce goes back to the pool: the next withdrawal takes it,
+                        # so the account never has a gap that would stall it.
+                        nonce = int(json.loads(w.psbt)["nonce"])
+                        db.execute("DELETE FROM spent_outpoints WHERE wid = ?", (w.wid,))
+                        db.execute(
+                            "INSERT INTO free_nonces (chain, nonce) VALUES (?, ?)",
+                            (w.chain, nonce),
+                        )
+                    self._move(w.wid, "failed", error=str(exc))
                 return
         self.fault("after_broadcast")
         height = adapter.tip().height
@@ -573,6 +630,8 @@ class Withdrawals:
         if w.custody != "hot":
             self._note(w.wid, "stuck multisig transaction: needs a re-signed bump")
             return None
+        if cfg.model == "account":
+            return self._bump_account(w, cfg, adapter)
         psbt = PSBT.from_string(w.psbt)
         inputs = tuple(
             (f"{v.txid.hex()}:{v.vout}", int(i.witness_utxo.value))
@@ -600,6 +659,25 @@ class Withdrawals:
         adapter.broadcast(raw)
         return txid
 
+    def _bump_account(self, w: Withdrawal, cfg: WithdrawChain, adapter: ChainAdapter) -> str:
+        """The same nonce at a gas price at least 1.5x the last (nodes want +10%)."""
+        spec = json.loads(w.psbt)
+        price = max(int(spec["gas_price"]) * 3 // 2 + 1, cfg.fee_rate(adapter))
+        raw = ethtx.sign_transfer(
+            self.hot_keys[w.chain], cfg.chain_id, int(spec["nonce"]), price, w.address,
+            w.amount * cfg.scale,
+        )  # fmt: skip
+        with self.store.tx() as db:
+            txid = self._attempt(w.wid, raw, price * ethtx.TRANSFER_GAS, ethtx.tx_hash(raw))
+            db.execute(
+                "UPDATE withdrawals SET psbt = ?, sent_height = ? WHERE wid = ?",
+                (json.dumps({"nonce": spec["nonce"], "gas_price": price}), adapter.tip().height,
+                 w.wid),
+            )  # fmt: skip
+            self._log(w.wid, "bumped", txid=txid, gas_price=price)
+        adapter.broadcast(raw)
+        return txid
+
     def _release(self, w: Withdrawal) -> None:
         st, reason = self.core.withdraw_release(w.wid)
         self.fault("after_release")
@@ -617,6 +695,9 @@ class Withdrawals:
         gone must be reserved by a withdrawal and spent by one of its attempts.
         """
         cfg, adapter = self.chains[chain]
+        if cfg.model == "account":
+            self._watch_account(chain, cfg, adapter)
+            return
         sources = [cfg.hot] + ([cfg.multisig] if cfg.multisig else [])
         now = {op: v for s in sources for op, v in adapter.unspent(s.address())}
         db = self.store.db
@@ -647,6 +728,19 @@ class Withdrawals:
             # Refill alert: a metric every poll; an event once per halt-free episode.
             self.store.bump(f"wallet.{chain}.hot_under_floor")
 
+    def _watch_account(self, chain: str, cfg: WithdrawChain, adapter: ChainAdapter) -> None:
+        """Account chains: the hot account's confirmed nonce may never pass the nonces the
+        wallet allocated, nor cover a freed one (someone else sent from the account)."""
+        db = self.store.db
+        nxt = db.execute("SELECT next FROM eth_nonces WHERE chain = ?", (chain,)).fetchone()
+        node = int(adapter.nonce(cfg.hot.address()))  # type: ignore[attr-defined]
+        allocated = int(nxt[0]) if nxt else None
+        if allocated is None:
+            return  # nothing sent yet: the first allocation starts at the node's count
+        free = db.execute("SELECT MIN(nonce) FROM free_nonces WHERE chain = ?", (chain,)).fetchone()
+        if node > allocated or (free is not None and free[0] is not None and node > int(free[0])):
+            self.halt(chain, f"hot account nonce {node}: transactions the wallet did not sign")
+
     # -- treasury -----------------------------------------------------------------------
 
     def sweep(self, chain: str) -> int | None:
@@ -655,7 +749,7 @@ class Withdrawals:
         row (custody ``sweep``, user 0) that starts signed and never touches the core, so
         the breaker and the pay-once tracking treat it like any other outflow."""
         cfg, adapter = self.chains[chain]
-        if not cfg.hot_ceiling or cfg.multisig is None or self.halted(chain):
+        if not cfg.hot_ceiling or cfg.multisig is None or self.halted(chain) or cfg.model != "utxo":
             return None
         busy = self.query(
             "chain = ? AND custody = 'sweep' AND state NOT IN ('committed', 'released')", (chain,)
@@ -712,8 +806,15 @@ class Withdrawals:
         out = []
         db = self.store.db
         for chain, (cfg, adapter) in self.chains.items():
-            hot = sum(v for _, v in adapter.unspent(cfg.hot.address()))
-            cold = sum(v for _, v in adapter.unspent(cfg.multisig.address())) if cfg.multisig else 0
+            if cfg.model == "account":
+                hot, cold = adapter.balance(cfg.hot.address()), 0
+            else:
+                hot = sum(v for _, v in adapter.unspent(cfg.hot.address()))
+                cold = (
+                    sum(v for _, v in adapter.unspent(cfg.multisig.address()))
+                    if cfg.multisig
+                    else 0
+                )
             dep = sum(adapter.balance(a) for a in self.store.watched(chain))
             if liabilities is not None and chain in liabilities:
                 owed = liabilities[chain]
