@@ -466,7 +466,11 @@ class Withdrawals:
         if self.halted(w.chain):
             return
         amount = w.amount * cfg.scale
-        hot = amount <= cfg.hot_max_tx and self.hot_spent_24h(w.chain) + amount <= cfg.hot_daily
+        hot = (
+            w.chain in self.hot_keys  # no hot key loaded: the hot wallet cannot sign
+            and amount <= cfg.hot_max_tx
+            and self.hot_spent_24h(w.chain) + amount <= cfg.hot_daily
+        )
         if cfg.model == "account":
             if not hot:
                 self._note(w.wid, "over the hot wallet's limits: account chains sign hot only")
@@ -598,6 +602,9 @@ class Withdrawals:
             txid, s = done[0]
             if s.confirmations < cfg.confirmations:
                 return
+            if not s.success:  # an account-model transaction that reverted: nothing paid
+                self._move(w.wid, "failed", error=f"transaction {txid} reverted")
+                return
             if w.custody == "sweep":  # an internal move: nothing to commit at the core
                 self._move(w.wid, "committed", txid=txid, confirmations=s.confirmations)
                 return
@@ -679,6 +686,9 @@ class Withdrawals:
         return txid
 
     def _release(self, w: Withdrawal) -> None:
+        if w.custody == "sweep":  # an internal move never held anything at the core
+            self._move(w.wid, "released", after=w.state)
+            return
         st, reason = self.core.withdraw_release(w.wid)
         self.fault("after_release")
         if st in (APPLIED, DUPLICATE):
@@ -717,6 +727,11 @@ class Withdrawals:
             ours = row is not None and spender in {t for t, _, _ in self.attempts(int(row[0]))}
             if not ours:
                 self.halt(chain, f"coin {op} ({known[op]}) spent by {spender}: no withdrawal")
+                continue
+            owner = self.get(int(row[0]))
+            if owner is not None and owner.state in ("failed", "released"):
+                # The transaction of a withdrawal the core already released went out.
+                self.halt(chain, f"released withdrawal {owner.wid} was paid by {spender}")
         with self.store.tx() as tx:
             tx.execute("DELETE FROM known_coins WHERE chain = ?", (chain,))
             tx.executemany(

@@ -58,7 +58,7 @@ def chain_cfg(**kw: Any) -> WithdrawChain:
 class World:
     """A core, a simulated chain with funded wallets, a clock and the wallet database."""
 
-    def __init__(self, core: CoreHandle, db: Path, **kw: Any) -> None:
+    def __init__(self, core: CoreHandle, db: Path | str, **kw: Any) -> None:
         self.core, self.db, self.clock = core, db, ManualClock(1_000 * DAY)
         self.sim = SimChain(network=NET)
         self.cfg = chain_cfg(**kw)
@@ -272,6 +272,17 @@ def test_refused_broadcast_is_released(world: World, core: CoreHandle) -> None:
     assert world.paid(DEST[0]) == 0
     assert core.balance(1, BTC) == (DEPOSIT, 0)
     assert core.conservation_ok()
+    # its inputs stay quarantined: the next withdrawal spends other coins
+    (attempt,) = world.w.attempts(w.wid)
+    spent = set(world.sim._parse(bytes.fromhex(attempt[1])).spends)  # type: ignore[union-attr]
+    nxt = world.w.request("f2", 1, "sbtc", DEST[1], 80_000)
+    world.run()
+    (a2,) = world.w.attempts(nxt.wid)
+    assert not spent & set(world.sim._parse(bytes.fromhex(a2[1])).spends)  # type: ignore[union-attr]
+    # and if the released withdrawal's signed transaction is ever sent, the breaker halts
+    world.sim.broadcast(bytes.fromhex(attempt[1]))
+    world.w.step()
+    assert "released withdrawal" in str(world.w.halted("sbtc"))
 
 
 POINTS = ["after_hold", "after_broadcast", "after_commit"]
@@ -394,3 +405,33 @@ def test_hot_under_floor_raises_the_refill_metric(core: CoreHandle, tmp_path: Pa
     assert world.w.store.counters().get("wallet.sbtc.hot_under_floor", 0) >= 1
     (rep,) = world.w.treasury()
     assert rep["hot_under_floor"]
+
+
+def test_sqlite_and_postgresql_stores(core: CoreHandle, db: str) -> None:
+    """The same machine on both stores: review, a crash after broadcast, a bump."""
+    world = World(core, db)
+    fired: list[str] = []
+
+    def fault(p: str) -> None:
+        if p == "after_broadcast" and not fired:
+            fired.append(p)
+            raise CrashError(p)
+
+    crashing = world.open(fault)
+    a = crashing.request("pa", 1, "sbtc", DEST[0], 60_000)
+    with pytest.raises(CrashError):
+        crashing.step()
+    world.w = world.open()
+    b = world.w.request("pb", 2, "sbtc", DEST[1], 70_000)
+    world.w.blacklist("sbtc", DEST[2])
+    c = world.w.request("pc", 3, "sbtc", DEST[2], 10_000)
+    world.w.step()
+    for _ in range(2):
+        world.sim.mine_on(world.sim.best[-1])  # a and b stuck: bumped
+    world.w.step()
+    assert len(world.w.attempts(a.wid)) == 2
+    world.run()
+    states = {r.client_ref: r.state for r in world.w.query()}
+    assert states == {"pa": "committed", "pb": "committed", "pc": "released"}
+    assert world.paid(DEST[0]) == 60_000 and world.paid(DEST[1]) == 70_000
+    assert b.wid != c.wid and core.conservation_ok()
