@@ -13,6 +13,8 @@ from embit.util import secp256k1
 from wallet.addresses import keccak256
 
 TRANSFER_GAS = 21_000
+TOKEN_GAS = 100_000  # an ERC-20 transfer's gas limit (unused gas is not charged)
+ERC20_TRANSFER = bytes.fromhex("a9059cbb")  # transfer(address,uint256)
 
 
 def _rlp_bytes(b: bytes) -> bytes:
@@ -40,14 +42,30 @@ def rlp_list(items: list[bytes | int]) -> bytes:
     return _rlp_len(len(body), 0xC0) + body
 
 
+def _addr(a: str) -> bytes:
+    raw = bytes.fromhex(a.lower().removeprefix("0x"))
+    if len(raw) != 20:
+        raise ValueError(f"not an Ethereum address: {a!r}")
+    return raw
+
+
 def sign_transfer(
-    key: ec.PrivateKey, chain_id: int, nonce: int, gas_price: int, to: str, value: int
+    key: ec.PrivateKey,
+    chain_id: int,
+    nonce: int,
+    gas_price: int,
+    to: str,
+    value: int,
+    token: str = "",
 ) -> bytes:
-    """The raw signed transaction paying ``value`` wei to ``to``."""
-    dest = bytes.fromhex(to.lower().removeprefix("0x"))
-    if len(dest) != 20:
-        raise ValueError(f"not an Ethereum address: {to!r}")
-    fields: list[bytes | int] = [nonce, gas_price, TRANSFER_GAS, dest, value, b""]
+    """The raw signed transaction paying ``value`` to ``to``: wei, or units of the ERC-20
+    ``token`` (a ``transfer(to, value)`` call to the token contract)."""
+    dest = _addr(to)
+    if token:
+        data = ERC20_TRANSFER + dest.rjust(32, b"\0") + value.to_bytes(32, "big")
+        fields: list[bytes | int] = [nonce, gas_price, TOKEN_GAS, _addr(token), 0, data]
+    else:
+        fields = [nonce, gas_price, TRANSFER_GAS, dest, value, b""]
     digest = keccak256(rlp_list([*fields, chain_id, 0, 0]))
     sig = secp256k1.ecdsa_sign_recoverable(digest, key.secret)
     compact, recid = secp256k1.ecdsa_recoverable_signature_serialize_compact(sig)

@@ -109,9 +109,10 @@ def build_withdrawals(
     parsed = {n: withdraw_config.parse_chain(n, dict(raw)) for n, raw in cfg.withdraw.items()}
     chains: dict[str, tuple[WithdrawChain, CoinSource]] = {}
     for name, (wc, _) in parsed.items():
-        if name not in wallet.chains:
-            raise ValueError(f"withdraw.{name}: no such chain in [wallet.chains]")
-        chains[name] = (wc, wallet.chains[name].adapter)  # type: ignore[assignment]
+        node = wc.node or name
+        if node not in wallet.chains:
+            raise ValueError(f"withdraw.{name}: no chain {node!r} in [wallet.chains]")
+        chains[name] = (wc, wallet.chains[node].adapter)  # type: ignore[assignment]
     fault = _kill_at(cfg.fault_kill_at) if cfg.fault_kill_at else (lambda _p: None)
     return Withdrawals(
         wallet.store,

@@ -36,7 +36,7 @@ from wallet.withdrawals import WithdrawChain
 CHAIN_KEYS = {
     "asset_id", "network", "hot_pubkey", "hot_key_file", "multisig_pubkeys", "multisig_m",
     "fee", "scale", "confirmations", "hot_max_tx", "hot_daily", "bump_after_blocks",
-    "account", "hot_floor", "hot_ceiling", "min_fee_rate", "model", "chain_id",
+    "account", "hot_floor", "hot_ceiling", "min_fee_rate", "model", "chain_id", "token", "node",
 }  # fmt: skip
 
 
@@ -56,6 +56,7 @@ def parse_chain(name: str, raw: dict[str, Any]) -> tuple[WithdrawChain, str]:
         ec.PublicKey.parse(bytes.fromhex(p))  # refuse a malformed key now, not when signing
     key_file = str(raw.pop("hot_key_file", ""))
     model = str(raw.pop("model", "utxo"))
+    token, node = str(raw.pop("token", "")), str(raw.pop("node", ""))
     if model not in ("utxo", "account"):
         raise ValueError(f"withdraw.{name}: model is utxo or account")
     cfg = WithdrawChain(
@@ -64,6 +65,8 @@ def parse_chain(name: str, raw: dict[str, Any]) -> tuple[WithdrawChain, str]:
         hot=hot,
         multisig=Source(network, pubs, m) if pubs else None,
         model=model,
+        token=token,
+        node=node,
         **{k: int(v) for k, v in raw.items()},
     )
     return cfg, key_file

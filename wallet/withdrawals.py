@@ -96,6 +96,13 @@ class WithdrawChain:
     min_fee_rate: int = 1
     model: str = "utxo"  # "account": Ethereum (hot custody only, nonce-tracked)
     chain_id: int = 1
+    token: str = ""  # account model: the ERC-20 contract ("" = the native coin)
+    node: str = ""  # the [wallet.chains] entry whose node this uses ("" = ``chain``)
+
+    @property
+    def gas(self) -> int:
+        """Gas limit of one withdrawal transaction (account model)."""
+        return ethtx.TOKEN_GAS if self.token else ethtx.TRANSFER_GAS
 
     def fee_rate(self, adapter: ChainAdapter) -> int:
         """The node's estimate, never under ``min_fee_rate`` (sat/vB)."""
@@ -507,7 +514,9 @@ class Withdrawals:
 
     def _next_nonce(self, chain: str, cfg: WithdrawChain, adapter: ChainAdapter) -> int:
         """Allocate a nonce (inside the caller's transaction): a freed one first, so none
-        is skipped; else the next after the last allocated (the node's count at first)."""
+        is skipped; else the next after the last allocated (the node's count at first).
+        Nonces are kept per hot account, shared by every asset (ETH, tokens) it sends."""
+        chain = cfg.hot.address().lower()
         db = self.store.db
         row = db.execute("SELECT MIN(nonce) FROM free_nonces WHERE chain = ?", (chain,)).fetchone()
         if row is not None and row[0] is not None:
@@ -534,13 +543,14 @@ class Withdrawals:
                 (w.chain, key, w.wid),
             )
             raw = ethtx.sign_transfer(
-                self.hot_keys[w.chain], cfg.chain_id, nonce, gas_price, w.address, amount
-            )
+                self.hot_keys[w.chain], cfg.chain_id, nonce, gas_price, w.address, amount,
+                cfg.token,
+            )  # fmt: skip
             db.execute(
                 "UPDATE withdrawals SET custody = 'hot', psbt = ? WHERE wid = ?",
                 (json.dumps({"nonce": nonce, "gas_price": gas_price}), w.wid),
             )
-            fee = gas_price * ethtx.TRANSFER_GAS
+            fee = gas_price * cfg.gas
             self._attempt(w.wid, raw, fee, ethtx.tx_hash(raw))
             self._move(w.wid, "signed", custody="hot", nonce=nonce, fee=fee)
 
@@ -583,7 +593,7 @@ class Withdrawals:
                         db.execute("DELETE FROM spent_outpoints WHERE wid = ?", (w.wid,))
                         db.execute(
                             "INSERT INTO free_nonces (chain, nonce) VALUES (?, ?)",
-                            (w.chain, nonce),
+                            (self.chains[w.chain][0].hot.address().lower(), nonce),
                         )
                     self._move(w.wid, "failed", error=str(exc))
                 return
@@ -672,10 +682,10 @@ class Withdrawals:
         price = max(int(spec["gas_price"]) * 3 // 2 + 1, cfg.fee_rate(adapter))
         raw = ethtx.sign_transfer(
             self.hot_keys[w.chain], cfg.chain_id, int(spec["nonce"]), price, w.address,
-            w.amount * cfg.scale,
+            w.amount * cfg.scale, cfg.token,
         )  # fmt: skip
         with self.store.tx() as db:
-            txid = self._attempt(w.wid, raw, price * ethtx.TRANSFER_GAS, ethtx.tx_hash(raw))
+            txid = self._attempt(w.wid, raw, price * cfg.gas, ethtx.tx_hash(raw))
             db.execute(
                 "UPDATE withdrawals SET psbt = ?, sent_height = ? WHERE wid = ?",
                 (json.dumps({"nonce": spec["nonce"], "gas_price": price}), adapter.tip().height,
@@ -747,12 +757,15 @@ class Withdrawals:
         """Account chains: the hot account's confirmed nonce may never pass the nonces the
         wallet allocated, nor cover a freed one (someone else sent from the account)."""
         db = self.store.db
-        nxt = db.execute("SELECT next FROM eth_nonces WHERE chain = ?", (chain,)).fetchone()
+        account = cfg.hot.address().lower()
+        nxt = db.execute("SELECT next FROM eth_nonces WHERE chain = ?", (account,)).fetchone()
         node = int(adapter.nonce(cfg.hot.address()))  # type: ignore[attr-defined]
         allocated = int(nxt[0]) if nxt else None
         if allocated is None:
             return  # nothing sent yet: the first allocation starts at the node's count
-        free = db.execute("SELECT MIN(nonce) FROM free_nonces WHERE chain = ?", (chain,)).fetchone()
+        free = db.execute(
+            "SELECT MIN(nonce) FROM free_nonces WHERE chain = ?", (account,)
+        ).fetchone()
         if node > allocated or (free is not None and free[0] is not None and node > int(free[0])):
             self.halt(chain, f"hot account nonce {node}: transactions the wallet did not sign")
 
@@ -822,7 +835,7 @@ class Withdrawals:
         db = self.store.db
         for chain, (cfg, adapter) in self.chains.items():
             if cfg.model == "account":
-                hot, cold = adapter.balance(cfg.hot.address()), 0
+                hot, cold = adapter.balance(cfg.hot.address(), cfg.token), 0
             else:
                 hot = sum(v for _, v in adapter.unspent(cfg.hot.address()))
                 cold = (
@@ -830,7 +843,7 @@ class Withdrawals:
                     if cfg.multisig
                     else 0
                 )
-            dep = sum(adapter.balance(a) for a in self.store.watched(chain))
+            dep = sum(adapter.balance(a, cfg.token) for a in self.store.watched(cfg.node or chain))
             if liabilities is not None and chain in liabilities:
                 owed = liabilities[chain]
             else:

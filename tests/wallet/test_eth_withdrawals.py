@@ -1,4 +1,4 @@
-"""ETH withdrawals on a real anvil node against a real core: hot-signed EIP-155
+"""ETH and ERC-20 withdrawals on a real anvil node against a real core: hot-signed EIP-155
 transfers confirmed and committed; a refused broadcast released and its nonce reused
 by the next withdrawal (no gap, none reused); a transaction from the hot account the
 wallet did not sign halts withdrawals (nonce-based circuit breaker)."""
@@ -12,7 +12,7 @@ import pytest
 from embit import ec
 
 from tests.wallet.conftest import ROOT, CoreHandle
-from tests.wallet.nodes import Anvil
+from tests.wallet.nodes import Anvil, compile_contracts, word
 from wallet import custody, ethtx
 from wallet.chain import BroadcastRejectedError
 from wallet.eth import EthAdapter
@@ -21,6 +21,7 @@ from wallet.store import Store
 from wallet.withdrawals import Withdrawals, WithdrawChain
 
 ETH = 2
+TOK = 3
 GWEI = 10**9
 
 
@@ -130,3 +131,39 @@ def test_unsigned_outflow_from_hot_account_halts(
     b = w.request("t2", 1, "eth", dest(2), 10**8)
     settle(node, w)
     assert w.get(b.wid).state == "approved"  # type: ignore[union-attr]
+
+
+def test_erc20_and_eth_share_one_nonce_sequence(
+    node: Anvil, core: CoreHandle, tmp_path: Path
+) -> None:
+    w, adapter, key = setup(node, core, tmp_path / "w.db", 2)
+    bins = compile_contracts(Path(__file__).parent / "contracts" / "Tokens.sol", tmp_path / "sol")
+    token = node.deploy(bins["Token"], 10**12)
+    eth_cfg, _ = w.chains["eth"]
+    hot = eth_cfg.hot.address()
+    rcpt = node.send(token, data="a9059cbb" + word(hot) + word(10**9))  # 1e9 units to hot
+    assert int(rcpt["status"], 16) == 1
+    tok_cfg = WithdrawChain(
+        chain="eth-tok", asset_id=TOK, network="eth", hot=eth_cfg.hot, fee=10, scale=1,
+        confirmations=2, hot_max_tx=10**9, hot_daily=10**10, model="account",
+        chain_id=eth_cfg.chain_id, token=token, node="eth",
+    )  # fmt: skip
+    w.chains["eth-tok"] = (tok_cfg, adapter)  # type: ignore[assignment]
+    w.hot_keys["eth-tok"] = key
+    assert core.funding.deposit(990, 1, TOK, 10**8, 1)[0] == 1
+    for i in range(3):
+        w.whitelist(1, "eth-tok", dest(i), at_ns=0)
+    start = adapter.nonce(hot)
+    t = w.request("tok1", 1, "eth-tok", dest(2), 12_345)
+    e = w.request("eth1", 1, "eth", dest(2), 10**7)
+    t2 = w.request("tok2", 1, "eth-tok", dest(1), 1_000)
+    settle(node, w)
+    rows = [w.get(x.wid) for x in (t, e, t2)]
+    assert [r.state for r in rows if r] == ["committed"] * 3
+    nonces = sorted(s["nonce"] for x in (t, e, t2) for st, _, s in w.steps(x.wid) if st == "signed")
+    assert nonces == [start, start + 1, start + 2] and adapter.nonce(hot) == start + 3
+    assert adapter.balance(dest(2), token) == 12_345 and adapter.balance(dest(1), token) == 1_000
+    assert core.balance(1, TOK) == (10**8 - 12_345 - 1_000 - 20, 0)
+    assert core.conservation_ok()
+    rep = {r["chain"]: r for r in w.treasury()}
+    assert rep["eth-tok"]["hot"] == 10**9 - 13_345
