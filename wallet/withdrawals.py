@@ -673,7 +673,12 @@ class Withdrawals:
                 (new.to_string(), adapter.tip().height, w.wid),
             )
             self._log(w.wid, "bumped", txid=txid, fee=fee)
-        adapter.broadcast(raw)
+        try:
+            adapter.broadcast(raw)
+        except BroadcastRejectedError as exc:
+            # The replacement stays recorded; the original (same inputs or nonce) may
+            # still confirm, else the next step re-sends the latest attempt.
+            self._note(w.wid, f"fee bump refused: {exc}")
         return txid
 
     def _bump_account(self, w: Withdrawal, cfg: WithdrawChain, adapter: ChainAdapter) -> str:
@@ -692,7 +697,12 @@ class Withdrawals:
                  w.wid),
             )  # fmt: skip
             self._log(w.wid, "bumped", txid=txid, gas_price=price)
-        adapter.broadcast(raw)
+        try:
+            adapter.broadcast(raw)
+        except BroadcastRejectedError as exc:
+            # The replacement stays recorded; the original (same inputs or nonce) may
+            # still confirm, else the next step re-sends the latest attempt.
+            self._note(w.wid, f"fee bump refused: {exc}")
         return txid
 
     def _release(self, w: Withdrawal) -> None:
