@@ -634,7 +634,12 @@ class Withdrawals:
         # No attempt is known: dropped from the mempool (eviction, a reorg). Its inputs
         # are still ours (the breaker halts the chain if anyone else spent them), so
         # sending the latest attempt again can only pay once.
+        # Dropped again and again (an eviction for a low fee, a node that will not keep
+        # it): after bump_after_blocks it is replaced at a higher fee instead.
         if self.halted(w.chain):
+            return
+        if adapter.tip().height - w.sent_height >= cfg.bump_after_blocks:
+            self.bump(w)
             return
         try:
             adapter.broadcast(bytes.fromhex(attempts[-1][1]))

@@ -167,3 +167,43 @@ def test_erc20_and_eth_share_one_nonce_sequence(
     assert core.conservation_ok()
     rep = {r["chain"]: r for r in w.treasury()}
     assert rep["eth-tok"]["hot"] == 10**9 - 13_345
+
+
+def test_stuck_eth_transaction_bumped_same_nonce(
+    node: Anvil, core: CoreHandle, tmp_path: Path
+) -> None:
+    w, adapter, _key = setup(node, core, tmp_path / "w.db", 3)
+    cfg = w.chains["eth"][0]
+    w.chains["eth"] = (
+        WithdrawChain(**{**cfg.__dict__, "bump_after_blocks": 2}),
+        adapter,
+    )  # type: ignore[assignment]
+    hot = cfg.hot.address()
+    node.rpc.call("evm_setAutomine", False)
+    try:
+        x = w.request("stuck", 1, "eth", dest(1), 10**8)
+        w.step()
+        (first,) = w.attempts(x.wid)
+        # the base fee jumps above the gas price it was signed with: it cannot be mined
+        node.rpc.call("anvil_setNextBlockBaseFeePerGas", hex(adapter.fee_estimate() * 20))
+        for _ in range(2):
+            node.mine(1)
+        # anvil drops a transaction it cannot include (a real node keeps it pending):
+        # either way it is stuck and, after bump_after_blocks, replaced
+        assert adapter.tx_status(first[0]).state in ("mempool", "unknown")
+        w.step()
+        tries = w.attempts(x.wid)
+        assert len(tries) == 2 and tries[1][2] > tries[0][2]
+        for _ in range(3):
+            node.mine(1)
+            w.step()
+        node.mine(1)
+        w.step()
+    finally:
+        node.rpc.call("evm_setAutomine", True)
+    done = w.get(x.wid)
+    assert done is not None and done.state == "committed" and done.txid == tries[1][0]
+    assert adapter.tx_status(first[0]).state == "unknown"
+    assert adapter.balance(dest(1)) >= 10**17
+    nonces = {s["nonce"] for st, _, s in w.steps(x.wid) if st == "signed"}
+    assert len(nonces) == 1 and adapter.nonce(hot) == nonces.pop() + 1
