@@ -180,3 +180,35 @@ def txid_of(raw: bytes) -> str:
 def spends_of(psbt: PSBT) -> list[str]:
     """The outpoints a PSBT spends (``txid:vout``)."""
     return [f"{i.txid.hex()}:{i.vout}" for i in psbt.tx.vin]
+
+
+def build_sweep_psbt(
+    account_xpub: str,
+    network: str,
+    inputs: list[tuple[str, int, int]],
+    to: str,
+    fee_rate: int,
+) -> tuple[PSBT, int] | None:
+    """A PSBT sweeping deposit coins (outpoint, amount, address index) of the account
+    ``account_xpub`` to ``to``, with each input's BIP32 derivation so the offline
+    signer holding the xprv can sign; (psbt, fee), None if the fee eats it all."""
+    from embit import bip32
+    from embit.psbt import DerivationPath
+
+    acct = bip32.HDKey.from_string(account_xpub)
+    fee = fee_rate * (TX_OVERHEAD_VB + len(inputs) * P2WPKH_INPUT_VB + OUTPUT_VB)
+    total = sum(v for _, v, _ in inputs)
+    if total - fee < DUST:
+        return None
+    ins = []
+    for outpoint, _, _ in inputs:
+        txid, index = outpoint.split(":")
+        ins.append(TransactionInput(bytes.fromhex(txid), int(index), sequence=RBF_SEQUENCE))
+    psbt = PSBT(
+        Transaction(vin=ins, vout=[TransactionOutput(total - fee, address_script(to, network))])
+    )
+    for i, (_, value, idx) in enumerate(inputs):
+        pub = acct.derive([0, idx]).key
+        psbt.inputs[i].witness_utxo = TransactionOutput(value, script.p2wpkh(pub))
+        psbt.inputs[i].bip32_derivations[pub] = DerivationPath(acct.my_fingerprint, [0, idx])
+    return psbt, fee

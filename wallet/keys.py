@@ -36,6 +36,10 @@ class KeyFile:
     network: str
     max_tx: int = 0
     max_daily: int = 0
+    # A deposit-sweep signer: the deposit account's xprv (its ``key`` is the xprv's own
+    # key) and the only addresses it may pay (the hot wallet).
+    xprv: str = ""
+    sweep_to: tuple[str, ...] = ()
 
     @property
     def pubkey_hex(self) -> str:
@@ -58,6 +62,8 @@ def write_key_file(path: Path | str, kf: KeyFile, passphrase: str) -> None:
             "network": kf.network,
             "max_tx": kf.max_tx,
             "max_daily": kf.max_daily,
+            "xprv": kf.xprv,
+            "sweep_to": list(kf.sweep_to),
         }
     ).encode()
     key = _derive(passphrase.encode(), salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
@@ -108,6 +114,8 @@ def read_key_file(path: Path | str, passphrase: str) -> KeyFile:
         str(body["network"]),
         int(body.get("max_tx", 0)),
         int(body.get("max_daily", 0)),
+        str(body.get("xprv", "")),
+        tuple(str(a) for a in body.get("sweep_to", ())),
     )
 
 

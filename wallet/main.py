@@ -112,7 +112,9 @@ def build_withdrawals(
         node = wc.node or name
         if node not in wallet.chains:
             raise ValueError(f"withdraw.{name}: no chain {node!r} in [wallet.chains]")
-        chains[name] = (wc, wallet.chains[node].adapter)  # type: ignore[assignment]
+        rt = wallet.chains[node]
+        wc = dataclasses.replace(wc, deposit_xpub=rt.cfg.xpub)  # sweeps derive from it
+        chains[name] = (wc, rt.adapter)  # type: ignore[assignment]
     fault = _kill_at(cfg.fault_kill_at) if cfg.fault_kill_at else (lambda _p: None)
     return Withdrawals(
         wallet.store,

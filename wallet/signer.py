@@ -60,6 +60,35 @@ def _ledger(path: Path, now_ns: int) -> dict[str, int]:
     return out
 
 
+def sweep_check(psbt: PSBT, kf: KeyFile) -> None:
+    """A deposit sweep: every input one of this xprv's P2WPKH addresses (by its BIP32
+    derivation), every output to an address of ``sweep_to``."""
+    from embit import bip32
+
+    from wallet.addresses import UTXO_NETWORKS
+
+    root = bip32.HDKey.from_string(kf.xprv)
+    allowed = {a.lower() for a in kf.sweep_to}
+    params = UTXO_NETWORKS[kf.network]
+    for i, inp in enumerate(psbt.inputs):
+        utxo = inp.witness_utxo
+        ders = [
+            (pub, d)
+            for pub, d in inp.bip32_derivations.items()
+            if d.fingerprint == root.my_fingerprint
+        ]
+        if utxo is None or len(ders) != 1:
+            raise SignerRefusedError(f"input {i}: not one of this key's deposit addresses")
+        pub, d = ders[0]
+        if root.derive(d.derivation).key.sec() != pub.sec():
+            raise SignerRefusedError(f"input {i}: derivation does not match its key")
+        if script.p2wpkh(pub).data != utxo.script_pubkey.data:
+            raise SignerRefusedError(f"input {i}: not this key's P2WPKH output")
+    for o in psbt.tx.vout:
+        if str(o.script_pubkey.address(params)).lower() not in allowed:
+            raise SignerRefusedError("a sweep may only pay the configured hot wallet")
+
+
 def sign(psbt_text: str, kf: KeyFile, ledger: Path, now_ns: int | None = None) -> str:
     """Sign a base64 PSBT within the key's limits; the signed PSBT (base64)."""
     now_ns = time.time_ns() if now_ns is None else now_ns
@@ -67,6 +96,13 @@ def sign(psbt_text: str, kf: KeyFile, ledger: Path, now_ns: int | None = None) -
         psbt = PSBT.from_string(psbt_text.strip())
     except Exception as exc:
         raise SignerRefusedError(f"not a PSBT: {exc}") from None
+    if kf.xprv:
+        from embit import bip32
+
+        sweep_check(psbt, kf)
+        if psbt.sign_with(bip32.HDKey.from_string(kf.xprv)) != len(psbt.inputs):
+            raise SignerRefusedError("could not sign every input")
+        return str(psbt.to_string())
     txid, paid = payment_of(psbt, kf)
     if kf.max_tx and paid > kf.max_tx:
         raise SignerRefusedError(f"payment {paid} exceeds this signer's max_tx {kf.max_tx}")

@@ -37,6 +37,7 @@ CHAIN_KEYS = {
     "asset_id", "network", "hot_pubkey", "hot_key_file", "multisig_pubkeys", "multisig_m",
     "fee", "scale", "confirmations", "hot_max_tx", "hot_daily", "bump_after_blocks",
     "account", "hot_floor", "hot_ceiling", "min_fee_rate", "model", "chain_id", "token", "node",
+    "deposit_sweep_threshold",
 }  # fmt: skip
 
 
@@ -59,6 +60,7 @@ def parse_chain(name: str, raw: dict[str, Any]) -> tuple[WithdrawChain, str]:
     token, node = str(raw.pop("token", "")), str(raw.pop("node", ""))
     if model not in ("utxo", "account"):
         raise ValueError(f"withdraw.{name}: model is utxo or account")
+    ints: dict[str, Any] = {k: int(v) for k, v in raw.items()}
     cfg = WithdrawChain(
         chain=name,
         network=network,
@@ -67,7 +69,7 @@ def parse_chain(name: str, raw: dict[str, Any]) -> tuple[WithdrawChain, str]:
         model=model,
         token=token,
         node=node,
-        **{k: int(v) for k, v in raw.items()},
+        **ints,
     )
     return cfg, key_file
 

@@ -98,6 +98,10 @@ class WithdrawChain:
     chain_id: int = 1
     token: str = ""  # account model: the ERC-20 contract ("" = the native coin)
     node: str = ""  # the [wallet.chains] entry whose node this uses ("" = ``chain``)
+    # Deposit sweeps (UTXO): a deposit address holding at least this much is swept to
+    # the hot wallet by a PSBT the offline deposit signer signs (0 = off).
+    deposit_sweep_threshold: int = 0
+    deposit_xpub: str = ""  # the deposit account's xpub (filled from [wallet.chains])
 
     @property
     def gas(self) -> int:
@@ -354,6 +358,7 @@ class Withdrawals:
             try:
                 self.watch(name)
                 self.sweep(name)
+                self.sweep_deposits(name)
             except NodeUnavailableError:
                 continue
         open_states = ",".join(f"'{s}'" for s in TERMINAL)
@@ -566,7 +571,8 @@ class Withdrawals:
     def _finalize(self, w: Withdrawal) -> None:
         cfg = self.chains[w.chain][0]
         psbt = PSBT.from_string(w.psbt)
-        if cfg.multisig is None or custody.signatures(psbt) < cfg.multisig.m:
+        need = 1 if w.custody == "deposit-sweep" else cfg.multisig.m if cfg.multisig else 0
+        if not need or custody.signatures(psbt) < need:
             return
         raw = custody.finalize(psbt)
         paid_in = sum(int(i.witness_utxo.value) for i in psbt.inputs)
@@ -615,7 +621,7 @@ class Withdrawals:
             if not s.success:  # an account-model transaction that reverted: nothing paid
                 self._move(w.wid, "failed", error=f"transaction {txid} reverted")
                 return
-            if w.custody == "sweep":  # an internal move: nothing to commit at the core
+            if w.custody in ("sweep", "deposit-sweep"):  # internal: nothing to commit at the core
                 self._move(w.wid, "committed", txid=txid, confirmations=s.confirmations)
                 return
             st, reason = self.core.withdraw_commit(w.wid)
@@ -711,7 +717,10 @@ class Withdrawals:
         return txid
 
     def _release(self, w: Withdrawal) -> None:
-        if w.custody == "sweep":  # an internal move never held anything at the core
+        if w.custody in (
+            "sweep",
+            "deposit-sweep",
+        ):  # an internal move never held anything at the core
             self._move(w.wid, "released", after=w.state)
             return
         st, reason = self.core.withdraw_release(w.wid)
@@ -836,6 +845,61 @@ class Withdrawals:
             self._attempt(wid, raw, pl.fee)
             self._log(wid, "signed", custody="sweep", amount=amount)
             self.store.event(chain, "sweep", wid=wid, amount=amount, to="cold")
+        return wid
+
+    def sweep_deposits(self, chain: str) -> int | None:
+        """Deposit addresses holding >= ``deposit_sweep_threshold`` -> one PSBT to the hot
+        wallet, waiting in ``awaiting_signatures`` for the offline deposit signer (the
+        online host has only the xpub). One open deposit sweep per chain at a time."""
+        cfg, adapter = self.chains[chain]
+        if not cfg.deposit_sweep_threshold or not cfg.deposit_xpub or cfg.model != "utxo":
+            return None
+        if self.halted(chain) or self.query(
+            "chain = ? AND custody = 'deposit-sweep' AND state NOT IN ('committed', 'released')",
+            (chain,),
+        ):
+            return None
+        db = self.store.db
+        reserved = {
+            str(r[0])
+            for r in db.execute("SELECT outpoint FROM spent_outpoints WHERE chain = ?", (chain,))
+        }
+        rows = db.execute(
+            "SELECT idx, address FROM addresses WHERE chain = ? AND user_id IS NOT NULL "
+            "ORDER BY idx",
+            (cfg.node or chain,),
+        )
+        inputs: list[tuple[str, int, int]] = []
+        for idx, addr in list(rows):
+            coins = [c for c in adapter.unspent(str(addr)) if c[0] not in reserved]
+            if sum(v for _, v in coins) >= cfg.deposit_sweep_threshold:
+                inputs += [(op, v, int(idx)) for op, v in coins]
+        if not inputs:
+            return None
+        built = custody.build_sweep_psbt(
+            cfg.deposit_xpub, cfg.network, inputs, cfg.hot.address(), cfg.fee_rate(adapter)
+        )
+        if built is None:
+            return None
+        psbt, fee = built
+        now = self.now()
+        ref = f"deposit-sweep|{chain}|{now}"
+        wid = withdrawal_id(ref)
+        amount = sum(v for _, v, _ in inputs) - fee
+        with self.store.tx() as tx:
+            tx.execute(
+                "INSERT INTO withdrawals (wid, client_ref, user_id, chain, asset_id, address, "
+                "amount, fee, state, custody, psbt, created_ns, updated_ns) "
+                "VALUES (?, ?, 0, ?, ?, ?, ?, 0, 'awaiting_signatures', 'deposit-sweep', ?, ?, ?)",
+                (wid, ref, chain, cfg.asset_id, cfg.hot.address().lower(), amount // cfg.scale,
+                 psbt.to_string(), now, now),
+            )  # fmt: skip
+            tx.executemany(
+                "INSERT INTO spent_outpoints (chain, outpoint, wid) VALUES (?, ?, ?)",
+                [(chain, op, wid) for op, _, _ in inputs],
+            )
+            self._log(wid, "awaiting_signatures", custody="deposit-sweep", inputs=len(inputs))
+            self.store.event(chain, "sweep", wid=wid, amount=amount, to="hot")
         return wid
 
     def treasury(self, liabilities: dict[str, int] | None = None) -> list[dict[str, Any]]:

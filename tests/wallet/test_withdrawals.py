@@ -435,3 +435,50 @@ def test_sqlite_and_postgresql_stores(core: CoreHandle, db: str) -> None:
     assert states == {"pa": "committed", "pb": "committed", "pc": "released"}
     assert world.paid(DEST[0]) == 60_000 and world.paid(DEST[1]) == 70_000
     assert b.wid != c.wid and core.conservation_ok()
+
+
+def test_deposit_sweep_signed_by_the_offline_deposit_key(core: CoreHandle, tmp_path: Path) -> None:
+    from embit import bip32
+
+    from tests.wallet.conftest import XPUB_BIP84
+    from wallet.addresses import derive_address
+
+    world = World(core, tmp_path / "w.db", deposit_sweep_threshold=100_000, deposit_xpub=XPUB_BIP84)
+    store = world.w.store
+    store.add_addresses("sbtc", [(i, derive_address(XPUB_BIP84, NET, i)) for i in range(4)])
+    addrs = [store.assign("sbtc", u) for u in (1, 2, 3)]
+    assert all(addrs)
+    world.sim.send([(str(addrs[0]), 150_000)])
+    world.sim.send([(str(addrs[1]), 90_000)])  # below the threshold: stays
+    world.sim.send([(str(addrs[2]), 60_000), (str(addrs[2]), 70_000)])
+    world.sim.mine()
+    hot_before = world.sim.balance(world.cfg.hot.address())
+    world.w.step()
+    (sw,) = world.w.query("custody = 'deposit-sweep'")
+    assert sw.state == "awaiting_signatures"
+    account = ROOT.derive("m/84h/1h/0h")
+    kf = KeyFile(account.key, NET, xprv=account.to_base58(), sweep_to=(world.cfg.hot.address(),))
+    # the deposit signer refuses a sweep the online side redirected
+    evil = custody.build_sweep_psbt(
+        XPUB_BIP84, NET, [(world.sim.unspent(str(addrs[0]))[0][0], 150_000, 0)], DEST[0], 1
+    )
+    assert evil is not None
+    with pytest.raises(signer.SignerRefusedError, match="hot wallet"):
+        signer.sign(evil[0].to_string(), kf, tmp_path / "l")
+    other = KeyFile(
+        account.key,
+        NET,
+        xprv=bip32.HDKey.from_seed(b"x" * 32).to_base58(),
+        sweep_to=(world.cfg.hot.address(),),
+    )
+    with pytest.raises(signer.SignerRefusedError, match="deposit addresses"):
+        signer.sign(sw.psbt, other, tmp_path / "l")
+    world.w.add_signatures(sw.wid, signer.sign(sw.psbt, kf, tmp_path / "l"))
+    world.run()
+    done = world.w.get(sw.wid)
+    assert done is not None and done.state == "committed"
+    assert world.sim.balance(str(addrs[0])) == 0 and world.sim.balance(str(addrs[2])) == 0
+    assert world.sim.balance(str(addrs[1])) == 90_000
+    assert world.sim.balance(world.cfg.hot.address()) == hot_before + done.amount
+    assert done.amount == 280_000 - world.w.attempts(sw.wid)[0][2]
+    assert not world.w.halted("sbtc") and core.balance(1, BTC) == (DEPOSIT, 0)
