@@ -145,3 +145,43 @@ def test_rbf_bump_pays_once(node: Litecoind, core: CoreHandle, tmp_path: Path) -
     assert ad.balance(to) == 15_000_000
     assert ad.tx_status(tries[0][0]).state == "unknown"
     assert core.balance(1, LTC) == (10**9 - 15_010_000, 0)
+
+
+def test_deposit_sweep_signed_offline_confirms(
+    node: Litecoind, core: CoreHandle, tmp_path: Path
+) -> None:
+    """The sim does not check signatures: litecoind does. Deposit coins at xpub-derived
+    addresses are swept to hot by the deposit signer command holding the xprv."""
+    import dataclasses
+
+    from tests.wallet.conftest import XPUB_BIP84
+    from wallet.addresses import derive_address
+
+    w, cfg = setup(node, core, tmp_path / "w.db")
+    cfg = dataclasses.replace(cfg, deposit_sweep_threshold=1_000_000, deposit_xpub=XPUB_BIP84)
+    w.chains["ltc"] = (cfg, w.chains["ltc"][1])
+    w.store.add_addresses(
+        "ltc", [(40 + i, derive_address(XPUB_BIP84, NET, 40 + i)) for i in range(2)]
+    )
+    a, b = w.store.assign("ltc", 5), w.store.assign("ltc", 6)
+    node.rpc.call("sendtoaddress", a, "0.2")
+    node.rpc.call("sendtoaddress", b, "0.3")
+    node.mine(1)
+    ad = BitcoinAdapter(node.url, "ltc")
+    hot_before = ad.balance(cfg.hot.address())
+    w.step()
+    (sw,) = w.query("custody = 'deposit-sweep'")
+    account = ROOT.derive("m/84h/1h/0h")
+    key = tmp_path / "deposit.key"
+    kf = KeyFile(account.key, NET, xprv=account.to_base58(), sweep_to=(cfg.hot.address(),))
+    write_key_file(key, kf, PASS)
+    (tmp_path / "sweep.psbt").write_text(sw.psbt)
+    res = sign_cmd(key, tmp_path / "sweep.psbt", tmp_path / "signed.psbt")
+    assert res.returncode == 0, res.stderr
+    w.add_signatures(sw.wid, (tmp_path / "signed.psbt").read_text())
+    settle(node, w)
+    done = w.get(sw.wid)
+    assert done is not None and done.state == "committed", done
+    assert ad.balance(str(a)) == 0 and ad.balance(str(b)) == 0
+    assert ad.balance(cfg.hot.address()) == hot_before + done.amount
+    assert done.amount > 49_000_000
