@@ -146,6 +146,7 @@ def run(wallet: Wallet, cfg: WalletConfig, withdrawals: Withdrawals | None = Non
         "ready": True,
         "db": cfg.db,
         "chains": {c.name: {"kind": c.kind, "url": c.url} for c in cfg.chains},
+        "withdrawals": sorted(withdrawals.chains) if withdrawals is not None else [],
     }
     print(json.dumps(ready), flush=True)
     while not stop.is_set():

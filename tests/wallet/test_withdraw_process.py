@@ -145,6 +145,8 @@ def test_kill9_at_each_withdrawal_step(
         "--address", dest(1), "--amount", "50000")  # fmt: skip
     ok = WalletProcess(conf, tmp_path)
     ok.start()
+    ready = json.loads(ok.out.read_text().splitlines()[0])
+    assert ready["ready"] and ready["withdrawals"] == ["sbtc"]
     try:
         drive(sim, srv, db, "rv", "review")
         (queued,) = cli(conf, "review", "list")
