@@ -453,12 +453,14 @@ class Withdrawals:
             self._move(w.wid, new, score=value, rules=fired)
 
     def hot_spent_24h(self, chain: str) -> int:
-        """Chain units the hot wallet signed for in the last 24 hours."""
+        """Chain units the hot wallet signed for in the last 24 hours (by the time of each
+        withdrawal's ``signed`` step; a signed transaction counts even if it later failed,
+        since it exists and could still be sent)."""
         cfg = self.chains[chain][0]
         row = self.store.db.execute(
-            "SELECT COALESCE(SUM(amount), 0) FROM withdrawals WHERE chain = ? AND custody = 'hot' "
-            "AND state NOT IN ('requested', 'held', 'review', 'approved', 'rejected') "
-            "AND updated_ns > ?",
+            "SELECT COALESCE(SUM(w.amount), 0) FROM withdrawals w WHERE w.chain = ? "
+            "AND w.custody = 'hot' AND EXISTS (SELECT 1 FROM withdrawal_steps s "
+            "WHERE s.wid = w.wid AND s.state = 'signed' AND s.ts_ns > ?)",
             (chain, self.now() - DAY_NS),
         ).fetchone()
         return int(row[0]) * cfg.scale

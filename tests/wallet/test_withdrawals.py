@@ -482,3 +482,14 @@ def test_deposit_sweep_signed_by_the_offline_deposit_key(core: CoreHandle, tmp_p
     assert world.sim.balance(world.cfg.hot.address()) == hot_before + done.amount
     assert done.amount == 280_000 - world.w.attempts(sw.wid)[0][2]
     assert not world.w.halted("sbtc") and core.balance(1, BTC) == (DEPOSIT, 0)
+
+
+def test_hot_daily_limit_window_slides(world: World) -> None:
+    for i in range(3):
+        world.w.request(f"s{i}", 1, "sbtc", DEST[0], 900_000)
+        world.run(1)
+        world.clock.advance(2 * 3600 * 10**9)
+    world.clock.advance(DAY - 5 * 3600 * 10**9)  # the first left the 24 h window
+    world.w.request("s3", 1, "sbtc", DEST[0], 900_000)
+    world.w.step()
+    assert [r.custody for r in world.w.query()] == ["hot"] * 4
