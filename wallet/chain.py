@@ -22,6 +22,10 @@ class NodeUnavailableError(RuntimeError):
     """The node did not answer (down, restarting, unreachable); retry later."""
 
 
+class BroadcastRejectedError(ValueError):
+    """The node answered and refused a transaction (invalid, conflicting, fee too low)."""
+
+
 @dataclass(frozen=True)
 class BlockRef:
     """A block's place in the chain: height, own hash, parent's hash."""

@@ -104,6 +104,12 @@ class WalletConfig:
     # Test-only fault injection: SIGKILL this process right after the N-th DEPOSIT
     # reply, before it is recorded (0 = never). See tests/wallet/test_process.py.
     fault_kill_after_credits: int = 0
+    # ``[wallet.withdraw.<chain>]`` and ``[wallet.risk]`` tables, parsed by
+    # wallet.withdraw_config (withdrawals are off when ``withdraw`` is empty).
+    withdraw: dict[str, Any] = field(default_factory=dict)
+    risk: dict[str, Any] = field(default_factory=dict)
+    # Test-only: SIGKILL this process at a withdrawal fault point (e.g. "after_broadcast").
+    fault_kill_at: str = ""
 
 
 def parse(section: dict[str, Any]) -> WalletConfig:

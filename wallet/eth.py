@@ -18,8 +18,16 @@ from collections.abc import Collection
 from typing import Any
 
 from wallet.addresses import keccak256, to_checksum_address
-from wallet.chain import NATIVE, TOKEN, BlockRef, NodeUnavailableError, Payment, TxStatus
-from wallet.jsonrpc import JsonRpc
+from wallet.chain import (
+    NATIVE,
+    TOKEN,
+    BlockRef,
+    BroadcastRejectedError,
+    NodeUnavailableError,
+    Payment,
+    TxStatus,
+)
+from wallet.jsonrpc import JsonRpc, RpcError
 
 TRANSFER_TOPIC = "0x" + keccak256(b"Transfer(address,address,uint256)").hex()
 BALANCE_OF = keccak256(b"balanceOf(address)")[:4].hex()
@@ -132,8 +140,23 @@ class EthAdapter:
         return int(ans, 16) if ans not in ("0x", "") else 0
 
     def broadcast(self, raw_tx: bytes) -> str:
-        """eth_sendRawTransaction."""
-        return str(self.rpc.call("eth_sendRawTransaction", "0x" + raw_tx.hex()))
+        """eth_sendRawTransaction (a refusal: BroadcastRejectedError; already known: ok)."""
+        from wallet.ethtx import tx_hash
+
+        try:
+            return str(self.rpc.call("eth_sendRawTransaction", "0x" + raw_tx.hex()))
+        except RpcError as exc:
+            if "already" in str(exc).lower() or "known" in str(exc).lower():
+                return tx_hash(raw_tx)
+            raise BroadcastRejectedError(f"{self.chain}: {exc}") from exc
+
+    def nonce(self, address: str) -> int:
+        """The account's confirmed transaction count (its next nonce on chain)."""
+        return _int(self.rpc.call("eth_getTransactionCount", address, "latest"))
+
+    def chain_id(self) -> int:
+        """eth_chainId."""
+        return _int(self.rpc.call("eth_chainId"))
 
     def fee_estimate(self) -> int:
         """eth_gasPrice (wei per gas)."""

@@ -17,13 +17,22 @@ from collections.abc import Collection
 from decimal import Decimal
 from typing import Any
 
-from wallet.chain import UTXO, BlockRef, NodeUnavailableError, Payment, TxStatus
+from wallet.chain import (
+    UTXO,
+    BlockRef,
+    BroadcastRejectedError,
+    NodeUnavailableError,
+    Payment,
+    TxStatus,
+)
 from wallet.jsonrpc import JsonRpc, RpcError
 
 COIN = 10**8
 MAX_MEMPOOL_TXS = 5000  # bound the mempool view (a flooded mempool is not scanned whole)
 RPC_INVALID_PARAMETER = -8
 RPC_INVALID_ADDRESS_OR_KEY = -5
+RPC_VERIFY_ALREADY_IN_CHAIN = -27
+SPENT_SEARCH_BLOCKS = 100
 
 
 def to_units(value: Decimal | int, per_coin: int = COIN) -> int:
@@ -128,8 +137,61 @@ class BitcoinAdapter:
         return to_units(ans["total_amount"])
 
     def broadcast(self, raw_tx: bytes) -> str:
-        """sendrawtransaction."""
-        return str(self.rpc.call("sendrawtransaction", raw_tx.hex()))
+        """sendrawtransaction (a node's refusal: BroadcastRejectedError; already known: ok)."""
+        try:
+            return str(self.rpc.call("sendrawtransaction", raw_tx.hex()))
+        except RpcError as exc:
+            if exc.code == RPC_VERIFY_ALREADY_IN_CHAIN or "already" in str(exc).lower():
+                from wallet.custody import txid_of
+
+                return txid_of(raw_tx)
+            raise BroadcastRejectedError(f"{self.chain}: {exc}") from exc
+
+    def unspent(self, address: str) -> list[tuple[str, int]]:
+        """Confirmed coins of ``address`` (scantxoutset) not spent in the mempool either."""
+        ans = self.rpc.call("scantxoutset", "start", [f"addr({address})"])
+        out = []
+        for u in ans.get("unspents", []):
+            if self.rpc.call("gettxout", u["txid"], int(u["vout"]), True) is None:
+                continue  # spent by a mempool transaction
+            out.append((f"{u['txid']}:{int(u['vout'])}", to_units(u["amount"])))
+        return out
+
+    def spent_by(self, outpoint: str) -> str | None:
+        """The transaction spending a coin: searched in the mempool, then recent blocks.
+
+        None if the coin is unspent or its own transaction is no longer on the chain;
+        "?" if it is spent but the spender was not found within SPENT_SEARCH_BLOCKS.
+        """
+        txid, vout = outpoint.split(":")
+        if self.rpc.call("gettxout", txid, int(vout), True) is not None:
+            return None
+        if self.tx_status(txid).state != "confirmed":
+            return None
+
+        def spends(tx: dict[str, Any]) -> bool:
+            return any(
+                i.get("txid") == txid and int(i.get("vout", -1)) == int(vout)
+                for i in tx.get("vin", [])
+            )
+
+        for t in list(self.rpc.call("getrawmempool"))[:MAX_MEMPOOL_TXS]:
+            try:
+                tx = self.rpc.call("getrawtransaction", t, True)
+            except RpcError:
+                continue
+            if spends(tx):
+                return str(t)
+        h = str(self.rpc.call("getbestblockhash"))
+        for _ in range(SPENT_SEARCH_BLOCKS):
+            blk = self.rpc.call("getblock", h, 2)
+            for tx in blk["tx"]:
+                if spends(tx):
+                    return str(tx["txid"])
+            if "previousblockhash" not in blk:
+                break
+            h = str(blk["previousblockhash"])
+        return "?"
 
     def fee_estimate(self) -> int:
         """estimatesmartfee for 6 blocks in sat/vbyte (1 when the node has no estimate)."""

@@ -9,6 +9,23 @@
     bursa wallet settle --ref R --action release|commit   resolve a reversed deposit's hold
     bursa wallet demo                              the deposit flow on the simulated chain
 
+Withdrawals (docs/wallet.md, "Withdrawals"):
+
+    bursa wallet withdraw --client-ref R --user U --chain C --address A --amount N
+    bursa wallet withdrawals [--user U]            withdrawals with state, score, custody
+    bursa wallet review list|approve|reject [--wid W --operator NAME --reason TEXT]
+    bursa wallet psbt --wid W                      a multisig withdrawal's PSBT (base64)
+    bursa wallet submit-psbt --wid W --in FILE     add a signer's signatures
+    bursa wallet whitelist|blacklist --chain C --address A [--user U]
+    bursa wallet kyc --user U --tier T  /  security-change --user U --kind K
+    bursa wallet unhalt --chain C --operator NAME  resume withdrawals after the breaker
+    bursa wallet treasury                          on-chain balances vs liabilities
+    bursa wallet keygen --key FILE --network N [--max-tx N --max-daily N]   (offline)
+    bursa wallet sign-psbt --key FILE --in FILE --out FILE                  (offline)
+
+keygen and sign-psbt read no config or database: they run on the signer's host.
+The passphrase of a key file comes from ``--passphrase-file`` or $BURSA_KEY_PASSPHRASE.
+
 The config is the ``[wallet]`` section of a TOML file (see :mod:`wallet.config`);
 ``--db``, ``--core-fund-endpoint``, ``--core-admin-endpoint`` and ``--poll-ms``
 override it. ``run`` prints one JSON ready line, then scans every ``poll_ms``.
@@ -20,17 +37,22 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import signal
 import sys
 import threading
 import tomllib
+from collections.abc import Callable
 from typing import Any
 
+from wallet import withdraw_config
 from wallet.chain import ChainAdapter
 from wallet.config import ChainConfig, WalletConfig, parse
 from wallet.corelink import CoreFunding
 from wallet.scanner import ChainRuntime, Wallet, kill_after
 from wallet.store import Store
+from wallet.withdraw_cli import WITHDRAW_ACTIONS, offline, withdraw_cli
+from wallet.withdrawals import CoinSource, Withdrawals, WithdrawChain
 
 log = logging.getLogger("bursa.wallet")
 
@@ -78,7 +100,44 @@ def build(cfg: WalletConfig) -> tuple[Wallet, CoreFunding]:
     return Wallet(Store(cfg.db), chains, core, after_credit=hook), core
 
 
-def run(wallet: Wallet, cfg: WalletConfig) -> int:
+def build_withdrawals(
+    cfg: WalletConfig, wallet: Wallet, core: CoreFunding, passfile: str | None, keys: bool
+) -> Withdrawals | None:
+    """The withdrawal machine of a config (None when no chain has a withdraw table)."""
+    if not cfg.withdraw:
+        return None
+    parsed = {n: withdraw_config.parse_chain(n, dict(raw)) for n, raw in cfg.withdraw.items()}
+    chains: dict[str, tuple[WithdrawChain, CoinSource]] = {}
+    for name, (wc, _) in parsed.items():
+        node = wc.node or name
+        if node not in wallet.chains:
+            raise ValueError(f"withdraw.{name}: no chain {node!r} in [wallet.chains]")
+        rt = wallet.chains[node]
+        wc = dataclasses.replace(wc, deposit_xpub=rt.cfg.xpub)  # sweeps derive from it
+        chains[name] = (wc, rt.adapter)  # type: ignore[assignment]
+    fault = _kill_at(cfg.fault_kill_at) if cfg.fault_kill_at else (lambda _p: None)
+    return Withdrawals(
+        wallet.store,
+        chains,
+        core,
+        hot_keys=withdraw_config.load_hot_keys(parsed, passfile) if keys else {},
+        rules=withdraw_config.parse_rules(cfg.risk),
+        fault=fault,
+    )
+
+
+def _kill_at(point: str) -> Callable[[str], None]:
+    """Test fault injection: SIGKILL this process at ``point`` (after the effect, before
+    it is recorded)."""
+
+    def hook(p: str) -> None:
+        if p == point:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return hook
+
+
+def run(wallet: Wallet, cfg: WalletConfig, withdrawals: Withdrawals | None = None) -> int:
     """Scan until SIGTERM/SIGINT."""
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -87,11 +146,14 @@ def run(wallet: Wallet, cfg: WalletConfig) -> int:
         "ready": True,
         "db": cfg.db,
         "chains": {c.name: {"kind": c.kind, "url": c.url} for c in cfg.chains},
+        "withdrawals": sorted(withdrawals.chains) if withdrawals is not None else [],
     }
     print(json.dumps(ready), flush=True)
     while not stop.is_set():
         try:
             wallet.step_all()
+            if withdrawals is not None:
+                withdrawals.step()
         except Exception:
             # Never die on one bad step: log it, count it, try again next poll (every
             # step starts from the persisted state, so a retry is safe).
@@ -109,8 +171,13 @@ def main(argv: list[str] | None = None) -> int:
         "action",
         nargs="?",
         default="run",
-        choices=("run", "address", "history", "incidents", "resume", "settle", "demo"),
-    )
+        choices=(
+            "run", "address", "history", "incidents", "resume", "settle", "demo",
+            "withdraw", "withdrawals", "review", "psbt", "submit-psbt", "whitelist",
+            "blacklist", "kyc", "security-change", "unhalt", "treasury", "keygen", "sign-psbt",
+        ),
+    )  # fmt: skip
+    p.add_argument("sub", nargs="?", choices=("list", "approve", "reject"), help="review")
     p.add_argument("--config", help="TOML file; its [wallet] section")
     p.add_argument("--db", help="SQLite path, sqlite:///path or postgresql:// URL")
     p.add_argument("--core-fund-endpoint")
@@ -123,6 +190,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--operator", default="")
     p.add_argument("--rescan-from", type=int, help="resume: scan again from this height")
     p.add_argument("--log-level", default="INFO")
+    p.add_argument("--client-ref", help="withdraw: the client reference (idempotency key)")
+    p.add_argument("--address")
+    p.add_argument("--amount", type=int)
+    p.add_argument("--wid", type=int)
+    p.add_argument("--reason", default="")
+    p.add_argument("--tier", type=int)
+    p.add_argument("--kind", default="")
+    p.add_argument("--key", help="keygen/sign-psbt: the encrypted key file")
+    p.add_argument("--network", default="")
+    p.add_argument("--max-tx", type=int, default=0)
+    p.add_argument("--max-daily", type=int, default=0)
+    p.add_argument("--in", dest="infile")
+    p.add_argument("--out", dest="outfile")
+    p.add_argument("--passphrase-file")
     args = p.parse_args(argv)
     logging.basicConfig(
         level=args.log_level, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s"
@@ -131,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
         from wallet.demo import main as demo
 
         return demo()
+    if args.action in ("keygen", "sign-psbt"):
+        return offline(args)
     try:
         cfg = load_config(args)
         wallet, core = build(cfg)
@@ -138,8 +221,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bursa wallet: bad configuration: {exc}", file=sys.stderr)
         return 2
     try:
+        wd = build_withdrawals(cfg, wallet, core, args.passphrase_file, args.action == "run")
+        if args.action == "run":
+            return run(wallet, cfg, wd)
+        if args.action in WITHDRAW_ACTIONS:
+            if wd is None:
+                raise ValueError("no [wallet.withdraw.<chain>] table: withdrawals are off")
+            return withdraw_cli(args, wd)
         return _dispatch(args, wallet, cfg)
-    except ValueError as exc:
+    except (ValueError, KeyError, TypeError) as exc:
         print(f"bursa wallet: {exc}", file=sys.stderr)
         return 2
     finally:
@@ -148,8 +238,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace, wallet: Wallet, cfg: WalletConfig) -> int:
-    if args.action == "run":
-        return run(wallet, cfg)
     if args.action == "address":
         if args.chain is None or args.user is None:
             raise ValueError("address needs --chain and --user")

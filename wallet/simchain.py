@@ -23,7 +23,16 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
 from engine.clock import Clock, ManualClock
-from wallet.chain import NATIVE, TOKEN, UTXO, BlockRef, NodeUnavailableError, Payment, TxStatus
+from wallet.chain import (
+    NATIVE,
+    TOKEN,
+    UTXO,
+    BlockRef,
+    BroadcastRejectedError,
+    NodeUnavailableError,
+    Payment,
+    TxStatus,
+)
 
 BLOCK_INTERVAL_NS = 600 * 10**9
 
@@ -75,6 +84,10 @@ class SimChain:
     clock: Clock = field(default_factory=ManualClock)
     fee_rate: int = 10
     down: bool = False
+    # Address encoding of outputs of broadcast (parsed) transactions.
+    network: str = "btc-regtest"
+    # The next N broadcasts are refused (test control: a node rejecting a transaction).
+    reject_broadcasts: int = 0
 
     def __post_init__(self) -> None:
         if self.model not in ("utxo", "account"):
@@ -124,7 +137,10 @@ class SimChain:
         """
         txid = self._hash("tx")
         keys = tuple(spends) if spends is not None else (f"{self._hash('coin')}:0",)
-        tx = SimTx(txid, keys, tuple(outputs), tuple(logs), success, rbf)
+        return self._accept(SimTx(txid, keys, tuple(outputs), tuple(logs), success, rbf))
+
+    def _accept(self, tx: SimTx) -> str:
+        txid, keys = tx.txid, tx.spends
         if set(keys) & self._spent_on_best():
             raise ValueError("transaction spends a coin the best chain already spent")
         clash = [t for t in self.mempool.values() if set(t.spends) & set(keys)]
@@ -337,10 +353,73 @@ class SimChain:
         return total
 
     def broadcast(self, raw_tx: bytes) -> str:
-        """Record the raw bytes (the simulation does not parse them); returns a txid."""
+        """Accept a transaction; returns its txid.
+
+        A raw Bitcoin transaction (embit-parsable) enters the mempool with its real
+        txid, inputs as conflict keys and decoded outputs (RBF per BIP125 sequence);
+        a re-broadcast of a known transaction is a no-op. Other bytes are only
+        recorded (their txid is their SHA-256). Conflicts raise BroadcastRejectedError.
+        """
         self._check_up()
         self.broadcasts.append(raw_tx)
-        return hashlib.sha256(raw_tx).hexdigest()
+        if self.reject_broadcasts > 0:
+            self.reject_broadcasts -= 1
+            raise BroadcastRejectedError(f"{self.chain}: simulated node refused the transaction")
+        tx = self._parse(raw_tx)
+        if tx is None:
+            return hashlib.sha256(raw_tx).hexdigest()
+        if tx.txid in self.txs and (
+            tx.txid in self.mempool or self.tx_status(tx.txid).state == "confirmed"
+        ):
+            return tx.txid
+        try:
+            return self._accept(tx)
+        except ValueError as exc:
+            raise BroadcastRejectedError(str(exc)) from exc
+
+    def _parse(self, raw_tx: bytes) -> SimTx | None:
+        from embit.script import Script
+        from embit.transaction import Transaction
+
+        from wallet.addresses import UTXO_NETWORKS
+
+        try:
+            tx = Transaction.parse(raw_tx)
+            params = UTXO_NETWORKS[self.network]
+            outs = []
+            for o in tx.vout:
+                sc: Script = o.script_pubkey
+                outs.append((str(sc.address(params)), int(o.value)))
+        except Exception:
+            return None
+        spends = tuple(f"{i.txid.hex()}:{i.vout}" for i in tx.vin)
+        rbf = any(i.sequence < 0xFFFFFFFE for i in tx.vin)
+        return SimTx(tx.txid().hex(), spends, tuple(outs), (), True, rbf)
+
+    def unspent(self, address: str) -> list[tuple[str, int]]:
+        """Confirmed unspent outputs of ``address`` (``"txid:vout"``, amount), no mempool spends."""
+        self._check_up()
+        spent = self._spent_on_best() | {k for t in self.mempool.values() for k in t.spends}
+        out = []
+        for h in self.best:
+            for t in self.blocks[h].txids:
+                for vout, (addr, amount) in enumerate(self.txs[t].outputs):
+                    key = f"{t}:{vout}"
+                    if addr.lower() == address.lower() and key not in spent:
+                        out.append((key, amount))
+        return out
+
+    def spent_by(self, outpoint: str) -> str | None:
+        """The txid on the best chain or in the mempool that spends ``outpoint`` (None: unspent)."""
+        self._check_up()
+        for h in self.best:
+            for t in self.blocks[h].txids:
+                if outpoint in self.txs[t].spends:
+                    return t
+        for t, tx in self.mempool.items():
+            if outpoint in tx.spends:
+                return t
+        return None
 
     def fee_estimate(self) -> int:
         """The configured fee rate."""

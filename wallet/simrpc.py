@@ -23,7 +23,13 @@ from dataclasses import asdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from wallet.chain import BlockRef, NodeUnavailableError, Payment, TxStatus
+from wallet.chain import (
+    BlockRef,
+    BroadcastRejectedError,
+    NodeUnavailableError,
+    Payment,
+    TxStatus,
+)
 from wallet.simchain import SimChain
 
 MAX_REQUEST_BYTES = 1 << 20
@@ -51,6 +57,8 @@ class SimServer:
                     body = {"result": outer.call(str(req["method"]), list(req.get("params", [])))}
                 except NodeUnavailableError as exc:
                     body = {"error": "unavailable", "message": str(exc)}
+                except BroadcastRejectedError as exc:
+                    body = {"error": "rejected", "message": str(exc)}
                 except (KeyError, TypeError, ValueError, AttributeError) as exc:
                     body = {"error": "bad_request", "message": str(exc)}
                 data = json.dumps(body).encode()
@@ -73,6 +81,8 @@ class SimServer:
         "balance",
         "fee_estimate",
         "tx_status",
+        "unspent",
+        "spent_by",
     )
 
     def call(self, method: str, params: list[Any]) -> Any:
@@ -84,7 +94,7 @@ class SimServer:
                 raise ValueError(f"unknown method {method!r}")
             out = getattr(self.sim, method)(*params)
         if isinstance(out, list):
-            return [asdict(x) for x in out]
+            return [x if isinstance(x, tuple) else asdict(x) for x in out]
         if out is None or isinstance(out, int | str):
             return out
         return asdict(out)
@@ -119,6 +129,8 @@ class SimRpcAdapter:
         if "error" in body:
             if body["error"] == "unavailable":
                 raise NodeUnavailableError(body.get("message", "unavailable"))
+            if body["error"] == "rejected":
+                raise BroadcastRejectedError(body.get("message", "rejected"))
             raise ValueError(body.get("message", body["error"]))
         return body["result"]
 
@@ -159,6 +171,15 @@ class SimRpcAdapter:
     def tx_status(self, txid: str) -> TxStatus:
         """Where a transaction is."""
         return TxStatus(**self._call("tx_status", txid))
+
+    def unspent(self, address: str) -> list[tuple[str, int]]:
+        """Confirmed coins of an address not spent anywhere."""
+        return [(str(o), int(v)) for o, v in self._call("unspent", address)]
+
+    def spent_by(self, outpoint: str) -> str | None:
+        """Who spent a coin (None: nobody)."""
+        r = self._call("spent_by", outpoint)
+        return None if r is None else str(r)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -55,6 +55,52 @@ CREATE TABLE IF NOT EXISTS events (
     kind TEXT NOT NULL, detail TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS withdrawals (
+    wid BIGINT PRIMARY KEY, client_ref TEXT NOT NULL UNIQUE, user_id BIGINT NOT NULL,
+    chain TEXT NOT NULL, asset_id BIGINT NOT NULL, address TEXT NOT NULL,
+    amount BIGINT NOT NULL, fee BIGINT NOT NULL, state TEXT NOT NULL,
+    score BIGINT NOT NULL DEFAULT -1, rules TEXT NOT NULL DEFAULT '',
+    custody TEXT NOT NULL DEFAULT '', psbt TEXT NOT NULL DEFAULT '',
+    txid TEXT NOT NULL DEFAULT '', sent_height BIGINT NOT NULL DEFAULT -1,
+    reviewer TEXT NOT NULL DEFAULT '', review_reason TEXT NOT NULL DEFAULT '',
+    reviewed_ns BIGINT NOT NULL DEFAULT 0, error TEXT NOT NULL DEFAULT '',
+    created_ns BIGINT NOT NULL, updated_ns BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS withdrawals_user ON withdrawals (user_id, created_ns);
+CREATE TABLE IF NOT EXISTS withdrawal_steps (
+    id {serial}, wid BIGINT NOT NULL, state TEXT NOT NULL, ts_ns BIGINT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS withdrawal_txs (
+    wid BIGINT NOT NULL, txid TEXT NOT NULL, raw TEXT NOT NULL, fee BIGINT NOT NULL,
+    created_ns BIGINT NOT NULL, PRIMARY KEY (wid, txid)
+);
+CREATE TABLE IF NOT EXISTS spent_outpoints (
+    chain TEXT NOT NULL, outpoint TEXT NOT NULL, wid BIGINT NOT NULL,
+    PRIMARY KEY (chain, outpoint)
+);
+CREATE TABLE IF NOT EXISTS known_coins (
+    chain TEXT NOT NULL, outpoint TEXT NOT NULL, amount BIGINT NOT NULL,
+    PRIMARY KEY (chain, outpoint)
+);
+CREATE TABLE IF NOT EXISTS withdraw_halts (
+    chain TEXT PRIMARY KEY, reason TEXT NOT NULL, ts_ns BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS address_book (
+    user_id BIGINT NOT NULL, chain TEXT NOT NULL, address TEXT NOT NULL,
+    added_ns BIGINT NOT NULL, PRIMARY KEY (user_id, chain, address)
+);
+CREATE TABLE IF NOT EXISTS blacklist (
+    chain TEXT NOT NULL, address TEXT NOT NULL, PRIMARY KEY (chain, address)
+);
+CREATE TABLE IF NOT EXISTS eth_nonces (chain TEXT PRIMARY KEY, next BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS free_nonces (
+    chain TEXT NOT NULL, nonce BIGINT NOT NULL, PRIMARY KEY (chain, nonce)
+);
+CREATE TABLE IF NOT EXISTS kyc (user_id BIGINT PRIMARY KEY, tier BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS security_changes (
+    user_id BIGINT NOT NULL, kind TEXT NOT NULL, ts_ns BIGINT NOT NULL
+);
 """
 SERIAL = {"sqlite": "INTEGER PRIMARY KEY AUTOINCREMENT", "pg": "BIGSERIAL PRIMARY KEY"}
 PG_SCHEMA = "wallet"

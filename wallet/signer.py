@@ -1,0 +1,122 @@
+"""The offline signer: `bursa wallet sign-psbt --key FILE --in PSBT --out PSBT`.
+
+It runs on a separate host with one multisig key (an encrypted key file,
+:mod:`wallet.keys`) and knows nothing of the online database. It judges the
+PSBT itself: every input must be the multisig its key belongs to, the payment is
+every output NOT returning to that multisig, and it refuses a payment above the
+key file's ``max_tx`` or one that would take its own 24-hour total (a ledger
+file beside the key, ``FILE.ledger``) above ``max_daily``. Editing the online
+database cannot raise these limits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from embit import script
+from embit.psbt import PSBT
+
+from wallet.keys import KeyFile
+
+DAY_NS = 86_400 * 10**9
+
+
+class SignerRefusedError(ValueError):
+    """The signer will not sign this PSBT (the message says why)."""
+
+
+def payment_of(psbt: PSBT, kf: KeyFile) -> tuple[str, int]:
+    """(unsigned txid, amount leaving the multisig); refuses inputs that are not ours."""
+    if not psbt.inputs:
+        raise SignerRefusedError("no inputs")
+    mine = kf.key.get_public_key().sec()
+    spk = None
+    for i, inp in enumerate(psbt.inputs):
+        ws, utxo = inp.witness_script, inp.witness_utxo
+        if ws is None or utxo is None:
+            raise SignerRefusedError(f"input {i}: no witness script or witness utxo")
+        if script.p2wsh(ws).data != utxo.script_pubkey.data:
+            raise SignerRefusedError(f"input {i}: witness script does not match the output")
+        if mine not in ws.data:
+            raise SignerRefusedError(f"input {i}: not a multisig of this key")
+        if spk is not None and utxo.script_pubkey.data != spk:
+            raise SignerRefusedError("inputs from more than one multisig")
+        spk = utxo.script_pubkey.data
+    paid = sum(int(o.value) for o in psbt.tx.vout if o.script_pubkey.data != spk)
+    return str(psbt.tx.txid().hex()), paid
+
+
+def _ledger(path: Path, now_ns: int) -> dict[str, int]:
+    """txid -> amount of what this signer signed in the last 24 hours."""
+    out: dict[str, int] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            row = json.loads(line)
+            if now_ns - int(row["ts_ns"]) < DAY_NS:
+                out[str(row["txid"])] = int(row["amount"])
+    return out
+
+
+def sweep_check(psbt: PSBT, kf: KeyFile) -> None:
+    """A deposit sweep: every input one of this xprv's P2WPKH addresses (by its BIP32
+    derivation), every output to an address of ``sweep_to``."""
+    from embit import bip32
+
+    from wallet.addresses import UTXO_NETWORKS
+
+    root = bip32.HDKey.from_string(kf.xprv)
+    allowed = {a.lower() for a in kf.sweep_to}
+    params = UTXO_NETWORKS[kf.network]
+    for i, inp in enumerate(psbt.inputs):
+        utxo = inp.witness_utxo
+        ders = [
+            (pub, d)
+            for pub, d in inp.bip32_derivations.items()
+            if d.fingerprint == root.my_fingerprint
+        ]
+        if utxo is None or len(ders) != 1:
+            raise SignerRefusedError(f"input {i}: not one of this key's deposit addresses")
+        pub, d = ders[0]
+        if root.derive(d.derivation).key.sec() != pub.sec():
+            raise SignerRefusedError(f"input {i}: derivation does not match its key")
+        if script.p2wpkh(pub).data != utxo.script_pubkey.data:
+            raise SignerRefusedError(f"input {i}: not this key's P2WPKH output")
+    for o in psbt.tx.vout:
+        if str(o.script_pubkey.address(params)).lower() not in allowed:
+            raise SignerRefusedError("a sweep may only pay the configured hot wallet")
+
+
+def sign(psbt_text: str, kf: KeyFile, ledger: Path, now_ns: int | None = None) -> str:
+    """Sign a base64 PSBT within the key's limits; the signed PSBT (base64)."""
+    now_ns = time.time_ns() if now_ns is None else now_ns
+    try:
+        psbt = PSBT.from_string(psbt_text.strip())
+    except Exception as exc:
+        raise SignerRefusedError(f"not a PSBT: {exc}") from None
+    if kf.xprv:
+        from embit import bip32
+
+        sweep_check(psbt, kf)
+        if psbt.sign_with(bip32.HDKey.from_string(kf.xprv)) != len(psbt.inputs):
+            raise SignerRefusedError("could not sign every input")
+        return str(psbt.to_string())
+    txid, paid = payment_of(psbt, kf)
+    if kf.max_tx and paid > kf.max_tx:
+        raise SignerRefusedError(f"payment {paid} exceeds this signer's max_tx {kf.max_tx}")
+    signed = _ledger(ledger, now_ns)
+    day = sum(a for t, a in signed.items() if t != txid)
+    if kf.max_daily and day + paid > kf.max_daily:
+        raise SignerRefusedError(
+            f"payment {paid} + {day} signed in 24h exceeds this signer's max_daily {kf.max_daily}"
+        )
+    if psbt.sign_with(kf.key) != len(psbt.inputs):
+        raise SignerRefusedError("could not sign every input")
+    if txid not in signed:
+        with open(ledger, "a") as f:
+            f.write(json.dumps({"ts_ns": now_ns, "txid": txid, "amount": paid}) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+    return str(psbt.to_string())

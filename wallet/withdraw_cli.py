@@ -1,0 +1,119 @@
+"""The withdrawal subcommands of `bursa wallet` (see :mod:`wallet.main`'s doc).
+
+Every command prints JSON (one object per line) and exits 0, or prints the reason
+to stderr and exits 2 having changed nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+
+from embit import ec
+
+from wallet import signer
+from wallet.keys import KeyFile, passphrase_from, read_key_file, write_key_file
+from wallet.withdrawals import Withdrawals
+
+WITHDRAW_ACTIONS = (
+    "withdraw", "withdrawals", "review", "psbt", "submit-psbt", "whitelist", "blacklist",
+    "kyc", "security-change", "unhalt", "treasury",
+)  # fmt: skip
+
+
+def _need(args: argparse.Namespace, *names: str) -> None:
+    missing = [n for n in names if getattr(args, n) in (None, "")]
+    if missing:
+        flags = ", ".join("--" + n.replace("_", "-") for n in missing)
+        raise ValueError(f"{args.action} needs {flags}")
+
+
+def _row(w: object) -> str:
+    d = dataclasses.asdict(w)  # type: ignore[call-overload]
+    d.pop("psbt", None)
+    return json.dumps(d)
+
+
+def withdraw_cli(args: argparse.Namespace, wd: Withdrawals) -> int:
+    """Run one withdrawal subcommand against the wallet database."""
+    a = args.action
+    if a == "withdraw":
+        _need(args, "client_ref", "user", "chain", "address", "amount")
+        print(_row(wd.request(args.client_ref, args.user, args.chain, args.address, args.amount)))
+    elif a == "withdrawals":
+        rows = wd.query("user_id = ?", (args.user,)) if args.user is not None else wd.query()
+        for w in rows:
+            print(_row(w))
+    elif a == "review":
+        if args.sub in (None, "list"):
+            for w in wd.query("state = 'review'"):
+                print(_row(w))
+        else:
+            _need(args, "wid", "operator", "reason")
+            print(_row(wd.review(args.wid, args.sub == "approve", args.operator, args.reason)))
+    elif a == "psbt":
+        _need(args, "wid")
+        got = wd.get(args.wid)
+        if got is None or not got.psbt:
+            raise ValueError(f"withdrawal {args.wid} has no PSBT")
+        print(got.psbt)
+    elif a == "submit-psbt":
+        _need(args, "wid", "infile")
+        n = wd.add_signatures(args.wid, Path(args.infile).read_text())
+        print(json.dumps({"wid": args.wid, "signatures": n}))
+    elif a in ("whitelist", "blacklist"):
+        _need(args, "chain", "address")
+        if a == "whitelist":
+            _need(args, "user")
+            wd.whitelist(args.user, args.chain, args.address)
+        else:
+            wd.blacklist(args.chain, args.address)
+        print(json.dumps({a: args.address, "chain": args.chain}))
+    elif a == "kyc":
+        _need(args, "user", "tier")
+        wd.set_kyc(args.user, args.tier)
+        print(json.dumps({"user": args.user, "tier": args.tier}))
+    elif a == "security-change":
+        _need(args, "user", "kind")
+        wd.security_change(args.user, args.kind)
+        print(json.dumps({"user": args.user, "kind": args.kind}))
+    elif a == "unhalt":
+        _need(args, "chain", "operator")
+        wd.unhalt(args.chain, args.operator)
+        print(json.dumps({"chain": args.chain, "withdrawals": "resumed"}))
+    elif a == "treasury":
+        for r in wd.treasury():
+            print(json.dumps(r))
+    return 0
+
+
+def offline(args: argparse.Namespace) -> int:
+    """keygen / sign-psbt: the signer's host, no config, no database, no network."""
+    try:
+        if not args.key:
+            raise ValueError(f"{args.action} needs --key FILE")
+        passphrase = passphrase_from(args.passphrase_file)
+        if args.action == "keygen":
+            if Path(args.key).exists():
+                raise ValueError(f"{args.key} exists: refusing to overwrite a key")
+            if not args.network:
+                raise ValueError("keygen needs --network")
+            kf = KeyFile(ec.PrivateKey(os.urandom(32)), args.network, args.max_tx, args.max_daily)
+            write_key_file(args.key, kf, passphrase)
+            print(json.dumps({"key": args.key, "pubkey": kf.pubkey_hex}))
+            return 0
+        if not args.infile or not args.outfile:
+            raise ValueError("sign-psbt needs --in FILE and --out FILE")
+        kf = read_key_file(args.key, passphrase)
+        ledger = Path(str(args.key) + ".ledger")
+        signed = signer.sign(Path(args.infile).read_text(), kf, ledger)
+        Path(args.outfile).write_text(signed)
+        print(json.dumps({"signed": args.outfile, "pubkey": kf.pubkey_hex}))
+        return 0
+    except (OSError, ValueError) as exc:
+        print(f"bursa wallet {args.action}: {exc}", file=sys.stderr)
+        return 2
