@@ -18,7 +18,7 @@ cimport cython
 import numpy as np
 cimport numpy as cnp
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
-from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdint cimport INT64_MAX, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
 from engine.wire.layout import EV_DTYPE
 from marketdata.wire.codec import BODY_STRUCTS, FULL_STRUCTS, HEADER_SIZE
@@ -792,6 +792,7 @@ cdef class Feed:
 
     cdef void _candle_trade(self, SymbolBook sb, int64_t price, int64_t qty) except *:
         cdef uint64_t ts = self._ts, span, start
+        cdef int64_t pq
         cdef int i
         for i in range(N_IV):
             span = IV_S[i] * NS
@@ -815,8 +816,12 @@ cdef class Feed:
             if price < sb._c_low[i]:
                 sb._c_low[i] = price
             sb._c_close[i] = price
-            sb._c_vol[i] += qty
-            sb._c_qv[i] += price * qty
+            # Both sums saturate at the i64 field's maximum instead of wrapping: one
+            # trade's price x qty fits (the core refuses a notional that would not), a
+            # day of them may not.  docs/marketdata.md states the rule.
+            sb._c_vol[i] = INT64_MAX if sb._c_vol[i] > INT64_MAX - qty else sb._c_vol[i] + qty
+            pq = price * qty
+            sb._c_qv[i] = INT64_MAX if sb._c_qv[i] > INT64_MAX - pq else sb._c_qv[i] + pq
             sb._c_trades[i] += 1
         self._traded[sb] = None
 

@@ -131,7 +131,8 @@ SEMANTICS = """\
   or past a bucket's end, that candle is sent once more with `closed` = 1 (its
   final values) before anything else of that command. Buckets without trades
   have no candle. `quote_volume` is in ticks x lots (x `price_multiplier` =
-  quote minor units).
+  quote minor units). `volume` and `quote_volume` saturate at 2**63-1 (never
+  wrap): a client that sees that value knows the bucket's true sum is at least it.
 - **STATUS**. When a symbol is added, halted or resumed: its full configuration
   and status.
 

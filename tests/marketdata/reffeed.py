@@ -39,6 +39,8 @@ from marketdata.wire.layout import (
 )
 from pyx.enums import EvKind, OrdType
 
+I64_MAX = 2**63 - 1  # candle volume sums saturate here (docs/marketdata.md)
+
 BUY = 1
 SELL = 2
 # Closed candles kept per interval, recent trades kept per symbol (answers of the service).
@@ -498,8 +500,8 @@ class Feed:
             c.high = max(c.high, price)
             c.low = min(c.low, price)
             c.close = price
-            c.volume += qty
-            c.quote_volume += price * qty
+            c.volume = min(I64_MAX, c.volume + qty)
+            c.quote_volume = min(I64_MAX, c.quote_volume + price * qty)
             c.trades += 1
         self._traded[sb] = None
 

@@ -11,7 +11,7 @@ from marketdata.feed import Feed
 from marketdata.wire.codec import decode
 from marketdata.wire.layout import Channel, MsgType, topic
 from pyx.core import client_order_id
-from pyx.enums import EvKind
+from pyx.enums import EvKind, Side
 from tests.marketdata.feedkit import (
     TS0,
     Run,
@@ -188,3 +188,44 @@ def test_orders_are_keyed_by_user_and_order_id() -> None:
     types = [decode(r).msg_type for _, r in feed.take()]
     assert types.count(MsgType.L3_ADD) == 2 and types.count(MsgType.L3_DELETE) == 1
     assert types.count(MsgType.L3_EXECUTE) == 1
+
+
+def test_candle_volumes_saturate_instead_of_wrapping() -> None:
+    """Quote volume is a sum of price x qty over a bucket: each trade fits in i64 (the
+    core refuses a notional that would not), a bucket of them may not. The feed saturates
+    at 2**63-1 (docs/marketdata.md); wrapping would publish a negative volume."""
+    from engine.wire import commands as wc
+
+    core, feed = Core(), Feed(1000)
+    px, qty = 2**29, 2**30  # one trade: 2**59 ticks x lots
+    b = wc.CmdBatch()
+    b.add(wc.add_asset(1, 0)).add(wc.add_asset(2, 0)).add(wc.add_fee_tier(0, 0, 0))
+    b.add(wc.add_symbol(9, 1, 2, max_qty_lots=2**31, max_price_ticks=2**30))
+    for u in (1, 2):
+        b.add(wc.add_user(u))
+        b.add(wc.deposit(10 * u, u, 1, 2**31)).add(wc.deposit(10 * u + 1, u, 2, 2**60))
+    ts = TS0
+    ev, _ = core.run(b.to_array(), ts)
+    feed.apply_events(ev, core.last_seq)
+    oid = {1: 0, 2: 0}
+    for k in range(20):  # 20 x 2**59 = 10 x 2**60 > 2**63 - 1, all in one 1-day bucket
+        maker, taker = (1, 2) if k % 2 == 0 else (2, 1)
+        oid[maker] += 1
+        oid[taker] += 1
+        cmds = np.concatenate(
+            [wc.new_limit(oid[maker], maker, 9, Side.SELL, px, qty),
+             wc.new_limit(oid[taker], taker, 9, Side.BUY, px, qty)]
+        )  # fmt: skip
+        ts += 1_000_000
+        ev, rep = core.run(cmds, ts)
+        assert (rep["status"] != 2).all(), rep
+        feed.apply_events(ev, core.last_seq)
+    day = [
+        m
+        for m in (decode(raw) for _, raw in feed.take())
+        if m.msg_type == MsgType.CANDLE and m["interval_s"] == 86_400
+    ]
+    assert day[-1]["trades"] == 20
+    assert day[-1]["quote_volume"] == 2**63 - 1  # saturated, never negative
+    assert day[-1]["volume_lots"] == 20 * qty
+    assert all(m["quote_volume"] >= 0 for m in day)
