@@ -30,7 +30,7 @@ SECTIONS = (
 
 
 @pytest.mark.parametrize(
-    "cmd", [["-m", "bursa.run"], ["-m", "bursa", "run", "--rounds", "3", "--seed", "5"]]
+    "cmd", [["-m", "bursa.run"], ["-m", "bursa", "tour", "--rounds", "3", "--seed", "5"]]
 )
 def test_run_drives_the_core_process_and_recovers_it(cmd: list[str]) -> None:
     p = subprocess.run(
