@@ -205,6 +205,11 @@ class Child:
         """The child's stderr (its log), appended across restarts."""
         return self.log_dir / f"{self.name}.log"
 
+    @property
+    def pid_path(self) -> Path:
+        """The current process id (for operators and tests)."""
+        return self.log_dir / f"{self.name}.pid"
+
     def start(self, argv: list[str], timeout_s: float) -> dict[str, Any]:
         """Start and wait for the JSON ready line; returns it (:class:`ChildError` if none)."""
         self.state = "starting"
@@ -217,6 +222,7 @@ class Child:
             self.proc = subprocess.Popen(
                 argv, stdout=out, stderr=err, cwd=REPO, env=env, preexec_fn=_die_with_parent
             )
+        self.pid_path.write_text(f"{self.proc.pid}\n")
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             for line in self.out_path.read_text(errors="replace").splitlines():

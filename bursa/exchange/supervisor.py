@@ -242,7 +242,10 @@ class Supervisor:
                 try:
                     self.start_child(child)
                     child.restarts += 1
-                    print(f"{child.name} restarted (pid {child.ready.get('pid', '?')})", flush=True)
+                    print(
+                        f"{child.name} restarted (pid {child.proc.pid if child.proc else '?'})",
+                        flush=True,
+                    )
                 except (ChildError, OSError, TimeoutError, zmq.ZMQError, RuntimeError) as e:
                     child.state = "backoff"
                     child.next_start = time.monotonic() + child.backoff_s
