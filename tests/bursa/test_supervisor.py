@@ -160,6 +160,6 @@ def test_kill_9_of_the_core_is_restored(tmp_path: Path) -> None:
 
 
 def test_kill_9_of_a_random_child_is_restored(tmp_path: Path) -> None:
-    victim = random.choice(["marketdata", "clearing", "wallet", "traders"])
+    victim = random.choice(["chain", "marketdata", "clearing", "wallet", "traders"])
     print(f"killing {victim}")
     kill_child_and_check(tmp_path, victim)
