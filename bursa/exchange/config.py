@@ -39,6 +39,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "ready_timeout_s": 60,  # wait for a child's ready line
         "stop_timeout_s": 30,  # wait for a child's exit after SIGTERM, then SIGKILL
         "demo": True,  # run the demo traders (market maker + takers)
+        "dashboard": "auto",  # auto (rich view on a terminal, else summary lines) | on | off
+        "metrics_port": 9150,  # Prometheus /metrics on 127.0.0.1 (0: a free port, -1: off)
     },
     "core": {"mode": "fsync"},  # [core_server] keys of `bursa core` (engine/server.py)
     "marketdata": {},  # keys of `bursa marketdata` (docs/marketdata.md)
@@ -88,6 +90,8 @@ def load(path: str | None = None, environ: dict[str, str] | None = None) -> dict
     for key, default in DEFAULTS["run"].items():
         if type(cfg["run"][key]) is not type(default):
             raise ConfigError(f"[run] {key} must be a {type(default).__name__}")
+    if cfg["run"]["dashboard"] not in ("auto", "on", "off"):
+        raise ConfigError("[run] dashboard must be auto, on or off")
     return cfg
 
 

@@ -31,12 +31,14 @@ from pathlib import Path
 from typing import Any
 
 import zmq
+from rich.console import Console
+from rich.live import Live
 
 from bindings.client import CoreClient
 from bindings.marketdata import MarketDataClient
 from bursa import run as tour
 from bursa.exchange import config as config_mod
-from bursa.exchange import market
+from bursa.exchange import market, view
 from bursa.exchange.children import CHILDREN, Child, ChildError, Wiring
 from wallet.demo import DEMO_XPUB
 
@@ -185,6 +187,7 @@ class Supervisor:
         self.children = [Child(s, self.run_dir / "logs", initial) for s in specs]
         self.by_name = {c.name: c for c in self.children}
         self.monitor = Monitor(self.wiring)
+        self.metrics = view.Metrics()
         self.stopping = False
         self.t0 = time.monotonic()
 
@@ -252,31 +255,47 @@ class Supervisor:
                     child.backoff_s = min(child.backoff_s * 2, run["backoff_max_ms"] / 1000)
                     print(f"{child.name}: {e}; next try in {child.backoff_s:.1f} s", flush=True)
 
-    def summary(self) -> str:
-        """One plain-text line: market, seqs, ledger lag, children."""
+    def reading(self) -> view.Snapshot:
+        """One reading of the exchange for the summary, the dashboard and the metrics."""
         m = self.monitor
         m.refresh(self.by_name["core"].state == "running")
         bid, ask = m.bbo()
-        kids = " ".join(f"{c.name}={c.state}/{c.restarts}" for c in self.children)
-        return (
-            f"[{int(time.monotonic() - self.t0)}s] {tour.SYMBOL} bid "
-            f"{tour.price(bid) if bid else '-'} ask {tour.price(ask) if ask else '-'} | "
-            f"trades seen {m.trades_seen} | core seq {m.core_seq} | ledger seq {m.ledger_seq} "
-            f"lag {max(0, m.core_seq - m.ledger_seq)} | {kids}"
-        )
+        kids = [
+            view.ChildView(
+                c.name,
+                c.state,
+                c.restarts,
+                c.proc.pid if c.proc else None,
+                c.last_exit,
+                c.spec.doc,
+            )
+            for c in self.children
+        ]
+        up = int(time.monotonic() - self.t0)
+        return view.Snapshot(up, bid, ask, m.trades_seen, m.core_seq, m.ledger_seq, kids)
 
-    def loop(self, duration_s: float | None) -> None:
-        """Supervise and print summaries until stopped or ``duration_s`` elapsed."""
-        every = self.run["summary_every_s"]
-        next_summary = time.monotonic() + every
+    def summary(self) -> str:
+        """One plain-text line: market, seqs, ledger lag, children."""
+        return view.summary_line(self.reading())
+
+    def loop(self, duration_s: float | None, live: Live | None = None) -> None:
+        """Supervise and report until stopped or ``duration_s`` elapsed: a summary line
+        every ``summary_every_s``, or the dashboard every second on a terminal."""
+        every = 1 if live is not None else self.run["summary_every_s"]
+        next_report = time.monotonic() + (0 if live is not None else every)
         end = None if duration_s is None else time.monotonic() + duration_s
         while not self.stopping and (end is None or time.monotonic() < end):
             now = time.monotonic()
             self.supervise(now)
             self.monitor.poll(self.by_name["marketdata"].state == "running")
-            if now >= next_summary:
-                print(self.summary(), flush=True)
-                next_summary = now + every
+            if now >= next_report:
+                snap = self.reading()
+                self.metrics.update(snap)
+                if live is not None:
+                    live.update(view.dashboard(snap, str(self.data_dir)), refresh=True)
+                else:
+                    print(view.summary_line(snap), flush=True)
+                next_report = now + every
             time.sleep(LOOP_S)
 
     def stop_all(self) -> dict[str, int | None]:
@@ -322,13 +341,18 @@ def main(argv: list[str] | None = None) -> int:
     ok = True
     try:
         sup.start_all()
-        ready = {
-            "ready": True,
-            "data_dir": str(data_dir),
-            "children": {c.name: c.ready for c in sup.children},
-        }
+        ready: dict[str, Any] = {"ready": True, "data_dir": str(data_dir)}
+        if cfg["run"]["metrics_port"] >= 0:
+            port = sup.metrics.serve(cfg["run"]["metrics_port"])
+            ready["metrics"] = f"http://127.0.0.1:{port}/metrics"
+        ready["children"] = {c.name: c.ready for c in sup.children}
         print(json.dumps(ready), flush=True)
-        sup.loop(args.duration)
+        mode = cfg["run"]["dashboard"]
+        if mode == "on" or (mode == "auto" and sys.stdout.isatty()):
+            with Live(console=Console(), auto_refresh=False, screen=False) as live:
+                sup.loop(args.duration, live)
+        else:
+            sup.loop(args.duration)
     except (ChildError, OSError, TimeoutError, zmq.ZMQError, RuntimeError) as e:
         print(f"bursa run: could not start: {e} (logs in {sup.run_dir / 'logs'})", file=sys.stderr)
         ok = False

@@ -23,6 +23,7 @@ TEST_CONFIG = """
 summary_every_s = 1
 backoff_initial_ms = 200
 backoff_max_ms = 2000
+metrics_port = 0
 
 [chain]
 block_ms = 500

@@ -9,8 +9,10 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from prometheus_client import generate_latest
+from rich.console import Console
 
-from bursa.exchange import config
+from bursa.exchange import config, view
 from bursa.exchange.children import PY, Child, ChildSpec, Wiring
 from bursa.exchange.supervisor import Supervisor, child_config
 
@@ -95,3 +97,29 @@ def test_a_crashing_child_restarts_with_bounded_doubling_backoff(tmp_path: Path)
     assert delays[:4] == pytest.approx([0.05, 0.1, 0.2, 0.2], abs=0.03)
     sup.stop_all()
     assert child.state == "stopped"
+
+
+def test_dashboard_renders_market_and_processes() -> None:
+    kids = [
+        view.ChildView("core", "running", 0, 11, None, "sequencer"),
+        view.ChildView("clearing", "backoff", 2, None, -9, "ledger"),
+    ]
+    snap = view.Snapshot(42, 5_999_950, 6_000_050, 17, 1234, 1200, kids)
+    console = Console(record=True, width=120)
+    console.print(view.dashboard(snap, "/srv/data"))
+    text = console.export_text()
+    assert "59,999.50" in text and "60,000.50" in text
+    assert "ledger lag" in text and "34" in text
+    assert "clearing" in text and "backoff" in text and "-9" in text
+    assert "up 42s" in text
+    assert view.summary_line(snap).endswith("core=running/0 clearing=backoff/2")
+
+
+def test_metrics_follow_the_readings() -> None:
+    m = view.Metrics()
+    kids = [view.ChildView("core", "running", 1, 11, None)]
+    m.update(view.Snapshot(1, 0, 0, 5, 100, 90, kids))
+    text = generate_latest(m.registry).decode()
+    assert 'bursa_child_up{child="core"} 1.0' in text
+    assert 'bursa_child_state{child="core",state="backoff"} 0.0' in text
+    assert "bursa_ledger_lag 10.0" in text

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import time
+import urllib.request
 from pathlib import Path
 
 from bindings.marketdata import MarketDataClient
@@ -82,6 +84,12 @@ def test_run_trades_stops_on_ctrl_c_and_resumes(tmp_path: Path) -> None:
         seqs1 = feed_seqs(client)
         client.close()
         ex.wait_for("trades seen")  # the plain-text summary (no terminal)
+        with urllib.request.urlopen(ex.ready["metrics"], timeout=30) as r:
+            metrics = r.read().decode()
+        assert 'bursa_child_up{child="core"} 1.0' in metrics
+        assert 'bursa_child_restarts{child="traders"} 0.0' in metrics
+        assert re.search(r"^bursa_core_seq [1-9]", metrics, re.M), metrics
+        assert re.search(r"^bursa_ledger_lag \d", metrics, re.M), metrics
         seq1 = ex.wait_seq(0)
         check_books(ex)
         assert ex.stop(signal.SIGINT) == 0
