@@ -7,13 +7,15 @@ import os
 import random
 import re
 import signal
+import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
 
 from bindings.marketdata import MarketDataClient
 from bursa.exchange.market import DEPOSITS, USERS
-from tests.bursa.exchange_proc import WAIT_S, Exchange
+from tests.bursa.exchange_proc import ROOT, TEST_CONFIG, WAIT_S, Exchange
 
 SYMBOL = 1
 STREAMS = ("trades", "bbo")
@@ -171,3 +173,41 @@ def test_kill_9_of_a_random_child_is_restored(tmp_path: Path) -> None:
     victim = random.choice(["chain", "marketdata", "clearing", "wallet", "traders"])
     print(f"killing {victim}")
     kill_child_and_check(tmp_path, victim)
+
+
+def test_dashboard_in_a_real_terminal(tmp_path: Path) -> None:
+    """`bursa run` in a headless tmux terminal shows the rich dashboard, not summary lines."""
+    cfg = tmp_path / "bursa.toml"
+    cfg.write_text(TEST_CONFIG)
+    session = f"bursa-test-{os.getpid()}"
+    cmd = (
+        f"cd {ROOT} && PYTHONPATH={ROOT} {sys.executable} -m bursa run --config {cfg} "
+        f"--data-dir {tmp_path / 'data'} --for 600; sleep 600"
+    )
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "150", "-y", "45", cmd])
+    try:
+        deadline = time.monotonic() + WAIT_S
+        screen = ""
+        while time.monotonic() < deadline:
+            screen = subprocess.run(
+                ["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True
+            ).stdout
+            if "traders" in screen and re.search(r"trades seen\s+[1-9]", screen):
+                break
+            time.sleep(0.5)
+        assert "bursa run - up" in screen, screen
+        assert "best bid" in screen and "ledger lag" in screen, screen
+        for name in ("core", "marketdata", "clearing", "wallet", "chain", "traders"):
+            assert re.search(rf"{name}\s+│\s+running", screen), screen
+        assert "trades seen 0 |" not in screen  # no plain summary line on a terminal
+        subprocess.run(["tmux", "send-keys", "-t", session, "C-c"])
+        deadline = time.monotonic() + WAIT_S
+        while "stopped:" not in screen and time.monotonic() < deadline:
+            time.sleep(0.5)
+            screen = subprocess.run(
+                ["tmux", "capture-pane", "-p", "-S", "-200", "-t", session],
+                capture_output=True, text=True,
+            ).stdout  # fmt: skip
+        assert '"core": 0' in screen, screen
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session])
