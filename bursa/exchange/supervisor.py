@@ -20,6 +20,7 @@ ledger's last applied seq) and each child's state and restarts.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import shutil
 import signal
@@ -42,6 +43,7 @@ from bursa.exchange import market, view
 from bursa.exchange.children import CHILDREN, Child, ChildError, Wiring
 from wallet.demo import DEMO_XPUB
 
+LOCK_FILE = "bursa-run.lock"  # one supervisor per data directory (its sockets are fixed)
 STATE_FILE = "state.json"  # in run/: setup done, the chain's port
 CONTROL_TIMEOUT_MS = 2_000
 MD_TIMEOUT_MS = 2_000
@@ -333,6 +335,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_demo:
         cfg["run"]["demo"] = False
     data_dir = Path(cfg["run"]["data_dir"]).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    lock = open(data_dir / LOCK_FILE, "a")  # noqa: SIM115 - held until the process exits
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"bursa run: another bursa run uses {data_dir}", file=sys.stderr)
+        return 2
     if args.fresh:
         fresh(data_dir)
     sup = Supervisor(cfg, data_dir)

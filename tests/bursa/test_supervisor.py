@@ -86,6 +86,11 @@ def test_run_trades_stops_on_ctrl_c_and_resumes(tmp_path: Path) -> None:
         seqs1 = feed_seqs(client)
         client.close()
         ex.wait_for("trades seen")  # the plain-text summary (no terminal)
+        second = subprocess.run(
+            [sys.executable, "-m", "bursa", "run", "--data-dir", str(ex.data_dir), "--for", "1"],
+            cwd=ROOT, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert second.returncode == 2 and "another bursa run" in second.stderr, second
         with urllib.request.urlopen(ex.ready["metrics"], timeout=30) as r:
             metrics = r.read().decode()
         assert 'bursa_child_up{child="core"} 1.0' in metrics
