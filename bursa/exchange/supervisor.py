@@ -314,7 +314,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bursa run", description=__doc__.splitlines()[0])
     p.add_argument("--config", help=f"TOML file (default ./{config_mod.DEFAULT_FILE} if present)")
     p.add_argument("--data-dir", help="data directory (default [run] data_dir = data)")
-    p.add_argument("--for", dest="duration", type=float, help="stop after SECONDS")
+    p.add_argument(
+        "--for", dest="duration", type=float, metavar="SECONDS", help="stop after SECONDS"
+    )
     p.add_argument("--fresh", action="store_true", help="delete the previous state first")
     p.add_argument("--no-demo", action="store_true", help="no demo traders")
     p.add_argument(
