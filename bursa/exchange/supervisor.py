@@ -11,10 +11,12 @@ A crashed child is started again after a delay doubling from ``backoff_initial_m
 up to ``backoff_max_ms``.  SIGINT/SIGTERM (or ``--for``) stop the children in
 reverse order, so the core stops last and writes its snapshot.
 
-It prints one JSON ready line (``{"ready": true, "data_dir": ..., "children": {...}}``)
-and then, every ``summary_every_s``, a plain-text summary line: best bid/ask from the
-market-data feed, trades seen on the feed, core seq, ledger lag (core seq minus the
-ledger's last applied seq) and each child's state and restarts.
+It prints one JSON ready line (``{"ready": true, "data_dir": ..., "metrics": URL,
+"children": {...}}``) and then, every ``summary_every_s``, a plain-text summary line:
+best bid/ask from the market-data feed, trades seen on the feed, core seq, ledger lag
+(core seq minus the ledger's last applied seq) and each child's state and restarts.  On
+a terminal a rich dashboard shows the same, refreshed every second; Prometheus gauges of
+the same readings are served on 127.0.0.1 (:mod:`bursa.exchange.view`).
 """
 
 from __future__ import annotations
@@ -275,10 +277,6 @@ class Supervisor:
         ]
         up = int(time.monotonic() - self.t0)
         return view.Snapshot(up, bid, ask, m.trades_seen, m.core_seq, m.ledger_seq, kids)
-
-    def summary(self) -> str:
-        """One plain-text line: market, seqs, ledger lag, children."""
-        return view.summary_line(self.reading())
 
     def loop(self, duration_s: float | None, live: Live | None = None) -> None:
         """Supervise and report until stopped or ``duration_s`` elapsed: a summary line
