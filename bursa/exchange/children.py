@@ -155,6 +155,9 @@ def _traders(w: Wiring) -> list[str]:
     ]
 
 
+# The gateway, once on main: ChildSpec("gateway", _gateway, ...) after "wallet", its argv
+# wiring the core's trade endpoint from w.ready["core"]; the traders then take their
+# endpoint and API keys from w.ready["gateway"] instead of the core's trade socket.
 CHILDREN: tuple[ChildSpec, ...] = (
     ChildSpec("core", _core, "sequencer, matching, journal (bursa core)"),
     ChildSpec("chain", _chain, "simulated blockchain node (python -m wallet.simrpc)"),
