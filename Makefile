@@ -36,7 +36,7 @@ build/debug/.stamp: $(PYX) setup.py
 	touch build/debug/.stamp
 
 run: build
-	$(VPY) -m bursa.run
+	$(VPY) -m bursa run
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

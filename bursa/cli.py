@@ -11,7 +11,9 @@ import sys
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("bursa.demo", "in-process demo: a symbol, an order flow, top of book, trades"),
-    "run": ("bursa.run", "start the core process, trade BTC/USDT through it, restart it"),
+    "run": ("bursa.exchange.supervisor", "the whole exchange under a supervisor, until Ctrl-C"),
+    "tour": ("bursa.run", "scripted tour: start the core, trade BTC/USDT, restart it, exit"),
+    "config": ("bursa.exchange.config", "print the effective configuration (config show)"),
     "core": ("engine.server", "run the core process (ZeroMQ command/event/replay sockets)"),
     "replay": ("engine.replay", "rebuild state from a journal directory and print its hash"),
     "sim": ("sim.run", "one deterministic simulation: --seed N [--commands K]"),

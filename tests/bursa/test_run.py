@@ -30,7 +30,12 @@ SECTIONS = (
 
 
 @pytest.mark.parametrize(
-    "cmd", [["-m", "bursa.run"], ["-m", "bursa", "run", "--rounds", "3", "--seed", "5"]]
+    "cmd",
+    [
+        ["-m", "bursa.run"],
+        ["-m", "bursa", "tour", "--rounds", "3", "--seed", "5"],
+        ["-m", "bursa", "run", "--script", "--rounds", "2"],
+    ],
 )
 def test_run_drives_the_core_process_and_recovers_it(cmd: list[str]) -> None:
     p = subprocess.run(

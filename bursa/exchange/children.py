@@ -1,0 +1,268 @@
+"""The child processes of `bursa run`: a table of specs, and one child's lifecycle.
+
+Adding a process (the gateway, say) is one :class:`ChildSpec` in :data:`CHILDREN`:
+its argv is built from the :class:`Wiring` (data directory, effective config file,
+the ready lines of the children started before it).  Children start in table order
+and stop in reverse order, so the core (first) stops last, after its snapshot.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+PY = sys.executable
+PR_SET_PDEATHSIG = 1
+
+
+class ChildError(RuntimeError):
+    """A child that exited or stayed silent before its ready line."""
+
+
+@dataclass
+class Wiring:
+    """What a child's argv is built from.
+
+    Attributes
+    ----------
+    data_dir : Path
+        The exchange's data directory (``run/`` holds sockets, logs, config).
+    config_file : Path
+        The children's effective config file (each reads its own section).
+    cfg : dict
+        The effective supervisor config (:func:`bursa.exchange.config.load`).
+    ready : dict
+        Child name -> its latest ready line.
+    chain_port : int
+        The simulated chain's HTTP port (fixed at first start, kept in ``run/``).
+    """
+
+    data_dir: Path
+    config_file: Path
+    cfg: dict[str, Any]
+    ready: dict[str, dict[str, Any]] = field(default_factory=dict)
+    chain_port: int = 0
+
+    def ipc(self, name: str) -> str:
+        """A stable ipc:// endpoint under ``run/`` (the same after every restart)."""
+        return f"ipc://{self.data_dir.resolve() / 'run' / (name + '.ipc')}"
+
+
+@dataclass(frozen=True)
+class ChildSpec:
+    """One supervised process: its name and how to build its command line."""
+
+    name: str
+    argv: Callable[[Wiring], list[str]]
+    doc: str
+    demo: bool = False  # only with [run] demo = true
+
+
+def _core(w: Wiring) -> list[str]:
+    argv = [PY, "-m", "bursa", "core", "--config", str(w.config_file)]
+    argv += ["--data-dir", str(w.data_dir / "core")]
+    for role in ("trade", "fund", "admin", "pub", "replay"):
+        argv.append(f"--{role}-endpoint={w.ipc('core-' + role)}")
+    return argv
+
+
+def _chain(w: Wiring) -> list[str]:
+    c = w.cfg["chain"]
+    return [
+        PY,
+        "-m",
+        "wallet.simrpc",
+        "--seed",
+        str(c["seed"]),
+        "--port",
+        str(w.chain_port),
+        "--block-ms",
+        str(c["block_ms"]),
+    ]
+
+
+def _marketdata(w: Wiring) -> list[str]:
+    core = w.ready["core"]
+    return [
+        PY,
+        "-m",
+        "bursa",
+        "marketdata",
+        "--config",
+        str(w.config_file),
+        f"--core-pub-endpoint={core['pub']}",
+        f"--core-replay-endpoint={core['replay']}",
+        f"--pub-endpoint={w.ipc('md-pub')}",
+        f"--service-endpoint={w.ipc('md-service')}",
+    ]
+
+
+def _clearing(w: Wiring) -> list[str]:
+    core = w.ready["core"]
+    return [
+        PY,
+        "-m",
+        "bursa",
+        "clearing",
+        "run",
+        "--config",
+        str(w.config_file),
+        f"--db=sqlite:///{w.data_dir.resolve() / 'clearing' / 'ledger.db'}",
+        f"--core-pub-endpoint={core['pub']}",
+        f"--core-replay-endpoint={core['replay']}",
+        f"--core-admin-endpoint={core['admin']}",
+    ]
+
+
+def _wallet(w: Wiring) -> list[str]:
+    core = w.ready["core"]
+    return [
+        PY,
+        "-m",
+        "bursa",
+        "wallet",
+        "run",
+        "--config",
+        str(w.config_file),
+        f"--db={w.data_dir.resolve() / 'wallet' / 'wallet.db'}",
+        f"--core-fund-endpoint={core['fund']}",
+        f"--core-admin-endpoint={core['admin']}",
+    ]
+
+
+def _traders(w: Wiring) -> list[str]:
+    t = w.cfg["traders"]
+    return [
+        PY,
+        "-m",
+        "bursa.exchange.traders",
+        f"--trade-endpoint={w.ready['core']['trade']}",
+        "--cycles-per-s",
+        str(t["cycles_per_s"]),
+        "--seed",
+        str(t["seed"]),
+    ]
+
+
+# The gateway, once on main: ChildSpec("gateway", _gateway, ...) after "wallet", its argv
+# wiring the core's trade endpoint from w.ready["core"]; the traders then take their
+# endpoint and API keys from w.ready["gateway"] instead of the core's trade socket.
+CHILDREN: tuple[ChildSpec, ...] = (
+    ChildSpec("core", _core, "sequencer, matching, journal (bursa core)"),
+    ChildSpec("chain", _chain, "simulated blockchain node (python -m wallet.simrpc)"),
+    ChildSpec("marketdata", _marketdata, "public feed + snapshot service (bursa marketdata)"),
+    ChildSpec("clearing", _clearing, "double-entry ledger in SQLite (bursa clearing run)"),
+    ChildSpec("wallet", _wallet, "deposit scanner of the simulated chain (bursa wallet)"),
+    ChildSpec("traders", _traders, "demo market maker + takers", demo=True),
+)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the supervisor dies (even by kill -9),
+    and a session of its own so a terminal's Ctrl-C reaches only the supervisor."""
+    os.setsid()
+    # Not Linux: the supervisor's own stop path still stops its children.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class Child:
+    """One running (or waiting) child: process, ready line, state, restarts, backoff."""
+
+    def __init__(self, spec: ChildSpec, log_dir: Path, backoff_initial_s: float) -> None:
+        self.spec = spec
+        self.log_dir = log_dir
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.ready: dict[str, Any] = {}
+        self.state = "stopped"  # starting | running | backoff | stopped
+        self.restarts = 0
+        self.starts = 0
+        self.started_at = 0.0
+        self.next_start = 0.0
+        self.backoff_s = backoff_initial_s
+        self.last_exit: int | None = None
+
+    @property
+    def name(self) -> str:
+        """The spec's name."""
+        return self.spec.name
+
+    @property
+    def out_path(self) -> Path:
+        """Where the child's stdout (its ready line) goes."""
+        return self.log_dir / f"{self.name}.out"
+
+    @property
+    def log_path(self) -> Path:
+        """The child's stderr (its log), appended across restarts."""
+        return self.log_dir / f"{self.name}.log"
+
+    @property
+    def pid_path(self) -> Path:
+        """The current process id (for operators and tests)."""
+        return self.log_dir / f"{self.name}.pid"
+
+    def start(self, argv: list[str], timeout_s: float) -> dict[str, Any]:
+        """Start and wait for the JSON ready line; returns it (:class:`ChildError` if none)."""
+        self.state = "starting"
+        self.starts += 1
+        paths = [str(REPO), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
+        with open(self.out_path, "wb") as out, open(self.log_path, "ab") as err:
+            err.write(f"--- start {self.starts}: {' '.join(argv)}\n".encode())
+            err.flush()
+            self.proc = subprocess.Popen(
+                argv, stdout=out, stderr=err, cwd=REPO, env=env, preexec_fn=_die_with_parent
+            )
+        self.pid_path.write_text(f"{self.proc.pid}\n")
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for line in self.out_path.read_text(errors="replace").splitlines():
+                if line.startswith("{"):
+                    ready: dict[str, Any] = json.loads(line)
+                    if ready.get("ready") is not True:
+                        self.kill()
+                        raise ChildError(f"{self.name}: unexpected first line {line!r}")
+                    self.ready = ready
+                    self.state = "running"
+                    self.started_at = time.monotonic()
+                    return ready
+            if self.proc.poll() is not None:
+                self.last_exit = self.proc.returncode
+                raise ChildError(f"{self.name} exited with status {self.last_exit} before ready")
+            time.sleep(0.05)
+        self.kill()
+        raise ChildError(f"{self.name} was not ready within {timeout_s} s")
+
+    def exited(self) -> int | None:
+        """The exit status if the process has exited, else None."""
+        return None if self.proc is None else self.proc.poll()
+
+    def stop(self, timeout_s: float) -> int | None:
+        """SIGTERM, wait up to ``timeout_s``, then SIGKILL; the exit status."""
+        self.state = "stopped"
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return self.proc.returncode
+
+    def kill(self) -> None:
+        """SIGKILL and reap (the error path)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()

@@ -1,0 +1,218 @@
+"""`bursa run` as a user runs it: real processes, Ctrl-C, restart, kill -9 of a child."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from bindings.marketdata import MarketDataClient
+from bursa.exchange.market import DEPOSITS, USERS
+from tests.bursa.exchange_proc import ROOT, TEST_CONFIG, WAIT_S, Exchange
+
+SYMBOL = 1
+STREAMS = ("trades", "bbo")
+
+
+def feed(ex: Exchange) -> MarketDataClient:
+    """A feed client of the running market-data process."""
+    md = ex.ready["children"]["marketdata"]
+    return MarketDataClient(str(md["pub"]), str(md["service"]), [SYMBOL], STREAMS)
+
+
+def feed_seqs(client: MarketDataClient) -> dict[tuple[int, int], int]:
+    """Each stream's last sequence number."""
+    return {k: st.last_seq for k, st in client.streams.items()}
+
+
+def wait_trades(client: MarketDataClient, n: int) -> None:
+    """Poll the feed until ``n`` trades arrived after this call."""
+    seen: list[object] = []
+    client.on("trades", seen.append)
+    deadline = time.monotonic() + WAIT_S
+    while len(seen) < n:
+        assert time.monotonic() < deadline, f"{len(seen)} trades on the feed"
+        client.poll(100)
+
+
+def balances(ex: Exchange) -> dict[tuple[int, int], tuple[int, int]]:
+    """(user, asset) -> (available, held) of the demo users, from the core."""
+    with ex.core() as c:
+        return {
+            (u, a): tuple(int(x) for x in c.control("balance", user_id=u, asset_id=a)["balance"])  # type: ignore[misc]
+            for u in USERS
+            for a in DEPOSITS
+        }
+
+
+def check_books(ex: Exchange) -> None:
+    """Conservation in the core and a ledger that reconciles with it (the demo traders
+    paused with SIGSTOP meanwhile: reconcile compares at one quiet seq)."""
+    pid_file = ex.data_dir / "run" / "logs" / "traders.pid"
+    pid = int(pid_file.read_text()) if "traders" in ex.ready["children"] else 0
+    if pid:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        with ex.core() as c:
+            cons = c.control("conservation")
+        assert cons["ok"], cons
+        rec = ex.reconcile()
+    finally:
+        if pid:
+            os.kill(pid, signal.SIGCONT)
+    assert rec.returncode == 0, rec.stdout + rec.stderr
+    assert json.loads(rec.stdout.splitlines()[-1])["differences"] == 0
+
+
+def test_run_trades_stops_on_ctrl_c_and_resumes(tmp_path: Path) -> None:
+    ex = Exchange(tmp_path)
+    try:
+        assert set(ex.ready["children"]) == {
+            "core", "chain", "marketdata", "clearing", "wallet", "traders",
+        }  # fmt: skip
+        assert ex.ready["children"]["core"]["mode"] == "fsync"
+        assert "created the demo market" in ex.output()
+        client = feed(ex)
+        wait_trades(client, 20)
+        bbo = client.books[SYMBOL].bbo
+        assert 0 < bbo[0] < bbo[3], bbo
+        seqs1 = feed_seqs(client)
+        client.close()
+        ex.wait_for("trades seen")  # the plain-text summary (no terminal)
+        second = subprocess.run(
+            [sys.executable, "-m", "bursa", "run", "--data-dir", str(ex.data_dir), "--for", "1"],
+            cwd=ROOT, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert second.returncode == 2 and "another bursa run" in second.stderr, second
+        with urllib.request.urlopen(ex.ready["metrics"], timeout=30) as r:
+            metrics = r.read().decode()
+        assert 'bursa_child_up{child="core"} 1.0' in metrics
+        assert 'bursa_child_restarts{child="traders"} 0.0' in metrics
+        assert re.search(r"^bursa_core_seq [1-9]", metrics, re.M), metrics
+        assert re.search(r"^bursa_ledger_lag \d", metrics, re.M), metrics
+        seq1 = ex.wait_seq(0)
+        check_books(ex)
+        assert ex.stop(signal.SIGINT) == 0
+    finally:
+        ex.kill()
+    stopped = json.loads(ex.output().split("stopped: ")[-1].splitlines()[0])
+    assert all(rc == 0 for rc in stopped.values()), stopped
+    assert list(stopped)[-1] == "core"  # stopped last
+    assert any((ex.data_dir / "core").glob("snapshot-*"))
+
+    # Resume without the traders: the same state, no new setup, seqs continue.
+    ex2 = Exchange(tmp_path, "--no-demo")
+    try:
+        seq2 = int(ex2.ready["children"]["core"]["last_seq"])
+        assert seq2 >= seq1
+        assert "created the demo market" not in ex2.output()
+        client = feed(ex2)
+        assert all(feed_seqs(client)[k] >= s for k, s in seqs1.items())
+        client.close()
+        check_books(ex2)
+        with ex2.core() as c:
+            hash2 = c.control("state_hash")["state_hash"]
+        bal2 = balances(ex2)
+        assert ex2.stop(signal.SIGTERM) == 0
+    finally:
+        ex2.kill()
+
+    ex3 = Exchange(tmp_path, "--no-demo")
+    try:
+        assert int(ex3.ready["children"]["core"]["last_seq"]) == seq2
+        with ex3.core() as c:
+            assert c.control("state_hash")["state_hash"] == hash2
+        assert balances(ex3) == bal2
+        assert ex3.stop() == 0
+    finally:
+        ex3.kill()
+
+    # --fresh starts over.
+    ex4 = Exchange(tmp_path, "--no-demo", "--fresh")
+    try:
+        assert "created the demo market" in ex4.output()
+        assert ex4.core_seq() < seq2
+        assert ex4.stop() == 0
+    finally:
+        ex4.kill()
+
+
+def kill_child_and_check(tmp_path: Path, victim: str) -> None:
+    """kill -9 one child; the supervisor restarts it and nothing is lost."""
+    ex = Exchange(tmp_path)
+    try:
+        client = feed(ex)
+        wait_trades(client, 5)
+        before = ex.wait_seq(0)
+        seqs_before = feed_seqs(client)
+        pid = int((ex.data_dir / "run" / "logs" / f"{victim}.pid").read_text())
+        os.kill(pid, signal.SIGKILL)
+        ex.wait_for(f"{victim} restarted")
+        after = ex.wait_seq(before + 200)  # the traders trade again
+        assert after > before
+        if victim == "marketdata":
+            client.close()
+            client = feed(ex)
+        wait_trades(client, 5)  # the feed continues
+        assert all(feed_seqs(client)[k] > s for k, s in seqs_before.items())
+        client.close()
+        check_books(ex)
+        ex.wait_for(f"{victim}=running/1")  # the summary counts the restart
+        assert ex.stop() == 0
+    finally:
+        ex.kill()
+
+
+def test_kill_9_of_the_core_is_restored(tmp_path: Path) -> None:
+    kill_child_and_check(tmp_path, "core")
+
+
+def test_kill_9_of_a_random_child_is_restored(tmp_path: Path) -> None:
+    victim = random.choice(["chain", "marketdata", "clearing", "wallet", "traders"])
+    print(f"killing {victim}")
+    kill_child_and_check(tmp_path, victim)
+
+
+def test_dashboard_in_a_real_terminal(tmp_path: Path) -> None:
+    """`bursa run` in a headless tmux terminal shows the rich dashboard, not summary lines."""
+    cfg = tmp_path / "bursa.toml"
+    cfg.write_text(TEST_CONFIG)
+    session = f"bursa-test-{os.getpid()}"
+    cmd = (
+        f"cd {ROOT} && PYTHONPATH={ROOT} {sys.executable} -m bursa run --config {cfg} "
+        f"--data-dir {tmp_path / 'data'} --for 600; sleep 600"
+    )
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "150", "-y", "45", cmd])
+    try:
+        deadline = time.monotonic() + WAIT_S
+        screen = ""
+        while time.monotonic() < deadline:
+            screen = subprocess.run(
+                ["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True
+            ).stdout
+            if "traders" in screen and re.search(r"trades seen\s+[1-9]", screen):
+                break
+            time.sleep(0.5)
+        assert "bursa run - up" in screen, screen
+        assert "best bid" in screen and "ledger lag" in screen, screen
+        for name in ("core", "marketdata", "clearing", "wallet", "chain", "traders"):
+            assert re.search(rf"{name}\s+│\s+running", screen), screen
+        assert "trades seen 0 |" not in screen  # no plain summary line on a terminal
+        subprocess.run(["tmux", "send-keys", "-t", session, "C-c"])
+        deadline = time.monotonic() + WAIT_S
+        while "stopped:" not in screen and time.monotonic() < deadline:
+            time.sleep(0.5)
+            screen = subprocess.run(
+                ["tmux", "capture-pane", "-p", "-S", "-200", "-t", session],
+                capture_output=True, text=True,
+            ).stdout  # fmt: skip
+        assert '"core": 0' in screen, screen
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session])
