@@ -53,6 +53,7 @@ class Db:
         self.postgres = is_postgres(url)
         self.backend = "postgres" if self.postgres else "sqlite"
         self._conn: Any = None
+        self._pg_types: dict[str, dict[str, str]] = {}
         self.connect()
 
     def connect(self) -> None:
@@ -120,15 +121,40 @@ class Db:
                 return [tuple(r) for r in cur.fetchall()]
         return list(self._conn.execute(sql, params).fetchall())
 
+    def column_types(self, table: str) -> dict[str, str]:
+        """PostgreSQL: the type name of each column of ``table`` (cached; the schema
+        only changes through migrations, which run before any batch)."""
+        types = self._pg_types.get(table)
+        if types is None:
+            types = {
+                str(name): str(typ)
+                for name, typ in self.query(
+                    "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute"
+                    " WHERE attrelid = ?::regclass AND attnum > 0 AND NOT attisdropped",
+                    (table,),
+                )
+            }
+            self._pg_types[table] = types
+        return types
+
     def insert_rows(
-        self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+        self,
+        table: str,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        like: str | None = None,
     ) -> None:
-        """Bulk insert: COPY on PostgreSQL, executemany on SQLite."""
+        """Bulk insert: binary COPY on PostgreSQL (the server decodes fixed-size
+        integers instead of parsing text; column types from ``like`` or ``table``),
+        executemany on SQLite."""
         if not rows:
             return
         cols = ", ".join(columns)
         if self.postgres:
-            with self._conn.cursor() as cur, cur.copy(f"COPY {table} ({cols}) FROM STDIN") as cp:
+            types = self.column_types(like or table)
+            sql = f"COPY {table} ({cols}) FROM STDIN (FORMAT BINARY)"
+            with self._conn.cursor() as cur, cur.copy(sql) as cp:
+                cp.set_types([types[c] for c in columns])
                 for r in rows:
                     cp.write_row(r)
         else:
@@ -155,7 +181,7 @@ class Db:
             self._conn.execute(
                 f"CREATE TEMP TABLE IF NOT EXISTS {tmp} (LIKE {table}) ON COMMIT DELETE ROWS"
             )
-            self.insert_rows(tmp, columns, rows)
+            self.insert_rows(tmp, columns, rows, like=table)
             self._conn.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {tmp} {conflict}")
             return
         marks = ", ".join("?" * len(columns))

@@ -15,10 +15,13 @@ change both together.
 """
 
 cimport numpy as cnp
+from cpython.object cimport PyObject
 from libc.stdint cimport int64_t, uint64_t
 
 from pyx.records cimport EvRec
 from pyx.enums cimport EvKind, Side
+
+import gc
 
 import numpy as np
 
@@ -27,14 +30,28 @@ from engine.wire.layout import EV_DTYPE
 
 cnp.import_array()
 
+cdef extern from "Python.h":
+    void PyObject_GC_UnTrack(void* op)
+
+
+cdef inline object _atomic(object t):
+    """Take a tuple of ints and strs out of the cyclic GC's sight (it cannot be in
+    a cycle; CPython untracks such tuples itself, but only when a collection
+    reaches them): the queued rows and account keys would otherwise be traversed
+    by every collection their allocation triggers."""
+    PyObject_GC_UnTrack(<PyObject*>t)
+    return t
+
 # Buckets (clearing.rules): checked at import so the two can never drift.
 cdef enum:
     _AVAILABLE = 0
     _HELD = 1
     _FEE = 2
     _EXTERNAL = 3
+    TAKER_DONE = 1
+    MAKER_DONE = 2
 assert (rules.AVAILABLE, rules.HELD, rules.FEE, rules.EXTERNAL) == (0, 1, 2, 3)
-assert rules.SYSTEM_USER == 0 and rules.TAKER_DONE == 1 and rules.MAKER_DONE == 2
+assert rules.SYSTEM_USER == 0 and (rules.TAKER_DONE, rules.MAKER_DONE) == (TAKER_DONE, MAKER_DONE)
 
 cdef object HOLD = rules.HOLD
 cdef object RELEASE = rules.RELEASE
@@ -59,6 +76,7 @@ cdef object COMMITTED_S = "committed"
 cdef object RELEASED_S = "released"
 cdef dict KIND_NAMES = {int(k): k.name for k in rules.EvKind}
 cdef object ZERO = 0
+cdef dict NO_HOLDS = {}  # the hold updates of an event that changes no hold (never written)
 
 # Order row indexes (clearing.ledger.ORDER_COLUMNS).
 cdef enum:
@@ -81,11 +99,12 @@ cdef class _Mapper:
     cdef dict bal, symbols, holds, orders, q_orders
     cdef set qb
     cdef list qe, q_oev, q_trades, q_dep, q_wd_new, q_wd_done, q_sym, q_assets, q_users
-    cdef Py_ssize_t n_entries
+    cdef Py_ssize_t applied
     # current event
     cdef object seq, idx, ts
     cdef int line
-    # hold updates of the current event (the oracle's Posting.holds, in order)
+    # hold updates of the current event (the oracle's Posting.holds, in order); set
+    # by the kinds that read it
     cdef dict ph
 
     cdef inline int entry(self, tuple acct, object amount, object cause,
@@ -95,9 +114,9 @@ cdef class _Mapper:
         self.bal[acct] = after
         self.qb.add(acct)
         # ids are stored as the signed 64-bit integer with the same bits (ledger.i64)
-        self.qe.append((self.seq, self.idx, self.line, self.ts, cause, acct[0], acct[1],
-                        acct[2], acct[3], amount, after, <int64_t>oid, <int64_t>mid,
-                        <int64_t>ref))
+        self.qe.append(_atomic((self.seq, self.idx, self.line, self.ts, cause, acct[0],
+                                acct[1], acct[2], acct[3], amount, after, <int64_t>oid,
+                                <int64_t>mid, <int64_t>ref)))
         self.line += 1
         return 0
 
@@ -112,8 +131,8 @@ cdef class _Mapper:
 
     cdef int hold_move(self, object user, object asset, object delta, uint64_t oid) except -1:
         """rules._hold_move: available -> held (delta > 0) or back (delta < 0)."""
-        cdef tuple av = (user, 0, _AVAILABLE, asset)
-        cdef tuple hd = (user, 0, _HELD, asset)
+        cdef tuple av = _atomic((user, 0, _AVAILABLE, asset))
+        cdef tuple hd = _atomic((user, 0, _HELD, asset))
         if delta > 0:
             self.pair(hd, av, delta, HOLD, oid)
         elif delta < 0:
@@ -170,9 +189,9 @@ cdef class _Mapper:
         return 0
 
     cdef int order_event(self, const EvRec* e, object kind) except -1:
-        self.q_oev.append((self.seq, self.idx, 0, self.ts, e.user_id, <int64_t>e.order_id,
-                           kind, e.symbol_id, e.side, e.price_ticks, e.qty_lots,
-                           e.leaves_lots, e.reason))
+        self.q_oev.append(_atomic((self.seq, self.idx, 0, self.ts, e.user_id,
+                                   <int64_t>e.order_id, kind, e.symbol_id, e.side,
+                                   e.price_ticks, e.qty_lots, e.leaves_lots, e.reason)))
         return 0
 
     cdef int trade(self, const EvRec* e) except -1:
@@ -197,20 +216,20 @@ cdef class _Mapper:
         cdef uint64_t mid = e.match_id
         cdef uint64_t b_oid = buyer[1]
         cdef uint64_t s_oid = seller[1]
-        cdef tuple b_held_q = (buyer[0], 0, _HELD, q)
-        cdef tuple s_avail_q = (seller[0], 0, _AVAILABLE, q)
-        cdef tuple fee_q = (0, 0, _FEE, q)
+        cdef tuple b_held_q = _atomic((buyer[0], 0, _HELD, q))
+        cdef tuple s_avail_q = _atomic((seller[0], 0, _AVAILABLE, q))
+        cdef tuple fee_q = _atomic((0, 0, _FEE, q))
         self.pair(s_avail_q, b_held_q, n, TRADE, b_oid, mid)
-        self.pair((buyer[0], 0, _AVAILABLE, b), (seller[0], 0, _HELD, b), base_amt, TRADE,
-                  s_oid, mid)
+        self.pair(_atomic((buyer[0], 0, _AVAILABLE, b)), _atomic((seller[0], 0, _HELD, b)),
+                  base_amt, TRADE, s_oid, mid)
         self.pair(fee_q, b_held_q, fee_b, FEE_CAUSE, b_oid, mid)
         self.pair(fee_q, s_avail_q, fee_s, FEE_CAUSE, s_oid, mid)
         if buyer == seller:
             raise UnknownReferenceError(f"seq {e.seq}: order {buyer} trades with itself")
         cdef object b_left = (<tuple>bh)[1] - n - fee_b
         cdef object s_left = (<tuple>sh)[1] - base_amt
-        cdef bint taker_done = (e.flags & rules.TAKER_DONE) != 0
-        cdef bint maker_done = (e.flags & rules.MAKER_DONE) != 0
+        cdef bint taker_done = (e.flags & TAKER_DONE) != 0
+        cdef bint maker_done = (e.flags & MAKER_DONE) != 0
         cdef bint b_done = taker_done if e.side == Side.BUY else maker_done
         cdef bint s_done = maker_done if e.side == Side.BUY else taker_done
         if b_done:
@@ -259,6 +278,7 @@ cdef class _Mapper:
             self.holds[key] = h
             self.q_orders[key] = row
         elif k == EvKind.CANCELED or k == EvKind.REDUCED or k == EvKind.REPLACED:
+            self.ph = {}
             key = (e.user_id, e.order_id)
             h = self.live_hold(e, key)
             self.hold_move(e.user_id, (<tuple>h)[0], e.maker_fee, e.order_id)
@@ -275,10 +295,12 @@ cdef class _Mapper:
                     row[O_PRICE] = e.price_ticks
             self.set_hold(key, row)
         elif k == EvKind.TRADE:
+            self.ph = {}
             self.trade(e)
         elif k == EvKind.REJECTED:
             self.order_event(e, KIND_NAMES[k])
         elif k == EvKind.TRIGGERED:
+            self.ph = NO_HOLDS
             self.order_event(e, KIND_NAMES[k])
             key = (e.user_id, e.order_id)
             row = self.row(e, key)
@@ -336,11 +358,7 @@ def apply_events(led, events, uint64_t applied_seq):
         raise TypeError(f"events must be EV_DTYPE records, not {events.dtype}")
     cdef cnp.ndarray arr = np.ascontiguousarray(events)
     cdef const EvRec* recs = <const EvRec*> cnp.PyArray_DATA(arr)
-    cdef Py_ssize_t i, n = arr.shape[0], applied = 0
-    cdef uint64_t cur_seq = 0
-    cdef long idx = 0
-    cdef bint first = True
-    cdef const EvRec* e
+    cdef Py_ssize_t n = arr.shape[0]
     cdef _Mapper m = _Mapper()
     m.bal = led.balances
     m.symbols = led.symbols
@@ -358,6 +376,24 @@ def apply_events(led, events, uint64_t applied_seq):
     m.q_assets = led.q_assets
     m.q_users = led.q_users
     cdef Py_ssize_t entries0 = len(m.qe)
+    # No cyclic collection while mapping: nothing created here can be in a cycle,
+    # and the collections the allocations would trigger traverse the whole queue.
+    cdef bint gc_was_on = gc.isenabled()
+    gc.disable()
+    try:
+        _run(m, recs, n, applied_seq)
+    finally:
+        if gc_was_on:
+            gc.enable()
+    return m.applied, len(m.qe) - entries0
+
+
+cdef int _run(_Mapper m, const EvRec* recs, Py_ssize_t n, uint64_t applied_seq) except -1:
+    cdef Py_ssize_t i
+    cdef uint64_t cur_seq = 0
+    cdef long idx = 0
+    cdef bint first = True
+    cdef const EvRec* e
     for i in range(n):
         e = &recs[i]
         if e.seq <= applied_seq:
@@ -370,7 +406,6 @@ def apply_events(led, events, uint64_t applied_seq):
         m.ts = e.ts_ns
         m.idx = idx
         m.line = 0
-        m.ph = {}
         m.event(e)
-        applied += 1
-    return applied, len(m.qe) - entries0
+        m.applied += 1
+    return 0
