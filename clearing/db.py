@@ -10,6 +10,7 @@ path) or ``postgresql://...``.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -26,6 +27,10 @@ CONNECTION_ERRORS: tuple[type[Exception], ...] = (
 )
 
 Row = tuple[Any, ...]
+
+# Rows per multi-row INSERT on SQLite (x at most 17 columns: far below SQLite's
+# 32,766 bound parameters).
+SQLITE_ROWS = 64
 
 
 def is_postgres(url: str) -> bool:
@@ -158,8 +163,19 @@ class Db:
                 for r in rows:
                     cp.write_row(r)
         else:
-            marks = ", ".join("?" * len(columns))
-            self._conn.executemany(f"INSERT INTO {table} ({cols}) VALUES ({marks})", rows)
+            # Multi-row VALUES: one statement step (and one GIL release and
+            # re-acquire by the sqlite3 module) per SQLITE_ROWS rows, not per row.
+            one = "(" + ", ".join("?" * len(columns)) + ")"
+            k = SQLITE_ROWS
+            full = len(rows) - len(rows) % k
+            if full:
+                sql = f"INSERT INTO {table} ({cols}) VALUES " + ", ".join([one] * k)
+                chain = itertools.chain.from_iterable
+                self._conn.executemany(
+                    sql, (tuple(chain(rows[i : i + k])) for i in range(0, full, k))
+                )
+            if full < len(rows):
+                self._conn.executemany(f"INSERT INTO {table} ({cols}) VALUES {one}", rows[full:])
 
     def upsert_rows(
         self,

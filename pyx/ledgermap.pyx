@@ -50,6 +50,7 @@ cdef enum:
     _EXTERNAL = 3
     TAKER_DONE = 1
     MAKER_DONE = 2
+    YIELD_MASK = 63  # release the GIL every 64 events
 assert (rules.AVAILABLE, rules.HELD, rules.FEE, rules.EXTERNAL) == (0, 1, 2, 3)
 assert rules.SYSTEM_USER == 0 and (rules.TAKER_DONE, rules.MAKER_DONE) == (TAKER_DONE, MAKER_DONE)
 
@@ -408,4 +409,9 @@ cdef int _run(_Mapper m, const EvRec* recs, Py_ssize_t n, uint64_t applied_seq) 
         m.line = 0
         m.event(e)
         m.applied += 1
+        if (m.applied & YIELD_MASK) == 0:
+            # Let the ledger's background writer take the GIL (it needs it between
+            # its database calls): without this it waits for the whole frame.
+            with nogil:
+                pass
     return 0
