@@ -48,7 +48,7 @@ from bench.core import full_stream
 from bench.meta import median_int, run_info
 from bench.workload import WorkloadConfig, generate
 from clearing.db import Db
-from clearing.ledger import SWITCH_INTERVAL_S, Ledger
+from clearing.ledger import Ledger
 from clearing.pgtmp import PgCluster
 from engine.core import Core
 from engine.wire.frames import decode_event_frame
@@ -84,7 +84,6 @@ def ledger_rate(
     does on a core of its own when the machine is shared (SQLite runs in this
     process; PostgreSQL's server time is not in it).  ``fast=False``: the
     pure-Python mapping (the oracle of pyx.ledgermap), as the baseline."""
-    sys.setswitchinterval(SWITCH_INTERVAL_S)  # as the process does
     with Db(url) as db:
         led = Ledger(db, fast=fast)
         t0 = time.perf_counter()

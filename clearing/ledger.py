@@ -27,11 +27,6 @@ from pyx import ledgermap
 from pyx.enums import EvKind, Side
 
 U64 = 1 << 64
-# GIL switch interval for a process that uses flush_async (set by the clearing
-# process and the benchmark, not here: it is process-wide).  The writer thread needs
-# the GIL between its database calls; with the default 5 ms it waits that long each
-# time the mapping thread runs, and the two hardly overlap.
-SWITCH_INTERVAL_S = 0.001
 I64_MAX = (1 << 63) - 1
 
 ENTRY_COLUMNS = (

@@ -28,7 +28,7 @@ from types import FrameType
 from bindings.client import CoreError, EventSubscriber
 from clearing.config import ClearingConfig, add_arguments, load
 from clearing.db import CONNECTION_ERRORS, Db
-from clearing.ledger import SWITCH_INTERVAL_S, ConcurrentWriterError, Ledger, StreamError
+from clearing.ledger import ConcurrentWriterError, Ledger, StreamError
 
 log = logging.getLogger("bursa.clearing")
 
@@ -188,7 +188,6 @@ def main(argv: list[str]) -> int:
     except (ValueError, OSError) as e:
         print(f"bursa clearing: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
-    sys.setswitchinterval(SWITCH_INTERVAL_S)  # the background writer's turns (ledger.py)
     proc = ClearingProcess(config)
 
     def _stop(signum: int, frame: FrameType | None) -> None:
