@@ -16,7 +16,9 @@ them) are the input.
   process's default), each committing its entries, rows and ``last_seq``.
   SQLite: a WAL file with ``synchronous=FULL`` in a temp dir; PostgreSQL: a
   throwaway local cluster (``clearing.pgtmp``, default settings, fsync on) fed
-  with COPY.  Median of ``--repeats`` runs, each on a fresh database.
+  with binary COPY.  Median of ``--repeats`` runs, each on a fresh database.
+  ``*_python_map``: one run each with the pure-Python mapping (the oracle of the
+  compiled ``pyx.ledgermap``), the baseline in the same run.
 - ``max_lag_events``: a real ``bursa core`` (mode async) and a real
   ``bursa clearing run`` (SQLite) while a paced client sends the stream at the
   command rate that gives ``--trades-per-s`` trades/s (default 10,000); every
@@ -75,13 +77,16 @@ def core_frames(stream: np.ndarray) -> tuple[list[Frame], int]:
     return frames, trades
 
 
-def ledger_rate(url: str, frames: list[Frame], batch_events: int) -> tuple[int, int, int]:
+def ledger_rate(
+    url: str, frames: list[Frame], batch_events: int, fast: bool = True
+) -> tuple[int, int, int]:
     """(entries/s, entries per CPU second of this process, entries) of the whole
     stream into the empty ledger at ``url``.  The CPU figure shows what the writer
     does on a core of its own when the machine is shared (SQLite runs in this
-    process; PostgreSQL's server time is not in it)."""
+    process; PostgreSQL's server time is not in it).  ``fast=False``: the
+    pure-Python mapping (the oracle of pyx.ledgermap), as the baseline."""
     with Db(url) as db:
-        led = Ledger(db)
+        led = Ledger(db, fast=fast)
         t0 = time.perf_counter()
         c0 = time.process_time()
         for f in frames:
@@ -240,6 +245,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             sq.append(rate)
             sq_cpu.append(cpu)
         out["entries"] = n
+        # Baseline in the same run: the pure-Python mapping, one run per backend.
+        base_url = f"sqlite:///{tmp / 'bench-python-map.db'}"
+        out["sqlite_entries_per_s_python_map"], out["sqlite_entries_per_cpu_s_python_map"], _ = (
+            ledger_rate(base_url, frames, args.batch_events, fast=False)
+        )
         cluster = PgCluster(tmp)
         cluster.start()
         try:
@@ -247,6 +257,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 rate, cpu, _n = ledger_rate(cluster.new_database(), frames, args.batch_events)
                 pg.append(rate)
                 pg_cpu.append(cpu)
+            out["postgres_entries_per_s_python_map"], _, _ = ledger_rate(
+                cluster.new_database(), frames, args.batch_events, fast=False
+            )
         finally:
             cluster.cleanup()
         out["sqlite_entries_per_s"] = median_int(sq)

@@ -10,6 +10,7 @@ path) or ``postgresql://...``.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -26,6 +27,10 @@ CONNECTION_ERRORS: tuple[type[Exception], ...] = (
 )
 
 Row = tuple[Any, ...]
+
+# Rows per multi-row INSERT on SQLite (x at most 17 columns: far below SQLite's
+# 32,766 bound parameters).
+SQLITE_ROWS = 64
 
 
 def is_postgres(url: str) -> bool:
@@ -53,6 +58,7 @@ class Db:
         self.postgres = is_postgres(url)
         self.backend = "postgres" if self.postgres else "sqlite"
         self._conn: Any = None
+        self._pg_types: dict[str, dict[str, str]] = {}
         self.connect()
 
     def connect(self) -> None:
@@ -120,20 +126,56 @@ class Db:
                 return [tuple(r) for r in cur.fetchall()]
         return list(self._conn.execute(sql, params).fetchall())
 
+    def column_types(self, table: str) -> dict[str, str]:
+        """PostgreSQL: the type name of each column of ``table`` (cached; the schema
+        only changes through migrations, which run before any batch)."""
+        types = self._pg_types.get(table)
+        if types is None:
+            types = {
+                str(name): str(typ)
+                for name, typ in self.query(
+                    "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute"
+                    " WHERE attrelid = ?::regclass AND attnum > 0 AND NOT attisdropped",
+                    (table,),
+                )
+            }
+            self._pg_types[table] = types
+        return types
+
     def insert_rows(
-        self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+        self,
+        table: str,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        like: str | None = None,
     ) -> None:
-        """Bulk insert: COPY on PostgreSQL, executemany on SQLite."""
+        """Bulk insert: binary COPY on PostgreSQL (the server decodes fixed-size
+        integers instead of parsing text; column types from ``like`` or ``table``),
+        executemany on SQLite."""
         if not rows:
             return
         cols = ", ".join(columns)
         if self.postgres:
-            with self._conn.cursor() as cur, cur.copy(f"COPY {table} ({cols}) FROM STDIN") as cp:
+            types = self.column_types(like or table)
+            sql = f"COPY {table} ({cols}) FROM STDIN (FORMAT BINARY)"
+            with self._conn.cursor() as cur, cur.copy(sql) as cp:
+                cp.set_types([types[c] for c in columns])
                 for r in rows:
                     cp.write_row(r)
         else:
-            marks = ", ".join("?" * len(columns))
-            self._conn.executemany(f"INSERT INTO {table} ({cols}) VALUES ({marks})", rows)
+            # Multi-row VALUES: one statement step (and one GIL release and
+            # re-acquire by the sqlite3 module) per SQLITE_ROWS rows, not per row.
+            one = "(" + ", ".join("?" * len(columns)) + ")"
+            k = SQLITE_ROWS
+            full = len(rows) - len(rows) % k
+            if full:
+                sql = f"INSERT INTO {table} ({cols}) VALUES " + ", ".join([one] * k)
+                chain = itertools.chain.from_iterable
+                self._conn.executemany(
+                    sql, (tuple(chain(rows[i : i + k])) for i in range(0, full, k))
+                )
+            if full < len(rows):
+                self._conn.executemany(f"INSERT INTO {table} ({cols}) VALUES {one}", rows[full:])
 
     def upsert_rows(
         self,
@@ -155,7 +197,7 @@ class Db:
             self._conn.execute(
                 f"CREATE TEMP TABLE IF NOT EXISTS {tmp} (LIKE {table}) ON COMMIT DELETE ROWS"
             )
-            self.insert_rows(tmp, columns, rows)
+            self.insert_rows(tmp, columns, rows, like=table)
             self._conn.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {tmp} {conflict}")
             return
         marks = ", ".join("?" * len(columns))

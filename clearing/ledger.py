@@ -23,6 +23,7 @@ from clearing import rules
 from clearing.db import Db
 from clearing.rules import Account, Ev, Hold, OrderKey, Symbol
 from clearing.schema import migrate
+from pyx import ledgermap
 from pyx.enums import EvKind, Side
 
 U64 = 1 << 64
@@ -130,10 +131,15 @@ class Ledger:
     ----------
     db : Db
         An open database; migrations are applied on :meth:`reload`.
+    fast : bool
+        Map events with the compiled :mod:`pyx.ledgermap` (default) instead of
+        the pure-Python path (:func:`clearing.rules.post` and :meth:`_apply`),
+        which stays as the oracle the compiled one is tested against.
     """
 
-    def __init__(self, db: Db) -> None:
+    def __init__(self, db: Db, fast: bool = True) -> None:
         self.db = db
+        self.fast = fast
         self.reload()
 
     # ------------------------------------------------------------- state
@@ -217,6 +223,16 @@ class Ledger:
             return 0
         if first_seq > self.last_seq + 1:
             raise StreamError(f"gap: next seq {self.last_seq + 1}, frame starts at {first_seq}")
+        if self.fast:
+            try:
+                n, n_entries = ledgermap.apply_events(self, events, self.last_seq)
+            except rules.UnknownReferenceError as ex:
+                raise StreamError(str(ex)) from ex
+            self.n_entries += n_entries
+            self.last_seq = last_seq
+            self.q_events += n
+            self.n_events += n
+            return n
         n = 0
         cur_seq, idx = -1, 0
         for rec in events.tolist():

@@ -107,6 +107,11 @@ class ClearingProcess:
                 led.apply_frame(f.first_seq, f.last_seq, f.events)
             led.settle_background()  # a failed write surfaces even when the stream is idle
             if not led.dirty:
+                if not frames:
+                    # Idle: collect the background write's outcome now.  Its error
+                    # (a database restart) must not wait for the next event: the
+                    # batch it lost is not dirty any more, so nothing else would ask.
+                    led.wait()
                 continue
             now = time.monotonic()
             if not first_pending:
