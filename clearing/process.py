@@ -105,13 +105,10 @@ class ClearingProcess:
             frames = sub.poll(timeout_ms=c.poll_ms, max_frames=POLL_FRAMES)
             for f in frames:
                 led.apply_frame(f.first_seq, f.last_seq, f.events)
-            led.settle_background()  # a failed write surfaces even when the stream is idle
+            # A failed background write must surface even when the stream is idle (a
+            # database restart): the batch it lost is not dirty, so nothing else asks.
+            led.settle_background()
             if not led.dirty:
-                if not frames:
-                    # Idle: collect the background write's outcome now.  Its error
-                    # (a database restart) must not wait for the next event: the
-                    # batch it lost is not dirty any more, so nothing else would ask.
-                    led.wait()
                 continue
             now = time.monotonic()
             if not first_pending:
