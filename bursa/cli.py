@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "sim": ("sim.run", "one deterministic simulation: --seed N [--commands K]"),
     "sim-campaign": ("sim.campaign", "many seeds in parallel with a progress bar"),
     "admin": ("engine.admin", "admin commands to a running core"),
+    "gateway": ("gateway.server", "order-entry gateway: TCP sessions, API keys, execution reports"),
 }
 
 

@@ -7,6 +7,7 @@ the gateway reports (``MALFORMED_MESSAGE`` or ``OVERSIZED_FRAME``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,7 +64,7 @@ def _frame(ftype: bytes, body: bytes) -> bytes:
     return FRAME_HEAD.pack(len(body) + 1, ftype[0]) + body
 
 
-def pack_body(spec: MsgSpec, values: dict[str, Value]) -> bytes:
+def pack_body(spec: MsgSpec, values: Mapping[str, Value]) -> bytes:
     """The packed body of ``spec`` (missing fields are 0 / empty)."""
     args: list[Value] = []
     for f in spec.fields:
@@ -81,7 +82,7 @@ def encode(name: str, seq: int = 0, **values: Value) -> bytes:
     return encode_spec(spec, values, seq)
 
 
-def encode_spec(spec: MsgSpec, values: dict[str, Value], seq: int = 0) -> bytes:
+def encode_spec(spec: MsgSpec, values: Mapping[str, Value], seq: int = 0) -> bytes:
     """One whole frame of ``spec`` with ``values``."""
     body = pack_body(spec, values)
     if spec.layer == "session":
@@ -91,7 +92,7 @@ def encode_spec(spec: MsgSpec, values: dict[str, Value], seq: int = 0) -> bytes:
     return _frame(SEQUENCED, SEQ_HEAD.pack(seq) + spec.code + body)
 
 
-def app_payload(spec: MsgSpec, values: dict[str, Value]) -> bytes:
+def app_payload(spec: MsgSpec, values: Mapping[str, Value]) -> bytes:
     """The part of an S frame after the sequence number (stored per session)."""
     return spec.code + pack_body(spec, values)
 

@@ -1,0 +1,924 @@
+"""`bursa gateway`: the order-entry door of the exchange (TCP sessions -> core).
+
+One asyncio loop.  Clients connect over TCP and speak docs/protocol.md; each loop
+turn collects the commands of every session into one frame for the core's trade
+socket (:class:`bindings.client.CoreClient`), and the core's events
+(:class:`bindings.client.EventSubscriber`) become each session's sequenced
+execution reports.  The user of every command is the authenticated session's
+user; a client never names a user or a core order id.
+
+State and replay are described in :mod:`gateway.store` and docs/gateway.md.
+Ready line: ``{"ready": true, "gateway": "tcp://host:port", "port": ..., ...}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import struct
+import sys
+import time
+import tomllib
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import zmq
+
+from bindings.client import CoreClient, CoreError, EventSubscriber
+from engine.server import DEFAULT_CMD_ENDPOINT, DEFAULT_PUB_ENDPOINT, DEFAULT_REPLAY_ENDPOINT
+from engine.wire.frames import (
+    CONTROL_TAG,
+    FrameError,
+    decode_control,
+    decode_replies,
+    encode_control,
+)
+from engine.wire.layout import CMD_FIELDS, EV_DTYPE
+from gateway import keys
+from gateway.store import Order, Store
+from gateway.wire import codec
+from gateway.wire.codes import GwReason
+from gateway.wire.layout import (
+    APP_OUT,
+    BY_NAME,
+    LIQUIDITY_MAKER,
+    LIQUIDITY_TAKER,
+    LOGIN_CANCEL_ON_DISCONNECT,
+    ORDER_POST_ONLY,
+    REQUEST_CANCEL,
+    REQUEST_REDUCE,
+    REQUEST_REPLACE,
+    STATE_CANCELED,
+    STATE_FILLED,
+    STATE_OPEN,
+    STATE_PENDING,
+    STATE_REJECTED,
+    STATE_UNKNOWN,
+    MsgSpec,
+)
+from pyx.enums import CmdFlag, CmdKind, EvFlag, EvKind, Reason
+
+log = logging.getLogger("bursa.gateway")
+
+OUT = {m.name: m for m in APP_OUT}
+LOGIN = BY_NAME["LOGIN"]
+CMD_STRUCT = struct.Struct(
+    "<"
+    + "".join(
+        {"<u8": "Q", "<i8": "q", "<u4": "I", "<u2": "H", "u1": "B"}[f.code] for f in CMD_FIELDS
+    )
+)
+CMD_INDEX = {f.name: i for i, f in enumerate(CMD_FIELDS)}
+EV = {name: i for i, name in enumerate(EV_DTYPE.names or ())}
+REQUEST_OF_OP = {"C": REQUEST_CANCEL, "U": REQUEST_REPLACE, "D": REQUEST_REDUCE}
+
+
+@dataclass
+class GatewayConfig:
+    """Settings of one gateway (TOML section ``[gateway]``; flags override).
+
+    Rates are per second (fixed one-second windows); ``flood_factor`` x the message
+    limit in one window disconnects the session (FLOOD).
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 7100
+    db_path: str = keys.DEFAULT_DB
+    core_trade_endpoint: str = DEFAULT_CMD_ENDPOINT
+    core_pub_endpoint: str = DEFAULT_PUB_ENDPOINT
+    core_replay_endpoint: str = DEFAULT_REPLAY_ENDPOINT
+    heartbeat_ms: int = 1000
+    login_timeout_ms: int = 5000
+    timestamp_skew_ms: int = 30_000
+    max_msgs_per_s: int = 100_000
+    max_orders_per_s: int = 50_000
+    max_user_orders_per_s: int = 100_000
+    max_open_orders: int = 50_000
+    max_user_open_orders: int = 100_000
+    flood_factor: int = 4
+    max_out_buffer: int = 4 << 20
+    max_logins_per_s_per_ip: int = 50
+    max_connections: int = 1000
+    replay_chunk: int = 1000
+
+
+class Conn(asyncio.Protocol):
+    """One TCP connection: framing, login state, throttles, output."""
+
+    def __init__(self, gw: Gateway) -> None:
+        self.gw = gw
+        self.transport: asyncio.Transport | None = None
+        self.reader = codec.FrameReader()
+        self.peer_ip = ""
+        self.key: keys.ApiKey | None = None
+        self.cod = False
+        self.live = False  # logged in
+        self.closed = False
+        self.replaying = False
+        self.sent_seq = 0
+        now = time.monotonic()
+        self.opened = now
+        self.last_recv = now
+        self.last_sent = now
+        self.window = 0
+        self.msgs = 0
+        self.orders = 0
+        self.drained = asyncio.Event()
+        self.drained.set()
+
+    # ------------------------------------------------------------ asyncio
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Accept (or refuse above ``max_connections``)."""
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer_ip = str(peer[0]) if peer else ""
+        transport.set_write_buffer_limits(high=self.gw.cfg.max_out_buffer // 2)
+        self.gw.conns.add(self)
+        if len(self.gw.conns) > self.gw.cfg.max_connections:
+            self.reject_login(GwReason.LOGIN_RATE_EXCEEDED)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Forget the connection; cancel-on-disconnect if chosen at login."""
+        self.closed = True
+        self.drained.set()
+        self.gw.conns.discard(self)
+        if self.key is not None and self.gw.sessions.get(self.key.key_id) is self:
+            del self.gw.sessions[self.key.key_id]
+            if self.cod:
+                self.gw.cancel_session_orders(self.key)
+
+    def pause_writing(self) -> None:
+        """The socket's buffer is above the high mark."""
+        self.drained.clear()
+
+    def resume_writing(self) -> None:
+        """The socket's buffer drained below the low mark."""
+        self.drained.set()
+
+    def data_received(self, data: bytes) -> None:
+        """Split frames and handle each; a bad frame ends the session."""
+        if self.closed:
+            return
+        self.last_recv = time.monotonic()
+        try:
+            frames = self.reader.feed(data)
+            for ftype, body in frames:
+                if self.closed:
+                    return
+                self.on_frame(ftype, body)
+        except codec.WireError as e:
+            self.end(e.reason)
+
+    # ------------------------------------------------------------- output
+
+    def write(self, data: bytes) -> None:
+        """Write bytes; a client whose buffer exceeds the bound is disconnected."""
+        if self.closed or self.transport is None:
+            return
+        self.transport.write(data)
+        self.last_sent = time.monotonic()
+        if self.transport.get_write_buffer_size() > self.gw.cfg.max_out_buffer:
+            self.end(GwReason.SLOW_CONSUMER, abort=True)
+
+    def end(self, reason: GwReason, abort: bool = False) -> None:
+        """END_OF_SESSION with ``reason`` and close."""
+        if self.closed or self.transport is None:
+            return
+        log.info("session end %s key=%s", reason.name, self.key.key_id if self.key else None)
+        if not abort:
+            self.transport.write(codec.encode("END_OF_SESSION", reason=int(reason)))
+        self.closed = True
+        if abort:
+            self.transport.abort()
+        else:
+            self.transport.close()
+
+    def reject_login(self, reason: GwReason) -> None:
+        """LOGIN_REJECTED with ``reason`` and close."""
+        if self.transport is not None and not self.closed:
+            self.transport.write(codec.encode("LOGIN_REJECTED", reason=int(reason)))
+            self.closed = True
+            self.transport.close()
+
+    # -------------------------------------------------------------- input
+
+    def on_frame(self, ftype: int, body: bytes) -> None:
+        """One inbound frame (login state machine, then application messages)."""
+        msg = codec.decode(ftype, body, inbound=True)
+        name = msg.name
+        if not self.live:
+            if name != "LOGIN":
+                self.end(GwReason.PROTOCOL_VIOLATION)
+                return
+            self.gw.login(self, body, msg)
+            return
+        if name == "CLIENT_HEARTBEAT":
+            return
+        if name == "LOGOUT":
+            self.end(GwReason.LOGOUT)
+            return
+        if name == "LOGIN":
+            self.end(GwReason.PROTOCOL_VIOLATION)
+            return
+        # Throttle every application message (fixed one-second windows).
+        cfg = self.gw.cfg
+        sec = int(time.monotonic())
+        if sec != self.window:
+            self.window, self.msgs, self.orders = sec, 0, 0
+        self.msgs += 1
+        if self.msgs > cfg.max_msgs_per_s * cfg.flood_factor:
+            self.end(GwReason.FLOOD)
+            return
+        assert self.key is not None
+        self.gw.on_app(self, self.key, msg, self.msgs > cfg.max_msgs_per_s)
+
+
+class Gateway:
+    """The gateway's state and the core I/O (see the module docstring)."""
+
+    def __init__(self, cfg: GatewayConfig) -> None:
+        self.cfg = cfg
+        self.store = Store(cfg.db_path)
+        self.keystore = keys.KeyStore(self.store.con, cfg.timestamp_skew_ms * 1_000_000)
+        self.conns: set[Conn] = set()
+        self.sessions: dict[int, Conn] = {}
+        self.core = CoreClient(cfg.core_trade_endpoint)
+        self.sub = EventSubscriber(
+            cfg.core_pub_endpoint, cfg.core_replay_endpoint, from_seq=self.store.last_core_seq + 1
+        )
+        self.sub.replay_timeout_ms = 2000
+        self.cmds: list[bytes] = []
+        self.cmd_tags: list[tuple[int, int, str]] = []  # (user_id, order_id, op) per command
+        self.mass: dict[int, tuple[int, int]] = {}  # client_ref -> (key_id, request_id)
+        self.next_ref = 1
+        self.controls: deque[tuple[int, int, int, int]] = deque()  # key, request, asset, acct
+        self.outbox: list[tuple[int, int, bytes]] = []
+        self.flush_scheduled = False
+        self.login_window = 0
+        self.logins_by_ip: dict[str, int] = {}
+        self.user_window: dict[int, tuple[int, int]] = {}  # user -> (second, orders)
+        self.open_by_key: dict[int, int] = {}
+        self.open_by_user: dict[int, int] = {}
+        for o in self.store.orders.values():
+            if o.is_open:
+                self._count_open(o, 1)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.caught_up = False
+        self.stats = {"orders": 0, "events": 0, "frames_to_core": 0}
+
+    # ------------------------------------------------------------ helpers
+
+    def _count_open(self, o: Order, d: int) -> None:
+        self.open_by_key[o.key_id] = self.open_by_key.get(o.key_id, 0) + d
+        self.open_by_user[o.user_id] = self.open_by_user.get(o.user_id, 0) + d
+
+    def _set_state(self, o: Order, state: int) -> None:
+        was = o.is_open
+        o.state = state
+        if was and not o.is_open:
+            self._count_open(o, -1)
+
+    def emit(self, key_id: int, spec: MsgSpec, values: Mapping[str, codec.Value]) -> None:
+        """Store the session's next sequenced message; sent after this turn's commit."""
+        payload = codec.app_payload(spec, values)
+        seq = self.store.append(key_id, payload)
+        self.outbox.append((key_id, seq, payload))
+        self.schedule_flush()
+
+    def schedule_flush(self) -> None:
+        """Run :meth:`flush` once at the end of this loop turn."""
+        if not self.flush_scheduled and self.loop is not None:
+            self.flush_scheduled = True
+            self.loop.call_soon(self.flush)
+
+    def queue_cmd(self, tag: tuple[int, int, str], **v: int) -> None:
+        """Add one command record to this turn's frame for the core."""
+        rec = [0] * len(CMD_FIELDS)
+        for k, x in v.items():
+            rec[CMD_INDEX[k]] = x
+        self.cmds.append(CMD_STRUCT.pack(*rec))
+        self.cmd_tags.append(tag)
+        self.schedule_flush()
+
+    # -------------------------------------------------------------- login
+
+    def login(self, conn: Conn, body: bytes, msg: codec.Msg) -> None:
+        """Verify a LOGIN; accept (and start the replay) or reject with its code."""
+        sec = int(time.monotonic())
+        if sec != self.login_window:
+            self.login_window, self.logins_by_ip = sec, {}
+        n = self.logins_by_ip.get(conn.peer_ip, 0) + 1
+        self.logins_by_ip[conn.peer_ip] = n
+        if n > self.cfg.max_logins_per_s_per_ip:
+            conn.reject_login(GwReason.LOGIN_RATE_EXCEEDED)
+            return
+        try:
+            key = self.keystore.verify_login(body, msg.values, conn.peer_ip, time.time_ns())
+        except keys.LoginError as e:
+            conn.reject_login(e.reason)
+            return
+        if key.key_id in self.sessions:
+            conn.reject_login(GwReason.ALREADY_LOGGED_IN)
+            return
+        last = self.store.last_seq.get(key.key_id, 0)
+        first = int(msg.next_seq) or last + 1
+        if first > last + 1:
+            conn.reject_login(GwReason.INVALID_SEQUENCE)
+            return
+        conn.key = key
+        conn.live = True
+        conn.cod = bool(int(msg.flags) & LOGIN_CANCEL_ON_DISCONNECT)
+        conn.sent_seq = first - 1
+        self.sessions[key.key_id] = conn
+        conn.write(
+            codec.encode(
+                "LOGIN_ACCEPTED",
+                key_id=key.key_id,
+                first_seq=first,
+                last_seq=last,
+                user_id=key.user_id,
+                heartbeat_ms=self.cfg.heartbeat_ms,
+            )
+        )
+        log.info("login key=%d user=%d from seq %d (last %d)", key.key_id, key.user_id, first, last)
+        if first <= last:
+            conn.replaying = True
+            assert self.loop is not None
+            self.loop.create_task(self.replay(conn))
+
+    async def replay(self, conn: Conn) -> None:
+        """Send the stored messages the client missed, chunk by chunk, then go live."""
+        assert conn.key is not None
+        key_id = conn.key.key_id
+        while not conn.closed:
+            await conn.drained.wait()
+            if conn.closed:
+                return
+            limit = self.store.committed_seq.get(key_id, 0)
+            rows = [
+                r
+                for r in self.store.stream(key_id, conn.sent_seq + 1, self.cfg.replay_chunk)
+                if r[0] <= limit
+            ]
+            if not rows:
+                conn.replaying = False  # same step as the check: no message can slip between
+                return
+            conn.write(b"".join(codec.sequenced_frame(s, p) for s, p in rows))
+            conn.sent_seq = rows[-1][0]
+            await asyncio.sleep(0)
+
+    # ----------------------------------------------------- app messages
+
+    def on_app(self, conn: Conn, key: keys.ApiKey, msg: codec.Msg, over_rate: bool) -> None:
+        """One application message of a logged-in session."""
+        name = msg.name
+        kid, uid = key.key_id, key.user_id
+        if name == "ENTER_ORDER":
+            self.enter_order(conn, key, msg, over_rate)
+        elif name in ("CANCEL_ORDER", "REPLACE_ORDER", "REDUCE_ORDER"):
+            op = {"CANCEL_ORDER": "C", "REPLACE_ORDER": "U", "REDUCE_ORDER": "D"}[name]
+            self.modify(key, msg, op, over_rate)
+        elif name == "MASS_CANCEL":
+            reason = self._trade_gate(key, over_rate)
+            if reason:
+                self.emit(
+                    kid, OUT["MASS_CANCEL_ACK"], {"request_id": msg.request_id, "reason": reason}
+                )
+                return
+            ref = self.next_ref
+            self.next_ref += 1
+            self.mass[ref] = (kid, int(msg.request_id))
+            self.queue_cmd(
+                (uid, ref, "M"),
+                kind=CmdKind.MASS_CANCEL,
+                user_id=uid,
+                symbol_id=int(msg.symbol_id),
+                side=int(msg.side),
+                client_ref=ref,
+            )
+        elif name == "ORDER_STATUS":
+            o = self.store.by_cl.get((kid, int(msg.cl_ord_id)))
+            v: dict[str, codec.Value] = {"cl_ord_id": msg.cl_ord_id}
+            if over_rate:
+                v["reason"] = GwReason.MESSAGE_RATE_EXCEEDED
+            elif o is None:
+                v.update(state=STATE_UNKNOWN, reason=GwReason.UNKNOWN_CL_ORD_ID)
+            else:
+                v.update(
+                    price_ticks=o.price,
+                    qty_lots=o.qty,
+                    leaves_lots=o.leaves if o.is_open else 0,
+                    filled_lots=o.filled,
+                    symbol_id=o.symbol_id,
+                    side=o.side,
+                    state=o.state,
+                    reason=o.reason,
+                )
+            self.emit(kid, OUT["ORDER_STATUS_REPLY"], v)
+        elif name == "BALANCE_QUERY":
+            base = {"request_id": msg.request_id, "asset_id": msg.asset_id, "account": msg.account}
+            if over_rate:
+                self.emit(kid, OUT["BALANCE"], {**base, "reason": GwReason.MESSAGE_RATE_EXCEEDED})
+                return
+            req = {"op": "balance", "user_id": uid, "asset_id": int(msg.asset_id)}
+            req["account"] = int(msg.account)
+            try:
+                self.core.sock.send_multipart([CONTROL_TAG, encode_control(req)], zmq.NOBLOCK)
+            except zmq.Again:
+                self.emit(kid, OUT["BALANCE"], {**base, "reason": GwReason.CORE_UNAVAILABLE})
+                return
+            self.controls.append((kid, int(msg.request_id), int(msg.asset_id), int(msg.account)))
+            self.pump_core()
+
+    def _trade_gate(self, key: keys.ApiKey, over_rate: bool) -> int:
+        if over_rate:
+            return int(GwReason.MESSAGE_RATE_EXCEEDED)
+        if not key.can_trade:
+            return int(GwReason.READ_ONLY_KEY)
+        return 0
+
+    def enter_order(self, conn: Conn, key: keys.ApiKey, msg: codec.Msg, over_rate: bool) -> None:
+        """ENTER_ORDER: checks, a new core order id, then NEW to the core."""
+        kid, uid = key.key_id, key.user_id
+        cl = int(msg.cl_ord_id)
+        reason = self._trade_gate(key, over_rate)
+        if not reason and (cl == 0 or (kid, cl) in self.store.by_cl):
+            reason = GwReason.DUPLICATE_CL_ORD_ID
+        if not reason:
+            conn.orders += 1
+            sec, n = self.user_window.get(uid, (0, 0))
+            now = int(time.monotonic())
+            n = n + 1 if sec == now else 1
+            self.user_window[uid] = (now, n)
+            if conn.orders > self.cfg.max_orders_per_s or n > self.cfg.max_user_orders_per_s:
+                reason = GwReason.ORDER_RATE_EXCEEDED
+            elif (
+                self.open_by_key.get(kid, 0) >= self.cfg.max_open_orders
+                or self.open_by_user.get(uid, 0) >= self.cfg.max_user_open_orders
+            ):
+                reason = GwReason.OPEN_ORDERS_EXCEEDED
+        if reason:
+            self.emit(kid, OUT["REJECTED"], {"cl_ord_id": cl, "reason": reason})
+            return
+        o = Order(
+            user_id=uid,
+            order_id=0,
+            key_id=kid,
+            cl_ord_id=cl,
+            symbol_id=int(msg.symbol_id),
+            side=int(msg.side),
+            ord_type=int(msg.ord_type),
+            price=int(msg.price_ticks),
+            qty=int(msg.qty_lots),
+            leaves=int(msg.qty_lots),
+        )
+        self.store.new_order(o)
+        self._count_open(o, 1)
+        self.stats["orders"] += 1
+        flags = int(CmdFlag.POST_ONLY) if int(msg.flags) & ORDER_POST_ONLY else 0
+        self.queue_cmd(
+            (uid, o.order_id, "N"),
+            kind=CmdKind.NEW,
+            order_id=o.order_id,
+            user_id=uid,
+            symbol_id=o.symbol_id,
+            side=o.side,
+            ord_type=o.ord_type,
+            tif=int(msg.tif),
+            price_ticks=o.price,
+            qty_lots=o.qty,
+            stop_price_ticks=int(msg.stop_price_ticks),
+            stp=int(msg.stp),
+            flags=flags | (int(msg.flags) & ~ORDER_POST_ONLY & 0xFF),
+        )
+
+    def modify(self, key: keys.ApiKey, msg: codec.Msg, op: str, over_rate: bool) -> None:
+        """CANCEL / REPLACE / REDUCE of the session's own order."""
+        kid, uid = key.key_id, key.user_id
+        cl = int(msg.cl_ord_id)
+        o = self.store.by_cl.get((kid, cl))
+        reason = self._trade_gate(key, over_rate)
+        if not reason and o is None:
+            reason = GwReason.UNKNOWN_CL_ORD_ID
+        if not reason and o is not None and not o.is_open:
+            reason = GwReason.ORDER_NOT_OPEN
+        if reason or o is None:
+            v = {"cl_ord_id": cl, "reason": reason, "request": REQUEST_OF_OP[op]}
+            self.emit(kid, OUT["CANCEL_REJECTED"], v)
+            return
+        o.pending.append(op)
+        self.store.save_order(o)
+        kind = {"C": CmdKind.CANCEL, "U": CmdKind.REPLACE, "D": CmdKind.REDUCE}[op]
+        extra: dict[str, int] = {}
+        if op == "U":
+            extra = {"price_ticks": int(msg.price_ticks), "qty_lots": int(msg.qty_lots)}
+        elif op == "D":
+            extra = {"qty_lots": int(msg.qty_lots)}
+        self.queue_cmd((uid, o.order_id, op), kind=kind, order_id=o.order_id, user_id=uid, **extra)
+
+    def cancel_session_orders(self, key: keys.ApiKey, op: str = "C") -> None:
+        """Cancel every open order of a session (cancel-on-disconnect, recovery)."""
+        for o in self.store.open_orders(key.key_id):
+            if "C" in o.pending or "R" in o.pending:
+                continue
+            o.pending.append(op)
+            self.store.save_order(o)
+            self.queue_cmd(
+                (o.user_id, o.order_id, op),
+                kind=CmdKind.CANCEL,
+                order_id=o.order_id,
+                user_id=o.user_id,
+            )
+
+    # ------------------------------------------------------------- flush
+
+    def flush(self) -> None:
+        """End of a loop turn: commit, send the core frame, write the outbox."""
+        self.flush_scheduled = False
+        if self.cmds:
+            data = b"".join(self.cmds)
+            tags = self.cmd_tags
+            self.cmds, self.cmd_tags = [], []
+            # Commit first: an order id reaches the core only once it is stored.
+            self.store.commit()
+            try:
+                self.core.sock.send(data, zmq.NOBLOCK)
+                self.core.outstanding += len(tags)
+                self.stats["frames_to_core"] += 1
+            except zmq.Again:
+                self.core_unavailable(tags)
+        self.store.commit()
+        outbox, self.outbox = self.outbox, []
+        for key_id, seq, payload in outbox:
+            conn = self.sessions.get(key_id)
+            if conn is not None and not conn.replaying and conn.sent_seq == seq - 1:
+                conn.write(codec.sequenced_frame(seq, payload))
+                conn.sent_seq = seq
+        self.pump_core()
+
+    def core_unavailable(self, tags: list[tuple[int, int, str]]) -> None:
+        """The core's socket refused a frame: every command in it is rejected."""
+        for uid, oid, op in tags:
+            if op == "M":
+                m = self.mass.pop(oid, None)
+                if m is not None:
+                    v = {"request_id": m[1], "reason": GwReason.CORE_UNAVAILABLE}
+                    self.emit(m[0], OUT["MASS_CANCEL_ACK"], v)
+                continue
+            o = self.store.orders.get((uid, oid))
+            if o is not None:
+                self._answer_reject(o, int(GwReason.CORE_UNAVAILABLE), 0)
+
+    # -------------------------------------------------------------- core
+
+    def pump_core(self) -> None:
+        """Read every reply and event available now (the zmq FDs are edge-triggered)."""
+        sock = self.core.sock
+        got = False
+        while int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+            parts = sock.recv_multipart(zmq.NOBLOCK)
+            got = True
+            if len(parts) == 2 and parts[0] == CONTROL_TAG:
+                self.on_control(decode_control(parts[1]))
+            elif len(parts) == 1:
+                try:
+                    self.on_replies(decode_replies(parts[0]))
+                except FrameError:
+                    log.warning("undecodable reply frame from the core")
+        try:
+            frames = self.sub.poll(0, max_frames=256, idle_replay=False)
+        except (TimeoutError, CoreError) as e:
+            log.warning("event stream: %s (retrying)", e)
+            frames = []
+        for f in frames:
+            got = True
+            for ev in f.events.tolist():
+                self.on_event(ev)
+            self.store.set_core_seq(f.last_seq)
+            self.stats["events"] += len(f.events)
+        if got:
+            self.schedule_flush()
+
+    def on_control(self, ans: dict[str, Any]) -> None:
+        """A control answer: the oldest balance query's."""
+        if not self.controls:
+            return
+        kid, req, asset, account = self.controls.popleft()
+        v: dict[str, codec.Value] = {"request_id": req, "asset_id": asset, "account": account}
+        if ans.get("ok"):
+            bal = ans.get("balance", [0, 0])
+            v.update(available_minor=int(bal[0]), held_minor=int(bal[1]))
+        else:
+            v["reason"] = int(Reason.UNKNOWN_ASSET)
+        self.emit(kid, OUT["BALANCE"], v)
+
+    def on_replies(self, replies: Any) -> None:
+        """Replies: only mass cancels are answered from them (events do the rest)."""
+        self.core.outstanding -= len(replies)
+        for ref, status, value, reason in zip(
+            replies["client_ref"].tolist(),
+            replies["status"].tolist(),
+            replies["value"].tolist(),
+            replies["reason"].tolist(),
+            strict=True,
+        ):
+            m = self.mass.pop(int(ref), None)
+            if m is None:
+                continue
+            v = {"request_id": m[1], "canceled": value if status == 1 else 0, "reason": reason}
+            self.emit(m[0], OUT["MASS_CANCEL_ACK"], v)
+
+    def _answer_reject(self, o: Order, reason: int, ts: int) -> None:
+        """A REJECTED event (or a refused send) answers the order's oldest request."""
+        op = o.pending.pop(0) if o.pending else ""
+        if op == "N" or (op == "R" and o.state == STATE_PENDING):
+            self._set_state(o, STATE_REJECTED)
+            o.reason = reason if op == "N" else int(GwReason.CORE_UNAVAILABLE)
+            o.leaves = 0
+            self.emit(
+                o.key_id,
+                OUT["REJECTED"],
+                {"cl_ord_id": o.cl_ord_id, "ts_ns": ts, "reason": o.reason},
+            )
+        elif op in REQUEST_OF_OP:
+            v = {
+                "cl_ord_id": o.cl_ord_id,
+                "ts_ns": ts,
+                "reason": reason,
+                "request": REQUEST_OF_OP[op],
+            }
+            self.emit(o.key_id, OUT["CANCEL_REJECTED"], v)
+        self.store.save_order(o)
+
+    def on_event(self, ev: tuple[Any, ...]) -> None:
+        """Turn one core event into the owning sessions' messages."""
+        kind = ev[EV["kind"]]
+        if kind == EvKind.SYMBOL_ADDED:
+            self.store.set_quote_asset(ev[EV["symbol_id"]], ev[EV["maker_user_id"]])
+            return
+        if kind > EvKind.TRIGGERED:
+            return
+        ts = ev[EV["ts_ns"]]
+        o = self.store.orders.get((ev[EV["user_id"]], ev[EV["order_id"]]))
+        if kind == EvKind.TRADE:
+            qty, price = ev[EV["qty_lots"]], ev[EV["price_ticks"]]
+            maker = self.store.orders.get((ev[EV["maker_user_id"]], ev[EV["maker_order_id"]]))
+            flags = ev[EV["flags"]]
+            for side_o, liq, fee, done, leaves in (
+                (
+                    o,
+                    LIQUIDITY_TAKER,
+                    ev[EV["taker_fee"]],
+                    flags & EvFlag.TAKER_DONE,
+                    ev[EV["leaves_lots"]],
+                ),
+                (maker, LIQUIDITY_MAKER, ev[EV["maker_fee"]], flags & EvFlag.MAKER_DONE, None),
+            ):
+                if side_o is None:
+                    continue
+                side_o.filled += qty
+                side_o.leaves = leaves if leaves is not None else max(side_o.leaves - qty, 0)
+                if done:
+                    side_o.leaves = 0
+                    self._set_state(side_o, STATE_FILLED)
+                self.store.save_order(side_o)
+                self.emit(
+                    side_o.key_id,
+                    OUT["EXECUTED"],
+                    {
+                        "cl_ord_id": side_o.cl_ord_id,
+                        "ts_ns": ts,
+                        "match_id": ev[EV["match_id"]],
+                        "price_ticks": price,
+                        "qty_lots": qty,
+                        "leaves_lots": side_o.leaves,
+                        "fee_minor": fee,
+                        "fee_asset_id": self.store.quote_asset.get(side_o.symbol_id, 0),
+                        "symbol_id": side_o.symbol_id,
+                        "side": side_o.side,
+                        "liquidity": liq,
+                    },
+                )
+            return
+        if o is None:
+            return
+        cl = o.cl_ord_id
+        if kind == EvKind.ACCEPTED:
+            if o.pending and o.pending[0] == "N":
+                o.pending.pop(0)
+            if o.state == STATE_PENDING:
+                self._set_state(o, STATE_OPEN)
+            o.leaves = ev[EV["leaves_lots"]]
+            self.emit(
+                o.key_id,
+                OUT["ACCEPTED"],
+                {
+                    "cl_ord_id": cl,
+                    "ts_ns": ts,
+                    "price_ticks": ev[EV["price_ticks"]],
+                    "qty_lots": ev[EV["qty_lots"]],
+                    "leaves_lots": ev[EV["leaves_lots"]],
+                    "symbol_id": o.symbol_id,
+                    "side": o.side,
+                    "ord_type": o.ord_type,
+                },
+            )
+        elif kind == EvKind.REJECTED:
+            self._answer_reject(o, ev[EV["reason"]], ts)
+            return
+        elif kind == EvKind.CANCELED:
+            reason = ev[EV["reason"]]
+            if reason == Reason.USER_CANCELED and o.pending and o.pending[0] in "CDR":
+                o.pending.pop(0)
+            self._set_state(o, STATE_CANCELED)
+            o.reason = reason
+            o.leaves = 0
+            v = {"cl_ord_id": cl, "ts_ns": ts, "qty_lots": ev[EV["qty_lots"]], "reason": reason}
+            self.emit(o.key_id, OUT["CANCELED"], v)
+        elif kind == EvKind.REDUCED:
+            if o.pending and o.pending[0] == "D":
+                o.pending.pop(0)
+            o.leaves = ev[EV["leaves_lots"]]
+            v = {
+                "cl_ord_id": cl,
+                "ts_ns": ts,
+                "qty_lots": ev[EV["qty_lots"]],
+                "leaves_lots": o.leaves,
+            }
+            self.emit(o.key_id, OUT["REDUCED"], v)
+        elif kind == EvKind.REPLACED:
+            if o.pending and o.pending[0] == "U":
+                o.pending.pop(0)
+            o.price, o.leaves = ev[EV["price_ticks"]], ev[EV["leaves_lots"]]
+            v = {"cl_ord_id": cl, "ts_ns": ts, "price_ticks": o.price, "leaves_lots": o.leaves}
+            self.emit(o.key_id, OUT["REPLACED"], v)
+        elif kind == EvKind.TRIGGERED:
+            v = {"cl_ord_id": cl, "ts_ns": ts, "price_ticks": ev[EV["price_ticks"]]}
+            self.emit(o.key_id, OUT["TRIGGERED"], v)
+        self.store.save_order(o)
+
+    # -------------------------------------------------------------- run
+
+    def recover_pending(self) -> None:
+        """After a restart: resolve orders whose NEW may never have reached the core.
+
+        A CANCEL (op R) is sent for each: if the NEW was applied the order is canceled
+        (its ACCEPTED and CANCELED are reported); if not, the cancel is rejected and the
+        order is reported REJECTED (CORE_UNAVAILABLE).  Either way it ends known.
+        """
+        for o in list(self.store.orders.values()):
+            if o.state == STATE_PENDING and o.pending[:1] == ["N"] and "R" not in o.pending:
+                o.pending.append("R")
+                self.store.save_order(o)
+                self.queue_cmd(
+                    (o.user_id, o.order_id, "R"),
+                    kind=CmdKind.CANCEL,
+                    order_id=o.order_id,
+                    user_id=o.user_id,
+                )
+
+    async def catch_up(self) -> None:
+        """Apply every core event up to the end of the core's log (blocking replay calls)."""
+        while True:
+            try:
+                frames = self.sub.poll(0, max_frames=0)
+                for f in frames:
+                    for ev in f.events.tolist():
+                        self.on_event(ev)
+                    self.store.set_core_seq(f.last_seq)
+                self.flush()
+                return
+            except (TimeoutError, CoreError) as e:
+                log.warning("core not reachable yet: %s", e)
+                await asyncio.sleep(0.2)
+
+    async def ticker(self) -> None:
+        """Heartbeats, timeouts and the idle event replay."""
+        hb = self.cfg.heartbeat_ms / 1000
+        last_replay = 0.0
+        while True:
+            await asyncio.sleep(min(hb / 4, 0.05))
+            now = time.monotonic()
+            for c in list(self.conns):
+                if c.closed:
+                    continue
+                if not c.live:
+                    if now - c.opened > self.cfg.login_timeout_ms / 1000:
+                        c.end(GwReason.LOGIN_TIMEOUT)
+                    continue
+                if now - c.last_recv > 3 * hb:
+                    c.end(GwReason.HEARTBEAT_TIMEOUT)
+                elif now - c.last_sent >= hb:
+                    c.write(codec.encode("SERVER_HEARTBEAT"))
+            if now - last_replay > 0.5:
+                last_replay = now
+                try:
+                    frames = self.sub.poll(0, max_frames=256, idle_replay=True)
+                except (TimeoutError, CoreError):
+                    frames = []
+                for f in frames:
+                    for ev in f.events.tolist():
+                        self.on_event(ev)
+                    self.store.set_core_seq(f.last_seq)
+            self.pump_core()
+
+    async def serve(self, ready: asyncio.Future[dict[str, Any]] | None = None) -> None:
+        """Catch up with the core, listen, run until cancelled."""
+        self.loop = asyncio.get_running_loop()
+        await self.catch_up()
+        self.recover_pending()
+        self.flush()
+        loop = self.loop
+        for fd in (self.core.sock.fileno(), self.sub.sub.fileno()):
+            loop.add_reader(fd, self.pump_core)
+        server = await loop.create_server(lambda: Conn(self), self.cfg.host, self.cfg.port)
+        port = server.sockets[0].getsockname()[1]
+        info = {"ready": True, "gateway": f"tcp://{self.cfg.host}:{port}", "port": port}
+        if ready is not None:
+            ready.set_result(info)
+        tick = loop.create_task(self.ticker())
+        try:
+            await asyncio.Future()
+        finally:
+            tick.cancel()
+            server.close()
+            for c in list(self.conns):
+                c.end(GwReason.SHUTDOWN)
+            for fd in (self.core.sock.fileno(), self.sub.sub.fileno()):
+                loop.remove_reader(fd)
+            self.flush()
+            self.store.close()
+            self.core.close()
+            self.sub.close()
+
+
+def _parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="bursa gateway", description=__doc__.splitlines()[0])
+    p.add_argument("--config", help="TOML file; settings in its [gateway] section")
+    for f in fields(GatewayConfig):
+        p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=None)
+    p.add_argument("--log-level", default="INFO")
+    return p.parse_args(argv)
+
+
+def config_from_args(args: argparse.Namespace) -> GatewayConfig:
+    """``[gateway]`` of the TOML file, overridden by flags."""
+    values: dict[str, Any] = {}
+    if args.config:
+        with open(args.config, "rb") as fh:
+            values = dict(tomllib.load(fh).get("gateway", {}))
+    for f in fields(GatewayConfig):
+        v = getattr(args, f.name)
+        if v is not None:
+            values[f.name] = v
+    return GatewayConfig(**values)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the gateway until SIGTERM/SIGINT; prints one JSON ready line."""
+    args = _parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(
+        level=args.log_level, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s"
+    )
+    try:
+        cfg = config_from_args(args)
+    except (OSError, TypeError, tomllib.TOMLDecodeError) as e:
+        print(f"bursa gateway: {e}", file=sys.stderr)
+        return 1
+
+    async def run() -> None:
+        gw = Gateway(cfg)
+        ready: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        task = asyncio.create_task(gw.serve(ready))
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        waiter = asyncio.create_task(stop.wait())
+        await asyncio.wait([ready, task], return_when=asyncio.FIRST_COMPLETED)  # type: ignore[type-var]
+        if ready.done():
+            print(json.dumps({**ready.result(), "config": asdict(cfg)}), flush=True)
+        await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    try:
+        import uvloop  # type: ignore[import-not-found]  # optional, faster loop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(run())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

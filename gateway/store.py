@@ -1,0 +1,221 @@
+"""The gateway's durable state: sessions' sequenced streams, order id mapping, core seq.
+
+Design (docs/gateway.md, "Replay"): every sequenced message a session is sent is
+stored (SQLite, WAL) before it is written to the socket, in the same transaction
+as the state change that produced it and, for messages derived from core events,
+the last core ``seq`` applied.  So after kill -9 the gateway resumes the event
+stream at ``last_core_seq + 1`` and applies every event exactly once; a re-login
+replays the stored bytes, identical to what was (or would have been) sent live.
+
+Order ids: the gateway gives every order a core order id from one counter that
+only grows and is stored with the order row before the command leaves for the
+core, so ids are strictly increasing per user and never reused.  Rows are keyed by
+``(user_id, order_id)`` and by ``(key_id, cl_ord_id)``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gateway import keys
+from gateway.wire.layout import (
+    STATE_CANCELED,
+    STATE_FILLED,
+    STATE_OPEN,
+    STATE_PENDING,
+    STATE_REJECTED,
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS out_msgs (
+    key_id INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    payload BLOB NOT NULL,
+    PRIMARY KEY (key_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS orders (
+    user_id INTEGER NOT NULL,
+    order_id INTEGER NOT NULL,
+    key_id INTEGER NOT NULL,
+    cl_ord_id INTEGER NOT NULL,
+    symbol_id INTEGER NOT NULL,
+    side INTEGER NOT NULL,
+    ord_type INTEGER NOT NULL,
+    price INTEGER NOT NULL,
+    qty INTEGER NOT NULL,
+    leaves INTEGER NOT NULL,
+    filled INTEGER NOT NULL,
+    state INTEGER NOT NULL,
+    reason INTEGER NOT NULL,
+    pending TEXT NOT NULL,
+    PRIMARY KEY (user_id, order_id)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS orders_by_cl ON orders (key_id, cl_ord_id);
+CREATE TABLE IF NOT EXISTS symbols (symbol_id INTEGER PRIMARY KEY, quote_asset_id INTEGER);
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
+"""
+
+OPEN_STATES = (STATE_PENDING, STATE_OPEN)
+DONE_STATES = (STATE_FILLED, STATE_CANCELED, STATE_REJECTED)
+I64 = 2**63
+
+
+@dataclass
+class Order:
+    """One order the gateway entered (mirror of its row)."""
+
+    user_id: int
+    order_id: int
+    key_id: int
+    cl_ord_id: int
+    symbol_id: int
+    side: int
+    ord_type: int
+    price: int
+    qty: int
+    leaves: int
+    filled: int = 0
+    state: int = STATE_PENDING
+    reason: int = 0
+    # Requests sent to the core and not answered yet, oldest first:
+    # N new, C cancel, U replace, D reduce, R recovery cancel (after a restart).
+    pending: list[str] = field(default_factory=list)
+
+    @property
+    def is_open(self) -> bool:
+        """Pending or resting (counts against the open-order limits)."""
+        return self.state in OPEN_STATES
+
+
+class Store:
+    """SQLite tables plus their in-memory mirror; one transaction per loop turn."""
+
+    def __init__(self, db_path: str | Path) -> None:
+        self.con: sqlite3.Connection = keys.connect(db_path)
+        self.con.executescript(SCHEMA)
+        self.in_tx = False
+        self.orders: dict[tuple[int, int], Order] = {}
+        self.by_cl: dict[tuple[int, int], Order] = {}
+        self.last_seq: dict[int, int] = {}  # key_id -> last sequenced message
+        self.committed_seq: dict[int, int] = {}  # key_id -> last one committed
+        self._touched: set[int] = set()
+        self.quote_asset: dict[int, int] = {}
+        self.last_core_seq = 0
+        self.next_order_id = 1
+        self._load()
+
+    def _load(self) -> None:
+        for k, v in self.con.execute("SELECT k, v FROM meta"):
+            if k == "last_core_seq":
+                self.last_core_seq = int(v)
+            elif k == "next_order_id":
+                self.next_order_id = int(v)
+        for key_id, last in self.con.execute(
+            "SELECT key_id, MAX(seq) FROM out_msgs GROUP BY key_id"
+        ):
+            self.last_seq[int(key_id)] = int(last)
+        self.committed_seq = dict(self.last_seq)
+        for sid, qa in self.con.execute("SELECT symbol_id, quote_asset_id FROM symbols"):
+            self.quote_asset[int(sid)] = int(qa)
+        for row in self.con.execute("SELECT * FROM orders"):
+            v = [int(x) for x in row[:13]]
+            o = Order(
+                v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12]
+            )
+            o.pending = list(str(row[13]))
+            o.cl_ord_id += I64  # stored signed (SQLite integers are 64-bit signed)
+            self.orders[(o.user_id, o.order_id)] = o
+            self.by_cl[(o.key_id, o.cl_ord_id)] = o
+
+    # ----------------------------------------------------------- transactions
+
+    def begin(self) -> None:
+        """Open the loop turn's transaction if none is open."""
+        if not self.in_tx:
+            self.con.execute("BEGIN")
+            self.in_tx = True
+
+    def commit(self) -> None:
+        """Commit the loop turn's transaction (no-op if none)."""
+        if self.in_tx:
+            self.con.execute("COMMIT")
+            self.in_tx = False
+            for k in self._touched:
+                self.committed_seq[k] = self.last_seq[k]
+            self._touched.clear()
+
+    def close(self) -> None:
+        """Commit and close."""
+        self.commit()
+        self.con.close()
+
+    # ----------------------------------------------------------------- writes
+
+    def append(self, key_id: int, payload: bytes) -> int:
+        """Store the session's next sequenced message; returns its seq."""
+        self.begin()
+        seq = self.last_seq.get(key_id, 0) + 1
+        self.last_seq[key_id] = seq
+        self._touched.add(key_id)
+        self.con.execute(
+            "INSERT INTO out_msgs (key_id, seq, payload) VALUES (?, ?, ?)", (key_id, seq, payload)
+        )
+        return seq
+
+    def new_order(self, o: Order) -> None:
+        """Give ``o`` the next core order id and store it (pending NEW)."""
+        self.begin()
+        o.order_id = self.next_order_id
+        self.next_order_id += 1
+        o.pending = ["N"]
+        self.orders[(o.user_id, o.order_id)] = o
+        self.by_cl[(o.key_id, o.cl_ord_id)] = o
+        self.con.execute(
+            "INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (o.user_id, o.order_id, o.key_id, o.cl_ord_id - I64, o.symbol_id, o.side, o.ord_type,
+             o.price, o.qty, o.leaves, o.filled, o.state, o.reason, "".join(o.pending)),
+        )  # fmt: skip
+        self._set_meta("next_order_id", self.next_order_id)
+
+    def save_order(self, o: Order) -> None:
+        """Write back an order's mutable columns."""
+        self.begin()
+        self.con.execute(
+            "UPDATE orders SET price=?, leaves=?, filled=?, state=?, reason=?, pending=?"
+            " WHERE user_id=? AND order_id=?",
+            (o.price, o.leaves, o.filled, o.state, o.reason, "".join(o.pending), o.user_id,
+             o.order_id),
+        )  # fmt: skip
+
+    def set_quote_asset(self, symbol_id: int, quote_asset_id: int) -> None:
+        """Remember a symbol's quote asset (the asset its fees are paid in)."""
+        self.begin()
+        self.quote_asset[symbol_id] = quote_asset_id
+        self.con.execute(
+            "INSERT OR REPLACE INTO symbols VALUES (?, ?)", (symbol_id, quote_asset_id)
+        )
+
+    def set_core_seq(self, seq: int) -> None:
+        """The last core event seq applied (same transaction as its effects)."""
+        self.begin()
+        self.last_core_seq = seq
+        self._set_meta("last_core_seq", seq)
+
+    def _set_meta(self, k: str, v: int) -> None:
+        self.con.execute("INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)", (k, v))
+
+    # ------------------------------------------------------------------ reads
+
+    def stream(self, key_id: int, from_seq: int, limit: int) -> list[tuple[int, bytes]]:
+        """Stored messages of a session from ``from_seq`` on (at most ``limit``)."""
+        rows = self.con.execute(
+            "SELECT seq, payload FROM out_msgs WHERE key_id = ? AND seq >= ? ORDER BY seq LIMIT ?",
+            (key_id, from_seq, limit),
+        )
+        return [(int(s), bytes(p)) for s, p in rows]
+
+    def open_orders(self, key_id: int) -> list[Order]:
+        """The session's pending or resting orders."""
+        return [o for o in self.by_cl.values() if o.key_id == key_id and o.is_open]
