@@ -19,6 +19,7 @@ import contextlib
 import json
 import logging
 import signal
+import socket
 import struct
 import sys
 import time
@@ -106,6 +107,8 @@ class GatewayConfig:
     max_logins_per_s_per_ip: int = 50
     max_connections: int = 1000
     replay_chunk: int = 1000
+    socket_sndbuf: int = 262_144  # kernel send buffer per client (bounds it, with max_out_buffer)
+    core_send_hwm: int = 100_000  # frames queued for the core before sends are refused
 
 
 class Conn(asyncio.Protocol):
@@ -141,6 +144,10 @@ class Conn(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.peer_ip = str(peer[0]) if peer else ""
         transport.set_write_buffer_limits(high=self.gw.cfg.max_out_buffer // 2)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.gw.cfg.socket_sndbuf)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.gw.conns.add(self)
         if len(self.gw.conns) > self.gw.cfg.max_connections:
             self.reject_login(GwReason.LOGIN_RATE_EXCEEDED)
@@ -176,6 +183,8 @@ class Conn(asyncio.Protocol):
                 self.on_frame(ftype, body)
         except codec.WireError as e:
             self.end(e.reason)
+        # A large read can take the loop a while: the client was alive when it sent it.
+        self.last_recv = time.monotonic()
 
     # ------------------------------------------------------------- output
 
@@ -251,6 +260,10 @@ class Gateway:
         self.conns: set[Conn] = set()
         self.sessions: dict[int, Conn] = {}
         self.core = CoreClient(cfg.core_trade_endpoint)
+        # The high-water mark applies to pipes made after it is set: reconnect.
+        self.core.sock.disconnect(cfg.core_trade_endpoint)
+        self.core.sock.setsockopt(zmq.SNDHWM, cfg.core_send_hwm)
+        self.core.sock.connect(cfg.core_trade_endpoint)
         self.sub = EventSubscriber(
             cfg.core_pub_endpoint, cfg.core_replay_endpoint, from_seq=self.store.last_core_seq + 1
         )
@@ -371,8 +384,15 @@ class Gateway:
             if not rows:
                 conn.replaying = False  # same step as the check: no message can slip between
                 return
-            conn.write(b"".join(codec.sequenced_frame(s, p) for s, p in rows))
-            conn.sent_seq = rows[-1][0]
+            # Small groups, each after the buffer drained below its high mark: a replay
+            # never pushes the output buffer past max_out_buffer.
+            for i in range(0, len(rows), 64):
+                await conn.drained.wait()
+                if conn.closed:
+                    return
+                group = rows[i : i + 64]
+                conn.write(b"".join(codec.sequenced_frame(s, p) for s, p in group))
+                conn.sent_seq = group[-1][0]
             await asyncio.sleep(0)
 
     # ----------------------------------------------------- app messages
@@ -803,10 +823,20 @@ class Gateway:
     async def ticker(self) -> None:
         """Heartbeats, timeouts and the idle event replay."""
         hb = self.cfg.heartbeat_ms / 1000
+        period = min(hb / 4, 0.05)
         last_replay = 0.0
+        prev = time.monotonic()
         while True:
-            await asyncio.sleep(min(hb / 4, 0.05))
+            await asyncio.sleep(period)
             now = time.monotonic()
+            # A stalled loop (a huge read, a slow disk) did not read anyone's heartbeats:
+            # that time is not held against the clients.
+            stall = now - prev - period
+            prev = now
+            if stall > period:
+                for c in self.conns:
+                    c.last_recv += stall
+                    c.opened += stall
             for c in list(self.conns):
                 if c.closed:
                     continue
