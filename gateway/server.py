@@ -263,6 +263,9 @@ class Gateway:
         # The high-water mark applies to pipes made after it is set: reconnect.
         self.core.sock.disconnect(cfg.core_trade_endpoint)
         self.core.sock.setsockopt(zmq.SNDHWM, cfg.core_send_hwm)
+        # Queue only to a connected core: while it is down, orders are refused at once
+        # (CORE_UNAVAILABLE) instead of executing, stale, when it comes back.
+        self.core.sock.setsockopt(zmq.IMMEDIATE, 1)
         self.core.sock.connect(cfg.core_trade_endpoint)
         self.sub = EventSubscriber(
             cfg.core_pub_endpoint, cfg.core_replay_endpoint, from_seq=self.store.last_core_seq + 1
