@@ -20,6 +20,7 @@ Example (blocking)::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import time
@@ -32,6 +33,11 @@ from gateway.wire import codec
 from gateway.wire.codes import GwReason, reason_name
 from gateway.wire.layout import BY_NAME, LOGIN_CANCEL_ON_DISCONNECT, ORDER_POST_ONLY
 from pyx.enums import OrdType, Tif
+
+# Ends of session after which the clients log in again by themselves (auto_relogin).
+RELOGIN_REASONS = frozenset(
+    {0, GwReason.HEARTBEAT_TIMEOUT, GwReason.SLOW_CONSUMER, GwReason.SHUTDOWN}
+)
 
 
 class LoginRejectedError(Exception):
@@ -153,11 +159,13 @@ class GatewayClient(_Session):
         self.sock = socket.create_connection((self.host, self.port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.reader = codec.FrameReader()
-        self.pending: deque[codec.Msg] = deque()
+        if not hasattr(self, "pending"):
+            self.pending: deque[codec.Msg] = deque()
         self.send_raw(login_frame(self.key_id, self.private_key, self.next_seq, self.cod))
         deadline = time.monotonic() + timeout
         while True:
-            for ftype, body in self._read(deadline):
+            frames = self._read(deadline)
+            for i, (ftype, body) in enumerate(frames):
                 msg = codec.decode(ftype, body, inbound=False)
                 if msg.name == "LOGIN_ACCEPTED":
                     self.user_id = int(msg.user_id)
@@ -166,6 +174,8 @@ class GatewayClient(_Session):
                     self.next_seq = int(msg.first_seq)
                     self.logins += 1
                     self.last_sent = time.monotonic()
+                    for t, b in frames[i + 1 :]:  # replayed messages in the same read
+                        self._on_frame(t, b, self.pending)
                     return msg
                 if msg.name == "LOGIN_REJECTED":
                     self.close()
@@ -256,7 +266,9 @@ class GatewayClient(_Session):
         deadline = time.monotonic() + timeout
         while not self.pending:
             if time.monotonic() - self.last_sent > self.heartbeat_s / 2:
-                self.send_raw(codec.encode("CLIENT_HEARTBEAT"))
+                # A closed connection is seen by the read below.
+                with contextlib.suppress(OSError):
+                    self.send_raw(codec.encode("CLIENT_HEARTBEAT"))
             step = min(deadline, time.monotonic() + self.heartbeat_s / 2)
             try:
                 frames = self._read(step)
@@ -264,13 +276,17 @@ class GatewayClient(_Session):
                 if time.monotonic() >= deadline:
                     raise TimeoutError("no message from the gateway") from None
                 continue
-            except (SessionEndedError, ConnectionError) as e:
-                if not self.auto_relogin or (isinstance(e, SessionEndedError) and e.reason):
+            except (OSError, SessionEndedError):
+                frames = None  # connection lost (an END_OF_SESSION may precede it in frames)
+            try:
+                if frames is None:
+                    raise SessionEndedError(0)
+                for ftype, body in frames:
+                    self._on_frame(ftype, body, self.pending)
+            except SessionEndedError as e:
+                if not self.auto_relogin or e.reason not in RELOGIN_REASONS:
                     raise
                 self._relogin(deadline)
-                continue
-            for ftype, body in frames:
-                self._on_frame(ftype, body, self.pending)
         return self.pending.popleft()
 
     def _relogin(self, deadline: float) -> None:
@@ -278,7 +294,10 @@ class GatewayClient(_Session):
             try:
                 self.login()
                 return
-            except (OSError, SessionEndedError):
+            except (OSError, SessionEndedError, LoginRejectedError) as e:
+                # ALREADY_LOGGED_IN: the gateway has not seen the old connection close yet.
+                if isinstance(e, LoginRejectedError) and e.reason != GwReason.ALREADY_LOGGED_IN:
+                    raise
                 if time.monotonic() >= deadline:
                     raise TimeoutError("gateway unreachable") from None
                 time.sleep(0.1)
@@ -365,7 +384,11 @@ class AsyncGatewayClient(_Session):
                 for m in out:
                     self.queue.put_nowait(m)
                 out.clear()
-                if isinstance(e, SessionEndedError) and not e.reason and self.auto_relogin:
+                if (
+                    isinstance(e, SessionEndedError)
+                    and e.reason in RELOGIN_REASONS
+                    and self.auto_relogin
+                ):
                     await self._relogin()
                     return
                 self.queue.put_nowait(e)
