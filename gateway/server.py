@@ -181,6 +181,7 @@ class Conn(asyncio.Protocol):
                 if self.closed:
                     return
                 self.on_frame(ftype, body)
+            self.reader.check()
         except codec.WireError as e:
             self.end(e.reason)
         # A large read can take the loop a while: the client was alive when it sent it.

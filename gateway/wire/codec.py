@@ -157,12 +157,19 @@ class FrameReader:
 
     Frames may arrive split across reads or several in one read.  A length field
     of 0 or above ``max_len`` raises :class:`WireError` (the stream cannot be
-    resynchronised, so the connection is closed).
+    resynchronised, so the connection is closed) once the whole frames before it
+    have been returned: call :meth:`check` after handling them.
     """
 
     def __init__(self, max_len: int = MAX_FRAME_LEN) -> None:
         self.max_len = max_len
         self.buf = bytearray()
+        self.error: WireError | None = None
+
+    def check(self) -> None:
+        """Raise the error found after the frames the last :meth:`feed` returned."""
+        if self.error is not None:
+            raise self.error
 
     def pending(self) -> int:
         """Bytes buffered that do not yet form a whole frame."""
@@ -175,12 +182,22 @@ class FrameReader:
         pos = 0
         buf = self.buf
         n = len(buf)
+        if self.error is not None:
+            raise self.error
         while n - pos >= 2:
             length = buf[pos] | (buf[pos + 1] << 8)
+            err = None
             if length == 0:
-                raise WireError(GwReason.MALFORMED_MESSAGE, "zero-length frame")
-            if length > self.max_len:
-                raise WireError(GwReason.OVERSIZED_FRAME, f"frame length {length}")
+                err = WireError(GwReason.MALFORMED_MESSAGE, "zero-length frame")
+            elif length > self.max_len:
+                err = WireError(GwReason.OVERSIZED_FRAME, f"frame length {length}")
+            if err is not None:
+                if not out:
+                    raise err
+                # The frames before the bad one are whole: hand them out first;
+                # check() (or the next feed) raises the error.
+                self.error = err
+                break
             end = pos + 2 + length
             if end > n:
                 break

@@ -100,3 +100,15 @@ def test_decoders_never_crash_on_garbage(data: bytes, inbound: bool) -> None:
             codec.decode(t, body, inbound)
     except codec.WireError:
         pass
+
+
+def test_frames_before_a_bad_length_are_delivered_first() -> None:
+    good = codec.encode("CANCEL_ORDER", cl_ord_id=3)
+    r = codec.FrameReader()
+    got = r.feed(good + b"\xff\xff")
+    assert len(got) == 1
+    with pytest.raises(codec.WireError) as e:
+        r.check()
+    assert e.value.reason == GwReason.OVERSIZED_FRAME
+    with pytest.raises(codec.WireError):
+        r.feed(good)
