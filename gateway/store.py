@@ -95,7 +95,11 @@ class Store:
     def __init__(self, db_path: str | Path) -> None:
         self.con: sqlite3.Connection = keys.connect(db_path)
         self.con.executescript(SCHEMA)
-        self.in_tx = False
+        self._out: list[tuple[int, int, bytes]] = []
+        self._new: list[Order] = []
+        self._dirty: dict[tuple[int, int], Order] = {}
+        self._meta: dict[str, int] = {}
+        self._symbols: list[tuple[int, int]] = []
         self.orders: dict[tuple[int, int], Order] = {}
         self.by_cl: dict[tuple[int, int], Order] = {}
         self.last_seq: dict[int, int] = {}  # key_id -> last sequenced message
@@ -130,21 +134,50 @@ class Store:
             self.by_cl[(o.key_id, o.cl_ord_id)] = o
 
     # ----------------------------------------------------------- transactions
-
-    def begin(self) -> None:
-        """Open the loop turn's transaction if none is open."""
-        if not self.in_tx:
-            self.con.execute("BEGIN")
-            self.in_tx = True
+    # Writes are buffered during a loop turn and written by commit() in one
+    # transaction (executemany): what a turn changed becomes durable together.
 
     def commit(self) -> None:
-        """Commit the loop turn's transaction (no-op if none)."""
-        if self.in_tx:
-            self.con.execute("COMMIT")
-            self.in_tx = False
-            for k in self._touched:
-                self.committed_seq[k] = self.last_seq[k]
-            self._touched.clear()
+        """Write this turn's changes in one transaction (no-op if none)."""
+        if not (self._out or self._new or self._dirty or self._meta or self._symbols):
+            return
+        con = self.con
+        con.execute("BEGIN")
+        if self._new:
+            con.executemany(
+                "INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [self._row(o) for o in self._new],
+            )
+        if self._dirty:
+            con.executemany(
+                "UPDATE orders SET price=?, leaves=?, filled=?, state=?, reason=?, pending=?"
+                " WHERE user_id=? AND order_id=?",
+                [(o.price, o.leaves, o.filled, o.state, o.reason, "".join(o.pending), o.user_id,
+                  o.order_id) for o in self._dirty.values()],
+            )  # fmt: skip
+        if self._out:
+            con.executemany(
+                "INSERT INTO out_msgs (key_id, seq, payload) VALUES (?, ?, ?)", self._out
+            )
+        if self._symbols:
+            con.executemany("INSERT OR REPLACE INTO symbols VALUES (?, ?)", self._symbols)
+        if self._meta:
+            con.executemany("INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)", self._meta.items())
+        con.execute("COMMIT")
+        for k in self._touched:
+            self.committed_seq[k] = self.last_seq[k]
+        self._touched.clear()
+        self._out.clear()
+        self._new.clear()
+        self._dirty.clear()
+        self._meta.clear()
+        self._symbols.clear()
+
+    @staticmethod
+    def _row(o: Order) -> tuple[int | str, ...]:
+        return (o.user_id, o.order_id, o.key_id, o.cl_ord_id - I64, o.symbol_id, o.side,
+                o.ord_type, o.price, o.qty, o.leaves, o.filled, o.state, o.reason,
+                "".join(o.pending))  # fmt: skip
 
     def close(self) -> None:
         """Commit and close."""
@@ -154,57 +187,36 @@ class Store:
     # ----------------------------------------------------------------- writes
 
     def append(self, key_id: int, payload: bytes) -> int:
-        """Store the session's next sequenced message; returns its seq."""
-        self.begin()
+        """The session's next sequenced message (stored at commit); returns its seq."""
         seq = self.last_seq.get(key_id, 0) + 1
         self.last_seq[key_id] = seq
         self._touched.add(key_id)
-        self.con.execute(
-            "INSERT INTO out_msgs (key_id, seq, payload) VALUES (?, ?, ?)", (key_id, seq, payload)
-        )
+        self._out.append((key_id, seq, payload))
         return seq
 
     def new_order(self, o: Order) -> None:
         """Give ``o`` the next core order id and store it (pending NEW)."""
-        self.begin()
         o.order_id = self.next_order_id
         self.next_order_id += 1
         o.pending = ["N"]
         self.orders[(o.user_id, o.order_id)] = o
         self.by_cl[(o.key_id, o.cl_ord_id)] = o
-        self.con.execute(
-            "INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (o.user_id, o.order_id, o.key_id, o.cl_ord_id - I64, o.symbol_id, o.side, o.ord_type,
-             o.price, o.qty, o.leaves, o.filled, o.state, o.reason, "".join(o.pending)),
-        )  # fmt: skip
-        self._set_meta("next_order_id", self.next_order_id)
+        self._new.append(o)
+        self._meta["next_order_id"] = self.next_order_id
 
     def save_order(self, o: Order) -> None:
-        """Write back an order's mutable columns."""
-        self.begin()
-        self.con.execute(
-            "UPDATE orders SET price=?, leaves=?, filled=?, state=?, reason=?, pending=?"
-            " WHERE user_id=? AND order_id=?",
-            (o.price, o.leaves, o.filled, o.state, o.reason, "".join(o.pending), o.user_id,
-             o.order_id),
-        )  # fmt: skip
+        """Write back an order's mutable columns (at commit)."""
+        self._dirty[(o.user_id, o.order_id)] = o
 
     def set_quote_asset(self, symbol_id: int, quote_asset_id: int) -> None:
         """Remember a symbol's quote asset (the asset its fees are paid in)."""
-        self.begin()
         self.quote_asset[symbol_id] = quote_asset_id
-        self.con.execute(
-            "INSERT OR REPLACE INTO symbols VALUES (?, ?)", (symbol_id, quote_asset_id)
-        )
+        self._symbols.append((symbol_id, quote_asset_id))
 
     def set_core_seq(self, seq: int) -> None:
         """The last core event seq applied (same transaction as its effects)."""
-        self.begin()
         self.last_core_seq = seq
-        self._set_meta("last_core_seq", seq)
-
-    def _set_meta(self, k: str, v: int) -> None:
-        self.con.execute("INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)", (k, v))
+        self._meta["last_core_seq"] = seq
 
     # ------------------------------------------------------------------ reads
 
