@@ -45,3 +45,29 @@ def test_two_users_cross(gw: GatewayProcess, core: CoreProcess, key1: Path, key2
     b.balance(5, QUOTE)
     bal = b.recv()
     assert bal.name == "BALANCE" and bal.available_minor == bal_b[0] and bal.reason == 0
+
+
+def test_async_client_relogin_replays(gw: GatewayProcess, key1: Path, key2: Path) -> None:
+    import asyncio
+
+    from bindings.gateway_client import AsyncGatewayClient
+
+    async def run() -> None:
+        a = AsyncGatewayClient("127.0.0.1", gw.port, key_file=str(key1))
+        await a.login()
+        a.enter_order(1, symbol_id=SYMBOL, side=Side.SELL, price_ticks=50, qty_lots=1)
+        m = await a.recv()
+        assert (m.name, m.seq) == ("ACCEPTED", 1)
+        # Drop the connection; a fill happens while a is away.
+        assert a.writer is not None
+        a.writer.transport.abort()
+        b = GatewayClient("127.0.0.1", gw.port, key_file=str(key2))
+        b.login()
+        b.enter_order(1, symbol_id=SYMBOL, side=Side.BUY, price_ticks=50, qty_lots=1)
+        assert b.wait_for(lambda m: m.name == "EXECUTED")[-1].liquidity == 2
+        m = await a.recv(timeout=15)  # after the automatic re-login: replayed
+        assert (m.name, m.seq, m.cl_ord_id, m.liquidity) == ("EXECUTED", 2, 1, 1)
+        assert a.logins == 2
+        await a.close()
+
+    asyncio.run(run())
