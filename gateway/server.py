@@ -159,7 +159,7 @@ class Conn(asyncio.Protocol):
         self.gw.conns.discard(self)
         if self.key is not None and self.gw.sessions.get(self.key.key_id) is self:
             del self.gw.sessions[self.key.key_id]
-            if self.cod:
+            if self.cod and not self.gw.stopping:
                 self.gw.cancel_session_orders(self.key)
 
     def pause_writing(self) -> None:
@@ -289,6 +289,7 @@ class Gateway:
                 self._count_open(o, 1)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.caught_up = False
+        self.stopping = False
         self.stats = {"orders": 0, "events": 0, "frames_to_core": 0}
 
     # ------------------------------------------------------------ helpers
@@ -884,8 +885,20 @@ class Gateway:
         finally:
             tick.cancel()
             server.close()
+            self.stopping = True
             for c in list(self.conns):
+                if c.key is not None and c.cod and self.sessions.get(c.key.key_id) is c:
+                    self.cancel_session_orders(c.key)
                 c.end(GwReason.SHUTDOWN)
+            self.flush()
+            # Let the core answer the cancel-on-disconnect cancels, so they are reported.
+            deadline = time.monotonic() + 1.0
+            while time.monotonic() < deadline and any(
+                "C" in o.pending for o in self.store.orders.values() if o.is_open
+            ):
+                await asyncio.sleep(0.02)
+                self.pump_core()
+                self.flush()
             for fd in (self.core.sock.fileno(), self.sub.sub.fileno()):
                 loop.remove_reader(fd)
             self.flush()

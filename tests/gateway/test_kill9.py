@@ -176,3 +176,14 @@ def test_kill9_core_mid_flow(tmp_path: Path) -> None:
     finally:
         gw.cleanup()
         core.cleanup()
+
+
+def test_shutdown_cancels_on_disconnect(gw: GatewayProcess, key1: Path) -> None:
+    a = login(gw, key1, cod=True)
+    a.enter_order(5, symbol_id=1, side=Side.SELL, price_ticks=777, qty_lots=1)
+    assert a.recv().name == "ACCEPTED"
+    assert gw.stop() == 0
+    gw.start()
+    a2 = login(gw, key1, next_seq=2)
+    m = a2.recv()
+    assert (m.name, m.cl_ord_id, m.reason) == ("CANCELED", 5, Reason.USER_CANCELED)
