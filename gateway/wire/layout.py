@@ -13,6 +13,7 @@ docs/protocol.md (``python -m gateway.wire.gen_doc``) are built from these table
 
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass
 
@@ -79,12 +80,12 @@ class MsgSpec:
     fields: tuple[Field, ...]
     doc: str
 
-    @property
+    @functools.cached_property
     def struct(self) -> struct.Struct:
         """The packed little-endian body."""
         return struct.Struct("<" + "".join(STRUCT_CODES[f.code] for f in self.fields))
 
-    @property
+    @functools.cached_property
     def names(self) -> tuple[str, ...]:
         """Field names in wire order."""
         return tuple(f.name for f in self.fields)
