@@ -271,7 +271,7 @@ class Gateway:
         self.sub = EventSubscriber(
             cfg.core_pub_endpoint, cfg.core_replay_endpoint, from_seq=self.store.last_core_seq + 1
         )
-        self.sub.replay_timeout_ms = 2000
+        self.sub.replay_timeout_ms = 500
         self.cmds: list[bytes] = []
         self.cmd_tags: list[tuple[int, int, str]] = []  # (user_id, order_id, op) per command
         self.mass: dict[int, tuple[int, int]] = {}  # client_ref -> (key_id, request_id)
@@ -862,6 +862,9 @@ class Gateway:
                 try:
                     frames = self.sub.poll(0, max_frames=256, idle_replay=True)
                 except (TimeoutError, CoreError):
+                    # The core is away: each try blocks the loop for the replay timeout,
+                    # so try again only in a few seconds.
+                    last_replay = now + 5.0
                     frames = []
                 for f in frames:
                     for ev in f.events.tolist():

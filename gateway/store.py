@@ -8,14 +8,16 @@ stream at ``last_core_seq + 1`` and applies every event exactly once; a re-login
 replays the stored bytes, identical to what was (or would have been) sent live.
 
 Order ids: the gateway gives every order a core order id from one counter that
-only grows and is stored with the order row before the command leaves for the
-core, so ids are strictly increasing per user and never reused.  Rows are keyed by
+only grows (never below the clock in microseconds at startup) and is stored with
+the order row before the command leaves for the core, so ids are strictly
+increasing per user and never reused.  Rows are keyed by
 ``(user_id, order_id)`` and by ``(key_id, cl_ord_id)``.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,6 +118,9 @@ class Store:
                 self.last_core_seq = int(v)
             elif k == "next_order_id":
                 self.next_order_id = int(v)
+        # Never below the clock in microseconds: even with a lost or restored database
+        # the ids stay above every id used before (at < 1 order per microsecond).
+        self.next_order_id = max(self.next_order_id, time.time_ns() // 1000)
         for key_id, last in self.con.execute(
             "SELECT key_id, MAX(seq) FROM out_msgs GROUP BY key_id"
         ):

@@ -148,7 +148,8 @@ def test_kill9_core_mid_flow(tmp_path: Path) -> None:
     )  # fmt: skip
     core.start()
     setup_market(core)
-    gw = GatewayProcess(core, tmp_path / "gw.db", tmp_path / "logs")
+    # Long heartbeats: the blocking test clients do not read while the core restarts.
+    gw = GatewayProcess(core, tmp_path / "gw.db", tmp_path / "logs", "--heartbeat-ms", "20000")
     gw.start(port=0)
     try:
         ka = make_key(gw.db, tmp_path / "a.key", 1)
