@@ -94,6 +94,9 @@ class GatewayConfig:
     core_trade_endpoint: str = DEFAULT_CMD_ENDPOINT
     core_pub_endpoint: str = DEFAULT_PUB_ENDPOINT
     core_replay_endpoint: str = DEFAULT_REPLAY_ENDPOINT
+    # Balance queries (control requests); "" = the trade endpoint.  With the core's
+    # trade/fund/admin split, balance queries are answered on its admin socket.
+    core_query_endpoint: str = ""
     heartbeat_ms: int = 1000
     login_timeout_ms: int = 5000
     timestamp_skew_ms: int = 30_000
@@ -268,6 +271,7 @@ class Gateway:
         # (CORE_UNAVAILABLE) instead of executing, stale, when it comes back.
         self.core.sock.setsockopt(zmq.IMMEDIATE, 1)
         self.core.sock.connect(cfg.core_trade_endpoint)
+        self.query = CoreClient(cfg.core_query_endpoint or cfg.core_trade_endpoint)
         self.sub = EventSubscriber(
             cfg.core_pub_endpoint, cfg.core_replay_endpoint, from_seq=self.store.last_core_seq + 1
         )
@@ -456,7 +460,7 @@ class Gateway:
             req = {"op": "balance", "user_id": uid, "asset_id": int(msg.asset_id)}
             req["account"] = int(msg.account)
             try:
-                self.core.sock.send_multipart([CONTROL_TAG, encode_control(req)], zmq.NOBLOCK)
+                self.query.sock.send_multipart([CONTROL_TAG, encode_control(req)], zmq.NOBLOCK)
             except zmq.Again:
                 self.emit(kid, OUT["BALANCE"], {**base, "reason": GwReason.CORE_UNAVAILABLE})
                 return
@@ -610,14 +614,18 @@ class Gateway:
 
     def pump_core(self) -> None:
         """Read every reply and event available now (the zmq FDs are edge-triggered)."""
-        sock = self.core.sock
         got = False
-        while int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
-            parts = sock.recv_multipart(zmq.NOBLOCK)
+        qsock = self.query.sock
+        while int(qsock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+            parts = qsock.recv_multipart(zmq.NOBLOCK)
             got = True
             if len(parts) == 2 and parts[0] == CONTROL_TAG:
                 self.on_control(decode_control(parts[1]))
-            elif len(parts) == 1:
+        sock = self.core.sock
+        while int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+            parts = sock.recv_multipart(zmq.NOBLOCK)
+            got = True
+            if len(parts) == 1:
                 try:
                     self.on_replies(decode_replies(parts[0]))
                 except FrameError:
@@ -879,7 +887,7 @@ class Gateway:
         self.recover_pending()
         self.flush()
         loop = self.loop
-        for fd in (self.core.sock.fileno(), self.sub.sub.fileno()):
+        for fd in (self.core.sock.fileno(), self.query.sock.fileno(), self.sub.sub.fileno()):
             loop.add_reader(fd, self.pump_core)
         server = await loop.create_server(lambda: Conn(self), self.cfg.host, self.cfg.port)
         port = server.sockets[0].getsockname()[1]
@@ -906,11 +914,12 @@ class Gateway:
                 await asyncio.sleep(0.02)
                 self.pump_core()
                 self.flush()
-            for fd in (self.core.sock.fileno(), self.sub.sub.fileno()):
+            for fd in (self.core.sock.fileno(), self.query.sock.fileno(), self.sub.sub.fileno()):
                 loop.remove_reader(fd)
             self.flush()
             self.store.close()
             self.core.close()
+            self.query.close()
             self.sub.close()
 
 

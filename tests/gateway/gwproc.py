@@ -44,6 +44,7 @@ class GatewayProcess:
             "--port", str(port if port is not None else self.port),
             "--db-path", str(self.db),
             "--core-trade-endpoint", str(r.get("trade", r["cmd"])),
+            "--core-query-endpoint", str(r.get("admin", r["cmd"])),
             "--core-pub-endpoint", str(r["pub"]),
             "--core-replay-endpoint", str(r["replay"]),
             *self.extra,
