@@ -63,7 +63,7 @@ from gateway.wire.layout import (
     STATE_UNKNOWN,
     MsgSpec,
 )
-from pyx.enums import CmdFlag, CmdKind, EvFlag, EvKind, Reason
+from pyx.enums import CmdFlag, CmdKind, EvFlag, EvKind, Reason, Side
 
 log = logging.getLogger("bursa.gateway")
 
@@ -112,6 +112,7 @@ class GatewayConfig:
     replay_chunk: int = 1000
     socket_sndbuf: int = 262_144  # kernel send buffer per client (bounds it, with max_out_buffer)
     core_send_hwm: int = 100_000  # frames queued for the core before sends are refused
+    core_reply_timeout_ms: int = 5000  # unanswered frames older than this were lost
 
 
 class Conn(asyncio.Protocol):
@@ -281,6 +282,9 @@ class Gateway:
         self.mass: dict[int, tuple[int, int]] = {}  # client_ref -> (key_id, request_id)
         self.next_ref = 1
         self.controls: deque[tuple[int, int, int, int]] = deque()  # key, request, asset, acct
+        # Command frames sent and not answered yet: (send time, tags), oldest first.
+        self.inflight: deque[tuple[float, list[tuple[int, int, str]]]] = deque()
+        self.reprobe: set[tuple[int, int]] = set()  # probes the core could not take yet
         self.outbox: list[tuple[int, int, bytes]] = []
         self.flush_scheduled = False
         self.login_window = 0
@@ -481,6 +485,10 @@ class Gateway:
         reason = self._trade_gate(key, over_rate)
         if not reason and (cl == 0 or (kid, cl) in self.store.by_cl):
             reason = GwReason.DUPLICATE_CL_ORD_ID
+        if not reason and int(msg.side) not in (Side.BUY, Side.SELL):
+            # Refused here with the core's own code: the core's reject of such a NEW
+            # would carry side 0, like a cancel's, and could not be told apart.
+            reason = Reason.INVALID_SIDE
         if not reason:
             conn.orders += 1
             sec, n = self.user_window.get(uid, (0, 0))
@@ -581,6 +589,7 @@ class Gateway:
             try:
                 self.core.sock.send(data, zmq.NOBLOCK)
                 self.core.outstanding += len(tags)
+                self.inflight.append((time.monotonic(), tags))
                 self.stats["frames_to_core"] += 1
             except zmq.Again:
                 self.core_unavailable(tags)
@@ -607,8 +616,22 @@ class Gateway:
                     self.emit(m[0], OUT["MASS_CANCEL_ACK"], v)
                 continue
             o = self.store.orders.get((uid, oid))
-            if o is not None:
-                self._answer_reject(o, int(GwReason.CORE_UNAVAILABLE), 0)
+            if o is None or op not in o.pending:
+                continue
+            # This request never left: take exactly it out (earlier ones may be in flight).
+            i = len(o.pending) - 1 - o.pending[::-1].index(op)
+            del o.pending[i]
+            self.store.save_order(o)
+            code = int(GwReason.CORE_UNAVAILABLE)
+            if op == "N":
+                self._set_state(o, STATE_REJECTED)
+                o.reason, o.leaves = code, 0
+                self.emit(o.key_id, OUT["REJECTED"], {"cl_ord_id": o.cl_ord_id, "reason": code})
+            elif op in REQUEST_OF_OP:
+                v = {"cl_ord_id": o.cl_ord_id, "reason": code, "request": REQUEST_OF_OP[op]}
+                self.emit(o.key_id, OUT["CANCEL_REJECTED"], v)
+            elif op == "R":
+                self.reprobe.add((uid, oid))  # probe again once the core is back
 
     # -------------------------------------------------------------- core
 
@@ -660,6 +683,8 @@ class Gateway:
     def on_replies(self, replies: Any) -> None:
         """Replies: only mass cancels are answered from them (events do the rest)."""
         self.core.outstanding -= len(replies)
+        if self.inflight:
+            self.inflight.popleft()  # one reply frame per command frame, in order
         for ref, status, value, reason in zip(
             replies["client_ref"].tolist(),
             replies["status"].tolist(),
@@ -673,9 +698,22 @@ class Gateway:
             v = {"request_id": m[1], "canceled": value if status == 1 else 0, "reason": reason}
             self.emit(m[0], OUT["MASS_CANCEL_ACK"], v)
 
-    def _answer_reject(self, o: Order, reason: int, ts: int) -> None:
-        """A REJECTED event (or a refused send) answers the order's oldest request."""
-        op = o.pending.pop(0) if o.pending else ""
+    def _answer_reject(self, o: Order, reason: int, ts: int, of_new: bool) -> None:
+        """A REJECTED event answers the order's oldest request of its kind.
+
+        ``of_new``: the event rejects a NEW (the core copies the order's side into it;
+        rejects of cancel/replace/reduce carry side 0).  A rejected probe cancel (R) of
+        an order whose NEW never reached the core ends it: REJECTED(CORE_UNAVAILABLE).
+        """
+        op = ""
+        for i, p in enumerate(o.pending):
+            if (p == "N") == of_new:
+                op = o.pending.pop(i)
+                break
+        if not op and o.pending:
+            op = o.pending.pop(0)
+        if op == "R" and o.state == STATE_PENDING and "N" in o.pending:
+            o.pending.remove("N")  # the NEW was lost: no event will ever answer it
         if op == "N" or (op == "R" and o.state == STATE_PENDING):
             self._set_state(o, STATE_REJECTED)
             o.reason = reason if op == "N" else int(GwReason.CORE_UNAVAILABLE)
@@ -769,7 +807,7 @@ class Gateway:
                 },
             )
         elif kind == EvKind.REJECTED:
-            self._answer_reject(o, ev[EV["reason"]], ts)
+            self._answer_reject(o, ev[EV["reason"]], ts, of_new=ev[EV["side"]] != 0)
             return
         elif kind == EvKind.CANCELED:
             reason = ev[EV["reason"]]
@@ -821,6 +859,36 @@ class Gateway:
                     order_id=o.order_id,
                     user_id=o.user_id,
                 )
+
+    def expire_inflight(self) -> None:
+        """Frames the core never answered (it died before journaling them, or before
+        replying): each NEW in them whose order is still pending gets a CANCEL probe,
+        as at startup (:meth:`recover_pending`), so the order ends known."""
+        limit = time.monotonic() - self.cfg.core_reply_timeout_ms / 1000
+        for uid, oid in list(self.reprobe):
+            self.reprobe.discard((uid, oid))
+            o = self.store.orders.get((uid, oid))
+            if o is not None and o.state == STATE_PENDING and "R" not in o.pending:
+                o.pending.append("R")
+                self.store.save_order(o)
+                self.queue_cmd((uid, oid, "R"), kind=CmdKind.CANCEL, order_id=oid, user_id=uid)
+        while self.inflight and self.inflight[0][0] < limit:
+            _, tags = self.inflight.popleft()
+            self.core.outstanding = max(0, self.core.outstanding - len(tags))
+            for uid, oid, op in tags:
+                o = self.store.orders.get((uid, oid)) if op == "N" else None
+                if o is not None and o.state == STATE_PENDING and o.pending[:1] == ["N"]:
+                    if "R" not in o.pending:
+                        o.pending.append("R")
+                        self.store.save_order(o)
+                        self.queue_cmd(
+                            (uid, oid, "R"), kind=CmdKind.CANCEL, order_id=oid, user_id=uid
+                        )
+                elif op == "M":
+                    m = self.mass.pop(oid, None)
+                    if m is not None:
+                        v = {"request_id": m[1], "reason": GwReason.CORE_UNAVAILABLE}
+                        self.emit(m[0], OUT["MASS_CANCEL_ACK"], v)
 
     async def catch_up(self) -> None:
         """Apply every core event up to the end of the core's log (blocking replay calls)."""
@@ -878,6 +946,7 @@ class Gateway:
                     for ev in f.events.tolist():
                         self.on_event(ev)
                     self.store.set_core_seq(f.last_seq)
+            self.expire_inflight()
             self.pump_core()
 
     async def serve(self, ready: asyncio.Future[dict[str, Any]] | None = None) -> None:

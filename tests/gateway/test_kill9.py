@@ -15,7 +15,7 @@ from bindings.client import CoreClient
 from bindings.gateway_client import GatewayClient
 from engine.wire import commands
 from gateway.wire import codec
-from gateway.wire.layout import STATE_CANCELED, STATE_OPEN
+from gateway.wire.layout import STATE_CANCELED, STATE_OPEN, STATE_PENDING, STATE_UNKNOWN
 from pyx.enums import Reason, Side
 from tests.e2e.coreproc import CoreProcess
 from tests.gateway.gwproc import GatewayProcess, make_key, setup_market
@@ -149,7 +149,10 @@ def test_kill9_core_mid_flow(tmp_path: Path) -> None:
     core.start()
     setup_market(core)
     # Long heartbeats: the blocking test clients do not read while the core restarts.
-    gw = GatewayProcess(core, tmp_path / "gw.db", tmp_path / "logs", "--heartbeat-ms", "20000")
+    gw = GatewayProcess(
+        core, tmp_path / "gw.db", tmp_path / "logs",
+        "--heartbeat-ms", "20000", "--core-reply-timeout-ms", "2000",
+    )  # fmt: skip
     gw.start(port=0)
     try:
         ka = make_key(gw.db, tmp_path / "a.key", 1)
@@ -174,6 +177,20 @@ def test_kill9_core_mid_flow(tmp_path: Path) -> None:
         a2, b2 = login(gw, ka), login(gw, kb)
         check_accounted(a2, before_a + more_a, drain(a2))
         check_accounted(b2, before_b, drain(b2))
+        # Every order sent, acknowledged or not, ends known (orders whose command was
+        # lost with the core are resolved by a cancel probe after the reply timeout).
+        deadline = time.monotonic() + 30
+        for c, cls in ((a2, [*range(1, 31), 99, 100]), (b2, list(range(1, 31)))):
+            while True:
+                for cl in cls:
+                    c.order_status(cl)
+                st = [m for m in c.messages(timeout=1.0) if m.name == "ORDER_STATUS_REPLY"]
+                if all(m.state != STATE_PENDING for m in st) or time.monotonic() > deadline:
+                    break
+            assert len(st) == len(cls)
+            assert all(m.state not in (STATE_PENDING, STATE_UNKNOWN) for m in st), [
+                (m.cl_ord_id, m.state) for m in st
+            ]
     finally:
         gw.cleanup()
         core.cleanup()
@@ -188,3 +205,42 @@ def test_shutdown_cancels_on_disconnect(gw: GatewayProcess, key1: Path) -> None:
     a2 = login(gw, key1, next_seq=2)
     m = a2.recv()
     assert (m.name, m.cl_ord_id, m.reason) == ("CANCELED", 5, Reason.USER_CANCELED)
+
+
+def test_order_lost_with_the_core_is_resolved(tmp_path: Path) -> None:
+    """A NEW the core received but never journaled (stopped, then killed) is probed
+    after the reply timeout and reported REJECTED(CORE_UNAVAILABLE), never left pending."""
+    import signal
+
+    from gateway.wire.codes import GwReason
+
+    (tmp_path / "logs").mkdir()
+    eps = [f"tcp://127.0.0.1:{free_port()}" for _ in range(3)]
+    core = CoreProcess(
+        tmp_path / "core", tmp_path / "logs", "fsync",
+        "--cmd-endpoint", eps[0], "--pub-endpoint", eps[1], "--replay-endpoint", eps[2],
+    )  # fmt: skip
+    core.start()
+    setup_market(core)
+    gw = GatewayProcess(
+        core, tmp_path / "gw.db", tmp_path / "logs",
+        "--heartbeat-ms", "20000", "--core-reply-timeout-ms", "1000",
+    )  # fmt: skip
+    gw.start(port=0)
+    try:
+        a = login(gw, make_key(gw.db, tmp_path / "a.key", 1))
+        a.enter_order(1, symbol_id=1, side=Side.SELL, price_ticks=3000, qty_lots=1)
+        assert a.recv().name == "ACCEPTED"
+        assert core.proc is not None
+        core.proc.send_signal(signal.SIGSTOP)
+        a.enter_order(2, symbol_id=1, side=Side.SELL, price_ticks=3001, qty_lots=1)
+        time.sleep(0.5)
+        core.kill9()  # order 2 was queued to the stopped core, never journaled
+        core.start()
+        m = a.recv(timeout=30)
+        assert (m.name, m.cl_ord_id, m.reason) == ("REJECTED", 2, GwReason.CORE_UNAVAILABLE)
+        a.order_status(1)
+        assert a.recv().state == STATE_OPEN  # the journaled order survived the crash
+    finally:
+        gw.cleanup()
+        core.cleanup()

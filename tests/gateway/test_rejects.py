@@ -378,16 +378,19 @@ def test_core_rejects_come_through_with_the_core_code(env: Env) -> None:
     c.enter_order(1, symbol_id=1, side=Side.BUY, price_ticks=10, qty_lots=0)
     c.enter_order(2, symbol_id=99, side=Side.BUY, price_ticks=10, qty_lots=1)
     c.enter_order(3, symbol_id=1, side=Side.BUY, price_ticks=10**6, qty_lots=10**5)  # funds
-    got = [c.recv() for _ in range(3)]
+    c.enter_order(4, symbol_id=1, side=0, price_ticks=10, qty_lots=1)  # refused at the door
+    got = sorted((c.recv() for _ in range(4)), key=lambda m: int(m.cl_ord_id))
     assert [(m.name, m.cl_ord_id) for m in got] == [
         ("REJECTED", 1),
         ("REJECTED", 2),
         ("REJECTED", 3),
+        ("REJECTED", 4),
     ]
     assert [m.reason for m in got] == [
         Reason.INVALID_QTY,
         Reason.UNKNOWN_SYMBOL,
         Reason.INSUFFICIENT_FUNDS,
+        Reason.INVALID_SIDE,
     ]
 
 
