@@ -87,15 +87,22 @@ def _section(spec: MsgSpec) -> list[str]:
         where = f"`S` frame, message type `{spec.code.decode()}`, after the sequence number"
         start = FRAME_HEAD.size + SEQ_HEAD.size + 1
     frame = encode_spec(spec, EXAMPLE, seq=3)
+    shown = [
+        f"`{f.name}`={EXAMPLE[f.name] if f.code != 'S64' else 'bytes 00..3f'}"
+        for f in spec.fields
+        if f.name in EXAMPLE
+    ]
+    seq_note = "seq=3, " if spec.layer == "app" and not spec.inbound else ""
+    example = "Example (" + seq_note + (", ".join(shown) if shown else "no fields") + "):"
     out = [
         f"### {spec.name} ({who})",
         "",
-        f"{spec.doc}. {where}; body {spec.struct.size} bytes, frame {len(frame)} bytes"
-        f" (offsets below count from the frame's first byte).",
+        f"{spec.doc[0].upper()}{spec.doc[1:]}. {where}; message {spec.struct.size} bytes,"
+        f" frame {len(frame)} bytes (offsets below count from the frame's first byte).",
         "",
         *_table(spec, start),
         "",
-        "Example (fields not listed in the example set are 0; S frames use seq 3):",
+        example,
         "",
         *_hex(frame),
         "",
@@ -133,6 +140,21 @@ def protocol_md() -> str:
         "- `U` (unsequenced, client → gateway): body = message type (1 byte) + message.",
         "- `S` (sequenced, gateway → client): body = `seq` (`<u8`, the session's",
         "  sequence number, 1, 2, 3, ... with no gap) + message type (1 byte) + message.",
+        "",
+        "## Session flow",
+        "",
+        "1. The client connects and sends `LOGIN` (its first frame), naming the next",
+        "   sequenced message it expects (`next_seq`: 1 = all, 0 = only new ones).",
+        "2. The gateway answers `LOGIN_REJECTED(reason)` and closes, or",
+        "   `LOGIN_ACCEPTED(first_seq, last_seq)`, then sends the stored messages",
+        "   `first_seq..last_seq` (the replay), then live messages, in sequence, no gap.",
+        "3. Either side sends a heartbeat when it has sent nothing for `heartbeat_ms`;",
+        "   the gateway ends a session silent for 3 x `heartbeat_ms`.",
+        "4. `LOGOUT` (client) or `END_OF_SESSION(reason)` (gateway) ends the session;",
+        "   after any end the client may log in again with its next expected seq.",
+        "",
+        "Rules, replay design, throttles and cancel-on-disconnect:",
+        "[gateway.md](gateway.md).",
         "",
         "## Login signature",
         "",
