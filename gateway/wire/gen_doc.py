@@ -88,7 +88,7 @@ def _section(spec: MsgSpec) -> list[str]:
         start = FRAME_HEAD.size + SEQ_HEAD.size + 1
     frame = encode_spec(spec, EXAMPLE, seq=3)
     shown = [
-        f"`{f.name}`={EXAMPLE[f.name] if f.code != 'S64' else 'bytes 00..3f'}"
+        f"`{f.name}`=" + ("bytes 00..3f" if f.code == "S64" else str(EXAMPLE[f.name]))
         for f in spec.fields
         if f.name in EXAMPLE
     ]
