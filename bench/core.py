@@ -254,7 +254,7 @@ def open_loop_process(
     """Open-loop fsync-mode reply latencies (ns) through a real `bursa core` process."""
     import zmq
 
-    from bindings.client import CoreClient
+    from bindings.client import CoreClient, RoutedClient
 
     d = tempfile.mkdtemp(prefix="bench-core-proc-", dir=base_dir)
     out_path = os.path.join(d, "ready.out")
@@ -263,7 +263,10 @@ def open_loop_process(
     with open(out_path, "wb") as out, open(os.path.join(d, "core.err"), "wb") as err:
         proc = subprocess.Popen(
             [sys.executable, "-m", "bursa", "core", "--data-dir", data, "--mode", "fsync"]
-            + [f"--{k}-endpoint=tcp://127.0.0.1:*" for k in ("cmd", "pub", "replay")],
+            + [
+                f"--{k}-endpoint=tcp://127.0.0.1:*"
+                for k in ("trade", "fund", "admin", "pub", "replay")
+            ],
             stdout=out,
             stderr=err,
             cwd=root,
@@ -281,8 +284,10 @@ def open_loop_process(
                 raise RuntimeError("bursa core exited early")
             time.sleep(0.01)
         assert ready, "bursa core not ready"
-        client = CoreClient(ready["cmd"])
-        client.submit(stream[:start])
+        setup = RoutedClient.from_ready(ready)
+        setup.submit(stream[:start])
+        setup.close()
+        client = CoreClient(ready["trade"])
         cmds = stream[start : start + n_cmds].copy()
         n = len(cmds)
         cmds["client_ref"] = np.arange(n, dtype=np.uint64)
@@ -317,9 +322,11 @@ def open_loop_process(
         finally:
             gc.enable()
         assert got == n, f"only {got} of {n} replies"
-        ans = client.control("conservation")
-        assert ans["ok"], ans
         client.close()
+        admin = CoreClient(ready["admin"])
+        ans = admin.control("conservation")
+        assert ans["ok"], ans
+        admin.close()
         return lat
     finally:
         proc.terminate()

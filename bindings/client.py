@@ -6,8 +6,9 @@ Used by tests, the gateway, the wallet and the admin CLI.  Wire shapes are in
 
 Example::
 
-    client = CoreClient("tcp://127.0.0.1:7001")
-    replies = client.request(commands.deposit(user_id=7, asset_id=1, amount_minor=10**8, ref=1))
+    fund = CoreClient("tcp://127.0.0.1:7004")          # the core's "fund" socket
+    replies = fund.request(commands.deposit(ref=1, user_id=7, asset_id=1, amount_minor=10**8))
+    core = RoutedClient.from_ready(ready_line)         # tests/tools: each kind to its socket
     sub = EventSubscriber("tcp://127.0.0.1:7002", "tcp://127.0.0.1:7003", from_seq=1)
     for frame in sub.poll(timeout_ms=100):
         print(frame.first_seq, frame.last_seq, len(frame.events))
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 import zmq
 
+from engine.security import CurveClientKeys, make_client_socket
 from engine.wire import commands
 from engine.wire.frames import (
     CONTROL_TAG,
@@ -40,6 +42,7 @@ from engine.wire.frames import (
     encode_replay_request,
 )
 from engine.wire.layout import CMD_DTYPE, CMD_SIZE, REPLY_DTYPE
+from engine.wire.roles import ROLES, role_of
 
 # Largest command frame the server accepts (engine.server.MAX_FRAME_CMDS).
 CLIENT_FRAME_CMDS_MAX = 16384
@@ -64,7 +67,8 @@ def _as_cmds(cmds: Records | np.void) -> Records:
 
 
 class CoreClient:
-    """DEALER client of the core's command socket.
+    """DEALER client of one of the core's command sockets (``trade``, ``fund`` or
+    ``admin``: engine/wire/roles.py says which commands each carries).
 
     Replies come back in the order commands were sent (one reply record per
     command; one record per malformed frame).  :meth:`send` pipelines;
@@ -74,16 +78,25 @@ class CoreClient:
     Parameters
     ----------
     endpoint : str
-        The core's command endpoint (``cmd`` in its ready line).
+        One of the core's command endpoints (``trade``, ``fund`` or ``admin`` in
+        its ready line).
     ctx : zmq.Context, optional
         ZeroMQ context (the process-wide instance by default).
+    curve : CurveClientKeys, optional
+        Connect as a CURVE client (required when the core runs with CURVE).
     """
 
-    def __init__(self, endpoint: str, ctx: zmq.Context[zmq.Socket[bytes]] | None = None) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        ctx: zmq.Context[zmq.Socket[bytes]] | None = None,
+        curve: CurveClientKeys | None = None,
+    ) -> None:
         self.endpoint = endpoint
         self.ctx = ctx or zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
+        make_client_socket(self.sock, curve)
         self.sock.connect(endpoint)
         self.outstanding = 0  # replies expected for send() calls not yet received
         self.backlog: deque[Records] = deque()  # reply frames received for send() calls
@@ -220,7 +233,8 @@ class CoreClient:
                 self.backlog.append(rep)
         ans = self._controls.popleft()
         if not ans.get("ok", False) and op != "conservation":
-            raise CoreError(ans.get("error", f"control {op} failed"))
+            text = str(ans.get("error", f"control {op} failed"))
+            raise CoreError(f"{ans['reason']}: {text}" if "reason" in ans else text)
         return ans
 
     # Convenience wrappers over engine/wire/commands.py builders: each builds one
@@ -332,6 +346,124 @@ class CoreClient:
         return self.one(commands.resume_user(user_id))
 
 
+class RoutedClient(CoreClient):
+    """Three :class:`CoreClient` s, one per command socket, behind one object: every
+    command goes to the socket of its kind (engine/wire/roles.py), control requests
+    to ``admin``.  For tests, demos and tools that act in several roles; a real
+    gateway or wallet holds only its own socket (and its own keys).
+
+    A frame mixing roles is cut into runs of one role, each run requested (sent and
+    answered) before the next, so effects keep the frame's order.  :meth:`send`
+    pipelines frames of one role only.
+    """
+
+    def __init__(
+        self,
+        endpoints: dict[str, str],
+        ctx: zmq.Context[zmq.Socket[bytes]] | None = None,
+        curve: CurveClientKeys | None = None,
+    ) -> None:
+        self.clients = {r: CoreClient(endpoints[r], ctx, curve) for r in ROLES}
+        admin = self.clients["admin"]
+        # The inherited single-socket state is the admin client's (control requests).
+        self.endpoint = admin.endpoint
+        self.ctx = admin.ctx
+        self.sock = admin.sock
+        self.outstanding = 0
+        self.backlog = admin.backlog
+        self._controls = admin._controls
+        self._pipelined: deque[list[tuple[str, int]]] = deque()
+        self._leftover: dict[str, list[Records]] = {}
+
+    @classmethod
+    def from_ready(
+        cls, ready: dict[str, Any], curve: CurveClientKeys | None = None
+    ) -> RoutedClient:
+        """A client of the endpoints in a core's ready line."""
+        return cls({r: str(ready[r]) for r in ROLES}, curve=curve)
+
+    def close(self) -> None:
+        """Close the three sockets."""
+        for c in self.clients.values():
+            c.close()
+
+    @staticmethod
+    def _runs(arr: Records) -> list[tuple[str, Records]]:
+        """Consecutive runs of commands of one role (unknown kinds go to ``trade``,
+        where the core rejects them)."""
+        out: list[tuple[str, Records]] = []
+        start = 0
+        roles = [_role_or_trade(int(k)) for k in arr["kind"]]
+        for i in range(1, len(arr) + 1):
+            if i == len(arr) or roles[i] != roles[start]:
+                out.append((roles[start], arr[start:i]))
+                start = i
+        return out
+
+    def send(self, cmds: Records | np.void | bytes) -> int:
+        """Pipeline a frame: each run of one role goes to that role's socket.
+
+        Runs of different roles travel on different sockets, so the core may apply
+        them in another order than the frame's; use :meth:`request` when one run
+        must take effect before the next (a deposit before the order it funds).
+        """
+        if isinstance(cmds, bytes | bytearray | memoryview):
+            runs_n = [("trade", self.clients["trade"].send(cmds))]
+        else:
+            runs_n = [(r, self.clients[r].send(run)) for r, run in self._runs(_as_cmds(cmds))]
+        n = sum(k for _, k in runs_n)
+        self._pipelined.append(runs_n)
+        self.outstanding += n
+        return n
+
+    def _take(self, role: str, n: int, deadline: float) -> Records:
+        """The next ``n`` replies of one role's stream.
+
+        The core answers all of a sender's frames of one turn in one reply frame, so
+        the records are counted out of each role's stream."""
+        buf = self._leftover.setdefault(role, [])
+        while sum(len(b) for b in buf) < n:
+            buf.append(self.clients[role].recv_replies(self._left_ms(deadline)))
+        allrep = np.concatenate(buf)
+        buf[:] = [allrep[n:]] if len(allrep) > n else []
+        return allrep[:n]
+
+    def recv_replies(self, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> Records:
+        """The replies of the oldest pipelined :meth:`send`, in the frame's order."""
+        runs_n = self._pipelined.popleft()
+        deadline = time.monotonic() + timeout_ms / 1000
+        out = [self._take(role, n, deadline) for role, n in runs_n]
+        self.outstanding -= sum(n for _, n in runs_n)
+        return np.concatenate(out)
+
+    def drain(self, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> Records:
+        """Every outstanding reply of :meth:`send`, in send order."""
+        out = []
+        while self._pipelined:
+            out.append(self.recv_replies(timeout_ms))
+        return np.concatenate(out) if out else np.zeros(0, dtype=REPLY_DTYPE)
+
+    def request(
+        self, cmds: Records | np.void | bytes, timeout_ms: int = DEFAULT_TIMEOUT_MS
+    ) -> Records:
+        """Send commands, each run to its role's socket, and return all replies in order."""
+        if isinstance(cmds, bytes | bytearray | memoryview):
+            return self.clients["trade"].request(cmds, timeout_ms)
+        out = [self.clients[r].request(run, timeout_ms) for r, run in self._runs(_as_cmds(cmds))]
+        return np.concatenate(out) if out else np.zeros(0, dtype=REPLY_DTYPE)
+
+    def control(self, op: str, timeout_ms: int = DEFAULT_TIMEOUT_MS, **args: Any) -> dict[str, Any]:
+        """A control request on the admin socket (see :meth:`CoreClient.control`)."""
+        return self.clients["admin"].control(op, timeout_ms, **args)
+
+
+def _role_or_trade(kind: int) -> str:
+    try:
+        return role_of(kind)
+    except ValueError:
+        return "trade"
+
+
 class EventSubscriber:
     """Gap-free, duplicate-free event stream from any sequence number on.
 
@@ -349,6 +481,8 @@ class EventSubscriber:
         First command sequence number whose events are wanted (1 = from the start).
     verify_crc : bool
         Check each live frame's CRC (replayed frames are always checked).
+    curve : CurveClientKeys, optional
+        Connect as a CURVE client (required when the core runs with CURVE).
     """
 
     def __init__(
@@ -358,16 +492,19 @@ class EventSubscriber:
         from_seq: int = 1,
         ctx: zmq.Context[zmq.Socket[bytes]] | None = None,
         verify_crc: bool = True,
+        curve: CurveClientKeys | None = None,
     ) -> None:
         self.ctx = ctx or zmq.Context.instance()
         self.sub = self.ctx.socket(zmq.SUB)
         self.sub.setsockopt(zmq.LINGER, 0)
         self.sub.setsockopt(zmq.RCVHWM, 1_000_000)
         self.sub.setsockopt(zmq.SUBSCRIBE, b"")
+        make_client_socket(self.sub, curve)
         self.sub.connect(pub_endpoint)
         self.replay_endpoint = replay_endpoint
         self.rep = self.ctx.socket(zmq.DEALER)
         self.rep.setsockopt(zmq.LINGER, 0)
+        make_client_socket(self.rep, curve)
         self.rep.connect(replay_endpoint)
         self.next_seq = max(from_seq, 1)
         self.verify_crc = verify_crc
@@ -407,7 +544,10 @@ class EventSubscriber:
             raise CoreError("malformed replay answer")
         status, next_seq, last_seq = decode_replay_end(parts[-1])
         if status == REPLAY_NOT_AVAILABLE:
-            raise CoreError(f"events before seq {next_seq} are no longer kept")
+            raise CoreError(
+                f"too old: events before seq {next_seq} are no longer kept "
+                "(event-log retention); rebuild from a snapshot of the core's state"
+            )
         if status != REPLAY_OK:
             raise CoreError(f"replay request refused (status {status})")
         frames = [decode_event_frame(p, verify=True) for p in parts[1:-1]]

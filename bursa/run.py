@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 import zmq
 
-from bindings.client import CoreClient, CoreError, EventSubscriber
+from bindings.client import CoreClient, CoreError, EventSubscriber, RoutedClient
 from bursa.demo import fixed
 from engine.replay import replay_dir
 from engine.wire import commands
@@ -225,8 +225,8 @@ class CoreChild:
         out_path = self.work_dir / f"core-{self.starts}.out"
         self.err_path = self.work_dir / f"core-{self.starts}.log"
         cmd = [sys.executable, "-m", "bursa", "core", "--data-dir", str(self.data_dir)]
-        cmd += ["--mode", MODE, "--cmd-endpoint", LOOPBACK, "--pub-endpoint", LOOPBACK]
-        cmd += ["--replay-endpoint", LOOPBACK]
+        cmd += ["--mode", MODE, "--pub-endpoint", LOOPBACK, "--replay-endpoint", LOOPBACK]
+        cmd += [f"--{role}-endpoint={LOOPBACK}" for role in ("trade", "fund", "admin")]
         paths = [str(REPO), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
         with open(out_path, "wb") as out, open(self.err_path, "wb") as err:
@@ -508,7 +508,7 @@ class Session:
     """Talks to one running core: setup, flow, single commands, reports."""
 
     def __init__(self, ready: dict[str, Any], seed: int) -> None:
-        self.client = CoreClient(str(ready["cmd"]))
+        self.client = RoutedClient.from_ready(ready)
         self.sub = EventSubscriber(str(ready["pub"]), str(ready["replay"]), from_seq=1)
         self.book = LocalBook(SYMBOL_ID)
         self.planner = FlowPlanner(seed)
@@ -769,8 +769,8 @@ def print_header(ready: dict[str, Any], work_dir: Path) -> None:
         f"  core      pid {ready['pid']}, {ready['mode']} durability, recovered to seq "
         f"{ready['last_seq']} (empty data directory)"
     )
-    print(f"  sockets   commands {ready['cmd']}, events {ready['pub']},")
-    print(f"            replay {ready['replay']}")
+    print(f"  sockets   trade {ready['trade']}, fund {ready['fund']}, admin {ready['admin']},")
+    print(f"            events {ready['pub']}, replay {ready['replay']}")
     print(f"  data dir  {work_dir} (removed at exit; --keep keeps it)")
 
 
@@ -861,7 +861,7 @@ def check_restart(core: CoreChild, before: dict[str, Any], session_book: LocalBo
     print(f"  restarted: pid {ready['pid']}; its log says:")
     for part in core.log_line("recovered to seq").split("; "):
         print(f"    {part}")
-    client = CoreClient(str(ready["cmd"]))
+    client = CoreClient(str(ready["admin"]))
     sub = EventSubscriber(str(ready["pub"]), str(ready["replay"]), from_seq=1)
     try:
         after = client.control("state_hash")

@@ -1,8 +1,10 @@
 """`bursa admin`: admin and funding commands, and state queries, to a running core.
 
 Each subcommand sends one command record (journaled like any other) or one
-control request (state queries: not journaled) to the core's command socket and
-prints the answer as one JSON line.  Exit status: 0 applied (or an idempotent
+control request (state queries: not journaled) to the core and prints the answer
+as one JSON line.  Configuration commands and queries go to the core's ``admin``
+socket (``--endpoint``), ``deposit`` to its ``fund`` socket (``--fund-endpoint``);
+``keygen`` writes a CURVE key pair and talks to no core.  Exit status: 0 applied (or an idempotent
 duplicate, or a query that holds), 1 rejected (or conservation violated),
 2 usage error or no answer in time.
 
@@ -16,6 +18,7 @@ Examples::
     bursa admin deposit 7 2 100000000 --ref 1
     bursa admin halt 1 ; bursa admin resume 1
     bursa admin snapshot ; bursa admin conservation ; bursa admin state-hash
+    bursa admin keygen keys/ core ; bursa admin keygen keys/clients gateway
 """
 
 from __future__ import annotations
@@ -29,14 +32,18 @@ from typing import Any
 import numpy as np
 
 from bindings.client import CoreClient, CoreError
-from engine.server import DEFAULT_CMD_ENDPOINT
+from engine.security import CurveClientKeys, keygen, load_client_keys
+from engine.server import DEFAULT_ADMIN_ENDPOINT, DEFAULT_FUND_ENDPOINT
 from engine.wire import commands
 from engine.wire.frames import STATUS_APPLIED, STATUS_DUPLICATE
+from engine.wire.roles import role_of
 from pyx.enums import CmdKind, Reason
 
 Records = np.ndarray[Any, np.dtype[np.void]]
 
 STATUS_NAMES = {1: "applied", 2: "rejected", 3: "duplicate"}
+# Minimum order value (quote minor units) `add-symbol` sets unless told otherwise.
+DEFAULT_MIN_NOTIONAL_MINOR = 100
 EXIT_OK = 0
 EXIT_REJECTED = 1
 EXIT_USAGE = 2
@@ -96,6 +103,7 @@ COMMAND_BUILDERS: dict[str, Callable[[argparse.Namespace], Records]] = {
         a.ref, a.user_id, a.asset_id, a.amount_minor, account=a.account
     ),
     "halt": lambda a: commands.halt_symbol(a.symbol_id),
+    "set-user-order-limit": lambda a: commands.set_user_order_limit(a.limit),
     "resume": lambda a: commands.resume_symbol(a.symbol_id),
     "suspend-user": lambda a: commands.suspend_user(a.user_id),
     "resume-user": lambda a: commands.resume_user(a.user_id),
@@ -105,8 +113,19 @@ QUERIES = ("snapshot", "conservation", "state-hash", "status", "balance")
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bursa admin", description=__doc__.splitlines()[0])
-    p.add_argument("--endpoint", default=DEFAULT_CMD_ENDPOINT, help="core command endpoint")
+    p.add_argument(
+        "--endpoint",
+        "--admin-endpoint",
+        dest="endpoint",
+        default=DEFAULT_ADMIN_ENDPOINT,
+        help="the core's admin endpoint",
+    )
+    p.add_argument(
+        "--fund-endpoint", default=DEFAULT_FUND_ENDPOINT, help="the core's fund endpoint (deposit)"
+    )
     p.add_argument("--timeout-ms", type=int, default=10_000)
+    p.add_argument("--curve-key", help="this operator's .key_secret file (core with CURVE)")
+    p.add_argument("--curve-server-key", help="the core's public .key file (core with CURVE)")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     s = sub.add_parser("add-asset", help="add an asset (integer minor units)")
@@ -127,7 +146,9 @@ def _parser() -> argparse.ArgumentParser:
         ("min-price-ticks", 1),
         ("max-price-ticks", 10**9),
         ("protection-ticks", 10**6),
-        ("min-notional-minor", 0),
+        # Non-zero by default: dust orders cost the book and the event stream as much
+        # as real ones.  0 switches the check off.
+        ("min-notional-minor", DEFAULT_MIN_NOTIONAL_MINOR),
     ):
         s.add_argument(f"--{flag}", type=int, default=default)
 
@@ -151,12 +172,19 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--ref", type=int, required=True, help="external reference (non-zero)")
     s.add_argument("--account", type=int, default=0, help="0 trading, 1 funding")
 
+    s = sub.add_parser("set-user-order-limit", help="live orders per user at most")
+    s.add_argument("limit", type=int)
+
     for name, what in (("halt", "halt"), ("resume", "resume")):
         s = sub.add_parser(name, help=f"{what} a symbol")
         s.add_argument("symbol_id", type=int)
     for name, what in (("suspend-user", "suspend"), ("resume-user", "resume")):
         s = sub.add_parser(name, help=f"{what} a user")
         s.add_argument("user_id", type=int)
+
+    s = sub.add_parser("keygen", help="write a CURVE key pair NAME.key / NAME.key_secret")
+    s.add_argument("directory")
+    s.add_argument("name")
 
     sub.add_parser("snapshot", help="write a snapshot now")
     sub.add_parser("conservation", help="check the conservation invariant (exit 1 if violated)")
@@ -167,6 +195,15 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("asset_id", type=int)
     s.add_argument("--account", type=int, default=0)
     return p
+
+
+def endpoint_for(args: argparse.Namespace) -> str:
+    """The core socket a parsed subcommand talks to (its commands' role)."""
+    if args.cmd in COMMAND_BUILDERS:
+        roles = {role_of(int(k)) for k in COMMAND_BUILDERS[args.cmd](args)["kind"]}
+        if roles == {"fund"}:
+            return str(args.fund_endpoint)
+    return str(args.endpoint)
 
 
 def run(args: argparse.Namespace, client: CoreClient) -> tuple[int, list[dict[str, Any]]]:
@@ -197,7 +234,18 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:
         return int(e.code or 0) and EXIT_USAGE
-    client = CoreClient(args.endpoint)
+    if args.cmd == "keygen":
+        public, secret = keygen(args.directory, args.name)
+        print(json.dumps({"ok": True, "public": public, "secret": secret}))
+        return EXIT_OK
+    curve: CurveClientKeys | None = None
+    try:
+        if args.curve_key or args.curve_server_key:
+            curve = load_client_keys(args.curve_key, args.curve_server_key)
+        client = CoreClient(endpoint_for(args), curve=curve)
+    except (OSError, ValueError, TypeError) as e:
+        print(json.dumps({"ok": False, "error": str(e)}), file=sys.stderr)
+        return EXIT_USAGE
     try:
         code, answers = run(args, client)
     except (TimeoutError, CoreError, ValueError) as e:

@@ -23,10 +23,14 @@ import numpy as np
 import numpy.typing as npt
 
 from engine.wire.commands import stamp
-from pyx.core import CoreState
+from pyx.core import REF_MEMORY, CoreState
 
 SNAPSHOT_MAGIC = b"BURSACORE\x00"
-SNAPSHOT_VERSION = 2  # 2: book rows are Book.l3_full() rows (tif and stp added)
+# 2: book rows are Book.l3_full() rows (tif and stp added)
+# 3: per-user order ids (internal ids user << 40 | id), order-id marks and remembered NEWs,
+#    funding references (arrival order) with their content and first result, transfer
+#    references, forgotten floors
+SNAPSHOT_VERSION = 3
 
 # Row formats of the snapshot sections (little-endian, packed).  The order of the
 # sections and of the rows in each is canonical: sorted by id.
@@ -36,7 +40,9 @@ _ASSET = struct.Struct(
     "<HBqqQQQQ"
 )  # id, decimals, fee, outstanding, deposited lo/hi, withdrawn lo/hi
 _TIER = struct.Struct("<Iqq")  # tier, maker ppm, taker ppm
-_USER = struct.Struct("<IIIIB")  # id, tier, taker ppm, maker ppm, suspended
+# id, tier, taker ppm, maker ppm, suspended, highest accepted order id, forgotten floor
+_USER = struct.Struct("<IIIIBQQ")
+_DEDUP = struct.Struct("<IQQq")  # user, order id, fingerprint, first reply value (oldest first)
 _BALANCE = struct.Struct("<IHBqq")  # user, asset, account, available, held
 _SYMBOL = struct.Struct("<HHHBqqqqqqqqqq")
 _ORDER = struct.Struct("<QIHBBBBBBqqII")
@@ -46,8 +52,13 @@ _BOOK = struct.Struct("<HqQ")  # symbol, last price, next match id
 # through Book.restore_order in this order (docs/book.md, "Restore").
 _L3 = struct.Struct("<QIBqqBBBqB")
 _STOP = struct.Struct("<QIBBBqqqB")  # id, user, side, ord_type, tif, stop, price, open, stp
-_REF = struct.Struct("<Q")
-_WITHDRAWAL = struct.Struct("<QIHqqB")  # id, user, asset, account, amount, state
+_REF = struct.Struct("<QIHqqq")  # deposit ref, user, asset, account, amount, reply value
+# id, user, asset, account, amount, state, hold reply value, commit/release reply value
+_WITHDRAWAL = struct.Struct("<QIHqqBqq")
+_TRANSFER = struct.Struct("<QIHqqqq")  # ref, user, asset, from, to, amount, reply value
+# highest deposit / withdrawal / transfer reference forgotten, references remembered per
+# kind, live orders per user at most
+_MARKS = struct.Struct("<QQQqq")
 
 _U64 = (1 << 64) - 1
 
@@ -98,6 +109,9 @@ class Core(CoreState):
     variants : frozenset of str
         Deliberately broken behaviours, for the simulator's tests only:
         ``"double_release"`` and ``"dup_deposit"`` (see ``pyx/core.pyx``).
+    ref_memory : int
+        Funding references remembered per kind (deposits, withdrawals, transfers);
+        smaller than the default in tests only.  Kept in snapshots.
 
     Notes
     -----
@@ -107,8 +121,10 @@ class Core(CoreState):
     never raises: it is rejected with a ``Reason`` and changes nothing.
     """
 
-    def __init__(self, variants: frozenset[str] = frozenset()) -> None:
-        super().__init__(variants)
+    def __init__(
+        self, variants: frozenset[str] = frozenset(), ref_memory: int = REF_MEMORY
+    ) -> None:
+        super().__init__(variants, ref_memory)
 
     # ------------------------------------------------------------- batches
 
@@ -144,8 +160,11 @@ class Core(CoreState):
             out.append(_BOOK.pack(sid, last, next_match))
             _section(out, _L3, rows)
             _section(out, _STOP, stops)
-        _section(out, _REF, ((r,) for r in d["deposit_refs"]))
+        _section(out, _DEDUP, d["order_dedup"])
+        _section(out, _REF, d["deposit_refs"])
         _section(out, _WITHDRAWAL, d["withdrawals"])
+        _section(out, _TRANSFER, d["transfers"])
+        out.append(_MARKS.pack(*d["marks"]))
         return b"".join(out)
 
     @classmethod
@@ -179,21 +198,25 @@ class Core(CoreState):
             stops = tuple(rd.rows(_STOP))
             books.append((sid, (last, next_match, rows, stops)))
         d["books"] = books
-        d["deposit_refs"] = [r for (r,) in rd.rows(_REF)]
+        d["order_dedup"] = list(rd.rows(_DEDUP))
+        d["deposit_refs"] = list(rd.rows(_REF))
         d["withdrawals"] = list(rd.rows(_WITHDRAWAL))
+        d["transfers"] = list(rd.rows(_TRANSFER))
+        d["marks"] = rd.take(_MARKS)
         if rd.pos != len(data):
             raise SnapshotError("trailing bytes after the snapshot")
         core = cls(variants)
         try:
             core._load(d)
-        except (KeyError, AssertionError, OverflowError, ValueError) as exc:
+        except (KeyError, AssertionError, OverflowError, ValueError, IndexError) as exc:
             raise SnapshotError(f"inconsistent snapshot: {exc!r}") from exc
         return core
 
     def state_hash(self) -> bytes:
         """16-byte blake2b of the canonical serialization (:meth:`to_snapshot`): last_seq,
-        assets, fee tiers, users, balances, symbols, hold records, books (every order and
-        counter), fee accounts, deposit references and withdrawals."""
+        assets, fee tiers, users (with their order-id marks), balances, symbols, hold
+        records, books (every order and counter), fee accounts, the remembered NEWs,
+        deposit, withdrawal and transfer references, reference marks."""
         return hashlib.blake2b(self.to_snapshot(), digest_size=16).digest()
 
     def content_hash(self) -> bytes:
@@ -280,7 +303,7 @@ class Core(CoreState):
         """user id -> fee tier, taker/maker ppm and ``suspended``."""
         return {
             u: {"tier": t, "taker_ppm": tk, "maker_ppm": mk, "suspended": s}
-            for u, t, tk, mk, s in self._dump(with_books=False)["users"]
+            for u, t, tk, mk, s, _, _ in self._dump(with_books=False)["users"]
         }
 
     def fee_tiers(self) -> dict[int, tuple[int, int]]:
@@ -294,7 +317,7 @@ class Core(CoreState):
         """
         return {
             w: (u, a, acc, amt, st)
-            for w, u, a, acc, amt, st in self._dump(with_books=False)["withdrawals"]
+            for w, u, a, acc, amt, st, _, _ in self._dump(with_books=False)["withdrawals"]
         }
 
     def balances(self, user_id: int) -> dict[tuple[int, int], tuple[int, int]]:

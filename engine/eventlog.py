@@ -266,6 +266,32 @@ class EventLog:
         self.append_frame(frame, first_seq, last_seq)
         return frame
 
+    def prune(self, retain_bytes: int) -> int:
+        """Retention: remove the oldest whole segments while the log holds more than
+        ``retain_bytes`` (the segment being written is always kept).  Returns how many
+        were removed; afterwards the replay service answers requests before
+        :attr:`first_seq` with ``REPLAY_NOT_AVAILABLE`` ("too old: rebuild from a
+        snapshot").  Recovery never needs them: it regenerates events after the
+        newest snapshot from the journal."""
+        segs = list_segments(self.storage)
+        sizes = [self.storage.size(name) for _, name in segs]
+        total = sum(sizes)
+        drop = 0
+        while drop < len(segs) - 1 and total > retain_bytes:
+            total -= sizes[drop]
+            drop += 1
+        if drop:
+            for _, name in segs[:drop]:
+                self.storage.remove(name)
+            self.storage.sync_dir()
+            self.first_seq = segs[drop][0]
+            log.info(
+                "event log retention: removed %d segment(s), log starts at seq %d",
+                drop,
+                self.first_seq,
+            )
+        return drop
+
     def sync(self) -> None:
         """Make the log durable (before a snapshot, at shutdown)."""
         if self._segment is not None:
@@ -295,9 +321,13 @@ class EventLogReader:
         self._last_seq = 0
 
     def refresh(self) -> None:
-        """Index records written since the last call (the writer only appends)."""
+        """Index records written since the last call (the writer appends, and retention
+        removes whole segments from the front)."""
+        listed = list_segments(self.storage)
+        present = {name for _, name in listed}
+        self._segs = [s for s in self._segs if s.name in present]
         known = {s.name for s in self._segs}
-        for first, name in list_segments(self.storage):
+        for first, name in listed:
             if name not in known:
                 self._segs.append(_SegIndex(first, name, ScanResult(0, 0, True)))
         prev_last = 0

@@ -18,9 +18,11 @@ import threading
 import zmq
 
 from engine.eventlog import EventLogReader
-from engine.storage import FileStorage
+from engine.security import CurveServerKeys, make_server_socket
+from engine.storage import FileStorage, StorageError
 from engine.wire.frames import (
     REPLAY_BAD_REQUEST,
+    REPLAY_NOT_AVAILABLE,
     FrameError,
     decode_replay_request,
     encode_replay_end,
@@ -48,9 +50,20 @@ class ReplayService(threading.Thread):
         Where to bind (``tcp://127.0.0.1:*`` picks a free port).
     directory : str
         Data directory holding the ``events-*.log`` segments.
+    curve : CurveServerKeys, optional
+        Serve as a CURVE server with these keys (the core's own socket policy).
+    max_message_bytes : int
+        ZMQ_MAXMSGSIZE of the socket (0: no limit).
     """
 
-    def __init__(self, ctx: zmq.Context[zmq.Socket[bytes]], endpoint: str, directory: str) -> None:
+    def __init__(
+        self,
+        ctx: zmq.Context[zmq.Socket[bytes]],
+        endpoint: str,
+        directory: str,
+        curve: CurveServerKeys | None = None,
+        max_message_bytes: int = 0,
+    ) -> None:
         super().__init__(name="bursa-replay", daemon=True)
         self.ctx = ctx
         self.endpoint = endpoint
@@ -60,6 +73,8 @@ class ReplayService(threading.Thread):
         self.stop_flag = threading.Event()
         self.error: BaseException | None = None
         self.requests_served = 0
+        self.curve = curve
+        self.max_message_bytes = max_message_bytes
 
     def run(self) -> None:
         """Bind, then answer requests until :meth:`stop`."""
@@ -67,6 +82,9 @@ class ReplayService(threading.Thread):
         reader = EventLogReader(storage)
         sock = self.ctx.socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, 0)
+        if self.max_message_bytes:
+            sock.setsockopt(zmq.MAXMSGSIZE, self.max_message_bytes)
+        make_server_socket(sock, self.curve, "replay")
         try:
             sock.bind(self.endpoint)
             self.bound_endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
@@ -106,7 +124,13 @@ class ReplayService(threading.Thread):
             log.warning("replay: bad request: %s", e)
             return [*head, encode_replay_end(REPLAY_BAD_REQUEST, 0, reader.last_seq)]
         limit = min(max_events, REPLAY_EVENTS_MAX) if max_events else REPLAY_EVENTS_MAX
-        frames, next_seq, status = reader.read(from_seq, limit, REPLAY_BYTES_MAX)
+        try:
+            frames, next_seq, status = reader.read(from_seq, limit, REPLAY_BYTES_MAX)
+        except (StorageError, OSError) as e:
+            # Retention removed a segment under the read: those events are too old now.
+            log.info("replay: %s; answering not available", e)
+            reader.refresh()
+            frames, next_seq, status = [], reader.first_seq, REPLAY_NOT_AVAILABLE
         return [*head, *frames, encode_replay_end(status, next_seq, reader.last_seq)]
 
     def stop(self) -> None:

@@ -2,8 +2,11 @@
 
 Each turn of the loop
 
-1. waits for the command ROUTER socket to become readable, then drains every
+1. waits for one of the three command ROUTER sockets (``trade``, ``fund``,
+   ``admin``: :mod:`engine.wire.roles`) to become readable, then drains every
    message already queued (non-blocking) up to :data:`MAX_BATCH_CMDS` commands;
+   a frame holding a command kind its socket does not carry is answered
+   ``Reason.WRONG_SOCKET`` and never reaches the Sequencer;
 2. submits all well-formed command records of the turn as ONE batch to the
    Sequencer (sequence numbers, journal; in ``fsync`` mode one fdatasync for the
    batch: group commit), which applies them to the core;
@@ -41,10 +44,19 @@ import zmq
 
 from engine.clock import RealClock
 from engine.corelike import CoreClass
-from engine.eventlog import EventLog, split_event_frames
+from engine.eventlog import EVENT_SEGMENT_BYTES_MAX, EventLog, split_event_frames
 from engine.journal import JournalCorrupt, JournalWriteError
 from engine.recovery import recover
 from engine.replay_service import ReplayService
+from engine.security import (
+    CurveServerKeys,
+    after_bind,
+    is_local_endpoint,
+    load_server_keys,
+    make_server_socket,
+    prepare_ipc,
+    start_authenticator,
+)
 from engine.sequencer import Sequencer
 from engine.snapshot import SnapshotWriteError, list_snapshots
 from engine.storage import FileStorage, StorageError
@@ -57,6 +69,7 @@ from engine.wire.frames import (
     encode_event_frame,
 )
 from engine.wire.layout import CMD_DTYPE, CMD_SIZE, EV_DTYPE, REPLY_DTYPE
+from engine.wire.roles import EXPENSIVE_CONTROLS, ROLE_CONTROLS, ROLE_KINDS, ROLES
 from pyx.enums import Reason
 
 log = logging.getLogger("bursa.core")
@@ -70,6 +83,13 @@ MAX_MESSAGES_PER_TURN = 8192
 # Events per PUB frame; frames are cut on command boundaries, so one command with
 # more events than this still goes out whole in one frame.
 MAX_FRAME_EVENTS = 8192
+# Event-log retention: bytes of event log kept (oldest whole segments removed beyond)
+# and how often the server checks, ms.
+EVENT_LOG_RETAIN_BYTES = 8 << 30
+RETENTION_CHECK_MS = 1000
+# Messages queued per client connection on a command socket at most (ZMQ_RCVHWM):
+# with MAX_MESSAGE_BYTES, at most 768 MiB of one peer's input can wait in the core.
+RCVHWM_MSGS = 256
 # Poll timeout when idle: how late a timer-based snapshot or a signal is noticed.
 IDLE_POLL_MS = 50
 # Outgoing queue bound per subscriber / client: beyond it ZeroMQ drops (PUB) or
@@ -79,11 +99,24 @@ SNDHWM_MSGS = 100_000
 # snapshots, so that it can sync the event log first.
 SEQUENCER_SNAPSHOT_NEVER = 1 << 62
 
-MALFORMED_FRAME = int(Reason.MALFORMED_FRAME)
+# Largest message any socket of the core accepts (ZMQ_MAXMSGSIZE; a peer sending a
+# larger one is disconnected by ZeroMQ before the bytes are buffered).  Twice the
+# largest valid frame: a frame somewhat over the bound still gets its
+# MALFORMED_FRAME reply, a huge one never reaches the core's memory.
+MAX_MESSAGE_BYTES = 2 * MAX_FRAME_CMDS * CMD_SIZE
+# A control request body larger than this is answered INVALID_REQUEST unparsed.
+MAX_CONTROL_BYTES = 4096
+# Expensive control requests (state hash, conservation, snapshot) answered per turn.
+MAX_EXPENSIVE_CONTROLS = 2
 
-DEFAULT_CMD_ENDPOINT = "tcp://127.0.0.1:7001"
+MALFORMED_FRAME = int(Reason.MALFORMED_FRAME)
+WRONG_SOCKET = int(Reason.WRONG_SOCKET)
+
+DEFAULT_TRADE_ENDPOINT = "tcp://127.0.0.1:7001"
 DEFAULT_PUB_ENDPOINT = "tcp://127.0.0.1:7002"
 DEFAULT_REPLAY_ENDPOINT = "tcp://127.0.0.1:7003"
+DEFAULT_FUND_ENDPOINT = "tcp://127.0.0.1:7004"
+DEFAULT_ADMIN_ENDPOINT = "tcp://127.0.0.1:7005"
 MODES = ("fsync", "async", "none")
 
 
@@ -95,9 +128,12 @@ class ServerConfig:
     ----------
     data_dir : str
         Directory of the journal, snapshots and event log.
-    cmd_endpoint, pub_endpoint, replay_endpoint : str
-        ZeroMQ endpoints to bind (``tcp://host:*`` picks a free port; the bound
-        addresses are printed in the ready line).
+    trade_endpoint, fund_endpoint, admin_endpoint : str
+        The three command sockets (:mod:`engine.wire.roles`).
+    pub_endpoint, replay_endpoint : str
+        The internal event stream (balances and both counterparties: never public).
+        All endpoints: ZeroMQ addresses to bind (``tcp://host:*`` picks a free
+        port; the bound addresses are printed in the ready line).
     mode : str
         Journal durability: ``fsync`` (default), ``async`` or ``none`` (bench only).
     max_batch_cmds : int
@@ -106,16 +142,56 @@ class ServerConfig:
         Snapshot after this many commands since the last one (0: never by count).
     snapshot_every_ms : int
         Snapshot after this many milliseconds with new commands (0: never by time).
+    max_frame_cmds : int
+        Command records per message at most (more: ``MALFORMED_FRAME``).
+    max_expensive_controls : int
+        State hash / conservation / snapshot requests answered per loop turn; the
+        rest are answered ``RATE_LIMITED``.
+    curve : bool
+        Require ZeroMQ CURVE on every socket even when all endpoints are local.
+        CURVE is required (start refused without keys) when any endpoint is not.
+    curve_secret_key : str
+        The core's ``.key_secret`` file (``bursa admin keygen``).
+    curve_clients_dir : str
+        Directory of the ``.key`` public key files of the processes allowed in.
+    event_log_retain_bytes : int
+        Event-log retention: beyond this many bytes the oldest segments are removed
+        while running; replay requests before the log's start are answered "too old".
+    event_log_segment_bytes : int
+        Size at which the event log starts a new segment (the unit of retention).
     """
 
     data_dir: str = "data/core"
-    cmd_endpoint: str = DEFAULT_CMD_ENDPOINT
+    trade_endpoint: str = DEFAULT_TRADE_ENDPOINT
+    fund_endpoint: str = DEFAULT_FUND_ENDPOINT
+    admin_endpoint: str = DEFAULT_ADMIN_ENDPOINT
     pub_endpoint: str = DEFAULT_PUB_ENDPOINT
     replay_endpoint: str = DEFAULT_REPLAY_ENDPOINT
     mode: str = "fsync"
     max_batch_cmds: int = MAX_BATCH_CMDS
     snapshot_every_cmds: int = 1_000_000
     snapshot_every_ms: int = 300_000
+    max_frame_cmds: int = MAX_FRAME_CMDS
+    max_expensive_controls: int = MAX_EXPENSIVE_CONTROLS
+    curve: bool = False
+    curve_secret_key: str = ""
+    curve_clients_dir: str = ""
+    event_log_retain_bytes: int = EVENT_LOG_RETAIN_BYTES
+    event_log_segment_bytes: int = EVENT_SEGMENT_BYTES_MAX
+
+    def endpoints(self) -> dict[str, str]:
+        """Every endpoint to bind, by ready-line key."""
+        return {
+            "trade": self.trade_endpoint,
+            "fund": self.fund_endpoint,
+            "admin": self.admin_endpoint,
+            "pub": self.pub_endpoint,
+            "replay": self.replay_endpoint,
+        }
+
+    def needs_curve(self) -> bool:
+        """CURVE is on when forced or when any endpoint is reachable off this machine."""
+        return self.curve or not all(is_local_endpoint(e) for e in self.endpoints().values())
 
     def validate(self) -> None:
         """Raise ValueError on a setting out of range."""
@@ -125,6 +201,20 @@ class ServerConfig:
             raise ValueError(f"max_batch_cmds must be in 1..{MAX_BATCH_CMDS}")
         if self.snapshot_every_cmds < 0 or self.snapshot_every_ms < 0:
             raise ValueError("snapshot intervals must be >= 0")
+        if not 0 < self.max_frame_cmds <= MAX_FRAME_CMDS:
+            raise ValueError(f"max_frame_cmds must be in 1..{MAX_FRAME_CMDS}")
+        if self.max_expensive_controls < 0:
+            raise ValueError("max_expensive_controls must be >= 0")
+        if self.event_log_retain_bytes <= 0:
+            raise ValueError("event_log_retain_bytes must be > 0")
+        if self.event_log_segment_bytes <= 4096:
+            raise ValueError("event_log_segment_bytes must be > 4096")
+        if self.needs_curve() and not (self.curve_secret_key and self.curve_clients_dir):
+            public = [e for e in self.endpoints().values() if not is_local_endpoint(e)]
+            raise ValueError(
+                f"endpoints {public or 'forced CURVE'} need CURVE: set curve_secret_key and "
+                "curve_clients_dir (keys from `bursa admin keygen`)"
+            )
 
 
 def load_config(path: str | None) -> dict[str, Any]:
@@ -166,33 +256,84 @@ class CoreServer:
         self.core_cls = core_cls
         self.ctx = ctx or zmq.Context()
         self.storage = FileStorage(config.data_dir)
-        self.eventlog = EventLog(self.storage)
+        self.eventlog = EventLog(self.storage, config.event_log_segment_bytes)
         self.stopping = False
         self.n_batches = 0
         self.n_commands = 0
         self.n_malformed = 0
         self._cmds_since_snapshot = 0
         self._last_snapshot_ns = time.monotonic_ns()
+        self.n_wrong_socket = 0
+        self.n_rate_limited = 0
+        self._last_prune_ns = 0
         self._stage = np.zeros(config.max_batch_cmds + MAX_FRAME_CMDS, dtype=CMD_DTYPE)
         self._stage_bytes = self._stage.view(np.uint8)
         self.sequencer = self._recover()
-        self.cmd = self.ctx.socket(zmq.ROUTER)
+        self.curve_keys: CurveServerKeys | None = None
+        self.auth = None
+        if config.needs_curve():
+            self.curve_keys = load_server_keys(config.curve_secret_key, config.curve_clients_dir)
+            self.auth = start_authenticator(self.ctx, self.curve_keys)
+        # One ROUTER per role (engine/wire/roles.py), in ROLES order.
+        self.socks: dict[str, zmq.Socket[bytes]] = {r: self.ctx.socket(zmq.ROUTER) for r in ROLES}
         self.pub = self.ctx.socket(zmq.PUB)
-        for s in (self.cmd, self.pub):
+        self.endpoints: dict[str, str] = {}
+        for name, s in (*self.socks.items(), ("pub", self.pub)):
             s.setsockopt(zmq.LINGER, 0)
             s.setsockopt(zmq.SNDHWM, SNDHWM_MSGS)
-        # A reply to a client that went away is dropped, not an error.
-        self.cmd.setsockopt(zmq.ROUTER_MANDATORY, 0)
-        self.cmd.bind(config.cmd_endpoint)
-        self.pub.bind(config.pub_endpoint)
-        self.cmd_endpoint = self.cmd.getsockopt_string(zmq.LAST_ENDPOINT)
-        self.pub_endpoint = self.pub.getsockopt_string(zmq.LAST_ENDPOINT)
-        self.replay = ReplayService(self.ctx, config.replay_endpoint, config.data_dir)
+            s.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+            if s is not self.pub:
+                # Per-peer inbound queue: bounds what one client can park in the core.
+                s.setsockopt(zmq.RCVHWM, RCVHWM_MSGS)
+                # A reply to a client that went away is dropped, not an error.
+                s.setsockopt(zmq.ROUTER_MANDATORY, 0)
+            make_server_socket(s, self.curve_keys, name)
+            endpoint = config.endpoints()[name]
+            prepare_ipc(endpoint)
+            s.bind(endpoint)
+            after_bind(endpoint)
+            self.endpoints[name] = s.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.pub_endpoint = self.endpoints["pub"]
+        self.poller = zmq.Poller()
+        for s in self.socks.values():
+            self.poller.register(s, zmq.POLLIN)
+        prepare_ipc(config.replay_endpoint)
+        self.replay = ReplayService(
+            self.ctx,
+            config.replay_endpoint,
+            config.data_dir,
+            curve=self.curve_keys,
+            max_message_bytes=MAX_MESSAGE_BYTES,
+        )
         self.replay.start()
         self.replay.ready.wait()
         if self.replay.error is not None:
             raise self.replay.error
         self.replay_endpoint = self.replay.bound_endpoint
+        after_bind(self.replay_endpoint)
+        self.endpoints["replay"] = self.replay_endpoint
+
+    @property
+    def trade_endpoint(self) -> str:
+        """Bound order-entry endpoint."""
+        return self.endpoints["trade"]
+
+    @property
+    def fund_endpoint(self) -> str:
+        """Bound funding endpoint."""
+        return self.endpoints["fund"]
+
+    @property
+    def admin_endpoint(self) -> str:
+        """Bound admin endpoint."""
+        return self.endpoints["admin"]
+
+    def _close_sockets(self) -> None:
+        for s in self.socks.values():
+            s.close()
+        self.pub.close()
+        if self.auth is not None:
+            self.auth.stop()
 
     # ----------------------------------------------------------------- recovery
 
@@ -260,52 +401,70 @@ class CoreServer:
             while not self.stopping:
                 self.turn(IDLE_POLL_MS)
                 self._maybe_snapshot()
+                self._maybe_prune()
         except JournalWriteError as e:
             log.critical("journal write failed, stopping without acknowledging: %s", e)
             self.replay.stop()
-            self.cmd.close()
-            self.pub.close()
+            self._close_sockets()
             return 3
         self.shutdown()
         return 0
 
     def turn(self, timeout_ms: int) -> int:
         """One loop turn: drain, group-commit, publish, reply.  Returns commands applied."""
-        if not self.cmd.poll(timeout_ms):
+        ready = dict(self.poller.poll(timeout_ms))
+        if not ready:
             return 0
         n_cmds = 0
-        # (identity, delimiter?, first command index, command count or -1 malformed)
-        senders: list[tuple[bytes, bool, int, int]] = []
-        controls: list[tuple[bytes, bool, bytes]] = []
+        # (role, identity, delimiter?, first command index, command count); a count of
+        # -1 is a malformed message (index = its length), -2 a frame refused on this
+        # socket (index into ``refused``).
+        senders: list[tuple[str, bytes, bool, int, int]] = []
+        refused: list[bytes] = []
+        controls: list[tuple[str, bytes, bool, bytes]] = []
         limit = self.config.max_batch_cmds
-        for _ in range(MAX_MESSAGES_PER_TURN):
-            try:
-                parts = self.cmd.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                break
-            ident, body = parts[0], parts[1:]
-            delim = len(body) > 1 and body[0] == b""
-            if delim:
-                body = body[1:]
-            if len(body) == 2 and body[0] == CONTROL_TAG:
-                controls.append((ident, delim, body[1]))
+        for role in ROLES:
+            sock = self.socks[role]
+            if sock not in ready:
                 continue
-            k = _command_count(body)
-            if k <= 0:
-                senders.append((ident, delim, len(body[0]) if len(body) == 1 else -1, -1))
-                continue
-            self._stage_bytes[n_cmds * CMD_SIZE : (n_cmds + k) * CMD_SIZE] = np.frombuffer(
-                body[0], dtype=np.uint8
-            )
-            senders.append((ident, delim, n_cmds, k))
-            n_cmds += k
-            if n_cmds >= limit:
-                break
+            allowed_kinds = _KIND_ARRAYS[role]
+            for _ in range(MAX_MESSAGES_PER_TURN):
+                if n_cmds >= limit:
+                    break
+                try:
+                    parts = sock.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                ident, body = parts[0], parts[1:]
+                delim = len(body) > 1 and body[0] == b""
+                if delim:
+                    body = body[1:]
+                if len(body) == 2 and body[0] == CONTROL_TAG:
+                    controls.append((role, ident, delim, body[1]))
+                    continue
+                k = _command_count(body, self.config.max_frame_cmds)
+                if k <= 0:
+                    senders.append((role, ident, delim, len(body[0]) if len(body) == 1 else -1, -1))
+                    continue
+                frame = np.frombuffer(body[0], dtype=CMD_DTYPE)
+                if not np.isin(frame["kind"], allowed_kinds).all():
+                    senders.append((role, ident, delim, len(refused), -2))
+                    refused.append(body[0])
+                    continue
+                self._stage_bytes[n_cmds * CMD_SIZE : (n_cmds + k) * CMD_SIZE] = np.frombuffer(
+                    body[0], dtype=np.uint8
+                )
+                senders.append((role, ident, delim, n_cmds, k))
+                n_cmds += k
         replies = self._commit(n_cmds)
-        self._send_replies(senders, replies)
-        for ident, delim, req in controls:
-            answer = self._control(req)
-            self.cmd.send_multipart([ident, *((b"",) if delim else ()), CONTROL_TAG, answer])
+        self._send_replies(senders, replies, refused)
+        expensive = 0
+        for role, ident, delim, req in controls:
+            answer, costly = self._control(role, req, expensive)
+            expensive += costly
+            self.socks[role].send_multipart(
+                [ident, *((b"",) if delim else ()), CONTROL_TAG, answer]
+            )
         return n_cmds
 
     def _commit(self, n_cmds: int) -> bytes:
@@ -332,58 +491,107 @@ class CoreServer:
             self.eventlog.append_frame(frame, a, b)
             self.pub.send(frame, copy=False)
 
-    def _send_replies(self, senders: list[tuple[bytes, bool, int, int]], replies: bytes) -> None:
+    def _send_replies(
+        self,
+        senders: list[tuple[str, bytes, bool, int, int]],
+        replies: bytes,
+        refused: list[bytes],
+    ) -> None:
         """One reply frame per sender, its records in the order its commands came."""
         rsize = REPLY_DTYPE.itemsize
-        out: dict[tuple[bytes, bool], list[bytes]] = {}
-        for ident, delim, start, count in senders:
-            if count < 0:
+        out: dict[tuple[str, bytes, bool], list[bytes]] = {}
+        for role, ident, delim, start, count in senders:
+            if count == -1:
                 self.n_malformed += 1
                 part = malformed_reply(max(start, 0))
+            elif count == -2:
+                self.n_wrong_socket += 1
+                part = wrong_socket_reply(refused[start], ROLE_KINDS[role])
             else:
                 part = replies[start * rsize : (start + count) * rsize]
-            out.setdefault((ident, delim), []).append(part)
-        for (ident, delim), parts in out.items():
+            out.setdefault((role, ident, delim), []).append(part)
+        for (role, ident, delim), parts in out.items():
             msg = [ident, b"", b"".join(parts)] if delim else [ident, b"".join(parts)]
-            self.cmd.send_multipart(msg)
+            self.socks[role].send_multipart(msg)
 
     # ------------------------------------------------------------------ control
 
-    def _control(self, body: bytes) -> bytes:
-        """Answer a control request (state queries are not journaled)."""
+    def _control(self, role: str, body: bytes, expensive_so_far: int) -> tuple[bytes, int]:
+        """Answer a control request received on ``role``'s socket (not journaled).
+
+        Returns the answer and 1 if it was an expensive request that ran, else 0.
+        Every error is an answer ``{"ok": false, "reason": NAME, "code": N, "error": text}``
+        with a ``Reason``: WRONG_SOCKET, RATE_LIMITED, INVALID_REQUEST, UNKNOWN_COMMAND.
+        No request ends the process.
+        """
         try:
-            req = decode_control(body)
+            if len(body) > MAX_CONTROL_BYTES:
+                raise ControlError(Reason.INVALID_REQUEST, f"body over {MAX_CONTROL_BYTES} bytes")
+            try:
+                req = decode_control(body)
+            except FrameError as e:
+                raise ControlError(Reason.INVALID_REQUEST, str(e)) from e
             op = req.get("op")
-            # The real Core has more than the CoreLike surface (balance queries).
-            core: Any = self.sequencer.core
-            if op == "ping":
-                ans: dict[str, Any] = {"ok": True, "last_seq": int(self.sequencer.last_seq)}
-            elif op == "status":
-                ans = self.status()
-            elif op == "state_hash":
-                h = core.state_hash()
-                ans = {
-                    "ok": True,
-                    "state_hash": h.hex() if isinstance(h, bytes) else str(h),
-                    "last_seq": int(self.sequencer.last_seq),
-                }
-            elif op == "conservation":
-                errors = [str(e) for e in core.conservation_errors()]
-                ans = {"ok": not errors, "errors": errors, "last_seq": int(self.sequencer.last_seq)}
-            elif op == "snapshot":
-                ok = self.snapshot()
-                ans = {"ok": ok, "last_seq": int(self.sequencer.last_seq)}
-                if not ok:
-                    ans["error"] = "snapshot failed (see the core's log); the journal is intact"
-            elif op == "balance":
-                account = int(req.get("account", 0))
-                bal = core.balance(int(req["user_id"]), int(req["asset_id"]), account)
-                ans = {"ok": True, "balance": [int(x) for x in bal]}
-            else:
-                ans = {"ok": False, "error": f"unknown op {op!r}"}
-        except (FrameError, KeyError, TypeError, ValueError) as e:
-            ans = {"ok": False, "error": str(e)}
-        return encode_control(ans)
+            if not isinstance(op, str) or op not in ROLE_CONTROLS["admin"]:
+                raise ControlError(Reason.UNKNOWN_COMMAND, f"unknown op {op!r}"[:200])
+            if op not in ROLE_CONTROLS[role]:
+                raise ControlError(Reason.WRONG_SOCKET, f"{op} is not served on the {role} socket")
+            costly = op in EXPENSIVE_CONTROLS
+            if costly and expensive_so_far >= self.config.max_expensive_controls:
+                self.n_rate_limited += 1
+                raise ControlError(Reason.RATE_LIMITED, f"{op}: too many this turn, retry later")
+            ans = self._control_op(op, req)
+            return encode_control(ans), int(costly)
+        except ControlError as e:
+            return encode_control(e.answer()), 0
+        except JournalWriteError:
+            raise
+        except Exception as e:
+            log.exception("control request failed")
+            err = ControlError(Reason.INVALID_REQUEST, f"{type(e).__name__}: {e}"[:200])
+            return encode_control(err.answer()), 0
+
+    def _control_op(self, op: str, req: dict[str, Any]) -> dict[str, Any]:
+        """Run one validated, allowed control request."""
+        # The real Core has more than the CoreLike surface (balance queries).
+        core: Any = self.sequencer.core
+        if op == "ping":
+            return {"ok": True, "last_seq": int(self.sequencer.last_seq)}
+        if op == "status":
+            return self.status()
+        if op == "state_hash":
+            h = core.state_hash()
+            return {
+                "ok": True,
+                "state_hash": h.hex() if isinstance(h, bytes) else str(h),
+                "last_seq": int(self.sequencer.last_seq),
+            }
+        if op == "conservation":
+            errors = [str(e) for e in core.conservation_errors()]
+            return {"ok": not errors, "errors": errors, "last_seq": int(self.sequencer.last_seq)}
+        if op == "snapshot":
+            ok = self.snapshot()
+            ans: dict[str, Any] = {"ok": ok, "last_seq": int(self.sequencer.last_seq)}
+            if not ok:
+                ans["error"] = "snapshot failed (see the core's log); the journal is intact"
+            return ans
+        assert op == "balance"
+        user_id = _int_field(req, "user_id", 0, U32_MAX)
+        asset_id = _int_field(req, "asset_id", 0, U16_MAX)
+        account = _int_field(req, "account", 0, 1, default=0)
+        bal = core.balance(user_id, asset_id, account)
+        return {"ok": True, "balance": [int(x) for x in bal]}
+
+    def _maybe_prune(self) -> None:
+        """Event-log retention, checked at most every RETENTION_CHECK_MS."""
+        now = time.monotonic_ns()
+        if now - self._last_prune_ns < RETENTION_CHECK_MS * 1_000_000:
+            return
+        self._last_prune_ns = now
+        try:
+            self.eventlog.prune(self.config.event_log_retain_bytes)
+        except StorageError as e:
+            log.error("event log retention failed, will retry: %s", e)
 
     def status(self) -> dict[str, Any]:
         """Counters and endpoints of the running core."""
@@ -391,14 +599,16 @@ class CoreServer:
             "ok": True,
             "pid": os.getpid(),
             "last_seq": int(self.sequencer.last_seq),
+            "event_log_first_seq": self.eventlog.first_seq,
             "event_log_last_seq": self.eventlog.last_seq,
             "mode": self.config.mode,
             "batches": self.n_batches,
             "commands": self.n_commands,
             "malformed": self.n_malformed,
-            "cmd": self.cmd_endpoint,
-            "pub": self.pub_endpoint,
-            "replay": self.replay_endpoint,
+            "wrong_socket": self.n_wrong_socket,
+            "rate_limited": self.n_rate_limited,
+            "curve": self.curve_keys is not None,
+            **self.endpoints,
         }
 
     # ---------------------------------------------------------------- snapshots
@@ -440,8 +650,7 @@ class CoreServer:
             self.eventlog.sync()
         self.sequencer.close()
         self.replay.stop()
-        self.cmd.close()
-        self.pub.close()
+        self._close_sockets()
         self.storage.close()
 
 
@@ -472,14 +681,64 @@ class _EventRebuilder:
             self.eventlog.append_events(upto + 1, journal_last_seq, np.zeros(0, dtype=EV_DTYPE))
 
 
-def _command_count(body: list[bytes]) -> int:
+U16_MAX = (1 << 16) - 1
+U32_MAX = (1 << 32) - 1
+# Allowed kinds per role as arrays, for one vectorised check per frame.
+_KIND_ARRAYS = {r: np.array(sorted(k), dtype=np.uint8) for r, k in ROLE_KINDS.items()}
+
+
+class ControlError(Exception):
+    """A control request answered with an error reason (nothing done)."""
+
+    def __init__(self, reason: Reason, text: str) -> None:
+        super().__init__(text)
+        self.reason = reason
+
+    def answer(self) -> dict[str, Any]:
+        """The JSON answer: ``ok`` false, the reason's name and code, a message."""
+        return {
+            "ok": False,
+            "reason": self.reason.name,
+            "code": int(self.reason),
+            "error": str(self),
+        }
+
+
+def _int_field(req: dict[str, Any], name: str, lo: int, hi: int, default: int | None = None) -> int:
+    """An integer field of a control request within ``lo..hi`` (bools and floats refused)."""
+    if name not in req:
+        if default is None:
+            raise ControlError(Reason.INVALID_REQUEST, f"{name} missing")
+        return default
+    v = req[name]
+    if type(v) is not int or not lo <= v <= hi:
+        raise ControlError(Reason.INVALID_REQUEST, f"{name} must be an integer in {lo}..{hi}")
+    return v
+
+
+def _command_count(body: list[bytes], max_cmds: int = MAX_FRAME_CMDS) -> int:
     """Number of command records in a one-part message, or -1 if malformed."""
     if len(body) != 1:
         return -1
     size = len(body[0])
-    if size == 0 or size % CMD_SIZE or size // CMD_SIZE > MAX_FRAME_CMDS:
+    if size == 0 or size % CMD_SIZE or size // CMD_SIZE > max_cmds:
         return -1
     return size // CMD_SIZE
+
+
+def wrong_socket_reply(frame: bytes, allowed: frozenset[int]) -> bytes:
+    """The replies to a command frame refused on its socket: one per record, each
+    ``status`` rejected, ``reason`` ``WRONG_SOCKET``, ``seq`` 0 (nothing sequenced),
+    the record's ids echoed, ``value`` 1 on the records whose kind is not allowed
+    there and 0 on the others (refused with their frame)."""
+    cmds = np.frombuffer(frame, dtype=CMD_DTYPE)
+    rec = np.zeros(len(cmds), dtype=REPLY_DTYPE)
+    rec["status"] = STATUS_REJECTED
+    rec["reason"] = WRONG_SOCKET
+    for name in ("client_ref", "order_id", "user_id", "kind"):
+        rec[name] = cmds[name]
+    rec["value"] = ~np.isin(cmds["kind"], np.array(sorted(allowed), dtype=np.uint8))
+    return rec.tobytes()
 
 
 def malformed_reply(frame_bytes: int) -> bytes:
@@ -498,7 +757,11 @@ def malformed_reply(frame_bytes: int) -> bytes:
 def _parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="bursa core", description=__doc__.splitlines()[0])
     p.add_argument("--data-dir", help="journal/snapshot/event-log directory (default data/core)")
-    p.add_argument("--cmd-endpoint", help=f"command ROUTER bind (default {DEFAULT_CMD_ENDPOINT})")
+    p.add_argument(
+        "--trade-endpoint", help=f"order-entry ROUTER bind (default {DEFAULT_TRADE_ENDPOINT})"
+    )
+    p.add_argument("--fund-endpoint", help=f"funding ROUTER bind (default {DEFAULT_FUND_ENDPOINT})")
+    p.add_argument("--admin-endpoint", help=f"admin ROUTER bind (default {DEFAULT_ADMIN_ENDPOINT})")
     p.add_argument("--pub-endpoint", help=f"event PUB bind (default {DEFAULT_PUB_ENDPOINT})")
     p.add_argument(
         "--replay-endpoint", help=f"replay ROUTER bind (default {DEFAULT_REPLAY_ENDPOINT})"
@@ -507,6 +770,14 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--config", help="TOML or JSON file with the same keys (flags win)")
     p.add_argument("--snapshot-every-cmds", type=int)
     p.add_argument("--snapshot-every-ms", type=int)
+    p.add_argument(
+        "--curve",
+        action="store_true",
+        default=None,
+        help="require CURVE even on local endpoints (always on for non-local ones)",
+    )
+    p.add_argument("--curve-secret-key", help="the core's .key_secret file (bursa admin keygen)")
+    p.add_argument("--curve-clients-dir", help="directory of allowed clients' .key files")
     p.add_argument("--log-level", default="INFO")
     p.add_argument(
         "--core-class",
@@ -520,12 +791,17 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     values = load_config(args.config)
     for key in (
         "data_dir",
-        "cmd_endpoint",
+        "trade_endpoint",
+        "fund_endpoint",
+        "admin_endpoint",
         "pub_endpoint",
         "replay_endpoint",
         "mode",
         "snapshot_every_cmds",
         "snapshot_every_ms",
+        "curve",
+        "curve_secret_key",
+        "curve_clients_dir",
     ):
         v = getattr(args, key)
         if v is not None:
@@ -536,9 +812,9 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
 def main(argv: list[str] | None = None) -> int:
     """Run the core until SIGTERM/SIGINT.
 
-    Prints one JSON line ``{"ready": true, "cmd": ..., "pub": ..., "replay": ...,
-    "last_seq": ..., "pid": ...}`` on stdout once the sockets are bound and
-    recovery is done; logs go to stderr.
+    Prints one JSON line ``{"ready": true, "trade": ..., "fund": ..., "admin": ...,
+    "pub": ..., "replay": ..., "last_seq": ..., "pid": ...}`` on stdout once the
+    sockets are bound and recovery is done; logs go to stderr.
     """
     args = _parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(

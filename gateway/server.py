@@ -29,18 +29,25 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+import numpy as np
 import zmq
 
 from bindings.client import CoreClient, CoreError, EventSubscriber
-from engine.server import DEFAULT_CMD_ENDPOINT, DEFAULT_PUB_ENDPOINT, DEFAULT_REPLAY_ENDPOINT
+from engine.server import (
+    DEFAULT_ADMIN_ENDPOINT,
+    DEFAULT_PUB_ENDPOINT,
+    DEFAULT_REPLAY_ENDPOINT,
+    DEFAULT_TRADE_ENDPOINT,
+)
 from engine.wire.frames import (
     CONTROL_TAG,
+    STATUS_DUPLICATE,
     FrameError,
     decode_control,
     decode_replies,
     encode_control,
 )
-from engine.wire.layout import CMD_FIELDS, EV_DTYPE
+from engine.wire.layout import CMD_DTYPE, CMD_FIELDS, EV_DTYPE
 from gateway import keys
 from gateway.store import Order, Store
 from gateway.wire import codec
@@ -76,6 +83,8 @@ CMD_STRUCT = struct.Struct(
     )
 )
 CMD_INDEX = {f.name: i for i, f in enumerate(CMD_FIELDS)}
+FRAME_SHIFT = 16  # client_ref = frame number << 16 | index in the frame
+MAX_CORE_FRAME = 4096  # commands per frame to the core (its own limit is 16,384)
 EV = {name: i for i, name in enumerate(EV_DTYPE.names or ())}
 REQUEST_OF_OP = {"C": REQUEST_CANCEL, "U": REQUEST_REPLACE, "D": REQUEST_REDUCE}
 
@@ -91,12 +100,11 @@ class GatewayConfig:
     host: str = "127.0.0.1"
     port: int = 7100
     db_path: str = keys.DEFAULT_DB
-    core_trade_endpoint: str = DEFAULT_CMD_ENDPOINT
+    core_trade_endpoint: str = DEFAULT_TRADE_ENDPOINT  # orders (the core's trade socket)
     core_pub_endpoint: str = DEFAULT_PUB_ENDPOINT
     core_replay_endpoint: str = DEFAULT_REPLAY_ENDPOINT
-    # Balance queries (control requests); "" = the trade endpoint.  With the core's
-    # trade/fund/admin split, balance queries are answered on its admin socket.
-    core_query_endpoint: str = ""
+    # Balance queries are control requests: the core answers them on its admin socket.
+    core_admin_endpoint: str = DEFAULT_ADMIN_ENDPOINT
     heartbeat_ms: int = 1000
     login_timeout_ms: int = 5000
     timestamp_skew_ms: int = 30_000
@@ -272,18 +280,23 @@ class Gateway:
         # (CORE_UNAVAILABLE) instead of executing, stale, when it comes back.
         self.core.sock.setsockopt(zmq.IMMEDIATE, 1)
         self.core.sock.connect(cfg.core_trade_endpoint)
-        self.query = CoreClient(cfg.core_query_endpoint or cfg.core_trade_endpoint)
+        self.query = CoreClient(cfg.core_admin_endpoint)
         self.sub = EventSubscriber(
             cfg.core_pub_endpoint, cfg.core_replay_endpoint, from_seq=self.store.last_core_seq + 1
         )
         self.sub.replay_timeout_ms = 500
         self.cmds: list[bytes] = []
         self.cmd_tags: list[tuple[int, int, str]] = []  # (user_id, order_id, op) per command
-        self.mass: dict[int, tuple[int, int]] = {}  # client_ref -> (key_id, request_id)
+        self.mass: dict[int, tuple[int, int]] = {}  # mass ref -> (key_id, request_id)
         self.next_ref = 1
         self.controls: deque[tuple[int, int, int, int]] = deque()  # key, request, asset, acct
-        # Command frames sent and not answered yet: (send time, tags), oldest first.
-        self.inflight: deque[tuple[float, list[tuple[int, int, str]]]] = deque()
+        # Command frames sent and not answered yet, oldest first: frame number ->
+        # (send time, tags, frame).  Each command's client_ref is frame << 16 | index,
+        # so a reply finds its frame even after an older frame was given up on.
+        self.inflight: dict[int, tuple[float, list[tuple[int, int, str]], bytes]] = {}
+        self.next_frame = 1
+        # NEWs resent after a lost reply (the core answers an applied one DUPLICATE).
+        self.retried: set[tuple[int, int]] = set()
         self.reprobe: set[tuple[int, int]] = set()  # probes the core could not take yet
         self.outbox: list[tuple[int, int, bytes]] = []
         self.flush_scheduled = False
@@ -298,7 +311,7 @@ class Gateway:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.caught_up = False
         self.stopping = False
-        self.stats = {"orders": 0, "events": 0, "frames_to_core": 0}
+        self.stats = {"orders": 0, "events": 0, "frames_to_core": 0, "retries": 0, "duplicates": 0}
 
     # ------------------------------------------------------------ helpers
 
@@ -435,7 +448,6 @@ class Gateway:
                 user_id=uid,
                 symbol_id=int(msg.symbol_id),
                 side=int(msg.side),
-                client_ref=ref,
             )
         elif name == "ORDER_STATUS":
             o = self.store.by_cl.get((kid, int(msg.cl_ord_id)))
@@ -517,7 +529,11 @@ class Gateway:
             qty=int(msg.qty_lots),
             leaves=int(msg.qty_lots),
         )
-        self.store.new_order(o)
+        try:
+            self.store.new_order(o)
+        except OverflowError:
+            self.emit(kid, OUT["REJECTED"], {"cl_ord_id": cl, "reason": Reason.INVALID_ORDER_ID})
+            return
         self._count_open(o, 1)
         self.stats["orders"] += 1
         flags = int(CmdFlag.POST_ONLY) if int(msg.flags) & ORDER_POST_ONLY else 0
@@ -581,18 +597,12 @@ class Gateway:
         """End of a loop turn: commit, send the core frame, write the outbox."""
         self.flush_scheduled = False
         if self.cmds:
-            data = b"".join(self.cmds)
-            tags = self.cmd_tags
+            cmds, tags = self.cmds, self.cmd_tags
             self.cmds, self.cmd_tags = [], []
             # Commit first: an order id reaches the core only once it is stored.
             self.store.commit()
-            try:
-                self.core.sock.send(data, zmq.NOBLOCK)
-                self.core.outstanding += len(tags)
-                self.inflight.append((time.monotonic(), tags))
-                self.stats["frames_to_core"] += 1
-            except zmq.Again:
-                self.core_unavailable(tags)
+            for i in range(0, len(cmds), MAX_CORE_FRAME):
+                self._send_frame(cmds[i : i + MAX_CORE_FRAME], tags[i : i + MAX_CORE_FRAME])
         self.store.commit()
         outbox, self.outbox = self.outbox, []
         # One write per connection per turn (fewer syscalls under load).
@@ -606,6 +616,21 @@ class Gateway:
             conn.write(b"".join(frames))
         self.pump_core()
 
+    def _send_frame(self, cmds: list[bytes], tags: list[tuple[int, int, str]]) -> None:
+        """One command frame to the core, each client_ref naming (frame, index)."""
+        no = self.next_frame
+        self.next_frame += 1
+        buf = bytearray(b"".join(cmds))
+        recs = np.frombuffer(buf, dtype=CMD_DTYPE)
+        recs["client_ref"] = (no << FRAME_SHIFT) + np.arange(len(tags), dtype=np.uint64)
+        try:
+            self.core.sock.send(buf, zmq.NOBLOCK)
+        except zmq.Again:
+            self.core_unavailable(tags)
+            return
+        self.inflight[no] = (time.monotonic(), tags, bytes(buf))
+        self.stats["frames_to_core"] += 1
+
     def core_unavailable(self, tags: list[tuple[int, int, str]]) -> None:
         """The core's socket refused a frame: every command in it is rejected."""
         for uid, oid, op in tags:
@@ -614,6 +639,10 @@ class Gateway:
                 if m is not None:
                     v = {"request_id": m[1], "reason": GwReason.CORE_UNAVAILABLE}
                     self.emit(m[0], OUT["MASS_CANCEL_ACK"], v)
+                continue
+            if op == "n":
+                self.retried.discard((uid, oid))
+                self.reprobe.add((uid, oid))  # the resend never left: probe later
                 continue
             o = self.store.orders.get((uid, oid))
             if o is None or op not in o.pending:
@@ -682,21 +711,38 @@ class Gateway:
 
     def on_replies(self, replies: Any) -> None:
         """Replies: only mass cancels are answered from them (events do the rest)."""
-        self.core.outstanding -= len(replies)
-        if self.inflight:
-            self.inflight.popleft()  # one reply frame per command frame, in order
-        for ref, status, value, reason in zip(
-            replies["client_ref"].tolist(),
-            replies["status"].tolist(),
-            replies["value"].tolist(),
-            replies["reason"].tolist(),
-            strict=True,
-        ):
-            m = self.mass.pop(int(ref), None)
-            if m is None:
+        if not len(replies):
+            return
+        # The core answers all frames of one loop turn in one reply frame: split it by
+        # the frame number in each client_ref.
+        refs = replies["client_ref"].tolist()
+        statuses = replies["status"].tolist()
+        values = replies["value"].tolist()
+        reasons = replies["reason"].tolist()
+        mask = (1 << FRAME_SHIFT) - 1
+        entry = None
+        cur = -1
+        for ref, status, value, reason in zip(refs, statuses, values, reasons, strict=True):
+            no = ref >> FRAME_SHIFT
+            if no != cur:
+                cur = no
+                entry = self.inflight.pop(no, None)  # None: given up on after the timeout
+            if entry is None or (ref & mask) >= len(entry[1]):
                 continue
-            v = {"request_id": m[1], "canceled": value if status == 1 else 0, "reason": reason}
-            self.emit(m[0], OUT["MASS_CANCEL_ACK"], v)
+            uid, oid, op = entry[1][ref & mask]
+            if op == "M":
+                m = self.mass.pop(oid, None)
+                if m is not None:
+                    v = {
+                        "request_id": m[1],
+                        "canceled": value if status == 1 else 0,
+                        "reason": reason,
+                    }
+                    self.emit(m[0], OUT["MASS_CANCEL_ACK"], v)
+            elif op == "n" and status == STATUS_DUPLICATE:
+                # A resent NEW whose first copy was applied: its events tell the outcome.
+                self.stats["duplicates"] += 1
+                log.info("resent NEW answered DUPLICATE user=%d order=%d", uid, oid)
 
     def _answer_reject(self, o: Order, reason: int, ts: int, of_new: bool) -> None:
         """A REJECTED event answers the order's oldest request of its kind.
@@ -705,6 +751,14 @@ class Gateway:
         rejects of cancel/replace/reduce carry side 0).  A rejected probe cancel (R) of
         an order whose NEW never reached the core ends it: REJECTED(CORE_UNAVAILABLE).
         """
+        key = (o.user_id, o.order_id)
+        if key in self.retried:
+            self.retried.discard(key)
+            if of_new and reason in (Reason.ORDER_ID_TOO_OLD, Reason.EXISTS_WITH_DIFFERENT_FIELDS):
+                # Our resend of a NEW the core no longer remembers: the first copy's
+                # fate is unknown here, so a cancel probe settles it.
+                self._probe(o)
+                return
         op = ""
         for i, p in enumerate(o.pending):
             if (p == "N") == of_new:
@@ -787,6 +841,7 @@ class Gateway:
             return
         cl = o.cl_ord_id
         if kind == EvKind.ACCEPTED:
+            self.retried.discard((o.user_id, o.order_id))
             if o.pending and o.pending[0] == "N":
                 o.pending.pop(0)
             if o.state == STATE_PENDING:
@@ -860,30 +915,51 @@ class Gateway:
                     user_id=o.user_id,
                 )
 
+    def _probe(self, o: Order) -> None:
+        """Send a CANCEL probe (op R) for a pending order whose NEW may be lost."""
+        if "R" not in o.pending:
+            o.pending.append("R")
+            self.store.save_order(o)
+            self.queue_cmd(
+                (o.user_id, o.order_id, "R"),
+                kind=CmdKind.CANCEL,
+                order_id=o.order_id,
+                user_id=o.user_id,
+            )
+
     def expire_inflight(self) -> None:
         """Frames the core never answered (it died before journaling them, or before
-        replying): each NEW in them whose order is still pending gets a CANCEL probe,
-        as at startup (:meth:`recover_pending`), so the order ends known."""
+        replying).  Each NEW in them whose order is still pending is resent once,
+        byte for byte (op n): the core answers DUPLICATE if the first copy was
+        applied (its events tell the outcome), or applies it now.  A resend that is
+        not answered either gets a CANCEL probe, as at startup
+        (:meth:`recover_pending`), so the order ends known."""
         limit = time.monotonic() - self.cfg.core_reply_timeout_ms / 1000
         for uid, oid in list(self.reprobe):
             self.reprobe.discard((uid, oid))
             o = self.store.orders.get((uid, oid))
-            if o is not None and o.state == STATE_PENDING and "R" not in o.pending:
-                o.pending.append("R")
-                self.store.save_order(o)
-                self.queue_cmd((uid, oid, "R"), kind=CmdKind.CANCEL, order_id=oid, user_id=uid)
-        while self.inflight and self.inflight[0][0] < limit:
-            _, tags = self.inflight.popleft()
-            self.core.outstanding = max(0, self.core.outstanding - len(tags))
-            for uid, oid, op in tags:
-                o = self.store.orders.get((uid, oid)) if op == "N" else None
+            if o is not None and o.state == STATE_PENDING:
+                self._probe(o)
+        size = CMD_STRUCT.size
+        while self.inflight:
+            no = next(iter(self.inflight))
+            sent, tags, data = self.inflight[no]
+            if sent >= limit:
+                break
+            del self.inflight[no]
+            for i, (uid, oid, op) in enumerate(tags):
+                o = self.store.orders.get((uid, oid)) if op in "Nn" else None
                 if o is not None and o.state == STATE_PENDING and o.pending[:1] == ["N"]:
-                    if "R" not in o.pending:
-                        o.pending.append("R")
-                        self.store.save_order(o)
-                        self.queue_cmd(
-                            (uid, oid, "R"), kind=CmdKind.CANCEL, order_id=oid, user_id=uid
-                        )
+                    if op == "N" and "R" not in o.pending:
+                        self.retried.add((uid, oid))
+                        self.stats["retries"] += 1
+                        log.info("no reply in time: resending NEW user=%d order=%d", uid, oid)
+                        self.cmds.append(data[i * size : (i + 1) * size])
+                        self.cmd_tags.append((uid, oid, "n"))
+                        self.schedule_flush()
+                    else:
+                        self.retried.discard((uid, oid))
+                        self._probe(o)
                 elif op == "M":
                     m = self.mass.pop(oid, None)
                     if m is not None:
@@ -998,6 +1074,7 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     for f in fields(GatewayConfig):
         p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=None)
     p.add_argument("--log-level", default="INFO")
+    p.add_argument("--profile", help="write a cProfile of the whole run to this file at exit")
     return p.parse_args(argv)
 
 
@@ -1048,7 +1125,16 @@ def main(argv: list[str] | None = None) -> int:
         uvloop.install()
     except ImportError:
         pass
-    asyncio.run(run())
+    if args.profile:
+        import cProfile
+
+        prof = cProfile.Profile()
+        try:
+            prof.runcall(asyncio.run, run())
+        finally:
+            prof.dump_stats(args.profile)
+    else:
+        asyncio.run(run())
     return 0
 
 

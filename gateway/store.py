@@ -62,6 +62,21 @@ CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
 OPEN_STATES = (STATE_PENDING, STATE_OPEN)
 DONE_STATES = (STATE_FILLED, STATE_CANCELED, STATE_REJECTED)
 I64 = 2**63
+# Core order ids are per user, 1..2**40-1, and must grow per user (docs/commands.md,
+# "Idempotency").  The gateway's ids come from one counter that never goes below the
+# milliseconds since ID_EPOCH: max(counter + 1, ms since 2025-01-01).  Idle, the counter
+# follows the clock; so even a lost database restarts above every id used before,
+# unless the gateway had run ahead of the clock (above 1,000 orders/s sustained) just
+# before the loss: then the core refuses the reused ids (ORDER_ID_TOO_OLD /
+# EXISTS_WITH_DIFFERENT_FIELDS), never executes one twice.  2**40 ms is 34.8 years:
+# ids run out in 2059.
+ID_EPOCH_NS = 1_735_689_600 * 10**9  # 2025-01-01T00:00:00Z
+MAX_ORDER_ID = 2**40 - 1
+
+
+def clock_order_id() -> int:
+    """Milliseconds since ID_EPOCH (the floor of the next order id)."""
+    return (time.time_ns() - ID_EPOCH_NS) // 1_000_000
 
 
 @dataclass
@@ -118,9 +133,7 @@ class Store:
                 self.last_core_seq = int(v)
             elif k == "next_order_id":
                 self.next_order_id = int(v)
-        # Never below the clock in microseconds: even with a lost or restored database
-        # the ids stay above every id used before (at < 1 order per microsecond).
-        self.next_order_id = max(self.next_order_id, time.time_ns() // 1000)
+        self.next_order_id = max(self.next_order_id, clock_order_id())
         for key_id, last in self.con.execute(
             "SELECT key_id, MAX(seq) FROM out_msgs GROUP BY key_id"
         ):
@@ -200,9 +213,15 @@ class Store:
         return seq
 
     def new_order(self, o: Order) -> None:
-        """Give ``o`` the next core order id and store it (pending NEW)."""
-        o.order_id = self.next_order_id
-        self.next_order_id += 1
+        """Give ``o`` the next core order id and store it (pending NEW).
+
+        Raises OverflowError once ids reach 2**40 (see ID_EPOCH_NS).
+        """
+        oid = max(self.next_order_id, clock_order_id())
+        if oid > MAX_ORDER_ID:
+            raise OverflowError("core order ids exhausted (2**40)")
+        o.order_id = oid
+        self.next_order_id = oid + 1
         o.pending = ["N"]
         self.orders[(o.user_id, o.order_id)] = o
         self.by_cl[(o.key_id, o.cl_ord_id)] = o

@@ -3,7 +3,8 @@
 #
 # All balances are int64 minor units in flat C arrays indexed
 #   (user_slot * astride + asset_slot) * N_ACCOUNTS + account
-# Order holds live in an open-addressing hash map keyed by the (core-wide unique) order id.
+# Order holds live in an open-addressing hash map keyed by the internal order id
+# (user_id << 40 | client order id): order ids are per user (docs/commands.md, "Idempotency").
 from libc.stdint cimport int64_t, uint64_t, uint32_t, uint16_t, uint8_t, int32_t
 from pyx.types cimport ticks_t, lots_t, minor_t, oid_t, seq_t, uid_t
 from pyx.records cimport CmdRec, EvRec
@@ -39,12 +40,23 @@ cdef struct ORec:                # hold record of one live order (oid 0 = empty 
     uint8_t pending_stop         # 1 while a stop order waits in the stop set
 
 
+cdef struct DRec:                # one remembered accepted NEW (duplicate detection)
+    oid_t oid                    # client order id
+    uint64_t fp                  # fingerprint of the NEW's fields
+    int64_t value                # the first reply's value
+
+
 cdef struct URec:                # one user
     uid_t user_id
     uint32_t tier
     uint32_t taker_ppm
     uint32_t maker_ppm
     uint8_t suspended
+    uint32_t n_open              # live orders (resting + stop)
+    oid_t hwm                    # highest accepted client order id (above it: new for sure)
+    oid_t floor                  # highest id forgotten from the ring (at or below: too old)
+    uint64_t dcount              # accepted NEWs remembered so far (ring position)
+    DRec* ring                   # the last DEDUP_ORDERS accepted NEWs (NULL until the first)
 
 
 cdef struct ARec:                # one asset
@@ -107,8 +119,13 @@ cdef class CoreState:
     cdef int64_t n_live
     # funding and admin state (Python objects: touched by rare commands only)
     cdef dict fee_tiers                  # tier -> (maker_ppm, taker_ppm)
-    cdef set deposit_refs
-    cdef dict withdrawals                # id -> [user_id, asset_id, account, amount, state]
+    # funding references, OrderedDicts in arrival order (the oldest is forgotten first)
+    cdef object deposit_refs             # ref -> (user_id, asset_id, account, amount, reply value)
+    cdef object withdrawals              # id -> [user, asset, account, amount, state, hold value, end value]
+    cdef object transfers                # ref -> (user_id, asset_id, from, to, amount, reply value)
+    cdef list ref_floors                 # per kind: highest reference forgotten (at or below: too old)
+    cdef readonly int64_t ref_memory     # references remembered per kind at most
+    cdef int64_t user_order_limit        # live orders per user at most
     cdef list deposited                  # per asset slot, total credited (Python int)
     cdef list withdrawn                  # per asset slot, total committed (Python int)
 
@@ -132,6 +149,7 @@ cdef class CoreState:
     cdef int _reduce(self, const CmdRec* c, ReplyRec* r) except -1
     cdef int _replace(self, const CmdRec* c, ReplyRec* r) except -1
     cdef int _mass_cancel(self, const CmdRec* c, ReplyRec* r) except -1
+    cdef void _client_ids(self, Py_ssize_t e0) noexcept
     cdef int _book_reject(self, const CmdRec* c, ReplyRec* r, Py_ssize_t e0) except -1
     # settlement
     cdef int _settle(self, Py_ssize_t e0, int32_t ss) except -1

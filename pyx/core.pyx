@@ -26,6 +26,8 @@ The engine/core.py ``Core`` class subclasses :class:`CoreState` and adds the
 snapshot format, the state hash and the conservation check.
 """
 
+from collections import OrderedDict
+
 import numpy as np
 cimport numpy as cnp
 from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
@@ -41,7 +43,8 @@ from pyx.enums cimport (
     NEW, CANCEL, REDUCE, REPLACE, MASS_CANCEL,
     ADD_ASSET, ADD_SYMBOL, SET_MIN_NOTIONAL, ADD_USER, ADD_FEE_TIER, SET_FEE_TIER,
     HALT_SYMBOL, RESUME_SYMBOL, SUSPEND_USER, RESUME_USER, CANCEL_ALL_SYMBOL,
-    DEPOSIT, WITHDRAW_HOLD, WITHDRAW_COMMIT, WITHDRAW_RELEASE, TRANSFER,
+    DEPOSIT, WITHDRAW_HOLD, WITHDRAW_COMMIT, WITHDRAW_RELEASE, TRANSFER, SET_USER_ORDER_LIMIT,
+    USER_ORDER_LIMIT_SET,
     ACCEPTED, REJECTED, TRADE, CANCELED, REDUCED, REPLACED, TRIGGERED,
     ASSET_ADDED, SYMBOL_ADDED, MIN_NOTIONAL_SET, USER_ADDED, FEE_TIER_ADDED, FEE_TIER_SET,
     SYMBOL_HALTED, SYMBOL_RESUMED, USER_SUSPENDED, USER_RESUMED,
@@ -52,6 +55,7 @@ from pyx.enums cimport (
     UNKNOWN_COMMAND,
     UNKNOWN_USER, USER_NOT_ACTIVE, UNKNOWN_SYMBOL, SYMBOL_NOT_TRADING, INSUFFICIENT_FUNDS,
     NOT_ORDER_OWNER, BELOW_MIN_NOTIONAL, INVALID_ORDER_ID, TOO_MANY_ORDERS,
+    ORDER_ID_TOO_OLD, USER_ORDER_LIMIT, EXISTS_WITH_DIFFERENT_FIELDS, REFERENCE_TOO_OLD,
     UNKNOWN_ASSET, ASSET_EXISTS, SYMBOL_EXISTS, USER_EXISTS, UNKNOWN_FEE_TIER, FEE_TIER_EXISTS,
     INVALID_CONFIG, INVALID_AMOUNT, INVALID_ACCOUNT, AMOUNT_OVERFLOW, UNKNOWN_WITHDRAWAL,
     WITHDRAWAL_RELEASED, WITHDRAWAL_COMMITTED, INVALID_ID, ALREADY_IN_STATE,
@@ -96,12 +100,20 @@ cdef extern from *:
     static inline uint64_t bursa_ohash(uint64_t oid, int bits) {
         return (oid * 0x9E3779B97F4A7C15ULL) >> (64 - bits);
     }
+    /* splitmix64 step: the fingerprint of a NEW folds its fields through it. */
+    static inline uint64_t bursa_mix(uint64_t h, uint64_t x) {
+        uint64_t z = h ^ (x + 0x9E3779B97F4A7C15ULL + (h << 6) + (h >> 2));
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+        return z ^ (z >> 31);
+    }
     """
     int64_t bursa_notional(int64_t price, int64_t qty, int64_t mult, int64_t cap) noexcept nogil
     int64_t bursa_fee_ceil(int64_t n, int64_t ppm) noexcept nogil
     int64_t bursa_fee_floor(int64_t n, int64_t ppm) noexcept nogil
     int64_t bursa_budget_net(int64_t budget, int64_t ppm) noexcept nogil
     uint64_t bursa_ohash(uint64_t oid, int bits) noexcept nogil
+    uint64_t bursa_mix(uint64_t h, uint64_t x) noexcept nogil
 
 # Reply status values (engine/wire/commands.py ReplyStatus).
 cdef enum:
@@ -125,6 +137,20 @@ cdef enum:
     MAX_DECIMALS = 30
     BOOK_CAPACITY = 1024           # initial pool of each book (it grows by doubling)
     PPM_MAX = 1000000
+    OID_BITS = 40                  # client order ids are 1..2**40-1, per user
+    DEDUP_ORDERS = 32              # accepted NEWs remembered per user for duplicates
+    DEFAULT_USER_ORDER_LIMIT = 10000   # live orders per user at most (by default)
+
+# Internal order id = user_id << OID_BITS | client order id: the key of the hold map
+# and of the books, unique over users; events and replies carry the client id.
+cdef uint64_t OID_MASK = ((<uint64_t>1) << OID_BITS) - 1
+# Funding references (deposit refs, withdrawal ids, transfer refs): the last REF_MEMORY
+# of each kind are remembered (with their content and first result); an unknown
+# reference at or below the highest one forgotten is rejected REFERENCE_TOO_OLD.
+REF_MEMORY = 1_000_000
+REF_DEPOSIT = 0
+REF_WITHDRAWAL = 1
+REF_TRANSFER = 2
 
 # Per-asset bound on deposits - committed withdrawals: every balance, hold and fee
 # account of the asset is then below 2**62, so no sum of two of them overflows.
@@ -180,6 +206,30 @@ cdef inline ticks_t _band_price(const SRec* sym, ticks_t base) noexcept:
     return x
 
 
+cdef inline oid_t _iid(uint64_t uid, oid_t oid) noexcept:
+    """The internal (core and book) id of a user's client order id."""
+    return (uid << OID_BITS) | oid
+
+
+cdef inline int64_t _uslot_oid(CoreState s, const CmdRec* c) noexcept:
+    """Hold-map slot of the command's (user, order id), -1 if none."""
+    if c.order_id == 0 or c.order_id > OID_MASK:
+        return -1
+    return _oslot(s, _iid(c.user_id, c.order_id))
+
+
+cdef inline uint64_t _order_fp(const CmdRec* c) noexcept:
+    """Fingerprint of every field of a NEW that shapes the order (not client_ref)."""
+    cdef uint64_t h = 0x243F6A8885A308D3ULL
+    h = bursa_mix(h, c.symbol_id)
+    h = bursa_mix(h, <uint64_t> c.side | (<uint64_t> c.ord_type << 8) | (<uint64_t> c.tif << 16)
+                  | (<uint64_t> c.stp << 24) | (<uint64_t> c.flags << 32))
+    h = bursa_mix(h, <uint64_t> c.price_ticks)
+    h = bursa_mix(h, <uint64_t> c.qty_lots)
+    h = bursa_mix(h, <uint64_t> c.stop_price_ticks)
+    return h
+
+
 cdef inline void _reply(ReplyRec* r, const CmdRec* c, int status, int reason,
                         int64_t value) noexcept:
     r.seq = c.seq
@@ -207,8 +257,12 @@ cdef class CoreState:
         self.evbuf = EventBuf(1 << 14)
         self.books = []
         self.fee_tiers = {}
-        self.deposit_refs = set()
-        self.withdrawals = {}
+        self.deposit_refs = OrderedDict()
+        self.withdrawals = OrderedDict()
+        self.transfers = OrderedDict()
+        self.ref_floors = [0, 0, 0]
+        self.ref_memory = REF_MEMORY
+        self.user_order_limit = DEFAULT_USER_ORDER_LIMIT
         self.deposited = []
         self.withdrawn = []
         self.ucap = 16
@@ -237,7 +291,10 @@ cdef class CoreState:
         memset(self.held, 0, self.ucap * self.astride * N_ACCOUNTS * sizeof(minor_t))
         memset(self.otab, 0, (self.omask + 1) * sizeof(ORec))
 
-    def __init__(self, variants=frozenset()):
+    def __init__(self, variants=frozenset(), ref_memory=REF_MEMORY):
+        if not 0 < ref_memory <= REF_MEMORY:
+            raise ValueError(f"ref_memory must be in 1..{REF_MEMORY}")
+        self.ref_memory = ref_memory
         variants = frozenset(variants)
         unknown = variants - VARIANTS
         if unknown:
@@ -248,6 +305,10 @@ cdef class CoreState:
         self.v_dup_deposit = "dup_deposit" in variants
 
     def __dealloc__(self):
+        cdef int32_t k
+        if self.users != NULL:
+            for k in range(self.n_users):
+                PyMem_Free(self.users[k].ring)
         PyMem_Free(self.users)
         PyMem_Free(self.uid_slot)
         PyMem_Free(self.assets_c)
@@ -352,6 +413,7 @@ cdef class CoreState:
         """Delete slot ``i`` by backward shift (linear probing keeps no tombstones)."""
         cdef uint64_t hole = <uint64_t> i, j = <uint64_t> i, home
         cdef uint64_t probes = 0
+        self.users[self.otab[i].uslot].n_open -= 1
         while probes <= self.omask:
             j = (j + 1) & self.omask
             probes += 1
@@ -449,7 +511,7 @@ cdef class CoreState:
             return self._reduce(c, r)
         if k == MASS_CANCEL:
             return self._mass_cancel(c, r)
-        if ADD_ASSET <= k <= TRANSFER:
+        if ADD_ASSET <= k <= SET_USER_ORDER_LIMIT:
             return self._admin(c, r)
         return self._reject(c, r, UNKNOWN_COMMAND)
 
@@ -458,7 +520,7 @@ cdef class CoreState:
         cdef int k = c.kind
         cdef EvRec* e
         _reply(r, c, ST_REJECTED, reason, 0)
-        if ADD_ASSET <= k <= TRANSFER:
+        if ADD_ASSET <= k <= SET_USER_ORDER_LIMIT:
             return 0                       # admin/funding rejects live in the reply only
         e = self.evbuf.push()
         e.seq = c.seq
@@ -484,10 +546,18 @@ cdef class CoreState:
             e.qty_lots = c.qty_lots
         return 0
 
+    cdef void _client_ids(self, Py_ssize_t e0) noexcept:
+        """Book events ``[e0, n)`` carry internal order ids: give them the client ids."""
+        cdef Py_ssize_t k
+        for k in range(e0, self.evbuf.n):
+            self.evbuf.recs[k].order_id &= OID_MASK
+            self.evbuf.recs[k].maker_order_id &= OID_MASK
+
     cdef int _book_reject(self, const CmdRec* c, ReplyRec* r, Py_ssize_t e0) except -1:
         """The book rejected the command with the REJECTED event at ``e0``."""
         cdef EvRec* e = &self.evbuf.recs[e0]
         assert e.kind == REJECTED and self.evbuf.n == e0 + 1
+        e.order_id = c.order_id            # the client's id, not the internal one
         e.user_id = c.user_id              # so order entry can route it like any event
         if c.kind == NEW:                  # the command's values, not the core's conversions
             e.price_ticks = c.price_ticks
@@ -510,12 +580,16 @@ cdef class CoreState:
         cdef ORec* o
         cdef EvRec* e
         cdef Book bk
-        if c.order_id == 0:
+        cdef oid_t iid
+        if c.order_id == 0 or c.order_id > OID_MASK:
             return self._reject(c, r, INVALID_ORDER_ID)
         us = self._uslot(c.user_id)
         if us < 0:
             return self._reject(c, r, UNKNOWN_USER)
         u = &self.users[us]
+        if c.order_id <= u.hwm and _order_seen(self, c, r, u):
+            return 0                       # a retry (answered as the first) or a stale id
+        iid = _iid(c.user_id, c.order_id)
         if u.suspended:
             return self._reject(c, r, USER_NOT_ACTIVE)
         ss = self._sslot(c.symbol_id)
@@ -530,8 +604,6 @@ cdef class CoreState:
             return self._reject(c, r, INVALID_ORDER_TYPE)
         if ot == MARKET_QUOTE and side == SELL:
             return self._reject(c, r, INVALID_SIDE)
-        if _oslot(self, c.order_id) >= 0:
-            return self._reject(c, r, DUPLICATE_ORDER_ID)
         if qty <= 0:
             return self._reject(c, r, INVALID_QTY)
         # prices the hold or the notional depend on: the book's tick and band checks first
@@ -592,13 +664,16 @@ cdef class CoreState:
         bi = self._bi(us, ak, 0)
         if hold > self.avail[bi]:
             return self._reject(c, r, INSUFFICIENT_FUNDS)
+        if u.n_open >= self.user_order_limit:
+            return self._reject(c, r, USER_ORDER_LIMIT)
         if self.n_live >= MAX_LIVE_ORDERS:
             return self._reject(c, r, TOO_MANY_ORDERS)
-        o = self._oins(c.order_id)
+        o = self._oins(iid)
         o.hold = hold
         o.hold_price = hold_px
         o.user_id = c.user_id
         o.uslot = us
+        u.n_open += 1
         o.taker_ppm = u.taker_ppm
         o.maker_ppm = u.maker_ppm
         o.sslot = <uint16_t> ss
@@ -613,11 +688,11 @@ cdef class CoreState:
         bk.seq = c.seq
         bk.ts_ns = c.ts_ns
         e0 = self.evbuf.n
-        bk.c_new_order(c.order_id, c.user_id, side, ot, c.tif, book_px, book_qty,
+        bk.c_new_order(iid, c.user_id, side, ot, c.tif, book_px, book_qty,
                        c.stop_price_ticks, c.stp, c.flags)
         e = &self.evbuf.recs[e0]
         if e.kind == REJECTED:             # undo the hold: nothing changes
-            i = _oslot(self, c.order_id)
+            i = _oslot(self, iid)
             assert i >= 0
             self._odel(i)
             self.avail[bi] += hold
@@ -627,12 +702,14 @@ cdef class CoreState:
         e.taker_fee = hold                 # hold after the event
         e.maker_fee = hold                 # change of the hold
         self._settle(e0 + 1, ss)
-        i = _oslot(self, c.order_id)
+        self._client_ids(e0)
+        i = _oslot(self, iid)
         _reply(r, c, ST_APPLIED, 0, self.otab[i].hold if i >= 0 else 0)
+        _remember_order(self, us, c.order_id, _order_fp(c), r.value)
         return 0
 
     cdef int _cancel(self, const CmdRec* c, ReplyRec* r) except -1:
-        cdef int64_t i = _oslot(self, c.order_id) if c.order_id != 0 else -1
+        cdef int64_t i = _uslot_oid(self, c)
         cdef int32_t ss
         cdef Py_ssize_t e0
         cdef Book bk
@@ -645,15 +722,17 @@ cdef class CoreState:
         bk.seq = c.seq
         bk.ts_ns = c.ts_ns
         e0 = self.evbuf.n
-        bk.c_cancel(c.order_id)
+        bk.c_cancel(self.otab[i].oid)
         if self.evbuf.recs[e0].kind == REJECTED:
             return self._book_reject(c, r, e0)
         self._settle(e0, ss)
+        self._client_ids(e0)
         _reply(r, c, ST_APPLIED, 0, 0)
         return 0
 
     cdef int _reduce(self, const CmdRec* c, ReplyRec* r) except -1:
-        cdef int64_t i = _oslot(self, c.order_id) if c.order_id != 0 else -1
+        cdef int64_t i = _uslot_oid(self, c)
+        cdef oid_t iid
         cdef int32_t ss
         cdef Py_ssize_t e0
         cdef Book bk
@@ -666,16 +745,19 @@ cdef class CoreState:
         bk.seq = c.seq
         bk.ts_ns = c.ts_ns
         e0 = self.evbuf.n
-        bk.c_reduce(c.order_id, c.qty_lots)
+        iid = self.otab[i].oid
+        bk.c_reduce(iid, c.qty_lots)
         if self.evbuf.recs[e0].kind == REJECTED:
             return self._book_reject(c, r, e0)
         self._settle(e0, ss)
-        i = _oslot(self, c.order_id)
+        self._client_ids(e0)
+        i = _oslot(self, iid)
         _reply(r, c, ST_APPLIED, 0, self.otab[i].hold if i >= 0 else 0)
         return 0
 
     cdef int _replace(self, const CmdRec* c, ReplyRec* r) except -1:
-        cdef int64_t i = _oslot(self, c.order_id) if c.order_id != 0 else -1
+        cdef int64_t i = _uslot_oid(self, c)
+        cdef oid_t iid
         cdef int32_t ss, ak
         cdef int reason
         cdef ORec* o
@@ -733,7 +815,8 @@ cdef class CoreState:
         bk.seq = c.seq
         bk.ts_ns = c.ts_ns
         e0 = self.evbuf.n
-        bk.c_replace(c.order_id, c.price_ticks, c.qty_lots)
+        iid = o.oid
+        bk.c_replace(iid, c.price_ticks, c.qty_lots)
         e = &self.evbuf.recs[e0]
         if e.kind == REJECTED:
             o = &self.otab[i]              # no insert happened: the slot is unchanged
@@ -746,13 +829,14 @@ cdef class CoreState:
         e.taker_fee = need
         e.maker_fee = delta
         self._settle(e0 + 1, ss)
-        i = _oslot(self, c.order_id)
+        self._client_ids(e0)
+        i = _oslot(self, iid)
         _reply(r, c, ST_APPLIED, 0, self.otab[i].hold if i >= 0 else 0)
         return 0
 
     cdef int _mass_cancel(self, const CmdRec* c, ReplyRec* r) except -1:
         cdef int32_t ss
-        cdef Py_ssize_t e0, ncanceled = 0
+        cdef Py_ssize_t e0, ncanceled = 0, first = self.evbuf.n
         cdef Book bk
         if self._uslot(c.user_id) < 0:
             return self._reject(c, r, UNKNOWN_USER)
@@ -771,6 +855,7 @@ cdef class CoreState:
             bk.c_mass_cancel(c.user_id, c.side, False)
             ncanceled += self.evbuf.n - e0
             self._settle(e0, ss)
+        self._client_ids(first)
         _reply(r, c, ST_APPLIED, 0, ncanceled)
         return 0
 
@@ -934,15 +1019,21 @@ cdef class CoreState:
             return _suspend(self, c, r)
         if k == CANCEL_ALL_SYMBOL:
             return _cancel_all(self, c, r)
+        if k == SET_USER_ORDER_LIMIT:
+            return _set_user_order_limit(self, c, r)
         return self._reject(c, r, UNKNOWN_COMMAND)
 
     # ------------------------------------------------------------ read helpers
 
     def balance(self, user_id, asset_id, account=0):
-        """(available, held) of a user's balance, minor units; (0, 0) if unknown."""
-        cdef int32_t us = self._uslot(user_id) if 0 <= user_id < self.uid_len else -1
+        """(available, held) of a user's balance, minor units; (0, 0) if unknown (any
+        id out of range included: this never raises on an integer)."""
+        if not (0 <= user_id < self.uid_len and 0 < asset_id < ASSET_IDS
+                and account in (0, 1)):
+            return (0, 0)
+        cdef int32_t us = self._uslot(user_id)
         cdef int32_t ak = self._aslot(asset_id)
-        if us < 0 or ak < 0 or account not in (0, 1):
+        if us < 0 or ak < 0:
             return (0, 0)
         cdef int64_t bi = self._bi(us, ak, account)
         return (self.avail[bi], self.held[bi])
@@ -957,9 +1048,20 @@ cdef class CoreState:
         cdef int32_t ss = self._sslot(symbol_id)
         return self.books[ss] if ss >= 0 else None
 
-    def order_hold(self, order_id):
-        """Hold record of a live order as a dict, or None (amounts in minor units)."""
-        cdef int64_t i = _oslot(self, order_id) if 0 < order_id < 2**64 else -1
+    def order_hold(self, order_id, user_id=None):
+        """Hold record of a user's live order as a dict, or None (amounts in minor units).
+
+        Order ids are per user; without ``user_id`` the first live order with this
+        client id is returned (tests with ids unique over users)."""
+        cdef int64_t i
+        if not 0 < order_id <= OID_MASK:
+            return None
+        if user_id is None:
+            for d in self.open_orders():
+                if d["order_id"] == order_id:
+                    return d
+            return None
+        i = _oslot(self, _iid(user_id, order_id)) if 0 <= user_id <= MAX_USER_ID else -1
         if i < 0:
             return None
         return _orec_dict(self, &self.otab[i])
@@ -971,7 +1073,19 @@ cdef class CoreState:
         for k in range(self.omask + 1):
             if self.otab[k].oid != 0 and (user_id is None or self.otab[k].user_id == user_id):
                 out.append(_orec_dict(self, &self.otab[k]))
-        out.sort(key=lambda d: d["order_id"])
+        out.sort(key=lambda d: (d["order_id"], d["user_id"]))
+        return out
+
+    def order_marks(self):
+        """user id -> (highest accepted order id, forgotten floor, remembered (order id,
+        fingerprint, value) oldest first) of every user that has had an order accepted."""
+        cdef int32_t us
+        cdef URec* u
+        out = {}
+        for us in range(self.n_users):
+            u = &self.users[us]
+            if u.hwm:
+                out[u.user_id] = (u.hwm, u.floor, _ring_rows(u))
         return out
 
     @property
@@ -999,9 +1113,13 @@ cdef class CoreState:
         assets.sort()
         users = []
         balances = []
+        dedup = []
         for us in range(self.n_users):
             u = &self.users[us]
-            users.append((u.user_id, u.tier, u.taker_ppm, u.maker_ppm, u.suspended))
+            users.append((u.user_id, u.tier, u.taker_ppm, u.maker_ppm, u.suspended, u.hwm,
+                          u.floor))
+            if u.ring != NULL:
+                dedup.extend((u.user_id, *row) for row in _ring_rows(u))
             for ak in range(self.n_assets):
                 for acc in range(N_ACCOUNTS):
                     bi = self._bi(us, ak, acc)
@@ -1010,6 +1128,7 @@ cdef class CoreState:
                                          self.avail[bi], self.held[bi]))
         users.sort()
         balances.sort()
+        dedup.sort(key=lambda row: row[0])    # stable: each user's rows stay oldest first
         symbols = []
         books = []
         for k in range(self.n_syms):
@@ -1039,8 +1158,12 @@ cdef class CoreState:
             "symbols": symbols,
             "orders": orders,
             "books": books,
-            "deposit_refs": sorted(self.deposit_refs),
-            "withdrawals": sorted((w, *v) for w, v in self.withdrawals.items()),
+            "order_dedup": dedup,
+            # arrival order: it decides which reference is forgotten next
+            "deposit_refs": [(k, *v) for k, v in self.deposit_refs.items()],
+            "withdrawals": [(w, *v) for w, v in self.withdrawals.items()],
+            "transfers": [(k, *v) for k, v in self.transfers.items()],
+            "marks": (*self.ref_floors, self.ref_memory, self.user_order_limit),
         }
 
     def _load(self, d):
@@ -1058,11 +1181,16 @@ cdef class CoreState:
             self.assets_c[ak].outstanding_minor = outstanding
             self.deposited[ak] = deposited
             self.withdrawn[ak] = withdrawn
-        for uid, tier, taker, maker, suspended in d["users"]:
+        for uid, tier, taker, maker, suspended, hwm, floor in d["users"]:
             us = _new_user(self, uid, tier)
             self.users[us].taker_ppm = taker
             self.users[us].maker_ppm = maker
             self.users[us].suspended = suspended
+        for uid, oid, fp, value in d["order_dedup"]:
+            _remember_order(self, self.uid_slot[uid], oid, fp, value)
+        for row in d["users"]:
+            self.users[self.uid_slot[row[0]]].hwm = row[5]
+            self.users[self.uid_slot[row[0]]].floor = row[6]
         for uid, asset_id, acc, av, hd in d["balances"]:
             bi = self._bi(self.uid_slot[uid], self.aid_slot[asset_id], acc)
             self.avail[bi] = av
@@ -1079,6 +1207,7 @@ cdef class CoreState:
             o = self._oins(oid)
             o.user_id = uid
             o.uslot = self.uid_slot[uid]
+            self.users[o.uslot].n_open += 1
             o.sslot = self.sid_slot[sid]
             o.side = side
             o.ord_type = ot
@@ -1100,8 +1229,13 @@ cdef class CoreState:
             info = self.books[self.sid_slot[row[2]]].order(row[0])
             if info is None or info[:3] != (row[1], row[3], row[4]):
                 raise ValueError(f"order {row[0]}: book and hold record disagree")
-        self.deposit_refs = set(d["deposit_refs"])
-        self.withdrawals = {w[0]: list(w[1:]) for w in d["withdrawals"]}
+        self.deposit_refs = OrderedDict((row[0], tuple(row[1:])) for row in d["deposit_refs"])
+        self.withdrawals = OrderedDict((w[0], list(w[1:])) for w in d["withdrawals"])
+        self.transfers = OrderedDict((row[0], tuple(row[1:])) for row in d["transfers"])
+        marks = d["marks"]
+        self.ref_floors = list(marks[0:3])
+        self.ref_memory = marks[3]
+        self.user_order_limit = marks[4]
         self.last_seq = d["last_seq"]
         self.evbuf.clear()
 
@@ -1125,7 +1259,7 @@ cdef class CoreState:
                 s = &self.syms[o.sslot]
                 bi = self._bi(o.uslot, s.quote_k if o.side == BUY else s.base_k, 0)
                 lvv[bi] += o.hold
-        for uid, asset_id, acc, amount, state in self.withdrawals.values():
+        for uid, asset_id, acc, amount, state, _, _ in self.withdrawals.values():
             if state == WD_HELD:
                 lvv[self._bi(self.uid_slot[uid], self.aid_slot[asset_id], acc)] += amount
         shape = (self.n_users, self.astride, N_ACCOUNTS)
@@ -1141,9 +1275,86 @@ cdef class CoreState:
 
 # ---------------------------------------------------------------- helpers
 
+cdef int _order_seen(CoreState self, const CmdRec* c, ReplyRec* r, URec* u) except -1:
+    """A NEW whose id is not above the user's highest accepted id: 1 if it was answered
+    here (a remembered exact retry gets the first outcome; a remembered id with other
+    fields, or an id at or below the forgotten floor, a reject), 0 if it is new."""
+    cdef uint64_t k, n = u.dcount if u.dcount < DEDUP_ORDERS else DEDUP_ORDERS
+    cdef DRec* d
+    if u.ring != NULL:
+        for k in range(n):
+            d = &u.ring[k]
+            if d.oid == c.order_id:
+                if d.fp != _order_fp(c):
+                    self._reject(c, r, EXISTS_WITH_DIFFERENT_FIELDS)
+                    return 1
+                _reply(r, c, ST_DUPLICATE, 0, d.value)
+                return 1
+    if c.order_id <= u.floor:
+        self._reject(c, r, ORDER_ID_TOO_OLD)
+        return 1
+    return 0
+
+
+cdef int _remember_order(CoreState self, int32_t us, oid_t oid, uint64_t fp,
+                         int64_t value) except -1:
+    """Record an accepted NEW: raise the user's mark, keep it in the user's ring."""
+    cdef URec* u = &self.users[us]
+    if u.ring == NULL:
+        u.ring = <DRec*> PyMem_Malloc(DEDUP_ORDERS * sizeof(DRec))
+        if u.ring == NULL:
+            raise MemoryError()
+    cdef DRec* d = &u.ring[u.dcount % DEDUP_ORDERS]
+    if u.dcount >= DEDUP_ORDERS and d.oid > u.floor:
+        u.floor = d.oid                # forgotten: from now on too old to tell
+    d.oid = oid
+    d.fp = fp
+    d.value = value
+    u.dcount += 1
+    if oid > u.hwm:
+        u.hwm = oid
+    return 0
+
+
+cdef list _ring_rows(const URec* u):
+    """The remembered NEWs of a user, oldest first: (order id, fingerprint, value)."""
+    cdef uint64_t n = u.dcount if u.dcount < DEDUP_ORDERS else DEDUP_ORDERS
+    cdef uint64_t start = u.dcount - n, k
+    cdef const DRec* d
+    out = []
+    for k in range(start, u.dcount):
+        d = &u.ring[k % DEDUP_ORDERS]
+        out.append((d.oid, d.fp, d.value))
+    return out
+
+
+cdef int _ref_check(CoreState self, int which, uint64_t ref) except -1:
+    """0 if an unknown ``ref`` may be new, else REFERENCE_TOO_OLD: at or below the highest
+    reference of its kind already forgotten (a caller looks up remembered ones first)."""
+    if ref <= self.ref_floors[which]:
+        return REFERENCE_TOO_OLD
+    return 0
+
+
+cdef _ref_seen(CoreState self, int which):
+    """A reference was just recorded: forget the oldest while more than ``ref_memory``
+    are kept, raising the kind's floor to the highest forgotten.  A held withdrawal
+    holds money: it is never forgotten (moved behind the newest instead)."""
+    table = (self.deposit_refs, self.withdrawals, self.transfers)[which]
+    cdef Py_ssize_t spins = len(table)
+    while len(table) > self.ref_memory and spins > 0:
+        spins -= 1
+        k, v = table.popitem(last=False)
+        if which == REF_WITHDRAWAL and v[4] == WD_HELD:
+            table[k] = v
+            continue
+        if k > self.ref_floors[which]:
+            self.ref_floors[which] = k
+
+
 cdef dict _orec_dict(CoreState self, const ORec* o):
     return {
-        "order_id": o.oid, "user_id": o.user_id,
+        "order_id": o.oid & OID_MASK, "user_id": o.user_id,
         "symbol_id": self.syms[o.sslot].symbol_id, "side": o.side, "ord_type": o.ord_type,
         "tif": o.tif, "stp": o.stp, "flags": o.flags, "pending_stop": bool(o.pending_stop),
         "hold": o.hold, "hold_price_ticks": o.hold_price,
@@ -1334,6 +1545,19 @@ cdef int _set_min_notional(CoreState self, const CmdRec* c, ReplyRec* r) except 
     return 0
 
 
+cdef int _set_user_order_limit(CoreState self, const CmdRec* c, ReplyRec* r) except -1:
+    """Live orders per user at most (new orders beyond: USER_ORDER_LIMIT; orders
+    already live stay)."""
+    if not 0 < c.a0 <= MAX_LIVE_ORDERS:
+        return self._reject(c, r, INVALID_CONFIG)
+    if c.a0 == self.user_order_limit:
+        return self._reject(c, r, ALREADY_IN_STATE)
+    self.user_order_limit = c.a0
+    _push(self, c, USER_ORDER_LIMIT_SET).qty_lots = c.a0
+    _reply(r, c, ST_APPLIED, 0, 0)
+    return 0
+
+
 cdef int _add_fee_tier(CoreState self, const CmdRec* c, ReplyRec* r) except -1:
     cdef EvRec* e
     if c.a3 in self.fee_tiers:
@@ -1419,6 +1643,7 @@ cdef int _cancel_all(CoreState self, const CmdRec* c, ReplyRec* r) except -1:
     e0 = self.evbuf.n
     bk.c_mass_cancel(0, 0, True)
     self._settle(e0, ss)
+    self._client_ids(e0)
     _reply(r, c, ST_APPLIED, 0, self.evbuf.n - e0)
     return 0
 
@@ -1434,13 +1659,6 @@ cdef int _funding_ids(CoreState self, const CmdRec* c, int32_t* us, int32_t* ak)
     return 0
 
 
-cdef int64_t _avail_of(CoreState self, uint64_t uid, int64_t asset_id, int64_t acc) noexcept:
-    cdef int32_t us = self._uslot(uid), ak = self._aslot(asset_id)
-    if us < 0 or ak < 0 or acc < 0 or acc >= N_ACCOUNTS:
-        return 0
-    return self.avail[self._bi(us, ak, acc)]
-
-
 cdef int _deposit(CoreState self, const CmdRec* c, ReplyRec* r) except -1:
     cdef int32_t us, ak
     cdef int reason
@@ -1449,9 +1667,16 @@ cdef int _deposit(CoreState self, const CmdRec* c, ReplyRec* r) except -1:
     cdef EvRec* e
     if c.order_id == 0:
         return self._reject(c, r, INVALID_ID)
-    if c.order_id in self.deposit_refs and not self.v_dup_deposit:
-        _reply(r, c, ST_DUPLICATE, 0, _avail_of(self, c.user_id, c.symbol_id, c.a0))
+    prev = self.deposit_refs.get(c.order_id)
+    if prev is not None and not self.v_dup_deposit:
+        if prev[:4] != (c.user_id, c.symbol_id, c.a0, c.qty_lots):
+            return self._reject(c, r, EXISTS_WITH_DIFFERENT_FIELDS)
+        _reply(r, c, ST_DUPLICATE, 0, prev[4])
         return 0
+    if prev is None:
+        reason = _ref_check(self, REF_DEPOSIT, c.order_id)
+        if reason:
+            return self._reject(c, r, reason)
     reason = _funding_ids(self, c, &us, &ak)
     if reason:
         return self._reject(c, r, reason)
@@ -1462,11 +1687,12 @@ cdef int _deposit(CoreState self, const CmdRec* c, ReplyRec* r) except -1:
     a = &self.assets_c[ak]
     if c.qty_lots > SUPPLY_MAX - a.outstanding_minor:
         return self._reject(c, r, AMOUNT_OVERFLOW)
-    self.deposit_refs.add(c.order_id)
     bi = self._bi(us, ak, c.a0)
     self.avail[bi] += c.qty_lots
     a.outstanding_minor += c.qty_lots
     self.deposited[ak] += c.qty_lots
+    self.deposit_refs[c.order_id] = (c.user_id, c.symbol_id, c.a0, c.qty_lots, self.avail[bi])
+    _ref_seen(self, REF_DEPOSIT)
     e = _push(self, c, DEPOSITED)
     e.order_id = c.order_id
     e.qty_lots = c.qty_lots
@@ -1483,9 +1709,15 @@ cdef int _withdraw_hold(CoreState self, const CmdRec* c, ReplyRec* r) except -1:
     cdef EvRec* e
     if c.order_id == 0:
         return self._reject(c, r, INVALID_ID)
-    if c.order_id in self.withdrawals:
-        _reply(r, c, ST_DUPLICATE, 0, _avail_of(self, c.user_id, c.symbol_id, c.a0))
+    w = self.withdrawals.get(c.order_id)
+    if w is not None:
+        if (w[0], w[1], w[2], w[3]) != (c.user_id, c.symbol_id, c.a0, c.qty_lots):
+            return self._reject(c, r, EXISTS_WITH_DIFFERENT_FIELDS)
+        _reply(r, c, ST_DUPLICATE, 0, w[5])
         return 0
+    reason = _ref_check(self, REF_WITHDRAWAL, c.order_id)
+    if reason:
+        return self._reject(c, r, reason)
     reason = _funding_ids(self, c, &us, &ak)
     if reason:
         return self._reject(c, r, reason)
@@ -1500,7 +1732,9 @@ cdef int _withdraw_hold(CoreState self, const CmdRec* c, ReplyRec* r) except -1:
         return self._reject(c, r, INSUFFICIENT_FUNDS)
     self.avail[bi] -= c.qty_lots
     self.held[bi] += c.qty_lots
-    self.withdrawals[c.order_id] = [c.user_id, c.symbol_id, c.a0, c.qty_lots, WD_HELD]
+    self.withdrawals[c.order_id] = [c.user_id, c.symbol_id, c.a0, c.qty_lots, WD_HELD,
+                                    self.avail[bi], 0]
+    _ref_seen(self, REF_WITHDRAWAL)
     e = _push(self, c, WITHDRAW_HELD)
     e.order_id = c.order_id
     e.qty_lots = c.qty_lots
@@ -1518,12 +1752,14 @@ cdef int _withdraw_end(CoreState self, const CmdRec* c, ReplyRec* r) except -1:
     cdef EvRec* e
     w = self.withdrawals.get(c.order_id)
     if w is None:
+        if c.order_id != 0 and _ref_check(self, REF_WITHDRAWAL, c.order_id):
+            return self._reject(c, r, REFERENCE_TOO_OLD)
         return self._reject(c, r, UNKNOWN_WITHDRAWAL)
-    uid, asset_id, acc, amt, state = w
+    uid, asset_id, acc, amt, state = w[:5]
     ak = self.aid_slot[<int> asset_id]
     bi = self._bi(self.uid_slot[<int64_t> uid], ak, acc)
     if state == (WD_COMMITTED if commit else WD_RELEASED):
-        _reply(r, c, ST_DUPLICATE, 0, self.avail[bi])
+        _reply(r, c, ST_DUPLICATE, 0, w[6])
         return 0
     if state != WD_HELD:
         return self._reject(c, r, WITHDRAWAL_RELEASED if commit else WITHDRAWAL_COMMITTED)
@@ -1536,6 +1772,7 @@ cdef int _withdraw_end(CoreState self, const CmdRec* c, ReplyRec* r) except -1:
     else:
         self.avail[bi] += amt
         w[4] = WD_RELEASED
+    w[6] = self.avail[bi]
     e = _push(self, c, WITHDRAW_COMMITTED if commit else WITHDRAW_RELEASED)
     e.user_id = uid
     e.symbol_id = asset_id
@@ -1552,6 +1789,17 @@ cdef int _transfer(CoreState self, const CmdRec* c, ReplyRec* r) except -1:
     cdef int reason
     cdef int64_t src, dst
     cdef EvRec* e
+    if c.order_id == 0:
+        return self._reject(c, r, INVALID_ID)
+    prev = self.transfers.get(c.order_id)
+    if prev is not None:
+        if prev[:5] != (c.user_id, c.symbol_id, c.a0, c.a1, c.qty_lots):
+            return self._reject(c, r, EXISTS_WITH_DIFFERENT_FIELDS)
+        _reply(r, c, ST_DUPLICATE, 0, prev[5])
+        return 0
+    reason = _ref_check(self, REF_TRANSFER, c.order_id)
+    if reason:
+        return self._reject(c, r, reason)
     reason = _funding_ids(self, c, &us, &ak)
     if reason:
         return self._reject(c, r, reason)
@@ -1567,6 +1815,9 @@ cdef int _transfer(CoreState self, const CmdRec* c, ReplyRec* r) except -1:
         return self._reject(c, r, INSUFFICIENT_FUNDS)
     self.avail[src] -= c.qty_lots
     self.avail[dst] += c.qty_lots
+    self.transfers[c.order_id] = (c.user_id, c.symbol_id, c.a0, c.a1, c.qty_lots,
+                                  self.avail[src])
+    _ref_seen(self, REF_TRANSFER)
     e = _push(self, c, TRANSFERRED)
     e.order_id = c.order_id
     e.qty_lots = c.qty_lots
@@ -1591,3 +1842,16 @@ def _reply_layout():
         "kind": <char*> &r.kind - base,
         "status": <char*> &r.status - base,
     }
+
+
+def internal_order_id(user_id, order_id):
+    """The id under which the books and the hold map know a user's order (snapshots and
+    ``Book`` views show it; events and replies show the client's ``order_id``)."""
+    if not (0 <= user_id <= MAX_USER_ID and 0 < order_id <= OID_MASK):
+        raise ValueError("user id or order id out of range")
+    return _iid(user_id, order_id)
+
+
+def client_order_id(internal_id):
+    """(user id, client order id) of an internal order id."""
+    return (internal_id >> OID_BITS, internal_id & OID_MASK)

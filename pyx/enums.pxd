@@ -48,6 +48,8 @@ cpdef enum CmdKind:
     WITHDRAW_COMMIT = 33    # the held amount leaves the exchange
     WITHDRAW_RELEASE = 34   # held -> available
     TRANSFER = 35           # between two accounts of one user
+    # core admin commands added later
+    SET_USER_ORDER_LIMIT = 36   # live orders per user at most
 
 cpdef enum CmdFlag:
     POST_ONLY = 1
@@ -77,6 +79,7 @@ cpdef enum EvKind:
     WITHDRAW_COMMITTED = 33
     WITHDRAW_RELEASED = 34
     TRANSFERRED = 35
+    USER_ORDER_LIMIT_SET = 36
 
 cpdef enum EvFlag:
     TAKER_DONE = 1      # on TRADE: the taker has no open quantity left
@@ -126,10 +129,12 @@ cpdef enum Reason:
     UNKNOWN_SYMBOL = 203        # no symbol with this id
     SYMBOL_NOT_TRADING = 204    # the symbol is halted (new orders and replaces rejected)
     INSUFFICIENT_FUNDS = 205    # available balance below the worst-case hold
-    NOT_ORDER_OWNER = 206       # the order belongs to another user
+    NOT_ORDER_OWNER = 206       # the order belongs to another user (no longer produced: order ids are per user)
     BELOW_MIN_NOTIONAL = 207    # order value below the symbol's minimum notional
     INVALID_ORDER_ID = 208      # order id 0 is reserved
     TOO_MANY_ORDERS = 209       # the core holds its maximum number of live orders
+    ORDER_ID_TOO_OLD = 210      # order id not above the user's high-water mark and not a remembered duplicate
+    USER_ORDER_LIMIT = 211      # the user holds its maximum number of open orders
     # core / admin / funding rejects
     UNKNOWN_ASSET = 301         # no asset with this id
     ASSET_EXISTS = 302          # an asset with this id exists
@@ -146,5 +151,10 @@ cpdef enum Reason:
     WITHDRAWAL_COMMITTED = 313  # the withdrawal was committed; it cannot be released
     INVALID_ID = 314            # id 0 or outside the supported range
     ALREADY_IN_STATE = 315      # halt of a halted symbol, suspend of a suspended user, ...
+    EXISTS_WITH_DIFFERENT_FIELDS = 316  # id/reference already used by a command with other fields
+    REFERENCE_TOO_OLD = 317     # reference below the remembered window: cannot tell a retry from a new one
     # core process (engine/server.py)
     MALFORMED_FRAME = 390       # command message not whole 96-byte records, empty, too large or not one part
+    WRONG_SOCKET = 391          # command kind or control request not allowed on this socket; frame not applied
+    RATE_LIMITED = 392          # expensive control request over its per-turn budget; retry later
+    INVALID_REQUEST = 393       # control request with a missing, mistyped or out-of-range field

@@ -6,6 +6,8 @@ from the references and withdrawal ids alone it decides what each funding reply
 must be, and keeps, per asset, deposits minus committed withdrawals (minor units),
 which the core's balances plus fee accounts must add up to.  A duplicated input
 (a retried deposit, a replayed commit) that has a second effect is caught here.
+It also checks order ids: a ``NEW`` is applied at most once per ``(user, order id)``
+(ids are per user and never reused), and a duplicate answer names an applied one.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class FundingModel:
         self.net_minor: dict[int, int] = {}
         self.duplicates_seen = 0
         self.checks = 0
+        self.orders_applied: set[tuple[int, int]] = set()  # (user, order id) of applied NEWs
 
     def observe(self, cmds: npt.NDArray[np.void], replies: npt.NDArray[np.void]) -> str | None:
         """Fold in an applied batch; return the first inconsistency found, else None.
@@ -55,11 +58,29 @@ class FundingModel:
             The core's reply to each command.
         """
         kinds = cmds["kind"]
+        for i in np.flatnonzero(kinds == CmdKind.NEW):
+            problem = self._new(cmds[i], replies[i])
+            if problem is not None:
+                return f"command seq {int(cmds[i]['seq'])}: {problem}"
         funding = np.flatnonzero((kinds >= CmdKind.DEPOSIT) & (kinds <= CmdKind.WITHDRAW_RELEASE))
         for i in funding:
             problem = self._one(cmds[i], replies[i])
             if problem is not None:
                 return f"command seq {int(cmds[i]['seq'])}: {problem}"
+        return None
+
+    def _new(self, c: np.void, r: np.void) -> str | None:
+        self.checks += 1
+        key = (int(c["user_id"]), int(c["order_id"]))
+        status = int(r["status"])
+        if status == ReplyStatus.APPLIED:
+            if key in self.orders_applied:
+                return f"order id {key[1]} of user {key[0]} applied a second time"
+            self.orders_applied.add(key)
+        elif status == ReplyStatus.DUPLICATE:
+            self.duplicates_seen += 1
+            if key not in self.orders_applied:
+                return f"order id {key[1]} of user {key[0]} called a duplicate but never applied"
         return None
 
     def _one(self, c: np.void, r: np.void) -> str | None:
@@ -145,4 +166,5 @@ class FundingModel:
         other.net_minor = dict(self.net_minor)
         other.duplicates_seen = self.duplicates_seen
         other.checks = self.checks
+        other.orders_applied = set(self.orders_applied)
         return other

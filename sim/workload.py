@@ -124,6 +124,8 @@ class Workload:
         self.recent_orders: deque[RecentOrder] = deque(maxlen=MAX_RECENT_ORDERS)
         self.recent_deposits: deque[Cmds] = deque(maxlen=MAX_RECENT_IDS)
         self.recent_withdrawals: deque[int] = deque(maxlen=MAX_RECENT_IDS)
+        self.recent_transfers: deque[Cmds] = deque(maxlen=MAX_RECENT_IDS)
+        self.recent_new: deque[Cmds] = deque(maxlen=MAX_RECENT_IDS)
 
     # ------------------------------------------------------------------ world
 
@@ -295,11 +297,16 @@ class Workload:
     # ------------------------------------------------------------ generators
 
     def _g_limit(self) -> Cmds:
+        if self.recent_new and self.rng.random() < 0.03:
+            # a NEW resent unchanged after a lost reply: one effect at most
+            return self.rng.choice(self.recent_new).copy()
         s, user, oid, side = self._symbol(), self._user(), self._order_id(), self._side()
         px, qty = self._price(s), self._qty(s)
         self._remember(oid, user, s, side, px, qty)
         sid = s.symbol_id if self.rng.random() > 0.02 else UNKNOWN_ID_BASE + 7
-        return cb.new_limit(oid, user, sid, side, px, qty, stp=self._stp())
+        rec = cb.new_limit(oid, user, sid, side, px, qty, stp=self._stp())
+        self.recent_new.append(rec)
+        return rec
 
     def _g_limit_ioc_fok(self) -> Cmds:
         s, user, oid, side = self._symbol(), self._user(), self._order_id(), self._side()
@@ -411,10 +418,18 @@ class Workload:
 
     def _g_transfer(self) -> Cmds:
         rng = self.rng
+        if self.recent_transfers and rng.random() < 0.15:
+            rec = rng.choice(self.recent_transfers).copy()  # a resend: one effect only
+            if rng.random() < 0.3:
+                rec["qty_lots"] = int(rec["qty_lots"][0]) + 1  # same reference, other amount
+            return rec
         src = self._account()
         dst = 1 - src if src in (0, 1) and rng.random() > 0.05 else src
         amount = rng.choice((1, 10**4, 10**8, 10**13, 0))
-        return cb.transfer(self._user(), self._asset(), amount, src, dst)
+        self._next_ref += rng.randint(1, 5)
+        rec = cb.transfer(self._user(), self._asset(), amount, src, dst, ref=self._next_ref)
+        self.recent_transfers.append(rec)
+        return rec
 
     def _g_halt_resume(self) -> Cmds:
         sid = self._symbol().symbol_id if self.rng.random() > 0.05 else UNKNOWN_ID_BASE + 3

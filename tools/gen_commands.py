@@ -46,7 +46,7 @@ REPLIES = """\
 |---:|---|---|
 | 1 | `APPLIED` | the command took effect (`reason` = 0) |
 | 2 | `REJECTED` | nothing changed; `reason` says why |
-| 3 | `DUPLICATE` | idempotent no-op: the deposit reference or withdrawal id was used before (or the withdrawal is already in the requested end state); nothing changed |
+| 3 | `DUPLICATE` | idempotent no-op: an exact retry of a command already applied (same order id and fields, same deposit / withdrawal / transfer reference and content, or a withdrawal already in the requested end state); `value` is the FIRST reply's value; nothing changed |
 
 `seq`, `client_ref`, `order_id`, `user_id` and `kind` echo the command. `value`, when
 applied (or duplicate):
@@ -107,28 +107,64 @@ exactly the orders the core holds funds for.
 symbol ids 1..65535; at most 2**24 live orders in the core (`TOO_MANY_ORDERS`).
 """
 
+IDEMPOTENCY = """\
+## Idempotency: every command has exactly one effect
+
+A client that lost a reply resends the same command; the core answers the resend
+as the first (status 3 `DUPLICATE`, `value` of the first reply, no event, nothing
+changes). An id or reference reused with *other* content is never a duplicate: it is
+rejected `EXISTS_WITH_DIFFERENT_FIELDS` and changes nothing. State the core keeps
+for this is bounded, part of every snapshot and of the state hash.
+
+| kind | identity | remembered | after that |
+|---|---|---|---|
+| `NEW` | (`user_id`, `order_id`): ids are per user, 1..2**40-1, never reused (not even after the order ended) | the user's last 32 accepted NEWs (order id, a fingerprint of symbol, side, type, tif, prices, quantity, stp, flags, and the first reply's value) | an id at or below the highest id the core has forgotten for that user is rejected `ORDER_ID_TOO_OLD` |
+| `CANCEL`, `REDUCE`, `REPLACE`, `MASS_CANCEL` | act on live orders by (`user_id`, `order_id`) | — | a resend finds the order gone or changed: `UNKNOWN_ORDER_ID` / `REDUCE_NOT_SMALLER` / `REPLACE_NO_CHANGE` (no second effect) |
+| `DEPOSIT` | reference (`order_id`), non-zero | the last 1,000,000 deposit references with user, asset, account, amount and first result | an unknown reference at or below the highest forgotten one is rejected `REFERENCE_TOO_OLD` (never credited) |
+| `WITHDRAW_HOLD` | withdrawal id | the last 1,000,000 withdrawal ids with user, asset, account, amount; a withdrawal still held is never forgotten | as deposits |
+| `WITHDRAW_COMMIT` / `WITHDRAW_RELEASE` | withdrawal id | while the withdrawal is remembered; the first end result is kept | `REFERENCE_TOO_OLD` |
+| `TRANSFER` | reference (`order_id`), non-zero (`INVALID_ID` if 0) | the last 1,000,000 transfer references with user, asset, accounts, amount and first result | as deposits |
+| admin commands | their own state | — | a resend is rejected (`ASSET_EXISTS`, `ALREADY_IN_STATE`, ...): one effect |
+
+Rules for clients and the gateway: give each user's orders increasing ids (a
+per-user counter, or a timestamp-based id) and resend a NEW unchanged, byte for
+byte in every field above; then a retry is recognised while it is among the user's
+last 32 accepted orders, and is otherwise refused, never traded twice. Funding
+references (the wallet's deposit, withdrawal and transfer ids) must likewise grow
+(a database sequence); a reference is remembered for the next million of its kind.
+A rejected command consumes nothing: its id or reference may be used again.
+"""
+
 TRADING = """\
 ## Trading commands
 
-Order ids are chosen by the client and must be non-zero and unique among the live
-orders of the whole core (all symbols). Cancel, reduce and replace find the order by id
-(their `symbol_id` is ignored) and must come from its owner.
+Order ids are chosen by the client, per user (`(user_id, order_id)` identifies an
+order; two users may use the same id), 1..2**40-1, and never reused (section
+"Idempotency"). Cancel, reduce and replace find the user's order by id (their
+`symbol_id` is ignored); another user's orders are invisible (`UNKNOWN_ORDER_ID`).
+Events and replies carry the client's `order_id`; inside the core and its books an
+order is known as `user_id << 40 | order_id` (snapshots, `Book` views).
 
 Checks of `NEW`, in order (the first failing one is the reply's reason):
-`INVALID_ORDER_ID` (id 0) → `UNKNOWN_USER` → `USER_NOT_ACTIVE` (suspended) →
+`INVALID_ORDER_ID` (id 0 or >= 2**40) → `UNKNOWN_USER` → for an id not above the
+user's highest accepted one: **duplicate** (remembered, same fields) /
+`EXISTS_WITH_DIFFERENT_FIELDS` (remembered, other fields) / `ORDER_ID_TOO_OLD`
+(at or below the forgotten floor) → `USER_NOT_ACTIVE` (suspended) →
 `UNKNOWN_SYMBOL` → `SYMBOL_NOT_TRADING` (halted) → `INVALID_SIDE` → `INVALID_ORDER_TYPE` →
-`INVALID_SIDE` (MARKET_QUOTE SELL) → `DUPLICATE_ORDER_ID` (live anywhere in the core) →
+`INVALID_SIDE` (MARKET_QUOTE SELL) →
 `INVALID_QTY` → `PRICE_OFF_TICK` / `PRICE_OUT_OF_BAND` on the prices the hold depends on
 (limit price; worst price if non-zero; stop price of a BUY STOP_MARKET) →
 `NOTIONAL_OVERFLOW` (notional or base amount reaches 2**62) → `BELOW_MIN_NOTIONAL` (limit
 types at their price, MARKET_QUOTE by budget; market orders by base quantity are not
-checked) → `INSUFFICIENT_FUNDS` → `TOO_MANY_ORDERS` → then the book's own checks
+checked) → `INSUFFICIENT_FUNDS` → `USER_ORDER_LIMIT` (the user has 10,000 live orders) →
+`TOO_MANY_ORDERS` → then the book's own checks
 ([book.md](book.md), "Validation order"): if the book rejects, the hold is undone.
 
-`CANCEL` / `REDUCE`: `UNKNOWN_ORDER_ID` → `NOT_ORDER_OWNER` → the book's checks.
+`CANCEL` / `REDUCE`: `UNKNOWN_ORDER_ID` → the book's checks. (`NOT_ORDER_OWNER` is
+no longer produced: ids are per user.)
 Suspended users and halted symbols may still cancel and reduce.
 
-`REPLACE`: `UNKNOWN_ORDER_ID` → `NOT_ORDER_OWNER` → `USER_NOT_ACTIVE` →
+`REPLACE`: `UNKNOWN_ORDER_ID` → `USER_NOT_ACTIVE` →
 `SYMBOL_NOT_TRADING` → `NOT_REPLACEABLE` (a stop order not yet triggered) →
 `INVALID_QTY` → `PRICE_OFF_TICK` / `PRICE_OUT_OF_BAND` → `NOTIONAL_OVERFLOW` →
 `BELOW_MIN_NOTIONAL` → `INSUFFICIENT_FUNDS` → the book's checks.
@@ -162,20 +198,29 @@ reply carries the reason). Checks, in order:
 - `SUSPEND_USER` / `RESUME_USER`: `UNKNOWN_USER` → `ALREADY_IN_STATE`. A suspended user
   cannot place or replace orders, hold withdrawals or transfer; deposits, cancels,
   reduces, mass cancels and the commit/release of pending withdrawals still work.
+- `SET_USER_ORDER_LIMIT`: `INVALID_CONFIG` (outside 1..2**24) → `ALREADY_IN_STATE`. New
+  orders of a user holding that many live orders are rejected `USER_ORDER_LIMIT`;
+  live ones stay. The default, until set, is 10,000.
 - `CANCEL_ALL_SYMBOL`: `UNKNOWN_SYMBOL`; cancels every order of the book (`CANCELED`,
   reason `MASS_CANCELED`, each releasing its hold).
-- `DEPOSIT`: `INVALID_ID` (reference 0) → **duplicate** (a reference already applied:
-  status 3, nothing changes) → `UNKNOWN_USER` → `UNKNOWN_ASSET` → `INVALID_ACCOUNT` →
+- `DEPOSIT`: `INVALID_ID` (reference 0) → **duplicate** (the reference was applied with
+  the same user, asset, account and amount: status 3, the first reply's value, nothing
+  changes) / `EXISTS_WITH_DIFFERENT_FIELDS` (applied with other content) →
+  `REFERENCE_TOO_OLD` → `UNKNOWN_USER` → `UNKNOWN_ASSET` → `INVALID_ACCOUNT` →
   `INVALID_AMOUNT` → `AMOUNT_OVERFLOW`. A rejected deposit does not consume its reference.
-- `WITHDRAW_HOLD`: `INVALID_ID` → **duplicate** (id used) → `UNKNOWN_USER` →
+- `WITHDRAW_HOLD`: `INVALID_ID` → **duplicate** / `EXISTS_WITH_DIFFERENT_FIELDS` (id used,
+  same / other user, asset, account, amount) → `REFERENCE_TOO_OLD` → `UNKNOWN_USER` →
   `UNKNOWN_ASSET` → `USER_NOT_ACTIVE` → `INVALID_ACCOUNT` → `INVALID_AMOUNT` →
   `INSUFFICIENT_FUNDS`. Moves the amount from available to held.
-- `WITHDRAW_COMMIT`: `UNKNOWN_WITHDRAWAL` → **duplicate** if already committed →
+- `WITHDRAW_COMMIT`: `REFERENCE_TOO_OLD` (forgotten id) / `UNKNOWN_WITHDRAWAL` →
+  **duplicate** if already committed (the commit's own reply value) →
   `WITHDRAWAL_RELEASED` if released. The held amount leaves the exchange.
-- `WITHDRAW_RELEASE`: `UNKNOWN_WITHDRAWAL` → **duplicate** if already released →
-  `WITHDRAWAL_COMMITTED` if committed. Held back to available.
-- `TRANSFER`: `UNKNOWN_USER` → `UNKNOWN_ASSET` → `USER_NOT_ACTIVE` → `INVALID_ACCOUNT`
-  (not 0/1, or from = to) → `INVALID_AMOUNT` → `INSUFFICIENT_FUNDS`. Not idempotent.
+- `WITHDRAW_RELEASE`: `REFERENCE_TOO_OLD` / `UNKNOWN_WITHDRAWAL` → **duplicate** if
+  already released → `WITHDRAWAL_COMMITTED` if committed. Held back to available.
+- `TRANSFER`: `INVALID_ID` (reference 0) → **duplicate** / `EXISTS_WITH_DIFFERENT_FIELDS`
+  (reference used, same / other user, asset, accounts, amount) → `REFERENCE_TOO_OLD` →
+  `UNKNOWN_USER` → `UNKNOWN_ASSET` → `USER_NOT_ACTIVE` → `INVALID_ACCOUNT`
+  (not 0/1, or from = to) → `INVALID_AMOUNT` → `INSUFFICIENT_FUNDS`.
 """
 
 EVENTS = """\
@@ -233,7 +278,7 @@ def commands_md() -> str:
     parts.append(REPLIES)
     parts += ["| kind | `value` |", "|---|---|"]
     parts += [f"| `{k.name}` | {v} |" for k, v in commands.REPLY_VALUE.items()]
-    parts += ["| other kinds | 0 |", "", RISK, TRADING, FUNDING]
+    parts += ["| other kinds | 0 |", "", RISK, IDEMPOTENCY, TRADING, FUNDING]
     parts += ["## Field mapping of every command kind", ""]
     parts.append("Fields not listed are ignored by the kind (send 0).")
     parts.append("")

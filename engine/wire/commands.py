@@ -38,11 +38,15 @@ class ReplyStatus(IntEnum):
 
     APPLIED = 1
     REJECTED = 2
-    DUPLICATE = 3  # idempotent no-op: the reference / withdrawal id was already used
+    DUPLICATE = 3  # exact retry of an applied command: the first result, nothing changed
 
 
 # (wire field, meaning, unit) per command kind: the field mapping of every kind.
-_ORDER_REF = ("order_id", "order id, chosen by the client, unique among live orders", "id")
+_ORDER_REF = (
+    "order_id",
+    "order id chosen by the client: per user, 1..2**40-1, never reused",
+    "id",
+)
 _USER = ("user_id", "the user the command acts for", "id")
 COMMAND_FIELDS: dict[CmdKind, tuple[tuple[str, str, str], ...]] = {
     CmdKind.NEW: (
@@ -133,8 +137,11 @@ COMMAND_FIELDS: dict[CmdKind, tuple[tuple[str, str, str], ...]] = {
         ("order_id", "withdrawal id: the held amount leaves the exchange", "id"),
     ),
     CmdKind.WITHDRAW_RELEASE: (("order_id", "withdrawal id: held back to available", "id"),),
+    CmdKind.SET_USER_ORDER_LIMIT: (
+        ("a0", "live orders per user at most (1..2**24); default 10,000", "count"),
+    ),
     CmdKind.TRANSFER: (
-        ("order_id", "caller's reference, echoed (no idempotency)", "id"),
+        ("order_id", "reference (non-zero); a used one is a duplicate", "id"),
         _USER,
         ("symbol_id", "asset", "id"),
         ("qty_lots", "amount (> 0)", "minor units"),
@@ -193,7 +200,8 @@ def new_order(
     Parameters
     ----------
     order_id : int
-        Client-chosen id, non-zero, unique among the live orders of the core.
+        Client-chosen id, per user, 1..2**40-1, never reused (docs/commands.md,
+        "Idempotency"): a resend with the same fields is answered as the first.
     user_id, symbol_id : int
         The owner and the symbol.
     side, ord_type, tif, stp, flags : int
@@ -483,6 +491,12 @@ def set_fee_tier(user_id: int, tier: int) -> Cmds:
     return _rec(CmdKind.SET_FEE_TIER, user_id=user_id, a3=tier)
 
 
+def set_user_order_limit(limit: int) -> Cmds:
+    """SET_USER_ORDER_LIMIT: a user's NEW beyond ``limit`` live orders is rejected
+    ``USER_ORDER_LIMIT`` (the default is 10,000)."""
+    return _rec(CmdKind.SET_USER_ORDER_LIMIT, a0=limit)
+
+
 def halt_symbol(symbol_id: int) -> Cmds:
     """HALT_SYMBOL: new orders and replaces are rejected; cancels still work."""
     return _rec(CmdKind.HALT_SYMBOL, symbol_id=symbol_id)
@@ -573,7 +587,8 @@ def transfer(
     ref: int = 0,
     client_ref: int = 0,
 ) -> Cmds:
-    """TRANSFER ``amount_minor`` between two accounts (0 trading, 1 funding) of a user."""
+    """TRANSFER ``amount_minor`` between two accounts (0 trading, 1 funding) of a user;
+    idempotent by ``ref`` (non-zero: the core rejects 0 with ``INVALID_ID``)."""
     return _rec(
         CmdKind.TRANSFER,
         order_id=ref,

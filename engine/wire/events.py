@@ -94,6 +94,9 @@ EVENT_FIELDS: dict[EvKind, tuple[tuple[str, str, str, str], ...]] = {
     EvKind.WITHDRAW_HELD: _wd("amount moved from available to held"),
     EvKind.WITHDRAW_COMMITTED: _wd("amount that left held (and the exchange)"),
     EvKind.WITHDRAW_RELEASED: _wd("amount moved from held back to available"),
+    EvKind.USER_ORDER_LIMIT_SET: (
+        ("qty_lots", "user_order_limit", "count", "live orders per user at most"),
+    ),
     EvKind.TRANSFERRED: (
         _USER,
         _ASSET,

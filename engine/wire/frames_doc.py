@@ -9,18 +9,39 @@ tests/engine/test_server.py checks the sizes it states against
 FRAMES_DOC = """\
 ## Frames on the wire
 
-The core process (`bursa core`, `engine/server.py`) speaks ZeroMQ on three sockets.
+The core process (`bursa core`, `engine/server.py`) speaks ZeroMQ on five sockets:
+three command sockets, one per role (`engine/wire/roles.py`, docs/architecture.md
+"Trust boundary"), and the internal event stream (PUB + replay).
 All integers are little-endian; record layouts are those of `docs/records.md`.
 The codecs live in `engine/wire/frames.py`; the Python clients in `bindings/client.py`.
 
 | socket | type (core side) | clients | carries |
 |---|---|---|---|
-| command (`--cmd-endpoint`, default `tcp://127.0.0.1:7001`) | ROUTER | DEALER (or REQ) | command frames in, reply frames out; control requests |
+| trade (`--trade-endpoint`, default `tcp://127.0.0.1:7001`) | ROUTER | DEALER (or REQ): gateways | NEW, CANCEL, REDUCE, REPLACE, MASS_CANCEL; control `ping` |
+| fund (`--fund-endpoint`, default `tcp://127.0.0.1:7004`) | ROUTER | DEALER (or REQ): the wallet | DEPOSIT, WITHDRAW_HOLD/COMMIT/RELEASE, TRANSFER; control `ping` |
+| admin (`--admin-endpoint`, default `tcp://127.0.0.1:7005`) | ROUTER | DEALER (or REQ): operators (`bursa admin`) | assets, symbols, users, fee tiers, halts, suspensions, CANCEL_ALL_SYMBOL; every control request |
 | events (`--pub-endpoint`, default `tcp://127.0.0.1:7002`) | PUB | SUB (subscribe to `""`) | event frames |
 | replay (`--replay-endpoint`, default `tcp://127.0.0.1:7003`) | ROUTER | DEALER (or REQ) | replay requests in, event frames + end marker out |
 
 A DEALER client may put an empty delimiter part before its message (that is what
-REQ does); the answer then carries one too.
+REQ does); the answer then carries one too. Every socket has `ZMQ_MAXMSGSIZE` =
+3 MiB (twice the largest valid command frame): a peer sending a larger message is
+disconnected by ZeroMQ and nothing reaches the core.
+
+A command frame holding any command whose kind its socket does not carry is
+refused whole: nothing in it is sequenced, and every record gets a reply with
+`status` = 2, `reason` = 391 `WRONG_SOCKET`, `seq` = 0, `value` = 1 on the
+records of a foreign kind and 0 on the others.
+
+Control requests (two parts: `BCTL`, a JSON object of at most 4,096 bytes with an
+`"op"`) are answered with the same shape. `ping` is served on every command
+socket; `status`, `state_hash`, `conservation`, `snapshot` and `balance`
+(`user_id` 0..2**32-1, `asset_id` 0..65535, `account` 0 or 1, JSON integers) only on
+`admin`. `state_hash`, `conservation` and `snapshot` walk the whole state: at most
+`max_expensive_controls` (default 2) run per loop turn. An error answer is
+`{"ok": false, "reason": NAME, "code": N, "error": text}` with `reason` one of
+`WRONG_SOCKET`, `RATE_LIMITED` (retry later), `INVALID_REQUEST` (missing,
+mistyped or out-of-range field, bad JSON, body too large) or `UNKNOWN_COMMAND`.
 
 ### Command frame (client → core)
 

@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bindings.client import RoutedClient
+
 REPO = Path(__file__).resolve().parents[2]
 LOOPBACK = "tcp://127.0.0.1:*"
 # How long a core may take to recover and bind (a cold start imports numpy/zmq).
@@ -53,7 +55,11 @@ class CoreProcess:
             "core",
             "--data-dir",
             str(self.data_dir),
-            "--cmd-endpoint",
+            "--trade-endpoint",
+            LOOPBACK,
+            "--fund-endpoint",
+            LOOPBACK,
+            "--admin-endpoint",
             LOOPBACK,
             "--pub-endpoint",
             LOOPBACK,
@@ -85,9 +91,23 @@ class CoreProcess:
         raise TimeoutError(f"core not ready in {READY_TIMEOUT_S}s:\n{self.err_path.read_text()}")
 
     @property
-    def cmd(self) -> str:
-        """Bound command endpoint."""
-        return str(self.ready["cmd"])
+    def trade(self) -> str:
+        """Bound order-entry endpoint (NEW, CANCEL, REDUCE, REPLACE, MASS_CANCEL)."""
+        return str(self.ready["trade"])
+
+    @property
+    def fund(self) -> str:
+        """Bound funding endpoint (DEPOSIT, WITHDRAW_*, TRANSFER)."""
+        return str(self.ready["fund"])
+
+    @property
+    def admin(self) -> str:
+        """Bound admin endpoint (configuration commands and every state query)."""
+        return str(self.ready["admin"])
+
+    def client(self) -> RoutedClient:
+        """A client sending each command to its socket (the caller closes it)."""
+        return RoutedClient.from_ready(self.ready)
 
     @property
     def pub(self) -> str:

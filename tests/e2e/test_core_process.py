@@ -39,7 +39,17 @@ def core(tmp_path) -> Iterator[CoreProcess]:
 def admin(core: CoreProcess, *args: str) -> tuple[int, list[dict[str, Any]]]:
     """Run `bursa admin --endpoint <core> ...`; returns (exit status, JSON answers)."""
     out = subprocess.run(
-        [sys.executable, "-m", "bursa", "admin", "--endpoint", core.cmd, *args],
+        [
+            sys.executable,
+            "-m",
+            "bursa",
+            "admin",
+            "--endpoint",
+            core.admin,
+            "--fund-endpoint",
+            core.fund,
+            *args,
+        ],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -120,7 +130,7 @@ def test_admin_cli_and_trading_round_trip(core, tmp_path):
     code, (dup,) = admin(core, "deposit", "11", "2", str(10**10), "--ref", "1011")
     assert code == 0 and dup["status"] == "duplicate"
 
-    c = CoreClient(core.cmd)
+    c = core.client()
     try:
         reps = trade_flow(c, 400, first_oid=1)
         assert len(reps) == 400
@@ -137,7 +147,7 @@ def test_admin_cli_and_trading_round_trip(core, tmp_path):
     assert code == 0 and cons["errors"] == []
     code, (halt,) = admin(core, "halt", "1")
     assert code == 0 and halt["kind"] == "HALT_SYMBOL"
-    c = CoreClient(core.cmd)
+    c = core.client()
     try:
         rep = c.new_limit(9999, 11, SYMBOL, Side.BUY, 1000, 1)
         assert rep["status"] == STATUS_REJECTED and rep["reason"] == Reason.SYMBOL_NOT_TRADING
@@ -158,20 +168,23 @@ def test_admin_cli_and_trading_round_trip(core, tmp_path):
 
 
 def test_malformed_frames_rejected_by_the_process(core):
-    c = CoreClient(core.cmd)
+    c = core.client()
     try:
         setup_market(c)
         before = c.control("state_hash")
+        trade = c.clients["trade"]
         for parts in ([b"\x01" * 95], [b""], [b"\x00" * 96, b"\x00" * 96]):
-            c.send_parts(parts)
-            (rep,) = c.drain()
+            trade.send_parts(parts)
+            (rep,) = trade.drain()
             assert rep["status"] == STATUS_REJECTED and rep["reason"] == Reason.MALFORMED_FRAME
-        # A whole record of garbage is a command, rejected by the core (and journaled).
+        # A whole record of garbage is a command of no socket's kind: refused at the
+        # socket, never sequenced.
         junk = np.frombuffer(bytes(range(96)), dtype=CMD_DTYPE).copy()
         (rep,) = c.request(junk)
-        assert rep["status"] == STATUS_REJECTED and rep["seq"] == before["last_seq"] + 1
+        assert rep["status"] == STATUS_REJECTED and rep["reason"] == Reason.WRONG_SOCKET
+        assert rep["seq"] == 0
         after = c.control("state_hash")
-        assert after["last_seq"] == before["last_seq"] + 1
+        assert after == before
         assert c.control("conservation")["ok"]
         assert c.control("status")["malformed"] == 3
     finally:
@@ -179,7 +192,7 @@ def test_malformed_frames_rejected_by_the_process(core):
 
 
 def test_replay_from_zero_equals_live_stream(core):
-    c = CoreClient(core.cmd)
+    c = core.client()
     live = EventSubscriber(core.pub, core.replay)
     try:
         setup_market(c)
@@ -206,7 +219,7 @@ def test_replay_from_zero_equals_live_stream(core):
 
 def test_late_subscriber_fills_the_gap(core):
     """A subscriber that joins late sees a live frame past seq 1 and fills the gap."""
-    c = CoreClient(core.cmd)
+    c = core.client()
     setup_market(c)  # published before the subscriber exists: it can only replay these
     sub = EventSubscriber(core.pub, core.replay, from_seq=1)
     sub.caught_up = True  # no initial catch-up: the gap shows on the first live frame
@@ -229,7 +242,7 @@ def test_late_subscriber_fills_the_gap(core):
 
 
 def test_restart_after_kill9_keeps_acknowledged_work(core):
-    c = CoreClient(core.cmd)
+    c = core.client()
     try:
         setup_market(c)
         reps = trade_flow(c, 200, first_oid=1)
@@ -241,7 +254,7 @@ def test_restart_after_kill9_keeps_acknowledged_work(core):
     core.kill9()
     core.start()
     assert core.ready["last_seq"] == last
-    c = CoreClient(core.cmd)
+    c = core.client()
     sub = EventSubscriber(core.pub, core.replay)
     try:
         assert c.control("state_hash")["state_hash"] == h
@@ -255,7 +268,7 @@ def test_restart_after_kill9_keeps_acknowledged_work(core):
 
 
 def test_corruption_inside_the_journal_stops_startup(core):
-    c = CoreClient(core.cmd)
+    c = core.client()
     try:
         setup_market(c)
         trade_flow(c, 50, first_oid=1)

@@ -119,34 +119,43 @@ def load_until(
     sub: EventSubscriber,
     seen: list[np.ndarray],
 ) -> None:
-    """Pipeline frames and record replies and live events until ``deadline``, then kill -9."""
-    c = CoreClient(core.cmd)
+    """Pipeline frames and record replies and live events until ``deadline``, then kill -9.
+
+    Orders go to the trading socket, deposits to the funding socket (as the gateway
+    and the wallet would), each pipelined on its own connection."""
+    trade, fund = CoreClient(core.trade), CoreClient(core.fund)
     sent: dict[int, np.ndarray] = {}
     try:
         while time.monotonic() < deadline:
-            while c.outstanding < WINDOW_CMDS:
+            while trade.outstanding + fund.outstanding < WINDOW_CMDS:
                 cmds = make_frame(rng, led)
                 for rec in cmds:
                     sent[int(rec["client_ref"])] = rec
-                c.send(cmds)
-            if c.sock.poll(5):
-                rep = c._recv(0)
-                if rep is not None:
-                    record_replies(rep, sent, led)
+                is_fund = cmds["kind"] == CmdKind.DEPOSIT
+                for c, part in ((fund, cmds[is_fund]), (trade, cmds[~is_fund])):
+                    if len(part):
+                        c.send(part)
+            for c in (trade, fund):
+                if c.sock.poll(2):
+                    rep = c._recv(0)
+                    if rep is not None:
+                        record_replies(rep, sent, led)
             seen += [f.events for f in sub.poll(0, idle_replay=False)]
         core.kill9()
         # Replies already delivered to this process before the kill were acknowledged.
-        while c.sock.poll(0):
-            rep = c._recv(0)
-            if rep is not None:
-                record_replies(rep, sent, led)
+        for c in (trade, fund):
+            while c.sock.poll(0):
+                rep = c._recv(0)
+                if rep is not None:
+                    record_replies(rep, sent, led)
         seen += [f.events for f in sub.poll(0, idle_replay=False)]
     finally:
-        c.close()
+        trade.close()
+        fund.close()
 
 
 def setup(core: CoreProcess, led: Ledger) -> None:
-    c = CoreClient(core.cmd)
+    c = core.client()
     try:
         cmds = np.concatenate(
             [
@@ -189,7 +198,7 @@ def check_after_restart(
     ready = core.ready
     last = int(ready["last_seq"])
     assert max(led.acked_seqs) <= last, (max(led.acked_seqs), last)
-    c = CoreClient(core.cmd)
+    c = core.client()
     sub = EventSubscriber(core.pub, core.replay)
     try:
         # The event log is complete and agrees with what was published before the kill.
@@ -274,7 +283,7 @@ def test_kill9_under_load(tmp_path):
         assert kills >= 20
         assert led.acked_total > 1000, "the load never got going"
         # Finally a clean stop, and a from-scratch replay of the real directory.
-        c = CoreClient(core.cmd)
+        c = core.client()
         try:
             want = c.control("state_hash")["state_hash"]
         finally:

@@ -11,6 +11,7 @@ import numpy as np
 from engine.core import Core
 from engine.wire import commands as cmd
 from engine.wire.commands import ReplyStatus
+from pyx.core import REF_MEMORY
 from pyx.enums import EvKind
 
 BASE = 1
@@ -36,8 +37,9 @@ class Ex:
         max_qty: int = 1_000_000,
         protection: int = 50,
         variants: frozenset[str] = frozenset(),
+        ref_memory: int = REF_MEMORY,
     ) -> None:
-        self.core = Core(variants)
+        self.core = Core(variants, ref_memory)
         self.ledger = EventLedger()
         self.mult = mult
         self.bpl = base_per_lot
@@ -140,7 +142,8 @@ class EventLedger:
         self.held: dict[tuple[int, int, int], int] = {}
         self.fees: dict[int, int] = {}
         self.symbols: dict[int, tuple[int, int, int, int]] = {}  # base, quote, mult, bpl
-        self.orders: dict[int, list[int]] = {}  # oid -> [user, asset, hold]
+        # (user, order id) -> [user, asset, hold]: order ids are per user
+        self.orders: dict[tuple[int, int], list[int]] = {}
 
     def _add(
         self, book: dict[tuple[int, int, int], int], key: tuple[int, int, int], x: int
@@ -151,7 +154,7 @@ class EventLedger:
         self._add(self.avail, (user, asset, 0), -to_held)
         self._add(self.held, (user, asset, 0), to_held)
 
-    def _end(self, oid: int) -> None:
+    def _end(self, oid: tuple[int, int]) -> None:
         user, asset, hold = self.orders.pop(oid)
         self._move(user, asset, -hold)
 
@@ -182,15 +185,15 @@ class EventLedger:
         elif k == EvKind.ACCEPTED:
             base, quote, _, _ = self.symbols[a]
             asset = quote if e["side"] == 1 else base
-            self.orders[int(e["order_id"])] = [u, asset, int(e["taker_fee"])]
+            self.orders[(u, int(e["order_id"]))] = [u, asset, int(e["taker_fee"])]
             self._move(u, asset, int(e["maker_fee"]))
         elif k in (EvKind.REPLACED, EvKind.REDUCED, EvKind.CANCELED):
-            o = self.orders[int(e["order_id"])]
+            o = self.orders[(u, int(e["order_id"]))]
             self._move(o[0], o[1], int(e["maker_fee"]))
             o[2] = int(e["taker_fee"])
             if k == EvKind.CANCELED:
                 assert o[2] == 0
-                del self.orders[int(e["order_id"])]
+                del self.orders[(u, int(e["order_id"]))]
         elif k == EvKind.TRADE:
             self._trade(e)
 
@@ -198,7 +201,8 @@ class EventLedger:
         base, quote, mult, bpl = self.symbols[int(e["symbol_id"])]
         n = int(e["price_ticks"]) * int(e["qty_lots"]) * mult
         base_amt = int(e["qty_lots"]) * bpl
-        t, m = int(e["order_id"]), int(e["maker_order_id"])
+        t = (int(e["user_id"]), int(e["order_id"]))
+        m = (int(e["maker_user_id"]), int(e["maker_order_id"]))
         fee_t, fee_m = int(e["taker_fee"]), int(e["maker_fee"])
         b, s, fee_b, fee_s = (t, m, fee_t, fee_m) if e["side"] == 1 else (m, t, fee_m, fee_t)
         bo, so = self.orders[b], self.orders[s]
@@ -231,7 +235,7 @@ class EventLedger:
                 hd,
             ):
                 out.append(f"balance {(uid, asset, acc)}: core {(av, hd)}, not from events")
-        live = {o["order_id"]: o["hold"] for o in core.open_orders()}
+        live = {(o["user_id"], o["order_id"]): o["hold"] for o in core.open_orders()}
         if live != {oid: o[2] for oid, o in self.orders.items()}:
             out.append("order holds differ")
         return out

@@ -10,6 +10,7 @@ from engine.wire import commands as cmd
 from engine.wire.commands import ReplyStatus
 from engine.wire.events import decode
 from engine.wire.layout import CMD_DTYPE, REPLY_DTYPE
+from pyx.core import internal_order_id
 from pyx.enums import CmdKind, EvKind, OrdType, Reason, Side, Stp, Tif
 from tests.engine.corekit import BASE, QUOTE, SYM, Ex, kinds, reject_changes_nothing
 
@@ -228,21 +229,24 @@ def test_ownership_and_unknown_orders() -> None:
     ex.user(1, quote=10**6)
     ex.user(2, quote=10**6)
     ex.ok(cmd.new_limit(5, 1, SYM, Side.BUY, 10, 1))
+    # order ids are per user: user 2 has no order 5, and cannot reach user 1's
     for rec in (cmd.cancel(5, 2), cmd.reduce(5, 2, 0), cmd.replace(5, 2, 11, 1)):
-        ev = reject_changes_nothing(ex, rec, Reason.NOT_ORDER_OWNER)
+        ev = reject_changes_nothing(ex, rec, Reason.UNKNOWN_ORDER_ID)
         assert kinds(ev) == ["REJECTED"] and ev["user_id"][0] == 2
     for rec in (cmd.cancel(6, 1), cmd.reduce(6, 1, 0), cmd.replace(6, 1, 11, 1), cmd.cancel(0, 1)):
         reject_changes_nothing(ex, rec, Reason.UNKNOWN_ORDER_ID)
 
 
-def test_order_ids_unique_across_symbols() -> None:
+def test_order_ids_unique_across_symbols_and_never_reused() -> None:
     ex = Ex()
     ex.ok(cmd.add_symbol(2, BASE, QUOTE))
     ex.user(1, base=10**6, quote=10**6)
     ex.ok(cmd.new_limit(5, 1, SYM, Side.BUY, 10, 1))
-    reject_changes_nothing(ex, cmd.new_limit(5, 1, 2, Side.SELL, 10, 1), Reason.DUPLICATE_ORDER_ID)
-    # after it ends, the id is free again
-    ex.ok(cmd.cancel(5, 1), cmd.new_limit(5, 1, 2, Side.SELL, 10, 1))
+    other = cmd.new_limit(5, 1, 2, Side.SELL, 10, 1)
+    reject_changes_nothing(ex, other, Reason.EXISTS_WITH_DIFFERENT_FIELDS)
+    # after it ends, the id is still taken: ids are never reused
+    ex.ok(cmd.cancel(5, 1))
+    reject_changes_nothing(ex, other, Reason.EXISTS_WITH_DIFFERENT_FIELDS)
     ex.check()
 
 
@@ -298,7 +302,7 @@ def test_suspended_user() -> None:
     reject_changes_nothing(ex, cmd.new_limit(2, 1, SYM, Side.BUY, 10, 1), Reason.USER_NOT_ACTIVE)
     reject_changes_nothing(ex, cmd.replace(1, 1, 11, 1), Reason.USER_NOT_ACTIVE)
     reject_changes_nothing(ex, cmd.withdraw_hold(3, 1, QUOTE, 1), Reason.USER_NOT_ACTIVE)
-    reject_changes_nothing(ex, cmd.transfer(1, QUOTE, 1, 0, 1), Reason.USER_NOT_ACTIVE)
+    reject_changes_nothing(ex, cmd.transfer(1, QUOTE, 1, 0, 1, ref=5), Reason.USER_NOT_ACTIVE)
     ex.ok(cmd.deposit(77, 1, QUOTE, 5), cmd.reduce(1, 1, 1), cmd.mass_cancel(1), cmd.resume_user(1))
     ex.ok(cmd.new_limit(2, 1, SYM, Side.BUY, 10, 1))
     ex.check()
@@ -344,7 +348,7 @@ def _trading_state(ex: Ex) -> None:
     assert hold6 is not None and not hold6["pending_stop"]
     book = ex.core.book(SYM)
     assert book is not None
-    order = book.order(6)
+    order = book.order(internal_order_id(int(hold6["user_id"]), 6))
     assert order is not None and order[2] == OrdType.STOP_LIMIT
 
 

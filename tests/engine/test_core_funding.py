@@ -35,7 +35,13 @@ def test_deposit_credits_and_is_idempotent() -> None:
     assert ex.bal(7, QUOTE) == (1_000, 0)
     rep = _dup(ex, cmd.deposit(555, 7, QUOTE, 1_000))
     assert rep["value"][0] == 1_000
-    _dup(ex, cmd.deposit(555, 7, BASE, 99))  # the reference decides, not the content
+    # the same reference with other content is no retry: rejected, nothing credited
+    for other in (
+        cmd.deposit(555, 7, BASE, 1_000),
+        cmd.deposit(555, 7, QUOTE, 999),
+        cmd.deposit(555, 7, QUOTE, 1_000, account=1),
+    ):
+        reject_changes_nothing(ex, other, Reason.EXISTS_WITH_DIFFERENT_FIELDS)
     ex.ok(cmd.deposit(556, 7, QUOTE, 1, account=1))
     assert ex.bal(7, QUOTE, 1) == (1, 0)
     assert ex.core.assets()[QUOTE]["deposited_minor"] == 1_001
@@ -62,12 +68,12 @@ def test_deposit_credits_and_is_idempotent() -> None:
         (cmd.withdraw_hold(9, 1, QUOTE, 1, account=1), Reason.INSUFFICIENT_FUNDS),
         (cmd.withdraw_commit(9), Reason.UNKNOWN_WITHDRAWAL),
         (cmd.withdraw_release(9), Reason.UNKNOWN_WITHDRAWAL),
-        (cmd.transfer(99, QUOTE, 1, 0, 1), Reason.UNKNOWN_USER),
-        (cmd.transfer(1, 77, 1, 0, 1), Reason.UNKNOWN_ASSET),
-        (cmd.transfer(1, QUOTE, 1, 0, 0), Reason.INVALID_ACCOUNT),
-        (cmd.transfer(1, QUOTE, 1, 0, 2), Reason.INVALID_ACCOUNT),
-        (cmd.transfer(1, QUOTE, 0, 0, 1), Reason.INVALID_AMOUNT),
-        (cmd.transfer(1, QUOTE, 1_001, 0, 1), Reason.INSUFFICIENT_FUNDS),
+        (cmd.transfer(99, QUOTE, 1, 0, 1, ref=101), Reason.UNKNOWN_USER),
+        (cmd.transfer(1, 77, 1, 0, 1, ref=102), Reason.UNKNOWN_ASSET),
+        (cmd.transfer(1, QUOTE, 1, 0, 0, ref=103), Reason.INVALID_ACCOUNT),
+        (cmd.transfer(1, QUOTE, 1, 0, 2, ref=104), Reason.INVALID_ACCOUNT),
+        (cmd.transfer(1, QUOTE, 0, 0, 1, ref=105), Reason.INVALID_AMOUNT),
+        (cmd.transfer(1, QUOTE, 1_001, 0, 1, ref=106), Reason.INSUFFICIENT_FUNDS),
     ],
 )
 def test_funding_rejects_change_nothing(rec: np.ndarray, reason: int) -> None:
@@ -106,7 +112,11 @@ def test_withdraw_hold_then_commit() -> None:
     assert ex.core.withdrawals()[42] == (1, QUOTE, 0, 300, 2)
     _dup(ex, cmd.withdraw_commit(42))
     reject_changes_nothing(ex, cmd.withdraw_release(42), Reason.WITHDRAWAL_COMMITTED)
-    _dup(ex, cmd.withdraw_hold(42, 1, QUOTE, 5))  # the id stays used
+    rep = _dup(ex, cmd.withdraw_hold(42, 1, QUOTE, 300))  # the id stays used
+    assert rep["value"][0] == 700  # the hold's own result
+    reject_changes_nothing(
+        ex, cmd.withdraw_hold(42, 1, QUOTE, 5), Reason.EXISTS_WITH_DIFFERENT_FIELDS
+    )
     ex.check()
 
 
@@ -126,7 +136,9 @@ def test_withdraw_hold_then_release() -> None:
 def test_withdrawal_hold_is_not_tradable_and_funding_account_works() -> None:
     ex = Ex()
     ex.user(1, quote=1_000)
-    ex.ok(cmd.transfer(1, QUOTE, 600, 0, 1), cmd.withdraw_hold(1, 1, QUOTE, 600, account=1))
+    ex.ok(
+        cmd.transfer(1, QUOTE, 600, 0, 1, ref=107), cmd.withdraw_hold(1, 1, QUOTE, 600, account=1)
+    )
     assert ex.bal(1, QUOTE, 1) == (0, 600) and ex.bal(1, QUOTE, 0) == (400, 0)
     reject_changes_nothing(ex, cmd.new_limit(1, 1, SYM, Side.BUY, 10, 4), Reason.INSUFFICIENT_FUNDS)
     ex.ok(cmd.withdraw_commit(1))
@@ -143,7 +155,7 @@ def test_transfer_moves_between_accounts() -> None:
     assert ev["kind"][0] == EvKind.TRANSFERRED
     assert (d["from_account"], d["to_account"], d["amount_minor"], d["ref"]) == (0, 1, 250, 77)
     assert ex.bal(1, QUOTE, 0) == (750, 0) and ex.bal(1, QUOTE, 1) == (250, 0)
-    ex.ok(cmd.transfer(1, QUOTE, 250, 1, 0))
+    ex.ok(cmd.transfer(1, QUOTE, 250, 1, 0, ref=109))
     assert ex.bal(1, QUOTE, 1) == (0, 0)
     ex.check()
 

@@ -15,6 +15,7 @@ import pytest
 
 from engine.core import Core, SnapshotError
 from engine.wire import commands as cmd
+from pyx.core import client_order_id
 from pyx.enums import CmdFlag, OrdType, Side, Stp, Tif
 from tests.engine.corekit import SYM, Ex
 
@@ -48,7 +49,7 @@ def test_book_rows_round_trip_exactly() -> None:
     ex = _state()
     book = ex.core.book(SYM)
     assert book is not None
-    rows = {r[0]: r for r in book.l3_full()}
+    rows = {client_order_id(r[0])[1]: r for r in book.l3_full()}
     assert rows[10][6:] == (OrdType.STOP_LIMIT, Tif.GTC, 100, Stp.DECREMENT)
     assert rows[11][6:] == (OrdType.LIMIT, Tif.GTC, 77, Stp.CANCEL_BOTH)
     assert rows[14][4] == 1 and rows[12][5] == CmdFlag.POST_ONLY

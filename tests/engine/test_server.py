@@ -37,7 +37,9 @@ class Running:
     def __init__(self, data_dir: str, **overrides: object) -> None:
         cfg = ServerConfig(
             data_dir=data_dir,
-            cmd_endpoint=LOOPBACK,
+            trade_endpoint=LOOPBACK,
+            fund_endpoint=LOOPBACK,
+            admin_endpoint=LOOPBACK,
             pub_endpoint=LOOPBACK,
             replay_endpoint=LOOPBACK,
             **overrides,  # type: ignore[arg-type]
@@ -46,11 +48,19 @@ class Running:
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         self.clients: list[CoreClient | EventSubscriber] = []
+        self._admin: CoreClient | None = None
 
-    def client(self) -> CoreClient:
-        c = CoreClient(self.server.cmd_endpoint)
+    def client(self, role: str = "trade") -> CoreClient:
+        c = CoreClient(self.server.endpoints[role])
         self.clients.append(c)
         return c
+
+    @property
+    def admin(self) -> CoreClient:
+        """One admin-socket client (control requests), made on first use."""
+        if self._admin is None:
+            self._admin = self.client("admin")
+        return self._admin
 
     def subscriber(self, from_seq: int = 1) -> EventSubscriber:
         s = EventSubscriber(self.server.pub_endpoint, self.server.replay_endpoint, from_seq)
@@ -145,13 +155,13 @@ def test_many_clients_each_get_their_own_replies(running):
 def test_malformed_message_is_rejected_and_changes_nothing(running, parts):
     c = running.client()
     c.request(make_cmds(2))
-    before = c.control("state_hash")
+    before = running.admin.control("state_hash")
     c.send_parts(parts)
     (rep,) = c.drain()
     assert rep["status"] == STATUS_REJECTED
     assert rep["reason"] == Reason.MALFORMED_FRAME
     assert rep["seq"] == 0
-    after = c.control("state_hash")
+    after = running.admin.control("state_hash")
     assert after == before
     assert running.server.status()["malformed"] == 1
     # The connection still works and replies stay in order around the reject.
@@ -165,22 +175,23 @@ def test_malformed_message_is_rejected_and_changes_nothing(running, parts):
 
 def test_control_requests(running):
     c = running.client()
-    assert c.control("ping")["last_seq"] == 0
+    assert running.admin.control("ping")["last_seq"] == 0
     c.request(make_cmds(10))
-    st = c.control("status")
+    st = running.admin.control("status")
     assert st["last_seq"] == 10 and st["event_log_last_seq"] == 10 and st["mode"] == "fsync"
-    assert c.control("conservation") == {"ok": True, "errors": [], "last_seq": 10}
-    h = c.control("state_hash")
+    assert running.admin.control("conservation") == {"ok": True, "errors": [], "last_seq": 10}
+    h = running.admin.control("state_hash")
     assert len(bytes.fromhex(h["state_hash"])) >= 16
-    assert c.control("snapshot")["last_seq"] == 10
+    assert running.admin.control("snapshot")["last_seq"] == 10
     names = FileStorage(running.server.config.data_dir).list()
     assert "snapshot-00000000000000000010.snap" in names
     with pytest.raises(CoreError):
-        c.control("no-such-op")
+        running.admin.control("no-such-op")
     # Not JSON at all: an error answer, not a crash.
-    c.sock.send_multipart([CONTROL_TAG, b"{nope"])
-    assert c.sock.poll(5000)
-    tag, body = c.sock.recv_multipart()
+    a = running.admin
+    a.sock.send_multipart([CONTROL_TAG, b"{nope"])
+    assert a.sock.poll(5000)
+    tag, body = a.sock.recv_multipart()
     assert tag == CONTROL_TAG and b'"ok":false' in body
 
 
@@ -189,7 +200,7 @@ def test_req_socket_client(running):
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
     s = ctx.socket(zmq.REQ)
     s.setsockopt(zmq.LINGER, 0)
-    s.connect(running.server.cmd_endpoint)
+    s.connect(running.server.trade_endpoint)
     try:
         s.send(make_cmds(2).tobytes())
         assert s.poll(5000)
@@ -248,7 +259,7 @@ def test_restart_recovers_state_and_event_log(tmp_path):
     for i in range(30):
         c.send(make_cmds(10, start_ref=1 + 10 * i))
     c.drain()
-    h = c.control("state_hash")["state_hash"]
+    h = r.admin.control("state_hash")["state_hash"]
     before = replay_all(r.subscriber())
     r.stop()
 
@@ -257,7 +268,7 @@ def test_restart_recovers_state_and_event_log(tmp_path):
     seg = list_segments(storage)[-1][1]
     storage.truncate(seg, storage.size(seg) // 2)
     r = Running(d)
-    assert r.client().control("state_hash")["state_hash"] == h
+    assert r.admin.control("state_hash")["state_hash"] == h
     assert replay_all(r.subscriber()).tobytes() == before.tobytes()
     r.stop()
 
@@ -343,8 +354,8 @@ def test_failed_snapshot_is_reported_and_trading_goes_on(running, monkeypatch):
 
     monkeypatch.setattr(running.server.sequencer, "snapshot", broken_snapshot)
     with pytest.raises(CoreError, match="snapshot failed"):
-        c.control("snapshot")
+        running.admin.control("snapshot")
     # The loop survived: commands are still sequenced and acknowledged.
     rep = c.request(make_cmds(2, start_ref=100))
     assert list(rep["client_ref"]) == [100, 101]
-    assert c.control("ping")["last_seq"] == 5
+    assert running.admin.control("ping")["last_seq"] == 5

@@ -43,8 +43,8 @@ class GatewayProcess:
             sys.executable, "-m", "bursa", "gateway",
             "--port", str(port if port is not None else self.port),
             "--db-path", str(self.db),
-            "--core-trade-endpoint", str(r.get("trade", r["cmd"])),
-            "--core-query-endpoint", str(r.get("admin", r["cmd"])),
+            "--core-trade-endpoint", str(r["trade"]),
+            "--core-admin-endpoint", str(r["admin"]),
             "--core-pub-endpoint", str(r["pub"]),
             "--core-replay-endpoint", str(r["replay"]),
             *self.extra,
@@ -90,14 +90,14 @@ class GatewayProcess:
 def setup_market(core: CoreProcess, users: tuple[int, ...] = (1, 2), funds: int = 10**12) -> None:
     """Assets 1 (base) and 2 (quote), fee tier 0, symbol 1, funded users."""
     r = core.ready
-    with CoreClient(str(r.get("admin", r["cmd"]))) as adm:
+    with CoreClient(str(r["admin"])) as adm:
         adm.add_asset(BASE)
         adm.add_asset(QUOTE)
         adm.add_fee_tier(0, MAKER_PPM, TAKER_PPM)
         adm.add_symbol(SYMBOL, BASE, QUOTE)
         for u in users:
             adm.add_user(u)
-    with CoreClient(str(r.get("fund", r["cmd"]))) as fund:
+    with CoreClient(str(r["fund"])) as fund:
         for u in users:
             fund.deposit(u * 10 + 1, u, BASE, funds)
             fund.deposit(u * 10 + 2, u, QUOTE, funds)

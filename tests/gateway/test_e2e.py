@@ -36,7 +36,7 @@ def test_two_users_cross(gw: GatewayProcess, core: CoreProcess, key1: Path, key2
     assert ea.fee_asset_id == eb.fee_asset_id == QUOTE
     assert ea.leaves_lots == 2 and eb.leaves_lots == 0
     # Balances settle in the core.
-    with CoreClient(str(core.ready.get("admin", core.ready["cmd"]))) as adm:
+    with CoreClient(str(core.ready["admin"])) as adm:
         bal_a = adm.control("balance", user_id=1, asset_id=QUOTE)["balance"]
         bal_b = adm.control("balance", user_id=2, asset_id=QUOTE)["balance"]
     assert bal_a[0] == 10**12 + 30_000 - 30

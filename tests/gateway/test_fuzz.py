@@ -75,7 +75,7 @@ def session_answer(port: int, data: bytes) -> list[str]:
 
 
 def state_hash(core: CoreProcess) -> str:
-    with CoreClient(str(core.ready.get("admin", core.ready["cmd"]))) as adm:
+    with CoreClient(str(core.ready["admin"])) as adm:
         return str(adm.control("state_hash")["state_hash"])
 
 

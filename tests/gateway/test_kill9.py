@@ -15,7 +15,13 @@ from bindings.client import CoreClient
 from bindings.gateway_client import GatewayClient
 from engine.wire import commands
 from gateway.wire import codec
-from gateway.wire.layout import STATE_CANCELED, STATE_OPEN, STATE_PENDING, STATE_UNKNOWN
+from gateway.wire.layout import (
+    STATE_CANCELED,
+    STATE_OPEN,
+    STATE_PENDING,
+    STATE_REJECTED,
+    STATE_UNKNOWN,
+)
 from pyx.enums import Reason, Side
 from tests.e2e.coreproc import CoreProcess
 from tests.gateway.gwproc import GatewayProcess, make_key, setup_market
@@ -110,10 +116,10 @@ def test_kill9_gateway_mid_flow(
     before_b = drain(b, 0.5)
     assert any(m.name == "ACCEPTED" for m in before_a)
     # While the gateway is down, another participant trades against user 1's asks.
-    with CoreClient(str(core.ready.get("trade", core.ready["cmd"]))) as direct:
-        with CoreClient(str(core.ready.get("admin", core.ready["cmd"]))) as adm:
+    with CoreClient(str(core.ready["trade"])) as direct:
+        with CoreClient(str(core.ready["admin"])) as adm:
             adm.add_user(3)
-        with CoreClient(str(core.ready.get("fund", core.ready["cmd"]))) as fund:
+        with CoreClient(str(core.ready["fund"])) as fund:
             fund.deposit(31, 3, 2, 10**12)
         rep = direct.one(commands.new_limit(10**12, 3, 1, Side.BUY, 1020, 60, tif=2))
         assert rep["status"] == 1
@@ -124,7 +130,7 @@ def test_kill9_gateway_mid_flow(
     # The executions against user 3 happened while the gateway was down: replayed.
     execs = [m for m in after_a if m.name == "EXECUTED"]
     assert len(execs) > len([m for m in before_a if m.name == "EXECUTED"])
-    with CoreClient(str(core.ready.get("admin", core.ready["cmd"]))) as adm:
+    with CoreClient(str(core.ready["admin"])) as adm:
         avail, held = adm.control("balance", user_id=1, asset_id=1)["balance"]
     assert sum(m.qty_lots for m in execs) == 10**12 - avail - held  # base sold, lot = 1
     b2 = login(gw, key2, next_seq=1)
@@ -141,10 +147,11 @@ def free_port() -> int:
 
 def test_kill9_core_mid_flow(tmp_path: Path) -> None:
     (tmp_path / "logs").mkdir()
-    eps = [f"tcp://127.0.0.1:{free_port()}" for _ in range(3)]
+    eps = [f"tcp://127.0.0.1:{free_port()}" for _ in range(5)]
     core = CoreProcess(
         tmp_path / "core", tmp_path / "logs", "fsync",
-        "--cmd-endpoint", eps[0], "--pub-endpoint", eps[1], "--replay-endpoint", eps[2],
+        "--trade-endpoint", eps[0], "--pub-endpoint", eps[1], "--replay-endpoint", eps[2],
+        "--fund-endpoint", eps[3], "--admin-endpoint", eps[4],
     )  # fmt: skip
     core.start()
     setup_market(core)
@@ -208,17 +215,19 @@ def test_shutdown_cancels_on_disconnect(gw: GatewayProcess, key1: Path) -> None:
 
 
 def test_order_lost_with_the_core_is_resolved(tmp_path: Path) -> None:
-    """A NEW the core received but never journaled (stopped, then killed) is probed
-    after the reply timeout and reported REJECTED(CORE_UNAVAILABLE), never left pending."""
+    """A NEW the core received but never journaled (stopped, then killed) is resent or
+    probed after the reply timeout: it ends either placed once (the resend reached the
+    restarted core) or REJECTED(CORE_UNAVAILABLE), never left pending."""
     import signal
 
     from gateway.wire.codes import GwReason
 
     (tmp_path / "logs").mkdir()
-    eps = [f"tcp://127.0.0.1:{free_port()}" for _ in range(3)]
+    eps = [f"tcp://127.0.0.1:{free_port()}" for _ in range(5)]
     core = CoreProcess(
         tmp_path / "core", tmp_path / "logs", "fsync",
-        "--cmd-endpoint", eps[0], "--pub-endpoint", eps[1], "--replay-endpoint", eps[2],
+        "--trade-endpoint", eps[0], "--pub-endpoint", eps[1], "--replay-endpoint", eps[2],
+        "--fund-endpoint", eps[3], "--admin-endpoint", eps[4],
     )  # fmt: skip
     core.start()
     setup_market(core)
@@ -238,9 +247,52 @@ def test_order_lost_with_the_core_is_resolved(tmp_path: Path) -> None:
         core.kill9()  # order 2 was queued to the stopped core, never journaled
         core.start()
         m = a.recv(timeout=30)
-        assert (m.name, m.cl_ord_id, m.reason) == ("REJECTED", 2, GwReason.CORE_UNAVAILABLE)
+        assert m.cl_ord_id == 2
+        assert m.name == "ACCEPTED" or (m.name, m.reason) == (
+            "REJECTED",
+            GwReason.CORE_UNAVAILABLE,
+        )
         a.order_status(1)
         assert a.recv().state == STATE_OPEN  # the journaled order survived the crash
+        a.order_status(2)
+        st = a.recv()
+        assert st.state == (STATE_OPEN if m.name == "ACCEPTED" else STATE_REJECTED)
+        assert not [x for x in a.messages(timeout=0.5) if x.cl_ord_id == 2]  # nothing more
+    finally:
+        gw.cleanup()
+        core.cleanup()
+
+
+def test_resend_after_lost_reply_is_answered_duplicate(tmp_path: Path) -> None:
+    """A NEW not answered within the reply timeout is resent byte for byte; when the
+    first copy was applied, the core answers the resend DUPLICATE: one order, one
+    ACCEPTED, never two."""
+    import signal
+
+    (tmp_path / "logs").mkdir()
+    core = CoreProcess(tmp_path / "core", tmp_path / "logs", "async")
+    core.start()
+    setup_market(core)
+    gw = GatewayProcess(
+        core, tmp_path / "gw.db", tmp_path / "logs",
+        "--heartbeat-ms", "20000", "--core-reply-timeout-ms", "2000",
+    )  # fmt: skip
+    gw.start(port=0)
+    try:
+        a = login(gw, make_key(gw.db, tmp_path / "a.key", 1))
+        assert core.proc is not None
+        # Stopped for 3 s: no reply within 2 s, the NEW is resent; both copies are
+        # answered well before the resend's own timeout (4 s) would probe the order.
+        core.proc.send_signal(signal.SIGSTOP)
+        a.enter_order(7, symbol_id=1, side=Side.SELL, price_ticks=3000, qty_lots=1)
+        time.sleep(3.0)
+        core.proc.send_signal(signal.SIGCONT)
+        msgs = a.messages(timeout=2.0)
+        assert [(m.name, m.cl_ord_id) for m in msgs] == [("ACCEPTED", 7)]
+        a.order_status(7)
+        assert a.recv().state == STATE_OPEN
+        err = (tmp_path / "logs" / "gw-1.err").read_text()
+        assert "resent NEW answered DUPLICATE" in err
     finally:
         gw.cleanup()
         core.cleanup()

@@ -1,0 +1,188 @@
+"""`bursa wallet`: the deposit scanner process and its operator subcommands.
+
+    bursa wallet [run] --config wallet.toml        scan every chain until SIGTERM
+    bursa wallet address --chain C --user U        a user's deposit address
+    bursa wallet history --user U                  a user's deposits (JSON lines)
+    bursa wallet incidents                         halted chains and incident events
+    bursa wallet resume --chain C --operator NAME [--rescan-from H]
+                                                   lift a chain's halt after an incident
+    bursa wallet settle --ref R --action release|commit   resolve a reversed deposit's hold
+    bursa wallet demo                              the deposit flow on the simulated chain
+
+The config is the ``[wallet]`` section of a TOML file (see :mod:`wallet.config`);
+``--db``, ``--core-fund-endpoint``, ``--core-admin-endpoint`` and ``--poll-ms``
+override it. ``run`` prints one JSON ready line, then scans every ``poll_ms``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import signal
+import sys
+import threading
+import tomllib
+from typing import Any
+
+from wallet.chain import ChainAdapter
+from wallet.config import ChainConfig, WalletConfig, parse
+from wallet.corelink import CoreFunding
+from wallet.scanner import ChainRuntime, Wallet, kill_after
+from wallet.store import Store
+
+log = logging.getLogger("bursa.wallet")
+
+
+def make_adapter(cfg: ChainConfig) -> ChainAdapter:
+    """The adapter of a configured chain (nothing connects until it is used)."""
+    if cfg.kind == "sim-rpc":
+        from wallet.simrpc import SimRpcAdapter
+
+        return SimRpcAdapter(cfg.url, cfg.name)
+    if cfg.kind == "ltc":
+        from wallet.ltc import BitcoinAdapter
+
+        return BitcoinAdapter(cfg.url, cfg.name)
+    from wallet.eth import EthAdapter
+
+    return EthAdapter(cfg.url, cfg.name)
+
+
+def load_config(args: argparse.Namespace) -> WalletConfig:
+    """The config file's ``[wallet]`` section with flags applied."""
+    section: dict[str, Any] = {}
+    if args.config:
+        with open(args.config, "rb") as f:
+            section = dict(tomllib.load(f).get("wallet", {}))
+    cfg = parse(section)
+    over = {
+        k: v
+        for k, v in {
+            "db": args.db,
+            "core_fund_endpoint": args.core_fund_endpoint,
+            "core_admin_endpoint": args.core_admin_endpoint,
+            "poll_ms": args.poll_ms,
+        }.items()
+        if v is not None
+    }
+    return dataclasses.replace(cfg, **over)
+
+
+def build(cfg: WalletConfig) -> tuple[Wallet, CoreFunding]:
+    """The Wallet of a config and its core link."""
+    core = CoreFunding(cfg.core_fund_endpoint, cfg.core_admin_endpoint, cfg.core_timeout_ms)
+    hook = kill_after(cfg.fault_kill_after_credits) if cfg.fault_kill_after_credits else None
+    chains = [ChainRuntime(c, make_adapter(c)) for c in cfg.chains]
+    return Wallet(Store(cfg.db), chains, core, after_credit=hook), core
+
+
+def run(wallet: Wallet, cfg: WalletConfig) -> int:
+    """Scan until SIGTERM/SIGINT."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    ready = {
+        "ready": True,
+        "db": cfg.db,
+        "chains": {c.name: {"kind": c.kind, "url": c.url} for c in cfg.chains},
+    }
+    print(json.dumps(ready), flush=True)
+    while not stop.is_set():
+        try:
+            wallet.step_all()
+        except Exception:
+            # Never die on one bad step: log it, count it, try again next poll (every
+            # step starts from the persisted state, so a retry is safe).
+            log.exception("wallet step failed")
+            wallet.store.bump("wallet.step_errors")
+        stop.wait(cfg.poll_ms / 1000)
+    log.info("wallet stopping")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `bursa wallet`."""
+    p = argparse.ArgumentParser(prog="bursa wallet", description=__doc__.split("\n")[0])
+    p.add_argument(
+        "action",
+        nargs="?",
+        default="run",
+        choices=("run", "address", "history", "incidents", "resume", "settle", "demo"),
+    )
+    p.add_argument("--config", help="TOML file; its [wallet] section")
+    p.add_argument("--db", help="SQLite path, sqlite:///path or postgresql:// URL")
+    p.add_argument("--core-fund-endpoint")
+    p.add_argument("--core-admin-endpoint")
+    p.add_argument("--poll-ms", type=int)
+    p.add_argument("--chain")
+    p.add_argument("--user", type=int)
+    p.add_argument("--ref", type=int)
+    p.add_argument("--action", dest="settle_action", choices=("release", "commit"))
+    p.add_argument("--operator", default="")
+    p.add_argument("--rescan-from", type=int, help="resume: scan again from this height")
+    p.add_argument("--log-level", default="INFO")
+    args = p.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s"
+    )
+    if args.action == "demo":
+        from wallet.demo import main as demo
+
+        return demo()
+    try:
+        cfg = load_config(args)
+        wallet, core = build(cfg)
+    except (OSError, ValueError, TypeError, tomllib.TOMLDecodeError) as exc:
+        print(f"bursa wallet: bad configuration: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return _dispatch(args, wallet, cfg)
+    except ValueError as exc:
+        print(f"bursa wallet: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        wallet.store.close()
+        core.close()
+
+
+def _dispatch(args: argparse.Namespace, wallet: Wallet, cfg: WalletConfig) -> int:
+    if args.action == "run":
+        return run(wallet, cfg)
+    if args.action == "address":
+        if args.chain is None or args.user is None:
+            raise ValueError("address needs --chain and --user")
+        print(
+            json.dumps(
+                {
+                    "chain": args.chain,
+                    "user": args.user,
+                    "address": wallet.deposit_address(args.chain, args.user),
+                }
+            )
+        )
+    elif args.action == "history":
+        if args.user is None:
+            raise ValueError("history needs --user")
+        for row in wallet.history(args.user):
+            print(json.dumps(row))
+    elif args.action == "incidents":
+        for c in cfg.chains:
+            reason = wallet.store.halted(c.name)
+            print(
+                json.dumps({"chain": c.name, "halted": reason is not None, "reason": reason or ""})
+            )
+        for e in wallet.store.events():
+            if e["kind"] in ("incident", "hold", "resumed", "settled"):
+                print(json.dumps(e))
+    elif args.action == "resume":
+        if args.chain is None or args.chain not in wallet.chains:
+            raise ValueError("resume needs --chain NAME of a configured chain")
+        wallet.resume(args.chain, args.operator, args.rescan_from)
+        print(json.dumps({"chain": args.chain, "resumed": True}))
+    elif args.action == "settle":
+        if args.ref is None or args.settle_action is None:
+            raise ValueError("settle needs --ref and --action release|commit")
+        print(json.dumps(wallet.settle(args.ref, args.settle_action)))
+    return 0
