@@ -48,8 +48,8 @@ from engine.wire.frames import (
     encode_control,
 )
 from engine.wire.layout import CMD_DTYPE, CMD_FIELDS, EV_DTYPE
-from gateway import keys
-from gateway.store import Order, Store
+from gateway import batch, keys
+from gateway.store import MAX_ORDER_ID, OPEN_STATES, Order, Store
 from gateway.wire import codec
 from gateway.wire.codes import GwReason
 from gateway.wire.layout import (
@@ -62,12 +62,14 @@ from gateway.wire.layout import (
     REQUEST_CANCEL,
     REQUEST_REDUCE,
     REQUEST_REPLACE,
+    SEQUENCED,
     STATE_CANCELED,
     STATE_FILLED,
     STATE_OPEN,
     STATE_PENDING,
     STATE_REJECTED,
     STATE_UNKNOWN,
+    UNSEQUENCED,
     MsgSpec,
 )
 from pyx.enums import CmdFlag, CmdKind, EvFlag, EvKind, Reason, Side
@@ -83,9 +85,41 @@ CMD_STRUCT = struct.Struct(
     )
 )
 CMD_INDEX = {f.name: i for i, f in enumerate(CMD_FIELDS)}
+# Plain ints: IntEnum attribute lookups cost more than the event handling itself.
+EVK_ACCEPTED = int(EvKind.ACCEPTED)
+EVK_CANCELED = int(EvKind.CANCELED)
+EVK_REDUCED = int(EvKind.REDUCED)
+EVK_REJECTED = int(EvKind.REJECTED)
+EVK_REPLACED = int(EvKind.REPLACED)
+EVK_SYMBOL_ADDED = int(EvKind.SYMBOL_ADDED)
+EVK_TRADE = int(EvKind.TRADE)
+EVK_TRIGGERED = int(EvKind.TRIGGERED)
+EVF_MAKER_DONE = int(EvFlag.MAKER_DONE)
+EVF_TAKER_DONE = int(EvFlag.TAKER_DONE)
+U_TYPE = UNSEQUENCED[0]
+SEQ_TYPE = SEQUENCED[0]
+S_FRAME_HEAD = struct.Struct("<HBQ")  # FRAME_HEAD + SEQ_HEAD of an S frame, in one pack
+S_FRAME_OVERHEAD = 1 + 8  # the length counts the type byte and the sequence number
+ENTER_ORDER_COLUMNS = ("cl_ord_id", "symbol_id", "side", "ord_type", "price_ticks", "qty_lots")
 FRAME_SHIFT = 16  # client_ref = frame number << 16 | index in the frame
 MAX_CORE_FRAME = 4096  # commands per frame to the core (its own limit is 16,384)
 EV = {name: i for i, name in enumerate(EV_DTYPE.names or ())}
+EV_FLAGS = EV["flags"]
+EV_KIND = EV["kind"]
+EV_LEAVES_LOTS = EV["leaves_lots"]
+EV_MAKER_FEE = EV["maker_fee"]
+EV_MAKER_ORDER_ID = EV["maker_order_id"]
+EV_MAKER_USER_ID = EV["maker_user_id"]
+EV_MATCH_ID = EV["match_id"]
+EV_ORDER_ID = EV["order_id"]
+EV_PRICE_TICKS = EV["price_ticks"]
+EV_QTY_LOTS = EV["qty_lots"]
+EV_REASON = EV["reason"]
+EV_SIDE = EV["side"]
+EV_SYMBOL_ID = EV["symbol_id"]
+EV_TAKER_FEE = EV["taker_fee"]
+EV_TS_NS = EV["ts_ns"]
+EV_USER_ID = EV["user_id"]
 REQUEST_OF_OP = {"C": REQUEST_CANCEL, "U": REQUEST_REPLACE, "D": REQUEST_REDUCE}
 
 
@@ -121,6 +155,11 @@ class GatewayConfig:
     socket_sndbuf: int = 262_144  # kernel send buffer per client (bounds it, with max_out_buffer)
     core_send_hwm: int = 100_000  # frames queued for the core before sends are refused
     core_reply_timeout_ms: int = 5000  # unanswered frames older than this were lost
+
+
+def _is_enter(ftype: int, body: bytes) -> bool:
+    """An ENTER_ORDER U frame of the right size (the batch path's input)."""
+    return ftype == U_TYPE and len(body) == batch.ENTER_BODY_LEN and body[0] == batch.ENTER_CODE
 
 
 class Conn(asyncio.Protocol):
@@ -189,10 +228,25 @@ class Conn(asyncio.Protocol):
         self.last_recv = time.monotonic()
         try:
             frames = self.reader.feed(data)
-            for ftype, body in frames:
+            i, n = 0, len(frames)
+            while i < n:
                 if self.closed:
                     return
-                self.on_frame(ftype, body)
+                ftype, body = frames[i]
+                if not (self.live and _is_enter(ftype, body)):
+                    self.on_frame(ftype, body)
+                    i += 1
+                    continue
+                # A run of ENTER_ORDERs: handled together unless a limit is near.
+                j = i + 1
+                while j < n and _is_enter(*frames[j]):
+                    j += 1
+                if j - i == 1 or not self.gw.enter_orders(self, [b for _, b in frames[i:j]]):
+                    for ftype, body in frames[i:j]:
+                        if self.closed:
+                            return
+                        self.on_frame(ftype, body)
+                i = j
             self.reader.check()
         except codec.WireError as e:
             self.end(e.reason)
@@ -285,7 +339,7 @@ class Gateway:
             cfg.core_pub_endpoint, cfg.core_replay_endpoint, from_seq=self.store.last_core_seq + 1
         )
         self.sub.replay_timeout_ms = 500
-        self.cmds: list[bytes] = []
+        self.cmds: list[bytes] = []  # this turn's command records (chunks of whole records)
         self.cmd_tags: list[tuple[int, int, str]] = []  # (user_id, order_id, op) per command
         self.mass: dict[int, tuple[int, int]] = {}  # mass ref -> (key_id, request_id)
         self.next_ref = 1
@@ -320,9 +374,9 @@ class Gateway:
         self.open_by_user[o.user_id] = self.open_by_user.get(o.user_id, 0) + d
 
     def _set_state(self, o: Order, state: int) -> None:
-        was = o.is_open
+        was = o.state in OPEN_STATES
         o.state = state
-        if was and not o.is_open:
+        if was and state not in OPEN_STATES:
             self._count_open(o, -1)
 
     def emit(self, key_id: int, spec: MsgSpec, values: Mapping[str, codec.Value]) -> None:
@@ -331,6 +385,12 @@ class Gateway:
         seq = self.store.append(key_id, payload)
         self.outbox.append((key_id, seq, payload))
         self.schedule_flush()
+
+    def emit_payload(self, key_id: int, payload: bytes) -> None:
+        """:meth:`emit` of an already packed payload (code + body)."""
+        self.outbox.append((key_id, self.store.append(key_id, payload), payload))
+        if not self.flush_scheduled:
+            self.schedule_flush()
 
     def schedule_flush(self) -> None:
         """Run :meth:`flush` once at the end of this loop turn."""
@@ -553,6 +613,72 @@ class Gateway:
             flags=flags | (int(msg.flags) & ~ORDER_POST_ONLY & 0xFF),
         )
 
+    def enter_orders(self, conn: Conn, bodies: list[bytes]) -> bool:
+        """Many ENTER_ORDERs of one session at once (see :mod:`gateway.batch`).
+
+        Returns False, having done nothing, if the run could reach a throttle or
+        limit (or the key cannot trade): then each is handled by :meth:`enter_order`,
+        which decides message by message.  Otherwise the outcome is the same as
+        handling them one by one.
+        """
+        key, cfg, n = conn.key, self.cfg, len(bodies)
+        assert key is not None
+        kid, uid = key.key_id, key.user_id
+        sec = int(time.monotonic())
+        if sec != conn.window:
+            conn.window, conn.msgs, conn.orders = sec, 0, 0
+        usec, un = self.user_window.get(uid, (0, 0))
+        if usec != sec:
+            un = 0
+        if (
+            not key.can_trade
+            or conn.msgs + n > cfg.max_msgs_per_s
+            or conn.orders + n > cfg.max_orders_per_s
+            or un + n > cfg.max_user_orders_per_s
+            or self.open_by_key.get(kid, 0) + n > cfg.max_open_orders
+            or self.open_by_user.get(uid, 0) + n > cfg.max_user_open_orders
+            or self.store.next_order_id + n > MAX_ORDER_ID
+        ):
+            return False
+        conn.msgs += n
+        e = batch.decode_enters(bodies)
+        by_cl = self.store.by_cl
+        ok: list[int] = []
+        seen: set[int] = set()
+        for i, (cl, side) in enumerate(
+            zip(e["cl_ord_id"].tolist(), e["side"].tolist(), strict=True)
+        ):
+            if cl == 0 or cl in seen or (kid, cl) in by_cl:
+                self.emit(
+                    kid, OUT["REJECTED"], {"cl_ord_id": cl, "reason": GwReason.DUPLICATE_CL_ORD_ID}
+                )
+            elif side != Side.BUY and side != Side.SELL:
+                self.emit(kid, OUT["REJECTED"], {"cl_ord_id": cl, "reason": Reason.INVALID_SIDE})
+            else:
+                ok.append(i)
+                seen.add(cl)
+        m = len(ok)
+        if not m:
+            return True
+        conn.orders += m
+        self.user_window[uid] = (sec, un + m)
+        sel = e if m == n else e[ok]
+        first = self.store.reserve_ids(m)
+        orders = [
+            Order(uid, first + k, kid, cl, sym, side, ot, px, q, q, 0, STATE_PENDING, 0, ["N"])
+            for k, (cl, sym, side, ot, px, q) in enumerate(
+                zip(*(sel[c].tolist() for c in ENTER_ORDER_COLUMNS), strict=True)
+            )
+        ]
+        self.store.add_orders(orders)
+        self.open_by_key[kid] = self.open_by_key.get(kid, 0) + m
+        self.open_by_user[uid] = self.open_by_user.get(uid, 0) + m
+        self.stats["orders"] += m
+        self.cmds.append(batch.new_records(sel, uid, np.arange(first, first + m, dtype=np.uint64)))
+        self.cmd_tags.extend([(uid, first + k, "N") for k in range(m)])
+        self.schedule_flush()
+        return True
+
     def modify(self, key: keys.ApiKey, msg: codec.Msg, op: str, over_rate: bool) -> None:
         """CANCEL / REPLACE / REDUCE of the session's own order."""
         kid, uid = key.key_id, key.user_id
@@ -597,30 +723,39 @@ class Gateway:
         """End of a loop turn: commit, send the core frame, write the outbox."""
         self.flush_scheduled = False
         if self.cmds:
-            cmds, tags = self.cmds, self.cmd_tags
+            data, tags = b"".join(self.cmds), self.cmd_tags
             self.cmds, self.cmd_tags = [], []
             # Commit first: an order id reaches the core only once it is stored.
             self.store.commit()
-            for i in range(0, len(cmds), MAX_CORE_FRAME):
-                self._send_frame(cmds[i : i + MAX_CORE_FRAME], tags[i : i + MAX_CORE_FRAME])
+            step = MAX_CORE_FRAME * CMD_STRUCT.size
+            for i in range(0, len(tags), MAX_CORE_FRAME):
+                k = i * CMD_STRUCT.size
+                self._send_frame(data[k : k + step], tags[i : i + MAX_CORE_FRAME])
         self.store.commit()
         outbox, self.outbox = self.outbox, []
         # One write per connection per turn (fewer syscalls under load).
         out: dict[Conn, list[bytes]] = {}
+        sessions, head = self.sessions, S_FRAME_HEAD.pack
         for key_id, seq, payload in outbox:
-            conn = self.sessions.get(key_id)
+            conn = sessions.get(key_id)
             if conn is not None and not conn.replaying and conn.sent_seq == seq - 1:
-                out.setdefault(conn, []).append(codec.sequenced_frame(seq, payload))
+                # = codec.sequenced_frame(seq, payload), inlined (one pack per message)
+                frame = head(len(payload) + S_FRAME_OVERHEAD, SEQ_TYPE, seq) + payload
+                frames = out.get(conn)
+                if frames is None:
+                    out[conn] = [frame]
+                else:
+                    frames.append(frame)
                 conn.sent_seq = seq
         for conn, frames in out.items():
             conn.write(b"".join(frames))
         self.pump_core()
 
-    def _send_frame(self, cmds: list[bytes], tags: list[tuple[int, int, str]]) -> None:
+    def _send_frame(self, data: bytes, tags: list[tuple[int, int, str]]) -> None:
         """One command frame to the core, each client_ref naming (frame, index)."""
         no = self.next_frame
         self.next_frame += 1
-        buf = bytearray(b"".join(cmds))
+        buf = bytearray(data)
         recs = np.frombuffer(buf, dtype=CMD_DTYPE)
         recs["client_ref"] = (no << FRAME_SHIFT) + np.arange(len(tags), dtype=np.uint64)
         try:
@@ -789,27 +924,27 @@ class Gateway:
 
     def on_event(self, ev: tuple[Any, ...]) -> None:
         """Turn one core event into the owning sessions' messages."""
-        kind = ev[EV["kind"]]
-        if kind == EvKind.SYMBOL_ADDED:
-            self.store.set_quote_asset(ev[EV["symbol_id"]], ev[EV["maker_user_id"]])
+        kind = ev[EV_KIND]
+        if kind == EVK_SYMBOL_ADDED:
+            self.store.set_quote_asset(ev[EV_SYMBOL_ID], ev[EV_MAKER_USER_ID])
             return
-        if kind > EvKind.TRIGGERED:
+        if kind > EVK_TRIGGERED:
             return
-        ts = ev[EV["ts_ns"]]
-        o = self.store.orders.get((ev[EV["user_id"]], ev[EV["order_id"]]))
-        if kind == EvKind.TRADE:
-            qty, price = ev[EV["qty_lots"]], ev[EV["price_ticks"]]
-            maker = self.store.orders.get((ev[EV["maker_user_id"]], ev[EV["maker_order_id"]]))
-            flags = ev[EV["flags"]]
+        ts = ev[EV_TS_NS]
+        o = self.store.orders.get((ev[EV_USER_ID], ev[EV_ORDER_ID]))
+        if kind == EVK_TRADE:
+            qty, price = ev[EV_QTY_LOTS], ev[EV_PRICE_TICKS]
+            maker = self.store.orders.get((ev[EV_MAKER_USER_ID], ev[EV_MAKER_ORDER_ID]))
+            flags = ev[EV_FLAGS]
             for side_o, liq, fee, done, leaves in (
                 (
                     o,
                     LIQUIDITY_TAKER,
-                    ev[EV["taker_fee"]],
-                    flags & EvFlag.TAKER_DONE,
-                    ev[EV["leaves_lots"]],
+                    ev[EV_TAKER_FEE],
+                    flags & EVF_TAKER_DONE,
+                    ev[EV_LEAVES_LOTS],
                 ),
-                (maker, LIQUIDITY_MAKER, ev[EV["maker_fee"]], flags & EvFlag.MAKER_DONE, None),
+                (maker, LIQUIDITY_MAKER, ev[EV_MAKER_FEE], flags & EVF_MAKER_DONE, None),
             ):
                 if side_o is None:
                     continue
@@ -819,79 +954,79 @@ class Gateway:
                     side_o.leaves = 0
                     self._set_state(side_o, STATE_FILLED)
                 self.store.save_order(side_o)
-                self.emit(
+                self.emit_payload(
                     side_o.key_id,
-                    OUT["EXECUTED"],
-                    {
-                        "cl_ord_id": side_o.cl_ord_id,
-                        "ts_ns": ts,
-                        "match_id": ev[EV["match_id"]],
-                        "price_ticks": price,
-                        "qty_lots": qty,
-                        "leaves_lots": side_o.leaves,
-                        "fee_minor": fee,
-                        "fee_asset_id": self.store.quote_asset.get(side_o.symbol_id, 0),
-                        "symbol_id": side_o.symbol_id,
-                        "side": side_o.side,
-                        "liquidity": liq,
-                    },
+                    batch.EXECUTED_CODE
+                    + batch.EXECUTED_STRUCT.pack(
+                        side_o.cl_ord_id,
+                        ts,
+                        ev[EV_MATCH_ID],
+                        price,
+                        qty,
+                        side_o.leaves,
+                        fee,
+                        self.store.quote_asset.get(side_o.symbol_id, 0),
+                        side_o.symbol_id,
+                        side_o.side,
+                        liq,
+                    ),
                 )
             return
         if o is None:
             return
         cl = o.cl_ord_id
-        if kind == EvKind.ACCEPTED:
+        if kind == EVK_ACCEPTED:
             self.retried.discard((o.user_id, o.order_id))
             if o.pending and o.pending[0] == "N":
                 o.pending.pop(0)
             if o.state == STATE_PENDING:
                 self._set_state(o, STATE_OPEN)
-            o.leaves = ev[EV["leaves_lots"]]
-            self.emit(
+            o.leaves = ev[EV_LEAVES_LOTS]
+            self.emit_payload(
                 o.key_id,
-                OUT["ACCEPTED"],
-                {
-                    "cl_ord_id": cl,
-                    "ts_ns": ts,
-                    "price_ticks": ev[EV["price_ticks"]],
-                    "qty_lots": ev[EV["qty_lots"]],
-                    "leaves_lots": ev[EV["leaves_lots"]],
-                    "symbol_id": o.symbol_id,
-                    "side": o.side,
-                    "ord_type": o.ord_type,
-                },
+                batch.ACCEPTED_CODE
+                + batch.ACCEPTED_STRUCT.pack(
+                    cl,
+                    ts,
+                    ev[EV_PRICE_TICKS],
+                    ev[EV_QTY_LOTS],
+                    o.leaves,
+                    o.symbol_id,
+                    o.side,
+                    o.ord_type,
+                ),
             )
-        elif kind == EvKind.REJECTED:
-            self._answer_reject(o, ev[EV["reason"]], ts, of_new=ev[EV["side"]] != 0)
+        elif kind == EVK_REJECTED:
+            self._answer_reject(o, ev[EV_REASON], ts, of_new=ev[EV_SIDE] != 0)
             return
-        elif kind == EvKind.CANCELED:
-            reason = ev[EV["reason"]]
+        elif kind == EVK_CANCELED:
+            reason = ev[EV_REASON]
             if reason == Reason.USER_CANCELED and o.pending and o.pending[0] in "CDR":
                 o.pending.pop(0)
             self._set_state(o, STATE_CANCELED)
             o.reason = reason
             o.leaves = 0
-            v = {"cl_ord_id": cl, "ts_ns": ts, "qty_lots": ev[EV["qty_lots"]], "reason": reason}
+            v = {"cl_ord_id": cl, "ts_ns": ts, "qty_lots": ev[EV_QTY_LOTS], "reason": reason}
             self.emit(o.key_id, OUT["CANCELED"], v)
-        elif kind == EvKind.REDUCED:
+        elif kind == EVK_REDUCED:
             if o.pending and o.pending[0] == "D":
                 o.pending.pop(0)
-            o.leaves = ev[EV["leaves_lots"]]
+            o.leaves = ev[EV_LEAVES_LOTS]
             v = {
                 "cl_ord_id": cl,
                 "ts_ns": ts,
-                "qty_lots": ev[EV["qty_lots"]],
+                "qty_lots": ev[EV_QTY_LOTS],
                 "leaves_lots": o.leaves,
             }
             self.emit(o.key_id, OUT["REDUCED"], v)
-        elif kind == EvKind.REPLACED:
+        elif kind == EVK_REPLACED:
             if o.pending and o.pending[0] == "U":
                 o.pending.pop(0)
-            o.price, o.leaves = ev[EV["price_ticks"]], ev[EV["leaves_lots"]]
+            o.price, o.leaves = ev[EV_PRICE_TICKS], ev[EV_LEAVES_LOTS]
             v = {"cl_ord_id": cl, "ts_ns": ts, "price_ticks": o.price, "leaves_lots": o.leaves}
             self.emit(o.key_id, OUT["REPLACED"], v)
-        elif kind == EvKind.TRIGGERED:
-            v = {"cl_ord_id": cl, "ts_ns": ts, "price_ticks": ev[EV["price_ticks"]]}
+        elif kind == EVK_TRIGGERED:
+            v = {"cl_ord_id": cl, "ts_ns": ts, "price_ticks": ev[EV_PRICE_TICKS]}
             self.emit(o.key_id, OUT["TRIGGERED"], v)
         self.store.save_order(o)
 

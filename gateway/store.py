@@ -79,7 +79,7 @@ def clock_order_id() -> int:
     return (time.time_ns() - ID_EPOCH_NS) // 1_000_000
 
 
-@dataclass
+@dataclass(slots=True)
 class Order:
     """One order the gateway entered (mirror of its row)."""
 
@@ -227,6 +227,23 @@ class Store:
         self.by_cl[(o.key_id, o.cl_ord_id)] = o
         self._new.append(o)
         self._meta["next_order_id"] = self.next_order_id
+
+    def reserve_ids(self, n: int) -> int:
+        """The first of ``n`` consecutive new core order ids (see ID_EPOCH_NS)."""
+        oid = max(self.next_order_id, clock_order_id())
+        if oid + n - 1 > MAX_ORDER_ID:
+            raise OverflowError("core order ids exhausted (2**40)")
+        self.next_order_id = oid + n
+        self._meta["next_order_id"] = self.next_order_id
+        return oid
+
+    def add_orders(self, orders: list[Order]) -> None:
+        """Store new orders that already have their ids (:meth:`reserve_ids`)."""
+        by_id, by_cl = self.orders, self.by_cl
+        for o in orders:
+            by_id[(o.user_id, o.order_id)] = o
+            by_cl[(o.key_id, o.cl_ord_id)] = o
+        self._new.extend(orders)
 
     def save_order(self, o: Order) -> None:
         """Write back an order's mutable columns (at commit)."""
