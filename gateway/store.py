@@ -7,8 +7,12 @@ the last core ``seq`` applied.  So after kill -9 the gateway resumes the event
 stream at ``last_core_seq + 1`` and applies every event exactly once; a re-login
 replays the stored bytes, identical to what was (or would have been) sent live.
 
+Streams are stored as chunks: one row per session per transaction holding all its
+messages of that loop turn (each a 2-byte length and the payload), so the cost of a
+commit grows with the sessions active in the turn, not with the messages.
+
 Order ids: the gateway gives every order a core order id from one counter that
-only grows (never below the clock in microseconds at startup) and is stored with
+only grows (max(counter + 1, ms since 2025), see ID_EPOCH_NS) and is stored with
 the order row before the command leaves for the core, so ids are strictly
 increasing per user and never reused.  Rows are keyed by
 ``(user_id, order_id)`` and by ``(key_id, cl_ord_id)``.
@@ -17,6 +21,7 @@ increasing per user and never reused.  Rows are keyed by
 from __future__ import annotations
 
 import sqlite3
+import struct
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,11 +36,12 @@ from gateway.wire.layout import (
 )
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS out_msgs (
+CREATE TABLE IF NOT EXISTS out_chunks (
     key_id INTEGER NOT NULL,
-    seq INTEGER NOT NULL,
-    payload BLOB NOT NULL,
-    PRIMARY KEY (key_id, seq)
+    last_seq INTEGER NOT NULL,
+    first_seq INTEGER NOT NULL,
+    payloads BLOB NOT NULL,  -- messages first_seq..last_seq: u16 length + payload each
+    PRIMARY KEY (key_id, last_seq)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS orders (
     user_id INTEGER NOT NULL,
@@ -54,7 +60,9 @@ CREATE TABLE IF NOT EXISTS orders (
     pending TEXT NOT NULL,
     PRIMARY KEY (user_id, order_id)
 ) WITHOUT ROWID;
-CREATE UNIQUE INDEX IF NOT EXISTS orders_by_cl ON orders (key_id, cl_ord_id);
+-- (key_id, cl_ord_id) is looked up only in memory (Store.by_cl, loaded at start):
+-- no index to maintain on every insert.
+DROP INDEX IF EXISTS orders_by_cl;
 CREATE TABLE IF NOT EXISTS symbols (symbol_id INTEGER PRIMARY KEY, quote_asset_id INTEGER);
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
 """
@@ -62,6 +70,7 @@ CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
 OPEN_STATES = (STATE_PENDING, STATE_OPEN)
 DONE_STATES = (STATE_FILLED, STATE_CANCELED, STATE_REJECTED)
 I64 = 2**63
+LEN16 = struct.Struct("<H")  # length of each payload inside a stored chunk
 # Core order ids are per user, 1..2**40-1, and must grow per user (docs/commands.md,
 # "Idempotency").  The gateway's ids come from one counter that never goes below the
 # milliseconds since ID_EPOCH: max(counter + 1, ms since 2025-01-01).  Idle, the counter
@@ -112,7 +121,8 @@ class Store:
     def __init__(self, db_path: str | Path) -> None:
         self.con: sqlite3.Connection = keys.connect(db_path)
         self.con.executescript(SCHEMA)
-        self._out: list[tuple[int, int, bytes]] = []
+        # This turn's messages per session: (first seq, [length-prefixed payloads]).
+        self._out: dict[int, tuple[int, list[bytes]]] = {}
         self._new: list[Order] = []
         self._dirty: dict[tuple[int, int], Order] = {}
         self._meta: dict[str, int] = {}
@@ -121,7 +131,6 @@ class Store:
         self.by_cl: dict[tuple[int, int], Order] = {}
         self.last_seq: dict[int, int] = {}  # key_id -> last sequenced message
         self.committed_seq: dict[int, int] = {}  # key_id -> last one committed
-        self._touched: set[int] = set()
         self.quote_asset: dict[int, int] = {}
         self.last_core_seq = 0
         self.next_order_id = 1
@@ -135,7 +144,7 @@ class Store:
                 self.next_order_id = int(v)
         self.next_order_id = max(self.next_order_id, clock_order_id())
         for key_id, last in self.con.execute(
-            "SELECT key_id, MAX(seq) FROM out_msgs GROUP BY key_id"
+            "SELECT key_id, MAX(last_seq) FROM out_chunks GROUP BY key_id"
         ):
             self.last_seq[int(key_id)] = int(last)
         self.committed_seq = dict(self.last_seq)
@@ -166,6 +175,10 @@ class Store:
                 "INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [self._row(o) for o in self._new],
             )
+        if self._new and self._dirty:
+            # A row inserted in this transaction is inserted with its latest values.
+            for o in self._new:
+                self._dirty.pop((o.user_id, o.order_id), None)
         if self._dirty:
             con.executemany(
                 "UPDATE orders SET price=?, leaves=?, filled=?, state=?, reason=?, pending=?"
@@ -175,16 +188,20 @@ class Store:
             )  # fmt: skip
         if self._out:
             con.executemany(
-                "INSERT INTO out_msgs (key_id, seq, payload) VALUES (?, ?, ?)", self._out
+                "INSERT INTO out_chunks (key_id, last_seq, first_seq, payloads)"
+                " VALUES (?, ?, ?, ?)",
+                [
+                    (k, first + len(ps) - 1, first, b"".join(ps))
+                    for k, (first, ps) in self._out.items()
+                ],
             )
         if self._symbols:
             con.executemany("INSERT OR REPLACE INTO symbols VALUES (?, ?)", self._symbols)
         if self._meta:
             con.executemany("INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)", self._meta.items())
         con.execute("COMMIT")
-        for k in self._touched:
+        for k in self._out:
             self.committed_seq[k] = self.last_seq[k]
-        self._touched.clear()
         self._out.clear()
         self._new.clear()
         self._dirty.clear()
@@ -208,8 +225,10 @@ class Store:
         """The session's next sequenced message (stored at commit); returns its seq."""
         seq = self.last_seq.get(key_id, 0) + 1
         self.last_seq[key_id] = seq
-        self._touched.add(key_id)
-        self._out.append((key_id, seq, payload))
+        chunk = self._out.get(key_id)
+        if chunk is None:
+            self._out[key_id] = chunk = (seq, [])
+        chunk[1].append(LEN16.pack(len(payload)) + payload)
         return seq
 
     def new_order(self, o: Order) -> None:
@@ -263,11 +282,23 @@ class Store:
 
     def stream(self, key_id: int, from_seq: int, limit: int) -> list[tuple[int, bytes]]:
         """Stored messages of a session from ``from_seq`` on (at most ``limit``)."""
+        out: list[tuple[int, bytes]] = []
         rows = self.con.execute(
-            "SELECT seq, payload FROM out_msgs WHERE key_id = ? AND seq >= ? ORDER BY seq LIMIT ?",
-            (key_id, from_seq, limit),
+            "SELECT first_seq, payloads FROM out_chunks WHERE key_id = ? AND last_seq >= ?"
+            " ORDER BY last_seq",
+            (key_id, from_seq),
         )
-        return [(int(s), bytes(p)) for s, p in rows]
+        for first, blob in rows:
+            pos, seq, end = 0, int(first), len(blob)
+            while pos < end:
+                (n,) = LEN16.unpack_from(blob, pos)
+                if seq >= from_seq:
+                    out.append((seq, bytes(blob[pos + 2 : pos + 2 + n])))
+                    if len(out) >= limit:
+                        return out
+                pos += 2 + n
+                seq += 1
+        return out
 
     def open_orders(self, key_id: int) -> list[Order]:
         """The session's pending or resting orders."""
