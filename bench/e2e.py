@@ -21,6 +21,10 @@ user with STP off, so they trade with each other and the book stays tiny.
 - ``sustained_orders_per_s``: 4 sessions (4 keys) pushing orders as fast as the
   gateway acknowledges them (a window of outstanding orders per session), core
   mode ``async``: acknowledged orders per second.
+- ``gateway_cpu_us_per_order``: the gateway process's CPU time (user + system,
+  /proc) during the sustained run divided by the orders it took in (each with its
+  events and reports): the cost figure that stays comparable on a loaded machine,
+  where the throughput mostly measures how much CPU the gateway was given.
 
 The last line is one JSON object.
 """
@@ -196,6 +200,13 @@ def open_loop(sess: Session, rate: int, n: int, timeout_s: float = 60.0) -> dict
     return percentiles_ns(lat)
 
 
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds used so far by process ``pid`` (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as fh:
+        f = fh.read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def sustained(sessions: list[Session], seconds: float, window: int) -> int:
     """Acknowledged orders per second with ``window`` outstanding orders per session."""
     outstanding = [0] * len(sessions)
@@ -265,8 +276,15 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 for q in ("p50", "p99", "p999"):
                     res[f"rate_{r}_ack_{q}_us"] = _us(p[f"{q}_ns"])
             sess = [s1] + [Session(gw.port, k) for k in ks[1:]]
+            assert gw.proc is not None
+            cpu0, sent0 = process_cpu_s(gw.proc.pid), sum(x.cl for x in sess)
             res["sustained_orders_per_s"] = sustained(sess, 1.0 if quick else 3.0, 2000)
             res["sustained_sessions"] = len(sess)
+            time.sleep(0.5)  # the last window is handled
+            cpu = process_cpu_s(gw.proc.pid) - cpu0
+            res["gateway_cpu_us_per_order"] = round(
+                cpu * 1e6 / (sum(x.cl for x in sess) - sent0), 1
+            )
         finally:
             gw.cleanup()
             core.cleanup()
@@ -302,6 +320,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "async_ack_p50_over_echo",
         "async_ack_p99_over_echo",
         "fsync_ack_p50_minus_fdatasync_p50_us",
+        "gateway_cpu_us_per_order",
     ]
     res["higher_is_better"] = ["sustained_orders_per_s"]
     res["headline"] = [
@@ -311,6 +330,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "async_ack_p99_over_echo",
         "fsync_ack_p50_minus_fdatasync_p50_us",
         "sustained_orders_per_s",
+        "gateway_cpu_us_per_order",
     ]
     return res
 

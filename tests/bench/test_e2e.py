@@ -32,7 +32,10 @@ def test_echo_open_loop_and_sustained(tmp_path: Path) -> None:
         s = e2e.Session(gw.port, keys[0])
         p = e2e.open_loop(s, 1000, 100)
         assert p["count"] == 100 and p["p50_ns"] > 0
+        assert gw.proc is not None
+        cpu0 = e2e.process_cpu_s(gw.proc.pid)
         assert e2e.sustained([s, e2e.Session(gw.port, keys[1])], 0.5, 100) > 0
+        assert e2e.process_cpu_s(gw.proc.pid) > cpu0  # the gateway's CPU time is read
     finally:
         gw.cleanup()
         core.cleanup()
