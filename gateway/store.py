@@ -9,7 +9,8 @@ replays the stored bytes, identical to what was (or would have been) sent live.
 
 Streams are stored as chunks: one row per session per transaction holding all its
 messages of that loop turn (each a 2-byte length and the payload), so the cost of a
-commit grows with the sessions active in the turn, not with the messages.
+commit grows with the sessions active in the turn, not with the messages.  Outbound
+messages have a fixed size per type, so the payloads are stored back to back.
 
 Order ids: the gateway gives every order a core order id from one counter that
 only grows (max(counter + 1, ms since 2025), see ID_EPOCH_NS) and is stored with
@@ -21,13 +22,13 @@ increasing per user and never reused.  Rows are keyed by
 from __future__ import annotations
 
 import sqlite3
-import struct
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway import keys
 from gateway.wire.layout import (
+    APP_OUT,
     STATE_CANCELED,
     STATE_FILLED,
     STATE_OPEN,
@@ -40,7 +41,7 @@ CREATE TABLE IF NOT EXISTS out_chunks (
     key_id INTEGER NOT NULL,
     last_seq INTEGER NOT NULL,
     first_seq INTEGER NOT NULL,
-    payloads BLOB NOT NULL,  -- messages first_seq..last_seq: u16 length + payload each
+    payloads BLOB NOT NULL,  -- messages first_seq..last_seq back to back (fixed sizes)
     PRIMARY KEY (key_id, last_seq)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS orders (
@@ -70,7 +71,9 @@ CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
 OPEN_STATES = (STATE_PENDING, STATE_OPEN)
 DONE_STATES = (STATE_FILLED, STATE_CANCELED, STATE_REJECTED)
 I64 = 2**63
-LEN16 = struct.Struct("<H")  # length of each payload inside a stored chunk
+# Every outbound application message has a fixed size per type, so a stored chunk is
+# the payloads back to back and its message code tells each one's length.
+PAYLOAD_LEN = {m.code[0]: 1 + m.struct.size for m in APP_OUT}
 # Core order ids are per user, 1..2**40-1, and must grow per user (docs/commands.md,
 # "Idempotency").  The gateway's ids come from one counter that never goes below the
 # milliseconds since ID_EPOCH: max(counter + 1, ms since 2025-01-01).  Idle, the counter
@@ -228,7 +231,7 @@ class Store:
         chunk = self._out.get(key_id)
         if chunk is None:
             self._out[key_id] = chunk = (seq, [])
-        chunk[1].append(LEN16.pack(len(payload)) + payload)
+        chunk[1].append(payload)
         return seq
 
     def new_order(self, o: Order) -> None:
@@ -291,12 +294,12 @@ class Store:
         for first, blob in rows:
             pos, seq, end = 0, int(first), len(blob)
             while pos < end:
-                (n,) = LEN16.unpack_from(blob, pos)
+                n = PAYLOAD_LEN[blob[pos]]
                 if seq >= from_seq:
-                    out.append((seq, bytes(blob[pos + 2 : pos + 2 + n])))
+                    out.append((seq, bytes(blob[pos : pos + n])))
                     if len(out) >= limit:
                         return out
-                pos += 2 + n
+                pos += n
                 seq += 1
         return out
 

@@ -9,9 +9,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.store import Store
+from gateway.wire.layout import APP_OUT
 
+# Stored payloads are whole outbound messages (code + fixed-size body).
+PAYLOADS = st.sampled_from(APP_OUT).flatmap(
+    lambda m: st.binary(min_size=m.struct.size, max_size=m.struct.size).map(lambda b: m.code + b)
+)
 TURNS = st.lists(
-    st.lists(st.tuples(st.integers(1, 3), st.binary(min_size=1, max_size=300)), max_size=8),
+    st.lists(st.tuples(st.integers(1, 3), PAYLOADS), max_size=8),
     min_size=1,
     max_size=8,
 )
