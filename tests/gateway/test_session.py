@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from bindings.gateway_client import login_frame
+from gateway import keys
 from gateway.wire import codec
 from gateway.wire.codes import GwReason
 from tests.e2e.coreproc import CoreProcess
@@ -437,11 +438,15 @@ def test_login_flood(port: int, newkey: KeyFactory) -> None:
     # Connect and sign first, then send the logins back to back, starting just after
     # a one-second window began (earlier tests of this gateway logged in from the same
     # address): they reach the gateway within one or two windows (120 > 2 x 50).
-    conns = [Raw(port, k) for _ in range(120)]
-    frames = [login_frame(r.key_id, r.priv, 1, False) for r in conns]
+    # (Signed before connecting: a connection idle for login_timeout_ms is ended.)
+    key_id, priv = keys.read_key_file(k)
+    frames = [login_frame(key_id, priv, 1, False) for _ in range(120)]
     time.sleep(1.0 - time.monotonic() % 1.0 + 0.01)  # CLOCK_MONOTONIC, as the gateway's
-    for r, f in zip(conns, frames, strict=True):
+    conns = []
+    for f in frames:
+        r = Raw(port, k)
         r.send(f)
+        conns.append(r)
     for r in conns:
         m = r.read()
         assert m is not None
