@@ -96,6 +96,7 @@ EVK_TRADE = int(EvKind.TRADE)
 EVK_TRIGGERED = int(EvKind.TRIGGERED)
 EVF_MAKER_DONE = int(EvFlag.MAKER_DONE)
 EVF_TAKER_DONE = int(EvFlag.TAKER_DONE)
+USER_CANCELED = int(Reason.USER_CANCELED)
 U_TYPE = UNSEQUENCED[0]
 SEQ_TYPE = SEQUENCED[0]
 S_FRAME_HEAD = struct.Struct("<HBQ")  # FRAME_HEAD + SEQ_HEAD of an S frame, in one pack
@@ -922,6 +923,35 @@ class Gateway:
             self.emit(o.key_id, OUT["CANCEL_REJECTED"], v)
         self.store.save_order(o)
 
+    def _executed(
+        self, o: Order, ev: tuple[Any, ...], ts: int, liq: int, fee: int, done: int, leaves: int
+    ) -> None:
+        """One side of a TRADE event: the order's fill and its EXECUTED report."""
+        qty = ev[EV_QTY_LOTS]
+        o.filled += qty
+        o.leaves = leaves
+        if done:
+            o.leaves = 0
+            self._set_state(o, STATE_FILLED)
+        self.store.save_order(o)
+        self.emit_payload(
+            o.key_id,
+            batch.EXECUTED_CODE
+            + batch.EXECUTED_STRUCT.pack(
+                o.cl_ord_id,
+                ts,
+                ev[EV_MATCH_ID],
+                ev[EV_PRICE_TICKS],
+                qty,
+                o.leaves,
+                fee,
+                self.store.quote_asset.get(o.symbol_id, 0),
+                o.symbol_id,
+                o.side,
+                liq,
+            ),
+        )
+
     def on_event(self, ev: tuple[Any, ...]) -> None:
         """Turn one core event into the owning sessions' messages."""
         kind = ev[EV_KIND]
@@ -933,50 +963,22 @@ class Gateway:
         ts = ev[EV_TS_NS]
         o = self.store.orders.get((ev[EV_USER_ID], ev[EV_ORDER_ID]))
         if kind == EVK_TRADE:
-            qty, price = ev[EV_QTY_LOTS], ev[EV_PRICE_TICKS]
-            maker = self.store.orders.get((ev[EV_MAKER_USER_ID], ev[EV_MAKER_ORDER_ID]))
             flags = ev[EV_FLAGS]
-            for side_o, liq, fee, done, leaves in (
-                (
-                    o,
-                    LIQUIDITY_TAKER,
-                    ev[EV_TAKER_FEE],
-                    flags & EVF_TAKER_DONE,
-                    ev[EV_LEAVES_LOTS],
-                ),
-                (maker, LIQUIDITY_MAKER, ev[EV_MAKER_FEE], flags & EVF_MAKER_DONE, None),
-            ):
-                if side_o is None:
-                    continue
-                side_o.filled += qty
-                side_o.leaves = leaves if leaves is not None else max(side_o.leaves - qty, 0)
-                if done:
-                    side_o.leaves = 0
-                    self._set_state(side_o, STATE_FILLED)
-                self.store.save_order(side_o)
-                self.emit_payload(
-                    side_o.key_id,
-                    batch.EXECUTED_CODE
-                    + batch.EXECUTED_STRUCT.pack(
-                        side_o.cl_ord_id,
-                        ts,
-                        ev[EV_MATCH_ID],
-                        price,
-                        qty,
-                        side_o.leaves,
-                        fee,
-                        self.store.quote_asset.get(side_o.symbol_id, 0),
-                        side_o.symbol_id,
-                        side_o.side,
-                        liq,
-                    ),
-                )
+            if o is not None:
+                self._executed(o, ev, ts, LIQUIDITY_TAKER, ev[EV_TAKER_FEE],
+                               flags & EVF_TAKER_DONE, ev[EV_LEAVES_LOTS])  # fmt: skip
+            maker = self.store.orders.get((ev[EV_MAKER_USER_ID], ev[EV_MAKER_ORDER_ID]))
+            if maker is not None:
+                leaves = maker.leaves - ev[EV_QTY_LOTS]
+                self._executed(maker, ev, ts, LIQUIDITY_MAKER, ev[EV_MAKER_FEE],
+                               flags & EVF_MAKER_DONE, leaves if leaves > 0 else 0)  # fmt: skip
             return
         if o is None:
             return
         cl = o.cl_ord_id
         if kind == EVK_ACCEPTED:
-            self.retried.discard((o.user_id, o.order_id))
+            if self.retried:
+                self.retried.discard((o.user_id, o.order_id))
             if o.pending and o.pending[0] == "N":
                 o.pending.pop(0)
             if o.state == STATE_PENDING:
@@ -1001,7 +1003,7 @@ class Gateway:
             return
         elif kind == EVK_CANCELED:
             reason = ev[EV_REASON]
-            if reason == Reason.USER_CANCELED and o.pending and o.pending[0] in "CDR":
+            if reason == USER_CANCELED and o.pending and o.pending[0] in "CDR":
                 o.pending.pop(0)
             self._set_state(o, STATE_CANCELED)
             o.reason = reason
