@@ -7,7 +7,7 @@ PYX := $(wildcard pyx/*.pyx pyx/*.pxd)
 # Builds from concurrent shells share the tree: serialise them.
 LOCK := flock .build.lock
 
-.PHONY: all run test lint bench build debug clean annotate sim typecheck unit
+.PHONY: all run test lint bench build debug clean annotate sim typecheck unit fuzz mm-demo
 
 all: build
 
@@ -63,3 +63,12 @@ annotate: $(STAMP)
 
 clean:
 	rm -rf build .build.stamp pyx/*.c pyx/*.so pyx/*.html *.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+# Longer coverage-guided fuzzing of the gateway's decoders (the test suite runs 100,000 inputs).
+FUZZ_RUNS ?= 5000000
+fuzz: build
+	PYTHONPATH=. $(VPY) -m tests.gateway.fuzz_decoders -runs=$(FUZZ_RUNS)
+
+# The example market maker through the real door: a core, a gateway, the market maker, a taker.
+mm-demo: build
+	PYTHONPATH=. $(VPY) -m examples.market_maker --demo --duration 5

@@ -224,9 +224,14 @@ def run(args: argparse.Namespace, client: CoreClient) -> tuple[int, list[dict[st
 
 def main(argv: list[str] | None = None) -> int:
     """`bursa admin ...` (see the module docstring)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["apikey"]:  # gateway API keys: `bursa admin apikey create|list|revoke`
+        from gateway.keys import main as apikey_main
+
+        return apikey_main(argv[1:])
     parser = _parser()
     try:
-        args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+        args = parser.parse_args(argv)
     except SystemExit as e:
         return int(e.code or 0) and EXIT_USAGE
     if args.cmd == "keygen":

@@ -1,0 +1,358 @@
+"""End-to-end order-entry latency: client -> gateway -> core -> events -> gateway -> client.
+
+Usage::
+
+    .venv/bin/python -m bench.e2e --json [--quick]
+
+Setup: a real ``bursa core`` and a real ``bursa gateway`` (loopback TCP), one
+symbol, funded users, API keys.  Orders alternate BUY/SELL at one price for one
+user with STP off, so they trade with each other and the book stays tiny.
+
+- ``echo_rtt_*``: a raw asyncio TCP echo server (its own process, the same kind
+  of socket and loop as the gateway) answering 64-byte frames, one in flight at
+  1,000/s: the floor any TCP order entry pays.
+- ``async_ack_*`` (core mode ``async``, one order in flight at 1,000/s) and
+  ``rate_<r>_*`` (open loop at r orders/s): latency from the order's PLANNED send
+  time (t0 + k / rate) to the ACCEPTED execution report, HdrHistogram
+  (coordinated-omission free: a stall delays every order planned behind it).
+- ``fsync_ack_*``: the same with the core in ``fsync`` mode (journal fdatasync
+  before the events are published), one order in flight at 200/s;
+  ``fdatasync_p50_us`` is measured in the same run, in the same directory.
+- ``sustained_orders_per_s``: 4 sessions (4 keys) pushing orders as fast as the
+  gateway acknowledges them (a window of outstanding orders per session), core
+  mode ``async``: acknowledged orders per second.
+- ``gateway_cpu_us_per_order``: the gateway process's CPU time (user + system,
+  /proc) during the sustained run divided by the orders it took in (each with its
+  events and reports): the cost figure that stays comparable on a loaded machine,
+  where the throughput mostly measures how much CPU the gateway was given.
+
+The last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import select
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.core import measure_fdatasync
+from bench.meta import percentiles_ns, run_info
+from bindings.gateway_client import login_frame, order_frame
+from gateway import keys
+from gateway.wire import codec
+from tests.e2e.coreproc import REPO, CoreProcess
+from tests.gateway.gwproc import GatewayProcess, make_key, setup_market
+
+TARGET_ACK_P50_OVER_ECHO = 3.0
+TARGET_ACK_P99_OVER_ECHO = 5.0
+TARGET_FSYNC_MINUS_FDATASYNC_US = 100.0
+TARGET_SUSTAINED = 300_000
+RATES = (1_000, 10_000, 50_000, 100_000)
+PRICE = 1_000
+GW_FLAGS = (
+    "--max-msgs-per-s", "10000000", "--max-orders-per-s", "10000000",
+    "--max-user-orders-per-s", "10000000", "--max-open-orders", "10000000",
+    "--max-user-open-orders", "10000000", "--flood-factor", "10",
+    "--max-out-buffer", "67108864", "--socket-sndbuf", "4194304",
+    "--heartbeat-ms", "5000", "--log-level", "WARNING",
+)  # fmt: skip
+
+
+def _us(ns: int) -> float:
+    return round(ns / 1000, 1)
+
+
+# ------------------------------------------------------------------ echo
+
+
+def echo_server() -> None:
+    """Serve TCP echo on a free loopback port (asyncio Protocol, like the gateway)."""
+    import asyncio
+
+    class Echo(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            assert isinstance(transport, asyncio.Transport)
+            self.t = transport
+            sock = transport.get_extra_info("socket")
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+        def data_received(self, data: bytes) -> None:
+            self.t.write(data)
+
+    async def run() -> None:
+        srv = await asyncio.get_running_loop().create_server(Echo, "127.0.0.1", 0)
+        print(json.dumps({"port": srv.sockets[0].getsockname()[1]}), flush=True)
+        await asyncio.Future()
+
+    asyncio.run(run())
+
+
+def echo_rtt(port: int, n: int, rate: int) -> dict[str, int]:
+    """Open-loop echo of 64-byte frames; latency from planned send to the echo."""
+    s = socket.create_connection(("127.0.0.1", port))
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    msg = b"\x3e\x00" + b"x" * 62
+    period = 1_000_000_000 // rate
+    lat = np.zeros(n, dtype=np.int64)
+    t0 = time.perf_counter_ns() + 10_000_000
+    buf = 0
+    for k in range(n):
+        planned = t0 + k * period
+        while time.perf_counter_ns() < planned:
+            pass
+        s.sendall(msg)
+        buf = 0
+        while buf < len(msg):
+            buf += len(s.recv(65536))
+        lat[k] = time.perf_counter_ns() - planned
+    s.close()
+    return percentiles_ns(lat)
+
+
+# ------------------------------------------------------------ order entry
+
+
+class Session:
+    """A raw logged-in session (no client library overhead in the measurement)."""
+
+    def __init__(self, port: int, key: Path) -> None:
+        kid, priv = keys.read_key_file(key)
+        self.s = socket.create_connection(("127.0.0.1", port))
+        self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.s.sendall(login_frame(kid, priv, 0, False))
+        self.reader = codec.FrameReader()
+        while True:
+            frames = self.reader.feed(self.s.recv(65536))
+            if any(chr(t) == "A" for t, _ in frames):
+                break
+            assert not any(chr(t) == "J" for t, _ in frames), "login rejected"
+        self.s.setblocking(False)
+        self.cl = 0
+
+    def orders(self, n: int) -> list[bytes]:
+        """n order frames (alternating sides, one price), fresh cl_ord_ids."""
+        out = []
+        for _ in range(n):
+            self.cl += 1
+            side = 1 if self.cl % 2 else 2
+            out.append(order_frame(self.cl, symbol_id=1, side=side, price_ticks=PRICE, qty_lots=1))
+        return out
+
+    def acks(self) -> list[int]:
+        """cl_ord_ids of the ACCEPTED reports readable now."""
+        out = []
+        try:
+            while True:
+                data = self.s.recv(1 << 20)
+                if not data:
+                    raise ConnectionError("gateway closed the session")
+                for t, b in self.reader.feed(data):
+                    if t == 0x53 and b[8] == 0x41:  # S frame, ACCEPTED
+                        out.append(int.from_bytes(b[9:17], "little"))
+        except BlockingIOError:
+            pass
+        return out
+
+
+def open_loop(sess: Session, rate: int, n: int, timeout_s: float = 60.0) -> dict[str, int]:
+    """Orders planned at t0 + k / rate; latency from planned time to ACCEPTED."""
+    frames = sess.orders(n)
+    base = sess.cl - n + 1
+    period = 1_000_000_000 / rate
+    planned = (np.arange(n) * period).astype(np.int64)
+    lat = np.full(n, -1, dtype=np.int64)
+    t0 = time.perf_counter_ns() + 10_000_000
+    planned += t0
+    sent = got = 0
+    deadline = time.monotonic() + timeout_s + n / rate
+    while got < n and time.monotonic() < deadline:
+        now = time.perf_counter_ns()
+        k = sent
+        while k < n and planned[k] <= now:
+            k += 1
+        if k > sent:
+            data = b"".join(frames[sent:k])
+            sess.s.setblocking(True)
+            sess.s.sendall(data)
+            sess.s.setblocking(False)
+            sent = k
+        wait = (planned[sent] - time.perf_counter_ns()) / 1e9 if sent < n else 0.01
+        if wait > 0.0002:
+            select.select([sess.s], [], [], min(wait - 0.0001, 0.01))
+        now = time.perf_counter_ns()
+        for cl in sess.acks():
+            i = cl - base
+            if 0 <= i < n and lat[i] < 0:
+                lat[i] = now - planned[i]
+                got += 1
+    if got < n:
+        raise RuntimeError(f"only {got} of {n} orders acknowledged")
+    return percentiles_ns(lat)
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds used so far by process ``pid`` (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as fh:
+        f = fh.read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def sustained(sessions: list[Session], seconds: float, window: int) -> int:
+    """Acknowledged orders per second with ``window`` outstanding orders per session."""
+    outstanding = [0] * len(sessions)
+    acked = 0
+    t_end = time.monotonic() + seconds
+    t0 = time.monotonic()
+    while time.monotonic() < t_end:
+        for i, s in enumerate(sessions):
+            if outstanding[i] < window // 2:
+                k = window - outstanding[i]
+                s.s.setblocking(True)
+                s.s.sendall(b"".join(s.orders(k)))
+                s.s.setblocking(False)
+                outstanding[i] += k
+        select.select([s.s for s in sessions], [], [], 0.01)
+        for i, s in enumerate(sessions):
+            a = len(s.acks())
+            outstanding[i] -= a
+            acked += a
+    return int(acked / (time.monotonic() - t0))
+
+
+# ------------------------------------------------------------------ setup
+
+
+def start_stack(tmp: Path, mode: str, users: int) -> tuple[CoreProcess, GatewayProcess, list[Path]]:
+    """A core in ``mode``, a market, a gateway and one key per user."""
+    (tmp / "logs").mkdir(parents=True, exist_ok=True)
+    core = CoreProcess(tmp / "core", tmp / "logs", mode)
+    core.start()
+    setup_market(core, users=tuple(range(1, users + 1)), funds=10**15)
+    gw = GatewayProcess(core, tmp / "gw.db", tmp / "logs", *GW_FLAGS)
+    gw.start(port=0)
+    ks = [make_key(gw.db, tmp / f"k{u}.key", u) for u in range(1, users + 1)]
+    return core, gw, ks
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """Run every part; returns the JSON result."""
+    quick = args.quick
+    secs = 0.5 if quick else 2.0
+    rates = RATES[:2] if quick else RATES
+    base = Path(tempfile.mkdtemp(prefix="bench-e2e-", dir=args.dir))
+    res: dict[str, Any] = {"bench": "e2e", **run_info(0), "quick": quick}
+    echo = subprocess.Popen(
+        [sys.executable, "-m", "bench.e2e", "--echo-server"],
+        stdout=subprocess.PIPE,
+        cwd=REPO,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+    )
+    try:
+        assert echo.stdout is not None
+        port = json.loads(echo.stdout.readline())["port"]
+        n1 = 1000 if quick else 5000
+        e = echo_rtt(port, n1, 1000)
+        res.update({f"echo_rtt_{k[:-3]}_us": _us(v) for k, v in e.items() if k.endswith("_ns")})
+        # Async mode: one in flight, then open-loop rates, then 4 sessions sustained.
+        core, gw, ks = start_stack(base / "async", "async", 4)
+        try:
+            s1 = Session(gw.port, ks[0])
+            open_loop(s1, 1000, 200)  # warm-up
+            a = open_loop(s1, 1000, n1)
+            for q in ("p50", "p99", "p999", "max"):
+                res[f"async_ack_{q}_us"] = _us(a[f"{q}_ns"])
+            for r in rates:
+                p = open_loop(s1, r, int(r * secs))
+                for q in ("p50", "p99", "p999"):
+                    res[f"rate_{r}_ack_{q}_us"] = _us(p[f"{q}_ns"])
+            sess = [s1] + [Session(gw.port, k) for k in ks[1:]]
+            assert gw.proc is not None
+            cpu0, sent0 = process_cpu_s(gw.proc.pid), sum(x.cl for x in sess)
+            res["sustained_orders_per_s"] = sustained(sess, 1.0 if quick else 3.0, 2000)
+            res["sustained_sessions"] = len(sess)
+            time.sleep(0.5)  # the last window is handled
+            cpu = process_cpu_s(gw.proc.pid) - cpu0
+            res["gateway_cpu_us_per_order"] = round(
+                cpu * 1e6 / (sum(x.cl for x in sess) - sent0), 1
+            )
+        finally:
+            gw.cleanup()
+            core.cleanup()
+        # Fsync mode, one in flight; fdatasync measured right before and after.
+        fds = measure_fdatasync(str(base), 200 if quick else 1000)
+        core, gw, ks = start_stack(base / "fsync", "fsync", 1)
+        try:
+            s1 = Session(gw.port, ks[0])
+            open_loop(s1, 200, 50)
+            f = open_loop(s1, 200, 200 if quick else 1000)
+        finally:
+            gw.cleanup()
+            core.cleanup()
+        fds += measure_fdatasync(str(base), 200 if quick else 1000)
+    finally:
+        echo.kill()
+        echo.wait()
+    fd = percentiles_ns(fds)
+    res["fsync_ack_p50_us"] = _us(f["p50_ns"])
+    res["fsync_ack_p99_us"] = _us(f["p99_ns"])
+    res["fdatasync_p50_us"] = _us(fd["p50_ns"])
+    res["fdatasync_p99_us"] = _us(fd["p99_ns"])
+    res["fsync_ack_p50_minus_fdatasync_p50_us"] = round(
+        res["fsync_ack_p50_us"] - res["fdatasync_p50_us"], 1
+    )
+    res["async_ack_p50_over_echo"] = round(res["async_ack_p50_us"] / res["echo_rtt_p50_us"], 2)
+    res["async_ack_p99_over_echo"] = round(res["async_ack_p99_us"] / res["echo_rtt_p99_us"], 2)
+    res["target_async_ack_p50_over_echo"] = TARGET_ACK_P50_OVER_ECHO
+    res["target_async_ack_p99_over_echo"] = TARGET_ACK_P99_OVER_ECHO
+    res["target_fsync_ack_p50_minus_fdatasync_p50_us"] = TARGET_FSYNC_MINUS_FDATASYNC_US
+    res["target_sustained_orders_per_s"] = TARGET_SUSTAINED
+    res["lower_is_better"] = [
+        "async_ack_p50_over_echo",
+        "async_ack_p99_over_echo",
+        "fsync_ack_p50_minus_fdatasync_p50_us",
+        "gateway_cpu_us_per_order",
+    ]
+    res["higher_is_better"] = ["sustained_orders_per_s"]
+    res["headline"] = [
+        "echo_rtt_p50_us",
+        "async_ack_p50_us",
+        "async_ack_p50_over_echo",
+        "async_ack_p99_over_echo",
+        "fsync_ack_p50_minus_fdatasync_p50_us",
+        "sustained_orders_per_s",
+        "gateway_cpu_us_per_order",
+    ]
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; print a summary (unless ``--json``) and the JSON line."""
+    ap = argparse.ArgumentParser(prog="python -m bench.e2e", description=__doc__.split("\n")[0])
+    ap.add_argument("--json", action="store_true", help="print only the JSON line")
+    ap.add_argument("--quick", action="store_true", help="fewer samples, rates 1k and 10k")
+    ap.add_argument("--dir", default=tempfile.gettempdir(), help="directory for data files")
+    ap.add_argument("--echo-server", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.echo_server:
+        echo_server()
+        return 0
+    res = measure(args)
+    if not args.json:
+        for k in res["headline"]:
+            print(f"{k}: {res[k]}")
+    print(json.dumps(res))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

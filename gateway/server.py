@@ -1,0 +1,1279 @@
+"""`bursa gateway`: the order-entry door of the exchange (TCP sessions -> core).
+
+One asyncio loop.  Clients connect over TCP and speak docs/protocol.md; each loop
+turn collects the commands of every session into one frame for the core's trade
+socket (:class:`bindings.client.CoreClient`), and the core's events
+(:class:`bindings.client.EventSubscriber`) become each session's sequenced
+execution reports.  The user of every command is the authenticated session's
+user; a client never names a user or a core order id.
+
+State and replay are described in :mod:`gateway.store` and docs/gateway.md.
+Ready line: ``{"ready": true, "gateway": "tcp://host:port", "port": ..., ...}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import socket
+import struct
+import sys
+import time
+import tomllib
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+import zmq
+
+from bindings.client import CoreClient, CoreError, EventSubscriber
+from engine.server import (
+    DEFAULT_ADMIN_ENDPOINT,
+    DEFAULT_PUB_ENDPOINT,
+    DEFAULT_REPLAY_ENDPOINT,
+    DEFAULT_TRADE_ENDPOINT,
+)
+from engine.wire.frames import (
+    CONTROL_TAG,
+    STATUS_DUPLICATE,
+    FrameError,
+    decode_control,
+    decode_replies,
+    encode_control,
+)
+from engine.wire.layout import CMD_DTYPE, CMD_FIELDS, EV_DTYPE
+from gateway import batch, keys
+from gateway.store import MAX_ORDER_ID, OPEN_STATES, Order, Store
+from gateway.wire import codec
+from gateway.wire.codes import GwReason
+from gateway.wire.layout import (
+    APP_OUT,
+    BY_NAME,
+    LIQUIDITY_MAKER,
+    LIQUIDITY_TAKER,
+    LOGIN_CANCEL_ON_DISCONNECT,
+    ORDER_POST_ONLY,
+    REQUEST_CANCEL,
+    REQUEST_REDUCE,
+    REQUEST_REPLACE,
+    SEQUENCED,
+    STATE_CANCELED,
+    STATE_FILLED,
+    STATE_OPEN,
+    STATE_PENDING,
+    STATE_REJECTED,
+    STATE_UNKNOWN,
+    UNSEQUENCED,
+    MsgSpec,
+)
+from pyx.enums import CmdFlag, CmdKind, EvFlag, EvKind, Reason, Side
+
+log = logging.getLogger("bursa.gateway")
+
+OUT = {m.name: m for m in APP_OUT}
+LOGIN = BY_NAME["LOGIN"]
+CMD_STRUCT = struct.Struct(
+    "<"
+    + "".join(
+        {"<u8": "Q", "<i8": "q", "<u4": "I", "<u2": "H", "u1": "B"}[f.code] for f in CMD_FIELDS
+    )
+)
+CMD_INDEX = {f.name: i for i, f in enumerate(CMD_FIELDS)}
+# Plain ints: IntEnum attribute lookups cost more than the event handling itself.
+EVK_ACCEPTED = int(EvKind.ACCEPTED)
+EVK_CANCELED = int(EvKind.CANCELED)
+EVK_REDUCED = int(EvKind.REDUCED)
+EVK_REJECTED = int(EvKind.REJECTED)
+EVK_REPLACED = int(EvKind.REPLACED)
+EVK_SYMBOL_ADDED = int(EvKind.SYMBOL_ADDED)
+EVK_TRADE = int(EvKind.TRADE)
+EVK_TRIGGERED = int(EvKind.TRIGGERED)
+EVF_MAKER_DONE = int(EvFlag.MAKER_DONE)
+EVF_TAKER_DONE = int(EvFlag.TAKER_DONE)
+USER_CANCELED = int(Reason.USER_CANCELED)
+U_TYPE = UNSEQUENCED[0]
+SEQ_TYPE = SEQUENCED[0]
+S_FRAME_HEAD = struct.Struct("<HBQ")  # FRAME_HEAD + SEQ_HEAD of an S frame, in one pack
+S_FRAME_OVERHEAD = 1 + 8  # the length counts the type byte and the sequence number
+ENTER_ORDER_COLUMNS = ("cl_ord_id", "symbol_id", "side", "ord_type", "price_ticks", "qty_lots")
+FRAME_SHIFT = 16  # client_ref = frame number << 16 | index in the frame
+MAX_CORE_FRAME = 4096  # commands per frame to the core (its own limit is 16,384)
+EV = {name: i for i, name in enumerate(EV_DTYPE.names or ())}
+EV_FLAGS = EV["flags"]
+EV_KIND = EV["kind"]
+EV_LEAVES_LOTS = EV["leaves_lots"]
+EV_MAKER_FEE = EV["maker_fee"]
+EV_MAKER_ORDER_ID = EV["maker_order_id"]
+EV_MAKER_USER_ID = EV["maker_user_id"]
+EV_MATCH_ID = EV["match_id"]
+EV_ORDER_ID = EV["order_id"]
+EV_PRICE_TICKS = EV["price_ticks"]
+EV_QTY_LOTS = EV["qty_lots"]
+EV_REASON = EV["reason"]
+EV_SIDE = EV["side"]
+EV_SYMBOL_ID = EV["symbol_id"]
+EV_TAKER_FEE = EV["taker_fee"]
+EV_TS_NS = EV["ts_ns"]
+EV_USER_ID = EV["user_id"]
+REQUEST_OF_OP = {"C": REQUEST_CANCEL, "U": REQUEST_REPLACE, "D": REQUEST_REDUCE}
+
+
+@dataclass
+class GatewayConfig:
+    """Settings of one gateway (TOML section ``[gateway]``; flags override).
+
+    Rates are per second (fixed one-second windows); ``flood_factor`` x the message
+    limit in one window disconnects the session (FLOOD).
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 7100
+    db_path: str = keys.DEFAULT_DB
+    core_trade_endpoint: str = DEFAULT_TRADE_ENDPOINT  # orders (the core's trade socket)
+    core_pub_endpoint: str = DEFAULT_PUB_ENDPOINT
+    core_replay_endpoint: str = DEFAULT_REPLAY_ENDPOINT
+    # Balance queries are control requests: the core answers them on its admin socket.
+    core_admin_endpoint: str = DEFAULT_ADMIN_ENDPOINT
+    heartbeat_ms: int = 1000
+    login_timeout_ms: int = 5000
+    timestamp_skew_ms: int = 30_000
+    max_msgs_per_s: int = 100_000
+    max_orders_per_s: int = 50_000
+    max_user_orders_per_s: int = 100_000
+    max_open_orders: int = 50_000
+    max_user_open_orders: int = 100_000
+    flood_factor: int = 4
+    max_out_buffer: int = 4 << 20
+    max_logins_per_s_per_ip: int = 50
+    max_connections: int = 1000
+    replay_chunk: int = 1000
+    socket_sndbuf: int = 262_144  # kernel send buffer per client (bounds it, with max_out_buffer)
+    core_send_hwm: int = 100_000  # frames queued for the core before sends are refused
+    core_reply_timeout_ms: int = 5000  # unanswered frames older than this were lost
+
+
+def _is_enter(ftype: int, body: bytes) -> bool:
+    """An ENTER_ORDER U frame of the right size (the batch path's input)."""
+    return ftype == U_TYPE and len(body) == batch.ENTER_BODY_LEN and body[0] == batch.ENTER_CODE
+
+
+class Conn(asyncio.Protocol):
+    """One TCP connection: framing, login state, throttles, output."""
+
+    def __init__(self, gw: Gateway) -> None:
+        self.gw = gw
+        self.transport: asyncio.Transport | None = None
+        self.reader = codec.FrameReader()
+        self.peer_ip = ""
+        self.key: keys.ApiKey | None = None
+        self.cod = False
+        self.live = False  # logged in
+        self.closed = False
+        self.replaying = False
+        self.sent_seq = 0
+        now = time.monotonic()
+        self.opened = now
+        self.last_recv = now
+        self.last_sent = now
+        self.window = 0
+        self.msgs = 0
+        self.orders = 0
+        self.drained = asyncio.Event()
+        self.drained.set()
+
+    # ------------------------------------------------------------ asyncio
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Accept (or refuse above ``max_connections``)."""
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer_ip = str(peer[0]) if peer else ""
+        transport.set_write_buffer_limits(high=self.gw.cfg.max_out_buffer // 2)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.gw.cfg.socket_sndbuf)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.gw.conns.add(self)
+        if len(self.gw.conns) > self.gw.cfg.max_connections:
+            self.reject_login(GwReason.LOGIN_RATE_EXCEEDED)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Forget the connection; cancel-on-disconnect if chosen at login."""
+        self.closed = True
+        self.drained.set()
+        self.gw.conns.discard(self)
+        if self.key is not None and self.gw.sessions.get(self.key.key_id) is self:
+            del self.gw.sessions[self.key.key_id]
+            if self.cod and not self.gw.stopping:
+                self.gw.cancel_session_orders(self.key)
+
+    def pause_writing(self) -> None:
+        """The socket's buffer is above the high mark."""
+        self.drained.clear()
+
+    def resume_writing(self) -> None:
+        """The socket's buffer drained below the low mark."""
+        self.drained.set()
+
+    def data_received(self, data: bytes) -> None:
+        """Split frames and handle each; a bad frame ends the session."""
+        if self.closed:
+            return
+        self.last_recv = time.monotonic()
+        try:
+            frames = self.reader.feed(data)
+            i, n = 0, len(frames)
+            while i < n:
+                if self.closed:
+                    return
+                ftype, body = frames[i]
+                if not (self.live and _is_enter(ftype, body)):
+                    self.on_frame(ftype, body)
+                    i += 1
+                    continue
+                # A run of ENTER_ORDERs: handled together unless a limit is near.
+                j = i + 1
+                while j < n and _is_enter(*frames[j]):
+                    j += 1
+                if j - i == 1 or not self.gw.enter_orders(self, [b for _, b in frames[i:j]]):
+                    for ftype, body in frames[i:j]:
+                        if self.closed:
+                            return
+                        self.on_frame(ftype, body)
+                i = j
+            self.reader.check()
+        except codec.WireError as e:
+            self.end(e.reason)
+        # A large read can take the loop a while: the client was alive when it sent it.
+        self.last_recv = time.monotonic()
+
+    # ------------------------------------------------------------- output
+
+    def write(self, data: bytes) -> None:
+        """Write bytes; a client whose buffer exceeds the bound is disconnected."""
+        if self.closed or self.transport is None:
+            return
+        self.transport.write(data)
+        self.last_sent = time.monotonic()
+        if self.transport.get_write_buffer_size() > self.gw.cfg.max_out_buffer:
+            self.end(GwReason.SLOW_CONSUMER, abort=True)
+
+    def end(self, reason: GwReason, abort: bool = False) -> None:
+        """END_OF_SESSION with ``reason`` and close."""
+        if self.closed or self.transport is None:
+            return
+        log.info("session end %s key=%s", reason.name, self.key.key_id if self.key else None)
+        if not abort:
+            self.transport.write(codec.encode("END_OF_SESSION", reason=int(reason)))
+        self.closed = True
+        if abort:
+            self.transport.abort()
+        else:
+            self.transport.close()
+
+    def reject_login(self, reason: GwReason) -> None:
+        """LOGIN_REJECTED with ``reason`` and close."""
+        if self.transport is not None and not self.closed:
+            self.transport.write(codec.encode("LOGIN_REJECTED", reason=int(reason)))
+            self.closed = True
+            self.transport.close()
+
+    # -------------------------------------------------------------- input
+
+    def on_frame(self, ftype: int, body: bytes) -> None:
+        """One inbound frame (login state machine, then application messages)."""
+        msg = codec.decode(ftype, body, inbound=True)
+        name = msg.name
+        if not self.live:
+            if name != "LOGIN":
+                self.end(GwReason.PROTOCOL_VIOLATION)
+                return
+            self.gw.login(self, body, msg)
+            return
+        if name == "CLIENT_HEARTBEAT":
+            return
+        if name == "LOGOUT":
+            self.end(GwReason.LOGOUT)
+            return
+        if name == "LOGIN":
+            self.end(GwReason.PROTOCOL_VIOLATION)
+            return
+        # Throttle every application message (fixed one-second windows).
+        cfg = self.gw.cfg
+        sec = int(time.monotonic())
+        if sec != self.window:
+            self.window, self.msgs, self.orders = sec, 0, 0
+        self.msgs += 1
+        if self.msgs > cfg.max_msgs_per_s * cfg.flood_factor:
+            self.end(GwReason.FLOOD)
+            return
+        assert self.key is not None
+        self.gw.on_app(self, self.key, msg, self.msgs > cfg.max_msgs_per_s)
+
+
+class Gateway:
+    """The gateway's state and the core I/O (see the module docstring)."""
+
+    def __init__(self, cfg: GatewayConfig) -> None:
+        self.cfg = cfg
+        self.store = Store(cfg.db_path)
+        self.keystore = keys.KeyStore(self.store.con, cfg.timestamp_skew_ms * 1_000_000)
+        self.conns: set[Conn] = set()
+        self.sessions: dict[int, Conn] = {}
+        self.core = CoreClient(cfg.core_trade_endpoint)
+        # The high-water mark applies to pipes made after it is set: reconnect.
+        self.core.sock.disconnect(cfg.core_trade_endpoint)
+        self.core.sock.setsockopt(zmq.SNDHWM, cfg.core_send_hwm)
+        # Queue only to a connected core: while it is down, orders are refused at once
+        # (CORE_UNAVAILABLE) instead of executing, stale, when it comes back.
+        self.core.sock.setsockopt(zmq.IMMEDIATE, 1)
+        self.core.sock.connect(cfg.core_trade_endpoint)
+        self.query = CoreClient(cfg.core_admin_endpoint)
+        self.sub = EventSubscriber(
+            cfg.core_pub_endpoint, cfg.core_replay_endpoint, from_seq=self.store.last_core_seq + 1
+        )
+        self.sub.replay_timeout_ms = 500
+        self.cmds: list[bytes] = []  # this turn's command records (chunks of whole records)
+        self.cmd_tags: list[tuple[int, int, str]] = []  # (user_id, order_id, op) per command
+        self.mass: dict[int, tuple[int, int]] = {}  # mass ref -> (key_id, request_id)
+        self.next_ref = 1
+        self.controls: deque[tuple[int, int, int, int]] = deque()  # key, request, asset, acct
+        # Command frames sent and not answered yet, oldest first: frame number ->
+        # (send time, tags, frame).  Each command's client_ref is frame << 16 | index,
+        # so a reply finds its frame even after an older frame was given up on.
+        self.inflight: dict[int, tuple[float, list[tuple[int, int, str]], bytes]] = {}
+        self.next_frame = 1
+        # NEWs resent after a lost reply (the core answers an applied one DUPLICATE).
+        self.retried: set[tuple[int, int]] = set()
+        self.reprobe: set[tuple[int, int]] = set()  # probes the core could not take yet
+        self.outbox: list[tuple[int, int, bytes]] = []
+        self.flush_scheduled = False
+        self.login_window = 0
+        self.logins_by_ip: dict[str, int] = {}
+        self.user_window: dict[int, tuple[int, int]] = {}  # user -> (second, orders)
+        self.open_by_key: dict[int, int] = {}
+        self.open_by_user: dict[int, int] = {}
+        for o in self.store.orders.values():
+            if o.is_open:
+                self._count_open(o, 1)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.caught_up = False
+        self.stopping = False
+        self.stats = {"orders": 0, "events": 0, "frames_to_core": 0, "retries": 0, "duplicates": 0}
+
+    # ------------------------------------------------------------ helpers
+
+    def _count_open(self, o: Order, d: int) -> None:
+        self.open_by_key[o.key_id] = self.open_by_key.get(o.key_id, 0) + d
+        self.open_by_user[o.user_id] = self.open_by_user.get(o.user_id, 0) + d
+
+    def _set_state(self, o: Order, state: int) -> None:
+        was = o.state in OPEN_STATES
+        o.state = state
+        if was and state not in OPEN_STATES:
+            self._count_open(o, -1)
+
+    def emit(self, key_id: int, spec: MsgSpec, values: Mapping[str, codec.Value]) -> None:
+        """Store the session's next sequenced message; sent after this turn's commit."""
+        payload = codec.app_payload(spec, values)
+        seq = self.store.append(key_id, payload)
+        self.outbox.append((key_id, seq, payload))
+        self.schedule_flush()
+
+    def emit_payload(self, key_id: int, payload: bytes) -> None:
+        """:meth:`emit` of an already packed payload (code + body)."""
+        self.outbox.append((key_id, self.store.append(key_id, payload), payload))
+        if not self.flush_scheduled:
+            self.schedule_flush()
+
+    def schedule_flush(self) -> None:
+        """Run :meth:`flush` once at the end of this loop turn."""
+        if not self.flush_scheduled and self.loop is not None:
+            self.flush_scheduled = True
+            self.loop.call_soon(self.flush)
+
+    def queue_cmd(self, tag: tuple[int, int, str], **v: int) -> None:
+        """Add one command record to this turn's frame for the core."""
+        rec = [0] * len(CMD_FIELDS)
+        for k, x in v.items():
+            rec[CMD_INDEX[k]] = x
+        self.cmds.append(CMD_STRUCT.pack(*rec))
+        self.cmd_tags.append(tag)
+        self.schedule_flush()
+
+    # -------------------------------------------------------------- login
+
+    def login(self, conn: Conn, body: bytes, msg: codec.Msg) -> None:
+        """Verify a LOGIN; accept (and start the replay) or reject with its code."""
+        sec = int(time.monotonic())
+        if sec != self.login_window:
+            self.login_window, self.logins_by_ip = sec, {}
+        n = self.logins_by_ip.get(conn.peer_ip, 0) + 1
+        self.logins_by_ip[conn.peer_ip] = n
+        if n > self.cfg.max_logins_per_s_per_ip:
+            conn.reject_login(GwReason.LOGIN_RATE_EXCEEDED)
+            return
+        try:
+            key = self.keystore.verify_login(body, msg.values, conn.peer_ip, time.time_ns())
+        except keys.LoginError as e:
+            conn.reject_login(e.reason)
+            return
+        if key.key_id in self.sessions:
+            conn.reject_login(GwReason.ALREADY_LOGGED_IN)
+            return
+        last = self.store.last_seq.get(key.key_id, 0)
+        first = int(msg.next_seq) or last + 1
+        if first > last + 1:
+            conn.reject_login(GwReason.INVALID_SEQUENCE)
+            return
+        conn.key = key
+        conn.live = True
+        conn.cod = bool(int(msg.flags) & LOGIN_CANCEL_ON_DISCONNECT)
+        conn.sent_seq = first - 1
+        self.sessions[key.key_id] = conn
+        conn.write(
+            codec.encode(
+                "LOGIN_ACCEPTED",
+                key_id=key.key_id,
+                first_seq=first,
+                last_seq=last,
+                user_id=key.user_id,
+                heartbeat_ms=self.cfg.heartbeat_ms,
+            )
+        )
+        log.info("login key=%d user=%d from seq %d (last %d)", key.key_id, key.user_id, first, last)
+        if first <= last:
+            conn.replaying = True
+            assert self.loop is not None
+            self.loop.create_task(self.replay(conn))
+
+    async def replay(self, conn: Conn) -> None:
+        """Send the stored messages the client missed, chunk by chunk, then go live."""
+        assert conn.key is not None
+        key_id = conn.key.key_id
+        while not conn.closed:
+            await conn.drained.wait()
+            if conn.closed:
+                return
+            limit = self.store.committed_seq.get(key_id, 0)
+            rows = [
+                r
+                for r in self.store.stream(key_id, conn.sent_seq + 1, self.cfg.replay_chunk)
+                if r[0] <= limit
+            ]
+            if not rows:
+                conn.replaying = False  # same step as the check: no message can slip between
+                return
+            # Small groups, each after the buffer drained below its high mark: a replay
+            # never pushes the output buffer past max_out_buffer.
+            for i in range(0, len(rows), 64):
+                await conn.drained.wait()
+                if conn.closed:
+                    return
+                group = rows[i : i + 64]
+                conn.write(b"".join(codec.sequenced_frame(s, p) for s, p in group))
+                conn.sent_seq = group[-1][0]
+            await asyncio.sleep(0)
+
+    # ----------------------------------------------------- app messages
+
+    def on_app(self, conn: Conn, key: keys.ApiKey, msg: codec.Msg, over_rate: bool) -> None:
+        """One application message of a logged-in session."""
+        name = msg.name
+        kid, uid = key.key_id, key.user_id
+        if name == "ENTER_ORDER":
+            self.enter_order(conn, key, msg, over_rate)
+        elif name in ("CANCEL_ORDER", "REPLACE_ORDER", "REDUCE_ORDER"):
+            op = {"CANCEL_ORDER": "C", "REPLACE_ORDER": "U", "REDUCE_ORDER": "D"}[name]
+            self.modify(key, msg, op, over_rate)
+        elif name == "MASS_CANCEL":
+            reason = self._trade_gate(key, over_rate)
+            if reason:
+                self.emit(
+                    kid, OUT["MASS_CANCEL_ACK"], {"request_id": msg.request_id, "reason": reason}
+                )
+                return
+            ref = self.next_ref
+            self.next_ref += 1
+            self.mass[ref] = (kid, int(msg.request_id))
+            self.queue_cmd(
+                (uid, ref, "M"),
+                kind=CmdKind.MASS_CANCEL,
+                user_id=uid,
+                symbol_id=int(msg.symbol_id),
+                side=int(msg.side),
+            )
+        elif name == "ORDER_STATUS":
+            o = self.store.by_cl.get((kid, int(msg.cl_ord_id)))
+            v: dict[str, codec.Value] = {"cl_ord_id": msg.cl_ord_id}
+            if over_rate:
+                v["reason"] = GwReason.MESSAGE_RATE_EXCEEDED
+            elif o is None:
+                v.update(state=STATE_UNKNOWN, reason=GwReason.UNKNOWN_CL_ORD_ID)
+            else:
+                v.update(
+                    price_ticks=o.price,
+                    qty_lots=o.qty,
+                    leaves_lots=o.leaves if o.is_open else 0,
+                    filled_lots=o.filled,
+                    symbol_id=o.symbol_id,
+                    side=o.side,
+                    state=o.state,
+                    reason=o.reason,
+                )
+            self.emit(kid, OUT["ORDER_STATUS_REPLY"], v)
+        elif name == "BALANCE_QUERY":
+            base = {"request_id": msg.request_id, "asset_id": msg.asset_id, "account": msg.account}
+            if over_rate:
+                self.emit(kid, OUT["BALANCE"], {**base, "reason": GwReason.MESSAGE_RATE_EXCEEDED})
+                return
+            req = {"op": "balance", "user_id": uid, "asset_id": int(msg.asset_id)}
+            req["account"] = int(msg.account)
+            try:
+                self.query.sock.send_multipart([CONTROL_TAG, encode_control(req)], zmq.NOBLOCK)
+            except zmq.Again:
+                self.emit(kid, OUT["BALANCE"], {**base, "reason": GwReason.CORE_UNAVAILABLE})
+                return
+            self.controls.append((kid, int(msg.request_id), int(msg.asset_id), int(msg.account)))
+            self.pump_core()
+
+    def _trade_gate(self, key: keys.ApiKey, over_rate: bool) -> int:
+        if over_rate:
+            return int(GwReason.MESSAGE_RATE_EXCEEDED)
+        if not key.can_trade:
+            return int(GwReason.READ_ONLY_KEY)
+        return 0
+
+    def enter_order(self, conn: Conn, key: keys.ApiKey, msg: codec.Msg, over_rate: bool) -> None:
+        """ENTER_ORDER: checks, a new core order id, then NEW to the core."""
+        kid, uid = key.key_id, key.user_id
+        cl = int(msg.cl_ord_id)
+        reason = self._trade_gate(key, over_rate)
+        if not reason and (cl == 0 or (kid, cl) in self.store.by_cl):
+            reason = GwReason.DUPLICATE_CL_ORD_ID
+        if not reason and int(msg.side) not in (Side.BUY, Side.SELL):
+            # Refused here with the core's own code: the core's reject of such a NEW
+            # would carry side 0, like a cancel's, and could not be told apart.
+            reason = Reason.INVALID_SIDE
+        if not reason:
+            conn.orders += 1
+            sec, n = self.user_window.get(uid, (0, 0))
+            now = int(time.monotonic())
+            n = n + 1 if sec == now else 1
+            self.user_window[uid] = (now, n)
+            if conn.orders > self.cfg.max_orders_per_s or n > self.cfg.max_user_orders_per_s:
+                reason = GwReason.ORDER_RATE_EXCEEDED
+            elif (
+                self.open_by_key.get(kid, 0) >= self.cfg.max_open_orders
+                or self.open_by_user.get(uid, 0) >= self.cfg.max_user_open_orders
+            ):
+                reason = GwReason.OPEN_ORDERS_EXCEEDED
+        if reason:
+            self.emit(kid, OUT["REJECTED"], {"cl_ord_id": cl, "reason": reason})
+            return
+        o = Order(
+            user_id=uid,
+            order_id=0,
+            key_id=kid,
+            cl_ord_id=cl,
+            symbol_id=int(msg.symbol_id),
+            side=int(msg.side),
+            ord_type=int(msg.ord_type),
+            price=int(msg.price_ticks),
+            qty=int(msg.qty_lots),
+            leaves=int(msg.qty_lots),
+        )
+        try:
+            self.store.new_order(o)
+        except OverflowError:
+            self.emit(kid, OUT["REJECTED"], {"cl_ord_id": cl, "reason": Reason.INVALID_ORDER_ID})
+            return
+        self._count_open(o, 1)
+        self.stats["orders"] += 1
+        flags = int(CmdFlag.POST_ONLY) if int(msg.flags) & ORDER_POST_ONLY else 0
+        self.queue_cmd(
+            (uid, o.order_id, "N"),
+            kind=CmdKind.NEW,
+            order_id=o.order_id,
+            user_id=uid,
+            symbol_id=o.symbol_id,
+            side=o.side,
+            ord_type=o.ord_type,
+            tif=int(msg.tif),
+            price_ticks=o.price,
+            qty_lots=o.qty,
+            stop_price_ticks=int(msg.stop_price_ticks),
+            stp=int(msg.stp),
+            flags=flags | (int(msg.flags) & ~ORDER_POST_ONLY & 0xFF),
+        )
+
+    def enter_orders(self, conn: Conn, bodies: list[bytes]) -> bool:
+        """Many ENTER_ORDERs of one session at once (see :mod:`gateway.batch`).
+
+        Returns False, having done nothing, if the run could reach a throttle or
+        limit (or the key cannot trade): then each is handled by :meth:`enter_order`,
+        which decides message by message.  Otherwise the outcome is the same as
+        handling them one by one.
+        """
+        key, cfg, n = conn.key, self.cfg, len(bodies)
+        assert key is not None
+        kid, uid = key.key_id, key.user_id
+        sec = int(time.monotonic())
+        if sec != conn.window:
+            conn.window, conn.msgs, conn.orders = sec, 0, 0
+        usec, un = self.user_window.get(uid, (0, 0))
+        if usec != sec:
+            un = 0
+        if (
+            not key.can_trade
+            or conn.msgs + n > cfg.max_msgs_per_s
+            or conn.orders + n > cfg.max_orders_per_s
+            or un + n > cfg.max_user_orders_per_s
+            or self.open_by_key.get(kid, 0) + n > cfg.max_open_orders
+            or self.open_by_user.get(uid, 0) + n > cfg.max_user_open_orders
+            or self.store.next_order_id + n > MAX_ORDER_ID
+        ):
+            return False
+        conn.msgs += n
+        e = batch.decode_enters(bodies)
+        by_cl = self.store.by_cl
+        ok: list[int] = []
+        seen: set[int] = set()
+        for i, (cl, side) in enumerate(
+            zip(e["cl_ord_id"].tolist(), e["side"].tolist(), strict=True)
+        ):
+            if cl == 0 or cl in seen or (kid, cl) in by_cl:
+                self.emit(
+                    kid, OUT["REJECTED"], {"cl_ord_id": cl, "reason": GwReason.DUPLICATE_CL_ORD_ID}
+                )
+            elif side != Side.BUY and side != Side.SELL:
+                self.emit(kid, OUT["REJECTED"], {"cl_ord_id": cl, "reason": Reason.INVALID_SIDE})
+            else:
+                ok.append(i)
+                seen.add(cl)
+        m = len(ok)
+        if not m:
+            return True
+        conn.orders += m
+        self.user_window[uid] = (sec, un + m)
+        sel = e if m == n else e[ok]
+        first = self.store.reserve_ids(m)
+        orders = [
+            Order(uid, first + k, kid, cl, sym, side, ot, px, q, q, 0, STATE_PENDING, 0, ["N"])
+            for k, (cl, sym, side, ot, px, q) in enumerate(
+                zip(*(sel[c].tolist() for c in ENTER_ORDER_COLUMNS), strict=True)
+            )
+        ]
+        self.store.add_orders(orders)
+        self.open_by_key[kid] = self.open_by_key.get(kid, 0) + m
+        self.open_by_user[uid] = self.open_by_user.get(uid, 0) + m
+        self.stats["orders"] += m
+        self.cmds.append(batch.new_records(sel, uid, np.arange(first, first + m, dtype=np.uint64)))
+        self.cmd_tags.extend([(uid, first + k, "N") for k in range(m)])
+        self.schedule_flush()
+        return True
+
+    def modify(self, key: keys.ApiKey, msg: codec.Msg, op: str, over_rate: bool) -> None:
+        """CANCEL / REPLACE / REDUCE of the session's own order."""
+        kid, uid = key.key_id, key.user_id
+        cl = int(msg.cl_ord_id)
+        o = self.store.by_cl.get((kid, cl))
+        reason = self._trade_gate(key, over_rate)
+        if not reason and o is None:
+            reason = GwReason.UNKNOWN_CL_ORD_ID
+        if not reason and o is not None and not o.is_open:
+            reason = GwReason.ORDER_NOT_OPEN
+        if reason or o is None:
+            v = {"cl_ord_id": cl, "reason": reason, "request": REQUEST_OF_OP[op]}
+            self.emit(kid, OUT["CANCEL_REJECTED"], v)
+            return
+        o.pending.append(op)
+        self.store.save_order(o)
+        kind = {"C": CmdKind.CANCEL, "U": CmdKind.REPLACE, "D": CmdKind.REDUCE}[op]
+        extra: dict[str, int] = {}
+        if op == "U":
+            extra = {"price_ticks": int(msg.price_ticks), "qty_lots": int(msg.qty_lots)}
+        elif op == "D":
+            extra = {"qty_lots": int(msg.qty_lots)}
+        self.queue_cmd((uid, o.order_id, op), kind=kind, order_id=o.order_id, user_id=uid, **extra)
+
+    def cancel_session_orders(self, key: keys.ApiKey, op: str = "C") -> None:
+        """Cancel every open order of a session (cancel-on-disconnect, recovery)."""
+        for o in self.store.open_orders(key.key_id):
+            if "C" in o.pending or "R" in o.pending:
+                continue
+            o.pending.append(op)
+            self.store.save_order(o)
+            self.queue_cmd(
+                (o.user_id, o.order_id, op),
+                kind=CmdKind.CANCEL,
+                order_id=o.order_id,
+                user_id=o.user_id,
+            )
+
+    # ------------------------------------------------------------- flush
+
+    def flush(self) -> None:
+        """End of a loop turn: commit, send the core frame, write the outbox."""
+        self.flush_scheduled = False
+        if self.cmds:
+            data, tags = b"".join(self.cmds), self.cmd_tags
+            self.cmds, self.cmd_tags = [], []
+            # Commit first: an order id reaches the core only once it is stored.
+            self.store.commit()
+            step = MAX_CORE_FRAME * CMD_STRUCT.size
+            for i in range(0, len(tags), MAX_CORE_FRAME):
+                k = i * CMD_STRUCT.size
+                self._send_frame(data[k : k + step], tags[i : i + MAX_CORE_FRAME])
+        self.store.commit()
+        outbox, self.outbox = self.outbox, []
+        # One write per connection per turn (fewer syscalls under load).
+        out: dict[Conn, list[bytes]] = {}
+        sessions, head = self.sessions, S_FRAME_HEAD.pack
+        for key_id, seq, payload in outbox:
+            conn = sessions.get(key_id)
+            if conn is not None and not conn.replaying and conn.sent_seq == seq - 1:
+                # = codec.sequenced_frame(seq, payload), inlined (one pack per message)
+                frame = head(len(payload) + S_FRAME_OVERHEAD, SEQ_TYPE, seq) + payload
+                frames = out.get(conn)
+                if frames is None:
+                    out[conn] = [frame]
+                else:
+                    frames.append(frame)
+                conn.sent_seq = seq
+        for conn, frames in out.items():
+            conn.write(b"".join(frames))
+        self.pump_core()
+
+    def _send_frame(self, data: bytes, tags: list[tuple[int, int, str]]) -> None:
+        """One command frame to the core, each client_ref naming (frame, index)."""
+        no = self.next_frame
+        self.next_frame += 1
+        buf = bytearray(data)
+        recs = np.frombuffer(buf, dtype=CMD_DTYPE)
+        recs["client_ref"] = (no << FRAME_SHIFT) + np.arange(len(tags), dtype=np.uint64)
+        try:
+            self.core.sock.send(buf, zmq.NOBLOCK)
+        except zmq.Again:
+            self.core_unavailable(tags)
+            return
+        self.inflight[no] = (time.monotonic(), tags, bytes(buf))
+        self.stats["frames_to_core"] += 1
+
+    def core_unavailable(self, tags: list[tuple[int, int, str]]) -> None:
+        """The core's socket refused a frame: every command in it is rejected."""
+        for uid, oid, op in tags:
+            if op == "M":
+                m = self.mass.pop(oid, None)
+                if m is not None:
+                    v = {"request_id": m[1], "reason": GwReason.CORE_UNAVAILABLE}
+                    self.emit(m[0], OUT["MASS_CANCEL_ACK"], v)
+                continue
+            if op == "n":
+                self.retried.discard((uid, oid))
+                self.reprobe.add((uid, oid))  # the resend never left: probe later
+                continue
+            o = self.store.orders.get((uid, oid))
+            if o is None or op not in o.pending:
+                continue
+            # This request never left: take exactly it out (earlier ones may be in flight).
+            i = len(o.pending) - 1 - o.pending[::-1].index(op)
+            del o.pending[i]
+            self.store.save_order(o)
+            code = int(GwReason.CORE_UNAVAILABLE)
+            if op == "N":
+                self._set_state(o, STATE_REJECTED)
+                o.reason, o.leaves = code, 0
+                self.emit(o.key_id, OUT["REJECTED"], {"cl_ord_id": o.cl_ord_id, "reason": code})
+            elif op in REQUEST_OF_OP:
+                v = {"cl_ord_id": o.cl_ord_id, "reason": code, "request": REQUEST_OF_OP[op]}
+                self.emit(o.key_id, OUT["CANCEL_REJECTED"], v)
+            elif op == "R":
+                self.reprobe.add((uid, oid))  # probe again once the core is back
+
+    # -------------------------------------------------------------- core
+
+    def pump_core(self) -> None:
+        """Read every reply and event available now (the zmq FDs are edge-triggered)."""
+        got = False
+        qsock = self.query.sock
+        while int(qsock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+            parts = qsock.recv_multipart(zmq.NOBLOCK)
+            got = True
+            if len(parts) == 2 and parts[0] == CONTROL_TAG:
+                self.on_control(decode_control(parts[1]))
+        sock = self.core.sock
+        while int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+            parts = sock.recv_multipart(zmq.NOBLOCK)
+            got = True
+            if len(parts) == 1:
+                try:
+                    self.on_replies(decode_replies(parts[0]))
+                except FrameError:
+                    log.warning("undecodable reply frame from the core")
+        try:
+            frames = self.sub.poll(0, max_frames=256, idle_replay=False)
+        except (TimeoutError, CoreError) as e:
+            log.warning("event stream: %s (retrying)", e)
+            frames = []
+        for f in frames:
+            got = True
+            for ev in f.events.tolist():
+                self.on_event(ev)
+            self.store.set_core_seq(f.last_seq)
+            self.stats["events"] += len(f.events)
+        if got:
+            self.schedule_flush()
+
+    def on_control(self, ans: dict[str, Any]) -> None:
+        """A control answer: the oldest balance query's."""
+        if not self.controls:
+            return
+        kid, req, asset, account = self.controls.popleft()
+        v: dict[str, codec.Value] = {"request_id": req, "asset_id": asset, "account": account}
+        if ans.get("ok"):
+            bal = ans.get("balance", [0, 0])
+            v.update(available_minor=int(bal[0]), held_minor=int(bal[1]))
+        else:
+            v["reason"] = int(Reason.UNKNOWN_ASSET)
+        self.emit(kid, OUT["BALANCE"], v)
+
+    def on_replies(self, replies: Any) -> None:
+        """Replies: only mass cancels are answered from them (events do the rest)."""
+        if not len(replies):
+            return
+        # The core answers all frames of one loop turn in one reply frame: split it by
+        # the frame number in each client_ref.
+        refs = replies["client_ref"].tolist()
+        statuses = replies["status"].tolist()
+        values = replies["value"].tolist()
+        reasons = replies["reason"].tolist()
+        mask = (1 << FRAME_SHIFT) - 1
+        entry = None
+        cur = -1
+        for ref, status, value, reason in zip(refs, statuses, values, reasons, strict=True):
+            no = ref >> FRAME_SHIFT
+            if no != cur:
+                cur = no
+                entry = self.inflight.pop(no, None)  # None: given up on after the timeout
+            if entry is None or (ref & mask) >= len(entry[1]):
+                continue
+            uid, oid, op = entry[1][ref & mask]
+            if op == "M":
+                m = self.mass.pop(oid, None)
+                if m is not None:
+                    v = {
+                        "request_id": m[1],
+                        "canceled": value if status == 1 else 0,
+                        "reason": reason,
+                    }
+                    self.emit(m[0], OUT["MASS_CANCEL_ACK"], v)
+            elif op == "n" and status == STATUS_DUPLICATE:
+                # A resent NEW whose first copy was applied: its events tell the outcome.
+                self.stats["duplicates"] += 1
+                log.info("resent NEW answered DUPLICATE user=%d order=%d", uid, oid)
+
+    def _answer_reject(self, o: Order, reason: int, ts: int, of_new: bool) -> None:
+        """A REJECTED event answers the order's oldest request of its kind.
+
+        ``of_new``: the event rejects a NEW (the core copies the order's side into it;
+        rejects of cancel/replace/reduce carry side 0).  A rejected probe cancel (R) of
+        an order whose NEW never reached the core ends it: REJECTED(CORE_UNAVAILABLE).
+        """
+        key = (o.user_id, o.order_id)
+        if key in self.retried:
+            self.retried.discard(key)
+            if of_new and reason in (Reason.ORDER_ID_TOO_OLD, Reason.EXISTS_WITH_DIFFERENT_FIELDS):
+                # Our resend of a NEW the core no longer remembers: the first copy's
+                # fate is unknown here, so a cancel probe settles it.
+                self._probe(o)
+                return
+        op = ""
+        for i, p in enumerate(o.pending):
+            if (p == "N") == of_new:
+                op = o.pending.pop(i)
+                break
+        if not op and o.pending:
+            op = o.pending.pop(0)
+        if op == "R" and o.state == STATE_PENDING and "N" in o.pending:
+            o.pending.remove("N")  # the NEW was lost: no event will ever answer it
+        if op == "N" or (op == "R" and o.state == STATE_PENDING):
+            self._set_state(o, STATE_REJECTED)
+            o.reason = reason if op == "N" else int(GwReason.CORE_UNAVAILABLE)
+            o.leaves = 0
+            self.emit(
+                o.key_id,
+                OUT["REJECTED"],
+                {"cl_ord_id": o.cl_ord_id, "ts_ns": ts, "reason": o.reason},
+            )
+        elif op in REQUEST_OF_OP:
+            v = {
+                "cl_ord_id": o.cl_ord_id,
+                "ts_ns": ts,
+                "reason": reason,
+                "request": REQUEST_OF_OP[op],
+            }
+            self.emit(o.key_id, OUT["CANCEL_REJECTED"], v)
+        self.store.save_order(o)
+
+    def _executed(
+        self, o: Order, ev: tuple[Any, ...], ts: int, liq: int, fee: int, done: int, leaves: int
+    ) -> None:
+        """One side of a TRADE event: the order's fill and its EXECUTED report."""
+        qty = ev[EV_QTY_LOTS]
+        o.filled += qty
+        o.leaves = leaves
+        if done:
+            o.leaves = 0
+            self._set_state(o, STATE_FILLED)
+        self.store.save_order(o)
+        self.emit_payload(
+            o.key_id,
+            batch.EXECUTED_CODE
+            + batch.EXECUTED_STRUCT.pack(
+                o.cl_ord_id,
+                ts,
+                ev[EV_MATCH_ID],
+                ev[EV_PRICE_TICKS],
+                qty,
+                o.leaves,
+                fee,
+                self.store.quote_asset.get(o.symbol_id, 0),
+                o.symbol_id,
+                o.side,
+                liq,
+            ),
+        )
+
+    def on_event(self, ev: tuple[Any, ...]) -> None:
+        """Turn one core event into the owning sessions' messages."""
+        kind = ev[EV_KIND]
+        if kind == EVK_SYMBOL_ADDED:
+            self.store.set_quote_asset(ev[EV_SYMBOL_ID], ev[EV_MAKER_USER_ID])
+            return
+        if kind > EVK_TRIGGERED:
+            return
+        ts = ev[EV_TS_NS]
+        o = self.store.orders.get((ev[EV_USER_ID], ev[EV_ORDER_ID]))
+        if kind == EVK_TRADE:
+            flags = ev[EV_FLAGS]
+            if o is not None:
+                self._executed(o, ev, ts, LIQUIDITY_TAKER, ev[EV_TAKER_FEE],
+                               flags & EVF_TAKER_DONE, ev[EV_LEAVES_LOTS])  # fmt: skip
+            maker = self.store.orders.get((ev[EV_MAKER_USER_ID], ev[EV_MAKER_ORDER_ID]))
+            if maker is not None:
+                leaves = maker.leaves - ev[EV_QTY_LOTS]
+                self._executed(maker, ev, ts, LIQUIDITY_MAKER, ev[EV_MAKER_FEE],
+                               flags & EVF_MAKER_DONE, leaves if leaves > 0 else 0)  # fmt: skip
+            return
+        if o is None:
+            return
+        cl = o.cl_ord_id
+        if kind == EVK_ACCEPTED:
+            if self.retried:
+                self.retried.discard((o.user_id, o.order_id))
+            if o.pending and o.pending[0] == "N":
+                o.pending.pop(0)
+            if o.state == STATE_PENDING:
+                self._set_state(o, STATE_OPEN)
+            o.leaves = ev[EV_LEAVES_LOTS]
+            self.emit_payload(
+                o.key_id,
+                batch.ACCEPTED_CODE
+                + batch.ACCEPTED_STRUCT.pack(
+                    cl,
+                    ts,
+                    ev[EV_PRICE_TICKS],
+                    ev[EV_QTY_LOTS],
+                    o.leaves,
+                    o.symbol_id,
+                    o.side,
+                    o.ord_type,
+                ),
+            )
+        elif kind == EVK_REJECTED:
+            self._answer_reject(o, ev[EV_REASON], ts, of_new=ev[EV_SIDE] != 0)
+            return
+        elif kind == EVK_CANCELED:
+            reason = ev[EV_REASON]
+            if reason == USER_CANCELED and o.pending and o.pending[0] in "CDR":
+                o.pending.pop(0)
+            self._set_state(o, STATE_CANCELED)
+            o.reason = reason
+            o.leaves = 0
+            v = {"cl_ord_id": cl, "ts_ns": ts, "qty_lots": ev[EV_QTY_LOTS], "reason": reason}
+            self.emit(o.key_id, OUT["CANCELED"], v)
+        elif kind == EVK_REDUCED:
+            if o.pending and o.pending[0] == "D":
+                o.pending.pop(0)
+            o.leaves = ev[EV_LEAVES_LOTS]
+            v = {
+                "cl_ord_id": cl,
+                "ts_ns": ts,
+                "qty_lots": ev[EV_QTY_LOTS],
+                "leaves_lots": o.leaves,
+            }
+            self.emit(o.key_id, OUT["REDUCED"], v)
+        elif kind == EVK_REPLACED:
+            if o.pending and o.pending[0] == "U":
+                o.pending.pop(0)
+            o.price, o.leaves = ev[EV_PRICE_TICKS], ev[EV_LEAVES_LOTS]
+            v = {"cl_ord_id": cl, "ts_ns": ts, "price_ticks": o.price, "leaves_lots": o.leaves}
+            self.emit(o.key_id, OUT["REPLACED"], v)
+        elif kind == EVK_TRIGGERED:
+            v = {"cl_ord_id": cl, "ts_ns": ts, "price_ticks": ev[EV_PRICE_TICKS]}
+            self.emit(o.key_id, OUT["TRIGGERED"], v)
+        self.store.save_order(o)
+
+    # -------------------------------------------------------------- run
+
+    def recover_pending(self) -> None:
+        """After a restart: resolve orders whose NEW may never have reached the core.
+
+        A CANCEL (op R) is sent for each: if the NEW was applied the order is canceled
+        (its ACCEPTED and CANCELED are reported); if not, the cancel is rejected and the
+        order is reported REJECTED (CORE_UNAVAILABLE).  Either way it ends known.
+        """
+        for o in list(self.store.orders.values()):
+            if o.state == STATE_PENDING and o.pending[:1] == ["N"] and "R" not in o.pending:
+                o.pending.append("R")
+                self.store.save_order(o)
+                self.queue_cmd(
+                    (o.user_id, o.order_id, "R"),
+                    kind=CmdKind.CANCEL,
+                    order_id=o.order_id,
+                    user_id=o.user_id,
+                )
+
+    def _probe(self, o: Order) -> None:
+        """Send a CANCEL probe (op R) for a pending order whose NEW may be lost."""
+        if "R" not in o.pending:
+            o.pending.append("R")
+            self.store.save_order(o)
+            self.queue_cmd(
+                (o.user_id, o.order_id, "R"),
+                kind=CmdKind.CANCEL,
+                order_id=o.order_id,
+                user_id=o.user_id,
+            )
+
+    def expire_inflight(self) -> None:
+        """Frames the core never answered (it died before journaling them, or before
+        replying).  Each NEW in them whose order is still pending is resent once,
+        byte for byte (op n): the core answers DUPLICATE if the first copy was
+        applied (its events tell the outcome), or applies it now.  A resend that is
+        not answered either gets a CANCEL probe, as at startup
+        (:meth:`recover_pending`), so the order ends known."""
+        limit = time.monotonic() - self.cfg.core_reply_timeout_ms / 1000
+        for uid, oid in list(self.reprobe):
+            self.reprobe.discard((uid, oid))
+            o = self.store.orders.get((uid, oid))
+            if o is not None and o.state == STATE_PENDING:
+                self._probe(o)
+        size = CMD_STRUCT.size
+        while self.inflight:
+            no = next(iter(self.inflight))
+            sent, tags, data = self.inflight[no]
+            if sent >= limit:
+                break
+            del self.inflight[no]
+            for i, (uid, oid, op) in enumerate(tags):
+                o = self.store.orders.get((uid, oid)) if op in "Nn" else None
+                if o is not None and o.state == STATE_PENDING and o.pending[:1] == ["N"]:
+                    if op == "N" and "R" not in o.pending:
+                        self.retried.add((uid, oid))
+                        self.stats["retries"] += 1
+                        log.info("no reply in time: resending NEW user=%d order=%d", uid, oid)
+                        self.cmds.append(data[i * size : (i + 1) * size])
+                        self.cmd_tags.append((uid, oid, "n"))
+                        self.schedule_flush()
+                    else:
+                        self.retried.discard((uid, oid))
+                        self._probe(o)
+                elif op == "M":
+                    m = self.mass.pop(oid, None)
+                    if m is not None:
+                        v = {"request_id": m[1], "reason": GwReason.CORE_UNAVAILABLE}
+                        self.emit(m[0], OUT["MASS_CANCEL_ACK"], v)
+
+    async def catch_up(self) -> None:
+        """Apply every core event up to the end of the core's log (blocking replay calls)."""
+        while True:
+            try:
+                frames = self.sub.poll(0, max_frames=0)
+                for f in frames:
+                    for ev in f.events.tolist():
+                        self.on_event(ev)
+                    self.store.set_core_seq(f.last_seq)
+                self.flush()
+                return
+            except (TimeoutError, CoreError) as e:
+                log.warning("core not reachable yet: %s", e)
+                await asyncio.sleep(0.2)
+
+    async def ticker(self) -> None:
+        """Heartbeats, timeouts and the idle event replay."""
+        hb = self.cfg.heartbeat_ms / 1000
+        period = min(hb / 4, 0.05)
+        last_replay = 0.0
+        prev = time.monotonic()
+        while True:
+            await asyncio.sleep(period)
+            now = time.monotonic()
+            # A stalled loop (a huge read, a slow disk) did not read anyone's heartbeats:
+            # that time is not held against the clients.
+            stall = now - prev - period
+            prev = now
+            if stall > period:
+                for c in self.conns:
+                    c.last_recv += stall
+                    c.opened += stall
+            for c in list(self.conns):
+                if c.closed:
+                    continue
+                if not c.live:
+                    if now - c.opened > self.cfg.login_timeout_ms / 1000:
+                        c.end(GwReason.LOGIN_TIMEOUT)
+                    continue
+                if now - c.last_recv > 3 * hb:
+                    c.end(GwReason.HEARTBEAT_TIMEOUT)
+                elif now - c.last_sent >= hb:
+                    c.write(codec.encode("SERVER_HEARTBEAT"))
+            if now - last_replay > 0.5:
+                last_replay = now
+                try:
+                    frames = self.sub.poll(0, max_frames=256, idle_replay=True)
+                except (TimeoutError, CoreError):
+                    # The core is away: each try blocks the loop for the replay timeout,
+                    # so try again only in a few seconds.
+                    last_replay = now + 5.0
+                    frames = []
+                for f in frames:
+                    for ev in f.events.tolist():
+                        self.on_event(ev)
+                    self.store.set_core_seq(f.last_seq)
+            self.expire_inflight()
+            self.pump_core()
+
+    async def serve(self, ready: asyncio.Future[dict[str, Any]] | None = None) -> None:
+        """Catch up with the core, listen, run until cancelled."""
+        self.loop = asyncio.get_running_loop()
+        await self.catch_up()
+        self.recover_pending()
+        self.flush()
+        loop = self.loop
+        for fd in (self.core.sock.fileno(), self.query.sock.fileno(), self.sub.sub.fileno()):
+            loop.add_reader(fd, self.pump_core)
+        server = await loop.create_server(lambda: Conn(self), self.cfg.host, self.cfg.port)
+        port = server.sockets[0].getsockname()[1]
+        info = {"ready": True, "gateway": f"tcp://{self.cfg.host}:{port}", "port": port}
+        if ready is not None:
+            ready.set_result(info)
+        tick = loop.create_task(self.ticker())
+        try:
+            await asyncio.Future()
+        finally:
+            tick.cancel()
+            server.close()
+            self.stopping = True
+            for c in list(self.conns):
+                if c.key is not None and c.cod and self.sessions.get(c.key.key_id) is c:
+                    self.cancel_session_orders(c.key)
+                c.end(GwReason.SHUTDOWN)
+            self.flush()
+            # Let the core answer the cancel-on-disconnect cancels, so they are reported.
+            deadline = time.monotonic() + 1.0
+            while time.monotonic() < deadline and any(
+                "C" in o.pending for o in self.store.orders.values() if o.is_open
+            ):
+                await asyncio.sleep(0.02)
+                self.pump_core()
+                self.flush()
+            for fd in (self.core.sock.fileno(), self.query.sock.fileno(), self.sub.sub.fileno()):
+                loop.remove_reader(fd)
+            self.flush()
+            self.store.close()
+            self.core.close()
+            self.query.close()
+            self.sub.close()
+
+
+def _parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="bursa gateway", description=__doc__.splitlines()[0])
+    p.add_argument("--config", help="TOML file; settings in its [gateway] section")
+    for f in fields(GatewayConfig):
+        p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=None)
+    p.add_argument("--log-level", default="INFO")
+    p.add_argument("--profile", help="write a cProfile of the whole run to this file at exit")
+    return p.parse_args(argv)
+
+
+def config_from_args(args: argparse.Namespace) -> GatewayConfig:
+    """``[gateway]`` of the TOML file, overridden by flags."""
+    values: dict[str, Any] = {}
+    if args.config:
+        with open(args.config, "rb") as fh:
+            values = dict(tomllib.load(fh).get("gateway", {}))
+    for f in fields(GatewayConfig):
+        v = getattr(args, f.name)
+        if v is not None:
+            values[f.name] = v
+    return GatewayConfig(**values)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the gateway until SIGTERM/SIGINT; prints one JSON ready line."""
+    args = _parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(
+        level=args.log_level, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s"
+    )
+    try:
+        cfg = config_from_args(args)
+    except (OSError, TypeError, tomllib.TOMLDecodeError) as e:
+        print(f"bursa gateway: {e}", file=sys.stderr)
+        return 1
+
+    async def run() -> None:
+        gw = Gateway(cfg)
+        ready: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        task = asyncio.create_task(gw.serve(ready))
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        waiter = asyncio.create_task(stop.wait())
+        await asyncio.wait([ready, task], return_when=asyncio.FIRST_COMPLETED)  # type: ignore[type-var]
+        if ready.done():
+            print(json.dumps({**ready.result(), "config": asdict(cfg)}), flush=True)
+        await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    try:
+        import uvloop  # type: ignore[import-not-found]  # optional, faster loop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    if args.profile:
+        import cProfile
+
+        prof = cProfile.Profile()
+        try:
+            prof.runcall(asyncio.run, run())
+        finally:
+            prof.dump_stats(args.profile)
+    else:
+        asyncio.run(run())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

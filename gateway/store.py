@@ -1,0 +1,308 @@
+"""The gateway's durable state: sessions' sequenced streams, order id mapping, core seq.
+
+Design (docs/gateway.md, "Replay"): every sequenced message a session is sent is
+stored (SQLite, WAL) before it is written to the socket, in the same transaction
+as the state change that produced it and, for messages derived from core events,
+the last core ``seq`` applied.  So after kill -9 the gateway resumes the event
+stream at ``last_core_seq + 1`` and applies every event exactly once; a re-login
+replays the stored bytes, identical to what was (or would have been) sent live.
+
+Streams are stored as chunks: one row per session per transaction holding all its
+messages of that loop turn (each a 2-byte length and the payload), so the cost of a
+commit grows with the sessions active in the turn, not with the messages.  Outbound
+messages have a fixed size per type, so the payloads are stored back to back.
+
+Order ids: the gateway gives every order a core order id from one counter that
+only grows (max(counter + 1, ms since 2025), see ID_EPOCH_NS) and is stored with
+the order row before the command leaves for the core, so ids are strictly
+increasing per user and never reused.  Rows are keyed by
+``(user_id, order_id)`` and by ``(key_id, cl_ord_id)``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gateway import keys
+from gateway.wire.layout import (
+    APP_OUT,
+    STATE_CANCELED,
+    STATE_FILLED,
+    STATE_OPEN,
+    STATE_PENDING,
+    STATE_REJECTED,
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS out_chunks (
+    key_id INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL,
+    first_seq INTEGER NOT NULL,
+    payloads BLOB NOT NULL,  -- messages first_seq..last_seq back to back (fixed sizes)
+    PRIMARY KEY (key_id, last_seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS orders (
+    user_id INTEGER NOT NULL,
+    order_id INTEGER NOT NULL,
+    key_id INTEGER NOT NULL,
+    cl_ord_id INTEGER NOT NULL,
+    symbol_id INTEGER NOT NULL,
+    side INTEGER NOT NULL,
+    ord_type INTEGER NOT NULL,
+    price INTEGER NOT NULL,
+    qty INTEGER NOT NULL,
+    leaves INTEGER NOT NULL,
+    filled INTEGER NOT NULL,
+    state INTEGER NOT NULL,
+    reason INTEGER NOT NULL,
+    pending TEXT NOT NULL,
+    PRIMARY KEY (user_id, order_id)
+) WITHOUT ROWID;
+-- (key_id, cl_ord_id) is looked up only in memory (Store.by_cl, loaded at start):
+-- no index to maintain on every insert.
+DROP INDEX IF EXISTS orders_by_cl;
+CREATE TABLE IF NOT EXISTS symbols (symbol_id INTEGER PRIMARY KEY, quote_asset_id INTEGER);
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
+"""
+
+OPEN_STATES = (STATE_PENDING, STATE_OPEN)
+DONE_STATES = (STATE_FILLED, STATE_CANCELED, STATE_REJECTED)
+I64 = 2**63
+# Every outbound application message has a fixed size per type, so a stored chunk is
+# the payloads back to back and its message code tells each one's length.
+PAYLOAD_LEN = {m.code[0]: 1 + m.struct.size for m in APP_OUT}
+# Core order ids are per user, 1..2**40-1, and must grow per user (docs/commands.md,
+# "Idempotency").  The gateway's ids come from one counter that never goes below the
+# milliseconds since ID_EPOCH: max(counter + 1, ms since 2025-01-01).  Idle, the counter
+# follows the clock; so even a lost database restarts above every id used before,
+# unless the gateway had run ahead of the clock (above 1,000 orders/s sustained) just
+# before the loss: then the core refuses the reused ids (ORDER_ID_TOO_OLD /
+# EXISTS_WITH_DIFFERENT_FIELDS), never executes one twice.  2**40 ms is 34.8 years:
+# ids run out in 2059.
+ID_EPOCH_NS = 1_735_689_600 * 10**9  # 2025-01-01T00:00:00Z
+MAX_ORDER_ID = 2**40 - 1
+
+
+def clock_order_id() -> int:
+    """Milliseconds since ID_EPOCH (the floor of the next order id)."""
+    return (time.time_ns() - ID_EPOCH_NS) // 1_000_000
+
+
+@dataclass(slots=True)
+class Order:
+    """One order the gateway entered (mirror of its row)."""
+
+    user_id: int
+    order_id: int
+    key_id: int
+    cl_ord_id: int
+    symbol_id: int
+    side: int
+    ord_type: int
+    price: int
+    qty: int
+    leaves: int
+    filled: int = 0
+    state: int = STATE_PENDING
+    reason: int = 0
+    # Requests sent to the core and not answered yet, oldest first:
+    # N new, C cancel, U replace, D reduce, R recovery cancel (after a restart).
+    pending: list[str] = field(default_factory=list)
+
+    @property
+    def is_open(self) -> bool:
+        """Pending or resting (counts against the open-order limits)."""
+        return self.state in OPEN_STATES
+
+
+class Store:
+    """SQLite tables plus their in-memory mirror; one transaction per loop turn."""
+
+    def __init__(self, db_path: str | Path) -> None:
+        self.con: sqlite3.Connection = keys.connect(db_path)
+        self.con.executescript(SCHEMA)
+        # This turn's messages per session: (first seq, [length-prefixed payloads]).
+        self._out: dict[int, tuple[int, list[bytes]]] = {}
+        self._new: list[Order] = []
+        self._dirty: dict[tuple[int, int], Order] = {}
+        self._meta: dict[str, int] = {}
+        self._symbols: list[tuple[int, int]] = []
+        self.orders: dict[tuple[int, int], Order] = {}
+        self.by_cl: dict[tuple[int, int], Order] = {}
+        self.last_seq: dict[int, int] = {}  # key_id -> last sequenced message
+        self.committed_seq: dict[int, int] = {}  # key_id -> last one committed
+        self.quote_asset: dict[int, int] = {}
+        self.last_core_seq = 0
+        self.next_order_id = 1
+        self._load()
+
+    def _load(self) -> None:
+        for k, v in self.con.execute("SELECT k, v FROM meta"):
+            if k == "last_core_seq":
+                self.last_core_seq = int(v)
+            elif k == "next_order_id":
+                self.next_order_id = int(v)
+        self.next_order_id = max(self.next_order_id, clock_order_id())
+        for key_id, last in self.con.execute(
+            "SELECT key_id, MAX(last_seq) FROM out_chunks GROUP BY key_id"
+        ):
+            self.last_seq[int(key_id)] = int(last)
+        self.committed_seq = dict(self.last_seq)
+        for sid, qa in self.con.execute("SELECT symbol_id, quote_asset_id FROM symbols"):
+            self.quote_asset[int(sid)] = int(qa)
+        for row in self.con.execute("SELECT * FROM orders"):
+            v = [int(x) for x in row[:13]]
+            o = Order(
+                v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12]
+            )
+            o.pending = list(str(row[13]))
+            o.cl_ord_id += I64  # stored signed (SQLite integers are 64-bit signed)
+            self.orders[(o.user_id, o.order_id)] = o
+            self.by_cl[(o.key_id, o.cl_ord_id)] = o
+
+    # ----------------------------------------------------------- transactions
+    # Writes are buffered during a loop turn and written by commit() in one
+    # transaction (executemany): what a turn changed becomes durable together.
+
+    def commit(self) -> None:
+        """Write this turn's changes in one transaction (no-op if none)."""
+        if not (self._out or self._new or self._dirty or self._meta or self._symbols):
+            return
+        con = self.con
+        con.execute("BEGIN")
+        if self._new:
+            con.executemany(
+                "INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [self._row(o) for o in self._new],
+            )
+        if self._new and self._dirty:
+            # A row inserted in this transaction is inserted with its latest values.
+            for o in self._new:
+                self._dirty.pop((o.user_id, o.order_id), None)
+        if self._dirty:
+            con.executemany(
+                "UPDATE orders SET price=?, leaves=?, filled=?, state=?, reason=?, pending=?"
+                " WHERE user_id=? AND order_id=?",
+                [(o.price, o.leaves, o.filled, o.state, o.reason, "".join(o.pending), o.user_id,
+                  o.order_id) for o in self._dirty.values()],
+            )  # fmt: skip
+        if self._out:
+            con.executemany(
+                "INSERT INTO out_chunks (key_id, last_seq, first_seq, payloads)"
+                " VALUES (?, ?, ?, ?)",
+                [
+                    (k, first + len(ps) - 1, first, b"".join(ps))
+                    for k, (first, ps) in self._out.items()
+                ],
+            )
+        if self._symbols:
+            con.executemany("INSERT OR REPLACE INTO symbols VALUES (?, ?)", self._symbols)
+        if self._meta:
+            con.executemany("INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)", self._meta.items())
+        con.execute("COMMIT")
+        for k in self._out:
+            self.committed_seq[k] = self.last_seq[k]
+        self._out.clear()
+        self._new.clear()
+        self._dirty.clear()
+        self._meta.clear()
+        self._symbols.clear()
+
+    @staticmethod
+    def _row(o: Order) -> tuple[int | str, ...]:
+        return (o.user_id, o.order_id, o.key_id, o.cl_ord_id - I64, o.symbol_id, o.side,
+                o.ord_type, o.price, o.qty, o.leaves, o.filled, o.state, o.reason,
+                "".join(o.pending))  # fmt: skip
+
+    def close(self) -> None:
+        """Commit and close."""
+        self.commit()
+        self.con.close()
+
+    # ----------------------------------------------------------------- writes
+
+    def append(self, key_id: int, payload: bytes) -> int:
+        """The session's next sequenced message (stored at commit); returns its seq."""
+        seq = self.last_seq.get(key_id, 0) + 1
+        self.last_seq[key_id] = seq
+        chunk = self._out.get(key_id)
+        if chunk is None:
+            self._out[key_id] = chunk = (seq, [])
+        chunk[1].append(payload)
+        return seq
+
+    def new_order(self, o: Order) -> None:
+        """Give ``o`` the next core order id and store it (pending NEW).
+
+        Raises OverflowError once ids reach 2**40 (see ID_EPOCH_NS).
+        """
+        oid = max(self.next_order_id, clock_order_id())
+        if oid > MAX_ORDER_ID:
+            raise OverflowError("core order ids exhausted (2**40)")
+        o.order_id = oid
+        self.next_order_id = oid + 1
+        o.pending = ["N"]
+        self.orders[(o.user_id, o.order_id)] = o
+        self.by_cl[(o.key_id, o.cl_ord_id)] = o
+        self._new.append(o)
+        self._meta["next_order_id"] = self.next_order_id
+
+    def reserve_ids(self, n: int) -> int:
+        """The first of ``n`` consecutive new core order ids (see ID_EPOCH_NS)."""
+        oid = max(self.next_order_id, clock_order_id())
+        if oid + n - 1 > MAX_ORDER_ID:
+            raise OverflowError("core order ids exhausted (2**40)")
+        self.next_order_id = oid + n
+        self._meta["next_order_id"] = self.next_order_id
+        return oid
+
+    def add_orders(self, orders: list[Order]) -> None:
+        """Store new orders that already have their ids (:meth:`reserve_ids`)."""
+        by_id, by_cl = self.orders, self.by_cl
+        for o in orders:
+            by_id[(o.user_id, o.order_id)] = o
+            by_cl[(o.key_id, o.cl_ord_id)] = o
+        self._new.extend(orders)
+
+    def save_order(self, o: Order) -> None:
+        """Write back an order's mutable columns (at commit)."""
+        self._dirty[(o.user_id, o.order_id)] = o
+
+    def set_quote_asset(self, symbol_id: int, quote_asset_id: int) -> None:
+        """Remember a symbol's quote asset (the asset its fees are paid in)."""
+        self.quote_asset[symbol_id] = quote_asset_id
+        self._symbols.append((symbol_id, quote_asset_id))
+
+    def set_core_seq(self, seq: int) -> None:
+        """The last core event seq applied (same transaction as its effects)."""
+        self.last_core_seq = seq
+        self._meta["last_core_seq"] = seq
+
+    # ------------------------------------------------------------------ reads
+
+    def stream(self, key_id: int, from_seq: int, limit: int) -> list[tuple[int, bytes]]:
+        """Stored messages of a session from ``from_seq`` on (at most ``limit``)."""
+        out: list[tuple[int, bytes]] = []
+        rows = self.con.execute(
+            "SELECT first_seq, payloads FROM out_chunks WHERE key_id = ? AND last_seq >= ?"
+            " ORDER BY last_seq",
+            (key_id, from_seq),
+        )
+        for first, blob in rows:
+            pos, seq, end = 0, int(first), len(blob)
+            while pos < end:
+                n = PAYLOAD_LEN[blob[pos]]
+                if seq >= from_seq:
+                    out.append((seq, bytes(blob[pos : pos + n])))
+                    if len(out) >= limit:
+                        return out
+                pos += n
+                seq += 1
+        return out
+
+    def open_orders(self, key_id: int) -> list[Order]:
+        """The session's pending or resting orders."""
+        return [o for o in self.by_cl.values() if o.key_id == key_id and o.is_open]

@@ -1,0 +1,41 @@
+"""bench/e2e.py pieces work end to end (figures are the benchmark's, not asserted)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from bench import e2e
+from tests.e2e.coreproc import REPO
+
+
+def test_echo_open_loop_and_sustained(tmp_path: Path) -> None:
+    echo = subprocess.Popen(
+        [sys.executable, "-m", "bench.e2e", "--echo-server"],
+        stdout=subprocess.PIPE,
+        cwd=REPO,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+    )
+    try:
+        assert echo.stdout is not None
+        port = json.loads(echo.stdout.readline())["port"]
+        e = e2e.echo_rtt(port, 50, 1000)
+        assert e["count"] == 50 and 0 < e["p50_ns"] <= e["p99_ns"]
+    finally:
+        echo.kill()
+        echo.wait()
+    core, gw, keys = e2e.start_stack(tmp_path, "async", 2)
+    try:
+        s = e2e.Session(gw.port, keys[0])
+        p = e2e.open_loop(s, 1000, 100)
+        assert p["count"] == 100 and p["p50_ns"] > 0
+        assert gw.proc is not None
+        cpu0 = e2e.process_cpu_s(gw.proc.pid)
+        assert e2e.sustained([s, e2e.Session(gw.port, keys[1])], 0.5, 100) > 0
+        assert e2e.process_cpu_s(gw.proc.pid) > cpu0  # the gateway's CPU time is read
+    finally:
+        gw.cleanup()
+        core.cleanup()
