@@ -31,7 +31,7 @@ DEFAULT_FILE = "bursa.toml"
 # (docs/operations.md shows this table through `bursa config show`).
 DEFAULTS: dict[str, dict[str, Any]] = {
     "run": {
-        "data_dir": "data",  # everything lives under it: core/, clearing/, wallet/, run/
+        "data_dir": "data",  # everything lives under it: core/, clearing/, wallet/, gateway/, run/
         "summary_every_s": 5,  # plain-text summary period without a terminal
         "backoff_initial_ms": 500,  # first restart delay of a crashed child
         "backoff_max_ms": 10_000,  # the delay doubles per crash up to this bound
