@@ -1,6 +1,6 @@
 """The child processes of `bursa run`: a table of specs, and one child's lifecycle.
 
-Adding a process (the gateway, say) is one :class:`ChildSpec` in :data:`CHILDREN`:
+Adding a process is one :class:`ChildSpec` in :data:`CHILDREN`:
 its argv is built from the :class:`Wiring` (data directory, effective config file,
 the ready lines of the children started before it).  Children start in table order
 and stop in reverse order, so the core (first) stops last, after its snapshot.
@@ -46,6 +46,9 @@ class Wiring:
         Child name -> its latest ready line.
     chain_port : int
         The simulated chain's HTTP port (fixed at first start, kept in ``run/``).
+    gateway_port : int
+        The gateway's TCP port on 127.0.0.1 (fixed at first start, kept in ``run/``,
+        so the traders' sessions log in again at the same address after a restart).
     """
 
     data_dir: Path
@@ -53,6 +56,12 @@ class Wiring:
     cfg: dict[str, Any]
     ready: dict[str, dict[str, Any]] = field(default_factory=dict)
     chain_port: int = 0
+    gateway_port: int = 0
+
+    @property
+    def gateway_dir(self) -> Path:
+        """The gateway's database and the demo users' private key files."""
+        return self.data_dir.resolve() / "gateway"
 
     def ipc(self, name: str) -> str:
         """A stable ipc:// endpoint under ``run/`` (the same after every restart)."""
@@ -141,13 +150,34 @@ def _wallet(w: Wiring) -> list[str]:
     ]
 
 
+def _gateway(w: Wiring) -> list[str]:
+    core = w.ready["core"]
+    return [
+        PY,
+        "-m",
+        "bursa",
+        "gateway",
+        "--config",
+        str(w.config_file),
+        "--host=127.0.0.1",
+        f"--port={w.gateway_port}",
+        f"--db-path={w.gateway_dir / 'gateway.db'}",
+        f"--core-trade-endpoint={core['trade']}",
+        f"--core-admin-endpoint={core['admin']}",
+        f"--core-pub-endpoint={core['pub']}",
+        f"--core-replay-endpoint={core['replay']}",
+    ]
+
+
 def _traders(w: Wiring) -> list[str]:
     t = w.cfg["traders"]
     return [
         PY,
         "-m",
         "bursa.exchange.traders",
-        f"--trade-endpoint={w.ready['core']['trade']}",
+        f"--gateway-port={w.ready['gateway']['port']}",
+        f"--key-dir={w.gateway_dir / 'keys'}",
+        f"--stats-file={w.data_dir.resolve() / 'run' / 'traders.json'}",
         "--cycles-per-s",
         str(t["cycles_per_s"]),
         "--seed",
@@ -155,15 +185,15 @@ def _traders(w: Wiring) -> list[str]:
     ]
 
 
-# The gateway, once on main: ChildSpec("gateway", _gateway, ...) after "wallet", its argv
-# wiring the core's trade endpoint from w.ready["core"]; the traders then take their
-# endpoint and API keys from w.ready["gateway"] instead of the core's trade socket.
+# The demo traders come last: they log in to the gateway with the keys the supervisor
+# creates before the gateway's first start (bursa.exchange.market.api_keys).
 CHILDREN: tuple[ChildSpec, ...] = (
     ChildSpec("core", _core, "sequencer, matching, journal (bursa core)"),
     ChildSpec("chain", _chain, "simulated blockchain node (python -m wallet.simrpc)"),
     ChildSpec("marketdata", _marketdata, "public feed + snapshot service (bursa marketdata)"),
     ChildSpec("clearing", _clearing, "double-entry ledger in SQLite (bursa clearing run)"),
     ChildSpec("wallet", _wallet, "deposit scanner of the simulated chain (bursa wallet)"),
+    ChildSpec("gateway", _gateway, "order-entry gateway, TCP + API keys (bursa gateway)"),
     ChildSpec("traders", _traders, "demo market maker + takers", demo=True),
 )
 

@@ -6,7 +6,7 @@ Sources, weakest first: :data:`DEFAULTS`, the TOML file (``--config``, else
 parsed as a TOML value, a bare word is a string), then command-line flags.
 
 Sections: ``[run]`` is the supervisor's own; ``[core]``, ``[marketdata]``,
-``[clearing]``, ``[wallet]`` are passed through to each child's own config file
+``[clearing]``, ``[wallet]``, ``[gateway]`` are passed through to each child's own config file
 (the core reads it as ``[core_server]``); ``[chain]`` and ``[traders]`` become the
 flags of the simulated chain and the demo traders.  Endpoints, data paths and
 databases are set by the supervisor (flags to the children win over the file).
@@ -31,7 +31,7 @@ DEFAULT_FILE = "bursa.toml"
 # (docs/operations.md shows this table through `bursa config show`).
 DEFAULTS: dict[str, dict[str, Any]] = {
     "run": {
-        "data_dir": "data",  # everything lives under it: core/, clearing/, wallet/, run/
+        "data_dir": "data",  # everything lives under it: core/, clearing/, wallet/, gateway/, run/
         "summary_every_s": 5,  # plain-text summary period without a terminal
         "backoff_initial_ms": 500,  # first restart delay of a crashed child
         "backoff_max_ms": 10_000,  # the delay doubles per crash up to this bound
@@ -46,6 +46,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "marketdata": {},  # keys of `bursa marketdata` (docs/marketdata.md)
     "clearing": {},  # keys of `bursa clearing run` (docs/clearing.md)
     "wallet": {"poll_ms": 500},  # keys of `bursa wallet run` (docs/wallet.md)
+    "gateway": {},  # [gateway] keys of `bursa gateway` (docs/gateway.md)
     "chain": {"seed": 1, "block_ms": 2000},  # the simulated chain (python -m wallet.simrpc)
     "traders": {"cycles_per_s": 10, "seed": 1},  # demo order flow (bursa/exchange/traders.py)
 }

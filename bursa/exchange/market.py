@@ -3,11 +3,14 @@
 BTC/USDT with the units of the scripted tour (bursa/run.py): prices in 0.01 USDT on a
 tick grid of 10, sizes in lots of 0.0001 BTC.  A market maker (user 1) and takers
 (users 2..4) get deposits through the core's fund socket; deposits carry fixed
-external references, so sending the setup twice credits once.
+external references, so sending the setup twice credits once.  Each demo user gets a
+trade API key in the gateway's database (:func:`api_keys`), its private key in a file
+of mode 0600 under the data directory.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,6 +19,7 @@ from bindings.client import RoutedClient
 from bursa import run as tour
 from engine.wire import commands
 from engine.wire.frames import STATUS_APPLIED, STATUS_DUPLICATE
+from gateway import keys
 from pyx.enums import CmdKind
 
 MAKER = 1
@@ -78,3 +82,29 @@ def create(ready: dict[str, Any]) -> int:
         return last
     finally:
         client.close()
+
+
+def key_file(key_dir: Path, user_id: int) -> Path:
+    """Where the private API key of demo user ``user_id`` lives."""
+    return key_dir / f"user-{user_id}.key"
+
+
+def api_keys(db: Path, key_dir: Path) -> dict[int, Path]:
+    """A trade key per demo user in the gateway's database ``db``, created once.
+
+    A user whose key file exists keeps it (restarts); the files are written with mode
+    0600 (:func:`gateway.keys.write_key_file`) in ``key_dir`` (mode 0700).
+    """
+    key_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    db.parent.mkdir(parents=True, exist_ok=True)
+    out = {u: key_file(key_dir, u) for u in USERS}
+    missing = [u for u, f in out.items() if not f.exists()]
+    if missing:
+        store = keys.KeyStore(keys.connect(db))
+        try:
+            for u in missing:
+                key, private = store.create(u, keys.PERM_TRADE, ())
+                keys.write_key_file(out[u], key, private)
+        finally:
+            store.con.close()
+    return out

@@ -3,10 +3,13 @@
     bursa run [--config FILE] [--data-dir DIR] [--for SECONDS] [--fresh]
 
 Starts the children of :data:`bursa.exchange.children.CHILDREN` in order (core in
-``fsync`` mode, simulated chain, market data, clearing, wallet, demo traders), each
+``fsync`` mode, simulated chain, market data, clearing, wallet, order-entry gateway,
+demo traders trading through the gateway with API keys), each
 waited for until its JSON ready line, wired over ipc:// sockets under ``DIR/run/``.
-On the first start it creates the demo market (:mod:`bursa.exchange.market`);
-later starts resume the same state (journal, snapshots, SQLite ledger, wallet DB).
+On the first start it creates the demo market and the demo users' gateway API keys
+(:mod:`bursa.exchange.market`; private keys in ``DIR/gateway/keys/``, mode 0600);
+later starts resume the same state (journal, snapshots, SQLite ledger, wallet DB,
+gateway DB and keys).
 A crashed child is started again after a delay doubling from ``backoff_initial_ms``
 up to ``backoff_max_ms``.  SIGINT/SIGTERM (or ``--for``) stop the children in
 reverse order, so the core stops last and writes its snapshot.
@@ -82,12 +85,13 @@ def child_config(cfg: dict[str, Any], chain_port: int) -> dict[str, Any]:
         "marketdata": cfg["marketdata"],
         "clearing": cfg["clearing"],
         "wallet": wallet,
+        "gateway": cfg["gateway"],
     }
 
 
 def fresh(data_dir: Path) -> None:
     """Remove what `bursa run` keeps under ``data_dir`` (and nothing else)."""
-    for sub in ("core", "clearing", "wallet", "marketdata", "run"):
+    for sub in ("core", "clearing", "wallet", "marketdata", "gateway", "run"):
         shutil.rmtree(data_dir / sub, ignore_errors=True)
 
 
@@ -181,7 +185,11 @@ class Supervisor:
             (data_dir / sub).mkdir(parents=True, exist_ok=True)
         self.state = self._load_state()
         self.wiring = Wiring(
-            data_dir, self.run_dir / "children.toml", cfg, chain_port=int(self.state["chain_port"])
+            data_dir,
+            self.run_dir / "children.toml",
+            cfg,
+            chain_port=int(self.state["chain_port"]),
+            gateway_port=int(self.state["gateway_port"]),
         )
         self.wiring.config_file.write_text(
             config_mod.dumps(child_config(cfg, self.wiring.chain_port))
@@ -199,8 +207,10 @@ class Supervisor:
         path = self.run_dir / STATE_FILE
         if path.exists():
             state: dict[str, Any] = json.loads(path.read_text())
-            return state
-        state = {"setup_done": False, "chain_port": free_port()}
+        else:
+            state = {"setup_done": False, "chain_port": free_port()}
+        if "gateway_port" not in state:  # a data directory from before the gateway child
+            state["gateway_port"] = free_port()
         path.write_text(json.dumps(state))
         return state
 
@@ -213,6 +223,9 @@ class Supervisor:
 
     def start_child(self, child: Child) -> None:
         """Start one child and wait for its ready line (raises :class:`ChildError`)."""
+        if child.name == "gateway":
+            gw = self.wiring.gateway_dir
+            market.api_keys(gw / "gateway.db", gw / "keys")
         ready = child.start(child.spec.argv(self.wiring), self.run["ready_timeout_s"])
         self.wiring.ready[child.name] = ready
         if child.name == "core" and not self.state["setup_done"]:

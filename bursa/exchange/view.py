@@ -72,8 +72,11 @@ def dashboard(s: Snapshot, data_dir: str) -> Group:
         "ledger lag", f"{s.ledger_lag:,}",
     )  # fmt: skip
     procs = Table(title="processes", expand=True)
-    for col in ("process", "state", "restarts", "pid", "last exit", "what"):
-        procs.add_column(col)
+    widths = {"process": 10, "state": 8, "restarts": 8, "pid": 7, "last exit": 9}
+    for col, width in widths.items():
+        procs.add_column(col, no_wrap=True, min_width=width)
+    # One line per process (cut with an ellipsis): the whole view fits an 80x24 terminal.
+    procs.add_column("what", no_wrap=True, overflow="ellipsis")
     for c in s.children:
         style = "green" if c.state == "running" else "yellow"
         procs.add_row(

@@ -7,11 +7,13 @@ import os
 import random
 import re
 import signal
+import stat
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from bindings.marketdata import MarketDataClient
 from bursa.exchange.market import DEPOSITS, USERS
@@ -52,6 +54,32 @@ def balances(ex: Exchange) -> dict[tuple[int, int], tuple[int, int]]:
         }
 
 
+def traders_stats(ex: Exchange, executed: int = 1, logins: int = 1) -> dict[str, Any]:
+    """The demo traders' stats file once their gateway sessions received ``executed``
+    EXECUTED reports and every session logged in ``logins`` times."""
+    path = ex.data_dir / "run" / "traders.json"
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        stats: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+        if (
+            stats.get("received", {}).get("EXECUTED", 0) >= executed
+            and len(stats["logins"]) == len(USERS)
+            and min(stats["logins"].values()) >= logins
+        ):
+            return stats
+        assert time.monotonic() < deadline, stats
+        time.sleep(0.2)
+
+
+def key_files(ex: Exchange) -> dict[str, bytes]:
+    """The demo users' private API key files (mode 0600 each)."""
+    files = sorted((ex.data_dir / "gateway" / "keys").glob("user-*.key"))
+    assert len(files) == len(USERS), files
+    for f in files:
+        assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
+    return {f.name: f.read_bytes() for f in files}
+
+
 def check_books(ex: Exchange) -> None:
     """Conservation in the core and a ledger that reconciles with it (the demo traders
     paused with SIGSTOP meanwhile: reconcile compares at one quiet seq)."""
@@ -75,14 +103,19 @@ def test_run_trades_stops_on_ctrl_c_and_resumes(tmp_path: Path) -> None:
     ex = Exchange(tmp_path)
     try:
         assert set(ex.ready["children"]) == {
-            "core", "chain", "marketdata", "clearing", "wallet", "traders",
+            "core", "chain", "marketdata", "clearing", "wallet", "gateway", "traders",
         }  # fmt: skip
         assert ex.ready["children"]["core"]["mode"] == "fsync"
+        assert ex.ready["children"]["gateway"]["gateway"].startswith("tcp://127.0.0.1:")
         assert "created the demo market" in ex.output()
         client = feed(ex)
         wait_trades(client, 20)
         bbo = client.books[SYMBOL].bbo
         assert 0 < bbo[0] < bbo[3], bbo
+        # The demo flows through the gateway: the traders' sessions get execution reports.
+        stats = traders_stats(ex, executed=10)
+        assert stats["received"]["ACCEPTED"] > 0, stats
+        keys1 = key_files(ex)
         seqs1 = feed_seqs(client)
         client.close()
         ex.wait_for("trades seen")  # the plain-text summary (no terminal)
@@ -113,6 +146,9 @@ def test_run_trades_stops_on_ctrl_c_and_resumes(tmp_path: Path) -> None:
         seq2 = int(ex2.ready["children"]["core"]["last_seq"])
         assert seq2 >= seq1
         assert "created the demo market" not in ex2.output()
+        # The gateway runs without the demo too, on the same port, with the same keys.
+        assert ex2.ready["children"]["gateway"]["port"] == ex.ready["children"]["gateway"]["port"]
+        assert key_files(ex2) == keys1
         client = feed(ex2)
         assert all(feed_seqs(client)[k] >= s for k, s in seqs1.items())
         client.close()
@@ -157,6 +193,9 @@ def kill_child_and_check(tmp_path: Path, victim: str) -> None:
         ex.wait_for(f"{victim} restarted")
         after = ex.wait_seq(before + 200)  # the traders trade again
         assert after > before
+        if victim == "gateway":  # the same traders' sessions logged in again (with replay)
+            traders_stats(ex, logins=2)
+            assert "traders restarted" not in ex.output()
         if victim == "marketdata":
             client.close()
             client = feed(ex)
@@ -172,6 +211,10 @@ def kill_child_and_check(tmp_path: Path, victim: str) -> None:
 
 def test_kill_9_of_the_core_is_restored(tmp_path: Path) -> None:
     kill_child_and_check(tmp_path, "core")
+
+
+def test_kill_9_of_the_gateway_is_restored(tmp_path: Path) -> None:
+    kill_child_and_check(tmp_path, "gateway")
 
 
 def test_kill_9_of_a_random_child_is_restored(tmp_path: Path) -> None:
