@@ -96,6 +96,9 @@ class CoreClient:
         self.ctx = ctx or zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
+        # A DEALER with no live peer (core down, or a CURVE handshake it refused) blocks
+        # in send: bound that wait so a caller gets TimeoutError instead of hanging.
+        self.sock.setsockopt(zmq.SNDTIMEO, DEFAULT_TIMEOUT_MS)
         make_client_socket(self.sock, curve)
         self.sock.connect(endpoint)
         self.outstanding = 0  # replies expected for send() calls not yet received
@@ -132,13 +135,20 @@ class CoreClient:
                 raise ValueError(f"a frame holds 1..{CLIENT_FRAME_CMDS_MAX} commands")
             data = arr.tobytes()
             expect = len(arr)
-        self.sock.send(data)
+        self._send([data])
         self.outstanding += expect
         return expect
 
+    def _send(self, parts: list[bytes]) -> None:
+        """Send one message; TimeoutError if no peer took it within the send timeout."""
+        try:
+            self.sock.send_multipart(parts)
+        except zmq.Again:
+            raise TimeoutError(f"no core reachable at {self.endpoint} to send to") from None
+
     def send_parts(self, parts: list[bytes]) -> None:
         """Send a raw multipart message (protocol tests); expects one reply."""
-        self.sock.send_multipart(parts)
+        self._send(parts)
         self.outstanding += 1
 
     def _recv(self, timeout_ms: int) -> Records | None:
@@ -225,7 +235,7 @@ class CoreClient:
         CoreError
             The core answered ``ok: false``.
         """
-        self.sock.send_multipart([CONTROL_TAG, encode_control({"op": op, **args})])
+        self._send([CONTROL_TAG, encode_control({"op": op, **args})])
         deadline = time.monotonic() + timeout_ms / 1000
         while not self._controls:
             rep = self._recv(self._left_ms(deadline))
