@@ -252,7 +252,6 @@ def open_loop_process(
     stream: np.ndarray, start: int, rate: int, n_cmds: int, base_dir: str
 ) -> np.ndarray:
     """Open-loop fsync-mode reply latencies (ns) through a real `bursa core` process."""
-    import zmq
 
     from bindings.client import CoreClient, RoutedClient
 
@@ -292,36 +291,7 @@ def open_loop_process(
         n = len(cmds)
         cmds["client_ref"] = np.arange(n, dtype=np.uint64)
         frames = [cmds[k : k + 1].tobytes() for k in range(n)]
-        sock = client.sock
-        lat = np.zeros(n, dtype=np.int64)
-        got = 0
-        sent = 0
-        t0 = time.perf_counter_ns() + 5_000_000
-        planned = t0 + (np.arange(n, dtype=np.int64) * 1_000_000_000) // rate
-        planned_l = planned.tolist()
-        deadline = t0 + (n * 1_000_000_000) // rate + 30_000_000_000
-        gc.collect()
-        gc.disable()
-        try:
-            while got < n and time.perf_counter_ns() < deadline:
-                now = time.perf_counter_ns()
-                while sent < n and planned_l[sent] <= now:
-                    sock.send(frames[sent])
-                    sent += 1
-                if sent < n and planned_l[sent] - now > CLIENT_SLEEP_NS:
-                    # Leave the CPU to the core process (2 cores: no busy spin).
-                    time.sleep(CLIENT_SLEEP_NS / 2e9)
-                elif sent >= n:
-                    sock.poll(1, zmq.POLLIN)
-                while sock.poll(0, zmq.POLLIN):
-                    body = sock.recv()
-                    t = time.perf_counter_ns()
-                    refs = np.frombuffer(body, dtype=client_reply_dtype())["client_ref"]
-                    lat[refs.astype(np.int64)] = t - planned[refs.astype(np.int64)]
-                    got += len(refs)
-        finally:
-            gc.enable()
-        assert got == n, f"only {got} of {n} replies"
+        lat = open_loop_latencies_ns(client.sock, frames, rate, 30_000_000_000)
         client.close()
         admin = CoreClient(ready["admin"])
         ans = admin.control("conservation")
@@ -336,6 +306,46 @@ def open_loop_process(
             proc.kill()
             proc.wait()
         shutil.rmtree(d, ignore_errors=True)
+
+
+def open_loop_latencies_ns(sock: Any, frames: list[bytes], rate: int, slack_ns: int) -> np.ndarray:
+    """Send ``frames[k]`` (one command, ``client_ref`` = k) at its planned time, ``rate``
+    per second, and return each reply's latency in ns from that PLANNED send time
+    (coordinated-omission free).  Gives up ``slack_ns`` after the last planned send."""
+    import zmq
+
+    n = len(frames)
+    lat = np.zeros(n, dtype=np.int64)
+    got = 0
+    sent = 0
+    t0 = time.perf_counter_ns() + 5_000_000
+    planned = t0 + (np.arange(n, dtype=np.int64) * 1_000_000_000) // rate
+    planned_l = planned.tolist()
+    deadline = t0 + (n * 1_000_000_000) // rate + slack_ns
+    reply_dtype = client_reply_dtype()
+    gc.collect()
+    gc.disable()
+    try:
+        while got < n and time.perf_counter_ns() < deadline:
+            now = time.perf_counter_ns()
+            while sent < n and planned_l[sent] <= now:
+                sock.send(frames[sent])
+                sent += 1
+            if sent < n and planned_l[sent] - now > CLIENT_SLEEP_NS:
+                # Leave the CPU to the core process (2 cores: no busy spin).
+                time.sleep(CLIENT_SLEEP_NS / 2e9)
+            elif sent >= n:
+                sock.poll(1, zmq.POLLIN)
+            while sock.poll(0, zmq.POLLIN):
+                body = sock.recv()
+                t = time.perf_counter_ns()
+                refs = np.frombuffer(body, dtype=reply_dtype)["client_ref"].astype(np.int64)
+                lat[refs] = t - planned[refs]
+                got += len(refs)
+    finally:
+        gc.enable()
+    assert got == n, f"only {got} of {n} replies"
+    return lat
 
 
 def client_reply_dtype() -> np.dtype[np.void]:

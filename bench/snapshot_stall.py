@@ -23,7 +23,6 @@ fork run), ``ack_p99_us_inline_snapshot`` and ``fork_p99_over_no_snapshot``
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import shutil
@@ -35,15 +34,14 @@ from typing import Any
 
 import numpy as np
 
-from bench.core import setup_commands
+from bench.core import open_loop_latencies_ns, setup_commands
 from bench.meta import percentiles_ns, run_info
 from bench.workload import WorkloadConfig
 from engine.wire import commands
-from engine.wire.layout import CMD_DTYPE, REPLY_DTYPE
+from engine.wire.layout import CMD_DTYPE
 from pyx.enums import Side
 
 TARGET_P99_RATIO = 2.0
-CLIENT_SLEEP_NS = 200_000
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -106,7 +104,6 @@ def one_run(
     setup: np.ndarray, every_ms: int, background: bool, rate: int, seconds: float, base: str
 ) -> tuple[np.ndarray, int]:
     """Load a fresh core, then the open-loop window; returns (latencies ns, snapshots)."""
-    import zmq
 
     from bindings.client import CoreClient, RoutedClient
 
@@ -120,34 +117,7 @@ def one_run(
         cmds = np.concatenate([commands.cancel(10**12 + k, 1) for k in range(n)])
         cmds["client_ref"] = np.arange(n, dtype=np.uint64)
         frames = [cmds[k : k + 1].tobytes() for k in range(n)]
-        sock = client.sock
-        lat = np.zeros(n, dtype=np.int64)
-        got = sent = 0
-        t0 = time.perf_counter_ns() + 5_000_000
-        planned = t0 + (np.arange(n, dtype=np.int64) * 1_000_000_000) // rate
-        planned_l = planned.tolist()
-        deadline = t0 + int(seconds * 1e9) + 120_000_000_000
-        gc.collect()
-        gc.disable()
-        try:
-            while got < n and time.perf_counter_ns() < deadline:
-                now = time.perf_counter_ns()
-                while sent < n and planned_l[sent] <= now:
-                    sock.send(frames[sent])
-                    sent += 1
-                if sent < n and planned_l[sent] - now > CLIENT_SLEEP_NS:
-                    time.sleep(CLIENT_SLEEP_NS / 2e9)
-                elif sent >= n:
-                    sock.poll(1, zmq.POLLIN)
-                while sock.poll(0, zmq.POLLIN):
-                    body = sock.recv()
-                    t = time.perf_counter_ns()
-                    refs = np.frombuffer(body, dtype=REPLY_DTYPE)["client_ref"].astype(np.int64)
-                    lat[refs] = t - planned[refs]
-                    got += len(refs)
-        finally:
-            gc.enable()
-        assert got == n, f"only {got} of {n} replies"
+        lat = open_loop_latencies_ns(client.sock, frames, rate, 120_000_000_000)
         client.close()
     finally:
         proc.terminate()
