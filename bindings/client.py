@@ -456,10 +456,11 @@ class RoutedClient(CoreClient):
     def request(
         self, cmds: Records | np.void | bytes, timeout_ms: int = DEFAULT_TIMEOUT_MS
     ) -> Records:
-        """Send commands, each run to its role's socket, and return all replies in order."""
+        """Send commands, each run to its role's socket (cut into frames of at most
+        ``CLIENT_FRAME_CMDS_MAX``), and return all replies in order."""
         if isinstance(cmds, bytes | bytearray | memoryview):
             return self.clients["trade"].request(cmds, timeout_ms)
-        out = [self.clients[r].request(run, timeout_ms) for r, run in self._runs(_as_cmds(cmds))]
+        out = [self.clients[r].submit(run, timeout_ms) for r, run in self._runs(_as_cmds(cmds))]
         return np.concatenate(out) if out else np.zeros(0, dtype=REPLY_DTYPE)
 
     def control(self, op: str, timeout_ms: int = DEFAULT_TIMEOUT_MS, **args: Any) -> dict[str, Any]:

@@ -6,7 +6,6 @@ The same server with the real core, as a real process, is in tests/e2e/.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 
 import numpy as np
@@ -28,26 +27,15 @@ from engine.wire.frames import (
 from engine.wire.layout import CMD_DTYPE, EV_DTYPE
 from pyx.enums import Reason
 from tests.engine.fakecore import FakeCore, make_cmds
-
-LOOPBACK = "tcp://127.0.0.1:*"
+from tests.engine.serve import ServedCore, loopback_config
 
 
 class Running:
     """A CoreServer serving in a background thread."""
 
     def __init__(self, data_dir: str, **overrides: object) -> None:
-        cfg = ServerConfig(
-            data_dir=data_dir,
-            trade_endpoint=LOOPBACK,
-            fund_endpoint=LOOPBACK,
-            admin_endpoint=LOOPBACK,
-            pub_endpoint=LOOPBACK,
-            replay_endpoint=LOOPBACK,
-            **overrides,  # type: ignore[arg-type]
-        )
-        self.server = CoreServer(cfg, core_cls=FakeCore)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
+        self.served = ServedCore(loopback_config(data_dir, **overrides), FakeCore)
+        self.server = self.served.server
         self.clients: list[CoreClient | EventSubscriber] = []
         self._admin: CoreClient | None = None
 
@@ -71,9 +59,7 @@ class Running:
     def stop(self) -> None:
         for c in self.clients:
             c.close()
-        self.server.stopping = True
-        self.thread.join(timeout=10)
-        assert not self.thread.is_alive()
+        self.served.stop()
 
 
 @pytest.fixture
@@ -82,7 +68,7 @@ def running(tmp_path) -> Iterator[Running]:
     try:
         yield r
     finally:
-        if r.thread.is_alive():
+        if r.served.thread.is_alive():
             r.stop()
 
 
@@ -291,14 +277,7 @@ def test_restart_recovers_state_and_event_log(tmp_path):
     storage.append(seg, encode_event_frame(301, 302, extra.tobytes()))
     with pytest.raises(JournalLoss, match="event log"):
         CoreServer(
-            ServerConfig(
-                data_dir=d,
-                trade_endpoint=LOOPBACK,
-                fund_endpoint=LOOPBACK,
-                admin_endpoint=LOOPBACK,
-                pub_endpoint=LOOPBACK,
-                replay_endpoint=LOOPBACK,
-            ),
+            loopback_config(d),
             core_cls=FakeCore,
         )
     # ... in async mode (lost unsynced journal bytes are possible) those records are

@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import errno
 import logging
-import threading
 
 import pytest
 
 from bindings.client import CoreClient
 from engine import server as server_mod
-from engine.server import CoreServer, ServerConfig
 from engine.storage import FileStorage, StorageError
 from tests.engine.fakecore import FakeCore, make_cmds
-
-LOOPBACK = "tcp://127.0.0.1:*"
+from tests.engine.serve import ServedCore, loopback_config
 
 
 class FullDisk(FileStorage):
@@ -47,52 +44,32 @@ def full_disk(monkeypatch):
     FullDisk.armed = None
 
 
-def start(tmp_path) -> tuple[CoreServer, threading.Thread, list[int]]:
-    cfg = ServerConfig(
-        data_dir=str(tmp_path / "core"),
-        trade_endpoint=LOOPBACK,
-        fund_endpoint=LOOPBACK,
-        admin_endpoint=LOOPBACK,
-        pub_endpoint=LOOPBACK,
-        replay_endpoint=LOOPBACK,
-    )
-    srv = CoreServer(cfg, core_cls=FakeCore)
-    rc: list[int] = []
-    t = threading.Thread(target=lambda: rc.append(srv.run()), daemon=True)
-    t.start()
-    return srv, t, rc
-
-
-def endpoint(srv: CoreServer) -> str:
-    return str(srv.status()["trade"])
-
-
 def test_full_disk_on_event_log_exits_3_with_a_message(tmp_path, full_disk, caplog) -> None:
     caplog.set_level(logging.CRITICAL, logger="bursa.core")
-    srv, t, rc = start(tmp_path)
-    with CoreClient(endpoint(srv)) as c:
+    served = ServedCore(loopback_config(str(tmp_path / "core")), FakeCore)
+    with CoreClient(served.endpoint()) as c:
         c.request(make_cmds(3))
         full_disk.armed = "events-"
         c.send(make_cmds(2, start_ref=10))
-        t.join(timeout=20)
-    assert not t.is_alive() and rc == [3]
+        served.thread.join(timeout=20)
+    assert not served.thread.is_alive() and served.rc == [3]
     assert "event log append failed" in caplog.text and "No space left" in caplog.text
     # the batch is durable in the journal: a restart rebuilds the log and has it
     full_disk.armed = None
-    srv2, t2, rc2 = start(tmp_path)
-    assert srv2.sequencer.last_seq == 5 and srv2.eventlog.last_seq == 5
-    srv2.stopping = True
-    t2.join(timeout=20)
-    assert rc2 == [0]
+    served2 = ServedCore(loopback_config(str(tmp_path / "core")), FakeCore)
+    assert served2.server.sequencer.last_seq == 5 and served2.server.eventlog.last_seq == 5
+    served2.server.stopping = True
+    served2.thread.join(timeout=20)
+    assert served2.rc == [0]
 
 
 def test_failed_shutdown_snapshot_exits_nonzero(tmp_path, full_disk, caplog) -> None:
     caplog.set_level(logging.CRITICAL, logger="bursa.core")
-    srv, t, rc = start(tmp_path)
-    with CoreClient(endpoint(srv)) as c:
+    served = ServedCore(loopback_config(str(tmp_path / "core")), FakeCore)
+    with CoreClient(served.endpoint()) as c:
         c.request(make_cmds(3))
     full_disk.armed = "snapshot-"
-    srv.stopping = True
-    t.join(timeout=20)
-    assert rc == [3]
+    served.server.stopping = True
+    served.thread.join(timeout=20)
+    assert served.rc == [3]
     assert "shutdown snapshot failed" in caplog.text and "No space left" in caplog.text

@@ -20,31 +20,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bindings.client import CoreClient, CoreError, RoutedClient
-from engine.server import MAX_MESSAGE_BYTES, CoreServer, ServerConfig
+from engine.server import MAX_MESSAGE_BYTES
 from engine.wire import commands
 from engine.wire.frames import CONTROL_TAG, STATUS_APPLIED, STATUS_REJECTED, encode_control
 from engine.wire.roles import CONTROL_OPS, ROLE_CONTROLS, ROLE_KINDS, ROLES
 from pyx.enums import CmdKind, Reason, Side
-
-LOOPBACK = "tcp://127.0.0.1:*"
+from tests.engine.serve import ServedCore, loopback_config
 
 
 class Served:
     """A real-core CoreServer serving in a background thread."""
 
     def __init__(self, data_dir: str, **overrides: Any) -> None:
-        cfg = ServerConfig(
-            data_dir=data_dir,
-            trade_endpoint=LOOPBACK,
-            fund_endpoint=LOOPBACK,
-            admin_endpoint=LOOPBACK,
-            pub_endpoint=LOOPBACK,
-            replay_endpoint=LOOPBACK,
-            **overrides,
-        )
-        self.server = CoreServer(cfg)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
+        self.served = ServedCore(loopback_config(data_dir, **overrides))
+        self.server = self.served.server
         self.c = {r: CoreClient(self.server.endpoints[r]) for r in ROLES}
 
     def raw_control(self, role: str, body: bytes) -> dict[str, Any]:
@@ -59,14 +48,12 @@ class Served:
 
     def alive(self) -> bool:
         """The loop still runs and answers."""
-        return self.thread.is_alive() and self.c["trade"].control("ping")["ok"] is True
+        return self.served.thread.is_alive() and self.c["trade"].control("ping")["ok"] is True
 
     def stop(self) -> None:
         for c in self.c.values():
             c.close()
-        self.server.stopping = True
-        self.thread.join(timeout=10)
-        assert not self.thread.is_alive()
+        self.served.stop()
 
 
 @pytest.fixture
@@ -75,7 +62,7 @@ def served(tmp_path) -> Iterator[Served]:
     try:
         yield s
     finally:
-        if s.thread.is_alive():
+        if s.served.thread.is_alive():
             s.stop()
 
 
@@ -278,7 +265,7 @@ def test_fuzz_every_control_request_survives(served, op, fields, role):
             Reason.WRONG_SOCKET,
             Reason.RATE_LIMITED,
         )
-    assert served.thread.is_alive()
+    assert served.served.thread.is_alive()
 
 
 def test_oversized_message_never_reaches_the_core(served):

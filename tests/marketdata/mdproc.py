@@ -11,13 +11,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from bindings.client import CoreClient
 from engine.core import Core
 from engine.recovery import recover
 from engine.storage import FileStorage
-from engine.wire.roles import ROLES, role_of
 
 REPO = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 60.0
@@ -79,43 +75,6 @@ class MarketDataProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=STOP_TIMEOUT_S)
-
-
-def core_endpoints(ready: dict[str, Any]) -> dict[str, str]:
-    """The core's trade / fund / admin endpoints."""
-    return {k: str(ready[k]) for k in ROLES}
-
-
-def route(kind: int) -> str:
-    """Which core socket takes a command kind."""
-    return role_of(kind)
-
-
-class CoreSender:
-    """Sends commands to the right core socket, in order, waiting for each run's replies."""
-
-    def __init__(self, ready: dict[str, Any]) -> None:
-        self.clients = {name: CoreClient(ep) for name, ep in core_endpoints(ready).items()}
-
-    def send(self, cmds: np.ndarray) -> None:
-        """Send ``cmds`` in runs of the same socket; waits for every reply."""
-        routes = [route(int(k)) for k in cmds["kind"]]
-        i = 0
-        while i < len(cmds):
-            j = i
-            while j < len(cmds) and routes[j] == routes[i]:
-                j += 1
-            self.clients[routes[i]].submit(cmds[i:j])
-            i = j
-
-    def last_seq(self) -> int:
-        """The core's last sequence number (ping)."""
-        return int(self.clients["admin"].control("ping")["last_seq"])
-
-    def close(self) -> None:
-        """Close every socket."""
-        for c in self.clients.values():
-            c.close()
 
 
 def core_from_journal(data_dir: Path) -> Core:

@@ -18,13 +18,14 @@ from pathlib import Path
 import pytest
 import zmq
 
+from bindings.client import RoutedClient
 from bindings.marketdata import MarketDataClient
 from engine.wire import commands as wc
 from marketdata.wire.codec import decode, split
 from tests.e2e.coreproc import CoreProcess
 from tests.marketdata.feedkit import assert_book_matches, assert_no_private_ids
 from tests.marketdata.flow import OID0, SYMBOLS, Flow, setup
-from tests.marketdata.mdproc import CoreSender, MarketDataProcess, core_from_journal
+from tests.marketdata.mdproc import MarketDataProcess, core_from_journal
 
 WAIT_S = 60.0
 
@@ -37,8 +38,8 @@ class Stack:
         (root / "core").mkdir()
         self.core = CoreProcess(root / "core", root, "async")
         ready = self.core.start()
-        self.sender = CoreSender(ready)
-        self.sender.send(setup())
+        self.sender = RoutedClient.from_ready(ready)
+        self.sender.request(setup())
         self.pub = f"ipc://{root}/md.pub"
         self.service = f"ipc://{root}/md.svc"
         self.md = MarketDataProcess(root, ready, *md_args)
@@ -64,7 +65,7 @@ class Stack:
     def settle(self, client: MarketDataClient) -> None:
         """Wait until marketdata applied every core command, then until the client has
         every message it published (tail filled from the service)."""
-        last = self.sender.last_seq()
+        last = int(self.sender.control("ping")["last_seq"])
         deadline = time.monotonic() + WAIT_S
         while client.request(op="info")[0]["core_seq"] < last:
             client.poll(10)
@@ -105,7 +106,7 @@ def test_long_flow_exact_books_and_kill9_restart_continues_sequences(root: Path)
         flow = Flow(21)
         for round_ in range(20):
             for _ in range(20):
-                stack.sender.send(flow.batch(25))
+                stack.sender.request(flow.batch(25))
                 client.poll(0)
                 stack.drain_spy()
             check_books(stack, client)
@@ -113,7 +114,7 @@ def test_long_flow_exact_books_and_kill9_restart_continues_sequences(root: Path)
                 # kill -9 mid-stream (commands keep flowing while it is down).
                 stack.md.kill9()
                 for _ in range(5):
-                    stack.sender.send(flow.batch(25))
+                    stack.sender.request(flow.batch(25))
                 stack.md.start(stack.pub, stack.service)
         assert client.snapshots == len(client.streams), "a restart forced a re-snapshot"
         assert client.replayed > 0, "the restart left no gap to fill"
@@ -152,14 +153,14 @@ def test_dropped_messages_are_recovered(root: Path) -> None:
         flow = Flow(22)
         for _ in range(3):
             for _ in range(10):
-                stack.sender.send(flow.batch(25))
+                stack.sender.request(flow.batch(25))
                 client.poll(0)
             check_books(stack, client)
         assert client.gaps > 10 and client.replayed > 10
         # A local book that lost its orders (as a bug would) is caught and resynced.
         client.books[1].load_l3([])
         for _ in range(10):
-            stack.sender.send(flow.batch(25))
+            stack.sender.request(flow.batch(25))
             client.poll(0)
         check_books(stack, client)
         assert client.resyncs >= 1
@@ -180,7 +181,7 @@ def test_a_subscriber_that_stops_reading_stalls_nobody(root: Path) -> None:
         t0 = time.monotonic()
         for _ in range(4):
             for _ in range(15):
-                stack.sender.send(flow.batch(25))  # the core acknowledges every command
+                stack.sender.request(flow.batch(25))  # the core acknowledges every command
                 active.poll(0)
             check_books(stack, active)
         assert time.monotonic() - t0 < WAIT_S * 4
@@ -220,8 +221,8 @@ def test_config_file_callbacks_async_iterator_bad_requests_sigterm(root: Path) -
         client.on("trades", lambda m: seen.append(m["qty_lots"]))
         client.on(None, lambda m: every.append(m.channel))
         u1, u2 = 12_345_601, 12_345_602
-        stack.sender.send(wc.new_limit(OID0, u1, 1, 2, 100, 5))
-        stack.sender.send(wc.new_limit(OID0 + 1, u2, 1, 1, 100, 3))
+        stack.sender.request(wc.new_limit(OID0, u1, 1, 2, 100, 5))
+        stack.sender.request(wc.new_limit(OID0 + 1, u2, 1, 1, 100, 3))
 
         async def first_trade() -> int:
             async for m in client:
@@ -260,13 +261,13 @@ def test_client_rides_out_a_feed_outage(root: Path) -> None:
         client = MarketDataClient(stack.pub, stack.service, SYMBOLS, timeout_ms=300)
         stack.clients.append(client)
         flow = Flow(25)
-        stack.sender.send(flow.batch(50))
+        stack.sender.request(flow.batch(50))
         stack.md.kill9()
-        stack.sender.send(flow.batch(50))
+        stack.sender.request(flow.batch(50))
         client.check()  # the service is gone: a timeout is counted, nothing raises
         assert client.service_timeouts > 0
         stack.md.start(stack.pub, stack.service)
-        stack.sender.send(flow.batch(50))
+        stack.sender.request(flow.batch(50))
         client.timeout_ms = 10_000
         check_books(stack, client)
     finally:
