@@ -100,6 +100,7 @@ class ClearingProcess:
             led.flush_async()  # written while the next round is fetched and mapped
             sub.next_seq = led.last_seq + 1
             if not frames or led.last_seq >= log_last:
+                log.info("caught up to core seq %d", led.last_seq, extra={"seq": led.last_seq})
                 return
 
     def _follow(self, sub: EventSubscriber) -> None:
