@@ -78,6 +78,16 @@ class Wiring:
         return [f"--metrics={self.metrics_addr(name)}", "--log-format=json"]
 
     @property
+    def hot_key_file(self) -> Path:
+        """The demo hot wallet's encrypted key (created by the supervisor, demo only)."""
+        return self.data_dir.resolve() / "wallet" / "hot.key"
+
+    @property
+    def hot_pass_file(self) -> Path:
+        """Its passphrase (a demo: a real one comes from the operator, never a file here)."""
+        return self.data_dir.resolve() / "wallet" / "hot.pass"
+
+    @property
     def gateway_dir(self) -> Path:
         """The gateway's database and the demo users' private key files."""
         return self.data_dir.resolve() / "gateway"
@@ -117,6 +127,8 @@ def _chain(w: Wiring) -> list[str]:
         str(w.chain_port),
         "--block-ms",
         str(c["block_ms"]),
+        # Kept on disk: a restarted node serves the same chain (no reorg of credited deposits).
+        f"--state={w.data_dir.resolve() / 'chain' / 'chain.pickle'}",
     ]
 
 
@@ -157,7 +169,7 @@ def _clearing(w: Wiring) -> list[str]:
 
 def _wallet(w: Wiring) -> list[str]:
     core = w.ready["core"]
-    return [
+    argv = [
         PY,
         "-m",
         "bursa",
@@ -170,6 +182,9 @@ def _wallet(w: Wiring) -> list[str]:
         f"--core-admin-endpoint={core['admin']}",
         *w.observe("wallet"),
     ]
+    if w.cfg["run"]["demo"] and w.hot_pass_file.exists():
+        argv.append(f"--passphrase-file={w.hot_pass_file}")  # the demo hot key's
+    return argv
 
 
 def _gateway(w: Wiring) -> list[str]:
@@ -209,6 +224,23 @@ def _traders(w: Wiring) -> list[str]:
     ]
 
 
+def _payments(w: Wiring) -> list[str]:
+    core = w.ready["core"]
+    return [
+        PY,
+        "-m",
+        "bursa.exchange.payments",
+        f"--chain-url=http://127.0.0.1:{w.chain_port}",
+        f"--config={w.config_file}",
+        f"--db={w.data_dir.resolve() / 'wallet' / 'wallet.db'}",
+        f"--core-fund-endpoint={core['fund']}",
+        f"--core-admin-endpoint={core['admin']}",
+        f"--state-file={w.data_dir.resolve() / 'run' / 'payments.json'}",
+        f"--deposit-every-s={w.cfg['chain']['deposit_every_s']}",
+        "--log-format=json",
+    ]
+
+
 # The demo traders come last: they log in to the gateway with the keys the supervisor
 # creates before the gateway's first start (bursa.exchange.market.api_keys).
 CHILDREN: tuple[ChildSpec, ...] = (
@@ -219,6 +251,7 @@ CHILDREN: tuple[ChildSpec, ...] = (
     ChildSpec("wallet", _wallet, "deposit scanner of the simulated chain (bursa wallet)"),
     ChildSpec("gateway", _gateway, "order-entry gateway, TCP + API keys (bursa gateway)"),
     ChildSpec("traders", _traders, "demo market maker + takers", demo=True),
+    ChildSpec("payments", _payments, "demo deposits + a withdrawal on the chain", demo=True),
 )
 
 

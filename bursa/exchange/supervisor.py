@@ -29,6 +29,8 @@ import fcntl
 import io
 import json
 import logging
+import os
+import secrets
 import shutil
 import signal
 import socket
@@ -47,9 +49,10 @@ from bindings.marketdata import MarketDataClient
 from bursa import logs
 from bursa import run as tour
 from bursa.exchange import config as config_mod
-from bursa.exchange import market, readings, view
+from bursa.exchange import market, payments, readings, view
 from bursa.exchange.children import CHILDREN, Child, ChildError, Wiring
 from wallet.demo import DEMO_XPUB
+from wallet.keys import KeyFile, write_key_file
 
 LOCK_FILE = "bursa-run.lock"  # one supervisor per data directory (its sockets are fixed)
 STATE_FILE = "state.json"  # in run/: setup done, the chain's port
@@ -71,8 +74,11 @@ def free_port() -> int:
         return port
 
 
-def child_config(cfg: dict[str, Any], chain_port: int) -> dict[str, Any]:
-    """The children's config file: each section passed through, the wallet's chain added."""
+def child_config(
+    cfg: dict[str, Any], chain_port: int, hot_key_file: Path | None = None
+) -> dict[str, Any]:
+    """The children's config file: each section passed through, the wallet's chain added
+    (and, with ``hot_key_file``, the demo's withdrawal table: :mod:`.payments`)."""
     wallet = dict(cfg["wallet"])
     chains = dict(wallet.get("chains", {}))
     chains.setdefault(
@@ -88,6 +94,9 @@ def child_config(cfg: dict[str, Any], chain_port: int) -> dict[str, Any]:
         },
     )
     wallet["chains"] = chains
+    if hot_key_file is not None:
+        for key, table in payments.withdraw_table(hot_key_file).items():
+            wallet.setdefault(key, table)
     return {
         "core_server": cfg["core"],
         "marketdata": cfg["marketdata"],
@@ -97,9 +106,21 @@ def child_config(cfg: dict[str, Any], chain_port: int) -> dict[str, Any]:
     }
 
 
+def demo_hot_key(key_file: Path, pass_file: Path) -> None:
+    """Write the demo hot wallet's key file and its passphrase file (mode 0600), once."""
+    if key_file.exists() and pass_file.exists():
+        return
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    passphrase = secrets.token_hex(16)
+    fd = os.open(pass_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(passphrase + "\n")
+    write_key_file(key_file, KeyFile(payments.HOT_KEY, payments.NETWORK), passphrase)
+
+
 def fresh(data_dir: Path) -> None:
     """Remove what `bursa run` keeps under ``data_dir`` (and nothing else)."""
-    for sub in ("core", "clearing", "wallet", "marketdata", "gateway", "run"):
+    for sub in ("core", "clearing", "wallet", "marketdata", "gateway", "run", "chain", "logs"):
         shutil.rmtree(data_dir / sub, ignore_errors=True)
 
 
@@ -229,7 +250,7 @@ class Supervisor:
         self.run = run
         self.data_dir = data_dir
         self.run_dir = data_dir / "run"
-        for sub in ("core", "clearing", "wallet", "run/logs", "logs"):
+        for sub in ("core", "clearing", "wallet", "run/logs", "logs", "chain"):
             (data_dir / sub).mkdir(parents=True, exist_ok=True)
         self.log_dir = data_dir / "logs"
         self.events: list[str] = []  # recent supervisor warnings, newest first
@@ -241,8 +262,12 @@ class Supervisor:
             chain_port=int(self.state["chain_port"]),
             gateway_port=int(self.state["gateway_port"]),
         )
+        hot_key = None
+        if run["demo"]:
+            hot_key = self.wiring.hot_key_file
+            demo_hot_key(hot_key, self.wiring.hot_pass_file)
         self.wiring.config_file.write_text(
-            config_mod.dumps(child_config(cfg, self.wiring.chain_port))
+            config_mod.dumps(child_config(cfg, self.wiring.chain_port, hot_key))
         )
         specs = [s for s in CHILDREN if run["demo"] or not s.demo]
         initial = run["backoff_initial_ms"] / 1000
