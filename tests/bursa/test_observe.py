@@ -10,7 +10,9 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from bursa.exchange import payments
 from tests.bursa.exchange_proc import ROOT, WAIT_S, Exchange
+from tests.bursa.test_supervisor import check_books
 
 GRAFANA = ROOT / "docs" / "grafana" / "bursa.json"
 SUFFIXES = {
@@ -67,6 +69,48 @@ def grafana_metric_names() -> set[str]:
     return {m for e in exprs for m in re.findall(r"\b(?:bursa|process)_[a-z0-9_]+", e)}
 
 
+def labelled(url: str, name: str) -> dict[frozenset[tuple[str, str]], float]:
+    """The samples of ``name`` by label set."""
+    with urllib.request.urlopen(url, timeout=30) as r:
+        text = r.read().decode()
+    return {
+        frozenset(s.labels.items()): s.value
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+        if s.name == name
+    }
+
+
+def chain_balance(ex: Exchange, address: str) -> int:
+    """An address's balance on the running simulated chain (its JSON-RPC)."""
+    url = ex.ready["children"]["chain"]["url"]
+    body = json.dumps({"method": "balance", "params": [address]}).encode()
+    req = urllib.request.Request(url, body, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return int(json.loads(r.read())["result"])
+
+
+def check_money_moved(ex: Exchange) -> None:
+    """The demo's deposits were credited by the wallet after confirmations and its
+    withdrawal was paid on the chain and committed in the core."""
+    wallet = ex.ready["process_metrics"]["wallet"]
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        credited = labelled(wallet, "bursa_wallet_credited").get(frozenset({("asset", "1")}), 0)
+        states = {
+            dict(k)["state"]: v for k, v in labelled(wallet, "bursa_wallet_withdrawals").items()
+        }
+        if credited >= 3 * payments.FIRST_DEPOSIT and states.get("committed") == 1:
+            break
+        assert time.monotonic() < deadline, (credited, states)
+        time.sleep(0.5)
+    dest = payments.user_wallet_address(payments.WITHDRAWER)
+    assert chain_balance(ex, dest) == payments.WITHDRAWAL_AMOUNT
+    hot = labelled(wallet, "bursa_wallet_balance")
+    hot_sats = hot[frozenset({("chain", "sbtc"), ("asset", "1"), ("tier", "hot")})]
+    assert 0 < hot_sats < payments.HOT_FUNDING - payments.WITHDRAWAL_AMOUNT  # paid + network fee
+
+
 def test_every_process_serves_metrics_and_logs_json(tmp_path: Path) -> None:
     ex = Exchange(tmp_path)
     try:
@@ -102,6 +146,8 @@ def test_every_process_serves_metrics_and_logs_json(tmp_path: Path) -> None:
         # The sample Grafana dashboard queries only names a running process exports.
         unknown = grafana_metric_names() - names
         assert not unknown, unknown
+        check_money_moved(ex)
+        check_books(ex)
         assert ex.stop() == 0
     finally:
         ex.kill()
