@@ -22,7 +22,6 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from engine.storage import FileStorage
@@ -42,6 +41,16 @@ BATCH_BOUNDS = tuple(float(1 << i) for i in range(15))  # 1 .. 16384 commands
 # Storage files whose fdatasync time is measured, by name prefix -> label.
 SYNC_FILES = {"journal-": "journal", "events-": "event_log", "snapshot-": "snapshot"}
 NS = 1e-9
+# Byte offsets of the reply fields read per turn: strided slices of the reply bytes are
+# C-speed and allocate one small bytes object (numpy calls cost microseconds each).
+_REC = REPLY_DTYPE.itemsize
+_FIELDS: Any = REPLY_DTYPE.fields
+_KIND_AT: int = _FIELDS["kind"][1]
+_STATUS_AT: int = _FIELDS["status"][1]
+_REASON_AT: int = _FIELDS["reason"][1]
+_REJECTED = bytes([STATUS_REJECTED])
+# From this many commands a turn counts kinds with numpy, below with a Python loop.
+NUMPY_FROM = 256
 
 
 def _name(enum: Any, value: int) -> str:
@@ -91,7 +100,7 @@ class CoreMetrics:
     """Counters the core's loop updates (see the module doc); one instance per server."""
 
     def __init__(self) -> None:
-        self.commands_by_kind = np.zeros(256, dtype=np.int64)
+        self.commands_by_kind = [0] * 256
         self.rejects_by: dict[tuple[int, int], int] = {}
         self.ack = Buckets(ACK_BOUNDS_S)
         self.batch = Buckets(BATCH_BOUNDS)
@@ -108,15 +117,14 @@ class CoreMetrics:
         self.background_started_ns = 0
 
     def turn_done(
-        self, start_ns: int, n_cmds: int, n_messages: int, kinds: npt.NDArray[Any],
-        replies: bytes, full: bool,
-    ) -> None:  # fmt: skip
+        self, start_ns: int, n_cmds: int, n_messages: int, replies: bytes, full: bool
+    ) -> None:
         """After a turn's replies left: ack latency, batch size, commands, rejects.
 
         ``start_ns``: ``time.perf_counter_ns()`` when the turn's poll returned (every
-        command of the turn waited at least from then to its reply); ``kinds``: the
-        ``kind`` column of the batch; ``full``: the turn stopped at a bound with
-        messages possibly left queued (a backlog).
+        command of the turn waited at least from then to its reply); ``replies``: the
+        batch's reply records (``REPLY_DTYPE``, one per command, the kind echoed);
+        ``full``: the turn stopped at a bound with messages possibly left queued.
         """
         self.turns += 1
         self.turn_messages = n_messages
@@ -128,13 +136,37 @@ class CoreMetrics:
             return
         self.ack.observe((time.perf_counter_ns() - start_ns) * NS, n_cmds)
         self.batch.observe(float(n_cmds))
-        self.commands_by_kind += np.bincount(kinds, minlength=256)[:256]
-        rep = np.frombuffer(replies, dtype=REPLY_DTYPE)
-        rejected = rep["status"] == STATUS_REJECTED
-        if rejected.any():
-            for k, r in zip(rep["kind"][rejected].tolist(), rep["reason"][rejected].tolist(),
-                            strict=True):  # fmt: skip
-                self.rejects_by[(k, r)] = self.rejects_by.get((k, r), 0) + 1
+        kinds = replies[_KIND_AT::_REC]
+        by_kind = self.commands_by_kind
+        if n_cmds < NUMPY_FROM:
+            for k in kinds:
+                by_kind[k] += 1
+        else:
+            counts = np.bincount(np.frombuffer(kinds, dtype=np.uint8), minlength=256)
+            for k in np.flatnonzero(counts).tolist():
+                by_kind[k] += int(counts[k])
+        status = replies[_STATUS_AT::_REC]
+        if _REJECTED in status:
+            self._count_rejects(replies, kinds, status)
+
+    def _count_rejects(self, replies: bytes, kinds: bytes, status: bytes) -> None:
+        """Rejected replies by (kind, reason) (only on turns that have some)."""
+        if len(status) >= NUMPY_FROM:
+            rec = np.frombuffer(replies, dtype=REPLY_DTYPE)
+            bad = rec[rec["status"] == STATUS_REJECTED]
+            keys, counts = np.unique(
+                bad["kind"].astype(np.int64) << 16 | bad["reason"], return_counts=True
+            )
+            for key, n in zip(keys.tolist(), counts.tolist(), strict=True):
+                k = (key >> 16, key & 0xFFFF)
+                self.rejects_by[k] = self.rejects_by.get(k, 0) + n
+            return
+        at = status.find(_REJECTED)
+        while at >= 0:
+            off = at * _REC + _REASON_AT
+            key = (kinds[at], int.from_bytes(replies[off : off + 2], "little"))
+            self.rejects_by[key] = self.rejects_by.get(key, 0) + 1
+            at = status.find(_REJECTED, at + 1)
 
     def snapshot_done(self, how: str, start_ns: int) -> None:
         """A snapshot written (``how``: inline or background), started at ``start_ns``
@@ -174,9 +206,10 @@ class CoreCollector:
         cmds = CounterMetricFamily(
             "bursa_core_commands", "commands sequenced, by kind", labels=["kind"]
         )
-        by_kind = m.commands_by_kind.copy()
-        for k in np.flatnonzero(by_kind).tolist():
-            cmds.add_metric([_name(CmdKind, k)], float(by_kind[k]))
+        by_kind = list(m.commands_by_kind)
+        for k, n in enumerate(by_kind):
+            if n:
+                cmds.add_metric([_name(CmdKind, k)], float(n))
         yield cmds
         rej = CounterMetricFamily(
             "bursa_core_rejects", "commands rejected, by kind and reason", labels=["kind", "reason"]

@@ -504,8 +504,9 @@ class CoreServer:
                 n_cmds += k
         replies = self._commit(n_cmds)
         self._send_replies(senders, replies, refused)
-        self.metrics.turn_done(t0_ns, n_cmds, len(senders) + len(controls),
-                               self._stage["kind"][:n_cmds], replies, n_cmds >= limit)  # fmt: skip
+        self.metrics.turn_done(
+            t0_ns, n_cmds, len(senders) + len(controls), replies, n_cmds >= limit
+        )
         expensive = 0
         for role, ident, delim, req in controls:
             answer, costly = self._control(role, req, expensive)

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
+from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bursa.metrics import Collector
-from engine.metrics import ACK_BOUNDS_S, Buckets
+from engine.metrics import ACK_BOUNDS_S, Buckets, CoreMetrics
 from engine.wire import commands
+from engine.wire.frames import STATUS_REJECTED
+from engine.wire.layout import REPLY_DTYPE
 from tests.e2e.coreproc import CoreProcess
 
 
@@ -125,3 +132,29 @@ def test_core_logs_json_with_seq_and_metrics_off(tmp_path: Path) -> None:
     assert all(r["process"] == "core" for r in recs)
     ready_rec = next(r for r in recs if r["msg"].startswith("core ready"))
     assert ready_rec["seq"] == ready["last_seq"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 255), st.sampled_from([1, 2, 3]), st.integers(0, 65535)),
+        min_size=1,
+        max_size=600,
+    )
+)
+def test_turn_counts_commands_and_rejects_by_kind_and_reason(
+    recs: list[tuple[int, int, int]],
+) -> None:
+    """Small turns (a Python loop) and large ones (numpy) count the same as a Counter."""
+    rep = np.zeros(len(recs), dtype=REPLY_DTYPE)
+    rep["kind"], rep["status"], rep["reason"] = zip(*recs, strict=True)
+    m = CoreMetrics()
+    m.turn_done(time.perf_counter_ns(), len(recs), 1, rep.tobytes(), False)
+    m.turn_done(time.perf_counter_ns(), len(recs), 1, rep.tobytes(), True)
+    kinds = Counter(k for k, _, _ in recs)
+    assert {k: n for k, n in enumerate(m.commands_by_kind) if n} == {
+        k: 2 * n for k, n in kinds.items()
+    }
+    rejects = Counter((k, r) for k, s, r in recs if s == STATUS_REJECTED)
+    assert m.rejects_by == {key: 2 * n for key, n in rejects.items()}
+    assert m.ack.count == 2 * len(recs) and m.batch.count == 2 and m.full_turns == 1
