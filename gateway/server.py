@@ -663,6 +663,7 @@ class Gateway:
         ):
             return False
         conn.msgs += n
+        self.stats["messages_in"] += n
         e = batch.decode_enters(bodies)
         by_cl = self.store.by_cl
         ok: list[int] = []
