@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-from engine.storage import FileStorage
 from engine.wire.frames import STATUS_REJECTED
 from engine.wire.layout import REPLY_DTYPE
 from pyx.enums import CmdKind, Reason
@@ -174,23 +173,66 @@ class CoreMetrics:
         self.snapshot[how].observe((time.monotonic_ns() - start_ns) * NS)
 
 
-class TimedStorage(FileStorage):
-    """The core's :class:`FileStorage` with each ``sync`` timed into ``metrics.sync``."""
+class TimedStorage:
+    """A :class:`engine.storage.Storage` that times each ``sync`` of the storage it wraps
+    into ``metrics.sync`` (by file kind) and passes everything else through."""
 
-    def __init__(self, directory: str, metrics: CoreMetrics, **kw: Any) -> None:
-        super().__init__(directory, **kw)
+    def __init__(self, inner: Any, metrics: CoreMetrics) -> None:
+        self.inner = inner
         self.metrics = metrics
+        self.directory: str = getattr(inner, "directory", "")
 
     def sync(self, name: str) -> None:
         """fdatasync ``name``; its duration goes to the histogram of its file kind."""
         t0 = time.perf_counter_ns()
-        super().sync(name)
+        self.inner.sync(name)
         dt = (time.perf_counter_ns() - t0) * NS
         base = name.removeprefix("archive-")
         for prefix, label in SYNC_FILES.items():
             if base.startswith(prefix):
                 self.metrics.sync[label].observe(dt)
                 return
+
+    def list(self) -> list[str]:
+        """Passed through."""
+        out: list[str] = self.inner.list()
+        return out
+
+    def size(self, name: str) -> int:
+        """Passed through."""
+        return int(self.inner.size(name))
+
+    def read(self, name: str, offset: int, length: int) -> bytes:
+        """Passed through."""
+        return bytes(self.inner.read(name, offset, length))
+
+    def append(self, name: str, data: bytes) -> None:
+        """Passed through."""
+        self.inner.append(name, data)
+
+    def write_at(self, name: str, offset: int, data: bytes) -> None:
+        """Passed through."""
+        self.inner.write_at(name, offset, data)
+
+    def truncate(self, name: str, size: int) -> None:
+        """Passed through."""
+        self.inner.truncate(name, size)
+
+    def rename(self, src: str, dst: str) -> None:
+        """Passed through."""
+        self.inner.rename(src, dst)
+
+    def remove(self, name: str) -> None:
+        """Passed through."""
+        self.inner.remove(name)
+
+    def sync_dir(self) -> None:
+        """Passed through."""
+        self.inner.sync_dir()
+
+    def close(self) -> None:
+        """Passed through."""
+        self.inner.close()
 
 
 class CoreCollector:

@@ -281,7 +281,7 @@ class CoreServer:
         self.accept_journal_loss = accept_journal_loss
         self.ctx = ctx or zmq.Context()
         self.metrics = CoreMetrics()  # plain counters; read at scrape time (engine.metrics)
-        self.storage = TimedStorage(config.data_dir, self.metrics)
+        self.storage = TimedStorage(FileStorage(config.data_dir), self.metrics)
         self.eventlog = EventLog(self.storage, config.event_log_segment_bytes)
         self.stopping = False
         self.n_batches = 0
