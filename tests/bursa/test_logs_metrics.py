@@ -7,13 +7,22 @@ import json
 import logging
 import subprocess
 import sys
+import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
+import zmq
 
 from bursa import logs
-from bursa.metrics import Collector, MetricsAddressError, counter, parse_address, serve
+from bursa.metrics import (
+    Collector,
+    MetricsAddressError,
+    PeerCounter,
+    counter,
+    parse_address,
+    serve,
+)
 from tests.bursa.exchange_proc import ROOT
 
 
@@ -112,3 +121,35 @@ def test_serve_exposes_the_collectors_and_the_process_metrics() -> None:
     assert f"bursa_test_things_total {n + 1}.0" in text
     assert "process_resident_memory_bytes" in text
     assert serve("off", Collector(collect))[0] is None
+
+
+def test_peer_counter_follows_connections_and_disconnections() -> None:
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
+    pub = ctx.socket(zmq.PUB)
+    pub.setsockopt(zmq.LINGER, 0)
+    pub.bind("tcp://127.0.0.1:*")
+    where = pub.getsockopt_string(zmq.LAST_ENDPOINT)
+    peers = PeerCounter(pub)
+    subs = []
+    try:
+        for _ in range(2):
+            s = ctx.socket(zmq.SUB)
+            s.setsockopt(zmq.LINGER, 0)
+            s.connect(where)
+            subs.append(s)
+        wait_until(lambda: peers.peers == 2)
+        subs.pop().close()
+        wait_until(lambda: peers.peers == 1)
+        assert peers.accepted == 2
+    finally:
+        for s in subs:
+            s.close()
+        peers.stop()
+        pub.close()
+
+
+def wait_until(cond: Callable[[], bool], timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not cond():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
