@@ -4,8 +4,11 @@
 
 Starts the children of :data:`bursa.exchange.children.CHILDREN` in order (core in
 ``fsync`` mode, simulated chain, market data, clearing, wallet, order-entry gateway,
-demo traders trading through the gateway with API keys), each
+demo traders trading through the gateway with API keys, demo payments on the
+simulated chain: deposits and a withdrawal through the wallet), each
 waited for until its JSON ready line, wired over ipc:// sockets under ``DIR/run/``.
+Every child serves Prometheus metrics (the ports are assigned here, listed in the
+ready line) and logs JSON lines to ``DIR/logs/<child>.log``.
 On the first start it creates the demo market and the demo users' gateway API keys
 (:mod:`bursa.exchange.market`; private keys in ``DIR/gateway/keys/``, mode 0600);
 later starts resume the same state (journal, snapshots, SQLite ledger, wallet DB,
@@ -17,9 +20,10 @@ reverse order, so the core stops last and writes its snapshot.
 It prints one JSON ready line (``{"ready": true, "data_dir": ..., "metrics": URL,
 "children": {...}}``) and then, every ``summary_every_s``, a plain-text summary line:
 best bid/ask from the market-data feed, trades seen on the feed, core seq, ledger lag
-(core seq minus the ledger's last applied seq) and each child's state and restarts.  On
-a terminal a rich dashboard shows the same, refreshed every second; Prometheus gauges of
-the same readings are served on 127.0.0.1 (:mod:`bursa.exchange.view`).
+(core seq minus the ledger's last applied seq), journal fdatasync time, hot wallet,
+pending withdrawals, alerts and each child's state and restarts.  On a terminal a rich
+dashboard shows more (book, trades, latency), refreshed every second; Prometheus gauges
+of the same readings are served on 127.0.0.1 (:mod:`bursa.exchange.view`).
 """
 
 from __future__ import annotations
