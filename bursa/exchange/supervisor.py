@@ -398,7 +398,8 @@ class Supervisor:
                 snap = self.reading()
                 self.metrics.update(snap)
                 if live is not None:
-                    live.update(view.dashboard(snap, str(self.data_dir)), refresh=True)
+                    dash = view.dashboard(snap, str(self.data_dir), live.console.width)
+                    live.update(dash, refresh=True)
                 else:
                     print(view.summary_line(snap), flush=True)
                 next_report = now + every
@@ -416,7 +417,7 @@ class Supervisor:
 def screenshot(sup: Supervisor, path: str, width: int = SCREENSHOT_WIDTH) -> None:
     """Render the dashboard of a reading taken now into an SVG file (rich's recorder)."""
     console = Console(record=True, width=width, file=io.StringIO(), force_terminal=True)
-    console.print(view.dashboard(sup.reading(), sup.data_dir.name))
+    console.print(view.dashboard(sup.reading(), sup.data_dir.name, width))
     console.save_svg(path, title="bursa run")
     print(f"dashboard saved to {path}", flush=True)
 

@@ -10,6 +10,7 @@ hot wallet, alerts, processes), :class:`Metrics` exports it to Prometheus.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 from rich.console import Group
@@ -20,6 +21,7 @@ from bursa import run as tour
 from bursa.exchange.readings import CoreRates
 
 STATES = ("starting", "running", "backoff", "stopped")
+WIDE = 110  # columns from which the dashboard puts three panels side by side
 
 
 @dataclass
@@ -165,27 +167,43 @@ def _alerts(s: Snapshot) -> Panel:
     return Panel(lines, title="recent alerts", title_align="left")
 
 
-def dashboard(s: Snapshot, data_dir: str) -> Group:
-    """The terminal view: book, trades, core rates, wallet, alerts, processes."""
+def _row(*cells: Any, ratios: tuple[int, ...]) -> Table:
+    grid = Table.grid(expand=True, padding=(0, 1))
+    for ratio in ratios:
+        grid.add_column(ratio=ratio)
+    grid.add_row(*cells)
+    return grid
+
+
+def dashboard(s: Snapshot, data_dir: str, width: int = WIDE) -> Group:
+    """The terminal view: book, trades, core rates, wallet, alerts, processes.
+
+    From ``WIDE`` columns the book, trades and core sit side by side; narrower
+    terminals (80 columns) get two panels per row.
+    """
     market = Table.grid(padding=(0, 2))
     market.add_row("symbol", tour.SYMBOL, "best bid", _px(s.bid), "best ask", _px(s.ask))
     market.add_row(
         "trades seen", f"{s.trades_seen:,}", "core seq", f"{s.core_seq:,}",
         "ledger lag", f"{s.ledger_lag:,}",
     )  # fmt: skip
-    top = Table.grid(expand=True, padding=(0, 1))
-    for ratio in (4, 3, 3):  # the book needs four price/size columns
-        top.add_column(ratio=ratio)
-    top.add_row(_book(s), _trades(s), _core(s))
-    mid = Table.grid(expand=True, padding=(0, 1))
-    mid.add_column(ratio=2)
-    mid.add_column(ratio=3)
-    mid.add_row(_wallet(s), _alerts(s))
+    rows: list[Table | Panel]
+    if width >= WIDE:  # the book needs four price/size columns: the widest share
+        rows = [
+            _row(_book(s), _trades(s), _core(s), ratios=(4, 3, 3)),
+            _row(_wallet(s), _alerts(s), ratios=(2, 3)),
+        ]
+    else:
+        rows = [
+            _row(_book(s), _trades(s), ratios=(4, 3)),
+            _row(_core(s), _wallet(s), ratios=(4, 5)),
+            _alerts(s),
+        ]
     procs = Table(title="processes", expand=True)
     widths = {"process": 10, "state": 8, "restarts": 8, "pid": 7, "last exit": 9}
     for col, width in widths.items():
         procs.add_column(col, no_wrap=True, min_width=width)
-    # One line per process (cut with an ellipsis): the whole view fits an 80x24 terminal.
+    # One line per process (cut with an ellipsis).
     procs.add_column("what", no_wrap=True, overflow="ellipsis")
     for c in s.children:
         style = "green" if c.state == "running" else "yellow"
@@ -194,7 +212,7 @@ def dashboard(s: Snapshot, data_dir: str) -> Group:
             "-" if c.last_exit is None else str(c.last_exit), c.doc,
         )  # fmt: skip
     title = f"bursa run - up {s.uptime_s}s - data {data_dir} - Ctrl-C stops"
-    return Group(Panel(market, title=title), top, mid, procs)
+    return Group(Panel(market, title=title), *rows, procs)
 
 
 class Metrics:

@@ -129,6 +129,12 @@ def test_dashboard_renders_market_and_processes() -> None:
     assert re.search(r"hot wallet \(hot\)\s*│\s*0.00150000 BTC", text), text
     assert re.search(r"pending withdrawals\s*│\s*2", text), text
     assert "traders exited with status -9" in text
+    narrow = Console(record=True, width=80)
+    narrow.print(view.dashboard(snap, "/srv/data", 80))
+    small = narrow.export_text()
+    for text_ in ("59,999.50", "60,000.70", "6.30 ms", "0.00150000 BTC", "exited with status -9"):
+        assert text_ in small, small  # 80 columns: two panels a row, nothing cut
+    assert max(len(x) for x in small.splitlines()) <= 80
     line = view.summary_line(snap)
     assert line.endswith("core=running/0 clearing=backoff/2")
     assert "fdatasync 6.30 ms" in line and "hot wallet 0.00150000 BTC" in line
