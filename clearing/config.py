@@ -48,6 +48,7 @@ class ClearingConfig:
     flush_ms: int = 100
     poll_ms: int = 50
     reconnect_ms: int = 200
+    metrics: str = "127.0.0.1:0"  # Prometheus /metrics of `clearing run` ("" or "off": none)
 
     def validate(self) -> None:
         """Raise ValueError on a setting out of range."""

@@ -24,8 +24,12 @@ import signal
 import sys
 import time
 from types import FrameType
+from typing import Any
 
 from bindings.client import CoreError, EventSubscriber
+from bursa import logs
+from bursa.metrics import Collector, counter, gauge, subscriber_families
+from bursa.metrics import serve as serve_metrics
 from clearing.config import ClearingConfig, add_arguments, load
 from clearing.db import CONNECTION_ERRORS, Db
 from clearing.ledger import ConcurrentWriterError, Ledger, StreamError
@@ -54,6 +58,7 @@ class ClearingProcess:
         self.sub: EventSubscriber | None = None
         self.reconnects = 0
         self.resubscribes = 0
+        self.head_seq = 0  # the highest core seq seen (live frames, the replay log's end)
 
     def open(self, attempts: int = 0) -> bool:
         """Connect (retrying every ``reconnect_ms``; ``attempts`` 0: until stopping)
@@ -91,9 +96,11 @@ class ClearingProcess:
             )
             for f in frames:
                 led.apply_frame(f.first_seq, f.last_seq, f.events)
+            self.head_seq = max(self.head_seq, log_last, led.last_seq)
             led.flush_async()  # written while the next round is fetched and mapped
             sub.next_seq = led.last_seq + 1
             if not frames or led.last_seq >= log_last:
+                log.info("caught up to core seq %d", led.last_seq, extra={"seq": led.last_seq})
                 return
 
     def _follow(self, sub: EventSubscriber) -> None:
@@ -105,6 +112,7 @@ class ClearingProcess:
             frames = sub.poll(timeout_ms=c.poll_ms, max_frames=POLL_FRAMES)
             for f in frames:
                 led.apply_frame(f.first_seq, f.last_seq, f.events)
+            self.head_seq = max(self.head_seq, led.last_seq)
             # A failed background write must surface even when the stream is idle (a
             # database restart): the batch it lost is not dirty, so nothing else asks.
             led.settle_background()
@@ -164,10 +172,32 @@ class ClearingProcess:
                 self.db.connect()
                 self.ledger.reload()
                 self.reconnects += 1
-                log.info("database back; resuming after seq %d", self.ledger.last_seq)
+                log.info("database back; resuming after seq %d", self.ledger.last_seq,
+                         extra={"seq": self.ledger.last_seq})  # fmt: skip
                 return
             except CONNECTION_ERRORS as e:
                 log.info("database still unavailable: %s", e)
+
+
+def families(proc: ClearingProcess) -> list[Any]:
+    """The follower's metrics at scrape time (names start ``bursa_clearing_``)."""
+    p = "bursa_clearing"
+    led = getattr(proc, "ledger", None)
+    if led is None:
+        return []
+    committed = led.committed_seq
+    head = max(proc.head_seq, led.last_seq)
+    return [
+        gauge(f"{p}_committed_seq", "last core seq committed to the ledger database", committed),
+        gauge(f"{p}_applied_seq", "last core seq applied in memory", led.last_seq),
+        gauge(f"{p}_head_seq", "highest core seq seen on the stream", head),
+        gauge(f"{p}_lag_seq", "seqs seen but not yet committed", max(0, head - committed)),
+        counter(f"{p}_entries", "ledger entries (double-entry legs) applied", led.n_entries),
+        counter(f"{p}_events", "core events applied", led.n_events),
+        counter(f"{p}_db_reconnects", "database connections reopened", proc.reconnects),
+        counter(f"{p}_resubscribes", "core stream interruptions (resubscribed)", proc.resubscribes),
+        *subscriber_families(proc.sub, p),
+    ]
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -176,16 +206,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     add_arguments(p)
     p.add_argument("--batch-events", type=int)
     p.add_argument("--flush-ms", type=int)
-    p.add_argument("--log-level", default="INFO")
+    p.add_argument("--metrics", help="Prometheus /metrics HOST:PORT (default 127.0.0.1:0; off)")
+    logs.add_arguments(p)
     return p.parse_args(argv)
 
 
 def main(argv: list[str]) -> int:
     """Run the clearing process; prints one JSON ready line on stdout."""
     args = parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s"
-    )
+    logs.setup("clearing", args.log_format, args.log_level)
     try:
         config = load(args)
     except (ValueError, OSError) as e:
@@ -206,8 +235,14 @@ def main(argv: list[str]) -> int:
         print(f"bursa clearing: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
     assert proc.db is not None
+    try:
+        url, _ = serve_metrics(config.metrics, Collector(lambda: families(proc)))
+    except (ValueError, OSError) as e:
+        print(f"bursa clearing: metrics: {e}", file=sys.stderr)
+        return 1
     ready = {
         "ready": True,
+        "metrics": url,
         "backend": proc.db.backend,
         "last_seq": proc.ledger.last_seq,
         "pub": config.core_pub_endpoint,

@@ -43,10 +43,13 @@ from typing import Any
 import numpy as np
 import zmq
 
+from bursa import logs
+from bursa.metrics import serve as serve_metrics
 from engine.clock import RealClock
 from engine.corelike import CoreClass
 from engine.eventlog import EVENT_SEGMENT_BYTES_MAX, EventLog, split_event_frames
 from engine.journal import JournalCorrupt, JournalWriteError
+from engine.metrics import CoreCollector, CoreMetrics, TimedStorage
 from engine.recovery import recover
 from engine.replay_service import ReplayService
 from engine.security import (
@@ -192,6 +195,7 @@ class ServerConfig:
     event_log_segment_bytes: int = EVENT_SEGMENT_BYTES_MAX
 
     snapshot_in_background: bool = True
+    metrics: str = "127.0.0.1:0"  # Prometheus /metrics address ("" or "off": none)
 
     def endpoints(self) -> dict[str, str]:
         """Every endpoint to bind, by ready-line key."""
@@ -276,7 +280,8 @@ class CoreServer:
         self.core_cls = core_cls
         self.accept_journal_loss = accept_journal_loss
         self.ctx = ctx or zmq.Context()
-        self.storage = FileStorage(config.data_dir)
+        self.metrics = CoreMetrics()  # plain counters; read at scrape time (engine.metrics)
+        self.storage = TimedStorage(FileStorage(config.data_dir), self.metrics)
         self.eventlog = EventLog(self.storage, config.event_log_segment_bytes)
         self.stopping = False
         self.n_batches = 0
@@ -455,6 +460,7 @@ class CoreServer:
         ready = dict(self.poller.poll(timeout_ms))
         if not ready:
             return 0
+        t0_ns = time.perf_counter_ns()
         n_cmds = 0
         # (role, identity, delimiter?, first command index, command count); a count of
         # -1 is a malformed message (index = its length), -2 a frame refused on this
@@ -498,6 +504,9 @@ class CoreServer:
                 n_cmds += k
         replies = self._commit(n_cmds)
         self._send_replies(senders, replies, refused)
+        self.metrics.turn_done(
+            t0_ns, n_cmds, len(senders) + len(controls), replies, n_cmds >= limit
+        )
         expensive = 0
         for role, ident, delim, req in controls:
             answer, costly = self._control(role, req, expensive)
@@ -530,6 +539,7 @@ class CoreServer:
             frame = encode_event_frame(a, b, ev.tobytes())
             self.eventlog.append_frame(frame, a, b)
             self.pub.send(frame, copy=False)
+            self.metrics.pub_frames += 1
 
     def _send_replies(
         self,
@@ -682,6 +692,7 @@ class CoreServer:
             return
         if seq is None:
             return
+        self.metrics.background_started_ns = time.monotonic_ns()
         pid = os.fork()
         if pid == 0:  # the child: write, then leave without running any cleanup
             code = 1
@@ -706,6 +717,7 @@ class CoreServer:
         code = os.waitstatus_to_exitcode(status)
         if code == 0:
             self.background_snapshots += 1
+            self.metrics.snapshot_done("background", self.metrics.background_started_ns)
             self.sequencer.snapshot_written(seq)
             log.info("snapshot at seq %d written in the background", seq)
         else:
@@ -729,6 +741,7 @@ class CoreServer:
         try:
             self.eventlog.sync()
             self.sequencer.snapshot()
+            self.metrics.snapshot_done("inline", self._last_snapshot_ns)
         except (SnapshotWriteError, StorageError, JournalWriteError) as e:
             if isinstance(e, JournalWriteError) and not final:
                 raise  # the journal is dead: run() stops with exit 3
@@ -895,7 +908,8 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument("--curve-secret-key", help="the core's .key_secret file (bursa admin keygen)")
     p.add_argument("--curve-clients-dir", help="directory of allowed clients' .key files")
-    p.add_argument("--log-level", default="INFO")
+    p.add_argument("--metrics", help="Prometheus /metrics HOST:PORT (default 127.0.0.1:0; off)")
+    logs.add_arguments(p)
     p.add_argument(
         "--accept-journal-loss",
         action="store_true",
@@ -925,6 +939,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         "curve",
         "curve_secret_key",
         "curve_clients_dir",
+        "metrics",
     ):
         v = getattr(args, key)
         if v is not None:
@@ -940,9 +955,7 @@ def main(argv: list[str] | None = None) -> int:
     sockets are bound and recovery is done; logs go to stderr.
     """
     args = _parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(
-        level=args.log_level, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s"
-    )
+    logs.setup("core", args.log_format, args.log_level)
     try:
         config = config_from_args(args)
         core_cls = None
@@ -950,6 +963,7 @@ def main(argv: list[str] | None = None) -> int:
             module, _, attr = args.core_class.partition(":")
             core_cls = getattr(importlib.import_module(module), attr)
         server = CoreServer(config, core_cls=core_cls, accept_journal_loss=args.accept_journal_loss)
+        metrics_url, _ = serve_metrics(config.metrics, CoreCollector(server))
     except (ValueError, OSError, zmq.ZMQError, JournalCorrupt, ImportError, AttributeError) as e:
         print(f"bursa core: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
@@ -959,9 +973,9 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    ready = {"ready": True, **server.status(), "config": asdict(config)}
+    ready = {"ready": True, **server.status(), "metrics": metrics_url, "config": asdict(config)}
     print(json.dumps(ready), flush=True)
-    log.info("core ready: last_seq=%d", ready["last_seq"])
+    log.info("core ready: last_seq=%d", ready["last_seq"], extra={"seq": ready["last_seq"]})
     return server.run()
 
 

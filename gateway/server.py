@@ -33,6 +33,9 @@ import numpy as np
 import zmq
 
 from bindings.client import CoreClient, CoreError, EventSubscriber
+from bursa import logs
+from bursa.metrics import Collector
+from bursa.metrics import serve as serve_metrics
 from engine.server import (
     DEFAULT_ADMIN_ENDPOINT,
     DEFAULT_PUB_ENDPOINT,
@@ -48,7 +51,7 @@ from engine.wire.frames import (
     encode_control,
 )
 from engine.wire.layout import CMD_DTYPE, CMD_FIELDS, EV_DTYPE
-from gateway import batch, keys
+from gateway import batch, keys, metrics
 from gateway.store import MAX_ORDER_ID, OPEN_STATES, Order, Store
 from gateway.wire import codec
 from gateway.wire.codes import GwReason
@@ -156,6 +159,7 @@ class GatewayConfig:
     socket_sndbuf: int = 262_144  # kernel send buffer per client (bounds it, with max_out_buffer)
     core_send_hwm: int = 100_000  # frames queued for the core before sends are refused
     core_reply_timeout_ms: int = 5000  # unanswered frames older than this were lost
+    metrics: str = "127.0.0.1:0"  # Prometheus /metrics address ("" or "off": none)
 
 
 def _is_enter(ftype: int, body: bytes) -> bool:
@@ -270,6 +274,8 @@ class Conn(asyncio.Protocol):
         if self.closed or self.transport is None:
             return
         log.info("session end %s key=%s", reason.name, self.key.key_id if self.key else None)
+        if reason == GwReason.FLOOD:
+            self.gw.throttled("FLOOD")
         if not abort:
             self.transport.write(codec.encode("END_OF_SESSION", reason=int(reason)))
         self.closed = True
@@ -281,6 +287,8 @@ class Conn(asyncio.Protocol):
     def reject_login(self, reason: GwReason) -> None:
         """LOGIN_REJECTED with ``reason`` and close."""
         if self.transport is not None and not self.closed:
+            if reason == GwReason.LOGIN_RATE_EXCEEDED:
+                self.gw.throttled(reason.name)
             self.transport.write(codec.encode("LOGIN_REJECTED", reason=int(reason)))
             self.closed = True
             self.transport.close()
@@ -311,6 +319,9 @@ class Conn(asyncio.Protocol):
         if sec != self.window:
             self.window, self.msgs, self.orders = sec, 0, 0
         self.msgs += 1
+        self.gw.stats["messages_in"] += 1
+        if self.msgs > cfg.max_msgs_per_s:
+            self.gw.throttled("MESSAGE_RATE_EXCEEDED")
         if self.msgs > cfg.max_msgs_per_s * cfg.flood_factor:
             self.end(GwReason.FLOOD)
             return
@@ -366,7 +377,13 @@ class Gateway:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.caught_up = False
         self.stopping = False
-        self.stats = {"orders": 0, "events": 0, "frames_to_core": 0, "retries": 0, "duplicates": 0}
+        self.stats = {"orders": 0, "events": 0, "frames_to_core": 0, "retries": 0, "duplicates": 0,
+                      "messages_in": 0, "reports": 0}  # fmt: skip
+        self.throttles: dict[str, int] = {}  # reason name -> count (gateway.metrics)
+
+    def throttled(self, reason: str) -> None:
+        """Count one throttle (a rate or open-orders limit hit) under ``reason``."""
+        self.throttles[reason] = self.throttles.get(reason, 0) + 1
 
     # ------------------------------------------------------------ helpers
 
@@ -383,12 +400,14 @@ class Gateway:
     def emit(self, key_id: int, spec: MsgSpec, values: Mapping[str, codec.Value]) -> None:
         """Store the session's next sequenced message; sent after this turn's commit."""
         payload = codec.app_payload(spec, values)
+        self.stats["reports"] += 1
         seq = self.store.append(key_id, payload)
         self.outbox.append((key_id, seq, payload))
         self.schedule_flush()
 
     def emit_payload(self, key_id: int, payload: bytes) -> None:
         """:meth:`emit` of an already packed payload (code + body)."""
+        self.stats["reports"] += 1
         self.outbox.append((key_id, self.store.append(key_id, payload), payload))
         if not self.flush_scheduled:
             self.schedule_flush()
@@ -576,6 +595,8 @@ class Gateway:
             ):
                 reason = GwReason.OPEN_ORDERS_EXCEEDED
         if reason:
+            if reason in (GwReason.ORDER_RATE_EXCEEDED, GwReason.OPEN_ORDERS_EXCEEDED):
+                self.throttled(GwReason(reason).name)
             self.emit(kid, OUT["REJECTED"], {"cl_ord_id": cl, "reason": reason})
             return
         o = Order(
@@ -642,6 +663,7 @@ class Gateway:
         ):
             return False
         conn.msgs += n
+        self.stats["messages_in"] += n
         e = batch.decode_enters(bodies)
         by_cl = self.store.by_cl
         ok: list[int] = []
@@ -1210,7 +1232,7 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--config", help="TOML file; settings in its [gateway] section")
     for f in fields(GatewayConfig):
         p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=None)
-    p.add_argument("--log-level", default="INFO")
+    logs.add_arguments(p)
     p.add_argument("--profile", help="write a cProfile of the whole run to this file at exit")
     return p.parse_args(argv)
 
@@ -1231,9 +1253,7 @@ def config_from_args(args: argparse.Namespace) -> GatewayConfig:
 def main(argv: list[str] | None = None) -> int:
     """Run the gateway until SIGTERM/SIGINT; prints one JSON ready line."""
     args = _parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(
-        level=args.log_level, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s"
-    )
+    logs.setup("gateway", args.log_format, args.log_level)
     try:
         cfg = config_from_args(args)
     except (OSError, TypeError, tomllib.TOMLDecodeError) as e:
@@ -1242,6 +1262,7 @@ def main(argv: list[str] | None = None) -> int:
 
     async def run() -> None:
         gw = Gateway(cfg)
+        url, _ = serve_metrics(cfg.metrics, Collector(lambda: metrics.families(gw)))
         ready: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         task = asyncio.create_task(gw.serve(ready))
         stop = asyncio.Event()
@@ -1250,7 +1271,7 @@ def main(argv: list[str] | None = None) -> int:
         waiter = asyncio.create_task(stop.wait())
         await asyncio.wait([ready, task], return_when=asyncio.FIRST_COMPLETED)  # type: ignore[type-var]
         if ready.done():
-            print(json.dumps({**ready.result(), "config": asdict(cfg)}), flush=True)
+            print(json.dumps({**ready.result(), "metrics": url, "config": asdict(cfg)}), flush=True)
         await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

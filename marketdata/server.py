@@ -33,6 +33,9 @@ from typing import Any
 import zmq
 
 from bindings.client import CoreError, EventSubscriber
+from bursa import logs
+from bursa.metrics import Collector, PeerCounter, counter, gauge, subscriber_families
+from bursa.metrics import serve as serve_metrics
 from marketdata.feed import REPLAY_WINDOW_DEFAULT, Feed, group_parts
 from marketdata.service import handle
 
@@ -80,6 +83,7 @@ class MarketDataConfig:
     sndhwm: int = 10_000
     replay_window: int = REPLAY_WINDOW_DEFAULT
     test_drop_every: int = 0
+    metrics: str = "127.0.0.1:0"  # Prometheus /metrics address ("" or "off": none)
 
     def validate(self) -> None:
         """Raise ValueError on a setting out of range."""
@@ -112,6 +116,8 @@ class MarketDataServer:
         self.router.bind(config.service_endpoint)
         self.pub_bound = self.pub.getsockopt(zmq.LAST_ENDPOINT).decode()
         self.service_bound = self.router.getsockopt(zmq.LAST_ENDPOINT).decode()
+        self.requests = 0
+        self.subscribers = PeerCounter(self.pub)
         self._poller = zmq.Poller()
         self._poller.register(self.router, zmq.POLLIN)
         self._poller.register(self.esub.sub, zmq.POLLIN)
@@ -137,7 +143,7 @@ class MarketDataServer:
         # collections (triggered by the per-message tuples) do not walk it.
         gc.collect()
         gc.freeze()
-        log.info("caught up to core seq %d", self.feed.core_seq)
+        log.info("caught up to core seq %d", self.feed.core_seq, extra={"seq": self.feed.core_seq})
 
     def status(self) -> dict[str, Any]:
         """Endpoints and counters (the ready line)."""
@@ -182,6 +188,7 @@ class MarketDataServer:
                 if delim:
                     body = body[1:]
                 answer = handle(self.feed, body[0] if len(body) == 1 else b"")
+                self.requests += 1
                 # A client that does not read its answers loses them (bounded queue).
                 with contextlib.suppress(zmq.Again):
                     self.router.send_multipart(
@@ -215,8 +222,28 @@ class MarketDataServer:
     def close(self) -> None:
         """Close every socket."""
         self.esub.close()
+        self.subscribers.stop()
         self.pub.close()
         self.router.close()
+
+
+def families(server: MarketDataServer) -> list[Any]:
+    """The feed's metrics at scrape time (names start ``bursa_marketdata_``)."""
+    p = "bursa_marketdata"
+    return [
+        gauge(f"{p}_subscribers", "connected feed subscribers", server.subscribers.peers),
+        counter(f"{p}_connections", "feed connections accepted", server.subscribers.accepted),
+        counter(f"{p}_messages", "feed messages numbered and published", server.sent),
+        counter(
+            f"{p}_dropped",
+            "messages not sent on purpose (test_drop_every; PUB high-water drops are "
+            "invisible to the sender: subscribers see the gap and ask the service)",
+            server.dropped_on_purpose,
+        ),
+        counter(f"{p}_requests", "snapshot/replay requests answered", server.requests),
+        gauge(f"{p}_core_seq", "last core seq applied to the feed", server.feed.core_seq),
+        *subscriber_families(server.esub, p),
+    ]
 
 
 def load_config(path: str | None) -> dict[str, Any]:
@@ -244,7 +271,8 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--sndhwm", type=int, help="messages queued per subscriber (default 10000)")
     p.add_argument("--replay-window", type=int, help="messages kept per channel and symbol")
     p.add_argument("--test-drop-every", type=int, help="TESTS ONLY: skip every N-th message")
-    p.add_argument("--log-level", default="INFO")
+    p.add_argument("--metrics", help="Prometheus /metrics HOST:PORT (default 127.0.0.1:0; off)")
+    logs.add_arguments(p)
     return p.parse_args(argv)
 
 
@@ -261,12 +289,11 @@ def config_from_args(args: argparse.Namespace) -> MarketDataConfig:
 def main(argv: list[str] | None = None) -> int:
     """Run the feed until SIGTERM/SIGINT; prints one JSON ready line on stdout."""
     args = _parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(
-        level=args.log_level, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s"
-    )
+    logs.setup("marketdata", args.log_format, args.log_level)
     try:
         config = config_from_args(args)
         server = MarketDataServer(config)
+        url, _ = serve_metrics(config.metrics, Collector(lambda: families(server)))
     except (ValueError, OSError, zmq.ZMQError, CoreError, TimeoutError) as e:
         print(f"bursa marketdata: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
@@ -276,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    print(json.dumps({"ready": True, **server.status(), "config": asdict(config)}), flush=True)
+    ready = {"ready": True, **server.status(), "metrics": url, "config": asdict(config)}
+    print(json.dumps(ready), flush=True)
     return server.run()
 
 

@@ -1160,9 +1160,11 @@ cdef class CoreState:
             "books": books,
             "order_dedup": dedup,
             # arrival order: it decides which reference is forgotten next
-            "deposit_refs": [(k, *v) for k, v in self.deposit_refs.items()],
+            # (``ref``, not ``k``: a comprehension over the C int32 ``k`` of this
+            # function would overflow on 64-bit references, e.g. the wallet's)
+            "deposit_refs": [(ref, *v) for ref, v in self.deposit_refs.items()],
             "withdrawals": [(w, *v) for w, v in self.withdrawals.items()],
-            "transfers": [(k, *v) for k, v in self.transfers.items()],
+            "transfers": [(ref, *v) for ref, v in self.transfers.items()],
             "marks": (*self.ref_floors, self.ref_memory, self.user_order_limit),
         }
 

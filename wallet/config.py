@@ -110,6 +110,8 @@ class WalletConfig:
     risk: dict[str, Any] = field(default_factory=dict)
     # Test-only: SIGKILL this process at a withdrawal fault point (e.g. "after_broadcast").
     fault_kill_at: str = ""
+    # Prometheus /metrics address of `bursa wallet run` ("" or "off": none; wallet.metrics).
+    metrics: str = "127.0.0.1:0"
 
 
 def parse(section: dict[str, Any]) -> WalletConfig:

@@ -45,10 +45,14 @@ import tomllib
 from collections.abc import Callable
 from typing import Any
 
+from bursa import logs
+from bursa.metrics import Collector
+from bursa.metrics import serve as serve_metrics
 from wallet import withdraw_config
 from wallet.chain import ChainAdapter
 from wallet.config import ChainConfig, WalletConfig, parse
 from wallet.corelink import CoreFunding
+from wallet.metrics import WalletMetrics
 from wallet.scanner import ChainRuntime, Wallet, kill_after
 from wallet.store import Store
 from wallet.withdraw_cli import WITHDRAW_ACTIONS, offline, withdraw_cli
@@ -86,6 +90,7 @@ def load_config(args: argparse.Namespace) -> WalletConfig:
             "core_fund_endpoint": args.core_fund_endpoint,
             "core_admin_endpoint": args.core_admin_endpoint,
             "poll_ms": args.poll_ms,
+            "metrics": args.metrics,
         }.items()
         if v is not None
     }
@@ -142,8 +147,12 @@ def run(wallet: Wallet, cfg: WalletConfig, withdrawals: Withdrawals | None = Non
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    readings = WalletMetrics()
+    readings.refresh(wallet, withdrawals, force=True)
+    url, _ = serve_metrics(cfg.metrics, Collector(readings.collect))
     ready = {
         "ready": True,
+        "metrics": url,
         "db": cfg.db,
         "chains": {c.name: {"kind": c.kind, "url": c.url} for c in cfg.chains},
         "withdrawals": sorted(withdrawals.chains) if withdrawals is not None else [],
@@ -159,6 +168,7 @@ def run(wallet: Wallet, cfg: WalletConfig, withdrawals: Withdrawals | None = Non
             # step starts from the persisted state, so a retry is safe).
             log.exception("wallet step failed")
             wallet.store.bump("wallet.step_errors")
+        readings.refresh(wallet, withdrawals)
         stop.wait(cfg.poll_ms / 1000)
     log.info("wallet stopping")
     return 0
@@ -183,13 +193,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--core-fund-endpoint")
     p.add_argument("--core-admin-endpoint")
     p.add_argument("--poll-ms", type=int)
+    p.add_argument("--metrics", help="run: Prometheus /metrics HOST:PORT (default 127.0.0.1:0)")
     p.add_argument("--chain")
     p.add_argument("--user", type=int)
     p.add_argument("--ref", type=int)
     p.add_argument("--action", dest="settle_action", choices=("release", "commit"))
     p.add_argument("--operator", default="")
     p.add_argument("--rescan-from", type=int, help="resume: scan again from this height")
-    p.add_argument("--log-level", default="INFO")
+    logs.add_arguments(p)
     p.add_argument("--client-ref", help="withdraw: the client reference (idempotency key)")
     p.add_argument("--address")
     p.add_argument("--amount", type=int)
@@ -205,9 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", dest="outfile")
     p.add_argument("--passphrase-file")
     args = p.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s"
-    )
+    logs.setup("wallet", args.log_format, args.log_level)
     if args.action == "demo":
         from wallet.demo import main as demo
 

@@ -6,13 +6,20 @@ The test (or demo) that owns the simulated chain keeps driving it in-process
 adapter, exactly as it would read a real node. Loopback only.
 
 ``python -m wallet.simrpc --seed 1 --block-ms 2000`` serves a chain that mines a
-block every 2 s (a demo node); it prints one JSON ready line with its URL.
+block every 2 s (a demo node); it prints one JSON ready line with its URL.  With
+``--state FILE`` the chain is kept in that file (written after every block and every
+``faucet`` payment, before anyone can read them), so a restarted node serves the same
+chain: a wallet that credited its deposits sees no reorg.  The ``faucet`` method
+(``params``: ``[[address, amount], ...]``) puts a payment from outside the exchange
+in the mempool, as a user's own wallet would (the demo deposits of `bursa run`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import pickle
 import signal
 import threading
 import time
@@ -38,8 +45,11 @@ MAX_REQUEST_BYTES = 1 << 20
 class SimServer:
     """An HTTP server answering adapter calls from one SimChain (thread-safe with :attr:`lock`)."""
 
-    def __init__(self, sim: SimChain, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, sim: SimChain, host: str = "127.0.0.1", port: int = 0, state: str = ""
+    ) -> None:
         self.sim = sim
+        self.state = state  # where the chain is kept ("" = in memory only)
         self.lock = threading.RLock()
         outer = self
 
@@ -89,7 +99,16 @@ class SimServer:
         """Run one adapter method on the chain; dataclasses become dicts."""
         with self.lock:
             if method == "broadcast":
-                return self.sim.broadcast(bytes.fromhex(str(params[0])))
+                txid = self.sim.broadcast(bytes.fromhex(str(params[0])))
+                self.save()
+                return txid
+            if method == "faucet":
+                outputs = [(str(a), int(v)) for a, v in params[0]]
+                if not outputs or any(v <= 0 for _, v in outputs):
+                    raise ValueError("faucet needs [[address, amount > 0], ...]")
+                txid = self.sim.send(outputs)
+                self.save()
+                return txid
             if method not in self.METHODS:
                 raise ValueError(f"unknown method {method!r}")
             out = getattr(self.sim, method)(*params)
@@ -98,6 +117,34 @@ class SimServer:
         if out is None or isinstance(out, int | str):
             return out
         return asdict(out)
+
+    def mine(self) -> None:
+        """Mine one block and keep the chain (before anyone can read the block)."""
+        with self.lock:
+            self.sim.mine()
+            self.save()
+
+    def save(self) -> None:
+        """Write the chain to ``state`` atomically (nothing without a state file)."""
+        if not self.state:
+            return
+        tmp = f"{self.state}.tmp"
+        with open(tmp, "wb") as fh:
+            pickle.dump(self.sim, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.state)
+
+    @staticmethod
+    def load(state: str, **new: Any) -> SimChain:
+        """The chain kept in ``state``, or a new ``SimChain(**new)`` when there is none."""
+        if state and os.path.exists(state):
+            with open(state, "rb") as fh:
+                sim = pickle.load(fh)  # our own file, written by save()
+            if not isinstance(sim, SimChain):
+                raise ValueError(f"{state}: not a simulated chain")
+            return sim
+        return SimChain(**new)
 
     def start(self) -> SimServer:
         """Serve in a daemon thread."""
@@ -189,15 +236,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", choices=("utxo", "account"), default="utxo")
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--block-ms", type=int, default=2000)
+    p.add_argument("--state", default="", help="keep the chain in this file across restarts")
     args = p.parse_args(argv)
-    server = SimServer(SimChain(model=args.model, seed=args.seed), port=args.port).start()
+    sim = SimServer.load(args.state, model=args.model, seed=args.seed)
+    server = SimServer(sim, port=args.port, state=args.state).start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    print(json.dumps({"ready": True, "url": server.url}), flush=True)
+    height = sim.tip().height
+    print(json.dumps({"ready": True, "url": server.url, "height": height}), flush=True)
     try:
         while not stop.wait(args.block_ms / 1000):
-            with server.lock:
-                server.sim.mine()
+            server.mine()
     except KeyboardInterrupt:
         pass
     server.close()

@@ -12,6 +12,7 @@ import contextlib
 import ctypes
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -20,6 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from bursa import logs
+from bursa.metrics import DEFAULT_PORTS
 
 REPO = Path(__file__).resolve().parents[2]
 PY = sys.executable
@@ -58,6 +62,31 @@ class Wiring:
     chain_port: int = 0
     gateway_port: int = 0
 
+    def metrics_addr(self, name: str) -> str:
+        """The ``--metrics`` address of child ``name``: 127.0.0.1 and ``[run] metrics_port``
+        plus the child's offset (:data:`bursa.metrics.DEFAULT_PORTS`: 9151..9155 by
+        default), a free port when ``metrics_port`` is 0, ``off`` when it is -1."""
+        base = int(self.cfg["run"]["metrics_port"])
+        if base < 0:
+            return "off"
+        if base == 0:
+            return "127.0.0.1:0"
+        return f"127.0.0.1:{base + DEFAULT_PORTS[name] - DEFAULT_PORTS['run']}"
+
+    def observe(self, name: str) -> list[str]:
+        """The flags every bursa process gets: its metrics address, JSON logs."""
+        return [f"--metrics={self.metrics_addr(name)}", "--log-format=json"]
+
+    @property
+    def hot_key_file(self) -> Path:
+        """The demo hot wallet's encrypted key (created by the supervisor, demo only)."""
+        return self.data_dir.resolve() / "wallet" / "hot.key"
+
+    @property
+    def hot_pass_file(self) -> Path:
+        """Its passphrase (a demo: a real one comes from the operator, never a file here)."""
+        return self.data_dir.resolve() / "wallet" / "hot.pass"
+
     @property
     def gateway_dir(self) -> Path:
         """The gateway's database and the demo users' private key files."""
@@ -80,7 +109,7 @@ class ChildSpec:
 
 def _core(w: Wiring) -> list[str]:
     argv = [PY, "-m", "bursa", "core", "--config", str(w.config_file)]
-    argv += ["--data-dir", str(w.data_dir / "core")]
+    argv += ["--data-dir", str(w.data_dir / "core"), *w.observe("core")]
     for role in ("trade", "fund", "admin", "pub", "replay"):
         argv.append(f"--{role}-endpoint={w.ipc('core-' + role)}")
     return argv
@@ -98,6 +127,8 @@ def _chain(w: Wiring) -> list[str]:
         str(w.chain_port),
         "--block-ms",
         str(c["block_ms"]),
+        # Kept on disk: a restarted node serves the same chain (no reorg of credited deposits).
+        f"--state={w.data_dir.resolve() / 'chain' / 'chain.pickle'}",
     ]
 
 
@@ -114,6 +145,7 @@ def _marketdata(w: Wiring) -> list[str]:
         f"--core-replay-endpoint={core['replay']}",
         f"--pub-endpoint={w.ipc('md-pub')}",
         f"--service-endpoint={w.ipc('md-service')}",
+        *w.observe("marketdata"),
     ]
 
 
@@ -131,12 +163,13 @@ def _clearing(w: Wiring) -> list[str]:
         f"--core-pub-endpoint={core['pub']}",
         f"--core-replay-endpoint={core['replay']}",
         f"--core-admin-endpoint={core['admin']}",
+        *w.observe("clearing"),
     ]
 
 
 def _wallet(w: Wiring) -> list[str]:
     core = w.ready["core"]
-    return [
+    argv = [
         PY,
         "-m",
         "bursa",
@@ -147,7 +180,11 @@ def _wallet(w: Wiring) -> list[str]:
         f"--db={w.data_dir.resolve() / 'wallet' / 'wallet.db'}",
         f"--core-fund-endpoint={core['fund']}",
         f"--core-admin-endpoint={core['admin']}",
+        *w.observe("wallet"),
     ]
+    if w.cfg["run"]["demo"] and w.hot_pass_file.exists():
+        argv.append(f"--passphrase-file={w.hot_pass_file}")  # the demo hot key's
+    return argv
 
 
 def _gateway(w: Wiring) -> list[str]:
@@ -166,6 +203,7 @@ def _gateway(w: Wiring) -> list[str]:
         f"--core-admin-endpoint={core['admin']}",
         f"--core-pub-endpoint={core['pub']}",
         f"--core-replay-endpoint={core['replay']}",
+        *w.observe("gateway"),
     ]
 
 
@@ -182,6 +220,24 @@ def _traders(w: Wiring) -> list[str]:
         str(t["cycles_per_s"]),
         "--seed",
         str(t["seed"]),
+        "--log-format=json",
+    ]
+
+
+def _payments(w: Wiring) -> list[str]:
+    core = w.ready["core"]
+    return [
+        PY,
+        "-m",
+        "bursa.exchange.payments",
+        f"--chain-url=http://127.0.0.1:{w.chain_port}",
+        f"--config={w.config_file}",
+        f"--db={w.data_dir.resolve() / 'wallet' / 'wallet.db'}",
+        f"--core-fund-endpoint={core['fund']}",
+        f"--core-admin-endpoint={core['admin']}",
+        f"--state-file={w.data_dir.resolve() / 'run' / 'payments.json'}",
+        f"--deposit-every-s={w.cfg['chain']['deposit_every_s']}",
+        "--log-format=json",
     ]
 
 
@@ -195,6 +251,7 @@ CHILDREN: tuple[ChildSpec, ...] = (
     ChildSpec("wallet", _wallet, "deposit scanner of the simulated chain (bursa wallet)"),
     ChildSpec("gateway", _gateway, "order-entry gateway, TCP + API keys (bursa gateway)"),
     ChildSpec("traders", _traders, "demo market maker + takers", demo=True),
+    ChildSpec("payments", _payments, "demo deposits + a withdrawal on the chain", demo=True),
 )
 
 
@@ -210,9 +267,12 @@ def _die_with_parent() -> None:
 class Child:
     """One running (or waiting) child: process, ready line, state, restarts, backoff."""
 
-    def __init__(self, spec: ChildSpec, log_dir: Path, backoff_initial_s: float) -> None:
+    def __init__(
+        self, spec: ChildSpec, run_dir: Path, backoff_initial_s: float, log_dir: Path | None = None
+    ) -> None:
         self.spec = spec
-        self.log_dir = log_dir
+        self.run_dir = run_dir  # the ready line (.out) and the pid file
+        self.log_dir = log_dir or run_dir  # the log (stderr, JSON lines)
         self.proc: subprocess.Popen[bytes] | None = None
         self.ready: dict[str, Any] = {}
         self.state = "stopped"  # starting | running | backoff | stopped
@@ -231,7 +291,7 @@ class Child:
     @property
     def out_path(self) -> Path:
         """Where the child's stdout (its ready line) goes."""
-        return self.log_dir / f"{self.name}.out"
+        return self.run_dir / f"{self.name}.out"
 
     @property
     def log_path(self) -> Path:
@@ -241,16 +301,19 @@ class Child:
     @property
     def pid_path(self) -> Path:
         """The current process id (for operators and tests)."""
-        return self.log_dir / f"{self.name}.pid"
+        return self.run_dir / f"{self.name}.pid"
 
     def start(self, argv: list[str], timeout_s: float) -> dict[str, Any]:
         """Start and wait for the JSON ready line; returns it (:class:`ChildError` if none)."""
         self.state = "starting"
         self.starts += 1
         paths = [str(REPO), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
+        # Processes that take no --log-format flag read it from the environment.
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths), **{logs.ENV_FORMAT: "json"})
         with open(self.out_path, "wb") as out, open(self.log_path, "ab") as err:
-            err.write(f"--- start {self.starts}: {' '.join(argv)}\n".encode())
+            err.write(
+                logs.json_line("run", f"start {self.starts} of {self.name}: {shlex.join(argv)}")
+            )
             err.flush()
             self.proc = subprocess.Popen(
                 argv, stdout=out, stderr=err, cwd=REPO, env=env, preexec_fn=_die_with_parent

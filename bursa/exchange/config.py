@@ -47,7 +47,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "clearing": {},  # keys of `bursa clearing run` (docs/clearing.md)
     "wallet": {"poll_ms": 500},  # keys of `bursa wallet run` (docs/wallet.md)
     "gateway": {},  # [gateway] keys of `bursa gateway` (docs/gateway.md)
-    "chain": {"seed": 1, "block_ms": 2000},  # the simulated chain (python -m wallet.simrpc)
+    # the simulated chain (python -m wallet.simrpc); the demo pays a deposit every
+    # deposit_every_s (bursa/exchange/payments.py; 0: only the first ones)
+    "chain": {"seed": 1, "block_ms": 2000, "deposit_every_s": 20},
     "traders": {"cycles_per_s": 10, "seed": 1},  # demo order flow (bursa/exchange/traders.py)
 }
 

@@ -4,8 +4,11 @@
 
 Starts the children of :data:`bursa.exchange.children.CHILDREN` in order (core in
 ``fsync`` mode, simulated chain, market data, clearing, wallet, order-entry gateway,
-demo traders trading through the gateway with API keys), each
+demo traders trading through the gateway with API keys, demo payments on the
+simulated chain: deposits and a withdrawal through the wallet), each
 waited for until its JSON ready line, wired over ipc:// sockets under ``DIR/run/``.
+Every child serves Prometheus metrics (the ports are assigned here, listed in the
+ready line) and logs JSON lines to ``DIR/logs/<child>.log``.
 On the first start it creates the demo market and the demo users' gateway API keys
 (:mod:`bursa.exchange.market`; private keys in ``DIR/gateway/keys/``, mode 0600);
 later starts resume the same state (journal, snapshots, SQLite ledger, wallet DB,
@@ -17,16 +20,21 @@ reverse order, so the core stops last and writes its snapshot.
 It prints one JSON ready line (``{"ready": true, "data_dir": ..., "metrics": URL,
 "children": {...}}``) and then, every ``summary_every_s``, a plain-text summary line:
 best bid/ask from the market-data feed, trades seen on the feed, core seq, ledger lag
-(core seq minus the ledger's last applied seq) and each child's state and restarts.  On
-a terminal a rich dashboard shows the same, refreshed every second; Prometheus gauges of
-the same readings are served on 127.0.0.1 (:mod:`bursa.exchange.view`).
+(core seq minus the ledger's last applied seq), journal fdatasync time, hot wallet,
+pending withdrawals, alerts and each child's state and restarts.  On a terminal a rich
+dashboard shows more (book, trades, latency), refreshed every second; Prometheus gauges
+of the same readings are served on 127.0.0.1 (:mod:`bursa.exchange.view`).
 """
 
 from __future__ import annotations
 
 import argparse
 import fcntl
+import io
 import json
+import logging
+import os
+import secrets
 import shutil
 import signal
 import socket
@@ -42,17 +50,24 @@ from rich.live import Live
 
 from bindings.client import CoreClient
 from bindings.marketdata import MarketDataClient
+from bursa import logs
 from bursa import run as tour
 from bursa.exchange import config as config_mod
-from bursa.exchange import market, view
+from bursa.exchange import market, payments, readings, view
 from bursa.exchange.children import CHILDREN, Child, ChildError, Wiring
 from wallet.demo import DEMO_XPUB
+from wallet.keys import KeyFile, write_key_file
 
 LOCK_FILE = "bursa-run.lock"  # one supervisor per data directory (its sockets are fixed)
 STATE_FILE = "state.json"  # in run/: setup done, the chain's port
 CONTROL_TIMEOUT_MS = 2_000
 MD_TIMEOUT_MS = 2_000
 LOOP_S = 0.1
+BOOK_DEPTH = 5  # levels per side on the dashboard
+TRADES_SHOWN = 5
+SCREENSHOT_WIDTH = 120  # columns of the --screenshot image
+
+log = logging.getLogger("bursa.run")
 
 
 def free_port() -> int:
@@ -63,8 +78,11 @@ def free_port() -> int:
         return port
 
 
-def child_config(cfg: dict[str, Any], chain_port: int) -> dict[str, Any]:
-    """The children's config file: each section passed through, the wallet's chain added."""
+def child_config(
+    cfg: dict[str, Any], chain_port: int, hot_key_file: Path | None = None
+) -> dict[str, Any]:
+    """The children's config file: each section passed through, the wallet's chain added
+    (and, with ``hot_key_file``, the demo's withdrawal table: :mod:`.payments`)."""
     wallet = dict(cfg["wallet"])
     chains = dict(wallet.get("chains", {}))
     chains.setdefault(
@@ -80,6 +98,9 @@ def child_config(cfg: dict[str, Any], chain_port: int) -> dict[str, Any]:
         },
     )
     wallet["chains"] = chains
+    if hot_key_file is not None:
+        for key, table in payments.withdraw_table(hot_key_file).items():
+            wallet.setdefault(key, table)
     return {
         "core_server": cfg["core"],
         "marketdata": cfg["marketdata"],
@@ -89,9 +110,21 @@ def child_config(cfg: dict[str, Any], chain_port: int) -> dict[str, Any]:
     }
 
 
+def demo_hot_key(key_file: Path, pass_file: Path) -> None:
+    """Write the demo hot wallet's key file and its passphrase file (mode 0600), once."""
+    if key_file.exists() and pass_file.exists():
+        return
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    passphrase = secrets.token_hex(16)
+    fd = os.open(pass_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(passphrase + "\n")
+    write_key_file(key_file, KeyFile(payments.HOT_KEY, payments.NETWORK), passphrase)
+
+
 def fresh(data_dir: Path) -> None:
     """Remove what `bursa run` keeps under ``data_dir`` (and nothing else)."""
-    for sub in ("core", "clearing", "wallet", "marketdata", "gateway", "run"):
+    for sub in ("core", "clearing", "wallet", "marketdata", "gateway", "run", "chain", "logs"):
         shutil.rmtree(data_dir / sub, ignore_errors=True)
 
 
@@ -106,6 +139,9 @@ class Monitor:
         self.core_seq = 0
         self.ledger_seq = 0
         self.ledger_db = wiring.data_dir / "clearing" / "ledger.db"
+        self.wallet_db = wiring.data_dir / "wallet" / "wallet.db"
+        self.rates = readings.Rates()
+        self.last_money = view.Money()
 
     def _count(self, _msg: Any) -> None:
         self.trades_seen += 1
@@ -120,7 +156,7 @@ class Monitor:
                 r = self.wiring.ready["marketdata"]
                 self.md = MarketDataClient(
                     str(r["pub"]), str(r["service"]), symbols=[tour.SYMBOL_ID],
-                    channels=("bbo", "trades"), timeout_ms=MD_TIMEOUT_MS,
+                    channels=("bbo", "trades", "l2"), timeout_ms=MD_TIMEOUT_MS,
                 )  # fmt: skip
                 self.md.on("trades", self._count)
             self.md.poll(0)
@@ -166,6 +202,43 @@ class Monitor:
         b = self.md.books[tour.SYMBOL_ID].bbo
         return b[0], b[3]
 
+    def book(self, depth: int = BOOK_DEPTH) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        """The top ``depth`` levels (price ticks, qty lots) of each side, best first."""
+        if self.md is None:
+            return [], []
+        bk = self.md.books[tour.SYMBOL_ID]
+        return [(p, q) for p, q, _ in bk.bids(depth)], [(p, q) for p, q, _ in bk.asks(depth)]
+
+    def last_trades(self, n: int = TRADES_SHOWN) -> list[tuple[int, int, int]]:
+        """The latest ``n`` trades (price ticks, qty lots, aggressor side), newest first."""
+        if self.md is None:
+            return []
+        trades = list(self.md.books[tour.SYMBOL_ID].trades)[-n:]
+        return [(t["price_ticks"], t["qty_lots"], t["aggressor_side"]) for t in reversed(trades)]
+
+    def money(self) -> view.Money:
+        """The wallet's reading from its metrics endpoint (zeros while it is away)."""
+        w = readings.scrape(self.wiring.ready.get("wallet", {}).get("metrics"))
+        if not w:
+            return self.last_money
+        tot = readings.total
+        hot = tot(w, "bursa_wallet_balance", tier="hot")
+        tiers = {lab.get("tier") for lab, _ in w.get("bursa_wallet_balance", [])}
+        tier = "hot" if "hot" in tiers else "deposit"
+        if tier == "deposit":
+            hot = tot(w, "bursa_wallet_balance", tier="deposit")
+        done = tot(w, "bursa_wallet_withdrawals", state="committed")
+        self.last_money = view.Money(
+            hot=int(hot),
+            hot_tier=tier,
+            credited=int(tot(w, "bursa_wallet_credited", asset=str(tour.BTC))),
+            deposits=int(tot(w, "bursa_wallet_deposits")),
+            pending_withdrawals=int(tot(w, "bursa_wallet_withdrawals_pending")),
+            withdrawals_done=int(done),
+            alerts=int(tot(w, "bursa_wallet_alerts_total")),
+        )
+        return self.last_money
+
     def close(self) -> None:
         """Close every socket."""
         self.close_md()
@@ -181,8 +254,10 @@ class Supervisor:
         self.run = run
         self.data_dir = data_dir
         self.run_dir = data_dir / "run"
-        for sub in ("core", "clearing", "wallet", "run/logs"):
+        for sub in ("core", "clearing", "wallet", "run/logs", "logs", "chain"):
             (data_dir / sub).mkdir(parents=True, exist_ok=True)
+        self.log_dir = data_dir / "logs"
+        self.events: list[str] = []  # recent supervisor warnings, newest first
         self.state = self._load_state()
         self.wiring = Wiring(
             data_dir,
@@ -191,12 +266,16 @@ class Supervisor:
             chain_port=int(self.state["chain_port"]),
             gateway_port=int(self.state["gateway_port"]),
         )
+        hot_key = None
+        if run["demo"]:
+            hot_key = self.wiring.hot_key_file
+            demo_hot_key(hot_key, self.wiring.hot_pass_file)
         self.wiring.config_file.write_text(
-            config_mod.dumps(child_config(cfg, self.wiring.chain_port))
+            config_mod.dumps(child_config(cfg, self.wiring.chain_port, hot_key))
         )
         specs = [s for s in CHILDREN if run["demo"] or not s.demo]
         initial = run["backoff_initial_ms"] / 1000
-        self.children = [Child(s, self.run_dir / "logs", initial) for s in specs]
+        self.children = [Child(s, self.run_dir / "logs", initial, self.log_dir) for s in specs]
         self.by_name = {c.name: c for c in self.children}
         self.monitor = Monitor(self.wiring)
         self.metrics = view.Metrics()
@@ -251,9 +330,9 @@ class Supervisor:
                     child.last_exit = rc
                     child.state = "backoff"
                     child.next_start = now + child.backoff_s
-                    print(
+                    self.event(
                         f"{child.name} exited with status {rc}; restart in {child.backoff_s:.1f} s",
-                        flush=True,
+                        "warning",
                     )
                     child.backoff_s = min(child.backoff_s * 2, run["backoff_max_ms"] / 1000)
                 elif now - child.started_at > run["healthy_after_s"]:
@@ -262,15 +341,14 @@ class Supervisor:
                 try:
                     self.start_child(child)
                     child.restarts += 1
-                    print(
-                        f"{child.name} restarted (pid {child.proc.pid if child.proc else '?'})",
-                        flush=True,
+                    self.event(
+                        f"{child.name} restarted (pid {child.proc.pid if child.proc else '?'})"
                     )
                 except (ChildError, OSError, TimeoutError, zmq.ZMQError, RuntimeError) as e:
                     child.state = "backoff"
                     child.next_start = time.monotonic() + child.backoff_s
                     child.backoff_s = min(child.backoff_s * 2, run["backoff_max_ms"] / 1000)
-                    print(f"{child.name}: {e}; next try in {child.backoff_s:.1f} s", flush=True)
+                    self.event(f"{child.name}: {e}; next try in {child.backoff_s:.1f} s", "error")
 
     def reading(self) -> view.Snapshot:
         """One reading of the exchange for the summary, the dashboard and the metrics."""
@@ -289,7 +367,22 @@ class Supervisor:
             for c in self.children
         ]
         up = int(time.monotonic() - self.t0)
-        return view.Snapshot(up, bid, ask, m.trades_seen, m.core_seq, m.ledger_seq, kids)
+        bids, asks = m.book()
+        core_metrics = readings.scrape(self.wiring.ready.get("core", {}).get("metrics"))
+        return view.Snapshot(
+            up, bid, ask, m.trades_seen, m.core_seq, m.ledger_seq, kids,
+            bids=bids, asks=asks, trades=m.last_trades(), rates=m.rates.update(core_metrics),
+            money=m.money(), alerts=[*self.events, *readings.recent_alerts(m.wallet_db)][:5],
+        )  # fmt: skip
+
+    def event(self, msg: str, level: str = "info") -> None:
+        """A supervisor event: printed, logged (JSON, ``DATA/logs/run.log``), and shown
+        among the dashboard's recent alerts when it is a warning."""
+        print(msg, flush=True)
+        getattr(log, level)(msg)
+        if level != "info":
+            self.events.insert(0, f"{time.strftime('%H:%M:%S', time.gmtime())} {msg}")
+            del self.events[5:]
 
     def loop(self, duration_s: float | None, live: Live | None = None) -> None:
         """Supervise and report until stopped or ``duration_s`` elapsed: a summary line
@@ -305,7 +398,8 @@ class Supervisor:
                 snap = self.reading()
                 self.metrics.update(snap)
                 if live is not None:
-                    live.update(view.dashboard(snap, str(self.data_dir)), refresh=True)
+                    dash = view.dashboard(snap, str(self.data_dir), live.console.width)
+                    live.update(dash, refresh=True)
                 else:
                     print(view.summary_line(snap), flush=True)
                 next_report = now + every
@@ -320,6 +414,14 @@ class Supervisor:
         return codes
 
 
+def screenshot(sup: Supervisor, path: str, width: int = SCREENSHOT_WIDTH) -> None:
+    """Render the dashboard of a reading taken now into an SVG file (rich's recorder)."""
+    console = Console(record=True, width=width, file=io.StringIO(), force_terminal=True)
+    console.print(view.dashboard(sup.reading(), sup.data_dir.name, width))
+    console.save_svg(path, title="bursa run")
+    print(f"dashboard saved to {path}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the exchange; 0 after a clean stop, 1 if it could not start, 2 on bad config."""
     p = argparse.ArgumentParser(prog="bursa run", description=__doc__.splitlines()[0])
@@ -330,6 +432,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--fresh", action="store_true", help="delete the previous state first")
     p.add_argument("--no-demo", action="store_true", help="no demo traders")
+    p.add_argument(
+        "--screenshot",
+        metavar="PATH",
+        help="at the end (--for), save the dashboard as an SVG image (docs/img/dashboard.svg)",
+    )
     p.add_argument(
         "--script", action="store_true", help="the scripted tour instead (bursa tour; exits)"
     )
@@ -358,6 +465,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.fresh:
         fresh(data_dir)
     sup = Supervisor(cfg, data_dir)
+    logs.setup("run", "json", stream=open(sup.log_dir / "run.log", "a"))  # noqa: SIM115
     signal.signal(signal.SIGINT, sup.request_stop)
     signal.signal(signal.SIGTERM, sup.request_stop)
     ok = True
@@ -367,20 +475,28 @@ def main(argv: list[str] | None = None) -> int:
         if cfg["run"]["metrics_port"] >= 0:
             port = sup.metrics.serve(cfg["run"]["metrics_port"])
             ready["metrics"] = f"http://127.0.0.1:{port}/metrics"
+        ready["process_metrics"] = {
+            c.name: c.ready["metrics"] for c in sup.children if c.ready.get("metrics")
+        }
+        ready["logs"] = str(sup.log_dir)
         ready["children"] = {c.name: c.ready for c in sup.children}
         print(json.dumps(ready), flush=True)
+        log.info("ready; process metrics %s", json.dumps(ready["process_metrics"]))
         mode = cfg["run"]["dashboard"]
         if mode == "on" or (mode == "auto" and sys.stdout.isatty()):
             with Live(console=Console(), auto_refresh=False, screen=False) as live:
                 sup.loop(args.duration, live)
         else:
             sup.loop(args.duration)
+        if args.screenshot:
+            screenshot(sup, args.screenshot)
     except (ChildError, OSError, TimeoutError, zmq.ZMQError, RuntimeError) as e:
         print(f"bursa run: could not start: {e} (logs in {sup.run_dir / 'logs'})", file=sys.stderr)
         ok = False
     finally:
         codes = sup.stop_all()
     print(f"stopped: {json.dumps(codes)}", flush=True)
+    log.info("stopped: %s", json.dumps(codes))
     return 0 if ok else 1
 
 

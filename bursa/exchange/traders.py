@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import random
 import signal
@@ -35,11 +36,14 @@ from typing import Any
 import numpy as np
 
 from bindings.gateway_client import GatewayClient, LoginRejectedError, SessionEndedError
+from bursa import logs
 from bursa import run as tour
 from bursa.exchange.market import MAKER, TAKERS, key_file
 from engine.wire import commands
 from gateway.wire.codes import GwReason
 from pyx.enums import CmdKind, Side, Stp, Tif
+
+log = logging.getLogger("bursa.traders")
 
 EPOCH_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 IDS_PER_MS = 8
@@ -217,7 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stats-file", type=Path, help="JSON counts of messages sent and received")
     p.add_argument("--cycles-per-s", type=float, default=10.0)
     p.add_argument("--seed", type=int, default=1)
+    logs.add_arguments(p)
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
+    logs.setup("traders", args.log_format, args.log_level)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -236,8 +242,7 @@ def main(argv: list[str] | None = None) -> int:
                 next_stats = time.monotonic() + STATS_EVERY_S
             stop.wait(period)
     except Exception as e:  # the supervisor restarts us; say why on stderr
-        print(f"traders: stopping after {sessions.sent} messages: {type(e).__name__}: {e}",
-              file=sys.stderr)  # fmt: skip
+        log.error("stopping after %d messages: %s: %s", sessions.sent, type(e).__name__, e)
         return 1
     finally:
         sessions.close()

@@ -27,6 +27,7 @@ metrics_port = 0
 
 [chain]
 block_ms = 500
+deposit_every_s = 0
 
 [traders]
 cycles_per_s = 20

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ from rich.console import Console
 
 from bursa.exchange import config, view
 from bursa.exchange.children import PY, Child, ChildSpec, Wiring
+from bursa.exchange.readings import CoreRates, quantile_bound
 from bursa.exchange.supervisor import Supervisor, child_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -104,15 +106,39 @@ def test_dashboard_renders_market_and_processes() -> None:
         view.ChildView("core", "running", 0, 11, None, "sequencer"),
         view.ChildView("clearing", "backoff", 2, None, -9, "ledger"),
     ]
-    snap = view.Snapshot(42, 5_999_950, 6_000_050, 17, 1234, 1200, kids)
+    snap = view.Snapshot(
+        42, 5_999_950, 6_000_050, 17, 1234, 1200, kids,
+        bids=[(5_999_950, 500), (5_999_930, 1_200)], asks=[(6_000_050, 700)],
+        trades=[(6_000_070, 30, 1), (5_999_910, 20, 2)],
+        rates=CoreRates(350.0, 0.001, 0.0025, 0.0063, 0.008, 100),
+        money=view.Money(hot=150_000, credited=140_000, deposits=3, pending_withdrawals=2,
+                         withdrawals_done=1, alerts=4),
+        alerts=["07:20:01 traders exited with status -9; restart in 0.2 s"],
+    )  # fmt: skip
     console = Console(record=True, width=120)
     console.print(view.dashboard(snap, "/srv/data"))
     text = console.export_text()
     assert "59,999.50" in text and "60,000.50" in text
+    assert "59,999.30" in text and "0.1200" in text  # the second bid level
+    assert "60,000.70" in text and "59,999.10" in text  # the trades
     assert "ledger lag" in text and "34" in text
     assert "clearing" in text and "backoff" in text and "-9" in text
     assert "up 42s" in text
-    assert view.summary_line(snap).endswith("core=running/0 clearing=backoff/2")
+    assert re.search(r"fdatasync mean\s*│\s*6.30 ms", text), text
+    assert re.search(r"ack latency p99\s*│\s*≤ 2.50 ms", text), text
+    assert re.search(r"hot wallet \(hot\)\s*│\s*0.00150000 BTC", text), text
+    assert re.search(r"pending withdrawals\s*│\s*2", text), text
+    assert "traders exited with status -9" in text
+    narrow = Console(record=True, width=80)
+    narrow.print(view.dashboard(snap, "/srv/data", 80))
+    small = narrow.export_text()
+    for text_ in ("59,999.50", "60,000.70", "6.30 ms", "0.00150000 BTC", "exited with status -9"):
+        assert text_ in small, small  # 80 columns: two panels a row, nothing cut
+    assert max(len(x) for x in small.splitlines()) <= 80
+    line = view.summary_line(snap)
+    assert line.endswith("core=running/0 clearing=backoff/2")
+    assert "fdatasync 6.30 ms" in line and "hot wallet 0.00150000 BTC" in line
+    assert "withdrawals pending 2" in line and "alerts 4" in line
 
 
 def test_metrics_follow_the_readings() -> None:
@@ -123,3 +149,12 @@ def test_metrics_follow_the_readings() -> None:
     assert 'bursa_child_up{child="core"} 1.0' in text
     assert 'bursa_child_state{child="core",state="backoff"} 0.0' in text
     assert "bursa_ledger_lag 10.0" in text
+
+
+def test_quantile_bound_reads_the_interval_between_two_scrapes() -> None:
+    inf = float("inf")
+    before = {0.001: 10.0, 0.01: 10.0, inf: 10.0}
+    now = {0.001: 10.0, 0.01: 108.0, inf: 110.0}  # 100 new: 98 in (1, 10] ms, 2 above
+    assert quantile_bound(now, before, 0.5) == 0.01
+    assert quantile_bound(now, before, 0.99) == inf
+    assert quantile_bound(before, before, 0.5) is None  # nothing new

@@ -83,9 +83,12 @@ def key_files(ex: Exchange) -> dict[str, bytes]:
 def check_books(ex: Exchange) -> None:
     """Conservation in the core and a ledger that reconciles with it (the demo traders
     paused with SIGSTOP meanwhile: reconcile compares at one quiet seq)."""
-    pid_file = ex.data_dir / "run" / "logs" / "traders.pid"
-    pid = int(pid_file.read_text()) if "traders" in ex.ready["children"] else 0
-    if pid:
+    pids = [
+        int((ex.data_dir / "run" / "logs" / f"{name}.pid").read_text())
+        for name in ("traders", "payments")
+        if name in ex.ready["children"]
+    ]
+    for pid in pids:
         os.kill(pid, signal.SIGSTOP)
     try:
         with ex.core() as c:
@@ -93,7 +96,7 @@ def check_books(ex: Exchange) -> None:
         assert cons["ok"], cons
         rec = ex.reconcile()
     finally:
-        if pid:
+        for pid in pids:
             os.kill(pid, signal.SIGCONT)
     assert rec.returncode == 0, rec.stdout + rec.stderr
     assert json.loads(rec.stdout.splitlines()[-1])["differences"] == 0
@@ -103,7 +106,7 @@ def test_run_trades_stops_on_ctrl_c_and_resumes(tmp_path: Path) -> None:
     ex = Exchange(tmp_path)
     try:
         assert set(ex.ready["children"]) == {
-            "core", "chain", "marketdata", "clearing", "wallet", "gateway", "traders",
+            "core", "chain", "marketdata", "clearing", "wallet", "gateway", "traders", "payments",
         }  # fmt: skip
         assert ex.ready["children"]["core"]["mode"] == "fsync"
         assert ex.ready["children"]["gateway"]["gateway"].startswith("tcp://127.0.0.1:")
@@ -218,44 +221,68 @@ def test_kill_9_of_the_gateway_is_restored(tmp_path: Path) -> None:
 
 
 def test_kill_9_of_a_random_child_is_restored(tmp_path: Path) -> None:
-    victim = random.choice(["chain", "marketdata", "clearing", "wallet", "traders"])
+    victim = random.choice(["chain", "marketdata", "clearing", "wallet", "traders", "payments"])
     print(f"killing {victim}")
     kill_child_and_check(tmp_path, victim)
 
 
 def test_dashboard_in_a_real_terminal(tmp_path: Path) -> None:
-    """`bursa run` in a headless tmux terminal shows the rich dashboard, not summary lines."""
+    """`bursa run` in a headless tmux terminal shows the rich dashboard, not summary lines:
+    book, trades, processes, latency, fdatasync, ledger lag, hot wallet, alerts."""
     cfg = tmp_path / "bursa.toml"
     cfg.write_text(TEST_CONFIG)
     session = f"bursa-test-{os.getpid()}"
+    # A tmux server of our own (not one another process started, with its environment);
+    # the size comes from the terminal, not from inherited COLUMNS/LINES.
+    tmux = ["tmux", "-L", session]
     cmd = (
-        f"cd {ROOT} && PYTHONPATH={ROOT} {sys.executable} -m bursa run --config {cfg} "
-        f"--data-dir {tmp_path / 'data'} --for 600; sleep 600"
+        f"cd {ROOT} && unset COLUMNS LINES && PYTHONPATH={ROOT} {sys.executable} -m bursa run "
+        f"--config {cfg} --data-dir {tmp_path / 'data'} --for 600; sleep 600"
     )
-    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "150", "-y", "45", cmd])
-    try:
+    subprocess.run([*tmux, "new-session", "-d", "-s", session, "-x", "150", "-y", "50", cmd])
+
+    def capture(*extra: str) -> str:
+        return subprocess.run(
+            [*tmux, "capture-pane", "-p", *extra, "-t", session], capture_output=True, text=True
+        ).stdout
+
+    def wait_screen(*patterns: str) -> str:
         deadline = time.monotonic() + WAIT_S
         screen = ""
         while time.monotonic() < deadline:
-            screen = subprocess.run(
-                ["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True
-            ).stdout
-            if "traders" in screen and re.search(r"trades seen\s+[1-9]", screen):
-                break
+            screen = capture()
+            if all(re.search(p, screen) for p in patterns):
+                return screen
             time.sleep(0.5)
+        missing = [p for p in patterns if not re.search(p, screen)]
+        raise AssertionError(f"{missing} not on the screen:\n{screen}")
+
+    try:
+        screen = wait_screen(
+            r"trades seen\s+[1-9]",
+            r"BTC/USDT book",
+            r"│\s+0\.\d{4} │\s+\d\d,\d{3}\.\d\d │",  # a bid level: qty, price
+            r"trades \([1-9][\d,]* seen\)",
+            r"ack latency p99\s+│\s+≤ \d+\.\d\d ms",
+            r"fdatasync mean\s+│\s+\d+\.\d\d ms",
+            r"ledger lag\s+│\s+\d",
+            r"hot wallet \(hot\)\s+│\s+4\.99\d+ BTC",  # funded 5 BTC, one withdrawal paid
+            r"withdrawals done\s+│\s+1",
+        )
         assert "bursa run - up" in screen, screen
-        assert "best bid" in screen and "ledger lag" in screen, screen
-        for name in ("core", "marketdata", "clearing", "wallet", "chain", "traders"):
+        assert "best bid" in screen and "recent alerts" in screen, screen
+        for name in ("core", "marketdata", "clearing", "wallet", "chain", "traders", "payments"):
             assert re.search(rf"{name}\s+│\s+running", screen), screen
         assert "trades seen 0 |" not in screen  # no plain summary line on a terminal
-        subprocess.run(["tmux", "send-keys", "-t", session, "C-c"])
+        # A crash is an alert on the dashboard.
+        pid = int((tmp_path / "data" / "run" / "logs" / "traders.pid").read_text())
+        os.kill(pid, signal.SIGKILL)
+        wait_screen(r"traders exited with status -9")
+        subprocess.run([*tmux, "send-keys", "-t", session, "C-c"])
         deadline = time.monotonic() + WAIT_S
         while "stopped:" not in screen and time.monotonic() < deadline:
             time.sleep(0.5)
-            screen = subprocess.run(
-                ["tmux", "capture-pane", "-p", "-S", "-200", "-t", session],
-                capture_output=True, text=True,
-            ).stdout  # fmt: skip
+            screen = capture("-S", "-200")
         assert '"core": 0' in screen, screen
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", session])
+        subprocess.run([*tmux, "kill-server"])
