@@ -6,7 +6,9 @@ PSBT itself: every input must be the multisig its key belongs to, the payment is
 every output NOT returning to that multisig, and it refuses a payment above the
 key file's ``max_tx`` or one that would take its own 24-hour total (a ledger
 file beside the key, ``FILE.ledger``) above ``max_daily``. Editing the online
-database cannot raise these limits.
+database cannot raise these limits. A fee bump (a replacement spending the same
+inputs) is re-signed the same way; since only one of them can ever confirm, the
+ledger counts them once (:func:`signed_total`).
 """
 
 from __future__ import annotations
@@ -49,15 +51,38 @@ def payment_of(psbt: PSBT, kf: KeyFile) -> tuple[str, int]:
     return str(psbt.tx.txid().hex()), paid
 
 
-def _ledger(path: Path, now_ns: int) -> dict[str, int]:
-    """txid -> amount of what this signer signed in the last 24 hours."""
-    out: dict[str, int] = {}
+def _ledger(path: Path, now_ns: int) -> list[tuple[str, int, frozenset[str]]]:
+    """(txid, amount, inputs spent) of what this signer signed in the last 24 hours."""
+    out: list[tuple[str, int, frozenset[str]]] = []
     if path.exists():
         for line in path.read_text().splitlines():
             row = json.loads(line)
             if now_ns - int(row["ts_ns"]) < DAY_NS:
-                out[str(row["txid"])] = int(row["amount"])
+                spends = frozenset(str(i) for i in row.get("inputs", ()))
+                out.append((str(row["txid"]), int(row["amount"]), spends))
     return out
+
+
+def signed_total(rows: list[tuple[str, int, frozenset[str]]]) -> int:
+    """What the signed transactions can pay out at most, together.
+
+    Transactions sharing an input conflict: at most one of each connected group can
+    ever confirm (a fee bump and the transaction it replaces), so a group counts
+    once, at its largest amount, and re-signing a bump never uses the limit twice.
+    """
+    groups: list[tuple[set[str], set[str], int]] = []  # (txids, inputs, max amount)
+    for txid, amount, spends in rows:
+        txids, ins, top = {txid}, set(spends), amount
+        rest = []
+        for g in groups:
+            if g[0] & txids or g[1] & ins:
+                txids |= g[0]
+                ins |= g[1]
+                top = max(top, g[2])
+            else:
+                rest.append(g)
+        groups = [*rest, (txids, ins, top)]
+    return sum(g[2] for g in groups)
 
 
 def sweep_check(psbt: PSBT, kf: KeyFile) -> None:
@@ -106,17 +131,21 @@ def sign(psbt_text: str, kf: KeyFile, ledger: Path, now_ns: int | None = None) -
     txid, paid = payment_of(psbt, kf)
     if kf.max_tx and paid > kf.max_tx:
         raise SignerRefusedError(f"payment {paid} exceeds this signer's max_tx {kf.max_tx}")
+    spends = frozenset(f"{i.txid.hex()}:{i.vout}" for i in psbt.tx.vin)
     signed = _ledger(ledger, now_ns)
-    day = sum(a for t, a in signed.items() if t != txid)
-    if kf.max_daily and day + paid > kf.max_daily:
+    before = signed_total(signed)
+    after = signed_total([*signed, (txid, paid, spends)])
+    if kf.max_daily and after > kf.max_daily:
         raise SignerRefusedError(
-            f"payment {paid} + {day} signed in 24h exceeds this signer's max_daily {kf.max_daily}"
+            f"payment {paid} + {before} signed in 24h exceeds this signer's max_daily "
+            f"{kf.max_daily}"
         )
     if psbt.sign_with(kf.key) != len(psbt.inputs):
         raise SignerRefusedError("could not sign every input")
-    if txid not in signed:
+    if txid not in {t for t, _, _ in signed}:
+        row = {"ts_ns": now_ns, "txid": txid, "amount": paid, "inputs": sorted(spends)}
         with open(ledger, "a") as f:
-            f.write(json.dumps({"ts_ns": now_ns, "txid": txid, "amount": paid}) + "\n")
+            f.write(json.dumps(row) + "\n")
             f.flush()
             os.fsync(f.fileno())
     return str(psbt.to_string())

@@ -15,13 +15,13 @@ from pathlib import Path
 
 from embit import ec
 
-from wallet import signer
+from wallet import review_cli, signer
 from wallet.keys import KeyFile, passphrase_from, read_key_file, write_key_file
 from wallet.withdrawals import Withdrawals
 
 WITHDRAW_ACTIONS = (
     "withdraw", "withdrawals", "review", "psbt", "submit-psbt", "whitelist", "blacklist",
-    "kyc", "security-change", "unhalt", "treasury",
+    "kyc", "security-change", "unhalt", "treasury", "quarantine", "release-coin",
 )  # fmt: skip
 
 
@@ -48,19 +48,15 @@ def withdraw_cli(args: argparse.Namespace, wd: Withdrawals) -> int:
         rows = wd.query("user_id = ?", (args.user,)) if args.user is not None else wd.query()
         for w in rows:
             print(_row(w))
-    elif a == "review":
-        if args.sub in (None, "list"):
-            for w in wd.query("state = 'review'"):
-                print(_row(w))
-        else:
-            _need(args, "wid", "operator", "reason")
-            print(_row(wd.review(args.wid, args.sub == "approve", args.operator, args.reason)))
+    elif a == "review":  # an alias of `bursa admin withdrawals` (one implementation)
+        for d in review_cli.review(wd, args.sub or "list", args.wid, args.operator, args.reason):
+            print(json.dumps(d))
     elif a == "psbt":
         _need(args, "wid")
         got = wd.get(args.wid)
         if got is None or not got.psbt:
             raise ValueError(f"withdrawal {args.wid} has no PSBT")
-        print(got.psbt)
+        print(wd.pending_bump(args.wid) or got.psbt)  # a stuck one's replacement first
     elif a == "submit-psbt":
         _need(args, "wid", "infile")
         n = wd.add_signatures(args.wid, Path(args.infile).read_text())
@@ -85,6 +81,13 @@ def withdraw_cli(args: argparse.Namespace, wd: Withdrawals) -> int:
         _need(args, "chain", "operator")
         wd.unhalt(args.chain, args.operator)
         print(json.dumps({"chain": args.chain, "withdrawals": "resumed"}))
+    elif a == "quarantine":
+        for q in wd.quarantine_rows(args.chain):
+            print(json.dumps(q))
+    elif a == "release-coin":
+        _need(args, "chain", "outpoint", "operator", "reason")
+        wd.release_coin(args.chain, args.outpoint, args.operator, args.reason)
+        print(json.dumps({"chain": args.chain, "outpoint": args.outpoint, "released": True}))
     elif a == "treasury":
         for r in wd.treasury():
             print(json.dumps(r))

@@ -20,6 +20,7 @@ Example (docs/wallet.md explains every key)::
     medium = 1000000
     large = 100000000
     whitelist_delay_s = 86400
+    gateway_db = "data/gateway/gateway.db"   # API key created/revoked: security changes
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ def parse_rules(raw: dict[str, Any]) -> Rules:
         security_window_ns=int(raw.get("security_window_s", base.security_window_ns // 10**9))
         * 10**9,
         max_per_hour=int(raw.get("max_per_hour", base.max_per_hour)),
+        gateway_db=str(raw.get("gateway_db", "")),
         weights=weights,
     )
 

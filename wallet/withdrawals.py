@@ -34,7 +34,7 @@ from typing import Any, Protocol
 from embit import ec
 from embit.psbt import PSBT
 
-from wallet import custody, ethtx, risk
+from wallet import custody, ethtx, keyevents, risk
 from wallet.chain import BroadcastRejectedError, ChainAdapter, NodeUnavailableError
 from wallet.scanner import APPLIED, DUPLICATE, FundingCore, reason_name
 from wallet.store import Store
@@ -161,7 +161,8 @@ class Withdrawals:
     rules: risk.Rules = field(default_factory=risk.Rules)
     now: Callable[[], int] = time.time_ns
     # Test fault injection: called with a point name after an external effect and
-    # before it is recorded (raise to emulate a crash there).
+    # before it is recorded (raise to emulate a crash there); "after_sign" follows the
+    # commit of a signed transaction, "before_commit" precedes the core's commit.
     fault: Callable[[str], None] = lambda _point: None
 
     # -- requests and reads ----------------------------------------------------------
@@ -308,19 +309,26 @@ class Withdrawals:
     def add_signatures(self, wid: int, psbt_text: str) -> int:
         """Merge a signer's PSBT into a multisig withdrawal's; the signatures it now has."""
         w = self.get(wid)
-        if w is None or w.state != "awaiting_signatures":
+        bump = self.pending_bump(wid) if w is not None and w.state == "broadcast" else ""
+        if w is None or (w.state != "awaiting_signatures" and not bump):
             raise RequestError(f"withdrawal {wid} is not awaiting signatures")
         try:
             theirs = PSBT.from_string(psbt_text.strip())
         except Exception as exc:
             raise RequestError(f"not a PSBT: {exc}") from None
-        merged = custody.combine(PSBT.from_string(w.psbt), theirs)
+        merged = custody.combine(PSBT.from_string(bump or w.psbt), theirs)
         with self.store.tx() as db:
-            db.execute(
-                "UPDATE withdrawals SET psbt = ?, updated_ns = ? WHERE wid = ?",
-                (merged.to_string(), self.now(), wid),
-            )
-            self._log(wid, "signature_added", signatures=custody.signatures(merged))
+            if bump:  # signatures of a stuck multisig transaction's replacement
+                db.execute(
+                    "UPDATE multisig_bumps SET psbt = ? WHERE wid = ?", (merged.to_string(), wid)
+                )
+            else:
+                db.execute(
+                    "UPDATE withdrawals SET psbt = ?, updated_ns = ? WHERE wid = ?",
+                    (merged.to_string(), self.now(), wid),
+                )
+            n = custody.signatures(merged)
+            self._log(wid, "signature_added", signatures=n, bump=bool(bump))
         return custody.signatures(merged)
 
     # -- halts (the circuit breaker) ----------------------------------------------------
@@ -357,6 +365,7 @@ class Withdrawals:
         for name in self.chains:
             try:
                 self.watch(name)
+                self.screen(name)
                 self.sweep(name)
                 self.sweep_deposits(name)
             except NodeUnavailableError:
@@ -429,6 +438,10 @@ class Withdrawals:
         sec = db.execute(
             "SELECT MAX(ts_ns) FROM security_changes WHERE user_id = ?", (w.user_id,)
         ).fetchone()
+        changes = [int(sec[0])] if sec and sec[0] is not None else []
+        if self.rules.gateway_db:  # API keys created/revoked, from the gateway's database
+            key_ns = keyevents.last_key_change_ns(self.rules.gateway_db, w.user_id)
+            changes += [key_ns] if key_ns is not None else []
         return risk.Facts(
             amount=w.amount,
             kyc_tier=int(tier[0]) if tier else 0,
@@ -437,12 +450,20 @@ class Withdrawals:
             blacklisted=black is not None,
             whitelisted_ns=int(book[0]) if book else None,
             paid_before=paid is not None,
-            last_security_change_ns=int(sec[0]) if sec and sec[0] is not None else None,
+            last_security_change_ns=max(changes) if changes else None,
             now_ns=now,
         )
 
     def _score(self, w: Withdrawal) -> None:
-        value, fired = risk.score(self.facts(w), self.rules)
+        try:
+            facts = self.facts(w)
+        except keyevents.KeyEventsUnavailableError as exc:
+            # Never score without an input: the withdrawal waits in ``held`` (retried
+            # every step) rather than be approved blind to a fresh API key.
+            self._note(w.wid, f"risk input unavailable: {exc}")
+            self.store.bump("wallet.risk_input_unavailable")
+            return
+        value, fired = risk.score(facts, self.rules)
         decision = risk.decision(value)
         new = {"approve": "approved", "review": "review", "reject": "rejected"}[decision]
         with self.store.tx() as db:
@@ -473,6 +494,7 @@ class Withdrawals:
                 "SELECT outpoint FROM spent_outpoints WHERE chain = ?", (chain,)
             )
         }
+        reserved |= self.quarantined(chain)
         return [c for c in adapter.unspent(src.address()) if c[0] not in reserved]
 
     def _sign(self, w: Withdrawal) -> None:
@@ -518,6 +540,8 @@ class Withdrawals:
                 self._move(w.wid, "signed", custody=kind, fee=pl.fee, inputs=len(pl.inputs))
             else:
                 self._move(w.wid, "awaiting_signatures", custody=kind, inputs=len(pl.inputs))
+        if kind == "hot":
+            self.fault("after_sign")
 
     def _next_nonce(self, chain: str, cfg: WithdrawChain, adapter: ChainAdapter) -> int:
         """Allocate a nonce (inside the caller's transaction): a freed one first, so none
@@ -560,12 +584,19 @@ class Withdrawals:
             fee = gas_price * cfg.gas
             self._attempt(w.wid, raw, fee, ethtx.tx_hash(raw))
             self._move(w.wid, "signed", custody="hot", nonce=nonce, fee=fee)
+        self.fault("after_sign")
 
     def _attempt(self, wid: int, raw: bytes, fee: int, txid: str = "") -> str:
         txid = txid or custody.txid_of(raw)
+        last = self.store.db.execute(
+            "SELECT MAX(created_ns) FROM withdrawal_txs WHERE wid = ?", (wid,)
+        ).fetchone()
+        # Attempts are ordered by this time: strictly after the last one, even if the
+        # clock has not moved (a coarse clock), so the newest is always last.
+        ts = self.now() if last is None or last[0] is None else max(self.now(), int(last[0]) + 1)
         self.store.db.execute(
             "INSERT INTO withdrawal_txs (wid, txid, raw, fee, created_ns) VALUES (?, ?, ?, ?, ?)",
-            (wid, txid, raw.hex(), fee, self.now()),
+            (wid, txid, raw.hex(), fee, ts),
         )
         self.store.db.execute("UPDATE withdrawals SET txid = ? WHERE wid = ?", (txid, wid))
         return txid
@@ -582,6 +613,7 @@ class Withdrawals:
         with self.store.tx():
             self._attempt(w.wid, raw, fee)
             self._move(w.wid, "signed", fee=fee)
+        self.fault("after_sign")
 
     def _broadcast(self, w: Withdrawal) -> None:
         adapter = self.chains[w.chain][1]
@@ -626,11 +658,13 @@ class Withdrawals:
             if w.custody in ("sweep", "deposit-sweep"):  # internal: nothing to commit at the core
                 self._move(w.wid, "committed", txid=txid, confirmations=s.confirmations)
                 return
+            self.fault("before_commit")
             st, reason = self.core.withdraw_commit(w.wid)
             self.fault("after_commit")
             if st in (APPLIED, DUPLICATE):
                 with self.store.tx() as db:
                     db.execute("UPDATE withdrawals SET txid = ? WHERE wid = ?", (txid, w.wid))
+                    db.execute("DELETE FROM multisig_bumps WHERE wid = ?", (w.wid,))
                     self._move(w.wid, "committed", txid=txid, confirmations=s.confirmations)
             else:
                 self._note(w.wid, f"core refused the commit: {reason_name(reason)}")
@@ -655,13 +689,31 @@ class Withdrawals:
             self._note(w.wid, f"re-broadcast refused: {exc}")
 
     def bump(self, w: Withdrawal) -> str | None:
-        """Replace a stuck hot transaction by one spending the SAME inputs at a higher fee."""
+        """Replace a stuck transaction by one spending the SAME inputs at a higher fee.
+
+        Hot: signed and sent at once. Multisig: the replacement PSBT waits for the
+        offline signers (:meth:`pending_bump`); the txid once it is sent, else None.
+        """
         cfg, adapter = self.chains[w.chain]
-        if w.custody != "hot":
-            self._note(w.wid, "stuck multisig transaction: needs a re-signed bump")
-            return None
-        if cfg.model == "account":
+        if cfg.model == "account" and w.custody == "hot":
             return self._bump_account(w, cfg, adapter)
+        if w.custody == "multisig" and cfg.multisig is not None:
+            return self._bump_multisig(w, cfg, adapter)
+        if w.custody != "hot":
+            self._note(w.wid, f"stuck {w.custody} transaction: not bumped")
+            return None
+        built = self._replacement(w, cfg, adapter, cfg.hot)
+        if built is None:
+            return None
+        new, fee = built
+        raw = custody.sign_hot(new, self.hot_keys[w.chain])
+        return self._send_bump(w, adapter, new, raw, fee)
+
+    def _replacement(
+        self, w: Withdrawal, cfg: WithdrawChain, adapter: ChainAdapter, src: custody.Source
+    ) -> tuple[PSBT, int] | None:
+        """An unsigned PSBT spending exactly ``w``'s inputs, paying the same amount to the
+        same address, at a fee >= 1.5x the last attempt's (BIP125: and >= last + vsize)."""
         psbt = PSBT.from_string(w.psbt)
         inputs = tuple(
             (f"{v.txid.hex()}:{v.vout}", int(i.witness_utxo.value))
@@ -669,7 +721,7 @@ class Withdrawals:
         )
         amount = w.amount * cfg.scale
         last_fee = self.attempts(w.wid)[-1][2]
-        vbytes = custody.TX_OVERHEAD_VB + len(inputs) * cfg.hot.input_vb() + 2 * custody.OUTPUT_VB
+        vbytes = custody.TX_OVERHEAD_VB + len(inputs) * src.input_vb() + 2 * custody.OUTPUT_VB
         fee = max(last_fee * 3 // 2, cfg.fee_rate(adapter) * vbytes, last_fee + vbytes)
         change = sum(v for _, v in inputs) - amount - fee
         if change < 0:
@@ -677,14 +729,19 @@ class Withdrawals:
             return None
         if change < custody.DUST:
             fee, change = fee + change, 0
-        new = custody.build_psbt(cfg.hot, inputs, w.address, amount, change)
-        raw = custody.sign_hot(new, self.hot_keys[w.chain])
+        return custody.build_psbt(src, inputs, w.address, amount, change), fee
+
+    def _send_bump(
+        self, w: Withdrawal, adapter: ChainAdapter, new: PSBT, raw: bytes, fee: int
+    ) -> str:
+        """Record a signed replacement as the withdrawal's latest attempt, then send it."""
         with self.store.tx() as db:
             txid = self._attempt(w.wid, raw, fee)
             db.execute(
                 "UPDATE withdrawals SET psbt = ?, sent_height = ? WHERE wid = ?",
                 (new.to_string(), adapter.tip().height, w.wid),
             )
+            db.execute("DELETE FROM multisig_bumps WHERE wid = ?", (w.wid,))
             self._log(w.wid, "bumped", txid=txid, fee=fee)
         try:
             adapter.broadcast(raw)
@@ -693,6 +750,45 @@ class Withdrawals:
             # still confirm, else the next step re-sends the latest attempt.
             self._note(w.wid, f"fee bump refused: {exc}")
         return txid
+
+    def pending_bump(self, wid: int) -> str:
+        """The replacement PSBT of a stuck multisig withdrawal awaiting signatures ("": none)."""
+        row = self.store.db.execute(
+            "SELECT psbt FROM multisig_bumps WHERE wid = ?", (wid,)
+        ).fetchone()
+        return "" if row is None else str(row[0])
+
+    def _bump_multisig(
+        self, w: Withdrawal, cfg: WithdrawChain, adapter: ChainAdapter
+    ) -> str | None:
+        """A stuck M-of-N withdrawal: build the replacement PSBT once (same inputs, higher
+        fee, change lower) and wait for the offline signers to sign it like any PSBT
+        (`bursa wallet psbt` shows it, `submit-psbt` adds signatures); with m signatures
+        it is finalized, recorded as the newest attempt and sent. Either transaction may
+        confirm; they spend the same coins, so the withdrawal pays once."""
+        assert cfg.multisig is not None
+        pending = self.pending_bump(w.wid)
+        if pending:
+            psbt = PSBT.from_string(pending)
+            if custody.signatures(psbt) < cfg.multisig.m:
+                return None
+            paid_in = sum(int(i.witness_utxo.value) for i in psbt.inputs)
+            fee = paid_in - sum(int(o.value) for o in psbt.tx.vout)
+            return self._send_bump(w, adapter, psbt, custody.finalize(psbt), fee)
+        built = self._replacement(w, cfg, adapter, cfg.multisig)
+        if built is None:
+            return None
+        new, fee = built
+        with self.store.tx() as db:
+            db.execute(
+                "INSERT INTO multisig_bumps (wid, psbt, fee, created_ns) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (wid) DO NOTHING",
+                (w.wid, new.to_string(), fee, self.now()),
+            )
+            self._log(w.wid, "bump_awaiting_signatures", fee=fee)
+            self.store.event(w.chain, "alert", what="multisig fee bump needs signatures",
+                             wid=w.wid, fee=fee)  # fmt: skip
+        return None
 
     def _bump_account(self, w: Withdrawal, cfg: WithdrawChain, adapter: ChainAdapter) -> str:
         """The same nonce at a gas price at least 1.5x the last (nodes want +10%)."""
@@ -756,7 +852,10 @@ class Withdrawals:
         for op in sorted(set(known) - set(now)):
             spender = adapter.spent_by(op)
             if spender is None:
-                continue  # the coin's own transaction left the chain (a reorg)
+                # The coin's own transaction left the chain (a reorg): if it comes back
+                # it stays out of coin selection until an operator releases it.
+                self.quarantine(chain, op, known[op], "its transaction left the chain (reorg)")
+                continue
             row = db.execute(
                 "SELECT wid FROM spent_outpoints WHERE chain = ? AND outpoint = ?", (chain, op)
             ).fetchone()
@@ -768,6 +867,11 @@ class Withdrawals:
             if owner is not None and owner.state in ("failed", "released"):
                 # The transaction of a withdrawal the core already released went out.
                 self.halt(chain, f"released withdrawal {owner.wid} was paid by {spender}")
+        for op in sorted(set(now) - set(known)):
+            txid = op.split(":")[0]
+            if db.execute("SELECT 1 FROM withdrawal_txs WHERE txid = ?", (txid,)).fetchone():
+                continue  # change of our own transaction
+            self._record_sources(chain, adapter, txid)
         with self.store.tx() as tx:
             tx.execute("DELETE FROM known_coins WHERE chain = ?", (chain,))
             tx.executemany(
@@ -794,6 +898,125 @@ class Withdrawals:
         ).fetchone()
         if node > allocated or (free is not None and free[0] is not None and node > int(free[0])):
             self.halt(chain, f"hot account nonce {node}: transactions the wallet did not sign")
+
+    # -- quarantined coins --------------------------------------------------------------
+
+    def quarantine(self, chain: str, outpoint: str, amount: int, reason: str) -> bool:
+        """Keep a coin out of every withdrawal and sweep until an operator releases it;
+        an alert the first time (True). A released coin is not quarantined again."""
+        with self.store.tx() as db:
+            cur = db.execute(
+                "INSERT INTO quarantine (chain, outpoint, amount, reason, ts_ns) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (chain, outpoint) DO NOTHING",
+                (chain, outpoint, amount, reason, self.now()),
+            )
+            new = bool(cur.rowcount)
+            if new:
+                self.store.event(chain, "alert", what="coin quarantined", outpoint=outpoint,
+                                 amount=amount, reason=reason)  # fmt: skip
+                self.store.bump(f"wallet.{chain}.quarantined")
+        if new:
+            log.error("ALERT %s: coin %s (%d) quarantined: %s", chain, outpoint, amount, reason)
+        return new
+
+    def quarantined(self, chain: str) -> set[str]:
+        """The outpoints of ``chain`` that are quarantined and not released."""
+        rows = self.store.db.execute(
+            "SELECT outpoint FROM quarantine WHERE chain = ? AND released_ns = 0", (chain,)
+        )
+        return {str(r[0]) for r in rows}
+
+    def quarantine_rows(self, chain: str | None = None) -> list[dict[str, Any]]:
+        """Every quarantined coin (released ones too, with who, when and why)."""
+        cols = ("chain", "outpoint", "amount", "reason", "ts_ns", "released_by",
+                "release_reason", "released_ns")  # fmt: skip
+        where, args = ("WHERE chain = ?", (chain,)) if chain else ("", ())
+        rows = self.store.db.execute(
+            f"SELECT {', '.join(cols)} FROM quarantine {where} ORDER BY ts_ns, outpoint", args
+        )
+        return [dict(zip(cols, r, strict=True)) for r in rows]
+
+    def release_coin(self, chain: str, outpoint: str, operator: str, reason: str) -> None:
+        """An operator releases a quarantined coin (who, when, why): it may be spent again."""
+        if not operator or not reason:
+            raise RequestError("release needs an operator name and a reason")
+        with self.store.tx() as db:
+            cur = db.execute(
+                "UPDATE quarantine SET released_by = ?, release_reason = ?, released_ns = ? "
+                "WHERE chain = ? AND outpoint = ? AND released_ns = 0",
+                (operator, reason, self.now(), chain, outpoint),
+            )
+            if not cur.rowcount:
+                raise RequestError(f"{chain} {outpoint} is not a quarantined coin")
+            self.store.event(chain, "coin_released", outpoint=outpoint, operator=operator,
+                             reason=reason)  # fmt: skip
+
+    def _record_sources(self, chain: str, adapter: ChainAdapter, txid: str) -> None:
+        """Remember once which addresses funded ``txid`` (adapters with ``sources``)."""
+        db = self.store.db
+        if (
+            not hasattr(adapter, "sources")
+            or db.execute(
+                "SELECT 1 FROM sources_checked WHERE chain = ? AND txid = ?", (chain, txid)
+            ).fetchone()
+        ):
+            return
+        addrs = sorted({str(a).lower() for a in adapter.sources(txid)})
+        with self.store.tx() as tx:
+            tx.executemany(
+                "INSERT INTO tx_sources (chain, txid, address) VALUES (?, ?, ?) "
+                "ON CONFLICT DO NOTHING",
+                [(chain, txid, a) for a in addrs],
+            )
+            tx.execute("INSERT INTO sources_checked (chain, txid) VALUES (?, ?)", (chain, txid))
+
+    def screen(self, chain: str) -> None:
+        """Quarantine the coins received from a tainted source (UTXO chains): a deposit a
+        reorg reversed, and any coin of a deposit address or exchange wallet whose
+        transaction spent coins of a blacklisted address (checked again every poll, so
+        blacklisting an address later still catches its unspent coins)."""
+        cfg, adapter = self.chains[chain]
+        if cfg.model != "utxo":
+            return
+        db = self.store.db
+        node = cfg.node or chain
+        for txid, idx, amount in list(db.execute(
+            "SELECT txid, idx, amount FROM deposits WHERE chain = ? AND kind = 'utxo' "
+            "AND status = 'reversed'", (node,),
+        )):  # fmt: skip
+            self.quarantine(chain, f"{txid}:{idx}", int(amount), "deposit reversed by a reorg")
+        fresh = db.execute(
+            "SELECT DISTINCT d.txid FROM deposits d WHERE d.chain = ? AND d.kind = 'utxo' "
+            "AND NOT EXISTS (SELECT 1 FROM sources_checked c WHERE c.chain = ? "
+            "AND c.txid = d.txid)",
+            (node, chain),
+        )
+        for (txid,) in list(fresh):
+            self._record_sources(chain, adapter, str(txid))
+        tainted = list(db.execute(
+            "SELECT d.txid, d.idx, d.amount, s.address FROM deposits d "
+            "JOIN tx_sources s ON s.chain = ? AND s.txid = d.txid "
+            "JOIN blacklist b ON b.chain = ? AND b.address = s.address "
+            "WHERE d.chain = ? AND d.kind = 'utxo'", (chain, chain, node),
+        ))  # fmt: skip
+        for txid, idx, amount, src in tainted:
+            self.quarantine(chain, f"{txid}:{idx}", int(amount), f"received from blacklisted {src}")
+        # the exchange wallets' own coins (hot, multisig) received from outside
+        black = {
+            (str(t), str(a))
+            for t, a in db.execute(
+                "SELECT s.txid, s.address FROM tx_sources s JOIN blacklist b "
+                "ON b.chain = s.chain AND b.address = s.address WHERE s.chain = ?", (chain,),
+            )
+        }  # fmt: skip
+        if black:
+            for op, amount in list(db.execute(
+                "SELECT outpoint, amount FROM known_coins WHERE chain = ?", (chain,)
+            )):  # fmt: skip
+                for t, a in black:
+                    if str(op).split(":")[0] == t:
+                        why = f"received from blacklisted {a}"
+                        self.quarantine(chain, str(op), int(amount), why)
 
     # -- treasury -----------------------------------------------------------------------
 
@@ -865,7 +1088,7 @@ class Withdrawals:
         reserved = {
             str(r[0])
             for r in db.execute("SELECT outpoint FROM spent_outpoints WHERE chain = ?", (chain,))
-        }
+        } | self.quarantined(chain)
         rows = db.execute(
             "SELECT idx, address FROM addresses WHERE chain = ? AND user_id IS NOT NULL "
             "ORDER BY idx",
