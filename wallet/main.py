@@ -25,6 +25,8 @@ Withdrawals (docs/wallet.md, "Withdrawals"):
     bursa wallet release-coin --chain C --outpoint TXID:N --operator NAME --reason TEXT
     bursa wallet keygen --key FILE --network N [--max-tx N --max-daily N]   (offline)
     bursa wallet sign-psbt --key FILE --in FILE --out FILE                  (offline)
+        (a PSBT, or an Ethereum multisig request: JSON in, {"signer", "signature"} out;
+        keygen --contract 0x.. --chain-id N makes such an owner's key file)
 
 keygen and sign-psbt read no config or database: they run on the signer's host.
 The passphrase of a key file comes from ``--passphrase-file`` or $BURSA_KEY_PASSPHRASE.
@@ -209,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", dest="outfile")
     p.add_argument("--passphrase-file")
     p.add_argument("--outpoint", help="release-coin: the quarantined coin (txid:vout)")
+    p.add_argument("--contract", default="", help="keygen: the Ethereum multisig it signs for")
+    p.add_argument("--chain-id", type=int, default=0, help="keygen: with --contract")
     args = p.parse_args(argv)
     logging.basicConfig(
         level=args.log_level, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s"

@@ -149,3 +149,52 @@ def sign(psbt_text: str, kf: KeyFile, ledger: Path, now_ns: int | None = None) -
             f.flush()
             os.fsync(f.fileno())
     return str(psbt.to_string())
+
+
+def sign_eth(request_text: str, kf: KeyFile, ledger: Path, now_ns: int | None = None) -> str:
+    """Sign an Ethereum multisig request (:mod:`wallet.ethmultisig`) within the key's
+    limits; the signature as JSON ``{"signer": address, "signature": hex}``.
+
+    The request must name this key's contract and chain id; the payment is decoded
+    from the call itself (ETH, or an ERC-20 ``transfer``; anything else is refused).
+    The ledger counts a request once per (contract, contract nonce): the contract
+    executes each nonce at most once, so signing it again (a gas-price bump of the
+    outer transaction re-uses the signatures anyway) never uses the limit twice.
+    """
+    from wallet import ethmultisig
+
+    now_ns = time.time_ns() if now_ns is None else now_ns
+    req = ethmultisig.Request.from_json(request_text)
+    if not kf.contract or req.contract.lower() != kf.contract.lower():
+        raise SignerRefusedError(f"request for contract {req.contract}, not this key's")
+    if req.chain_id != kf.chain_id:
+        raise SignerRefusedError(f"request for chain id {req.chain_id}, not {kf.chain_id}")
+    try:
+        _token, _to, paid = req.payment()
+    except ValueError as exc:
+        raise SignerRefusedError(str(exc)) from None
+    if req.gas_limit > ethmultisig.INNER_GAS:
+        raise SignerRefusedError(f"gas limit {req.gas_limit} above {ethmultisig.INNER_GAS}")
+    if kf.max_tx and paid > kf.max_tx:
+        raise SignerRefusedError(f"payment {paid} exceeds this signer's max_tx {kf.max_tx}")
+    slot = f"{req.contract.lower()}:{req.nonce}"
+    signed = _ledger(ledger, now_ns)
+    # the same contract nonce shares one group: only one of its messages can execute
+    rows = [(t, a, frozenset({t})) for t, a, _ in signed]
+    before = signed_total(rows)
+    after = signed_total([*rows, (slot, paid, frozenset({slot}))])
+    if kf.max_daily and after > kf.max_daily:
+        raise SignerRefusedError(
+            f"payment {paid} + {before} signed in 24h exceeds this signer's max_daily "
+            f"{kf.max_daily}"
+        )
+    signature = ethmultisig.sign(req, kf.key)
+    if slot not in {t for t, _, _ in signed}:
+        row = {"ts_ns": now_ns, "txid": slot, "amount": paid, "inputs": [slot]}
+        with open(ledger, "a") as f:
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+    from wallet.addresses import eth_address
+
+    return json.dumps({"signer": eth_address(kf.key.get_public_key()), "signature": signature})

@@ -16,6 +16,7 @@ from pathlib import Path
 from embit import ec
 
 from wallet import review_cli, signer
+from wallet.addresses import eth_address
 from wallet.keys import KeyFile, passphrase_from, read_key_file, write_key_file
 from wallet.withdrawals import Withdrawals
 
@@ -53,10 +54,10 @@ def withdraw_cli(args: argparse.Namespace, wd: Withdrawals) -> int:
             print(json.dumps(d))
     elif a == "psbt":
         _need(args, "wid")
-        got = wd.get(args.wid)
-        if got is None or not got.psbt:
+        payload = wd.signing_payload(args.wid)  # a stuck one's replacement first
+        if not payload:
             raise ValueError(f"withdrawal {args.wid} has no PSBT")
-        print(wd.pending_bump(args.wid) or got.psbt)  # a stuck one's replacement first
+        print(payload)
     elif a == "submit-psbt":
         _need(args, "wid", "infile")
         n = wd.add_signatures(args.wid, Path(args.infile).read_text())
@@ -105,15 +106,25 @@ def offline(args: argparse.Namespace) -> int:
                 raise ValueError(f"{args.key} exists: refusing to overwrite a key")
             if not args.network:
                 raise ValueError("keygen needs --network")
-            kf = KeyFile(ec.PrivateKey(os.urandom(32)), args.network, args.max_tx, args.max_daily)
+            kf = KeyFile(
+                ec.PrivateKey(os.urandom(32)), args.network, args.max_tx, args.max_daily,
+                contract=args.contract, chain_id=args.chain_id,
+            )  # fmt: skip
             write_key_file(args.key, kf, passphrase)
-            print(json.dumps({"key": args.key, "pubkey": kf.pubkey_hex}))
+            out = {"key": args.key, "pubkey": kf.pubkey_hex}
+            if args.contract:  # an Ethereum multisig owner: the address the contract lists
+                out["address"] = eth_address(kf.key.get_public_key())
+            print(json.dumps(out))
             return 0
         if not args.infile or not args.outfile:
             raise ValueError("sign-psbt needs --in FILE and --out FILE")
         kf = read_key_file(args.key, passphrase)
         ledger = Path(str(args.key) + ".ledger")
-        signed = signer.sign(Path(args.infile).read_text(), kf, ledger)
+        text = Path(args.infile).read_text()
+        if text.lstrip().startswith("{"):  # an Ethereum multisig request (JSON)
+            signed = signer.sign_eth(text, kf, ledger)
+        else:
+            signed = signer.sign(text, kf, ledger)
         Path(args.outfile).write_text(signed)
         print(json.dumps({"signed": args.outfile, "pubkey": kf.pubkey_hex}))
         return 0

@@ -34,7 +34,7 @@ from typing import Any, Protocol
 from embit import ec
 from embit.psbt import PSBT
 
-from wallet import custody, ethtx, keyevents, risk
+from wallet import custody, ethmultisig, ethtx, keyevents, risk
 from wallet.chain import BroadcastRejectedError, ChainAdapter, NodeUnavailableError
 from wallet.scanner import APPLIED, DUPLICATE, FundingCore, reason_name
 from wallet.store import Store
@@ -102,6 +102,11 @@ class WithdrawChain:
     # the hot wallet by a PSBT the offline deposit signer signs (0 = off).
     deposit_sweep_threshold: int = 0
     deposit_xpub: str = ""  # the deposit account's xpub (filled from [wallet.chains])
+    # Account chains above the hot limits: an M-of-N MultiSigWallet contract
+    # (wallet/contracts/MultiSigWallet.sol), its owners' addresses and M.
+    multisig_contract: str = ""
+    multisig_owners: tuple[str, ...] = ()
+    contract_m: int = 0
 
     @property
     def gas(self) -> int:
@@ -309,6 +314,8 @@ class Withdrawals:
     def add_signatures(self, wid: int, psbt_text: str) -> int:
         """Merge a signer's PSBT into a multisig withdrawal's; the signatures it now has."""
         w = self.get(wid)
+        if w is not None and w.custody == "contract" and w.state == "awaiting_signatures":
+            return self._add_owner_signature(w, psbt_text)
         bump = self.pending_bump(wid) if w is not None and w.state == "broadcast" else ""
         if w is None or (w.state != "awaiting_signatures" and not bump):
             raise RequestError(f"withdrawal {wid} is not awaiting signatures")
@@ -330,6 +337,38 @@ class Withdrawals:
             n = custody.signatures(merged)
             self._log(wid, "signature_added", signatures=n, bump=bool(bump))
         return custody.signatures(merged)
+
+    def _add_owner_signature(self, w: Withdrawal, text: str) -> int:
+        """Add one owner's signature (``{"signer", "signature"}`` JSON) of an Ethereum
+        multisig request; only a signature that recovers to a configured owner counts."""
+        cfg = self.chains[w.chain][0]
+        spec = json.loads(w.psbt)
+        req = ethmultisig.Request.from_json(json.dumps(spec["request"]))
+        try:
+            signature = str(json.loads(text)["signature"])
+            who = ethmultisig.recover(req, signature)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RequestError(f"not a signature of this request: {exc}") from None
+        if who.lower() not in {o.lower() for o in cfg.multisig_owners}:
+            raise RequestError(f"{who} is not an owner of {cfg.multisig_contract}")
+        spec["signatures"][who] = signature
+        with self.store.tx() as db:
+            db.execute(
+                "UPDATE withdrawals SET psbt = ?, updated_ns = ? WHERE wid = ?",
+                (json.dumps(spec), self.now(), w.wid),
+            )
+            self._log(w.wid, "signature_added", signer=who, signatures=len(spec["signatures"]))
+        return len(spec["signatures"])
+
+    def signing_payload(self, wid: int) -> str:
+        """What the offline signers sign next for ``wid``: a stuck multisig withdrawal's
+        replacement PSBT, an Ethereum multisig request (JSON) or the PSBT ("": none)."""
+        w = self.get(wid)
+        if w is None or not w.psbt:
+            return ""
+        if w.custody == "contract":
+            return json.dumps(json.loads(w.psbt)["request"], sort_keys=True)
+        return self.pending_bump(wid) or w.psbt
 
     # -- halts (the circuit breaker) ----------------------------------------------------
 
@@ -508,10 +547,12 @@ class Withdrawals:
             and self.hot_spent_24h(w.chain) + amount <= cfg.hot_daily
         )
         if cfg.model == "account":
-            if not hot:
-                self._note(w.wid, "over the hot wallet's limits: account chains sign hot only")
-                return
-            self._sign_account(w, cfg, adapter, amount)
+            if hot:
+                self._sign_account(w, cfg, adapter, amount)
+            elif cfg.multisig_contract:
+                self._contract_request(w, cfg, adapter, amount)
+            else:
+                self._note(w.wid, "over the hot wallet's limits and no multisig contract")
             return
         src = cfg.hot if hot or cfg.multisig is None else cfg.multisig
         if not hot and cfg.multisig is None:
@@ -547,20 +588,113 @@ class Withdrawals:
         """Allocate a nonce (inside the caller's transaction): a freed one first, so none
         is skipped; else the next after the last allocated (the node's count at first).
         Nonces are kept per hot account, shared by every asset (ETH, tokens) it sends."""
-        chain = cfg.hot.address().lower()
+        hot = cfg.hot.address()
+        return self._alloc_nonce(hot.lower(), lambda: int(adapter.nonce(hot)))  # type: ignore[attr-defined]
+
+    def _alloc_nonce(self, account: str, on_chain: Callable[[], int]) -> int:
+        """A freed nonce of ``account`` first, else the next after the last allocated
+        (``on_chain()`` the first time); inside the caller's transaction."""
         db = self.store.db
-        row = db.execute("SELECT MIN(nonce) FROM free_nonces WHERE chain = ?", (chain,)).fetchone()
+        row = db.execute(
+            "SELECT MIN(nonce) FROM free_nonces WHERE chain = ?", (account,)
+        ).fetchone()
         if row is not None and row[0] is not None:
-            db.execute("DELETE FROM free_nonces WHERE chain = ? AND nonce = ?", (chain, row[0]))
+            db.execute("DELETE FROM free_nonces WHERE chain = ? AND nonce = ?", (account, row[0]))
             return int(row[0])
-        nxt = db.execute("SELECT next FROM eth_nonces WHERE chain = ?", (chain,)).fetchone()
-        nonce = int(nxt[0]) if nxt else int(adapter.nonce(cfg.hot.address()))  # type: ignore[attr-defined]
+        nxt = db.execute("SELECT next FROM eth_nonces WHERE chain = ?", (account,)).fetchone()
+        nonce = int(nxt[0]) if nxt else on_chain()
         db.execute(
             "INSERT INTO eth_nonces (chain, next) VALUES (?, ?) "
             "ON CONFLICT (chain) DO UPDATE SET next = excluded.next",
-            (chain, nonce + 1),
+            (account, nonce + 1),
         )
         return nonce
+
+    def _contract_nonce(self, cfg: WithdrawChain, adapter: ChainAdapter) -> int:
+        """The multisig contract's next nonce on chain (its ``nonce()`` view)."""
+        raw = adapter.call(cfg.multisig_contract, ethmultisig.NONCE)  # type: ignore[attr-defined]
+        return int.from_bytes(raw, "big") if raw else 0
+
+    def _contract_request(
+        self, w: Withdrawal, cfg: WithdrawChain, adapter: ChainAdapter, amount: int
+    ) -> None:
+        """Above the hot limits on an account chain: a request to the M-of-N contract at
+        a contract nonce allocated for this withdrawal, waiting for the owners' offline
+        signatures (``bursa wallet psbt`` shows it, ``sign-psbt`` signs it)."""
+        contract = cfg.multisig_contract.lower()
+        with self.store.tx() as db:
+            cnonce = self._alloc_nonce(contract, lambda: self._contract_nonce(cfg, adapter))
+            req = ethmultisig.request_for(
+                cfg.chain_id, cfg.multisig_contract, cnonce, w.address, amount, cfg.token,
+                cfg.hot.address(),
+            )  # fmt: skip
+            db.execute(
+                "INSERT INTO spent_outpoints (chain, outpoint, wid) VALUES (?, ?, ?)",
+                (w.chain, f"{contract}:{cnonce}", w.wid),
+            )
+            spec = {"request": json.loads(req.to_json()), "signatures": {}}
+            db.execute(
+                "UPDATE withdrawals SET custody = 'contract', psbt = ? WHERE wid = ?",
+                (json.dumps(spec), w.wid),
+            )
+            self._move(w.wid, "awaiting_signatures", custody="contract", contract_nonce=cnonce)
+
+    def _finalize_contract(self, w: Withdrawal) -> None:
+        """With M owner signatures and the contract at this request's nonce, the hot
+        account sends ``execute(...)`` (it pays the gas; the contract pays the amount)."""
+        cfg, adapter = self.chains[w.chain]
+        spec = json.loads(w.psbt)
+        if len(spec["signatures"]) < cfg.contract_m or self.halted(w.chain):
+            return
+        if w.chain not in self.hot_keys:
+            self._note(w.wid, "no hot key loaded: cannot send the multisig execution")
+            return
+        req = ethmultisig.Request.from_json(json.dumps(spec["request"]))
+        on_chain = self._contract_nonce(cfg, adapter)
+        if on_chain < req.nonce:  # an earlier request executes first (nonces in order)
+            self._note(w.wid, f"waiting for contract nonce {req.nonce} (at {on_chain})")
+            return
+        if on_chain > req.nonce:
+            self.halt(w.chain, f"contract nonce {req.nonce} used by an execution the wallet "
+                      "did not send")  # fmt: skip
+            return
+        sigs = sorted(spec["signatures"].items())[: cfg.contract_m]
+        calldata = ethmultisig.execute_calldata(req, [sig for _, sig in sigs])
+        gas = ethmultisig.OUTER_GAS + req.gas_limit
+        gas_price = cfg.fee_rate(adapter)
+        with self.store.tx() as db:
+            nonce = self._next_nonce(w.chain, cfg, adapter)
+            db.execute(
+                "INSERT INTO spent_outpoints (chain, outpoint, wid) VALUES (?, ?, ?)",
+                (w.chain, f"{cfg.hot.address().lower()}:{nonce}", w.wid),
+            )
+            raw = ethtx.sign_call(
+                self.hot_keys[w.chain], cfg.chain_id, nonce, gas_price, gas,
+                cfg.multisig_contract, 0, calldata,
+            )  # fmt: skip
+            spec.update(nonce=nonce, gas_price=gas_price, gas=gas, calldata=calldata.hex())
+            db.execute("UPDATE withdrawals SET psbt = ? WHERE wid = ?", (json.dumps(spec), w.wid))
+            self._attempt(w.wid, raw, gas_price * gas, ethtx.tx_hash(raw))
+            signers = [a for a, _ in sigs]
+            self._move(w.wid, "signed", custody="contract", nonce=nonce, signers=signers)
+        self.fault("after_sign")
+
+    def _free_contract_nonce(self, w: Withdrawal) -> None:
+        """A contract withdrawal that will never execute gives its contract nonce back (the
+        next request takes it, so later ones are not stuck behind a gap). Its signatures
+        name the hot account as the only executor, and the wallet never sends them."""
+        if w.custody != "contract":
+            return
+        req = json.loads(w.psbt)["request"]
+        contract = str(req["contract"]).lower()
+        self.store.db.execute(
+            "DELETE FROM spent_outpoints WHERE chain = ? AND outpoint = ?",
+            (w.chain, f"{contract}:{int(req['nonce'])}"),
+        )
+        self.store.db.execute(
+            "INSERT INTO free_nonces (chain, nonce) VALUES (?, ?) ON CONFLICT DO NOTHING",
+            (contract, int(req["nonce"])),
+        )
 
     def _sign_account(
         self, w: Withdrawal, cfg: WithdrawChain, adapter: ChainAdapter, amount: int
@@ -602,6 +736,9 @@ class Withdrawals:
         return txid
 
     def _finalize(self, w: Withdrawal) -> None:
+        if w.custody == "contract":
+            self._finalize_contract(w)
+            return
         cfg = self.chains[w.chain][0]
         psbt = PSBT.from_string(w.psbt)
         need = 1 if w.custody == "deposit-sweep" else cfg.multisig.m if cfg.multisig else 0
@@ -635,6 +772,7 @@ class Withdrawals:
                             "INSERT INTO free_nonces (chain, nonce) VALUES (?, ?)",
                             (self.chains[w.chain][0].hot.address().lower(), nonce),
                         )
+                        self._free_contract_nonce(w)
                     self._move(w.wid, "failed", error=str(exc))
                 return
         self.fault("after_broadcast")
@@ -653,7 +791,9 @@ class Withdrawals:
             if s.confirmations < cfg.confirmations:
                 return
             if not s.success:  # an account-model transaction that reverted: nothing paid
-                self._move(w.wid, "failed", error=f"transaction {txid} reverted")
+                with self.store.tx():
+                    self._free_contract_nonce(w)  # a reverted execute() used no contract nonce
+                    self._move(w.wid, "failed", error=f"transaction {txid} reverted")
                 return
             if w.custody in ("sweep", "deposit-sweep"):  # internal: nothing to commit at the core
                 self._move(w.wid, "committed", txid=txid, confirmations=s.confirmations)
@@ -695,7 +835,7 @@ class Withdrawals:
         offline signers (:meth:`pending_bump`); the txid once it is sent, else None.
         """
         cfg, adapter = self.chains[w.chain]
-        if cfg.model == "account" and w.custody == "hot":
+        if cfg.model == "account" and w.custody in ("hot", "contract"):
             return self._bump_account(w, cfg, adapter)
         if w.custody == "multisig" and cfg.multisig is not None:
             return self._bump_multisig(w, cfg, adapter)
@@ -794,17 +934,23 @@ class Withdrawals:
         """The same nonce at a gas price at least 1.5x the last (nodes want +10%)."""
         spec = json.loads(w.psbt)
         price = max(int(spec["gas_price"]) * 3 // 2 + 1, cfg.fee_rate(adapter))
-        raw = ethtx.sign_transfer(
-            self.hot_keys[w.chain], cfg.chain_id, int(spec["nonce"]), price, w.address,
-            w.amount * cfg.scale, cfg.token,
-        )  # fmt: skip
+        gas = int(spec.get("gas", cfg.gas))
+        if "calldata" in spec:  # a multisig execution: the same signed call, a higher price
+            raw = ethtx.sign_call(
+                self.hot_keys[w.chain], cfg.chain_id, int(spec["nonce"]), price, gas,
+                cfg.multisig_contract, 0, bytes.fromhex(spec["calldata"]),
+            )  # fmt: skip
+        else:
+            raw = ethtx.sign_transfer(
+                self.hot_keys[w.chain], cfg.chain_id, int(spec["nonce"]), price, w.address,
+                w.amount * cfg.scale, cfg.token,
+            )  # fmt: skip
         with self.store.tx() as db:
-            txid = self._attempt(w.wid, raw, price * cfg.gas, ethtx.tx_hash(raw))
+            txid = self._attempt(w.wid, raw, price * gas, ethtx.tx_hash(raw))
             db.execute(
                 "UPDATE withdrawals SET psbt = ?, sent_height = ? WHERE wid = ?",
-                (json.dumps({"nonce": spec["nonce"], "gas_price": price}), adapter.tip().height,
-                 w.wid),
-            )  # fmt: skip
+                (json.dumps({**spec, "gas_price": price}), adapter.tip().height, w.wid),
+            )
             self._log(w.wid, "bumped", txid=txid, gas_price=price)
         try:
             adapter.broadcast(raw)
@@ -1139,7 +1285,9 @@ class Withdrawals:
         db = self.store.db
         for chain, (cfg, adapter) in self.chains.items():
             if cfg.model == "account":
-                hot, cold = adapter.balance(cfg.hot.address(), cfg.token), 0
+                hot = adapter.balance(cfg.hot.address(), cfg.token)
+                ms = cfg.multisig_contract
+                cold = adapter.balance(ms, cfg.token) if ms else 0
             else:
                 hot = sum(v for _, v in adapter.unspent(cfg.hot.address()))
                 cold = (
