@@ -999,8 +999,13 @@ class Withdrawals:
             spender = adapter.spent_by(op)
             if spender is None:
                 # The coin's own transaction left the chain (a reorg): if it comes back
-                # it stays out of coin selection until an operator releases it.
-                self.quarantine(chain, op, known[op], "its transaction left the chain (reorg)")
+                # it stays out of coin selection until an operator releases it (our own
+                # change is not tainted: the withdrawal follows its transaction).
+                if not db.execute(
+                    "SELECT 1 FROM withdrawal_txs WHERE txid = ?", (op.split(":")[0],)
+                ).fetchone():
+                    why = "its transaction left the chain (reorg)"
+                    self.quarantine(chain, op, known[op], why)
                 continue
             row = db.execute(
                 "SELECT wid FROM spent_outpoints WHERE chain = ? AND outpoint = ?", (chain, op)
@@ -1107,7 +1112,16 @@ class Withdrawals:
             ).fetchone()
         ):
             return
-        addrs = sorted({str(a).lower() for a in adapter.sources(txid)})
+        try:
+            found = adapter.sources(txid)
+        except NodeUnavailableError:
+            raise
+        except Exception as exc:
+            # Never block the withdrawals on it: counted, logged, tried again next poll.
+            self.store.bump(f"wallet.{chain}.sources_unavailable")
+            log.warning("%s: cannot read the sources of %s: %s", chain, txid, exc)
+            return
+        addrs = sorted({str(a).lower() for a in found})
         with self.store.tx() as tx:
             tx.executemany(
                 "INSERT INTO tx_sources (chain, txid, address) VALUES (?, ?, ?) "

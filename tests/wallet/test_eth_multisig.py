@@ -232,3 +232,60 @@ def test_request_edited_online_is_refused_by_the_contract(
     assert ok is not None and ok.state == "committed"
     assert s.adapter.balance(dest(2)) == 2 * 10**18 and s.contract_nonce() == 1
     assert core.conservation_ok()
+
+
+def test_config_and_keygen_of_contract_owners(tmp_path: Path) -> None:
+    from wallet.keys import read_key_file
+    from wallet.withdraw_config import parse_chain
+
+    hot = OWNERS[0].get_public_key().sec().hex()
+    owners = [eth_address(k.get_public_key()) for k in OWNERS]
+    base = {"asset_id": ETH, "network": "eth", "hot_pubkey": hot, "model": "account"}
+    cfg, _ = parse_chain("eth", {**base, "multisig_contract": dest(0),
+                                 "multisig_owners": owners, "multisig_m": 2})  # fmt: skip
+    assert (cfg.multisig_contract, cfg.contract_m, len(cfg.multisig_owners)) == (dest(0), 2, 3)
+    for bad in (
+        {"multisig_contract": dest(0), "multisig_owners": owners, "multisig_m": 4},
+        {"multisig_contract": dest(0), "multisig_owners": ["0x1234"], "multisig_m": 1},
+        {"multisig_contract": "0xnothex", "multisig_owners": owners, "multisig_m": 2},
+    ):
+        with pytest.raises(ValueError):
+            parse_chain("eth", {**base, **bad})
+    with pytest.raises(ValueError, match="model = account"):
+        parse_chain("utxo", {**base, "model": "utxo", "multisig_contract": dest(0),
+                             "multisig_owners": owners, "multisig_m": 2})  # fmt: skip
+    key = tmp_path / "owner.key"
+    res = subprocess.run(
+        [sys.executable, "-m", "bursa", "wallet", "keygen", "--key", str(key), "--network",
+         "eth", "--contract", dest(0), "--chain-id", "31337", "--max-tx", "5"],
+        capture_output=True, text=True, cwd=REPO, timeout=60, check=False,
+        env=dict(os.environ, PYTHONPATH=str(REPO), BURSA_KEY_PASSPHRASE=PASS),
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    kf = read_key_file(key, PASS)
+    assert (kf.contract, kf.chain_id, kf.max_tx) == (dest(0), 31337, 5)
+    assert json.loads(res.stdout)["address"] == eth_address(kf.key.get_public_key())
+
+
+def test_request_digest_signature_and_calldata() -> None:
+    req = ethmultisig.request_for(1, dest(0), 7, dest(1), 10**18, "", dest(2))
+    sigs = [ethmultisig.sign(req, k) for k in OWNERS]
+    assert [ethmultisig.recover(req, s) for s in sigs] == [
+        eth_address(k.get_public_key()) for k in OWNERS
+    ]
+    other = ethmultisig.request_for(1, dest(0), 8, dest(1), 10**18, "", dest(2))
+    assert ethmultisig.recover(other, sigs[0]) != eth_address(OWNERS[0].get_public_key())
+    assert ethmultisig.Request.from_json(req.to_json()) == req
+    with pytest.raises(ValueError):
+        ethmultisig.Request.from_json('{"chain_id": 1}')
+    with pytest.raises(ValueError):
+        ethmultisig.recover(req, "00" * 65)
+    tok = ethmultisig.request_for(1, dest(0), 7, dest(1), 5_000, dest(2), dest(2))
+    assert tok.payment() == (dest(2), dest(1), 5_000)
+    assert req.payment() == ("", dest(1), 10**18)
+    call = ethmultisig.execute_calldata(req, sigs[:2])
+    assert call[:4] == ethmultisig.EXECUTE and (len(call) - 4) % 32 == 0
+    # signatures land in increasing signer order whatever order they were given in
+    body = call[4 + 7 * 32 : 4 + 7 * 32 + 130]
+    signers = [ethmultisig.recover(req, body[i * 65 : (i + 1) * 65].hex()) for i in (0, 1)]
+    assert int(signers[0], 16) < int(signers[1], 16)

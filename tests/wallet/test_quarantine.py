@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.wallet.conftest import ROOT, XPUB_BIP84, CoreHandle
 from tests.wallet.simfix import make_wallet, utxo_cfg
 from tests.wallet.test_review_admin import config
@@ -134,3 +136,37 @@ def test_deposit_sweeps_skip_reversed_and_blacklisted_deposits(
     sw2 = [s for s in world.w.query("custody = 'deposit-sweep'") if s.wid != sw.wid]
     assert len(sw2) == 1 and inputs_of(world.w, sw2[0].wid) == {f"{ta}:0"}
     assert world.w.quarantined("sbtc") == {f"{tb}:0"}
+
+
+def test_own_change_back_after_a_reorg_is_not_quarantined(core: CoreHandle, tmp_path: Path) -> None:
+    world = World(core, tmp_path / "w.db")
+    a = world.w.request("c1", 1, "sbtc", DEST[2], 500_000)
+    world.run()
+    got = world.w.get(a.wid)
+    assert got is not None and got.state == "committed"
+    change = f"{got.txid}:1"
+    assert change in {op for op, _ in world.sim.unspent(world.cfg.hot.address())}
+    world.w.step()  # the wallet knows the change coin
+    world.sim.reorg(world.cfg.confirmations + 1)  # the withdrawal's block leaves, then returns
+    world.w.step()
+    world.run()
+    assert world.w.quarantined("sbtc") == set()
+    assert not world.w.halted("sbtc") and world.paid(DEST[2]) == 500_000
+
+
+def test_unreadable_sources_never_block_withdrawals(
+    core: CoreHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = World(core, tmp_path / "w.db")
+
+    def broken(txid: str) -> list[str]:
+        raise RuntimeError("no -txindex")
+
+    monkeypatch.setattr(world.sim, "sources", broken)
+    world.sim.send([(world.cfg.hot.address(), 3_000_000)])
+    world.sim.mine()
+    a = world.w.request("u1", 1, "sbtc", DEST[3], 400_000)
+    world.run()
+    got = world.w.get(a.wid)
+    assert got is not None and got.state == "committed"
+    assert world.w.store.counters()["wallet.sbtc.sources_unavailable"] >= 1
