@@ -6,8 +6,8 @@ PSBT itself: every input must be the multisig its key belongs to, the payment is
 every output NOT returning to that multisig, and it refuses a payment above the
 key file's ``max_tx`` or one that would take its own 24-hour total (a ledger
 file beside the key, ``FILE.ledger``) above ``max_daily``. Editing the online
-database cannot raise these limits. A fee bump (a replacement spending the same
-inputs) is re-signed the same way; since only one of them can ever confirm, the
+database cannot raise these limits. A fee bump (a replacement spending exactly the
+same inputs) is re-signed the same way; since only one of them can ever confirm, the
 ledger counts them once (:func:`signed_total`).
 """
 
@@ -66,23 +66,17 @@ def _ledger(path: Path, now_ns: int) -> list[tuple[str, int, frozenset[str]]]:
 def signed_total(rows: list[tuple[str, int, frozenset[str]]]) -> int:
     """What the signed transactions can pay out at most, together.
 
-    Transactions sharing an input conflict: at most one of each connected group can
-    ever confirm (a fee bump and the transaction it replaces), so a group counts
-    once, at its largest amount, and re-signing a bump never uses the limit twice.
+    Transactions spending exactly the same inputs are one payment and its
+    replacements (a fee bump): at most one of them can ever confirm, so they count
+    once, at the largest amount. Anything else counts in full, including partial
+    overlaps (two transactions that each conflict with a third may both confirm):
+    over-counting only makes the signer stricter, never looser.
     """
-    groups: list[tuple[set[str], set[str], int]] = []  # (txids, inputs, max amount)
+    top: dict[frozenset[str] | str, int] = {}
     for txid, amount, spends in rows:
-        txids, ins, top = {txid}, set(spends), amount
-        rest = []
-        for g in groups:
-            if g[0] & txids or g[1] & ins:
-                txids |= g[0]
-                ins |= g[1]
-                top = max(top, g[2])
-            else:
-                rest.append(g)
-        groups = [*rest, (txids, ins, top)]
-    return sum(g[2] for g in groups)
+        key: frozenset[str] | str = spends or txid
+        top[key] = max(top.get(key, 0), amount)
+    return sum(top.values())
 
 
 def sweep_check(psbt: PSBT, kf: KeyFile) -> None:
@@ -179,10 +173,9 @@ def sign_eth(request_text: str, kf: KeyFile, ledger: Path, now_ns: int | None = 
         raise SignerRefusedError(f"payment {paid} exceeds this signer's max_tx {kf.max_tx}")
     slot = f"{req.contract.lower()}:{req.nonce}"
     signed = _ledger(ledger, now_ns)
-    # the same contract nonce shares one group: only one of its messages can execute
-    rows = [(t, a, frozenset({t})) for t, a, _ in signed]
-    before = signed_total(rows)
-    after = signed_total([*rows, (slot, paid, frozenset({slot}))])
+    # one contract nonce is one "input": only one of its messages can ever execute
+    before = signed_total(signed)
+    after = signed_total([*signed, (slot, paid, frozenset({slot}))])
     if kf.max_daily and after > kf.max_daily:
         raise SignerRefusedError(
             f"payment {paid} + {before} signed in 24h exceeds this signer's max_daily "
