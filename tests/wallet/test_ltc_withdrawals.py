@@ -237,3 +237,38 @@ def test_multisig_rbf_bump_resigned_offline_pays_once(
     assert ad.tx_status(tries[0][0]).state == "unknown"
     assert core.balance(1, LTC) == (10**9 - 150_010_000, 0)
     assert core.conservation_ok()
+
+
+def test_coin_from_a_blacklisted_source_is_quarantined(
+    node: Litecoind, core: CoreHandle, tmp_path: Path
+) -> None:
+    w, cfg = setup(node, core, tmp_path / "w.db")
+    rpc = node.rpc
+    tainted = str(rpc.call("getnewaddress", "", "bech32"))
+    rpc.call("sendtoaddress", tainted, "3")
+    node.mine(1)
+    (utxo,) = [u for u in rpc.call("listunspent", 1, 9999, [tainted])]
+    # spend exactly the tainted address's coin to the hot wallet (2.9999 LTC, fee 0.0001)
+    raw = rpc.call(
+        "createrawtransaction",
+        [{"txid": utxo["txid"], "vout": utxo["vout"]}],
+        [{cfg.hot.address(): "2.9999"}],
+    )
+    signed = rpc.call("signrawtransactionwithwallet", raw)
+    txid = str(rpc.call("sendrawtransaction", signed["hex"]))
+    node.mine(1)
+    ad = BitcoinAdapter(node.url, "ltc")
+    assert ad.sources(txid) == [tainted]
+    w.blacklist("ltc", tainted)
+    to = dest(3)
+    w.whitelist(1, "ltc", to, at_ns=0)
+    x = w.request("bl1", 1, "ltc", to, 15_000_000)  # the 3 LTC coin would be picked first
+    settle(node, w)
+    done = w.get(x.wid)
+    assert done is not None and done.state == "committed"
+    spent = {
+        str(r[0])
+        for r in w.store.db.execute("SELECT outpoint FROM spent_outpoints WHERE wid = ?", (x.wid,))
+    }
+    assert f"{txid}:0" not in spent and w.quarantined("ltc") == {f"{txid}:0"}
+    assert ad.balance(to) == 15_000_000
