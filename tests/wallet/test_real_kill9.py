@@ -2,7 +2,8 @@
 nodes (litecoind regtest, anvil): after the core's hold, after signing, after the
 broadcast, before the core's commit. After each kill the process restarts; every
 withdrawal completes once (one signed transaction, the destination paid once), the
-core's hold is committed once, and conservation holds."""
+core's hold is committed once, and conservation holds. An Ethereum multisig (contract)
+withdrawal driven through the operator commands is killed after signing its execute()."""
 
 from __future__ import annotations
 
@@ -101,27 +102,7 @@ def kill_and_restart(
         (row,) = cli(conf_for(""), "withdraw", "--client-ref", ref, "--user", "1", "--chain",
                      chain, "--address", to, "--amount", str(amount))  # fmt: skip
         assert row["state"] == "requested"
-        proc = WalletProcess(conf_for(point), tmp_path)
-        proc.start(wait=False)
-        deadline = time.monotonic() + 120
-        try:
-            while proc.proc is not None and proc.proc.poll() is None:
-                assert time.monotonic() < deadline, f"no kill at {point}: {state_of(db, ref)}"
-                mine()
-                time.sleep(0.3)
-            assert proc.wait_exit() == -signal.SIGKILL, proc.err.read_text()[-2000:]
-        finally:
-            proc.cleanup()
-        ok = WalletProcess(conf_for(""), tmp_path)
-        ok.start()
-        try:
-            deadline = time.monotonic() + 120
-            while state_of(db, ref) != "committed":
-                assert time.monotonic() < deadline, f"{ref}: stuck in {state_of(db, ref)}"
-                mine()
-                time.sleep(0.3)
-        finally:
-            assert ok.stop() == 0
+        kill_and_restart_one(tmp_path, conf_for, db, ref, point, mine)
 
 
 def check_once(db: Path, core: CoreHandle, paid: int, amount: int, fee: int) -> None:
@@ -217,3 +198,116 @@ def test_kill9_at_each_step_on_anvil(
     check_once(db, core, adapter.balance(to) // 10**9, 10**8, 100_000)
     assert adapter.nonce(src.address()) == start + len(POINTS)  # no nonce reused or skipped
     assert os.path.exists(db)
+
+
+def test_kill9_contract_withdrawal_through_the_cli_on_anvil(
+    anvil: Anvil, core: CoreHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An ETH withdrawal above the hot limit through the real process and the operator
+    commands: the request (`psbt`), two owners' `sign-psbt`, `submit-psbt`; the process
+    killed right after signing the execute() call, restarted: paid once."""
+    from tests.wallet.nodes import compile_contracts
+    from tests.wallet.test_eth_multisig import OWNERS, SOURCES
+    from wallet import ethmultisig
+    from wallet.addresses import eth_address
+
+    monkeypatch.setenv("BURSA_KEY_PASSPHRASE", PASS)
+    owners = sorted((eth_address(k.get_public_key()) for k in OWNERS), key=lambda a: int(a, 16))
+    ms = compile_contracts(SOURCES, tmp_path / "ms")["MultiSigWallet"]
+    contract = anvil.deploy(ms, 2, 64, 3, *owners)
+    anvil.send(contract, 10 * 10**18)
+    hot = ec.PrivateKey(ROOT.derive("m/44h/60h/17h/0/5").key.secret)
+    key = tmp_path / "hot.key"
+    write_key_file(key, KeyFile(hot, "eth"), PASS)
+    src = custody.Source("eth", (hot.get_public_key().sec().hex(),))
+    to = custody.Source(
+        "eth", (ROOT.derive("m/44h/60h/18h/0/5").key.get_public_key().sec().hex(),)
+    ).address()
+    anvil.send(src.address(), 10**18)
+    adapter = EthAdapter(anvil.url, "eth")
+    db = tmp_path / "wallet.db"
+    chain = "\n".join([
+        "[wallet.chains.eth]", 'kind = "eth"', 'network = "eth"', f'url = "{anvil.url}"',
+        f'xpub = "{XPUB_BIP44_ETH}"', "credit_confirmations = 2",
+        f"start_height = {adapter.tip().height}", "pool_size = 2",
+        f"assets = [{{ asset_id = {ASSET}, min_deposit = 1000000000, scale = 1000000000 }}]",
+        "[wallet.withdraw.eth]", f"asset_id = {ASSET}", 'network = "eth"', 'model = "account"',
+        f"chain_id = {adapter.chain_id()}", "scale = 1000000000",
+        f'hot_pubkey = "{src.pubkeys[0]}"', f"hot_key_file = {json.dumps(str(key))}",
+        "fee = 100000", "confirmations = 2", "hot_max_tx = 1000000000000000000",
+        "hot_daily = 5000000000000000000", f'multisig_contract = "{contract}"',
+        f"multisig_owners = {json.dumps(owners)}", "multisig_m = 2",
+    ])  # fmt: skip
+
+    def conf_for(point: str) -> Path:
+        return write(tmp_path / f"wallet-{point or 'ok'}.toml", core, db, chain, point)
+
+    assert core.funding.deposit(4444, 1, ASSET, DEPOSIT, 1)[0] == 1
+    cli(conf_for(""), "kyc", "--user", "1", "--tier", "1")
+    cli(conf_for(""), "whitelist", "--user", "1", "--chain", "eth", "--address", to)
+    # 4 ETH: above the 1 ETH hot limit
+    (row,) = cli(conf_for(""), "withdraw", "--client-ref", "big", "--user", "1", "--chain",
+                 "eth", "--address", to, "--amount", str(4 * 10**9))  # fmt: skip
+    proc = WalletProcess(conf_for(""), tmp_path)
+    proc.start()
+    try:
+        deadline = time.monotonic() + 60
+        while state_of(db, "big") != "awaiting_signatures":
+            assert time.monotonic() < deadline, state_of(db, "big")
+            time.sleep(0.2)
+    finally:
+        assert proc.stop() == 0
+    req = bursa_wallet("psbt", "--wid", str(row["wid"]), "--config", str(conf_for("")))
+    assert req.returncode == 0, req.stderr
+    (tmp_path / "req.json").write_text(req.stdout)
+    assert json.loads(req.stdout)["value"] == 4 * 10**18
+    for i in (0, 2):
+        kf = tmp_path / f"owner{i}.key"
+        write_key_file(kf, KeyFile(OWNERS[i], "eth", contract=contract,
+                                   chain_id=adapter.chain_id()), PASS)  # fmt: skip
+        r = bursa_wallet("sign-psbt", "--key", str(kf), "--in", str(tmp_path / "req.json"),
+                         "--out", str(tmp_path / f"sig{i}.json"))  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        (sub,) = cli(conf_for(""), "submit-psbt", "--wid", str(row["wid"]), "--in",
+                     str(tmp_path / f"sig{i}.json"))  # fmt: skip
+    assert sub["signatures"] == 2
+    kill_and_restart_one(tmp_path, conf_for, db, "big", "after_sign", lambda: anvil.mine(1))
+    assert adapter.balance(to) == 4 * 10**18
+    assert adapter.balance(contract) == 6 * 10**18
+    nonce = int.from_bytes(adapter.call(contract, ethmultisig.NONCE), "big")
+    assert nonce == 1
+    assert core.balance(1, ASSET) == (DEPOSIT - 4 * 10**9 - 100_000, 0)
+    assert core.conservation_ok()
+    st = Store(str(db))
+    try:
+        assert st.db.execute("SELECT COUNT(*) FROM withdrawal_txs").fetchone()[0] == 1
+    finally:
+        st.close()
+
+
+def kill_and_restart_one(
+    tmp_path: Path, conf_for: Callable[[str], Path], db: Path, ref: str, point: str,
+    mine: Callable[[], object],
+) -> None:  # fmt: skip
+    """Run with a kill at ``point`` until it dies, then normally until ``ref`` commits."""
+    proc = WalletProcess(conf_for(point), tmp_path)
+    proc.start(wait=False)
+    deadline = time.monotonic() + 120
+    try:
+        while proc.proc is not None and proc.proc.poll() is None:
+            assert time.monotonic() < deadline, f"no kill at {point}: {state_of(db, ref)}"
+            mine()
+            time.sleep(0.3)
+        assert proc.wait_exit() == -signal.SIGKILL, proc.err.read_text()[-2000:]
+    finally:
+        proc.cleanup()
+    ok = WalletProcess(conf_for(""), tmp_path)
+    ok.start()
+    try:
+        deadline = time.monotonic() + 120
+        while state_of(db, ref) != "committed":
+            assert time.monotonic() < deadline, f"{ref}: stuck in {state_of(db, ref)}"
+            mine()
+            time.sleep(0.3)
+    finally:
+        assert ok.stop() == 0
