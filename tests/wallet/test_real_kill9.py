@@ -2,8 +2,9 @@
 nodes (litecoind regtest, anvil): after the core's hold, after signing, after the
 broadcast, before the core's commit. After each kill the process restarts; every
 withdrawal completes once (one signed transaction, the destination paid once), the
-core's hold is committed once, and conservation holds. An Ethereum multisig (contract)
-withdrawal driven through the operator commands is killed after signing its execute()."""
+core's hold is committed once, and conservation holds. A 2-of-3 P2WSH withdrawal and an
+Ethereum multisig (contract) withdrawal, driven through the operator commands, are
+killed right after their transaction is signed."""
 
 from __future__ import annotations
 
@@ -311,3 +312,75 @@ def kill_and_restart_one(
             time.sleep(0.3)
     finally:
         assert ok.stop() == 0
+
+
+def test_kill9_multisig_withdrawal_through_the_cli_on_litecoind(
+    ltc: Litecoind, core: CoreHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 2-of-3 P2WSH withdrawal through the real process and the operator commands,
+    killed right after the finalized transaction is stored, restarted: paid once."""
+    monkeypatch.setenv("BURSA_KEY_PASSPHRASE", PASS)
+    net = "ltc-regtest"
+    hot = ec.PrivateKey(ROOT.derive("m/84h/1h/17h/0/7").key.secret)
+    cos = [ec.PrivateKey(ROOT.derive(f"m/48h/1h/17h/2h/0/{i}").key.secret) for i in range(3)]
+    key = tmp_path / "hot.key"
+    write_key_file(key, KeyFile(hot, net), PASS)
+    src = custody.Source(net, (hot.get_public_key().sec().hex(),))
+    pubs = [k.get_public_key().sec().hex() for k in cos]
+    ms = custody.Source(net, tuple(pubs), 2)
+    to = custody.Source(
+        net, (ROOT.derive("m/84h/1h/18h/0/7").key.get_public_key().sec().hex(),)
+    ).address()
+    ltc.rpc.call("sendtoaddress", ms.address(), "2")
+    ltc.mine(1)
+    db = tmp_path / "wallet.db"
+    chain = "\n".join([
+        "[wallet.chains.ltc]", 'kind = "ltc"', f'network = "{net}"', f'url = "{ltc.url}"',
+        f'xpub = "{XPUB_BIP84}"', "credit_confirmations = 2",
+        f"start_height = {int(ltc.rpc.call('getblockcount'))}", "pool_size = 2",
+        f"assets = [{{ asset_id = {ASSET}, min_deposit = 1000 }}]",
+        "[wallet.withdraw.ltc]", f"asset_id = {ASSET}", f'network = "{net}"',
+        f'hot_pubkey = "{src.pubkeys[0]}"', f"hot_key_file = {json.dumps(str(key))}",
+        f"multisig_pubkeys = {json.dumps(pubs)}", "multisig_m = 2",
+        "fee = 10000", "confirmations = 2", "hot_max_tx = 10000000", "hot_daily = 100000000",
+        "min_fee_rate = 2",
+    ])  # fmt: skip
+
+    def conf_for(point: str) -> Path:
+        return write(tmp_path / f"wallet-{point or 'ok'}.toml", core, db, chain, point)
+
+    assert core.funding.deposit(4545, 1, ASSET, DEPOSIT, 1)[0] == 1
+    cli(conf_for(""), "kyc", "--user", "1", "--tier", "1")
+    cli(conf_for(""), "whitelist", "--user", "1", "--chain", "ltc", "--address", to)
+    (row,) = cli(conf_for(""), "withdraw", "--client-ref", "ms", "--user", "1", "--chain",
+                 "ltc", "--address", to, "--amount", "50000000")  # fmt: skip
+    proc = WalletProcess(conf_for(""), tmp_path)
+    proc.start()
+    try:
+        deadline = time.monotonic() + 60
+        while state_of(db, "ms") != "awaiting_signatures":
+            assert time.monotonic() < deadline, state_of(db, "ms")
+            time.sleep(0.2)
+    finally:
+        assert proc.stop() == 0
+    req = bursa_wallet("psbt", "--wid", str(row["wid"]), "--config", str(conf_for("")))
+    assert req.returncode == 0, req.stderr
+    (tmp_path / "w.psbt").write_text(req.stdout)
+    for i in (1, 2):
+        kf = tmp_path / f"cosigner{i}.key"
+        write_key_file(kf, KeyFile(cos[i], net, max_tx=100_000_000), PASS)
+        r = bursa_wallet("sign-psbt", "--key", str(kf), "--in", str(tmp_path / "w.psbt"),
+                         "--out", str(tmp_path / f"s{i}.psbt"))  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        (sub,) = cli(conf_for(""), "submit-psbt", "--wid", str(row["wid"]), "--in",
+                     str(tmp_path / f"s{i}.psbt"))  # fmt: skip
+    assert sub["signatures"] == 2
+    kill_and_restart_one(tmp_path, conf_for, db, "ms", "after_sign", lambda: ltc.mine(1))
+    assert BitcoinAdapter(ltc.url, "ltc").balance(to) == 50_000_000
+    assert core.balance(1, ASSET) == (DEPOSIT - 50_010_000, 0)
+    assert core.conservation_ok()
+    st = Store(str(db))
+    try:
+        assert st.db.execute("SELECT COUNT(*) FROM withdrawal_txs").fetchone()[0] == 1
+    finally:
+        st.close()
