@@ -19,6 +19,13 @@ re-broadcast, an RBF fee bump) spends exactly those inputs, so at most one of
 its transactions can ever confirm. A withdrawal is followed by its inputs and its
 attempts' txids, not by one txid. Core commands are keyed by the withdrawal id
 (a hash of the client reference), so a retry after a crash is a core duplicate.
+
+A stuck multisig withdrawal is bumped by a replacement PSBT on the same inputs that
+the offline signers sign again (``multisig_bumps``). On account chains a withdrawal
+above the hot limits is a request to an M-of-N contract (:mod:`wallet.ethmultisig`)
+with its own contract nonce, executed by the hot account once M owners signed.
+Coins from a tainted source (a reorg, a blacklisted address) are quarantined
+(:meth:`Withdrawals.screen`) and never selected until an operator releases them.
 """
 
 from __future__ import annotations
