@@ -97,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         setattr(args, name, None)
     try:
         cfg = load_config(args)
+        if not cfg.withdraw:  # refuse before opening (and so creating) any database
+            raise ValueError("no [wallet.withdraw.<chain>] table: withdrawals are off")
         wallet, core = build(cfg)
     except (OSError, ValueError, TypeError, tomllib.TOMLDecodeError) as exc:
         print(f"bursa admin withdrawals: bad configuration: {exc}", file=sys.stderr)

@@ -183,3 +183,14 @@ def test_key_events_window_boundary(tmp_path: Path, revoked: bool) -> None:
         keys.revoke(k.key_id)
         keys.con.execute("UPDATE api_keys SET revoked_ns = 500 WHERE key_id = ?", (k.key_id,))
     assert keyevents.last_key_change_ns(str(path), 5) == (500 if revoked else 100)
+
+
+def test_admin_withdrawals_without_a_withdraw_config_changes_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "none.db"
+    r = subprocess.run(
+        [sys.executable, "-m", "bursa", "admin", "withdrawals", "list", "--db", str(db)],
+        capture_output=True, text=True, cwd=REPO, timeout=60, check=False,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+    )  # fmt: skip
+    assert r.returncode == 2 and "withdrawals are off" in r.stderr and r.stdout == ""
+    assert not db.exists()
