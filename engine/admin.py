@@ -229,6 +229,10 @@ def main(argv: list[str] | None = None) -> int:
         from gateway.keys import main as apikey_main
 
         return apikey_main(argv[1:])
+    if argv[:1] == ["withdrawals"]:  # the withdrawal review queue: wallet/review_cli.py
+        from wallet.review_cli import main as withdrawals_main
+
+        return withdrawals_main(argv[1:])
     parser = _parser()
     try:
         args = parser.parse_args(argv)

@@ -150,6 +150,11 @@ class EthAdapter:
                 return tx_hash(raw_tx)
             raise BroadcastRejectedError(f"{self.chain}: {exc}") from exc
 
+    def call(self, to: str, data: bytes) -> bytes:
+        """eth_call at the latest block: a view function's raw answer."""
+        ans = str(self.rpc.call("eth_call", {"to": to, "data": "0x" + data.hex()}, "latest"))
+        return bytes.fromhex(ans.removeprefix("0x"))
+
     def nonce(self, address: str) -> int:
         """The account's confirmed transaction count (its next nonce on chain)."""
         return _int(self.rpc.call("eth_getTransactionCount", address, "latest"))

@@ -2,7 +2,7 @@
 
 RLP encoding, the signing hash, a recoverable secp256k1 signature (libsecp256k1
 through embit) and the transaction hash (Keccak-256 of the raw bytes). Only what
-a value transfer needs: nonce, gas price, gas, to, value, empty data.
+a transfer or a contract call needs: nonce, gas price, gas, to, value, data.
 """
 
 from __future__ import annotations
@@ -63,9 +63,22 @@ def sign_transfer(
     dest = _addr(to)
     if token:
         data = ERC20_TRANSFER + dest.rjust(32, b"\0") + value.to_bytes(32, "big")
-        fields: list[bytes | int] = [nonce, gas_price, TOKEN_GAS, _addr(token), 0, data]
-    else:
-        fields = [nonce, gas_price, TRANSFER_GAS, dest, value, b""]
+        return sign_call(key, chain_id, nonce, gas_price, TOKEN_GAS, token, 0, data)
+    return sign_call(key, chain_id, nonce, gas_price, TRANSFER_GAS, to, value, b"")
+
+
+def sign_call(
+    key: ec.PrivateKey,
+    chain_id: int,
+    nonce: int,
+    gas_price: int,
+    gas: int,
+    to: str,
+    value: int,
+    data: bytes,
+) -> bytes:
+    """The raw signed transaction of any call (``data`` to contract ``to``, ``value`` wei)."""
+    fields: list[bytes | int] = [nonce, gas_price, gas, _addr(to), value, data]
     digest = keccak256(rlp_list([*fields, chain_id, 0, 0]))
     sig = secp256k1.ecdsa_sign_recoverable(digest, key.secret)
     compact, recid = secp256k1.ecdsa_recoverable_signature_serialize_compact(sig)

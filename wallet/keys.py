@@ -40,6 +40,10 @@ class KeyFile:
     # key) and the only addresses it may pay (the hot wallet).
     xprv: str = ""
     sweep_to: tuple[str, ...] = ()
+    # An Ethereum multisig owner: the only contract and chain id it signs for (its
+    # limits are then in wei, or token units for a token request).
+    contract: str = ""
+    chain_id: int = 0
 
     @property
     def pubkey_hex(self) -> str:
@@ -64,6 +68,8 @@ def write_key_file(path: Path | str, kf: KeyFile, passphrase: str) -> None:
             "max_daily": kf.max_daily,
             "xprv": kf.xprv,
             "sweep_to": list(kf.sweep_to),
+            "contract": kf.contract,
+            "chain_id": kf.chain_id,
         }
     ).encode()
     key = _derive(passphrase.encode(), salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
@@ -116,6 +122,8 @@ def read_key_file(path: Path | str, passphrase: str) -> KeyFile:
         int(body.get("max_daily", 0)),
         str(body.get("xprv", "")),
         tuple(str(a) for a in body.get("sweep_to", ())),
+        str(body.get("contract", "")),
+        int(body.get("chain_id", 0)),
     )
 
 

@@ -193,6 +193,16 @@ class BitcoinAdapter:
             h = str(blk["previousblockhash"])
         return "?"
 
+    def sources(self, txid: str) -> list[str]:
+        """The addresses whose coins ``txid`` spends (needs -txindex for old inputs)."""
+        out: list[str] = []
+        for i in self.rpc.call("getrawtransaction", txid, True).get("vin", []):
+            if "txid" not in i:
+                continue  # a coinbase input has no source
+            prev = self.rpc.call("getrawtransaction", i["txid"], True)
+            out += _addresses(prev["vout"][int(i["vout"])].get("scriptPubKey", {}))
+        return out
+
     def fee_estimate(self) -> int:
         """estimatesmartfee for 6 blocks in sat/vbyte (1 when the node has no estimate)."""
         ans = self.rpc.call("estimatesmartfee", 6)

@@ -13,15 +13,20 @@ Withdrawals (docs/wallet.md, "Withdrawals"):
 
     bursa wallet withdraw --client-ref R --user U --chain C --address A --amount N
     bursa wallet withdrawals [--user U]            withdrawals with state, score, custody
-    bursa wallet review list|approve|reject [--wid W --operator NAME --reason TEXT]
+    bursa wallet review list|show|approve|reject [--wid W --operator NAME --reason TEXT]
+                                                   (= bursa admin withdrawals ...)
     bursa wallet psbt --wid W                      a multisig withdrawal's PSBT (base64)
     bursa wallet submit-psbt --wid W --in FILE     add a signer's signatures
     bursa wallet whitelist|blacklist --chain C --address A [--user U]
     bursa wallet kyc --user U --tier T  /  security-change --user U --kind K
     bursa wallet unhalt --chain C --operator NAME  resume withdrawals after the breaker
     bursa wallet treasury                          on-chain balances vs liabilities
+    bursa wallet quarantine [--chain C]            coins kept out of withdrawals and sweeps
+    bursa wallet release-coin --chain C --outpoint TXID:N --operator NAME --reason TEXT
     bursa wallet keygen --key FILE --network N [--max-tx N --max-daily N]   (offline)
     bursa wallet sign-psbt --key FILE --in FILE --out FILE                  (offline)
+        (a PSBT, or an Ethereum multisig request: JSON in, {"signer", "signature"} out;
+        keygen --contract 0x.. --chain-id N makes such an owner's key file)
 
 keygen and sign-psbt read no config or database: they run on the signer's host.
 The passphrase of a key file comes from ``--passphrase-file`` or $BURSA_KEY_PASSPHRASE.
@@ -48,7 +53,7 @@ from typing import Any
 from bursa import logs
 from bursa.metrics import Collector
 from bursa.metrics import serve as serve_metrics
-from wallet import withdraw_config
+from wallet import review_cli, withdraw_config
 from wallet.chain import ChainAdapter
 from wallet.config import ChainConfig, WalletConfig, parse
 from wallet.corelink import CoreFunding
@@ -185,9 +190,10 @@ def main(argv: list[str] | None = None) -> int:
             "run", "address", "history", "incidents", "resume", "settle", "demo",
             "withdraw", "withdrawals", "review", "psbt", "submit-psbt", "whitelist",
             "blacklist", "kyc", "security-change", "unhalt", "treasury", "keygen", "sign-psbt",
+            "quarantine", "release-coin",
         ),
     )  # fmt: skip
-    p.add_argument("sub", nargs="?", choices=("list", "approve", "reject"), help="review")
+    p.add_argument("sub", nargs="?", choices=review_cli.ACTIONS, help="review")
     p.add_argument("--config", help="TOML file; its [wallet] section")
     p.add_argument("--db", help="SQLite path, sqlite:///path or postgresql:// URL")
     p.add_argument("--core-fund-endpoint")
@@ -215,6 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--in", dest="infile")
     p.add_argument("--out", dest="outfile")
     p.add_argument("--passphrase-file")
+    p.add_argument("--outpoint", help="release-coin: the quarantined coin (txid:vout)")
+    p.add_argument("--contract", default="", help="keygen: the Ethereum multisig it signs for")
+    p.add_argument("--chain-id", type=int, default=0, help="keygen: with --contract")
     args = p.parse_args(argv)
     logs.setup("wallet", args.log_format, args.log_level)
     if args.action == "demo":

@@ -40,6 +40,9 @@ class Rules:
     whitelist_delay_ns: int = 24 * 3600 * 10**9
     security_window_ns: int = 48 * 3600 * 10**9
     max_per_hour: int = 3
+    # The gateway's API key database (``api_keys``), read-only: a key created or
+    # revoked within ``security_window_ns`` counts as a security change ("": not read).
+    gateway_db: str = ""
     weights: dict[str, int] = field(default_factory=lambda: dict(WEIGHTS))
 
 

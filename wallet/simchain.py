@@ -421,6 +421,16 @@ class SimChain:
                 return t
         return None
 
+    def sources(self, txid: str) -> list[str]:
+        """The addresses whose outputs ``txid`` spends (UTXO model)."""
+        self._check_up()
+        out = []
+        for key in self.txs[txid].spends if txid in self.txs else ():
+            prev, _, vout = key.partition(":")
+            if prev in self.txs and vout.isdigit() and int(vout) < len(self.txs[prev].outputs):
+                out.append(self.txs[prev].outputs[int(vout)][0])
+        return out
+
     def fee_estimate(self) -> int:
         """The configured fee rate."""
         self._check_up()

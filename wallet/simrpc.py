@@ -93,6 +93,7 @@ class SimServer:
         "tx_status",
         "unspent",
         "spent_by",
+        "sources",
     )
 
     def call(self, method: str, params: list[Any]) -> Any:
@@ -113,7 +114,7 @@ class SimServer:
                 raise ValueError(f"unknown method {method!r}")
             out = getattr(self.sim, method)(*params)
         if isinstance(out, list):
-            return [x if isinstance(x, tuple) else asdict(x) for x in out]
+            return [x if isinstance(x, tuple | str) else asdict(x) for x in out]
         if out is None or isinstance(out, int | str):
             return out
         return asdict(out)
@@ -227,6 +228,10 @@ class SimRpcAdapter:
         """Who spent a coin (None: nobody)."""
         r = self._call("spent_by", outpoint)
         return None if r is None else str(r)
+
+    def sources(self, txid: str) -> list[str]:
+        """The addresses whose coins a transaction spends."""
+        return [str(a) for a in self._call("sources", txid)]
 
 
 def main(argv: list[str] | None = None) -> int:

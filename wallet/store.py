@@ -97,6 +97,22 @@ CREATE TABLE IF NOT EXISTS eth_nonces (chain TEXT PRIMARY KEY, next BIGINT NOT N
 CREATE TABLE IF NOT EXISTS free_nonces (
     chain TEXT NOT NULL, nonce BIGINT NOT NULL, PRIMARY KEY (chain, nonce)
 );
+CREATE TABLE IF NOT EXISTS multisig_bumps (
+    wid BIGINT PRIMARY KEY, psbt TEXT NOT NULL, fee BIGINT NOT NULL, created_ns BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS quarantine (
+    chain TEXT NOT NULL, outpoint TEXT NOT NULL, amount BIGINT NOT NULL, reason TEXT NOT NULL,
+    ts_ns BIGINT NOT NULL, released_by TEXT NOT NULL DEFAULT '',
+    release_reason TEXT NOT NULL DEFAULT '', released_ns BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (chain, outpoint)
+);
+CREATE TABLE IF NOT EXISTS tx_sources (
+    chain TEXT NOT NULL, txid TEXT NOT NULL, address TEXT NOT NULL,
+    PRIMARY KEY (chain, txid, address)
+);
+CREATE TABLE IF NOT EXISTS sources_checked (
+    chain TEXT NOT NULL, txid TEXT NOT NULL, PRIMARY KEY (chain, txid)
+);
 CREATE TABLE IF NOT EXISTS kyc (user_id BIGINT PRIMARY KEY, tier BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS security_changes (
     user_id BIGINT NOT NULL, kind TEXT NOT NULL, ts_ns BIGINT NOT NULL

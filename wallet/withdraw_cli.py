@@ -15,13 +15,14 @@ from pathlib import Path
 
 from embit import ec
 
-from wallet import signer
+from wallet import review_cli, signer
+from wallet.addresses import eth_address
 from wallet.keys import KeyFile, passphrase_from, read_key_file, write_key_file
 from wallet.withdrawals import Withdrawals
 
 WITHDRAW_ACTIONS = (
     "withdraw", "withdrawals", "review", "psbt", "submit-psbt", "whitelist", "blacklist",
-    "kyc", "security-change", "unhalt", "treasury",
+    "kyc", "security-change", "unhalt", "treasury", "quarantine", "release-coin",
 )  # fmt: skip
 
 
@@ -48,19 +49,15 @@ def withdraw_cli(args: argparse.Namespace, wd: Withdrawals) -> int:
         rows = wd.query("user_id = ?", (args.user,)) if args.user is not None else wd.query()
         for w in rows:
             print(_row(w))
-    elif a == "review":
-        if args.sub in (None, "list"):
-            for w in wd.query("state = 'review'"):
-                print(_row(w))
-        else:
-            _need(args, "wid", "operator", "reason")
-            print(_row(wd.review(args.wid, args.sub == "approve", args.operator, args.reason)))
+    elif a == "review":  # an alias of `bursa admin withdrawals` (one implementation)
+        for d in review_cli.review(wd, args.sub or "list", args.wid, args.operator, args.reason):
+            print(json.dumps(d))
     elif a == "psbt":
         _need(args, "wid")
-        got = wd.get(args.wid)
-        if got is None or not got.psbt:
+        payload = wd.signing_payload(args.wid)  # a stuck one's replacement first
+        if not payload:
             raise ValueError(f"withdrawal {args.wid} has no PSBT")
-        print(got.psbt)
+        print(payload)
     elif a == "submit-psbt":
         _need(args, "wid", "infile")
         n = wd.add_signatures(args.wid, Path(args.infile).read_text())
@@ -85,6 +82,13 @@ def withdraw_cli(args: argparse.Namespace, wd: Withdrawals) -> int:
         _need(args, "chain", "operator")
         wd.unhalt(args.chain, args.operator)
         print(json.dumps({"chain": args.chain, "withdrawals": "resumed"}))
+    elif a == "quarantine":
+        for q in wd.quarantine_rows(args.chain):
+            print(json.dumps(q))
+    elif a == "release-coin":
+        _need(args, "chain", "outpoint", "operator", "reason")
+        wd.release_coin(args.chain, args.outpoint, args.operator, args.reason)
+        print(json.dumps({"chain": args.chain, "outpoint": args.outpoint, "released": True}))
     elif a == "treasury":
         for r in wd.treasury():
             print(json.dumps(r))
@@ -102,15 +106,25 @@ def offline(args: argparse.Namespace) -> int:
                 raise ValueError(f"{args.key} exists: refusing to overwrite a key")
             if not args.network:
                 raise ValueError("keygen needs --network")
-            kf = KeyFile(ec.PrivateKey(os.urandom(32)), args.network, args.max_tx, args.max_daily)
+            kf = KeyFile(
+                ec.PrivateKey(os.urandom(32)), args.network, args.max_tx, args.max_daily,
+                contract=args.contract, chain_id=args.chain_id,
+            )  # fmt: skip
             write_key_file(args.key, kf, passphrase)
-            print(json.dumps({"key": args.key, "pubkey": kf.pubkey_hex}))
+            out = {"key": args.key, "pubkey": kf.pubkey_hex}
+            if args.contract:  # an Ethereum multisig owner: the address the contract lists
+                out["address"] = eth_address(kf.key.get_public_key())
+            print(json.dumps(out))
             return 0
         if not args.infile or not args.outfile:
             raise ValueError("sign-psbt needs --in FILE and --out FILE")
         kf = read_key_file(args.key, passphrase)
         ledger = Path(str(args.key) + ".ledger")
-        signed = signer.sign(Path(args.infile).read_text(), kf, ledger)
+        text = Path(args.infile).read_text()
+        if text.lstrip().startswith("{"):  # an Ethereum multisig request (JSON)
+            signed = signer.sign_eth(text, kf, ledger)
+        else:
+            signed = signer.sign(text, kf, ledger)
         Path(args.outfile).write_text(signed)
         print(json.dumps({"signed": args.outfile, "pubkey": kf.pubkey_hex}))
         return 0

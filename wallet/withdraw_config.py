@@ -15,11 +15,18 @@ Example (docs/wallet.md explains every key)::
     confirmations = 6
     bump_after_blocks = 3
 
+    [wallet.withdraw.eth]              # Ethereum: above the hot limits, an M-of-N contract
+    model = "account"                  # (wallet/contracts/MultiSigWallet.sol)
+    multisig_contract = "0x..."
+    multisig_owners = ["0x...", "0x...", "0x..."]
+    multisig_m = 2
+
     [wallet.risk]
     tier_limits = { "0" = 0, "1" = 10000000, "2" = 1000000000 }
     medium = 1000000
     large = 100000000
     whitelist_delay_s = 86400
+    gateway_db = "data/gateway/gateway.db"   # API key created/revoked: security changes
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ CHAIN_KEYS = {
     "asset_id", "network", "hot_pubkey", "hot_key_file", "multisig_pubkeys", "multisig_m",
     "fee", "scale", "confirmations", "hot_max_tx", "hot_daily", "bump_after_blocks",
     "account", "hot_floor", "hot_ceiling", "min_fee_rate", "model", "chain_id", "token", "node",
-    "deposit_sweep_threshold",
+    "deposit_sweep_threshold", "multisig_contract", "multisig_owners",
 }  # fmt: skip
 
 
@@ -60,6 +67,16 @@ def parse_chain(name: str, raw: dict[str, Any]) -> tuple[WithdrawChain, str]:
     token, node = str(raw.pop("token", "")), str(raw.pop("node", ""))
     if model not in ("utxo", "account"):
         raise ValueError(f"withdraw.{name}: model is utxo or account")
+    contract = str(raw.pop("multisig_contract", ""))
+    owners = tuple(str(o) for o in raw.pop("multisig_owners", ()))
+    if contract and (model != "account" or not 1 <= m <= len(owners)):
+        raise ValueError(
+            f"withdraw.{name}: multisig_contract needs model = account and "
+            "1 <= multisig_m <= len(multisig_owners)"
+        )
+    for a in (contract, *owners) if contract else ():
+        if len(bytes.fromhex(a.lower().removeprefix("0x"))) != 20:
+            raise ValueError(f"withdraw.{name}: {a!r} is not an Ethereum address")
     ints: dict[str, Any] = {k: int(v) for k, v in raw.items()}
     cfg = WithdrawChain(
         chain=name,
@@ -69,6 +86,9 @@ def parse_chain(name: str, raw: dict[str, Any]) -> tuple[WithdrawChain, str]:
         model=model,
         token=token,
         node=node,
+        multisig_contract=contract,
+        multisig_owners=owners,
+        contract_m=m if contract else 0,
         **ints,
     )
     return cfg, key_file
@@ -90,6 +110,7 @@ def parse_rules(raw: dict[str, Any]) -> Rules:
         security_window_ns=int(raw.get("security_window_s", base.security_window_ns // 10**9))
         * 10**9,
         max_per_hour=int(raw.get("max_per_hour", base.max_per_hour)),
+        gateway_db=str(raw.get("gateway_db", "")),
         weights=weights,
     )
 

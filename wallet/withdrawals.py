@@ -19,6 +19,13 @@ re-broadcast, an RBF fee bump) spends exactly those inputs, so at most one of
 its transactions can ever confirm. A withdrawal is followed by its inputs and its
 attempts' txids, not by one txid. Core commands are keyed by the withdrawal id
 (a hash of the client reference), so a retry after a crash is a core duplicate.
+
+A stuck multisig withdrawal is bumped by a replacement PSBT on the same inputs that
+the offline signers sign again (``multisig_bumps``). On account chains a withdrawal
+above the hot limits is a request to an M-of-N contract (:mod:`wallet.ethmultisig`)
+with its own contract nonce, executed by the hot account once M owners signed.
+Coins from a tainted source (a reorg, a blacklisted address) are quarantined
+(:meth:`Withdrawals.screen`) and never selected until an operator releases them.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ from typing import Any, Protocol
 from embit import ec
 from embit.psbt import PSBT
 
-from wallet import custody, ethtx, risk
+from wallet import custody, ethmultisig, ethtx, keyevents, risk
 from wallet.chain import BroadcastRejectedError, ChainAdapter, NodeUnavailableError
 from wallet.scanner import APPLIED, DUPLICATE, FundingCore, reason_name
 from wallet.store import Store
@@ -102,6 +109,11 @@ class WithdrawChain:
     # the hot wallet by a PSBT the offline deposit signer signs (0 = off).
     deposit_sweep_threshold: int = 0
     deposit_xpub: str = ""  # the deposit account's xpub (filled from [wallet.chains])
+    # Account chains above the hot limits: an M-of-N MultiSigWallet contract
+    # (wallet/contracts/MultiSigWallet.sol), its owners' addresses and M.
+    multisig_contract: str = ""
+    multisig_owners: tuple[str, ...] = ()
+    contract_m: int = 0
 
     @property
     def gas(self) -> int:
@@ -161,7 +173,8 @@ class Withdrawals:
     rules: risk.Rules = field(default_factory=risk.Rules)
     now: Callable[[], int] = time.time_ns
     # Test fault injection: called with a point name after an external effect and
-    # before it is recorded (raise to emulate a crash there).
+    # before it is recorded (raise to emulate a crash there); "after_sign" follows the
+    # commit of a signed transaction, "before_commit" precedes the core's commit.
     fault: Callable[[str], None] = lambda _point: None
 
     # -- requests and reads ----------------------------------------------------------
@@ -308,20 +321,61 @@ class Withdrawals:
     def add_signatures(self, wid: int, psbt_text: str) -> int:
         """Merge a signer's PSBT into a multisig withdrawal's; the signatures it now has."""
         w = self.get(wid)
-        if w is None or w.state != "awaiting_signatures":
+        if w is not None and w.custody == "contract" and w.state == "awaiting_signatures":
+            return self._add_owner_signature(w, psbt_text)
+        bump = self.pending_bump(wid) if w is not None and w.state == "broadcast" else ""
+        if w is None or (w.state != "awaiting_signatures" and not bump):
             raise RequestError(f"withdrawal {wid} is not awaiting signatures")
         try:
             theirs = PSBT.from_string(psbt_text.strip())
         except Exception as exc:
             raise RequestError(f"not a PSBT: {exc}") from None
-        merged = custody.combine(PSBT.from_string(w.psbt), theirs)
+        merged = custody.combine(PSBT.from_string(bump or w.psbt), theirs)
+        with self.store.tx() as db:
+            if bump:  # signatures of a stuck multisig transaction's replacement
+                db.execute(
+                    "UPDATE multisig_bumps SET psbt = ? WHERE wid = ?", (merged.to_string(), wid)
+                )
+            else:
+                db.execute(
+                    "UPDATE withdrawals SET psbt = ?, updated_ns = ? WHERE wid = ?",
+                    (merged.to_string(), self.now(), wid),
+                )
+            n = custody.signatures(merged)
+            self._log(wid, "signature_added", signatures=n, bump=bool(bump))
+        return custody.signatures(merged)
+
+    def _add_owner_signature(self, w: Withdrawal, text: str) -> int:
+        """Add one owner's signature (``{"signer", "signature"}`` JSON) of an Ethereum
+        multisig request; only a signature that recovers to a configured owner counts."""
+        cfg = self.chains[w.chain][0]
+        spec = json.loads(w.psbt)
+        req = ethmultisig.Request.from_json(json.dumps(spec["request"]))
+        try:
+            signature = str(json.loads(text)["signature"])
+            who = ethmultisig.recover(req, signature)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RequestError(f"not a signature of this request: {exc}") from None
+        if who.lower() not in {o.lower() for o in cfg.multisig_owners}:
+            raise RequestError(f"{who} is not an owner of {cfg.multisig_contract}")
+        spec["signatures"][who] = signature
         with self.store.tx() as db:
             db.execute(
                 "UPDATE withdrawals SET psbt = ?, updated_ns = ? WHERE wid = ?",
-                (merged.to_string(), self.now(), wid),
+                (json.dumps(spec), self.now(), w.wid),
             )
-            self._log(wid, "signature_added", signatures=custody.signatures(merged))
-        return custody.signatures(merged)
+            self._log(w.wid, "signature_added", signer=who, signatures=len(spec["signatures"]))
+        return len(spec["signatures"])
+
+    def signing_payload(self, wid: int) -> str:
+        """What the offline signers sign next for ``wid``: a stuck multisig withdrawal's
+        replacement PSBT, an Ethereum multisig request (JSON) or the PSBT ("": none)."""
+        w = self.get(wid)
+        if w is None or not w.psbt:
+            return ""
+        if w.custody == "contract":
+            return json.dumps(json.loads(w.psbt)["request"], sort_keys=True)
+        return self.pending_bump(wid) or w.psbt
 
     # -- halts (the circuit breaker) ----------------------------------------------------
 
@@ -357,6 +411,7 @@ class Withdrawals:
         for name in self.chains:
             try:
                 self.watch(name)
+                self.screen(name)
                 self.sweep(name)
                 self.sweep_deposits(name)
             except NodeUnavailableError:
@@ -429,6 +484,10 @@ class Withdrawals:
         sec = db.execute(
             "SELECT MAX(ts_ns) FROM security_changes WHERE user_id = ?", (w.user_id,)
         ).fetchone()
+        changes = [int(sec[0])] if sec and sec[0] is not None else []
+        if self.rules.gateway_db:  # API keys created/revoked, from the gateway's database
+            key_ns = keyevents.last_key_change_ns(self.rules.gateway_db, w.user_id)
+            changes += [key_ns] if key_ns is not None else []
         return risk.Facts(
             amount=w.amount,
             kyc_tier=int(tier[0]) if tier else 0,
@@ -437,12 +496,20 @@ class Withdrawals:
             blacklisted=black is not None,
             whitelisted_ns=int(book[0]) if book else None,
             paid_before=paid is not None,
-            last_security_change_ns=int(sec[0]) if sec and sec[0] is not None else None,
+            last_security_change_ns=max(changes) if changes else None,
             now_ns=now,
         )
 
     def _score(self, w: Withdrawal) -> None:
-        value, fired = risk.score(self.facts(w), self.rules)
+        try:
+            facts = self.facts(w)
+        except keyevents.KeyEventsUnavailableError as exc:
+            # Never score without an input: the withdrawal waits in ``held`` (retried
+            # every step) rather than be approved blind to a fresh API key.
+            self._note(w.wid, f"risk input unavailable: {exc}")
+            self.store.bump("wallet.risk_input_unavailable")
+            return
+        value, fired = risk.score(facts, self.rules)
         decision = risk.decision(value)
         new = {"approve": "approved", "review": "review", "reject": "rejected"}[decision]
         with self.store.tx() as db:
@@ -473,6 +540,7 @@ class Withdrawals:
                 "SELECT outpoint FROM spent_outpoints WHERE chain = ?", (chain,)
             )
         }
+        reserved |= self.quarantined(chain)
         return [c for c in adapter.unspent(src.address()) if c[0] not in reserved]
 
     def _sign(self, w: Withdrawal) -> None:
@@ -486,10 +554,12 @@ class Withdrawals:
             and self.hot_spent_24h(w.chain) + amount <= cfg.hot_daily
         )
         if cfg.model == "account":
-            if not hot:
-                self._note(w.wid, "over the hot wallet's limits: account chains sign hot only")
-                return
-            self._sign_account(w, cfg, adapter, amount)
+            if hot:
+                self._sign_account(w, cfg, adapter, amount)
+            elif cfg.multisig_contract:
+                self._contract_request(w, cfg, adapter, amount)
+            else:
+                self._note(w.wid, "over the hot wallet's limits and no multisig contract")
             return
         src = cfg.hot if hot or cfg.multisig is None else cfg.multisig
         if not hot and cfg.multisig is None:
@@ -518,25 +588,120 @@ class Withdrawals:
                 self._move(w.wid, "signed", custody=kind, fee=pl.fee, inputs=len(pl.inputs))
             else:
                 self._move(w.wid, "awaiting_signatures", custody=kind, inputs=len(pl.inputs))
+        if kind == "hot":
+            self.fault("after_sign")
 
     def _next_nonce(self, chain: str, cfg: WithdrawChain, adapter: ChainAdapter) -> int:
         """Allocate a nonce (inside the caller's transaction): a freed one first, so none
         is skipped; else the next after the last allocated (the node's count at first).
         Nonces are kept per hot account, shared by every asset (ETH, tokens) it sends."""
-        chain = cfg.hot.address().lower()
+        hot = cfg.hot.address()
+        return self._alloc_nonce(hot.lower(), lambda: int(adapter.nonce(hot)))  # type: ignore[attr-defined]
+
+    def _alloc_nonce(self, account: str, on_chain: Callable[[], int]) -> int:
+        """A freed nonce of ``account`` first, else the next after the last allocated
+        (``on_chain()`` the first time); inside the caller's transaction."""
         db = self.store.db
-        row = db.execute("SELECT MIN(nonce) FROM free_nonces WHERE chain = ?", (chain,)).fetchone()
+        row = db.execute(
+            "SELECT MIN(nonce) FROM free_nonces WHERE chain = ?", (account,)
+        ).fetchone()
         if row is not None and row[0] is not None:
-            db.execute("DELETE FROM free_nonces WHERE chain = ? AND nonce = ?", (chain, row[0]))
+            db.execute("DELETE FROM free_nonces WHERE chain = ? AND nonce = ?", (account, row[0]))
             return int(row[0])
-        nxt = db.execute("SELECT next FROM eth_nonces WHERE chain = ?", (chain,)).fetchone()
-        nonce = int(nxt[0]) if nxt else int(adapter.nonce(cfg.hot.address()))  # type: ignore[attr-defined]
+        nxt = db.execute("SELECT next FROM eth_nonces WHERE chain = ?", (account,)).fetchone()
+        nonce = int(nxt[0]) if nxt else on_chain()
         db.execute(
             "INSERT INTO eth_nonces (chain, next) VALUES (?, ?) "
             "ON CONFLICT (chain) DO UPDATE SET next = excluded.next",
-            (chain, nonce + 1),
+            (account, nonce + 1),
         )
         return nonce
+
+    def _contract_nonce(self, cfg: WithdrawChain, adapter: ChainAdapter) -> int:
+        """The multisig contract's next nonce on chain (its ``nonce()`` view)."""
+        raw = adapter.call(cfg.multisig_contract, ethmultisig.NONCE)  # type: ignore[attr-defined]
+        return int.from_bytes(raw, "big") if raw else 0
+
+    def _contract_request(
+        self, w: Withdrawal, cfg: WithdrawChain, adapter: ChainAdapter, amount: int
+    ) -> None:
+        """Above the hot limits on an account chain: a request to the M-of-N contract at
+        a contract nonce allocated for this withdrawal, waiting for the owners' offline
+        signatures (``bursa wallet psbt`` shows it, ``sign-psbt`` signs it)."""
+        contract = cfg.multisig_contract.lower()
+        with self.store.tx() as db:
+            cnonce = self._alloc_nonce(contract, lambda: self._contract_nonce(cfg, adapter))
+            req = ethmultisig.request_for(
+                cfg.chain_id, cfg.multisig_contract, cnonce, w.address, amount, cfg.token,
+                cfg.hot.address(),
+            )  # fmt: skip
+            db.execute(
+                "INSERT INTO spent_outpoints (chain, outpoint, wid) VALUES (?, ?, ?)",
+                (w.chain, f"{contract}:{cnonce}", w.wid),
+            )
+            spec = {"request": json.loads(req.to_json()), "signatures": {}}
+            db.execute(
+                "UPDATE withdrawals SET custody = 'contract', psbt = ? WHERE wid = ?",
+                (json.dumps(spec), w.wid),
+            )
+            self._move(w.wid, "awaiting_signatures", custody="contract", contract_nonce=cnonce)
+
+    def _finalize_contract(self, w: Withdrawal) -> None:
+        """With M owner signatures and the contract at this request's nonce, the hot
+        account sends ``execute(...)`` (it pays the gas; the contract pays the amount)."""
+        cfg, adapter = self.chains[w.chain]
+        spec = json.loads(w.psbt)
+        if len(spec["signatures"]) < cfg.contract_m or self.halted(w.chain):
+            return
+        if w.chain not in self.hot_keys:
+            self._note(w.wid, "no hot key loaded: cannot send the multisig execution")
+            return
+        req = ethmultisig.Request.from_json(json.dumps(spec["request"]))
+        on_chain = self._contract_nonce(cfg, adapter)
+        if on_chain < req.nonce:  # an earlier request executes first (nonces in order)
+            self._note(w.wid, f"waiting for contract nonce {req.nonce} (at {on_chain})")
+            return
+        if on_chain > req.nonce:
+            self.halt(w.chain, f"contract nonce {req.nonce} used by an execution the wallet "
+                      "did not send")  # fmt: skip
+            return
+        sigs = sorted(spec["signatures"].items())[: cfg.contract_m]
+        calldata = ethmultisig.execute_calldata(req, [sig for _, sig in sigs])
+        gas = ethmultisig.OUTER_GAS + req.gas_limit
+        gas_price = cfg.fee_rate(adapter)
+        with self.store.tx() as db:
+            nonce = self._next_nonce(w.chain, cfg, adapter)
+            db.execute(
+                "INSERT INTO spent_outpoints (chain, outpoint, wid) VALUES (?, ?, ?)",
+                (w.chain, f"{cfg.hot.address().lower()}:{nonce}", w.wid),
+            )
+            raw = ethtx.sign_call(
+                self.hot_keys[w.chain], cfg.chain_id, nonce, gas_price, gas,
+                cfg.multisig_contract, 0, calldata,
+            )  # fmt: skip
+            spec.update(nonce=nonce, gas_price=gas_price, gas=gas, calldata=calldata.hex())
+            db.execute("UPDATE withdrawals SET psbt = ? WHERE wid = ?", (json.dumps(spec), w.wid))
+            self._attempt(w.wid, raw, gas_price * gas, ethtx.tx_hash(raw))
+            signers = [a for a, _ in sigs]
+            self._move(w.wid, "signed", custody="contract", nonce=nonce, signers=signers)
+        self.fault("after_sign")
+
+    def _free_contract_nonce(self, w: Withdrawal) -> None:
+        """A contract withdrawal that will never execute gives its contract nonce back (the
+        next request takes it, so later ones are not stuck behind a gap). Its signatures
+        name the hot account as the only executor, and the wallet never sends them."""
+        if w.custody != "contract":
+            return
+        req = json.loads(w.psbt)["request"]
+        contract = str(req["contract"]).lower()
+        self.store.db.execute(
+            "DELETE FROM spent_outpoints WHERE chain = ? AND outpoint = ?",
+            (w.chain, f"{contract}:{int(req['nonce'])}"),
+        )
+        self.store.db.execute(
+            "INSERT INTO free_nonces (chain, nonce) VALUES (?, ?) ON CONFLICT DO NOTHING",
+            (contract, int(req["nonce"])),
+        )
 
     def _sign_account(
         self, w: Withdrawal, cfg: WithdrawChain, adapter: ChainAdapter, amount: int
@@ -560,17 +725,27 @@ class Withdrawals:
             fee = gas_price * cfg.gas
             self._attempt(w.wid, raw, fee, ethtx.tx_hash(raw))
             self._move(w.wid, "signed", custody="hot", nonce=nonce, fee=fee)
+        self.fault("after_sign")
 
     def _attempt(self, wid: int, raw: bytes, fee: int, txid: str = "") -> str:
         txid = txid or custody.txid_of(raw)
+        last = self.store.db.execute(
+            "SELECT MAX(created_ns) FROM withdrawal_txs WHERE wid = ?", (wid,)
+        ).fetchone()
+        # Attempts are ordered by this time: strictly after the last one, even if the
+        # clock has not moved (a coarse clock), so the newest is always last.
+        ts = self.now() if last is None or last[0] is None else max(self.now(), int(last[0]) + 1)
         self.store.db.execute(
             "INSERT INTO withdrawal_txs (wid, txid, raw, fee, created_ns) VALUES (?, ?, ?, ?, ?)",
-            (wid, txid, raw.hex(), fee, self.now()),
+            (wid, txid, raw.hex(), fee, ts),
         )
         self.store.db.execute("UPDATE withdrawals SET txid = ? WHERE wid = ?", (txid, wid))
         return txid
 
     def _finalize(self, w: Withdrawal) -> None:
+        if w.custody == "contract":
+            self._finalize_contract(w)
+            return
         cfg = self.chains[w.chain][0]
         psbt = PSBT.from_string(w.psbt)
         need = 1 if w.custody == "deposit-sweep" else cfg.multisig.m if cfg.multisig else 0
@@ -582,6 +757,7 @@ class Withdrawals:
         with self.store.tx():
             self._attempt(w.wid, raw, fee)
             self._move(w.wid, "signed", fee=fee)
+        self.fault("after_sign")
 
     def _broadcast(self, w: Withdrawal) -> None:
         adapter = self.chains[w.chain][1]
@@ -603,6 +779,7 @@ class Withdrawals:
                             "INSERT INTO free_nonces (chain, nonce) VALUES (?, ?)",
                             (self.chains[w.chain][0].hot.address().lower(), nonce),
                         )
+                        self._free_contract_nonce(w)
                     self._move(w.wid, "failed", error=str(exc))
                 return
         self.fault("after_broadcast")
@@ -621,16 +798,20 @@ class Withdrawals:
             if s.confirmations < cfg.confirmations:
                 return
             if not s.success:  # an account-model transaction that reverted: nothing paid
-                self._move(w.wid, "failed", error=f"transaction {txid} reverted")
+                with self.store.tx():
+                    self._free_contract_nonce(w)  # a reverted execute() used no contract nonce
+                    self._move(w.wid, "failed", error=f"transaction {txid} reverted")
                 return
             if w.custody in ("sweep", "deposit-sweep"):  # internal: nothing to commit at the core
                 self._move(w.wid, "committed", txid=txid, confirmations=s.confirmations)
                 return
+            self.fault("before_commit")
             st, reason = self.core.withdraw_commit(w.wid)
             self.fault("after_commit")
             if st in (APPLIED, DUPLICATE):
                 with self.store.tx() as db:
                     db.execute("UPDATE withdrawals SET txid = ? WHERE wid = ?", (txid, w.wid))
+                    db.execute("DELETE FROM multisig_bumps WHERE wid = ?", (w.wid,))
                     self._move(w.wid, "committed", txid=txid, confirmations=s.confirmations)
             else:
                 self._note(w.wid, f"core refused the commit: {reason_name(reason)}")
@@ -655,13 +836,31 @@ class Withdrawals:
             self._note(w.wid, f"re-broadcast refused: {exc}")
 
     def bump(self, w: Withdrawal) -> str | None:
-        """Replace a stuck hot transaction by one spending the SAME inputs at a higher fee."""
+        """Replace a stuck transaction by one spending the SAME inputs at a higher fee.
+
+        Hot: signed and sent at once. Multisig: the replacement PSBT waits for the
+        offline signers (:meth:`pending_bump`); the txid once it is sent, else None.
+        """
         cfg, adapter = self.chains[w.chain]
-        if w.custody != "hot":
-            self._note(w.wid, "stuck multisig transaction: needs a re-signed bump")
-            return None
-        if cfg.model == "account":
+        if cfg.model == "account" and w.custody in ("hot", "contract"):
             return self._bump_account(w, cfg, adapter)
+        if w.custody == "multisig" and cfg.multisig is not None:
+            return self._bump_multisig(w, cfg, adapter)
+        if w.custody != "hot":
+            self._note(w.wid, f"stuck {w.custody} transaction: not bumped")
+            return None
+        built = self._replacement(w, cfg, adapter, cfg.hot)
+        if built is None:
+            return None
+        new, fee = built
+        raw = custody.sign_hot(new, self.hot_keys[w.chain])
+        return self._send_bump(w, adapter, new, raw, fee)
+
+    def _replacement(
+        self, w: Withdrawal, cfg: WithdrawChain, adapter: ChainAdapter, src: custody.Source
+    ) -> tuple[PSBT, int] | None:
+        """An unsigned PSBT spending exactly ``w``'s inputs, paying the same amount to the
+        same address, at a fee >= 1.5x the last attempt's (BIP125: and >= last + vsize)."""
         psbt = PSBT.from_string(w.psbt)
         inputs = tuple(
             (f"{v.txid.hex()}:{v.vout}", int(i.witness_utxo.value))
@@ -669,7 +868,7 @@ class Withdrawals:
         )
         amount = w.amount * cfg.scale
         last_fee = self.attempts(w.wid)[-1][2]
-        vbytes = custody.TX_OVERHEAD_VB + len(inputs) * cfg.hot.input_vb() + 2 * custody.OUTPUT_VB
+        vbytes = custody.TX_OVERHEAD_VB + len(inputs) * src.input_vb() + 2 * custody.OUTPUT_VB
         fee = max(last_fee * 3 // 2, cfg.fee_rate(adapter) * vbytes, last_fee + vbytes)
         change = sum(v for _, v in inputs) - amount - fee
         if change < 0:
@@ -677,14 +876,19 @@ class Withdrawals:
             return None
         if change < custody.DUST:
             fee, change = fee + change, 0
-        new = custody.build_psbt(cfg.hot, inputs, w.address, amount, change)
-        raw = custody.sign_hot(new, self.hot_keys[w.chain])
+        return custody.build_psbt(src, inputs, w.address, amount, change), fee
+
+    def _send_bump(
+        self, w: Withdrawal, adapter: ChainAdapter, new: PSBT, raw: bytes, fee: int
+    ) -> str:
+        """Record a signed replacement as the withdrawal's latest attempt, then send it."""
         with self.store.tx() as db:
             txid = self._attempt(w.wid, raw, fee)
             db.execute(
                 "UPDATE withdrawals SET psbt = ?, sent_height = ? WHERE wid = ?",
                 (new.to_string(), adapter.tip().height, w.wid),
             )
+            db.execute("DELETE FROM multisig_bumps WHERE wid = ?", (w.wid,))
             self._log(w.wid, "bumped", txid=txid, fee=fee)
         try:
             adapter.broadcast(raw)
@@ -694,21 +898,66 @@ class Withdrawals:
             self._note(w.wid, f"fee bump refused: {exc}")
         return txid
 
+    def pending_bump(self, wid: int) -> str:
+        """The replacement PSBT of a stuck multisig withdrawal awaiting signatures ("": none)."""
+        row = self.store.db.execute(
+            "SELECT psbt FROM multisig_bumps WHERE wid = ?", (wid,)
+        ).fetchone()
+        return "" if row is None else str(row[0])
+
+    def _bump_multisig(
+        self, w: Withdrawal, cfg: WithdrawChain, adapter: ChainAdapter
+    ) -> str | None:
+        """A stuck M-of-N withdrawal: build the replacement PSBT once (same inputs, higher
+        fee, change lower) and wait for the offline signers to sign it like any PSBT
+        (`bursa wallet psbt` shows it, `submit-psbt` adds signatures); with m signatures
+        it is finalized, recorded as the newest attempt and sent. Either transaction may
+        confirm; they spend the same coins, so the withdrawal pays once."""
+        assert cfg.multisig is not None
+        pending = self.pending_bump(w.wid)
+        if pending:
+            psbt = PSBT.from_string(pending)
+            if custody.signatures(psbt) < cfg.multisig.m:
+                return None
+            paid_in = sum(int(i.witness_utxo.value) for i in psbt.inputs)
+            fee = paid_in - sum(int(o.value) for o in psbt.tx.vout)
+            return self._send_bump(w, adapter, psbt, custody.finalize(psbt), fee)
+        built = self._replacement(w, cfg, adapter, cfg.multisig)
+        if built is None:
+            return None
+        new, fee = built
+        with self.store.tx() as db:
+            db.execute(
+                "INSERT INTO multisig_bumps (wid, psbt, fee, created_ns) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (wid) DO NOTHING",
+                (w.wid, new.to_string(), fee, self.now()),
+            )
+            self._log(w.wid, "bump_awaiting_signatures", fee=fee)
+            self.store.event(w.chain, "alert", what="multisig fee bump needs signatures",
+                             wid=w.wid, fee=fee)  # fmt: skip
+        return None
+
     def _bump_account(self, w: Withdrawal, cfg: WithdrawChain, adapter: ChainAdapter) -> str:
         """The same nonce at a gas price at least 1.5x the last (nodes want +10%)."""
         spec = json.loads(w.psbt)
         price = max(int(spec["gas_price"]) * 3 // 2 + 1, cfg.fee_rate(adapter))
-        raw = ethtx.sign_transfer(
-            self.hot_keys[w.chain], cfg.chain_id, int(spec["nonce"]), price, w.address,
-            w.amount * cfg.scale, cfg.token,
-        )  # fmt: skip
+        gas = int(spec.get("gas", cfg.gas))
+        if "calldata" in spec:  # a multisig execution: the same signed call, a higher price
+            raw = ethtx.sign_call(
+                self.hot_keys[w.chain], cfg.chain_id, int(spec["nonce"]), price, gas,
+                cfg.multisig_contract, 0, bytes.fromhex(spec["calldata"]),
+            )  # fmt: skip
+        else:
+            raw = ethtx.sign_transfer(
+                self.hot_keys[w.chain], cfg.chain_id, int(spec["nonce"]), price, w.address,
+                w.amount * cfg.scale, cfg.token,
+            )  # fmt: skip
         with self.store.tx() as db:
-            txid = self._attempt(w.wid, raw, price * cfg.gas, ethtx.tx_hash(raw))
+            txid = self._attempt(w.wid, raw, price * gas, ethtx.tx_hash(raw))
             db.execute(
                 "UPDATE withdrawals SET psbt = ?, sent_height = ? WHERE wid = ?",
-                (json.dumps({"nonce": spec["nonce"], "gas_price": price}), adapter.tip().height,
-                 w.wid),
-            )  # fmt: skip
+                (json.dumps({**spec, "gas_price": price}), adapter.tip().height, w.wid),
+            )
             self._log(w.wid, "bumped", txid=txid, gas_price=price)
         try:
             adapter.broadcast(raw)
@@ -756,7 +1005,15 @@ class Withdrawals:
         for op in sorted(set(known) - set(now)):
             spender = adapter.spent_by(op)
             if spender is None:
-                continue  # the coin's own transaction left the chain (a reorg)
+                # The coin's own transaction left the chain (a reorg): if it comes back
+                # it stays out of coin selection until an operator releases it (our own
+                # change is not tainted: the withdrawal follows its transaction).
+                if not db.execute(
+                    "SELECT 1 FROM withdrawal_txs WHERE txid = ?", (op.split(":")[0],)
+                ).fetchone():
+                    why = "its transaction left the chain (reorg)"
+                    self.quarantine(chain, op, known[op], why)
+                continue
             row = db.execute(
                 "SELECT wid FROM spent_outpoints WHERE chain = ? AND outpoint = ?", (chain, op)
             ).fetchone()
@@ -768,6 +1025,11 @@ class Withdrawals:
             if owner is not None and owner.state in ("failed", "released"):
                 # The transaction of a withdrawal the core already released went out.
                 self.halt(chain, f"released withdrawal {owner.wid} was paid by {spender}")
+        for op in sorted(set(now) - set(known)):
+            txid = op.split(":")[0]
+            if db.execute("SELECT 1 FROM withdrawal_txs WHERE txid = ?", (txid,)).fetchone():
+                continue  # change of our own transaction
+            self._record_sources(chain, adapter, txid)
         with self.store.tx() as tx:
             tx.execute("DELETE FROM known_coins WHERE chain = ?", (chain,))
             tx.executemany(
@@ -794,6 +1056,134 @@ class Withdrawals:
         ).fetchone()
         if node > allocated or (free is not None and free[0] is not None and node > int(free[0])):
             self.halt(chain, f"hot account nonce {node}: transactions the wallet did not sign")
+
+    # -- quarantined coins --------------------------------------------------------------
+
+    def quarantine(self, chain: str, outpoint: str, amount: int, reason: str) -> bool:
+        """Keep a coin out of every withdrawal and sweep until an operator releases it;
+        an alert the first time (True). A released coin is not quarantined again."""
+        with self.store.tx() as db:
+            cur = db.execute(
+                "INSERT INTO quarantine (chain, outpoint, amount, reason, ts_ns) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (chain, outpoint) DO NOTHING",
+                (chain, outpoint, amount, reason, self.now()),
+            )
+            new = bool(cur.rowcount)
+            if new:
+                self.store.event(chain, "alert", what="coin quarantined", outpoint=outpoint,
+                                 amount=amount, reason=reason)  # fmt: skip
+                self.store.bump(f"wallet.{chain}.quarantined")
+        if new:
+            log.error("ALERT %s: coin %s (%d) quarantined: %s", chain, outpoint, amount, reason)
+        return new
+
+    def quarantined(self, chain: str) -> set[str]:
+        """The outpoints of ``chain`` that are quarantined and not released."""
+        rows = self.store.db.execute(
+            "SELECT outpoint FROM quarantine WHERE chain = ? AND released_ns = 0", (chain,)
+        )
+        return {str(r[0]) for r in rows}
+
+    def quarantine_rows(self, chain: str | None = None) -> list[dict[str, Any]]:
+        """Every quarantined coin (released ones too, with who, when and why)."""
+        cols = ("chain", "outpoint", "amount", "reason", "ts_ns", "released_by",
+                "release_reason", "released_ns")  # fmt: skip
+        where, args = ("WHERE chain = ?", (chain,)) if chain else ("", ())
+        rows = self.store.db.execute(
+            f"SELECT {', '.join(cols)} FROM quarantine {where} ORDER BY ts_ns, outpoint", args
+        )
+        return [dict(zip(cols, r, strict=True)) for r in rows]
+
+    def release_coin(self, chain: str, outpoint: str, operator: str, reason: str) -> None:
+        """An operator releases a quarantined coin (who, when, why): it may be spent again."""
+        if not operator or not reason:
+            raise RequestError("release needs an operator name and a reason")
+        with self.store.tx() as db:
+            cur = db.execute(
+                "UPDATE quarantine SET released_by = ?, release_reason = ?, released_ns = ? "
+                "WHERE chain = ? AND outpoint = ? AND released_ns = 0",
+                (operator, reason, self.now(), chain, outpoint),
+            )
+            if not cur.rowcount:
+                raise RequestError(f"{chain} {outpoint} is not a quarantined coin")
+            self.store.event(chain, "coin_released", outpoint=outpoint, operator=operator,
+                             reason=reason)  # fmt: skip
+
+    def _record_sources(self, chain: str, adapter: ChainAdapter, txid: str) -> None:
+        """Remember once which addresses funded ``txid`` (adapters with ``sources``)."""
+        db = self.store.db
+        if (
+            not hasattr(adapter, "sources")
+            or db.execute(
+                "SELECT 1 FROM sources_checked WHERE chain = ? AND txid = ?", (chain, txid)
+            ).fetchone()
+        ):
+            return
+        try:
+            found = adapter.sources(txid)
+        except NodeUnavailableError:
+            raise
+        except Exception as exc:
+            # Never block the withdrawals on it: counted, logged, tried again next poll.
+            self.store.bump(f"wallet.{chain}.sources_unavailable")
+            log.warning("%s: cannot read the sources of %s: %s", chain, txid, exc)
+            return
+        addrs = sorted({str(a).lower() for a in found})
+        with self.store.tx() as tx:
+            tx.executemany(
+                "INSERT INTO tx_sources (chain, txid, address) VALUES (?, ?, ?) "
+                "ON CONFLICT DO NOTHING",
+                [(chain, txid, a) for a in addrs],
+            )
+            tx.execute("INSERT INTO sources_checked (chain, txid) VALUES (?, ?)", (chain, txid))
+
+    def screen(self, chain: str) -> None:
+        """Quarantine the coins received from a tainted source (UTXO chains): a deposit a
+        reorg reversed, and any coin of a deposit address or exchange wallet whose
+        transaction spent coins of a blacklisted address (checked again every poll, so
+        blacklisting an address later still catches its unspent coins)."""
+        cfg, adapter = self.chains[chain]
+        if cfg.model != "utxo":
+            return
+        db = self.store.db
+        node = cfg.node or chain
+        for txid, idx, amount in list(db.execute(
+            "SELECT txid, idx, amount FROM deposits WHERE chain = ? AND kind = 'utxo' "
+            "AND status = 'reversed'", (node,),
+        )):  # fmt: skip
+            self.quarantine(chain, f"{txid}:{idx}", int(amount), "deposit reversed by a reorg")
+        fresh = db.execute(
+            "SELECT DISTINCT d.txid FROM deposits d WHERE d.chain = ? AND d.kind = 'utxo' "
+            "AND NOT EXISTS (SELECT 1 FROM sources_checked c WHERE c.chain = ? "
+            "AND c.txid = d.txid)",
+            (node, chain),
+        )
+        for (txid,) in list(fresh):
+            self._record_sources(chain, adapter, str(txid))
+        tainted = list(db.execute(
+            "SELECT d.txid, d.idx, d.amount, s.address FROM deposits d "
+            "JOIN tx_sources s ON s.chain = ? AND s.txid = d.txid "
+            "JOIN blacklist b ON b.chain = ? AND b.address = s.address "
+            "WHERE d.chain = ? AND d.kind = 'utxo'", (chain, chain, node),
+        ))  # fmt: skip
+        for txid, idx, amount, src in tainted:
+            self.quarantine(chain, f"{txid}:{idx}", int(amount), f"received from blacklisted {src}")
+        # the exchange wallets' own coins (hot, multisig) received from outside
+        black = {
+            (str(t), str(a))
+            for t, a in db.execute(
+                "SELECT s.txid, s.address FROM tx_sources s JOIN blacklist b "
+                "ON b.chain = s.chain AND b.address = s.address WHERE s.chain = ?", (chain,),
+            )
+        }  # fmt: skip
+        if black:
+            for op, amount in list(db.execute(
+                "SELECT outpoint, amount FROM known_coins WHERE chain = ?", (chain,)
+            )):  # fmt: skip
+                for t, a in black:
+                    if str(op).split(":")[0] == t:
+                        why = f"received from blacklisted {a}"
+                        self.quarantine(chain, str(op), int(amount), why)
 
     # -- treasury -----------------------------------------------------------------------
 
@@ -865,7 +1255,7 @@ class Withdrawals:
         reserved = {
             str(r[0])
             for r in db.execute("SELECT outpoint FROM spent_outpoints WHERE chain = ?", (chain,))
-        }
+        } | self.quarantined(chain)
         rows = db.execute(
             "SELECT idx, address FROM addresses WHERE chain = ? AND user_id IS NOT NULL "
             "ORDER BY idx",
@@ -916,7 +1306,9 @@ class Withdrawals:
         db = self.store.db
         for chain, (cfg, adapter) in self.chains.items():
             if cfg.model == "account":
-                hot, cold = adapter.balance(cfg.hot.address(), cfg.token), 0
+                hot = adapter.balance(cfg.hot.address(), cfg.token)
+                ms = cfg.multisig_contract
+                cold = adapter.balance(ms, cfg.token) if ms else 0
             else:
                 hot = sum(v for _, v in adapter.unspent(cfg.hot.address()))
                 cold = (

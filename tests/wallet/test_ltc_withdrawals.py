@@ -185,3 +185,90 @@ def test_deposit_sweep_signed_offline_confirms(
     assert ad.balance(str(a)) == 0 and ad.balance(str(b)) == 0
     assert ad.balance(cfg.hot.address()) == hot_before + done.amount
     assert done.amount > 49_000_000
+
+
+def test_multisig_rbf_bump_resigned_offline_pays_once(
+    node: Litecoind, core: CoreHandle, tmp_path: Path
+) -> None:
+    w, _cfg = setup(node, core, tmp_path / "w.db")
+    to = dest(2)
+    w.whitelist(1, "ltc", to, at_ns=0)
+    big = w.request("msrbf", 1, "ltc", to, 150_000_000)  # multisig
+    w.step()
+    row = w.get(big.wid)
+    assert row is not None and row.state == "awaiting_signatures"
+    keys = []
+    for i in (0, 1):  # each signer's daily limit fits ONE such payment
+        k = tmp_path / f"bump-cosigner{i}.key"
+        write_key_file(k, KeyFile(COSIGNERS[i], NET, max_tx=200_000_000, max_daily=200_000_000),
+                       PASS)  # fmt: skip
+        keys.append(k)
+
+    def sign_all(text: str, tag: str) -> None:
+        src = tmp_path / f"{tag}.psbt"
+        src.write_text(text)
+        for i, k in enumerate(keys):
+            out = tmp_path / f"{tag}-{i}.psbt"
+            res = sign_cmd(k, src, out)
+            assert res.returncode == 0, res.stderr
+            w.add_signatures(big.wid, out.read_text())
+
+    sign_all(row.psbt, "orig")
+    w.step()
+    (first,) = w.attempts(big.wid)
+    assert first[0] in set(node.rpc.call("getrawmempool"))
+    miner = str(node.rpc.call("getnewaddress", "", "bech32"))
+    for _ in range(2):  # empty blocks: stuck
+        node.rpc.call("generateblock", miner, [])
+    w.step()
+    pending = w.pending_bump(big.wid)
+    assert pending and len(w.attempts(big.wid)) == 1  # waits for the offline signers
+    sign_all(pending, "bump")  # the same two signers, their ledgers already hold the original
+    w.step()
+    tries = w.attempts(big.wid)
+    assert len(tries) == 2 and tries[1][2] > tries[0][2]
+    mempool = set(node.rpc.call("getrawmempool"))
+    assert tries[1][0] in mempool and tries[0][0] not in mempool  # the node accepted the RBF
+    settle(node, w)
+    done = w.get(big.wid)
+    assert done is not None and done.state == "committed" and done.txid == tries[1][0]
+    ad = BitcoinAdapter(node.url, "ltc")
+    assert ad.balance(to) == 150_000_000
+    assert ad.tx_status(tries[0][0]).state == "unknown"
+    assert core.balance(1, LTC) == (10**9 - 150_010_000, 0)
+    assert core.conservation_ok()
+
+
+def test_coin_from_a_blacklisted_source_is_quarantined(
+    node: Litecoind, core: CoreHandle, tmp_path: Path
+) -> None:
+    w, cfg = setup(node, core, tmp_path / "w.db")
+    rpc = node.rpc
+    tainted = str(rpc.call("getnewaddress", "", "bech32"))
+    rpc.call("sendtoaddress", tainted, "3")
+    node.mine(1)
+    (utxo,) = [u for u in rpc.call("listunspent", 1, 9999, [tainted])]
+    # spend exactly the tainted address's coin to the hot wallet (2.9999 LTC, fee 0.0001)
+    raw = rpc.call(
+        "createrawtransaction",
+        [{"txid": utxo["txid"], "vout": utxo["vout"]}],
+        [{cfg.hot.address(): "2.9999"}],
+    )
+    signed = rpc.call("signrawtransactionwithwallet", raw)
+    txid = str(rpc.call("sendrawtransaction", signed["hex"]))
+    node.mine(1)
+    ad = BitcoinAdapter(node.url, "ltc")
+    assert ad.sources(txid) == [tainted]
+    w.blacklist("ltc", tainted)
+    to = dest(3)
+    w.whitelist(1, "ltc", to, at_ns=0)
+    x = w.request("bl1", 1, "ltc", to, 15_000_000)  # the 3 LTC coin would be picked first
+    settle(node, w)
+    done = w.get(x.wid)
+    assert done is not None and done.state == "committed"
+    spent = {
+        str(r[0])
+        for r in w.store.db.execute("SELECT outpoint FROM spent_outpoints WHERE wid = ?", (x.wid,))
+    }
+    assert f"{txid}:0" not in spent and w.quarantined("ltc") == {f"{txid}:0"}
+    assert ad.balance(to) == 15_000_000

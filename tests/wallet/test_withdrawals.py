@@ -285,7 +285,7 @@ def test_refused_broadcast_is_released(world: World, core: CoreHandle) -> None:
     assert "released withdrawal" in str(world.w.halted("sbtc"))
 
 
-POINTS = ["after_hold", "after_broadcast", "after_commit"]
+POINTS = ["after_hold", "after_sign", "after_broadcast", "before_commit", "after_commit"]
 
 
 @pytest.mark.parametrize("point", POINTS)
