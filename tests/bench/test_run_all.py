@@ -42,6 +42,10 @@ def test_verdict_direction_by_unit() -> None:
     assert verdict("p99_ns", 900, None) == ""
     assert verdict("fsync_ack_p99_us", 1.5, 2.0) == "PASS"
     assert verdict("fsync_ack_p50_over_fdatasync_p50", 2.5, 2.0) == "MISS"
+    # A percentile or a unit inside the name is a time too (marketdata's keys).
+    assert verdict("p99_us_at_100k", 103_415.8, 200) == "MISS"
+    assert verdict("p99_us_at_100k", 150.0, 200) == "PASS"
+    assert verdict("ack_p99_at_10k", 150.0, 200) == "PASS"
     # A target of 0 counts bad things: any at all is a miss.
     assert verdict("acked_lost", 0, 0) == "PASS"
     assert verdict("acked_lost", 1, 0) == "MISS"
