@@ -91,7 +91,7 @@ def percentile_plot(title: str, entries: Sequence[dict[str, Any]], note: str, pa
     ax.set_xlabel("percentile")
     ax.set_ylabel("latency (µs)")
     ax.grid(True, which="major", alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(fontsize=7, loc="best")
     return _finish(fig, ax, title, note, path)
 
 
@@ -117,7 +117,7 @@ def rate_plot(title: str, entries: Sequence[dict[str, Any]], note: str, path: Pa
     ax.set_xlabel("offered rate (per second, open loop)")
     ax.set_ylabel("latency (µs)")
     ax.grid(True, which="major", alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(fontsize=7, loc="best")
     return _finish(fig, ax, title, note, path)
 
 

@@ -147,6 +147,22 @@ def durability(result: dict[str, Any], key: str | None = None) -> str:
     return NOT_STATED
 
 
+def short_mode(text: str) -> str:
+    """``fsync`` for "fsync (fdatasync per batch)": the mode a description starts with,
+    else the description itself."""
+    first = text.replace("(", " ").split()[0] if text.strip() else text
+    return first if first in MODES else text
+
+
+def module_durability(result: dict[str, Any]) -> str:
+    """Every durability mode among a module's headline figures and latency series."""
+    modes = {short_mode(durability(result, k)) for k in headline(result)}
+    modes |= {short_mode(str(e.get("durability", NOT_STATED))) for e in series(result)}
+    if len(modes) > 1:
+        modes.discard(NOT_STATED)
+    return ", ".join(sorted(modes)) if modes else durability(result)
+
+
 def series(result: dict[str, Any]) -> list[dict[str, Any]]:
     """The module's latency series (its ``percentiles`` list; entries of
     ``bench.meta.latency_series``), malformed entries left out."""
@@ -257,6 +273,7 @@ def machine_lines(run: Run) -> list[str]:
         ("python", "Python"),
         ("numpy", "numpy"),
         ("cython", "Cython"),
+        ("nice", "niceness of the run"),
     ):
         if key in m:
             rows.append([label, str(m[key])])
@@ -282,6 +299,8 @@ def render(run: Run, figures: list[tuple[str, str]], prefix: str = "") -> str:
     if m.get("dirty"):
         commit += " (plus uncommitted changes)"
     kind = "quick (`--quick`: small runs, a smoke test)" if m.get("quick") else "full"
+    if not m:
+        kind = "kind not recorded (no run.json)"
     lines = [f"# bursa benchmark report, {date}", ""]
     lines += [
         f"- Run: `{run.directory.name}`, {kind}; started {m.get('started_utc', '?')}, "
@@ -313,7 +332,7 @@ def render(run: Run, figures: list[tuple[str, str]], prefix: str = "") -> str:
                 status,
                 f"{info['seconds']:.0f} s" if "seconds" in info else "?",
                 load,
-                durability(r) if r is not None else "",
+                module_durability(r) if r is not None else "",
                 link,
             ]
         )

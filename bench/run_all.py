@@ -274,6 +274,9 @@ def machine() -> dict[str, Any]:
     memory, and how often a spinning thread loses its CPU (``machine_stalls``)."""
     info: dict[str, Any] = {k: v for k, v in run_info(0).items() if k != "seed"}
     info["memory_gib"] = memory_gib()
+    # Niceness of the runner (and so of every module): make bench under ``nice`` yields
+    # the CPU to other jobs, which shows in every figure measured on a loaded machine.
+    info["nice"] = os.nice(0) if hasattr(os, "nice") else 0
     info["stalls"] = machine_stalls()
     return info
 
