@@ -31,7 +31,7 @@ from matplotlib.ticker import NullLocator
 
 # Percentiles marked on the x axis of a percentile plot (as far as the data reaches).
 PERCENTILE_TICKS = (0.0, 90.0, 99.0, 99.9, 99.99, 99.999, 99.9999, 99.99999)
-FIGSIZE = (9.0, 5.5)
+FIGSIZE = (13.0, 5.5)
 DPI = 100
 
 
@@ -56,11 +56,16 @@ def series_label(entry: dict[str, Any]) -> str:
     return f"{entry.get('name', '?')}{at} [{entry.get('durability', 'not stated')}]"
 
 
+def _legend(ax: Any) -> None:
+    # Right of the axes, never over the curves; savefig's tight bounding box keeps it.
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+
+
 def _finish(fig: Any, ax: Any, title: str, note: str, path: Path) -> Path:
     ax.set_title(title, fontsize=11)
     fig.text(0.01, 0.01, note, fontsize=7, color="0.35", ha="left", va="bottom")
     fig.tight_layout(rect=(0.0, 0.04, 1.0, 1.0))
-    fig.savefig(path, format="png")
+    fig.savefig(path, format="png", bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -91,7 +96,7 @@ def percentile_plot(title: str, entries: Sequence[dict[str, Any]], note: str, pa
     ax.set_xlabel("percentile")
     ax.set_ylabel("latency (µs)")
     ax.grid(True, which="major", alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    _legend(ax)
     return _finish(fig, ax, title, note, path)
 
 
@@ -117,14 +122,14 @@ def rate_plot(title: str, entries: Sequence[dict[str, Any]], note: str, path: Pa
     ax.set_xlabel("offered rate (per second, open loop)")
     ax.set_ylabel("latency (µs)")
     ax.grid(True, which="major", alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    _legend(ax)
     return _finish(fig, ax, title, note, path)
 
 
 def throughput_plot(title: str, bars: Sequence[Bar], note: str, path: Path) -> Path:
     """One horizontal bar per throughput figure (log axis), value and durability at its end."""
     height = max(3.0, 0.42 * len(bars) + 1.5)
-    fig, ax = plt.subplots(figsize=(FIGSIZE[0] + 1.0, height), dpi=DPI)
+    fig, ax = plt.subplots(figsize=(10.0, height), dpi=DPI)
     ys = list(range(len(bars)))[::-1]
     vals = [max(b.value, 1e-9) for b in bars]
     ax.barh(ys, vals, color=[f"C{i % 10}" for i in range(len(bars))], alpha=0.8)
