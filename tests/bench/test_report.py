@@ -214,3 +214,21 @@ def test_run_all_writes_a_report(tmp_path: Path) -> None:
     assert_valid_png(d / "rates_core.png")
     assert_valid_png(d / "throughput.png")
     assert not (tmp_path / "LATEST.md").exists()  # --only runs leave LATEST alone
+
+
+def test_a_module_that_fails_is_reported_failed(tmp_path: Path) -> None:
+    """A real failure (the module rejects its arguments): exit 1, FAILED with the error."""
+    p = subprocess.run(
+        [sys.executable, "-m", "bench.run_all", "--only", "por", "--results", str(tmp_path),
+         "--", "--no-such-flag"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert p.returncode == 1, p.stdout + p.stderr
+    (d,) = tmp_path.iterdir()
+    manifest = json.loads((d / "run.json").read_text())
+    assert manifest["modules"]["por"]["status"] == "failed"
+    assert manifest["modules"]["por"]["exit_code"] == 2
+    assert not (d / "por.json").exists()
+    text = (d / "report.md").read_text()
+    assert re.search(r"^\| bench\.por \| FAILED \|", text, re.M)
+    assert "unrecognized arguments: --no-such-flag" in text

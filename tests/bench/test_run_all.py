@@ -12,7 +12,7 @@ from bench.run_all import BENCH_DIR, discover, headline, last_json, table, verdi
 def test_discovers_real_benchmarks_not_helpers() -> None:
     names = discover(BENCH_DIR)
     assert "engine" in names
-    assert not {"workload", "run_all", "meta", "__init__"} & set(names)
+    assert not {"workload", "run_all", "meta", "__init__", "report", "plots"} & set(names)
 
 
 def test_discovers_any_module_with_main(tmp_path: Path) -> None:
