@@ -172,6 +172,17 @@ def series(result: dict[str, Any]) -> list[dict[str, Any]]:
     return [e for e in got if isinstance(e, dict) and isinstance(e.get("points"), list)]
 
 
+def is_baseline(key: str) -> bool:
+    """A baseline figure worth a row: a time or rate (not a count), at p50, p99 or
+    p99.9 when it is a percentile."""
+    if not any(mk in key for mk in BASELINE_MARKS):
+        return False
+    tokens = set(key.split("_"))
+    if tokens & {"p90", "p9999", "max", "samples", "count"}:
+        return False
+    return bool(tokens & {"ns", "us", "ms"}) or "_per_" in key
+
+
 def load_note(run: Run, name: str | None = None) -> str:
     """The machine's load while ``name`` ran (or over the run), for a plot's foot."""
     m = run.manifest
@@ -373,7 +384,7 @@ def render(run: Run, figures: list[tuple[str, str]], prefix: str = "") -> str:
             if k.startswith("target_") or not isinstance(v, int | float) or isinstance(v, bool):
                 continue
             is_ratio = any(mk in k for mk in RATIO_MARKS)
-            if is_ratio or any(mk in k for mk in BASELINE_MARKS):
+            if is_ratio or is_baseline(k):
                 t = r.get(f"target_{k}")
                 rows.append(
                     [

@@ -232,3 +232,14 @@ def test_a_module_that_fails_is_reported_failed(tmp_path: Path) -> None:
     text = (d / "report.md").read_text()
     assert re.search(r"^\| bench\.por \| FAILED \|", text, re.M)
     assert "unrecognized arguments: --no-such-flag" in text
+
+
+def test_baselines_are_times_and_rates_not_counts() -> None:
+    assert report.is_baseline("echo_rtt_p50_us")
+    assert report.is_baseline("fdatasync_p99_us")
+    assert report.is_baseline("feed_events_per_s_reference")
+    assert report.is_baseline("sqlite_entries_per_s_python_map")
+    assert not report.is_baseline("fdatasync_samples")
+    assert not report.is_baseline("echo_rtt_p9999_us")
+    assert not report.is_baseline("background_snapshots_no_snapshot")
+    assert not report.is_baseline("fsync_ack_p50_us")
