@@ -105,6 +105,8 @@ def load_run(directory: Path) -> Run:
         if not path.exists():
             run.status[name] = "FAILED"
             run.errors[name] = f"no result: {path.name} is missing"
+            if manifest and not info:
+                run.errors[name] += " and run.json has no record of it (the run stopped before it?)"
             continue
         try:
             obj = json.loads(path.read_text(encoding="utf-8"))

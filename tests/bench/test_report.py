@@ -104,8 +104,12 @@ def test_missing_and_failed_modules_are_reported_failed(tmp_path: Path) -> None:
     (d / "snapshot_stall.json").unlink()
     # The record says e2e failed, with its error.
     manifest["modules"]["e2e"] = {"status": "failed", "error": "exit 1\nboom: gateway died"}
+    # The run stopped before sim: no record, no result.
+    del manifest["modules"]["sim"]
+    (d / "sim.json").unlink()
     (d / "run.json").write_text(json.dumps(manifest))
     run = report.load_run(d)
+    assert run.status["sim"] == "FAILED" and "stopped before it" in run.errors["sim"]
     assert run.status["snapshot_stall"] == "FAILED"
     assert "missing" in run.errors["snapshot_stall"]
     assert run.status["e2e"] == "FAILED"
