@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from bench.run_all import BENCH_DIR, discover, headline, last_json, table, verdict
+from bench.run_all import (
+    BENCH_DIR,
+    discover,
+    headline,
+    kill_group,
+    last_json,
+    run_module,
+    table,
+    verdict,
+)
 
 
 def test_discovers_real_benchmarks_not_helpers() -> None:
@@ -77,3 +91,28 @@ def test_headline_and_table() -> None:
     assert any("p99_ns" in ln and "<= 1,000" in ln and "MISS" in ln for ln in lines)
     assert any(ln.startswith("core") and "FAILED" in ln and "exit 1" in ln for ln in lines)
     assert any("0011223344556677" in ln for ln in lines)
+
+
+def test_a_timed_out_module_is_killed_with_its_children() -> None:
+    r, err, info = run_module("por", [], timeout_s=0)
+    assert r is None and err == "timed out after 0 s"
+    assert info["exit_code"] == -signal.SIGKILL
+    # kill_group takes the processes a module started along (they share its group).
+    p = subprocess.Popen(
+        [sys.executable, "-c",
+         "import subprocess, sys, time\n"
+         "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+         "print(c.pid, flush=True)\ntime.sleep(60)\n"],
+        stdout=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    assert p.stdout is not None
+    child = int(p.stdout.readline())
+    kill_group(p)
+    for _ in range(100):  # the child is reaped by init shortly after it dies
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError(f"child {child} survived kill_group")
