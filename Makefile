@@ -51,8 +51,10 @@ unit: build debug
 test: lint build debug
 	$(VPY) -m pytest -q -n 2 tests
 
+# Writes bench/results/<date>/ (JSON, report.md, plots); BENCH_ARGS=--quick for a fast run.
+BENCH_ARGS ?=
 bench: build
-	$(VPY) -m bench.run_all
+	$(VPY) -m bench.run_all $(BENCH_ARGS)
 
 sim: build
 	$(VPY) -m bursa.cli sim-campaign --seeds 10000

@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.meta import median_int, percentiles_ns, run_info
+from bench.meta import latency_series, median_int, percentiles_ns, run_info
 from bench.workload import Workload, WorkloadConfig, generate
 from engine.clock import RealClock
 from engine.core import Core
@@ -413,6 +413,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     n_ack = min(args.ack_commands, n)
     lat = open_loop_sequencer(stream, start, args.ack_rate, n_ack, base_dir)
     ack = percentiles_ns(lat)
+    result.setdefault("percentiles", []).append(
+        latency_series("fsync_ack (in-process sequencer)", lat, "fsync", args.ack_rate)
+    )
     result["fsync_ack_mode"] = "fsync, in-process sequencer, open loop"
     result["fsync_ack_rate_cmds_per_s"] = args.ack_rate
     result["fsync_ack_commands"] = n_ack
@@ -432,6 +435,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         n_proc = min(args.process_commands, n)
         plat = open_loop_process(stream, start, args.process_rate, n_proc, base_dir)
         pp = percentiles_ns(plat)
+        result.setdefault("percentiles", []).append(
+            latency_series("process_fsync_ack (bursa core, TCP)", plat, "fsync", args.process_rate)
+        )
         result["process_fsync_ack_mode"] = (
             "fsync, real bursa core process, loopback TCP, 1 command per frame, open loop"
         )
@@ -506,7 +512,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--process-commands", type=int, default=DEFAULT_PROCESS_COMMANDS)
     ap.add_argument("--no-process", dest="process", action="store_false")
     ap.add_argument("--dir", default=tempfile.gettempdir(), help="directory for the journal files")
+    ap.add_argument("--quick", action="store_true", help="50,000 commands, 1 repeat, short runs")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.commands, args.repeats, args.fdatasync_samples = 50_000, 1, 200
+        args.ack_commands, args.process_commands = 20_000, 3_000
     if min(args.commands, args.batch, args.repeats, args.ack_rate, args.users) < 1:
         ap.error("counts and rates must be >= 1")
     if args.batch > ACK_BATCH_MAX:

@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 
 from bench.core import measure_fdatasync
-from bench.meta import percentiles_ns, run_info
+from bench.meta import latency_series, percentiles_ns, run_info
 from bindings.gateway_client import login_frame, order_frame
 from gateway import keys
 from gateway.wire import codec
@@ -97,7 +97,7 @@ def echo_server() -> None:
     asyncio.run(run())
 
 
-def echo_rtt(port: int, n: int, rate: int) -> dict[str, int]:
+def echo_rtt(port: int, n: int, rate: int) -> dict[str, Any]:
     """Open-loop echo of 64-byte frames; latency from planned send to the echo."""
     s = socket.create_connection(("127.0.0.1", port))
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -116,7 +116,7 @@ def echo_rtt(port: int, n: int, rate: int) -> dict[str, int]:
             buf += len(s.recv(65536))
         lat[k] = time.perf_counter_ns() - planned
     s.close()
-    return percentiles_ns(lat)
+    return {**percentiles_ns(lat), "latencies": lat}
 
 
 # ------------------------------------------------------------ order entry
@@ -164,7 +164,7 @@ class Session:
         return out
 
 
-def open_loop(sess: Session, rate: int, n: int, timeout_s: float = 60.0) -> dict[str, int]:
+def open_loop(sess: Session, rate: int, n: int, timeout_s: float = 60.0) -> dict[str, Any]:
     """Orders planned at t0 + k / rate; latency from planned time to ACCEPTED."""
     frames = sess.orders(n)
     base = sess.cl - n + 1
@@ -197,7 +197,7 @@ def open_loop(sess: Session, rate: int, n: int, timeout_s: float = 60.0) -> dict
                 got += 1
     if got < n:
         raise RuntimeError(f"only {got} of {n} orders acknowledged")
-    return percentiles_ns(lat)
+    return {**percentiles_ns(lat), "latencies": lat}
 
 
 def process_cpu_s(pid: int) -> float:
@@ -262,6 +262,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         port = json.loads(echo.stdout.readline())["port"]
         n1 = 1000 if quick else 5000
         e = echo_rtt(port, n1, 1000)
+        series = [latency_series("echo_rtt (baseline)", e["latencies"], "none", 1000)]
         res.update({f"echo_rtt_{k[:-3]}_us": _us(v) for k, v in e.items() if k.endswith("_ns")})
         # Async mode: one in flight, then open-loop rates, then 4 sessions sustained.
         core, gw, ks = start_stack(base / "async", "async", 4)
@@ -269,10 +270,12 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             s1 = Session(gw.port, ks[0])
             open_loop(s1, 1000, 200)  # warm-up
             a = open_loop(s1, 1000, n1)
+            series.append(latency_series("async_ack", a["latencies"], "async", 1000))
             for q in ("p50", "p99", "p999", "max"):
                 res[f"async_ack_{q}_us"] = _us(a[f"{q}_ns"])
             for r in rates:
                 p = open_loop(s1, r, int(r * secs))
+                series.append(latency_series("ack (open loop)", p["latencies"], "async", r))
                 for q in ("p50", "p99", "p999"):
                     res[f"rate_{r}_ack_{q}_us"] = _us(p[f"{q}_ns"])
             sess = [s1] + [Session(gw.port, k) for k in ks[1:]]
@@ -295,6 +298,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             s1 = Session(gw.port, ks[0])
             open_loop(s1, 200, 50)
             f = open_loop(s1, 200, 200 if quick else 1000)
+            series.append(latency_series("fsync_ack", f["latencies"], "fsync", 200))
         finally:
             gw.cleanup()
             core.cleanup()
@@ -303,6 +307,13 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         echo.kill()
         echo.wait()
     fd = percentiles_ns(fds)
+    res["percentiles"] = series
+    # The journal mode of each figure (keys naming fsync/async/echo say it themselves).
+    res["durability"] = {
+        "sustained_orders_per_s": "async",
+        "gateway_cpu_us_per_order": "async",
+        **{f"rate_{r}_ack_{q}_us": "async" for r in rates for q in ("p50", "p99", "p999")},
+    }
     res["fsync_ack_p50_us"] = _us(f["p50_ns"])
     res["fsync_ack_p99_us"] = _us(f["p99_ns"])
     res["fdatasync_p50_us"] = _us(fd["p50_ns"])

@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.meta import machine_stalls, median_int, percentiles_ns, run_info
+from bench.meta import latency_series, machine_stalls, median_int, percentiles_ns, run_info
 from bench.workload import Workload, WorkloadConfig, generate
 from pyx.enums import CmdKind, EvKind
 
@@ -373,6 +373,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "p50_ns": lat["p50_ns"],
         "p99_ns": lat["p99_ns"],
         "p999_ns": lat["p999_ns"],
+        "percentiles": [latency_series("per-call response", resp, "none", args.latency_rate)],
         "latency": {
             "method": "per-call API; response = return time - planned send time "
             "(coordinated-omission free), includes one perf_counter_ns read",
@@ -450,7 +451,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=DEFAULT_REPEATS)
     ap.add_argument("--latency-commands", type=int, default=DEFAULT_LATENCY_COMMANDS)
     ap.add_argument("--latency-rate", type=int, default=DEFAULT_LATENCY_RATE, help="offered cmds/s")
+    ap.add_argument("--quick", action="store_true", help="100,000 commands, 3 repeats")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.commands, args.repeats = 100_000, 3
+        args.latency_commands = min(args.latency_commands, 50_000)
     if args.commands < 1 or args.chunk < 1 or args.repeats < 1 or args.latency_rate < 1:
         ap.error("--commands, --chunk, --repeats and --latency-rate must be >= 1")
     result = measure(args)

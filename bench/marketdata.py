@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.meta import percentiles_ns, run_info
+from bench.meta import latency_series, percentiles_ns, run_info
 
 TARGET_FANOUT_MSGS_PER_S = 1_000_000
 TARGET_P99_US_AT_100K = 200
@@ -253,7 +253,7 @@ def scenario(
                 lasts.append(meta["last_ns"])
         span = max(1, max(lasts) - min(firsts)) if firsts else 1
         all_lat = np.concatenate(lat) if lat else np.zeros(0, dtype=np.int64)
-        res = {
+        res: dict[str, Any] = {
             "subscribers": subs,
             "commands": n,
             "send_s": round(sent_at / 1e9, 3),
@@ -264,6 +264,13 @@ def scenario(
         }
         if planned_lat:
             res.update(percentiles_ns(np.concatenate(planned_lat), prefix="planned_"))
+            # Series for the report's plots (bench/plots.py); measure() moves them out.
+            res["series"] = [
+                latency_series(f"publish->receipt ({subs} sub)", all_lat, "none", rate_cmds),
+                latency_series(
+                    f"planned->receipt ({subs} sub)", np.concatenate(planned_lat), "none", rate_cmds
+                ),
+            ]
         for cc in (client, admin, fund):
             cc.close()
         return res
@@ -403,6 +410,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         for subs in args.subs:
             r = scenario(setup, stream, rate_cmds, subs, args.dir)
             r["mode"] = f"open loop {rate_events} events/s ({rate_cmds} cmds/s)"
+            for s in r.pop("series", []):
+                s["rate_per_s"] = rate_events  # offered rate in events/s, as the keys
+                out.setdefault("percentiles", []).append(s)
             out["runs"].append(r)
             suffix = "" if subs == min(args.subs) else f"_{subs}sub"
             out[f"p50_us_at_{label}{suffix}"] = _us(r["p50_ns"])

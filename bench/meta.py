@@ -15,6 +15,7 @@ import statistics
 import sys
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -22,6 +23,8 @@ import numpy as np
 HDR_LOWEST_NS = 1
 HDR_HIGHEST_NS = 60_000_000_000
 HDR_DIGITS = 3
+# Points per halving of the distance to the 100th percentile in a latency series.
+SERIES_TICKS = 5
 
 
 def cpu_model() -> str:
@@ -64,6 +67,78 @@ def median_int(values: Sequence[int | float]) -> int:
     return round(statistics.median(values))
 
 
+def hdr_histogram(values_ns: Sequence[int] | np.ndarray) -> Any:
+    """An HDR histogram (1 ns .. 60 s, 3 digits) of latencies in ns; values below
+    1 ns are recorded as 1 ns, above 60 s as 60 s."""
+    from hdrh.histogram import HdrHistogram
+
+    h = HdrHistogram(HDR_LOWEST_NS, HDR_HIGHEST_NS, HDR_DIGITS)
+    vals = np.clip(np.asarray(values_ns, dtype=np.int64), HDR_LOWEST_NS, HDR_HIGHEST_NS)
+    # Record each distinct value once with its count: the same histogram, far
+    # fewer Python calls than one record per sample.
+    uniq, counts = np.unique(vals, return_counts=True)
+    for v, k in zip(uniq.tolist(), counts.tolist(), strict=True):
+        h.record_value(v, k)
+    return h
+
+
+def latency_series(
+    name: str,
+    values_ns: Sequence[int] | np.ndarray,
+    durability: str,
+    rate_per_s: int | None = None,
+    ticks_per_half_distance: int = SERIES_TICKS,
+) -> dict[str, Any]:
+    """One entry of a benchmark's ``percentiles`` list: the latency distribution of
+    one run (one offered rate, one durability mode) as HdrHistogram's percentile
+    series, for the report's plots (``bench/plots.py``).
+
+    Parameters
+    ----------
+    name : str
+        What was timed (``"fsync_ack"``, ``"ack"``, ...); entries of one name at
+        several ``rate_per_s`` form one curve of latency against offered rate.
+    values_ns : sequence of int or numpy.ndarray
+        Latencies in ns (from the planned send time where the run is open loop).
+    durability : str
+        ``"fsync"``, ``"async"`` or ``"none"`` (the journal mode of the run).
+    rate_per_s : int or None
+        Offered rate of an open-loop run; None for a closed loop.
+    ticks_per_half_distance : int
+        HdrHistogram's percentile iterator resolution (5 points per halving of
+        the distance to 100%, as its ``PercentileIterator`` output).
+
+    Returns
+    -------
+    dict
+        ``name``, ``durability``, ``rate_per_s``, ``count``, ``p50_us``,
+        ``p99_us``, ``p999_us``, ``max_us`` and ``points``: ``[percentile,
+        value_us]`` pairs, percentile ascending, the last one 100 (the maximum).
+    """
+    h = hdr_histogram(values_ns)
+    points: list[list[float]] = []
+    if len(values_ns):
+        for it in h.get_percentile_iterator(ticks_per_half_distance):
+            pt = [round(float(it.percentile_level_iterated_to), 6), _us(it.value_iterated_to)]
+            if not points or pt != points[-1]:
+                points.append(pt)
+    return {
+        "name": name,
+        "durability": durability,
+        "rate_per_s": rate_per_s,
+        "count": len(values_ns),
+        "p50_us": _us(h.get_value_at_percentile(50.0)),
+        "p99_us": _us(h.get_value_at_percentile(99.0)),
+        "p999_us": _us(h.get_value_at_percentile(99.9)),
+        "max_us": _us(h.get_max_value()),
+        "points": points,
+    }
+
+
+def _us(ns: int) -> float:
+    return round(int(ns) / 1000, 3)
+
+
 def percentiles_ns(
     values_ns: Sequence[int] | np.ndarray, shift_ns: int = 0, prefix: str = ""
 ) -> dict[str, int]:
@@ -85,16 +160,8 @@ def percentiles_ns(
         ``{prefix}p50_ns``, ``p90_ns``, ``p99_ns``, ``p999_ns``, ``p9999_ns``,
         ``max_ns``, ``count``.
     """
-    from hdrh.histogram import HdrHistogram
-
-    h = HdrHistogram(HDR_LOWEST_NS, HDR_HIGHEST_NS, HDR_DIGITS)
-    vals = np.clip(np.asarray(values_ns, dtype=np.int64), HDR_LOWEST_NS, HDR_HIGHEST_NS)
-    # Record each distinct value once with its count: the same histogram, far
-    # fewer Python calls than one record per sample.
-    uniq, counts = np.unique(vals, return_counts=True)
-    for v, k in zip(uniq.tolist(), counts.tolist(), strict=True):
-        h.record_value(v, k)
-    n = len(vals)
+    h = hdr_histogram(values_ns)
+    n = len(values_ns)
     out = {
         f"{prefix}p50_ns": h.get_value_at_percentile(50.0),
         f"{prefix}p90_ns": h.get_value_at_percentile(90.0),

@@ -55,6 +55,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     build_med = median_int(build_ns)
     return {
         "benchmark": "por",
+        "durability": "none (in memory, no journal)",
         **run_info(args.seed),
         "users": args.users,
         "assets": args.assets,

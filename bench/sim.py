@@ -55,7 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=None)
     p.add_argument("--variant-seeds", type=int, default=60)
     p.add_argument("--json", action="store_true", help="print the JSON object on the last line")
+    p.add_argument("--quick", action="store_true", help="40 seeds")
     args = p.parse_args(argv)
+    if args.quick:
+        args.seeds = min(args.seeds, 40)
     seeds = list(range(args.base, args.base + args.seeds))
     stats, elapsed_s = run_campaign(seeds, commands=args.commands, jobs=args.jobs)
     t0 = time.perf_counter()

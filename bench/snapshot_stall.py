@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from bench.core import open_loop_latencies_ns, setup_commands
-from bench.meta import percentiles_ns, run_info
+from bench.meta import latency_series, percentiles_ns, run_info
 from bench.workload import WorkloadConfig
 from engine.wire import commands
 from engine.wire.layout import CMD_DTYPE
@@ -155,6 +155,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     ):
         lat, snaps = one_run(setup, every, bg, args.rate, args.seconds, args.dir)
         p = percentiles_ns(lat)
+        out.setdefault("percentiles", []).append(latency_series(name, lat, "fsync", args.rate))
         out[f"ack_p50_us_{name}"] = round(p["p50_ns"] / 1000, 1)
         out[f"ack_p99_us_{name}"] = round(p["p99_ns"] / 1000, 1)
         out[f"ack_max_us_{name}"] = round(p["max_ns"] / 1000, 1)

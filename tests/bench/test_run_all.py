@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from bench.run_all import BENCH_DIR, discover, headline, last_json, table, verdict
+from bench.run_all import (
+    BENCH_DIR,
+    discover,
+    headline,
+    kill_group,
+    last_json,
+    run_module,
+    table,
+    verdict,
+)
 
 
 def test_discovers_real_benchmarks_not_helpers() -> None:
     names = discover(BENCH_DIR)
     assert "engine" in names
-    assert not {"workload", "run_all", "meta", "__init__"} & set(names)
+    assert not {"workload", "run_all", "meta", "__init__", "report", "plots"} & set(names)
 
 
 def test_discovers_any_module_with_main(tmp_path: Path) -> None:
@@ -42,6 +56,10 @@ def test_verdict_direction_by_unit() -> None:
     assert verdict("p99_ns", 900, None) == ""
     assert verdict("fsync_ack_p99_us", 1.5, 2.0) == "PASS"
     assert verdict("fsync_ack_p50_over_fdatasync_p50", 2.5, 2.0) == "MISS"
+    # A percentile or a unit inside the name is a time too (marketdata's keys).
+    assert verdict("p99_us_at_100k", 103_415.8, 200) == "MISS"
+    assert verdict("p99_us_at_100k", 150.0, 200) == "PASS"
+    assert verdict("ack_p99_at_10k", 150.0, 200) == "PASS"
     # A target of 0 counts bad things: any at all is a miss.
     assert verdict("acked_lost", 0, 0) == "PASS"
     assert verdict("acked_lost", 1, 0) == "MISS"
@@ -73,3 +91,28 @@ def test_headline_and_table() -> None:
     assert any("p99_ns" in ln and "<= 1,000" in ln and "MISS" in ln for ln in lines)
     assert any(ln.startswith("core") and "FAILED" in ln and "exit 1" in ln for ln in lines)
     assert any("0011223344556677" in ln for ln in lines)
+
+
+def test_a_timed_out_module_is_killed_with_its_children() -> None:
+    r, err, info = run_module("por", [], timeout_s=0)
+    assert r is None and err == "timed out after 0 s"
+    assert info["exit_code"] == -signal.SIGKILL
+    # kill_group takes the processes a module started along (they share its group).
+    p = subprocess.Popen(
+        [sys.executable, "-c",
+         "import subprocess, sys, time\n"
+         "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+         "print(c.pid, flush=True)\ntime.sleep(60)\n"],
+        stdout=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    assert p.stdout is not None
+    child = int(p.stdout.readline())
+    kill_group(p)
+    for _ in range(100):  # the child is reaped by init shortly after it dies
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError(f"child {child} survived kill_group")
