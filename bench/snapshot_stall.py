@@ -100,6 +100,16 @@ def start_core(
     raise RuntimeError("bursa core not ready")
 
 
+def stop_core(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (the core writes its shutdown snapshot), SIGKILL after 120 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def one_run(
     setup: np.ndarray, every_ms: int, background: bool, rate: int, seconds: float, base: str
 ) -> tuple[np.ndarray, int]:
@@ -108,10 +118,18 @@ def one_run(
     from bindings.client import CoreClient, RoutedClient
 
     d = tempfile.mkdtemp(prefix="bench-snap-", dir=base)
-    proc, ready = start_core(d, every_ms, background)
+    # Setup on a core that never snapshots (snapshots of a growing state during an
+    # untimed setup only slow it down), stopped cleanly (its final snapshot makes the
+    # restart quick), then the measured core restarts on that state with the run's
+    # snapshot settings.
+    proc, ready = start_core(d, 0, True)
     try:
         with RoutedClient.from_ready(ready) as setup_client:  # admin + fund + trade
             setup_client.submit(setup, timeout_ms=600_000)
+    finally:
+        stop_core(proc)
+    proc, ready = start_core(d, every_ms, background)
+    try:
         client = CoreClient(ready["trade"])
         n = int(rate * seconds)
         cmds = np.concatenate([commands.cancel(10**12 + k, 1) for k in range(n)])
@@ -120,12 +138,7 @@ def one_run(
         lat = open_loop_latencies_ns(client.sock, frames, rate, 120_000_000_000)
         client.close()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_core(proc)
         with open(os.path.join(d, "core.err")) as f:
             log_text = f.read()
         shutil.rmtree(d, ignore_errors=True)
