@@ -20,6 +20,7 @@ import json
 import logging
 import signal
 import socket
+import sqlite3
 import struct
 import sys
 import time
@@ -122,6 +123,10 @@ EV_TAKER_FEE = EV["taker_fee"]
 EV_TS_NS = EV["ts_ns"]
 EV_USER_ID = EV["user_id"]
 REQUEST_OF_OP = {"C": REQUEST_CANCEL, "U": REQUEST_REPLACE, "D": REQUEST_REDUCE}
+# Stream retention runs at most this often (seconds), removing at most this many
+# chunks per session per run, so one run never stalls the loop for long.
+RETENTION_CHECK_S = 1.0
+RETENTION_MAX_CHUNKS = 10_000
 
 
 @dataclass
@@ -156,6 +161,11 @@ class GatewayConfig:
     socket_sndbuf: int = 262_144  # kernel send buffer per client (bounds it, with max_out_buffer)
     core_send_hwm: int = 100_000  # frames queued for the core before sends are refused
     core_reply_timeout_ms: int = 5000  # unanswered frames older than this were lost
+    # Session stream retention (0 disables a bound): stored messages older than this
+    # many seconds, or beyond this many newest messages of their session, are removed;
+    # a re-login asking for a removed one gets SEQUENCE_BEFORE_RETENTION.
+    stream_retain_s: int = 7 * 86_400
+    stream_retain_msgs: int = 10_000_000
 
 
 def _is_enter(ftype: int, body: bytes) -> bool:
@@ -432,6 +442,10 @@ class Gateway:
         first = int(msg.next_seq) or last + 1
         if first > last + 1:
             conn.reject_login(GwReason.INVALID_SEQUENCE)
+            return
+        if first < self.store.first_kept(key.key_id):
+            # Removed by retention: a silent gap would be worse than a clear refusal.
+            conn.reject_login(GwReason.SEQUENCE_BEFORE_RETENTION)
             return
         conn.key = key
         conn.live = True
@@ -1103,6 +1117,22 @@ class Gateway:
                         v = {"request_id": m[1], "reason": GwReason.CORE_UNAVAILABLE}
                         self.emit(m[0], OUT["MASS_CANCEL_ACK"], v)
 
+    def prune_streams(self) -> None:
+        """Stream retention (:meth:`gateway.store.Store.prune_streams`); sessions being
+        replayed right now are skipped (their replay must not skip a removed chunk)."""
+        cfg = self.cfg
+        busy = {c.key.key_id for c in self.conns if c.replaying and c.key is not None}
+        try:
+            n = self.store.prune_streams(
+                cfg.stream_retain_msgs, cfg.stream_retain_s * 1000, time.time_ns() // 1_000_000,
+                busy, RETENTION_MAX_CHUNKS,
+            )  # fmt: skip
+        except sqlite3.Error as e:
+            log.error("stream retention failed (retried): %s", e)
+            return
+        if n:
+            log.info("stream retention removed %d messages", n)
+
     async def catch_up(self) -> None:
         """Apply every core event up to the end of the core's log (blocking replay calls)."""
         while True:
@@ -1122,7 +1152,7 @@ class Gateway:
         """Heartbeats, timeouts and the idle event replay."""
         hb = self.cfg.heartbeat_ms / 1000
         period = min(hb / 4, 0.05)
-        last_replay = 0.0
+        last_replay = last_prune = 0.0
         prev = time.monotonic()
         while True:
             await asyncio.sleep(period)
@@ -1159,6 +1189,9 @@ class Gateway:
                     for ev in f.events.tolist():
                         self.on_event(ev)
                     self.store.set_core_seq(f.last_seq)
+            if now - last_prune >= RETENTION_CHECK_S:
+                last_prune = now
+                self.prune_streams()
             self.expire_inflight()
             self.pump_core()
 
