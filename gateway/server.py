@@ -73,6 +73,7 @@ from gateway.wire.layout import (
     UNSEQUENCED,
     MsgSpec,
 )
+from pyx import gwreport
 from pyx.enums import CmdFlag, CmdKind, EvFlag, EvKind, Reason, Side
 
 log = logging.getLogger("bursa.gateway")
@@ -839,8 +840,7 @@ class Gateway:
             frames = []
         for f in frames:
             got = True
-            for ev in f.events.tolist():
-                self.on_event(ev)
+            self.on_events(f.events)
             self.store.set_core_seq(f.last_seq)
             self.stats["events"] += len(f.events)
         if got:
@@ -966,8 +966,16 @@ class Gateway:
             ),
         )
 
+    def on_events(self, events: np.ndarray[Any, np.dtype[np.void]]) -> None:
+        """Every event of one core frame, in order: ACCEPTED and TRADE in compiled code
+        (:func:`pyx.gwreport.apply_events`), the rest through :meth:`on_event`."""
+        gwreport.apply_events(self, events)
+
     def on_event(self, ev: tuple[Any, ...]) -> None:
-        """Turn one core event into the owning sessions' messages."""
+        """Turn one core event into the owning sessions' messages.
+
+        The reference behaviour: :func:`pyx.gwreport.apply_events` must do exactly
+        this for ACCEPTED and TRADE (tests/gateway/test_gwreport.py)."""
         kind = ev[EV_KIND]
         if kind == EVK_SYMBOL_ADDED:
             self.store.set_quote_asset(ev[EV_SYMBOL_ID], ev[EV_MAKER_USER_ID])
@@ -1139,8 +1147,7 @@ class Gateway:
             try:
                 frames = self.sub.poll(0, max_frames=0)
                 for f in frames:
-                    for ev in f.events.tolist():
-                        self.on_event(ev)
+                    self.on_events(f.events)
                     self.store.set_core_seq(f.last_seq)
                 self.flush()
                 return
@@ -1186,8 +1193,7 @@ class Gateway:
                     last_replay = now + 5.0
                     frames = []
                 for f in frames:
-                    for ev in f.events.tolist():
-                        self.on_event(ev)
+                    self.on_events(f.events)
                     self.store.set_core_seq(f.last_seq)
             if now - last_prune >= RETENTION_CHECK_S:
                 last_prune = now

@@ -1,0 +1,210 @@
+# cython: language_level=3
+"""The gateway's hot event -> execution-report path in Cython.
+
+:func:`apply_events` does for a frame of core events exactly what calling
+``Gateway.on_event`` on each ``events.tolist()`` row does (that Python method is the
+oracle: tests/gateway/test_gwreport.py compares the two over random event flows,
+report bytes and order state), but reads the ``EvRec`` records straight from the
+numpy frame and packs ACCEPTED and EXECUTED reports through packed C structs.  Only
+those two kinds (ACCEPTED and TRADE: almost every event of a busy gateway) are
+handled here; every other kind is handed, in order, to ``gw.on_event`` as the same
+tuple ``tolist`` would give.  Orders stay the Python objects of ``gateway.store``.
+"""
+
+cimport cython
+
+import numpy as np
+cimport numpy as cnp
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+
+from engine.wire.layout import EV_DTYPE
+from gateway.wire.layout import (
+    BY_NAME,
+    LIQUIDITY_MAKER,
+    LIQUIDITY_TAKER,
+    STATE_FILLED,
+    STATE_OPEN,
+    STATE_PENDING,
+)
+from pyx.enums import EvFlag, EvKind
+from pyx.records cimport EvRec
+
+cnp.import_array()
+
+cdef packed struct AcceptedMsg:
+    uint8_t code
+    uint64_t cl_ord_id
+    uint64_t ts_ns
+    int64_t price_ticks
+    int64_t qty_lots
+    int64_t leaves_lots
+    uint16_t symbol_id
+    uint8_t side
+    uint8_t ord_type
+
+cdef packed struct ExecutedMsg:
+    uint8_t code
+    uint64_t cl_ord_id
+    uint64_t ts_ns
+    uint64_t match_id
+    int64_t price_ticks
+    int64_t qty_lots
+    int64_t leaves_lots
+    int64_t fee_minor
+    uint16_t fee_asset_id
+    uint16_t symbol_id
+    uint8_t side
+    uint8_t liquidity
+
+
+def _check_layout(str name, tuple names, Py_ssize_t size):
+    """Fail at import if the layout no longer matches the C struct above."""
+    spec = BY_NAME[name]
+    if spec.names != names or 1 + spec.struct.size != size:
+        raise RuntimeError(f"{name} layout changed: update pyx/gwreport.pyx")
+
+
+_check_layout(
+    "ACCEPTED",
+    ("cl_ord_id", "ts_ns", "price_ticks", "qty_lots", "leaves_lots", "symbol_id", "side",
+     "ord_type"),
+    sizeof(AcceptedMsg),
+)
+_check_layout(
+    "EXECUTED",
+    ("cl_ord_id", "ts_ns", "match_id", "price_ticks", "qty_lots", "leaves_lots", "fee_minor",
+     "fee_asset_id", "symbol_id", "side", "liquidity"),
+    sizeof(ExecutedMsg),
+)
+
+cdef uint8_t ACCEPTED_CODE = BY_NAME["ACCEPTED"].code[0]
+cdef uint8_t EXECUTED_CODE = BY_NAME["EXECUTED"].code[0]
+cdef uint8_t K_ACCEPTED = int(EvKind.ACCEPTED)
+cdef uint8_t K_TRADE = int(EvKind.TRADE)
+cdef uint8_t F_MAKER_DONE = int(EvFlag.MAKER_DONE)
+cdef uint8_t F_TAKER_DONE = int(EvFlag.TAKER_DONE)
+cdef int I_STATE_OPEN = STATE_OPEN
+cdef int I_STATE_PENDING = STATE_PENDING
+cdef int I_STATE_FILLED = STATE_FILLED
+cdef uint8_t LIQ_MAKER = LIQUIDITY_MAKER
+cdef uint8_t LIQ_TAKER = LIQUIDITY_TAKER
+
+
+cdef class _Sink:
+    """Where reports go: the session streams (``store.append``) and the outbox."""
+
+    cdef object store_append
+    cdef object outbox_append
+    cdef object save_order
+    cdef object set_state
+    cdef dict quote_asset
+    cdef Py_ssize_t emitted
+
+    def __init__(self, gw):
+        store = gw.store
+        self.store_append = store.append
+        self.outbox_append = gw.outbox.append
+        self.save_order = store.save_order
+        self.set_state = gw._set_state
+        self.quote_asset = store.quote_asset
+        self.emitted = 0
+
+    cdef inline void emit(self, object key_id, bytes payload) except *:
+        self.outbox_append((key_id, self.store_append(key_id, payload), payload))
+        self.emitted += 1
+
+    cdef void executed(self, object o, const EvRec* ev, uint8_t liq, int64_t fee, bint done,
+                       int64_t leaves) except *:
+        """One side of a TRADE: the order's fill and its EXECUTED report."""
+        cdef int64_t qty = ev.qty_lots
+        o.filled = o.filled + qty
+        o.leaves = leaves
+        if done:
+            o.leaves = 0
+            self.set_state(o, STATE_FILLED)
+        self.save_order(o)
+        cdef bytes out = PyBytes_FromStringAndSize(NULL, sizeof(ExecutedMsg))
+        cdef ExecutedMsg* m = <ExecutedMsg*> PyBytes_AS_STRING(out)
+        symbol = o.symbol_id
+        m.code = EXECUTED_CODE
+        m.cl_ord_id = o.cl_ord_id
+        m.ts_ns = ev.ts_ns
+        m.match_id = ev.match_id
+        m.price_ticks = ev.price_ticks
+        m.qty_lots = qty
+        m.leaves_lots = o.leaves
+        m.fee_minor = fee
+        m.fee_asset_id = self.quote_asset.get(symbol, 0)
+        m.symbol_id = symbol
+        m.side = o.side
+        m.liquidity = liq
+        self.emit(o.key_id, out)
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def apply_events(gw, events):
+    """Apply one frame of core events to the gateway ``gw`` (see the module docstring).
+
+    Returns the number of reports this function emitted itself (the ones from
+    ``gw.on_event`` are not counted); schedules the gateway's flush if any.
+    """
+    cdef cnp.ndarray arr = events
+    if arr.dtype != EV_DTYPE or not arr.flags.c_contiguous:
+        arr = np.ascontiguousarray(events, dtype=EV_DTYPE)
+    cdef const EvRec* recs = <const EvRec*> cnp.PyArray_DATA(arr)
+    cdef const EvRec* ev
+    cdef Py_ssize_t i, n = arr.shape[0]
+    cdef _Sink sink = _Sink(gw)
+    cdef dict orders = gw.store.orders
+    cdef set retried = gw.retried
+    cdef list pending
+    cdef bytes out
+    cdef AcceptedMsg* a
+    cdef int64_t leaves
+    cdef uint8_t kind
+    on_event = gw.on_event
+    for i in range(n):
+        ev = &recs[i]
+        kind = ev.kind
+        if kind == K_ACCEPTED:
+            o = orders.get((ev.user_id, ev.order_id))
+            if o is None:
+                continue
+            if retried:
+                retried.discard((o.user_id, o.order_id))
+            pending = o.pending
+            if pending and pending[0] == "N":
+                pending.pop(0)
+            if o.state == I_STATE_PENDING:
+                o.state = STATE_OPEN  # open either way: the open counts do not change
+            o.leaves = ev.leaves_lots
+            out = PyBytes_FromStringAndSize(NULL, sizeof(AcceptedMsg))
+            a = <AcceptedMsg*> PyBytes_AS_STRING(out)
+            a.code = ACCEPTED_CODE
+            a.cl_ord_id = o.cl_ord_id
+            a.ts_ns = ev.ts_ns
+            a.price_ticks = ev.price_ticks
+            a.qty_lots = ev.qty_lots
+            a.leaves_lots = ev.leaves_lots
+            a.symbol_id = o.symbol_id
+            a.side = o.side
+            a.ord_type = o.ord_type
+            sink.emit(o.key_id, out)
+            sink.save_order(o)
+        elif kind == K_TRADE:
+            o = orders.get((ev.user_id, ev.order_id))
+            if o is not None:
+                sink.executed(o, ev, LIQ_TAKER, ev.taker_fee, ev.flags & F_TAKER_DONE,
+                              ev.leaves_lots)
+            maker = orders.get((ev.maker_user_id, ev.maker_order_id))
+            if maker is not None:
+                leaves = maker.leaves - ev.qty_lots
+                sink.executed(maker, ev, LIQ_MAKER, ev.maker_fee, ev.flags & F_MAKER_DONE,
+                              leaves if leaves > 0 else 0)
+        else:
+            on_event(arr[i : i + 1].tolist()[0])
+    if sink.emitted:
+        gw.schedule_flush()
+    return sink.emitted
