@@ -92,27 +92,54 @@ cdef uint8_t LIQ_TAKER = LIQUIDITY_TAKER
 
 
 cdef class _Sink:
-    """Where reports go: the session streams (``store.append``) and the outbox."""
+    """Where reports and order changes go: the session streams (``Store.append``,
+    inlined), the outbox, the rows to write back (``Store.save_order``, inlined) and
+    the open-order counts (``Gateway._set_state``, inlined).  The dicts are the
+    gateway's and store's own (never rebound while events are applied)."""
 
-    cdef object store_append
+    cdef dict last_seq
+    cdef dict out
+    cdef dict dirty
+    cdef dict open_by_key
+    cdef dict open_by_user
     cdef object outbox_append
-    cdef object save_order
-    cdef object set_state
     cdef dict quote_asset
     cdef Py_ssize_t emitted
 
     def __init__(self, gw):
         store = gw.store
-        self.store_append = store.append
+        self.last_seq = store.last_seq
+        self.out = store._out
+        self.dirty = store._dirty
+        self.open_by_key = gw.open_by_key
+        self.open_by_user = gw.open_by_user
         self.outbox_append = gw.outbox.append
-        self.save_order = store.save_order
-        self.set_state = gw._set_state
         self.quote_asset = store.quote_asset
         self.emitted = 0
 
-    cdef inline void emit(self, object key_id, bytes payload) except *:
-        self.outbox_append((key_id, self.store_append(key_id, payload), payload))
+    cdef void emit(self, object key_id, bytes payload) except *:
+        """Store.append + outbox (= Gateway.emit_payload without the flush scheduling)."""
+        seq = self.last_seq.get(key_id, 0) + 1
+        self.last_seq[key_id] = seq
+        chunk = self.out.get(key_id)
+        if chunk is None:
+            self.out[key_id] = (seq, [payload])
+        else:
+            (<list> (<tuple> chunk)[1]).append(payload)
+        self.outbox_append((key_id, seq, payload))
         self.emitted += 1
+
+    cdef inline void save(self, object o) except *:
+        self.dirty[(o.user_id, o.order_id)] = o
+
+    cdef void filled(self, object o) except *:
+        """Gateway._set_state(o, STATE_FILLED): an open order leaves the open counts."""
+        cdef int state = o.state
+        o.state = STATE_FILLED
+        if state == I_STATE_PENDING or state == I_STATE_OPEN:
+            key_id, user_id = o.key_id, o.user_id
+            self.open_by_key[key_id] = self.open_by_key.get(key_id, 0) - 1
+            self.open_by_user[user_id] = self.open_by_user.get(user_id, 0) - 1
 
     cdef void executed(self, object o, const EvRec* ev, uint8_t liq, int64_t fee, bint done,
                        int64_t leaves) except *:
@@ -122,8 +149,8 @@ cdef class _Sink:
         o.leaves = leaves
         if done:
             o.leaves = 0
-            self.set_state(o, STATE_FILLED)
-        self.save_order(o)
+            self.filled(o)
+        self.save(o)
         cdef bytes out = PyBytes_FromStringAndSize(NULL, sizeof(ExecutedMsg))
         cdef ExecutedMsg* m = <ExecutedMsg*> PyBytes_AS_STRING(out)
         symbol = o.symbol_id
@@ -192,7 +219,7 @@ def apply_events(gw, events):
             a.side = o.side
             a.ord_type = o.ord_type
             sink.emit(o.key_id, out)
-            sink.save_order(o)
+            sink.save(o)
         elif kind == K_TRADE:
             o = orders.get((ev.user_id, ev.order_id))
             if o is not None:

@@ -59,6 +59,7 @@ def _state(gw: Gateway) -> dict[str, Any]:
         "outbox": gw.outbox,
         "orders": {k: dataclasses.asdict(o) for k, o in s.orders.items()},
         "last_seq": s.last_seq,
+        "streams": s._out,
         "dirty": sorted(s._dirty),
         "open": (gw.open_by_key, gw.open_by_user),
         "retried": gw.retried,
