@@ -15,11 +15,14 @@ cimport cython
 
 import numpy as np
 cimport numpy as cnp
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.string cimport memcpy
 
 from engine.wire.layout import EV_DTYPE
+from gateway.wire.codec import FRAME_HEAD, SEQ_HEAD
 from gateway.wire.layout import (
+    SEQUENCED,
     BY_NAME,
     LIQUIDITY_MAKER,
     LIQUIDITY_TAKER,
@@ -42,6 +45,11 @@ cdef packed struct AcceptedMsg:
     uint16_t symbol_id
     uint8_t side
     uint8_t ord_type
+
+cdef packed struct SHead:
+    uint16_t length              # bytes after this field: type + seq + payload
+    uint8_t ftype                # b"S"
+    uint64_t seq
 
 cdef packed struct ExecutedMsg:
     uint8_t code
@@ -77,6 +85,11 @@ _check_layout(
      "fee_asset_id", "symbol_id", "side", "liquidity"),
     sizeof(ExecutedMsg),
 )
+
+if (FRAME_HEAD.format, SEQ_HEAD.format) != ("<HB", "<Q") or len(SEQUENCED) != 1:
+    raise RuntimeError("S frame layout changed: update pyx/gwreport.pyx")
+cdef uint8_t S_TYPE = SEQUENCED[0]
+cdef Py_ssize_t S_OVERHEAD = 1 + 8  # the length counts the type byte and the seq
 
 cdef uint8_t ACCEPTED_CODE = BY_NAME["ACCEPTED"].code[0]
 cdef uint8_t EXECUTED_CODE = BY_NAME["EXECUTED"].code[0]
@@ -235,3 +248,54 @@ def apply_events(gw, events):
     if sink.emitted:
         gw.schedule_flush()
     return sink.emitted
+
+
+def session_frames(list outbox, dict sessions):
+    """This turn's live output: ``{conn: bytes}``, the S frames of every message in
+    ``outbox`` (``(key_id, seq, payload)``, in order) that goes out live, back to back.
+
+    A message goes out live when its session's connection is logged in
+    (``sessions[key_id]``), not replaying and has sent exactly the message before it;
+    ``conn.sent_seq`` advances.  The rest is left to the replay (as in the Python loop
+    this replaces, the oracle of tests/gateway/test_gwreport.py).
+    """
+    cdef dict per = {}
+    cdef list lst
+    cdef Py_ssize_t total, i, n, plen
+    cdef uint64_t seq
+    cdef bytes payload, buf
+    cdef char* w
+    cdef SHead* h
+    for item in outbox:
+        key_id, seq_obj, payload = <tuple> item
+        conn = sessions.get(key_id)
+        if conn is None or conn.replaying or conn.sent_seq != seq_obj - 1:
+            continue
+        lst = per.get(conn)
+        if lst is None:
+            per[conn] = [seq_obj, payload]
+        else:
+            lst.append(payload)
+        conn.sent_seq = seq_obj
+    out = {}
+    for conn, lst_obj in per.items():
+        lst = <list> lst_obj
+        n = len(lst)
+        total = 0
+        for i in range(1, n):
+            total += sizeof(SHead) + PyBytes_GET_SIZE(lst[i])
+        buf = PyBytes_FromStringAndSize(NULL, total)
+        w = PyBytes_AS_STRING(buf)
+        seq = lst[0]
+        for i in range(1, n):
+            payload = <bytes> lst[i]
+            plen = PyBytes_GET_SIZE(payload)
+            h = <SHead*> w
+            h.length = <uint16_t> (plen + S_OVERHEAD)
+            h.ftype = S_TYPE
+            h.seq = seq
+            memcpy(w + sizeof(SHead), PyBytes_AS_STRING(payload), plen)
+            w += sizeof(SHead) + plen
+            seq += 1
+        out[conn] = buf
+    return out
