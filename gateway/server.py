@@ -131,9 +131,11 @@ REQUEST_OF_OP = {"C": REQUEST_CANCEL, "U": REQUEST_REPLACE, "D": REQUEST_REDUCE}
 # the sustained run (gc.callbacks timing); at 50,000 it is ~3%.
 GC_THRESHOLDS = (50_000, 20, 10)
 # Stream retention runs at most this often (seconds), removing at most this many
-# chunks per session per run, so one run never stalls the loop for long.
+# chunks per session and looking at this many sessions per run, so one run never
+# stalls the loop for long.
 RETENTION_CHECK_S = 1.0
 RETENTION_MAX_CHUNKS = 10_000
+RETENTION_MAX_KEYS = 256  # sessions looked at per run (round-robin)
 
 
 @dataclass
@@ -1128,7 +1130,7 @@ class Gateway:
         try:
             n = self.store.prune_streams(
                 cfg.stream_retain_msgs, cfg.stream_retain_s * 1000, time.time_ns() // 1_000_000,
-                busy, RETENTION_MAX_CHUNKS,
+                busy, RETENTION_MAX_CHUNKS, RETENTION_MAX_KEYS,
             )  # fmt: skip
         except sqlite3.Error as e:
             log.error("stream retention failed (retried): %s", e)

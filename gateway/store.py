@@ -152,6 +152,7 @@ class Store:
         self.next_order_id = 1
         # key_id -> first sequence number still stored (absent: 1, nothing removed)
         self.floor: dict[int, int] = {}
+        self._prune_cursor = 0  # round-robin position of prune_streams
         self._load()
 
     def _migrate(self) -> None:
@@ -314,16 +315,23 @@ class Store:
         self._meta["last_core_seq"] = seq
 
     def prune_streams(
-        self, retain_msgs: int, retain_ms: int, now_ms: int, skip: set[int], max_chunks: int
+        self,
+        retain_msgs: int,
+        retain_ms: int,
+        now_ms: int,
+        skip: set[int],
+        max_chunks: int,
+        max_keys: int = 1 << 30,
     ) -> int:
         """Remove each session's oldest stored chunks beyond the retention bounds.
 
         A chunk goes when all its messages are older than the newest ``retain_msgs``
         of its session, or when it was committed more than ``retain_ms`` before
         ``now_ms`` (0 disables a bound).  Whole chunks only, oldest first, at most
-        ``max_chunks`` per session per call (bounded work: the caller repeats it).
-        Sessions in ``skip`` (being replayed right now) are left alone.  The new first
-        retained seq of each session is stored in the same transaction.
+        ``max_chunks`` per session per call, and ``max_keys`` sessions per call, taken
+        round-robin (bounded work: the caller repeats it).  Sessions in ``skip``
+        (being replayed right now) are left alone.  The new first retained seq of each
+        session is stored in the same transaction.
 
         Returns the number of messages removed.
         """
@@ -333,7 +341,11 @@ class Store:
         age_cut = now_ms - retain_ms
         cuts: list[tuple[int, int]] = []
         con = self.con
-        for key_id in list(self.committed_seq):
+        keys_all = sorted(self.committed_seq)
+        start = self._prune_cursor % len(keys_all) if keys_all else 0
+        batch = (keys_all[start:] + keys_all[:start])[:max_keys]
+        self._prune_cursor = start + len(batch)
+        for key_id in batch:
             if key_id in skip:
                 continue
             cut = 0

@@ -64,6 +64,18 @@ def test_prune_by_age_is_bounded_and_skips_busy_sessions(tmp_path: Path) -> None
     s.close()
 
 
+def test_prune_visits_sessions_round_robin(tmp_path: Path) -> None:
+    s = Store(tmp_path / "gw.db")
+    for key_id in (5, 6, 7):
+        _fill(s, key_id, turns=2, per_turn=1)
+    later = time.time_ns() // 1_000_000 + 60_000
+    assert s.prune_streams(0, 1000, later, set(), 100, max_keys=2) == 4
+    assert [s.first_kept(k) for k in (5, 6, 7)] == [3, 3, 1]
+    assert s.prune_streams(0, 1000, later, set(), 100, max_keys=2) == 2
+    assert [s.first_kept(k) for k in (5, 6, 7)] == [3, 3, 3]
+    s.close()
+
+
 def test_floor_and_numbering_survive_a_restart(tmp_path: Path) -> None:
     s = Store(tmp_path / "gw.db")
     _fill(s, 3, turns=4, per_turn=5)
