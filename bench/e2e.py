@@ -18,6 +18,10 @@ user with STP off, so they trade with each other and the book stays tiny.
 - ``fsync_ack_*``: the same with the core in ``fsync`` mode (journal fdatasync
   before the events are published), one order in flight at 200/s;
   ``fdatasync_p50_us`` is measured in the same run, in the same directory.
+- ``core_fsync_ack_*``: the core alone, same fsync-mode core process, one NEW in
+  flight at 200/s from a ``CoreClient`` on its trade socket (no gateway): planned send
+  to the core's reply; ``core_fsync_ack_p50_minus_fdatasync_p50_us`` is what the core
+  adds beyond the sync (the gateway's share is the rest of ``fsync_ack_p50_us``).
 - ``sustained_orders_per_s``: 4 sessions (4 keys) pushing orders as fast as the
   gateway acknowledges them (a window of outstanding orders per session), core
   mode ``async``: acknowledged orders per second.
@@ -200,6 +204,28 @@ def open_loop(sess: Session, rate: int, n: int, timeout_s: float = 60.0) -> dict
     return {**percentiles_ns(lat), "latencies": lat}
 
 
+def core_alone(ready: dict[str, Any], user: int, rate: int, n: int) -> dict[str, int]:
+    """One NEW in flight straight to the core's trade socket; planned send to reply."""
+    from bindings.client import CoreClient
+    from engine.wire import commands
+
+    lat = np.zeros(n, dtype=np.int64)
+    period = 1_000_000_000 // rate
+    with CoreClient(str(ready["trade"])) as cli:
+        t0 = time.perf_counter_ns() + 10_000_000
+        for k in range(n):
+            planned = t0 + k * period
+            wait = planned - time.perf_counter_ns()
+            if wait > 200_000:
+                time.sleep((wait - 100_000) / 1e9)
+            while time.perf_counter_ns() < planned:
+                pass
+            cli.send(commands.new_limit(k + 1, user, 1, 1 + k % 2, PRICE, 1))
+            cli.recv_replies()
+            lat[k] = time.perf_counter_ns() - planned
+    return percentiles_ns(lat)
+
+
 def process_cpu_s(pid: int) -> float:
     """User + system CPU seconds used so far by process ``pid`` (Linux /proc)."""
     with open(f"/proc/{pid}/stat") as fh:
@@ -293,8 +319,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             core.cleanup()
         # Fsync mode, one in flight; fdatasync measured right before and after.
         fds = measure_fdatasync(str(base), 200 if quick else 1000)
-        core, gw, ks = start_stack(base / "fsync", "fsync", 1)
+        core, gw, ks = start_stack(base / "fsync", "fsync", 2)
         try:
+            # The core alone first (user 2, small order ids), then through the gateway.
+            c = core_alone(core.ready, 2, 200, 200 if quick else 1000)
             s1 = Session(gw.port, ks[0])
             open_loop(s1, 200, 50)
             f = open_loop(s1, 200, 200 if quick else 1000)
@@ -321,6 +349,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     res["fsync_ack_p50_minus_fdatasync_p50_us"] = round(
         res["fsync_ack_p50_us"] - res["fdatasync_p50_us"], 1
     )
+    res["core_fsync_ack_p50_us"] = _us(c["p50_ns"])
+    res["core_fsync_ack_p99_us"] = _us(c["p99_ns"])
+    res["core_fsync_ack_p50_minus_fdatasync_p50_us"] = round(
+        res["core_fsync_ack_p50_us"] - res["fdatasync_p50_us"], 1
+    )
     res["async_ack_p50_over_echo"] = round(res["async_ack_p50_us"] / res["echo_rtt_p50_us"], 2)
     res["async_ack_p99_over_echo"] = round(res["async_ack_p99_us"] / res["echo_rtt_p99_us"], 2)
     res["target_async_ack_p50_over_echo"] = TARGET_ACK_P50_OVER_ECHO
@@ -331,6 +364,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "async_ack_p50_over_echo",
         "async_ack_p99_over_echo",
         "fsync_ack_p50_minus_fdatasync_p50_us",
+        "core_fsync_ack_p50_minus_fdatasync_p50_us",
         "gateway_cpu_us_per_order",
     ]
     res["higher_is_better"] = ["sustained_orders_per_s"]
@@ -340,6 +374,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "async_ack_p50_over_echo",
         "async_ack_p99_over_echo",
         "fsync_ack_p50_minus_fdatasync_p50_us",
+        "core_fsync_ack_p50_minus_fdatasync_p50_us",
         "sustained_orders_per_s",
         "gateway_cpu_us_per_order",
     ]

@@ -100,6 +100,7 @@ class Sequencer:
         known_seq: int = 0,
         accept_journal_loss: bool = False,
         high_water_every_ns: int = DEFAULT_HIGH_WATER_EVERY_NS,
+        defer_high_water: bool = False,
     ) -> None:
         """Recover the core from ``storage``; then ready for :meth:`submit`.
 
@@ -136,6 +137,11 @@ class Sequencer:
             Operator override: start even if the journal ends before the evidence.
         high_water_every_ns : int
             Least monotonic time between two writes of the high-water record.
+        defer_high_water : bool
+            fsync mode: ``submit`` does not write the high-water record (one more
+            fdatasync every ``high_water_every_ns``); the caller calls
+            :meth:`note_durable` once the batch's acknowledgements have left, so
+            that sync never delays an acknowledgement.
 
         Raises
         ------
@@ -186,6 +192,7 @@ class Sequencer:
         self._syncer = _SyncThread(self._writer) if overlap_sync and mode == "fsync" else None
         self._high_water = HighWater(storage)
         self._high_water_every_ns = high_water_every_ns
+        self._defer_high_water = defer_high_water
         self._high_water_mono_ns = clock.monotonic_ns()
         if mode != "none":
             # recovery synced everything it found: that much is durable now
@@ -255,11 +262,17 @@ class Sequencer:
         self.stats.batches += 1
         self.stats.commands += n
         self._cmds_since_snap += n
-        if self.mode == "fsync" and not self._lazy_sync:
+        if self.mode == "fsync" and not self._lazy_sync and not self._defer_high_water:
             self._note_durable(force=False)
         if self.mode != "none" and self._snapshot_due():
             self._auto_snapshot()
         return events, replies
+
+    def note_durable(self) -> None:
+        """The rate-limited high-water write that ``defer_high_water`` moved out of
+        :meth:`submit`: call it after the acknowledgements of a batch have left."""
+        if self.mode == "fsync" and not self._lazy_sync:
+            self._note_durable(force=False)
 
     def _note_durable(self, *, force: bool) -> None:
         """Write the journal's synced seq to the high-water record (rate-limited)."""

@@ -398,6 +398,9 @@ class CoreServer:
             core_cls=self.core_cls,
             known_seq=logged if self.config.mode == "fsync" else 0,
             accept_journal_loss=self.accept_journal_loss,
+            # The high-water record's own fdatasync runs after the turn's replies
+            # (turn()), never between a batch's sync and its acknowledgement.
+            defer_high_water=True,
         )
         last = seq.last_seq
         truncated = self.eventlog.last_seq > last
@@ -473,7 +476,7 @@ class CoreServer:
             sock = self.socks[role]
             if sock not in ready:
                 continue
-            allowed_kinds = _KIND_ARRAYS[role]
+            allowed_kinds = _KIND_TABLES[role]
             for _ in range(MAX_MESSAGES_PER_TURN):
                 if n_cmds >= limit:
                     break
@@ -493,7 +496,7 @@ class CoreServer:
                     senders.append((role, ident, delim, len(body[0]) if len(body) == 1 else -1, -1))
                     continue
                 frame = np.frombuffer(body[0], dtype=CMD_DTYPE)
-                if not np.isin(frame["kind"], allowed_kinds).all():
+                if not allowed_kinds[frame["kind"]].all():
                     senders.append((role, ident, delim, len(refused), -2))
                     refused.append(body[0])
                     continue
@@ -514,6 +517,8 @@ class CoreServer:
             self.socks[role].send_multipart(
                 [ident, *((b"",) if delim else ()), CONTROL_TAG, answer]
             )
+        if n_cmds:
+            self.sequencer.note_durable()
         return n_cmds
 
     def _commit(self, n_cmds: int) -> bytes:
@@ -813,8 +818,9 @@ class _EventRebuilder:
 
 U16_MAX = (1 << 16) - 1
 U32_MAX = (1 << 32) - 1
-# Allowed kinds per role as arrays, for one vectorised check per frame.
-_KIND_ARRAYS = {r: np.array(sorted(k), dtype=np.uint8) for r, k in ROLE_KINDS.items()}
+# Allowed kinds per role as 256-entry lookup tables (indexed by the u1 kind): one
+# gather per frame, several times cheaper than np.isin on the ack path.
+_KIND_TABLES = {r: np.isin(np.arange(256), sorted(k)) for r, k in ROLE_KINDS.items()}
 
 
 class ControlError(Exception):

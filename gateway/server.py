@@ -16,10 +16,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import signal
 import socket
+import sqlite3
 import struct
 import sys
 import time
@@ -75,6 +77,7 @@ from gateway.wire.layout import (
     UNSEQUENCED,
     MsgSpec,
 )
+from pyx import gwreport
 from pyx.enums import CmdFlag, CmdKind, EvFlag, EvKind, Reason, Side
 
 log = logging.getLogger("bursa.gateway")
@@ -125,6 +128,17 @@ EV_TAKER_FEE = EV["taker_fee"]
 EV_TS_NS = EV["ts_ns"]
 EV_USER_ID = EV["user_id"]
 REQUEST_OF_OP = {"C": REQUEST_CANCEL, "U": REQUEST_REPLACE, "D": REQUEST_REDUCE}
+# The cyclic GC's thresholds: the gateway allocates several objects per order and
+# report (nearly all freed by reference counting, few cycles), so CPython's default
+# gen-0 threshold (700) ran a collection every ~100 orders, ~13% of the gateway's CPU in
+# the sustained run (gc.callbacks timing); at 50,000 it is ~3%.
+GC_THRESHOLDS = (50_000, 20, 10)
+# Stream retention runs at most this often (seconds), removing at most this many
+# chunks per session and looking at this many sessions per run, so one run never
+# stalls the loop for long.
+RETENTION_CHECK_S = 1.0
+RETENTION_MAX_CHUNKS = 10_000
+RETENTION_MAX_KEYS = 256  # sessions looked at per run (round-robin)
 
 
 @dataclass
@@ -160,6 +174,11 @@ class GatewayConfig:
     core_send_hwm: int = 100_000  # frames queued for the core before sends are refused
     core_reply_timeout_ms: int = 5000  # unanswered frames older than this were lost
     metrics: str = "127.0.0.1:0"  # Prometheus /metrics address ("" or "off": none)
+    # Session stream retention (0 disables a bound): stored messages older than this
+    # many seconds, or beyond this many newest messages of their session, are removed;
+    # a re-login asking for a removed one gets SEQUENCE_BEFORE_RETENTION.
+    stream_retain_s: int = 7 * 86_400
+    stream_retain_msgs: int = 10_000_000
 
 
 def _is_enter(ftype: int, body: bytes) -> bool:
@@ -451,6 +470,10 @@ class Gateway:
         first = int(msg.next_seq) or last + 1
         if first > last + 1:
             conn.reject_login(GwReason.INVALID_SEQUENCE)
+            return
+        if first < self.store.first_kept(key.key_id):
+            # Removed by retention: a silent gap would be worse than a clear refusal.
+            conn.reject_login(GwReason.SEQUENCE_BEFORE_RETENTION)
             return
         conn.key = key
         conn.live = True
@@ -756,22 +779,11 @@ class Gateway:
                 self._send_frame(data[k : k + step], tags[i : i + MAX_CORE_FRAME])
         self.store.commit()
         outbox, self.outbox = self.outbox, []
-        # One write per connection per turn (fewer syscalls under load).
-        out: dict[Conn, list[bytes]] = {}
-        sessions, head = self.sessions, S_FRAME_HEAD.pack
-        for key_id, seq, payload in outbox:
-            conn = sessions.get(key_id)
-            if conn is not None and not conn.replaying and conn.sent_seq == seq - 1:
-                # = codec.sequenced_frame(seq, payload), inlined (one pack per message)
-                frame = head(len(payload) + S_FRAME_OVERHEAD, SEQ_TYPE, seq) + payload
-                frames = out.get(conn)
-                if frames is None:
-                    out[conn] = [frame]
-                else:
-                    frames.append(frame)
-                conn.sent_seq = seq
-        for conn, frames in out.items():
-            conn.write(b"".join(frames))
+        # One write per connection per turn (fewer syscalls under load); the frames
+        # are built in compiled code (reference: session_frames_py).
+        if outbox:
+            for conn, data in gwreport.session_frames(outbox, self.sessions).items():
+                conn.write(data)
         self.pump_core()
 
     def _send_frame(self, data: bytes, tags: list[tuple[int, int, str]]) -> None:
@@ -847,8 +859,7 @@ class Gateway:
             frames = []
         for f in frames:
             got = True
-            for ev in f.events.tolist():
-                self.on_event(ev)
+            self.on_events(f.events)
             self.store.set_core_seq(f.last_seq)
             self.stats["events"] += len(f.events)
         if got:
@@ -974,8 +985,16 @@ class Gateway:
             ),
         )
 
+    def on_events(self, events: np.ndarray[Any, np.dtype[np.void]]) -> None:
+        """Every event of one core frame, in order: ACCEPTED and TRADE in compiled code
+        (:func:`pyx.gwreport.apply_events`), the rest through :meth:`on_event`."""
+        gwreport.apply_events(self, events)
+
     def on_event(self, ev: tuple[Any, ...]) -> None:
-        """Turn one core event into the owning sessions' messages."""
+        """Turn one core event into the owning sessions' messages.
+
+        The reference behaviour: :func:`pyx.gwreport.apply_events` must do exactly
+        this for ACCEPTED and TRADE (tests/gateway/test_gwreport.py)."""
         kind = ev[EV_KIND]
         if kind == EVK_SYMBOL_ADDED:
             self.store.set_quote_asset(ev[EV_SYMBOL_ID], ev[EV_MAKER_USER_ID])
@@ -1125,14 +1144,29 @@ class Gateway:
                         v = {"request_id": m[1], "reason": GwReason.CORE_UNAVAILABLE}
                         self.emit(m[0], OUT["MASS_CANCEL_ACK"], v)
 
+    def prune_streams(self) -> None:
+        """Stream retention (:meth:`gateway.store.Store.prune_streams`); sessions being
+        replayed right now are skipped (their replay must not skip a removed chunk)."""
+        cfg = self.cfg
+        busy = {c.key.key_id for c in self.conns if c.replaying and c.key is not None}
+        try:
+            n = self.store.prune_streams(
+                cfg.stream_retain_msgs, cfg.stream_retain_s * 1000, time.time_ns() // 1_000_000,
+                busy, RETENTION_MAX_CHUNKS, RETENTION_MAX_KEYS,
+            )  # fmt: skip
+        except sqlite3.Error as e:
+            log.error("stream retention failed (retried): %s", e)
+            return
+        if n:
+            log.info("stream retention removed %d messages", n)
+
     async def catch_up(self) -> None:
         """Apply every core event up to the end of the core's log (blocking replay calls)."""
         while True:
             try:
                 frames = self.sub.poll(0, max_frames=0)
                 for f in frames:
-                    for ev in f.events.tolist():
-                        self.on_event(ev)
+                    self.on_events(f.events)
                     self.store.set_core_seq(f.last_seq)
                 self.flush()
                 return
@@ -1144,7 +1178,7 @@ class Gateway:
         """Heartbeats, timeouts and the idle event replay."""
         hb = self.cfg.heartbeat_ms / 1000
         period = min(hb / 4, 0.05)
-        last_replay = 0.0
+        last_replay = last_prune = 0.0
         prev = time.monotonic()
         while True:
             await asyncio.sleep(period)
@@ -1178,9 +1212,11 @@ class Gateway:
                     last_replay = now + 5.0
                     frames = []
                 for f in frames:
-                    for ev in f.events.tolist():
-                        self.on_event(ev)
+                    self.on_events(f.events)
                     self.store.set_core_seq(f.last_seq)
+            if now - last_prune >= RETENTION_CHECK_S:
+                last_prune = now
+                self.prune_streams()
             self.expire_inflight()
             self.pump_core()
 
@@ -1188,6 +1224,10 @@ class Gateway:
         """Catch up with the core, listen, run until cancelled."""
         self.loop = asyncio.get_running_loop()
         await self.catch_up()
+        # Everything loaded so far (keys, the order map of past sessions) lives as long
+        # as the process: out of the cyclic GC's scans (gc.freeze), see GC_THRESHOLDS.
+        gc.collect()
+        gc.freeze()
         self.recover_pending()
         self.flush()
         loop = self.loop
@@ -1225,6 +1265,24 @@ class Gateway:
             self.core.close()
             self.query.close()
             self.sub.close()
+
+
+def session_frames_py(
+    outbox: list[tuple[int, int, bytes]], sessions: Mapping[int, Conn]
+) -> dict[Conn, bytes]:
+    """Reference of :func:`pyx.gwreport.session_frames` (same result, tested): the S
+    frames of each message that goes out live now, one byte string per connection."""
+    out: dict[Conn, list[bytes]] = {}
+    head = S_FRAME_HEAD.pack
+    for key_id, seq, payload in outbox:
+        conn = sessions.get(key_id)
+        if conn is not None and not conn.replaying and conn.sent_seq == seq - 1:
+            # = codec.sequenced_frame(seq, payload), one pack per message
+            out.setdefault(conn, []).append(
+                head(len(payload) + S_FRAME_OVERHEAD, SEQ_TYPE, seq) + payload
+            )
+            conn.sent_seq = seq
+    return {conn: b"".join(frames) for conn, frames in out.items()}
 
 
 def _parse_args(argv: list[str]) -> argparse.Namespace:
@@ -1277,6 +1335,7 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
+    gc.set_threshold(*GC_THRESHOLDS)
     try:
         import uvloop  # type: ignore[import-not-found]  # optional, faster loop
 

@@ -12,6 +12,12 @@ messages of that loop turn (each a 2-byte length and the payload), so the cost o
 commit grows with the sessions active in the turn, not with the messages.  Outbound
 messages have a fixed size per type, so the payloads are stored back to back.
 
+Retention (:meth:`Store.prune_streams`): a session's oldest chunks are removed once
+they are older than the configured age or beyond the configured number of newest
+messages; ``stream_floor`` keeps each session's first retained sequence number, so a
+re-login asking for an older one is refused (``SEQUENCE_BEFORE_RETENTION``) instead
+of being answered with a silent gap.
+
 Order ids: the gateway gives every order a core order id from one counter that
 only grows (max(counter + 1, ms since 2025), see ID_EPOCH_NS) and is stored with
 the order row before the command leaves for the core, so ids are strictly
@@ -42,8 +48,14 @@ CREATE TABLE IF NOT EXISTS out_chunks (
     last_seq INTEGER NOT NULL,
     first_seq INTEGER NOT NULL,
     payloads BLOB NOT NULL,  -- messages first_seq..last_seq back to back (fixed sizes)
+    ts_ms INTEGER NOT NULL DEFAULT 0,  -- wall clock of the commit (age retention)
     PRIMARY KEY (key_id, last_seq)
 ) WITHOUT ROWID;
+-- Per session: the first sequence number still stored (retention removed the ones before).
+CREATE TABLE IF NOT EXISTS stream_floor (
+    key_id INTEGER PRIMARY KEY,
+    first_kept INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS orders (
     user_id INTEGER NOT NULL,
     order_id INTEGER NOT NULL,
@@ -124,6 +136,7 @@ class Store:
     def __init__(self, db_path: str | Path) -> None:
         self.con: sqlite3.Connection = keys.connect(db_path)
         self.con.executescript(SCHEMA)
+        self._migrate()
         # This turn's messages per session: (first seq, [length-prefixed payloads]).
         self._out: dict[int, tuple[int, list[bytes]]] = {}
         self._new: list[Order] = []
@@ -137,7 +150,22 @@ class Store:
         self.quote_asset: dict[int, int] = {}
         self.last_core_seq = 0
         self.next_order_id = 1
+        # key_id -> first sequence number still stored (absent: 1, nothing removed)
+        self.floor: dict[int, int] = {}
+        self._prune_cursor = 0  # round-robin position of prune_streams
         self._load()
+
+    def _migrate(self) -> None:
+        """Add ``out_chunks.ts_ms`` to a database made before retention existed.
+
+        Chunks stored before the upgrade count as written now (their age is unknown).
+        """
+        cols = {str(r[1]) for r in self.con.execute("PRAGMA table_info(out_chunks)")}
+        if "ts_ms" not in cols:
+            self.con.execute("BEGIN")
+            self.con.execute("ALTER TABLE out_chunks ADD COLUMN ts_ms INTEGER NOT NULL DEFAULT 0")
+            self.con.execute("UPDATE out_chunks SET ts_ms = ?", (time.time_ns() // 1_000_000,))
+            self.con.execute("COMMIT")
 
     def _load(self) -> None:
         for k, v in self.con.execute("SELECT k, v FROM meta"):
@@ -150,6 +178,10 @@ class Store:
             "SELECT key_id, MAX(last_seq) FROM out_chunks GROUP BY key_id"
         ):
             self.last_seq[int(key_id)] = int(last)
+        for key_id, first_kept in self.con.execute("SELECT key_id, first_kept FROM stream_floor"):
+            self.floor[int(key_id)] = int(first_kept)
+            # A session whose every message was removed still keeps its numbering.
+            self.last_seq[int(key_id)] = max(self.last_seq.get(int(key_id), 0), int(first_kept) - 1)
         self.committed_seq = dict(self.last_seq)
         for sid, qa in self.con.execute("SELECT symbol_id, quote_asset_id FROM symbols"):
             self.quote_asset[int(sid)] = int(qa)
@@ -190,11 +222,12 @@ class Store:
                   o.order_id) for o in self._dirty.values()],
             )  # fmt: skip
         if self._out:
+            now_ms = time.time_ns() // 1_000_000
             con.executemany(
-                "INSERT INTO out_chunks (key_id, last_seq, first_seq, payloads)"
-                " VALUES (?, ?, ?, ?)",
+                "INSERT INTO out_chunks (key_id, last_seq, first_seq, payloads, ts_ms)"
+                " VALUES (?, ?, ?, ?, ?)",
                 [
-                    (k, first + len(ps) - 1, first, b"".join(ps))
+                    (k, first + len(ps) - 1, first, b"".join(ps), now_ms)
                     for k, (first, ps) in self._out.items()
                 ],
             )
@@ -281,7 +314,78 @@ class Store:
         self.last_core_seq = seq
         self._meta["last_core_seq"] = seq
 
+    def prune_streams(
+        self,
+        retain_msgs: int,
+        retain_ms: int,
+        now_ms: int,
+        skip: set[int],
+        max_chunks: int,
+        max_keys: int = 1 << 30,
+    ) -> int:
+        """Remove each session's oldest stored chunks beyond the retention bounds.
+
+        A chunk goes when all its messages are older than the newest ``retain_msgs``
+        of its session, or when it was committed more than ``retain_ms`` before
+        ``now_ms`` (0 disables a bound).  Whole chunks only, oldest first, at most
+        ``max_chunks`` per session per call, and ``max_keys`` sessions per call, taken
+        round-robin (bounded work: the caller repeats it).  Sessions in ``skip``
+        (being replayed right now) are left alone.  The new first retained seq of each
+        session is stored in the same transaction.
+
+        Returns the number of messages removed.
+        """
+        if retain_msgs <= 0 and retain_ms <= 0:
+            return 0
+        count_cut = {k: last - retain_msgs for k, last in self.committed_seq.items()}
+        age_cut = now_ms - retain_ms
+        cuts: list[tuple[int, int]] = []
+        con = self.con
+        keys_all = sorted(self.committed_seq)
+        start = self._prune_cursor % len(keys_all) if keys_all else 0
+        batch = (keys_all[start:] + keys_all[:start])[:max_keys]
+        self._prune_cursor = start + len(batch)
+        for key_id in batch:
+            if key_id in skip:
+                continue
+            cut = 0
+            for last, ts in con.execute(
+                "SELECT last_seq, ts_ms FROM out_chunks WHERE key_id = ? ORDER BY last_seq LIMIT ?",
+                (key_id, max_chunks),
+            ):
+                by_count = retain_msgs > 0 and last <= count_cut[key_id]
+                if not (by_count or (retain_ms > 0 and ts < age_cut)):
+                    break
+                cut = int(last)
+            if cut:
+                cuts.append((key_id, cut))
+        if not cuts:
+            return 0
+        removed = 0
+        con.execute("BEGIN")
+        try:
+            for key_id, cut in cuts:
+                con.execute(
+                    "DELETE FROM out_chunks WHERE key_id = ? AND last_seq <= ?", (key_id, cut)
+                )
+                removed += cut + 1 - self.floor.get(key_id, 1)
+            con.executemany(
+                "INSERT OR REPLACE INTO stream_floor (key_id, first_kept) VALUES (?, ?)",
+                [(k, cut + 1) for k, cut in cuts],
+            )
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        for key_id, cut in cuts:
+            self.floor[key_id] = cut + 1
+        return removed
+
     # ------------------------------------------------------------------ reads
+
+    def first_kept(self, key_id: int) -> int:
+        """The session's oldest sequence number still stored (1 if none was removed)."""
+        return self.floor.get(key_id, 1)
 
     def stream(self, key_id: int, from_seq: int, limit: int) -> list[tuple[int, bytes]]:
         """Stored messages of a session from ``from_seq`` on (at most ``limit``)."""

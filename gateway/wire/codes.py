@@ -32,6 +32,7 @@ class GwReason(IntEnum):
     OPEN_ORDERS_EXCEEDED = 415  # open orders at the session's or user's limit
     ORDER_NOT_OPEN = 416  # the order is already done (filled, canceled or rejected)
     CORE_UNAVAILABLE = 417  # the core did not accept the command (e.g. restarting)
+    SEQUENCE_BEFORE_RETENTION = 418  # requested sequence number was removed by stream retention
     LOGOUT = 420  # end of session: the client logged out
     HEARTBEAT_TIMEOUT = 421  # end of session: nothing received within the heartbeat timeout
     MALFORMED_MESSAGE = 422  # end of session: undecodable frame or message

@@ -356,6 +356,8 @@ SCENARIOS: dict[GwReason, Callable[[Env], int]] = {
 
 def test_every_code_has_a_scenario() -> None:
     special = {GwReason.CORE_UNAVAILABLE, GwReason.SHUTDOWN, GwReason.SLOW_CONSUMER}
+    # Needs a gateway with a small retention bound: tests/gateway/test_retention.py.
+    special.add(GwReason.SEQUENCE_BEFORE_RETENTION)
     assert set(SCENARIOS) | special == set(GwReason)
 
 
