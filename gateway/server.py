@@ -988,7 +988,8 @@ class Gateway:
     def on_events(self, events: np.ndarray[Any, np.dtype[np.void]]) -> None:
         """Every event of one core frame, in order: ACCEPTED and TRADE in compiled code
         (:func:`pyx.gwreport.apply_events`), the rest through :meth:`on_event`."""
-        gwreport.apply_events(self, events)
+        # The compiled path emits without :meth:`emit`: count its reports here.
+        self.stats["reports"] += gwreport.apply_events(self, events)
 
     def on_event(self, ev: tuple[Any, ...]) -> None:
         """Turn one core event into the owning sessions' messages.
