@@ -26,7 +26,7 @@ from api.market.hub import DEFAULT_SEND_BUFFER_BYTES
 from api.symbols import SymbolRegistry
 from engine.wire import commands as wc
 from tests.e2e.coreproc import CoreProcess
-from tests.marketdata.flow import N_USERS, USER0
+from tests.marketdata.flow import N_USERS, OID0, USER0, Flow
 from tests.marketdata.mdproc import CoreSender, MarketDataProcess, core_from_journal
 
 T = TypeVar("T")
@@ -55,6 +55,19 @@ def setup_cmds() -> np.ndarray:
             ref += 1
             b.add(wc.deposit(ref, u, asset, amount))
     return b.to_array()
+
+
+_flows = 0
+
+
+def new_flow(seed: int) -> Flow:
+    """A random flow whose order ids no earlier flow of this process used (a reused
+    id would be a DUPLICATE, and the flow would trade little)."""
+    global _flows
+    _flows += 1
+    f = Flow(seed)
+    f.next_oid = OID0 + _flows * 10**8
+    return f
 
 
 def book_from_core(root: Path, sid: int) -> dict[str, list[tuple[int, int]]]:
