@@ -135,6 +135,41 @@ async def exchange_info(request: web.Request) -> web.Response:
     })  # fmt: skip
 
 
+async def no_derivatives(request: web.Request) -> web.Response:
+    """GET /fapi/v1/exchangeInfo, /dapi/v1/exchangeInfo: no futures markets (clients such
+    as ccxt load them with the spot markets)."""
+    return web.json_response({
+        "timezone": "UTC", "serverTime": time.time_ns() // 1_000_000, "rateLimits": [],
+        "exchangeFilters": [], "symbols": [],
+    })  # fmt: skip
+
+
+async def coins(request: web.Request) -> web.Response:
+    """GET /sapi/v1/capital/config/getall (SIGNED): the assets, no deposit/withdraw
+    networks (funding goes through bursa's wallet, not this API)."""
+    from api.auth import read_request
+
+    ctx = request.app[CTX]
+    params, payload = await read_request(request)
+    ctx.auth.signed(request, params, payload)
+    names = ctx.symbols.asset_names
+    out = []
+    for a, dec in sorted(ctx.store.assets.items()):
+        name = names.get(a, f"A{a}")
+        out.append({
+            "coin": name, "name": name, "depositAllEnable": False, "withdrawAllEnable": False,
+            "free": "0", "locked": "0", "freeze": "0", "withdrawing": "0", "ipoing": "0",
+            "ipoable": "0", "storage": "0", "isLegalMoney": False, "trading": True,
+            "networkList": [], "decimals": dec,
+        })  # fmt: skip
+    return web.json_response(out)
+
+
+async def no_margin(request: web.Request) -> web.Response:
+    """GET /sapi/v1/margin/allPairs, /sapi/v1/margin/isolated/allPairs: no margin pairs."""
+    return web.json_response([])
+
+
 def build(cfg: ApiConfig) -> web.Application:
     """The aiohttp application of ``cfg`` (core link and market feed start with it)."""
     store = Store(cfg.db_path)
@@ -176,6 +211,11 @@ def build(cfg: ApiConfig) -> web.Application:
     r.add_get("/api/v3/ping", ping)
     r.add_get("/api/v3/time", server_time)
     r.add_get("/api/v3/exchangeInfo", exchange_info)
+    r.add_get("/fapi/v1/exchangeInfo", no_derivatives)
+    r.add_get("/dapi/v1/exchangeInfo", no_derivatives)
+    r.add_get("/sapi/v1/capital/config/getall", coins)
+    r.add_get("/sapi/v1/margin/allPairs", no_margin)
+    r.add_get("/sapi/v1/margin/isolated/allPairs", no_margin)
     orders.add_routes(app)
     account.add_routes(app)
     userdata.add_routes(app)  # before the market's /ws/{streams}: listen keys first
