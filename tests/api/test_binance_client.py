@@ -7,6 +7,7 @@ attributes the library formats at construction) to the test server.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from binance import AsyncClient, Client
@@ -19,7 +20,7 @@ from tests.api.fixtures import api, core, key1, key2  # noqa: F401  (fixtures)
 pytestmark = pytest.mark.timeout(300)
 
 
-def client_class(base: type, api: ApiProcess) -> type:  # noqa: F811
+def client_class(base: type[Any], api: ApiProcess) -> Any:  # noqa: F811
     """``base`` (Client or AsyncClient) with its URLs pointed at the test server."""
     ws = api.url.replace("http://", "ws://")
     return type(
@@ -83,8 +84,10 @@ def test_async_client_flow(api: ApiProcess, key1: keys.ApiKey) -> None:  # noqa:
                                        quantity="0.01", price="49")  # fmt: skip
             assert "status" not in ack and ack["orderId"] > 2**39
             await c.cancel_order(symbol="BTCUSDT", orderId=ack["orderId"])
-            mk = await c.create_order(symbol="BTCUSDT", side="BUY", type="LIMIT_MAKER",
-                                      quantity="0.01", price="50", newOrderRespType="RESULT")  # fmt: skip
+            mk = await c.create_order(
+                symbol="BTCUSDT", side="BUY", type="LIMIT_MAKER", quantity="0.01", price="50",
+                newOrderRespType="RESULT",
+            )  # fmt: skip
             assert mk["status"] == "NEW"
             with pytest.raises(BinanceAPIException) as e:
                 await c.create_order(symbol="BTCUSDT", side="SELL", type="LIMIT_MAKER",
