@@ -153,7 +153,8 @@ class Follower:
                           0, 0, time_ms=ts_ms, api=False)  # fmt: skip
                 st.add(o)
             o.status = "NEW"
-            o.update_ms = ts_ms
+            # The core's sequencing time: the same after a rebuild from the event log.
+            o.time_ms = o.update_ms = ts_ms
             st.save(o)
             self._touch(o)
             self.updates.append(Update(o, "NEW", None, ts_ms))
