@@ -29,7 +29,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 RESULTS_DIR = BENCH_DIR / "results"
 # Modules of bench/ that are not benchmarks (no ``main`` run, or a helper's).
-HELPERS = frozenset({"__init__", "run_all", "workload", "meta", "report"})
+HELPERS = frozenset({"__init__", "run_all", "workload", "meta", "report", "api_ws"})
 DEFAULT_TIMEOUT_S = 1800
 # Keys that name a time or a percentile pass at or below their target.
 TIME_SUFFIXES = ("_ns", "_us", "_ms", "_s")

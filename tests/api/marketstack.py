@@ -90,7 +90,9 @@ class ServerThread:
         service: str,
         send_buffer_bytes: int = DEFAULT_SEND_BUFFER_BYTES,
         extra: Callable[[web.Application, MarketState], None] | None = None,
+        names: dict[int, str] | None = None,
     ) -> None:
+        self.names = NAMES if names is None else names
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
@@ -107,7 +109,7 @@ class ServerThread:
         extra: Callable[[web.Application, MarketState], None] | None,
     ) -> None:
         self.state = MarketState(
-            pub, service, SymbolRegistry(NAMES), send_buffer_bytes=send_buffer_bytes
+            pub, service, SymbolRegistry(self.names), send_buffer_bytes=send_buffer_bytes
         )
         await self.state.start()
         app = web.Application()
@@ -154,15 +156,15 @@ class ServerThread:
 class Stack:
     """Core + marketdata processes (ipc endpoints) and a command sender."""
 
-    def __init__(self) -> None:
+    def __init__(self, setup: np.ndarray | None = None, mode: str = "async") -> None:
         # Short path: ipc:// socket paths are limited to ~100 bytes.
         self.root = Path(tempfile.mkdtemp(prefix="apim", dir="/tmp"))
         (self.root / "core").mkdir()
-        self.core = CoreProcess(self.root / "core", self.root, "async")
+        self.core = CoreProcess(self.root / "core", self.root, mode)
         try:
             ready = self.core.start()
             self.sender = CoreSender(ready)
-            self.sender.send(setup_cmds())
+            self.sender.send(setup_cmds() if setup is None else setup)
             self.pub = f"ipc://{self.root}/md.pub"
             self.service = f"ipc://{self.root}/md.svc"
             self.md = MarketDataProcess(self.root, ready)
