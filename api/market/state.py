@@ -169,6 +169,7 @@ class MarketState:
         self._tasks: list[asyncio.Task[None]] = []
         self._ready = asyncio.Event()
         self.turns = 0
+        self.l2_resyncs = 0  # L2 books reloaded from a snapshot (published as one diff)
 
     @classmethod
     def from_config(cls, section: Mapping[str, Any]) -> MarketState:
@@ -325,6 +326,7 @@ class MarketState:
         sm = self.symbols.get(sid)
         if sm is None or new_seq <= old_seq:
             return
+        self.l2_resyncs += 1
         new = sm.book.l2
         for side in (BUY, SELL):
             for price in old[side].keys() | new[side].keys():

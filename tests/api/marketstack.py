@@ -156,7 +156,9 @@ class ServerThread:
 class Stack:
     """Core + marketdata processes (ipc endpoints) and a command sender."""
 
-    def __init__(self, setup: np.ndarray | None = None, mode: str = "async") -> None:
+    def __init__(
+        self, setup: np.ndarray | None = None, mode: str = "async", md_args: tuple[str, ...] = ()
+    ) -> None:
         # Short path: ipc:// socket paths are limited to ~100 bytes.
         self.root = Path(tempfile.mkdtemp(prefix="apim", dir="/tmp"))
         (self.root / "core").mkdir()
@@ -167,7 +169,7 @@ class Stack:
             self.sender.send(setup_cmds() if setup is None else setup)
             self.pub = f"ipc://{self.root}/md.pub"
             self.service = f"ipc://{self.root}/md.svc"
-            self.md = MarketDataProcess(self.root, ready)
+            self.md = MarketDataProcess(self.root, ready, *md_args)
             self.md.start(self.pub, self.service)
         except BaseException:
             self.core.cleanup()

@@ -388,3 +388,53 @@ def test_slow_consumer_dropped_others_unaffected(stack: Stack) -> None:
         assert srv.state.hub.msgs_sent >= n
     finally:
         srv.close()
+
+
+def test_depth_chain_survives_feed_gaps_and_resnapshots() -> None:
+    """A feed that drops messages and keeps a tiny replay window forces the API's client
+    to re-snapshot its L2 book: the skipped sequence numbers are published as one diff,
+    so the U/u chain holds and the streamed book stays equal to the core's."""
+    stack = Stack(md_args=("--test-drop-every", "5", "--replay-window", "3"))
+    srv = stack.server()
+    try:
+
+        async def go() -> tuple[list[dict[str, Any]], dict[str, Any]]:
+            evs: list[dict[str, Any]] = []
+            async with aiohttp.ClientSession(timeout=TIMEOUT) as s:
+                ws = await s.ws_connect(srv.ws + "/ws/btcusdt@depth@100ms")
+
+                async def reader() -> None:
+                    async for m in ws:
+                        evs.append(json.loads(m.data))
+
+                task = asyncio.create_task(reader())
+                await asyncio.sleep(0.2)
+                async with s.get(f"{srv.http}/api/v3/depth?symbol=BTCUSDT&limit=5000") as r:
+                    snap = await r.json()
+                flow = new_flow(21)
+                for _ in range(80):
+                    await asyncio.to_thread(stack.send, flow.batch(25))
+                    await asyncio.sleep(0.01)
+                await asyncio.to_thread(stack.settle, srv, 1)
+                final = srv.state.symbols[1].update_id
+                deadline = asyncio.get_running_loop().time() + 30
+                while not evs or evs[-1]["u"] != final:
+                    assert asyncio.get_running_loop().time() < deadline
+                    await asyncio.sleep(0.05)
+                task.cancel()
+                await ws.close()
+            return evs, snap
+
+        evs, snap = asyncio.run(go())
+        assert srv.state.l2_resyncs > 0, "no L2 re-snapshot happened: the test tests nothing"
+        for a, b in itertools.pairwise(evs):
+            assert b["U"] == a["u"] + 1
+        book, last = apply_diffs(snap, evs)
+        assert last == evs[-1]["u"]
+        want = stack.core_book(1)
+        bids = sorted(_to_ints(srv, "BTCUSDT", list(map(list, book["b"].items()))), reverse=True)
+        asks = sorted(_to_ints(srv, "BTCUSDT", list(map(list, book["a"].items()))))
+        assert (bids, asks) == (want["bids"], want["asks"])
+    finally:
+        srv.close()
+        stack.close()
