@@ -2,8 +2,8 @@
 
 :func:`measure` starts a real ``bursa core`` (journal ``none``: the core's durability
 is not what is measured), a real ``bursa marketdata``, and MarketState + the market
-routes on an aiohttp server in this process (its own event-loop thread).  A child
-process opens ``clients`` WebSocket connections, each to
+routes on an aiohttp server in this process (its own event-loop thread).  Two child
+processes open ``clients`` WebSocket connections in all, each to
 ``/stream?streams=<s1>@depth@100ms/.../<s10>@depth@100ms`` (ten symbols, Binance's
 combined form), while a seeded order flow changes every symbol's book many times per
 100 ms.  So every client should get 10 depth diffs per symbol-second: 100 messages/s,
@@ -35,6 +35,7 @@ TARGET_MSGS_PER_S = 100_000
 CMDS_PER_BATCH = 10
 BATCH_INTERVAL_S = 0.01  # 1,000 commands/s: each symbol changes ~10 times per 100 ms
 USER0, N_USERS = 100, 4
+CLIENT_PROCS = 2  # client processes (the clients' frame parsing is Python too)
 
 
 def _setup() -> np.ndarray:
@@ -178,9 +179,9 @@ class _Stats:
 
 
 def _clients_main(
-    port: int, names: list[str], clients: int, warm_s: float, secs: float, q: Any
+    port: int, names: list[str], clients: int, warm_s: float, secs: float, q: Any, go: Any
 ) -> None:
-    """Child process: connect, warm up, count for ``secs``, report to ``q``."""
+    """Child process: connect, wait for ``go``, warm up, count for ``secs``, report."""
 
     async def run() -> dict[str, Any]:
         loop = asyncio.get_running_loop()
@@ -198,14 +199,18 @@ def _clients_main(
                 raise RuntimeError(f"only {stats.connected} of {clients} clients upgraded")
             await asyncio.sleep(0.05)
         q.put({"connected": clients})
+        while not go.is_set():
+            await asyncio.sleep(0.01)
         await asyncio.sleep(warm_s)
         for p in protos:
             p.count, p.last, p.max_gap = 0, 0.0, 0.0
         stats.measuring = True
         t0 = time.monotonic()
+        cpu0 = time.process_time()
         await asyncio.sleep(secs)
         stats.measuring = False
         elapsed = time.monotonic() - t0
+        cpu = time.process_time() - cpu0
         counts = [p.count for p in protos]
         for p in protos:
             assert p.transport is not None
@@ -214,6 +219,7 @@ def _clients_main(
         return {
             "msgs": sum(counts),
             "elapsed_s": elapsed,
+            "cpu_s": cpu,
             "min_client_msgs": min(counts),
             "max_gap_ms": round(max(p.max_gap for p in protos) * 1000, 1),
             "lag_p50_ms": h.get_value_at_percentile(50),
@@ -227,6 +233,29 @@ def _clients_main(
 
 
 # ------------------------------------------------------------------ measure
+
+
+class _LoopMonitor:
+    """Oversleep of a 10 ms timer on the server's loop: how long the loop stalled."""
+
+    def __init__(self) -> None:
+        self.max_late_s = 0.0
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            t = loop.time()
+            await asyncio.sleep(0.01)
+            self.max_late_s = max(self.max_late_s, loop.time() - t - 0.01)
+
+    async def stop(self) -> float:
+        assert self.task is not None
+        self.task.cancel()
+        return self.max_late_s
 
 
 async def _thread_cpu() -> float:
@@ -245,7 +274,7 @@ def measure(
     warm_s = 2.0
     stack = Stack(setup=_setup(), mode="none")
     srv = None
-    proc = None
+    procs: list[Any] = []
     try:
         srv = stack.server(names=_names())
         names = [s.name for s in srv.state.listed()]
@@ -254,36 +283,60 @@ def measure(
         batches = _flow(int((warm_s + secs + 20) / BATCH_INTERVAL_S), seed=1)
         ctx = mp.get_context("spawn")
         q = ctx.Queue()
-        proc = ctx.Process(
-            target=_clients_main, args=(srv.port, names, n_clients, warm_s, secs, q), daemon=True
-        )
-        proc.start()
-        first = q.get(timeout=120)
-        assert first == {"connected": n_clients}, first
+        go = ctx.Event()
+        shares = [
+            n_clients // CLIENT_PROCS + (k < n_clients % CLIENT_PROCS) for k in range(CLIENT_PROCS)
+        ]
+        shares = [n for n in shares if n]
+        for n in shares:
+            proc = ctx.Process(
+                target=_clients_main,
+                args=(srv.port, names, n, warm_s, secs, q, go),
+                daemon=True,
+            )
+            proc.start()
+            procs.append(proc)
+        for _ in shares:
+            first = q.get(timeout=120)
+            assert "connected" in first, first
+        monitor = _LoopMonitor()
+        srv.call(monitor.start())
+        go.set()
         t0 = time.monotonic()
         i = 0
-        result: dict[str, Any] | None = None
-        while result is None:
-            stack.send(batches[i % len(batches)] if i < len(batches) else batches[-1])
+        results: list[dict[str, Any]] = []
+        while len(results) < len(shares):
+            stack.send(batches[i] if i < len(batches) else batches[-1])
             i += 1
             nxt = t0 + i * BATCH_INTERVAL_S
             time.sleep(max(0.0, nxt - time.monotonic()))
-            if not q.empty():
-                result = q.get()
+            while not q.empty():
+                results.append(q.get())
         sent_s = time.monotonic() - t0
-        proc.join(30)
+        for proc in procs:
+            proc.join(30)
+        result = {
+            "msgs_per_s": sum(r["msgs"] / r["elapsed_s"] for r in results),
+            "elapsed_s": min(r["elapsed_s"] for r in results),
+            "min_client_msgs_per_s": min(r["min_client_msgs"] / r["elapsed_s"] for r in results),
+            "cpu_s": sum(r["cpu_s"] for r in results),
+            "lost": sum(r["lost"] for r in results),
+            "lag_samples": sum(r["lag_samples"] for r in results),
+        }
+        # Percentiles of the processes' samples: the worst process's (conservative).
+        for k in ("max_gap_ms", "lag_p50_ms", "lag_p99_ms", "lag_max_ms"):
+            result[k] = max(r[k] for r in results)
         hub = srv.state.hub
         server_cpu_s = srv.call(_thread_cpu())
-        rate = round(result["msgs"] / result["elapsed_s"])
+        server_stall_ms = round(srv.call(monitor.stop()) * 1000, 1)
+        rate = round(result["msgs_per_s"])
         expected = n_clients * N_SYMBOLS * 10
         return {
             "ws_depth_clients": n_clients,
             "ws_depth_msgs_per_s": rate,
             "ws_depth_expected_msgs_per_s": expected,
             "ws_depth_target_msgs_per_s": TARGET_MSGS_PER_S,
-            "ws_depth_min_client_msgs_per_s": round(
-                result["min_client_msgs"] / result["elapsed_s"], 1
-            ),
+            "ws_depth_min_client_msgs_per_s": round(result["min_client_msgs_per_s"], 1),
             "ws_depth_max_gap_ms": result["max_gap_ms"],
             "ws_depth_lag_p50_ms": result["lag_p50_ms"],
             "ws_depth_lag_p99_ms": result["lag_p99_ms"],
@@ -301,13 +354,17 @@ def measure(
                 "core_mode": "none",
                 "load_avg_1m": round(os.getloadavg()[0], 2),
                 "server_cpu_s": round(server_cpu_s, 2),
+                "server_loop_max_stall_ms": server_stall_ms,
+                "clients_cpu_s_in_window": round(result["cpu_s"], 2),
+                "client_connections_lost": result["lost"],
                 "server": "MarketState + add_routes, one event loop (thread of the bench process)",
-                "clients": "one child process, raw asyncio sockets counting frames",
+                "clients": f"{len(shares)} child processes, raw asyncio sockets counting frames",
             },
         }
     finally:
-        if proc is not None and proc.is_alive():
-            proc.kill()
+        for proc in procs:
+            if proc.is_alive():
+                proc.kill()
         if srv is not None:
             srv.close()
         stack.close()
