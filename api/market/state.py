@@ -29,6 +29,8 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import zmq
+
 from api.market import render
 from api.market.hub import DEFAULT_SEND_BUFFER_BYTES, Hub
 from api.market.streams import (
@@ -41,7 +43,7 @@ from api.market.streams import (
 )
 from api.market.ticker import Rolling, rolling_24h
 from api.symbols import SymbolRegistry, SymbolSpec
-from bindings.marketdata import BUY, SELL, LocalBook, MarketDataClient
+from bindings.marketdata import BUY, SELL, LocalBook, MarketDataClient, MarketDataError
 from marketdata.book import CANDLE_HISTORY_MAX
 from marketdata.server import DEFAULT_PUB_ENDPOINT, DEFAULT_SERVICE_ENDPOINT
 from marketdata.wire.codec import Msg
@@ -53,6 +55,9 @@ CHANNELS = ("l2", "trades", "bbo", "candles", "status")
 IDLE_SLEEP_S = 0.002  # feed poll interval when idle
 MAX_MSGS_PER_TURN = 5_000  # feed messages applied per event-loop turn at most
 DISCOVER_S = 5.0  # how often the feed is asked for new symbols
+# A feed service request blocks the event loop at most this long (a feed that is down
+# or restarting is retried at the next idle check, never waited for longer).
+SERVICE_TIMEOUT_MS = 500
 HISTORY_MAX = 2 * CANDLE_HISTORY_MAX  # candles kept per (symbol, interval)
 MAX_STREAMS_DEFAULT = 1024  # Binance's limit of streams per connection
 
@@ -118,6 +123,17 @@ class _FeedClient(MarketDataClient):
         super().__init__(*args, **kw)
         self._state = state
 
+    def check(self, out: list[Msg] | None = None) -> list[Msg]:
+        """As the base class, but stop at the first stream the service does not answer:
+        a feed that is down must not block the event loop once per stream."""
+        out = [] if out is None else out
+        before = self.service_timeouts
+        for st in self.streams.values():
+            self._fill_or_wait(st, None, out)
+            if self.service_timeouts != before:
+                break  # tried again at the next idle check
+        return out
+
     def _snapshot(self, st: Any) -> None:
         if self._state is None:
             super()._snapshot(st)
@@ -169,6 +185,7 @@ class MarketState:
         self._tasks: list[asyncio.Task[None]] = []
         self._ready = asyncio.Event()
         self.turns = 0
+        self.feed_errors = 0
         self.l2_resyncs = 0  # L2 books reloaded from a snapshot (published as one diff)
 
     @classmethod
@@ -219,8 +236,14 @@ class MarketState:
         if not new:
             return
         client = await asyncio.to_thread(
-            _FeedClient, self, self.pub_endpoint, self.service_endpoint, new, CHANNELS
+            _FeedClient,
+            self,
+            self.pub_endpoint,
+            self.service_endpoint,
+            new,
+            CHANNELS,
         )
+        client.timeout_ms = SERVICE_TIMEOUT_MS  # the first snapshots may take longer
         for sid in new:
             self.symbols[sid] = SymbolMarket(client.books[sid])
             self.load_candles(client, sid)
@@ -259,7 +282,13 @@ class MarketState:
         while True:
             n = 0
             for c in self._clients:
-                n += len(c.poll(0, MAX_MSGS_PER_TURN))
+                try:
+                    n += len(c.poll(0, MAX_MSGS_PER_TURN))
+                except (MarketDataError, TimeoutError, zmq.ZMQError) as e:
+                    # The feed misbehaved or went away: keep serving what is known and
+                    # try again (the client resumes from its last sequence numbers).
+                    self.feed_errors += 1
+                    log.warning("marketdata feed: %s", e)
             self._end_of_turn()
             self.turns += 1
             now = time.monotonic()

@@ -438,3 +438,64 @@ def test_depth_chain_survives_feed_gaps_and_resnapshots() -> None:
     finally:
         srv.close()
         stack.close()
+
+
+def test_feed_kill9_restart_keeps_serving_and_chain_exact() -> None:
+    """kill -9 of `bursa marketdata` mid-flow: REST keeps answering (the last known book)
+    while it is down; after its restart the diff stream continues the same chain and
+    the streamed book equals the core's."""
+    stack = Stack()
+    srv = stack.server()
+    try:
+
+        async def go() -> tuple[list[dict[str, Any]], dict[str, Any], float]:
+            evs: list[dict[str, Any]] = []
+            async with aiohttp.ClientSession(timeout=TIMEOUT) as s:
+                ws = await s.ws_connect(srv.ws + "/ws/btcusdt@depth@100ms")
+
+                async def reader() -> None:
+                    async for m in ws:
+                        evs.append(json.loads(m.data))
+
+                task = asyncio.create_task(reader())
+                await asyncio.sleep(0.2)
+                async with s.get(f"{srv.http}/api/v3/depth?symbol=BTCUSDT&limit=5000") as r:
+                    snap = await r.json()
+                flow = new_flow(41)
+                for _ in range(20):
+                    await asyncio.to_thread(stack.send, flow.batch(25))
+                await asyncio.to_thread(stack.md.kill9)
+                for _ in range(20):  # the core goes on while the feed is down
+                    await asyncio.to_thread(stack.send, flow.batch(25))
+                await asyncio.sleep(1.5)  # idle checks time out against the dead service
+                loop = asyncio.get_running_loop()
+                t0 = loop.time()
+                async with s.get(f"{srv.http}/api/v3/depth?symbol=BTCUSDT&limit=5") as r:
+                    assert r.status == 200
+                    await r.json()
+                down_answer_s = loop.time() - t0
+                await asyncio.to_thread(stack.md.start, stack.pub, stack.service)
+                for _ in range(20):
+                    await asyncio.to_thread(stack.send, flow.batch(25))
+                await asyncio.to_thread(stack.settle, srv, 1)
+                final = srv.state.symbols[1].update_id
+                deadline = loop.time() + 30
+                while not evs or evs[-1]["u"] != final:
+                    assert loop.time() < deadline
+                    await asyncio.sleep(0.05)
+                task.cancel()
+                await ws.close()
+            return evs, snap, down_answer_s
+
+        evs, snap, down_answer_s = asyncio.run(go())
+        assert down_answer_s < 5.0, down_answer_s
+        for a, b in itertools.pairwise(evs):
+            assert b["U"] == a["u"] + 1
+        book, _last = apply_diffs(snap, evs)
+        want = stack.core_book(1)
+        bids = sorted(_to_ints(srv, "BTCUSDT", list(map(list, book["b"].items()))), reverse=True)
+        asks = sorted(_to_ints(srv, "BTCUSDT", list(map(list, book["a"].items()))))
+        assert (bids, asks) == (want["bids"], want["asks"])
+    finally:
+        srv.close()
+        stack.close()
