@@ -499,3 +499,52 @@ def test_feed_kill9_restart_keeps_serving_and_chain_exact() -> None:
     finally:
         srv.close()
         stack.close()
+
+
+def test_ws_kline_ticker_and_all_market_streams(stack: Stack, server: ServerThread) -> None:
+    """kline, miniTicker, ticker, partial depth and the all-market arrays, in shape and
+    consistent with REST."""
+
+    async def go() -> dict[str, list[Any]]:
+        got: dict[str, list[Any]] = {}
+        names = [
+            "btcusdt@kline_1m",
+            "btcusdt@miniTicker",
+            "ethusdt@ticker",
+            "btcusdt@depth10",
+            "!miniTicker@arr",
+            "!ticker@arr",
+        ]
+        async with aiohttp.ClientSession(timeout=TIMEOUT) as s:
+            ws = await s.ws_connect(server.ws + "/stream?streams=" + "/".join(names))
+            flow = new_flow(51)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 30
+            while set(got) != set(names):
+                assert loop.time() < deadline, set(names) - set(got)
+                await asyncio.to_thread(stack.send, flow.batch(25))
+                try:
+                    while True:
+                        m = await ws.receive(timeout=0.2)
+                        d = json.loads(m.data)
+                        got.setdefault(d["stream"], []).append(d["data"])
+                except TimeoutError:
+                    pass
+            await ws.close()
+        return got
+
+    got = asyncio.run(go())
+    k = got["btcusdt@kline_1m"][-1]
+    assert k["e"] == "kline" and k["s"] == "BTCUSDT" and k["k"]["i"] == "1m"
+    assert k["k"]["T"] == k["k"]["t"] + 59_999 and k["k"]["n"] > 0
+    mini = got["btcusdt@miniTicker"][-1]
+    assert mini["e"] == "24hrMiniTicker" and set(mini) >= {"c", "o", "h", "l", "v", "q"}
+    full = got["ethusdt@ticker"][-1]
+    assert full["e"] == "24hrTicker" and full["s"] == "ETHUSDT" and full["n"] > 0
+    part = got["btcusdt@depth10"][-1]
+    assert len(part["bids"]) <= 10 and len(part["asks"]) <= 10 and part["lastUpdateId"] > 0
+    arr = got["!miniTicker@arr"][-1]
+    assert isinstance(arr, list) and {x["s"] for x in arr} <= {"BTCUSDT", "ETHUSDT"}
+    assert all(x["e"] == "24hrTicker" for x in got["!ticker@arr"][-1])
+    status, rest = _get(server, "/api/v3/ticker/24hr?symbol=ETHUSDT")
+    assert status == 200 and rest["count"] >= full["n"]
