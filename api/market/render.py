@@ -8,6 +8,7 @@ averages and percentages Binance also computes (``weightedAvgPrice``,
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import ROUND_HALF_EVEN, Decimal
 from fractions import Fraction
 from typing import Any
@@ -116,29 +117,31 @@ def agg_trade_event(spec: SymbolSpec, group: list[Msg], now_ms: int) -> dict[str
     return {"e": "aggTrade", "E": now_ms, "s": spec.name, **agg_trade(spec, group)}
 
 
-def kline_row(spec: SymbolSpec, m: Msg) -> list[Any]:
-    """A CANDLE message as a ``/klines`` row (taker-buy volumes are not tracked: "0")."""
-    b = m.body
-    t = ms(b["start_ns"])
+def kline_row(spec: SymbolSpec, c: Mapping[str, int]) -> list[Any]:
+    """A candle (:mod:`api.market.intervals` shape) as a ``/klines`` row (taker-buy
+    volumes are not tracked: "0")."""
+    t = ms(c["start_ns"])
     return [
         t,
-        spec.ticks_to_price(b["open_ticks"]),
-        spec.ticks_to_price(b["high_ticks"]),
-        spec.ticks_to_price(b["low_ticks"]),
-        spec.ticks_to_price(b["close_ticks"]),
-        spec.lots_to_qty(b["volume_lots"]),
-        t + b["interval_s"] * 1000 - 1,
-        spec.notional_to_str(b["quote_volume"]),
-        b["trades"],
+        spec.ticks_to_price(c["open_ticks"]),
+        spec.ticks_to_price(c["high_ticks"]),
+        spec.ticks_to_price(c["low_ticks"]),
+        spec.ticks_to_price(c["close_ticks"]),
+        spec.lots_to_qty(c["volume_lots"]),
+        ms(c["end_ns"]) - 1,
+        spec.notional_to_str(c["quote_volume"]),
+        c["trades"],
         "0",
         "0",
         "0",
     ]
 
 
-def kline_event(spec: SymbolSpec, m: Msg, interval: str, now_ms: int) -> dict[str, Any]:
-    """A CANDLE message as a ``<symbol>@kline_<interval>`` event."""
-    r = kline_row(spec, m)
+def kline_event(
+    spec: SymbolSpec, c: Mapping[str, int], interval: str, now_ms: int
+) -> dict[str, Any]:
+    """A candle as a ``<symbol>@kline_<interval>`` event."""
+    r = kline_row(spec, c)
     return {
         "e": "kline",
         "E": now_ms,
@@ -156,7 +159,7 @@ def kline_event(spec: SymbolSpec, m: Msg, interval: str, now_ms: int) -> dict[st
             "l": r[3],
             "v": r[5],
             "n": r[8],
-            "x": bool(m["closed"]),
+            "x": bool(c["closed"]),
             "q": r[7],
             "V": "0",
             "Q": "0",

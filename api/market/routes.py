@@ -26,10 +26,10 @@ from api.errors import (
     ApiError,
     bad_request,
 )
-from api.market import render
+from api.market import intervals, render
 from api.market.hub import Conn
 from api.market.state import MarketState
-from api.market.streams import INTERVALS, parse
+from api.market.streams import parse
 from api.symbols import SymbolSpec
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -191,32 +191,31 @@ def _agg_trades(state: MarketState, request: web.Request) -> list[dict[str, Any]
     return rows[-limit:]
 
 
-def _interval(request: web.Request) -> int:
+def _interval(request: web.Request) -> str:
     name = request.query.get("interval")
     if not name:
         raise bad_request(
             MANDATORY_PARAM_EMPTY_OR_MALFORMED,
             "Mandatory parameter 'interval' was not sent, was empty/null, or malformed.",
         )
-    secs = INTERVALS.get(name)
-    if secs is None:
+    if intervals.base_of(name) is None:
         raise bad_request(BAD_INTERVAL, "Invalid interval.")
-    return secs
+    return name
 
 
 def _klines(state: MarketState, request: web.Request) -> list[list[Any]]:
     spec = _symbol(state, request)
-    iv = _interval(request)
+    name = _interval(request)
     limit = _limit(request, KLINES_LIMIT_DEFAULT, KLINES_LIMIT_MAX)
     start = _int(request, "startTime", None)
     end = _int(request, "endTime", None)
-    hist = list(state.market(spec).candles[iv])
+    rows = state.klines(spec, name)
     if start is not None:
-        hist = [c for c in hist if c["start_ns"] // 1_000_000 >= start]
+        rows = [c for c in rows if c["start_ns"] // 1_000_000 >= start]
     if end is not None:
-        hist = [c for c in hist if c["start_ns"] // 1_000_000 <= end]
-    hist = hist[:limit] if start is not None else hist[-limit:]
-    return [render.kline_row(spec, c) for c in hist]
+        rows = [c for c in rows if c["start_ns"] // 1_000_000 <= end]
+    rows = rows[:limit] if start is not None else rows[-limit:]
+    return [render.kline_row(spec, c) for c in rows]
 
 
 def _avg_price(state: MarketState, request: web.Request) -> dict[str, Any]:

@@ -31,11 +31,10 @@ from typing import Any
 
 import zmq
 
-from api.market import render
+from api.market import intervals, render
 from api.market.hub import DEFAULT_SEND_BUFFER_BYTES, Hub
 from api.market.streams import (
     FAST_MS,
-    INTERVAL_NAMES,
     PARTIAL_LEVELS,
     SLOW_MS,
     depth_names,
@@ -60,6 +59,10 @@ DISCOVER_S = 5.0  # how often the feed is asked for new symbols
 SERVICE_TIMEOUT_MS = 500
 HISTORY_MAX = 2 * CANDLE_HISTORY_MAX  # candles kept per (symbol, interval)
 MAX_STREAMS_DEFAULT = 1024  # Binance's limit of streams per connection
+# Feed interval (s) -> the Binance kline intervals built from it.
+KLINE_NAMES_BY_BASE: dict[int, tuple[str, ...]] = {
+    iv: tuple(n for n in intervals.ALL if intervals.base_of(n) == iv) for iv in CANDLE_INTERVALS_S
+}
 
 
 class _Diff:
@@ -429,12 +432,30 @@ class MarketState:
 
     def _flush_klines(self, spec: SymbolSpec, sm: SymbolMarket, lower: str, now: int) -> None:
         pending, sm.kline_pending = sm.kline_pending, {}
+        now_ns = now * 1_000_000
         for iv, by_start in pending.items():
-            name = f"{lower}@kline_{INTERVAL_NAMES[iv]}"
-            if self.hub.has(name):
-                for start in sorted(by_start):
-                    ev = render.kline_event(spec, by_start[start], INTERVAL_NAMES[iv], now)
-                    self.hub.publish(name, ev)
+            for name in KLINE_NAMES_BY_BASE[iv]:
+                stream = f"{lower}@kline_{name}"
+                if not self.hub.has(stream):
+                    continue
+                if name in intervals.NATIVE:
+                    cs = [intervals.native(by_start[s].body) for s in sorted(by_start)]
+                else:
+                    cs = self._derived_buckets(sm, name, iv, sorted(by_start), now_ns)
+                for c in cs:
+                    self.hub.publish(stream, render.kline_event(spec, c, name, now))
+
+    @staticmethod
+    def _derived_buckets(
+        sm: SymbolMarket, name: str, iv: int, starts: list[int], now_ns: int
+    ) -> list[dict[str, Any]]:
+        """The buckets of derived interval ``name`` holding the changed feed candles."""
+        spans = sorted({intervals.bucket(name, s) for s in starts})
+        out = []
+        for lo, hi in spans:
+            cs = [c.body for c in sm.candles[iv] if lo <= c["start_ns"] < hi]
+            out += intervals.aggregate(name, cs, now_ns)
+        return out
 
     def _flush_tickers(self, spec: SymbolSpec, sm: SymbolMarket, lower: str, now: int) -> None:
         if not sm.ticker_dirty:
@@ -484,6 +505,18 @@ class MarketState:
             "bids": render.levels(spec, sm.book.bids(limit)),
             "asks": render.levels(spec, sm.book.asks(limit)),
         }
+
+    def klines(self, spec: SymbolSpec, name: str) -> list[dict[str, Any]]:
+        """Candles of Binance interval ``name`` (oldest first; see api.market.intervals).
+        A derived interval's oldest bucket is left out when the feed history may have
+        lost its beginning."""
+        base = intervals.base_of(name)
+        assert base is not None
+        hist = self.market(spec).candles[base]
+        if name in intervals.NATIVE:
+            return [intervals.native(c.body) for c in hist]
+        rows = intervals.aggregate(name, (c.body for c in hist), self.clock_ns())
+        return rows[1:] if len(hist) >= CANDLE_HISTORY_MAX else rows
 
     def ticker(self, spec: SymbolSpec) -> dict[str, Any]:
         """The FULL 24h ticker of a symbol."""

@@ -12,17 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-# Binance interval names the feed carries (CANDLE_INTERVALS_S), name -> seconds.
-INTERVALS: dict[str, int] = {
-    "1s": 1,
-    "1m": 60,
-    "5m": 300,
-    "15m": 900,
-    "1h": 3600,
-    "4h": 14400,
-    "1d": 86400,
-}
-INTERVAL_NAMES = {s: n for n, s in INTERVALS.items()}
+from api.market.intervals import base_of
+
 PARTIAL_LEVELS = (5, 10, 20)
 SLOW_MS, FAST_MS = 1000, 100
 ALL_STREAMS = ("!miniTicker@arr", "!ticker@arr")
@@ -31,7 +22,7 @@ _RE = re.compile(
     r"(?P<sym>[A-Za-z0-9]{1,40})@(?:"
     r"(?P<depth>depth)(?P<levels>5|10|20)?(?:@(?P<speed>100ms|1000ms))?"
     r"|(?P<kind>trade|aggTrade|miniTicker|ticker|bookTicker)"
-    r"|kline_(?P<iv>[0-9]{1,2}[smhd]))"
+    r"|kline_(?P<iv>[0-9]{1,2}[smhdwM]))"
 )
 
 
@@ -40,7 +31,7 @@ class StreamSpec:
     """A parsed stream: ``name`` (canonical), ``symbol`` (upper case, "" for all-market),
     ``kind`` (depth, partial, trade, aggTrade, kline, miniTicker, ticker, bookTicker,
     allMiniTicker, allTicker) and ``param`` (ms for depth, levels for partial,
-    seconds for kline)."""
+    the feed interval in seconds a kline is built from)."""
 
     name: str
     symbol: str
@@ -68,10 +59,10 @@ def parse(name: object) -> StreamSpec | None:
             return StreamSpec(canon, sym, "partial", int(m["levels"]), speed)
         return StreamSpec(canon, sym, "depth", speed, speed)
     if m["iv"]:
-        secs = INTERVALS.get(m["iv"])
-        if secs is None:
+        base = base_of(m["iv"])
+        if base is None:
             return None
-        return StreamSpec(canon, sym, "kline", secs, SLOW_MS)
+        return StreamSpec(canon, sym, "kline", base, SLOW_MS)
     return StreamSpec(canon, sym, m["kind"])
 
 

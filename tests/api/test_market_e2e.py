@@ -113,6 +113,10 @@ def test_rest_trades_klines_tickers(stack: Stack, server: ServerThread) -> None:
         spec.qty_to_lots(t["qty"]) for t in trades
     )
     assert sum(k[8] for k in k1m) == len(trades)
+    # Derived intervals: 3m from 1m, 1w and 1M from 1d, totals equal.
+    for iv in ("3m", "30m", "2h", "1w", "1M"):
+        _, rows = _get(server, f"/api/v3/klines?symbol=BTCUSDT&interval={iv}")
+        assert rows and sum(k[8] for k in rows) == len(trades), iv
     _, t24 = _get(server, "/api/v3/ticker/24hr?symbol=BTCUSDT")
     assert t24["count"] == len(trades) and t24["lastPrice"] == trades[-1]["price"]
     assert t24["highPrice"] == max((t["price"] for t in trades), key=spec.price_to_ticks)
@@ -509,6 +513,7 @@ def test_ws_kline_ticker_and_all_market_streams(stack: Stack, server: ServerThre
         got: dict[str, list[Any]] = {}
         names = [
             "btcusdt@kline_1m",
+            "btcusdt@kline_3m",
             "btcusdt@miniTicker",
             "ethusdt@ticker",
             "btcusdt@depth10",
@@ -537,6 +542,8 @@ def test_ws_kline_ticker_and_all_market_streams(stack: Stack, server: ServerThre
     k = got["btcusdt@kline_1m"][-1]
     assert k["e"] == "kline" and k["s"] == "BTCUSDT" and k["k"]["i"] == "1m"
     assert k["k"]["T"] == k["k"]["t"] + 59_999 and k["k"]["n"] > 0
+    k3 = got["btcusdt@kline_3m"][-1]["k"]
+    assert k3["i"] == "3m" and k3["T"] == k3["t"] + 179_999 and k3["t"] % 180_000 == 0
     mini = got["btcusdt@miniTicker"][-1]
     assert mini["e"] == "24hrMiniTicker" and set(mini) >= {"c", "o", "h", "l", "v", "q"}
     full = got["ethusdt@ticker"][-1]

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from api.market import intervals
 from api.market.frames import text_frame
 from api.market.hub import Conn, Hub
 from api.market.render import agg_groups, rounded, ticker_24h
@@ -33,6 +34,8 @@ def test_stream_names() -> None:
     assert p is not None and (p.kind, p.param, p.speed_ms) == ("partial", 20, 1000)
     k = parse("ethusdt@kline_15m")
     assert k is not None and (k.kind, k.param) == ("kline", 900)
+    k = parse("ethusdt@kline_1M")
+    assert k is not None and (k.kind, k.param) == ("kline", 86400)
     for kind in ("trade", "aggTrade", "miniTicker", "ticker", "bookTicker"):
         s = parse(f"x@{kind}")
         assert s is not None and s.kind == kind
@@ -41,7 +44,8 @@ def test_stream_names() -> None:
         "btcusdt",
         "btcusdt@depth7",
         "btcusdt@depth@10ms",
-        "btcusdt@kline_3m",
+        "btcusdt@kline_7m",
+        "btcusdt@kline_1y",
         "btcusdt@kline_1",
         "btcusdt@trades",
         "btc usdt@trade",
@@ -194,3 +198,61 @@ def test_hub_fanout_and_slow_drop() -> None:
 def test_hub_rejects_bad_bound() -> None:
     with pytest.raises(ValueError):
         Hub(send_buffer_bytes=0)
+
+
+def test_interval_buckets() -> None:
+    """Weeks start on Monday 00:00 UTC, months on the 1st, others at epoch multiples."""
+    ns = 10**9
+    thu = 0  # 1970-01-01, a Thursday
+    assert intervals.bucket("1w", thu) == (-3 * 86400 * ns, 4 * 86400 * ns)
+    mon = 1_733_097_600 * ns  # 2024-12-02 00:00 UTC, a Monday
+    assert intervals.bucket("1w", mon + 5 * ns) == (mon, mon + 7 * 86400 * ns)
+    dec15 = 1_734_220_800 * ns  # 2024-12-15 00:00 UTC
+    assert intervals.bucket("1M", dec15) == (1_733_011_200 * ns, 1_735_689_600 * ns)
+    feb = 1_709_251_199 * ns  # 2024-02-29 23:59:59 UTC (leap year)
+    assert intervals.bucket("1M", feb) == (1_706_745_600 * ns, 1_709_251_200 * ns)
+    assert intervals.bucket("3m", 200 * ns) == (180 * ns, 360 * ns)
+    assert intervals.bucket("15m", 901 * ns) == (900 * ns, 1800 * ns)
+    for name in intervals.DERIVED:  # every derived bucket tiles whole base buckets
+        base = intervals.base_of(name)
+        assert base is not None
+        lo, hi = intervals.bucket(name, mon + 12_345 * ns)
+        assert lo % (base * ns) == 0 and hi % (base * ns) == 0 and lo <= mon + 12_345 * ns < hi
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 200), st.integers(1, 100), st.integers(1, 100), st.integers(1, 9)),
+        min_size=1,
+        max_size=50,
+        unique_by=lambda t: t[0],
+    )
+)
+def test_aggregate_equals_direct_sum(rows: list[tuple[int, int, int, int]]) -> None:
+    """3m candles from 1m candles: first open, max high, min low, last close, sums."""
+    rows.sort()
+    ms = [
+        {
+            "start_ns": i * MIN_NS,
+            "open_ticks": a,
+            "high_ticks": max(a, b) + 1,
+            "low_ticks": min(a, b),
+            "close_ticks": b,
+            "volume_lots": v,
+            "quote_volume": v * b,
+            "trades": v,
+            "interval_s": 60,
+            "closed": 1,
+        }
+        for i, a, b, v in rows
+    ]
+    out = intervals.aggregate("3m", ms, 10**20)
+    for agg in out:
+        inside = [m for m in ms if agg["start_ns"] <= m["start_ns"] < agg["end_ns"]]
+        assert agg["open_ticks"] == inside[0]["open_ticks"]
+        assert agg["close_ticks"] == inside[-1]["close_ticks"]
+        assert agg["high_ticks"] == max(m["high_ticks"] for m in inside)
+        assert agg["low_ticks"] == min(m["low_ticks"] for m in inside)
+        assert agg["volume_lots"] == sum(m["volume_lots"] for m in inside)
+        assert agg["end_ns"] - agg["start_ns"] == 3 * MIN_NS and agg["closed"] == 1
+    assert sum(a["trades"] for a in out) == sum(m["trades"] for m in ms)
