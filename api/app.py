@@ -32,7 +32,7 @@ from api import errors as err
 from api.auth import Authenticator
 from api.config import ApiConfig
 from api.context import CTX, Context
-from api.core import CoreLink
+from api.core import CoreLink, StateAheadError
 from api.errors import ApiError
 from api.follow import Follower
 from api.ratelimit import RateLimiter
@@ -262,6 +262,7 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--marketdata-pub-endpoint", default=None)
     p.add_argument("--marketdata-service-endpoint", default=None)
     p.add_argument("--log-level", default="INFO")
+    p.add_argument("--profile", help="write a cProfile of the whole run to this file at exit")
     return p.parse_args(argv)
 
 
@@ -321,8 +322,22 @@ def main(argv: list[str] | None = None) -> int:
 
         await serve(cfg, stop, ready)
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run())
+    if args.profile:
+        import cProfile
+
+        prof = cProfile.Profile()
+        try:
+            with contextlib.suppress(KeyboardInterrupt):
+                prof.runcall(asyncio.run, run())
+        finally:
+            prof.dump_stats(args.profile)
+        return 0
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(run())
+    except StateAheadError as e:
+        print(f"bursa api: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

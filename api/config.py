@@ -36,10 +36,8 @@ class ApiConfig:
     weight_per_min: int = 6_000  # REQUEST_WEIGHT per IP per minute (Binance's default)
     orders_per_10s: int = 100  # ORDERS per key per 10 s (Binance's default)
     orders_per_day: int = 200_000  # ORDERS per key per day
-    max_open_orders: int = 200  # per user and symbol (Binance's MAX_NUM_ORDERS)
     core_timeout_ms: int = 5_000  # a command unanswered this long answers -1007
     ws_send_queue: int = 1_000  # messages queued per WebSocket client before it is dropped
-    max_connections: int = 10_000
     listen_key_ttl_s: int = 3_600
     section: dict[str, Any] = field(default_factory=dict)
 
@@ -60,8 +58,5 @@ class ApiConfig:
         return cls(**values, section=dict(section))
 
 
-# Scalar keys of [api] that belong to the market part (api.market).
-MARKET_KEYS = frozenset(
-    {"marketdata_pub_endpoint", "marketdata_service_endpoint", "md_pub_endpoint",
-     "md_service_endpoint", "depth_levels", "max_streams"}
-)  # fmt: skip
+# Scalar keys of [api] that belong to the market part (api.market.MarketState.from_config).
+MARKET_KEYS = frozenset({"marketdata_pub_endpoint", "marketdata_service_endpoint", "max_streams"})

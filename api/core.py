@@ -30,6 +30,7 @@ from bindings.client import CoreClient, CoreError, EventSubscriber
 from engine.wire import commands
 from engine.wire.frames import (
     CONTROL_TAG,
+    REPLAY_BEYOND_END,
     FrameError,
     decode_control,
     decode_replies,
@@ -42,6 +43,11 @@ log = logging.getLogger("bursa.api")
 
 MAX_FRAME_CMDS = 4096
 MAX_INFLIGHT = 100_000  # commands sent and not answered; beyond, requests are refused
+
+
+class StateAheadError(RuntimeError):
+    """The API's state is past the end of the core's event log: it belongs to another
+    (or a reset) exchange and must be deleted to be rebuilt."""
 
 
 class CoreUnavailableError(Exception):
@@ -71,8 +77,8 @@ class CoreLink:
         self.trade.sock.setsockopt(zmq.IMMEDIATE, 1)
         self.trade.sock.connect(trade_endpoint)
         self.admin = CoreClient(admin_endpoint)
-        self.sub = EventSubscriber(pub_endpoint, replay_endpoint, from_seq=store.last_core_seq + 1)
-        self.sub.replay_timeout_ms = 500
+        self._pub, self._replay = pub_endpoint, replay_endpoint
+        self.sub = self._subscriber()
         self._refs = itertools.count(1)
         self._replies: dict[int, asyncio.Future[np.void]] = {}
         self._controls: deque[asyncio.Future[dict[str, Any]]] = deque()
@@ -83,6 +89,25 @@ class CoreLink:
         self._flush_scheduled = False
         self.loop: asyncio.AbstractEventLoop | None = None
         self._tick: asyncio.Task[None] | None = None
+
+    def _subscriber(self) -> EventSubscriber:
+        sub = EventSubscriber(self._pub, self._replay, from_seq=self.store.last_core_seq + 1)
+        sub.replay_timeout_ms = 500
+        return sub
+
+    def _resubscribe(self, why: Exception) -> None:
+        """A failed poll may have consumed frames it never delivered (its position moved
+        on): start again from the last seq applied and committed."""
+        log.warning("event stream: %s; resubscribing from seq %d", why,
+                    self.store.last_core_seq + 1)  # fmt: skip
+        watched = self.loop is not None and self._tick is not None
+        if watched and self.loop is not None:
+            with contextlib.suppress(ValueError, OSError):
+                self.loop.remove_reader(self.sub.sub.fileno())
+        self.sub.close()
+        self.sub = self._subscriber()
+        if watched and self.loop is not None:
+            self.loop.add_reader(self.sub.sub.fileno(), self.pump)
 
     # ---------------------------------------------------------- lifecycle
 
@@ -95,7 +120,13 @@ class CoreLink:
                 self._apply(self.sub.poll(0, max_frames=0))
                 break
             except (TimeoutError, CoreError) as e:
-                log.warning("core not reachable yet: %s", e)
+                if f"status {REPLAY_BEYOND_END}" in str(e):
+                    raise StateAheadError(
+                        f"the API's state (core seq {self.store.last_core_seq}) is past the end"
+                        " of the core's event log: it was built from another exchange; delete"
+                        " its database (db_path) to rebuild it from this core"
+                    ) from e
+                self._resubscribe(e)
                 await asyncio.sleep(0.2)
         self._recover_pending()
         for s in (self.trade.sock, self.admin.sock, self.sub.sub):
@@ -232,7 +263,7 @@ class CoreLink:
         try:
             frames = self.sub.poll(0, max_frames=256, idle_replay=False)
         except (TimeoutError, CoreError) as e:
-            log.warning("event stream: %s (retrying)", e)
+            self._resubscribe(e)
             frames = []
         self._apply(frames)
 
@@ -257,7 +288,8 @@ class CoreLink:
             await asyncio.sleep(0.5)
             try:
                 self._apply(self.sub.poll(0, max_frames=256, idle_replay=True))
-            except (TimeoutError, CoreError):
+            except (TimeoutError, CoreError) as e:
+                self._resubscribe(e)
                 await asyncio.sleep(5.0)
             self.pump()
 

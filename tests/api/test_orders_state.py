@@ -130,3 +130,28 @@ def test_kill9_restart_and_rebuild(
     assert [o["clientOrderId"] for o in rebuilt[0]] == [f"core.{o['orderId']}" for o in after[0]]
     assert rebuilt[1:3] == after[1:3]
     assert without_client_ids(rebuilt[3]) == without_client_ids(after[3])
+
+
+def test_state_of_another_exchange_refused(
+    api: ApiProcess,  # noqa: F811
+    key1: keys.ApiKey,  # noqa: F811
+    tmp_path: Any,
+) -> None:
+    """An API database ahead of the core's log (the core was reset) is refused with a
+    clear message instead of following a stream it cannot match."""
+    s = _signer(api, key1)
+    for i in range(3):
+        assert s.request("POST", "/api/v3/order", _order(f"{10 + i}.00", "0.010")).ok
+    assert api.stop() == 0
+    from tests.api.apiproc import setup_market
+
+    fresh = CoreProcess(tmp_path / "core2", tmp_path / "logs", "async")
+    fresh.start()
+    try:
+        setup_market(fresh)
+        api.core = fresh
+        with pytest.raises(RuntimeError, match="exited 1"):
+            api.start()
+        assert "past the end of the core's event log" in api.stderr()
+    finally:
+        fresh.cleanup()
