@@ -384,7 +384,12 @@ def _control(state: MarketState, conn: Conn, data: str) -> None:
     elif method == "LIST_SUBSCRIPTIONS":
         hub.send(conn, {"result": sorted(conn.streams), "id": req_id})
     elif method == "SET_PROPERTY":
-        if params and params[0] == "combined" and len(params) == 2 and isinstance(params[1], bool):
+        if (
+            isinstance(params, list)
+            and len(params) == 2
+            and params[0] == "combined"
+            and isinstance(params[1], bool)
+        ):
             conn.combined = params[1]
             hub.send(conn, {"result": None, "id": req_id})
         else:
