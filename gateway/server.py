@@ -24,6 +24,7 @@ import struct
 import sys
 import time
 import tomllib
+import typing
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
@@ -191,7 +192,9 @@ class Conn(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Accept (or refuse above ``max_connections``)."""
-        assert isinstance(transport, asyncio.Transport)
+        # uvloop's TCP transports implement asyncio.Transport without subclassing it
+        # (uvloop is installed wherever ccxt is, e.g. the dev extra): no isinstance.
+        transport = typing.cast(asyncio.Transport, transport)
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.peer_ip = str(peer[0]) if peer else ""
@@ -1257,7 +1260,7 @@ def main(argv: list[str] | None = None) -> int:
             await task
 
     try:
-        import uvloop  # type: ignore[import-not-found]  # optional, faster loop
+        import uvloop  # type: ignore[import-not-found,unused-ignore]  # optional, faster loop
 
         uvloop.install()
     except ImportError:

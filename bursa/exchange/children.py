@@ -178,6 +178,7 @@ def _api(w: Wiring) -> list[str]:
         "api",
         "--config",
         str(w.config_file),
+        "--host=127.0.0.1",
         f"--db-path={w.data_dir.resolve() / 'api' / 'api.db'}",
         f"--keys-db={w.gateway_dir / 'gateway.db'}",
         f"--core-trade-endpoint={core['trade']}",

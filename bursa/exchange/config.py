@@ -47,6 +47,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "clearing": {},  # keys of `bursa clearing run` (docs/clearing.md)
     "wallet": {"poll_ms": 500},  # keys of `bursa wallet run` (docs/wallet.md)
     "gateway": {},  # [gateway] keys of `bursa gateway` (docs/gateway.md)
+    # [api] keys of `bursa api` (docs/api.md); port 0 = a free port (see its ready line)
+    "api": {"port": 0, "assets": {"1": "BTC", "2": "USDT"}},
     "chain": {"seed": 1, "block_ms": 2000},  # the simulated chain (python -m wallet.simrpc)
     "traders": {"cycles_per_s": 10, "seed": 1},  # demo order flow (bursa/exchange/traders.py)
 }

@@ -86,12 +86,13 @@ def child_config(cfg: dict[str, Any], chain_port: int) -> dict[str, Any]:
         "clearing": cfg["clearing"],
         "wallet": wallet,
         "gateway": cfg["gateway"],
+        "api": cfg["api"],
     }
 
 
 def fresh(data_dir: Path) -> None:
     """Remove what `bursa run` keeps under ``data_dir`` (and nothing else)."""
-    for sub in ("core", "clearing", "wallet", "marketdata", "gateway", "run"):
+    for sub in ("core", "clearing", "wallet", "marketdata", "gateway", "api", "run"):
         shutil.rmtree(data_dir / sub, ignore_errors=True)
 
 
