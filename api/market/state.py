@@ -189,6 +189,7 @@ class MarketState:
         self._ready = asyncio.Event()
         self.turns = 0
         self.feed_errors = 0
+        self.internal_errors = 0  # bugs caught and logged (tests assert 0)
         self.l2_resyncs = 0  # L2 books reloaded from a snapshot (published as one diff)
 
     @classmethod
@@ -292,6 +293,9 @@ class MarketState:
                     # try again (the client resumes from its last sequence numbers).
                     self.feed_errors += 1
                     log.warning("marketdata feed: %s", e)
+                except Exception:  # a bug in a stream callback: log it, keep following
+                    self.internal_errors += 1
+                    log.exception("market feed message handling failed")
             self._end_of_turn()
             self.turns += 1
             now = time.monotonic()
@@ -313,9 +317,13 @@ class MarketState:
             if loop.time() - next_t > 1.0:
                 next_t = loop.time()  # the loop was blocked: do not burst to catch up
             tick += 1
-            self.flush(FAST_MS)
-            if tick % (SLOW_MS // FAST_MS) == 0:
-                self.flush(SLOW_MS)
+            try:
+                self.flush(FAST_MS)
+                if tick % (SLOW_MS // FAST_MS) == 0:
+                    self.flush(SLOW_MS)
+            except Exception:  # a bug must not stop every stream for good: log, go on
+                self.internal_errors += 1
+                log.exception("market stream flush failed")
 
     # ----------------------------------------------------------- feed input
 

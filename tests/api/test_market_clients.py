@@ -66,6 +66,7 @@ def server(stack: Stack) -> Iterator[ServerThread]:
     srv = stack.server(extra=_public_routes)
     stack.settle(srv, 1)
     yield srv
+    assert srv.state.internal_errors == 0  # no bug was swallowed by the pump/timers
     srv.close()
 
 

@@ -35,6 +35,7 @@ def stack() -> Iterator[Stack]:
 def server(stack: Stack) -> Iterator[ServerThread]:
     srv = stack.server(send_buffer_bytes=1 << 20)
     yield srv
+    assert srv.state.internal_errors == 0  # no bug was swallowed by the pump/timers
     srv.close()
 
 

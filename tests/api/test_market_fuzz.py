@@ -46,6 +46,7 @@ def server() -> Iterator[ServerThread]:
     srv = stack.server()
     stack.settle(srv, 1)
     yield srv
+    assert srv.state.internal_errors == 0  # no bug was swallowed by the pump/timers
     srv.close()
     stack.close()
 
