@@ -38,7 +38,7 @@ async def account(request: web.Request) -> web.Response:
         if not omit or av or h
     ]
     key = request.headers.get("X-MBX-APIKEY", "")
-    k = ctx.auth._lookup(key)[0]
+    k = ctx.auth.lookup(key)[0]
     return web.json_response({
         "makerCommission": 0, "takerCommission": 0, "buyerCommission": 0,
         "sellerCommission": 0,

@@ -126,7 +126,8 @@ class Authenticator:
         self.recv_window_max_ms = recv_window_max_ms
         self._cache: dict[str, tuple[float, keys.ApiKey | None, bytes]] = {}
 
-    def _lookup(self, api_key: str) -> tuple[keys.ApiKey | None, bytes]:
+    def lookup(self, api_key: str) -> tuple[keys.ApiKey | None, bytes]:
+        """(key, decrypted HMAC secret or b"") of an ``api_key`` string, cached."""
         now = time.monotonic()
         hit = self._cache.get(api_key)
         if hit is not None and now - hit[0] < KEY_CACHE_TTL_S:
@@ -155,7 +156,7 @@ class Authenticator:
         header = request.headers.get("X-MBX-APIKEY", "")
         if not header or len(header) > 128 or not header.isalnum() or not header.isascii():
             raise ApiError(401, BAD_API_KEY_FMT, "API-key format invalid.")
-        key, _ = self._lookup(header)
+        key, _ = self.lookup(header)
         if key is None or key.revoked:
             raise _reject_key()
         peer = request.remote or ""
@@ -203,7 +204,7 @@ class Authenticator:
         """The signature of ``payload`` by ``key`` (-1022 if it does not verify)."""
         bad = bad_request(INVALID_SIGNATURE, "Signature for this request is not valid.")
         if key.key_type == keys.TYPE_HMAC:
-            _, secret = self._lookup(key.api_key)
+            _, secret = self.lookup(key.api_key)
             want = hmac.new(secret, payload.encode(), hashlib.sha256).hexdigest()
             if not secret or not hmac.compare_digest(want, sig.lower()):
                 raise bad

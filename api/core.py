@@ -223,6 +223,8 @@ class CoreLink:
         """(available, held) minor units of the user's trading account for an asset."""
         assert self.loop is not None
         req = {"op": "balance", "user_id": user_id, "asset_id": asset_id, "account": 0}
+        if len(self._controls) >= MAX_INFLIGHT:
+            raise CoreUnavailableError("too many balance queries in flight")
         try:
             self.admin.sock.send_multipart([CONTROL_TAG, encode_control(req)], zmq.NOBLOCK)
         except zmq.Again:

@@ -313,7 +313,7 @@ def _ws_signed(ctx: Context, request: web.Request, params: dict[str, Any]) -> in
     sig = p.pop("signature", "")
     if not api_key or not api_key.isalnum() or len(api_key) > 128:
         raise ApiError(401, err.BAD_API_KEY_FMT, "API-key format invalid.")
-    key, _ = ctx.auth._lookup(api_key)
+    key, _ = ctx.auth.lookup(api_key)
     if (
         key is None
         or key.revoked
