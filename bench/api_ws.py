@@ -232,6 +232,26 @@ def _clients_main(
     q.put(asyncio.run(run()))
 
 
+def _driver_main(ready: dict[str, Any], secs: float, go: Any, stop: Any, q: Any) -> None:
+    """Child process: send the seeded flow at its rate from ``go`` until ``stop``."""
+    from tests.marketdata.mdproc import CoreSender
+
+    batches = _flow(int(secs / BATCH_INTERVAL_S), seed=1)
+    sender = CoreSender(ready)
+    try:
+        q.put({"ready": True})
+        go.wait()
+        t0 = time.monotonic()
+        i = 0
+        while not stop.is_set() and i < len(batches):
+            sender.send(batches[i])
+            i += 1
+            time.sleep(max(0.0, t0 + i * BATCH_INTERVAL_S - time.monotonic()))
+        q.put({"batches": i, "seconds": time.monotonic() - t0})
+    finally:
+        sender.close()
+
+
 # ------------------------------------------------------------------ measure
 
 
@@ -279,15 +299,13 @@ def measure(
         srv = stack.server(names=_names())
         names = [s.name for s in srv.state.listed()]
         assert len(names) == N_SYMBOLS, names
-        # Generated before the clients start: the flow must run during their whole window.
-        batches = _flow(int((warm_s + secs + 20) / BATCH_INTERVAL_S), seed=1)
         ctx = mp.get_context("spawn")
         q = ctx.Queue()
+        dq = ctx.Queue()
         go = ctx.Event()
-        shares = [
-            n_clients // CLIENT_PROCS + (k < n_clients % CLIENT_PROCS) for k in range(CLIENT_PROCS)
-        ]
-        shares = [n for n in shares if n]
+        stop = ctx.Event()
+        per, extra = divmod(n_clients, CLIENT_PROCS)
+        shares = [n for n in (per + (k < extra) for k in range(CLIENT_PROCS)) if n]
         for n in shares:
             proc = ctx.Process(
                 target=_clients_main,
@@ -296,23 +314,27 @@ def measure(
             )
             proc.start()
             procs.append(proc)
+        # The order flow comes from its own process (no GIL shared with the server).
+        driver = ctx.Process(
+            target=_driver_main,
+            args=(dict(stack.core.ready), warm_s + secs + 20, go, stop, dq),
+            daemon=True,
+        )
+        driver.start()
+        procs.append(driver)
         for _ in shares:
             first = q.get(timeout=120)
             assert "connected" in first, first
+        assert dq.get(timeout=120) == {"ready": True}
         monitor = _LoopMonitor()
         srv.call(monitor.start())
+        cpu0, sent0 = srv.call(_thread_cpu()), srv.state.hub.msgs_sent
         go.set()
-        t0 = time.monotonic()
-        i = 0
-        results: list[dict[str, Any]] = []
-        while len(results) < len(shares):
-            stack.send(batches[i] if i < len(batches) else batches[-1])
-            i += 1
-            nxt = t0 + i * BATCH_INTERVAL_S
-            time.sleep(max(0.0, nxt - time.monotonic()))
-            while not q.empty():
-                results.append(q.get())
-        sent_s = time.monotonic() - t0
+        results = [q.get(timeout=warm_s + secs + 120) for _ in shares]
+        cpu1, sent1 = srv.call(_thread_cpu()), srv.state.hub.msgs_sent
+        stop.set()
+        sent = dq.get(timeout=60)
+        i, sent_s = sent["batches"], sent["seconds"]
         for proc in procs:
             proc.join(30)
         result = {
@@ -355,9 +377,13 @@ def measure(
                 "load_avg_1m": round(os.getloadavg()[0], 2),
                 "server_cpu_s": round(server_cpu_s, 2),
                 "server_loop_max_stall_ms": server_stall_ms,
+                # Server CPU per message written (warm-up + window): its capacity bound.
+                "server_cpu_us_per_msg": round((cpu1 - cpu0) * 1e6 / max(1, sent1 - sent0), 2),
+                "server_msgs_sent": sent1 - sent0,
                 "clients_cpu_s_in_window": round(result["cpu_s"], 2),
                 "client_connections_lost": result["lost"],
                 "server": "MarketState + add_routes, one event loop (thread of the bench process)",
+                "flow": "one child process sending to the core",
                 "clients": f"{len(shares)} child processes, raw asyncio sockets counting frames",
             },
         }
