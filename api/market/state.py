@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections import deque
@@ -212,6 +213,11 @@ class MarketState:
     async def start(self) -> None:
         """Load every symbol's snapshots, then follow the feed (returns when loaded)."""
         await self._discover()
+        # The loaded books and histories are long-lived: out of the cyclic GC's sight,
+        # so the collections triggered by per-message objects do not walk them (a full
+        # collection would otherwise pause every stream).
+        gc.collect()
+        gc.freeze()
         self._tasks = [
             asyncio.create_task(self._pump(), name="market-pump"),
             asyncio.create_task(self._timers(), name="market-timers"),
