@@ -58,6 +58,7 @@ DISCOVER_S = 5.0  # how often the feed is asked for new symbols
 # A feed service request blocks the event loop at most this long (a feed that is down
 # or restarting is retried at the next idle check, never waited for longer).
 SERVICE_TIMEOUT_MS = 500
+PROBE_TIMEOUT_MS = 2_000  # the symbol list request (in a thread: never blocks the loop)
 HISTORY_MAX = 2 * CANDLE_HISTORY_MAX  # candles kept per (symbol, interval)
 MAX_STREAMS_DEFAULT = 1024  # Binance's limit of streams per connection
 # Feed interval (s) -> the Binance kline intervals built from it.
@@ -211,8 +212,14 @@ class MarketState:
     # ------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        """Load every symbol's snapshots, then follow the feed (returns when loaded)."""
-        await self._discover()
+        """Load every symbol's snapshots, then follow the feed (returns when loaded).
+
+        A feed that does not answer yet is not an error: its symbols are picked up
+        once it does (every ``DISCOVER_S``); until then they are unknown (-1121)."""
+        try:
+            await self._discover()
+        except (TimeoutError, RuntimeError) as e:
+            log.warning("marketdata not reachable yet (%s): retrying every %.0f s", e, DISCOVER_S)
         # The loaded books and histories are long-lived: out of the cyclic GC's sight,
         # so the collections triggered by per-message objects do not walk them (a full
         # collection would otherwise pause every stream).
@@ -265,7 +272,9 @@ class MarketState:
         self._clients.append(client)
 
     def _new_symbols(self) -> list[int]:
-        probe = MarketDataClient(self.pub_endpoint, self.service_endpoint, ())
+        probe = MarketDataClient(
+            self.pub_endpoint, self.service_endpoint, (), timeout_ms=PROBE_TIMEOUT_MS
+        )
         try:
             head, _ = probe.request(op="info")
         finally:
@@ -405,7 +414,9 @@ class MarketState:
         now = self._now_ms()
         for sid, sm in self.symbols.items():
             spec = self.registry.get_id(sid)
-            if spec is None:
+            if spec is None:  # not listed (yet): nothing to publish, nothing to keep
+                sm.diffs[speed_ms] = _Diff()
+                sm.kline_pending.clear()
                 continue
             lower = spec.name.lower()
             self._flush_depth(spec, sm, lower, speed_ms, now)

@@ -13,6 +13,7 @@ import itertools
 import json
 import os
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +21,7 @@ import aiohttp
 import pytest
 
 from tests.api.marketstack import ServerThread, Stack, new_flow
+from tests.marketdata.mdproc import MarketDataProcess
 
 TIMEOUT = aiohttp.ClientTimeout(total=60)
 
@@ -556,3 +558,28 @@ def test_ws_kline_ticker_and_all_market_streams(stack: Stack, server: ServerThre
     assert all(x["e"] == "24hrTicker" for x in got["!ticker@arr"][-1])
     status, rest = _get(server, "/api/v3/ticker/24hr?symbol=ETHUSDT")
     assert status == 200 and rest["count"] >= full["n"]
+
+
+def test_feed_started_after_the_api() -> None:
+    """MarketState starts without a feed (symbols unknown, -1121) and picks the symbols
+    up once `bursa marketdata` runs."""
+    stack = Stack()
+    late = MarketDataProcess(stack.root / "late", stack.core.ready)
+    (stack.root / "late").mkdir()
+    pub, service = f"ipc://{stack.root}/late.pub", f"ipc://{stack.root}/late.svc"
+    srv = ServerThread(pub, service)
+    try:
+        assert _get(srv, "/api/v3/depth?symbol=BTCUSDT")[1]["code"] == -1121
+        late.start(pub, service)
+        deadline = time.monotonic() + 60
+        while _get(srv, "/api/v3/depth?symbol=BTCUSDT")[0] != 200:
+            assert time.monotonic() < deadline, "the feed's symbols were never picked up"
+            time.sleep(0.2)
+        stack.send(new_flow(71).batch(50))
+        want = stack.settle(srv, 1)
+        _, body = _get(srv, "/api/v3/depth?symbol=BTCUSDT&limit=5000")
+        assert _to_ints(srv, "BTCUSDT", body["bids"]) == want["bids"]
+    finally:
+        srv.close()
+        late.cleanup()
+        stack.close()
