@@ -87,11 +87,14 @@ class Client:
 
 
 def pair(k: int) -> tuple[dict[str, str], dict[str, str]]:
-    """The k-th maker sell and its taker buy (prices cycle so nothing accumulates)."""
+    """The k-th maker order and the taker order that fills it.  Sides alternate (user 1
+    sells then buys back) so the balances oscillate instead of draining, and prices
+    cycle so nothing accumulates in the book."""
     price = f"{100 + k % 50}.00"
-    maker = {"symbol": "BTCUSDT", "side": "SELL", "type": "LIMIT", "timeInForce": "GTC",
+    ms, ts = ("SELL", "BUY") if k % 2 == 0 else ("BUY", "SELL")
+    maker = {"symbol": "BTCUSDT", "side": ms, "type": "LIMIT", "timeInForce": "GTC",
              "price": price, "quantity": "0.001", "newOrderRespType": "ACK"}  # fmt: skip
-    taker = {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "IOC",
+    taker = {"symbol": "BTCUSDT", "side": ts, "type": "LIMIT", "timeInForce": "IOC",
              "price": price, "quantity": "0.001", "newOrderRespType": "FULL"}  # fmt: skip
     return maker, taker
 
