@@ -23,6 +23,7 @@ from api.errors import (
     ILLEGAL_CHARS,
     INVALID_PARAMETER,
     MANDATORY_PARAM_EMPTY_OR_MALFORMED,
+    TOO_MANY_REQUESTS,
     ApiError,
     bad_request,
 )
@@ -264,6 +265,8 @@ def _book_ticker(state: MarketState, request: web.Request) -> Any:
 def _ws_handler(state: MarketState, kind: str) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         try:
+            if len(state.hub.conns) >= state.max_connections:
+                raise ApiError(429, TOO_MANY_REQUESTS, "Too many WebSocket connections.")
             names = _initial_streams(state, request, kind)
         except ApiError as e:
             return e.response()

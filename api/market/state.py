@@ -61,6 +61,7 @@ SERVICE_TIMEOUT_MS = 500
 PROBE_TIMEOUT_MS = 2_000  # the symbol list request (in a thread: never blocks the loop)
 HISTORY_MAX = 2 * CANDLE_HISTORY_MAX  # candles kept per (symbol, interval)
 MAX_STREAMS_DEFAULT = 1024  # Binance's limit of streams per connection
+MAX_CONNECTIONS_DEFAULT = 10_000  # market WebSocket connections (memory is bounded per one)
 # Feed interval (s) -> the Binance kline intervals built from it.
 KLINE_NAMES_BY_BASE: dict[int, tuple[str, ...]] = {
     iv: tuple(n for n in intervals.ALL if intervals.base_of(n) == iv) for iv in CANDLE_INTERVALS_S
@@ -165,6 +166,8 @@ class MarketState:
         Unsent bytes a WebSocket client may hold before it is dropped as too slow.
     max_streams : int
         Streams per WebSocket connection at most.
+    max_connections : int
+        Market WebSocket connections at most (more are refused with HTTP 429).
     """
 
     def __init__(
@@ -175,15 +178,17 @@ class MarketState:
         *,
         send_buffer_bytes: int = DEFAULT_SEND_BUFFER_BYTES,
         max_streams: int = MAX_STREAMS_DEFAULT,
+        max_connections: int = MAX_CONNECTIONS_DEFAULT,
         clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
-        if max_streams <= 0:
-            raise ValueError("max_streams must be > 0")
+        if max_streams <= 0 or max_connections <= 0:
+            raise ValueError("max_streams and max_connections must be > 0")
         self.pub_endpoint = pub_endpoint
         self.service_endpoint = service_endpoint
         self.registry = registry if registry is not None else SymbolRegistry()
         self.hub = Hub(send_buffer_bytes)
         self.max_streams = max_streams
+        self.max_connections = max_connections
         self.clock_ns = clock_ns
         self.symbols: dict[int, SymbolMarket] = {}
         self._clients: list[_FeedClient] = []
@@ -197,9 +202,9 @@ class MarketState:
     @classmethod
     def from_config(cls, section: Mapping[str, Any]) -> MarketState:
         """A state from the ``[api]`` section: ``marketdata_pub_endpoint``,
-        ``marketdata_service_endpoint``, ``max_streams``, asset names and minimum
-        notionals (:meth:`SymbolRegistry.from_config`) and ``[api.market]``
-        ``send_buffer_bytes``."""
+        ``marketdata_service_endpoint``, ``max_streams``, ``max_connections``, asset
+        names and minimum notionals (:meth:`SymbolRegistry.from_config`) and
+        ``[api.market]`` ``send_buffer_bytes``."""
         extra = dict(section.get("market", {}))
         return cls(
             str(section.get("marketdata_pub_endpoint", DEFAULT_PUB_ENDPOINT)),
@@ -207,6 +212,7 @@ class MarketState:
             SymbolRegistry.from_config(section),
             send_buffer_bytes=int(extra.get("send_buffer_bytes", DEFAULT_SEND_BUFFER_BYTES)),
             max_streams=int(section.get("max_streams", MAX_STREAMS_DEFAULT)),
+            max_connections=int(section.get("max_connections", MAX_CONNECTIONS_DEFAULT)),
         )
 
     # ------------------------------------------------------------ lifecycle

@@ -583,3 +583,33 @@ def test_feed_started_after_the_api() -> None:
         srv.close()
         late.cleanup()
         stack.close()
+
+
+def test_connection_limit(stack: Stack) -> None:
+    """Past ``max_connections`` a WebSocket upgrade is refused with 429 / -1003; a slot
+    freed by a close is usable again."""
+    srv = stack.server()
+    srv.state.max_connections = 2
+    try:
+
+        async def go() -> None:
+            async with aiohttp.ClientSession(timeout=TIMEOUT) as s:
+                a = await s.ws_connect(srv.ws + "/ws/btcusdt@trade")
+                b = await s.ws_connect(srv.ws + "/ws")
+                with pytest.raises(aiohttp.WSServerHandshakeError) as e:
+                    await s.ws_connect(srv.ws + "/stream?streams=btcusdt@trade")
+                assert e.value.status == 429
+                async with s.get(srv.ws.replace("ws", "http", 1) + "/ws") as r:
+                    assert r.status == 429 and (await r.json())["code"] == -1003
+                await a.close()
+                deadline = asyncio.get_running_loop().time() + 10
+                while len(srv.state.hub.conns) >= 2:
+                    assert asyncio.get_running_loop().time() < deadline
+                    await asyncio.sleep(0.02)
+                c = await s.ws_connect(srv.ws + "/ws")
+                await b.close()
+                await c.close()
+
+        asyncio.run(go())
+    finally:
+        srv.close()
