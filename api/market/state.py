@@ -53,7 +53,7 @@ log = logging.getLogger("bursa.api.market")
 
 CHANNELS = ("l2", "trades", "bbo", "candles", "status")
 IDLE_SLEEP_S = 0.002  # feed poll interval when idle
-MAX_MSGS_PER_TURN = 5_000  # feed messages applied per event-loop turn at most
+MAX_MSGS_PER_TURN = 1_000  # feed messages applied per event-loop turn at most (short turns)
 DISCOVER_S = 5.0  # how often the feed is asked for new symbols
 # A feed service request blocks the event loop at most this long (a feed that is down
 # or restarting is retried at the next idle check, never waited for longer).
