@@ -37,7 +37,9 @@ class ApiConfig:
     orders_per_10s: int = 100  # ORDERS per key per 10 s (Binance's default)
     orders_per_day: int = 200_000  # ORDERS per key per day
     core_timeout_ms: int = 5_000  # a command unanswered this long answers -1007
-    ws_send_queue: int = 1_000  # messages queued per WebSocket client before it is dropped
+    # Messages queued per user-data connection before it is dropped as too slow (a
+    # burst of one event batch must fit: up to 256 core frames of events).
+    ws_send_queue: int = 10_000
     listen_key_ttl_s: int = 3_600
     section: dict[str, Any] = field(default_factory=dict)
 

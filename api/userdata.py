@@ -25,6 +25,7 @@ import contextlib
 import json
 import logging
 import secrets
+import socket
 import time
 from typing import Any
 from urllib.parse import urlencode
@@ -39,6 +40,7 @@ from api.errors import ApiError, bad_request
 from api.follow import Update
 
 log = logging.getLogger("bursa.api")
+SOCKET_SNDBUF = 262_144  # bytes of kernel send buffer per user-data connection
 LISTEN_KEY_LEN = 60
 LISTEN_KEY_PATTERN = "[A-Za-z0-9]{60}"
 
@@ -47,6 +49,12 @@ class Sink:
     """One subscriber's bounded queue and the task writing it to its WebSocket."""
 
     def __init__(self, ws: web.WebSocketResponse, user_id: int, sub_id: int | None, size: int):
+        # A bounded kernel buffer too: what a client that stops reading can hold back
+        # is this plus the queue, never more.
+        transport = ws._req.transport if ws._req is not None else None
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_SNDBUF)
         self.ws = ws
         self.user_id = user_id
         self.sub_id = sub_id  # None: a listenKey stream (bare events)

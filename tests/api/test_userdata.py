@@ -7,8 +7,10 @@ import asyncio
 import hashlib
 import hmac
 import json
+import socket
 import time
 import urllib.parse
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -22,6 +24,7 @@ from tests.api.apiproc import ApiProcess
 from tests.api.fixtures import api, core, key1, key2  # noqa: F401  (fixtures)
 from tests.api.test_binance_client import client_class
 from tests.api.test_ccxt import binance_urls, sync_exchange
+from tests.e2e.coreproc import CoreProcess
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -172,3 +175,67 @@ def test_python_binance_user_socket(api: ApiProcess, key1: keys.ApiKey) -> None:
             await c.close_connection()
 
     asyncio.run(run())
+
+
+def test_slow_user_stream_dropped(core: CoreProcess, tmp_path: Path) -> None:  # noqa: F811
+    """A listenKey stream that never reads is disconnected once its bounded queue is
+    full; a reading stream of the same user gets every event."""
+    import numpy as np
+
+    from bindings.client import CoreClient
+    from engine.wire import commands
+    from gateway.store import clock_order_id
+    from pyx.enums import Side
+    from tests.api.apiproc import SYMBOL
+
+    api = ApiProcess(core, tmp_path / "api", tmp_path / "logs", "--ws-send-queue", "1500")  # noqa: F811
+    api.start()
+    key = api.make_key(1)
+    h = {"X-MBX-APIKEY": key.api_key}
+    lk = requests.post(api.url + "/api/v3/userDataStream", headers=h).json()["listenKey"]
+    bursts, per_burst = 8, 500  # 4,000 reports (~2.4 MB): more than the queue + buffers
+
+    async def run() -> None:
+        url = api.url.replace("http://", "ws://") + "/ws/" + lk
+        async with aiohttp.ClientSession() as s:
+            slow = await s.ws_connect(url)
+            # A client that stops reading (small receive buffer, reading paused).
+            assert slow._response.connection is not None
+            transport = slow._response.connection.transport
+            assert transport is not None
+            transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            transport.pause_reading()
+            fast = await s.ws_connect(url)
+            await asyncio.sleep(0.3)
+            got = 0
+            with CoreClient(str(core.ready["trade"])) as trade:
+                for b in range(bursts):
+                    first = clock_order_id() + b * per_burst
+                    recs = np.concatenate([
+                        commands.new_limit(first + i, 1, SYMBOL, Side.BUY, 1000 + i % 100, 1)
+                        for i in range(per_burst)
+                    ])  # fmt: skip
+                    replies = await asyncio.to_thread(trade.submit, recs)
+                    assert (replies["status"] == 1).all()
+                    while got < (b + 1) * per_burst:
+                        msg = await asyncio.wait_for(fast.receive(), 30)
+                        assert msg.type == aiohttp.WSMsgType.TEXT, msg
+                        if json.loads(msg.data)["e"] == "executionReport":
+                            got += 1
+            transport.resume_reading()
+            kinds = []
+            for _ in range(bursts * per_burst + 100):
+                msg = await asyncio.wait_for(slow.receive(), 30)
+                kinds.append(msg.type)
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    break
+            # Closed by the server (1008 "slow"; seen as 1006 when its close frame could
+            # not get through the full buffers first).
+            assert kinds[-1] == aiohttp.WSMsgType.CLOSE and slow.close_code in (1008, 1006)
+            assert len(kinds) < bursts * per_burst  # it lost events: it was dropped
+            await fast.close()
+
+    try:
+        asyncio.run(run())
+    finally:
+        api.cleanup()
