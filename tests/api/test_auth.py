@@ -6,6 +6,8 @@ import os
 import sqlite3
 import stat
 import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -82,8 +84,6 @@ def test_revoked_key_refused(api: ApiProcess, key1: keys.ApiKey) -> None:  # noq
 def test_hmac_secret_encrypted_at_rest(tmp_path: object) -> None:
     """The database holds no HMAC secret in clear; the master key file is 0600; the
     gateway refuses an HMAC key at login; the secret decrypts only under its key."""
-    from pathlib import Path
-
     db = Path(str(tmp_path)) / "gw.db"
     store = keys.KeyStore(keys.connect(db))
     key, secret = store.create(5, key_type=keys.TYPE_HMAC)
@@ -116,3 +116,23 @@ def test_hmac_secret_encrypted_at_rest(tmp_path: object) -> None:
     old = migrated.get(1)
     assert old is not None and old.key_type == keys.TYPE_ED25519 and old.api_key == ""
     migrated.con.close()
+
+
+def test_order_count_limit(core: Any, tmp_path: Path) -> None:  # noqa: F811
+    """Past ``orders_per_10s`` new orders of a key: 429 / -1015, and nothing entered."""
+    api = ApiProcess(core, tmp_path / "api", tmp_path / "logs", "--orders-per-10s", "3")  # noqa: F811
+    api.start()
+    try:
+        s = _signer(api, api.make_key(1))
+        answers = []
+        for _ in range(8):  # 3 per 10 s window: a 429 comes by the 7th even across windows
+            answers.append(s.request("POST", "/api/v3/order", ORDER))
+            if answers[-1].status_code == 429:
+                break
+        assert answers[-1].status_code == 429 and answers[-1].json()["code"] == -1015
+        accepted = [a for a in answers if a.status_code == 200]
+        assert 3 <= len(accepted) <= 6 and len(accepted) == len(answers) - 1
+        opened = s.request("GET", "/api/v3/openOrders").json()
+        assert sorted(o["orderId"] for o in opened) == sorted(a.json()["orderId"] for a in accepted)
+    finally:
+        api.cleanup()
