@@ -45,7 +45,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 RESULTS_DIR = BENCH_DIR / "results"
 # Modules of bench/ that are not benchmarks (no ``main`` run, or a helper's).
-HELPERS = frozenset({"__init__", "run_all", "workload", "meta", "report", "plots"})
+HELPERS = frozenset({"__init__", "run_all", "workload", "meta", "report", "plots", "api_ws"})
 # The run's record in its directory, and the pointer to the newest report.
 MANIFEST_NAME = "run.json"
 LATEST_NAME = "LATEST.md"

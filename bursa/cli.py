@@ -26,6 +26,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "watch": ("marketdata.watch", "live terminal view of a symbol: book, trades, candles"),
     "wallet": ("wallet.main", "deposit scanner: chain adapters, deposit addresses, credits"),
     "por": ("por.cli", "proof of reserves: liabilities tree, user proofs, reserves report"),
+    "api": ("api.app", "Binance-compatible REST + WebSocket API (ccxt, python-binance)"),
 }
 
 

@@ -26,6 +26,7 @@ import struct
 import sys
 import time
 import tomllib
+import typing
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
@@ -214,7 +215,9 @@ class Conn(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Accept (or refuse above ``max_connections``)."""
-        assert isinstance(transport, asyncio.Transport)
+        # uvloop's TCP transports implement asyncio.Transport without subclassing it
+        # (uvloop is installed wherever ccxt is, e.g. the dev extra): no isinstance.
+        transport = typing.cast(asyncio.Transport, transport)
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.peer_ip = str(peer[0]) if peer else ""
@@ -1338,7 +1341,7 @@ def main(argv: list[str] | None = None) -> int:
 
     gc.set_threshold(*GC_THRESHOLDS)
     try:
-        import uvloop  # type: ignore[import-not-found]  # optional, faster loop
+        import uvloop  # type: ignore[import-not-found,unused-ignore]  # optional, faster loop
 
         uvloop.install()
     except ImportError:

@@ -207,6 +207,27 @@ def _gateway(w: Wiring) -> list[str]:
     ]
 
 
+def _api(w: Wiring) -> list[str]:
+    core, md = w.ready["core"], w.ready["marketdata"]
+    return [
+        PY,
+        "-m",
+        "bursa",
+        "api",
+        "--config",
+        str(w.config_file),
+        "--host=127.0.0.1",
+        f"--db-path={w.data_dir.resolve() / 'api' / 'api.db'}",
+        f"--keys-db={w.gateway_dir / 'gateway.db'}",
+        f"--core-trade-endpoint={core['trade']}",
+        f"--core-admin-endpoint={core['admin']}",
+        f"--core-pub-endpoint={core['pub']}",
+        f"--core-replay-endpoint={core['replay']}",
+        f"--marketdata-pub-endpoint={md['pub']}",
+        f"--marketdata-service-endpoint={md['service']}",
+    ]
+
+
 def _traders(w: Wiring) -> list[str]:
     t = w.cfg["traders"]
     return [
@@ -250,6 +271,7 @@ CHILDREN: tuple[ChildSpec, ...] = (
     ChildSpec("clearing", _clearing, "double-entry ledger in SQLite (bursa clearing run)"),
     ChildSpec("wallet", _wallet, "deposit scanner of the simulated chain (bursa wallet)"),
     ChildSpec("gateway", _gateway, "order-entry gateway, TCP + API keys (bursa gateway)"),
+    ChildSpec("api", _api, "Binance-compatible REST + WebSocket API (bursa api)"),
     ChildSpec("traders", _traders, "demo market maker + takers", demo=True),
     ChildSpec("payments", _payments, "demo deposits + a withdrawal on the chain", demo=True),
 )

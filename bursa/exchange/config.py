@@ -47,6 +47,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "clearing": {},  # keys of `bursa clearing run` (docs/clearing.md)
     "wallet": {"poll_ms": 500},  # keys of `bursa wallet run` (docs/wallet.md)
     "gateway": {},  # [gateway] keys of `bursa gateway` (docs/gateway.md)
+    # [api] keys of `bursa api` (docs/api.md); port 0 = a free port (see its ready line)
+    "api": {"port": 0, "assets": {"1": "BTC", "2": "USDT"}},
     # the simulated chain (python -m wallet.simrpc); the demo pays a deposit every
     # deposit_every_s (bursa/exchange/payments.py; 0: only the first ones)
     "chain": {"seed": 1, "block_ms": 2000, "deposit_every_s": 20},

@@ -106,8 +106,10 @@ def test_run_trades_stops_on_ctrl_c_and_resumes(tmp_path: Path) -> None:
     ex = Exchange(tmp_path)
     try:
         assert set(ex.ready["children"]) == {
-            "core", "chain", "marketdata", "clearing", "wallet", "gateway", "traders", "payments",
+            "core", "chain", "marketdata", "clearing", "wallet", "gateway", "api", "traders",
+            "payments",
         }  # fmt: skip
+        assert ex.ready["children"]["api"]["api"].startswith("http://127.0.0.1:")
         assert ex.ready["children"]["core"]["mode"] == "fsync"
         assert ex.ready["children"]["gateway"]["gateway"].startswith("tcp://127.0.0.1:")
         assert "created the demo market" in ex.output()
@@ -221,7 +223,9 @@ def test_kill_9_of_the_gateway_is_restored(tmp_path: Path) -> None:
 
 
 def test_kill_9_of_a_random_child_is_restored(tmp_path: Path) -> None:
-    victim = random.choice(["chain", "marketdata", "clearing", "wallet", "traders", "payments"])
+    victim = random.choice(
+        ["chain", "marketdata", "clearing", "wallet", "api", "traders", "payments"]
+    )
     print(f"killing {victim}")
     kill_child_and_check(tmp_path, victim)
 

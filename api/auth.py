@@ -1,0 +1,216 @@
+"""Request parameters and Binance's request signing (``SIGNED`` and ``USER_STREAM``).
+
+A signed request names its key in the ``X-MBX-APIKEY`` header and carries
+``timestamp`` (ms), optional ``recvWindow`` (ms, default 5,000, at most the configured
+maximum) and ``signature``:
+
+- HMAC keys: hex HMAC-SHA256 under the key's secret;
+- Ed25519 keys: base64 Ed25519 signature with the key's private key;
+
+over the *total params*: the raw query string followed by the raw form body, with
+the ``signature`` parameter itself taken out (Binance's rule; any method, DELETE
+with a form body included).  Checks, each with Binance's code: key header present
+and well formed (-2014), key known, not revoked, peer IP allowed and, for trading
+endpoints, a trading key (-2015, HTTP 401); ``timestamp`` within ``recvWindow`` and
+not more than 1 s ahead (-1021); signature (-1022).  The user of the request is the
+key's user; a client never names a user.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import sqlite3
+import time
+from dataclasses import dataclass
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from api.errors import (
+    BAD_API_KEY_FMT,
+    BAD_RECV_WINDOW,
+    ILLEGAL_CHARS,
+    INVALID_SIGNATURE,
+    INVALID_TIMESTAMP,
+    MANDATORY_PARAM_EMPTY_OR_MALFORMED,
+    REJECTED_MBX_KEY,
+    TOO_MANY_PARAMETERS,
+    ApiError,
+    bad_request,
+)
+from gateway import keys
+
+DEFAULT_RECV_WINDOW_MS = 5_000
+FUTURE_TOLERANCE_MS = 1_000  # a timestamp this far ahead of the server is accepted
+KEY_CACHE_TTL_S = 1.0  # a revoked key stops working within this time
+MAX_PARAMS = 64
+MAX_PAYLOAD = 16_384  # bytes of query + body
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated request's key and user."""
+
+    key: keys.ApiKey
+
+    @property
+    def user_id(self) -> int:
+        """The key's user: every order and balance of the request is this user's."""
+        return self.key.user_id
+
+
+def _missing(name: str) -> ApiError:
+    return bad_request(
+        MANDATORY_PARAM_EMPTY_OR_MALFORMED,
+        f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.",
+    )
+
+
+def _reject_key() -> ApiError:
+    return ApiError(401, REJECTED_MBX_KEY, "Invalid API-key, IP, or permissions for action.")
+
+
+def parse_params(query: str, body: str) -> dict[str, str]:
+    """Query and form parameters as one dict (a name given twice is refused: -1101)."""
+    if len(query) + len(body) > MAX_PAYLOAD:
+        raise bad_request(TOO_MANY_PARAMETERS, "Too many parameters sent for this endpoint.")
+    out: dict[str, str] = {}
+    for part in (query, body):
+        if not part:
+            continue
+        try:
+            pairs = parse_qsl(part, keep_blank_values=True, errors="strict")
+        except (ValueError, UnicodeDecodeError):
+            raise bad_request(ILLEGAL_CHARS, "Illegal characters found in a parameter.") from None
+        for k, v in pairs:
+            if k in out:
+                raise bad_request(TOO_MANY_PARAMETERS, "Duplicate values for a parameter detected.")
+            out[k] = v
+    if len(out) > MAX_PARAMS:
+        raise bad_request(TOO_MANY_PARAMETERS, "Too many parameters sent for this endpoint.")
+    return out
+
+
+async def read_request(request: web.Request) -> tuple[dict[str, str], str]:
+    """(parameters, total params string as signed) of a request."""
+    query = request.rel_url.raw_query_string
+    raw = await request.read() if request.can_read_body else b""
+    if len(raw) > MAX_PAYLOAD:
+        raise bad_request(TOO_MANY_PARAMETERS, "Too many parameters sent for this endpoint.")
+    try:
+        body = raw.decode("ascii")
+    except UnicodeDecodeError:
+        raise bad_request(ILLEGAL_CHARS, "Illegal characters found in a parameter.") from None
+    params = parse_params(query, body)
+    return params, _strip_signature(query) + _strip_signature(body)
+
+
+def _strip_signature(part: str) -> str:
+    """``part`` without its ``signature=...`` item (the rest byte for byte)."""
+    if "signature=" not in part:
+        return part
+    return "&".join(p for p in part.split("&") if not p.startswith("signature="))
+
+
+class Authenticator:
+    """API keys of the shared key store (cached for ``KEY_CACHE_TTL_S``) and the checks
+    of the module docstring."""
+
+    def __init__(self, keystore: keys.KeyStore, recv_window_max_ms: int) -> None:
+        self.keystore = keystore
+        self.recv_window_max_ms = recv_window_max_ms
+        self._cache: dict[str, tuple[float, keys.ApiKey | None, bytes]] = {}
+
+    def lookup(self, api_key: str) -> tuple[keys.ApiKey | None, bytes]:
+        """(key, decrypted HMAC secret or b"") of an ``api_key`` string, cached."""
+        now = time.monotonic()
+        hit = self._cache.get(api_key)
+        if hit is not None and now - hit[0] < KEY_CACHE_TTL_S:
+            return hit[1], hit[2]
+        try:
+            key = self.keystore.by_api_key(api_key)
+            secret = b""
+            if key is not None and key.key_type == keys.TYPE_HMAC and not key.revoked:
+                secret = self.keystore.hmac_secret(key)
+        except (sqlite3.Error, ValueError):
+            key, secret = None, b""
+        if len(self._cache) >= 10_000:
+            self._cache.clear()  # bounded: unknown keys sent in bulk cannot grow it
+        self._cache[api_key] = (now, key, secret)
+        return key, secret
+
+    def caller(self, request: web.Request, trade: bool = False) -> Caller:
+        """The request's key from ``X-MBX-APIKEY`` (no signature: USER_STREAM endpoints).
+
+        Raises
+        ------
+        ApiError
+            -2014 missing or malformed header, -2015 unknown, revoked, IP not allowed,
+            or a read-only key on a trading endpoint.
+        """
+        header = request.headers.get("X-MBX-APIKEY", "")
+        if not header or len(header) > 128 or not header.isalnum() or not header.isascii():
+            raise ApiError(401, BAD_API_KEY_FMT, "API-key format invalid.")
+        key, _ = self.lookup(header)
+        if key is None or key.revoked:
+            raise _reject_key()
+        peer = request.remote or ""
+        if key.allow_ips and peer not in key.allow_ips:
+            raise _reject_key()
+        if trade and not key.can_trade:
+            raise _reject_key()
+        return Caller(key)
+
+    def signed(
+        self, request: web.Request, params: dict[str, str], payload: str, trade: bool = False
+    ) -> Caller:
+        """Check a SIGNED request (module docstring); return its caller."""
+        caller = self.caller(request, trade)
+        self.check_timestamp(params)
+        sig = params.get("signature")
+        if not sig:
+            raise _missing("signature")
+        self.verify(caller.key, payload, sig)
+        return caller
+
+    def check_timestamp(self, params: dict[str, str]) -> None:
+        """``timestamp`` within ``recvWindow`` of the server clock (-1021, -1131, -1102)."""
+        ts_s = params.get("timestamp")
+        if not ts_s:
+            raise _missing("timestamp")
+        if not ts_s.isdigit() or len(ts_s) > 16:
+            raise bad_request(ILLEGAL_CHARS, "Illegal characters found in parameter 'timestamp'.")
+        rw_s = params.get("recvWindow", str(DEFAULT_RECV_WINDOW_MS))
+        if not rw_s.isdigit() or len(rw_s) > 10:
+            raise bad_request(BAD_RECV_WINDOW, "recvWindow must be less than 60000")
+        rw = int(rw_s)
+        if rw > self.recv_window_max_ms or rw <= 0:
+            raise bad_request(
+                BAD_RECV_WINDOW, f"recvWindow must be less than {self.recv_window_max_ms}"
+            )
+        now_ms = time.time_ns() // 1_000_000
+        ts = int(ts_s)
+        if ts >= now_ms + FUTURE_TOLERANCE_MS or now_ms - ts > rw:
+            raise bad_request(
+                INVALID_TIMESTAMP, "Timestamp for this request is outside of the recvWindow."
+            )
+
+    def verify(self, key: keys.ApiKey, payload: str, sig: str) -> None:
+        """The signature of ``payload`` by ``key`` (-1022 if it does not verify)."""
+        bad = bad_request(INVALID_SIGNATURE, "Signature for this request is not valid.")
+        if key.key_type == keys.TYPE_HMAC:
+            _, secret = self.lookup(key.api_key)
+            want = hmac.new(secret, payload.encode(), hashlib.sha256).hexdigest()
+            if not secret or not hmac.compare_digest(want, sig.lower()):
+                raise bad
+            return
+        try:
+            raw = base64.b64decode(sig, validate=True)
+            Ed25519PublicKey.from_public_bytes(key.public_key).verify(raw, payload.encode())
+        except (InvalidSignature, binascii.Error, ValueError):
+            raise bad from None

@@ -1,0 +1,315 @@
+"""The API's link to the core: commands on the ``trade`` socket, balance queries on
+``admin``, events from PUB + replay (:class:`bindings.client.EventSubscriber`).
+
+All on the asyncio loop (the zmq sockets' FDs are watched with ``add_reader``; they
+are edge-triggered, so every wake-up drains them).  Commands queued during a loop
+turn leave together in one frame at the end of the turn, after the store's commit
+(an order id reaches the core only once it is stored).  A request that needs the
+outcome of its command awaits its reply (:meth:`CoreLink.command`) and then the
+application of the events of the reply's ``seq`` (:meth:`CoreLink.applied`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import zmq
+
+from api.follow import Follower
+from api.store import PENDING_NEW, Store
+from bindings.client import CoreClient, CoreError, EventSubscriber
+from engine.wire import commands
+from engine.wire.frames import (
+    CONTROL_TAG,
+    REPLAY_BEYOND_END,
+    FrameError,
+    decode_control,
+    decode_replies,
+    encode_control,
+)
+from engine.wire.layout import CMD_DTYPE
+from pyx.enums import CmdKind
+
+log = logging.getLogger("bursa.api")
+
+MAX_FRAME_CMDS = 4096
+MAX_INFLIGHT = 100_000  # commands sent and not answered; beyond, requests are refused
+
+
+class StateAheadError(RuntimeError):
+    """The API's state is past the end of the core's event log: it belongs to another
+    (or a reset) exchange and must be deleted to be rebuilt."""
+
+
+class CoreUnavailableError(Exception):
+    """The core cannot take a command now (not connected, or too much in flight)."""
+
+
+class CoreLink:
+    """See the module docstring; ``on_applied`` runs after each committed event batch."""
+
+    def __init__(
+        self,
+        store: Store,
+        follower: Follower,
+        trade_endpoint: str,
+        admin_endpoint: str,
+        pub_endpoint: str,
+        replay_endpoint: str,
+        on_applied: Callable[[], None],
+    ) -> None:
+        self.store = store
+        self.follower = follower
+        self.on_applied = on_applied
+        self.trade = CoreClient(trade_endpoint)
+        # Queue only to a connected core and only so much: otherwise refuse at once.
+        self.trade.sock.disconnect(trade_endpoint)
+        self.trade.sock.setsockopt(zmq.SNDHWM, 10_000)
+        self.trade.sock.setsockopt(zmq.IMMEDIATE, 1)
+        self.trade.sock.connect(trade_endpoint)
+        self.admin = CoreClient(admin_endpoint)
+        self._pub, self._replay = pub_endpoint, replay_endpoint
+        self.sub = self._subscriber()
+        self._refs = itertools.count(1)
+        self._replies: dict[int, asyncio.Future[np.void]] = {}
+        self._controls: deque[asyncio.Future[dict[str, Any]]] = deque()
+        self._queue: list[np.ndarray[Any, Any]] = []
+        self._queue_refs: list[int] = []
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._wait_ids = itertools.count()
+        self._flush_scheduled = False
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._tick: asyncio.Task[None] | None = None
+
+    def _subscriber(self) -> EventSubscriber:
+        sub = EventSubscriber(self._pub, self._replay, from_seq=self.store.last_core_seq + 1)
+        sub.replay_timeout_ms = 500
+        return sub
+
+    def _resubscribe(self, why: Exception) -> None:
+        """A failed poll may have consumed frames it never delivered (its position moved
+        on): start again from the last seq applied and committed."""
+        log.warning("event stream: %s; resubscribing from seq %d", why,
+                    self.store.last_core_seq + 1)  # fmt: skip
+        watched = self.loop is not None and self._tick is not None
+        if watched and self.loop is not None:
+            with contextlib.suppress(ValueError, OSError):
+                self.loop.remove_reader(self.sub.sub.fileno())
+        self.sub.close()
+        self.sub = self._subscriber()
+        if watched and self.loop is not None:
+            self.loop.add_reader(self.sub.sub.fileno(), self.pump)
+
+    # ---------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        """Catch up with the core's event log, probe orders a crash left pending, watch
+        the sockets."""
+        self.loop = asyncio.get_running_loop()
+        while True:
+            try:
+                self._apply(self.sub.poll(0, max_frames=0))
+                break
+            except (TimeoutError, CoreError) as e:
+                if f"status {REPLAY_BEYOND_END}" in str(e):
+                    raise StateAheadError(
+                        f"the API's state (core seq {self.store.last_core_seq}) is past the end"
+                        " of the core's event log: it was built from another exchange; delete"
+                        " its database (db_path) to rebuild it from this core"
+                    ) from e
+                self._resubscribe(e)
+                await asyncio.sleep(0.2)
+        self._recover_pending()
+        for s in (self.trade.sock, self.admin.sock, self.sub.sub):
+            self.loop.add_reader(s.fileno(), self.pump)
+        self._tick = self.loop.create_task(self._ticker())
+        self.pump()
+
+    async def stop(self) -> None:
+        """Stop watching, commit, close the sockets."""
+        if self._tick is not None:
+            self._tick.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._tick
+        if self.loop is not None:
+            for s in (self.trade.sock, self.admin.sock, self.sub.sub):
+                with contextlib.suppress(ValueError, OSError):
+                    self.loop.remove_reader(s.fileno())
+        self.flush()
+        for fut in self._replies.values():
+            if not fut.done():
+                fut.set_exception(CoreUnavailableError("shutting down"))
+        self.trade.close()
+        self.admin.close()
+        self.sub.close()
+
+    def _recover_pending(self) -> None:
+        """Orders stored PENDING_NEW whose NEW may never have reached the core (a crash
+        between the store's commit and the send): a CANCEL settles each (canceled if
+        it was applied, else it never existed)."""
+        for o in list(self.store.open.values()):
+            if o.status == PENDING_NEW:
+                self.follower.probing.add((o.user_id, o.order_id))
+                self.send(commands.cancel(o.order_id, o.user_id))
+
+    # ----------------------------------------------------------- commands
+
+    def send(self, rec: np.ndarray[Any, Any]) -> asyncio.Future[np.void]:
+        """Queue one command record (sent at the end of this loop turn); its reply."""
+        assert self.loop is not None
+        if len(self._replies) >= MAX_INFLIGHT:
+            raise CoreUnavailableError("too many commands in flight")
+        ref = next(self._refs)
+        rec = rec.copy()
+        rec["client_ref"] = ref
+        fut: asyncio.Future[np.void] = self.loop.create_future()
+        self._replies[ref] = fut
+        self._queue.append(rec)
+        self._queue_refs.append(ref)
+        self._schedule()
+        return fut
+
+    def _schedule(self) -> None:
+        if not self._flush_scheduled and self.loop is not None:
+            self._flush_scheduled = True
+            self.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """End of a loop turn: commit the store, then send the queued commands."""
+        self._flush_scheduled = False
+        self.store.commit()
+        if not self._queue:
+            return
+        recs = np.concatenate(self._queue)
+        refs = self._queue_refs
+        self._queue, self._queue_refs = [], []
+        for i in range(0, len(recs), MAX_FRAME_CMDS):
+            chunk = recs[i : i + MAX_FRAME_CMDS]
+            try:
+                self.trade.sock.send(chunk.tobytes(), zmq.NOBLOCK)
+            except zmq.Again:
+                for ref in refs[i : i + MAX_FRAME_CMDS]:
+                    fut = self._replies.pop(ref, None)
+                    if fut is not None and not fut.done():
+                        fut.set_exception(CoreUnavailableError("core not connected"))
+
+    def forget(self, fut: asyncio.Future[np.void]) -> None:
+        """Stop waiting for a reply (its request timed out)."""
+        for ref, f in list(self._replies.items()):
+            if f is fut:
+                del self._replies[ref]
+                return
+
+    def applied(self, seq: int) -> asyncio.Future[None]:
+        """Done once the events of ``seq`` are applied and committed."""
+        assert self.loop is not None
+        fut: asyncio.Future[None] = self.loop.create_future()
+        if seq <= self.store.last_core_seq:
+            fut.set_result(None)
+        else:
+            heapq.heappush(self._waiters, (seq, next(self._wait_ids), fut))
+        return fut
+
+    async def balance(self, user_id: int, asset_id: int) -> tuple[int, int]:
+        """(available, held) minor units of the user's trading account for an asset."""
+        assert self.loop is not None
+        req = {"op": "balance", "user_id": user_id, "asset_id": asset_id, "account": 0}
+        if len(self._controls) >= MAX_INFLIGHT:
+            raise CoreUnavailableError("too many balance queries in flight")
+        try:
+            self.admin.sock.send_multipart([CONTROL_TAG, encode_control(req)], zmq.NOBLOCK)
+        except zmq.Again:
+            raise CoreUnavailableError("core not connected") from None
+        fut: asyncio.Future[dict[str, Any]] = self.loop.create_future()
+        self._controls.append(fut)
+        ans = await fut
+        if not ans.get("ok"):
+            return 0, 0
+        bal = ans.get("balance", [0, 0])
+        return int(bal[0]), int(bal[1])
+
+    # --------------------------------------------------------------- input
+
+    def pump(self) -> None:
+        """Read every reply, control answer and event available now."""
+        sock = self.admin.sock
+        while int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+            parts = sock.recv_multipart(zmq.NOBLOCK)
+            if len(parts) == 2 and parts[0] == CONTROL_TAG and self._controls:
+                fut = self._controls.popleft()
+                if not fut.done():
+                    fut.set_result(decode_control(parts[1]))
+        sock = self.trade.sock
+        while int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+            parts = sock.recv_multipart(zmq.NOBLOCK)
+            if len(parts) != 1:
+                continue
+            try:
+                replies = decode_replies(parts[0])
+            except FrameError:
+                log.warning("undecodable reply frame from the core")
+                continue
+            for r in replies:
+                f = self._replies.pop(int(r["client_ref"]), None)
+                if f is not None and not f.done():
+                    f.set_result(r)
+        try:
+            frames = self.sub.poll(0, max_frames=256, idle_replay=False)
+        except (TimeoutError, CoreError) as e:
+            self._resubscribe(e)
+            frames = []
+        self._apply(frames)
+
+    def _apply(self, frames: list[Any]) -> None:
+        if not frames:
+            return
+        for f in frames:
+            for ev in f.events.tolist():
+                self.follower.apply(ev)
+            self.store.set_core_seq(f.last_seq)
+        self.store.commit()
+        last = self.store.last_core_seq
+        while self._waiters and self._waiters[0][0] <= last:
+            fut = heapq.heappop(self._waiters)[2]
+            if not fut.done():
+                fut.set_result(None)
+        self.on_applied()
+
+    async def _ticker(self) -> None:
+        """Idle replay (events whose PUB frame was lost) twice a second."""
+        while True:
+            await asyncio.sleep(0.5)
+            try:
+                self._apply(self.sub.poll(0, max_frames=256, idle_replay=True))
+            except (TimeoutError, CoreError) as e:
+                self._resubscribe(e)
+                await asyncio.sleep(5.0)
+            self.pump()
+
+
+def cancel_record(order_id: int, user_id: int) -> np.ndarray[Any, Any]:
+    """A CANCEL command record."""
+    return commands.cancel(order_id, user_id)
+
+
+def new_record(**fields: int) -> np.ndarray[Any, Any]:
+    """A NEW command record with ``fields`` set."""
+    a = np.zeros(1, dtype=CMD_DTYPE)
+    a["kind"] = int(CmdKind.NEW)
+    for k, v in fields.items():
+        a[k] = v
+    return a
+
+
+def now_ms() -> int:
+    """Wall clock in ms (Binance's time unit)."""
+    return time.time_ns() // 1_000_000

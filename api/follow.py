@@ -1,0 +1,238 @@
+"""Core events -> orders, fills, assets and symbols in the :class:`api.store.Store`.
+
+Sans I/O: :meth:`Follower.apply` takes one event (a tuple of ``EV_DTYPE`` fields)
+and updates the store; the caller commits with the frame's last seq.  Binance's
+view of an order is derived here:
+
+- ``ACCEPTED`` -> ``NEW`` (an order entered elsewhere, e.g. the gateway, is created
+  with ``clientOrderId`` ``core.<orderId>`` (a "." no client id can hold) and ``timeInForce`` GTC);
+- ``TRADE`` -> ``PARTIALLY_FILLED`` / ``FILLED`` plus one fill per side (commission =
+  the fee the core charged, in the quote asset);
+- ``CANCELED``: by the user or a mass cancel -> ``CANCELED``; an IOC/FOK/market
+  remainder (``IOC_REMAINDER``, ``NO_LIQUIDITY``, ``BUDGET_EXHAUSTED``) ->
+  ``EXPIRED``; self-trade prevention -> ``EXPIRED_IN_MATCH``;
+- ``REJECTED`` of a NEW: a FOK that could not fill -> ``EXPIRED`` (Binance answers an
+  order, not an error); anything else deletes the pending order (Binance keeps no
+  rejected orders) and leaves the reason in ``Order.reject`` for the waiting request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from api.store import PENDING_NEW, Fill, Order, Store
+from engine.wire.layout import EV_DTYPE
+from pyx.enums import EvFlag, EvKind, OrdType, Reason, Side
+
+EV = {name: i for i, name in enumerate(EV_DTYPE.names or ())}
+_SEQ, _TS, _KIND, _USER, _OID = EV["seq"], EV["ts_ns"], EV["kind"], EV["user_id"], EV["order_id"]
+_SYM, _SIDE, _PRICE, _QTY = EV["symbol_id"], EV["side"], EV["price_ticks"], EV["qty_lots"]
+_LEAVES, _REASON, _FLAGS, _OTYPE = EV["leaves_lots"], EV["reason"], EV["flags"], EV["ord_type"]
+_MUSER, _MOID, _MATCH = EV["maker_user_id"], EV["maker_order_id"], EV["match_id"]
+_TFEE, _MFEE = EV["taker_fee"], EV["maker_fee"]
+
+SIDE_NAME = {int(Side.BUY): "BUY", int(Side.SELL): "SELL"}
+TYPE_NAME = {
+    int(OrdType.LIMIT): "LIMIT",
+    int(OrdType.MARKET): "MARKET",
+    int(OrdType.MARKET_QUOTE): "MARKET",
+    int(OrdType.STOP_LIMIT): "STOP_LOSS_LIMIT",
+    int(OrdType.STOP_MARKET): "STOP_LOSS",
+}
+EXPIRED_REASONS = frozenset(
+    {int(Reason.IOC_REMAINDER), int(Reason.NO_LIQUIDITY), int(Reason.BUDGET_EXHAUSTED)}
+)
+FUNDING_KINDS = frozenset(
+    int(k)
+    for k in (EvKind.DEPOSITED, EvKind.WITHDRAW_HELD, EvKind.WITHDRAW_COMMITTED,
+              EvKind.WITHDRAW_RELEASED, EvKind.TRANSFERRED)
+)  # fmt: skip
+
+
+@dataclass(slots=True)
+class Update:
+    """One change of a user's order, for the user data streams (executionReport)."""
+
+    order: Order
+    exec_type: str  # NEW, TRADE, CANCELED, EXPIRED, REJECTED, REPLACED
+    fill: Fill | None
+    ts_ms: int
+    reason: int = 0
+    # The order's state right after this change (the order object moves on).
+    status: str = ""
+    executed: int = 0
+    cum_quote: int = 0
+    qty: int = 0
+
+    def __post_init__(self) -> None:
+        o = self.order
+        self.status, self.executed, self.cum_quote, self.qty = (
+            o.status, o.executed, o.cum_quote, o.qty)  # fmt: skip
+
+
+class Follower:
+    """Applies core events to a store (module docstring)."""
+
+    def __init__(self, store: Store, on_symbol: Callable[[int, dict[str, int]], None]) -> None:
+        self.store = store
+        self.on_symbol = on_symbol  # a symbol's config changed (the registry lists it)
+        self.updates: list[Update] = []  # since the caller last took them
+        self.balances: set[tuple[int, int]] = set()  # (user, asset) changed since then
+        self.probing: set[tuple[int, int]] = set()  # recovery cancels sent (api.core)
+
+    def _quote_per_fill(self, symbol_id: int) -> int:
+        cfg = self.store.symbols.get(symbol_id)
+        return cfg["price_multiplier"] if cfg else 1
+
+    def _assets(self, symbol_id: int) -> tuple[int, int]:
+        cfg = self.store.symbols.get(symbol_id)
+        return (cfg["base_asset_id"], cfg["quote_asset_id"]) if cfg else (0, 0)
+
+    def _touch(self, o: Order) -> None:
+        base, quote = self._assets(o.symbol_id)
+        self.balances.add((o.user_id, base))
+        self.balances.add((o.user_id, quote))
+
+    def apply(self, ev: tuple[Any, ...]) -> None:
+        """Apply one event (see the module docstring)."""
+        kind = ev[_KIND]
+        if kind == EvKind.TRADE:
+            self._trade(ev)
+        elif kind in (EvKind.ACCEPTED, EvKind.CANCELED, EvKind.REJECTED, EvKind.REDUCED,
+                      EvKind.REPLACED):  # fmt: skip
+            self._order_event(kind, ev)
+        elif kind in FUNDING_KINDS:
+            self.balances.add((ev[_USER], ev[_SYM]))
+        elif kind == EvKind.ASSET_ADDED:
+            self.store.set_asset(ev[_SYM], ev[_QTY])
+        elif kind == EvKind.SYMBOL_ADDED:
+            steps = ev[_OID]
+            base, quote = ev[_USER], ev[_MUSER]
+            cfg = {
+                "base_asset_id": base,
+                "quote_asset_id": quote,
+                "base_decimals": self.store.assets.get(base, 0),
+                "quote_decimals": self.store.assets.get(quote, 0),
+                "base_per_lot": ev[_MFEE],
+                "price_multiplier": ev[_TFEE],
+                "tick_step": steps & 0xFFFFFFFF,
+                "lot_step": steps >> 32,
+                "min_qty_lots": ev[_MOID],
+                "max_qty_lots": ev[_QTY],
+                "min_price_ticks": ev[_PRICE],
+                "max_price_ticks": ev[_LEAVES],
+                "min_notional_minor": 0,
+                "status": 1,
+            }
+            self._symbol(ev[_SYM], cfg)
+        elif kind in (EvKind.SYMBOL_HALTED, EvKind.SYMBOL_RESUMED, EvKind.MIN_NOTIONAL_SET):
+            cfg = dict(self.store.symbols.get(ev[_SYM], {}))
+            if cfg:
+                if kind == EvKind.MIN_NOTIONAL_SET:
+                    cfg["min_notional_minor"] = ev[_QTY]
+                else:
+                    cfg["status"] = 2 if kind == EvKind.SYMBOL_HALTED else 1
+                self._symbol(ev[_SYM], cfg)
+
+    def _symbol(self, symbol_id: int, cfg: dict[str, int]) -> None:
+        self.store.set_symbol(symbol_id, cfg)
+        self.on_symbol(symbol_id, cfg)
+
+    def _order_event(self, kind: int, ev: tuple[Any, ...]) -> None:
+        st = self.store
+        uid, oid = ev[_USER], ev[_OID]
+        o = st.open.get((uid, oid))
+        ts_ms = ev[_TS] // 1_000_000
+        if kind == EvKind.ACCEPTED:
+            if o is None:
+                o = Order(uid, oid, ev[_SYM], f"core.{oid}", SIDE_NAME.get(ev[_SIDE], "BUY"),
+                          TYPE_NAME.get(ev[_OTYPE], "LIMIT"), "GTC", ev[_PRICE],
+                          0 if ev[_OTYPE] == OrdType.MARKET_QUOTE else ev[_QTY],
+                          0, 0, time_ms=ts_ms, api=False)  # fmt: skip
+                st.add(o)
+            o.status = "NEW"
+            # The core's sequencing time: the same after a rebuild from the event log.
+            o.time_ms = o.update_ms = ts_ms
+            st.save(o)
+            self._touch(o)
+            self.updates.append(Update(o, "NEW", None, ts_ms))
+            return
+        if o is None:
+            return
+        o.update_ms = ts_ms
+        reason = ev[_REASON]
+        if kind == EvKind.REJECTED:
+            if ev[_SIDE] == 0 and o.status == PENDING_NEW and (uid, oid) in self.probing:
+                # The recovery cancel of a NEW that never reached the core: it never was.
+                self.probing.discard((uid, oid))
+                o.status = "REJECTED"
+                st.delete(o)
+                return
+            if ev[_SIDE] == 0 or o.status != PENDING_NEW:
+                return  # a rejected cancel/replace: the order is unchanged
+            o.reject = reason
+            if reason == Reason.FOK_NOT_FILLABLE:
+                o.status = "EXPIRED"
+                st.save(o)
+                self.updates.append(Update(o, "NEW", None, ts_ms))
+                self.updates.append(Update(o, "EXPIRED", None, ts_ms, reason))
+            else:
+                o.status = "REJECTED"
+                st.delete(o)
+            return
+        if kind == EvKind.CANCELED:
+            self.probing.discard((uid, oid))
+            if reason == Reason.BUDGET_EXHAUSTED and o.executed > 0:
+                # A quoteOrderQty market order that spent its budget down to the last
+                # whole lot: Binance reports it FILLED.
+                o.status, exec_type = "FILLED", ""
+            elif reason in EXPIRED_REASONS:
+                o.status, exec_type = "EXPIRED", "EXPIRED"
+            elif reason == Reason.SELF_TRADE:
+                o.status, exec_type = "EXPIRED_IN_MATCH", "TRADE_PREVENTION"
+            else:
+                o.status, exec_type = "CANCELED", "CANCELED"
+            self._touch(o)
+            if exec_type:
+                self.updates.append(Update(o, exec_type, None, ts_ms, reason))
+        else:  # REDUCED / REPLACED (gateway amends): the open quantity changed
+            if kind == EvKind.REPLACED:
+                o.price = ev[_PRICE]
+            if o.type != "MARKET" or o.qty:
+                o.qty = o.executed + ev[_LEAVES]
+            self._touch(o)
+            self.updates.append(Update(o, "REPLACED", None, ts_ms, reason))
+        st.save(o)
+
+    def _trade(self, ev: tuple[Any, ...]) -> None:
+        st = self.store
+        ts_ms = ev[_TS] // 1_000_000
+        sym, price, qty, match = ev[_SYM], ev[_PRICE], ev[_QTY], ev[_MATCH]
+        quote = price * qty * self._quote_per_fill(sym)
+        flags = ev[_FLAGS]
+        taker_buys = ev[_SIDE] == Side.BUY
+        sides = (
+            (ev[_USER], ev[_OID], ev[_TFEE], False, flags & EvFlag.TAKER_DONE, taker_buys),
+            (ev[_MUSER], ev[_MOID], ev[_MFEE], True, flags & EvFlag.MAKER_DONE, not taker_buys),
+        )
+        for uid, oid, fee, is_maker, done, is_buyer in sides:
+            o = st.open.get((uid, oid))
+            f = Fill(match, price, qty, fee, is_maker, ts_ms)
+            st.add_trade(uid, sym, oid, is_buyer, f)
+            base, qa = self._assets(sym)
+            self.balances.add((uid, base))
+            self.balances.add((uid, qa))
+            if o is None:
+                continue
+            o.executed += qty
+            o.cum_quote += quote
+            o.update_ms = ts_ms
+            o.status = "FILLED" if done else "PARTIALLY_FILLED"
+            if o.status == "PENDING_NEW":
+                o.status = "NEW"
+            if not is_maker:
+                o.fills.append(f)  # the taker's fills answer its request (FULL)
+            st.save(o)
+            self.updates.append(Update(o, "TRADE", f, ts_ms))

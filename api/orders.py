@@ -1,0 +1,513 @@
+"""Trading endpoints: ``/api/v3/order`` (POST, GET, DELETE), ``/order/test``,
+``/openOrders`` (GET, DELETE), ``/allOrders``, ``/myTrades``.
+
+Every request is SIGNED (:mod:`api.auth`); the user is the key's.  Decimal strings
+become ticks and lots exactly (:mod:`api.symbols`, -1013 off the grid, never
+rounded).  A NEW is answered once the core's reply and the events of its sequence
+number are applied (:mod:`api.core`), so RESULT/FULL carry the final state of the
+order after its matching, fills included.  ``newClientOrderId`` makes a request
+idempotent: a retry with the same id and the same order answers the first order
+(waiting for it if still in flight); with different fields -2010 "Duplicate order
+sent.".  Binance's shapes and codes are in docs/api.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+from typing import Any
+
+from aiohttp import web
+
+from api import errors as err
+from api.context import CTX, Context
+from api.core import CoreUnavailableError, cancel_record, new_record, now_ms
+from api.errors import ApiError, bad_request
+from api.store import Fill, Order
+from api.symbols import SymbolSpec
+from engine.wire import commands
+from pyx.enums import CmdFlag, OrdType, Reason, Side, Stp, Tif
+
+CLIENT_ID_RE = re.compile(r"[a-zA-Z0-9_-]{1,36}")
+TIFS = {"GTC": int(Tif.GTC), "IOC": int(Tif.IOC), "FOK": int(Tif.FOK)}
+STP_MODES = {
+    "NONE": int(Stp.STP_NONE),
+    "EXPIRE_TAKER": int(Stp.CANCEL_NEWEST),
+    "EXPIRE_MAKER": int(Stp.CANCEL_OLDEST),
+    "EXPIRE_BOTH": int(Stp.CANCEL_BOTH),
+}
+STP_NAME = {v: k for k, v in STP_MODES.items()}
+SUPPORTED_TYPES = ("LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS", "STOP_LOSS_LIMIT")
+MAX_LIMIT = 1000
+
+# Core reject reasons of a NEW -> Binance's (HTTP 400) code and message.
+_FILTER = {
+    int(Reason.PRICE_OFF_TICK): "PRICE_FILTER",
+    int(Reason.PRICE_OUT_OF_BAND): "PRICE_FILTER",
+    int(Reason.INVALID_QTY): "LOT_SIZE",
+    int(Reason.QTY_OFF_LOT): "LOT_SIZE",
+    int(Reason.QTY_OUT_OF_RANGE): "LOT_SIZE",
+    int(Reason.BELOW_MIN_NOTIONAL): "NOTIONAL",
+    int(Reason.NOTIONAL_OVERFLOW): "NOTIONAL",
+    int(Reason.TOO_MANY_ORDERS): "MAX_NUM_ORDERS",
+    int(Reason.USER_ORDER_LIMIT): "MAX_NUM_ORDERS",
+    int(Reason.BOOK_FULL): "MAX_NUM_ORDERS",
+}
+_REJECT_MSG = {
+    int(Reason.POST_ONLY_WOULD_TAKE): "Order would immediately match and take.",
+    int(Reason.INSUFFICIENT_FUNDS): "Account has insufficient balance for requested action.",
+    int(Reason.SYMBOL_NOT_TRADING): "Market is closed.",
+    int(Reason.STOP_WOULD_TRIGGER): "Order would trigger immediately.",
+    int(Reason.UNKNOWN_USER): "This action is disabled on this account.",
+    int(Reason.USER_NOT_ACTIVE): "This action is disabled on this account.",
+    int(Reason.LEVEL_OVERFLOW): "Order rejected: too much quantity at this price.",
+}
+
+
+def reject_error(reason: int) -> ApiError:
+    """Binance's error for a NEW the core rejected with ``reason``."""
+    if reason in _FILTER:
+        return bad_request(err.INVALID_MESSAGE, f"Filter failure: {_FILTER[reason]}")
+    if reason == Reason.UNKNOWN_SYMBOL:
+        return bad_request(err.BAD_SYMBOL, "Invalid symbol.")
+    if reason == Reason.RATE_LIMITED:
+        return ApiError(429, err.TOO_MANY_ORDERS, "Too many new orders.")
+    msg = _REJECT_MSG.get(reason)
+    if msg is None:
+        try:
+            msg = f"Order rejected by the core: {Reason(reason).name}."
+        except ValueError:
+            msg = f"Order rejected by the core: reason {reason}."
+    return bad_request(err.NEW_ORDER_REJECTED, msg)
+
+
+def _missing(name: str) -> ApiError:
+    return bad_request(
+        err.MANDATORY_PARAM_EMPTY_OR_MALFORMED,
+        f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.",
+    )
+
+
+def _int_param(params: dict[str, str], name: str, default: int | None = None) -> int | None:
+    v = params.get(name)
+    if v is None or v == "":
+        return default
+    if not v.isdigit() or len(v) > 19:
+        raise bad_request(err.ILLEGAL_CHARS, f"Illegal characters found in parameter '{name}'.")
+    return int(v)
+
+
+def _limit(params: dict[str, str], default: int = 500) -> int:
+    n = _int_param(params, "limit", default)
+    assert n is not None
+    if not 1 <= n <= MAX_LIMIT:
+        raise bad_request(err.INVALID_PARAMETER, "Invalid 'limit'; must be 1..1000.")
+    return n
+
+
+# ----------------------------------------------------------------- parsing
+
+
+def parse_new_order(
+    ctx: Context, params: dict[str, str], user_id: int
+) -> tuple[SymbolSpec, Order, dict[str, int]]:
+    """Validate a new order's parameters; (symbol, order without id, NEW fields).
+
+    Raises
+    ------
+    ApiError
+        Binance's code for the first problem found; nothing changes.
+    """
+    spec = ctx.symbols.by_name(params.get("symbol"))
+    side_s = params.get("side")
+    if not side_s:
+        raise _missing("side")
+    if side_s not in ("BUY", "SELL"):
+        raise bad_request(err.INVALID_SIDE, "Invalid side.")
+    side = int(Side.BUY) if side_s == "BUY" else int(Side.SELL)
+    typ = params.get("type")
+    if not typ:
+        raise _missing("type")
+    if typ not in SUPPORTED_TYPES:
+        raise bad_request(err.INVALID_ORDER_TYPE, "Invalid orderType.")
+    cl = params.get("newClientOrderId") or ""
+    if cl and not CLIENT_ID_RE.fullmatch(cl):
+        raise bad_request(
+            err.ILLEGAL_CHARS,
+            "Illegal characters found in parameter 'newClientOrderId'; legal range is "
+            "'^[a-zA-Z0-9-_]{1,36}$'.",
+        )
+    stp_s = params.get("selfTradePreventionMode", "NONE")
+    if stp_s not in STP_MODES:
+        raise bad_request(err.INVALID_PARAMETER, "Invalid selfTradePreventionMode.")
+    f: dict[str, int] = {"user_id": user_id, "symbol_id": spec.symbol_id, "side": side}
+    f["stp"] = STP_MODES[stp_s]
+    price = qty = quote = stop = 0
+    tif_s = "GTC"
+    if typ in ("LIMIT", "STOP_LOSS_LIMIT", "LIMIT_MAKER"):
+        if typ != "LIMIT_MAKER":
+            tif_s = params.get("timeInForce") or ""
+            if not tif_s:
+                raise _missing("timeInForce")
+            if tif_s not in TIFS:
+                raise bad_request(err.INVALID_TIF, "Invalid timeInForce.")
+        price = spec.price_to_ticks(params.get("price"))
+        qty = spec.qty_to_lots(params.get("quantity"))
+        spec.check_notional(price, qty)
+        f.update(price_ticks=price, qty_lots=qty, tif=TIFS[tif_s])
+        if typ == "LIMIT_MAKER":
+            f.update(ord_type=int(OrdType.LIMIT), flags=int(CmdFlag.POST_ONLY))
+        elif typ == "LIMIT":
+            f["ord_type"] = int(OrdType.LIMIT)
+        else:
+            stop = spec.price_to_ticks(params.get("stopPrice"), "stopPrice")
+            f.update(ord_type=int(OrdType.STOP_LIMIT), stop_price_ticks=stop)
+    else:  # MARKET, STOP_LOSS
+        tif_s = "GTC"
+        f["tif"] = int(Tif.IOC)
+        has_qty = bool(params.get("quantity"))
+        has_quote = bool(params.get("quoteOrderQty"))
+        if typ == "MARKET" and has_quote and not has_qty:
+            if side != Side.BUY:
+                raise bad_request(
+                    err.NEW_ORDER_REJECTED, "quoteOrderQty is supported for BUY only."
+                )
+            quote = spec.quote_to_minor(params.get("quoteOrderQty"))
+            if quote < spec.min_notional_minor:
+                raise bad_request(err.INVALID_MESSAGE, "Filter failure: NOTIONAL")
+            f.update(ord_type=int(OrdType.MARKET_QUOTE), qty_lots=quote)
+        elif has_qty and has_quote:
+            raise bad_request(
+                err.INVALID_PARAMETER, "Send either 'quantity' or 'quoteOrderQty', not both."
+            )
+        else:
+            qty = spec.qty_to_lots(params.get("quantity"), market=True)
+            f["qty_lots"] = qty
+            if typ == "MARKET":
+                f["ord_type"] = int(OrdType.MARKET)
+            else:
+                stop = spec.price_to_ticks(params.get("stopPrice"), "stopPrice")
+                f.update(ord_type=int(OrdType.STOP_MARKET), stop_price_ticks=stop)
+    o = Order(user_id, 0, spec.symbol_id, cl, side_s, typ, tif_s, price, qty, quote, stop)
+    return spec, o, f
+
+
+def _same_order(a: Order, b: Order) -> bool:
+    return (a.symbol_id, a.side, a.type, a.price, a.qty, a.quote_qty, a.stop) == (
+        b.symbol_id, b.side, b.type, b.price, b.qty, b.quote_qty, b.stop)  # fmt: skip
+
+
+# ---------------------------------------------------------------- answers
+
+
+def order_json(spec: SymbolSpec, o: Order) -> dict[str, Any]:
+    """An order as GET /api/v3/order answers it."""
+    return {
+        "symbol": spec.name,
+        "orderId": o.order_id,
+        "orderListId": -1,
+        "clientOrderId": o.client_order_id,
+        "price": spec.ticks_to_price(o.price),
+        "origQty": spec.lots_to_qty(o.qty),
+        "executedQty": spec.lots_to_qty(o.executed),
+        "cummulativeQuoteQty": spec.quote_minor_to_str(o.cum_quote),
+        "status": o.status if o.status != "PENDING_NEW" else "NEW",
+        "timeInForce": o.tif,
+        "type": o.type,
+        "side": o.side,
+        "stopPrice": spec.ticks_to_price(o.stop),
+        "icebergQty": spec.lots_to_qty(0),
+        "time": o.time_ms,
+        "updateTime": o.update_ms,
+        "isWorking": o.type not in ("STOP_LOSS", "STOP_LOSS_LIMIT"),
+        "workingTime": o.time_ms,
+        "origQuoteOrderQty": spec.quote_minor_to_str(o.quote_qty),
+        "selfTradePreventionMode": "NONE",
+    }
+
+
+def fill_json(spec: SymbolSpec, f: Fill) -> dict[str, Any]:
+    """One entry of a FULL response's ``fills``."""
+    return {
+        "price": spec.ticks_to_price(f.price),
+        "qty": spec.lots_to_qty(f.qty),
+        "commission": spec.quote_minor_to_str(f.commission),
+        "commissionAsset": spec.quote_asset,
+        "tradeId": f.trade_id,
+    }
+
+
+def new_order_json(spec: SymbolSpec, o: Order, resp_type: str, fills: list[Fill]) -> dict[str, Any]:
+    """The POST /api/v3/order answer for ``newOrderRespType``."""
+    ack = {
+        "symbol": spec.name,
+        "orderId": o.order_id,
+        "orderListId": -1,
+        "clientOrderId": o.client_order_id,
+        "transactTime": o.time_ms,
+    }
+    if resp_type == "ACK":
+        return ack
+    full = order_json(spec, o)
+    out = {
+        **ack,
+        **{k: full[k] for k in ("price", "origQty", "executedQty", "cummulativeQuoteQty",
+                                "status", "timeInForce", "type", "side")},
+        "workingTime": o.time_ms,
+        "selfTradePreventionMode": "NONE",
+    }  # fmt: skip
+    if o.type in ("STOP_LOSS", "STOP_LOSS_LIMIT"):
+        out["stopPrice"] = full["stopPrice"]
+    if o.quote_qty:
+        out["origQuoteOrderQty"] = full["origQuoteOrderQty"]
+    if resp_type == "FULL":
+        out["fills"] = [fill_json(spec, f) for f in fills]
+    return out
+
+
+# --------------------------------------------------------------- handlers
+
+
+async def _signed(request: web.Request, trade: bool = False) -> tuple[Context, dict[str, str], int]:
+    from api.auth import read_request
+
+    ctx = request.app[CTX]
+    params, payload = await read_request(request)
+    caller = ctx.auth.signed(request, params, payload, trade=trade)
+    return ctx, params, caller.user_id
+
+
+async def _await_core(ctx: Context, fut: asyncio.Future[Any]) -> Any:
+    """A reply within the core timeout, else -1007 (the outcome is then unknown)."""
+    try:
+        return await asyncio.wait_for(asyncio.shield(fut), ctx.cfg.core_timeout_ms / 1000)
+    except TimeoutError:
+        ctx.core.forget(fut)
+        raise bad_request(
+            err.TIMEOUT,
+            "Timeout waiting for response from backend server. Send status unknown;"
+            " execution status unknown.",
+        ) from None
+    except CoreUnavailableError:
+        raise ApiError(503, err.UNKNOWN, "The core is not available; nothing was done.") from None
+
+
+async def post_order(request: web.Request) -> web.Response:
+    """POST /api/v3/order."""
+    ctx, params, uid = await _signed(request, trade=True)
+    answer = await place_order(ctx, params, uid, request.headers.get("X-MBX-APIKEY", ""))
+    return web.json_response(answer)
+
+
+async def place_order(ctx: Context, params: dict[str, str], uid: int, key: str) -> dict[str, Any]:
+    """Validate, enter and answer one new order (shared by REST and WebSocket API)."""
+    spec, o, fields = parse_new_order(ctx, params, uid)
+    resp_type = params.get("newOrderRespType") or (
+        "FULL" if o.type in ("LIMIT", "MARKET") else "ACK"
+    )
+    if resp_type not in ("ACK", "RESULT", "FULL"):
+        raise bad_request(err.INVALID_PARAMETER, "Invalid newOrderRespType.")
+    if o.client_order_id:
+        prev = ctx.store.by_client_id(uid, o.client_order_id)
+        if prev is not None:
+            return await _answer_retry(ctx, spec, prev, o, resp_type)
+    else:
+        o.client_order_id = secrets.token_urlsafe(16)[:22]
+    ctx.limits.order(key)
+    try:
+        o.order_id = ctx.store.new_order_id()
+    except OverflowError:
+        raise reject_error(int(Reason.INVALID_ORDER_ID)) from None
+    o.time_ms = o.update_ms = now_ms()
+    ctx.store.add(o)
+    fields["order_id"] = o.order_id
+    try:
+        fut = ctx.core.send(new_record(**fields))
+    except CoreUnavailableError:
+        ctx.store.delete(o)
+        raise ApiError(503, err.UNKNOWN, "The core is not available; nothing was done.") from None
+    o_fut = ctx.extra.setdefault("inflight", {})
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    o_fut[(uid, o.client_order_id)] = done
+    try:
+        reply = await _await_core(ctx, fut)
+        if int(reply["seq"]) == 0:
+            # Refused before sequencing (no event will come): it never existed.
+            o.status = "REJECTED"
+            ctx.store.delete(o)
+            raise reject_error(int(reply["reason"]))
+        await _await_core(ctx, ctx.core.applied(int(reply["seq"])))
+    finally:
+        o_fut.pop((uid, o.client_order_id), None)
+        done.set_result(None)
+    if o.status == "REJECTED":
+        raise reject_error(o.reject)
+    fills, o.fills = o.fills, []
+    return new_order_json(spec, o, resp_type, fills)
+
+
+async def _answer_retry(
+    ctx: Context, spec: SymbolSpec, prev: Order, new: Order, resp_type: str
+) -> dict[str, Any]:
+    """A NEW whose clientOrderId is known: the first order's answer (module docstring)."""
+    if not _same_order(prev, new):
+        raise bad_request(err.NEW_ORDER_REJECTED, "Duplicate order sent.")
+    pending = ctx.extra.get("inflight", {}).get((prev.user_id, prev.client_order_id))
+    if pending is not None:
+        await _await_core(ctx, pending)
+    if prev.status == "REJECTED":
+        raise reject_error(prev.reject)
+    fills = [
+        Fill(r[0], r[4], r[5], r[6], bool(r[1]), r[7])
+        for r in ctx.store.trades(prev.user_id, prev.symbol_id, prev.order_id, 0, 0, 2**62, 1000)
+        if not r[1]
+    ]
+    return new_order_json(spec, prev, resp_type, fills)
+
+
+async def test_order(request: web.Request) -> web.Response:
+    """POST /api/v3/order/test: validated like a new order, never sent."""
+    ctx, params, uid = await _signed(request, trade=True)
+    parse_new_order(ctx, params, uid)
+    return web.json_response({})
+
+
+def _find_order(ctx: Context, params: dict[str, str], uid: int) -> tuple[SymbolSpec, Order]:
+    spec = ctx.symbols.by_name(params.get("symbol"))
+    oid = _int_param(params, "orderId")
+    cl = params.get("origClientOrderId")
+    if oid is None and not cl:
+        raise bad_request(
+            err.MANDATORY_PARAM_EMPTY_OR_MALFORMED,
+            "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!",
+        )
+    o = ctx.store.get(uid, oid) if oid is not None else ctx.store.by_client_id(uid, cl or "")
+    if o is None or o.symbol_id != spec.symbol_id or (cl and o.client_order_id != cl):
+        raise bad_request(err.NO_SUCH_ORDER, "Order does not exist.")
+    return spec, o
+
+
+async def get_order(request: web.Request) -> web.Response:
+    """GET /api/v3/order."""
+    ctx, params, uid = await _signed(request)
+    spec, o = _find_order(ctx, params, uid)
+    return web.json_response(order_json(spec, o))
+
+
+async def cancel_order(request: web.Request) -> web.Response:
+    """DELETE /api/v3/order."""
+    ctx, params, uid = await _signed(request, trade=True)
+    try:
+        spec, o = _find_order(ctx, params, uid)
+    except ApiError as e:
+        if e.code == err.NO_SUCH_ORDER:
+            raise bad_request(err.CANCEL_REJECTED, "Unknown order sent.") from None
+        raise
+    if not o.is_open:
+        raise bad_request(err.CANCEL_REJECTED, "Unknown order sent.")
+    reply = await _await_core(ctx, ctx.core.send(cancel_record(o.order_id, uid)))
+    if int(reply["seq"]):
+        await _await_core(ctx, ctx.core.applied(int(reply["seq"])))
+    if int(reply["status"]) != commands.ReplyStatus.APPLIED:
+        raise bad_request(err.CANCEL_REJECTED, "Unknown order sent.")
+    o = ctx.store.get(uid, o.order_id) or o
+    return web.json_response(_cancel_json(spec, o, params.get("origClientOrderId")))
+
+
+def _cancel_json(spec: SymbolSpec, o: Order, orig_cl: str | None) -> dict[str, Any]:
+    j = order_json(spec, o)
+    out = {"symbol": spec.name, "origClientOrderId": o.client_order_id, "orderId": o.order_id,
+           "orderListId": -1, "clientOrderId": orig_cl or o.client_order_id,
+           "transactTime": o.update_ms}  # fmt: skip
+    for k in ("price", "origQty", "executedQty", "cummulativeQuoteQty", "status", "timeInForce",
+              "type", "side", "selfTradePreventionMode"):  # fmt: skip
+        out[k] = j[k]
+    return out
+
+
+async def cancel_open_orders(request: web.Request) -> web.Response:
+    """DELETE /api/v3/openOrders: MASS_CANCEL of the user's orders of one symbol."""
+    ctx, params, uid = await _signed(request, trade=True)
+    spec = ctx.symbols.by_name(params.get("symbol"))
+    before = ctx.store.open_orders(uid, spec.symbol_id)
+    if not before:
+        raise bad_request(err.CANCEL_REJECTED, "Unknown order sent.")
+    reply = await _await_core(
+        ctx, ctx.core.send(commands.mass_cancel(uid, symbol_id=spec.symbol_id))
+    )
+    if int(reply["seq"]):
+        await _await_core(ctx, ctx.core.applied(int(reply["seq"])))
+    out = []
+    for o in before:
+        now = ctx.store.get(uid, o.order_id) or o
+        if now.status == "CANCELED":
+            out.append(_cancel_json(spec, now, None))
+    return web.json_response(out)
+
+
+async def open_orders(request: web.Request) -> web.Response:
+    """GET /api/v3/openOrders (one symbol or all)."""
+    ctx, params, uid = await _signed(request)
+    sym = params.get("symbol")
+    spec_id = ctx.symbols.by_name(sym).symbol_id if sym else None
+    out = []
+    for o in ctx.store.open_orders(uid, spec_id):
+        spec = ctx.symbols.get_id(o.symbol_id)
+        if spec is not None:
+            out.append(order_json(spec, o))
+    return web.json_response(out)
+
+
+def _time_range(params: dict[str, str]) -> tuple[int, int]:
+    start = _int_param(params, "startTime", 0)
+    end = _int_param(params, "endTime", 2**62)
+    assert start is not None and end is not None
+    return start, end
+
+
+async def all_orders(request: web.Request) -> web.Response:
+    """GET /api/v3/allOrders."""
+    ctx, params, uid = await _signed(request)
+    spec = ctx.symbols.by_name(params.get("symbol"))
+    start, end = _time_range(params)
+    from_id = _int_param(params, "orderId", 0) or 0
+    rows = ctx.store.all_orders(uid, spec.symbol_id, from_id, start, end, _limit(params))
+    # Open orders' rows may be behind memory until the next commit: answer from memory.
+    return web.json_response([order_json(spec, ctx.store.open.get((uid, o.order_id), o))
+                              for o in rows])  # fmt: skip
+
+
+async def my_trades(request: web.Request) -> web.Response:
+    """GET /api/v3/myTrades."""
+    ctx, params, uid = await _signed(request)
+    spec = ctx.symbols.by_name(params.get("symbol"))
+    start, end = _time_range(params)
+    from_id = _int_param(params, "fromId", 0) or 0
+    oid_filter = _int_param(params, "orderId")
+    limit = _limit(params)
+    rows = ctx.store.trades(uid, spec.symbol_id, oid_filter, from_id, start, end, limit)
+    out = []
+    for trade_id, is_maker, oid, is_buyer, price, qty, fee, t in rows:
+        out.append({
+            "symbol": spec.name, "id": trade_id, "orderId": oid, "orderListId": -1,
+            "price": spec.ticks_to_price(price), "qty": spec.lots_to_qty(qty),
+            "quoteQty": spec.quote_minor_to_str(price * qty * spec.price_multiplier),
+            "commission": spec.quote_minor_to_str(fee), "commissionAsset": spec.quote_asset,
+            "time": t, "isBuyer": bool(is_buyer), "isMaker": bool(is_maker),
+            "isBestMatch": True,
+        })  # fmt: skip
+    return web.json_response(out)
+
+
+def add_routes(app: web.Application) -> None:
+    """Register the trading endpoints."""
+    r = app.router
+    r.add_post("/api/v3/order", post_order)
+    r.add_get("/api/v3/order", get_order)
+    r.add_delete("/api/v3/order", cancel_order)
+    r.add_post("/api/v3/order/test", test_order)
+    r.add_get("/api/v3/openOrders", open_orders)
+    r.add_delete("/api/v3/openOrders", cancel_open_orders)
+    r.add_get("/api/v3/allOrders", all_orders)
+    r.add_get("/api/v3/myTrades", my_trades)

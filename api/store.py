@@ -1,0 +1,345 @@
+"""The API's durable state: orders, trades, assets, symbols and the last core seq.
+
+Every order of every user is built from the core's events (``ACCEPTED``, ``TRADE``,
+``CANCELED``, ...), so the state is rebuildable from the core alone: delete the
+database and the API replays the event log from seq 1.  Orders entered through this
+API additionally carry the client's ``clientOrderId``: their row is written
+(``PENDING_NEW``) before the NEW leaves for the core, in the same transaction as
+the order id counter, so a restart still knows them.  Each batch of events is
+applied and written in one transaction together with the last core seq applied
+(``meta.last_core_seq``): exactly once across kill -9 and duplicate delivery.
+
+Order ids (docs/api.md, "Order ids"): core order ids are per user and shared with
+the gateway.  The gateway's ids are milliseconds since 2025 (or its counter, which
+runs ahead only under load) and stay below 2**39 until 2042; the API's ids are
+``API_ID_BASE + max(counter + 1, ms since 2025)``: bit 39 set.  So the two never
+pick the same id for one user.  Open orders live in memory (:attr:`Store.open`);
+ended ones only in SQLite.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gateway.store import clock_order_id
+
+API_ID_BASE = 1 << 39
+MAX_ORDER_ID = (1 << 40) - 1
+PENDING_NEW = "PENDING_NEW"
+OPEN_STATUSES = frozenset({PENDING_NEW, "NEW", "PARTIALLY_FILLED"})
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS orders (
+    user_id INTEGER NOT NULL,
+    order_id INTEGER NOT NULL,
+    symbol_id INTEGER NOT NULL,
+    client_order_id TEXT NOT NULL,
+    side TEXT NOT NULL,
+    type TEXT NOT NULL,
+    tif TEXT NOT NULL,
+    price INTEGER NOT NULL,       -- ticks (0: market)
+    qty INTEGER NOT NULL,         -- lots (0: quoteOrderQty market)
+    quote_qty INTEGER NOT NULL,   -- quote minor units (quoteOrderQty)
+    stop INTEGER NOT NULL,        -- ticks
+    executed INTEGER NOT NULL,    -- lots
+    cum_quote INTEGER NOT NULL,   -- quote minor units
+    status TEXT NOT NULL,
+    time_ms INTEGER NOT NULL,
+    update_ms INTEGER NOT NULL,
+    api INTEGER NOT NULL,         -- 1: entered through this API
+    PRIMARY KEY (user_id, order_id)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS orders_by_cl ON orders (user_id, client_order_id);
+CREATE INDEX IF NOT EXISTS orders_by_symbol ON orders (user_id, symbol_id, order_id);
+CREATE TABLE IF NOT EXISTS trades (
+    user_id INTEGER NOT NULL,
+    symbol_id INTEGER NOT NULL,
+    trade_id INTEGER NOT NULL,    -- the core's match id (per symbol)
+    is_maker INTEGER NOT NULL,
+    order_id INTEGER NOT NULL,
+    is_buyer INTEGER NOT NULL,
+    price INTEGER NOT NULL,       -- ticks
+    qty INTEGER NOT NULL,         -- lots
+    commission INTEGER NOT NULL,  -- quote minor units
+    time_ms INTEGER NOT NULL,
+    PRIMARY KEY (user_id, symbol_id, trade_id, is_maker)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS assets (asset_id INTEGER PRIMARY KEY, decimals INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS symbols (symbol_id INTEGER PRIMARY KEY, config TEXT NOT NULL);  -- JSON
+CREATE TABLE IF NOT EXISTS listen_keys (
+    listen_key TEXT PRIMARY KEY, user_id INTEGER NOT NULL, expires_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
+"""
+
+_COLS = (
+    "user_id, order_id, symbol_id, client_order_id, side, type, tif, price, qty, quote_qty,"
+    " stop, executed, cum_quote, status, time_ms, update_ms, api"
+)
+
+
+@dataclass(slots=True)
+class Fill:
+    """One execution of an order (a row of ``trades``)."""
+
+    trade_id: int
+    price: int
+    qty: int
+    commission: int
+    is_maker: bool
+    time_ms: int
+
+
+@dataclass(slots=True)
+class Order:
+    """One order (mirror of its row); prices in ticks, quantities in lots."""
+
+    user_id: int
+    order_id: int
+    symbol_id: int
+    client_order_id: str
+    side: str
+    type: str
+    tif: str
+    price: int
+    qty: int
+    quote_qty: int
+    stop: int
+    executed: int = 0
+    cum_quote: int = 0
+    status: str = PENDING_NEW
+    time_ms: int = 0
+    update_ms: int = 0
+    api: bool = True
+    # Not stored: fills and reject reason of the NEW being answered (FULL responses).
+    fills: list[Fill] = field(default_factory=list)
+    reject: int = 0
+
+    @property
+    def is_open(self) -> bool:
+        """Pending, resting or partly filled."""
+        return self.status in OPEN_STATUSES
+
+    def row(self) -> tuple[Any, ...]:
+        """The SQLite row."""
+        return (self.user_id, self.order_id, self.symbol_id, self.client_order_id, self.side,
+                self.type, self.tif, self.price, self.qty, self.quote_qty, self.stop,
+                self.executed, self.cum_quote, self.status, self.time_ms, self.update_ms,
+                int(self.api))  # fmt: skip
+
+    @classmethod
+    def of_row(cls, r: tuple[Any, ...]) -> Order:
+        """An order from its SQLite row."""
+        return cls(int(r[0]), int(r[1]), int(r[2]), str(r[3]), str(r[4]), str(r[5]), str(r[6]),
+                   int(r[7]), int(r[8]), int(r[9]), int(r[10]), int(r[11]), int(r[12]),
+                   str(r[13]), int(r[14]), int(r[15]), bool(r[16]))  # fmt: skip
+
+
+class Store:
+    """SQLite (WAL) plus open orders in memory; writes are buffered and written by
+    :meth:`commit` in one transaction."""
+
+    def __init__(self, db_path: str | Path) -> None:
+        path = Path(db_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.con = sqlite3.connect(str(path), isolation_level=None, timeout=30)
+        self.con.execute("PRAGMA journal_mode=WAL")
+        self.con.execute("PRAGMA synchronous=NORMAL")
+        self.con.executescript(SCHEMA)
+        self.open: dict[tuple[int, int], Order] = {}
+        self.open_by_cl: dict[tuple[int, str], Order] = {}
+        self._dirty: dict[tuple[int, int], Order] = {}
+        self._deleted: list[tuple[int, int]] = []
+        self._trades: list[tuple[int, ...]] = []
+        self._meta: dict[str, int] = {}
+        self._other: list[tuple[str, tuple[Any, ...]]] = []
+        self.assets: dict[int, int] = {}  # asset id -> decimals
+        # symbol id -> its config as api.symbols.SymbolRegistry.update takes it
+        self.symbols: dict[int, dict[str, int]] = {}
+        self.last_core_seq = 0
+        self.next_order_id = 0
+        for k, v in self.con.execute("SELECT k, v FROM meta"):
+            if k == "last_core_seq":
+                self.last_core_seq = int(v)
+            elif k == "next_order_id":
+                self.next_order_id = int(v)
+        for aid, dec in self.con.execute("SELECT asset_id, decimals FROM assets"):
+            self.assets[int(aid)] = int(dec)
+        for sid, cfg in self.con.execute("SELECT symbol_id, config FROM symbols"):
+            self.symbols[int(sid)] = {k: int(v) for k, v in json.loads(cfg).items()}
+        for r in self.con.execute(
+            f"SELECT {_COLS} FROM orders WHERE status IN ('PENDING_NEW', 'NEW', 'PARTIALLY_FILLED')"
+        ):
+            o = Order.of_row(r)
+            self._index(o)
+
+    def _index(self, o: Order) -> None:
+        self.open[(o.user_id, o.order_id)] = o
+        self.open_by_cl[(o.user_id, o.client_order_id)] = o
+
+    # ------------------------------------------------------------ writes
+
+    def new_order_id(self) -> int:
+        """The next API order id (module docstring); OverflowError when exhausted."""
+        n = max(self.next_order_id + 1, clock_order_id())
+        if API_ID_BASE + n > MAX_ORDER_ID:
+            raise OverflowError("API order ids exhausted")
+        self.next_order_id = n
+        self._meta["next_order_id"] = n
+        return API_ID_BASE + n
+
+    def add(self, o: Order) -> None:
+        """A new order (written at the next commit)."""
+        self._index(o)
+        self._dirty[(o.user_id, o.order_id)] = o
+
+    def save(self, o: Order) -> None:
+        """Write an order's row back at the next commit (drops it from memory once ended)."""
+        self._dirty[(o.user_id, o.order_id)] = o
+
+    def delete(self, o: Order) -> None:
+        """Forget an order (a rejected NEW: Binance keeps no rejected orders)."""
+        k = (o.user_id, o.order_id)
+        self.open.pop(k, None)
+        if self.open_by_cl.get((o.user_id, o.client_order_id)) is o:
+            del self.open_by_cl[(o.user_id, o.client_order_id)]
+        self._dirty.pop(k, None)
+        self._deleted.append(k)
+
+    def add_trade(self, user_id: int, symbol_id: int, order_id: int, is_buyer: bool,
+                  f: Fill) -> None:  # fmt: skip
+        """One fill of a user's order."""
+        self._trades.append((user_id, symbol_id, f.trade_id, int(f.is_maker), order_id,
+                             int(is_buyer), f.price, f.qty, f.commission, f.time_ms))  # fmt: skip
+
+    def set_asset(self, asset_id: int, decimals: int) -> None:
+        """An asset the core added."""
+        self.assets[asset_id] = decimals
+        self._other.append(("INSERT OR REPLACE INTO assets VALUES (?, ?)", (asset_id, decimals)))
+
+    def set_symbol(self, symbol_id: int, config: dict[str, int]) -> None:
+        """A symbol's config (added by the core, or its status/min notional changed)."""
+        self.symbols[symbol_id] = config
+        self._other.append(
+            ("INSERT OR REPLACE INTO symbols VALUES (?, ?)", (symbol_id, json.dumps(config)))
+        )
+
+    def set_core_seq(self, seq: int) -> None:
+        """The last core event seq applied (same transaction as its effects)."""
+        self.last_core_seq = seq
+        self._meta["last_core_seq"] = seq
+
+    def execute_later(self, sql: str, args: tuple[Any, ...]) -> None:
+        """Run one statement in the next commit's transaction."""
+        self._other.append((sql, args))
+
+    def commit(self) -> None:
+        """Write everything buffered in one transaction (no-op if nothing)."""
+        if not (self._dirty or self._deleted or self._trades or self._meta or self._other):
+            return
+        con = self.con
+        con.execute("BEGIN")
+        if self._deleted:
+            con.executemany("DELETE FROM orders WHERE user_id = ? AND order_id = ?", self._deleted)
+        if self._dirty:
+            con.executemany(
+                f"INSERT OR REPLACE INTO orders ({_COLS}) VALUES"
+                " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [o.row() for o in self._dirty.values()],
+            )
+        if self._trades:
+            con.executemany(
+                "INSERT OR IGNORE INTO trades VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", self._trades
+            )
+        for sql, args in self._other:
+            con.execute(sql, args)
+        if self._meta:
+            con.executemany("INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)", self._meta.items())
+        con.execute("COMMIT")
+        for k, o in self._dirty.items():
+            if not o.is_open and self.open.get(k) is o:
+                del self.open[k]
+                if self.open_by_cl.get((o.user_id, o.client_order_id)) is o:
+                    del self.open_by_cl[(o.user_id, o.client_order_id)]
+        self._dirty.clear()
+        self._deleted.clear()
+        self._trades.clear()
+        self._meta.clear()
+        self._other.clear()
+
+    def close(self) -> None:
+        """Commit and close."""
+        self.commit()
+        self.con.close()
+
+    # ------------------------------------------------------------- reads
+
+    def get(self, user_id: int, order_id: int) -> Order | None:
+        """An order by id (open ones from memory)."""
+        o = self.open.get((user_id, order_id))
+        if o is not None:
+            return o
+        r = self.con.execute(
+            f"SELECT {_COLS} FROM orders WHERE user_id = ? AND order_id = ?", (user_id, order_id)
+        ).fetchone()
+        return None if r is None else Order.of_row(r)
+
+    def by_client_id(self, user_id: int, client_order_id: str) -> Order | None:
+        """An order by its clientOrderId."""
+        o = self.open_by_cl.get((user_id, client_order_id))
+        if o is not None:
+            return o
+        r = self.con.execute(
+            f"SELECT {_COLS} FROM orders WHERE user_id = ? AND client_order_id = ?",
+            (user_id, client_order_id),
+        ).fetchone()
+        return None if r is None else Order.of_row(r)
+
+    def open_orders(self, user_id: int, symbol_id: int | None = None) -> list[Order]:
+        """A user's open orders (all symbols or one), by order id."""
+        out = [
+            o
+            for (uid, _), o in self.open.items()
+            if uid == user_id and (symbol_id is None or o.symbol_id == symbol_id)
+        ]
+        return sorted(out, key=lambda o: o.order_id)
+
+    def all_orders(
+        self, user_id: int, symbol_id: int, from_id: int, start_ms: int, end_ms: int, limit: int
+    ) -> list[Order]:
+        """A user's orders of one symbol (Binance's allOrders filters), oldest first."""
+        rows = self.con.execute(
+            f"SELECT {_COLS} FROM orders WHERE user_id = ? AND symbol_id = ? AND order_id >= ?"
+            " AND time_ms >= ? AND time_ms <= ? ORDER BY order_id LIMIT ?",
+            (user_id, symbol_id, from_id, start_ms, end_ms, limit),
+        ).fetchall()
+        return [Order.of_row(r) for r in rows]
+
+    def trades(
+        self,
+        user_id: int,
+        symbol_id: int,
+        order_id: int | None,
+        from_id: int,
+        start_ms: int,
+        end_ms: int,
+        limit: int,
+    ) -> list[tuple[Any, ...]]:
+        """A user's fills of one symbol: (trade_id, is_maker, order_id, is_buyer, price,
+        qty, commission, time_ms), oldest first."""
+        sql = (
+            "SELECT trade_id, is_maker, order_id, is_buyer, price, qty, commission, time_ms"
+            " FROM trades WHERE user_id = ? AND symbol_id = ? AND trade_id >= ?"
+            " AND time_ms >= ? AND time_ms <= ?"
+        )
+        args: list[int] = [user_id, symbol_id, from_id, start_ms, end_ms]
+        if order_id is not None:
+            sql += " AND order_id = ?"
+            args.append(order_id)
+        sql += " ORDER BY trade_id, is_maker LIMIT ?"
+        args.append(limit)
+        return list(self.con.execute(sql, args).fetchall())
