@@ -49,12 +49,12 @@ import numpy as np
 
 from bench.meta import median_int, percentiles_ns, run_info
 from bench.workload import Workload, WorkloadConfig, generate
+from bursa_wire.layout import CMD_DTYPE
 from engine.clock import RealClock
 from engine.core import Core
 from engine.sequencer import Sequencer
 from engine.storage import FileStorage
 from engine.wire import commands
-from engine.wire.layout import CMD_DTYPE
 
 TARGET_INPROC_CMDS_PER_S = 2_000_000
 TARGET_FSYNC_CMDS_PER_S = 500_000
@@ -350,7 +350,7 @@ def open_loop_latencies_ns(sock: Any, frames: list[bytes], rate: int, slack_ns: 
 
 def client_reply_dtype() -> np.dtype[np.void]:
     """REPLY_DTYPE (imported lazily with the client)."""
-    from engine.wire.layout import REPLY_DTYPE
+    from bursa_wire.layout import REPLY_DTYPE
 
     return REPLY_DTYPE
 

@@ -37,8 +37,8 @@ import numpy as np
 from bench.core import open_loop_latencies_ns, setup_commands
 from bench.meta import percentiles_ns, run_info
 from bench.workload import WorkloadConfig
+from bursa_wire.layout import CMD_DTYPE
 from engine.wire import commands
-from engine.wire.layout import CMD_DTYPE
 from pyx.enums import Side
 
 TARGET_P99_RATIO = 2.0

@@ -5,7 +5,7 @@ with a stream that keeps about 1,000 orders resting over about 750 price levels
 and is made of 9% GTC orders, 3% IOC orders, 6% cancels and 82% moves (a move
 re-prices one resting order a step towards the last trade price, keeping its
 quantity); about 6% of the commands trade.  This module builds such a stream as
-a ``CMD_DTYPE`` array (engine/wire/layout.py) from a seed, the same array for
+a ``CMD_DTYPE`` array (bursa_wire/layout.py) from a seed, the same array for
 the same parameters on every machine.
 
 To make cancels and moves name orders that are still live, the generator runs
@@ -39,7 +39,7 @@ from typing import TypedDict
 
 import numpy as np
 
-from engine.wire.layout import CMD_DTYPE
+from bursa_wire.layout import CMD_DTYPE
 from pyx.enums import CmdKind, OrdType, Side, Tif
 
 # Command classes of the measured stream, in permille (exchange-core's mix).

@@ -33,6 +33,7 @@ import numpy as np
 import zmq
 
 from bindings.client import CoreClient, CoreError, EventSubscriber
+from bursa_wire.layout import CMD_DTYPE, CMD_FIELDS, EV_DTYPE
 from engine.server import (
     DEFAULT_ADMIN_ENDPOINT,
     DEFAULT_PUB_ENDPOINT,
@@ -47,7 +48,6 @@ from engine.wire.frames import (
     decode_replies,
     encode_control,
 )
-from engine.wire.layout import CMD_DTYPE, CMD_FIELDS, EV_DTYPE
 from gateway import batch, keys
 from gateway.store import MAX_ORDER_ID, OPEN_STATES, Order, Store
 from gateway.wire import codec

@@ -26,7 +26,7 @@ import gc
 import numpy as np
 
 from clearing import rules
-from engine.wire.layout import EV_DTYPE
+from bursa_wire.layout import EV_DTYPE
 
 cnp.import_array()
 

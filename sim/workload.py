@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from bursa_wire.layout import CMD_DTYPE
 from engine.wire import commands as cb
-from engine.wire.layout import CMD_DTYPE
 from pyx.enums import CmdKind, OrdType, Side, Stp, Tif
 
 Cmds = npt.NDArray[np.void]

@@ -1,6 +1,6 @@
 """Command records of the core: field mapping per kind, builders, batches.
 
-Every command is one 96-byte ``CMD_DTYPE`` record (engine/wire/layout.py).  The
+Every command is one 96-byte ``CMD_DTYPE`` record (bursa_wire/layout.py).  The
 fields a kind reads are listed in :data:`COMMAND_FIELDS` (the source of the
 tables in docs/commands.md); fields not listed are ignored by that kind and
 should be 0.  The builders below return a one-record array with those fields
@@ -23,7 +23,7 @@ from enum import IntEnum
 import numpy as np
 import numpy.typing as npt
 
-from engine.wire.layout import CMD_DTYPE
+from bursa_wire.layout import CMD_DTYPE
 from pyx.enums import CmdFlag, CmdKind, OrdType, Side, Tif
 
 Cmds = npt.NDArray[np.void]

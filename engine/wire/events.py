@@ -1,6 +1,6 @@
 """Event records of the core: field mapping per kind and a decoder.
 
-Every event is one 96-byte ``EV_DTYPE`` record (engine/wire/layout.py) carrying
+Every event is one 96-byte ``EV_DTYPE`` record (bursa_wire/layout.py) carrying
 the ``seq`` and ``ts_ns`` of the command that produced it.  Book events
 (ACCEPTED ... TRIGGERED) are described in docs/book.md; the core fills in:
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from bench.workload import Workload, WorkloadConfig, generate
-from engine.wire.layout import CMD_DTYPE
+from bursa_wire.layout import CMD_DTYPE
 from pyx.enums import CmdKind, EvKind, OrdType, Tif
 from tests.refbook import RefBook
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from bursa_wire.layout import REPLY_DTYPE
 from engine.wire import commands, events
-from engine.wire.layout import REPLY_DTYPE
 from pyx.core import _reply_layout
 from pyx.enums import CmdKind, EvKind
 from tools import gen_commands

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bursa_wire.layout import CMD_DTYPE, REPLY_DTYPE
 from engine.core import Core, SnapshotError
 from engine.wire import commands as cmd
 from engine.wire.commands import ReplyStatus
 from engine.wire.events import decode
-from engine.wire.layout import CMD_DTYPE, REPLY_DTYPE
 from pyx.core import internal_order_id
 from pyx.enums import CmdKind, EvKind, OrdType, Reason, Side, Stp, Tif
 from tests.engine.corekit import BASE, QUOTE, SYM, Ex, kinds, reject_changes_nothing
