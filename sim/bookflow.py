@@ -20,7 +20,7 @@ the random price offsets are built from integer draws, never from floats.
 
 Usage::
 
-    from bench.workload import WorkloadConfig, generate
+    from sim.bookflow import WorkloadConfig, generate
     wl = generate(WorkloadConfig(commands=100_000, seed=7))
     book = Book(**wl.config.book_kwargs())
     book.process(wl.prefill)      # untimed: brings the book to ~1,000 resting orders
@@ -189,7 +189,7 @@ class Workload:
         """The figures a benchmark reports about its workload (JSON-ready)."""
         n = max(1, len(self.commands))
         return {
-            "workload": "exchange-core single symbol (bench/workload.py)",
+            "workload": "exchange-core single symbol (sim/bookflow.py)",
             "seed": self.config.seed,
             "commands": len(self.commands),
             "prefill_commands": len(self.prefill),
@@ -606,7 +606,7 @@ def generate(cfg: WorkloadConfig | None = None) -> Workload:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Print the workload's statistics as JSON (``python -m bench.workload``)."""
+    """Print the workload's statistics as JSON (``python -m sim.bookflow``)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--commands", type=int, default=WorkloadConfig.commands)
     ap.add_argument("--seed", type=int, default=WorkloadConfig.seed)
