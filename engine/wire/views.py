@@ -74,6 +74,11 @@ class View:
         """``records`` (of the base dtype) seen through this view: the same memory."""
         return records.view(self.dtype)
 
+    def one(self, record: np.void) -> np.void:
+        """One record (an element of a base-dtype array) seen through this view."""
+        named: np.void = record.view(self.dtype)
+        return named
+
     def wire(self, name: str) -> str:
         """The record field a whole named field reads."""
         for f in self.fields:
