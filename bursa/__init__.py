@@ -37,6 +37,9 @@ EXPORTS: dict[str, tuple[str, str | None]] = {
     "REPLY_DTYPE": ("bursa_wire.layout", "REPLY_DTYPE"),
     "commands": ("engine.wire.commands", None),
     "events": ("engine.wire.events", None),
+    "views": ("engine.wire.views", None),
+    "CMD_VIEWS": ("engine.wire.views", "CMD_VIEWS"),
+    "EV_VIEWS": ("engine.wire.views", "EV_VIEWS"),
     # clients of a running core, gateway and market-data feed
     "CoreClient": ("bindings.client", "CoreClient"),
     "RoutedClient": ("bindings.client", "RoutedClient"),
@@ -51,7 +54,9 @@ EXPORTS: dict[str, tuple[str, str | None]] = {
 # The same names, spelled out for type checkers and linters (a test checks they agree).
 __all__ = [
     "CMD_DTYPE",
+    "CMD_VIEWS",
     "EV_DTYPE",
+    "EV_VIEWS",
     "REPLY_DTYPE",
     "AsyncGatewayClient",
     "Book",
@@ -74,6 +79,7 @@ __all__ = [
     "Tif",
     "commands",
     "events",
+    "views",
 ]
 
 if TYPE_CHECKING:
@@ -83,7 +89,8 @@ if TYPE_CHECKING:
     from bindings.gateway_client import AsyncGatewayClient, GatewayClient
     from bindings.marketdata import LocalBook, MarketDataClient
     from bursa_wire.layout import CMD_DTYPE, EV_DTYPE, REPLY_DTYPE
-    from engine.wire import commands, events
+    from engine.wire import commands, events, views
+    from engine.wire.views import CMD_VIEWS, EV_VIEWS
 
 
 def __getattr__(name: str) -> Any:
