@@ -26,6 +26,10 @@ from clearing.schema import migrate
 from pyx import ledgermap
 from pyx.enums import EvKind, Side
 
+# The compiled mapper mirrors the rules; it gets their constants and types from here
+# (pyx imports nothing above it).
+ledgermap.bind_rules(rules)
+
 U64 = 1 << 64
 I64_MAX = (1 << 63) - 1
 

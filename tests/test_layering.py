@@ -46,14 +46,6 @@ ALLOWED: dict[str, frozenset[str]] = {
     "engine": frozenset({"bursa_wire", "pyx"}),
 }
 
-# Known exceptions, each with its reason: (file, imported package).
-EXCEPTIONS: dict[tuple[str, str], str] = {
-    # The compiled fast path of clearing's ledger mirrors clearing.rules and checks
-    # its constants against them at import, so the two cannot drift; it lives in
-    # pyx only because setup.py compiles pyx/*.pyx.  Moving it to clearing/ is the fix.
-    ("pyx/ledgermap.pyx", "clearing"): "compiled mirror of clearing.rules",
-}
-
 _CYTHON_IMPORT = re.compile(r"^\s*(?:from\s+([\w.]+)\s+c?import|c?import\s+([\w.]+))", re.M)
 
 
@@ -89,7 +81,7 @@ def forbidden_edges(root: Path = ROOT) -> list[str]:
         src = rel.split("/")[0]
         for mod in imported_modules(path):
             dst = mod.split(".")[0]
-            if dst not in OURS or dst == src or (rel, dst) in EXCEPTIONS:
+            if dst not in OURS or dst == src:
                 continue
             allowed = ALLOWED.get(src)
             if (allowed is not None and dst not in allowed) or (src in RUNTIME and dst in DEV):
@@ -99,13 +91,6 @@ def forbidden_edges(root: Path = ROOT) -> list[str]:
 
 def test_no_forbidden_import_edges() -> None:
     assert forbidden_edges() == []
-
-
-def test_exceptions_are_still_needed() -> None:
-    """An exception nobody needs any more is removed, not kept as a loophole."""
-    for rel, dst in EXCEPTIONS:
-        mods = imported_modules(ROOT / rel)
-        assert any(m.split(".")[0] == dst for m in mods), (rel, dst)
 
 
 def test_checker_finds_planted_edges(tmp_path: Path) -> None:
