@@ -36,7 +36,7 @@ from engine.wire.frames import (
     decode_replies,
     encode_control,
 )
-from engine.wire.layout import CMD_DTYPE
+from bursa_wire.layout import CMD_DTYPE
 from pyx.enums import CmdKind
 
 log = logging.getLogger("bursa.api")

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from api.store import PENDING_NEW, Fill, Order, Store
-from engine.wire.layout import EV_DTYPE
+from bursa_wire.layout import EV_DTYPE
 from pyx.enums import EvFlag, EvKind, OrdType, Reason, Side
 
 EV = {name: i for i, name in enumerate(EV_DTYPE.names or ())}

@@ -41,7 +41,7 @@ from api.errors import (
 # for 40 digits a side: an i64 count of ticks on an extreme grid needs more than 20.
 DECIMAL_PATTERN = r"^([0-9]{1,40})(\.[0-9]{1,40})?$"
 _DECIMAL_RE = re.compile(DECIMAL_PATTERN)
-STATUS_TRADING, STATUS_HALTED = 1, 2  # marketdata.wire.layout.SymbolStatus values
+STATUS_TRADING, STATUS_HALTED = 1, 2  # bursa_wire.md_layout.SymbolStatus values
 ORDER_TYPES = ("LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT")
 
 
@@ -378,7 +378,7 @@ class SymbolSpec:
         asset_names: Mapping[int, str],
         min_notional_minor: int = 0,
     ) -> SymbolSpec:
-        """The spec of a feed STATUS message body (``marketdata.wire.layout.BODIES``).
+        """The spec of a feed STATUS message body (``bursa_wire.md_layout.BODIES``).
 
         Raises
         ------

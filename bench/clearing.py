@@ -5,7 +5,7 @@ Usage::
 
     .venv/bin/python -m bench.clearing --json [--quick] [--commands N] [--seed S]
 
-Workload: the engine benchmark's stream (``bench/workload.py``: setup, pre-fill,
+Workload: the engine benchmark's stream (``sim/bookflow.py``: setup, pre-fill,
 ``--commands`` measured commands) run once through the in-process core; its
 event frames (one per batch of 4,096 commands, as the core process publishes
 them) are the input.
@@ -46,7 +46,6 @@ import zmq
 
 from bench.core import full_stream
 from bench.meta import median_int, run_info
-from bench.workload import WorkloadConfig, generate
 from bindings.client import RoutedClient
 from clearing.db import Db
 from clearing.ledger import Ledger
@@ -54,6 +53,7 @@ from clearing.pgtmp import PgCluster
 from engine.core import Core
 from engine.wire.frames import decode_event_frame
 from pyx.enums import EvKind
+from sim.bookflow import WorkloadConfig, generate
 
 TARGET_SQLITE_ENTRIES_PER_S = 100_000
 TARGET_POSTGRES_ENTRIES_PER_S = 50_000

@@ -4,7 +4,7 @@ Usage::
 
     .venv/bin/python -m bench.core --json [--commands N] [--seed S] [--no-process]
 
-Workload: the exchange-core single-symbol stream of ``bench/workload.py`` with
+Workload: the exchange-core single-symbol stream of ``sim/bookflow.py`` with
 1,000 funded users (two assets, a fee tier, one symbol whose band is the
 workload's, every user funded in both assets), pre-filled untimed to ~1,000
 resting orders.  Every figure states its durability mode.
@@ -48,13 +48,14 @@ from typing import Any
 import numpy as np
 
 from bench.meta import latency_series, median_int, percentiles_ns, run_info
-from bench.workload import Workload, WorkloadConfig, generate
+from bursa_wire.layout import CMD_DTYPE
+from sim.bookflow import Workload, WorkloadConfig, generate
 from engine.clock import RealClock
 from engine.core import Core
 from engine.sequencer import Sequencer
 from engine.storage import FileStorage
 from engine.wire import commands
-from engine.wire.layout import CMD_DTYPE
+from sim.bookflow import Workload, WorkloadConfig, generate
 
 TARGET_INPROC_CMDS_PER_S = 2_000_000
 TARGET_FSYNC_CMDS_PER_S = 500_000
@@ -350,7 +351,7 @@ def open_loop_latencies_ns(sock: Any, frames: list[bytes], rate: int, slack_ns: 
 
 def client_reply_dtype() -> np.dtype[np.void]:
     """REPLY_DTYPE (imported lazily with the client)."""
-    from engine.wire.layout import REPLY_DTYPE
+    from bursa_wire.layout import REPLY_DTYPE
 
     return REPLY_DTYPE
 

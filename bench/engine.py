@@ -52,8 +52,8 @@ from typing import Any
 import numpy as np
 
 from bench.meta import latency_series, machine_stalls, median_int, percentiles_ns, run_info
-from bench.workload import Workload, WorkloadConfig, generate
 from pyx.enums import CmdKind, EvKind
+from sim.bookflow import Workload, WorkloadConfig, generate
 
 TARGET_PER_CALL_CMDS_PER_S = 3_000_000
 TARGET_BATCH_CMDS_PER_S = 10_000_000

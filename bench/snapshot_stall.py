@@ -36,10 +36,10 @@ import numpy as np
 
 from bench.core import open_loop_latencies_ns, setup_commands
 from bench.meta import latency_series, percentiles_ns, run_info
-from bench.workload import WorkloadConfig
+from bursa_wire.layout import CMD_DTYPE
 from engine.wire import commands
-from engine.wire.layout import CMD_DTYPE
 from pyx.enums import Side
+from sim.bookflow import WorkloadConfig
 
 TARGET_P99_RATIO = 2.0
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import zmq
 
+from bursa_wire.layout import CMD_DTYPE, CMD_SIZE, REPLY_DTYPE
 from engine.security import CurveClientKeys, make_client_socket
 from engine.wire import commands
 from engine.wire.frames import (
@@ -41,7 +42,6 @@ from engine.wire.frames import (
     encode_event_frame,
     encode_replay_request,
 )
-from engine.wire.layout import CMD_DTYPE, CMD_SIZE, REPLY_DTYPE
 from engine.wire.roles import ROLES, role_of
 
 # Largest command frame the server accepts (engine.server.MAX_FRAME_CMDS).
@@ -636,7 +636,7 @@ class EventSubscriber:
         """The events of :meth:`poll` concatenated (``EV_DTYPE``)."""
         frames = self.poll(timeout_ms)
         if not frames:
-            from engine.wire.layout import EV_DTYPE
+            from bursa_wire.layout import EV_DTYPE
 
             return np.zeros(0, dtype=EV_DTYPE)
         return np.concatenate([f.events for f in frames])

@@ -31,8 +31,8 @@ from typing import Any
 
 import zmq
 
-from marketdata.wire.codec import Msg, MsgError, decode, split
-from marketdata.wire.layout import (
+from bursa_wire.md_codec import Msg, MsgError, decode, split
+from bursa_wire.md_layout import (
     CANDLE_INTERVALS_S,
     CHANNEL_NAMES,
     Channel,

@@ -18,7 +18,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("engine.replay", "rebuild state from a journal directory and print its hash"),
     "sim": ("sim.run", "one deterministic simulation: --seed N [--commands K]"),
     "sim-campaign": ("sim.campaign", "many seeds in parallel with a progress bar"),
-    "admin": ("engine.admin", "admin commands to a running core"),
+    "admin": ("bursa.admin", "admin commands to a running core"),
     "gateway": ("gateway.server", "order-entry gateway: TCP sessions, API keys, execution reports"),
     "clearing": ("clearing.cli", "the double-entry ledger: run the follower, or query it"),
     "reconcile": ("clearing.reconcile", "ledger vs core balances and conservation at one seq"),

@@ -5,7 +5,7 @@ quantities in lots of 0.0001 BTC (1 BTC = 10,000 lots).  A fill's value is
 ``price_ticks * qty_lots`` units of 0.000001 USDT (0.01 USDT x 0.0001 BTC).
 Everything shown is formatted from those integers with integer arithmetic.
 
-The order flow is a short run of the benchmark workload (bench/workload.py:
+The order flow is a short run of the benchmark workload (sim/bookflow.py:
 exchange-core's single-symbol mix) fed through the Cython book's batch API;
 the demo prints the top of the book, the last trades and the throughput it
 measured.  (The core process replaces this demo in a later issue.)
@@ -19,8 +19,8 @@ import time
 
 import numpy as np
 
-from bench.workload import WorkloadConfig, generate
 from pyx.enums import EvKind, Side
+from sim.bookflow import WorkloadConfig, generate
 
 SYMBOL = "BTC/USDT"
 TICK_DECIMALS = 2  # 1 tick = 0.01 USDT

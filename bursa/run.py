@@ -50,10 +50,10 @@ import zmq
 
 from bindings.client import CoreClient, CoreError, EventSubscriber, RoutedClient
 from bursa.demo import fixed
+from bursa_wire.layout import EV_DTYPE
 from engine.replay import replay_dir
 from engine.wire import commands
 from engine.wire.frames import STATUS_APPLIED, STATUS_DUPLICATE, STATUS_REJECTED
-from engine.wire.layout import EV_DTYPE
 from pyx.enums import EvFlag, EvKind, OrdType, Reason, Side, Stp, Tif
 
 Records = np.ndarray[Any, np.dtype[np.void]]

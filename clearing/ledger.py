@@ -26,6 +26,10 @@ from clearing.schema import migrate
 from pyx import ledgermap
 from pyx.enums import EvKind, Side
 
+# The compiled mapper mirrors the rules; it gets their constants and types from here
+# (pyx imports nothing above it).
+ledgermap.bind_rules(rules)
+
 U64 = 1 << 64
 I64_MAX = (1 << 63) - 1
 
@@ -273,19 +277,21 @@ class Ledger:
         if k in _ORDER_KINDS:
             self._order_rows(e, idx, p.holds)
         elif k == _K_DEPOSITED:
-            self.q_deposits.append((e.seq, idx, e.ts_ns, e.user_id, e.price_ticks, e.symbol_id,
-                                    i64(e.order_id), e.qty_lots))  # fmt: skip
+            user, account, asset, amount, ref = rules.funding_fields(e)
+            self.q_deposits.append((e.seq, idx, e.ts_ns, user, account, asset, i64(ref),
+                                    amount))  # fmt: skip
         elif k == _K_WITHDRAW_HELD:
-            self.q_wd_new.append((i64(e.order_id), e.user_id, e.price_ticks, e.symbol_id,
-                                  e.qty_lots, "held", e.seq, 0))  # fmt: skip
+            user, account, asset, amount, wid = rules.withdrawal_fields(e)
+            self.q_wd_new.append((i64(wid), user, account, asset, amount, "held", e.seq, 0))
         elif k in _WD_STATUS:
-            self.q_wd_done.append((_WD_STATUS[k], e.seq, i64(e.order_id)))
+            wid = rules.withdrawal_fields(e)[4]
+            self.q_wd_done.append((_WD_STATUS[k], e.seq, i64(wid)))
         elif k == _K_SYMBOL_ADDED:
-            sym = Symbol(e.user_id, e.maker_user_id, e.taker_fee, e.maker_fee)
+            sym = Symbol(*rules.symbol_fields(e))
             self.symbols[e.symbol_id] = sym
             self.q_symbols.append((e.symbol_id, *sym, e.seq))
         elif k == _K_ASSET_ADDED:
-            self.q_assets.append((e.symbol_id, e.qty_lots, e.seq))
+            self.q_assets.append((*rules.asset_fields(e), e.seq))
         elif k == _K_USER_ADDED:
             self.q_users.append((e.user_id, e.seq))
 

@@ -19,10 +19,12 @@ docs/clearing.md.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import operator
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
+from engine.wire.views import EV_VIEWS
 from pyx.enums import EvKind, Side
 
 # Buckets of an account.
@@ -95,6 +97,47 @@ class Ev(NamedTuple):
     side: int
     flags: int
     ord_type: int
+
+
+def _getter(kinds: tuple[EvKind, ...], *names: str) -> Callable[[Ev], Any]:
+    """Read fields of an :class:`Ev` by the names of its kind's view (engine.wire.views),
+    e.g. ``amount_minor`` rather than the ``qty_lots`` that carries it; one getter
+    serves kinds whose views place those names alike."""
+    where = {tuple(EV_VIEWS[k].index(n) for n in names) for k in kinds}
+    assert len(where) == 1, (kinds, names)
+    return operator.itemgetter(*where.pop())
+
+
+_WITHDRAW_KINDS = (EvKind.WITHDRAW_HELD, EvKind.WITHDRAW_COMMITTED, EvKind.WITHDRAW_RELEASED)
+# (hold after, change of hold) of ACCEPTED / CANCELED / REDUCED / REPLACED
+hold_fields = _getter(
+    (EvKind.ACCEPTED, EvKind.CANCELED, EvKind.REDUCED, EvKind.REPLACED),
+    "hold_minor",
+    "hold_delta_minor",
+)
+# (user, account, asset, amount, reference) of DEPOSITED and WITHDRAW_*
+funding_fields = _getter(
+    (EvKind.DEPOSITED,), "user_id", "account", "asset_id", "amount_minor", "ref"
+)
+withdrawal_fields = _getter(
+    _WITHDRAW_KINDS, "user_id", "account", "asset_id", "amount_minor", "withdrawal_id"
+)
+# (user, from account, to account, asset, amount, reference) of TRANSFERRED
+transfer_fields = _getter(
+    (EvKind.TRANSFERRED,),
+    "user_id",
+    "from_account",
+    "to_account",
+    "asset_id",
+    "amount_minor",
+    "ref",
+)
+# (base, quote, price multiplier, base per lot) of SYMBOL_ADDED: a :class:`Symbol`
+symbol_fields = _getter(
+    (EvKind.SYMBOL_ADDED,), "base_asset_id", "quote_asset_id", "price_multiplier", "base_per_lot"
+)
+# (asset, decimals) of ASSET_ADDED
+asset_fields = _getter((EvKind.ASSET_ADDED,), "asset_id", "decimals")
 
 
 Account = tuple[int, int, int, int]  # user_id, account, bucket, asset
@@ -207,34 +250,36 @@ def post(e: Ev, symbols: Mapping[int, Symbol], holds: Mapping[OrderKey, Hold]) -
     if k == _ACCEPTED:
         sym = _symbol(symbols, e.symbol_id)
         asset = sym.quote if e.side == _BUY else sym.base
-        # taker_fee = hold after, maker_fee = change of hold (engine/wire/events.py).
-        _hold_move(out, e.user_id, asset, e.maker_fee, e.order_id)
-        p.holds[(e.user_id, e.order_id)] = Hold(asset, e.taker_fee)
+        hold, delta = hold_fields(e)
+        _hold_move(out, e.user_id, asset, delta, e.order_id)
+        p.holds[(e.user_id, e.order_id)] = Hold(asset, hold)
     elif k in (_CANCELED, _REDUCED, _REPLACED):
         key = (e.user_id, e.order_id)
         h = _hold(holds, key)
-        _hold_move(out, e.user_id, h.asset, e.maker_fee, e.order_id)
-        p.holds[key] = None if k == _CANCELED else Hold(h.asset, e.taker_fee)
+        hold, delta = hold_fields(e)
+        _hold_move(out, e.user_id, h.asset, delta, e.order_id)
+        p.holds[key] = None if k == _CANCELED else Hold(h.asset, hold)
     elif k == _TRADE:
         _trade(e, _symbol(symbols, e.symbol_id), holds, p)
     elif k == _DEPOSITED:
-        acc = user_acct(e.user_id, e.price_ticks, AVAILABLE, e.symbol_id)
-        _pair(out, acc, external_acct(e.symbol_id), e.qty_lots, DEPOSIT, ref=e.order_id)
-    elif k == _WITHDRAW_HELD:
-        av = user_acct(e.user_id, e.price_ticks, AVAILABLE, e.symbol_id)
-        hd = user_acct(e.user_id, e.price_ticks, HELD, e.symbol_id)
-        _pair(out, hd, av, e.qty_lots, WITHDRAW_HOLD, ref=e.order_id)
-    elif k == _WITHDRAW_COMMITTED:
-        hd = user_acct(e.user_id, e.price_ticks, HELD, e.symbol_id)
-        _pair(out, external_acct(e.symbol_id), hd, e.qty_lots, WITHDRAW_COMMIT, ref=e.order_id)
-    elif k == _WITHDRAW_RELEASED:
-        av = user_acct(e.user_id, e.price_ticks, AVAILABLE, e.symbol_id)
-        hd = user_acct(e.user_id, e.price_ticks, HELD, e.symbol_id)
-        _pair(out, av, hd, e.qty_lots, WITHDRAW_RELEASE, ref=e.order_id)
+        user, account, asset, amount, ref = funding_fields(e)
+        acc = user_acct(user, account, AVAILABLE, asset)
+        _pair(out, acc, external_acct(asset), amount, DEPOSIT, ref=ref)
+    elif k in (_WITHDRAW_HELD, _WITHDRAW_COMMITTED, _WITHDRAW_RELEASED):
+        user, account, asset, amount, wid = withdrawal_fields(e)
+        av = user_acct(user, account, AVAILABLE, asset)
+        hd = user_acct(user, account, HELD, asset)
+        if k == _WITHDRAW_HELD:
+            _pair(out, hd, av, amount, WITHDRAW_HOLD, ref=wid)
+        elif k == _WITHDRAW_COMMITTED:
+            _pair(out, external_acct(asset), hd, amount, WITHDRAW_COMMIT, ref=wid)
+        else:
+            _pair(out, av, hd, amount, WITHDRAW_RELEASE, ref=wid)
     elif k == _TRANSFERRED:
-        src = user_acct(e.user_id, e.price_ticks, AVAILABLE, e.symbol_id)
-        dst = user_acct(e.user_id, e.maker_order_id, AVAILABLE, e.symbol_id)
-        _pair(out, dst, src, e.qty_lots, TRANSFER, ref=e.order_id)
+        user, from_account, to_account, asset, amount, ref = transfer_fields(e)
+        src = user_acct(user, from_account, AVAILABLE, asset)
+        dst = user_acct(user, to_account, AVAILABLE, asset)
+        _pair(out, dst, src, amount, TRANSFER, ref=ref)
     return p
 
 

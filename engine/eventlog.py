@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from bursa_wire.layout import EV_SIZE
 from engine.storage import Storage
 from engine.wire.frames import (
     EVENT_HEADER_SIZE,
@@ -36,7 +37,6 @@ from engine.wire.frames import (
     encode_event_frame,
     peek_event_header,
 )
-from engine.wire.layout import EV_SIZE
 
 log = logging.getLogger("bursa.eventlog")
 

@@ -46,8 +46,8 @@ import crc32c
 import numpy as np
 import numpy.typing as npt
 
+from bursa_wire.layout import CMD_DTYPE, CMD_SIZE
 from engine.storage import Storage, StorageError
-from engine.wire.layout import CMD_DTYPE, CMD_SIZE
 
 log = logging.getLogger("bursa.journal")
 

@@ -25,7 +25,7 @@ import numpy as np
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from engine.wire.frames import STATUS_REJECTED
-from engine.wire.layout import REPLY_DTYPE
+from bursa_wire.layout import REPLY_DTYPE
 from pyx.enums import CmdKind, Reason
 
 # Bucket bounds (upper, inclusive), seconds unless said otherwise.

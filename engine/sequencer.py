@@ -22,6 +22,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from bursa_wire.layout import CMD_DTYPE, EV_DTYPE, REPLY_DTYPE
 from engine import variants as variants_mod
 from engine.clock import Clock
 from engine.corelike import CoreClass
@@ -40,7 +41,6 @@ from engine.snapshot import (
     write_snapshot,
 )
 from engine.storage import Storage
-from engine.wire.layout import CMD_DTYPE, EV_DTYPE, REPLY_DTYPE
 
 log = logging.getLogger("bursa.sequencer")
 

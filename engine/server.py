@@ -45,6 +45,7 @@ import zmq
 
 from bursa import logs
 from bursa.metrics import serve as serve_metrics
+from bursa_wire.layout import CMD_DTYPE, CMD_SIZE, EV_DTYPE, REPLY_DTYPE
 from engine.clock import RealClock
 from engine.corelike import CoreClass
 from engine.eventlog import EVENT_SEGMENT_BYTES_MAX, EventLog, split_event_frames
@@ -72,7 +73,6 @@ from engine.wire.frames import (
     encode_control,
     encode_event_frame,
 )
-from engine.wire.layout import CMD_DTYPE, CMD_SIZE, EV_DTYPE, REPLY_DTYPE
 from engine.wire.roles import EXPENSIVE_CONTROLS, ROLE_CONTROLS, ROLE_KINDS, ROLES
 from pyx.enums import Reason
 

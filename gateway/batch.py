@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.wire.layout import CMD_DTYPE
+from bursa_wire.layout import CMD_DTYPE
 from gateway.wire.layout import BY_NAME, ORDER_POST_ONLY, MsgSpec
 from pyx.enums import CmdFlag, CmdKind
 

@@ -39,6 +39,7 @@ from bindings.client import CoreClient, CoreError, EventSubscriber
 from bursa import logs
 from bursa.metrics import Collector
 from bursa.metrics import serve as serve_metrics
+from bursa_wire.layout import CMD_DTYPE, CMD_FIELDS, EV_DTYPE
 from engine.server import (
     DEFAULT_ADMIN_ENDPOINT,
     DEFAULT_PUB_ENDPOINT,
@@ -53,7 +54,7 @@ from engine.wire.frames import (
     decode_replies,
     encode_control,
 )
-from engine.wire.layout import CMD_DTYPE, CMD_FIELDS, EV_DTYPE
+from engine.wire.views import EV_VIEWS
 from gateway import batch, keys, metrics
 from gateway.store import MAX_ORDER_ID, OPEN_STATES, Order, Store
 from gateway.wire import codec
@@ -128,6 +129,10 @@ EV_SYMBOL_ID = EV["symbol_id"]
 EV_TAKER_FEE = EV["taker_fee"]
 EV_TS_NS = EV["ts_ns"]
 EV_USER_ID = EV["user_id"]
+# SYMBOL_ADDED by the names of its view (engine.wire.views): the symbol's quote asset
+_SYMBOL_ADDED = EV_VIEWS[EvKind.SYMBOL_ADDED]
+EV_SYM_SYMBOL_ID = _SYMBOL_ADDED.index("symbol_id")
+EV_SYM_QUOTE_ASSET_ID = _SYMBOL_ADDED.index("quote_asset_id")
 REQUEST_OF_OP = {"C": REQUEST_CANCEL, "U": REQUEST_REPLACE, "D": REQUEST_REDUCE}
 # The cyclic GC's thresholds: the gateway allocates several objects per order and
 # report (nearly all freed by reference counting, few cycles), so CPython's default
@@ -1001,7 +1006,7 @@ class Gateway:
         this for ACCEPTED and TRADE (tests/gateway/test_gwreport.py)."""
         kind = ev[EV_KIND]
         if kind == EVK_SYMBOL_ADDED:
-            self.store.set_quote_asset(ev[EV_SYMBOL_ID], ev[EV_MAKER_USER_ID])
+            self.store.set_quote_asset(ev[EV_SYM_SYMBOL_ID], ev[EV_SYM_QUOTE_ASSET_ID])
             return
         if kind > EVK_TRIGGERED:
             return

@@ -13,9 +13,9 @@ import itertools
 import json
 from typing import Any
 
+from bursa_wire.md_layout import CANDLE_INTERVALS_S, CHANNEL_NAMES, Channel
 from marketdata.book import RECENT_TRADES_MAX, SymbolBook
 from marketdata.feed import Feed
-from marketdata.wire.layout import CANDLE_INTERVALS_S, CHANNEL_NAMES, Channel
 
 # Messages per replay answer at most (the client asks again from next_seq).
 REPLAY_MAX_MSGS = 10_000

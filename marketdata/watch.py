@@ -24,8 +24,8 @@ from rich.table import Table
 from rich.text import Text
 
 from bindings.marketdata import BUY, LocalBook, MarketDataClient, MarketDataError
+from bursa_wire.md_layout import CANDLE_INTERVALS_S, SymbolStatus
 from marketdata.server import DEFAULT_PUB_ENDPOINT, DEFAULT_SERVICE_ENDPOINT
-from marketdata.wire.layout import CANDLE_INTERVALS_S, SymbolStatus
 
 TRADES_SHOWN = 12
 _IV_NAMES = {1: "1s", 60: "1m", 300: "5m", 900: "15m", 3600: "1h", 14400: "4h", 86400: "1d"}

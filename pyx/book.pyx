@@ -50,7 +50,7 @@ from pyx.enums cimport (
     REPLACE_NO_CHANGE, INVALID_FLAGS, UNKNOWN_COMMAND, LEVEL_OVERFLOW,
 )
 
-from engine.wire.layout import CMD_DTYPE
+from bursa_wire.layout import CMD_DTYPE
 
 cnp.import_array()
 

@@ -12,7 +12,7 @@ from pyx.evbuf cimport EventBuf
 from pyx.book cimport Book
 
 
-cdef packed struct ReplyRec:     # 40 bytes, mirrors REPLY_DTYPE in engine/wire/layout.py
+cdef packed struct ReplyRec:     # 40 bytes, mirrors REPLY_DTYPE in bursa_wire/layout.py
     uint64_t seq
     uint64_t client_ref
     uint64_t order_id

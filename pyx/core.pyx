@@ -61,7 +61,7 @@ from pyx.enums cimport (
     WITHDRAWAL_RELEASED, WITHDRAWAL_COMMITTED, INVALID_ID, ALREADY_IN_STATE,
 )
 
-from engine.wire.layout import CMD_DTYPE, REPLY_DTYPE
+from bursa_wire.layout import CMD_DTYPE, REPLY_DTYPE
 
 cnp.import_array()
 

@@ -12,7 +12,7 @@ import numpy as np
 cimport numpy as cnp
 from libc.string cimport memcpy, memset
 
-from engine.wire.layout import EV_DTYPE
+from bursa_wire.layout import EV_DTYPE
 
 cnp.import_array()
 

@@ -19,7 +19,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 
-from engine.wire.layout import EV_DTYPE
+from bursa_wire.layout import EV_DTYPE
 from gateway.wire.codec import FRAME_HEAD, SEQ_HEAD
 from gateway.wire.layout import (
     SEQUENCED,

@@ -25,8 +25,8 @@ import gc
 
 import numpy as np
 
-from clearing import rules
-from engine.wire.layout import EV_DTYPE
+from bursa_wire.layout import EV_DTYPE
+from pyx import enums as _enums
 
 cnp.import_array()
 
@@ -51,22 +51,40 @@ cdef enum:
     TAKER_DONE = 1
     MAKER_DONE = 2
     YIELD_MASK = 63  # release the GIL every 64 events
-assert (rules.AVAILABLE, rules.HELD, rules.FEE, rules.EXTERNAL) == (0, 1, 2, 3)
-assert rules.SYSTEM_USER == 0 and (rules.TAKER_DONE, rules.MAKER_DONE) == (TAKER_DONE, MAKER_DONE)
 
-cdef object HOLD = rules.HOLD
-cdef object RELEASE = rules.RELEASE
-cdef object TRADE = rules.TRADE
-cdef object FEE_CAUSE = rules.FEE_CAUSE
-cdef object DEPOSIT = rules.DEPOSIT
-cdef object WITHDRAW_HOLD = rules.WITHDRAW_HOLD
-cdef object WITHDRAW_COMMIT = rules.WITHDRAW_COMMIT
-cdef object WITHDRAW_RELEASE = rules.WITHDRAW_RELEASE
-cdef object TRANSFER = rules.TRANSFER
-cdef object UnknownReferenceError = rules.UnknownReferenceError
-cdef object Hold = rules.Hold
-cdef object Symbol = rules.Symbol
+# The causes, hold and symbol types and the error of clearing.rules, handed in by
+# clearing.ledger through bind_rules(): pyx imports nothing above it (tests/test_layering.py).
+cdef object HOLD = None
+cdef object RELEASE = None
+cdef object TRADE = None
+cdef object FEE_CAUSE = None
+cdef object DEPOSIT = None
+cdef object WITHDRAW_HOLD = None
+cdef object WITHDRAW_COMMIT = None
+cdef object WITHDRAW_RELEASE = None
+cdef object TRANSFER = None
+cdef object UnknownReferenceError = None
+cdef object Hold = None
+cdef object Symbol = None
+cdef bint _bound = False
 cdef object _tuple_new = tuple.__new__
+
+
+def bind_rules(rules):
+    """Take the constants and types of ``rules`` (the module clearing.rules), checking
+    that its buckets and flags are the ones compiled in here, so the two cannot drift.
+    clearing.ledger calls it once, at import."""
+    global HOLD, RELEASE, TRADE, FEE_CAUSE, DEPOSIT, WITHDRAW_HOLD, WITHDRAW_COMMIT
+    global WITHDRAW_RELEASE, TRANSFER, UnknownReferenceError, Hold, Symbol, _bound
+    assert (rules.AVAILABLE, rules.HELD, rules.FEE, rules.EXTERNAL) == (0, 1, 2, 3)
+    assert rules.SYSTEM_USER == 0
+    assert (rules.TAKER_DONE, rules.MAKER_DONE) == (TAKER_DONE, MAKER_DONE)
+    HOLD, RELEASE, TRADE, FEE_CAUSE = rules.HOLD, rules.RELEASE, rules.TRADE, rules.FEE_CAUSE
+    DEPOSIT, WITHDRAW_HOLD = rules.DEPOSIT, rules.WITHDRAW_HOLD
+    WITHDRAW_COMMIT, WITHDRAW_RELEASE = rules.WITHDRAW_COMMIT, rules.WITHDRAW_RELEASE
+    TRANSFER = rules.TRANSFER
+    UnknownReferenceError, Hold, Symbol = rules.UnknownReferenceError, rules.Hold, rules.Symbol
+    _bound = True
 
 # Order statuses and kind names (clearing.ledger; strings passed in by it).
 cdef object LIVE = "live"
@@ -75,7 +93,7 @@ cdef object CANCELED_S = "canceled"
 cdef object HELD_S = "held"
 cdef object COMMITTED_S = "committed"
 cdef object RELEASED_S = "released"
-cdef dict KIND_NAMES = {int(k): k.name for k in rules.EvKind}
+cdef dict KIND_NAMES = {int(k): k.name for k in _enums.EvKind}
 cdef object ZERO = 0
 cdef dict NO_HOLDS = {}  # the hold updates of an event that changes no hold (never written)
 
@@ -355,6 +373,8 @@ def apply_events(led, events, uint64_t applied_seq):
         An event names a symbol or a live order never seen (message starts with
         ``seq N:``); the ledger's state is then partly updated and must be reloaded.
     """
+    if not _bound:
+        raise RuntimeError("pyx.ledgermap: bind_rules(clearing.rules) was not called")
     if events.dtype != EV_DTYPE:
         raise TypeError(f"events must be EV_DTYPE records, not {events.dtype}")
     cdef cnp.ndarray arr = np.ascontiguousarray(events)

@@ -20,9 +20,9 @@ cimport numpy as cnp
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.stdint cimport INT64_MAX, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
-from engine.wire.layout import EV_DTYPE
-from marketdata.wire.codec import BODY_STRUCTS, FULL_STRUCTS, HEADER_SIZE
-from marketdata.wire.layout import CANDLE_INTERVALS_S, Channel, MsgType, SymbolStatus, topic
+from bursa_wire.layout import EV_DTYPE
+from bursa_wire.md_codec import BODY_STRUCTS, FULL_STRUCTS, HEADER_SIZE
+from bursa_wire.md_layout import CANDLE_INTERVALS_S, Channel, MsgType, SymbolStatus, topic
 from pyx.enums import EvKind, OrdType
 from pyx.records cimport EvRec
 
@@ -77,7 +77,7 @@ cdef enum:
     CH_CANDLES = 5
     CH_STATUS = 6
 
-# Message layouts as packed C structs, mirroring marketdata/wire/layout.py (the one
+# Message layouts as packed C structs, mirroring bursa_wire/md_layout.py (the one
 # definition); the size checks below and the differential test catch any drift.
 cdef packed struct Hdr:
     uint8_t msg_type

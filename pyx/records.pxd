@@ -1,5 +1,5 @@
 # Fixed-layout little-endian records, packed.  The single source of truth for
-# field names, order, types and units is engine/wire/layout.py; these C structs
+# field names, order, types and units is bursa_wire/layout.py; these C structs
 # mirror it and tests/pyx/test_layout.py fails on any drift (offsets and sizes).
 from pyx.types cimport ticks_t, lots_t, oid_t, seq_t, uid_t
 from libc.stdint cimport int64_t, uint64_t, uint32_t, uint16_t, uint8_t

@@ -19,7 +19,11 @@ import numpy as np
 import numpy.typing as npt
 
 from engine.wire.commands import ReplyStatus
+from engine.wire.views import CMD_VIEWS
 from pyx.enums import CmdKind
+
+_DEPOSIT = CMD_VIEWS[CmdKind.DEPOSIT]
+_WITHDRAW_HOLD = CMD_VIEWS[CmdKind.WITHDRAW_HOLD]
 
 HELD, COMMITTED, RELEASED = 1, 2, 3
 """Withdrawal states (same numbering as ``engine.core.Core.withdrawals``)."""
@@ -85,7 +89,9 @@ class FundingModel:
 
     def _one(self, c: np.void, r: np.void) -> str | None:
         self.checks += 1
-        kind, status, ref = int(c["kind"]), int(r["status"]), int(c["order_id"])
+        kind, status = int(c["kind"]), int(r["status"])
+        named = CMD_VIEWS[CmdKind(kind)].one(c)
+        ref = int(named["ref"] if kind == CmdKind.DEPOSIT else named["withdrawal_id"])
         if status == ReplyStatus.DUPLICATE:
             self.duplicates_seen += 1
         if kind == CmdKind.DEPOSIT:
@@ -99,8 +105,9 @@ class FundingModel:
         if status == ReplyStatus.APPLIED:
             if seen:
                 return f"deposit reference {ref} credited a second time"
-            user, asset, account = int(c["user_id"]), int(c["symbol_id"]), int(c["a0"])
-            amount = int(c["qty_lots"])
+            d = _DEPOSIT.one(c)
+            user, asset, account = int(d["user_id"]), int(d["asset_id"]), int(d["account"])
+            amount = int(d["amount_minor"])
             self.deposits[ref] = (user, asset, account, amount)
             self.net_minor[asset] = self.net_minor.get(asset, 0) + amount
         elif status == ReplyStatus.DUPLICATE and not seen:
@@ -112,8 +119,13 @@ class FundingModel:
         if status == ReplyStatus.APPLIED:
             if seen:
                 return f"withdrawal id {wid} held a second time"
+            w = _WITHDRAW_HOLD.one(c)
             self.withdrawals[wid] = Withdrawal(
-                int(c["user_id"]), int(c["symbol_id"]), int(c["a0"]), int(c["qty_lots"]), HELD
+                int(w["user_id"]),
+                int(w["asset_id"]),
+                int(w["account"]),
+                int(w["amount_minor"]),
+                HELD,
             )
         elif status == ReplyStatus.DUPLICATE and not seen:
             return f"withdrawal id {wid} called a duplicate but never held"

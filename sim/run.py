@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from bursa_wire.layout import CMD_SIZE
 from engine.clock import ManualClock
 from engine.corelike import CoreClass, CoreLike, default_core_class
 from engine.journal import (
@@ -61,7 +62,6 @@ from engine.recovery import RecoveryReport, recover
 from engine.sequencer import Sequencer
 from engine.snapshot import SNAPSHOT_PREFIX, SnapshotWriteError
 from engine.storage import StorageError
-from engine.wire.layout import CMD_SIZE
 from sim.disk import FAULT_KINDS, FaultRates, SimCrash, SimDisk
 from sim.model import FundingModel
 from sim.workload import Workload

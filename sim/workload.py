@@ -24,8 +24,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from bursa_wire.layout import CMD_DTYPE
 from engine.wire import commands as cb
-from engine.wire.layout import CMD_DTYPE
+from engine.wire.views import CMD_VIEWS
 from pyx.enums import CmdKind, OrdType, Side, Stp, Tif
 
 Cmds = npt.NDArray[np.void]
@@ -391,7 +392,7 @@ class Workload:
             return self._g_deposit()
         rec = self.rng.choice(self.recent_deposits).copy()
         if self.rng.random() < 0.3:
-            rec["qty_lots"] = int(rec["qty_lots"][0]) + 1  # same reference, other amount
+            CMD_VIEWS[CmdKind.DEPOSIT].of(rec)["amount_minor"] += 1  # same reference, other amount
         return rec
 
     def _g_withdraw_hold(self) -> Cmds:
@@ -421,7 +422,7 @@ class Workload:
         if self.recent_transfers and rng.random() < 0.15:
             rec = rng.choice(self.recent_transfers).copy()  # a resend: one effect only
             if rng.random() < 0.3:
-                rec["qty_lots"] = int(rec["qty_lots"][0]) + 1  # same reference, other amount
+                CMD_VIEWS[CmdKind.TRANSFER].of(rec)["amount_minor"] += 1  # same ref, other amount
             return rec
         src = self._account()
         dst = 1 - src if src in (0, 1) and rng.random() > 0.05 else src

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.wire.layout import CMD_DTYPE
+from bursa_wire.layout import CMD_DTYPE
 from pyx.enums import CmdFlag, CmdKind, EvFlag, EvKind, OrdType, Side, Tif
 
 Cmd = tuple[str, tuple[int, ...]]

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.wire.layout import EV_DTYPE, EV_FIELDS
+from bursa_wire.layout import EV_DTYPE, EV_FIELDS
 from pyx.enums import CmdFlag, CmdKind, EvFlag, EvKind, OrdType, Reason, Side, Stp, Tif
 
 INT64_MIN = -(1 << 63)

@@ -2,7 +2,7 @@
 
 - docs/reject-codes.md from the ``Reason`` enum in pyx/enums.pxd (names, values
   and the comment on each line), grouped by layer.
-- docs/records.md from the record tables in engine/wire/layout.py.
+- docs/records.md from the record tables in bursa_wire/layout.py.
 - pyx/enums.pyi, the typed stubs of the compiled enums.
 
 ``python -m tools.gen_docs`` rewrites them; ``--check`` exits 1 if a file is stale
@@ -71,13 +71,13 @@ def reject_codes_md() -> str:
 def records_md() -> str:
     """The text of docs/records.md (byte tables of every record)."""
     sys.path.insert(0, str(ROOT))
-    from engine.wire import layout
+    from bursa_wire import layout
 
     parts = [
         "# Binary records",
         "",
         "Every record is fixed-layout, packed, little-endian. Generated from",
-        "`engine/wire/layout.py` by `python -m tools.gen_docs`; do not edit by hand.",
+        "`bursa_wire/layout.py` by `python -m tools.gen_docs`; do not edit by hand.",
         "",
     ]
     tables = (

@@ -15,7 +15,7 @@ from typing import Any
 
 from api.market.ticker import Rolling
 from api.symbols import SymbolSpec
-from marketdata.wire.codec import Msg
+from bursa_wire.md_codec import Msg
 
 SELL = 2
 AVG_EXTRA_DIGITS = 4  # an average price has the price's digits plus these

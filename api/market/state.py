@@ -46,8 +46,8 @@ from api.symbols import SymbolRegistry, SymbolSpec
 from bindings.marketdata import BUY, SELL, LocalBook, MarketDataClient, MarketDataError
 from marketdata.book import CANDLE_HISTORY_MAX
 from marketdata.server import DEFAULT_PUB_ENDPOINT, DEFAULT_SERVICE_ENDPOINT
-from marketdata.wire.codec import Msg
-from marketdata.wire.layout import CANDLE_INTERVALS_S, Channel, MsgType
+from bursa_wire.md_codec import Msg
+from bursa_wire.md_layout import CANDLE_INTERVALS_S, Channel, MsgType
 
 log = logging.getLogger("bursa.api.market")
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from marketdata.book import CANDLE_HISTORY_MAX
-from marketdata.wire.codec import Msg
+from bursa_wire.md_codec import Msg
 
 NS_PER_S = 10**9
 DAY_NS = 86_400 * NS_PER_S

@@ -1,11 +1,12 @@
 """Command records of the core: field mapping per kind, builders, batches.
 
-Every command is one 96-byte ``CMD_DTYPE`` record (engine/wire/layout.py).  The
-fields a kind reads are listed in :data:`COMMAND_FIELDS` (the source of the
-tables in docs/commands.md); fields not listed are ignored by that kind and
-should be 0.  The builders below return a one-record array with those fields
-set; :class:`CmdBatch` collects records and :func:`stamp` numbers them the way
-the sequencer does (``seq`` consecutive, ``ts_ns`` set).
+Every command is one 96-byte ``CMD_DTYPE`` record (bursa_wire/layout.py).  The
+fields a trading kind reads are listed in :data:`COMMAND_FIELDS`, those of an admin
+or funding kind by its named view (:mod:`engine.wire.views`, whose names the
+builders below use); both are the source of the tables in docs/commands.md.
+Fields not listed are ignored by that kind and should be 0.  The builders return a
+one-record array with those fields set; :class:`CmdBatch` collects records and
+:func:`stamp` numbers them the way the sequencer does (``seq`` consecutive, ``ts_ns`` set).
 
 Units: prices are integer ticks, quantities integer lots, amounts integer minor
 units of an asset (its smallest unit, e.g. satoshi), fee rates integer parts per
@@ -23,7 +24,8 @@ from enum import IntEnum
 import numpy as np
 import numpy.typing as npt
 
-from engine.wire.layout import CMD_DTYPE
+from bursa_wire.layout import CMD_DTYPE
+from engine.wire.views import CMD_VIEWS
 from pyx.enums import CmdFlag, CmdKind, OrdType, Side, Tif
 
 Cmds = npt.NDArray[np.void]
@@ -41,7 +43,8 @@ class ReplyStatus(IntEnum):
     DUPLICATE = 3  # exact retry of an applied command: the first result, nothing changed
 
 
-# (wire field, meaning, unit) per command kind: the field mapping of every kind.
+# (wire field, meaning, unit) per trading command kind: the field mapping of each.  Admin
+# and funding kinds have named views instead (engine/wire/views.py: CMD_VIEW_FIELDS).
 _ORDER_REF = (
     "order_id",
     "order id chosen by the client: per user, 1..2**40-1, never reused",
@@ -83,71 +86,6 @@ COMMAND_FIELDS: dict[CmdKind, tuple[tuple[str, str, str], ...]] = {
         ("symbol_id", "symbol; 0 = every symbol", "id"),
         ("side", "0 = both sides, BUY, SELL", "Side"),
     ),
-    CmdKind.ADD_ASSET: (
-        ("symbol_id", "new asset id (1..65535)", "id"),
-        ("a3", "decimals, for display only (0..30)", "count"),
-    ),
-    CmdKind.ADD_SYMBOL: (
-        ("symbol_id", "new symbol id (1..65535)", "id"),
-        ("a3", "base asset id | quote asset id << 16", "ids"),
-        ("order_id", "tick_step | lot_step << 32 (each 1..2**32-1)", "ticks | lots"),
-        ("user_id", "min_qty_lots (>= 1)", "lots"),
-        ("qty_lots", "max_qty_lots", "lots"),
-        ("price_ticks", "min_price_ticks (>= 1): low end of the price band", "ticks"),
-        ("stop_price_ticks", "max_price_ticks: high end of the price band", "ticks"),
-        ("a0", "price multiplier: quote minor units per (tick x lot), >= 1", "minor units"),
-        ("a1", "base_per_lot: base minor units per lot, >= 1", "minor units"),
-        (
-            "a2",
-            "protection_ticks: market orders trade at most this far from the best price",
-            "ticks",
-        ),
-    ),
-    CmdKind.SET_MIN_NOTIONAL: (
-        ("symbol_id", "symbol", "id"),
-        ("a0", "minimum order value (price x qty x multiplier), >= 0", "quote minor units"),
-    ),
-    CmdKind.ADD_USER: (("user_id", "new user id (1..2**24-1)", "id"), ("a3", "fee tier", "id")),
-    CmdKind.ADD_FEE_TIER: (
-        ("a3", "new fee tier id", "id"),
-        ("a0", "maker fee rate (0..1e6)", "ppm"),
-        ("a1", "taker fee rate (0..1e6)", "ppm"),
-    ),
-    CmdKind.SET_FEE_TIER: (_USER, ("a3", "fee tier (new orders only)", "id")),
-    CmdKind.HALT_SYMBOL: (("symbol_id", "symbol", "id"),),
-    CmdKind.RESUME_SYMBOL: (("symbol_id", "symbol", "id"),),
-    CmdKind.SUSPEND_USER: (_USER,),
-    CmdKind.RESUME_USER: (_USER,),
-    CmdKind.CANCEL_ALL_SYMBOL: (("symbol_id", "symbol whose book is emptied", "id"),),
-    CmdKind.DEPOSIT: (
-        ("order_id", "external reference (non-zero); a used one is a duplicate", "id"),
-        _USER,
-        ("symbol_id", "asset", "id"),
-        ("qty_lots", "amount (> 0)", "minor units"),
-        ("a0", "account: 0 trading, 1 funding", "index"),
-    ),
-    CmdKind.WITHDRAW_HOLD: (
-        ("order_id", "withdrawal id (non-zero); a used one is a duplicate", "id"),
-        _USER,
-        ("symbol_id", "asset", "id"),
-        ("qty_lots", "amount (> 0), moved from available to held", "minor units"),
-        ("a0", "account: 0 trading, 1 funding", "index"),
-    ),
-    CmdKind.WITHDRAW_COMMIT: (
-        ("order_id", "withdrawal id: the held amount leaves the exchange", "id"),
-    ),
-    CmdKind.WITHDRAW_RELEASE: (("order_id", "withdrawal id: held back to available", "id"),),
-    CmdKind.SET_USER_ORDER_LIMIT: (
-        ("a0", "live orders per user at most (1..2**24); default 10,000", "count"),
-    ),
-    CmdKind.TRANSFER: (
-        ("order_id", "reference (non-zero); a used one is a duplicate", "id"),
-        _USER,
-        ("symbol_id", "asset", "id"),
-        ("qty_lots", "amount (> 0)", "minor units"),
-        ("a0", "from account", "index"),
-        ("a1", "to account (!= from)", "index"),
-    ),
 }
 
 # What the reply's ``value`` carries when the command is applied (or a duplicate).
@@ -169,11 +107,14 @@ U32_MAX = (1 << 32) - 1
 
 
 def _rec(kind: CmdKind, **fields: int) -> Cmds:
-    """A one-record CMD_DTYPE array of ``kind`` with ``fields`` set (others 0)."""
+    """A one-record CMD_DTYPE array of ``kind`` with ``fields`` set (others 0), by the
+    names of the kind's view if it has one (the same bytes), else the record's."""
     a = np.zeros(1, dtype=CMD_DTYPE)
-    a["kind"] = int(kind)
+    view = CMD_VIEWS.get(kind)
+    named = a if view is None else view.of(a)
+    named["kind"] = int(kind)
     for name, value in fields.items():
-        a[name] = value
+        named[name] = value
     return a
 
 
@@ -412,7 +353,7 @@ def mass_cancel(user_id: int, *, symbol_id: int = 0, side: int = 0, client_ref: 
 
 def add_asset(asset_id: int, decimals: int = 0) -> Cmds:
     """ADD_ASSET ``asset_id`` (1..65535); ``decimals`` is for display only."""
-    return _rec(CmdKind.ADD_ASSET, symbol_id=asset_id, a3=decimals)
+    return _rec(CmdKind.ADD_ASSET, asset_id=asset_id, decimals=decimals)
 
 
 def add_symbol(
@@ -459,42 +400,46 @@ def add_symbol(
     return _rec(
         CmdKind.ADD_SYMBOL,
         symbol_id=symbol_id,
-        a3=base_asset_id | (quote_asset_id << 16),
-        order_id=tick_step | (lot_step << 32),
-        user_id=min_qty_lots,
-        qty_lots=max_qty_lots,
-        price_ticks=min_price_ticks,
-        stop_price_ticks=max_price_ticks,
-        a0=price_multiplier,
-        a1=base_per_lot,
-        a2=protection_ticks,
+        base_asset_id=base_asset_id,
+        quote_asset_id=quote_asset_id,
+        tick_step=tick_step,
+        lot_step=lot_step,
+        min_qty_lots=min_qty_lots,
+        max_qty_lots=max_qty_lots,
+        min_price_ticks=min_price_ticks,
+        max_price_ticks=max_price_ticks,
+        price_multiplier=price_multiplier,
+        base_per_lot=base_per_lot,
+        protection_ticks=protection_ticks,
     )
 
 
 def set_min_notional(symbol_id: int, min_notional_minor: int) -> Cmds:
     """SET_MIN_NOTIONAL: orders below this value (quote minor units) are rejected."""
-    return _rec(CmdKind.SET_MIN_NOTIONAL, symbol_id=symbol_id, a0=min_notional_minor)
+    return _rec(
+        CmdKind.SET_MIN_NOTIONAL, symbol_id=symbol_id, min_notional_minor=min_notional_minor
+    )
 
 
 def add_user(user_id: int, fee_tier: int = 0) -> Cmds:
     """ADD_USER ``user_id`` (1..2**24-1) in ``fee_tier`` (which must exist)."""
-    return _rec(CmdKind.ADD_USER, user_id=user_id, a3=fee_tier)
+    return _rec(CmdKind.ADD_USER, user_id=user_id, fee_tier=fee_tier)
 
 
 def add_fee_tier(tier: int, maker_ppm: int, taker_ppm: int) -> Cmds:
     """ADD_FEE_TIER: maker and taker rates in ppm of the notional (0..1,000,000)."""
-    return _rec(CmdKind.ADD_FEE_TIER, a3=tier, a0=maker_ppm, a1=taker_ppm)
+    return _rec(CmdKind.ADD_FEE_TIER, tier=tier, maker_ppm=maker_ppm, taker_ppm=taker_ppm)
 
 
 def set_fee_tier(user_id: int, tier: int) -> Cmds:
     """SET_FEE_TIER: the user's new orders use ``tier``'s rates."""
-    return _rec(CmdKind.SET_FEE_TIER, user_id=user_id, a3=tier)
+    return _rec(CmdKind.SET_FEE_TIER, user_id=user_id, tier=tier)
 
 
 def set_user_order_limit(limit: int) -> Cmds:
     """SET_USER_ORDER_LIMIT: a user's NEW beyond ``limit`` live orders is rejected
     ``USER_ORDER_LIMIT`` (the default is 10,000)."""
-    return _rec(CmdKind.SET_USER_ORDER_LIMIT, a0=limit)
+    return _rec(CmdKind.SET_USER_ORDER_LIMIT, user_order_limit=limit)
 
 
 def halt_symbol(symbol_id: int) -> Cmds:
@@ -537,11 +482,11 @@ def deposit(
     """DEPOSIT ``amount_minor`` minor units; idempotent by the external reference ``ref``."""
     return _rec(
         CmdKind.DEPOSIT,
-        order_id=ref,
+        ref=ref,
         user_id=user_id,
-        symbol_id=asset_id,
-        qty_lots=amount_minor,
-        a0=account,
+        asset_id=asset_id,
+        amount_minor=amount_minor,
+        account=account,
         client_ref=client_ref,
     )
 
@@ -558,23 +503,23 @@ def withdraw_hold(
     """WITHDRAW_HOLD: move ``amount_minor`` from available to held; idempotent by id."""
     return _rec(
         CmdKind.WITHDRAW_HOLD,
-        order_id=withdrawal_id,
+        withdrawal_id=withdrawal_id,
         user_id=user_id,
-        symbol_id=asset_id,
-        qty_lots=amount_minor,
-        a0=account,
+        asset_id=asset_id,
+        amount_minor=amount_minor,
+        account=account,
         client_ref=client_ref,
     )
 
 
 def withdraw_commit(withdrawal_id: int, *, client_ref: int = 0) -> Cmds:
     """WITHDRAW_COMMIT: the held amount leaves the exchange (idempotent)."""
-    return _rec(CmdKind.WITHDRAW_COMMIT, order_id=withdrawal_id, client_ref=client_ref)
+    return _rec(CmdKind.WITHDRAW_COMMIT, withdrawal_id=withdrawal_id, client_ref=client_ref)
 
 
 def withdraw_release(withdrawal_id: int, *, client_ref: int = 0) -> Cmds:
     """WITHDRAW_RELEASE: the held amount goes back to available (idempotent)."""
-    return _rec(CmdKind.WITHDRAW_RELEASE, order_id=withdrawal_id, client_ref=client_ref)
+    return _rec(CmdKind.WITHDRAW_RELEASE, withdrawal_id=withdrawal_id, client_ref=client_ref)
 
 
 def transfer(
@@ -591,12 +536,12 @@ def transfer(
     idempotent by ``ref`` (non-zero: the core rejects 0 with ``INVALID_ID``)."""
     return _rec(
         CmdKind.TRANSFER,
-        order_id=ref,
+        ref=ref,
         user_id=user_id,
-        symbol_id=asset_id,
-        qty_lots=amount_minor,
-        a0=from_account,
-        a1=to_account,
+        asset_id=asset_id,
+        amount_minor=amount_minor,
+        from_account=from_account,
+        to_account=to_account,
         client_ref=client_ref,
     )
 

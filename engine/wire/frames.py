@@ -1,4 +1,4 @@
-"""Frames on the wire around the fixed records of :mod:`engine.wire.layout`.
+"""Frames on the wire around the fixed records of :mod:`bursa_wire.layout`.
 
 Four kinds of ZeroMQ message parts carry records between the core and its
 clients (byte tables in docs/commands.md, section "Frames on the wire"):
@@ -28,7 +28,7 @@ from typing import Any
 import crc32c
 import numpy as np
 
-from engine.wire.layout import CMD_SIZE, EV_DTYPE, EV_SIZE, REPLY_DTYPE
+from bursa_wire.layout import CMD_SIZE, EV_DTYPE, EV_SIZE, REPLY_DTYPE
 
 EVENT_MAGIC = b"BEV1"
 REPLAY_REQUEST_MAGIC = b"BRQ1"

@@ -6,7 +6,7 @@ session) are modeled on SoupBinTCP; application messages (OUCH-like) travel insi
 ``U`` (unsequenced, client to server) and ``S`` (sequenced, server to client; the
 body starts with the u64 sequence number) frames, after their own one-byte type.
 
-Every message is a table of :class:`engine.wire.layout.Field` (name, type code,
+Every message is a table of :class:`bursa_wire.layout.Field` (name, type code,
 unit, meaning), packed little-endian.  The codecs in :mod:`gateway.wire.codec` and
 docs/protocol.md (``python -m gateway.wire.gen_doc``) are built from these tables.
 """
@@ -17,7 +17,7 @@ import functools
 import struct
 from dataclasses import dataclass
 
-from engine.wire.layout import Field
+from bursa_wire.layout import Field
 
 # Field type code -> struct code.  ``S64`` is 64 raw bytes (the Ed25519 signature).
 STRUCT_CODES = {"<u8": "Q", "<i8": "q", "<u4": "I", "<u2": "H", "u1": "B", "S64": "64s"}

@@ -3,8 +3,8 @@
 
 ``python -m marketdata.wire.gendoc`` rewrites the page; ``--check`` exits 1 when
 it is stale (tests/marketdata/test_docs.py runs the check).  The byte tables come
-from :mod:`marketdata.wire.layout`; the example bytes are encoded by
-:mod:`marketdata.wire.codec` at generation time.
+from :mod:`bursa_wire.md_layout`; the example bytes are encoded by
+:mod:`bursa_wire.md_codec` at generation time.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.wire.layout import Field
-from marketdata.wire.codec import HEADER_SIZE, encode_fields
-from marketdata.wire.layout import (
+from bursa_wire.layout import Field
+from bursa_wire.md_codec import HEADER_SIZE, encode_fields
+from bursa_wire.md_layout import (
     BODIES,
     CANDLE_INTERVALS_S,
     CHANNEL_NAMES,
@@ -59,7 +59,7 @@ publishes a user id or a client's order id: resting orders are named by
 feed-assigned public ids (`order_ref`). This page is enough to write a client in
 any language; the Python client is `bindings/marketdata.py`.
 
-Generated from `marketdata/wire/layout.py` by `python -m marketdata.wire.gendoc`;
+Generated from `bursa_wire/md_layout.py` by `python -m marketdata.wire.gendoc`;
 do not edit by hand.
 
 ## Sockets

@@ -16,8 +16,8 @@ from api.market.render import agg_groups, rounded, ticker_24h
 from api.market.streams import parse
 from api.market.ticker import DAY_NS, MIN_NS, rolling_24h
 from api.symbols import SymbolSpec
-from marketdata.wire.codec import Msg
-from marketdata.wire.layout import MsgType
+from bursa_wire.md_codec import Msg
+from bursa_wire.md_layout import MsgType
 
 
 def test_stream_names() -> None:

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.workload import WorkloadConfig, generate
+from sim.bookflow import WorkloadConfig, generate
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUIRED = (

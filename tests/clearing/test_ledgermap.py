@@ -10,9 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bursa_wire.layout import EV_DTYPE
 from clearing.db import Db
 from clearing.ledger import Ledger, StreamError
-from engine.wire.layout import EV_DTYPE
 from pyx.enums import EvKind, Side
 from tests.clearing.replay import run_core
 

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bursa_wire.layout import EV_FIELDS
 from clearing import rules
 from clearing.rules import AVAILABLE, EXTERNAL, HELD, Ev, Hold, Symbol
-from engine.wire.layout import EV_FIELDS
 from pyx.enums import EvKind, Side
 from tests.clearing.replay import run_core
 

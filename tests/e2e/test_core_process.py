@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from bindings.client import CoreClient, EventSubscriber
+from bursa_wire.layout import CMD_DTYPE, EV_DTYPE
 from engine.wire import commands
 from engine.wire.frames import STATUS_APPLIED, STATUS_DUPLICATE, STATUS_REJECTED
-from engine.wire.layout import CMD_DTYPE, EV_DTYPE
 from pyx.enums import CmdKind, EvKind, Reason, Side, Tif
 from tests.e2e.coreproc import REPO, CoreProcess, run_replay
 

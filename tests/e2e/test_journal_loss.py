@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 
 from bindings.client import CoreClient
+from bursa_wire.layout import CMD_SIZE
 from engine.journal import HEADER_SIZE, JournalReader, list_segments
 from engine.storage import FileStorage
 from engine.wire import commands
-from engine.wire.layout import CMD_SIZE
 from tests.e2e.coreproc import STOP_TIMEOUT_S, CoreProcess
 
 

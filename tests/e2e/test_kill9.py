@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from bindings.client import CoreClient, EventSubscriber
+from bursa_wire.layout import EV_DTYPE
 from engine.wire import commands
 from engine.wire.frames import STATUS_APPLIED, STATUS_DUPLICATE
-from engine.wire.layout import EV_DTYPE
 from pyx.enums import CmdKind, Side, Tif
 from tests.e2e.coreproc import REPO, CoreProcess, parse_state_hash
 

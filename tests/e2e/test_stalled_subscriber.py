@@ -18,9 +18,9 @@ import numpy as np
 import zmq
 
 from bindings.client import EventSubscriber
+from bursa_wire.layout import CMD_DTYPE, EV_DTYPE
 from engine.wire import commands
 from engine.wire.frames import decode_event_frame
-from engine.wire.layout import CMD_DTYPE, EV_DTYPE
 from tests.e2e.coreproc import CoreProcess
 
 #: Events pushed in total (x 96 bytes): a little over 2 GiB.

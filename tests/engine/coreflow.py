@@ -10,8 +10,8 @@ import random
 
 import numpy as np
 
+from bursa_wire.layout import CMD_DTYPE
 from engine.wire import commands as wc
-from engine.wire.layout import CMD_DTYPE
 from pyx.enums import Side
 
 BASE, QUOTE, SYM = 1, 2, 1

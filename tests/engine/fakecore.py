@@ -14,7 +14,7 @@ import struct
 
 import numpy as np
 
-from engine.wire.layout import CMD_DTYPE, EV_DTYPE, REPLY_DTYPE
+from bursa_wire.layout import CMD_DTYPE, EV_DTYPE, REPLY_DTYPE
 
 _SNAP = struct.Struct("<QQq16s")
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from engine.wire import commands, events
-from engine.wire.layout import REPLY_DTYPE
+from bursa_wire.layout import REPLY_DTYPE
+from engine.wire import commands, views
 from pyx.core import _reply_layout
 from pyx.enums import CmdKind, EvKind
 from tools import gen_commands
@@ -23,6 +23,7 @@ def test_reply_struct_matches_the_layout() -> None:
 
 def test_every_core_kind_is_documented() -> None:
     core_cmds = {k for k in CmdKind if 20 <= k <= 49}
-    assert core_cmds <= set(commands.COMMAND_FIELDS)
+    assert core_cmds == set(views.CMD_VIEW_FIELDS)
+    assert set(CmdKind) == core_cmds | set(commands.COMMAND_FIELDS)
     core_events = {k for k in EvKind if 20 <= k <= 49}
-    assert core_events == set(events.EVENT_FIELDS)
+    assert core_events <= set(views.EV_VIEW_FIELDS)

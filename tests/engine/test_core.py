@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bursa_wire.layout import CMD_DTYPE, REPLY_DTYPE
 from engine.core import Core, SnapshotError
 from engine.wire import commands as cmd
 from engine.wire.commands import ReplyStatus
 from engine.wire.events import decode
-from engine.wire.layout import CMD_DTYPE, REPLY_DTYPE
 from pyx.core import internal_order_id
 from pyx.enums import CmdKind, EvKind, OrdType, Reason, Side, Stp, Tif
 from tests.engine.corekit import BASE, QUOTE, SYM, Ex, kinds, reject_changes_nothing
@@ -64,7 +64,7 @@ def test_admin_setup_events_carry_the_config() -> None:
     }  # fmt: skip
     sym = decode(ev[3])
     assert sym["symbol_id"] == 5 and sym["base_asset_id"] == 7 and sym["quote_asset_id"] == 9
-    assert sym["steps"] == 2 | 3 << 32
+    assert (sym["tick_step"], sym["lot_step"]) == (2, 3)
     assert (sym["min_qty_lots"], sym["max_qty_lots"]) == (3, 3000)
     assert (sym["min_price_ticks"], sym["max_price_ticks"]) == (2, 2000)
     assert (sym["protection_ticks"], sym["price_multiplier"], sym["base_per_lot"]) == (40, 10, 1000)

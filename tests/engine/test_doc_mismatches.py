@@ -15,6 +15,7 @@ import struct
 import pytest
 import zmq
 
+from bursa_wire.layout import REPLY_DTYPE
 from engine.journal import JournalCorrupt
 from engine.recovery import recover
 from engine.snapshot import list_snapshots
@@ -28,7 +29,6 @@ from engine.wire.frames import (
     decode_replay_end,
     encode_replay_request,
 )
-from engine.wire.layout import REPLY_DTYPE
 from pyx.enums import Reason
 from tests.engine.fakecore import FakeCore, make_cmds
 from tests.engine.test_recovery import live_run

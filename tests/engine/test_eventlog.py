@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bursa_wire.layout import EV_DTYPE
 from engine.eventlog import EventLog, EventLogReader, list_segments, split_event_frames
 from engine.storage import FileStorage
 from engine.wire.frames import (
@@ -19,7 +20,6 @@ from engine.wire.frames import (
     decode_event_frame,
     encode_event_frame,
 )
-from engine.wire.layout import EV_DTYPE
 
 
 def events_for(first: int, last: int, per_cmd: int = 2) -> np.ndarray:

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bursa_wire.layout import CMD_DTYPE, CMD_SIZE
 from engine.journal import (
     ARCHIVE_PREFIX,
     HEADER_SIZE,
@@ -30,7 +31,6 @@ from engine.journal import (
     segment_name,
 )
 from engine.storage import StorageError
-from engine.wire.layout import CMD_DTYPE, CMD_SIZE
 from sim.disk import FaultRates, SimDisk
 from tests.engine.fakecore import make_cmds
 from tests.engine.util import cut, flip_bit, put

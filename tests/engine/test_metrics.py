@@ -19,7 +19,7 @@ from bursa.metrics import Collector
 from engine.metrics import ACK_BOUNDS_S, Buckets, CoreMetrics
 from engine.wire import commands
 from engine.wire.frames import STATUS_REJECTED
-from engine.wire.layout import REPLY_DTYPE
+from bursa_wire.layout import REPLY_DTYPE
 from tests.e2e.coreproc import CoreProcess
 
 

@@ -8,6 +8,7 @@ import random
 import numpy as np
 import pytest
 
+from bursa_wire.layout import CMD_SIZE
 from engine.clock import ManualClock
 from engine.core import Core
 from engine.journal import (
@@ -22,7 +23,6 @@ from engine.sequencer import Sequencer
 from engine.snapshot import HEADER_SIZE as SNAP_HEADER_SIZE
 from engine.snapshot import list_snapshots, snapshot_name, write_snapshot
 from engine.storage import FileStorage
-from engine.wire.layout import CMD_SIZE
 from sim.disk import SimDisk
 from tests.engine import coreflow
 from tests.engine.fakecore import FakeCore, make_cmds

@@ -7,6 +7,7 @@ import random
 import numpy as np
 import pytest
 
+from bursa_wire.layout import CMD_DTYPE
 from engine.clock import ManualClock
 from engine.core import Core
 from engine.journal import ARCHIVE_PREFIX, JournalCorrupt, JournalWriteError, list_segments
@@ -14,7 +15,6 @@ from engine.recovery import VARIANT_SKIP_CRC
 from engine.sequencer import OVERLAP_MIN_CMDS, VARIANT_ACK_BEFORE_SYNC, Sequencer
 from engine.snapshot import VARIANT_RENAME_NOSYNC, list_snapshots
 from engine.storage import FileStorage, StorageError
-from engine.wire.layout import CMD_DTYPE
 from sim.disk import FaultRates, SimCrash, SimDisk
 from tests.engine import coreflow
 from tests.engine.fakecore import FakeCore, make_cmds

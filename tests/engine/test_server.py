@@ -13,6 +13,7 @@ import pytest
 import zmq
 
 from bindings.client import CoreClient, CoreError, EventSubscriber
+from bursa_wire.layout import CMD_DTYPE, EV_DTYPE
 from engine.eventlog import list_segments
 from engine.recovery import JournalLoss
 from engine.server import MAX_FRAME_CMDS, CoreServer, ServerConfig
@@ -24,7 +25,6 @@ from engine.wire.frames import (
     EventFrame,
     encode_event_frame,
 )
-from engine.wire.layout import CMD_DTYPE, EV_DTYPE
 from pyx.enums import Reason
 from tests.engine.fakecore import FakeCore, make_cmds
 from tests.engine.serve import ServedCore, loopback_config

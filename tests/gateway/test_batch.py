@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bindings.gateway_client import order_frame
-from engine.wire.layout import CMD_DTYPE
+from bursa_wire.layout import CMD_DTYPE
 from gateway import batch, server
 from gateway.wire import codec
 from gateway.wire.codes import GwReason

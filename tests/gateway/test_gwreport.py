@@ -11,7 +11,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.wire.layout import EV_DTYPE
+from bursa_wire.layout import EV_DTYPE
 from gateway import batch
 from gateway.server import Gateway, session_frames_py
 from gateway.store import Order, Store

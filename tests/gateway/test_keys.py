@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from engine import admin
+from bursa import admin
 from gateway import keys
 from gateway.wire import codec
 from gateway.wire.codes import GwReason

@@ -116,7 +116,7 @@ def test_unknown_key(port: int, newkey: KeyFactory) -> None:
 
 
 def test_revoked_key(port: int, newkey: KeyFactory, env: tuple[GatewayProcess, Path]) -> None:
-    from engine import admin
+    from bursa import admin
 
     k = newkey()
     r = Raw(port, k)

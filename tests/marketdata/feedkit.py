@@ -7,10 +7,10 @@ from collections import defaultdict
 import numpy as np
 
 from bindings.marketdata import BUY, SELL, LocalBook
+from bursa_wire.md_codec import Msg, decode
+from bursa_wire.md_layout import CANDLE_INTERVALS_S, MsgType
 from engine.core import Core
 from marketdata.feed import Feed
-from marketdata.wire.codec import Msg, decode
-from marketdata.wire.layout import CANDLE_INTERVALS_S, MsgType
 from tests.marketdata.flow import SYMBOLS, Flow, setup
 
 TS0 = 1_700_000_000_000_000_000

@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from marketdata.wire.codec import BODY_STRUCTS, FULL_STRUCTS
-from marketdata.wire.layout import (
+from bursa_wire.md_codec import BODY_STRUCTS, FULL_STRUCTS
+from bursa_wire.md_layout import (
     CANDLE_INTERVALS_S,
     CHANNEL_OF,
     Channel,

@@ -20,8 +20,8 @@ import zmq
 
 from bindings.client import RoutedClient
 from bindings.marketdata import MarketDataClient
+from bursa_wire.md_codec import decode, split
 from engine.wire import commands as wc
-from marketdata.wire.codec import decode, split
 from tests.e2e.coreproc import CoreProcess
 from tests.marketdata.feedkit import assert_book_matches, assert_no_private_ids
 from tests.marketdata.flow import OID0, SYMBOLS, Flow, setup

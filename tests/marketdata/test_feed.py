@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bursa_wire.md_codec import decode
+from bursa_wire.md_layout import Channel, MsgType, topic
 from engine.core import Core
 from marketdata.feed import Feed
-from marketdata.wire.codec import decode
-from marketdata.wire.layout import Channel, MsgType, topic
 from pyx.core import client_order_id
 from pyx.enums import EvKind, Side
 from tests.marketdata.feedkit import (
@@ -153,7 +153,7 @@ def test_replaced_order_that_crosses_is_deleted_not_replaced() -> None:
 
 
 def _ev(seq: int, kind: int, **f: int) -> np.ndarray:
-    from engine.wire.layout import EV_DTYPE
+    from bursa_wire.layout import EV_DTYPE
 
     rec = np.zeros(1, dtype=EV_DTYPE)
     rec["seq"], rec["ts_ns"], rec["kind"], rec["symbol_id"] = seq, TS0 + seq, kind, 1

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from bindings.marketdata import LocalBook
+from bursa_wire.md_codec import Msg, decode
+from bursa_wire.md_layout import Channel, MsgType
 from marketdata.service import handle
-from marketdata.wire.codec import Msg, decode
-from marketdata.wire.layout import Channel, MsgType
 from tests.marketdata.feedkit import Run, assert_book_matches
 
 

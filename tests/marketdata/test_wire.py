@@ -8,8 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from marketdata.wire import gendoc
-from marketdata.wire.codec import (
+from bursa_wire.md_codec import (
     BODY_NAMES,
     BODY_STRUCTS,
     HEADER_SIZE,
@@ -20,7 +19,8 @@ from marketdata.wire.codec import (
     peek_seq,
     split,
 )
-from marketdata.wire.layout import BODIES, CHANNEL_OF, HEADER, Channel, MsgType, topic
+from bursa_wire.md_layout import BODIES, CHANNEL_OF, HEADER, Channel, MsgType, topic
+from marketdata.wire import gendoc
 
 _RANGES = {"<u8": (0, 2**64 - 1), "<i8": (-(2**63), 2**63 - 1), "<u4": (0, 2**32 - 1)}
 _RANGES |= {"<u2": (0, 2**16 - 1), "u1": (0, 255)}

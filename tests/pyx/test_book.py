@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from engine.wire.layout import CMD_DTYPE, EV_DTYPE
+from bursa_wire.layout import CMD_DTYPE, EV_DTYPE
 from pyx.book import Book
 from pyx.enums import CmdFlag, CmdKind, EvFlag, EvKind, OrdType, Reason, Side, Stp, Tif
 from pyx.evbuf import EventBuf

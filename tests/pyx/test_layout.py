@@ -1,8 +1,8 @@
-"""The C records in pyx/records.pxd match the numpy dtypes of engine/wire/layout.py."""
+"""The C records in pyx/records.pxd match the numpy dtypes of bursa_wire/layout.py."""
 
 import pytest
 
-from engine.wire.layout import CMD_DTYPE, CMD_FIELDS, EV_DTYPE, EV_FIELDS
+from bursa_wire.layout import CMD_DTYPE, CMD_FIELDS, EV_DTYPE, EV_FIELDS
 from pyx.book import _layout_offsets
 
 

@@ -15,7 +15,7 @@ import importlib
 import numpy as np
 import pytest
 
-from engine.wire.layout import CMD_DTYPE, EV_FIELDS
+from bursa_wire.layout import CMD_DTYPE, EV_FIELDS
 from pyx.enums import (
     CmdFlag,
     CmdKind,

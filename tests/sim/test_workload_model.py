@@ -6,9 +6,9 @@ import random
 
 import numpy as np
 
+from bursa_wire.layout import REPLY_DTYPE
 from engine.core import Core
 from engine.wire import commands as cb
-from engine.wire.layout import REPLY_DTYPE
 from pyx.enums import CmdKind
 from sim.model import COMMITTED, RELEASED, FundingModel
 from sim.workload import Workload

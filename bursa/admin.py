@@ -24,6 +24,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from collections.abc import Callable
@@ -109,6 +110,12 @@ COMMAND_BUILDERS: dict[str, Callable[[argparse.Namespace], Records]] = {
     "resume-user": lambda a: commands.resume_user(a.user_id),
 }
 QUERIES = ("snapshot", "conservation", "state-hash", "status", "balance")
+# Subcommand groups owned by other modules, one line each: `bursa admin NAME ARGS...`
+# runs ``MODULE.main(ARGS)`` (imported on use, so a group's dependencies load only for it).
+DELEGATES: dict[str, tuple[str, str]] = {
+    "apikey": ("gateway.keys", "gateway API keys: create | list | revoke"),
+    "withdrawals": ("wallet.review_cli", "withdrawal reviews: list | show | approve | reject"),
+}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -127,6 +134,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--curve-key", help="this operator's .key_secret file (core with CURVE)")
     p.add_argument("--curve-server-key", help="the core's public .key file (core with CURVE)")
     sub = p.add_subparsers(dest="cmd", required=True)
+    for name, (_module, what) in DELEGATES.items():
+        sub.add_parser(name, help=f"{what} (bursa admin {name} --help)", add_help=False)
 
     s = sub.add_parser("add-asset", help="add an asset (integer minor units)")
     s.add_argument("asset_id", type=int)
@@ -225,14 +234,9 @@ def run(args: argparse.Namespace, client: CoreClient) -> tuple[int, list[dict[st
 def main(argv: list[str] | None = None) -> int:
     """`bursa admin ...` (see the module docstring)."""
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["apikey"]:  # gateway API keys: `bursa admin apikey create|list|revoke`
-        from gateway.keys import main as apikey_main
-
-        return apikey_main(argv[1:])
-    if argv[:1] == ["withdrawals"]:  # the withdrawal review queue: wallet/review_cli.py
-        from wallet.review_cli import main as withdrawals_main
-
-        return withdrawals_main(argv[1:])
+    if argv[:1] and argv[0] in DELEGATES:
+        group: int = importlib.import_module(DELEGATES[argv[0]][0]).main(argv[1:])
+        return group
     parser = _parser()
     try:
         args = parser.parse_args(argv)

@@ -5,7 +5,7 @@ with a stream that keeps about 1,000 orders resting over about 750 price levels
 and is made of 9% GTC orders, 3% IOC orders, 6% cancels and 82% moves (a move
 re-prices one resting order a step towards the last trade price, keeping its
 quantity); about 6% of the commands trade.  This module builds such a stream as
-a ``CMD_DTYPE`` array (engine/wire/layout.py) from a seed, the same array for
+a ``CMD_DTYPE`` array (bursa_wire/layout.py) from a seed, the same array for
 the same parameters on every machine.
 
 To make cancels and moves name orders that are still live, the generator runs
@@ -20,7 +20,7 @@ the random price offsets are built from integer draws, never from floats.
 
 Usage::
 
-    from bench.workload import WorkloadConfig, generate
+    from sim.bookflow import WorkloadConfig, generate
     wl = generate(WorkloadConfig(commands=100_000, seed=7))
     book = Book(**wl.config.book_kwargs())
     book.process(wl.prefill)      # untimed: brings the book to ~1,000 resting orders
@@ -39,7 +39,7 @@ from typing import TypedDict
 
 import numpy as np
 
-from engine.wire.layout import CMD_DTYPE
+from bursa_wire.layout import CMD_DTYPE
 from pyx.enums import CmdKind, OrdType, Side, Tif
 
 # Command classes of the measured stream, in permille (exchange-core's mix).
@@ -189,7 +189,7 @@ class Workload:
         """The figures a benchmark reports about its workload (JSON-ready)."""
         n = max(1, len(self.commands))
         return {
-            "workload": "exchange-core single symbol (bench/workload.py)",
+            "workload": "exchange-core single symbol (sim/bookflow.py)",
             "seed": self.config.seed,
             "commands": len(self.commands),
             "prefill_commands": len(self.prefill),
@@ -606,7 +606,7 @@ def generate(cfg: WorkloadConfig | None = None) -> Workload:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Print the workload's statistics as JSON (``python -m bench.workload``)."""
+    """Print the workload's statistics as JSON (``python -m sim.bookflow``)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--commands", type=int, default=WorkloadConfig.commands)
     ap.add_argument("--seed", type=int, default=WorkloadConfig.seed)

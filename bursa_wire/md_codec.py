@@ -1,4 +1,4 @@
-"""Encoder and decoder of feed messages, built from :mod:`marketdata.wire.layout`.
+"""Encoder and decoder of feed messages, built from :mod:`bursa_wire.md_layout`.
 
 A message is ``HEADER`` + body; :func:`encode` packs one from integers and
 :func:`decode` returns a :class:`Msg` (header fields as attributes, body fields
@@ -11,8 +11,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from engine.wire.layout import Field
-from marketdata.wire.layout import BODIES, CHANNEL_OF, HEADER, MsgType
+from bursa_wire.layout import Field
+from bursa_wire.md_layout import BODIES, CHANNEL_OF, HEADER, MsgType
 
 # numpy type code -> struct code (all little-endian, packed).
 _STRUCT_CODE = {"<u8": "Q", "<i8": "q", "<u4": "I", "<u2": "H", "u1": "B"}

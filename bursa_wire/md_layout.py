@@ -2,8 +2,8 @@
 
 Every message on the feed (PUB), in replay answers and in the client is one
 fixed-layout, packed, little-endian record: the 32-byte :data:`HEADER` followed by
-the body of its type (:data:`BODIES`).  Fields reuse :class:`engine.wire.layout.Field`
-(name, numpy type code, unit, doc); the struct codecs (:mod:`marketdata.wire.codec`)
+the body of its type (:data:`BODIES`).  Fields reuse :class:`bursa_wire.layout.Field`
+(name, numpy type code, unit, doc); the struct codecs (:mod:`bursa_wire.md_codec`)
 and the byte tables of docs/marketdata.md (:mod:`marketdata.wire.gendoc`) are built
 from these tables, so code and spec cannot drift.  No field carries a user id or a
 client's order id: L3 orders are named by feed-assigned public ids.
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-from engine.wire.layout import Field
+from bursa_wire.layout import Field
 
 
 class Channel(IntEnum):

@@ -1,4 +1,4 @@
-"""Tests of the benchmark workload generator (bench/workload.py).
+"""Tests of the benchmark workload generator (sim/bookflow.py).
 
 The generator's claims are checked against the reference book: every cancel and
 move must name a live order (the book rejects nothing), and the fills, the
@@ -14,9 +14,9 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from bench.workload import Workload, WorkloadConfig, generate
-from engine.wire.layout import CMD_DTYPE
+from bursa_wire.layout import CMD_DTYPE
 from pyx.enums import CmdKind, EvKind, OrdType, Tif
+from sim.bookflow import Workload, WorkloadConfig, generate
 from tests.refbook import RefBook
 
 N_COMMANDS = 20_000
