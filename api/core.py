@@ -27,6 +27,7 @@ import zmq
 from api.follow import Follower
 from api.store import PENDING_NEW, Store
 from bindings.client import CoreClient, CoreError, EventSubscriber
+from bursa_wire.layout import CMD_DTYPE
 from engine.wire import commands
 from engine.wire.frames import (
     CONTROL_TAG,
@@ -36,7 +37,6 @@ from engine.wire.frames import (
     decode_replies,
     encode_control,
 )
-from bursa_wire.layout import CMD_DTYPE
 from pyx.enums import CmdKind
 
 log = logging.getLogger("bursa.api")

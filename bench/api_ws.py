@@ -234,17 +234,17 @@ def _clients_main(
 
 def _driver_main(ready: dict[str, Any], secs: float, go: Any, stop: Any, q: Any) -> None:
     """Child process: send the seeded flow at its rate from ``go`` until ``stop``."""
-    from tests.marketdata.mdproc import CoreSender
+    from bindings.client import RoutedClient
 
     batches = _flow(int(secs / BATCH_INTERVAL_S), seed=1)
-    sender = CoreSender(ready)
+    sender = RoutedClient.from_ready(ready)
     try:
         q.put({"ready": True})
         go.wait()
         t0 = time.monotonic()
         i = 0
         while not stop.is_set() and i < len(batches):
-            sender.send(batches[i])
+            sender.request(batches[i])
             i += 1
             time.sleep(max(0.0, t0 + i * BATCH_INTERVAL_S - time.monotonic()))
         q.put({"batches": i, "seconds": time.monotonic() - t0})

@@ -49,7 +49,6 @@ import numpy as np
 
 from bench.meta import latency_series, median_int, percentiles_ns, run_info
 from bursa_wire.layout import CMD_DTYPE
-from sim.bookflow import Workload, WorkloadConfig, generate
 from engine.clock import RealClock
 from engine.core import Core
 from engine.sequencer import Sequencer

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-from engine.wire.frames import STATUS_REJECTED
 from bursa_wire.layout import REPLY_DTYPE
+from engine.wire.frames import STATUS_REJECTED
 from pyx.enums import CmdKind, Reason
 
 # Bucket bounds (upper, inclusive), seconds unless said otherwise.

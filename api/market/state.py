@@ -44,10 +44,10 @@ from api.market.streams import (
 from api.market.ticker import Rolling, rolling_24h
 from api.symbols import SymbolRegistry, SymbolSpec
 from bindings.marketdata import BUY, SELL, LocalBook, MarketDataClient, MarketDataError
-from marketdata.book import CANDLE_HISTORY_MAX
-from marketdata.server import DEFAULT_PUB_ENDPOINT, DEFAULT_SERVICE_ENDPOINT
 from bursa_wire.md_codec import Msg
 from bursa_wire.md_layout import CANDLE_INTERVALS_S, Channel, MsgType
+from marketdata.book import CANDLE_HISTORY_MAX
+from marketdata.server import DEFAULT_PUB_ENDPOINT, DEFAULT_SERVICE_ENDPOINT
 
 log = logging.getLogger("bursa.api.market")
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from marketdata.book import CANDLE_HISTORY_MAX
 from bursa_wire.md_codec import Msg
+from marketdata.book import CANDLE_HISTORY_MAX
 
 NS_PER_S = 10**9
 DAY_NS = 86_400 * NS_PER_S

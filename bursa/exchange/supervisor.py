@@ -125,7 +125,17 @@ def demo_hot_key(key_file: Path, pass_file: Path) -> None:
 
 def fresh(data_dir: Path) -> None:
     """Remove what `bursa run` keeps under ``data_dir`` (and nothing else)."""
-    for sub in ("core", "clearing", "wallet", "marketdata", "gateway", "api", "run", "chain", "logs"):
+    for sub in (
+        "core",
+        "clearing",
+        "wallet",
+        "marketdata",
+        "gateway",
+        "api",
+        "run",
+        "chain",
+        "logs",
+    ):
         shutil.rmtree(data_dir / sub, ignore_errors=True)
 
 

@@ -24,10 +24,11 @@ from aiohttp import web
 from api.market import MarketState, add_routes
 from api.market.hub import DEFAULT_SEND_BUFFER_BYTES
 from api.symbols import SymbolRegistry
+from bindings.client import RoutedClient
 from engine.wire import commands as wc
 from tests.e2e.coreproc import CoreProcess
 from tests.marketdata.flow import N_USERS, OID0, USER0, Flow
-from tests.marketdata.mdproc import CoreSender, MarketDataProcess, core_from_journal
+from tests.marketdata.mdproc import MarketDataProcess, core_from_journal
 
 T = TypeVar("T")
 BTC, USDT, ETH = 1, 2, 3
@@ -165,8 +166,8 @@ class Stack:
         self.core = CoreProcess(self.root / "core", self.root, mode)
         try:
             ready = self.core.start()
-            self.sender = CoreSender(ready)
-            self.sender.send(setup_cmds() if setup is None else setup)
+            self.sender = RoutedClient.from_ready(ready)
+            self.sender.request(setup_cmds() if setup is None else setup)
             self.pub = f"ipc://{self.root}/md.pub"
             self.service = f"ipc://{self.root}/md.svc"
             self.md = MarketDataProcess(self.root, ready, *md_args)
@@ -181,7 +182,7 @@ class Stack:
 
     def send(self, cmds: np.ndarray) -> None:
         """Send commands to the core (waits for the replies)."""
-        self.sender.send(cmds)
+        self.sender.request(cmds)
 
     def core_book(self, sid: int) -> dict[str, list[tuple[int, int]]]:
         """The core's book of ``sid`` now."""

@@ -16,10 +16,10 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bursa.metrics import Collector
+from bursa_wire.layout import REPLY_DTYPE
 from engine.metrics import ACK_BOUNDS_S, Buckets, CoreMetrics
 from engine.wire import commands
 from engine.wire.frames import STATUS_REJECTED
-from bursa_wire.layout import REPLY_DTYPE
 from tests.e2e.coreproc import CoreProcess
 
 
