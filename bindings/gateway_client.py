@@ -28,10 +28,10 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
+from bursa_wire.gw_layout import BY_NAME, LOGIN_CANCEL_ON_DISCONNECT, ORDER_POST_ONLY
 from gateway import keys
 from gateway.wire import codec
 from gateway.wire.codes import GwReason, reason_name
-from gateway.wire.layout import BY_NAME, LOGIN_CANCEL_ON_DISCONNECT, ORDER_POST_ONLY
 from pyx.enums import OrdType, Tif
 
 # Ends of session after which the clients log in again by themselves (auto_relogin).

@@ -4,7 +4,7 @@ The command loop of :class:`engine.server.CoreServer` is hot and single-threaded
 so it never calls prometheus_client and never takes a lock: it adds to the ints,
 lists and numpy arrays of :class:`CoreMetrics` once per loop turn (not per
 command), and :class:`CoreCollector` turns them into metric families when
-Prometheus scrapes (``bursa core --metrics HOST:PORT``; :mod:`bursa.metrics`).
+Prometheus scrapes (``bursa core --metrics HOST:PORT``; :mod:`engine.metrics_http`).
 A scrape reads while the loop writes; a counter read mid-turn is at most one
 turn behind, which is what a scrape of a running process means anyway.
 

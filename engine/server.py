@@ -43,14 +43,14 @@ from typing import Any
 import numpy as np
 import zmq
 
-from bursa import logs
-from bursa.metrics import serve as serve_metrics
 from bursa_wire.layout import CMD_DTYPE, CMD_SIZE, EV_DTYPE, REPLY_DTYPE
+from engine import logs
 from engine.clock import RealClock
 from engine.corelike import CoreClass
 from engine.eventlog import EVENT_SEGMENT_BYTES_MAX, EventLog, split_event_frames
 from engine.journal import JournalCorrupt, JournalWriteError
 from engine.metrics import CoreCollector, CoreMetrics, TimedStorage
+from engine.metrics_http import serve as serve_metrics
 from engine.recovery import recover
 from engine.replay_service import ReplayService
 from engine.security import (

@@ -2,7 +2,7 @@
 
 A TCP read often holds hundreds of ENTER_ORDER frames.  Instead of one decoded
 message object, one dict and one struct pack per order, the run is viewed as one
-numpy structured array (the layout of :mod:`gateway.wire.layout`, so nothing is
+numpy structured array (the layout of :mod:`bursa_wire.gw_layout`, so nothing is
 defined twice) and the core's NEW records are built column by column.  The
 outbound reports the gateway sends most (ACCEPTED, EXECUTED) are packed
 positionally; the field order is checked against the layout at import, so a layout
@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from bursa_wire.gw_layout import BY_NAME, ORDER_POST_ONLY, MsgSpec
 from bursa_wire.layout import CMD_DTYPE
-from gateway.wire.layout import BY_NAME, ORDER_POST_ONLY, MsgSpec
 from pyx.enums import CmdFlag, CmdKind
 
 ENTER = BY_NAME["ENTER_ORDER"]

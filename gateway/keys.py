@@ -46,8 +46,8 @@ from cryptography.hazmat.primitives import serialization as ser
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from bursa_wire.gw_layout import BY_NAME, LOGIN_DOMAIN, LOGIN_SIGNED_LEN
 from gateway.wire.codes import GwReason
-from gateway.wire.layout import BY_NAME, LOGIN_DOMAIN, LOGIN_SIGNED_LEN
 
 PERM_TRADE = "trade"
 PERM_READ = "read"

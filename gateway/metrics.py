@@ -2,7 +2,7 @@
 
 The gateway's loop counts in plain ints (``Gateway.stats``, ``Gateway.throttles``);
 :func:`families` turns them into metric families (names start ``bursa_gateway_``)
-for :func:`bursa.metrics.serve`.
+for :func:`engine.metrics_http.serve`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 
 from prometheus_client.core import CounterMetricFamily
 
-from bursa.metrics import counter, gauge, subscriber_families
+from engine.metrics_http import counter, gauge, subscriber_families
 
 P = "bursa_gateway"
 

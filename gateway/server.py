@@ -36,30 +36,7 @@ import numpy as np
 import zmq
 
 from bindings.client import CoreClient, CoreError, EventSubscriber
-from bursa import logs
-from bursa.metrics import Collector
-from bursa.metrics import serve as serve_metrics
-from bursa_wire.layout import CMD_DTYPE, CMD_FIELDS, EV_DTYPE
-from engine.server import (
-    DEFAULT_ADMIN_ENDPOINT,
-    DEFAULT_PUB_ENDPOINT,
-    DEFAULT_REPLAY_ENDPOINT,
-    DEFAULT_TRADE_ENDPOINT,
-)
-from engine.wire.frames import (
-    CONTROL_TAG,
-    STATUS_DUPLICATE,
-    FrameError,
-    decode_control,
-    decode_replies,
-    encode_control,
-)
-from engine.wire.views import EV_VIEWS
-from gateway import batch, keys, metrics
-from gateway.store import MAX_ORDER_ID, OPEN_STATES, Order, Store
-from gateway.wire import codec
-from gateway.wire.codes import GwReason
-from gateway.wire.layout import (
+from bursa_wire.gw_layout import (
     APP_OUT,
     BY_NAME,
     LIQUIDITY_MAKER,
@@ -79,6 +56,29 @@ from gateway.wire.layout import (
     UNSEQUENCED,
     MsgSpec,
 )
+from bursa_wire.layout import CMD_DTYPE, CMD_FIELDS, EV_DTYPE
+from engine import logs
+from engine.metrics_http import Collector
+from engine.metrics_http import serve as serve_metrics
+from engine.server import (
+    DEFAULT_ADMIN_ENDPOINT,
+    DEFAULT_PUB_ENDPOINT,
+    DEFAULT_REPLAY_ENDPOINT,
+    DEFAULT_TRADE_ENDPOINT,
+)
+from engine.wire.frames import (
+    CONTROL_TAG,
+    STATUS_DUPLICATE,
+    FrameError,
+    decode_control,
+    decode_replies,
+    encode_control,
+)
+from engine.wire.views import EV_VIEWS
+from gateway import batch, keys, metrics
+from gateway.store import MAX_ORDER_ID, OPEN_STATES, Order, Store
+from gateway.wire import codec
+from gateway.wire.codes import GwReason
 from pyx import gwreport
 from pyx.enums import CmdFlag, CmdKind, EvFlag, EvKind, Reason, Side
 

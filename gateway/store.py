@@ -32,8 +32,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway import keys
-from gateway.wire.layout import (
+from bursa_wire.gw_layout import (
     APP_OUT,
     STATE_CANCELED,
     STATE_FILLED,
@@ -41,6 +40,7 @@ from gateway.wire.layout import (
     STATE_PENDING,
     STATE_REJECTED,
 )
+from gateway import keys
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS out_chunks (

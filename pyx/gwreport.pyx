@@ -19,9 +19,9 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 
-from bursa_wire.layout import EV_DTYPE
-from gateway.wire.codec import FRAME_HEAD, SEQ_HEAD
-from gateway.wire.layout import (
+from bursa_wire.gw_layout import (
+    FRAME_HEAD,
+    SEQ_HEAD,
     SEQUENCED,
     BY_NAME,
     LIQUIDITY_MAKER,
@@ -30,6 +30,7 @@ from gateway.wire.layout import (
     STATE_OPEN,
     STATE_PENDING,
 )
+from bursa_wire.layout import EV_DTYPE
 from pyx.enums import EvFlag, EvKind
 from pyx.records cimport EvRec
 

@@ -33,6 +33,7 @@ RUNTIME = frozenset(
         "wallet",
         "por",
         "sim",
+        "api",
         "bursa",
     }
 )

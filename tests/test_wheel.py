@@ -31,6 +31,7 @@ RUNTIME = {
     "wallet",
     "por",
     "sim",
+    "api",
 }
 
 

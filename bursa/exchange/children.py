@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bursa import logs
-from bursa.metrics import DEFAULT_PORTS
+from engine import logs
+from engine.metrics_http import DEFAULT_PORTS
 
 REPO = Path(__file__).resolve().parents[2]
 PY = sys.executable
@@ -64,7 +64,7 @@ class Wiring:
 
     def metrics_addr(self, name: str) -> str:
         """The ``--metrics`` address of child ``name``: 127.0.0.1 and ``[run] metrics_port``
-        plus the child's offset (:data:`bursa.metrics.DEFAULT_PORTS`: 9151..9155 by
+        plus the child's offset (:data:`engine.metrics_http.DEFAULT_PORTS`: 9151..9155 by
         default), a free port when ``metrics_port`` is 0, ``off`` when it is -1."""
         base = int(self.cfg["run"]["metrics_port"])
         if base < 0:

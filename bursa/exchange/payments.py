@@ -32,8 +32,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from bursa import logs
 from bursa.exchange.market import TAKERS, USERS
+from engine import logs
 from wallet import custody
 from wallet.demo import DEMO_ROOT
 

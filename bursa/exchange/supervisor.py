@@ -50,11 +50,11 @@ from rich.live import Live
 
 from bindings.client import CoreClient
 from bindings.marketdata import MarketDataClient
-from bursa import logs
 from bursa import run as tour
 from bursa.exchange import config as config_mod
 from bursa.exchange import market, payments, readings, view
 from bursa.exchange.children import CHILDREN, Child, ChildError, Wiring
+from engine import logs
 from wallet.demo import DEMO_XPUB
 from wallet.keys import KeyFile, write_key_file
 

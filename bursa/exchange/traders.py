@@ -36,9 +36,9 @@ from typing import Any
 import numpy as np
 
 from bindings.gateway_client import GatewayClient, LoginRejectedError, SessionEndedError
-from bursa import logs
 from bursa import run as tour
 from bursa.exchange.market import MAKER, TAKERS, key_file
+from engine import logs
 from engine.wire import commands
 from gateway.wire.codes import GwReason
 from pyx.enums import CmdKind, Side, Stp, Tif

@@ -1,4 +1,4 @@
-"""Encode and decode order-entry frames (layouts in :mod:`gateway.wire.layout`).
+"""Encode and decode order-entry frames (layouts in :mod:`bursa_wire.gw_layout`).
 
 Decoding is strict: a frame whose type is unknown for its direction, or whose body
 is not exactly the message's size, raises :class:`WireError` with the reason code
@@ -11,8 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.wire.codes import GwReason
-from gateway.wire.layout import (
+from bursa_wire.gw_layout import (
     APP_IN_BY_CODE,
     APP_OUT_BY_CODE,
     BY_NAME,
@@ -25,6 +24,7 @@ from gateway.wire.layout import (
     UNSEQUENCED,
     MsgSpec,
 )
+from gateway.wire.codes import GwReason
 
 Value = int | bytes
 

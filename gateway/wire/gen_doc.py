@@ -9,9 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from gateway.wire.codec import encode_spec
-from gateway.wire.codes import GwReason
-from gateway.wire.layout import (
+from bursa_wire.gw_layout import (
     APP_IN,
     APP_OUT,
     FRAME_HEAD,
@@ -22,6 +20,8 @@ from gateway.wire.layout import (
     SIZES,
     MsgSpec,
 )
+from gateway.wire.codec import encode_spec
+from gateway.wire.codes import GwReason
 from pyx.enums import Reason
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -115,7 +115,7 @@ def protocol_md() -> str:
     out = [
         "# Order-entry protocol",
         "",
-        "Generated from `gateway/wire/layout.py` by `python -m gateway.wire.gen_doc`;",
+        "Generated from `bursa_wire/gw_layout.py` by `python -m gateway.wire.gen_doc`;",
         "do not edit by hand. How to operate the gateway and the session rules in prose:",
         "[gateway.md](gateway.md).",
         "",

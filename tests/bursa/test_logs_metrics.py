@@ -1,4 +1,4 @@
-"""The shared logging setup (bursa/logs.py) and metrics endpoint helper (bursa/metrics.py)."""
+"""The shared logging setup (engine/logs.py) and metrics endpoint (engine/metrics_http.py)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterator
 import pytest
 import zmq
 
-from bursa import logs
-from bursa.metrics import (
+from engine import logs
+from engine.metrics_http import (
     Collector,
     MetricsAddressError,
     PeerCounter,
@@ -73,7 +73,7 @@ def test_text_is_the_default_and_the_environment_chooses(monkeypatch: pytest.Mon
 
 
 def test_an_uncaught_exception_is_one_json_line() -> None:
-    code = "from bursa import logs; logs.setup('core', 'json'); raise RuntimeError('disk on fire')"
+    code = "from engine import logs; logs.setup('core', 'json'); raise RuntimeError('disk on fire')"
     p = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
     )

@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bursa.metrics import Collector
 from bursa_wire.layout import REPLY_DTYPE
 from engine.metrics import ACK_BOUNDS_S, Buckets, CoreMetrics
+from engine.metrics_http import Collector
 from engine.wire import commands
 from engine.wire.frames import STATUS_REJECTED
 from tests.e2e.coreproc import CoreProcess

@@ -9,11 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bindings.gateway_client import order_frame
+from bursa_wire.gw_layout import BY_NAME, ORDER_POST_ONLY
 from bursa_wire.layout import CMD_DTYPE
 from gateway import batch, server
 from gateway.wire import codec
 from gateway.wire.codes import GwReason
-from gateway.wire.layout import BY_NAME, ORDER_POST_ONLY
 from pyx.enums import CmdFlag, CmdKind, Reason, Side
 from tests.gateway.gwproc import GatewayProcess
 from tests.gateway.raw import Raw

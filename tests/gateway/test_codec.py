@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bursa_wire.gw_layout import ALL_MESSAGES, MAX_FRAME_LEN, MsgSpec
 from gateway.wire import codec
 from gateway.wire.codes import GwReason
-from gateway.wire.layout import ALL_MESSAGES, MAX_FRAME_LEN, MsgSpec
 
 RANGES = {
     "<u8": (0, 2**64 - 1),

@@ -11,11 +11,11 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bursa_wire.gw_layout import STATE_OPEN, STATE_PENDING
 from bursa_wire.layout import EV_DTYPE
 from gateway import batch
 from gateway.server import Gateway, session_frames_py
 from gateway.store import Order, Store
-from gateway.wire.layout import STATE_OPEN, STATE_PENDING
 from pyx import gwreport
 from pyx.enums import EvKind, Reason
 
@@ -42,7 +42,9 @@ def _gateway(spec: list[tuple[Any, ...]], retried: set[tuple[int, int]]) -> Gate
     gw.open_by_user = {}
     gw.flush_scheduled = False
     gw.loop = None
-    gw.stats = {"orders": 0, "events": 0, "frames_to_core": 0, "retries": 0, "duplicates": 0}
+    gw.stats = dict.fromkeys(
+        ("orders", "events", "frames_to_core", "retries", "duplicates", "messages_in", "reports"), 0
+    )
     orders = []
     for uid, oid, key, cl, side, state, leaves, pending in spec:
         o = Order(uid, oid, key, cl, 1, side, 1, 100, 10, leaves, 0, state, 0, list(pending))

@@ -13,15 +13,15 @@ from pathlib import Path
 
 from bindings.client import CoreClient
 from bindings.gateway_client import GatewayClient
-from engine.wire import commands
-from gateway.wire import codec
-from gateway.wire.layout import (
+from bursa_wire.gw_layout import (
     STATE_CANCELED,
     STATE_OPEN,
     STATE_PENDING,
     STATE_REJECTED,
     STATE_UNKNOWN,
 )
+from engine.wire import commands
+from gateway.wire import codec
 from pyx.enums import Reason, Side
 from tests.e2e.coreproc import CoreProcess
 from tests.gateway.gwproc import GatewayProcess, make_key, setup_market

@@ -1,8 +1,8 @@
 """docs/protocol.md is generated from the layouts (drift test) and covers every message."""
 
+from bursa_wire.gw_layout import ALL_MESSAGES
 from gateway.wire import gen_doc
 from gateway.wire.codes import GwReason
-from gateway.wire.layout import ALL_MESSAGES
 
 
 def test_protocol_doc_is_fresh() -> None:

@@ -7,10 +7,10 @@ import sqlite3
 import time
 from pathlib import Path
 
+from bursa_wire.gw_layout import BY_NAME
 from gateway.store import Store
 from gateway.wire import codec
 from gateway.wire.codes import GwReason
-from gateway.wire.layout import BY_NAME
 from tests.e2e.coreproc import CoreProcess
 from tests.gateway.gwproc import GatewayProcess, make_key
 from tests.gateway.raw import Raw

@@ -8,8 +8,8 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bursa_wire.gw_layout import APP_OUT
 from gateway.store import Store
-from gateway.wire.layout import APP_OUT
 
 # Stored payloads are whole outbound messages (code + fixed-size body).
 PAYLOADS = st.sampled_from(APP_OUT).flatmap(
