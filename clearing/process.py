@@ -27,12 +27,12 @@ from types import FrameType
 from typing import Any
 
 from bindings.client import CoreError, EventSubscriber
-from bursa import logs
-from bursa.metrics import Collector, counter, gauge, subscriber_families
-from bursa.metrics import serve as serve_metrics
 from clearing.config import ClearingConfig, add_arguments, load
 from clearing.db import CONNECTION_ERRORS, Db
 from clearing.ledger import ConcurrentWriterError, Ledger, StreamError
+from engine import logs
+from engine.metrics_http import Collector, counter, gauge, subscriber_families
+from engine.metrics_http import serve as serve_metrics
 
 log = logging.getLogger("bursa.clearing")
 

@@ -33,9 +33,9 @@ from typing import Any
 import zmq
 
 from bindings.client import CoreError, EventSubscriber
-from bursa import logs
-from bursa.metrics import Collector, PeerCounter, counter, gauge, subscriber_families
-from bursa.metrics import serve as serve_metrics
+from engine import logs
+from engine.metrics_http import Collector, PeerCounter, counter, gauge, subscriber_families
+from engine.metrics_http import serve as serve_metrics
 from marketdata.feed import REPLAY_WINDOW_DEFAULT, Feed, group_parts
 from marketdata.service import handle
 

@@ -50,9 +50,9 @@ import tomllib
 from collections.abc import Callable
 from typing import Any
 
-from bursa import logs
-from bursa.metrics import Collector
-from bursa.metrics import serve as serve_metrics
+from engine import logs
+from engine.metrics_http import Collector
+from engine.metrics_http import serve as serve_metrics
 from wallet import review_cli, withdraw_config
 from wallet.chain import ChainAdapter
 from wallet.config import ChainConfig, WalletConfig, parse

@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         args = p.parse_args(sys.argv[1:] if argv is None else argv)
     except SystemExit as e:
         return int(e.code or 0) and EXIT_USAGE
-    for name in ("core_fund_endpoint", "core_admin_endpoint", "poll_ms"):
+    for name in ("core_fund_endpoint", "core_admin_endpoint", "poll_ms", "metrics"):
         setattr(args, name, None)
     try:
         cfg = load_config(args)
