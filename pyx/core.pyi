@@ -9,6 +9,7 @@ from pyx.book import Book
 from pyx.evbuf import EventBuf
 
 VARIANTS: frozenset[str]
+VARIANTS_BUILT: bool
 
 REF_MEMORY: int
 

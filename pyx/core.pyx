@@ -67,6 +67,14 @@ cnp.import_array()
 
 cdef extern from *:
     """
+    #ifndef BURSA_VARIANTS
+    #define BURSA_VARIANTS 0
+    #endif
+    """
+    int BURSA_VARIANTS
+
+cdef extern from *:
+    """
     #include <stdint.h>
     #define BURSA_PPM 1000000
     /* price * qty * mult as an exact int64, or -1 if an operand is negative or the
@@ -160,7 +168,12 @@ cdef int64_t SUPPLY_MAX = (<int64_t>1) << 62
 cdef int64_t NOTIONAL_MAX = ((<int64_t>1) << 62) - 1
 cdef int64_t INT64_MAX = 0x7FFFFFFFFFFFFFFF
 
-VARIANTS = frozenset({"double_release", "dup_deposit"})
+# The deliberately broken variants exist only in a build made with BURSA_VARIANTS=1
+# (the debug build, `make debug`, which the simulator's self-tests use): in the
+# production build the branches below are constant-false and compiled out, and the
+# constructor knows no variant names.
+VARIANTS_BUILT = bool(BURSA_VARIANTS)
+VARIANTS = frozenset({"double_release", "dup_deposit"}) if BURSA_VARIANTS else frozenset()
 
 
 cdef inline int64_t _ofind_in(const ORec* tab, uint64_t mask, int bits, oid_t oid) noexcept:
@@ -298,7 +311,10 @@ cdef class CoreState:
         variants = frozenset(variants)
         unknown = variants - VARIANTS
         if unknown:
-            raise ValueError(f"unknown core variants: {sorted(unknown)}")
+            raise ValueError(
+                f"unknown core variants: {sorted(unknown)}"
+                + ("" if BURSA_VARIANTS else " (not in this build: the production build "
+                   "compiles the broken variants out; `make debug` builds them)"))
         self.variants = variants
         # Read once: the hot path tests a C flag, never a Python set.
         self.v_double_release = "double_release" in variants
@@ -1011,7 +1027,7 @@ cdef class CoreState:
         sym = &self.syms[o.sslot]
         bi = self._bi(o.uslot, sym.quote_k if o.side == BUY else sym.base_k, 0)
         amt = o.hold
-        if canceled and self.v_double_release:
+        if BURSA_VARIANTS and canceled and self.v_double_release:
             # broken variant for the simulator's tests: the hold is released twice
             self.held[bi] -= 2 * amt
             self.avail[bi] += 2 * amt
@@ -1747,7 +1763,7 @@ cdef int _deposit(CoreState self, const CmdRec* c, ReplyRec* r) except -1:
     if c.order_id == 0:
         return self._reject(c, r, INVALID_ID)
     prev = self.deposit_refs.get(c.order_id)
-    if prev is not None and not self.v_dup_deposit:
+    if prev is not None and not (BURSA_VARIANTS and self.v_dup_deposit):
         if prev[:4] != (c.user_id, c.symbol_id, c.a0, c.qty_lots):
             return self._reject(c, r, EXISTS_WITH_DIFFERENT_FIELDS)
         _reply(r, c, ST_DUPLICATE, 0, prev[4])
