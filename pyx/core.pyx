@@ -156,6 +156,9 @@ cdef uint64_t OID_MASK = ((<uint64_t>1) << OID_BITS) - 1
 # of each kind are remembered (with their content and first result); an unknown
 # reference at or below the highest one forgotten is rejected REFERENCE_TOO_OLD.
 REF_MEMORY = 1_000_000
+# reserve() refuses a users x assets table beyond this many balance cells (4 GiB):
+# a configuration typo must be a clear error, not an out-of-memory at start.
+RESERVE_BALANCE_CELLS_MAX = 1 << 28
 REF_DEPOSIT = 0
 REF_WITHDRAWAL = 1
 REF_TRANSFER = 2
@@ -356,6 +359,11 @@ cdef class CoreState:
             raise ValueError("capacity beyond the id space")
         if orders > MAX_LIVE_ORDERS:
             raise ValueError(f"orders capacity beyond {MAX_LIVE_ORDERS}")
+        if (max(users, self.ucap) * max(assets, self.astride) * N_ACCOUNTS
+                > RESERVE_BALANCE_CELLS_MAX):
+            raise ValueError(
+                f"users x assets capacity needs more than {RESERVE_BALANCE_CELLS_MAX} "
+                "balance cells (16 bytes each)")
         if users + 1 > self.uid_len:
             _size_uid_map(self, users + 1)
         if users > self.ucap:

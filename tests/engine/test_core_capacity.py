@@ -117,6 +117,9 @@ def test_reserve_rejects_bad_sizes() -> None:
         core.reserve(users=1 << 30)
     with pytest.raises(ValueError):
         core.reserve(orders=1 << 40)
+    with pytest.raises(ValueError, match="balance cells"):
+        core.reserve(users=10_000_000, assets=60_000)
+    assert core.growth_count == 0
 
 
 def test_book_reserve_sizes_pool_and_id_map() -> None:
