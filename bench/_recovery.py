@@ -5,9 +5,10 @@ the same code (``Sequencer`` with a real ``Core`` on ``FileStorage``, mode
 ``async``; the event log framed as the server frames it; optionally a snapshot
 written by ``write_snapshot`` after syncing the event log, as the server does),
 fed by :func:`generate_commands`, a vectorised command stream: 1,000 funded users
-place limit orders around a fixed mid (both sides, so about a third of them trade)
-and cancel the order they placed 20 rounds earlier (so ~10 orders per user rest
-and every cancel that finds its order removes it).  It is much faster than
+place limit orders and cancel the order they placed 20 rounds earlier (so ~10
+orders per user rest).  As on a real venue most orders are passive (a buy below the
+mid, a sell above it, up to ``PASSIVE_TICKS`` away) and ``--marketable-pct``
+(default 5%) cross the mid by up to ``CROSS_TICKS`` and trade.  It is much faster than
 ``bench.workload`` (10M commands in seconds, not minutes), and every command is
 a real command the core applies.
 
@@ -44,7 +45,9 @@ USERS = 1_000
 SYMBOL = 1
 BASE, QUOTE = 1, 2
 MID_TICKS = 1_000_000
-SPREAD_TICKS = 200  # prices in MID +- SPREAD: about a third of the orders cross
+PASSIVE_TICKS = 500  # a passive order rests 1..500 ticks away from the mid
+CROSS_TICKS = 50  # a marketable one crosses the mid by 0..50 ticks
+MARKETABLE_PCT = 5  # share of NEWs that cross (and trade)
 MAX_LOTS = 10
 CANCEL_LAG_ROUNDS = 20  # a user's cancel targets its order of 20 rounds earlier
 FUNDS_MINOR = 10**15
@@ -77,7 +80,7 @@ def setup_commands() -> np.ndarray:
     return np.concatenate(recs)
 
 
-def generate_commands(n: int, seed: int = 1) -> np.ndarray:
+def generate_commands(n: int, seed: int = 1, marketable_pct: int = MARKETABLE_PCT) -> np.ndarray:
     """``n`` trading commands (NEW limit GTC and CANCEL), unstamped, vectorised.
 
     Command ``i`` belongs to user ``i % USERS + 1`` in round ``r = i // USERS``; even
@@ -101,7 +104,13 @@ def generate_commands(n: int, seed: int = 1) -> np.ndarray:
     out["order_id"] = np.where(is_new, new_id, np.maximum(cancel_id, 1))
     sides = rng.integers(0, 2, n)
     out["side"][is_new] = np.where(sides == 0, Side.BUY, Side.SELL)[is_new]
-    px = MID_TICKS + rng.integers(-SPREAD_TICKS, SPREAD_TICKS + 1, n)
+    # distance from the mid towards the passive side (negative: crosses the mid)
+    away = np.where(
+        rng.integers(0, 100, n) < marketable_pct,
+        -rng.integers(0, CROSS_TICKS + 1, n),
+        rng.integers(1, PASSIVE_TICKS + 1, n),
+    )
+    px = np.where(sides == 0, MID_TICKS - away, MID_TICKS + away)
     out["price_ticks"][is_new] = px[is_new]
     out["qty_lots"][is_new] = rng.integers(1, MAX_LOTS + 1, n)[is_new]
     out["seq"] = 0
@@ -110,13 +119,17 @@ def generate_commands(n: int, seed: int = 1) -> np.ndarray:
 
 
 def build_data_dir(
-    data_dir: str, n_commands: int, snapshot_before_end: int | None = None, seed: int = 1
+    data_dir: str,
+    n_commands: int,
+    snapshot_before_end: int | None = None,
+    seed: int = 1,
+    marketable_pct: int = MARKETABLE_PCT,
 ) -> dict[str, Any]:
     """Write a core data directory holding ``n_commands`` journaled commands (plus the
     setup) and their event log; with ``snapshot_before_end``, a snapshot that many
     commands before the end.  Returns what was written (counts, bytes, seconds)."""
     t0 = time.perf_counter()
-    stream = np.concatenate([setup_commands(), generate_commands(n_commands, seed)])
+    stream = np.concatenate([setup_commands(), generate_commands(n_commands, seed, marketable_pct)])
     total = len(stream)
     snap_at = total - snapshot_before_end if snapshot_before_end else -1
     storage = FileStorage(data_dir)
