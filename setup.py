@@ -8,6 +8,10 @@ Debug build (BURSA_DEBUG=1): -O1 -g, bounds checks, wraparound checks,
 initialized-memoryview checks and C asserts on.  `make debug` builds it into
 build/debug/ so the test suite can run the long random stream through it
 beside the release build.
+
+Broken variants (the simulator's self-test, engine/variants.py) are compiled in
+only with BURSA_VARIANTS=1, which the debug build implies; the release build, the
+one installed in production, has none (pyx.core.VARIANTS_BUILT is False).
 """
 
 import importlib.metadata
@@ -31,6 +35,7 @@ if not (major == 3 and minor >= 2):
 import numpy  # noqa: E402  (after the Cython guard on purpose)
 
 DEBUG = os.environ.get("BURSA_DEBUG", "") == "1"
+VARIANTS = DEBUG or os.environ.get("BURSA_VARIANTS", "") == "1"
 ANNOTATE = os.environ.get("BURSA_ANNOTATE", "") == "1"
 
 directives = {
@@ -54,6 +59,8 @@ if DEBUG:
 else:
     cflags = ["-O3", "-UNDEBUG"]
     macros = []
+if VARIANTS:
+    macros.append(("BURSA_VARIANTS", "1"))
 macros.append(("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION"))
 
 # One Extension per .pyx (nautilus build.py); every pyx/*.pyx is a module.

@@ -27,6 +27,15 @@ resting orders.  Every figure states its durability mode.
 - ``process_fsync_ack_*`` (mode fsync, unless ``--no-process``): the same
   open-loop load through the real ``bursa core`` process over loopback TCP, one
   command per frame from a DEALER client: adds two ZeroMQ hops and the client.
+- ``recovery_s_per_10m_cmds`` (unless ``--no-recovery``): a real data directory
+  (journal + event log, ``bench/_recovery.py``) holding ``--recovery-commands``
+  (10M) commands and no snapshot; seconds from starting ``bursa core`` on it to its
+  ready line (median of ``--recovery-repeats``), target <= 10 s.
+  ``recovery_from_snapshot_s``: the same with a snapshot 1M commands (a tenth of
+  the journal with ``--quick``) before the end.  ``startup_empty_s``: the same
+  process on an empty directory (imports and binds, the fixed part).  ``--quick``
+  uses 1M commands and reports ``recovery_quick: true``; the per-10M figure is then
+  the fixed part plus ten times the rest (linear in the journal's length).
 
 The final state hash of each run over the same stream is checked equal, and
 conservation is checked after each run.  The last line is one JSON object.
@@ -47,6 +56,7 @@ from typing import Any
 
 import numpy as np
 
+from bench import _recovery
 from bench.meta import latency_series, median_int, percentiles_ns, run_info
 from bursa_wire.layout import CMD_DTYPE
 from engine.clock import RealClock
@@ -69,6 +79,10 @@ DEFAULT_ACK_RATE = 50_000
 DEFAULT_ACK_COMMANDS = 150_000
 DEFAULT_PROCESS_RATE = 10_000
 DEFAULT_PROCESS_COMMANDS = 30_000
+TARGET_RECOVERY_S_PER_10M_CMDS = 10.0
+RECOVERY_COMMANDS = 10_000_000
+RECOVERY_SNAPSHOT_BEFORE_END = 1_000_000
+RECOVERY_QUICK_SCALE = 10  # --quick: a tenth of the journal
 # The process client sleeps (instead of spinning) when its next send is this far off.
 CLIENT_SLEEP_NS = 200_000
 # Group commit cap of the open-loop run (the server's MAX_BATCH_CMDS).
@@ -450,6 +464,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             pp["p50_ns"] / fd_all["p50_ns"], 2
         )
 
+    if args.recovery:
+        result.update(
+            measure_recovery(args.recovery_commands, args.quick, args.repeats_recovery, base_dir)
+        )
+
     result["target_inproc_cmds_per_s"] = TARGET_INPROC_CMDS_PER_S
     result["target_fsync_cmds_per_s"] = TARGET_FSYNC_CMDS_PER_S
     result["target_fsync_ack_p50_over_fdatasync_p50"] = TARGET_ACK_P50_OVER_FDATASYNC_P50
@@ -473,6 +492,47 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def measure_recovery(n_cmds: int, quick: bool, repeats: int, base_dir: str) -> dict[str, Any]:
+    """The ``recovery_*`` keys: restart of real data directories to the ready line."""
+    if quick:
+        n_cmds = max(1, n_cmds // RECOVERY_QUICK_SCALE)
+    snap_before = max(1, n_cmds * RECOVERY_SNAPSHOT_BEFORE_END // RECOVERY_COMMANDS)
+    root = tempfile.mkdtemp(prefix="bench-core-recovery-", dir=base_dir)
+    try:
+        empty = [_recovery.time_restart(os.path.join(root, "empty"))[0] for _ in range(repeats)]
+        plain_dir, snap_dir = os.path.join(root, "journal"), os.path.join(root, "snapshot")
+        built = _recovery.build_data_dir(plain_dir, n_cmds)
+        built_snap = _recovery.build_data_dir(snap_dir, n_cmds, snap_before)
+        plain, snap = [], []
+        for _ in range(repeats):
+            s, ready = _recovery.time_restart(plain_dir)
+            assert ready["last_seq"] == built["last_seq"], (ready["last_seq"], built)
+            plain.append(s)
+            s, ready = _recovery.time_restart(snap_dir)
+            assert ready["last_seq"] == built_snap["last_seq"]
+            snap.append(s)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    fixed = float(np.median(empty))
+    measured = float(np.median(plain))
+    scale = RECOVERY_COMMANDS / n_cmds
+    return {
+        "recovery_s_per_10m_cmds": round(fixed + (measured - fixed) * scale, 3),
+        "recovery_from_snapshot_s": round(float(np.median(snap)), 3),
+        "recovery_measured_s": round(measured, 3),
+        "recovery_best_s": round(min(plain), 3),
+        "startup_empty_s": round(fixed, 3),
+        "recovery_commands": n_cmds,
+        "recovery_snapshot_before_end_cmds": snap_before,
+        "recovery_journal_bytes": built["bytes"],
+        "recovery_build_s": built["build_s"],
+        "recovery_quick": quick,
+        "recovery_mode": "bursa core process, fsync mode, start to ready line, median of "
+        f"{repeats}" + (f" (--quick: {n_cmds:,} commands, scaled x{scale:g})" if quick else ""),
+        "target_recovery_s_per_10m_cmds": TARGET_RECOVERY_S_PER_10M_CMDS,
+    }
+
+
 def report(r: dict[str, Any]) -> str:
     """Human-readable summary."""
     lines = [
@@ -488,6 +548,13 @@ def report(r: dict[str, Any]) -> str:
         f"{r['fsync_ack_p50_us']} us, p99 {r['fsync_ack_p99_us']} us, "
         f"p50/fdatasync p50 = {r['fsync_ack_p50_over_fdatasync_p50']}"
     )
+    if "recovery_s_per_10m_cmds" in r:
+        lines.append(
+            f"  recovery: {r['recovery_s_per_10m_cmds']} s per 10M commands (target "
+            f"{r['target_recovery_s_per_10m_cmds']}), {r['recovery_from_snapshot_s']} s from a "
+            f"snapshot {r['recovery_snapshot_before_end_cmds']:,} commands before the end; "
+            f"{r['recovery_mode']}"
+        )
     if "process_fsync_ack_p50_us" in r:
         lines.append(
             f"  through the process (open loop {r['process_fsync_ack_rate_cmds_per_s']:,}/s): "
@@ -511,6 +578,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--process-rate", type=int, default=DEFAULT_PROCESS_RATE)
     ap.add_argument("--process-commands", type=int, default=DEFAULT_PROCESS_COMMANDS)
     ap.add_argument("--no-process", dest="process", action="store_false")
+    ap.add_argument("--no-recovery", dest="recovery", action="store_false")
+    ap.add_argument("--recovery-commands", type=int, default=RECOVERY_COMMANDS)
+    ap.add_argument("--repeats-recovery", type=int, default=DEFAULT_REPEATS)
+    ap.add_argument(
+        "--quick", action="store_true", help="recovery on a tenth of the journal (says so)"
+    )
     ap.add_argument("--dir", default=tempfile.gettempdir(), help="directory for the journal files")
     ap.add_argument("--quick", action="store_true", help="50,000 commands, 1 repeat, short runs")
     args = ap.parse_args(argv)

@@ -7,19 +7,29 @@ broken variant on seeds 0, 1, ... until the simulator catches it (at most
 seeds_per_s, commands_simulated, faults_injected (by kind), crashes, power_losses,
 acked_lost (must be 0), invariant_violations (must be 0), broken_variants_caught,
 broken_variants_total.  Durability mode of every simulated core: ``fsync``.
+
+The broken variants are compiled out of the production build (engine/variants.py):
+the variant check runs in a child process on the debug build (``build/debug``, made
+by ``make debug`` if missing) unless this build has them.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from bench.meta import run_info
+from pyx.core import VARIANTS_BUILT
 from sim.campaign import run_campaign
 from sim.run import simulate
+
+ROOT = Path(__file__).resolve().parents[1]
 
 BASE_SEED = 1_000_000
 VARIANTS = (
@@ -34,6 +44,8 @@ VARIANT_COMMANDS = 300
 
 def variant_check(max_seeds: int) -> dict[str, Any]:
     """For each broken variant, the first seed (from 0) whose run violates an oracle."""
+    if not VARIANTS_BUILT:
+        return _variant_check_in_debug_build(max_seeds)
     out: dict[str, Any] = {}
     for v in VARIANTS:
         caught: dict[str, Any] | None = None
@@ -44,6 +56,23 @@ def variant_check(max_seeds: int) -> dict[str, Any]:
                 break
         out[v] = caught
     return out
+
+
+def _variant_check_in_debug_build(max_seeds: int) -> dict[str, Any]:
+    """:func:`variant_check` in a child whose ``pyx`` is the debug build's."""
+    subprocess.run(["make", "-s", "build/debug/.stamp"], cwd=ROOT, check=True)
+    debug = ROOT / "build" / "debug"
+    code = f"import json, bench.sim as b; print(json.dumps(b.variant_check({max_seeds})))"
+    out = subprocess.run(
+        [sys.executable, "-P", "-c", code],
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=f"{debug}{os.pathsep}{ROOT}"),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -327,3 +327,25 @@ class Core(CoreState):
             for u, a, acc, av, hd in self._dump(with_books=False)["balances"]
             if u == user_id
         }
+
+
+def sized(cls: type[Core], **capacity: int) -> type[Core]:
+    """``cls`` whose every instance (new or rebuilt from a snapshot) is first sized by
+    :meth:`pyx.core.CoreState.reserve` with ``capacity`` (keys: ``users``, ``assets``,
+    ``symbols``, ``orders``, ``book_orders``, ``events``).
+
+    The core process builds its state machine through this (config ``capacity_*``
+    keys), so recovery and serving run on tables sized at start.
+    """
+
+    class SizedCore(cls):  # type: ignore[valid-type,misc]
+        __doc__ = cls.__doc__
+
+        def __init__(
+            self, variants: frozenset[str] = frozenset(), ref_memory: int = REF_MEMORY
+        ) -> None:
+            super().__init__(variants, ref_memory)
+            self.reserve(**capacity)
+
+    SizedCore.__name__ = SizedCore.__qualname__ = cls.__name__
+    return SizedCore

@@ -186,7 +186,7 @@ def recover(
         report.temp_files_removed = _remove_temp_files(storage)
     core: CoreLike | None = None
     # The core knows only its own broken variants; the durability ones act here.
-    for_core = variants_mod.core_variants(variants)
+    for_core = variants_mod.core_variants(variants_mod.check(variants))
     if use_snapshots:
         core, name, report.snapshots_rejected = load_newest(storage, cls, for_core)
         report.snapshot_name = name

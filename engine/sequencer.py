@@ -170,7 +170,7 @@ class Sequencer:
         self.snapshot_every_cmds = snapshot_every_cmds
         self.snapshot_every_ns = snapshot_every_ns
         self.archive: ArchiveMode = archive
-        self.variants = variants
+        self.variants = variants_mod.check(variants)
         self.stats = SequencerStats()
         self._last_seq = core.last_seq
         self._last_ts_ns = report.last_ts_ns

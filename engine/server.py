@@ -38,7 +38,7 @@ import time
 import tomllib
 from dataclasses import asdict, dataclass, fields
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import zmq
@@ -46,6 +46,7 @@ import zmq
 from bursa_wire.layout import CMD_DTYPE, CMD_SIZE, EV_DTYPE, REPLY_DTYPE
 from engine import logs
 from engine.clock import RealClock
+from engine.core import Core, sized
 from engine.corelike import CoreClass
 from engine.eventlog import EVENT_SEGMENT_BYTES_MAX, EventLog, split_event_frames
 from engine.journal import JournalCorrupt, JournalWriteError
@@ -174,6 +175,16 @@ class ServerConfig:
         (copy-on-write) while the loop keeps serving; False writes them inline
         (the loop stalls for the whole serialization).  Requested (``snapshot``
         control op) and shutdown snapshots are always inline.
+    capacity_users, capacity_assets, capacity_symbols : int
+        Table sizes of the core allocated at start (user ids 1..capacity_users).
+    capacity_orders : int
+        Live orders over all books the hold map is sized for.
+    capacity_book_orders : int
+        Live orders each book's pool and id map are sized for.
+    capacity_events : int
+        Event records of one batch the event buffer holds without growing.
+        Within these sizes no command grows a table; beyond them the tables grow
+        (the fallback), counted as ``capacity_growths`` in the status and ready line.
     """
 
     data_dir: str = "data/core"
@@ -196,6 +207,21 @@ class ServerConfig:
 
     snapshot_in_background: bool = True
     metrics: str = "127.0.0.1:0"  # Prometheus /metrics address ("" or "off": none)
+    capacity_users: int = 10_000
+    capacity_assets: int = 16
+    capacity_symbols: int = 16
+    capacity_orders: int = 100_000
+    capacity_book_orders: int = 65_536
+    capacity_events: int = 65_536
+
+    def capacity(self) -> dict[str, int]:
+        """The ``capacity_*`` settings as :meth:`pyx.core.CoreState.reserve` arguments."""
+        n = len("capacity_")
+        return {
+            f.name[n:]: getattr(self, f.name)
+            for f in fields(self)
+            if f.name.startswith("capacity_")
+        }
 
     def endpoints(self) -> dict[str, str]:
         """Every endpoint to bind, by ready-line key."""
@@ -227,6 +253,8 @@ class ServerConfig:
             raise ValueError("event_log_retain_bytes must be > 0")
         if self.event_log_segment_bytes <= 4096:
             raise ValueError("event_log_segment_bytes must be > 4096")
+        if min(self.capacity().values()) < 1:
+            raise ValueError("capacity_* settings must be >= 1")
         if self.needs_curve() and not (self.curve_secret_key and self.curve_clients_dir):
             public = [e for e in self.endpoints().values() if not is_local_endpoint(e)]
             raise ValueError(
@@ -277,7 +305,8 @@ class CoreServer:
     ) -> None:
         config.validate()
         self.config = config
-        self.core_cls = core_cls
+        # The default core is sized from the config before recovery builds it.
+        self.core_cls = core_cls or cast(CoreClass, sized(Core, **config.capacity()))
         self.accept_journal_loss = accept_journal_loss
         self.ctx = ctx or zmq.Context()
         self.metrics = CoreMetrics()  # plain counters; read at scrape time (engine.metrics)
@@ -662,6 +691,7 @@ class CoreServer:
             "malformed": self.n_malformed,
             "wrong_socket": self.n_wrong_socket,
             "rate_limited": self.n_rate_limited,
+            "capacity_growths": int(getattr(self.sequencer.core, "growth_count", 0)),
             "curve": self.curve_keys is not None,
             **self.endpoints,
         }

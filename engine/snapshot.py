@@ -186,7 +186,7 @@ def write_snapshot(storage: Storage, core: CoreLike, variants: frozenset[str] = 
     data = encode_snapshot(core)
     name = snapshot_name(core.last_seq)
     tmp = name + TEMP_SUFFIX
-    nosync = VARIANT_RENAME_NOSYNC in variants
+    nosync = VARIANT_RENAME_NOSYNC in variants_mod.check(variants)
     try:
         if tmp in storage.list():
             storage.remove(tmp)

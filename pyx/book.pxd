@@ -76,6 +76,7 @@ cdef class Book:
     cdef readonly int32_t capacity        # current pool size, orders
     cdef readonly int32_t max_orders      # hard bound on live orders
     cdef readonly int32_t n_orders        # live orders: resting + stop
+    cdef readonly int64_t grows           # pool or id-map growths after reserve() (fallback)
     cdef readonly EventBuf evbuf
 
     # order pool

@@ -272,7 +272,23 @@ cdef class Book:
         """Double the pool (bounded by max_orders); called only when it is full."""
         assert self.free_head < 0 and self.ohw == self.capacity < self.max_orders
         cdef int64_t new_cap = min(<int64_t> self.capacity * 2, <int64_t> self.max_orders)
+        self.grows += 1
         return self._grow_to(<int32_t> new_cap)
+
+    def reserve(self, int64_t orders):
+        """Size the order pool and the id map for ``orders`` live orders now (capped at
+        ``max_orders``), so that no command up to that many grows them; growth beyond
+        stays as a fallback, counted in :attr:`grows`."""
+        if orders < 1:
+            raise ValueError("orders must be >= 1")
+        cdef int64_t n = min(orders, <int64_t> self.max_orders)
+        cdef uint64_t size = self.hmask + 1
+        if n > self.capacity:
+            self._grow_to(<int32_t> n)
+        while size < <uint64_t> (2 * n):
+            size *= 2
+        if size > self.hmask + 1:
+            self._rehash(size)
 
     cdef int _grow_to(self, int32_t new_cap) except -1:
         """Resize every pool-sized array to ``new_cap`` orders and rebuild the id map."""
@@ -373,6 +389,7 @@ cdef class Book:
     cdef int _hins(self, oid_t key, slot_t s) except -1:
         """Map a new live order id to slot s (the map doubles at load 1/2)."""
         if 2 * (self.hcount + 1) > self.hmask + 1:
+            self.grows += 1
             self._rehash(2 * (self.hmask + 1))
         self._hput(key, s)
         self.hcount += 1

@@ -91,6 +91,8 @@ cdef class CoreState:
     cdef bint v_double_release           # broken variant: release a canceled order's hold twice
     cdef bint v_dup_deposit              # broken variant: a duplicate deposit reference credits again
     cdef readonly object variants
+    cdef int64_t growths                 # tables grown mid-run (the fallback of reserve())
+    cdef int64_t book_reserve            # orders each new book is sized for (0: default)
 
     # users: dense slots, uid -> slot index array
     cdef URec* users
@@ -136,6 +138,8 @@ cdef class CoreState:
     cdef inline int64_t _bi(self, int32_t us, int32_t ak, int acc) noexcept
     cdef int _grow_users(self) except -1
     cdef int _grow_assets(self) except -1
+    cdef int _size_users(self, int32_t cap, bint counted) except -1
+    cdef int _size_assets(self, int32_t stride, bint counted) except -1
     # order map
     cdef int64_t _ofind(self, oid_t oid) noexcept
     cdef ORec* _oins(self, oid_t oid) except NULL

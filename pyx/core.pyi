@@ -9,6 +9,7 @@ from pyx.book import Book
 from pyx.evbuf import EventBuf
 
 VARIANTS: frozenset[str]
+VARIANTS_BUILT: bool
 
 REF_MEMORY: int
 
@@ -20,6 +21,18 @@ class CoreState:
     variants: frozenset[str]
     ref_memory: int
     def __init__(self, variants: frozenset[str] = ..., ref_memory: int = ...) -> None: ...
+    def reserve(
+        self,
+        *,
+        users: int = 0,
+        assets: int = 0,
+        symbols: int = 0,
+        orders: int = 0,
+        book_orders: int = 0,
+        events: int = 0,
+    ) -> None: ...
+    @property
+    def growth_count(self) -> int: ...
     def apply(
         self, cmds: npt.NDArray[np.void]
     ) -> tuple[npt.NDArray[np.void], npt.NDArray[np.void]]: ...

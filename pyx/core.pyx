@@ -67,6 +67,14 @@ cnp.import_array()
 
 cdef extern from *:
     """
+    #ifndef BURSA_VARIANTS
+    #define BURSA_VARIANTS 0
+    #endif
+    """
+    int BURSA_VARIANTS
+
+cdef extern from *:
+    """
     #include <stdint.h>
     #define BURSA_PPM 1000000
     /* price * qty * mult as an exact int64, or -1 if an operand is negative or the
@@ -148,6 +156,9 @@ cdef uint64_t OID_MASK = ((<uint64_t>1) << OID_BITS) - 1
 # of each kind are remembered (with their content and first result); an unknown
 # reference at or below the highest one forgotten is rejected REFERENCE_TOO_OLD.
 REF_MEMORY = 1_000_000
+# reserve() refuses a users x assets table beyond this many balance cells (4 GiB):
+# a configuration typo must be a clear error, not an out-of-memory at start.
+RESERVE_BALANCE_CELLS_MAX = 1 << 28
 REF_DEPOSIT = 0
 REF_WITHDRAWAL = 1
 REF_TRANSFER = 2
@@ -160,7 +171,12 @@ cdef int64_t SUPPLY_MAX = (<int64_t>1) << 62
 cdef int64_t NOTIONAL_MAX = ((<int64_t>1) << 62) - 1
 cdef int64_t INT64_MAX = 0x7FFFFFFFFFFFFFFF
 
-VARIANTS = frozenset({"double_release", "dup_deposit"})
+# The deliberately broken variants exist only in a build made with BURSA_VARIANTS=1
+# (the debug build, `make debug`, which the simulator's self-tests use): in the
+# production build the branches below are constant-false and compiled out, and the
+# constructor knows no variant names.
+VARIANTS_BUILT = bool(BURSA_VARIANTS)
+VARIANTS = frozenset({"double_release", "dup_deposit"}) if BURSA_VARIANTS else frozenset()
 
 
 cdef inline int64_t _ofind_in(const ORec* tab, uint64_t mask, int bits, oid_t oid) noexcept:
@@ -298,7 +314,10 @@ cdef class CoreState:
         variants = frozenset(variants)
         unknown = variants - VARIANTS
         if unknown:
-            raise ValueError(f"unknown core variants: {sorted(unknown)}")
+            raise ValueError(
+                f"unknown core variants: {sorted(unknown)}"
+                + ("" if BURSA_VARIANTS else " (not in this build: the production build "
+                   "compiles the broken variants out; `make debug` builds them)"))
         self.variants = variants
         # Read once: the hot path tests a C flag, never a Python set.
         self.v_double_release = "double_release" in variants
@@ -318,6 +337,61 @@ cdef class CoreState:
         PyMem_Free(self.avail)
         PyMem_Free(self.held)
         PyMem_Free(self.otab)
+
+    # ---------------------------------------------------------------- capacity
+
+    def reserve(self, *, int64_t users=0, int64_t assets=0, int64_t symbols=0,
+                int64_t orders=0, int64_t book_orders=0, int64_t events=0):
+        """Size the hot path's tables now, from configuration, so that no command grows
+        them while the workload stays within these sizes (0 leaves a table as it is).
+
+        ``users``: user slots and the user id map (ids 1..users); ``assets`` and
+        ``symbols``: table slots; ``orders``: live orders in the hold map (all
+        symbols); ``book_orders``: live orders of each book (existing and new ones);
+        ``events``: event records of one batch.  Growth beyond stays as a fallback,
+        counted in :attr:`growth_count`.  Not part of the state (snapshots and the
+        state hash do not depend on it).
+        """
+        cdef int bits = self.obits
+        if min(users, assets, symbols, orders, book_orders, events) < 0:
+            raise ValueError("capacities must be >= 0")
+        if users > MAX_USER_ID or assets >= ASSET_IDS or symbols >= ASSET_IDS:
+            raise ValueError("capacity beyond the id space")
+        if orders > MAX_LIVE_ORDERS:
+            raise ValueError(f"orders capacity beyond {MAX_LIVE_ORDERS}")
+        if (max(users, self.ucap) * max(assets, self.astride) * N_ACCOUNTS
+                > RESERVE_BALANCE_CELLS_MAX):
+            raise ValueError(
+                f"users x assets capacity needs more than {RESERVE_BALANCE_CELLS_MAX} "
+                "balance cells (16 bytes each)")
+        if users + 1 > self.uid_len:
+            _size_uid_map(self, users + 1)
+        if users > self.ucap:
+            self._size_users(<int32_t> users, False)
+        if assets > self.astride:
+            self._size_assets(<int32_t> assets, False)
+        if symbols > self.scap:
+            _size_symbols(self, <int32_t> symbols)
+        while bits < OMAP_BITS_MAX and ((<int64_t> 1) << bits) < 2 * orders:
+            bits += 1
+        if bits > self.obits:
+            self._orehash(bits)
+        if book_orders > 0:
+            self.book_reserve = book_orders
+            for book in self.books:
+                (<Book> book).reserve(book_orders)
+        if events > 0:
+            self.evbuf.reserve(events)
+
+    @property
+    def growth_count(self):
+        """Times a table of the hot path grew while serving (users, assets, symbols,
+        hold map, books' pools and id maps, event buffer): 0 when :meth:`reserve` sized
+        them for the workload.  Exported in the core's status."""
+        cdef int64_t n = self.growths + self.evbuf.grows
+        for book in self.books:
+            n += (<Book> book).grows
+        return n
 
     # ------------------------------------------------------------------ tables
 
@@ -341,7 +415,13 @@ cdef class CoreState:
 
     cdef int _grow_users(self) except -1:
         """Double the user capacity; balance rows are appended (layout unchanged)."""
-        cdef int32_t cap = self.ucap * 2
+        return self._size_users(self.ucap * 2, True)
+
+    cdef int _size_users(self, int32_t cap, bint counted) except -1:
+        """Grow the user capacity to ``cap``; balance rows are appended (layout unchanged)."""
+        assert cap > self.ucap
+        if counted:
+            self.growths += 1
         cdef int64_t old_n = <int64_t> self.ucap * self.astride * N_ACCOUNTS
         cdef int64_t new_n = <int64_t> cap * self.astride * N_ACCOUNTS
         cdef URec* u = <URec*> PyMem_Realloc(self.users, cap * sizeof(URec))
@@ -363,7 +443,13 @@ cdef class CoreState:
 
     cdef int _grow_assets(self) except -1:
         """Double the asset stride of the balance rows (re-lays every row out)."""
-        cdef int32_t stride = self.astride * 2
+        return self._size_assets(self.astride * 2, True)
+
+    cdef int _size_assets(self, int32_t stride, bint counted) except -1:
+        """Widen the balance rows to ``stride`` assets (re-lays every row out)."""
+        assert stride > self.astride
+        if counted:
+            self.growths += 1
         cdef int64_t n = <int64_t> self.ucap * stride * N_ACCOUNTS
         cdef minor_t* a = <minor_t*> PyMem_Malloc(n * sizeof(minor_t))
         cdef minor_t* h = <minor_t*> PyMem_Malloc(n * sizeof(minor_t))
@@ -399,6 +485,7 @@ cdef class CoreState:
         """A zeroed record for a new ``oid`` (absent, non-zero); grows at load 1/2."""
         assert oid != 0
         if (self.n_live + 1) * 2 > <int64_t> (self.omask + 1):
+            self.growths += 1
             self._orehash(self.obits + 1)
         cdef uint64_t i = bursa_ohash(oid, self.obits)
         while self.otab[i].oid != 0:
@@ -948,7 +1035,7 @@ cdef class CoreState:
         sym = &self.syms[o.sslot]
         bi = self._bi(o.uslot, sym.quote_k if o.side == BUY else sym.base_k, 0)
         amt = o.hold
-        if canceled and self.v_double_release:
+        if BURSA_VARIANTS and canceled and self.v_double_release:
             # broken variant for the simulator's tests: the hold is released twice
             self.held[bi] -= 2 * amt
             self.avail[bi] += 2 * amt
@@ -1412,9 +1499,31 @@ cdef int32_t _new_asset(CoreState self, int64_t asset_id, int64_t decimals) exce
     return k
 
 
+cdef int _size_uid_map(CoreState self, int64_t n) except -1:
+    """Grow the user id -> slot map to ``n`` entries (new entries: no user)."""
+    assert self.uid_len < n <= MAX_USER_ID + 1
+    cdef int32_t* grown = <int32_t*> PyMem_Realloc(self.uid_slot, n * sizeof(int32_t))
+    if grown == NULL:
+        raise MemoryError()
+    memset(grown + self.uid_len, 0xFF, (n - self.uid_len) * sizeof(int32_t))
+    self.uid_slot = grown
+    self.uid_len = n
+    return 0
+
+
+cdef int _size_symbols(CoreState self, int32_t cap) except -1:
+    """Grow the symbol table to ``cap`` entries."""
+    assert cap > self.scap
+    cdef SRec* grown = <SRec*> PyMem_Realloc(self.syms, cap * sizeof(SRec))
+    if grown == NULL:
+        raise MemoryError()
+    self.syms = grown
+    self.scap = cap
+    return 0
+
+
 cdef int32_t _new_user(CoreState self, int64_t uid, object tier) except -1:
     cdef int64_t n
-    cdef int32_t* grown
     assert 0 < uid <= MAX_USER_ID and self._uslot(uid) < 0
     if uid >= self.uid_len:
         n = self.uid_len
@@ -1422,12 +1531,8 @@ cdef int32_t _new_user(CoreState self, int64_t uid, object tier) except -1:
             n *= 2
         if n > MAX_USER_ID + 1:
             n = MAX_USER_ID + 1
-        grown = <int32_t*> PyMem_Realloc(self.uid_slot, n * sizeof(int32_t))
-        if grown == NULL:
-            raise MemoryError()
-        memset(grown + self.uid_len, 0xFF, (n - self.uid_len) * sizeof(int32_t))
-        self.uid_slot = grown
-        self.uid_len = n
+        self.growths += 1
+        _size_uid_map(self, n)
     if self.n_users == self.ucap:
         self._grow_users()
     cdef int32_t us = self.n_users
@@ -1447,16 +1552,14 @@ cdef int32_t _new_symbol(CoreState self, int64_t sid, int64_t base, int64_t quot
                          int64_t min_qty, int64_t max_qty, int64_t min_px, int64_t max_px,
                          int64_t prot) except -1:
     """Create the symbol and its book (raises ValueError if the book refuses the config)."""
-    cdef SRec* grown
     book = Book(sid, tick_step=tick, lot_step=lot, min_qty_lots=min_qty, max_qty_lots=max_qty,
                 min_price_ticks=min_px, max_price_ticks=max_px, protection_ticks=prot,
                 capacity_orders=BOOK_CAPACITY, events=self.evbuf)
+    if self.book_reserve > 0:
+        book.reserve(self.book_reserve)
     if self.n_syms == self.scap:
-        grown = <SRec*> PyMem_Realloc(self.syms, 2 * self.scap * sizeof(SRec))
-        if grown == NULL:
-            raise MemoryError()
-        self.syms = grown
-        self.scap *= 2
+        self.growths += 1
+        _size_symbols(self, 2 * self.scap)
     cdef int32_t ss = self.n_syms
     cdef SRec* s = &self.syms[ss]
     memset(s, 0, sizeof(SRec))
@@ -1670,7 +1773,7 @@ cdef int _deposit(CoreState self, const CmdRec* c, ReplyRec* r) except -1:
     if c.order_id == 0:
         return self._reject(c, r, INVALID_ID)
     prev = self.deposit_refs.get(c.order_id)
-    if prev is not None and not self.v_dup_deposit:
+    if prev is not None and not (BURSA_VARIANTS and self.v_dup_deposit):
         if prev[:4] != (c.user_id, c.symbol_id, c.a0, c.qty_lots):
             return self._reject(c, r, EXISTS_WITH_DIFFERENT_FIELDS)
         _reply(r, c, ST_DUPLICATE, 0, prev[4])

@@ -6,7 +6,9 @@ cdef class EventBuf:
     cdef EvRec* recs            # == _arr.data
     cdef readonly Py_ssize_t n  # records written
     cdef readonly Py_ssize_t cap
+    cdef readonly Py_ssize_t grows  # doublings while appending (reserve() does not count)
 
     cdef EvRec* push(self) except NULL
     cdef void _grow(self) except *
+    cdef void _resize(self, Py_ssize_t new_cap) except *
     cpdef void clear(self)

@@ -42,6 +42,18 @@ cdef class EventBuf:
         cdef Py_ssize_t new_cap = self.cap * 2
         if new_cap > EVBUF_CAP_MAX:
             raise MemoryError("EventBuf: more than 2**26 events without clear()")
+        self.grows += 1
+        self._resize(new_cap)
+
+    def reserve(self, Py_ssize_t records):
+        """Make room for ``records`` records now (at most 2**26), so that appending up
+        to that many never grows the buffer; not counted in :attr:`grows`."""
+        if records < 1 or records > EVBUF_CAP_MAX:
+            raise ValueError(f"records must be in 1..{EVBUF_CAP_MAX}")
+        if records > self.cap:
+            self._resize(records)
+
+    cdef void _resize(self, Py_ssize_t new_cap) except *:
         new = np.zeros(new_cap, dtype=EV_DTYPE)
         memcpy(cnp.PyArray_DATA(new), self.recs, self.n * sizeof(EvRec))
         self._arr = new

@@ -22,7 +22,14 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from sim.disk import FAULT_KINDS
-from sim.run import DEFAULT_COMMANDS, SimResult, add_fault_options, reproduce_command, simulate
+from sim.run import (
+    DEFAULT_COMMANDS,
+    SimResult,
+    add_fault_options,
+    check_variant_option,
+    reproduce_command,
+    simulate,
+)
 
 #: Seeds handed to a worker at a time: amortises the inter-process round trip.
 CHUNK_SEEDS = 4
@@ -204,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     add_fault_options(p)
     args = p.parse_args(argv)
+    check_variant_option(p, args)
     if args.seeds < 1 or args.commands < 1:
         p.error("--seeds and --commands must be positive")
     base = commit_base_seed() if args.base is None else args.base

@@ -48,6 +48,7 @@ import numpy as np
 import numpy.typing as npt
 
 from bursa_wire.layout import CMD_SIZE
+from engine import variants as variants_mod
 from engine.clock import ManualClock
 from engine.corelike import CoreClass, CoreLike, default_core_class
 from engine.journal import (
@@ -254,7 +255,9 @@ class Simulation:
     ) -> None:
         self.seed = seed
         self.target = commands
-        self.variants = variants
+        # A clear error up front when this build lacks a variant (the production
+        # build has none: engine/variants.py).
+        self.variants = variants_mod.check(variants)
         self.core_cls: CoreClass = _CoreVariants(
             core_cls if core_cls is not None else default_core_class()
         )
@@ -911,6 +914,15 @@ def add_fault_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--read-errors", action="store_true", help="reads may fail with EIO (transient)")
 
 
+def check_variant_option(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Exit with a usage error when ``--variant`` names one this build does not have
+    (every one in the production build: they exist only in ``make debug``'s build)."""
+    try:
+        variants_mod.check(frozenset(args.variant))
+    except ValueError as e:
+        p.error(str(e))
+
+
 def main(argv: list[str] | None = None) -> int:
     """``bursa sim --seed N [--commands K] [--variant V] [--trace]``; 1 on a violation."""
     p = argparse.ArgumentParser(prog="bursa sim", description=__doc__.split("\n")[0])
@@ -919,6 +931,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trace", action="store_true", help="print every step of the run")
     add_fault_options(p)
     args = p.parse_args(argv)
+    check_variant_option(p, args)
     r = simulate(
         args.seed,
         args.commands,

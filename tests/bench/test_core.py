@@ -26,6 +26,8 @@ REQUIRED = (
     "cpu",
     "state_hash",
     "durability",
+    "recovery_s_per_10m_cmds",
+    "recovery_from_snapshot_s",
 )
 
 
@@ -35,7 +37,7 @@ def test_bench_core_prints_one_json_line(tmp_path):
             sys.executable, "-m", "bench.core", "--json", "--commands", "3000", "--users", "50",
             "--repeats", "3", "--fdatasync-samples", "20", "--ack-commands", "300",
             "--ack-rate", "20000", "--process-commands", "200", "--process-rate", "2000",
-            "--dir", str(tmp_path),
+            "--dir", str(tmp_path), "--recovery-commands", "20000", "--repeats-recovery", "1",
         ],
         cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip

@@ -10,6 +10,7 @@ import pytest
 from engine.clock import ManualClock
 from engine.storage import FileStorage, Storage
 from sim.disk import SimDisk
+from tests.variantbuild import pytest_configure, pytest_pyfunc_call  # noqa: F401  (hooks)
 
 StorageFactory = Callable[[], Storage]
 

@@ -414,6 +414,7 @@ def test_from_snapshot_rejects_bad_bytes() -> None:
             Core.from_snapshot(bad)
 
 
+@pytest.mark.variants
 def test_variants_are_validated() -> None:
     with pytest.raises(ValueError, match="variants"):
         Core(frozenset({"nope"}))

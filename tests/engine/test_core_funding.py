@@ -172,6 +172,7 @@ def test_conservation_against_an_external_ledger() -> None:
 # ------------------------------------------------------ broken variants
 
 
+@pytest.mark.variants
 def test_variant_double_release_breaks_hold_accounting() -> None:
     ex = Ex(variants=frozenset({"double_release"}))
     ex.user(1, quote=10**6)
@@ -183,6 +184,7 @@ def test_variant_double_release_breaks_hold_accounting() -> None:
     assert ex.ledger.mismatches(ex.core) != []  # the event stream disagrees too
 
 
+@pytest.mark.variants
 def test_variant_double_release_breaks_on_ioc_remainder_too() -> None:
     ex = Ex(variants=frozenset({"double_release"}))
     ex.user(1, quote=10**6)
@@ -190,6 +192,7 @@ def test_variant_double_release_breaks_on_ioc_remainder_too() -> None:
     assert ex.core.conservation_errors() != []
 
 
+@pytest.mark.variants
 def test_variant_dup_deposit_breaks_idempotency() -> None:
     ex = Ex(variants=frozenset({"dup_deposit"}))
     ex.user(1)

@@ -190,6 +190,7 @@ def test_read_only_recovery_changes_nothing(storage) -> None:
     assert {n: storage.read(n, 0, storage.size(n)) for n in storage.list()} == before
 
 
+@pytest.mark.variants
 def test_skip_crc_variant_accepts_a_corrupt_record(storage) -> None:
     live = live_run(storage, [4, 4, 4])
     flip_bit(storage, segment_name(1), HEADER_SIZE + CMD_SIZE + 40)  # qty_lots of record 2

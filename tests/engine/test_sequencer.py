@@ -300,6 +300,7 @@ def test_sync_error_then_restart_keeps_acked_and_may_keep_the_failed_batch() -> 
 # ------------------------------------------------------------------ broken variants
 
 
+@pytest.mark.variants
 def test_variant_ack_before_sync_loses_an_acked_batch() -> None:
     for variants, survives in ((frozenset(), True), (frozenset({VARIANT_ACK_BEFORE_SYNC}), False)):
         disk = SimDisk(random.Random(0))
@@ -311,6 +312,7 @@ def test_variant_ack_before_sync_loses_an_acked_batch() -> None:
         assert (open_seq(disk).last_seq == 4) is survives
 
 
+@pytest.mark.variants
 def test_variant_skip_crc_accepts_corrupt_records(storage) -> None:
     s = open_seq(storage)
     for i in range(3):
@@ -323,6 +325,7 @@ def test_variant_skip_crc_accepts_corrupt_records(storage) -> None:
     assert broken.last_seq == 9 and broken.core.state_hash() != live
 
 
+@pytest.mark.variants
 def test_variant_snapshot_rename_nosync_breaks_recovery_after_power_loss() -> None:
     broken = {frozenset(): 0, frozenset({VARIANT_RENAME_NOSYNC}): 0}
     for variants in broken:
@@ -441,6 +444,7 @@ def test_random_faults_with_the_real_core() -> None:
     assert results.count("ok") >= 5
 
 
+@pytest.mark.variants
 @pytest.mark.parametrize(
     "variant", [VARIANT_ACK_BEFORE_SYNC, VARIANT_SKIP_CRC, VARIANT_RENAME_NOSYNC]
 )

@@ -166,6 +166,7 @@ def test_snapshot_survives_power_loss_right_after_write() -> None:
     assert load_snapshot(disk, snapshot_name(4), FakeCore).last_seq == 4
 
 
+@pytest.mark.variants
 def test_rename_nosync_variant_loses_the_snapshot_on_power_loss() -> None:
     lost = 0
     for seed in range(10):  # a power loss keeps a random prefix of the unsynced writes

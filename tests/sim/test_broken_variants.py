@@ -42,6 +42,7 @@ EXPECTED: dict[str, frozenset[str]] = {
 }
 
 
+@pytest.mark.variants
 @pytest.mark.parametrize("variant", sorted(EXPECTED))
 def test_variant_is_caught_within_bound(variant: str) -> None:
     for seed in range(MAX_SEEDS):

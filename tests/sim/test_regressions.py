@@ -35,6 +35,7 @@ def test_seed_that_found_a_bug_now_passes(seed, commands, lost_sync, read_errors
     assert r.acked_lost == 0
 
 
+@pytest.mark.variants
 @pytest.mark.parametrize("variant", sorted(DURABILITY))
 def test_recovery_hands_the_real_core_only_its_own_variants(tmp_path, variant) -> None:
     # Found by the simulator: recover() passed the journal's variants to the core,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from engine.core import Core
 from sim import campaign, run
@@ -32,6 +33,7 @@ def test_bursa_sim_prints_the_report(capsys) -> None:
     assert capsys.readouterr().out == out  # byte for byte
 
 
+@pytest.mark.variants
 def test_a_violation_names_seed_oracle_and_command(capsys) -> None:
     # dup_deposit is caught on seed 0 (see test_broken_variants.py).
     assert run.main(["--seed", "0", "--commands", "300", "--variant", "dup_deposit"]) == 1
@@ -67,6 +69,7 @@ def test_campaign_summary_and_exit_status(capsys) -> None:
         assert line in out
 
 
+@pytest.mark.variants
 def test_campaign_reports_failing_seeds(capsys) -> None:
     rc = campaign.main(["--seeds", "2", "--base", "0", "--commands", "300", "--jobs", "1",
                         "--no-progress", "--variant", "dup_deposit"])  # fmt: skip
