@@ -303,6 +303,11 @@ class CoreCollector:
         )
         yield _counter("bursa_core_pub_frames", "event frames published on PUB", m.pub_frames)
         yield _gauge("bursa_core_last_seq", "the last sequence number", int(s.sequencer.last_seq))
+        yield _counter(
+            "bursa_core_capacity_growths",
+            "tables grown after start (capacity_* set too small; each growth stalls a command)",
+            int(getattr(s.sequencer.core, "growth_count", 0)),
+        )
         yield _gauge(
             "bursa_core_event_log_first_seq",
             "oldest seq the replay service can serve (retention)",

@@ -106,6 +106,7 @@ def test_core_serves_commands_rejects_latency_and_fdatasync(tmp_path: Path) -> N
         assert value(got, "bursa_core_batch_commands_count") == 6
         assert value(got, "bursa_core_last_seq") == ready["last_seq"] + 6
         assert value(got, "bursa_core_pub_frames_total") >= 1
+        assert value(got, "bursa_core_capacity_growths_total") == ready["capacity_growths"] == 0
         with core.client() as c:
             assert c.control("snapshot")["ok"]
         got = samples(url)
