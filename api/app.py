@@ -29,15 +29,20 @@ from aiohttp import web
 
 from api import account, orders, userdata
 from api import errors as err
+from api import metrics as api_metrics
 from api.auth import Authenticator
 from api.config import ApiConfig
 from api.context import CTX, Context
 from api.core import CoreLink, StateAheadError
 from api.errors import ApiError
 from api.follow import Follower
+from api.metrics import count_requests
 from api.ratelimit import RateLimiter
 from api.store import Store
 from api.symbols import ORDER_TYPES, SymbolRegistry
+from engine import logs
+from engine.metrics_http import Collector
+from engine.metrics_http import serve as serve_metrics
 from gateway import keys
 
 log = logging.getLogger("bursa.api")
@@ -205,7 +210,7 @@ def build(cfg: ApiConfig) -> web.Application:
         streams=streams,
     )
     streams.bind(ctx)
-    app = web.Application(middlewares=[binance_errors], client_max_size=65536)
+    app = web.Application(middlewares=[count_requests, binance_errors], client_max_size=65536)
     app[CTX] = ctx
     r = app.router
     r.add_get("/api/v3/ping", ping)
@@ -261,7 +266,7 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
             p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=None)
     p.add_argument("--marketdata-pub-endpoint", default=None)
     p.add_argument("--marketdata-service-endpoint", default=None)
-    p.add_argument("--log-level", default="INFO")
+    logs.add_arguments(p)
     p.add_argument("--profile", help="write a cProfile of the whole run to this file at exit")
     return p.parse_args(argv)
 
@@ -291,7 +296,9 @@ async def serve(
     port = cfg.port
     for sock in getattr(site._server, "sockets", None) or ():
         port = int(sock.getsockname()[1])
-    on_ready({"ready": True, "api": f"http://{cfg.host}:{port}", "port": port})
+    ctx = app[CTX]
+    url, _ = serve_metrics(cfg.metrics, Collector(lambda: api_metrics.families(ctx)))
+    on_ready({"ready": True, "api": f"http://{cfg.host}:{port}", "port": port, "metrics": url})
     try:
         await stop.wait()
     finally:
@@ -301,9 +308,7 @@ async def serve(
 def main(argv: list[str] | None = None) -> int:
     """Run `bursa api` until SIGTERM/SIGINT; prints one JSON ready line."""
     args = _parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(
-        level=args.log_level, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s"
-    )
+    logs.setup("api", args.log_format, args.log_level)
     try:
         cfg = config_from_args(args)
     except (OSError, TypeError, ValueError, tomllib.TOMLDecodeError) as e:

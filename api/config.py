@@ -41,6 +41,7 @@ class ApiConfig:
     # burst of one event batch must fit: up to 256 core frames of events).
     ws_send_queue: int = 10_000
     listen_key_ttl_s: int = 3_600
+    metrics: str = "127.0.0.1:0"  # Prometheus /metrics address ("" or "off": none)
     section: dict[str, Any] = field(default_factory=dict)
 
     @classmethod

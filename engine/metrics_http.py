@@ -35,6 +35,7 @@ DEFAULT_PORTS = {
     "clearing": 9153,
     "wallet": 9154,
     "gateway": 9155,
+    "api": 9156,
 }
 DEFAULT_HOST = "127.0.0.1"
 OFF = ("", "off")

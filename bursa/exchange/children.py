@@ -64,7 +64,7 @@ class Wiring:
 
     def metrics_addr(self, name: str) -> str:
         """The ``--metrics`` address of child ``name``: 127.0.0.1 and ``[run] metrics_port``
-        plus the child's offset (:data:`engine.metrics_http.DEFAULT_PORTS`: 9151..9155 by
+        plus the child's offset (:data:`engine.metrics_http.DEFAULT_PORTS`: 9151..9156 by
         default), a free port when ``metrics_port`` is 0, ``off`` when it is -1."""
         base = int(self.cfg["run"]["metrics_port"])
         if base < 0:
@@ -225,6 +225,7 @@ def _api(w: Wiring) -> list[str]:
         f"--core-replay-endpoint={core['replay']}",
         f"--marketdata-pub-endpoint={md['pub']}",
         f"--marketdata-service-endpoint={md['service']}",
+        *w.observe("api"),
     ]
 
 

@@ -1,0 +1,60 @@
+"""Prometheus metrics of `bursa api` (read at scrape time; docs/operations.md).
+
+Requests are counted per route template (a finite set: never the raw path, so a
+client cannot grow the label set) and HTTP status by :func:`count_requests`, an
+aiohttp middleware; the rest is read from the running API's objects when scraped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from prometheus_client.core import CounterMetricFamily
+
+from api.context import CTX, Context
+from engine.metrics_http import Family, gauge
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+UNMATCHED = "unmatched"  # 404s and other requests no route took
+
+
+def route_of(request: web.Request) -> str:
+    """The route template that took ``request`` (``UNMATCHED`` if none)."""
+    info = request.match_info
+    route = getattr(info, "route", None)
+    resource = getattr(route, "resource", None)
+    canonical = getattr(resource, "canonical", None)
+    return str(canonical) if canonical else UNMATCHED
+
+
+@web.middleware
+async def count_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count each request by (route template, method, status) after it is answered."""
+    resp = await handler(request)
+    ctx: Context = request.app[CTX]
+    key = (route_of(request), request.method, resp.status)
+    requests: dict[tuple[str, str, int], int] = ctx.extra.setdefault("requests", {})
+    requests[key] = requests.get(key, 0) + 1
+    return resp
+
+
+def families(ctx: Context) -> list[Family]:
+    """The API's metric families at this moment."""
+    req = CounterMetricFamily(
+        "bursa_api_requests",
+        "HTTP requests by route, method and status",
+        labels=["route", "method", "status"],
+    )
+    for (route, method, status), n in sorted(ctx.extra.get("requests", {}).items()):
+        req.add_metric([route, method, str(status)], n)
+    market: Any = ctx.extra.get("market")
+    conns = len(market.hub.conns) if market is not None else 0
+    sinks = sum(len(s) for s in ctx.streams.sinks.values())
+    return [
+        req,
+        gauge("bursa_api_core_seq", "last core event seq applied", ctx.store.last_core_seq),
+        gauge("bursa_api_market_ws_connections", "market-data WebSocket clients", conns),
+        gauge("bursa_api_user_streams", "user-data stream connections", sinks),
+    ]
