@@ -27,6 +27,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "wallet": ("wallet.main", "deposit scanner: chain adapters, deposit addresses, credits"),
     "por": ("por.cli", "proof of reserves: liabilities tree, user proofs, reserves report"),
     "api": ("api.app", "Binance-compatible REST + WebSocket API (ccxt, python-binance)"),
+    "bench": ("bursa.bench", "the benchmark suite and its report (source checkout: make bench)"),
 }
 
 
