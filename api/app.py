@@ -298,6 +298,7 @@ async def serve(
         port = int(sock.getsockname()[1])
     ctx = app[CTX]
     url, _ = serve_metrics(cfg.metrics, Collector(lambda: api_metrics.families(ctx)))
+    log.info("api ready on http://%s:%d (metrics %s)", cfg.host, port, url)
     on_ready({"ready": True, "api": f"http://{cfg.host}:{port}", "port": port, "metrics": url})
     try:
         await stop.wait()

@@ -27,7 +27,7 @@ EXPECTED = {
         "bursa_core_ack_latency_seconds_bucket",
         "bursa_core_fdatasync_seconds_bucket", "bursa_core_batch_commands_bucket",
         "bursa_core_full_turns_total", "bursa_core_turn_messages", "bursa_core_pub_frames_total",
-        "bursa_core_snapshot_seconds_count",
+        "bursa_core_snapshot_seconds_count", "bursa_core_capacity_growths_total",
     ),
     "gateway": (
         "bursa_gateway_sessions", "bursa_gateway_messages_in_total",
@@ -42,6 +42,7 @@ EXPECTED = {
     "wallet": (
         "bursa_wallet_balance", "bursa_wallet_withdrawals_pending", "bursa_wallet_alerts_total",
     ),
+    "api": ("bursa_api_core_seq", "bursa_api_market_ws_connections", "bursa_api_user_streams"),
 }  # fmt: skip
 
 
@@ -159,6 +160,6 @@ def test_every_process_serves_metrics_and_logs_json(tmp_path: Path) -> None:
             rec = json.loads(line)
             assert {"ts", "level", "process", "msg"} <= set(rec), (f, rec)
             seen.add(rec["process"])
-    assert {"run", "core", "marketdata", "clearing", "wallet", "gateway"} <= seen, seen
+    assert {"run", "core", "marketdata", "clearing", "wallet", "gateway", "api"} <= seen, seen
     core_log = [json.loads(x) for x in (logs / "core.log").read_text().splitlines()]
     assert any("seq" in r and r["process"] == "core" for r in core_log), core_log
