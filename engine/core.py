@@ -108,7 +108,7 @@ class Core(CoreState):
     ----------
     variants : frozenset of str
         Deliberately broken behaviours, for the simulator's tests only:
-        ``"double_release"`` and ``"dup_deposit"`` (see ``pyx/core.pyx``).
+        ``"double_release"`` and ``"dup_deposit"`` (see ``pyx/settle.pyx``, ``pyx/funding.pyx``).
     ref_memory : int
         Funding references remembered per kind (deposits, withdrawals, transfers);
         smaller than the default in tests only.  Kept in snapshots.

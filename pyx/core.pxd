@@ -1,4 +1,11 @@
-# The deterministic core state machine: accounts, risk, settlement, routing to books.
+# The core's shared state declaration: the CoreState cdef class (its attributes), the
+# record structs, the constants and the small inline helpers every core module uses.
+# CoreState is defined in core.pyx (dispatch, capacity, snapshot glue); the command
+# modules take it as their first argument and are cimported through their .pxd:
+#   pyx/risk.pyx     trading commands: checks and holds before an order reaches the book
+#   pyx/settle.pyx   settlement of the book's events: fills, fees, releases (conservation)
+#   pyx/funding.pyx  deposits, withdrawal hold/commit/release, transfers (exactly-once refs)
+#   pyx/admin.pyx    assets, symbols, users, fee tiers, halts, limits
 # Semantics and field mappings: docs/commands.md, engine/wire/commands.py, engine/wire/events.py.
 #
 # All balances are int64 minor units in flat C arrays indexed
@@ -10,6 +17,119 @@ from pyx.types cimport ticks_t, lots_t, minor_t, oid_t, seq_t, uid_t
 from pyx.records cimport CmdRec, EvRec
 from pyx.evbuf cimport EventBuf
 from pyx.book cimport Book
+from pyx.enums cimport (
+    SELL, PRICE_OFF_TICK, PRICE_OUT_OF_BAND, REJECTED, ADD_ASSET, SET_USER_ORDER_LIMIT,
+)
+
+cdef extern from *:
+    """
+    #ifndef BURSA_VARIANTS
+    #define BURSA_VARIANTS 0
+    #endif
+    """
+    int BURSA_VARIANTS
+
+cdef extern from *:
+    """
+    #include <stdint.h>
+    #define BURSA_PPM 1000000
+    /* price * qty * mult as an exact int64, or -1 if an operand is negative or the
+       product exceeds cap (no wrap: checked with the compiler's overflow builtins). */
+    static inline int64_t bursa_notional(int64_t price, int64_t qty, int64_t mult, int64_t cap) {
+        int64_t a, b;
+        if (price < 0 || qty < 0 || mult < 0) return -1;
+        if (__builtin_mul_overflow(price, qty, &a)) return -1;
+        if (__builtin_mul_overflow(a, mult, &b)) return -1;
+        return b > cap ? -1 : b;
+    }
+    /* ceil(n * ppm / 1e6) and floor(n * ppm / 1e6) for 0 <= n, 0 <= ppm <= 1e6.  Below
+       2**43 the product fits in 64 bits and the division by a constant compiles to a
+       multiply; larger notionals take the exact 128-bit path (a library call). */
+    #define BURSA_FAST_N ((int64_t)1 << 43)
+    static inline int64_t bursa_fee_ceil(int64_t n, int64_t ppm) {
+        if (n < BURSA_FAST_N)
+            return (int64_t)(((uint64_t)n * (uint64_t)ppm + (BURSA_PPM - 1)) / BURSA_PPM);
+        return (int64_t)(((__int128)n * ppm + (BURSA_PPM - 1)) / BURSA_PPM);
+    }
+    static inline int64_t bursa_fee_floor(int64_t n, int64_t ppm) {
+        if (n < BURSA_FAST_N)
+            return (int64_t)(((uint64_t)n * (uint64_t)ppm) / BURSA_PPM);
+        return (int64_t)(((__int128)n * ppm) / BURSA_PPM);
+    }
+    /* Largest x with x + x * ppm / 1e6 <= budget: the notional a quote budget can buy
+       with its fee on top. */
+    static inline int64_t bursa_budget_net(int64_t budget, int64_t ppm) {
+        return (int64_t)(((__int128)budget * BURSA_PPM) / (BURSA_PPM + ppm));
+    }
+    /* Constants beyond the range of a C enum (int). */
+    #define BURSA_OID_MASK ((((uint64_t)1) << 40) - 1)
+    #define BURSA_SUPPLY_MAX (((int64_t)1) << 62)
+    #define BURSA_NOTIONAL_MAX ((((int64_t)1) << 62) - 1)
+    #define BURSA_INT64_MAX ((int64_t)0x7FFFFFFFFFFFFFFF)
+    static inline uint64_t bursa_ohash(uint64_t oid, int bits) {
+        return (oid * 0x9E3779B97F4A7C15ULL) >> (64 - bits);
+    }
+    /* splitmix64 step: the fingerprint of a NEW folds its fields through it. */
+    static inline uint64_t bursa_mix(uint64_t h, uint64_t x) {
+        uint64_t z = h ^ (x + 0x9E3779B97F4A7C15ULL + (h << 6) + (h >> 2));
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+        return z ^ (z >> 31);
+    }
+    """
+    int64_t bursa_notional(int64_t price, int64_t qty, int64_t mult, int64_t cap) noexcept nogil
+    int64_t bursa_fee_ceil(int64_t n, int64_t ppm) noexcept nogil
+    int64_t bursa_fee_floor(int64_t n, int64_t ppm) noexcept nogil
+    int64_t bursa_budget_net(int64_t budget, int64_t ppm) noexcept nogil
+    uint64_t bursa_ohash(uint64_t oid, int bits) noexcept nogil
+    uint64_t bursa_mix(uint64_t h, uint64_t x) noexcept nogil
+
+    # Internal order id = user_id << OID_BITS | client order id: the key of the hold map
+    # and of the books, unique over users; events and replies carry the client id.
+    uint64_t OID_MASK "BURSA_OID_MASK"
+    # Per-asset bound on deposits - committed withdrawals: every balance, hold and fee
+    # account of the asset is then below 2**62, so no sum of two of them overflows.
+    int64_t SUPPLY_MAX "BURSA_SUPPLY_MAX"
+    # Largest notional (quote minor units) an order or a symbol config may reach: a buy
+    # hold is at most twice it (fee ppm <= 1e6), which still fits in int64.
+    int64_t NOTIONAL_MAX "BURSA_NOTIONAL_MAX"
+    int64_t INT64_MAX "BURSA_INT64_MAX"
+
+
+cdef enum:
+    ST_APPLIED = 1
+    ST_REJECTED = 2
+    ST_DUPLICATE = 3
+
+# Withdrawal states.
+cdef enum:
+    WD_HELD = 1
+    WD_COMMITTED = 2
+    WD_RELEASED = 3
+
+cdef enum:
+    N_ACCOUNTS = 2                 # 0 = trading (orders), 1 = funding
+    ASSET_IDS = 65536              # asset and symbol ids are uint16
+    OMAP_BITS_MIN = 10
+    OMAP_BITS_MAX = 26             # 2**26 slots at load <= 1/2 holds MAX_LIVE_ORDERS
+    MAX_LIVE_ORDERS = 16777216     # live orders (resting + stop) over all books
+    MAX_USER_ID = 16777215         # user ids index an array directly
+    MAX_DECIMALS = 30
+    BOOK_CAPACITY = 1024           # initial pool of each book (it grows by doubling)
+    PPM_MAX = 1000000
+    OID_BITS = 40                  # client order ids are 1..2**40-1, per user
+    DEDUP_ORDERS = 32              # accepted NEWs remembered per user for duplicates
+    DEFAULT_USER_ORDER_LIMIT = 10000   # live orders per user at most (by default)
+
+# Internal order id = user_id << OID_BITS | client order id: the key of the hold map
+
+# Funding reference kinds (CoreState.ref_floors index): the last ref_memory of each kind
+# are remembered (with their content and first result); an unknown reference at or
+# below the highest one forgotten is rejected REFERENCE_TOO_OLD.
+cdef enum:
+    REF_DEPOSIT = 0
+    REF_WITHDRAWAL = 1
+    REF_TRANSFER = 2
 
 
 cdef packed struct ReplyRec:     # 40 bytes, mirrors REPLY_DTYPE in bursa_wire/layout.py
@@ -131,35 +251,135 @@ cdef class CoreState:
     cdef list deposited                  # per asset slot, total credited (Python int)
     cdef list withdrawn                  # per asset slot, total committed (Python int)
 
-    # tables
-    cdef int32_t _uslot(self, uint64_t uid) noexcept
-    cdef int32_t _aslot(self, int64_t aid) noexcept
-    cdef int32_t _sslot(self, int64_t sid) noexcept
-    cdef inline int64_t _bi(self, int32_t us, int32_t ak, int acc) noexcept
+    # tables (lookups: the inline functions _uslot, _aslot, _sslot, _bi below)
     cdef int _grow_users(self) except -1
     cdef int _grow_assets(self) except -1
     cdef int _size_users(self, int32_t cap, bint counted) except -1
     cdef int _size_assets(self, int32_t stride, bint counted) except -1
-    # order map
-    cdef int64_t _ofind(self, oid_t oid) noexcept
+    # order map (lookup: the inline function _oslot below)
     cdef ORec* _oins(self, oid_t oid) except NULL
     cdef void _odel(self, int64_t i) noexcept
     cdef int _orehash(self, int bits) except -1
-    # commands
+    # dispatch (core.pyx) and the reply/event glue every command module uses
     cdef int _apply_one(self, const CmdRec* c, ReplyRec* r) except -1
-    cdef int _reject(self, const CmdRec* c, ReplyRec* r, int reason) except -1
-    cdef int _new(self, const CmdRec* c, ReplyRec* r) except -1
-    cdef int _cancel(self, const CmdRec* c, ReplyRec* r) except -1
-    cdef int _reduce(self, const CmdRec* c, ReplyRec* r) except -1
-    cdef int _replace(self, const CmdRec* c, ReplyRec* r) except -1
-    cdef int _mass_cancel(self, const CmdRec* c, ReplyRec* r) except -1
-    cdef void _client_ids(self, Py_ssize_t e0) noexcept
-    cdef int _book_reject(self, const CmdRec* c, ReplyRec* r, Py_ssize_t e0) except -1
-    # settlement
-    cdef int _settle(self, Py_ssize_t e0, int32_t ss) except -1
-    cdef int _fill(self, EvRec* e, const SRec* sym) except -1
-    cdef minor_t _release(self, oid_t oid, EvRec* e, bint canceled) except -1
-    cdef int _rehold(self, EvRec* e, const SRec* sym) except -1
-    cdef minor_t _required(self, const ORec* o, const SRec* sym, ticks_t price, lots_t open_lots) noexcept
-    # admin / funding (Python speed)
     cdef int _admin(self, const CmdRec* c, ReplyRec* r) except -1
+    cdef int _reject(self, const CmdRec* c, ReplyRec* r, int reason) except -1
+    cdef void _client_ids(self, Py_ssize_t e0) noexcept
+
+
+cdef inline int64_t _ofind_in(const ORec* tab, uint64_t mask, int bits, oid_t oid) noexcept:
+    """Slot of ``oid`` in a linear-probing table, -1 if absent (oid 0 is never stored)."""
+    cdef uint64_t i = bursa_ohash(oid, bits)
+    cdef uint64_t probes = 0
+    while tab[i].oid != 0:
+        if tab[i].oid == oid:
+            return <int64_t> i
+        i = (i + 1) & mask
+        probes += 1
+        if probes > mask:              # bound: never reached (load <= 1/2)
+            return -1
+    return -1
+
+
+cdef inline int32_t _uslot(CoreState s, uint64_t uid) noexcept:
+    """Slot of a user id, -1 if unknown."""
+    if uid >= <uint64_t> s.uid_len:
+        return -1
+    return s.uid_slot[uid]
+
+
+cdef inline int32_t _aslot(CoreState s, int64_t aid) noexcept:
+    """Slot of an asset id, -1 if unknown."""
+    if aid <= 0 or aid >= ASSET_IDS:
+        return -1
+    return s.aid_slot[aid]
+
+
+cdef inline int32_t _sslot(CoreState s, int64_t sid) noexcept:
+    """Slot of a symbol id, -1 if unknown."""
+    if sid <= 0 or sid >= ASSET_IDS:
+        return -1
+    return s.sid_slot[sid]
+
+
+cdef inline int64_t _bi(CoreState s, int32_t us, int32_t ak, int acc) noexcept:
+    """Index of a (user slot, asset slot, account) balance cell."""
+    return (<int64_t> us * s.astride + ak) * N_ACCOUNTS + acc
+
+
+cdef inline int64_t _oslot(CoreState s, oid_t oid) noexcept:
+    """Slot of ``oid`` in the core's hold map, -1 if absent (inlined on the hot path)."""
+    return _ofind_in(s.otab, s.omask, s.obits, oid)
+
+
+cdef inline int _px_reason(const SRec* sym, ticks_t px) noexcept:
+    """The book's price checks (tick grid, then band) for a price the hold depends on."""
+    if px % sym.tick_step != 0:
+        return PRICE_OFF_TICK
+    if px < sym.min_price_ticks or px > sym.max_price_ticks:
+        return PRICE_OUT_OF_BAND
+    return 0
+
+
+cdef inline ticks_t _band_price(const SRec* sym, ticks_t base) noexcept:
+    """``base + protection`` clamped to the band and floored to the tick grid; 0 if no base."""
+    cdef ticks_t x
+    if base <= 0:
+        return 0
+    if base > sym.max_price_ticks - sym.protection_ticks:
+        x = sym.max_price_ticks
+    else:
+        x = base + sym.protection_ticks
+    x -= x % sym.tick_step
+    if x < base:                   # base itself off the grid (rejected by the book anyway)
+        x = base
+    return x
+
+
+cdef inline oid_t _iid(uint64_t uid, oid_t oid) noexcept:
+    """The internal (core and book) id of a user's client order id."""
+    return (uid << OID_BITS) | oid
+
+
+cdef inline int64_t _uslot_oid(CoreState s, const CmdRec* c) noexcept:
+    """Hold-map slot of the command's (user, order id), -1 if none."""
+    if c.order_id == 0 or c.order_id > OID_MASK:
+        return -1
+    return _oslot(s, _iid(c.user_id, c.order_id))
+
+
+cdef inline uint64_t _order_fp(const CmdRec* c) noexcept:
+    """Fingerprint of every field of a NEW that shapes the order (not client_ref)."""
+    cdef uint64_t h = 0x243F6A8885A308D3ULL
+    h = bursa_mix(h, c.symbol_id)
+    h = bursa_mix(h, <uint64_t> c.side | (<uint64_t> c.ord_type << 8) | (<uint64_t> c.tif << 16)
+                  | (<uint64_t> c.stp << 24) | (<uint64_t> c.flags << 32))
+    h = bursa_mix(h, <uint64_t> c.price_ticks)
+    h = bursa_mix(h, <uint64_t> c.qty_lots)
+    h = bursa_mix(h, <uint64_t> c.stop_price_ticks)
+    return h
+
+
+cdef inline void _reply(ReplyRec* r, const CmdRec* c, int status, int reason,
+                        int64_t value) noexcept:
+    """Fill the reply of command ``c``."""
+    r.seq = c.seq
+    r.client_ref = c.client_ref
+    r.order_id = c.order_id
+    r.value = value
+    r.user_id = c.user_id
+    r.reason = reason
+    r.kind = c.kind
+    r.status = status
+
+
+cdef inline EvRec* _push(CoreState self, const CmdRec* c, int kind) except NULL:
+    """Append an event of ``kind`` stamped with the command's seq, time, user and symbol."""
+    cdef EvRec* e = self.evbuf.push()
+    e.seq = c.seq
+    e.ts_ns = c.ts_ns
+    e.kind = kind
+    e.user_id = c.user_id
+    e.symbol_id = c.symbol_id
+    return e
+

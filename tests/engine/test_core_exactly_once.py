@@ -16,8 +16,8 @@ from engine.wire.commands import ReplyStatus
 from pyx.enums import Reason, Side, Tif
 from tests.engine.corekit import BASE, QUOTE, SYM, Ex, kinds, reject_changes_nothing
 
-DEDUP_ORDERS = 32  # pyx/core.pyx: accepted NEWs remembered per user
-USER_ORDER_LIMIT = 10_000  # pyx/core.pyx DEFAULT_USER_ORDER_LIMIT
+DEDUP_ORDERS = 32  # pyx/core.pxd: accepted NEWs remembered per user
+USER_ORDER_LIMIT = 10_000  # pyx/core.pxd DEFAULT_USER_ORDER_LIMIT
 
 
 def _dup(ex: Ex, rec: np.ndarray) -> np.void:
