@@ -39,7 +39,6 @@ import logging
 import re
 import struct
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
@@ -48,7 +47,7 @@ import numpy as np
 import numpy.typing as npt
 
 from bursa_wire.layout import CMD_DTYPE, CMD_SIZE
-from engine.storage import FileStorage, Storage, StorageError
+from engine.storage import Storage, StorageError
 
 log = logging.getLogger("bursa.journal")
 
@@ -355,44 +354,6 @@ def _check_record_seqs(
         )  # fmt: skip
 
 
-class _Prefetcher:
-    """Reads whole journal segments one ahead of the replay, in a thread of its own.
-
-    ``pread`` releases the GIL, so reading segment ``i + 1`` overlaps applying
-    segment ``i`` (recovery time, issue 16).  Only for :class:`FileStorage`: other
-    storages (the simulator's, whose faults must stay deterministic) are read inline.
-    """
-
-    def __init__(self, storage: Storage, names: list[str]) -> None:
-        self.storage = storage
-        self._names = names
-        self._pool: ThreadPoolExecutor | None = None
-        self._ahead: dict[str, Future[bytes]] = {}
-        if isinstance(storage, FileStorage) and len(names) > 1:
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="bursa-journal-read")
-
-    def _read(self, name: str) -> bytes:
-        return self.storage.read(name, 0, self.storage.size(name))
-
-    def get(self, name: str) -> bytes:
-        """The whole segment ``name`` (in order of ``names``); starts reading the next."""
-        fut = self._ahead.pop(name, None)
-        data = fut.result() if fut is not None else self._read(name)
-        if self._pool is not None:
-            i = self._names.index(name)
-            if i + 1 < len(self._names):
-                nxt = self._names[i + 1]
-                self._ahead[nxt] = self._pool.submit(self._read, nxt)
-        return data
-
-    def close(self) -> None:
-        """Wait for a read in flight and stop the thread."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
-        self._ahead.clear()
-
-
 class JournalReader:
     """Reads the journal forward from a sequence number, validating as it goes.
 
@@ -445,20 +406,6 @@ class JournalReader:
         except JournalCorrupt as e:
             raise self._archived_hint(segments[0][0], after_seq + 1) or e from e
         expected = segments[start][0]
-        prefetch = _Prefetcher(self.storage, [n for _, n in segments[start:]])
-        try:
-            yield from self._replay(segments, start, expected, after_seq, prefetch)
-        finally:
-            prefetch.close()
-
-    def _replay(
-        self,
-        segments: list[tuple[int, str]],
-        start: int,
-        expected: int,
-        after_seq: int,
-        prefetch: _Prefetcher,
-    ) -> Iterator[tuple[Batch, npt.NDArray[np.void]]]:
         for i in range(start, len(segments)):
             first_seq, name = segments[i]
             if first_seq != expected:
@@ -467,7 +414,7 @@ class JournalReader:
                     f"missing segment: the journal continues at seq {expected} but the next "
                     f"segment starts at seq {first_seq}",
                 )  # fmt: skip
-            data = prefetch.get(name)
+            data = self.storage.read(name, 0, self.storage.size(name))
             scan, views = scan_segment(name, data, first_seq, verify=self.verify)
             self.segments_read.append(name)
             if scan.damage is not None and i + 1 < len(segments):
