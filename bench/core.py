@@ -581,11 +581,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-recovery", dest="recovery", action="store_false")
     ap.add_argument("--recovery-commands", type=int, default=RECOVERY_COMMANDS)
     ap.add_argument("--repeats-recovery", type=int, default=DEFAULT_REPEATS)
-    ap.add_argument(
-        "--quick", action="store_true", help="recovery on a tenth of the journal (says so)"
-    )
     ap.add_argument("--dir", default=tempfile.gettempdir(), help="directory for the journal files")
-    ap.add_argument("--quick", action="store_true", help="50,000 commands, 1 repeat, short runs")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="50,000 commands, 1 repeat, short runs; recovery on a tenth of the journal (says so)",
+    )
     args = ap.parse_args(argv)
     if args.quick:
         args.commands, args.repeats, args.fdatasync_samples = 50_000, 1, 200
