@@ -43,6 +43,8 @@ log = logging.getLogger("bursa.eventlog")
 EVENT_SEGMENT_PREFIX = "events-"
 EVENT_SEGMENT_SUFFIX = ".log"
 EVENT_SEGMENT_BYTES_MAX = 64 << 20
+# Temp file of a segment being regenerated (not a segment name: ignored, removed at open).
+REGEN_SUFFIX = ".regen"
 # Bytes read per storage call while scanning a segment.
 SCAN_CHUNK_BYTES = 4 << 20
 # A header claiming more events than this is corrupt (largest frame the core writes
@@ -99,15 +101,24 @@ class ScanResult:
 
 
 def scan_segment(
-    storage: Storage, name: str, start_offset: int, prev_last_seq: int, result: ScanResult
+    storage: Storage,
+    name: str,
+    start_offset: int,
+    prev_last_seq: int,
+    result: ScanResult,
+    max_bytes: int = 0,
 ) -> ScanResult:
     """Walk the records of ``name`` from ``start_offset``; stop at EOF or the first bad one.
 
     A record is bad if its header, length, CRC or sequence continuity
     (``first_seq == prev_last_seq + 1``, skipped when ``prev_last_seq`` is 0) is wrong.
-    Record offsets and last sequence numbers are appended to ``result``.
+    Record offsets and last sequence numbers are appended to ``result``.  With
+    ``max_bytes`` the walk also stops (clean) before a record starting that many
+    bytes past ``start_offset`` (a bounded step of a background check).
     """
     size = storage.size(name)
+    if max_bytes:
+        size = min(size, start_offset + max_bytes)
     offset = start_offset
     last_seq = prev_last_seq
     buf = b""
@@ -119,7 +130,7 @@ def scan_segment(
             break
         rel = offset - buf_at
         if len(buf) - rel < EVENT_HEADER_SIZE:
-            buf = storage.read(name, offset, SCAN_CHUNK_BYTES)
+            buf = storage.read(name, offset, min(SCAN_CHUNK_BYTES, max(size - offset, 1 << 16)))
             buf_at, rel = offset, 0
         try:
             n_events, first, last, _crc = peek_event_header(buf, rel)
@@ -167,35 +178,43 @@ class EventLog:
         self._segment_size = 0
 
     def open(self) -> int:
-        """Scan the segments, cut a torn or corrupt tail, return ``last_seq``.
+        """Scan the last segment, cut a torn or corrupt tail, return ``last_seq``.
 
-        Damage anywhere in the log only loses the records from that point on:
-        the server rebuilds them from the journal.
+        Only the tail can be torn by a crash: a segment is synced before the next
+        one is started, and a segment's last seq is the next one's first seq - 1
+        (names carry first seqs), so older segments are not read here (the replay
+        reader CRC-checks every record before serving it, and the server's
+        :class:`EventLogVerifier` checks them in the background).  Damage in the
+        tail only loses the records from that point on: the server rebuilds them
+        from the journal.  Bytes read: the last non-empty segment (plus the
+        empty or wholly corrupt segments after it, which are dropped).
         """
+        leftovers = [
+            n
+            for n in self.storage.list()
+            if n.startswith(EVENT_SEGMENT_PREFIX) and n.endswith(REGEN_SUFFIX)
+        ]
+        for n in leftovers:
+            self.storage.remove(n)
         segs = list_segments(self.storage)
-        prev_last = 0
-        for i, (first, name) in enumerate(segs):
-            if prev_last and first != prev_last + 1:
-                log.warning("event log: segment %s does not follow seq %d", name, prev_last)
-                self._drop_segments(segs[i:])
-                break
-            res = scan_segment(self.storage, name, 0, prev_last, ScanResult(0, prev_last, True))
-            if not res.clean or res.end_offset == 0:
-                if res.end_offset == 0:
-                    self._drop_segments(segs[i:])
-                else:
-                    self._cut(name, res.end_offset)
-                    self._drop_segments(segs[i + 1 :])
-                    self._segment, self._segment_size = name, res.end_offset
-                prev_last = res.last_seq
-                break
-            if not self.first_seq:
-                self.first_seq = first
-            prev_last = res.last_seq
+        self._segment, self._segment_size = None, 0
+        last = 0
+        # Walk back over segments whose first record is bad: each is dropped whole.
+        keep = 0
+        for i in range(len(segs) - 1, -1, -1):
+            first, name = segs[i]
+            res = scan_segment(self.storage, name, 0, first - 1, ScanResult(0, first - 1, True))
+            if res.end_offset == 0:
+                continue
+            if not res.clean:
+                self._cut(name, res.end_offset)
             self._segment, self._segment_size = name, res.end_offset
-        if prev_last and not self.first_seq:
-            self.first_seq = segs[0][0]
-        self.last_seq = prev_last
+            last = res.last_seq
+            keep = i + 1
+            break
+        self._drop_segments(segs[keep:])
+        self.first_seq = segs[0][0] if self._segment is not None else 0
+        self.last_seq = last
         return self.last_seq
 
     def _cut(self, name: str, size: int) -> None:
@@ -220,23 +239,25 @@ class EventLog:
         if self.last_seq <= seq:
             return
         segs = list_segments(self.storage)
-        keep_last = 0
-        for i, (first, name) in enumerate(segs):
-            if first > seq:
-                self._drop_segments(segs[i:])
-                break
-            res = scan_segment(self.storage, name, 0, keep_last, ScanResult(0, keep_last, True))
+        firsts = [first for first, _ in segs]
+        # The segment holding seq + 1 (names carry first seqs): later ones go whole,
+        # only this one is read.
+        i = bisect.bisect_right(firsts, seq + 1) - 1
+        keep_last = firsts[i] - 1 if i >= 0 else 0
+        if i >= 0:
+            first, name = segs[i]
+            res = scan_segment(self.storage, name, 0, first - 1, ScanResult(0, first - 1, True))
             j = bisect.bisect_right(res.lasts, seq)
-            if j < len(res.lasts):
-                cut = res.offsets[j]
-                keep_last = res.lasts[j - 1] if j else keep_last
-                if cut == 0:
-                    self._drop_segments(segs[i:])
-                else:
+            cut = res.offsets[j] if j < len(res.lasts) else res.end_offset
+            keep_last = res.lasts[j - 1] if j else keep_last
+            if cut == 0:
+                self._drop_segments(segs[i:])
+            else:
+                if cut < self.storage.size(name):
                     self._cut(name, cut)
-                    self._drop_segments(segs[i + 1 :])
-                break
-            keep_last = res.last_seq
+                self._drop_segments(segs[i + 1 :])
+        else:
+            self._drop_segments(segs)
         self._segment = None
         self._segment_size = 0
         segs = list_segments(self.storage)
@@ -293,6 +314,24 @@ class EventLog:
             )
         return drop
 
+    def replace_segment(self, name: str, frames: Iterator[bytes]) -> int:
+        """Atomically replace sealed segment ``name`` by ``frames`` (regenerated from the
+        journal after damage): written to a temp file, synced, renamed into place,
+        directory synced.  Returns the bytes written."""
+        assert name != self._segment, "the segment being written is never replaced"
+        tmp = name + REGEN_SUFFIX
+        if tmp in self.storage.list():
+            self.storage.remove(tmp)
+        written = 0
+        for frame in frames:
+            self.storage.append(tmp, frame)
+            written += len(frame)
+        self.storage.sync(tmp)
+        self.storage.rename(tmp, name)
+        self.storage.sync_dir()
+        log.warning("event log: %s regenerated from the journal (%d bytes)", name, written)
+        return written
+
     def sync(self) -> None:
         """Make the log durable (before a snapshot, at shutdown)."""
         if self._segment is not None:
@@ -305,10 +344,19 @@ class _SegIndex:
     first_seq: int
     name: str
     scan: ScanResult
+    # Sealed (a later segment exists) and indexed to its end: never scanned again.
+    sealed_ok: bool = False
 
 
 class EventLogReader:
     """Reads frames from the event log for the replay service (one thread).
+
+    Segments are indexed lazily, when a read first reaches them, and every
+    record is CRC-checked as it is indexed, before it is served: the writer's
+    start-up scan reads only the last segment, so this is where damage in an
+    older segment is found.  A damaged sealed segment is served up to the
+    damage; its index is then dropped so that it is read again once the
+    server's :class:`EventLogVerifier` has regenerated it from the journal.
 
     Parameters
     ----------
@@ -320,26 +368,32 @@ class EventLogReader:
         self.storage = storage
         self._segs: list[_SegIndex] = []
         self._last_seq = 0
+        self.damaged: set[str] = set()
 
     def refresh(self) -> None:
-        """Index records written since the last call (the writer appends, and retention
-        removes whole segments from the front)."""
+        """Learn the segments (the writer appends, and retention removes whole segments
+        from the front) and index records appended to the last one."""
+        if self.damaged:
+            close = getattr(self.storage, "close", None)
+            if close is not None:
+                close()
         listed = list_segments(self.storage)
         present = {name for _, name in listed}
         self._segs = [s for s in self._segs if s.name in present]
         known = {s.name for s in self._segs}
         for first, name in listed:
             if name not in known:
-                self._segs.append(_SegIndex(first, name, ScanResult(0, 0, True)))
-        prev_last = 0
-        for seg in self._segs:
-            res = seg.scan
-            if self.storage.size(seg.name) > res.end_offset:
-                # A half-written record fails its CRC and is read again next time.
-                start_prev = res.last_seq if len(res.lasts) else prev_last
-                scan_segment(self.storage, seg.name, res.end_offset, start_prev, res)
-            prev_last = res.last_seq if len(res.lasts) else prev_last
-        self._last_seq = prev_last
+                self._segs.append(_SegIndex(first, name, ScanResult(0, first - 1, True)))
+        self._segs.sort(key=lambda s: s.first_seq)
+        if not self._segs:
+            self._last_seq = 0
+            return
+        tail = self._segs[-1]
+        res = tail.scan
+        if self.storage.size(tail.name) > res.end_offset:
+            # A half-written record fails its CRC and is read again next time.
+            scan_segment(self.storage, tail.name, res.end_offset, res.last_seq, res)
+        self._last_seq = res.last_seq
 
     @property
     def last_seq(self) -> int:
@@ -351,13 +405,44 @@ class EventLogReader:
         """First command sequence of the log (0 if empty)."""
         return self._segs[0].first_seq if self._segs else 0
 
+    def _index(self, i: int) -> bool:
+        """Index segment ``i`` (sealed ones to their end); False if it is damaged."""
+        seg = self._segs[i]
+        if i == len(self._segs) - 1 or seg.sealed_ok:
+            return True
+        want_last = self._segs[i + 1].first_seq - 1
+        res = seg.scan
+        scan_segment(self.storage, seg.name, res.end_offset, res.last_seq, res)
+        if res.clean and res.last_seq == want_last:
+            seg.sealed_ok = True
+            self.damaged.discard(seg.name)
+            return True
+        if seg.name not in self.damaged:
+            log.error(
+                "event log %s: damaged, valid to seq %d of %d; served up to there until "
+                "the core regenerates it from the journal",
+                seg.name,
+                res.last_seq,
+                want_last,
+            )
+        self.damaged.add(seg.name)
+        # Read it afresh next time (refresh() also drops cached file descriptors: the
+        # repair replaces the file under the same name).
+        seg.scan = ScanResult(0, seg.first_seq - 1, True)
+        return False
+
     def _records_from(self, from_seq: int) -> Iterator[tuple[str, int]]:
         firsts = [s.first_seq for s in self._segs]
         i = max(bisect.bisect_right(firsts, from_seq) - 1, 0)
-        for seg in self._segs[i:]:
-            j = bisect.bisect_left(seg.scan.lasts, from_seq)
-            for k in range(j, len(seg.scan.offsets)):
-                yield seg.name, seg.scan.offsets[k]
+        for k_seg in range(i, len(self._segs)):
+            seg = self._segs[k_seg]
+            scan = seg.scan
+            ok = self._index(k_seg)
+            j = bisect.bisect_left(scan.lasts, from_seq)
+            for k in range(j, len(scan.offsets)):
+                yield seg.name, scan.offsets[k]
+            if not ok:
+                return
 
     def read(self, from_seq: int, max_events: int, max_bytes: int) -> tuple[list[bytes], int, int]:
         """Frames covering commands ``>= from_seq``.
@@ -406,6 +491,83 @@ class EventLogReader:
             n_bytes += len(frame)
             next_seq = last + 1
         return frames, next_seq, REPLAY_OK
+
+
+class EventLogVerifier:
+    """Background check of the segments the writer's start-up scan skipped (core thread).
+
+    :meth:`EventLog.open` reads only the last segment; this walks the older ones in
+    bounded steps (:meth:`step`, called when the core has time) and reports a
+    damaged one, which the server then regenerates from the journal
+    (:meth:`EventLog.replace_segment`).
+
+    Parameters
+    ----------
+    storage : Storage
+        The writer's storage.
+    segments : list of (first_seq, name)
+        The segments to check, sorted; each one's last seq is the next one's first
+        seq - 1 (so the last entry is a bound only: it is not checked).
+    step_bytes : int
+        Bytes read per :meth:`step` at most (plus one record).
+    """
+
+    def __init__(
+        self, storage: Storage, segments: list[tuple[int, str]], step_bytes: int = SCAN_CHUNK_BYTES
+    ) -> None:
+        assert step_bytes > 0
+        self.storage = storage
+        self.step_bytes = step_bytes
+        self._todo = list(segments)
+        self._res: ScanResult | None = None
+        self.bytes_read = 0
+        self.segments_checked = 0
+
+    @property
+    def done(self) -> bool:
+        """True once every sealed segment was checked."""
+        return len(self._todo) < 2
+
+    def step(self) -> tuple[int, int, str] | None:
+        """Check up to ``step_bytes`` more; returns ``(first_seq, last_seq, name)`` of a
+        damaged segment (then forgotten: the caller regenerates it), else None."""
+        if self.done:
+            return None
+        first, name = self._todo[0]
+        want_last = self._todo[1][0] - 1
+        res = self._res
+        if res is None:
+            res = self._res = ScanResult(0, first - 1, True)
+        start = res.end_offset
+        try:
+            size = self.storage.size(name)
+            scan_segment(self.storage, name, start, res.last_seq, res, self.step_bytes)
+        except OSError:
+            # Retention removed it meanwhile: nothing left to check there.
+            self._next()
+            return None
+        self.bytes_read += res.end_offset - start
+        # Keep the index small: only the position matters here.
+        del res.offsets[:]
+        del res.lasts[:]
+        if res.clean and res.end_offset < size:
+            return None  # step budget used, segment not finished
+        self._next()
+        if res.clean and res.last_seq == want_last:
+            return None
+        log.error(
+            "event log %s: damaged (valid to seq %d of %d at byte %d)",
+            name,
+            res.last_seq,
+            want_last,
+            res.end_offset,
+        )
+        return first, want_last, name
+
+    def _next(self) -> None:
+        self._todo.pop(0)
+        self._res = None
+        self.segments_checked += 1
 
 
 def split_event_frames(

@@ -22,7 +22,7 @@ anything is repaired, unless the operator accepted the loss explicitly.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,6 +30,7 @@ import numpy.typing as npt
 
 from engine import variants as variants_mod
 from engine.corelike import CoreClass, CoreLike, default_core_class
+from engine.eventlog import split_event_frames
 from engine.highwater import HighWater, read_high_water
 from engine.journal import (
     JournalCorrupt,
@@ -41,6 +42,7 @@ from engine.journal import (
 )
 from engine.snapshot import SNAPSHOT_PREFIX, TEMP_SUFFIX, list_snapshots, load_newest
 from engine.storage import Storage
+from engine.wire.frames import encode_event_frame
 
 log = logging.getLogger("bursa.recovery")
 
@@ -267,3 +269,45 @@ def _remove_temp_files(storage: Storage) -> list[str]:
     if temps:
         storage.sync_dir()
     return temps
+
+
+def regenerate_events(
+    storage: Storage,
+    first_seq: int,
+    last_seq: int,
+    *,
+    max_frame_events: int,
+    core_cls: CoreClass | None = None,
+) -> Iterator[bytes]:
+    """Event frames covering commands ``first_seq..last_seq``, regenerated from the journal.
+
+    The core is deterministic, so a from-scratch replay of the journal (archived
+    segments included) yields the events that were published; this is how a
+    damaged sealed event-log segment is rebuilt.  Nothing is written and the
+    replay stops after ``last_seq``.  Frames follow each other without gaps
+    (``first == previous last + 1``) and are cut at ``max_frame_events``.
+
+    Raises
+    ------
+    JournalCorrupt
+        The journal does not reach ``last_seq`` (or is damaged before it).
+    """
+    assert 0 < first_seq <= last_seq and max_frame_events > 0
+    cls = core_cls if core_cls is not None else default_core_class()
+    core = cls(variants=frozenset())
+    reader = JournalReader(storage, verify=True, include_archived=True)
+    upto = first_seq - 1
+    for batch, cmds in reader.batches(after_seq=0):
+        events, _replies = core.apply(cmds)
+        if batch.last_seq < first_seq:
+            continue
+        hi = min(batch.last_seq, last_seq)
+        seqs = events["seq"]
+        keep = events[(seqs > upto) & (seqs <= hi)]
+        for a, b, ev in split_event_frames(upto + 1, hi, keep, max_frame_events):
+            yield encode_event_frame(a, b, ev.tobytes())
+        upto = hi
+        if upto == last_seq:
+            return
+    reason = f"the journal ends at seq {upto}: cannot regenerate events to {last_seq}"
+    raise JournalCorrupt("", -1, upto + 1, -1, reason)

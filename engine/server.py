@@ -48,11 +48,17 @@ from engine import logs
 from engine.clock import RealClock
 from engine.core import Core, sized
 from engine.corelike import CoreClass
-from engine.eventlog import EVENT_SEGMENT_BYTES_MAX, EventLog, split_event_frames
+from engine.eventlog import (
+    EVENT_SEGMENT_BYTES_MAX,
+    EventLog,
+    EventLogVerifier,
+    split_event_frames,
+)
+from engine.eventlog import list_segments as list_event_segments
 from engine.journal import JournalCorrupt, JournalWriteError
 from engine.metrics import CoreCollector, CoreMetrics, TimedStorage
 from engine.metrics_http import serve as serve_metrics
-from engine.recovery import recover
+from engine.recovery import recover, regenerate_events
 from engine.replay_service import ReplayService
 from engine.security import (
     CurveServerKeys,
@@ -94,6 +100,8 @@ MAX_FRAME_EVENTS = 680
 # and how often the server checks, ms.
 EVENT_LOG_RETAIN_BYTES = 8 << 30
 RETENTION_CHECK_MS = 1000
+# While commands flow, the background event-log check reads one step at most this often.
+VERIFY_BUSY_INTERVAL_MS = 200
 # Messages queued per client connection on a command socket at most (ZMQ_RCVHWM):
 # with MAX_MESSAGE_BYTES, at most 768 MiB of one peer's input can wait in the core.
 RCVHWM_MSGS = 256
@@ -328,6 +336,10 @@ class CoreServer:
         self._stage = np.zeros(config.max_batch_cmds + MAX_FRAME_CMDS, dtype=CMD_DTYPE)
         self._stage_bytes = self._stage.view(np.uint8)
         self.sequencer = self._recover()
+        # Older event-log segments were not read at start (only the tail can be torn):
+        # they are CRC-checked in the background and regenerated if damaged.
+        self.verifier = EventLogVerifier(self.storage, list_event_segments(self.storage))
+        self._last_verify_ns = 0
         self.curve_keys: CurveServerKeys | None = None
         self.auth = None
         if config.needs_curve():
@@ -473,9 +485,10 @@ class CoreServer:
         """
         try:
             while not self.stopping:
-                self.turn(IDLE_POLL_MS)
+                applied = self.turn(IDLE_POLL_MS)
                 self._maybe_snapshot()
                 self._maybe_prune()
+                self._maybe_verify(busy=applied > 0)
         except (JournalWriteError, StorageError) as e:
             what = "journal write" if isinstance(e, JournalWriteError) else "event log append"
             log.critical("%s failed, stopping without acknowledging the batch: %s", what, e)
@@ -677,6 +690,39 @@ class CoreServer:
         except StorageError as e:
             log.error("event log retention failed, will retry: %s", e)
 
+    def _maybe_verify(self, busy: bool) -> None:
+        """One bounded step of the background event-log check (every idle turn, or every
+        VERIFY_BUSY_INTERVAL_MS while busy); a damaged segment is regenerated from the
+        journal at once (a storage failure ends the loop like any other)."""
+        v = self.verifier
+        if v.done:
+            return
+        now = time.monotonic_ns()
+        if busy and now - self._last_verify_ns < VERIFY_BUSY_INTERVAL_MS * 1_000_000:
+            return
+        self._last_verify_ns = now
+        damaged = v.step()
+        if v.done:
+            log.info(
+                "event log: %d older segment(s) checked in the background (%d bytes)",
+                v.segments_checked,
+                v.bytes_read,
+            )
+        if damaged is None:
+            return
+        first, last, name = damaged
+        try:
+            frames = regenerate_events(
+                self.storage,
+                first,
+                last,
+                max_frame_events=MAX_FRAME_EVENTS,
+                core_cls=self.core_cls,
+            )
+            self.eventlog.replace_segment(name, frames)
+        except JournalCorrupt as e:
+            log.critical("event log %s is damaged and cannot be regenerated: %s", name, e)
+
     def status(self) -> dict[str, Any]:
         """Counters and endpoints of the running core."""
         return {
@@ -685,6 +731,7 @@ class CoreServer:
             "last_seq": int(self.sequencer.last_seq),
             "event_log_first_seq": self.eventlog.first_seq,
             "event_log_last_seq": self.eventlog.last_seq,
+            "event_log_verified": self.verifier.done,
             "mode": self.config.mode,
             "batches": self.n_batches,
             "commands": self.n_commands,

@@ -10,7 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bursa_wire.layout import EV_DTYPE
-from engine.eventlog import EventLog, EventLogReader, list_segments, split_event_frames
+from engine.eventlog import (
+    REGEN_SUFFIX,
+    EventLog,
+    EventLogReader,
+    EventLogVerifier,
+    list_segments,
+    split_event_frames,
+)
 from engine.storage import FileStorage
 from engine.wire.frames import (
     EVENT_HEADER_SIZE,
@@ -180,3 +187,107 @@ def test_split_event_frames(counts, max_events, first):
         if len(part) > max_events:
             assert len(set(part["seq"].tolist())) == 1
     assert np.concatenate([p for _, _, p in frames]).tobytes() == ev.tobytes()
+
+
+class CountingStorage(FileStorage):
+    """A FileStorage counting the bytes read per file name."""
+
+    def __init__(self, directory: str) -> None:
+        super().__init__(directory)
+        self.bytes_read: dict[str, int] = {}
+
+    def read(self, name: str, offset: int, length: int) -> bytes:
+        data = super().read(name, offset, length)
+        self.bytes_read[name] = self.bytes_read.get(name, 0) + len(data)
+        return data
+
+
+def many_segments(path: str) -> list[tuple[int, str]]:
+    log = EventLog(FileStorage(path), segment_bytes_max=600)
+    log.open()
+    fill(log, [(a, a + 3) for a in range(1, 200, 4)])
+    segs = list_segments(FileStorage(path))
+    assert len(segs) >= 10
+    return segs
+
+
+def test_open_reads_only_the_last_segment(tmp_path):
+    segs = many_segments(str(tmp_path))
+    counting = CountingStorage(str(tmp_path))
+    log = EventLog(counting)
+    assert log.open() == 200
+    assert log.first_seq == 1
+    last = segs[-1][1]
+    assert set(counting.bytes_read) == {last}
+    assert counting.bytes_read[last] <= counting.size(last)
+    # A wholly corrupt (or empty) last segment is dropped and the one before is read.
+    counting.write_at(last, 0, b"\0" * 8)
+    again = EventLog(CountingStorage(str(tmp_path)))
+    assert again.open() == segs[-1][0] - 1
+    assert [n for _, n in list_segments(counting)] == [n for _, n in segs[:-1]]
+    again.append_events(segs[-1][0], 200, events_for(segs[-1][0], 200))
+    assert EventLog(FileStorage(str(tmp_path))).open() == 200
+
+
+def test_truncate_after_reads_one_segment(tmp_path):
+    many_segments(str(tmp_path))
+    counting = CountingStorage(str(tmp_path))
+    log = EventLog(counting)
+    log.open()
+    counting.bytes_read.clear()
+    log.truncate_after(100)
+    assert log.last_seq == 100
+    assert len(counting.bytes_read) == 1
+    assert EventLog(FileStorage(str(tmp_path))).open() == 100
+    reader = EventLogReader(FileStorage(str(tmp_path)))
+    frames, next_seq, _ = reader.read(1, 1 << 20, 1 << 30)
+    ev = np.concatenate([decode_event_frame(f).events for f in frames])
+    assert next_seq == 101 and ev.tobytes() == events_for(1, 100).tobytes()
+
+
+def damage(storage: FileStorage, name: str, at: int) -> None:
+    data = bytearray(storage.read(name, 0, 1 << 20))
+    data[at] ^= 0xFF
+    storage.write_at(name, 0, bytes(data))
+
+
+def test_damaged_older_segment_is_found_served_up_to_and_regenerated(tmp_path):
+    segs = many_segments(str(tmp_path))
+    st_ = FileStorage(str(tmp_path))
+    (first, name), (nxt, _) = segs[3], segs[4]
+    good = st_.read(name, 0, 1 << 20)
+    damage(st_, name, len(good) - 5)  # the segment's last record
+    log = EventLog(st_)
+    assert log.open() == 200  # start does not read it
+    reader = EventLogReader(FileStorage(str(tmp_path)))
+    frames, next_seq, status = reader.read(1, 1 << 20, 1 << 30)
+    assert status == REPLAY_OK and first < next_seq < nxt  # served up to the damage
+    assert reader.damaged == {name}
+    # The background check finds it, in bounded steps.
+    verifier = EventLogVerifier(st_, list_segments(st_), step_bytes=100)
+    found = []
+    for _ in range(10_000):
+        if verifier.done:
+            break
+        hit = verifier.step()
+        if hit is not None:
+            found.append(hit)
+    assert verifier.done and found == [(first, nxt - 1, name)]
+    assert verifier.bytes_read <= sum(st_.size(n) for _, n in segs)
+    # Regenerated (here from the same events), the reader serves everything again.
+    regenerated = encode_event_frame(first, nxt - 1, events_for(first, nxt - 1).tobytes())
+    log.replace_segment(name, iter([regenerated]))
+    resume = next_seq
+    frames, next_seq, _ = reader.read(resume, 1 << 20, 1 << 30)
+    assert reader.damaged == set()
+    got = np.concatenate([decode_event_frame(f).events for f in frames])
+    assert got.tobytes() == events_for(resume, 200).tobytes()
+    assert next_seq == 201
+
+
+def test_regen_leftover_is_removed_at_open(tmp_path):
+    many_segments(str(tmp_path))
+    st_ = FileStorage(str(tmp_path))
+    st_.append(list_segments(st_)[2][1] + REGEN_SUFFIX, b"partial")
+    EventLog(st_).open()
+    assert not [n for n in st_.list() if n.endswith(REGEN_SUFFIX)]
