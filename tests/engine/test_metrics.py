@@ -86,7 +86,11 @@ def test_core_serves_commands_rejects_latency_and_fdatasync(tmp_path: Path) -> N
             c.request(commands.add_user(7, 0))
             c.request(commands.deposit(1, 7, 1, 500))
             c.request(commands.deposit(2, 7, 99, 500))  # unknown asset: rejected
-        got = samples(url)
+        # The core counts a turn after sending its replies: wait for the last one.
+        deadline = time.monotonic() + 30
+        while value(got := samples(url), "bursa_core_ack_latency_seconds_count") < 6:
+            assert time.monotonic() < deadline, got
+            time.sleep(0.05)
         assert value(got, "bursa_core_commands_total", kind="ADD_ASSET") == 2
         assert value(got, "bursa_core_commands_total", kind="DEPOSIT") == 2
         rejects = {
