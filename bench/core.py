@@ -517,7 +517,7 @@ def measure_recovery(n_cmds: int, quick: bool, repeats: int, base_dir: str) -> d
     measured = float(np.median(plain))
     scale = RECOVERY_COMMANDS / n_cmds
     return {
-        "recovery_s_per_10m_cmds": round(fixed + (measured - fixed) * scale, 3),
+        "recovery_s_per_10m_cmds": round(fixed + max(measured - fixed, 0.0) * scale, 3),
         "recovery_from_snapshot_s": round(float(np.median(snap)), 3),
         "recovery_measured_s": round(measured, 3),
         "recovery_best_s": round(min(plain), 3),

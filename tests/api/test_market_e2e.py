@@ -357,7 +357,7 @@ def test_slow_consumer_dropped_others_unaffected(stack: Stack) -> None:
             for i in range(n):
                 hub.publish("btcusdt@trade", {"i": i, "pad": filler})
                 if i % 100 == 99:
-                    await asyncio.sleep(0.001)  # let the loop write and read
+                    await asyncio.sleep(0.005)  # let the loop write and the reader keep up
 
         async def go() -> tuple[int, int]:
             async with aiohttp.ClientSession(timeout=TIMEOUT) as s:
