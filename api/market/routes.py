@@ -393,7 +393,7 @@ def _control(state: MarketState, conn: Conn, data: str) -> None:
             and params[0] == "combined"
             and isinstance(params[1], bool)
         ):
-            conn.combined = params[1]
+            hub.set_combined(conn, params[1])
             hub.send(conn, {"result": None, "id": req_id})
         else:
             hub.send(conn, _ws_error(WS_UNKNOWN_PROPERTY, "Unknown property", req_id))
