@@ -44,12 +44,6 @@ def avg_price(spec: SymbolSpec, quote_volume: int, volume_lots: int) -> str:
     )
 
 
-def levels(spec: SymbolSpec, rows: list[tuple[int, int, int]]) -> list[list[str]]:
-    """``(price, qty, n)`` rows as Binance ``[["price", "qty"], ...]``."""
-    p, q = spec.ticks_to_price, spec.lots_to_qty
-    return [[p(r[0]), q(r[1])] for r in rows]
-
-
 def trade_rest(spec: SymbolSpec, m: Msg) -> dict[str, Any]:
     """A TRADE message as a ``/trades`` row."""
     b = m.body

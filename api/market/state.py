@@ -33,6 +33,7 @@ from typing import Any
 import zmq
 
 from api.market import intervals, render
+from api.market.decimals import Decimals
 from api.market.hub import DEFAULT_SEND_BUFFER_BYTES, Hub
 from api.market.streams import (
     FAST_MS,
@@ -52,7 +53,9 @@ from marketdata.server import DEFAULT_PUB_ENDPOINT, DEFAULT_SERVICE_ENDPOINT
 log = logging.getLogger("bursa.api.market")
 
 CHANNELS = ("l2", "trades", "bbo", "candles", "status")
-IDLE_SLEEP_S = 0.002  # feed poll interval when idle
+# With nothing to read, the pump sleeps until the feed's socket signals input (its
+# ZeroMQ FD on the event loop), at most this long (the client's idle checks need polls).
+IDLE_WAKE_S = 0.1
 MAX_MSGS_PER_TURN = 1_000  # feed messages applied per event-loop turn at most (short turns)
 DISCOVER_S = 5.0  # how often the feed is asked for new symbols
 # A feed service request blocks the event loop at most this long (a feed that is down
@@ -92,6 +95,14 @@ class SymbolMarket:
         self.kline_pending: dict[int, dict[int, Msg]] = {}
         self.agg_pending: list[Msg] = []
         self.ticker_dirty = True
+        self._decimals: Decimals | None = None
+
+    def decimals(self, spec: SymbolSpec) -> Decimals:
+        """The cached decimal strings of ``spec`` (a new grid starts a new cache)."""
+        d = self._decimals
+        if d is None or d.spec is not spec:
+            d = self._decimals = Decimals(spec)
+        return d
 
     def note_level(self, seq: int, side: int, price: int, qty: int) -> None:
         """Record one L2 change (seq = its L2 channel seq) for both diff speeds."""
@@ -193,6 +204,8 @@ class MarketState:
         self.symbols: dict[int, SymbolMarket] = {}
         self._clients: list[_FeedClient] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self._wake: asyncio.Future[None] | None = None
+        self._reader_fds: list[int] = []
         self._ready = asyncio.Event()
         self.turns = 0
         self.feed_errors = 0
@@ -239,6 +252,10 @@ class MarketState:
 
     async def stop(self) -> None:
         """Stop following the feed and close its sockets."""
+        loop = asyncio.get_running_loop()
+        for fd in self._reader_fds:
+            loop.remove_reader(fd)
+        self._reader_fds = []
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
@@ -302,7 +319,35 @@ class MarketState:
                     sm.add_candle(m)
         sm.kline_pending.clear()
 
+    def _on_readable(self) -> None:
+        w = self._wake
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    async def _idle_wait(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Sleep until a feed socket has input, at most ``IDLE_WAKE_S``.
+
+        A ZeroMQ FD is edge-triggered: it signals that ``zmq.EVENTS`` changed, so the
+        sockets are checked for input after arming the wake-up and before sleeping."""
+        for c in self._clients[len(self._reader_fds) :]:
+            fd = c.sub.getsockopt(zmq.FD)
+            loop.add_reader(fd, self._on_readable)
+            self._reader_fds.append(fd)
+        self._wake = fut = loop.create_future()
+        try:
+            for c in self._clients:
+                if c.sub.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                    return
+            handle = loop.call_later(IDLE_WAKE_S, self._on_readable)
+            try:
+                await fut
+            finally:
+                handle.cancel()
+        finally:
+            self._wake = None
+
     async def _pump(self) -> None:
+        loop = asyncio.get_running_loop()
         last_discover = time.monotonic()
         while True:
             n = 0
@@ -326,7 +371,10 @@ class MarketState:
                     await self._discover()
                 except (TimeoutError, RuntimeError) as e:
                     log.warning("marketdata discovery failed: %s", e)
-            await asyncio.sleep(0 if n else IDLE_SLEEP_S)
+            if n:
+                await asyncio.sleep(0)  # let the streams be written, then read on
+            else:
+                await self._idle_wait(loop)
 
     async def _timers(self) -> None:
         loop = asyncio.get_running_loop()
@@ -446,15 +494,15 @@ class MarketState:
             return
         names = [n for n in depth_names(lower, speed_ms) if self.hub.has(n)]
         if names:
-            p, q = spec.ticks_to_price, spec.lots_to_qty
+            dec = sm.decimals(spec)
             event = {
                 "e": "depthUpdate",
                 "E": now,
                 "s": spec.name,
                 "U": d.first,
                 "u": sm.update_id,
-                "b": [[p(px), q(qty)] for px, qty in d.levels[BUY].items()],
-                "a": [[p(px), q(qty)] for px, qty in d.levels[SELL].items()],
+                "b": dec.pairs(d.levels[BUY]),
+                "a": dec.pairs(d.levels[SELL]),
             }
             for name in names:
                 self.hub.publish(name, event)
@@ -531,10 +579,11 @@ class MarketState:
     def depth(self, spec: SymbolSpec, limit: int) -> dict[str, Any]:
         """``{"lastUpdateId", "bids", "asks"}``: the top ``limit`` levels a side."""
         sm = self.market(spec)
+        dec = sm.decimals(spec)
         return {
             "lastUpdateId": sm.update_id,
-            "bids": render.levels(spec, sm.book.bids(limit)),
-            "asks": render.levels(spec, sm.book.asks(limit)),
+            "bids": dec.rows(sm.book.bids(limit)),
+            "asks": dec.rows(sm.book.asks(limit)),
         }
 
     def klines(self, spec: SymbolSpec, name: str) -> list[dict[str, Any]]:

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from fractions import Fraction
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from api.market import intervals
+from api.market import decimals, intervals
+from api.market.decimals import Decimals
 from api.market.frames import text_frame
 from api.market.hub import Conn, Hub
 from api.market.render import agg_groups, rounded, ticker_24h
+from api.market.state import SymbolMarket
 from api.market.streams import parse
 from api.market.ticker import DAY_NS, MIN_NS, rolling_24h
 from api.symbols import SymbolSpec
+from bindings.marketdata import LocalBook
 from bursa_wire.md_codec import Msg
 from bursa_wire.md_layout import MsgType
 
@@ -256,3 +260,30 @@ def test_aggregate_equals_direct_sum(rows: list[tuple[int, int, int, int]]) -> N
         assert agg["volume_lots"] == sum(m["volume_lots"] for m in inside)
         assert agg["end_ns"] - agg["start_ns"] == 3 * MIN_NS and agg["closed"] == 1
     assert sum(a["trades"] for a in out) == sum(m["trades"] for m in ms)
+
+
+@given(st.lists(st.tuples(st.integers(0, 10**12), st.integers(0, 10**12)), max_size=50))
+def test_decimals_cache_equals_exact_formatting(pairs: list[tuple[int, int]]) -> None:
+    """Cached strings are the spec's exact ones, in the dict's order, also past the bound."""
+    spec = _spec()
+    dec = Decimals(spec)
+    levels = dict(pairs)
+    want = [[spec.ticks_to_price(p), spec.lots_to_qty(q)] for p, q in levels.items()]
+    assert dec.pairs(levels) == want
+    assert dec.pairs(levels) == want  # second time from the cache
+    assert dec.rows([(p, q, 1) for p, q in levels.items()]) == want
+
+
+def test_decimals_cache_bounded_and_per_grid() -> None:
+    spec = _spec()
+    dec = Decimals(spec)
+    for t in range(decimals.MAX_ENTRIES + 10):
+        assert dec.price(t) == spec.ticks_to_price(t)
+    assert len(dec._px) <= decimals.MAX_ENTRIES
+    # A STATUS that changes the grid makes a new spec, and the market a new cache.
+    sm = SymbolMarket(LocalBook(1))
+    d1 = sm.decimals(spec)
+    assert sm.decimals(spec) is d1
+    other = dataclasses.replace(spec, price_multiplier=spec.price_multiplier * 10)
+    d2 = sm.decimals(other)
+    assert d2 is not d1 and d2.price(123) == other.ticks_to_price(123) != spec.ticks_to_price(123)
