@@ -56,6 +56,7 @@ CHANNELS = ("l2", "trades", "bbo", "candles", "status")
 # With nothing to read, the pump sleeps until the feed's socket signals input (its
 # ZeroMQ FD on the event loop), at most this long (the client's idle checks need polls).
 IDLE_WAKE_S = 0.1
+ERROR_RETRY_S = 0.01  # pause after a feed error before reading on
 MAX_MSGS_PER_TURN = 1_000  # feed messages applied per event-loop turn at most (short turns)
 DISCOVER_S = 5.0  # how often the feed is asked for new symbols
 # A feed service request blocks the event loop at most this long (a feed that is down
@@ -325,10 +326,12 @@ class MarketState:
             w.set_result(None)
 
     async def _idle_wait(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Sleep until a feed socket has input, at most ``IDLE_WAKE_S``.
+        """Give the loop a turn, then return when a feed socket has input (at once if
+        it has already), at most ``IDLE_WAKE_S`` later.
 
         A ZeroMQ FD is edge-triggered: it signals that ``zmq.EVENTS`` changed, so the
-        sockets are checked for input after arming the wake-up and before sleeping."""
+        sockets are checked for input after arming the wake-up and before sleeping
+        (so no poll finds nothing just after one that found messages)."""
         for c in self._clients[len(self._reader_fds) :]:
             fd = c.sub.getsockopt(zmq.FD)
             loop.add_reader(fd, self._on_readable)
@@ -337,6 +340,7 @@ class MarketState:
         try:
             for c in self._clients:
                 if c.sub.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                    await asyncio.sleep(0)  # streams written, other clients served
                     return
             handle = loop.call_later(IDLE_WAKE_S, self._on_readable)
             try:
@@ -350,16 +354,18 @@ class MarketState:
         loop = asyncio.get_running_loop()
         last_discover = time.monotonic()
         while True:
-            n = 0
+            failed = False
             for c in self._clients:
                 try:
-                    n += len(c.poll(0, MAX_MSGS_PER_TURN))
+                    c.poll(0, MAX_MSGS_PER_TURN)
                 except (MarketDataError, TimeoutError, zmq.ZMQError) as e:
+                    failed = True
                     # The feed misbehaved or went away: keep serving what is known and
                     # try again (the client resumes from its last sequence numbers).
                     self.feed_errors += 1
                     log.warning("marketdata feed: %s", e)
                 except Exception:  # a bug in a stream callback: log it, keep following
+                    failed = True
                     self.internal_errors += 1
                     log.exception("market feed message handling failed")
             self._end_of_turn()
@@ -371,8 +377,8 @@ class MarketState:
                     await self._discover()
                 except (TimeoutError, RuntimeError) as e:
                     log.warning("marketdata discovery failed: %s", e)
-            if n:
-                await asyncio.sleep(0)  # let the streams be written, then read on
+            if failed:
+                await asyncio.sleep(ERROR_RETRY_S)  # never spin on a broken feed
             else:
                 await self._idle_wait(loop)
 
