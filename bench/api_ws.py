@@ -14,12 +14,13 @@ clients / measured seconds), ``ws_depth_expected_msgs_per_s`` (clients x symbols
 10/s), the slowest client's rate, the longest gap between two receipts of any client
 (``ws_depth_max_gap_ms``: a stall shows here), the lag from each event's ``E`` (its
 publication time, ms) to its receipt (HDR histogram over a sample: the first message
-of every read), and the number of clients dropped as slow (must be 0).
+of every fifth read of each client), and the number of clients dropped as slow (must be 0).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import multiprocessing as mp
 import os
 import random
@@ -94,16 +95,31 @@ def _flow(n_batches: int, seed: int) -> list[np.ndarray]:
 # ----------------------------------------------------------- client process
 
 
-class _Client(asyncio.Protocol):
-    """A minimal WebSocket client: handshake, then count frames (no per-frame copy)."""
+MARKER = b'{"stream":"'  # starts every combined event, once per frame
+E_KEY = b'"E":'
+SAMPLE_EVERY = 5  # reads per lag sample of a client (recording is Python: keep it light)
 
-    def __init__(self, path: str, stats: _Stats) -> None:
+
+class _Client(asyncio.Protocol):
+    """A minimal WebSocket client: handshake, then count events.
+
+    A counting client counts the combined wrapper's opening bytes in each read (C
+    speed: the load generator must not eat the CPU the server is measured with); a
+    parsing client (one per process) walks every frame header, and the two counts
+    must agree.  Every read samples one event's ``E`` for the lag."""
+
+    def __init__(self, path: str, stats: _Stats, parse: bool = False) -> None:
         self.path = path
         self.stats = stats
+        self.parse = parse
         self.buf = b""
+        self.tail = b""
         self.upgraded = False
         self.last = 0.0
-        self.count = 0
+        self.count = 0  # frames walked (parsing client)
+        self.marks = 0  # events counted
+        self.marks0 = 0  # events counted before the measured window
+        self.reads = 0
         self.max_gap = 0.0
         self.transport: asyncio.Transport | None = None
 
@@ -118,9 +134,8 @@ class _Client(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         now = time.monotonic()
-        buf = self.buf + data if self.buf else data
-        pos = 0
         if not self.upgraded:
+            buf = self.buf + data
             end = buf.find(b"\r\n\r\n")
             if end < 0:
                 self.buf = buf
@@ -128,10 +143,31 @@ class _Client(asyncio.Protocol):
             if not buf.startswith(b"HTTP/1.1 101"):
                 raise RuntimeError(buf[:200].decode(errors="replace"))
             self.upgraded = True
-            pos = end + 4
             self.stats.connected += 1
+            self.buf = b""
+            data = buf[end + 4 :]
+        if self.parse:
+            self._frames(data)
+        # A marker cut by the read boundary is counted once: the tail kept is shorter.
+        chunk = self.tail + data
+        self.marks += chunk.count(MARKER)
+        self.tail = chunk[-(len(MARKER) - 1) :]
+        if self.stats.measuring:
+            self.reads += 1
+            if self.reads % SAMPLE_EVERY == 0:
+                i = data.find(E_KEY)
+                j = data.find(b",", i) if i >= 0 else -1
+                if j > 0:  # the number is whole: its comma was read too
+                    self.stats.sample_ms(int(data[i + len(E_KEY) : j]))
+            if self.last:
+                self.max_gap = max(self.max_gap, now - self.last)
+            self.last = now
+
+    def _frames(self, data: bytes) -> None:
+        """Walk frame headers (exact count; the counting clients are checked against it)."""
+        buf = self.buf + data if self.buf else data
+        pos = 0
         n = len(buf)
-        first = True
         while n - pos >= 2:
             ln = buf[pos + 1] & 0x7F
             hdr = 2
@@ -147,15 +183,10 @@ class _Client(asyncio.Protocol):
                 hdr = 10
             if n - pos < hdr + ln:
                 break
-            if first and self.stats.measuring:
-                self.stats.sample(buf[pos + hdr : pos + hdr + ln])
-                first = False
-            self.count += 1
+            if buf[pos + 1] & 0x80 or buf[pos] not in (0x81, 0x89):  # text, ping
+                raise RuntimeError(f"not a final unmasked text frame: {buf[pos : pos + 2]!r}")
+            self.count += buf[pos] == 0x81
             pos += hdr + ln
-        if self.stats.measuring:
-            if self.last:
-                self.max_gap = max(self.max_gap, now - self.last)
-            self.last = now
         self.buf = buf[pos:]
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -171,11 +202,9 @@ class _Stats:
         self.connected = 0
         self.lost = 0
 
-    def sample(self, payload: bytes) -> None:
-        import json
-
-        e = json.loads(payload)["data"]["E"]
-        self.hist.record_value(max(1, time.time_ns() // 1_000_000 - e))
+    def sample_ms(self, e: int) -> None:
+        """Record the lag of an event published at ``e`` (ms since the epoch)."""
+        self.hist.record_value(min(HDR_HIGHEST_MS, max(1, time.time_ns() // 1_000_000 - e)))
 
 
 def _clients_main(
@@ -189,7 +218,9 @@ def _clients_main(
         path = "/stream?streams=" + "/".join(f"{n.lower()}@depth@100ms" for n in names)
         protos: list[_Client] = []
         for i in range(clients):
-            _, p = await loop.create_connection(lambda: _Client(path, stats), "127.0.0.1", port)
+            _, p = await loop.create_connection(
+                functools.partial(_Client, path, stats, i == 0), "127.0.0.1", port
+            )
             protos.append(p)
             if i % 50 == 49:
                 await asyncio.sleep(0.01)
@@ -203,7 +234,7 @@ def _clients_main(
             await asyncio.sleep(0.01)
         await asyncio.sleep(warm_s)
         for p in protos:
-            p.count, p.last, p.max_gap = 0, 0.0, 0.0
+            p.marks0, p.last, p.max_gap = p.marks, 0.0, 0.0
         stats.measuring = True
         t0 = time.monotonic()
         cpu0 = time.process_time()
@@ -211,7 +242,10 @@ def _clients_main(
         stats.measuring = False
         elapsed = time.monotonic() - t0
         cpu = time.process_time() - cpu0
-        counts = [p.count for p in protos]
+        counts = [p.marks - p.marks0 for p in protos]
+        check = protos[0]
+        if abs(check.count - check.marks) > 1:  # a frame may be cut at the end
+            raise RuntimeError(f"frames {check.count} != events counted {check.marks}")
         for p in protos:
             assert p.transport is not None
             p.transport.close()
@@ -283,6 +317,29 @@ async def _thread_cpu() -> float:
     return time.thread_time()
 
 
+async def _runq_wait() -> float | None:
+    """Seconds the server's thread has waited for a CPU while runnable (Linux)."""
+    try:
+        with open("/proc/thread-self/schedstat") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+class _FlushTimer:
+    """Wraps one Hub's ``flush`` (the writes to every client) and sums its CPU time."""
+
+    def __init__(self, hub: Any) -> None:
+        self.cpu_s = 0.0
+        self._flush = hub.flush
+        hub.flush = self
+
+    def __call__(self) -> None:
+        t = time.thread_time()
+        self._flush()
+        self.cpu_s += time.thread_time() - t
+
+
 def measure(
     quick: bool, clients: int | None = None, seconds: float | None = None
 ) -> dict[str, Any]:
@@ -328,10 +385,13 @@ def measure(
         assert dq.get(timeout=120) == {"ready": True}
         monitor = _LoopMonitor()
         srv.call(monitor.start())
+        timer = _FlushTimer(srv.state.hub)
         cpu0, sent0 = srv.call(_thread_cpu()), srv.state.hub.msgs_sent
+        wait0, t0 = srv.call(_runq_wait()), time.monotonic()
         go.set()
         results = [q.get(timeout=warm_s + secs + 120) for _ in shares]
         cpu1, sent1 = srv.call(_thread_cpu()), srv.state.hub.msgs_sent
+        wait1, t1, fanout_s = srv.call(_runq_wait()), time.monotonic(), timer.cpu_s
         stop.set()
         sent = dq.get(timeout=60)
         i, sent_s = sent["batches"], sent["seconds"]
@@ -379,6 +439,17 @@ def measure(
                 "server_loop_max_stall_ms": server_stall_ms,
                 # Server CPU per message written (warm-up + window): its capacity bound.
                 "server_cpu_us_per_msg": round((cpu1 - cpu0) * 1e6 / max(1, sent1 - sent0), 2),
+                # ... of which writing to the clients (Hub.flush: the per-client part) ...
+                "server_fanout_us_per_msg": round(fanout_s * 1e6 / max(1, sent1 - sent0), 2),
+                # ... and the rest per second, whatever the clients (feed, events, loop).
+                "server_other_cpu_ms_per_s": round((cpu1 - cpu0 - fanout_s) * 1e3 / (t1 - t0), 1),
+                # Time the server thread was runnable but waited for a CPU (a shared
+                # machine's stalls show here, not in its CPU time).
+                "server_runq_wait_ms_per_s": (
+                    round((wait1 - wait0) * 1e3 / (t1 - t0), 1)
+                    if wait0 is not None and wait1 is not None
+                    else None
+                ),
                 "server_msgs_sent": sent1 - sent0,
                 "clients_cpu_s_in_window": round(result["cpu_s"], 2),
                 "client_connections_lost": result["lost"],
