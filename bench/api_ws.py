@@ -340,6 +340,49 @@ class _FlushTimer:
         self.cpu_s += time.thread_time() - t
 
 
+class _NullTransport(asyncio.Transport):
+    """A transport that takes every write and never buffers (no kernel, no client)."""
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        pass
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def is_closing(self) -> bool:
+        return False
+
+
+def fanout_python_cost(clients: int = 1000, turns: int = 50) -> dict[str, Any]:
+    """The Python part of the fan-out alone: ``clients`` connections of the bench's ten
+    combined depth streams on null transports, ``turns`` x ten depth events published
+    and flushed.  Returns CPU µs per message written (run it under
+    ``valgrind --tool=callgrind`` for a repeatable instruction count)."""
+    from api.market.hub import Conn, Hub
+
+    async def run() -> dict[str, Any]:
+        hub = Hub()
+        names = [f"x{i}usdt@depth@100ms" for i in range(N_SYMBOLS)]
+        for _ in range(clients):
+            conn = Conn(_NullTransport(), True)
+            hub.attach(conn)
+            for n in names:
+                hub.subscribe(conn, n)
+        event = {"e": "depthUpdate", "E": 0, "s": "X0USDT", "U": 1, "u": 9}
+        event["b"] = [["9.50", "0.0300"]] * 5
+        event["a"] = [["10.50", "0.0100"]] * 5
+        await asyncio.sleep(0)
+        t = time.thread_time()
+        for _ in range(turns):
+            for n in names:
+                hub.publish(n, event)
+            await asyncio.sleep(0)
+        cpu = time.thread_time() - t
+        return {"msgs": hub.msgs_sent, "us_per_msg": round(cpu * 1e6 / max(1, hub.msgs_sent), 3)}
+
+    return asyncio.run(run())
+
+
 def measure(
     quick: bool, clients: int | None = None, seconds: float | None = None
 ) -> dict[str, Any]:
@@ -413,6 +456,7 @@ def measure(
         server_stall_ms = round(srv.call(monitor.stop()) * 1000, 1)
         rate = round(result["msgs_per_s"])
         expected = n_clients * N_SYMBOLS * 10
+        python_cost = fanout_python_cost(n_clients)
         return {
             "ws_depth_clients": n_clients,
             "ws_depth_msgs_per_s": rate,
@@ -441,6 +485,8 @@ def measure(
                 "server_cpu_us_per_msg": round((cpu1 - cpu0) * 1e6 / max(1, sent1 - sent0), 2),
                 # ... of which writing to the clients (Hub.flush: the per-client part) ...
                 "server_fanout_us_per_msg": round(fanout_s * 1e6 / max(1, sent1 - sent0), 2),
+                # ... the same fan-out's Python alone (null transports, no kernel).
+                "fanout_python_us_per_msg": python_cost["us_per_msg"],
                 # ... and the rest per second, whatever the clients (feed, events, loop).
                 "server_other_cpu_ms_per_s": round((cpu1 - cpu0 - fanout_s) * 1e3 / (t1 - t0), 1),
                 # Time the server thread was runnable but waited for a CPU (a shared
