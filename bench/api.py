@@ -222,7 +222,9 @@ def report(r: dict[str, Any]) -> str:
         f" {r['rest_order_low_rate_p50_us']} us, p99 {r['rest_order_low_rate_p99_us']} us",
         f"  REST orders, {r['rest_connections']} connections: {r['rest_orders_per_s']:,}/s",
         f"  WebSocket depth: {r.get('ws_depth_clients')} clients,"
-        f" {r.get('ws_depth_msgs_per_s')} msgs/s",
+        f" {r.get('ws_depth_msgs_per_s')} msgs/s, lag p50 {r.get('ws_depth_lag_p50_ms')} ms"
+        f" p99 {r.get('ws_depth_lag_p99_ms')} ms, server"
+        f" {r.get('ws_depth_conditions', {}).get('server_cpu_us_per_msg')} us CPU/msg",
     ])  # fmt: skip
 
 
