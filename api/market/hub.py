@@ -81,7 +81,8 @@ class Hub:
         self.subs: dict[str, set[Conn]] = {}
         self.conns: set[Conn] = set()
         self._groups: dict[GroupKey, _Group] = {}
-        self._stream_groups: dict[str, list[_Group]] = {}
+        # stream -> its groups (a dict as an ordered set: O(1) removal)
+        self._stream_groups: dict[str, dict[_Group, None]] = {}
         self._dirty: list[_Group] = []
         self._solo: list[Conn] = []
         self._flush_handle: asyncio.Handle | None = None
@@ -164,7 +165,7 @@ class Hub:
         if g is None:
             g = self._groups[key] = _Group(key)
             for name in key[0]:
-                self._stream_groups.setdefault(name, []).append(g)
+                self._stream_groups.setdefault(name, {})[g] = None
         g.conns.add(conn)
         conn.group = g
 
@@ -172,7 +173,7 @@ class Hub:
         del self._groups[g.key]
         for name in g.key[0]:
             groups = self._stream_groups[name]
-            groups.remove(g)
+            del groups[g]
             if not groups:
                 del self._stream_groups[name]
 
