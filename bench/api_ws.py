@@ -7,7 +7,9 @@ processes open ``clients`` WebSocket connections in all, each to
 ``/stream?streams=<s1>@depth@100ms/.../<s10>@depth@100ms`` (ten symbols, Binance's
 combined form), while a seeded order flow changes every symbol's book many times per
 100 ms.  So every client should get 10 depth diffs per symbol-second: 100 messages/s,
-100,000 messages/s in total for 1,000 clients.
+100,000 messages/s in total for 1,000 clients.  The clients count events with
+``bytes.count`` (one client per process also walks every frame header and must
+agree), so the load generator leaves the CPU to the server it measures.
 
 Reported: ``ws_depth_clients``, ``ws_depth_msgs_per_s`` (messages received by all
 clients / measured seconds), ``ws_depth_expected_msgs_per_s`` (clients x symbols x

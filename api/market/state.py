@@ -15,8 +15,9 @@ to reload the L2 book from a snapshot (a gap older than the replay window), the
 difference between the old and the new book is published as one diff covering
 the skipped sequence numbers, so the chain still holds and stays exact.
 
-Everything runs on the event loop of the aiohttp app: a pump task polls the feed
-(non-blocking), a timer task flushes the 100 ms and 1000 ms streams.
+Everything runs on the event loop of the aiohttp app: a pump task reads the feed
+(non-blocking) whenever its socket's ZeroMQ FD signals input, a timer task flushes
+the 100 ms and 1000 ms streams.
 """
 
 from __future__ import annotations
