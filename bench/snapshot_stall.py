@@ -8,7 +8,8 @@ A core process (durability ``fsync``) is loaded with ``--users`` funded users
 and ``--orders`` resting limit orders (setup, untimed), then an open-loop client
 sends one command per frame at ``--rate`` commands/s for ``--seconds`` and
 records each reply's latency from its PLANNED send time (coordinated-omission
-free; HdrHistogram percentiles).  Three runs, each on a fresh process:
+free; HdrHistogram percentiles).  The state is loaded once; three runs, each a
+fresh process started on a copy of it:
 
 - ``none``: no snapshot during the window (the baseline);
 - ``inline``: a snapshot every ``--every-ms`` written on the command loop
@@ -110,24 +111,35 @@ def stop_core(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def one_run(
-    setup: np.ndarray, every_ms: int, background: bool, rate: int, seconds: float, base: str
-) -> tuple[np.ndarray, int]:
-    """Load a fresh core, then the open-loop window; returns (latencies ns, snapshots)."""
+def load_state(setup: np.ndarray, base: str) -> str:
+    """Load ``setup`` into a core that never snapshots, stop it cleanly; returns its directory.
 
-    from bindings.client import CoreClient, RoutedClient
+    Snapshots of a growing state during an untimed setup only slow it down; the clean
+    stop writes the final snapshot that makes every measured core's start quick.  The
+    three runs start from copies of this one directory: the setup runs once.
+    """
+    from bindings.client import RoutedClient
 
-    d = tempfile.mkdtemp(prefix="bench-snap-", dir=base)
-    # Setup on a core that never snapshots (snapshots of a growing state during an
-    # untimed setup only slow it down), stopped cleanly (its final snapshot makes the
-    # restart quick), then the measured core restarts on that state with the run's
-    # snapshot settings.
+    d = tempfile.mkdtemp(prefix="bench-snap-state-", dir=base)
     proc, ready = start_core(d, 0, True)
     try:
         with RoutedClient.from_ready(ready) as setup_client:  # admin + fund + trade
             setup_client.submit(setup, timeout_ms=600_000)
     finally:
         stop_core(proc)
+    return d
+
+
+def one_run(
+    state_dir: str, every_ms: int, background: bool, rate: int, seconds: float, base: str
+) -> tuple[np.ndarray, int]:
+    """A core on a copy of ``state_dir`` with the run's snapshot settings, then the
+    open-loop window; returns (latencies ns, snapshots written)."""
+
+    from bindings.client import CoreClient
+
+    d = tempfile.mkdtemp(prefix="bench-snap-", dir=base)
+    shutil.copytree(os.path.join(state_dir, "data"), os.path.join(d, "data"))
     proc, ready = start_core(d, every_ms, background)
     try:
         client = CoreClient(ready["trade"])
@@ -161,12 +173,19 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     out["rate_cmds_per_s"] = args.rate
     out["window_s"] = args.seconds
     out["snapshot_every_ms"] = args.every_ms
-    for name, every, bg in (
-        ("no_snapshot", 0, True),
-        ("inline_snapshot", args.every_ms, False),
-        ("during_snapshot", args.every_ms, True),
-    ):
-        lat, snaps = one_run(setup, every, bg, args.rate, args.seconds, args.dir)
+    state_dir = load_state(setup, args.dir)
+    try:
+        runs = [
+            (name, *one_run(state_dir, every, bg, args.rate, args.seconds, args.dir))
+            for name, every, bg in (
+                ("no_snapshot", 0, True),
+                ("inline_snapshot", args.every_ms, False),
+                ("during_snapshot", args.every_ms, True),
+            )
+        ]
+    finally:
+        shutil.rmtree(state_dir, ignore_errors=True)
+    for name, lat, snaps in runs:
         p = percentiles_ns(lat)
         out.setdefault("percentiles", []).append(latency_series(name, lat, "fsync", args.rate))
         out[f"ack_p50_us_{name}"] = round(p["p50_ns"] / 1000, 1)
