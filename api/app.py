@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, fields
 from typing import Any
 
+import uvloop
 from aiohttp import web
 
 from api import account, orders, userdata
@@ -328,19 +329,23 @@ def main(argv: list[str] | None = None) -> int:
 
         await serve(cfg, stop, ready)
 
+    def run_loop() -> None:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(run())
+
     if args.profile:
         import cProfile
 
         prof = cProfile.Profile()
         try:
             with contextlib.suppress(KeyboardInterrupt):
-                prof.runcall(asyncio.run, run())
+                prof.runcall(run_loop)
         finally:
             prof.dump_stats(args.profile)
         return 0
     try:
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(run())
+            run_loop()
     except StateAheadError as e:
         print(f"bursa api: {e}", file=sys.stderr)
         return 1

@@ -20,14 +20,19 @@ ended ones only in SQLite.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gateway.store import clock_order_id
 
+log = logging.getLogger("bursa.api")
+
 API_ID_BASE = 1 << 39
+CHECKPOINT_INTERVAL_S = 1.0
 MAX_ORDER_ID = (1 << 40) - 1
 PENDING_NEW = "PENDING_NEW"
 OPEN_STATUSES = frozenset({PENDING_NEW, "NEW", "PARTIALLY_FILLED"})
@@ -139,6 +144,40 @@ class Order:
                    str(r[13]), int(r[14]), int(r[15]), bool(r[16]))  # fmt: skip
 
 
+class Checkpointer(threading.Thread):
+    """Passive WAL checkpoints every ``CHECKPOINT_INTERVAL_S`` on a connection of its own.
+
+    A checkpoint copies committed pages into the database file and fsyncs it; inside
+    the event loop's commit it stalled every request for as long as the disk took.
+    Passive checkpoints never block the writer (``sqlite3`` releases the GIL while
+    SQLite works); once one has copied the whole log, the next commit starts the log
+    over, so it stays small.
+    """
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(name="api-checkpoint", daemon=True)
+        self.path = path
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        """Checkpoint until :meth:`stop`."""
+        con = sqlite3.connect(str(self.path), isolation_level=None, timeout=30)
+        try:
+            while not self._stop_event.wait(CHECKPOINT_INTERVAL_S):
+                try:
+                    con.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error as e:  # busy, disk trouble: the next turn retries
+                    log.warning("WAL checkpoint failed: %s", e)
+        finally:
+            con.close()
+
+    def stop(self) -> None:
+        """End the thread (its last checkpoint finishes first)."""
+        self._stop_event.set()
+        if self.is_alive():
+            self.join()
+
+
 class Store:
     """SQLite (WAL) plus open orders in memory; writes are buffered and written by
     :meth:`commit` in one transaction."""
@@ -149,6 +188,9 @@ class Store:
         self.con = sqlite3.connect(str(path), isolation_level=None, timeout=30)
         self.con.execute("PRAGMA journal_mode=WAL")
         self.con.execute("PRAGMA synchronous=NORMAL")
+        # Checkpoints (which fsync the database file) run on a thread of their own, not
+        # inside the commit of whichever request crosses the WAL threshold.
+        self.con.execute("PRAGMA wal_autocheckpoint=0")
         self.con.executescript(SCHEMA)
         self.open: dict[tuple[int, int], Order] = {}
         self.open_by_cl: dict[tuple[int, str], Order] = {}
@@ -176,6 +218,8 @@ class Store:
         ):
             o = Order.of_row(r)
             self._index(o)
+        self._checkpointer = Checkpointer(path)
+        self._checkpointer.start()
 
     def _index(self, o: Order) -> None:
         self.open[(o.user_id, o.order_id)] = o
@@ -272,8 +316,9 @@ class Store:
         self._other.clear()
 
     def close(self) -> None:
-        """Commit and close."""
+        """Commit, stop the checkpoints and close (the last connection checkpoints)."""
         self.commit()
+        self._checkpointer.stop()
         self.con.close()
 
     # ------------------------------------------------------------- reads
