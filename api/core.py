@@ -87,7 +87,9 @@ class CoreLink:
         self._controls: deque[asyncio.Future[dict[str, Any]]] = deque()
         self._queue: list[bytes | bytearray] = []
         self._queue_refs: list[int] = []
-        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        # (seq, tie-break, future, its result): woken once ``seq`` is committed.
+        self._waiters: list[tuple[int, int, asyncio.Future[Any], Any]] = []
+        self._after_apply: set[int] = set()  # refs whose reply waits for its events
         self._wait_ids = itertools.count()
         self._flush_scheduled = False
         self._applied_pending = False  # events applied since the last commit
@@ -169,9 +171,13 @@ class CoreLink:
 
     # ----------------------------------------------------------- commands
 
-    def send(self, rec: np.ndarray[Any, Any] | bytes) -> asyncio.Future[np.void]:
+    def send(
+        self, rec: np.ndarray[Any, Any] | bytes, applied: bool = False
+    ) -> asyncio.Future[np.void]:
         """Queue one command record (a one-record ``CMD_DTYPE`` array or its 96 bytes,
-        e.g. :func:`new_record`; sent at the end of this loop turn); its reply."""
+        e.g. :func:`new_record`; sent at the end of this loop turn); its reply.  With
+        ``applied`` the reply is delivered once the events of its seq are applied and
+        committed too (one wake-up instead of awaiting :meth:`applied` after it)."""
         assert self.loop is not None
         if len(self._replies) >= MAX_INFLIGHT:
             raise CoreUnavailableError("too many commands in flight")
@@ -182,6 +188,8 @@ class CoreLink:
         _U64.pack_into(raw, _CLIENT_REF_AT, ref)
         fut: asyncio.Future[np.void] = self.loop.create_future()
         self._replies[ref] = fut
+        if applied:
+            self._after_apply.add(ref)
         self._queue.append(raw)
         self._queue_refs.append(ref)
         self._schedule()
@@ -202,9 +210,9 @@ class CoreLink:
             self._applied_pending = False
             self.committed_seq = last = self.store.last_core_seq
             while self._waiters and self._waiters[0][0] <= last:
-                w = heapq.heappop(self._waiters)[2]
+                _, _, w, result = heapq.heappop(self._waiters)
                 if not w.done():
-                    w.set_result(None)
+                    w.set_result(result)
             self.on_applied()
         if not self._queue:
             return
@@ -218,6 +226,7 @@ class CoreLink:
             except zmq.Again:
                 for ref in refs[i : i + MAX_FRAME_CMDS]:
                     fut = self._replies.pop(ref, None)
+                    self._after_apply.discard(ref)
                     if fut is not None and not fut.done():
                         fut.set_exception(CoreUnavailableError("core not connected"))
 
@@ -226,6 +235,7 @@ class CoreLink:
         for ref, f in list(self._replies.items()):
             if f is fut:
                 del self._replies[ref]
+                self._after_apply.discard(ref)
                 return
 
     def applied(self, seq: int) -> asyncio.Future[None]:
@@ -235,7 +245,7 @@ class CoreLink:
         if seq <= self.committed_seq:
             fut.set_result(None)
         else:
-            heapq.heappush(self._waiters, (seq, next(self._wait_ids), fut))
+            heapq.heappush(self._waiters, (seq, next(self._wait_ids), fut, None))
         return fut
 
     async def balance(self, user_id: int, asset_id: int) -> tuple[int, int]:
@@ -278,7 +288,14 @@ class CoreLink:
                 log.warning("undecodable reply frame from the core")
                 continue
             for r in replies:
-                f = self._replies.pop(int(r["client_ref"]), None)
+                ref = int(r["client_ref"])
+                f = self._replies.pop(ref, None)
+                if ref in self._after_apply:
+                    self._after_apply.discard(ref)
+                    seq = int(r["seq"])
+                    if f is not None and seq > self.committed_seq:
+                        heapq.heappush(self._waiters, (seq, next(self._wait_ids), f, r))
+                        continue
                 if f is not None and not f.done():
                     f.set_result(r)
         try:

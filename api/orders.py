@@ -344,7 +344,7 @@ async def place_order(ctx: Context, params: dict[str, str], uid: int, key: str) 
     ctx.store.add(o)
     fields["order_id"] = o.order_id
     try:
-        fut = ctx.core.send(new_record(**fields))
+        fut = ctx.core.send(new_record(**fields), applied=True)
     except CoreUnavailableError:
         ctx.store.delete(o)
         raise ApiError(503, err.UNKNOWN, "The core is not available; nothing was done.") from None
@@ -352,13 +352,13 @@ async def place_order(ctx: Context, params: dict[str, str], uid: int, key: str) 
     done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     o_fut[(uid, o.client_order_id)] = done
     try:
+        # The reply, once the events of its seq are applied and committed.
         reply = await _await_core(ctx, fut)
         if int(reply["seq"]) == 0:
             # Refused before sequencing (no event will come): it never existed.
             o.status = "REJECTED"
             ctx.store.delete(o)
             raise reject_error(int(reply["reason"]))
-        await _await_core(ctx, ctx.core.applied(int(reply["seq"])))
     finally:
         o_fut.pop((uid, o.client_order_id), None)
         done.set_result(None)
@@ -427,9 +427,7 @@ async def cancel_order(request: web.Request) -> web.Response:
         raise
     if not o.is_open:
         raise bad_request(err.CANCEL_REJECTED, "Unknown order sent.")
-    reply = await _await_core(ctx, ctx.core.send(cancel_record(o.order_id, uid)))
-    if int(reply["seq"]):
-        await _await_core(ctx, ctx.core.applied(int(reply["seq"])))
+    reply = await _await_core(ctx, ctx.core.send(cancel_record(o.order_id, uid), applied=True))
     if int(reply["status"]) != commands.ReplyStatus.APPLIED:
         raise bad_request(err.CANCEL_REJECTED, "Unknown order sent.")
     o = ctx.store.get(uid, o.order_id) or o
@@ -454,11 +452,9 @@ async def cancel_open_orders(request: web.Request) -> web.Response:
     before = ctx.store.open_orders(uid, spec.symbol_id)
     if not before:
         raise bad_request(err.CANCEL_REJECTED, "Unknown order sent.")
-    reply = await _await_core(
-        ctx, ctx.core.send(commands.mass_cancel(uid, symbol_id=spec.symbol_id))
+    await _await_core(
+        ctx, ctx.core.send(commands.mass_cancel(uid, symbol_id=spec.symbol_id), applied=True)
     )
-    if int(reply["seq"]):
-        await _await_core(ctx, ctx.core.applied(int(reply["seq"])))
     out = []
     for o in before:
         now = ctx.store.get(uid, o.order_id) or o
