@@ -86,6 +86,14 @@ _COLS = (
     " stop, executed, cum_quote, status, time_ms, update_ms, api"
 )
 
+# An order's row after its INSERT: user_id, order_id (key), symbol_id and
+# client_order_id (indexed) never change.
+_UPDATE = (
+    "UPDATE orders SET side = ?, type = ?, tif = ?, price = ?, qty = ?, quote_qty = ?, stop = ?,"
+    " executed = ?, cum_quote = ?, status = ?, time_ms = ?, update_ms = ?, api = ?"
+    " WHERE user_id = ? AND order_id = ?"
+)
+
 
 @dataclass(slots=True)
 class Fill:
@@ -135,6 +143,12 @@ class Order:
                 self.type, self.tif, self.price, self.qty, self.quote_qty, self.stop,
                 self.executed, self.cum_quote, self.status, self.time_ms, self.update_ms,
                 int(self.api))  # fmt: skip
+
+    def update_row(self) -> tuple[Any, ...]:
+        """The parameters of ``_UPDATE`` (every column but the key and indexed ones)."""
+        return (self.side, self.type, self.tif, self.price, self.qty, self.quote_qty, self.stop,
+                self.executed, self.cum_quote, self.status, self.time_ms, self.update_ms,
+                int(self.api), self.user_id, self.order_id)  # fmt: skip
 
     @classmethod
     def of_row(cls, r: tuple[Any, ...]) -> Order:
@@ -195,6 +209,7 @@ class Store:
         self.open: dict[tuple[int, int], Order] = {}
         self.open_by_cl: dict[tuple[int, str], Order] = {}
         self._dirty: dict[tuple[int, int], Order] = {}
+        self._new: set[tuple[int, int]] = set()  # dirty orders without a row yet
         self._deleted: list[tuple[int, int]] = []
         self._trades: list[tuple[int, ...]] = []
         self._meta: dict[str, int] = {}
@@ -240,6 +255,7 @@ class Store:
         """A new order (written at the next commit)."""
         self._index(o)
         self._dirty[(o.user_id, o.order_id)] = o
+        self._new.add((o.user_id, o.order_id))
 
     def save(self, o: Order) -> None:
         """Write an order's row back at the next commit (drops it from memory once ended)."""
@@ -252,6 +268,7 @@ class Store:
         if self.open_by_cl.get((o.user_id, o.client_order_id)) is o:
             del self.open_by_cl[(o.user_id, o.client_order_id)]
         self._dirty.pop(k, None)
+        self._new.discard(k)
         self._deleted.append(k)
 
     def add_trade(self, user_id: int, symbol_id: int, order_id: int, is_buyer: bool,
@@ -290,11 +307,19 @@ class Store:
         if self._deleted:
             con.executemany("DELETE FROM orders WHERE user_id = ? AND order_id = ?", self._deleted)
         if self._dirty:
-            con.executemany(
-                f"INSERT OR REPLACE INTO orders ({_COLS}) VALUES"
-                " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [o.row() for o in self._dirty.values()],
-            )
+            new = self._new
+            rows = [o.row() for k, o in self._dirty.items() if k in new]
+            if rows:
+                con.executemany(
+                    f"INSERT OR REPLACE INTO orders ({_COLS}) VALUES"
+                    " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+            if len(rows) < len(self._dirty):
+                # An existing row: UPDATE leaves the indexes alone (their columns never
+                # change), where a REPLACE would rewrite every index entry.
+                con.executemany(_UPDATE, [o.update_row() for k, o in self._dirty.items()
+                                          if k not in new])  # fmt: skip
         if self._trades:
             con.executemany(
                 "INSERT OR IGNORE INTO trades VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", self._trades
@@ -310,6 +335,7 @@ class Store:
                 if self.open_by_cl.get((o.user_id, o.client_order_id)) is o:
                     del self.open_by_cl[(o.user_id, o.client_order_id)]
         self._dirty.clear()
+        self._new.clear()
         self._deleted.clear()
         self._trades.clear()
         self._meta.clear()
