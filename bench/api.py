@@ -25,6 +25,10 @@ style): the aiohttp client used before cost more CPU per request than the API.
   orders/s: latency without queueing.
 - ``rest_orders_per_s``: 8 connections, each keeping ``--depth`` (1) requests in
   flight, for ``--seconds``; the median of ``--repeats`` runs.
+- ``rest_orders_per_s_many``: one more such run on ``--many-connections`` (64): the
+  process's capacity when latency is not the bound (HTTP/1.1 answers a
+  connection's requests in order, one at a time in aiohttp, so 8 connections
+  give at most ``8 / latency``).
 - ``rest_server_cpu_us_per_order``, ``rest_core_cpu_us_per_order``,
   ``rest_client_cpu_us_per_order``: CPU time per answered order of the API process,
   the core process and the load generator in the median throughput run (Linux
@@ -177,6 +181,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             reqs = order_requests(clients, int(20_000 * args.seconds) + 64, (3 + i) * 10**6)
             runs.append(phase(pids, partial(restload.closed_loop, host, port, reqs,
                                             args.seconds, conns, args.depth)))  # fmt: skip
+        # The same with many connections: the process's CPU-bound capacity (8
+        # connections answered one request at a time are bound by latency instead).
+        reqs = order_requests(clients, int(20_000 * args.seconds) + 64 * args.depth, 9 * 10**6)
+        many = phase(pids, partial(restload.closed_loop, host, port, reqs, args.seconds,
+                                   args.many_connections, args.depth))  # fmt: skip
     finally:
         api.cleanup()
         core.cleanup()
@@ -204,6 +213,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "rest_orders_per_s": median_int(per_s),
         "rest_orders_per_s_runs": per_s,
         "rest_connections": conns,
+        "rest_many_connections": args.many_connections,
+        "rest_orders_per_s_many": round(many.run.answered / many.run.seconds),
+        "rest_server_cpu_us_per_order_many": many.per_order_us(many.api_cpu_ns),
         "rest_pipeline_depth": args.depth,
         # CPU per answered order (µs), from the run whose rate is the median: the API
         # process, the core process and this load generator.
@@ -237,7 +249,8 @@ def report(r: dict[str, Any]) -> str:
         f" us, p99 {r['rest_order_p99_us']} us (ping p50 {r['rest_ping_p50_us']} us)",
         f"  REST order, open loop {r['rest_order_low_rate_per_s']:,}/s: p50"
         f" {r['rest_order_low_rate_p50_us']} us, p99 {r['rest_order_low_rate_p99_us']} us",
-        f"  REST orders, {r['rest_connections']} connections: {r['rest_orders_per_s']:,}/s;"
+        f"  REST orders, {r['rest_connections']} connections: {r['rest_orders_per_s']:,}/s"
+        f" ({r['rest_many_connections']} connections: {r['rest_orders_per_s_many']:,}/s);"
         f" CPU per order: API {r['rest_server_cpu_us_per_order']} us, core"
         f" {r['rest_core_cpu_us_per_order']} us, client {r['rest_client_cpu_us_per_order']} us",
         f"  WebSocket depth: {r.get('ws_depth_clients')} clients,"
@@ -256,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=0, help="closed-loop run length")
     ap.add_argument("--repeats", type=int, default=0)
     ap.add_argument("--connections", type=int, default=CONNECTIONS, help="keep-alive connections")
+    ap.add_argument("--many-connections", type=int, default=64, help="capacity run connections")
     ap.add_argument(
         "--depth",
         type=int,
@@ -282,7 +296,16 @@ def main(argv: list[str] | None = None) -> int:
     args.seconds = args.seconds or (2.0 if args.quick else 10.0)
     args.repeats = args.repeats or (1 if args.quick else 3)
     if (
-        min(args.rate, args.low_rate, args.orders, args.repeats, args.connections, args.depth) < 1
+        min(
+            args.rate,
+            args.low_rate,
+            args.orders,
+            args.repeats,
+            args.connections,
+            args.depth,
+            args.many_connections,
+        )
+        < 1
         or args.seconds <= 0
     ):
         ap.error("rates, counts and durations must be positive")
