@@ -16,6 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from api.auth import _split_params, _strip_signature
+from api.config import ApiConfig
 from api.core import new_record
 from api.errors import ApiError
 from api.store import Order, Store
@@ -118,6 +119,17 @@ def test_store_updates_rows_in_place(tmp_path: Path) -> None:
         again.close()
 
 
+def test_event_loop_setting() -> None:
+    """``event_loop``: auto is uvloop unless the market routes are mounted; anything
+    but the three names is refused."""
+    assert ApiConfig.from_section({}, marketdata=False).use_uvloop
+    assert not ApiConfig.from_section({}, marketdata=True).use_uvloop
+    assert ApiConfig.from_section({"event_loop": "uvloop"}, marketdata=True).use_uvloop
+    assert not ApiConfig.from_section({}, marketdata=False, event_loop="asyncio").use_uvloop
+    with pytest.raises(ValueError):
+        ApiConfig.from_section({"event_loop": "trio"})
+
+
 @pytest.mark.timeout(300)
 def test_core_timeout_answers_1007(core: CoreProcess, tmp_path: Path) -> None:  # noqa: F811
     """A core that stops answering: the order is answered -1007 after the core
@@ -126,6 +138,7 @@ def test_core_timeout_answers_1007(core: CoreProcess, tmp_path: Path) -> None:  
     api = ApiProcess(core, tmp_path / "api", tmp_path / "logs", "--core-timeout-ms", "700")
     api.start()
     try:
+        assert api.ready["event_loop"] == "uvloop"  # the default without market routes
         key = api.make_key(1)
         s = Signer(api.url, key, api.secrets[key.api_key])
         order = {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC",
