@@ -15,10 +15,11 @@ HTTP/1.1 connections; an answer means the order was sequenced, journaled
 style): the aiohttp client used before cost more CPU per request than the API.
 
 - ``rest_order_p50_us`` / ``rest_order_p99_us``: open loop at ``--rate`` (1,000)
-  orders/s on ``--connections`` (8) connections: order k is planned at
-  ``t0 + k / rate`` and written at that time on connection ``k % 8``, pipelined
-  (not waiting for earlier answers); latency is from the PLANNED send time to the
-  end of the answer (coordinated-omission free, HdrHistogram).
+  orders/s on ``--open-connections`` (64, as the aiohttp client pool used before)
+  keep-alive connections: order k is planned at ``t0 + k / rate`` and written at
+  that time on connection ``k % 64``, pipelined (not waiting for earlier answers);
+  latency is from the PLANNED send time to the end of the answer
+  (coordinated-omission free, HdrHistogram).
   ``rest_ping_p50_us``: the same for ``GET /api/v3/ping`` in the same run (the
   HTTP + client floor).
 - ``rest_order_low_rate_p50_us`` / ``_p99_us``: the same at ``--low-rate`` (100)
@@ -156,7 +157,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     api = ApiProcess(core, tmp / "api", tmp / "logs", "--orders-per-10s", str(10**9),
                      "--orders-per-day", str(10**12), "--weight-per-min", str(10**12),
                      "--log-level", "WARNING", *args.api_args)  # fmt: skip
-    conns = args.connections
+    conns, ol = args.connections, args.open_connections
     try:
         core.start()
         setup_market(core)
@@ -170,11 +171,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         # Warm up (connections, caches, the core's first journal writes).
         restload.closed_loop(host, port, order_requests(clients, 10_064), 0.5, conns)
         reqs = ping_requests(host, port, args.orders)
-        ping = phase(pids, partial(restload.open_loop, host, port, reqs, args.rate, conns))
+        ping = phase(pids, partial(restload.open_loop, host, port, reqs, args.rate, ol))
         reqs = order_requests(clients, args.orders, 10**6)
-        lat = phase(pids, partial(restload.open_loop, host, port, reqs, args.rate, conns))
+        lat = phase(pids, partial(restload.open_loop, host, port, reqs, args.rate, ol))
         reqs = order_requests(clients, max(args.orders // 10, 100), 2 * 10**6)
-        low = phase(pids, partial(restload.open_loop, host, port, reqs, args.low_rate, conns))
+        low = phase(pids, partial(restload.open_loop, host, port, reqs, args.low_rate, ol))
         runs = []
         for i in range(args.repeats):
             # Enough prepared requests for 20,000/s (twice the target).
@@ -213,6 +214,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "rest_orders_per_s": median_int(per_s),
         "rest_orders_per_s_runs": per_s,
         "rest_connections": conns,
+        "rest_open_loop_connections": ol,
         "rest_many_connections": args.many_connections,
         "rest_orders_per_s_many": round(many.run.answered / many.run.seconds),
         "rest_server_cpu_us_per_order_many": many.per_order_us(many.api_cpu_ns),
@@ -270,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=0)
     ap.add_argument("--connections", type=int, default=CONNECTIONS, help="keep-alive connections")
     ap.add_argument("--many-connections", type=int, default=64, help="capacity run connections")
+    ap.add_argument("--open-connections", type=int, default=64, help="open-loop connections")
     ap.add_argument(
         "--depth",
         type=int,
@@ -304,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
             args.connections,
             args.depth,
             args.many_connections,
+            args.open_connections,
         )
         < 1
         or args.seconds <= 0
