@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, fields
 from typing import Any
 
+import uvloop
 from aiohttp import web
 
 from api import account, orders, userdata
@@ -299,7 +300,9 @@ async def serve(
     ctx = app[CTX]
     url, _ = serve_metrics(cfg.metrics, Collector(lambda: api_metrics.families(ctx)))
     log.info("api ready on http://%s:%d (metrics %s)", cfg.host, port, url)
-    on_ready({"ready": True, "api": f"http://{cfg.host}:{port}", "port": port, "metrics": url})
+    loop_name = type(asyncio.get_running_loop()).__module__.split(".")[0]  # uvloop, asyncio
+    on_ready({"ready": True, "api": f"http://{cfg.host}:{port}", "port": port, "metrics": url,
+              "event_loop": loop_name})  # fmt: skip
     try:
         await stop.wait()
     finally:
@@ -328,19 +331,26 @@ def main(argv: list[str] | None = None) -> int:
 
         await serve(cfg, stop, ready)
 
+    def run_loop() -> None:
+        # uvloop: about a sixth less CPU per order than asyncio's loop (docs/api.md,
+        # "Performance").
+        factory = uvloop.new_event_loop if cfg.use_uvloop else None
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(run())
+
     if args.profile:
         import cProfile
 
         prof = cProfile.Profile()
         try:
             with contextlib.suppress(KeyboardInterrupt):
-                prof.runcall(asyncio.run, run())
+                prof.runcall(run_loop)
         finally:
             prof.dump_stats(args.profile)
         return 0
     try:
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(run())
+            run_loop()
     except StateAheadError as e:
         print(f"bursa api: {e}", file=sys.stderr)
         return 1

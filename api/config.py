@@ -42,6 +42,9 @@ class ApiConfig:
     ws_send_queue: int = 10_000
     listen_key_ttl_s: int = 3_600
     metrics: str = "127.0.0.1:0"  # Prometheus /metrics address ("" or "off": none)
+    # "uvloop", "asyncio" or "auto": uvloop unless the market routes are mounted (their
+    # WebSocket hub takes asyncio's own transports only).
+    event_loop: str = "auto"
     section: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -58,7 +61,20 @@ class ApiConfig:
             elif k not in MARKET_KEYS:
                 raise TypeError(f"[api]: unknown setting {k!r}")
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values, section=dict(section))
+        cfg = cls(**values, section=dict(section))
+        if cfg.event_loop not in EVENT_LOOPS:
+            raise ValueError(f"[api] event_loop must be one of {', '.join(EVENT_LOOPS)}")
+        return cfg
+
+    @property
+    def use_uvloop(self) -> bool:
+        """Whether the process runs on uvloop (``event_loop``)."""
+        if self.event_loop == "auto":
+            return not self.marketdata
+        return self.event_loop == "uvloop"
+
+
+EVENT_LOOPS = ("auto", "uvloop", "asyncio")
 
 
 # Scalar keys of [api] that belong to the market part (api.market.MarketState.from_config).

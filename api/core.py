@@ -2,11 +2,13 @@
 ``admin``, events from PUB + replay (:class:`bindings.client.EventSubscriber`).
 
 All on the asyncio loop (the zmq sockets' FDs are watched with ``add_reader``; they
-are edge-triggered, so every wake-up drains them).  Commands queued during a loop
-turn leave together in one frame at the end of the turn, after the store's commit
-(an order id reaches the core only once it is stored).  A request that needs the
-outcome of its command awaits its reply (:meth:`CoreLink.command`) and then the
-application of the events of the reply's ``seq`` (:meth:`CoreLink.applied`).
+are edge-triggered, so every wake-up drains them).  Group commit: everything a loop
+turn changes (new orders' rows, applied event batches with their last seq) is
+written in ONE store transaction at the end of the turn (:meth:`CoreLink.flush`),
+then the turn's commands leave together in one frame (an order id reaches the core
+only once it is stored).  A request that needs the outcome of its command awaits its
+reply (:meth:`CoreLink.send`) and then the application of the events of the reply's
+``seq`` (:meth:`CoreLink.applied`: done once they are committed).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import contextlib
 import heapq
 import itertools
 import logging
+import struct
 import time
 from collections import deque
 from collections.abc import Callable
@@ -27,7 +30,7 @@ import zmq
 from api.follow import Follower
 from api.store import PENDING_NEW, Store
 from bindings.client import CoreClient, CoreError, EventSubscriber
-from bursa_wire.layout import CMD_DTYPE
+from bursa_wire.layout import CMD_DTYPE, CMD_SIZE
 from engine.wire import commands
 from engine.wire.frames import (
     CONTROL_TAG,
@@ -82,11 +85,16 @@ class CoreLink:
         self._refs = itertools.count(1)
         self._replies: dict[int, asyncio.Future[np.void]] = {}
         self._controls: deque[asyncio.Future[dict[str, Any]]] = deque()
-        self._queue: list[np.ndarray[Any, Any]] = []
+        self._queue: list[bytes | bytearray] = []
         self._queue_refs: list[int] = []
-        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        # (seq, tie-break, future, its result): woken once ``seq`` is committed.
+        self._waiters: list[tuple[int, int, asyncio.Future[Any], Any]] = []
+        self._after_apply: set[int] = set()  # refs whose reply waits for its events
         self._wait_ids = itertools.count()
         self._flush_scheduled = False
+        self._applied_pending = False  # events applied since the last commit
+        # The last core seq whose events are committed (applied() waits for it).
+        self.committed_seq = store.last_core_seq
         self.loop: asyncio.AbstractEventLoop | None = None
         self._tick: asyncio.Task[None] | None = None
 
@@ -163,17 +171,26 @@ class CoreLink:
 
     # ----------------------------------------------------------- commands
 
-    def send(self, rec: np.ndarray[Any, Any]) -> asyncio.Future[np.void]:
-        """Queue one command record (sent at the end of this loop turn); its reply."""
+    def send(
+        self, rec: np.ndarray[Any, Any] | bytes, applied: bool = False
+    ) -> asyncio.Future[np.void]:
+        """Queue one command record (a one-record ``CMD_DTYPE`` array or its 96 bytes,
+        e.g. :func:`new_record`; sent at the end of this loop turn); its reply.  With
+        ``applied`` the reply is delivered once the events of its seq are applied and
+        committed too (one wake-up instead of awaiting :meth:`applied` after it)."""
         assert self.loop is not None
         if len(self._replies) >= MAX_INFLIGHT:
             raise CoreUnavailableError("too many commands in flight")
         ref = next(self._refs)
-        rec = rec.copy()
-        rec["client_ref"] = ref
+        raw = bytearray(rec.tobytes() if isinstance(rec, np.ndarray) else rec)
+        if len(raw) != CMD_SIZE:
+            raise ValueError(f"a command record is {CMD_SIZE} bytes, not {len(raw)}")
+        _U64.pack_into(raw, _CLIENT_REF_AT, ref)
         fut: asyncio.Future[np.void] = self.loop.create_future()
         self._replies[ref] = fut
-        self._queue.append(rec)
+        if applied:
+            self._after_apply.add(ref)
+        self._queue.append(raw)
         self._queue_refs.append(ref)
         self._schedule()
         return fut
@@ -184,21 +201,32 @@ class CoreLink:
             self.loop.call_soon(self.flush)
 
     def flush(self) -> None:
-        """End of a loop turn: commit the store, then send the queued commands."""
+        """End of a loop turn: commit the store (the turn's new orders and applied
+        events in one transaction), wake the requests whose events are now committed,
+        then send the queued commands."""
         self._flush_scheduled = False
         self.store.commit()
+        if self._applied_pending:
+            self._applied_pending = False
+            self.committed_seq = last = self.store.last_core_seq
+            while self._waiters and self._waiters[0][0] <= last:
+                _, _, w, result = heapq.heappop(self._waiters)
+                if not w.done():
+                    w.set_result(result)
+            self.on_applied()
         if not self._queue:
             return
-        recs = np.concatenate(self._queue)
+        recs = self._queue
         refs = self._queue_refs
         self._queue, self._queue_refs = [], []
         for i in range(0, len(recs), MAX_FRAME_CMDS):
-            chunk = recs[i : i + MAX_FRAME_CMDS]
+            chunk = b"".join(recs[i : i + MAX_FRAME_CMDS])
             try:
-                self.trade.sock.send(chunk.tobytes(), zmq.NOBLOCK)
+                self.trade.sock.send(chunk, zmq.NOBLOCK)
             except zmq.Again:
                 for ref in refs[i : i + MAX_FRAME_CMDS]:
                     fut = self._replies.pop(ref, None)
+                    self._after_apply.discard(ref)
                     if fut is not None and not fut.done():
                         fut.set_exception(CoreUnavailableError("core not connected"))
 
@@ -207,16 +235,17 @@ class CoreLink:
         for ref, f in list(self._replies.items()):
             if f is fut:
                 del self._replies[ref]
+                self._after_apply.discard(ref)
                 return
 
     def applied(self, seq: int) -> asyncio.Future[None]:
         """Done once the events of ``seq`` are applied and committed."""
         assert self.loop is not None
         fut: asyncio.Future[None] = self.loop.create_future()
-        if seq <= self.store.last_core_seq:
+        if seq <= self.committed_seq:
             fut.set_result(None)
         else:
-            heapq.heappush(self._waiters, (seq, next(self._wait_ids), fut))
+            heapq.heappush(self._waiters, (seq, next(self._wait_ids), fut, None))
         return fut
 
     async def balance(self, user_id: int, asset_id: int) -> tuple[int, int]:
@@ -259,7 +288,14 @@ class CoreLink:
                 log.warning("undecodable reply frame from the core")
                 continue
             for r in replies:
-                f = self._replies.pop(int(r["client_ref"]), None)
+                ref = int(r["client_ref"])
+                f = self._replies.pop(ref, None)
+                if ref in self._after_apply:
+                    self._after_apply.discard(ref)
+                    seq = int(r["seq"])
+                    if f is not None and seq > self.committed_seq:
+                        heapq.heappush(self._waiters, (seq, next(self._wait_ids), f, r))
+                        continue
                 if f is not None and not f.done():
                     f.set_result(r)
         try:
@@ -270,19 +306,16 @@ class CoreLink:
         self._apply(frames)
 
     def _apply(self, frames: list[Any]) -> None:
+        """Apply event frames; they are committed (and their waiters woken) by the
+        turn's :meth:`flush`."""
         if not frames:
             return
         for f in frames:
             for ev in f.events.tolist():
                 self.follower.apply(ev)
             self.store.set_core_seq(f.last_seq)
-        self.store.commit()
-        last = self.store.last_core_seq
-        while self._waiters and self._waiters[0][0] <= last:
-            fut = heapq.heappop(self._waiters)[2]
-            if not fut.done():
-                fut.set_result(None)
-        self.on_applied()
+        self._applied_pending = True
+        self._schedule()
 
     async def _ticker(self) -> None:
         """Idle replay (events whose PUB frame was lost) twice a second."""
@@ -301,13 +334,44 @@ def cancel_record(order_id: int, user_id: int) -> np.ndarray[Any, Any]:
     return commands.cancel(order_id, user_id)
 
 
-def new_record(**fields: int) -> np.ndarray[Any, Any]:
-    """A NEW command record with ``fields`` set."""
-    a = np.zeros(1, dtype=CMD_DTYPE)
-    a["kind"] = int(CmdKind.NEW)
+def _record_struct() -> tuple[struct.Struct, tuple[str, ...]]:
+    """A ``struct`` packing ``CMD_DTYPE`` records (field order and offsets from the
+    layout table itself), and its field names in packing order."""
+    codes = {"u8": "Q", "i8": "q", "u4": "I", "i4": "i", "u2": "H", "i2": "h", "u1": "B",
+             "i1": "b"}  # fmt: skip
+    fmt, pos, names = "<", 0, []
+    fields = CMD_DTYPE.fields
+    assert fields is not None
+    for name, (dt, off, *_) in sorted(fields.items(), key=lambda kv: kv[1][1]):
+        if off > pos:
+            fmt += f"{off - pos}x"
+        fmt += codes[dt.str[1:]]
+        names.append(name)
+        pos = off + dt.itemsize
+    fmt += f"{CMD_SIZE - pos}x" if pos < CMD_SIZE else ""
+    return struct.Struct(fmt), tuple(names)
+
+
+_CMD_STRUCT, _CMD_NAMES = _record_struct()
+_NEW_TEMPLATE = dict.fromkeys(_CMD_NAMES, 0) | {"kind": int(CmdKind.NEW)}
+_U64 = struct.Struct("<Q")
+_CLIENT_REF_AT = CMD_DTYPE.fields["client_ref"][1]  # type: ignore[index]
+
+
+def new_record(**fields: int) -> bytes:
+    """A NEW command record (its ``CMD_DTYPE`` bytes) with ``fields`` set, others 0.
+
+    Raises
+    ------
+    KeyError
+        A field the record does not have.
+    """
+    vals = _NEW_TEMPLATE.copy()
     for k, v in fields.items():
-        a[k] = v
-    return a
+        if k not in vals:
+            raise KeyError(f"no command field {k!r}")
+        vals[k] = v
+    return _CMD_STRUCT.pack(*vals.values())
 
 
 def now_ms() -> int:

@@ -20,14 +20,19 @@ ended ones only in SQLite.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gateway.store import clock_order_id
 
+log = logging.getLogger("bursa.api")
+
 API_ID_BASE = 1 << 39
+CHECKPOINT_INTERVAL_S = 1.0
 MAX_ORDER_ID = (1 << 40) - 1
 PENDING_NEW = "PENDING_NEW"
 OPEN_STATUSES = frozenset({PENDING_NEW, "NEW", "PARTIALLY_FILLED"})
@@ -81,6 +86,14 @@ _COLS = (
     " stop, executed, cum_quote, status, time_ms, update_ms, api"
 )
 
+# An order's row after its INSERT: user_id, order_id (key), symbol_id and
+# client_order_id (indexed) never change.
+_UPDATE = (
+    "UPDATE orders SET side = ?, type = ?, tif = ?, price = ?, qty = ?, quote_qty = ?, stop = ?,"
+    " executed = ?, cum_quote = ?, status = ?, time_ms = ?, update_ms = ?, api = ?"
+    " WHERE user_id = ? AND order_id = ?"
+)
+
 
 @dataclass(slots=True)
 class Fill:
@@ -131,12 +144,52 @@ class Order:
                 self.executed, self.cum_quote, self.status, self.time_ms, self.update_ms,
                 int(self.api))  # fmt: skip
 
+    def update_row(self) -> tuple[Any, ...]:
+        """The parameters of ``_UPDATE`` (every column but the key and indexed ones)."""
+        return (self.side, self.type, self.tif, self.price, self.qty, self.quote_qty, self.stop,
+                self.executed, self.cum_quote, self.status, self.time_ms, self.update_ms,
+                int(self.api), self.user_id, self.order_id)  # fmt: skip
+
     @classmethod
     def of_row(cls, r: tuple[Any, ...]) -> Order:
         """An order from its SQLite row."""
         return cls(int(r[0]), int(r[1]), int(r[2]), str(r[3]), str(r[4]), str(r[5]), str(r[6]),
                    int(r[7]), int(r[8]), int(r[9]), int(r[10]), int(r[11]), int(r[12]),
                    str(r[13]), int(r[14]), int(r[15]), bool(r[16]))  # fmt: skip
+
+
+class Checkpointer(threading.Thread):
+    """Passive WAL checkpoints every ``CHECKPOINT_INTERVAL_S`` on a connection of its own.
+
+    A checkpoint copies committed pages into the database file and fsyncs it; inside
+    the event loop's commit it stalled every request for as long as the disk took.
+    Passive checkpoints never block the writer (``sqlite3`` releases the GIL while
+    SQLite works); once one has copied the whole log, the next commit starts the log
+    over, so it stays small.
+    """
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(name="api-checkpoint", daemon=True)
+        self.path = path
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        """Checkpoint until :meth:`stop`."""
+        con = sqlite3.connect(str(self.path), isolation_level=None, timeout=30)
+        try:
+            while not self._stop_event.wait(CHECKPOINT_INTERVAL_S):
+                try:
+                    con.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error as e:  # busy, disk trouble: the next turn retries
+                    log.warning("WAL checkpoint failed: %s", e)
+        finally:
+            con.close()
+
+    def stop(self) -> None:
+        """End the thread (its last checkpoint finishes first)."""
+        self._stop_event.set()
+        if self.is_alive():
+            self.join()
 
 
 class Store:
@@ -149,10 +202,14 @@ class Store:
         self.con = sqlite3.connect(str(path), isolation_level=None, timeout=30)
         self.con.execute("PRAGMA journal_mode=WAL")
         self.con.execute("PRAGMA synchronous=NORMAL")
+        # Checkpoints (which fsync the database file) run on a thread of their own, not
+        # inside the commit of whichever request crosses the WAL threshold.
+        self.con.execute("PRAGMA wal_autocheckpoint=0")
         self.con.executescript(SCHEMA)
         self.open: dict[tuple[int, int], Order] = {}
         self.open_by_cl: dict[tuple[int, str], Order] = {}
         self._dirty: dict[tuple[int, int], Order] = {}
+        self._new: set[tuple[int, int]] = set()  # dirty orders without a row yet
         self._deleted: list[tuple[int, int]] = []
         self._trades: list[tuple[int, ...]] = []
         self._meta: dict[str, int] = {}
@@ -176,6 +233,8 @@ class Store:
         ):
             o = Order.of_row(r)
             self._index(o)
+        self._checkpointer = Checkpointer(path)
+        self._checkpointer.start()
 
     def _index(self, o: Order) -> None:
         self.open[(o.user_id, o.order_id)] = o
@@ -196,6 +255,7 @@ class Store:
         """A new order (written at the next commit)."""
         self._index(o)
         self._dirty[(o.user_id, o.order_id)] = o
+        self._new.add((o.user_id, o.order_id))
 
     def save(self, o: Order) -> None:
         """Write an order's row back at the next commit (drops it from memory once ended)."""
@@ -208,6 +268,7 @@ class Store:
         if self.open_by_cl.get((o.user_id, o.client_order_id)) is o:
             del self.open_by_cl[(o.user_id, o.client_order_id)]
         self._dirty.pop(k, None)
+        self._new.discard(k)
         self._deleted.append(k)
 
     def add_trade(self, user_id: int, symbol_id: int, order_id: int, is_buyer: bool,
@@ -246,11 +307,19 @@ class Store:
         if self._deleted:
             con.executemany("DELETE FROM orders WHERE user_id = ? AND order_id = ?", self._deleted)
         if self._dirty:
-            con.executemany(
-                f"INSERT OR REPLACE INTO orders ({_COLS}) VALUES"
-                " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [o.row() for o in self._dirty.values()],
-            )
+            new = self._new
+            rows = [o.row() for k, o in self._dirty.items() if k in new]
+            if rows:
+                con.executemany(
+                    f"INSERT OR REPLACE INTO orders ({_COLS}) VALUES"
+                    " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+            if len(rows) < len(self._dirty):
+                # An existing row: UPDATE leaves the indexes alone (their columns never
+                # change), where a REPLACE would rewrite every index entry.
+                con.executemany(_UPDATE, [o.update_row() for k, o in self._dirty.items()
+                                          if k not in new])  # fmt: skip
         if self._trades:
             con.executemany(
                 "INSERT OR IGNORE INTO trades VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", self._trades
@@ -266,14 +335,16 @@ class Store:
                 if self.open_by_cl.get((o.user_id, o.client_order_id)) is o:
                     del self.open_by_cl[(o.user_id, o.client_order_id)]
         self._dirty.clear()
+        self._new.clear()
         self._deleted.clear()
         self._trades.clear()
         self._meta.clear()
         self._other.clear()
 
     def close(self) -> None:
-        """Commit and close."""
+        """Commit, stop the checkpoints and close (the last connection checkpoints)."""
         self.commit()
+        self._checkpointer.stop()
         self.con.close()
 
     # ------------------------------------------------------------- reads

@@ -25,6 +25,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import cached_property
 from typing import Any
 
 from api.errors import (
@@ -69,12 +70,7 @@ def format_fixed(value: Fraction, decimals: int) -> str:
     scaled = value * 10**decimals
     if scaled.denominator != 1:
         raise ValueError(f"{value} is not a multiple of 10**-{decimals}")
-    n = scaled.numerator
-    sign = "-" if n < 0 else ""
-    digits = str(abs(n)).rjust(decimals + 1, "0")
-    if decimals == 0:
-        return sign + digits
-    return f"{sign}{digits[:-decimals]}.{digits[-decimals:]}"
+    return _fixed(scaled.numerator, decimals)
 
 
 def parse_decimal(s: object, param: str) -> Fraction:
@@ -99,6 +95,29 @@ def parse_decimal(s: object, param: str) -> Fraction:
         )
     frac = (m.group(2) or ".")[1:]
     return Fraction(int(m.group(1) + frac), 10 ** len(frac))
+
+
+def _decimal_parts(s: object, param: str) -> tuple[int, int]:
+    """``(n, d)`` with ``s == n / 10**d`` exactly (the checks of :func:`parse_decimal`,
+    without building a fraction: the order path converts with integers only)."""
+    if s is None or s == "" or not isinstance(s, str):
+        parse_decimal(s, param)  # raises the error for it
+    assert isinstance(s, str)
+    m = _DECIMAL_RE.fullmatch(s)
+    if m is None:
+        parse_decimal(s, param)
+        raise AssertionError("unreachable")  # pragma: no cover
+    frac = (m.group(2) or ".")[1:]
+    return int(m.group(1) + frac), len(frac)
+
+
+def _fixed(n: int, decimals: int) -> str:
+    """``n / 10**decimals`` written with exactly ``decimals`` digits after the point."""
+    sign = "-" if n < 0 else ""
+    digits = str(abs(n)).rjust(decimals + 1, "0")
+    if decimals == 0:
+        return sign + digits
+    return f"{sign}{digits[:-decimals]}.{digits[-decimals:]}"
 
 
 def _filter_failure(name: str) -> ApiError:
@@ -170,7 +189,7 @@ class SymbolSpec:
 
     # ------------------------------------------------------------ the grid
 
-    @property
+    @cached_property
     def tick_value(self) -> Fraction:
         """Quote units per base unit of one tick (exact)."""
         return Fraction(
@@ -178,37 +197,61 @@ class SymbolSpec:
             self.base_per_lot * 10**self.quote_decimals,
         )
 
-    @property
+    @cached_property
     def lot_value(self) -> Fraction:
         """Base units in one lot (exact)."""
         return Fraction(self.base_per_lot, 10**self.base_decimals)
 
-    @property
+    @cached_property
     def price_decimals(self) -> int | None:
         """Decimals of prices (enough for one tick; None if a tick is not finite)."""
         return _decimals_of(self.tick_value)
 
-    @property
+    @cached_property
     def qty_decimals(self) -> int | None:
         """Decimals of quantities (enough for one lot)."""
         return _decimals_of(self.lot_value)
 
-    @property
+    @cached_property
+    def _price_dec(self) -> int:
+        assert self.price_decimals is not None  # __post_init__ checked it
+        return self.price_decimals
+
+    @cached_property
+    def _qty_dec(self) -> int:
+        assert self.qty_decimals is not None
+        return self.qty_decimals
+
+    @cached_property
+    def _tick_scaled(self) -> int:
+        """One tick in units of ``10**-price_decimals`` quote (an integer)."""
+        v = self.tick_value * 10**self._price_dec
+        assert v.denominator == 1
+        return int(v.numerator)
+
+    @cached_property
+    def _lot_scaled(self) -> int:
+        """One lot in units of ``10**-qty_decimals`` base (an integer)."""
+        v = self.lot_value * 10**self._qty_dec
+        assert v.denominator == 1
+        return int(v.numerator)
+
+    @cached_property
     def min_price_on_grid(self) -> int:
         """The smallest valid price in ticks (the band's low end rounded up to the grid)."""
         return _ceil_to(max(self.min_price_ticks, 1), self.tick_step)
 
-    @property
+    @cached_property
     def max_price_on_grid(self) -> int:
         """The largest valid price in ticks."""
         return self.max_price_ticks // self.tick_step * self.tick_step
 
-    @property
+    @cached_property
     def min_qty_on_grid(self) -> int:
         """The smallest valid quantity in lots."""
         return _ceil_to(max(self.min_qty_lots, 1), self.lot_step)
 
-    @property
+    @cached_property
     def max_qty_on_grid(self) -> int:
         """The largest valid quantity in lots."""
         return self.max_qty_lots // self.lot_step * self.lot_step
@@ -230,14 +273,17 @@ class SymbolSpec:
             price is not a whole number of ticks, not a multiple of the tick step or
             outside the band.
         """
-        ticks = parse_decimal(s, param) / self.tick_value
+        n, d = _decimal_parts(s, param)
+        # n / 10**d / tick_value in integers: exact, as with fractions.
+        tv = self.tick_value
+        ticks, rest = divmod(n * tv.denominator, 10**d * tv.numerator)
         if (
-            ticks.denominator != 1
-            or ticks.numerator % self.tick_step
-            or not self.min_price_on_grid <= ticks.numerator <= self.max_price_on_grid
+            rest
+            or ticks % self.tick_step
+            or not self.min_price_on_grid <= ticks <= self.max_price_on_grid
         ):
             raise _filter_failure("PRICE_FILTER")
-        return ticks.numerator
+        return int(ticks)
 
     def qty_to_lots(self, s: object, param: str = "quantity", market: bool = False) -> int:
         """A decimal base quantity string as lots, exactly.
@@ -248,14 +294,12 @@ class SymbolSpec:
             -1102/-1100 malformed; -1013 ``Filter failure: LOT_SIZE`` (``MARKET_LOT_SIZE``
             with ``market``) off the lot grid or outside the quantity range.
         """
-        lots = parse_decimal(s, param) / self.lot_value
-        if (
-            lots.denominator != 1
-            or lots.numerator % self.lot_step
-            or not self.min_qty_on_grid <= lots.numerator <= self.max_qty_on_grid
-        ):
+        n, d = _decimal_parts(s, param)
+        lv = self.lot_value
+        lots, rest = divmod(n * lv.denominator, 10**d * lv.numerator)
+        if rest or lots % self.lot_step or not self.min_qty_on_grid <= lots <= self.max_qty_on_grid:
             raise _filter_failure("MARKET_LOT_SIZE" if market else "LOT_SIZE")
-        return lots.numerator
+        return int(lots)
 
     def quote_to_minor(self, s: object, param: str = "quoteOrderQty") -> int:
         """A decimal quote amount (e.g. ``quoteOrderQty``) as quote minor units, exactly.
@@ -282,21 +326,19 @@ class SymbolSpec:
 
     def ticks_to_price(self, ticks: int) -> str:
         """A price in ticks as a decimal string (``price_decimals`` digits)."""
-        assert self.price_decimals is not None
-        return format_fixed(ticks * self.tick_value, self.price_decimals)
+        return _fixed(ticks * self._tick_scaled, self._price_dec)
 
     def lots_to_qty(self, lots: int) -> str:
         """A quantity in lots as a decimal string of base units (``qty_decimals`` digits)."""
-        assert self.qty_decimals is not None
-        return format_fixed(lots * self.lot_value, self.qty_decimals)
+        return _fixed(lots * self._lot_scaled, self._qty_dec)
 
     def quote_minor_to_str(self, minor: int) -> str:
         """Quote minor units as a decimal string of the quote asset."""
-        return format_fixed(Fraction(minor, 10**self.quote_decimals), self.quote_decimals)
+        return _fixed(minor, self.quote_decimals)
 
     def base_minor_to_str(self, minor: int) -> str:
         """Base minor units as a decimal string of the base asset."""
-        return format_fixed(Fraction(minor, 10**self.base_decimals), self.base_decimals)
+        return _fixed(minor, self.base_decimals)
 
     def notional_to_str(self, ticks_x_lots: int) -> str:
         """A sum of price x qty (ticks x lots, e.g. a candle's quote volume) in quote units."""

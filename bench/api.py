@@ -9,18 +9,33 @@ real ``bursa api`` on loopback; BTCUSDT as in the API tests; two funded users.
 Orders come in pairs: user 1 rests a LIMIT GTC sell, user 2 takes it with a LIMIT
 IOC buy (a fill, FULL response with fills), so the book stays empty however long
 the run.  Every order is an HMAC-signed ``POST /api/v3/order`` over keep-alive
-HTTP/1.1 connections (aiohttp client); an answer means the order was sequenced,
-journaled (fdatasync) and matched and its events applied by the API.
+HTTP/1.1 connections; an answer means the order was sequenced, journaled
+(fdatasync) and matched and its events applied by the API.  The load generator is
+:mod:`bench._restload` (raw sockets, requests signed before the clock starts, wrk
+style): the aiohttp client used before cost more CPU per request than the API.
 
 - ``rest_order_p50_us`` / ``rest_order_p99_us``: open loop at ``--rate`` (1,000)
-  orders/s: order k is planned at ``t0 + k / rate`` and sent at that time on a pool
-  of keep-alive connections; latency is from the PLANNED send time to the end of
-  the answer (coordinated-omission free, HdrHistogram).  ``rest_ping_p50_us``: the
-  same for ``GET /api/v3/ping`` in the same run (the HTTP + client floor).
+  orders/s on ``--open-connections`` (64, as the aiohttp client pool used before)
+  keep-alive connections: order k is planned at ``t0 + k / rate`` and written at
+  that time on connection ``k % 64``, pipelined (not waiting for earlier answers);
+  latency is from the PLANNED send time to the end of the answer
+  (coordinated-omission free, HdrHistogram).
+  ``rest_ping_p50_us``: the same for ``GET /api/v3/ping`` in the same run (the
+  HTTP + client floor).
 - ``rest_order_low_rate_p50_us`` / ``_p99_us``: the same at ``--low-rate`` (100)
-  orders/s, below the API's capacity: latency without queueing.
-- ``rest_orders_per_s``: 8 connections, each sending its next order as soon as the
-  previous one is answered, for ``--seconds``; the median of ``--repeats`` runs.
+  orders/s: latency without queueing.
+- ``rest_orders_per_s``: 8 connections, each keeping ``--depth`` (1) requests in
+  flight, for ``--seconds``; the median of ``--repeats`` runs.
+- ``rest_orders_per_s_many``: one more such run on ``--many-connections`` (64): the
+  process's capacity when latency is not the bound (HTTP/1.1 answers a
+  connection's requests in order, one at a time in aiohttp, so 8 connections
+  give at most ``8 / latency``).
+- ``rest_server_cpu_us_per_order``, ``rest_core_cpu_us_per_order``,
+  ``rest_client_cpu_us_per_order``: CPU time per answered order of the API process,
+  the core process and the load generator in the median throughput run (Linux
+  ``schedstat``); ``*_at_rate`` and ``*_cpu_pct_at_rate``: the same during the open
+  loop at ``--rate`` (percent of one core).  Throughput on one API process is
+  bounded by ``1e6 / rest_server_cpu_us_per_order`` orders/s.
 - ``ws_depth_clients`` / ``ws_depth_msgs_per_s``: part B's
   :func:`bench.api_ws.measure` (depth subscribers fed from the market-data feed).
 
@@ -32,7 +47,6 @@ core and the API, and takes a share of the CPU the API would otherwise have.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gc
 import hashlib
 import hmac
@@ -43,11 +57,13 @@ import sys
 import tempfile
 import time
 import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
+from bench import _restload as restload
 from bench import api_ws
 from bench.meta import median_int, percentiles_ns, run_info
 
@@ -58,32 +74,25 @@ ORDER_PATH = "/api/v3/order"
 
 
 class Client:
-    """Signed order requests of one user's HMAC key over a shared aiohttp session."""
+    """Pre-signed ``POST /api/v3/order`` requests of one user's HMAC key (raw bytes)."""
 
-    def __init__(self, base: str, api_key: str, secret: bytes) -> None:
-        self.base = base
-        self.headers = {
-            "X-MBX-APIKEY": api_key,
-            "Content-Type": "application/x-www-form-urlencoded",
-        }
+    def __init__(self, host: str, port: int, api_key: str, secret: bytes) -> None:
+        self.head = (
+            f"POST {ORDER_PATH} HTTP/1.1\r\nHost: {host}:{port}\r\nX-MBX-APIKEY: {api_key}\r\n"
+            "Content-Type: application/x-www-form-urlencoded\r\n"
+        ).encode()
         self.secret = secret
 
-    def body(self, params: dict[str, str]) -> str:
-        """The signed form body of ``params`` (timestamp now)."""
-        # recvWindow at its maximum: above capacity, requests wait in the client's pool
-        # after they are signed (that wait is part of the measured latency).
-        q = urllib.parse.urlencode(
-            {**params, "recvWindow": 60_000, "timestamp": time.time_ns() // 1_000_000}
-        )
-        return q + "&signature=" + hmac.new(self.secret, q.encode(), hashlib.sha256).hexdigest()
+    def body(self, params: dict[str, str], ts_ms: int) -> bytes:
+        """The signed form body of ``params`` at ``ts_ms``."""
+        # recvWindow at its maximum: requests are signed before the run starts.
+        q = urllib.parse.urlencode({**params, "recvWindow": 60_000, "timestamp": ts_ms}).encode()
+        return q + b"&signature=" + hmac.new(self.secret, q, hashlib.sha256).hexdigest().encode()
 
-    async def order(self, session: aiohttp.ClientSession, params: dict[str, str]) -> None:
-        """POST one order; raise unless it was accepted."""
-        async with session.post(self.base + ORDER_PATH, data=self.body(params),
-                                headers=self.headers) as r:  # fmt: skip
-            body = await r.read()
-            if r.status != 200:
-                raise RuntimeError(f"order refused: {r.status} {body[:200]!r}")
+    def request(self, params: dict[str, str], ts_ms: int) -> bytes:
+        """One complete HTTP/1.1 request (keep-alive)."""
+        body = self.body(params, ts_ms)
+        return self.head + b"Content-Length: %d\r\n\r\n" % len(body) + body
 
 
 def pair(k: int) -> tuple[dict[str, str], dict[str, str]]:
@@ -99,55 +108,42 @@ def pair(k: int) -> tuple[dict[str, str], dict[str, str]]:
     return maker, taker
 
 
-async def open_loop(
-    base: str, clients: tuple[Client, Client], n: int, rate: int, ping: bool
-) -> list[int]:
-    """Latencies (ns, from the planned send time) of ``n`` requests at ``rate``/s."""
-    lat = [0] * n
-    conn = aiohttp.TCPConnector(limit=64, force_close=False)
-    async with aiohttp.ClientSession(connector=conn) as s:
-        await s.get(base + "/api/v3/ping")  # open a connection before the clock starts
-
-        async def one(k: int, planned: int) -> None:
-            if ping:
-                async with s.get(base + "/api/v3/ping") as r:
-                    await r.read()
-            else:
-                maker, taker = pair(k // 2)
-                await clients[k % 2].order(s, maker if k % 2 == 0 else taker)
-            lat[k] = time.perf_counter_ns() - planned
-
-        t0 = time.perf_counter_ns() + 20_000_000
-        tasks = []
-        for k in range(n):
-            planned = t0 + k * 1_000_000_000 // rate
-            delay = planned - time.perf_counter_ns()
-            if delay > 0:
-                await asyncio.sleep(delay / 1e9)
-            tasks.append(asyncio.create_task(one(k, planned)))
-        await asyncio.gather(*tasks)
-    return lat
+def order_requests(clients: tuple[Client, Client], n: int, first: int = 0) -> list[bytes]:
+    """``n`` signed requests: maker (user 1), taker (user 2), maker, ... (pairs from
+    ``first``), all signed now."""
+    ts = time.time_ns() // 1_000_000
+    out = []
+    for k in range(n):
+        maker, taker = pair(first + k // 2)
+        out.append(clients[k % 2].request(maker if k % 2 == 0 else taker, ts))
+    return out
 
 
-async def closed_loop(base: str, clients: tuple[Client, Client], seconds: float) -> int:
-    """Orders answered by ``CONNECTIONS`` connections sending back to back."""
-    done = 0
-    conn = aiohttp.TCPConnector(limit=CONNECTIONS, force_close=False)
-    async with aiohttp.ClientSession(connector=conn) as s:
-        end = time.monotonic() + seconds
+def ping_requests(host: str, port: int, n: int) -> list[bytes]:
+    """``n`` ``GET /api/v3/ping`` requests (the HTTP + client floor)."""
+    return [f"GET /api/v3/ping HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()] * n
 
-        async def worker(w: int) -> None:
-            nonlocal done
-            k = w
-            while time.monotonic() < end:
-                maker, taker = pair(k)
-                await clients[0].order(s, maker)
-                await clients[1].order(s, taker)
-                done += 2
-                k += CONNECTIONS
 
-        await asyncio.gather(*(worker(w) for w in range(CONNECTIONS)))
-    return done
+@dataclass
+class Phase:
+    """One load run with the CPU the API and the core used meanwhile."""
+
+    run: restload.LoadResult
+    api_cpu_ns: int
+    core_cpu_ns: int
+
+    def per_order_us(self, cpu_ns: int) -> float:
+        """CPU µs per answered request."""
+        return round(cpu_ns / max(self.run.answered, 1) / 1000, 1)
+
+
+def phase(pids: tuple[int, int], fn: Callable[[], restload.LoadResult]) -> Phase:
+    """Run ``fn`` and measure the CPU of the API (``pids[0]``) and core (``pids[1]``)."""
+    gc.collect()
+    a0, c0 = restload.process_cpu_ns(pids[0]), restload.process_cpu_ns(pids[1])
+    run = fn()
+    a1, c1 = restload.process_cpu_ns(pids[0]), restload.process_cpu_ns(pids[1])
+    return Phase(run, a1 - a0, c1 - c0)
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
@@ -160,53 +156,88 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     core = CoreProcess(tmp / "core", tmp / "logs", args.mode)
     api = ApiProcess(core, tmp / "api", tmp / "logs", "--orders-per-10s", str(10**9),
                      "--orders-per-day", str(10**12), "--weight-per-min", str(10**12),
-                     "--log-level", "WARNING")  # fmt: skip
+                     "--log-level", "WARNING", *args.api_args)  # fmt: skip
+    conns, ol = args.connections, args.open_connections
     try:
         core.start()
         setup_market(core)
         api.start()
+        assert api.proc is not None and core.proc is not None
+        pids = (api.proc.pid, core.proc.pid)
+        host, port = "127.0.0.1", api.port
         keys = [api.make_key(u) for u in (1, 2)]
-        clients = (Client(api.url, keys[0].api_key, api.secrets[keys[0].api_key]),
-                   Client(api.url, keys[1].api_key, api.secrets[keys[1].api_key]))  # fmt: skip
-        gc.collect()
-        ping = asyncio.run(open_loop(api.url, clients, args.orders, args.rate, ping=True))
-        lat = asyncio.run(open_loop(api.url, clients, args.orders, args.rate, ping=False))
-        low_n = max(args.orders // 10, 100)
-        low = asyncio.run(open_loop(api.url, clients, low_n, args.low_rate, ping=False))
-        runs = [asyncio.run(closed_loop(api.url, clients, args.seconds))
-                for _ in range(args.repeats)]  # fmt: skip
+        clients = (Client(host, port, keys[0].api_key, api.secrets[keys[0].api_key]),
+                   Client(host, port, keys[1].api_key, api.secrets[keys[1].api_key]))  # fmt: skip
+        # Warm up (connections, caches, the core's first journal writes).
+        restload.closed_loop(host, port, order_requests(clients, 10_064), 0.5, conns)
+        reqs = ping_requests(host, port, args.orders)
+        ping = phase(pids, partial(restload.open_loop, host, port, reqs, args.rate, ol))
+        reqs = order_requests(clients, args.orders, 10**6)
+        lat = phase(pids, partial(restload.open_loop, host, port, reqs, args.rate, ol))
+        reqs = order_requests(clients, max(args.orders // 10, 100), 2 * 10**6)
+        low = phase(pids, partial(restload.open_loop, host, port, reqs, args.low_rate, ol))
+        runs = []
+        for i in range(args.repeats):
+            # Enough prepared requests for 20,000/s (twice the target).
+            reqs = order_requests(clients, int(20_000 * args.seconds) + 64, (3 + i) * 10**6)
+            runs.append(phase(pids, partial(restload.closed_loop, host, port, reqs,
+                                            args.seconds, conns, args.depth)))  # fmt: skip
+        # The same with many connections: the process's CPU-bound capacity (8
+        # connections answered one request at a time are bound by latency instead).
+        reqs = order_requests(clients, int(20_000 * args.seconds) + 64 * args.depth, 9 * 10**6)
+        many = phase(pids, partial(restload.closed_loop, host, port, reqs, args.seconds,
+                                   args.many_connections, args.depth))  # fmt: skip
     finally:
         api.cleanup()
         core.cleanup()
         shutil.rmtree(tmp, ignore_errors=True)
-    pl, pp, plow = percentiles_ns(lat), percentiles_ns(ping), percentiles_ns(low)
-    per_s = [round(n / args.seconds) for n in runs]
+    pl = percentiles_ns(lat.run.latencies_ns)
+    pp, plow = percentiles_ns(ping.run.latencies_ns), percentiles_ns(low.run.latencies_ns)
+    per_s = [round(p.run.answered / p.run.seconds) for p in runs]
+    best = sorted(runs, key=lambda p: p.run.answered / p.run.seconds)[len(runs) // 2]
+    us = lambda ns: round(ns / 1000, 1)  # noqa: E731
     result: dict[str, Any] = {
         "bench": "api",
         "mode": args.mode,
-        "rest_order_p50_us": round(pl["p50_ns"] / 1000, 1),
-        "rest_order_p99_us": round(pl["p99_ns"] / 1000, 1),
-        "rest_order_p999_us": round(pl["p999_ns"] / 1000, 1),
-        "rest_order_max_us": round(pl["max_ns"] / 1000, 1),
+        "rest_order_p50_us": us(pl["p50_ns"]),
+        "rest_order_p99_us": us(pl["p99_ns"]),
+        "rest_order_p999_us": us(pl["p999_ns"]),
+        "rest_order_max_us": us(pl["max_ns"]),
         "rest_order_rate_per_s": args.rate,
         "rest_order_count": args.orders,
-        # The same at a rate the API sustains on a loaded machine: its latency without
-        # the queueing of an offered rate above capacity.
+        # The same at a rate far below capacity: latency without queueing.
         "rest_order_low_rate_per_s": args.low_rate,
-        "rest_order_low_rate_p50_us": round(plow["p50_ns"] / 1000, 1),
-        "rest_order_low_rate_p99_us": round(plow["p99_ns"] / 1000, 1),
-        "rest_ping_p50_us": round(pp["p50_ns"] / 1000, 1),
-        "rest_ping_p99_us": round(pp["p99_ns"] / 1000, 1),
+        "rest_order_low_rate_p50_us": us(plow["p50_ns"]),
+        "rest_order_low_rate_p99_us": us(plow["p99_ns"]),
+        "rest_ping_p50_us": us(pp["p50_ns"]),
+        "rest_ping_p99_us": us(pp["p99_ns"]),
         "rest_orders_per_s": median_int(per_s),
         "rest_orders_per_s_runs": per_s,
-        "rest_connections": CONNECTIONS,
+        "rest_connections": conns,
+        "rest_open_loop_connections": ol,
+        "rest_many_connections": args.many_connections,
+        "rest_orders_per_s_many": round(many.run.answered / many.run.seconds),
+        "rest_server_cpu_us_per_order_many": many.per_order_us(many.api_cpu_ns),
+        "rest_pipeline_depth": args.depth,
+        # CPU per answered order (µs), from the run whose rate is the median: the API
+        # process, the core process and this load generator.
+        "rest_server_cpu_us_per_order": best.per_order_us(best.api_cpu_ns),
+        "rest_core_cpu_us_per_order": best.per_order_us(best.core_cpu_ns),
+        "rest_client_cpu_us_per_order": best.per_order_us(round(best.run.client_cpu_s * 1e9)),
+        # The same during the open loop at --rate, and the CPU share (% of one core).
+        "rest_server_cpu_us_per_order_at_rate": lat.per_order_us(lat.api_cpu_ns),
+        "rest_client_cpu_us_per_order_at_rate": lat.per_order_us(round(lat.run.client_cpu_s * 1e9)),
+        "rest_server_cpu_pct_at_rate": round(100 * lat.api_cpu_ns / 1e9 / lat.run.seconds, 1),
+        "rest_client_cpu_pct_at_rate": round(100 * lat.run.client_cpu_s / lat.run.seconds, 1),
+        "rest_server_cpu_us_per_ping": ping.per_order_us(ping.api_cpu_ns),
         "target_rest_order_p50_us": TARGET_P50_US,
         "target_rest_orders_per_s": TARGET_ORDERS_PER_S,
         "quick": args.quick,
         "loadavg_1m": round(os.getloadavg()[0], 2),  # other work on the machine meanwhile
         **run_info(0),
     }
-    result.update(api_ws.measure(args.quick))
+    if not args.rest_only:
+        result.update(api_ws.measure(args.quick))
     result["headline"] = ["rest_order_p50_us", "rest_order_p99_us", "rest_orders_per_s",
                           "ws_depth_clients", "ws_depth_msgs_per_s"]  # fmt: skip
     return result
@@ -220,7 +251,10 @@ def report(r: dict[str, Any]) -> str:
         f" us, p99 {r['rest_order_p99_us']} us (ping p50 {r['rest_ping_p50_us']} us)",
         f"  REST order, open loop {r['rest_order_low_rate_per_s']:,}/s: p50"
         f" {r['rest_order_low_rate_p50_us']} us, p99 {r['rest_order_low_rate_p99_us']} us",
-        f"  REST orders, {r['rest_connections']} connections: {r['rest_orders_per_s']:,}/s",
+        f"  REST orders, {r['rest_connections']} connections: {r['rest_orders_per_s']:,}/s"
+        f" ({r['rest_many_connections']} connections: {r['rest_orders_per_s_many']:,}/s);"
+        f" CPU per order: API {r['rest_server_cpu_us_per_order']} us, core"
+        f" {r['rest_core_cpu_us_per_order']} us, client {r['rest_client_cpu_us_per_order']} us",
         f"  WebSocket depth: {r.get('ws_depth_clients')} clients,"
         f" {r.get('ws_depth_msgs_per_s')} msgs/s, lag p50 {r.get('ws_depth_lag_p50_ms')} ms"
         f" p99 {r.get('ws_depth_lag_p99_ms')} ms, server"
@@ -238,6 +272,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--low-rate", type=int, default=100, help="second open-loop run, orders/s")
     ap.add_argument("--seconds", type=float, default=0, help="closed-loop run length")
     ap.add_argument("--repeats", type=int, default=0)
+    ap.add_argument("--connections", type=int, default=CONNECTIONS, help="keep-alive connections")
+    ap.add_argument("--many-connections", type=int, default=64, help="capacity run connections")
+    ap.add_argument("--open-connections", type=int, default=64, help="open-loop connections")
+    ap.add_argument(
+        "--depth",
+        type=int,
+        default=1,
+        help="closed loop: requests in flight per connection (pipelined)",
+    )
+    ap.add_argument("--rest-only", action="store_true", help="skip the WebSocket part")
+    ap.add_argument(
+        "--api-arg",
+        dest="api_args",
+        action="append",
+        default=[],
+        help="extra `bursa api` argument (repeatable; experiments)",
+    )
     ap.add_argument("--dir", default=tempfile.gettempdir())
     ap.add_argument(
         "--mode",
@@ -249,7 +300,20 @@ def main(argv: list[str] | None = None) -> int:
     args.orders = args.orders or (2_000 if args.quick else 20_000)
     args.seconds = args.seconds or (2.0 if args.quick else 10.0)
     args.repeats = args.repeats or (1 if args.quick else 3)
-    if min(args.rate, args.low_rate, args.orders, args.repeats) < 1 or args.seconds <= 0:
+    if (
+        min(
+            args.rate,
+            args.low_rate,
+            args.orders,
+            args.repeats,
+            args.connections,
+            args.depth,
+            args.many_connections,
+            args.open_connections,
+        )
+        < 1
+        or args.seconds <= 0
+    ):
         ap.error("rates, counts and durations must be positive")
     result = measure(args)
     if not args.json:
