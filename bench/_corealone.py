@@ -119,12 +119,16 @@ def setup_market(ready: dict[str, Any], users: tuple[int, ...]) -> None:
             fund.deposit(u * 10 + 2, u, 2, 10**15)
 
 
-def core_run(base: Path, mode: str, rate: int, n: int, warmup: int) -> np.ndarray:
-    """Latencies of ``n`` NEW (after ``warmup``) through a fresh core in ``mode``."""
+def core_run(
+    base: Path, mode: str, rate: int, n: int, warmup: int, trade_endpoint: str = ""
+) -> np.ndarray:
+    """Latencies of ``n`` NEW (after ``warmup``) through a fresh core in ``mode``
+    (its trade socket on ``trade_endpoint`` if given, else loopback TCP)."""
     from tests.e2e.coreproc import CoreProcess
 
     (base / "logs").mkdir(parents=True, exist_ok=True)
-    core = CoreProcess(base / "core", base / "logs", mode)
+    extra = ("--trade-endpoint", trade_endpoint) if trade_endpoint else ()
+    core = CoreProcess(base / "core", base / "logs", mode, *extra)
     core.start()
     try:
         setup_market(core.ready, (1,))
