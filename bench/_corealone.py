@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -148,18 +149,21 @@ def measure(base_dir: str, rate: int, n: int, fdatasync_samples: int) -> dict[st
     warmup = max(20, n // 10)
     res: dict[str, Any] = {}
     series: dict[str, np.ndarray] = {}
-    echo, endpoint = _start_echo("tcp://127.0.0.1:*")
     try:
-        frames = new_orders(1, warmup + n)
-        one_in_flight(endpoint, frames[:warmup], rate)
-        series["zmq_echo_rtt"] = one_in_flight(endpoint, frames[warmup:], rate)
+        echo, endpoint = _start_echo("tcp://127.0.0.1:*")
+        try:
+            frames = new_orders(1, warmup + n)
+            one_in_flight(endpoint, frames[:warmup], rate)
+            series["zmq_echo_rtt"] = one_in_flight(endpoint, frames[warmup:], rate)
+        finally:
+            echo.kill()
+            echo.wait()
+        series["core_async_ack"] = core_run(base / "async", "async", rate, n, warmup)
+        fds = measure_fdatasync(str(base), fdatasync_samples)
+        series["core_fsync_ack"] = core_run(base / "fsync", "fsync", rate, n, warmup)
+        fds += measure_fdatasync(str(base), fdatasync_samples)
     finally:
-        echo.kill()
-        echo.wait()
-    series["core_async_ack"] = core_run(base / "async", "async", rate, n, warmup)
-    fds = measure_fdatasync(str(base), fdatasync_samples)
-    series["core_fsync_ack"] = core_run(base / "fsync", "fsync", rate, n, warmup)
-    fds += measure_fdatasync(str(base), fdatasync_samples)
+        shutil.rmtree(base, ignore_errors=True)
     for name, lat in series.items():
         p = percentiles_ns(lat)
         for q in ("p50", "p99", "p999"):
