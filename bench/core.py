@@ -589,7 +589,8 @@ def report(r: dict[str, Any]) -> str:
             f"{r['zmq_echo_rtt_p50_us']} us, async ack p50 {r['core_async_ack_p50_us']} us "
             f"(x{r['core_async_ack_p50_over_zmq_echo']} echo), fsync ack p50 "
             f"{r['core_fsync_ack_p50_us']} us = fdatasync p50 {r['core_fdatasync_p50_us']} us "
-            f"+ {r['core_fsync_ack_p50_minus_fdatasync_p50_us']} us"
+            f"+ {r['core_fsync_ack_p50_minus_fdatasync_p50_us']} us (paced 160-byte fdatasync "
+            f"p50 {r['core_fdatasync_paced_p50_us']} us)"
         )
     if "process_fsync_ack_p50_us" in r:
         lines.append(

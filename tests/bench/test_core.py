@@ -50,7 +50,7 @@ def test_bench_core_prints_one_json_line(tmp_path):
     assert result["fsync_syncs"] == result["fsync_batches"] > 0
     assert result["async_syncs"] == 0
     # The core alone and its transport floor, in the same run (issue 17).
-    for key in ("zmq_echo_rtt", "core_async_ack", "core_fsync_ack"):
+    for key in ("zmq_echo_rtt", "core_async_ack", "core_fsync_ack", "core_fdatasync_paced"):
         assert result[f"{key}_p50_us"] > 0, key
     assert result["core_fsync_ack_p50_minus_fdatasync_p50_us"] == round(
         result["core_fsync_ack_p50_us"] - result["core_fdatasync_p50_us"], 1
