@@ -27,6 +27,15 @@ resting orders.  Every figure states its durability mode.
 - ``process_fsync_ack_*`` (mode fsync, unless ``--no-process``): the same
   open-loop load through the real ``bursa core`` process over loopback TCP, one
   command per frame from a DEALER client: adds two ZeroMQ hops and the client.
+- ``zmq_echo_rtt_*``, ``core_async_ack_*``, ``core_fsync_ack_*`` (unless
+  ``--no-alone``; ``bench/_corealone.py``): one NEW in flight at ``--alone-rate``
+  from a ``CoreClient`` (DEALER) on loopback TCP, planned send to reply: a bare
+  pyzmq ROUTER answering at once (the ZeroMQ floor: both libzmq I/O threads and
+  wake-ups), then a real ``bursa core`` in ``async`` and in ``fsync`` mode, all in
+  the same run; ``core_fsync_ack_p50_minus_fdatasync_p50_us`` is what the core adds
+  beyond the sync (``core_fdatasync_p50_us``: 4 KiB appends measured right before and
+  after the fsync run), ``core_async_ack_p50_over_zmq_echo`` what it adds beyond
+  the transport.
 - ``recovery_s_per_10m_cmds`` (unless ``--no-recovery``): a real data directory
   (journal + event log, ``bench/_recovery.py``) holding ``--recovery-commands``
   (10M) commands and no snapshot; seconds from starting ``bursa core`` on it to its
@@ -56,7 +65,7 @@ from typing import Any
 
 import numpy as np
 
-from bench import _recovery
+from bench import _corealone, _recovery
 from bench.meta import latency_series, median_int, percentiles_ns, run_info
 from bursa_wire.layout import CMD_DTYPE
 from engine.clock import RealClock
@@ -79,6 +88,8 @@ DEFAULT_ACK_RATE = 50_000
 DEFAULT_ACK_COMMANDS = 150_000
 DEFAULT_PROCESS_RATE = 10_000
 DEFAULT_PROCESS_COMMANDS = 30_000
+DEFAULT_ALONE_RATE = 200
+DEFAULT_ALONE_COMMANDS = 1_000
 TARGET_RECOVERY_S_PER_10M_CMDS = 10.0
 RECOVERY_COMMANDS = 10_000_000
 RECOVERY_SNAPSHOT_BEFORE_END = 1_000_000
@@ -489,6 +500,23 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "fsync_ack_p50_us": "fsync",
         "process_fsync_ack_p50_us": "fsync",
     }
+    if args.alone:
+        alone = _corealone.measure(base_dir, args.alone_rate, args.alone_commands, 200)
+        for name, lat in alone.pop("series").items():
+            mode = "none" if name.startswith("zmq") else name.split("_")[1]
+            result.setdefault("percentiles", []).append(
+                latency_series(f"{name} (one in flight)", lat, mode, args.alone_rate)
+            )
+        result.update(alone)
+        result["durability"].update(
+            {"core_async_ack_p50_us": "async", "core_fsync_ack_p50_us": "fsync"}
+        )
+        result["headline"] += [
+            "zmq_echo_rtt_p50_us",
+            "core_async_ack_p50_us",
+            "core_async_ack_p50_over_zmq_echo",
+            "core_fsync_ack_p50_minus_fdatasync_p50_us",
+        ]
     return result
 
 
@@ -555,6 +583,15 @@ def report(r: dict[str, Any]) -> str:
             f"snapshot {r['recovery_snapshot_before_end_cmds']:,} commands before the end; "
             f"{r['recovery_mode']}"
         )
+    if "core_async_ack_p50_us" in r:
+        lines.append(
+            f"  core alone, one in flight ({r['core_alone_rate_per_s']}/s): zmq echo p50 "
+            f"{r['zmq_echo_rtt_p50_us']} us, async ack p50 {r['core_async_ack_p50_us']} us "
+            f"(x{r['core_async_ack_p50_over_zmq_echo']} echo), fsync ack p50 "
+            f"{r['core_fsync_ack_p50_us']} us = fdatasync p50 {r['core_fdatasync_p50_us']} us "
+            f"+ {r['core_fsync_ack_p50_minus_fdatasync_p50_us']} us (paced 160-byte fdatasync "
+            f"p50 {r['core_fdatasync_paced_p50_us']} us)"
+        )
     if "process_fsync_ack_p50_us" in r:
         lines.append(
             f"  through the process (open loop {r['process_fsync_ack_rate_cmds_per_s']:,}/s): "
@@ -579,6 +616,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--process-commands", type=int, default=DEFAULT_PROCESS_COMMANDS)
     ap.add_argument("--no-process", dest="process", action="store_false")
     ap.add_argument("--no-recovery", dest="recovery", action="store_false")
+    ap.add_argument("--no-alone", dest="alone", action="store_false", help="skip core_* / zmq_*")
+    ap.add_argument("--alone-rate", type=int, default=DEFAULT_ALONE_RATE, help="one in flight, /s")
+    ap.add_argument("--alone-commands", type=int, default=DEFAULT_ALONE_COMMANDS)
     ap.add_argument("--recovery-commands", type=int, default=RECOVERY_COMMANDS)
     ap.add_argument("--repeats-recovery", type=int, default=DEFAULT_REPEATS)
     ap.add_argument("--dir", default=tempfile.gettempdir(), help="directory for the journal files")
@@ -591,7 +631,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.commands, args.repeats, args.fdatasync_samples = 50_000, 1, 200
         args.ack_commands, args.process_commands = 20_000, 3_000
-    if min(args.commands, args.batch, args.repeats, args.ack_rate, args.users) < 1:
+        args.alone_commands = 300
+    if (
+        min(args.commands, args.batch, args.repeats, args.ack_rate, args.users) < 1
+        or min(args.alone_rate, args.alone_commands) < 1
+    ):
         ap.error("counts and rates must be >= 1")
     if args.batch > ACK_BATCH_MAX:
         ap.error(f"--batch must be <= {ACK_BATCH_MAX}")

@@ -104,6 +104,7 @@ class CoreClient:
         self.outstanding = 0  # replies expected for send() calls not yet received
         self.backlog: deque[Records] = deque()  # reply frames received for send() calls
         self._controls: deque[dict[str, Any]] = deque()
+        self._poller: zmq.Poller | None = None
 
     def close(self) -> None:
         """Close the socket."""
@@ -153,7 +154,12 @@ class CoreClient:
 
     def _recv(self, timeout_ms: int) -> Records | None:
         """Receive one message: a reply frame is returned, a control answer queued."""
-        if not self.sock.poll(max(timeout_ms, 0)):
+        if self._poller is None:
+            # One Poller for the client's life: Socket.poll builds and registers a new
+            # one on every call, a cost paid on every reply of a request/reply loop.
+            self._poller = zmq.Poller()
+            self._poller.register(self.sock, zmq.POLLIN)
+        if not self._poller.poll(max(timeout_ms, 0)):
             raise TimeoutError(f"no answer from the core at {self.endpoint} in {timeout_ms} ms")
         parts = self.sock.recv_multipart()
         if len(parts) == 2 and parts[0] == CONTROL_TAG:
@@ -382,6 +388,7 @@ class RoutedClient(CoreClient):
         self.outstanding = 0
         self.backlog = admin.backlog
         self._controls = admin._controls
+        self._poller = None
         self._pipelined: deque[list[tuple[str, int]]] = deque()
         self._leftover: dict[str, list[Records]] = {}
 

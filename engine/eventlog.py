@@ -276,7 +276,9 @@ class EventLog:
         if self._segment is None or self._segment_size >= self.segment_bytes_max:
             self._segment = segment_name(first_seq)
             self._segment_size = 0
-        self.storage.append(self._segment, frame)
+        # At the tracked end (open() and truncate_after() set it from the scan or the
+        # file's size), not storage.append: no fstat per frame on the ack path.
+        self.storage.write_at(self._segment, self._segment_size, frame)
         self._segment_size += len(frame)
         if not self.first_seq:
             self.first_seq = first_seq

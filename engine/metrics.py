@@ -204,7 +204,8 @@ class TimedStorage:
 
     def read(self, name: str, offset: int, length: int) -> bytes:
         """Passed through."""
-        return bytes(self.inner.read(name, offset, length))
+        out: bytes = self.inner.read(name, offset, length)
+        return out
 
     def append(self, name: str, data: bytes) -> None:
         """Passed through."""

@@ -38,6 +38,7 @@ def test_bench_core_prints_one_json_line(tmp_path):
             "--repeats", "3", "--fdatasync-samples", "20", "--ack-commands", "300",
             "--ack-rate", "20000", "--process-commands", "200", "--process-rate", "2000",
             "--dir", str(tmp_path), "--recovery-commands", "20000", "--repeats-recovery", "1",
+            "--alone-commands", "30",
         ],
         cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
@@ -48,6 +49,12 @@ def test_bench_core_prints_one_json_line(tmp_path):
     assert result["workload"]["users"] == 50
     assert result["fsync_syncs"] == result["fsync_batches"] > 0
     assert result["async_syncs"] == 0
+    # The core alone and its transport floor, in the same run (issue 17).
+    for key in ("zmq_echo_rtt", "core_async_ack", "core_fsync_ack", "core_fdatasync_paced"):
+        assert result[f"{key}_p50_us"] > 0, key
+    assert result["core_fsync_ack_p50_minus_fdatasync_p50_us"] == round(
+        result["core_fsync_ack_p50_us"] - result["core_fdatasync_p50_us"], 1
+    )
     assert list(tmp_path.iterdir()) == []  # every journal directory removed
     # Headlines are medians; the best run and the spread are extra keys (issue 16).
     for key in ("inproc", "fsync", "async", "none"):

@@ -51,7 +51,8 @@ def test_bench_core_quick_says_it_scaled_down(tmp_path: Path) -> None:
         [
             sys.executable, "-m", "bench.core", "--json", "--commands", "2000", "--users", "20",
             "--repeats", "1", "--fdatasync-samples", "10", "--ack-commands", "100",
-            "--no-process", "--dir", str(tmp_path), "--recovery-commands", "40000", "--quick",
+            "--no-process", "--no-alone", "--dir", str(tmp_path), "--recovery-commands", "40000",
+            "--quick",
         ],
         cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip

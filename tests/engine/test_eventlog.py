@@ -77,7 +77,10 @@ def test_torn_tail_is_cut(tmp_path):
     st_.truncate(name, size - 10)  # a half-written last record
     again = EventLog(FileStorage(str(tmp_path)))
     assert again.open() == 4
-    again.append_events(5, 6, events_for(5, 6))  # and the log continues from there
+    frame = again.append_events(5, 6, events_for(5, 6))  # and the log continues from there
+    # Right after the last whole record (appends go at the tracked end, no gap, no overlap).
+    assert st_.size(name) == again._segment_size
+    assert st_.read(name, st_.size(name) - len(frame), len(frame)) == frame
     assert EventLog(FileStorage(str(tmp_path))).open() == 6
 
 

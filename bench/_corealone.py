@@ -1,0 +1,237 @@
+"""The core process alone on its trade socket, with its transport floor in the same run.
+
+Used by :mod:`bench.core` (``core_*`` and ``zmq_echo_*`` keys) and by
+``bench.e2e.core_alone``.  Three measurements, one NEW in flight at a fixed rate
+from a ``CoreClient`` (DEALER) on loopback, each latency from the PLANNED send
+time to the reply (coordinated-omission free):
+
+- ``zmq_echo``: a bare pyzmq ROUTER in its own process that sends every message
+  straight back: the floor of any ZeroMQ request/reply over the same kind of
+  link (both libzmq I/O threads, both wake-ups, the client's own recv);
+- ``core_async``: a real ``bursa core`` in ``async`` mode (journal written, not synced);
+- ``core_fsync``: the same in ``fsync`` mode, with the machine's fdatasync p50
+  (4 KiB appends, same directory) measured right before and after it, and the
+  fdatasync p50 of the journal's own pattern at the same pace
+  (``core_fdatasync_paced_p50_us``: 160-byte appends, one per ``1 / rate``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.meta import percentiles_ns
+
+REPO = Path(__file__).resolve().parents[1]
+# The client sleeps (instead of spinning) when its next send is this far off.
+SLEEP_ABOVE_NS = 200_000
+PRICE = 1_000
+SYMBOL = 1
+
+
+def echo_server(endpoint: str) -> None:
+    """A ROUTER that answers every message at once with one fixed reply record (the
+    size of the core's reply to one command), no other work (run in its own process)."""
+    import zmq
+
+    from bursa_wire.layout import REPLY_DTYPE
+
+    reply = bytes(REPLY_DTYPE.itemsize)
+
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.ROUTER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.bind(endpoint)
+    print(json.dumps({"ready": True, "endpoint": sock.getsockopt_string(zmq.LAST_ENDPOINT)}))
+    sys.stdout.flush()
+    while True:
+        sock.send_multipart([sock.recv_multipart()[0], reply])
+
+
+def _start_echo(endpoint: str) -> tuple[subprocess.Popen[bytes], str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench._corealone", "--echo", endpoint],
+        stdout=subprocess.PIPE,
+        cwd=REPO,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line:
+        proc.kill()
+        raise RuntimeError("echo server did not start")
+    return proc, str(json.loads(line)["endpoint"])
+
+
+def one_in_flight(endpoint: str, frames: list[bytes], rate: int) -> np.ndarray:
+    """Send ``frames[k]`` at ``t0 + k / rate`` through a ``CoreClient`` and wait for
+    its reply before the next; returns latencies (ns) from each PLANNED send time."""
+    from bindings.client import CoreClient
+
+    n = len(frames)
+    lat = np.zeros(n, dtype=np.int64)
+    period = 1_000_000_000 // rate
+    with CoreClient(endpoint) as cli:
+        t0 = time.perf_counter_ns() + 10_000_000
+        for k in range(n):
+            planned = t0 + k * period
+            wait = planned - time.perf_counter_ns()
+            if wait > SLEEP_ABOVE_NS:
+                time.sleep((wait - SLEEP_ABOVE_NS // 2) / 1e9)
+            while time.perf_counter_ns() < planned:
+                pass
+            cli.send(frames[k])
+            cli.recv_replies()
+            lat[k] = time.perf_counter_ns() - planned
+    return lat
+
+
+def new_orders(user: int, n: int, first_id: int = 1) -> list[bytes]:
+    """``n`` one-lot NEW limit frames of ``user`` alternating sides at one price."""
+    from engine.wire import commands
+
+    return [
+        commands.new_limit(first_id + k, user, SYMBOL, 1 + k % 2, PRICE, 1).tobytes()
+        for k in range(n)
+    ]
+
+
+def setup_market(ready: dict[str, Any], users: tuple[int, ...]) -> None:
+    """Assets 1 and 2, fee tier 0, symbol 1 and funded ``users`` (via admin/fund sockets)."""
+    from bindings.client import CoreClient
+
+    with CoreClient(str(ready["admin"])) as adm:
+        adm.add_asset(1)
+        adm.add_asset(2)
+        adm.add_fee_tier(0, 1_000, 2_000)
+        adm.add_symbol(SYMBOL, 1, 2)
+        for u in users:
+            adm.add_user(u)
+    with CoreClient(str(ready["fund"])) as fund:
+        for u in users:
+            fund.deposit(u * 10 + 1, u, 1, 10**15)
+            fund.deposit(u * 10 + 2, u, 2, 10**15)
+
+
+def core_run(
+    base: Path, mode: str, rate: int, n: int, warmup: int, trade_endpoint: str = ""
+) -> np.ndarray:
+    """Latencies of ``n`` NEW (after ``warmup``) through a fresh core in ``mode``
+    (its trade socket on ``trade_endpoint`` if given, else loopback TCP)."""
+    from tests.e2e.coreproc import CoreProcess
+
+    (base / "logs").mkdir(parents=True, exist_ok=True)
+    extra = ("--trade-endpoint", trade_endpoint) if trade_endpoint else ()
+    core = CoreProcess(base / "core", base / "logs", mode, *extra)
+    core.start()
+    try:
+        setup_market(core.ready, (1,))
+        frames = new_orders(1, warmup + n)
+        one_in_flight(str(core.ready["trade"]), frames[:warmup], rate)
+        return one_in_flight(str(core.ready["trade"]), frames[warmup:], rate)
+    finally:
+        core.cleanup()
+
+
+def paced_fdatasync(base_dir: str, rate: int, samples: int) -> list[int]:
+    """fdatasync latencies (ns) of the journal's pattern at a one-in-flight pace: a
+    160-byte write (one 1-command batch) at the file's end, synced, then idle until
+    the next slot at ``rate`` per second.  ``bench.core.measure_fdatasync`` syncs
+    4 KiB appends back to back; a disk (or a VM's virtual disk) may answer a lone
+    sync after an idle gap more slowly, and this is the pattern the core's journal sees."""
+    d = tempfile.mkdtemp(prefix="bench-fdatasync-paced-", dir=base_dir)
+    fd = os.open(os.path.join(d, "probe"), os.O_RDWR | os.O_CREAT, 0o644)
+    block = b"\xa5" * 160
+    period = 1_000_000_000 // rate
+    out = []
+    try:
+        t0 = time.perf_counter_ns()
+        for k in range(samples):
+            wait = t0 + k * period - time.perf_counter_ns()
+            if wait > 0:
+                time.sleep(wait / 1e9)
+            os.pwrite(fd, block, k * len(block))
+            t = time.perf_counter_ns()
+            os.fdatasync(fd)
+            out.append(time.perf_counter_ns() - t)
+    finally:
+        os.close(fd)
+        shutil.rmtree(d, ignore_errors=True)
+    return out
+
+
+def measure(base_dir: str, rate: int, n: int, fdatasync_samples: int) -> dict[str, Any]:
+    """Every key of the module docstring (``zmq_echo_*``, ``core_async_*``,
+    ``core_fsync_*``, ``core_fdatasync_*``) plus the latency arrays under ``series``."""
+    from bench.core import measure_fdatasync
+
+    base = Path(tempfile.mkdtemp(prefix="bench-core-alone-", dir=base_dir))
+    warmup = max(20, n // 10)
+    res: dict[str, Any] = {}
+    series: dict[str, np.ndarray] = {}
+    try:
+        echo, endpoint = _start_echo("tcp://127.0.0.1:*")
+        try:
+            frames = new_orders(1, warmup + n)
+            one_in_flight(endpoint, frames[:warmup], rate)
+            series["zmq_echo_rtt"] = one_in_flight(endpoint, frames[warmup:], rate)
+        finally:
+            echo.kill()
+            echo.wait()
+        series["core_async_ack"] = core_run(base / "async", "async", rate, n, warmup)
+        fds = measure_fdatasync(str(base), fdatasync_samples)
+        paced = paced_fdatasync(str(base), rate, fdatasync_samples // 2)
+        series["core_fsync_ack"] = core_run(base / "fsync", "fsync", rate, n, warmup)
+        fds += measure_fdatasync(str(base), fdatasync_samples)
+        paced += paced_fdatasync(str(base), rate, fdatasync_samples // 2)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    for name, lat in series.items():
+        p = percentiles_ns(lat)
+        for q in ("p50", "p99", "p999"):
+            res[f"{name}_{q}_us"] = round(p[f"{q}_ns"] / 1000, 1)
+    fd = percentiles_ns(fds)
+    res["core_fdatasync_p50_us"] = round(fd["p50_ns"] / 1000, 1)
+    res["core_fdatasync_paced_p50_us"] = round(percentiles_ns(paced)["p50_ns"] / 1000, 1)
+    res["core_fsync_ack_p50_minus_fdatasync_p50_us"] = round(
+        res["core_fsync_ack_p50_us"] - res["core_fdatasync_p50_us"], 1
+    )
+    res["core_async_ack_p50_over_zmq_echo"] = round(
+        res["core_async_ack_p50_us"] / res["zmq_echo_rtt_p50_us"], 2
+    )
+    res["core_alone_rate_per_s"] = rate
+    res["core_alone_commands"] = n
+    res["series"] = series
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``--echo ENDPOINT``: run the echo server; else measure and print JSON."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m bench._corealone")
+    ap.add_argument("--echo", help=argparse.SUPPRESS)
+    ap.add_argument("--rate", type=int, default=200)
+    ap.add_argument("-n", type=int, default=1000)
+    ap.add_argument("--dir", default=tempfile.gettempdir())
+    args = ap.parse_args(argv)
+    if args.echo:
+        echo_server(args.echo)
+        return 0
+    res = measure(args.dir, args.rate, args.n, 200)
+    res.pop("series")
+    print(json.dumps(res))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
