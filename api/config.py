@@ -42,8 +42,7 @@ class ApiConfig:
     ws_send_queue: int = 10_000
     listen_key_ttl_s: int = 3_600
     metrics: str = "127.0.0.1:0"  # Prometheus /metrics address ("" or "off": none)
-    # "uvloop", "asyncio" or "auto": uvloop unless the market routes are mounted (their
-    # WebSocket hub takes asyncio's own transports only).
+    # "uvloop", "asyncio" or "auto" (= uvloop).
     event_loop: str = "auto"
     section: dict[str, Any] = field(default_factory=dict)
 
@@ -69,9 +68,7 @@ class ApiConfig:
     @property
     def use_uvloop(self) -> bool:
         """Whether the process runs on uvloop (``event_loop``)."""
-        if self.event_loop == "auto":
-            return not self.marketdata
-        return self.event_loop == "uvloop"
+        return self.event_loop != "asyncio"
 
 
 EVENT_LOOPS = ("auto", "uvloop", "asyncio")

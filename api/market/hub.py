@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 from api.market.frames import text_frame
 
@@ -41,6 +41,23 @@ def dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()
 
 
+class Transport(Protocol):
+    """What the hub needs of a connection's transport: asyncio's own and uvloop's
+    (which does not subclass :class:`asyncio.Transport`) both provide it."""
+
+    def write(self, data: bytes) -> None:
+        """Queue ``data`` for sending."""
+
+    def get_write_buffer_size(self) -> int:
+        """Bytes queued and not yet sent."""
+
+    def is_closing(self) -> bool:
+        """True once the transport is closing or closed."""
+
+    def abort(self) -> None:
+        """Close at once, dropping unsent bytes."""
+
+
 class Conn:
     """One WebSocket connection: its transport, streams, group and solo frames.
 
@@ -49,7 +66,7 @@ class Conn:
 
     __slots__ = ("closed", "combined", "group", "out", "streams", "transport")
 
-    def __init__(self, transport: asyncio.Transport, combined: bool) -> None:
+    def __init__(self, transport: Transport, combined: bool) -> None:
         self.transport = transport
         self.combined = combined
         self.streams: set[str] = set()

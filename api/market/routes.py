@@ -11,7 +11,6 @@ Reference: docs/api-market.md.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -277,7 +276,6 @@ def _ws_handler(state: MarketState, kind: str) -> Handler:
         transport = request.transport
         if transport is None:
             return ws
-        assert isinstance(transport, asyncio.Transport)
         conn = Conn(transport, combined=kind == "stream")
         hub = state.hub
         hub.attach(conn)

@@ -120,10 +120,10 @@ def test_store_updates_rows_in_place(tmp_path: Path) -> None:
 
 
 def test_event_loop_setting() -> None:
-    """``event_loop``: auto is uvloop unless the market routes are mounted; anything
+    """``event_loop``: auto is uvloop, with or without the market routes; anything
     but the three names is refused."""
     assert ApiConfig.from_section({}, marketdata=False).use_uvloop
-    assert not ApiConfig.from_section({}, marketdata=True).use_uvloop
+    assert ApiConfig.from_section({}, marketdata=True).use_uvloop
     assert ApiConfig.from_section({"event_loop": "uvloop"}, marketdata=True).use_uvloop
     assert not ApiConfig.from_section({}, marketdata=False, event_loop="asyncio").use_uvloop
     with pytest.raises(ValueError):
@@ -138,7 +138,7 @@ def test_core_timeout_answers_1007(core: CoreProcess, tmp_path: Path) -> None:  
     api = ApiProcess(core, tmp_path / "api", tmp_path / "logs", "--core-timeout-ms", "700")
     api.start()
     try:
-        assert api.ready["event_loop"] == "uvloop"  # the default without market routes
+        assert api.ready["event_loop"] == "uvloop"  # the default
         key = api.make_key(1)
         s = Signer(api.url, key, api.secrets[key.api_key])
         order = {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC",
