@@ -43,5 +43,11 @@ def families(gw: Any) -> list[Any]:
         counter(f"{P}_core_events", "core events applied", st["events"]),
         gauge(f"{P}_inflight_frames", "command frames awaiting the core's reply", len(gw.inflight)),
         gauge(f"{P}_open_orders", "open orders of every session", sum(gw.open_by_user.values())),
+        gauge(f"{P}_orders_in_memory", "orders in the in-memory map", len(gw.store.orders)),
+        counter(
+            f"{P}_orders_evicted",
+            "ended orders evicted from memory (served from SQLite)",
+            gw.store.evicted,
+        ),  # fmt: skip
         *subscriber_families(gw.sub, P),
     ]

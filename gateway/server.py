@@ -76,7 +76,7 @@ from engine.wire.frames import (
 )
 from engine.wire.views import EV_VIEWS
 from gateway import batch, keys, metrics
-from gateway.store import MAX_ORDER_ID, OPEN_STATES, Order, Store
+from gateway.store import DEFAULT_MAX_ORDERS_IN_MEMORY, MAX_ORDER_ID, OPEN_STATES, Order, Store
 from gateway.wire import codec
 from gateway.wire.codes import GwReason
 from pyx import gwreport
@@ -185,6 +185,9 @@ class GatewayConfig:
     # a re-login asking for a removed one gets SEQUENCE_BEFORE_RETENTION.
     stream_retain_s: int = 7 * 86_400
     stream_retain_msgs: int = 10_000_000
+    # Orders kept in memory: ended ones beyond this are evicted and served from SQLite
+    # (open orders always stay; their number is bounded by the open-order throttles).
+    max_orders_in_memory: int = DEFAULT_MAX_ORDERS_IN_MEMORY
 
 
 def _is_enter(ftype: int, body: bytes) -> bool:
@@ -361,7 +364,7 @@ class Gateway:
 
     def __init__(self, cfg: GatewayConfig) -> None:
         self.cfg = cfg
-        self.store = Store(cfg.db_path)
+        self.store = Store(cfg.db_path, cfg.max_orders_in_memory)
         self.keystore = keys.KeyStore(self.store.con, cfg.timestamp_skew_ms * 1_000_000)
         self.conns: set[Conn] = set()
         self.sessions: dict[int, Conn] = {}
@@ -561,7 +564,7 @@ class Gateway:
                 side=int(msg.side),
             )
         elif name == "ORDER_STATUS":
-            o = self.store.by_cl.get((kid, int(msg.cl_ord_id)))
+            o = self.store.find_cl(kid, int(msg.cl_ord_id))
             v: dict[str, codec.Value] = {"cl_ord_id": msg.cl_ord_id}
             if over_rate:
                 v["reason"] = GwReason.MESSAGE_RATE_EXCEEDED
@@ -606,7 +609,7 @@ class Gateway:
         kid, uid = key.key_id, key.user_id
         cl = int(msg.cl_ord_id)
         reason = self._trade_gate(key, over_rate)
-        if not reason and (cl == 0 or (kid, cl) in self.store.by_cl):
+        if not reason and (cl == 0 or self.store.find_cl(kid, cl) is not None):
             reason = GwReason.DUPLICATE_CL_ORD_ID
         if not reason and int(msg.side) not in (Side.BUY, Side.SELL):
             # Refused here with the core's own code: the core's reject of such a NEW
@@ -696,13 +699,12 @@ class Gateway:
         conn.msgs += n
         self.stats["messages_in"] += n
         e = batch.decode_enters(bodies)
-        by_cl = self.store.by_cl
+        cls = e["cl_ord_id"].tolist()
+        used = self.store.known_cls(kid, cls)
         ok: list[int] = []
         seen: set[int] = set()
-        for i, (cl, side) in enumerate(
-            zip(e["cl_ord_id"].tolist(), e["side"].tolist(), strict=True)
-        ):
-            if cl == 0 or cl in seen or (kid, cl) in by_cl:
+        for i, (cl, side) in enumerate(zip(cls, e["side"].tolist(), strict=True)):
+            if cl == 0 or cl in seen or cl in used:
                 self.emit(
                     kid, OUT["REJECTED"], {"cl_ord_id": cl, "reason": GwReason.DUPLICATE_CL_ORD_ID}
                 )
@@ -737,7 +739,7 @@ class Gateway:
         """CANCEL / REPLACE / REDUCE of the session's own order."""
         kid, uid = key.key_id, key.user_id
         cl = int(msg.cl_ord_id)
-        o = self.store.by_cl.get((kid, cl))
+        o = self.store.find_cl(kid, cl)
         reason = self._trade_gate(key, over_rate)
         if not reason and o is None:
             reason = GwReason.UNKNOWN_CL_ORD_ID
