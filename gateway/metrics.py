@@ -48,6 +48,6 @@ def families(gw: Any) -> list[Any]:
             f"{P}_orders_evicted",
             "ended orders evicted from memory (served from SQLite)",
             gw.store.evicted,
-        ),  # fmt: skip
+        ),
         *subscriber_families(gw.sub, P),
     ]

@@ -345,9 +345,8 @@ class Store:
         ask = [cl - I64 for cl in cls if cl <= top and cl not in known]
         for i in range(0, len(ask), 500):
             part = ask[i : i + 500]
-            q = "SELECT cl_ord_id FROM orders WHERE key_id = ? AND cl_ord_id IN (%s)" % ",".join(
-                "?" * len(part)
-            )
+            marks = ",".join("?" * len(part))
+            q = f"SELECT cl_ord_id FROM orders WHERE key_id = ? AND cl_ord_id IN ({marks})"
             known.update(int(r[0]) + I64 for r in self.con.execute(q, (key_id, *part)))
         return known
 
