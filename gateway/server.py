@@ -28,11 +28,12 @@ import time
 import tomllib
 import typing
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
+import uvloop
 import zmq
 
 from bindings.client import CoreClient, CoreError, EventSubscriber
@@ -68,6 +69,7 @@ from engine.server import (
 )
 from engine.wire.frames import (
     CONTROL_TAG,
+    STATUS_APPLIED,
     STATUS_DUPLICATE,
     FrameError,
     decode_control,
@@ -80,7 +82,7 @@ from gateway.store import DEFAULT_MAX_ORDERS_IN_MEMORY, MAX_ORDER_ID, OPEN_STATE
 from gateway.wire import codec
 from gateway.wire.codes import GwReason
 from pyx import gwreport
-from pyx.enums import CmdFlag, CmdKind, EvFlag, EvKind, Reason, Side
+from pyx.enums import CmdFlag, CmdKind, EvFlag, EvKind, OrdType, Reason, Side
 
 log = logging.getLogger("bursa.gateway")
 
@@ -133,6 +135,15 @@ EV_USER_ID = EV["user_id"]
 _SYMBOL_ADDED = EV_VIEWS[EvKind.SYMBOL_ADDED]
 EV_SYM_SYMBOL_ID = _SYMBOL_ADDED.index("symbol_id")
 EV_SYM_QUOTE_ASSET_ID = _SYMBOL_ADDED.index("quote_asset_id")
+# NEWs whose ACCEPTED may be built from the core's reply (Gateway._accepted_by_reply).
+REPLY_ACK_TYPES = (int(OrdType.LIMIT), int(OrdType.STOP_LIMIT))
+EVENT_LOOPS = ("uvloop", "asyncio")  # config event_loop
+# Plain ints for the per-turn zmq calls and per-order records (enum operators are slow).
+ZMQ_EVENTS = int(zmq.EVENTS)
+ZMQ_POLLIN = int(zmq.POLLIN)
+ZMQ_NOBLOCK = int(zmq.NOBLOCK)
+CMD_NEW = int(CmdKind.NEW)
+CMD_POST_ONLY = int(CmdFlag.POST_ONLY)
 REQUEST_OF_OP = {"C": REQUEST_CANCEL, "U": REQUEST_REPLACE, "D": REQUEST_REDUCE}
 # The cyclic GC's thresholds: the gateway allocates several objects per order and
 # report (nearly all freed by reference counting, few cycles), so CPython's default
@@ -188,6 +199,9 @@ class GatewayConfig:
     # Orders kept in memory: ended ones beyond this are evicted and served from SQLite
     # (open orders always stay; their number is bounded by the open-order throttles).
     max_orders_in_memory: int = DEFAULT_MAX_ORDERS_IN_MEMORY
+    # "uvloop" (libuv: fewer syscalls and less Python per loop turn, the default) or
+    # "asyncio" (the standard library's loop: the reference, for debugging).
+    event_loop: str = "uvloop"
 
 
 def _is_enter(ftype: int, body: bytes) -> bool:
@@ -224,7 +238,7 @@ class Conn(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Accept (or refuse above ``max_connections``)."""
         # uvloop's TCP transports implement asyncio.Transport without subclassing it
-        # (uvloop is installed wherever ccxt is, e.g. the dev extra): no isinstance.
+        # (config event_loop): no isinstance.
         transport = typing.cast(asyncio.Transport, transport)
         self.transport = transport
         peer = transport.get_extra_info("peername")
@@ -408,7 +422,7 @@ class Gateway:
         self.caught_up = False
         self.stopping = False
         self.stats = {"orders": 0, "events": 0, "frames_to_core": 0, "retries": 0, "duplicates": 0,
-                      "messages_in": 0, "reports": 0}  # fmt: skip
+                      "messages_in": 0, "reports": 0, "acks_from_reply": 0}  # fmt: skip
         self.throttles: dict[str, int] = {}  # reason name -> count (gateway.metrics)
 
     def throttled(self, reason: str) -> None:
@@ -652,10 +666,10 @@ class Gateway:
             return
         self._count_open(o, 1)
         self.stats["orders"] += 1
-        flags = int(CmdFlag.POST_ONLY) if int(msg.flags) & ORDER_POST_ONLY else 0
+        flags = CMD_POST_ONLY if int(msg.flags) & ORDER_POST_ONLY else 0
         self.queue_cmd(
             (uid, o.order_id, "N"),
-            kind=CmdKind.NEW,
+            kind=CMD_NEW,
             order_id=o.order_id,
             user_id=uid,
             symbol_id=o.symbol_id,
@@ -804,7 +818,7 @@ class Gateway:
         recs = np.frombuffer(buf, dtype=CMD_DTYPE)
         recs["client_ref"] = (no << FRAME_SHIFT) + np.arange(len(tags), dtype=np.uint64)
         try:
-            self.core.sock.send(buf, zmq.NOBLOCK)
+            self.core.sock.send(buf, ZMQ_NOBLOCK)
         except zmq.Again:
             self.core_unavailable(tags)
             return
@@ -848,14 +862,14 @@ class Gateway:
         """Read every reply and event available now (the zmq FDs are edge-triggered)."""
         got = False
         qsock = self.query.sock
-        while int(qsock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
-            parts = qsock.recv_multipart(zmq.NOBLOCK)
+        while typing.cast(int, qsock.getsockopt(ZMQ_EVENTS)) & ZMQ_POLLIN:
+            parts = qsock.recv_multipart(ZMQ_NOBLOCK)
             got = True
             if len(parts) == 2 and parts[0] == CONTROL_TAG:
                 self.on_control(decode_control(parts[1]))
         sock = self.core.sock
-        while int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
-            parts = sock.recv_multipart(zmq.NOBLOCK)
+        while typing.cast(int, sock.getsockopt(ZMQ_EVENTS)) & ZMQ_POLLIN:
+            parts = sock.recv_multipart(ZMQ_NOBLOCK)
             got = True
             if len(parts) == 1:
                 try:
@@ -918,10 +932,41 @@ class Gateway:
                         "reason": reason,
                     }
                     self.emit(m[0], OUT["MASS_CANCEL_ACK"], v)
+            elif status == STATUS_APPLIED and (op == "N" or op == "n"):
+                self._accepted_by_reply(uid, oid)
             elif op == "n" and status == STATUS_DUPLICATE:
                 # A resent NEW whose first copy was applied: its events tell the outcome.
                 self.stats["duplicates"] += 1
                 log.info("resent NEW answered DUPLICATE user=%d order=%d", uid, oid)
+
+    def _accepted_by_reply(self, user_id: int, order_id: int) -> None:
+        """The core applied a NEW: report ACCEPTED now unless its ACCEPTED event came
+        first (then ``pending`` no longer starts with N and this does nothing).
+
+        The core publishes a turn's events before its replies, but they travel on
+        different sockets; whichever is read first answers the client.  Only LIMIT and
+        STOP_LIMIT orders: for them the event's price and quantity are the order's own
+        (a MARKET order's book price is set by the core), so the report is the same
+        either way except ``ts_ns``, which is the gateway's clock here.
+        """
+        o = self.store.orders.get((user_id, order_id))
+        if o is None or o.ord_type not in REPLY_ACK_TYPES or o.pending[:1] != ["N"]:
+            return
+        if self.retried:
+            self.retried.discard((user_id, order_id))
+        o.pending.pop(0)
+        if o.state == STATE_PENDING:
+            o.state = STATE_OPEN  # open either way: the open counts do not change
+        self.stats["acks_from_reply"] += 1
+        self.emit_payload(
+            o.key_id,
+            batch.ACCEPTED_CODE
+            + batch.ACCEPTED_STRUCT.pack(
+                o.cl_ord_id, time.time_ns(), o.price, o.qty, o.leaves, o.symbol_id, o.side,
+                o.ord_type,
+            ),
+        )  # fmt: skip
+        self.store.save_order(o)
 
     def _answer_reject(self, o: Order, reason: int, ts: int, of_new: bool) -> None:
         """A REJECTED event answers the order's oldest request of its kind.
@@ -1031,11 +1076,13 @@ class Gateway:
         if kind == EVK_ACCEPTED:
             if self.retried:
                 self.retried.discard((o.user_id, o.order_id))
-            if o.pending and o.pending[0] == "N":
-                o.pending.pop(0)
             if o.state == STATE_PENDING:
                 self._set_state(o, STATE_OPEN)
             o.leaves = ev[EV_LEAVES_LOTS]
+            if not (o.pending and o.pending[0] == "N"):
+                self.store.save_order(o)  # reported from the reply already
+                return
+            o.pending.pop(0)
             self.emit_payload(
                 o.key_id,
                 batch.ACCEPTED_CODE
@@ -1346,24 +1393,29 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
+    if cfg.event_loop not in EVENT_LOOPS:
+        print(f"bursa gateway: event_loop must be one of {EVENT_LOOPS}", file=sys.stderr)
+        return 1
     gc.set_threshold(*GC_THRESHOLDS)
-    try:
-        import uvloop  # type: ignore[import-not-found,unused-ignore]  # optional, faster loop
+    with asyncio.Runner(loop_factory=loop_factory(cfg.event_loop)) as runner:
+        if args.profile:
+            import cProfile
 
-        uvloop.install()
-    except ImportError:
-        pass
-    if args.profile:
-        import cProfile
-
-        prof = cProfile.Profile()
-        try:
-            prof.runcall(asyncio.run, run())
-        finally:
-            prof.dump_stats(args.profile)
-    else:
-        asyncio.run(run())
+            prof = cProfile.Profile()
+            try:
+                prof.runcall(runner.run, run())
+            finally:
+                prof.dump_stats(args.profile)
+        else:
+            runner.run(run())
     return 0
+
+
+def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    """The event loop constructor for config ``event_loop`` (see EVENT_LOOPS)."""
+    if name == "uvloop":
+        return typing.cast(Callable[[], asyncio.AbstractEventLoop], uvloop.new_event_loop)
+    return asyncio.new_event_loop
 
 
 if __name__ == "__main__":

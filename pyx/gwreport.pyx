@@ -216,11 +216,15 @@ def apply_events(gw, events):
             if retried:
                 retried.discard((o.user_id, o.order_id))
             pending = o.pending
-            if pending and pending[0] == "N":
-                pending.pop(0)
             if o.state == I_STATE_PENDING:
                 o.state = STATE_OPEN  # open either way: the open counts do not change
             o.leaves = ev.leaves_lots
+            if not (pending and pending[0] == "N"):
+                # Already reported from the core's reply (Gateway._accepted_by_reply):
+                # the N left ``pending`` in the same transaction as that report.
+                sink.save(o)
+                continue
+            pending.pop(0)
             out = PyBytes_FromStringAndSize(NULL, sizeof(AcceptedMsg))
             a = <AcceptedMsg*> PyBytes_AS_STRING(out)
             a.code = ACCEPTED_CODE
