@@ -81,8 +81,9 @@ from gateway import batch, keys, metrics
 from gateway.store import DEFAULT_MAX_ORDERS_IN_MEMORY, MAX_ORDER_ID, OPEN_STATES, Order, Store
 from gateway.wire import codec
 from gateway.wire.codes import GwReason
-from pyx import gwreport
+from pyx import gwentry, gwreport
 from pyx.enums import CmdFlag, CmdKind, EvFlag, EvKind, OrdType, Reason, Side
+from pyx.gwentry import ENTER_RUN
 
 log = logging.getLogger("bursa.gateway")
 
@@ -111,7 +112,6 @@ U_TYPE = UNSEQUENCED[0]
 SEQ_TYPE = SEQUENCED[0]
 S_FRAME_HEAD = struct.Struct("<HBQ")  # FRAME_HEAD + SEQ_HEAD of an S frame, in one pack
 S_FRAME_OVERHEAD = 1 + 8  # the length counts the type byte and the sequence number
-ENTER_ORDER_COLUMNS = ("cl_ord_id", "symbol_id", "side", "ord_type", "price_ticks", "qty_lots")
 FRAME_SHIFT = 16  # client_ref = frame number << 16 | index in the frame
 MAX_CORE_FRAME = 4096  # commands per frame to the core (its own limit is 16,384)
 EV = {name: i for i, name in enumerate(EV_DTYPE.names or ())}
@@ -204,18 +204,13 @@ class GatewayConfig:
     event_loop: str = "uvloop"
 
 
-def _is_enter(ftype: int, body: bytes) -> bool:
-    """An ENTER_ORDER U frame of the right size (the batch path's input)."""
-    return ftype == U_TYPE and len(body) == batch.ENTER_BODY_LEN and body[0] == batch.ENTER_CODE
-
-
 class Conn(asyncio.Protocol):
     """One TCP connection: framing, login state, throttles, output."""
 
     def __init__(self, gw: Gateway) -> None:
         self.gw = gw
         self.transport: asyncio.Transport | None = None
-        self.reader = codec.FrameReader()
+        self.reader = gwentry.EntryReader()
         self.peer_ip = ""
         self.key: keys.ApiKey | None = None
         self.cod = False
@@ -276,26 +271,21 @@ class Conn(asyncio.Protocol):
             return
         self.last_recv = time.monotonic()
         try:
-            frames = self.reader.feed(data)
-            i, n = 0, len(frames)
-            while i < n:
+            for ftype, body in self.reader.feed(data):
                 if self.closed:
                     return
-                ftype, body = frames[i]
-                if not (self.live and _is_enter(ftype, body)):
+                if ftype != ENTER_RUN:
                     self.on_frame(ftype, body)
-                    i += 1
                     continue
-                # A run of ENTER_ORDERs: handled together unless a limit is near.
-                j = i + 1
-                while j < n and _is_enter(*frames[j]):
-                    j += 1
-                if j - i == 1 or not self.gw.enter_orders(self, [b for _, b in frames[i:j]]):
-                    for ftype, body in frames[i:j]:
-                        if self.closed:
-                            return
-                        self.on_frame(ftype, body)
-                i = j
+                # A run of ENTER_ORDERs (bodies back to back, gateway.batch.ENTER_DTYPE):
+                # handled together unless a limit is near, else one by one.
+                size = batch.ENTER_BODY_LEN
+                if len(body) > size and self.live and self.gw.enter_orders(self, body):
+                    continue
+                for k in range(0, len(body), size):
+                    if self.closed:
+                        return
+                    self.on_frame(U_TYPE, body[k : k + size])
             self.reader.check()
         except codec.WireError as e:
             self.end(e.reason)
@@ -683,7 +673,7 @@ class Gateway:
             flags=flags | (int(msg.flags) & ~ORDER_POST_ONLY & 0xFF),
         )
 
-    def enter_orders(self, conn: Conn, bodies: list[bytes]) -> bool:
+    def enter_orders(self, conn: Conn, recs: bytes) -> bool:
         """Many ENTER_ORDERs of one session at once (see :mod:`gateway.batch`).
 
         Returns False, having done nothing, if the run could reach a throttle or
@@ -691,7 +681,7 @@ class Gateway:
         which decides message by message.  Otherwise the outcome is the same as
         handling them one by one.
         """
-        key, cfg, n = conn.key, self.cfg, len(bodies)
+        key, cfg, n = conn.key, self.cfg, len(recs) // batch.ENTER_BODY_LEN
         assert key is not None
         kid, uid = key.key_id, key.user_id
         sec = int(time.monotonic())
@@ -712,7 +702,7 @@ class Gateway:
             return False
         conn.msgs += n
         self.stats["messages_in"] += n
-        e = batch.decode_enters(bodies)
+        e = batch.decode_enters(recs)
         cls = e["cl_ord_id"].tolist()
         used = self.store.known_cls(kid, cls)
         ok: list[int] = []
@@ -734,12 +724,7 @@ class Gateway:
         self.user_window[uid] = (sec, un + m)
         sel = e if m == n else e[ok]
         first = self.store.reserve_ids(m)
-        orders = [
-            Order(uid, first + k, kid, cl, sym, side, ot, px, q, q, 0, STATE_PENDING, 0, ["N"])
-            for k, (cl, sym, side, ot, px, q) in enumerate(
-                zip(*(sel[c].tolist() for c in ENTER_ORDER_COLUMNS), strict=True)
-            )
-        ]
+        orders = gwentry.order_objects(Order, recs, ok, uid, kid, first, STATE_PENDING, "N")
         self.store.add_orders(orders)
         self.open_by_key[kid] = self.open_by_key.get(kid, 0) + m
         self.open_by_user[uid] = self.open_by_user.get(uid, 0) + m
