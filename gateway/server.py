@@ -900,6 +900,7 @@ class Gateway:
         mask = (1 << FRAME_SHIFT) - 1
         entry = None
         cur = -1
+        acked: list[tuple[int, int]] = []  # NEWs applied: ACCEPTED unless reported already
         for ref, status, value, reason in zip(refs, statuses, values, reasons, strict=True):
             no = ref >> FRAME_SHIFT
             if no != cur:
@@ -918,11 +919,15 @@ class Gateway:
                     }
                     self.emit(m[0], OUT["MASS_CANCEL_ACK"], v)
             elif status == STATUS_APPLIED and (op == "N" or op == "n"):
-                self._accepted_by_reply(uid, oid)
+                acked.append((uid, oid))
             elif op == "n" and status == STATUS_DUPLICATE:
                 # A resent NEW whose first copy was applied: its events tell the outcome.
                 self.stats["duplicates"] += 1
                 log.info("resent NEW answered DUPLICATE user=%d order=%d", uid, oid)
+        if acked:
+            n = gwreport.accept_from_replies(self, acked, time.time_ns())
+            self.stats["reports"] += n
+            self.stats["acks_from_reply"] += n
 
     def _accepted_by_reply(self, user_id: int, order_id: int) -> None:
         """The core applied a NEW: report ACCEPTED now unless its ACCEPTED event came
@@ -933,6 +938,9 @@ class Gateway:
         STOP_LIMIT orders: for them the event's price and quantity are the order's own
         (a MARKET order's book price is set by the core), so the report is the same
         either way except ``ts_ns``, which is the gateway's clock here.
+
+        The reference of :func:`pyx.gwreport.accept_from_replies`, which
+        :meth:`on_replies` calls (tests/gateway/test_reply_ack.py compares them).
         """
         o = self.store.orders.get((user_id, order_id))
         if o is None or o.ord_type not in REPLY_ACK_TYPES or o.pending[:1] != ["N"]:

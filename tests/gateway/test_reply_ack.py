@@ -8,13 +8,16 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bursa_wire.gw_layout import BY_NAME, STATE_OPEN, STATE_PENDING
 from bursa_wire.layout import EV_DTYPE
 from gateway.store import Order
 from gateway.wire import codec
+from pyx import gwreport
 from pyx.enums import EvKind, OrdType
-from tests.gateway.test_gwreport import _gateway
+from tests.gateway.test_gwreport import USERS, _gateway, _state, order_specs
 
 ACCEPTED = BY_NAME["ACCEPTED"]
 
@@ -68,3 +71,31 @@ def test_market_orders_wait_for_the_event() -> None:
     assert gw.outbox == [] and o.pending == ["N"]
     gw.on_events(accepted_event(o, 9))
     assert len(reports(gw)) == 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    spec=order_specs,
+    types=st.lists(st.sampled_from([int(t) for t in OrdType]), min_size=10, max_size=10),
+    data=st.data(),
+)
+def test_compiled_reply_acks_match_the_oracle(
+    spec: list[tuple[Any, ...]], types: list[int], data: st.DataObject
+) -> None:
+    keys = data.draw(st.lists(st.tuples(st.sampled_from((*USERS, 3)), st.integers(1, 7))))
+    retried = data.draw(st.sets(st.sampled_from([(s[0], s[1]) for s in spec] or [(1, 1)])))
+    oracle, compiled = _gateway(spec, retried), _gateway(spec, retried)
+    for gw in (oracle, compiled):
+        gw.stats["acks_from_reply"] = 0
+        for o, t in zip(gw.store.orders.values(), types, strict=False):
+            o.ord_type = t
+    for uid, oid in keys:
+        oracle._accepted_by_reply(uid, oid)
+    n = gwreport.accept_from_replies(compiled, keys, 0)
+    assert n == oracle.stats["acks_from_reply"]
+    # The oracle stamps the gateway's clock: compare the reports with ts_ns zeroed.
+    oracle.outbox = [(k, s, p[:9] + bytes(8) + p[17:]) for k, s, p in oracle.outbox]
+    oracle.store._out = {
+        k: (f, [p[:9] + bytes(8) + p[17:] for p in ps]) for k, (f, ps) in oracle.store._out.items()
+    }
+    assert _state(compiled) == _state(oracle)
