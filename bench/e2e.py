@@ -273,7 +273,7 @@ def start_stack(tmp: Path, mode: str, users: int) -> tuple[CoreProcess, GatewayP
     return core, gw, ks
 
 
-def _callgrind_run(tmp: Path, orders: int) -> int:
+def _callgrind_run(tmp: Path, orders: int, burst: int) -> int:
     """Total instructions of a gateway run (under callgrind) that takes ``orders``."""
     (tmp / "logs").mkdir(parents=True, exist_ok=True)
     core = CoreProcess(tmp / "core", tmp / "logs", "async")
@@ -288,12 +288,12 @@ def _callgrind_run(tmp: Path, orders: int) -> int:
         setup_market(core, users=(1,), funds=10**15)
         gw.start(port=0)
         s = Session(gw.port, make_key(gw.db, tmp / "k1.key", 1))
-        for _ in range(orders // CALLGRIND_BURST):
+        for _ in range(orders // burst):
             s.s.setblocking(True)
-            s.s.sendall(b"".join(s.orders(CALLGRIND_BURST)))
+            s.s.sendall(b"".join(s.orders(burst)))
             s.s.setblocking(False)
             got = 0
-            while got < CALLGRIND_BURST:
+            while got < burst:
                 select.select([s.s], [], [], 1.0)
                 got += len(s.acks())
         assert gw.proc is not None
@@ -312,15 +312,18 @@ def callgrind(args: argparse.Namespace) -> dict[str, Any]:
     """Instructions the gateway executes per order (callgrind, repeatable on a loaded
     machine): a run with CALLGRIND_ORDERS[1] orders minus one with CALLGRIND_ORDERS[0],
     divided by the difference (start-up and shutdown cancel out).  One session sends
-    bursts of CALLGRIND_BURST orders alternating sides at one price (each pair trades:
-    per order one ACCEPTED, half a TRADE, two reports) and waits for their ACCEPTEDs."""
+    bursts of ``--burst`` orders (CALLGRIND_BURST: throughput; 1: one in flight, with
+    a fifth of the orders) alternating sides at one price (each pair trades: per order
+    one ACCEPTED, half a TRADE, two reports) and waits for their ACCEPTEDs."""
     base = Path(tempfile.mkdtemp(prefix="bench-e2e-cg-", dir=args.dir))
-    small, large = CALLGRIND_ORDERS
-    a = _callgrind_run(base / "small", small)
-    b = _callgrind_run(base / "large", large)
+    scale = 1 if args.burst >= CALLGRIND_BURST else 5
+    small, large = (n // scale for n in CALLGRIND_ORDERS)
+    a = _callgrind_run(base / "small", small, args.burst)
+    b = _callgrind_run(base / "large", large, args.burst)
     return {
         "bench": "e2e",
         "gateway_instr_per_order": round((b - a) / (large - small)),
+        "callgrind_burst": args.burst,
         "callgrind_orders": [small, large],
         "callgrind_totals": [a, b],
     }
@@ -448,6 +451,12 @@ def main(argv: list[str] | None = None) -> int:
         "--callgrind",
         action="store_true",
         help="only the gateway's instructions per order under valgrind (slow, repeatable)",
+    )
+    ap.add_argument(
+        "--burst",
+        type=int,
+        default=CALLGRIND_BURST,
+        help="with --callgrind: orders sent at once (1: one in flight)",
     )
     args = ap.parse_args(argv)
     if args.echo_server:
