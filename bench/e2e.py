@@ -229,6 +229,17 @@ def core_alone(ready: dict[str, Any], user: int, rate: int, n: int) -> dict[str,
     return percentiles_ns(lat)
 
 
+def gateway_metric(gw: GatewayProcess, name: str) -> float:
+    """One sample of the gateway's Prometheus endpoint (0 if the gateway lacks it)."""
+    import urllib.request
+
+    with urllib.request.urlopen(gw.ready["metrics"], timeout=30) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    return 0.0
+
+
 def process_cpu_s(pid: int) -> float:
     """User + system CPU seconds used so far by process ``pid`` (Linux /proc)."""
     with open(f"/proc/{pid}/stat") as fh:
@@ -354,7 +365,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         try:
             s1 = Session(gw.port, ks[0])
             open_loop(s1, 1000, 200)  # warm-up
+            acks0 = gateway_metric(gw, "bursa_gateway_acks_from_reply_total")
             a = open_loop(s1, 1000, n1)
+            # Which of the core's answers (reply or event) was read first, one in flight.
+            acks = gateway_metric(gw, "bursa_gateway_acks_from_reply_total") - acks0
+            res["async_acks_from_reply_share"] = round(acks / n1, 3)
             series.append(latency_series("async_ack", a["latencies"], "async", 1000))
             for q in ("p50", "p99", "p999", "max"):
                 res[f"async_ack_{q}_us"] = _us(a[f"{q}_ns"])

@@ -32,12 +32,16 @@ def small_gw(core: CoreProcess, tmp_path: Path) -> Iterator[GatewayProcess]:
     g.cleanup()
 
 
-def evicted(gw: GatewayProcess) -> float:
+def metric(gw: GatewayProcess, name: str) -> float:
     with urllib.request.urlopen(gw.ready["metrics"], timeout=30) as r:
         for line in r.read().decode().splitlines():
-            if line.startswith("bursa_gateway_orders_evicted_total "):
+            if line.startswith(name + " "):
                 return float(line.split()[1])
-    raise AssertionError("no orders_evicted metric")
+    raise AssertionError(f"no metric {name}")
+
+
+def evicted(gw: GatewayProcess) -> float:
+    return metric(gw, "bursa_gateway_orders_evicted_total")
 
 
 def next_named(c: GatewayClient, name: str) -> object:
@@ -72,6 +76,8 @@ def test_ended_orders_are_served_from_sqlite(
     a.cancel(101)
     next_named(a, "CANCELED")
     assert evicted(gw) >= 40 - BOUND
+    # Each LIMIT order's ACCEPTED came from its reply or its event: both sources counted.
+    assert 0 <= metric(gw, "bursa_gateway_acks_from_reply_total") <= 42
     assert status(a, 1) == (STATE_FILLED, 1, 0)  # evicted long ago: from SQLite
     assert status(a, 100)[0] == STATE_OPEN
     assert status(a, 50)[2] == GwReason.UNKNOWN_CL_ORD_ID
