@@ -39,6 +39,7 @@ import argparse
 import json
 import os
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -63,6 +64,8 @@ TARGET_FSYNC_MINUS_FDATASYNC_US = 100.0
 TARGET_SUSTAINED = 300_000
 RATES = (1_000, 10_000, 50_000, 100_000)
 PRICE = 1_000
+CALLGRIND_ORDERS = (500, 2_500)  # orders of the two runs whose difference is measured
+CALLGRIND_BURST = 100
 GW_FLAGS = (
     "--max-msgs-per-s", "10000000", "--max-orders-per-s", "10000000",
     "--max-user-orders-per-s", "10000000", "--max-open-orders", "10000000",
@@ -226,6 +229,17 @@ def core_alone(ready: dict[str, Any], user: int, rate: int, n: int) -> dict[str,
     return percentiles_ns(lat)
 
 
+def gateway_metric(gw: GatewayProcess, name: str) -> float:
+    """One sample of the gateway's Prometheus endpoint (0 if the gateway lacks it)."""
+    import urllib.request
+
+    with urllib.request.urlopen(gw.ready["metrics"], timeout=30) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    return 0.0
+
+
 def process_cpu_s(pid: int) -> float:
     """User + system CPU seconds used so far by process ``pid`` (Linux /proc)."""
     with open(f"/proc/{pid}/stat") as fh:
@@ -270,6 +284,62 @@ def start_stack(tmp: Path, mode: str, users: int) -> tuple[CoreProcess, GatewayP
     return core, gw, ks
 
 
+def _callgrind_run(tmp: Path, orders: int, burst: int) -> int:
+    """Total instructions of a gateway run (under callgrind) that takes ``orders``."""
+    (tmp / "logs").mkdir(parents=True, exist_ok=True)
+    core = CoreProcess(tmp / "core", tmp / "logs", "async")
+    core.start()
+    out = tmp / "callgrind.out"
+    gw = GatewayProcess(
+        core, tmp / "gw.db", tmp / "logs", *GW_FLAGS,
+        prefix=("valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"),
+        ready_timeout_s=600.0,
+    )  # fmt: skip
+    try:
+        setup_market(core, users=(1,), funds=10**15)
+        gw.start(port=0)
+        s = Session(gw.port, make_key(gw.db, tmp / "k1.key", 1))
+        for _ in range(orders // burst):
+            s.s.setblocking(True)
+            s.s.sendall(b"".join(s.orders(burst)))
+            s.s.setblocking(False)
+            got = 0
+            while got < burst:
+                select.select([s.s], [], [], 1.0)
+                got += len(s.acks())
+        assert gw.proc is not None
+        gw.proc.send_signal(signal.SIGTERM)
+        gw.proc.wait(timeout=600)
+    finally:
+        gw.cleanup()
+        core.cleanup()
+    for line in out.read_text().splitlines():
+        if line.startswith("totals:") or line.startswith("summary:"):
+            return int(line.split()[1])
+    raise RuntimeError("no totals in the callgrind output")
+
+
+def callgrind(args: argparse.Namespace) -> dict[str, Any]:
+    """Instructions the gateway executes per order (callgrind, repeatable on a loaded
+    machine): a run with CALLGRIND_ORDERS[1] orders minus one with CALLGRIND_ORDERS[0],
+    divided by the difference (start-up and shutdown cancel out).  One session sends
+    bursts of ``--burst`` orders (CALLGRIND_BURST: throughput; 1: one in flight, with
+    a fifth of the orders) alternating sides at one price (each pair trades: per order
+    one ACCEPTED, half a TRADE, two reports) and waits for their ACCEPTEDs."""
+    base = Path(tempfile.mkdtemp(prefix="bench-e2e-cg-", dir=args.dir))
+    scale = 1 if args.burst >= CALLGRIND_BURST else 5
+    small, large = (n // scale for n in CALLGRIND_ORDERS)
+    a = _callgrind_run(base / "small", small, args.burst)
+    b = _callgrind_run(base / "large", large, args.burst)
+    return {
+        "bench": "e2e",
+        "gateway_instr_per_order": round((b - a) / (large - small)),
+        "callgrind_burst": args.burst,
+        "callgrind_orders": [small, large],
+        "callgrind_totals": [a, b],
+    }
+
+
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Run every part; returns the JSON result."""
     quick = args.quick
@@ -295,7 +365,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         try:
             s1 = Session(gw.port, ks[0])
             open_loop(s1, 1000, 200)  # warm-up
+            acks0 = gateway_metric(gw, "bursa_gateway_acks_from_reply_total")
             a = open_loop(s1, 1000, n1)
+            # Which of the core's answers (reply or event) was read first, one in flight.
+            acks = gateway_metric(gw, "bursa_gateway_acks_from_reply_total") - acks0
+            res["async_acks_from_reply_share"] = round(acks / n1, 3)
             series.append(latency_series("async_ack", a["latencies"], "async", 1000))
             for q in ("p50", "p99", "p999", "max"):
                 res[f"async_ack_{q}_us"] = _us(a[f"{q}_ns"])
@@ -388,9 +462,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="fewer samples, rates 1k and 10k")
     ap.add_argument("--dir", default=tempfile.gettempdir(), help="directory for data files")
     ap.add_argument("--echo-server", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--callgrind",
+        action="store_true",
+        help="only the gateway's instructions per order under valgrind (slow, repeatable)",
+    )
+    ap.add_argument(
+        "--burst",
+        type=int,
+        default=CALLGRIND_BURST,
+        help="with --callgrind: orders sent at once (1: one in flight)",
+    )
     args = ap.parse_args(argv)
     if args.echo_server:
         echo_server()
+        return 0
+    if args.callgrind:
+        print(json.dumps(callgrind(args)))
         return 0
     res = measure(args)
     if not args.json:

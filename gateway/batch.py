@@ -47,9 +47,10 @@ EXECUTED_CODE, EXECUTED_STRUCT = _positional(
 )  # fmt: skip
 
 
-def decode_enters(bodies: list[bytes]) -> np.ndarray[Any, np.dtype[np.void]]:
-    """ENTER_ORDER U-frame bodies (each exactly :data:`ENTER_BODY_LEN` bytes) as records."""
-    return np.frombuffer(b"".join(bodies), dtype=ENTER_DTYPE)
+def decode_enters(recs: bytes) -> np.ndarray[Any, np.dtype[np.void]]:
+    """ENTER_ORDER U-frame bodies back to back (each :data:`ENTER_BODY_LEN` bytes, as
+    :class:`pyx.gwentry.EntryReader` groups a run of them) as records."""
+    return np.frombuffer(recs, dtype=ENTER_DTYPE)
 
 
 def new_records(

@@ -41,7 +41,18 @@ def families(gw: Any) -> list[Any]:
             f"{P}_duplicates", "core replies DUPLICATE (a retry already applied)", st["duplicates"]
         ),
         counter(f"{P}_core_events", "core events applied", st["events"]),
+        counter(
+            f"{P}_acks_from_reply",
+            "ACCEPTED reports built from the core's reply (read before the event)",
+            st["acks_from_reply"],
+        ),
         gauge(f"{P}_inflight_frames", "command frames awaiting the core's reply", len(gw.inflight)),
         gauge(f"{P}_open_orders", "open orders of every session", sum(gw.open_by_user.values())),
+        gauge(f"{P}_orders_in_memory", "orders in the in-memory map", len(gw.store.orders)),
+        counter(
+            f"{P}_orders_evicted",
+            "ended orders evicted from memory (served from SQLite)",
+            gw.store.evicted,
+        ),
         *subscriber_families(gw.sub, P),
     ]

@@ -28,11 +28,12 @@ import time
 import tomllib
 import typing
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
+import uvloop
 import zmq
 
 from bindings.client import CoreClient, CoreError, EventSubscriber
@@ -68,6 +69,7 @@ from engine.server import (
 )
 from engine.wire.frames import (
     CONTROL_TAG,
+    STATUS_APPLIED,
     STATUS_DUPLICATE,
     FrameError,
     decode_control,
@@ -76,11 +78,12 @@ from engine.wire.frames import (
 )
 from engine.wire.views import EV_VIEWS
 from gateway import batch, keys, metrics
-from gateway.store import MAX_ORDER_ID, OPEN_STATES, Order, Store
+from gateway.store import DEFAULT_MAX_ORDERS_IN_MEMORY, MAX_ORDER_ID, OPEN_STATES, Order, Store
 from gateway.wire import codec
 from gateway.wire.codes import GwReason
-from pyx import gwreport
-from pyx.enums import CmdFlag, CmdKind, EvFlag, EvKind, Reason, Side
+from pyx import gwentry, gwreport
+from pyx.enums import CmdFlag, CmdKind, EvFlag, EvKind, OrdType, Reason, Side
+from pyx.gwentry import ENTER_RUN
 
 log = logging.getLogger("bursa.gateway")
 
@@ -109,7 +112,6 @@ U_TYPE = UNSEQUENCED[0]
 SEQ_TYPE = SEQUENCED[0]
 S_FRAME_HEAD = struct.Struct("<HBQ")  # FRAME_HEAD + SEQ_HEAD of an S frame, in one pack
 S_FRAME_OVERHEAD = 1 + 8  # the length counts the type byte and the sequence number
-ENTER_ORDER_COLUMNS = ("cl_ord_id", "symbol_id", "side", "ord_type", "price_ticks", "qty_lots")
 FRAME_SHIFT = 16  # client_ref = frame number << 16 | index in the frame
 MAX_CORE_FRAME = 4096  # commands per frame to the core (its own limit is 16,384)
 EV = {name: i for i, name in enumerate(EV_DTYPE.names or ())}
@@ -133,6 +135,15 @@ EV_USER_ID = EV["user_id"]
 _SYMBOL_ADDED = EV_VIEWS[EvKind.SYMBOL_ADDED]
 EV_SYM_SYMBOL_ID = _SYMBOL_ADDED.index("symbol_id")
 EV_SYM_QUOTE_ASSET_ID = _SYMBOL_ADDED.index("quote_asset_id")
+# NEWs whose ACCEPTED may be built from the core's reply (Gateway._accepted_by_reply).
+REPLY_ACK_TYPES = (int(OrdType.LIMIT), int(OrdType.STOP_LIMIT))
+EVENT_LOOPS = ("uvloop", "asyncio")  # config event_loop
+# Plain ints for the per-turn zmq calls and per-order records (enum operators are slow).
+ZMQ_EVENTS = int(zmq.EVENTS)
+ZMQ_POLLIN = int(zmq.POLLIN)
+ZMQ_NOBLOCK = int(zmq.NOBLOCK)
+CMD_NEW = int(CmdKind.NEW)
+CMD_POST_ONLY = int(CmdFlag.POST_ONLY)
 REQUEST_OF_OP = {"C": REQUEST_CANCEL, "U": REQUEST_REPLACE, "D": REQUEST_REDUCE}
 # The cyclic GC's thresholds: the gateway allocates several objects per order and
 # report (nearly all freed by reference counting, few cycles), so CPython's default
@@ -185,11 +196,12 @@ class GatewayConfig:
     # a re-login asking for a removed one gets SEQUENCE_BEFORE_RETENTION.
     stream_retain_s: int = 7 * 86_400
     stream_retain_msgs: int = 10_000_000
-
-
-def _is_enter(ftype: int, body: bytes) -> bool:
-    """An ENTER_ORDER U frame of the right size (the batch path's input)."""
-    return ftype == U_TYPE and len(body) == batch.ENTER_BODY_LEN and body[0] == batch.ENTER_CODE
+    # Orders kept in memory: ended ones beyond this are evicted and served from SQLite
+    # (open orders always stay; their number is bounded by the open-order throttles).
+    max_orders_in_memory: int = DEFAULT_MAX_ORDERS_IN_MEMORY
+    # "uvloop" (libuv: fewer syscalls and less Python per loop turn, the default) or
+    # "asyncio" (the standard library's loop: the reference, for debugging).
+    event_loop: str = "uvloop"
 
 
 class Conn(asyncio.Protocol):
@@ -198,7 +210,7 @@ class Conn(asyncio.Protocol):
     def __init__(self, gw: Gateway) -> None:
         self.gw = gw
         self.transport: asyncio.Transport | None = None
-        self.reader = codec.FrameReader()
+        self.reader = gwentry.EntryReader()
         self.peer_ip = ""
         self.key: keys.ApiKey | None = None
         self.cod = False
@@ -221,7 +233,7 @@ class Conn(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Accept (or refuse above ``max_connections``)."""
         # uvloop's TCP transports implement asyncio.Transport without subclassing it
-        # (uvloop is installed wherever ccxt is, e.g. the dev extra): no isinstance.
+        # (config event_loop): no isinstance.
         transport = typing.cast(asyncio.Transport, transport)
         self.transport = transport
         peer = transport.get_extra_info("peername")
@@ -259,26 +271,21 @@ class Conn(asyncio.Protocol):
             return
         self.last_recv = time.monotonic()
         try:
-            frames = self.reader.feed(data)
-            i, n = 0, len(frames)
-            while i < n:
+            for ftype, body in self.reader.feed(data):
                 if self.closed:
                     return
-                ftype, body = frames[i]
-                if not (self.live and _is_enter(ftype, body)):
+                if ftype != ENTER_RUN:
                     self.on_frame(ftype, body)
-                    i += 1
                     continue
-                # A run of ENTER_ORDERs: handled together unless a limit is near.
-                j = i + 1
-                while j < n and _is_enter(*frames[j]):
-                    j += 1
-                if j - i == 1 or not self.gw.enter_orders(self, [b for _, b in frames[i:j]]):
-                    for ftype, body in frames[i:j]:
-                        if self.closed:
-                            return
-                        self.on_frame(ftype, body)
-                i = j
+                # A run of ENTER_ORDERs (bodies back to back, gateway.batch.ENTER_DTYPE):
+                # handled together unless a limit is near, else one by one.
+                size = batch.ENTER_BODY_LEN
+                if len(body) > size and self.live and self.gw.enter_orders(self, body):
+                    continue
+                for k in range(0, len(body), size):
+                    if self.closed:
+                        return
+                    self.on_frame(U_TYPE, body[k : k + size])
             self.reader.check()
         except codec.WireError as e:
             self.end(e.reason)
@@ -361,7 +368,7 @@ class Gateway:
 
     def __init__(self, cfg: GatewayConfig) -> None:
         self.cfg = cfg
-        self.store = Store(cfg.db_path)
+        self.store = Store(cfg.db_path, cfg.max_orders_in_memory)
         self.keystore = keys.KeyStore(self.store.con, cfg.timestamp_skew_ms * 1_000_000)
         self.conns: set[Conn] = set()
         self.sessions: dict[int, Conn] = {}
@@ -405,7 +412,7 @@ class Gateway:
         self.caught_up = False
         self.stopping = False
         self.stats = {"orders": 0, "events": 0, "frames_to_core": 0, "retries": 0, "duplicates": 0,
-                      "messages_in": 0, "reports": 0}  # fmt: skip
+                      "messages_in": 0, "reports": 0, "acks_from_reply": 0}  # fmt: skip
         self.throttles: dict[str, int] = {}  # reason name -> count (gateway.metrics)
 
     def throttled(self, reason: str) -> None:
@@ -561,7 +568,7 @@ class Gateway:
                 side=int(msg.side),
             )
         elif name == "ORDER_STATUS":
-            o = self.store.by_cl.get((kid, int(msg.cl_ord_id)))
+            o = self.store.find_cl(kid, int(msg.cl_ord_id))
             v: dict[str, codec.Value] = {"cl_ord_id": msg.cl_ord_id}
             if over_rate:
                 v["reason"] = GwReason.MESSAGE_RATE_EXCEEDED
@@ -606,7 +613,7 @@ class Gateway:
         kid, uid = key.key_id, key.user_id
         cl = int(msg.cl_ord_id)
         reason = self._trade_gate(key, over_rate)
-        if not reason and (cl == 0 or (kid, cl) in self.store.by_cl):
+        if not reason and (cl == 0 or self.store.find_cl(kid, cl) is not None):
             reason = GwReason.DUPLICATE_CL_ORD_ID
         if not reason and int(msg.side) not in (Side.BUY, Side.SELL):
             # Refused here with the core's own code: the core's reject of such a NEW
@@ -649,10 +656,10 @@ class Gateway:
             return
         self._count_open(o, 1)
         self.stats["orders"] += 1
-        flags = int(CmdFlag.POST_ONLY) if int(msg.flags) & ORDER_POST_ONLY else 0
+        flags = CMD_POST_ONLY if int(msg.flags) & ORDER_POST_ONLY else 0
         self.queue_cmd(
             (uid, o.order_id, "N"),
-            kind=CmdKind.NEW,
+            kind=CMD_NEW,
             order_id=o.order_id,
             user_id=uid,
             symbol_id=o.symbol_id,
@@ -666,7 +673,7 @@ class Gateway:
             flags=flags | (int(msg.flags) & ~ORDER_POST_ONLY & 0xFF),
         )
 
-    def enter_orders(self, conn: Conn, bodies: list[bytes]) -> bool:
+    def enter_orders(self, conn: Conn, recs: bytes) -> bool:
         """Many ENTER_ORDERs of one session at once (see :mod:`gateway.batch`).
 
         Returns False, having done nothing, if the run could reach a throttle or
@@ -674,7 +681,7 @@ class Gateway:
         which decides message by message.  Otherwise the outcome is the same as
         handling them one by one.
         """
-        key, cfg, n = conn.key, self.cfg, len(bodies)
+        key, cfg, n = conn.key, self.cfg, len(recs) // batch.ENTER_BODY_LEN
         assert key is not None
         kid, uid = key.key_id, key.user_id
         sec = int(time.monotonic())
@@ -695,14 +702,13 @@ class Gateway:
             return False
         conn.msgs += n
         self.stats["messages_in"] += n
-        e = batch.decode_enters(bodies)
-        by_cl = self.store.by_cl
+        e = batch.decode_enters(recs)
+        cls = e["cl_ord_id"].tolist()
+        used = self.store.known_cls(kid, cls)
         ok: list[int] = []
         seen: set[int] = set()
-        for i, (cl, side) in enumerate(
-            zip(e["cl_ord_id"].tolist(), e["side"].tolist(), strict=True)
-        ):
-            if cl == 0 or cl in seen or (kid, cl) in by_cl:
+        for i, (cl, side) in enumerate(zip(cls, e["side"].tolist(), strict=True)):
+            if cl == 0 or cl in seen or cl in used:
                 self.emit(
                     kid, OUT["REJECTED"], {"cl_ord_id": cl, "reason": GwReason.DUPLICATE_CL_ORD_ID}
                 )
@@ -718,12 +724,7 @@ class Gateway:
         self.user_window[uid] = (sec, un + m)
         sel = e if m == n else e[ok]
         first = self.store.reserve_ids(m)
-        orders = [
-            Order(uid, first + k, kid, cl, sym, side, ot, px, q, q, 0, STATE_PENDING, 0, ["N"])
-            for k, (cl, sym, side, ot, px, q) in enumerate(
-                zip(*(sel[c].tolist() for c in ENTER_ORDER_COLUMNS), strict=True)
-            )
-        ]
+        orders = gwentry.order_objects(Order, recs, ok, uid, kid, first, STATE_PENDING, "N")
         self.store.add_orders(orders)
         self.open_by_key[kid] = self.open_by_key.get(kid, 0) + m
         self.open_by_user[uid] = self.open_by_user.get(uid, 0) + m
@@ -737,7 +738,7 @@ class Gateway:
         """CANCEL / REPLACE / REDUCE of the session's own order."""
         kid, uid = key.key_id, key.user_id
         cl = int(msg.cl_ord_id)
-        o = self.store.by_cl.get((kid, cl))
+        o = self.store.find_cl(kid, cl)
         reason = self._trade_gate(key, over_rate)
         if not reason and o is None:
             reason = GwReason.UNKNOWN_CL_ORD_ID
@@ -802,7 +803,7 @@ class Gateway:
         recs = np.frombuffer(buf, dtype=CMD_DTYPE)
         recs["client_ref"] = (no << FRAME_SHIFT) + np.arange(len(tags), dtype=np.uint64)
         try:
-            self.core.sock.send(buf, zmq.NOBLOCK)
+            self.core.sock.send(buf, ZMQ_NOBLOCK)
         except zmq.Again:
             self.core_unavailable(tags)
             return
@@ -846,14 +847,14 @@ class Gateway:
         """Read every reply and event available now (the zmq FDs are edge-triggered)."""
         got = False
         qsock = self.query.sock
-        while int(qsock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
-            parts = qsock.recv_multipart(zmq.NOBLOCK)
+        while typing.cast(int, qsock.getsockopt(ZMQ_EVENTS)) & ZMQ_POLLIN:
+            parts = qsock.recv_multipart(ZMQ_NOBLOCK)
             got = True
             if len(parts) == 2 and parts[0] == CONTROL_TAG:
                 self.on_control(decode_control(parts[1]))
         sock = self.core.sock
-        while int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
-            parts = sock.recv_multipart(zmq.NOBLOCK)
+        while typing.cast(int, sock.getsockopt(ZMQ_EVENTS)) & ZMQ_POLLIN:
+            parts = sock.recv_multipart(ZMQ_NOBLOCK)
             got = True
             if len(parts) == 1:
                 try:
@@ -899,6 +900,7 @@ class Gateway:
         mask = (1 << FRAME_SHIFT) - 1
         entry = None
         cur = -1
+        acked: list[tuple[int, int]] = []  # NEWs applied: ACCEPTED unless reported already
         for ref, status, value, reason in zip(refs, statuses, values, reasons, strict=True):
             no = ref >> FRAME_SHIFT
             if no != cur:
@@ -916,10 +918,48 @@ class Gateway:
                         "reason": reason,
                     }
                     self.emit(m[0], OUT["MASS_CANCEL_ACK"], v)
+            elif status == STATUS_APPLIED and (op == "N" or op == "n"):
+                acked.append((uid, oid))
             elif op == "n" and status == STATUS_DUPLICATE:
                 # A resent NEW whose first copy was applied: its events tell the outcome.
                 self.stats["duplicates"] += 1
                 log.info("resent NEW answered DUPLICATE user=%d order=%d", uid, oid)
+        if acked:
+            n = gwreport.accept_from_replies(self, acked, time.time_ns())
+            self.stats["reports"] += n
+            self.stats["acks_from_reply"] += n
+
+    def _accepted_by_reply(self, user_id: int, order_id: int) -> None:
+        """The core applied a NEW: report ACCEPTED now unless its ACCEPTED event came
+        first (then ``pending`` no longer starts with N and this does nothing).
+
+        The core publishes a turn's events before its replies, but they travel on
+        different sockets; whichever is read first answers the client.  Only LIMIT and
+        STOP_LIMIT orders: for them the event's price and quantity are the order's own
+        (a MARKET order's book price is set by the core), so the report is the same
+        either way except ``ts_ns``, which is the gateway's clock here.
+
+        The reference of :func:`pyx.gwreport.accept_from_replies`, which
+        :meth:`on_replies` calls (tests/gateway/test_reply_ack.py compares them).
+        """
+        o = self.store.orders.get((user_id, order_id))
+        if o is None or o.ord_type not in REPLY_ACK_TYPES or o.pending[:1] != ["N"]:
+            return
+        if self.retried:
+            self.retried.discard((user_id, order_id))
+        o.pending.pop(0)
+        if o.state == STATE_PENDING:
+            o.state = STATE_OPEN  # open either way: the open counts do not change
+        self.stats["acks_from_reply"] += 1
+        self.emit_payload(
+            o.key_id,
+            batch.ACCEPTED_CODE
+            + batch.ACCEPTED_STRUCT.pack(
+                o.cl_ord_id, time.time_ns(), o.price, o.qty, o.leaves, o.symbol_id, o.side,
+                o.ord_type,
+            ),
+        )  # fmt: skip
+        self.store.save_order(o)
 
     def _answer_reject(self, o: Order, reason: int, ts: int, of_new: bool) -> None:
         """A REJECTED event answers the order's oldest request of its kind.
@@ -1029,11 +1069,13 @@ class Gateway:
         if kind == EVK_ACCEPTED:
             if self.retried:
                 self.retried.discard((o.user_id, o.order_id))
-            if o.pending and o.pending[0] == "N":
-                o.pending.pop(0)
             if o.state == STATE_PENDING:
                 self._set_state(o, STATE_OPEN)
             o.leaves = ev[EV_LEAVES_LOTS]
+            if not (o.pending and o.pending[0] == "N"):
+                self.store.save_order(o)  # reported from the reply already
+                return
+            o.pending.pop(0)
             self.emit_payload(
                 o.key_id,
                 batch.ACCEPTED_CODE
@@ -1344,24 +1386,29 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
+    if cfg.event_loop not in EVENT_LOOPS:
+        print(f"bursa gateway: event_loop must be one of {EVENT_LOOPS}", file=sys.stderr)
+        return 1
     gc.set_threshold(*GC_THRESHOLDS)
-    try:
-        import uvloop  # type: ignore[import-not-found,unused-ignore]  # optional, faster loop
+    with asyncio.Runner(loop_factory=loop_factory(cfg.event_loop)) as runner:
+        if args.profile:
+            import cProfile
 
-        uvloop.install()
-    except ImportError:
-        pass
-    if args.profile:
-        import cProfile
-
-        prof = cProfile.Profile()
-        try:
-            prof.runcall(asyncio.run, run())
-        finally:
-            prof.dump_stats(args.profile)
-    else:
-        asyncio.run(run())
+            prof = cProfile.Profile()
+            try:
+                prof.runcall(runner.run, run())
+            finally:
+                prof.dump_stats(args.profile)
+        else:
+            runner.run(run())
     return 0
+
+
+def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    """The event loop constructor for config ``event_loop`` (see EVENT_LOOPS)."""
+    if name == "uvloop":
+        return typing.cast(Callable[[], asyncio.AbstractEventLoop], uvloop.new_event_loop)
+    return asyncio.new_event_loop
 
 
 if __name__ == "__main__":

@@ -18,6 +18,13 @@ messages; ``stream_floor`` keeps each session's first retained sequence number, 
 re-login asking for an older one is refused (``SEQUENCE_BEFORE_RETENTION``) instead
 of being answered with a silent gap.
 
+The order map in memory is bounded (:data:`DEFAULT_MAX_ORDERS_IN_MEMORY`, config
+``max_orders_in_memory``): every open order (pending or resting) and every order with
+a request in flight is always there; ended orders (filled, canceled, rejected) are
+evicted oldest-ended first once the map is above the bound, after their last state
+was committed, and are then served from SQLite by ``(key_id, cl_ord_id)``
+(:meth:`Store.find_cl`).  A restart loads only the open ones.
+
 Order ids: the gateway gives every order a core order id from one counter that
 only grows (max(counter + 1, ms since 2025), see ID_EPOCH_NS) and is stored with
 the order row before the command leaves for the core, so ids are strictly
@@ -29,6 +36,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,21 +50,7 @@ from bursa_wire.gw_layout import (
 )
 from gateway import keys
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS out_chunks (
-    key_id INTEGER NOT NULL,
-    last_seq INTEGER NOT NULL,
-    first_seq INTEGER NOT NULL,
-    payloads BLOB NOT NULL,  -- messages first_seq..last_seq back to back (fixed sizes)
-    ts_ms INTEGER NOT NULL DEFAULT 0,  -- wall clock of the commit (age retention)
-    PRIMARY KEY (key_id, last_seq)
-) WITHOUT ROWID;
--- Per session: the first sequence number still stored (retention removed the ones before).
-CREATE TABLE IF NOT EXISTS stream_floor (
-    key_id INTEGER PRIMARY KEY,
-    first_kept INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS orders (
+ORDERS_COLUMNS = """(
     user_id INTEGER NOT NULL,
     order_id INTEGER NOT NULL,
     key_id INTEGER NOT NULL,
@@ -71,14 +65,34 @@ CREATE TABLE IF NOT EXISTS orders (
     state INTEGER NOT NULL,
     reason INTEGER NOT NULL,
     pending TEXT NOT NULL,
-    PRIMARY KEY (user_id, order_id)
+    PRIMARY KEY (key_id, cl_ord_id)
+) WITHOUT ROWID"""
+SCHEMA = (
+    """
+CREATE TABLE IF NOT EXISTS out_chunks (
+    key_id INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL,
+    first_seq INTEGER NOT NULL,
+    payloads BLOB NOT NULL,  -- messages first_seq..last_seq back to back (fixed sizes)
+    ts_ms INTEGER NOT NULL DEFAULT 0,  -- wall clock of the commit (age retention)
+    PRIMARY KEY (key_id, last_seq)
 ) WITHOUT ROWID;
--- (key_id, cl_ord_id) is looked up only in memory (Store.by_cl, loaded at start):
--- no index to maintain on every insert.
+-- Per session: the first sequence number still stored (retention removed the ones before).
+CREATE TABLE IF NOT EXISTS stream_floor (
+    key_id INTEGER PRIMARY KEY,
+    first_kept INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS orders """
+    + ORDERS_COLUMNS
+    + """;
+-- Keyed by (key_id, cl_ord_id): ended orders evicted from memory are looked up by the
+-- client's id (ORDER_STATUS, duplicate check); (user_id, order_id) is looked up only in
+-- memory (every open order is there), so no second index to maintain on every insert.
 DROP INDEX IF EXISTS orders_by_cl;
 CREATE TABLE IF NOT EXISTS symbols (symbol_id INTEGER PRIMARY KEY, quote_asset_id INTEGER);
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
 """
+)
 
 OPEN_STATES = (STATE_PENDING, STATE_OPEN)
 DONE_STATES = (STATE_FILLED, STATE_CANCELED, STATE_REJECTED)
@@ -96,6 +110,11 @@ PAYLOAD_LEN = {m.code[0]: 1 + m.struct.size for m in APP_OUT}
 # ids run out in 2059.
 ID_EPOCH_NS = 1_735_689_600 * 10**9  # 2025-01-01T00:00:00Z
 MAX_ORDER_ID = 2**40 - 1
+# Orders held in memory (config ``max_orders_in_memory``): ended orders beyond this are
+# evicted (served from SQLite).  Open orders are never evicted; their number is bounded
+# by the open-order throttles (``max_open_orders`` per session, ``max_user_open_orders``
+# per user), so the map holds at most max(this, the open orders).
+DEFAULT_MAX_ORDERS_IN_MEMORY = 1_000_000
 
 
 def clock_order_id() -> int:
@@ -130,13 +149,32 @@ class Order:
         return self.state in OPEN_STATES
 
 
+def _order_of_row(row: tuple[int | str, ...]) -> Order:
+    """An :class:`Order` from its ``orders`` row."""
+    v = [int(x) for x in row[:13]]
+    o = Order(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12])
+    o.pending = list(str(row[13]))
+    o.cl_ord_id += I64  # stored signed (SQLite integers are 64-bit signed)
+    return o
+
+
 class Store:
     """SQLite tables plus their in-memory mirror; one transaction per loop turn."""
 
-    def __init__(self, db_path: str | Path) -> None:
+    def __init__(
+        self, db_path: str | Path, max_orders_in_memory: int = DEFAULT_MAX_ORDERS_IN_MEMORY
+    ) -> None:
         self.con: sqlite3.Connection = keys.connect(db_path)
+        self._migrate_orders_key()
         self.con.executescript(SCHEMA)
         self._migrate()
+        self.max_orders_in_memory = max_orders_in_memory
+        # by_cl keys of orders that ended (candidates for eviction), oldest first
+        self._ended: deque[tuple[int, int]] = deque()
+        # key_id -> the highest cl_ord_id ever stored: a higher one cannot be a duplicate
+        # of an evicted order (no SQLite look-up for clients with increasing ids).
+        self.max_cl: dict[int, int] = {}
+        self.evicted = 0  # orders evicted from memory so far (gateway.metrics)
         # This turn's messages per session: (first seq, [length-prefixed payloads]).
         self._out: dict[int, tuple[int, list[bytes]]] = {}
         self._new: list[Order] = []
@@ -154,6 +192,20 @@ class Store:
         self.floor: dict[int, int] = {}
         self._prune_cursor = 0  # round-robin position of prune_streams
         self._load()
+
+    def _migrate_orders_key(self) -> None:
+        """Re-key an ``orders`` table made before the bounded map (primary key
+        ``(user_id, order_id)``) by ``(key_id, cl_ord_id)``, in one transaction."""
+        pk = {str(r[1]): int(r[5]) for r in self.con.execute("PRAGMA table_info(orders)")}
+        if pk.get("user_id") != 1:
+            return
+        con = self.con
+        con.execute("BEGIN")
+        con.execute("ALTER TABLE orders RENAME TO orders_old")
+        con.execute("CREATE TABLE orders " + ORDERS_COLUMNS)
+        con.execute("INSERT INTO orders SELECT * FROM orders_old")
+        con.execute("DROP TABLE orders_old")
+        con.execute("COMMIT")
 
     def _migrate(self) -> None:
         """Add ``out_chunks.ts_ms`` to a database made before retention existed.
@@ -185,13 +237,15 @@ class Store:
         self.committed_seq = dict(self.last_seq)
         for sid, qa in self.con.execute("SELECT symbol_id, quote_asset_id FROM symbols"):
             self.quote_asset[int(sid)] = int(qa)
-        for row in self.con.execute("SELECT * FROM orders"):
-            v = [int(x) for x in row[:13]]
-            o = Order(
-                v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12]
-            )
-            o.pending = list(str(row[13]))
-            o.cl_ord_id += I64  # stored signed (SQLite integers are 64-bit signed)
+        for key_id, cl in self.con.execute(
+            "SELECT key_id, MAX(cl_ord_id) FROM orders GROUP BY key_id"
+        ):
+            self.max_cl[int(key_id)] = int(cl) + I64
+        # Only orders that can still change live in memory (the bounded map).
+        for row in self.con.execute(
+            "SELECT * FROM orders WHERE state IN (?, ?) OR pending != ''", OPEN_STATES
+        ):
+            o = _order_of_row(row)
             self.orders[(o.user_id, o.order_id)] = o
             self.by_cl[(o.key_id, o.cl_ord_id)] = o
 
@@ -217,9 +271,9 @@ class Store:
         if self._dirty:
             con.executemany(
                 "UPDATE orders SET price=?, leaves=?, filled=?, state=?, reason=?, pending=?"
-                " WHERE user_id=? AND order_id=?",
-                [(o.price, o.leaves, o.filled, o.state, o.reason, "".join(o.pending), o.user_id,
-                  o.order_id) for o in self._dirty.values()],
+                " WHERE key_id=? AND cl_ord_id=?",
+                [(o.price, o.leaves, o.filled, o.state, o.reason, "".join(o.pending), o.key_id,
+                  o.cl_ord_id - I64) for o in self._dirty.values()],
             )  # fmt: skip
         if self._out:
             now_ms = time.time_ns() // 1_000_000
@@ -238,11 +292,63 @@ class Store:
         con.execute("COMMIT")
         for k in self._out:
             self.committed_seq[k] = self.last_seq[k]
+        ended = self._ended
+        for o in self._new:
+            if o.state in DONE_STATES and not o.pending:
+                ended.append((o.key_id, o.cl_ord_id))
+        for o in self._dirty.values():
+            if o.state in DONE_STATES and not o.pending:
+                ended.append((o.key_id, o.cl_ord_id))
         self._out.clear()
         self._new.clear()
         self._dirty.clear()
         self._meta.clear()
         self._symbols.clear()
+        if len(self.orders) > self.max_orders_in_memory:
+            self._evict()
+
+    def _evict(self) -> None:
+        """Drop ended orders (committed, no request in flight) from memory, oldest-ended
+        first, until the map is within its bound or no ended order is left."""
+        ended, by_cl, orders = self._ended, self.by_cl, self.orders
+        while len(orders) > self.max_orders_in_memory and ended:
+            k = ended.popleft()
+            o = by_cl.get(k)
+            if o is None or o.state not in DONE_STATES or o.pending:
+                continue  # already gone, or active again: listed anew when it ends
+            del by_cl[k]
+            del orders[(o.user_id, o.order_id)]
+            self.evicted += 1
+        if not ended:
+            return
+        # Entries of orders evicted or re-listed: keep the queue bounded by the map.
+        if len(ended) > 2 * len(orders) + 1024:
+            self._ended = deque(k for k in ended if k in by_cl)
+
+    def find_cl(self, key_id: int, cl_ord_id: int) -> Order | None:
+        """The session's order with this client id: from memory or, once evicted (ended
+        orders), read from SQLite (a copy, not put back in memory); None if unknown."""
+        o = self.by_cl.get((key_id, cl_ord_id))
+        if o is not None or cl_ord_id > self.max_cl.get(key_id, 0):
+            return o
+        row = self.con.execute(
+            "SELECT * FROM orders WHERE key_id = ? AND cl_ord_id = ?", (key_id, cl_ord_id - I64)
+        ).fetchone()
+        return None if row is None else _order_of_row(row)
+
+    def known_cls(self, key_id: int, cls: list[int]) -> set[int]:
+        """Which of ``cls`` the session has used (memory, then SQLite for ids at or below
+        its highest stored one: evicted orders)."""
+        by_cl = self.by_cl
+        known = {cl for cl in cls if (key_id, cl) in by_cl}
+        top = self.max_cl.get(key_id, 0)
+        ask = [cl - I64 for cl in cls if cl <= top and cl not in known]
+        for i in range(0, len(ask), 500):
+            part = ask[i : i + 500]
+            marks = ",".join("?" * len(part))
+            q = f"SELECT cl_ord_id FROM orders WHERE key_id = ? AND cl_ord_id IN ({marks})"
+            known.update(int(r[0]) + I64 for r in self.con.execute(q, (key_id, *part)))
+        return known
 
     @staticmethod
     def _row(o: Order) -> tuple[int | str, ...]:
@@ -280,6 +386,8 @@ class Store:
         o.pending = ["N"]
         self.orders[(o.user_id, o.order_id)] = o
         self.by_cl[(o.key_id, o.cl_ord_id)] = o
+        if o.cl_ord_id > self.max_cl.get(o.key_id, 0):
+            self.max_cl[o.key_id] = o.cl_ord_id
         self._new.append(o)
         self._meta["next_order_id"] = self.next_order_id
 
@@ -295,9 +403,14 @@ class Store:
     def add_orders(self, orders: list[Order]) -> None:
         """Store new orders that already have their ids (:meth:`reserve_ids`)."""
         by_id, by_cl = self.orders, self.by_cl
+        top = 0
         for o in orders:
             by_id[(o.user_id, o.order_id)] = o
             by_cl[(o.key_id, o.cl_ord_id)] = o
+            if o.cl_ord_id > top:
+                top = o.cl_ord_id
+        if orders and top > self.max_cl.get(orders[0].key_id, 0):
+            self.max_cl[orders[0].key_id] = top  # one session's orders (Gateway.enter_orders)
         self._new.extend(orders)
 
     def save_order(self, o: Order) -> None:

@@ -31,7 +31,7 @@ from bursa_wire.gw_layout import (
     STATE_PENDING,
 )
 from bursa_wire.layout import EV_DTYPE
-from pyx.enums import EvFlag, EvKind
+from pyx.enums import EvFlag, EvKind, OrdType
 from pyx.records cimport EvRec
 
 cnp.import_array()
@@ -103,6 +103,8 @@ cdef int I_STATE_PENDING = STATE_PENDING
 cdef int I_STATE_FILLED = STATE_FILLED
 cdef uint8_t LIQ_MAKER = LIQUIDITY_MAKER
 cdef uint8_t LIQ_TAKER = LIQUIDITY_TAKER
+cdef int T_LIMIT = OrdType.LIMIT
+cdef int T_STOP_LIMIT = OrdType.STOP_LIMIT
 
 
 cdef class _Sink:
@@ -216,11 +218,15 @@ def apply_events(gw, events):
             if retried:
                 retried.discard((o.user_id, o.order_id))
             pending = o.pending
-            if pending and pending[0] == "N":
-                pending.pop(0)
             if o.state == I_STATE_PENDING:
                 o.state = STATE_OPEN  # open either way: the open counts do not change
             o.leaves = ev.leaves_lots
+            if not (pending and pending[0] == "N"):
+                # Already reported from the core's reply (Gateway._accepted_by_reply):
+                # the N left ``pending`` in the same transaction as that report.
+                sink.save(o)
+                continue
+            pending.pop(0)
             out = PyBytes_FromStringAndSize(NULL, sizeof(AcceptedMsg))
             a = <AcceptedMsg*> PyBytes_AS_STRING(out)
             a.code = ACCEPTED_CODE
@@ -246,6 +252,55 @@ def apply_events(gw, events):
                               leaves if leaves > 0 else 0)
         else:
             on_event(arr[i : i + 1].tolist()[0])
+    if sink.emitted:
+        gw.schedule_flush()
+    return sink.emitted
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def accept_from_replies(gw, list keys, uint64_t ts_ns):
+    """``Gateway._accepted_by_reply`` (the oracle, tests/gateway/test_reply_ack.py) for
+    every ``(user_id, order_id)`` in ``keys``, all with ``ts_ns``: the NEWs the core's
+    reply says APPLIED get their ACCEPTED now unless their ACCEPTED event came first.
+
+    Returns the number of reports emitted; schedules the gateway's flush if any.
+    """
+    cdef _Sink sink = _Sink(gw)
+    cdef dict orders = gw.store.orders
+    cdef set retried = gw.retried
+    cdef list pending
+    cdef bytes out
+    cdef AcceptedMsg* a
+    cdef int ord_type
+    for k in keys:
+        o = orders.get(k)
+        if o is None:
+            continue
+        ord_type = o.ord_type
+        if ord_type != T_LIMIT and ord_type != T_STOP_LIMIT:
+            continue
+        pending = o.pending
+        if not pending or pending[0] != "N":
+            continue
+        if retried:
+            retried.discard(k)
+        pending.pop(0)
+        if o.state == I_STATE_PENDING:
+            o.state = STATE_OPEN  # open either way: the open counts do not change
+        out = PyBytes_FromStringAndSize(NULL, sizeof(AcceptedMsg))
+        a = <AcceptedMsg*> PyBytes_AS_STRING(out)
+        a.code = ACCEPTED_CODE
+        a.cl_ord_id = o.cl_ord_id
+        a.ts_ns = ts_ns
+        a.price_ticks = o.price
+        a.qty_lots = o.qty
+        a.leaves_lots = o.leaves
+        a.symbol_id = o.symbol_id
+        a.side = o.side
+        a.ord_type = ord_type
+        sink.emit(o.key_id, out)
+        sink.save(o)
     if sink.emitted:
         gw.schedule_flush()
     return sink.emitted

@@ -13,6 +13,39 @@ import atheris  # type: ignore[import-untyped]
 with atheris.instrument_imports():
     from gateway.wire import codec
 
+from gateway import batch  # after the instrumented import: not instrumented itself
+from pyx.gwentry import ENTER_RUN, EntryReader  # compiled: not instrumented
+
+
+def _gateway_split(body: bytes, cut: int) -> tuple[list[tuple[int, bytes]], str]:
+    """The gateway's compiled splitter (runs expanded), with the error it ends on."""
+    r = EntryReader()
+    out: list[tuple[int, bytes]] = []
+    size = batch.ENTER_BODY_LEN
+    try:
+        for part in (body[:cut], body[cut:]):
+            for t, b in r.feed(part):
+                if t == ENTER_RUN:
+                    out.extend((ord("U"), b[k : k + size]) for k in range(0, len(b), size))
+                else:
+                    out.append((t, b))
+        r.check()
+    except codec.WireError as e:
+        return out, e.reason.name
+    return out, ""
+
+
+def _reference_split(body: bytes, cut: int) -> tuple[list[tuple[int, bytes]], str]:
+    r = codec.FrameReader()
+    out: list[tuple[int, bytes]] = []
+    try:
+        for part in (body[:cut], body[cut:]):
+            out.extend(r.feed(part))
+        r.check()
+    except codec.WireError as e:
+        return out, e.reason.name
+    return out, ""
+
 
 def one_input(data: bytes) -> None:
     """Split ``data`` into frames at a fuzzer-chosen cut and decode both directions."""
@@ -20,6 +53,8 @@ def one_input(data: bytes) -> None:
         return
     cut = data[0] % (len(data) + 1)
     body = data[1:]
+    # The gateway's compiled splitter agrees with the reference on every input.
+    assert _gateway_split(body, cut) == _reference_split(body, cut)
     for inbound in (True, False):
         r = codec.FrameReader()
         try:

@@ -23,8 +23,18 @@ MAKER_PPM, TAKER_PPM = 1000, 2000
 class GatewayProcess:
     """One `python -m bursa gateway` child on a free loopback port."""
 
-    def __init__(self, core: CoreProcess, db: Path, log_dir: Path, *extra: str) -> None:
+    def __init__(
+        self,
+        core: CoreProcess,
+        db: Path,
+        log_dir: Path,
+        *extra: str,
+        prefix: tuple[str, ...] = (),
+        ready_timeout_s: float = READY_TIMEOUT_S,
+    ) -> None:
         self.core = core
+        self.prefix = list(prefix)  # e.g. valgrind in front of the interpreter
+        self.ready_timeout_s = ready_timeout_s
         self.db = db
         self.log_dir = log_dir
         self.extra = list(extra)
@@ -40,7 +50,7 @@ class GatewayProcess:
         err = self.log_dir / f"gw-{self.starts}.err"
         r = self.core.ready
         cmd = [
-            sys.executable, "-m", "bursa", "gateway",
+            *self.prefix, sys.executable, "-m", "bursa", "gateway",
             "--port", str(port if port is not None else self.port),
             "--db-path", str(self.db),
             "--core-trade-endpoint", str(r["trade"]),
@@ -52,7 +62,7 @@ class GatewayProcess:
         env = dict(os.environ, PYTHONPATH=str(REPO))
         with open(out, "wb") as o, open(err, "wb") as e:
             self.proc = subprocess.Popen(cmd, stdout=o, stderr=e, cwd=REPO, env=env)
-        deadline = time.monotonic() + READY_TIMEOUT_S
+        deadline = time.monotonic() + self.ready_timeout_s
         while time.monotonic() < deadline:
             for line in out.read_text().splitlines():
                 if line.startswith("{"):

@@ -56,8 +56,8 @@ def test_new_records_equal_one_by_one(
     msgs: list[dict[str, int | bytes]], user_id: int, first: int
 ) -> None:
     bodies = [codec.encode_spec(ENTER, m)[3:] for m in msgs]  # U-frame bodies
-    assert all(server._is_enter(ord("U"), b) for b in bodies)
-    e = batch.decode_enters(bodies)
+    assert all(len(b) == batch.ENTER_BODY_LEN for b in bodies)
+    e = batch.decode_enters(b"".join(bodies))
     assert e["cl_ord_id"].tolist() == [m["cl_ord_id"] for m in msgs]
     oids = np.arange(first, first + len(msgs), dtype=np.uint64)
     got = batch.new_records(e, user_id, oids)

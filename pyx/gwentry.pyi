@@ -1,0 +1,25 @@
+"""Type stubs of pyx/gwentry.pyx (the gateway's compiled inbound path)."""
+
+from typing import Any
+
+ENTER_RUN: int
+
+class EntryReader:
+    """Frame splitter grouping ENTER_ORDER runs (see the module docstring)."""
+
+    error: Exception | None
+    def __init__(self, max_len: int = ...) -> None: ...
+    def check(self) -> None: ...
+    def pending(self) -> int: ...
+    def feed(self, data: bytes) -> list[tuple[int, bytes]]: ...
+
+def order_objects(
+    order_cls: Any,
+    recs: bytes,
+    idx: list[int],
+    user_id: int,
+    key_id: int,
+    first_id: int,
+    state: int,
+    pending: str,
+) -> list[Any]: ...

@@ -1,0 +1,152 @@
+# cython: language_level=3
+"""The gateway's inbound hot path in Cython: frame splitting with ENTER_ORDER runs.
+
+:class:`EntryReader` splits a client's byte stream into frames exactly like
+:class:`gateway.wire.codec.FrameReader` (the oracle: tests/gateway/test_gwentry.py
+compares the two over random streams, split at random points), except that a run
+of consecutive well-sized ENTER_ORDER U frames comes out as ONE item: their bodies
+back to back, ready for ``numpy.frombuffer`` with ``gateway.batch.ENTER_DTYPE``.
+No Python object is made per order until the gateway builds its ``Order``s, and
+:func:`order_objects` builds those from the records in C.
+"""
+
+cimport cython
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from libc.stdint cimport int64_t, uint8_t, uint16_t, uint64_t
+from libc.string cimport memcpy
+
+from bursa_wire.gw_layout import BY_NAME, FRAME_HEAD, MAX_FRAME_LEN, UNSEQUENCED
+from gateway.wire.codec import WireError
+from gateway.wire.codes import GwReason
+
+# The packed ENTER_ORDER body (code byte, then the fields): checked against the layout.
+cdef packed struct EnterRec:
+    uint8_t code
+    uint64_t cl_ord_id
+    int64_t price_ticks
+    int64_t qty_lots
+    int64_t stop_price_ticks
+    uint16_t symbol_id
+    uint8_t side
+    uint8_t ord_type
+    uint8_t tif
+    uint8_t stp
+    uint8_t flags
+
+_ENTER = BY_NAME["ENTER_ORDER"]
+if _ENTER.names != ("cl_ord_id", "price_ticks", "qty_lots", "stop_price_ticks", "symbol_id",
+                    "side", "ord_type", "tif", "stp", "flags") \
+        or 1 + _ENTER.struct.size != sizeof(EnterRec) or FRAME_HEAD.format != "<HB":
+    raise RuntimeError("ENTER_ORDER layout changed: update pyx/gwentry.pyx")
+
+ENTER_RUN = -1  # the type of an item holding a run of ENTER_ORDER bodies
+cdef uint8_t U_TYPE = UNSEQUENCED[0]
+cdef uint8_t ENTER_CODE = _ENTER.code[0]
+cdef Py_ssize_t ENTER_LEN = sizeof(EnterRec)
+
+
+cdef inline bint _is_enter(const uint8_t* p, Py_ssize_t length):
+    """Frame at ``p`` (after its 2-byte length) is an ENTER_ORDER U frame of the right size."""
+    return length == 1 + ENTER_LEN and p[0] == U_TYPE and p[1] == ENTER_CODE
+
+
+cdef class EntryReader:
+    """Splits a byte stream into items: ``(type, body)`` per frame, or
+    ``(ENTER_RUN, bodies)`` for consecutive ENTER_ORDER frames; bounded by ``max_len``.
+
+    A zero length or one above ``max_len`` raises :class:`WireError` once the whole
+    frames before it have been returned (call :meth:`check` after handling them), as
+    :class:`gateway.wire.codec.FrameReader` does.
+    """
+
+    cdef bytearray buf
+    cdef Py_ssize_t max_len
+    cdef public object error
+
+    def __init__(self, Py_ssize_t max_len=MAX_FRAME_LEN):
+        self.buf = bytearray()
+        self.max_len = max_len
+        self.error = None
+
+    def check(self):
+        """Raise the error found after the frames the last :meth:`feed` returned."""
+        if self.error is not None:
+            raise self.error
+
+    def pending(self):
+        """Bytes buffered that do not yet form a whole frame."""
+        return len(self.buf)
+
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
+    def feed(self, data):
+        """Append ``data``; return every whole frame now available (runs grouped)."""
+        if self.error is not None:
+            raise self.error
+        self.buf += data
+        cdef bytearray buf = self.buf
+        cdef Py_ssize_t n = len(buf), pos = 0, length, end, run, k
+        cdef const uint8_t* p = <const uint8_t*> (<char*> buf)
+        cdef list out = []
+        cdef bytes run_bytes
+        cdef char* w
+        while n - pos >= 2:
+            length = p[pos] | (p[pos + 1] << 8)
+            if length == 0 or length > self.max_len:
+                if length == 0:
+                    err = WireError(GwReason.MALFORMED_MESSAGE, "zero-length frame")
+                else:
+                    err = WireError(GwReason.OVERSIZED_FRAME, f"frame length {length}")
+                if not out:
+                    raise err
+                self.error = err
+                break
+            end = pos + 2 + length
+            if end > n:
+                break
+            if not _is_enter(p + pos + 2, length):
+                out.append((p[pos + 2], PyBytes_FromStringAndSize(<char*> p + pos + 3,
+                                                                  length - 1)))
+                pos = end
+                continue
+            # A run of whole ENTER_ORDER frames: count it, then copy the bodies.
+            run = 1
+            k = end
+            while n - k >= 2:
+                length = p[k] | (p[k + 1] << 8)
+                if k + 2 + length > n or not _is_enter(p + k + 2, length):
+                    break
+                run += 1
+                k += 2 + length
+            run_bytes = PyBytes_FromStringAndSize(NULL, run * ENTER_LEN)
+            w = PyBytes_AS_STRING(run_bytes)
+            for k in range(run):
+                memcpy(w + k * ENTER_LEN, p + pos + 3 + k * (3 + ENTER_LEN), ENTER_LEN)
+            out.append((ENTER_RUN, run_bytes))
+            pos += run * (3 + ENTER_LEN)
+        if pos:
+            del buf[:pos]
+        return out
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def order_objects(order_cls, bytes recs, list idx, uint64_t user_id, uint64_t key_id,
+                  uint64_t first_id, int state, str pending):
+    """``Order``s (``order_cls``, the :class:`gateway.store.Order` dataclass) for the
+    ENTER_ORDER records ``recs`` at the indexes ``idx``, with consecutive core order
+    ids from ``first_id``: the same objects the Python comprehension made."""
+    cdef const EnterRec* r
+    cdef const char* base = PyBytes_AS_STRING(recs)
+    cdef Py_ssize_t i, k = 0, n = PyBytes_GET_SIZE(recs) // ENTER_LEN
+    cdef list out = []
+    for i_obj in idx:
+        i = i_obj
+        if i < 0 or i >= n:
+            raise IndexError(i)
+        r = <const EnterRec*> (base + i * ENTER_LEN)
+        out.append(order_cls(user_id, first_id + k, key_id, r.cl_ord_id, r.symbol_id, r.side,
+                             r.ord_type, r.price_ticks, r.qty_lots, r.qty_lots, 0, state, 0,
+                             [pending]))
+        k += 1
+    return out
