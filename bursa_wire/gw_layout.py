@@ -96,7 +96,13 @@ def _f(name: str, code: str, unit: str, doc: str) -> Field:
 
 
 CL_ORD_ID = _f("cl_ord_id", "<u8", "id", "the client's order id, unique per session (non-zero)")
-TS = _f("ts_ns", "<u8", "ns", "core time of the event, ns since the Unix epoch")
+TS = _f(
+    "ts_ns",
+    "<u8",
+    "ns",
+    "time of the event, ns since the Unix epoch: the core's clock (an ACCEPTED sent on the"
+    " core's reply, before its event arrived, carries the gateway's clock; docs/gateway.md)",
+)
 REASON = _f("reason", "<u2", "Reason", "reason code (core or gateway table)")
 PRICE = _f("price_ticks", "<i8", "ticks", "price")
 QTY = _f("qty_lots", "<i8", "lots", "quantity")
