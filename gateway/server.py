@@ -210,7 +210,7 @@ class Conn(asyncio.Protocol):
     def __init__(self, gw: Gateway) -> None:
         self.gw = gw
         self.transport: asyncio.Transport | None = None
-        self.reader = gwentry.EntryReader()
+        self.reader = gwentry.EntryReader(codec.frame_length_error)
         self.peer_ip = ""
         self.key: keys.ApiKey | None = None
         self.cod = False

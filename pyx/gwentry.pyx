@@ -16,8 +16,6 @@ from libc.stdint cimport int64_t, uint8_t, uint16_t, uint64_t
 from libc.string cimport memcpy
 
 from bursa_wire.gw_layout import BY_NAME, FRAME_HEAD, MAX_FRAME_LEN, UNSEQUENCED
-from gateway.wire.codec import WireError
-from gateway.wire.codes import GwReason
 
 # The packed ENTER_ORDER body (code byte, then the fields): checked against the layout.
 cdef packed struct EnterRec:
@@ -54,16 +52,19 @@ cdef class EntryReader:
     """Splits a byte stream into items: ``(type, body)`` per frame, or
     ``(ENTER_RUN, bodies)`` for consecutive ENTER_ORDER frames; bounded by ``max_len``.
 
-    A zero length or one above ``max_len`` raises :class:`WireError` once the whole
-    frames before it have been returned (call :meth:`check` after handling them), as
-    :class:`gateway.wire.codec.FrameReader` does.
+    A zero length or one above ``max_len`` raises ``length_error(length)`` (the
+    gateway passes :func:`gateway.wire.codec.frame_length_error`: this module imports
+    only ``bursa_wire``) once the whole frames before it have been returned (call
+    :meth:`check` after handling them), as :class:`gateway.wire.codec.FrameReader` does.
     """
 
     cdef bytearray buf
     cdef Py_ssize_t max_len
     cdef public object error
+    cdef object length_error
 
-    def __init__(self, Py_ssize_t max_len=MAX_FRAME_LEN):
+    def __init__(self, length_error, Py_ssize_t max_len=MAX_FRAME_LEN):
+        self.length_error = length_error
         self.buf = bytearray()
         self.max_len = max_len
         self.error = None
@@ -93,10 +94,7 @@ cdef class EntryReader:
         while n - pos >= 2:
             length = p[pos] | (p[pos + 1] << 8)
             if length == 0 or length > self.max_len:
-                if length == 0:
-                    err = WireError(GwReason.MALFORMED_MESSAGE, "zero-length frame")
-                else:
-                    err = WireError(GwReason.OVERSIZED_FRAME, f"frame length {length}")
+                err = self.length_error(length)
                 if not out:
                     raise err
                 self.error = err

@@ -37,6 +37,14 @@ class WireError(ValueError):
         self.reason = reason
 
 
+def frame_length_error(length: int) -> WireError:
+    """The error of a frame length that is 0 (malformed) or above the bound (oversized);
+    shared by :class:`FrameReader` and the compiled :class:`pyx.gwentry.EntryReader`."""
+    if length == 0:
+        return WireError(GwReason.MALFORMED_MESSAGE, "zero-length frame")
+    return WireError(GwReason.OVERSIZED_FRAME, f"frame length {length}")
+
+
 @dataclass
 class Msg:
     """One decoded message: its spec, its field values and (S frames) its sequence.
@@ -187,10 +195,8 @@ class FrameReader:
         while n - pos >= 2:
             length = buf[pos] | (buf[pos + 1] << 8)
             err = None
-            if length == 0:
-                err = WireError(GwReason.MALFORMED_MESSAGE, "zero-length frame")
-            elif length > self.max_len:
-                err = WireError(GwReason.OVERSIZED_FRAME, f"frame length {length}")
+            if length == 0 or length > self.max_len:
+                err = frame_length_error(length)
             if err is not None:
                 if not out:
                     raise err

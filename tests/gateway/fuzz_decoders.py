@@ -19,7 +19,7 @@ from pyx.gwentry import ENTER_RUN, EntryReader  # compiled: not instrumented
 
 def _gateway_split(body: bytes, cut: int) -> tuple[list[tuple[int, bytes]], str]:
     """The gateway's compiled splitter (runs expanded), with the error it ends on."""
-    r = EntryReader()
+    r = EntryReader(codec.frame_length_error)
     out: list[tuple[int, bytes]] = []
     size = batch.ENTER_BODY_LEN
     try:

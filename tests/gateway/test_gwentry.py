@@ -66,20 +66,20 @@ def test_entry_reader_splits_like_frame_reader(frames: list[bytes], cuts: list[i
     stream = b"".join(frames)
     points = sorted({min(c, len(stream)) for c in cuts} | {0, len(stream)})
     chunks = [stream[a:b] for a, b in itertools.pairwise(points)]
-    assert run(EntryReader(), chunks) == run(codec.FrameReader(), chunks)
+    assert run(EntryReader(codec.frame_length_error), chunks) == run(codec.FrameReader(), chunks)
 
 
 def test_a_run_of_enters_is_one_item() -> None:
     enters = [codec.encode("ENTER_ORDER", cl_ord_id=i, side=1, qty_lots=1) for i in (1, 2, 3)]
     hb = codec.encode("CLIENT_HEARTBEAT")
-    items = EntryReader().feed(b"".join([*enters[:2], hb, enters[2]]))
+    items = EntryReader(codec.frame_length_error).feed(b"".join([*enters[:2], hb, enters[2]]))
     assert [t for t, _ in items] == [ENTER_RUN, hb[2], ENTER_RUN]
     recs = batch.decode_enters(items[0][1])
     assert recs["cl_ord_id"].tolist() == [1, 2]
 
 
 def test_bad_length_after_whole_frames_is_raised_by_check() -> None:
-    r = EntryReader()
+    r = EntryReader(codec.frame_length_error)
     items = r.feed(codec.encode("ENTER_ORDER", cl_ord_id=1, side=1) + b"\x00\x00")
     assert len(items) == 1
     with pytest.raises(codec.WireError):
