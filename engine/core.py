@@ -31,7 +31,8 @@ SNAPSHOT_MAGIC = b"BURSACORE\x00"
 #    funding references (arrival order) with their content and first result, transfer
 #    references, forgotten floors
 # 4: order-id lanes: the marks of lanes >= 1 (_LANE rows after the remembered NEWs); the
-#    user row keeps lane 0's.  Version 3 still loads (lane 1 empty: ids >= 2**39 unused).
+#    user row keeps lane 0's.  Version 3 still loads (its one pair of marks is split per
+#    lane, pyx/core.pyx _split_marks).
 SNAPSHOT_VERSION = 4
 _SNAPSHOT_VERSIONS = (3, 4)  # loadable
 
@@ -204,7 +205,8 @@ class Core(CoreState):
             books.append((sid, (last, next_match, rows, stops)))
         d["books"] = books
         d["order_dedup"] = list(rd.rows(_DEDUP))
-        d["order_lanes"] = list(rd.rows(_LANE)) if version >= 4 else []
+        if version >= 4:  # else: no key, the core splits the one pair of marks per lane
+            d["order_lanes"] = list(rd.rows(_LANE))
         d["deposit_refs"] = list(rd.rows(_REF))
         d["withdrawals"] = list(rd.rows(_WITHDRAWAL))
         d["transfers"] = list(rd.rows(_TRANSFER))

@@ -649,9 +649,12 @@ cdef class CoreState:
         for uid, oid, fp, value in d["order_dedup"]:
             risk.remember_order(self, self.uid_slot[uid], oid, fp, value)
         for row in d["users"]:
-            self.users[self.uid_slot[row[0]]].hwm[0] = row[5]
-            self.users[self.uid_slot[row[0]]].floor[0] = row[6]
-        for uid, lane, hwm, floor in d.get("order_lanes", ()):   # absent before lanes: empty
+            if "order_lanes" in d:
+                self.users[self.uid_slot[row[0]]].hwm[0] = row[5]
+                self.users[self.uid_slot[row[0]]].floor[0] = row[6]
+            else:                          # from before lanes: one pair of marks for all ids
+                _split_marks(&self.users[self.uid_slot[row[0]]], row[5], row[6])
+        for uid, lane, hwm, floor in d.get("order_lanes", ()):
             us = _uslot(self, uid)
             if us < 0 or not 0 < lane < ORDER_ID_LANES:
                 raise ValueError(f"order-id marks of user {uid}, lane {lane}: no such lane")
@@ -739,6 +742,21 @@ cdef class CoreState:
 
 
 
+
+
+cdef int _split_marks(URec* u, oid_t hwm, oid_t floor) except -1:
+    """Per-lane marks from the one (highest id, forgotten floor) pair of a core from
+    before lanes (snapshot version 3), never below what a lane may have used: an id of
+    lane 1 (2**39 and up) lies above every id of lane 0, so a mark in lane 1 caps lane 0's
+    at the lane's top, and a mark below 2**39 leaves lane 1 empty.  A user whose floor had
+    reached lane 1 (32 API orders forgotten) therefore keeps lane 0 refused ORDER_ID_TOO_OLD,
+    as before: which lane-0 ids were forgotten is unknown (docs/commands.md)."""
+    cdef oid_t top0 = (<oid_t> 1 << ORDER_ID_LANE_SHIFT) - 1
+    u.hwm[0] = hwm if hwm <= top0 else top0
+    u.floor[0] = floor if floor <= top0 else top0
+    u.hwm[1] = hwm if hwm > top0 else 0
+    u.floor[1] = floor if floor > top0 else 0
+    return 0
 
 
 cdef list _ring_rows(const URec* u):
