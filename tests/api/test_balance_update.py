@@ -8,10 +8,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import numpy as np
 import pytest
 from binance import AsyncClient, BinanceSocketManager
 
+from api.follow import FUNDING_KINDS
+from api.userdata import spot_delta
 from bindings.client import CoreClient
+from bursa_wire.layout import EV_DTYPE
 from engine.wire import commands
 from engine.wire.commands import ReplyStatus
 from gateway import keys
@@ -106,11 +110,6 @@ def test_funding_events_give_balance_updates(
 
 def test_spot_delta_of_every_funding_kind() -> None:
     """The mapping from each funding event to the spot balance change."""
-    import numpy as np
-
-    from api.follow import FUNDING_KINDS
-    from api.userdata import spot_delta
-    from bursa_wire.layout import EV_DTYPE
 
     def ev(kind: int, amount: int, account: int, to_account: int = 0) -> tuple[Any, ...]:
         e = np.zeros(1, EV_DTYPE)
@@ -118,13 +117,14 @@ def test_spot_delta_of_every_funding_kind() -> None:
         e["price_ticks"], e["maker_order_id"] = account, to_account
         return tuple(e.tolist()[0])
 
-    assert FUNDING_KINDS == {
+    every = {
         EvKind.DEPOSITED,
         EvKind.WITHDRAW_HELD,
         EvKind.WITHDRAW_COMMITTED,
         EvKind.WITHDRAW_RELEASED,
         EvKind.TRANSFERRED,
     }
+    assert every == FUNDING_KINDS
     cases = [
         (ev(EvKind.DEPOSITED, 5, 0), 5),
         (ev(EvKind.DEPOSITED, 5, 1), 0),
