@@ -13,11 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bursa_wire.layout import REPLY_DTYPE
 from engine.core import SNAPSHOT_VERSION, Core, SnapshotError
 from engine.wire import commands as cmd
 from engine.wire.commands import ReplyStatus
 from pyx.core import ORDER_ID_LANE_SHIFT, ORDER_ID_LANES
 from pyx.enums import Reason, Side
+from sim.model import FundingModel
 from tests.engine.corekit import SYM, Ex, reject_changes_nothing
 
 L1 = 1 << 39  # first id of lane 1 (the API's API_ID_BASE)
@@ -259,3 +261,24 @@ def test_replay_is_deterministic_across_a_snapshot() -> None:
         assert (got == want).all()
     assert restored.state_hash() == a.core.state_hash()
     assert a.core.order_marks(1)[1][0] >= L1 and a.core.order_marks(0)[2][0] < L1
+
+
+def test_the_simulator_model_judges_too_old_per_lane() -> None:
+    """sim/model.py: ORDER_ID_TOO_OLD must name an id at or below its lane's highest
+    applied id; the pre-lanes core's answer (a gateway id refused for the API's floor)
+    is a violation."""
+
+    def reply(status: int, reason: int = 0) -> np.ndarray:
+        r = np.zeros(1, REPLY_DTYPE)
+        r["status"], r["reason"] = status, reason
+        return r
+
+    cmds = np.concatenate([_new(L1 + 1_000 + i) for i in range(40)])
+    m = FundingModel()
+    assert m.observe(cmds, np.concatenate([reply(ReplyStatus.APPLIED)] * 40)) is None
+    old = reply(ReplyStatus.REJECTED, Reason.ORDER_ID_TOO_OLD)
+    assert m.observe(_new(L1 + 1_005), old) is None  # at or below lane 1's highest
+    problem = m.observe(_new(5), old)  # lane 0 never had an order
+    assert problem is not None and "lane 0" in problem
+    assert m.observe(_new(5), reply(ReplyStatus.APPLIED)) is None
+    assert m.observe(_new(4), old) is None
