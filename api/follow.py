@@ -80,6 +80,7 @@ class Follower:
         self.on_symbol = on_symbol  # a symbol's config changed (the registry lists it)
         self.updates: list[Update] = []  # since the caller last took them
         self.balances: set[tuple[int, int]] = set()  # (user, asset) changed since then
+        self.funding: list[tuple[Any, ...]] = []  # funding events since then (balanceUpdate)
         self.probing: set[tuple[int, int]] = set()  # recovery cancels sent (api.core)
 
     def _quote_per_fill(self, symbol_id: int) -> int:
@@ -105,6 +106,7 @@ class Follower:
             self._order_event(kind, ev)
         elif kind in FUNDING_KINDS:
             self.balances.add((ev[_USER], ev[_SYM]))
+            self.funding.append(ev)
         elif kind == EvKind.ASSET_ADDED:
             self.store.set_asset(ev[_SYM], ev[_QTY])
         elif kind == EvKind.SYMBOL_ADDED:

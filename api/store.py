@@ -13,8 +13,11 @@ Order ids (docs/api.md, "Order ids"): core order ids are per user and shared wit
 the gateway.  The gateway's ids are milliseconds since 2025 (or its counter, which
 runs ahead only under load) and stay below 2**39 until 2042; the API's ids are
 ``API_ID_BASE + max(counter + 1, ms since 2025)``: bit 39 set.  So the two never
-pick the same id for one user.  Open orders live in memory (:attr:`Store.open`);
-ended ones only in SQLite.
+pick the same id for one user, and bit 39 is the core's order-id lane
+(``pyx.core.ORDER_ID_LANE_SHIFT``): the core judges each door's ids against that door's
+own highest and forgotten ids, so however many orders a user enters here, its gateway
+orders are never refused ``ORDER_ID_TOO_OLD`` (nor the reverse).  Open orders live in
+memory (:attr:`Store.open`); ended ones only in SQLite.
 """
 
 from __future__ import annotations

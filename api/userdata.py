@@ -1,4 +1,4 @@
-"""User data streams: ``executionReport`` and ``outboundAccountPosition`` events.
+"""User data streams: ``executionReport``, ``balanceUpdate`` and ``outboundAccountPosition``.
 
 Two ways in, as Binance:
 
@@ -16,6 +16,13 @@ Every connection has a bounded send queue (``ws_send_queue`` messages): a client
 that does not read is disconnected, never allowed to grow memory or stall others.
 Events are rendered from :class:`api.follow.Update` after each committed event
 batch; balances of the changed assets come from the core (control ``balance``).
+``balanceUpdate`` (Binance: deposits, withdrawals, transfers between accounts) comes
+from the core's funding events, as the signed change of the user's spot (trading,
+account 0) balance, free + locked: ``DEPOSITED`` into it (+), ``WITHDRAW_COMMITTED``
+from it (-: the money left), ``TRANSFERRED`` out of (-) or into (+) it.  A withdrawal
+hold or release only moves money between free and locked: no ``balanceUpdate``, the
+``outboundAccountPosition`` shows it.  Each ``balanceUpdate`` is followed by the
+``outboundAccountPosition`` of its asset, as Binance.
 """
 
 from __future__ import annotations
@@ -37,12 +44,16 @@ from api.auth import MAX_PARAMS
 from api.context import CTX, Context
 from api.core import CoreUnavailableError
 from api.errors import ApiError, bad_request
-from api.follow import Update
+from api.follow import EV, Update
+from pyx.enums import EvKind
 
 log = logging.getLogger("bursa.api")
 SOCKET_SNDBUF = 262_144  # bytes of kernel send buffer per user-data connection
 LISTEN_KEY_LEN = 60
 LISTEN_KEY_PATTERN = "[A-Za-z0-9]{60}"
+SPOT_ACCOUNT = 0  # the core's trading account: Binance's spot balances (api/account.py)
+_TS, _KIND, _USER, _ASSET = EV["ts_ns"], EV["kind"], EV["user_id"], EV["symbol_id"]
+_AMOUNT, _ACCOUNT, _TO_ACCOUNT = EV["qty_lots"], EV["price_ticks"], EV["maker_order_id"]
 
 
 class Sink:
@@ -166,6 +177,7 @@ class UserStreams:
         f = ctx.follower
         updates, f.updates = f.updates, []
         changed, f.balances = f.balances, set()
+        funding, f.funding = f.funding, []
         if not self.sinks:
             return
         for u in updates:
@@ -176,6 +188,12 @@ class UserStreams:
                     ev = execution_report(spec, u)
                     for s in list(sinks):
                         s.push(ev)
+        for fev in funding:  # before the positions below, which are sent later
+            sinks = self.sinks.get(fev[_USER])
+            bu = balance_update(ctx, fev) if sinks else None
+            if sinks and bu is not None:
+                for s in list(sinks):
+                    s.push(bu)
         per_user: dict[int, set[int]] = {}
         for uid, asset in changed:
             if uid in self.sinks and asset:
@@ -221,6 +239,35 @@ def _minor(ctx: Context, asset_id: int, amount: int) -> str:
     sign = "-" if amount < 0 else ""
     digits = str(abs(amount)).rjust(dec + 1, "0")
     return f"{sign}{digits[:-dec]}.{digits[-dec:]}"
+
+
+def spot_delta(ev: tuple[Any, ...]) -> int:
+    """The change of the user's spot (trading account) balance, free + locked, by one
+    funding event (a tuple of ``EV_DTYPE`` fields); 0 if it only moves money between
+    free and locked, or between other accounts."""
+    kind, amount = ev[_KIND], int(ev[_AMOUNT])
+    if kind == EvKind.DEPOSITED and ev[_ACCOUNT] == SPOT_ACCOUNT:
+        return amount
+    if kind == EvKind.WITHDRAW_COMMITTED and ev[_ACCOUNT] == SPOT_ACCOUNT:
+        return -amount
+    if kind == EvKind.TRANSFERRED and ev[_ACCOUNT] != ev[_TO_ACCOUNT]:
+        if ev[_ACCOUNT] == SPOT_ACCOUNT:
+            return -amount
+        if ev[_TO_ACCOUNT] == SPOT_ACCOUNT:
+            return amount
+    return 0
+
+
+def balance_update(ctx: Context, ev: tuple[Any, ...]) -> dict[str, Any] | None:
+    """Binance's ``balanceUpdate`` of one funding event, or None if the spot balance
+    did not change (``d``: the signed delta as a decimal string of the asset)."""
+    delta = spot_delta(ev)
+    if delta == 0:
+        return None
+    asset = int(ev[_ASSET])
+    ts_ms = int(ev[_TS]) // 1_000_000
+    name = ctx.symbols.asset_names.get(asset, f"A{asset}")
+    return {"e": "balanceUpdate", "E": ts_ms, "a": name, "d": _minor(ctx, asset, delta), "T": ts_ms}
 
 
 def execution_report(spec: Any, u: Update) -> dict[str, Any]:

@@ -30,7 +30,11 @@ SNAPSHOT_MAGIC = b"BURSACORE\x00"
 # 3: per-user order ids (internal ids user << 40 | id), order-id marks and remembered NEWs,
 #    funding references (arrival order) with their content and first result, transfer
 #    references, forgotten floors
-SNAPSHOT_VERSION = 3
+# 4: order-id lanes: the marks of lanes >= 1 (_LANE rows after the remembered NEWs); the
+#    user row keeps lane 0's.  Version 3 still loads (its one pair of marks is split per
+#    lane, pyx/core.pyx _split_marks).
+SNAPSHOT_VERSION = 4
+_SNAPSHOT_VERSIONS = (3, 4)  # loadable
 
 # Row formats of the snapshot sections (little-endian, packed).  The order of the
 # sections and of the rows in each is canonical: sorted by id.
@@ -43,6 +47,7 @@ _TIER = struct.Struct("<Iqq")  # tier, maker ppm, taker ppm
 # id, tier, taker ppm, maker ppm, suspended, highest accepted order id, forgotten floor
 _USER = struct.Struct("<IIIIBQQ")
 _DEDUP = struct.Struct("<IQQq")  # user, order id, fingerprint, first reply value (oldest first)
+_LANE = struct.Struct("<IBQQ")  # user, order-id lane >= 1, highest accepted id, forgotten floor
 _BALANCE = struct.Struct("<IHBqq")  # user, asset, account, available, held
 _SYMBOL = struct.Struct("<HHHBqqqqqqqqqq")
 _ORDER = struct.Struct("<QIHBBBBBBqqII")
@@ -161,6 +166,7 @@ class Core(CoreState):
             _section(out, _L3, rows)
             _section(out, _STOP, stops)
         _section(out, _DEDUP, d["order_dedup"])
+        _section(out, _LANE, d["order_lanes"])
         _section(out, _REF, d["deposit_refs"])
         _section(out, _WITHDRAWAL, d["withdrawals"])
         _section(out, _TRANSFER, d["transfers"])
@@ -174,11 +180,11 @@ class Core(CoreState):
         Raises
         ------
         SnapshotError
-            The bytes are not a snapshot of this version (truncated, wrong magic...).
+            The bytes are not a snapshot of a loadable version (truncated, wrong magic...).
         """
         rd = _Reader(data)
         magic, version, last_seq = rd.take(_HEAD)
-        if magic != SNAPSHOT_MAGIC or version != SNAPSHOT_VERSION:
+        if magic != SNAPSHOT_MAGIC or version not in _SNAPSHOT_VERSIONS:
             raise SnapshotError("not a bursa core snapshot (magic/version)")
         d: dict[str, Any] = {"last_seq": last_seq}
         d["assets"] = [
@@ -199,6 +205,8 @@ class Core(CoreState):
             books.append((sid, (last, next_match, rows, stops)))
         d["books"] = books
         d["order_dedup"] = list(rd.rows(_DEDUP))
+        if version >= 4:  # else: no key, the core splits the one pair of marks per lane
+            d["order_lanes"] = list(rd.rows(_LANE))
         d["deposit_refs"] = list(rd.rows(_REF))
         d["withdrawals"] = list(rd.rows(_WITHDRAWAL))
         d["transfers"] = list(rd.rows(_TRANSFER))

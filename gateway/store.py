@@ -100,14 +100,17 @@ I64 = 2**63
 # Every outbound application message has a fixed size per type, so a stored chunk is
 # the payloads back to back and its message code tells each one's length.
 PAYLOAD_LEN = {m.code[0]: 1 + m.struct.size for m in APP_OUT}
-# Core order ids are per user, 1..2**40-1, and must grow per user (docs/commands.md,
-# "Idempotency").  The gateway's ids come from one counter that never goes below the
-# milliseconds since ID_EPOCH: max(counter + 1, ms since 2025-01-01).  Idle, the counter
-# follows the clock; so even a lost database restarts above every id used before,
-# unless the gateway had run ahead of the clock (above 1,000 orders/s sustained) just
-# before the loss: then the core refuses the reused ids (ORDER_ID_TOO_OLD /
-# EXISTS_WITH_DIFFERENT_FIELDS), never executes one twice.  2**40 ms is 34.8 years:
-# ids run out in 2059.
+# Core order ids are per user, 1..2**40-1, and must grow per user and order-id lane
+# (docs/commands.md, "Idempotency": bit 39 is the lane; the gateway's ids are lane 0,
+# below 2**39, the Binance API's lane 1, so the core judges each door's ids apart and
+# many API orders never make the gateway's ids ORDER_ID_TOO_OLD).  The gateway's ids
+# come from one counter that never goes below the milliseconds since ID_EPOCH:
+# max(counter + 1, ms since 2025-01-01).  Idle, the counter follows the clock; so even a
+# lost database restarts above every id used before, unless the gateway had run ahead of
+# the clock (above 1,000 orders/s sustained) just before the loss: then the core refuses
+# the reused ids (ORDER_ID_TOO_OLD / EXISTS_WITH_DIFFERENT_FIELDS), never executes one
+# twice.  2**39 ms is 17.4 years: lane 0 runs out in 2042 (beyond it the ids would enter
+# the API's lane 1).
 ID_EPOCH_NS = 1_735_689_600 * 10**9  # 2025-01-01T00:00:00Z
 MAX_ORDER_ID = 2**40 - 1
 # Orders held in memory (config ``max_orders_in_memory``): ended orders beyond this are

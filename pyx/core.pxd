@@ -118,10 +118,19 @@ cdef enum:
     BOOK_CAPACITY = 1024           # initial pool of each book (it grows by doubling)
     PPM_MAX = 1000000
     OID_BITS = 40                  # client order ids are 1..2**40-1, per user
-    DEDUP_ORDERS = 32              # accepted NEWs remembered per user for duplicates
+    DEDUP_ORDERS = 32              # accepted NEWs remembered per user (any lane) for duplicates
     DEFAULT_USER_ORDER_LIMIT = 10000   # live orders per user at most (by default)
 
 # Internal order id = user_id << OID_BITS | client order id: the key of the hold map
+
+# Order-id lanes (also Python constants of pyx.core): bit ORDER_ID_LANE_SHIFT of a client
+# order id picks its lane (0: the gateway's ids, below 2**39; 1: the Binance API's, 2**39
+# and up).  Each lane of a user has its own highest accepted id and forgotten floor, so
+# two order doors with their own increasing ids never refuse each other's orders
+# ORDER_ID_TOO_OLD; the ring of remembered NEWs (DEDUP_ORDERS) is shared by the lanes.
+cpdef enum:
+    ORDER_ID_LANE_SHIFT = 39
+    ORDER_ID_LANES = 2
 
 # Funding reference kinds (CoreState.ref_floors index): the last ref_memory of each kind
 # are remembered (with their content and first result); an unknown reference at or
@@ -173,10 +182,12 @@ cdef struct URec:                # one user
     uint32_t maker_ppm
     uint8_t suspended
     uint32_t n_open              # live orders (resting + stop)
-    oid_t hwm                    # highest accepted client order id (above it: new for sure)
-    oid_t floor                  # highest id forgotten from the ring (at or below: too old)
+    # per order-id lane (oid >> ORDER_ID_LANE_SHIFT):
+    oid_t hwm[ORDER_ID_LANES]    # highest accepted client order id (above it: new for sure)
+    oid_t floor[ORDER_ID_LANES]  # highest id forgotten from the ring (at or below: too old)
     uint64_t dcount              # accepted NEWs remembered so far (ring position)
-    DRec* ring                   # the last DEDUP_ORDERS accepted NEWs (NULL until the first)
+    DRec* ring                   # the last DEDUP_ORDERS accepted NEWs of any lane (NULL
+                                 # until the first): one ring, shared by the lanes
 
 
 cdef struct ARec:                # one asset

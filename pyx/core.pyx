@@ -524,16 +524,19 @@ cdef class CoreState:
         out.sort(key=lambda d: (d["order_id"], d["user_id"]))
         return out
 
-    def order_marks(self):
-        """user id -> (highest accepted order id, forgotten floor, remembered (order id,
-        fingerprint, value) oldest first) of every user that has had an order accepted."""
+    def order_marks(self, int lane=0):
+        """user id -> (highest accepted order id of ``lane``, the lane's forgotten floor,
+        remembered (order id, fingerprint, value) of every lane, oldest first) of every
+        user that has had an order accepted in ``lane`` (0 or 1: ORDER_ID_LANE_SHIFT)."""
         cdef int32_t us
         cdef URec* u
+        if not 0 <= lane < ORDER_ID_LANES:
+            raise ValueError(f"lane must be in 0..{ORDER_ID_LANES - 1}")
         out = {}
         for us in range(self.n_users):
             u = &self.users[us]
-            if u.hwm:
-                out[u.user_id] = (u.hwm, u.floor, _ring_rows(u))
+            if u.hwm[lane]:
+                out[u.user_id] = (u.hwm[lane], u.floor[lane], _ring_rows(u))
         return out
 
     @property
@@ -562,10 +565,15 @@ cdef class CoreState:
         users = []
         balances = []
         dedup = []
+        lanes = []
         for us in range(self.n_users):
             u = &self.users[us]
-            users.append((u.user_id, u.tier, u.taker_ppm, u.maker_ppm, u.suspended, u.hwm,
-                          u.floor))
+            # the user row carries lane 0's marks; ``order_lanes`` the other lanes' (if used)
+            users.append((u.user_id, u.tier, u.taker_ppm, u.maker_ppm, u.suspended,
+                          u.hwm[0], u.floor[0]))
+            for k in range(1, ORDER_ID_LANES):
+                if u.hwm[k]:
+                    lanes.append((u.user_id, k, u.hwm[k], u.floor[k]))
             if u.ring != NULL:
                 dedup.extend((u.user_id, *row) for row in _ring_rows(u))
             for ak in range(self.n_assets):
@@ -575,6 +583,7 @@ cdef class CoreState:
                         balances.append((u.user_id, self.assets_c[ak].asset_id, acc,
                                          self.avail[bi], self.held[bi]))
         users.sort()
+        lanes.sort()
         balances.sort()
         dedup.sort(key=lambda row: row[0])    # stable: each user's rows stay oldest first
         symbols = []
@@ -607,6 +616,7 @@ cdef class CoreState:
             "orders": orders,
             "books": books,
             "order_dedup": dedup,
+            "order_lanes": lanes,          # (user, lane >= 1, highest accepted id, floor)
             # arrival order: it decides which reference is forgotten next
             # (``ref``, not ``k``: a comprehension over the C int32 ``k`` of this
             # function would overflow on 64-bit references, e.g. the wallet's)
@@ -639,8 +649,17 @@ cdef class CoreState:
         for uid, oid, fp, value in d["order_dedup"]:
             risk.remember_order(self, self.uid_slot[uid], oid, fp, value)
         for row in d["users"]:
-            self.users[self.uid_slot[row[0]]].hwm = row[5]
-            self.users[self.uid_slot[row[0]]].floor = row[6]
+            if "order_lanes" in d:
+                self.users[self.uid_slot[row[0]]].hwm[0] = row[5]
+                self.users[self.uid_slot[row[0]]].floor[0] = row[6]
+            else:                          # from before lanes: one pair of marks for all ids
+                _split_marks(&self.users[self.uid_slot[row[0]]], row[5], row[6])
+        for uid, lane, hwm, floor in d.get("order_lanes", ()):
+            us = _uslot(self, uid)
+            if us < 0 or not 0 < lane < ORDER_ID_LANES:
+                raise ValueError(f"order-id marks of user {uid}, lane {lane}: no such lane")
+            self.users[us].hwm[lane] = hwm
+            self.users[us].floor[lane] = floor
         for uid, asset_id, acc, av, hd in d["balances"]:
             bi = _bi(self, self.uid_slot[uid], self.aid_slot[asset_id], acc)
             self.avail[bi] = av
@@ -723,6 +742,21 @@ cdef class CoreState:
 
 
 
+
+
+cdef int _split_marks(URec* u, oid_t hwm, oid_t floor) except -1:
+    """Per-lane marks from the one (highest id, forgotten floor) pair of a core from
+    before lanes (snapshot version 3), never below what a lane may have used: an id of
+    lane 1 (2**39 and up) lies above every id of lane 0, so a mark in lane 1 caps lane 0's
+    at the lane's top, and a mark below 2**39 leaves lane 1 empty.  A user whose floor had
+    reached lane 1 (32 API orders forgotten) therefore keeps lane 0 refused ORDER_ID_TOO_OLD,
+    as before: which lane-0 ids were forgotten is unknown (docs/commands.md)."""
+    cdef oid_t top0 = (<oid_t> 1 << ORDER_ID_LANE_SHIFT) - 1
+    u.hwm[0] = hwm if hwm <= top0 else top0
+    u.floor[0] = floor if floor <= top0 else top0
+    u.hwm[1] = hwm if hwm > top0 else 0
+    u.floor[1] = floor if floor > top0 else 0
+    return 0
 
 
 cdef list _ring_rows(const URec* u):

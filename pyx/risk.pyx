@@ -8,7 +8,8 @@ settlement"), then the symbol's :class:`pyx.book.Book` is called through its ``c
 fast path and the events it appended are settled (:mod:`pyx.settle`).  A book reject
 undoes the hold, so a rejected command changes nothing.  Exactly-once NEWs: each
 user's accepted order ids are remembered (``remember_order``) so that a retry is
-answered DUPLICATE with the first outcome.
+answered DUPLICATE with the first outcome; ids are judged "too old" per order-id lane
+(bit ORDER_ID_LANE_SHIFT), so the gateway's and the API's ids never block each other.
 """
 
 from cpython.mem cimport PyMem_Malloc
@@ -29,17 +30,19 @@ from pyx.enums cimport (
 from pyx.core cimport (
     CoreState, ReplyRec, ORec, URec, SRec, DRec,
     ST_APPLIED, ST_REJECTED, ST_DUPLICATE, MAX_LIVE_ORDERS, DEDUP_ORDERS,
-    OID_MASK, NOTIONAL_MAX,
+    ORDER_ID_LANE_SHIFT, OID_MASK, NOTIONAL_MAX,
     bursa_notional, bursa_fee_ceil, bursa_budget_net,
     _uslot, _sslot, _bi, _oslot, _px_reason, _band_price, _iid, _uslot_oid, _order_fp, _reply,
 )
 from pyx.settle cimport settle_events
 
 
-cdef int _order_seen(CoreState self, const CmdRec* c, ReplyRec* r, URec* u) except -1:
-    """A NEW whose id is not above the user's highest accepted id: 1 if it was answered
+cdef int _order_seen(CoreState self, const CmdRec* c, ReplyRec* r, URec* u,
+                     int lane) except -1:
+    """A NEW whose id is not above its lane's highest accepted id: 1 if it was answered
     here (a remembered exact retry gets the first outcome; a remembered id with other
-    fields, or an id at or below the forgotten floor, a reject), 0 if it is new."""
+    fields, or an id at or below its lane's forgotten floor, a reject), 0 if it is new.
+    The ring is shared by the lanes; ids differ between lanes (the lane is an id bit)."""
     cdef uint64_t k, n = u.dcount if u.dcount < DEDUP_ORDERS else DEDUP_ORDERS
     cdef DRec* d
     if u.ring != NULL:
@@ -51,7 +54,7 @@ cdef int _order_seen(CoreState self, const CmdRec* c, ReplyRec* r, URec* u) exce
                     return 1
                 _reply(r, c, ST_DUPLICATE, 0, d.value)
                 return 1
-    if c.order_id <= u.floor:
+    if c.order_id <= u.floor[lane]:
         self._reject(c, r, ORDER_ID_TOO_OLD)
         return 1
     return 0
@@ -59,21 +62,27 @@ cdef int _order_seen(CoreState self, const CmdRec* c, ReplyRec* r, URec* u) exce
 
 cdef int remember_order(CoreState self, int32_t us, oid_t oid, uint64_t fp,
                         int64_t value) except -1:
-    """Record an accepted NEW: raise the user's mark, keep it in the user's ring."""
+    """Record an accepted NEW: raise its lane's mark, keep it in the user's ring (the
+    last DEDUP_ORDERS NEWs of any lane); the NEW it pushes out raises the floor of the
+    pushed-out id's own lane."""
     cdef URec* u = &self.users[us]
     if u.ring == NULL:
         u.ring = <DRec*> PyMem_Malloc(DEDUP_ORDERS * sizeof(DRec))
         if u.ring == NULL:
             raise MemoryError()
     cdef DRec* d = &u.ring[u.dcount % DEDUP_ORDERS]
-    if u.dcount >= DEDUP_ORDERS and d.oid > u.floor:
-        u.floor = d.oid                # forgotten: from now on too old to tell
+    cdef int lane
+    if u.dcount >= DEDUP_ORDERS:
+        lane = <int> (d.oid >> ORDER_ID_LANE_SHIFT)
+        if d.oid > u.floor[lane]:
+            u.floor[lane] = d.oid      # forgotten: from now on too old to tell
     d.oid = oid
     d.fp = fp
     d.value = value
     u.dcount += 1
-    if oid > u.hwm:
-        u.hwm = oid
+    lane = <int> (oid >> ORDER_ID_LANE_SHIFT)
+    if oid > u.hwm[lane]:
+        u.hwm[lane] = oid
     return 0
 
 
@@ -242,7 +251,7 @@ cdef int _enter_book(CoreState self, const CmdRec* c, ReplyRec* r, int32_t us, i
 cdef int new_order(CoreState self, const CmdRec* c, ReplyRec* r) except -1:
     """NEW: ids, user, symbol and order checks, the worst-case hold, then the book."""
     cdef int32_t us, ss
-    cdef int reason
+    cdef int reason, lane
     cdef int64_t max_ppm
     cdef URec* u
     cdef SRec* sym
@@ -253,7 +262,8 @@ cdef int new_order(CoreState self, const CmdRec* c, ReplyRec* r) except -1:
     if us < 0:
         return self._reject(c, r, UNKNOWN_USER)
     u = &self.users[us]
-    if c.order_id <= u.hwm and _order_seen(self, c, r, u):
+    lane = <int> (c.order_id >> ORDER_ID_LANE_SHIFT)    # 0 or 1: the id is <= OID_MASK
+    if c.order_id <= u.hwm[lane] and _order_seen(self, c, r, u, lane):
         return 0                       # a retry (answered as the first) or a stale id
     if u.suspended:
         return self._reject(c, r, USER_NOT_ACTIVE)

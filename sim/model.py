@@ -7,7 +7,10 @@ must be, and keeps, per asset, deposits minus committed withdrawals (minor units
 which the core's balances plus fee accounts must add up to.  A duplicated input
 (a retried deposit, a replayed commit) that has a second effect is caught here.
 It also checks order ids: a ``NEW`` is applied at most once per ``(user, order id)``
-(ids are per user and never reused), and a duplicate answer names an applied one.
+(ids are per user and never reused), a duplicate answer names an applied one, and
+``ORDER_ID_TOO_OLD`` names an id at or below the highest one applied in its own lane
+(bit ``ORDER_ID_LANE_SHIFT``: the gateway's and the API's ids never make each other
+too old).
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ import numpy.typing as npt
 
 from engine.wire.commands import ReplyStatus
 from engine.wire.views import CMD_VIEWS
-from pyx.enums import CmdKind
+from pyx.core import ORDER_ID_LANE_SHIFT
+from pyx.enums import CmdKind, Reason
 
 _DEPOSIT = CMD_VIEWS[CmdKind.DEPOSIT]
 _WITHDRAW_HOLD = CMD_VIEWS[CmdKind.WITHDRAW_HOLD]
@@ -50,6 +54,7 @@ class FundingModel:
         self.duplicates_seen = 0
         self.checks = 0
         self.orders_applied: set[tuple[int, int]] = set()  # (user, order id) of applied NEWs
+        self.lane_highest: dict[tuple[int, int], int] = {}  # (user, lane) -> highest applied id
 
     def observe(self, cmds: npt.NDArray[np.void], replies: npt.NDArray[np.void]) -> str | None:
         """Fold in an applied batch; return the first inconsistency found, else None.
@@ -77,10 +82,18 @@ class FundingModel:
         self.checks += 1
         key = (int(c["user_id"]), int(c["order_id"]))
         status = int(r["status"])
+        lane = (key[0], key[1] >> ORDER_ID_LANE_SHIFT)
         if status == ReplyStatus.APPLIED:
             if key in self.orders_applied:
                 return f"order id {key[1]} of user {key[0]} applied a second time"
             self.orders_applied.add(key)
+            self.lane_highest[lane] = max(self.lane_highest.get(lane, 0), key[1])
+        elif status == ReplyStatus.REJECTED and int(r["reason"]) == Reason.ORDER_ID_TOO_OLD:
+            if key[1] > self.lane_highest.get(lane, 0):
+                return (
+                    f"order id {key[1]} of user {key[0]} refused too old above the highest "
+                    f"applied id {self.lane_highest.get(lane, 0)} of its lane {lane[1]}"
+                )
         elif status == ReplyStatus.DUPLICATE:
             self.duplicates_seen += 1
             if key not in self.orders_applied:
@@ -179,4 +192,5 @@ class FundingModel:
         other.duplicates_seen = self.duplicates_seen
         other.checks = self.checks
         other.orders_applied = set(self.orders_applied)
+        other.lane_highest = dict(self.lane_highest)
         return other

@@ -4,7 +4,8 @@
 grids and bands, users, deposits), then produces a stream of every command kind,
 good and bad: limit/market/stop orders (some off the tick or lot grid, out of the
 band, too large for the user's funds, for unknown users or symbols, with
-duplicate order ids), cancels, reduces, replaces and mass cancels, deposits (some
+duplicate order ids; ids in both order-id lanes, as the gateway and the API
+interleave them), cancels, reduces, replaces and mass cancels, deposits (some
 reusing a reference), withdrawal holds, commits and releases (some repeated, some
 of unknown or settled ids), transfers between accounts, halts and resumes,
 suspensions, fee-tier changes.
@@ -27,6 +28,7 @@ import numpy.typing as npt
 from bursa_wire.layout import CMD_DTYPE
 from engine.wire import commands as cb
 from engine.wire.views import CMD_VIEWS
+from pyx.core import ORDER_ID_LANE_SHIFT
 from pyx.enums import CmdKind, OrdType, Side, Stp, Tif
 
 Cmds = npt.NDArray[np.void]
@@ -39,6 +41,10 @@ MAX_RECENT_IDS = 64
 
 UNKNOWN_ID_BASE = 60_000
 """User/symbol/asset ids at or above this are never created (unknown-id commands)."""
+
+LANE_1_EVERY = 3
+"""Every third new order id goes to lane 1 (the Binance API's ids, 2**39 and up), the rest
+to lane 0 (the gateway's): picked from the id counter, so no random draw changes."""
 
 
 @dataclass(frozen=True)
@@ -242,6 +248,8 @@ class Workload:
         if rng.random() < 0.005:
             return 0  # reserved id
         self._next_order_id += rng.randint(1, 3)
+        if self._next_order_id % LANE_1_EVERY == 0:
+            return 1 << ORDER_ID_LANE_SHIFT | self._next_order_id
         return self._next_order_id
 
     def _price(self, s: SymbolSpec) -> int:

@@ -131,7 +131,7 @@ for this is bounded, part of every snapshot and of the state hash.
 
 | kind | identity | remembered | after that |
 |---|---|---|---|
-| `NEW` | (`user_id`, `order_id`): ids are per user, 1..2**40-1, never reused (not even after the order ended) | the user's last 32 accepted NEWs (order id, a fingerprint of symbol, side, type, tif, prices, quantity, stp, flags, and the first reply's value) | an id at or below the highest id the core has forgotten for that user is rejected `ORDER_ID_TOO_OLD` |
+| `NEW` | (`user_id`, `order_id`): ids are per user, 1..2**40-1, never reused (not even after the order ended); bit 39 is the id's lane (below) | the user's last 32 accepted NEWs of both lanes together (order id, a fingerprint of symbol, side, type, tif, prices, quantity, stp, flags, and the first reply's value) | an id at or below the highest id the core has forgotten for that user *in the id's lane* is rejected `ORDER_ID_TOO_OLD` |
 | `CANCEL`, `REDUCE`, `REPLACE`, `MASS_CANCEL` | act on live orders by (`user_id`, `order_id`) | — | a resend finds the order gone or changed: `UNKNOWN_ORDER_ID` / `REDUCE_NOT_SMALLER` / `REPLACE_NO_CHANGE` (no second effect) |
 | `DEPOSIT` | reference (`order_id`), non-zero | the last 1,000,000 deposit references with user, asset, account, amount and first result | an unknown reference at or below the highest forgotten one is rejected `REFERENCE_TOO_OLD` (never credited) |
 | `WITHDRAW_HOLD` | withdrawal id | the last 1,000,000 withdrawal ids with user, asset, account, amount; a withdrawal still held is never forgotten | as deposits |
@@ -146,6 +146,22 @@ last 32 accepted orders, and is otherwise refused, never traded twice. Funding
 references (the wallet's deposit, withdrawal and transfer ids) must likewise grow
 (a database sequence); a reference is remembered for the next million of its kind.
 A rejected command consumes nothing: its id or reference may be used again.
+
+**Order-id lanes.** Two doors enter orders for the same users, each with its own
+increasing ids: the gateway (lane 0: ids below 2**39, milliseconds since 2025) and the
+Binance API (lane 1: ids 2**39 and up). Bit 39 of an order id (`ORDER_ID_LANE_SHIFT`,
+`ORDER_ID_LANES = 2` in `pyx/core.pxd`, Python constants of `pyx.core`) is its lane;
+each user keeps, per lane, the highest accepted id and the forgotten floor, and an id
+is compared only with its own lane's: the API's ids, however many, never make the
+gateway's (lower) ids too old, nor the reverse. Ids must increase per user and lane.
+The 32 remembered NEWs are one ring shared by both lanes (the last 32 NEWs of any
+lane); a NEW pushed out of it raises the floor of its own lane. Snapshots (format
+version 4) carry both lanes' marks. A version-3 snapshot (one pair of marks per user,
+from before lanes) still loads with its marks split per lane: marks below 2**39 are
+lane 0's (lane 1 empty); marks at or above 2**39 are lane 1's and cap lane 0's at
+2**39 - 1, so a user whose floor had already reached lane 1 keeps lane 0 refused
+`ORDER_ID_TOO_OLD`, as before the upgrade (which lane-0 ids were forgotten is not in
+the snapshot; replaying a journal kept from seq 1 rebuilds exact lanes).
 """
 
 TRADING = """\
@@ -160,9 +176,9 @@ order is known as `user_id << 40 | order_id` (snapshots, `Book` views).
 
 Checks of `NEW`, in order (the first failing one is the reply's reason):
 `INVALID_ORDER_ID` (id 0 or >= 2**40) → `UNKNOWN_USER` → for an id not above the
-user's highest accepted one: **duplicate** (remembered, same fields) /
+user's highest accepted one in the id's lane: **duplicate** (remembered, same fields) /
 `EXISTS_WITH_DIFFERENT_FIELDS` (remembered, other fields) / `ORDER_ID_TOO_OLD`
-(at or below the forgotten floor) → `USER_NOT_ACTIVE` (suspended) →
+(at or below the lane's forgotten floor) → `USER_NOT_ACTIVE` (suspended) →
 `UNKNOWN_SYMBOL` → `SYMBOL_NOT_TRADING` (halted) → `INVALID_SIDE` → `INVALID_ORDER_TYPE` →
 `INVALID_SIDE` (MARKET_QUOTE SELL) →
 `INVALID_QTY` → `PRICE_OFF_TICK` / `PRICE_OUT_OF_BAND` on the prices the hold depends on
