@@ -14,14 +14,13 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from embit import ec
 
 from tests.wallet.conftest import ROOT, XPUB_BIP44_ETH, XPUB_BIP84, CoreHandle
 from tests.wallet.nodes import Anvil, Litecoind
-from tests.wallet.walletproc import WalletProcess, bursa_wallet
+from tests.wallet.walletproc import WalletProcess, bursa_wallet, cli, state_of
 from wallet import custody
 from wallet.eth import EthAdapter
 from wallet.keys import KeyFile, write_key_file
@@ -71,21 +70,6 @@ def write(path: Path, core: CoreHandle, db: Path, chain: str, fault: str) -> Pat
     ]
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-def state_of(db: Path, ref: str) -> str:
-    st = Store(str(db))
-    try:
-        row = st.db.execute("SELECT state FROM withdrawals WHERE client_ref = ?", (ref,)).fetchone()
-        return "" if row is None else str(row[0])
-    finally:
-        st.close()
-
-
-def cli(conf: Path, *args: str) -> list[dict[str, Any]]:
-    r = bursa_wallet(*args, "--config", str(conf))
-    assert r.returncode == 0, r.stderr
-    return [json.loads(x) for x in r.stdout.splitlines() if x.strip()]
 
 
 def ltc_chain(
@@ -322,7 +306,7 @@ def kill_and_restart_one(
             assert time.monotonic() < deadline, f"no kill at {point}: {state_of(db, ref)}"
             mine()
             time.sleep(0.3)
-        assert proc.wait_exit() == -signal.SIGKILL, proc.err.read_text()[-2000:]
+        assert proc.wait_exit() == -signal.SIGKILL, proc.err_path.read_text()[-2000:]
     finally:
         proc.cleanup()
     run_until(tmp_path, conf_for(""), db, ref, "committed", mine)
