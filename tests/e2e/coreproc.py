@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +82,21 @@ class CoreProcess(ChildProcess):
     def replay(self) -> str:
         """Bound replay endpoint."""
         return str(self.ready["replay"])
+
+
+@contextlib.contextmanager
+def running_core(
+    tmp_path: Path, mode: str = "fsync", *extra: str, data: str = "data", logs: str = "logs"
+) -> Iterator[CoreProcess]:
+    """A started core (data in ``tmp_path/data``, logs in ``tmp_path/logs``), killed at
+    the end if it still runs: the body of a test's ``core`` fixture."""
+    (tmp_path / logs).mkdir(exist_ok=True)
+    proc = CoreProcess(tmp_path / data, tmp_path / logs, mode, *extra)
+    try:
+        proc.start()
+        yield proc
+    finally:
+        proc.cleanup()
 
 
 def run_replay(data_dir: Path) -> str:
