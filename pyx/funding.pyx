@@ -51,42 +51,97 @@ cdef _ref_seen(CoreState self, int which):
             self.ref_floors[which] = k
 
 
-cdef int _funding_ids(CoreState self, const CmdRec* c, int32_t* us, int32_t* ak) except -1:
-    """Common checks of DEPOSIT / WITHDRAW_HOLD / TRANSFER: 0 or a reason."""
+cdef inline bint _same_fields(prev, const CmdRec* c, bint to_account):
+    """Whether a remembered reference's record ``prev`` (user, asset, account[, to
+    account], amount, ...) has the fields of the retry ``c``."""
+    if to_account:
+        return (prev[0], prev[1], prev[2], prev[3], prev[4]) == (
+            c.user_id, c.symbol_id, c.a0, c.a1, c.qty_lots)
+    return (prev[0], prev[1], prev[2], prev[3]) == (c.user_id, c.symbol_id, c.a0, c.qty_lots)
+
+
+cdef inline int _funding_checks(CoreState self, int which, const CmdRec* c, int32_t* us,
+                                int32_t* ak) except -1:
+    """0 or the reject reason of a new DEPOSIT / WITHDRAW_HOLD / TRANSFER (reference kind
+    ``which``), in this order: unknown user, unknown asset, suspended user (withdrawal and
+    transfer only: a deposit always lands), bad account(s), amount not positive.  The
+    user's and asset's slots go to ``us`` and ``ak``."""
     us[0] = _uslot(self, c.user_id)
     if us[0] < 0:
         return UNKNOWN_USER
     ak[0] = _aslot(self, c.symbol_id)
     if ak[0] < 0:
         return UNKNOWN_ASSET
+    if which != REF_DEPOSIT and self.users[us[0]].suspended:
+        return USER_NOT_ACTIVE
+    if not 0 <= c.a0 < N_ACCOUNTS:
+        return INVALID_ACCOUNT
+    if which == REF_TRANSFER and not (0 <= c.a1 < N_ACCOUNTS and c.a1 != c.a0):
+        return INVALID_ACCOUNT
+    if c.qty_lots <= 0:
+        return INVALID_AMOUNT
     return 0
+
+
+cdef inline int _ref_open(CoreState self, int which, const CmdRec* c, ReplyRec* r,
+                          int32_t* us, int32_t* ak) except -1:
+    """The exactly-once gate of DEPOSIT / WITHDRAW_HOLD / TRANSFER (reference
+    ``c.order_id`` of kind ``which``), then their common checks.
+
+    Returns 1 when the command is answered here: an exact retry of a remembered reference
+    is answered DUPLICATE with the balance the first one replied; reference 0, a reference
+    reused with other fields, a forgotten (too old) one or a failed check
+    (``_funding_checks``) is rejected.  Returns 0 for a new, valid reference, with the
+    user's and asset's slots in ``us`` and ``ak``.
+    """
+    cdef int reason
+    if c.order_id == 0:
+        self._reject(c, r, INVALID_ID)
+        return 1
+    if which == REF_DEPOSIT:
+        prev = self.deposit_refs.get(c.order_id)
+    elif which == REF_WITHDRAWAL:
+        prev = self.withdrawals.get(c.order_id)
+    else:
+        prev = self.transfers.get(c.order_id)
+    if prev is not None and not (BURSA_VARIANTS and which == REF_DEPOSIT
+                                 and self.v_dup_deposit):
+        if not _same_fields(prev, c, which == REF_TRANSFER):
+            self._reject(c, r, EXISTS_WITH_DIFFERENT_FIELDS)
+        else:   # the balance after the first: a deposit record has no state field
+            _reply(r, c, ST_DUPLICATE, 0, prev[4 if which == REF_DEPOSIT else 5])
+        return 1
+    reason = 0 if prev is not None else _ref_check(self, which, c.order_id)
+    if not reason:
+        reason = _funding_checks(self, which, c, us, ak)
+    if reason:
+        self._reject(c, r, reason)
+        return 1
+    return 0
+
+
+cdef inline EvRec* _ref_applied(CoreState self, int which, const CmdRec* c, ReplyRec* r,
+                                int kind, int64_t avail) except NULL:
+    """A new reference of kind ``which`` was applied and recorded: forget the oldest
+    references, publish event ``kind`` (reference, amount, account, the balance ``avail``
+    after it) and reply APPLIED with ``avail``.  Returns the event for extra fields."""
+    cdef EvRec* e
+    _ref_seen(self, which)
+    e = _push(self, c, kind)
+    e.order_id = c.order_id
+    e.qty_lots = c.qty_lots
+    e.price_ticks = c.a0
+    e.leaves_lots = avail
+    _reply(r, c, ST_APPLIED, 0, avail)
+    return e
 
 
 cdef int deposit(CoreState self, const CmdRec* c, ReplyRec* r) except -1:
     cdef int32_t us, ak
-    cdef int reason
     cdef int64_t bi
     cdef ARec* a
-    cdef EvRec* e
-    if c.order_id == 0:
-        return self._reject(c, r, INVALID_ID)
-    prev = self.deposit_refs.get(c.order_id)
-    if prev is not None and not (BURSA_VARIANTS and self.v_dup_deposit):
-        if prev[:4] != (c.user_id, c.symbol_id, c.a0, c.qty_lots):
-            return self._reject(c, r, EXISTS_WITH_DIFFERENT_FIELDS)
-        _reply(r, c, ST_DUPLICATE, 0, prev[4])
+    if _ref_open(self, REF_DEPOSIT, c, r, &us, &ak):
         return 0
-    if prev is None:
-        reason = _ref_check(self, REF_DEPOSIT, c.order_id)
-        if reason:
-            return self._reject(c, r, reason)
-    reason = _funding_ids(self, c, &us, &ak)
-    if reason:
-        return self._reject(c, r, reason)
-    if c.a0 < 0 or c.a0 >= N_ACCOUNTS:
-        return self._reject(c, r, INVALID_ACCOUNT)
-    if c.qty_lots <= 0:
-        return self._reject(c, r, INVALID_AMOUNT)
     a = &self.assets_c[ak]
     if c.qty_lots >= SUPPLY_MAX - a.outstanding_minor:   # the supply stays below 2**62
         return self._reject(c, r, AMOUNT_OVERFLOW)
@@ -95,41 +150,15 @@ cdef int deposit(CoreState self, const CmdRec* c, ReplyRec* r) except -1:
     a.outstanding_minor += c.qty_lots
     self.deposited[ak] += c.qty_lots
     self.deposit_refs[c.order_id] = (c.user_id, c.symbol_id, c.a0, c.qty_lots, self.avail[bi])
-    _ref_seen(self, REF_DEPOSIT)
-    e = _push(self, c, DEPOSITED)
-    e.order_id = c.order_id
-    e.qty_lots = c.qty_lots
-    e.price_ticks = c.a0
-    e.leaves_lots = self.avail[bi]
-    _reply(r, c, ST_APPLIED, 0, self.avail[bi])
+    _ref_applied(self, REF_DEPOSIT, c, r, DEPOSITED, self.avail[bi])
     return 0
 
 
 cdef int withdraw_hold(CoreState self, const CmdRec* c, ReplyRec* r) except -1:
     cdef int32_t us, ak
-    cdef int reason
     cdef int64_t bi
-    cdef EvRec* e
-    if c.order_id == 0:
-        return self._reject(c, r, INVALID_ID)
-    w = self.withdrawals.get(c.order_id)
-    if w is not None:
-        if (w[0], w[1], w[2], w[3]) != (c.user_id, c.symbol_id, c.a0, c.qty_lots):
-            return self._reject(c, r, EXISTS_WITH_DIFFERENT_FIELDS)
-        _reply(r, c, ST_DUPLICATE, 0, w[5])
+    if _ref_open(self, REF_WITHDRAWAL, c, r, &us, &ak):
         return 0
-    reason = _ref_check(self, REF_WITHDRAWAL, c.order_id)
-    if reason:
-        return self._reject(c, r, reason)
-    reason = _funding_ids(self, c, &us, &ak)
-    if reason:
-        return self._reject(c, r, reason)
-    if self.users[us].suspended:
-        return self._reject(c, r, USER_NOT_ACTIVE)
-    if c.a0 < 0 or c.a0 >= N_ACCOUNTS:
-        return self._reject(c, r, INVALID_ACCOUNT)
-    if c.qty_lots <= 0:
-        return self._reject(c, r, INVALID_AMOUNT)
     bi = _bi(self, us, ak, c.a0)
     if c.qty_lots > self.avail[bi]:
         return self._reject(c, r, INSUFFICIENT_FUNDS)
@@ -137,13 +166,7 @@ cdef int withdraw_hold(CoreState self, const CmdRec* c, ReplyRec* r) except -1:
     self.held[bi] += c.qty_lots
     self.withdrawals[c.order_id] = [c.user_id, c.symbol_id, c.a0, c.qty_lots, WD_HELD,
                                     self.avail[bi], 0]
-    _ref_seen(self, REF_WITHDRAWAL)
-    e = _push(self, c, WITHDRAW_HELD)
-    e.order_id = c.order_id
-    e.qty_lots = c.qty_lots
-    e.price_ticks = c.a0
-    e.leaves_lots = self.avail[bi]
-    _reply(r, c, ST_APPLIED, 0, self.avail[bi])
+    _ref_applied(self, REF_WITHDRAWAL, c, r, WITHDRAW_HELD, self.avail[bi])
     return 0
 
 
@@ -189,29 +212,9 @@ cdef int withdraw_end(CoreState self, const CmdRec* c, ReplyRec* r) except -1:
 
 cdef int transfer(CoreState self, const CmdRec* c, ReplyRec* r) except -1:
     cdef int32_t us, ak
-    cdef int reason
     cdef int64_t src, dst
-    cdef EvRec* e
-    if c.order_id == 0:
-        return self._reject(c, r, INVALID_ID)
-    prev = self.transfers.get(c.order_id)
-    if prev is not None:
-        if prev[:5] != (c.user_id, c.symbol_id, c.a0, c.a1, c.qty_lots):
-            return self._reject(c, r, EXISTS_WITH_DIFFERENT_FIELDS)
-        _reply(r, c, ST_DUPLICATE, 0, prev[5])
+    if _ref_open(self, REF_TRANSFER, c, r, &us, &ak):
         return 0
-    reason = _ref_check(self, REF_TRANSFER, c.order_id)
-    if reason:
-        return self._reject(c, r, reason)
-    reason = _funding_ids(self, c, &us, &ak)
-    if reason:
-        return self._reject(c, r, reason)
-    if self.users[us].suspended:
-        return self._reject(c, r, USER_NOT_ACTIVE)
-    if not (0 <= c.a0 < N_ACCOUNTS and 0 <= c.a1 < N_ACCOUNTS) or c.a0 == c.a1:
-        return self._reject(c, r, INVALID_ACCOUNT)
-    if c.qty_lots <= 0:
-        return self._reject(c, r, INVALID_AMOUNT)
     src = _bi(self, us, ak, c.a0)
     dst = _bi(self, us, ak, c.a1)
     if c.qty_lots > self.avail[src]:
@@ -220,12 +223,6 @@ cdef int transfer(CoreState self, const CmdRec* c, ReplyRec* r) except -1:
     self.avail[dst] += c.qty_lots
     self.transfers[c.order_id] = (c.user_id, c.symbol_id, c.a0, c.a1, c.qty_lots,
                                   self.avail[src])
-    _ref_seen(self, REF_TRANSFER)
-    e = _push(self, c, TRANSFERRED)
-    e.order_id = c.order_id
-    e.qty_lots = c.qty_lots
-    e.price_ticks = c.a0
-    e.maker_order_id = <uint64_t> c.a1
-    e.leaves_lots = self.avail[src]
-    _reply(r, c, ST_APPLIED, 0, self.avail[src])
+    _ref_applied(self, REF_TRANSFER, c, r, TRANSFERRED, self.avail[src]).maker_order_id = (
+        <uint64_t> c.a1)
     return 0

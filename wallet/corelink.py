@@ -13,7 +13,36 @@ from bindings.client import CoreClient
 from engine.wire import commands
 
 
-class CoreFunding:
+class _FundingCommands:
+    """The funding commands of :class:`wallet.scanner.FundingCore`, each one command
+    record through ``_one`` (the subclass's transport): (status, reason)."""
+
+    def _one(self, rec: Any) -> tuple[int, int]:
+        """Apply one command record; its reply's (status, reason)."""
+        raise NotImplementedError
+
+    def deposit(
+        self, ref: int, user_id: int, asset_id: int, amount: int, account: int
+    ) -> tuple[int, int]:
+        """DEPOSIT keyed by ``ref``."""
+        return self._one(commands.deposit(ref, user_id, asset_id, amount, account=account))
+
+    def withdraw_hold(
+        self, wid: int, user_id: int, asset_id: int, amount: int, account: int
+    ) -> tuple[int, int]:
+        """WITHDRAW_HOLD keyed by ``wid``."""
+        return self._one(commands.withdraw_hold(wid, user_id, asset_id, amount, account=account))
+
+    def withdraw_release(self, wid: int) -> tuple[int, int]:
+        """WITHDRAW_RELEASE."""
+        return self._one(commands.withdraw_release(wid))
+
+    def withdraw_commit(self, wid: int) -> tuple[int, int]:
+        """WITHDRAW_COMMIT."""
+        return self._one(commands.withdraw_commit(wid))
+
+
+class CoreFunding(_FundingCommands):
     """Implements :class:`wallet.scanner.FundingCore` against a running core."""
 
     def __init__(
@@ -29,9 +58,9 @@ class CoreFunding:
         if self.admin is not self.fund:
             self.admin.close()
 
-    def _one(self, rec: object) -> tuple[int, int]:
+    def _one(self, rec: Any) -> tuple[int, int]:
         try:
-            rep = self.fund.one(rec, self.timeout_ms)  # type: ignore[arg-type]
+            rep = self.fund.one(rec, self.timeout_ms)
         except TimeoutError:
             # A late reply would be mistaken for the next command's: start afresh.
             endpoint = self.fund.endpoint
@@ -43,26 +72,6 @@ class CoreFunding:
             raise
         return int(rep["status"]), int(rep["reason"])
 
-    def deposit(
-        self, ref: int, user_id: int, asset_id: int, amount: int, account: int
-    ) -> tuple[int, int]:
-        """DEPOSIT keyed by ``ref``."""
-        return self._one(commands.deposit(ref, user_id, asset_id, amount, account=account))
-
-    def withdraw_hold(
-        self, wid: int, user_id: int, asset_id: int, amount: int, account: int
-    ) -> tuple[int, int]:
-        """WITHDRAW_HOLD keyed by ``wid``."""
-        return self._one(commands.withdraw_hold(wid, user_id, asset_id, amount, account=account))
-
-    def withdraw_release(self, wid: int) -> tuple[int, int]:
-        """WITHDRAW_RELEASE."""
-        return self._one(commands.withdraw_release(wid))
-
-    def withdraw_commit(self, wid: int) -> tuple[int, int]:
-        """WITHDRAW_COMMIT."""
-        return self._one(commands.withdraw_commit(wid))
-
     def available(self, user_id: int, asset_id: int, account: int) -> int:
         """Available amount of a balance (control ``balance``)."""
         ans = self.admin.control(
@@ -71,7 +80,7 @@ class CoreFunding:
         return int(ans["balance"][0])
 
 
-class InProcessCore:
+class InProcessCore(_FundingCommands):
     """:class:`wallet.scanner.FundingCore` over an in-process :class:`engine.core.Core`
     (the real deterministic core without its process; property tests and the demo)."""
 
@@ -81,26 +90,6 @@ class InProcessCore:
     def _one(self, rec: Any) -> tuple[int, int]:
         _events, replies = self.core.run(rec)
         return int(replies[0]["status"]), int(replies[0]["reason"])
-
-    def deposit(
-        self, ref: int, user_id: int, asset_id: int, amount: int, account: int
-    ) -> tuple[int, int]:
-        """DEPOSIT keyed by ``ref``."""
-        return self._one(commands.deposit(ref, user_id, asset_id, amount, account=account))
-
-    def withdraw_hold(
-        self, wid: int, user_id: int, asset_id: int, amount: int, account: int
-    ) -> tuple[int, int]:
-        """WITHDRAW_HOLD keyed by ``wid``."""
-        return self._one(commands.withdraw_hold(wid, user_id, asset_id, amount, account=account))
-
-    def withdraw_release(self, wid: int) -> tuple[int, int]:
-        """WITHDRAW_RELEASE."""
-        return self._one(commands.withdraw_release(wid))
-
-    def withdraw_commit(self, wid: int) -> tuple[int, int]:
-        """WITHDRAW_COMMIT."""
-        return self._one(commands.withdraw_commit(wid))
 
     def available(self, user_id: int, asset_id: int, account: int) -> int:
         """Available amount of a balance."""

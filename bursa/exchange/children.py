@@ -77,6 +77,18 @@ class Wiring:
         """The flags every bursa process gets: its metrics address, JSON logs."""
         return [f"--metrics={self.metrics_addr(name)}", "--log-format=json"]
 
+    def bursa(self, *command: str) -> list[str]:
+        """``python -m bursa <command> --config <config_file>``: a bursa process reading its
+        own section of the effective config."""
+        return [PY, "-m", "bursa", *command, "--config", str(self.config_file)]
+
+    def core_flags(self, *roles: str) -> list[str]:
+        """``--core-<role>-endpoint=<endpoint>`` for each of ``roles`` (``trade``, ``fund``,
+        ``admin``, ``pub``, ``replay``), from the core's ready line: how a client process
+        of the core is wired to the sockets it may use."""
+        core = self.ready["core"]
+        return [f"--core-{role}-endpoint={core[role]}" for role in roles]
+
     @property
     def hot_key_file(self) -> Path:
         """The demo hot wallet's encrypted key (created by the supervisor, demo only)."""
@@ -108,8 +120,7 @@ class ChildSpec:
 
 
 def _core(w: Wiring) -> list[str]:
-    argv = [PY, "-m", "bursa", "core", "--config", str(w.config_file)]
-    argv += ["--data-dir", str(w.data_dir / "core"), *w.observe("core")]
+    argv = [*w.bursa("core"), "--data-dir", str(w.data_dir / "core"), *w.observe("core")]
     for role in ("trade", "fund", "admin", "pub", "replay"):
         argv.append(f"--{role}-endpoint={w.ipc('core-' + role)}")
     return argv
@@ -133,16 +144,9 @@ def _chain(w: Wiring) -> list[str]:
 
 
 def _marketdata(w: Wiring) -> list[str]:
-    core = w.ready["core"]
     return [
-        PY,
-        "-m",
-        "bursa",
-        "marketdata",
-        "--config",
-        str(w.config_file),
-        f"--core-pub-endpoint={core['pub']}",
-        f"--core-replay-endpoint={core['replay']}",
+        *w.bursa("marketdata"),
+        *w.core_flags("pub", "replay"),
         f"--pub-endpoint={w.ipc('md-pub')}",
         f"--service-endpoint={w.ipc('md-service')}",
         *w.observe("marketdata"),
@@ -150,36 +154,19 @@ def _marketdata(w: Wiring) -> list[str]:
 
 
 def _clearing(w: Wiring) -> list[str]:
-    core = w.ready["core"]
     return [
-        PY,
-        "-m",
-        "bursa",
-        "clearing",
-        "run",
-        "--config",
-        str(w.config_file),
+        *w.bursa("clearing", "run"),
         f"--db=sqlite:///{w.data_dir.resolve() / 'clearing' / 'ledger.db'}",
-        f"--core-pub-endpoint={core['pub']}",
-        f"--core-replay-endpoint={core['replay']}",
-        f"--core-admin-endpoint={core['admin']}",
+        *w.core_flags("pub", "replay", "admin"),
         *w.observe("clearing"),
     ]
 
 
 def _wallet(w: Wiring) -> list[str]:
-    core = w.ready["core"]
     argv = [
-        PY,
-        "-m",
-        "bursa",
-        "wallet",
-        "run",
-        "--config",
-        str(w.config_file),
+        *w.bursa("wallet", "run"),
         f"--db={w.data_dir.resolve() / 'wallet' / 'wallet.db'}",
-        f"--core-fund-endpoint={core['fund']}",
-        f"--core-admin-endpoint={core['admin']}",
+        *w.core_flags("fund", "admin"),
         *w.observe("wallet"),
     ]
     if w.cfg["run"]["demo"] and w.hot_pass_file.exists():
@@ -188,41 +175,24 @@ def _wallet(w: Wiring) -> list[str]:
 
 
 def _gateway(w: Wiring) -> list[str]:
-    core = w.ready["core"]
     return [
-        PY,
-        "-m",
-        "bursa",
-        "gateway",
-        "--config",
-        str(w.config_file),
+        *w.bursa("gateway"),
         "--host=127.0.0.1",
         f"--port={w.gateway_port}",
         f"--db-path={w.gateway_dir / 'gateway.db'}",
-        f"--core-trade-endpoint={core['trade']}",
-        f"--core-admin-endpoint={core['admin']}",
-        f"--core-pub-endpoint={core['pub']}",
-        f"--core-replay-endpoint={core['replay']}",
+        *w.core_flags("trade", "admin", "pub", "replay"),
         *w.observe("gateway"),
     ]
 
 
 def _api(w: Wiring) -> list[str]:
-    core, md = w.ready["core"], w.ready["marketdata"]
+    md = w.ready["marketdata"]
     return [
-        PY,
-        "-m",
-        "bursa",
-        "api",
-        "--config",
-        str(w.config_file),
+        *w.bursa("api"),
         "--host=127.0.0.1",
         f"--db-path={w.data_dir.resolve() / 'api' / 'api.db'}",
         f"--keys-db={w.gateway_dir / 'gateway.db'}",
-        f"--core-trade-endpoint={core['trade']}",
-        f"--core-admin-endpoint={core['admin']}",
-        f"--core-pub-endpoint={core['pub']}",
-        f"--core-replay-endpoint={core['replay']}",
+        *w.core_flags("trade", "admin", "pub", "replay"),
         f"--marketdata-pub-endpoint={md['pub']}",
         f"--marketdata-service-endpoint={md['service']}",
         *w.observe("api"),
@@ -247,7 +217,6 @@ def _traders(w: Wiring) -> list[str]:
 
 
 def _payments(w: Wiring) -> list[str]:
-    core = w.ready["core"]
     return [
         PY,
         "-m",
@@ -255,8 +224,7 @@ def _payments(w: Wiring) -> list[str]:
         f"--chain-url=http://127.0.0.1:{w.chain_port}",
         f"--config={w.config_file}",
         f"--db={w.data_dir.resolve() / 'wallet' / 'wallet.db'}",
-        f"--core-fund-endpoint={core['fund']}",
-        f"--core-admin-endpoint={core['admin']}",
+        *w.core_flags("fund", "admin"),
         f"--state-file={w.data_dir.resolve() / 'run' / 'payments.json'}",
         f"--deposit-every-s={w.cfg['chain']['deposit_every_s']}",
         "--log-format=json",

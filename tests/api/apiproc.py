@@ -7,20 +7,14 @@ quote minor units per tick x lot).
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from bindings.client import CoreClient
 from gateway import keys
-from tests.e2e.coreproc import REPO, CoreProcess
+from tests.childproc import ChildProcess
+from tests.e2e.coreproc import CoreProcess
 
-READY_TIMEOUT_S = 60.0
 BTC, USDT, SYMBOL = 1, 2, 1
 CONFIG = """
 [api]
@@ -28,17 +22,14 @@ assets = {1 = "BTC", 2 = "USDT"}
 """
 
 
-class ApiProcess:
+class ApiProcess(ChildProcess):
     """One `python -m bursa api` child on a free loopback port (no market data)."""
 
     def __init__(self, core: CoreProcess, data: Path, log_dir: Path, *extra: str) -> None:
+        super().__init__("api", "api", log_dir)
         self.core = core
         self.data = data
-        self.log_dir = log_dir
         self.extra = list(extra)
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.ready: dict[str, Any] = {}
-        self.starts = 0
         self.port = 0
         data.mkdir(parents=True, exist_ok=True)
         (data / "api.toml").write_text(CONFIG)
@@ -55,54 +46,17 @@ class ApiProcess:
 
     def start(self) -> dict[str, Any]:
         """Start (on the previous port, or a free one) and wait for the ready line."""
-        self.starts += 1
-        out = self.log_dir / f"api-{self.starts}.out"
-        err = self.log_dir / f"api-{self.starts}.err"
-        r = self.core.ready
-        cmd = [
-            sys.executable, "-m", "bursa", "api", "--config", str(self.data / "api.toml"),
-            "--port", str(self.port), "--db-path", str(self.data / "api.db"),
-            "--keys-db", str(self.keys_db), "--marketdata", "false",
-            "--core-trade-endpoint", str(r["trade"]), "--core-admin-endpoint", str(r["admin"]),
-            "--core-pub-endpoint", str(r["pub"]), "--core-replay-endpoint", str(r["replay"]),
-            *self.extra,
-        ]  # fmt: skip
-        env = dict(os.environ, PYTHONPATH=str(REPO))
-        with open(out, "wb") as o, open(err, "wb") as e:
-            self.proc = subprocess.Popen(cmd, stdout=o, stderr=e, cwd=REPO, env=env)
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            for line in out.read_text().splitlines():
-                if line.startswith("{"):
-                    self.ready = json.loads(line)
-                    self.port = int(self.ready["port"])
-                    return self.ready
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"api exited {self.proc.returncode}:\n{err.read_text()}")
-            time.sleep(0.05)
-        raise TimeoutError(f"api not ready:\n{err.read_text()}")
-
-    def kill9(self) -> None:
-        """SIGKILL and reap."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=30)
-
-    def stop(self) -> int:
-        """SIGTERM and wait; the exit status."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=30)
-
-    def cleanup(self) -> None:
-        """Kill if still running."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=30)
-
-    def stderr(self) -> str:
-        """The latest run's log."""
-        return (self.log_dir / f"api-{self.starts}.err").read_text()
+        self.spawn(
+            [
+                "api", "--config", str(self.data / "api.toml"), "--port", str(self.port),
+                "--db-path", str(self.data / "api.db"), "--keys-db", str(self.keys_db),
+                "--marketdata", "false",
+                *self.core.flags("trade", "admin", "pub", "replay"), *self.extra,
+            ]
+        )  # fmt: skip
+        self.wait_ready()
+        self.port = int(self.ready["port"])
+        return self.ready
 
     def make_key(self, user_id: int, key_type: str = "hmac", perm: str = "trade") -> keys.ApiKey:
         """A key of ``user_id`` in the shared key store; (key, secret or private key)."""

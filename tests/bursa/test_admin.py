@@ -11,17 +11,13 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.coreproc import REPO, CoreProcess
+from tests.e2e.coreproc import REPO, CoreProcess, running_core
 
 
 @pytest.fixture
 def core(tmp_path: Path) -> Iterator[CoreProcess]:
-    c = CoreProcess(tmp_path / "data", tmp_path, "fsync")
-    c.start()
-    try:
+    with running_core(tmp_path) as c:
         yield c
-    finally:
-        c.cleanup()
 
 
 def admin(core: CoreProcess, *args: str) -> tuple[int, list[dict[str, Any]], str]:

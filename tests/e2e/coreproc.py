@@ -2,93 +2,52 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from bindings.client import RoutedClient
+from tests.childproc import READY_TIMEOUT_S as READY_TIMEOUT_S
+from tests.childproc import REPO as REPO
+from tests.childproc import STOP_TIMEOUT_S as STOP_TIMEOUT_S
+from tests.childproc import ChildProcess, bursa_env
 
-REPO = Path(__file__).resolve().parents[2]
 LOOPBACK = "tcp://127.0.0.1:*"
-# How long a core may take to recover and bind (a cold start imports numpy/zmq).
-READY_TIMEOUT_S = 60.0
-STOP_TIMEOUT_S = 30.0
 
 
-class CoreProcess:
+class CoreProcess(ChildProcess):
     """One `python -m bursa core` child on free loopback ports.
 
-    Its stdout (the ready line) and stderr (logs) go to files in ``log_dir`` so
-    the child never blocks on a full pipe.
+    Its stdout (the ready line) and stderr (logs) go to ``core-<n>.out`` / ``.err`` in
+    ``log_dir`` so the child never blocks on a full pipe.
     """
 
     def __init__(self, data_dir: Path, log_dir: Path, mode: str = "fsync", *extra: str) -> None:
+        super().__init__("core", "core", log_dir)
         self.data_dir = data_dir
-        self.log_dir = log_dir
         self.mode = mode
         self.extra = list(extra)
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.ready: dict[str, Any] = {}
-        self.starts = 0
 
     def start(self) -> dict[str, Any]:
         """Start the core and wait for its ready line; returns it."""
         self.start_nowait()
-        self.ready = self._wait_ready()
-        return self.ready
+        return self.wait_ready()
 
     def start_nowait(self) -> None:
         """Start the core without waiting for it to be ready."""
-        assert self.proc is None or self.proc.poll() is not None
-        self.starts += 1
-        self.out_path = self.log_dir / f"core-{self.starts}.out"
-        self.err_path = self.log_dir / f"core-{self.starts}.err"
-        cmd = [
-            sys.executable,
-            "-m",
-            "bursa",
-            "core",
-            "--data-dir",
-            str(self.data_dir),
-            "--trade-endpoint",
-            LOOPBACK,
-            "--fund-endpoint",
-            LOOPBACK,
-            "--admin-endpoint",
-            LOOPBACK,
-            "--pub-endpoint",
-            LOOPBACK,
-            "--replay-endpoint",
-            LOOPBACK,
-            "--mode",
-            self.mode,
-            *self.extra,
-        ]
-        env = dict(os.environ, PYTHONPATH=str(REPO))
-        with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=REPO, env=env)
-
-    def _wait_ready(self) -> dict[str, Any]:
-        assert self.proc is not None
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            text = self.out_path.read_text()
-            for line in text.splitlines():
-                if line.startswith("{"):
-                    ready: dict[str, Any] = json.loads(line)
-                    assert ready["ready"] is True
-                    return ready
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"core exited with {self.proc.returncode}:\n{self.err_path.read_text()}"
-                )
-            time.sleep(0.02)
-        raise TimeoutError(f"core not ready in {READY_TIMEOUT_S}s:\n{self.err_path.read_text()}")
+        assert not self.running()
+        endpoints = ("trade", "fund", "admin", "pub", "replay")
+        self.spawn(
+            [
+                "core", "--data-dir", str(self.data_dir),
+                *(a for name in endpoints for a in (f"--{name}-endpoint", LOOPBACK)),
+                "--mode", self.mode, *self.extra,
+            ]
+        )  # fmt: skip
 
     @property
     def trade(self) -> str:
@@ -105,6 +64,11 @@ class CoreProcess:
         """Bound admin endpoint (configuration commands and every state query)."""
         return str(self.ready["admin"])
 
+    def flags(self, *roles: str) -> list[str]:
+        """``--core-<role>-endpoint <bound endpoint>`` for each of ``roles`` (the flags every
+        client process of the core takes)."""
+        return [a for role in roles for a in (f"--core-{role}-endpoint", str(self.ready[role]))]
+
     def client(self) -> RoutedClient:
         """A client sending each command to its socket (the caller closes it)."""
         return RoutedClient.from_ready(self.ready)
@@ -119,23 +83,20 @@ class CoreProcess:
         """Bound replay endpoint."""
         return str(self.ready["replay"])
 
-    def kill9(self) -> None:
-        """SIGKILL, then reap."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=STOP_TIMEOUT_S)
 
-    def stop(self) -> int:
-        """SIGTERM (graceful: snapshot then exit) and wait; returns the exit code."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=STOP_TIMEOUT_S)
-
-    def cleanup(self) -> None:
-        """Kill the child if it still runs (test teardown)."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=STOP_TIMEOUT_S)
+@contextlib.contextmanager
+def running_core(
+    tmp_path: Path, mode: str = "fsync", *extra: str, data: str = "data", logs: str = "logs"
+) -> Iterator[CoreProcess]:
+    """A started core (data in ``tmp_path/data``, logs in ``tmp_path/logs``), killed at
+    the end if it still runs: the body of a test's ``core`` fixture."""
+    (tmp_path / logs).mkdir(exist_ok=True)
+    proc = CoreProcess(tmp_path / data, tmp_path / logs, mode, *extra)
+    try:
+        proc.start()
+        yield proc
+    finally:
+        proc.cleanup()
 
 
 def run_replay(data_dir: Path) -> str:
@@ -145,7 +106,7 @@ def run_replay(data_dir: Path) -> str:
         capture_output=True,
         text=True,
         cwd=REPO,
-        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        env=bursa_env(),
         timeout=120,
         check=False,
     )

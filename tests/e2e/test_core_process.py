@@ -18,7 +18,7 @@ from bursa_wire.layout import CMD_DTYPE, EV_DTYPE
 from engine.wire import commands
 from engine.wire.frames import STATUS_APPLIED, STATUS_DUPLICATE, STATUS_REJECTED
 from pyx.enums import CmdKind, EvKind, Reason, Side, Tif
-from tests.e2e.coreproc import REPO, CoreProcess, run_replay
+from tests.e2e.coreproc import REPO, CoreProcess, run_replay, running_core
 
 BASE, QUOTE, SYMBOL = 1, 2, 1
 USERS = (11, 12, 13)
@@ -26,14 +26,8 @@ USERS = (11, 12, 13)
 
 @pytest.fixture
 def core(tmp_path) -> Iterator[CoreProcess]:
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    proc = CoreProcess(tmp_path / "data", logs, "fsync")
-    try:
-        proc.start()
+    with running_core(tmp_path) as proc:
         yield proc
-    finally:
-        proc.cleanup()
 
 
 def admin(core: CoreProcess, *args: str) -> tuple[int, list[dict[str, Any]]]:

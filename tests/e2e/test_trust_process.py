@@ -16,19 +16,13 @@ from bindings.client import CoreClient
 from engine.wire import commands
 from engine.wire.frames import STATUS_APPLIED, STATUS_DUPLICATE
 from pyx.enums import Reason, Side, Tif
-from tests.e2e.coreproc import REPO, CoreProcess, run_replay
+from tests.e2e.coreproc import REPO, CoreProcess, run_replay, running_core
 
 
 @pytest.fixture
 def core(tmp_path) -> Iterator[CoreProcess]:
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    proc = CoreProcess(tmp_path / "data", logs, "fsync")
-    try:
-        proc.start()
+    with running_core(tmp_path) as proc:
         yield proc
-    finally:
-        proc.cleanup()
 
 
 def bursa_admin(core: CoreProcess, *args: str) -> subprocess.CompletedProcess[str]:

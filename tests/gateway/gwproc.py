@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from bindings.client import CoreClient
 from gateway import keys
-from tests.e2e.coreproc import REPO, CoreProcess
+from tests.childproc import READY_TIMEOUT_S, ChildProcess
+from tests.e2e.coreproc import CoreProcess
 
-READY_TIMEOUT_S = 60.0
 BASE, QUOTE, SYMBOL = 1, 2, 1
 MAKER_PPM, TAKER_PPM = 1000, 2000
 
 
-class GatewayProcess:
+class GatewayProcess(ChildProcess):
     """One `python -m bursa gateway` child on a free loopback port."""
 
     def __init__(
@@ -32,69 +26,26 @@ class GatewayProcess:
         prefix: tuple[str, ...] = (),
         ready_timeout_s: float = READY_TIMEOUT_S,
     ) -> None:
-        self.core = core
-        self.prefix = list(prefix)  # e.g. valgrind in front of the interpreter
+        super().__init__("gateway", "gw", log_dir)
+        self.launcher = list(prefix)  # e.g. valgrind in front of the interpreter
         self.ready_timeout_s = ready_timeout_s
+        self.core = core
         self.db = db
-        self.log_dir = log_dir
         self.extra = list(extra)
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.ready: dict[str, Any] = {}
-        self.starts = 0
         self.port = 0
 
     def start(self, port: int | None = None) -> dict[str, Any]:
         """Start (on ``port``, or the previous port, or a free one) and wait for ready."""
-        self.starts += 1
-        out = self.log_dir / f"gw-{self.starts}.out"
-        err = self.log_dir / f"gw-{self.starts}.err"
-        r = self.core.ready
-        cmd = [
-            *self.prefix, sys.executable, "-m", "bursa", "gateway",
-            "--port", str(port if port is not None else self.port),
-            "--db-path", str(self.db),
-            "--core-trade-endpoint", str(r["trade"]),
-            "--core-admin-endpoint", str(r["admin"]),
-            "--core-pub-endpoint", str(r["pub"]),
-            "--core-replay-endpoint", str(r["replay"]),
-            *self.extra,
-        ]  # fmt: skip
-        env = dict(os.environ, PYTHONPATH=str(REPO))
-        with open(out, "wb") as o, open(err, "wb") as e:
-            self.proc = subprocess.Popen(cmd, stdout=o, stderr=e, cwd=REPO, env=env)
-        deadline = time.monotonic() + self.ready_timeout_s
-        while time.monotonic() < deadline:
-            for line in out.read_text().splitlines():
-                if line.startswith("{"):
-                    self.ready = json.loads(line)
-                    self.port = int(self.ready["port"])
-                    return self.ready
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"gateway exited {self.proc.returncode}:\n{err.read_text()}")
-            time.sleep(0.02)
-        raise TimeoutError(f"gateway not ready:\n{err.read_text()}")
-
-    def kill9(self) -> None:
-        """SIGKILL and reap."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=30)
-
-    def stop(self) -> int:
-        """SIGTERM and wait."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=30)
-
-    def cleanup(self) -> None:
-        """Kill if still running."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=30)
-
-    def stderr(self) -> str:
-        """The latest run's log."""
-        return (self.log_dir / f"gw-{self.starts}.err").read_text()
+        self.spawn(
+            [
+                "gateway", "--port", str(port if port is not None else self.port),
+                "--db-path", str(self.db),
+                *self.core.flags("trade", "admin", "pub", "replay"), *self.extra,
+            ]
+        )  # fmt: skip
+        self.wait_ready(self.ready_timeout_s)
+        self.port = int(self.ready["port"])
+        return self.ready
 
 
 def setup_market(core: CoreProcess, users: tuple[int, ...] = (1, 2), funds: int = 10**12) -> None:

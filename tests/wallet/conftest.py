@@ -9,7 +9,7 @@ import pytest
 from embit import bip32, bip39
 
 from bindings.client import CoreClient
-from tests.e2e.coreproc import CoreProcess
+from tests.e2e.coreproc import CoreProcess, running_core
 from wallet.corelink import CoreFunding
 
 MNEMONIC = "abandon " * 11 + "about"
@@ -80,11 +80,7 @@ def db(request: Any, tmp_path: Any) -> str:
 @pytest.fixture
 def core(tmp_path) -> Iterator[CoreHandle]:
     """A fresh core with assets 1..3 and users 1..10 (fee tier 0)."""
-    logs = tmp_path / "corelogs"
-    logs.mkdir()
-    proc = CoreProcess(tmp_path / "core", logs, "fsync")
-    try:
-        proc.start()
+    with running_core(tmp_path, data="core", logs="corelogs") as proc:
         h = CoreHandle(proc)
         for a in ASSETS:
             assert h.admin.add_asset(a, 8)["status"] == 1
@@ -93,5 +89,3 @@ def core(tmp_path) -> Iterator[CoreHandle]:
             assert h.admin.add_user(u, 0)["status"] == 1
         yield h
         h.close()
-    finally:
-        proc.cleanup()

@@ -143,7 +143,7 @@ def test_random_kill9_while_scanning_then_operator_commands(core, served, tmp_pa
         )
     finally:
         assert proc.stop() == 0
-    assert "INCIDENT" in proc.err.read_text()
+    assert "INCIDENT" in proc.err_path.read_text()
     inc = bursa_wallet("incidents", "--config", str(conf)).stdout
     assert '"kind": "incident"' in inc and '"kind": "hold"' in inc
     r = bursa_wallet("resume", "--config", str(conf), "--chain", "sbtc", "--operator", "bob")

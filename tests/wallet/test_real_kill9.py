@@ -14,14 +14,13 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from embit import ec
 
 from tests.wallet.conftest import ROOT, XPUB_BIP44_ETH, XPUB_BIP84, CoreHandle
 from tests.wallet.nodes import Anvil, Litecoind
-from tests.wallet.walletproc import WalletProcess, bursa_wallet
+from tests.wallet.walletproc import WalletProcess, bursa_wallet, cli, state_of
 from wallet import custody
 from wallet.eth import EthAdapter
 from wallet.keys import KeyFile, write_key_file
@@ -73,19 +72,114 @@ def write(path: Path, core: CoreHandle, db: Path, chain: str, fault: str) -> Pat
     return path
 
 
-def state_of(db: Path, ref: str) -> str:
+def ltc_chain(
+    url: str, key: Path, src: custody.Source, start: int, hot: tuple[int, int], *extra: str
+) -> str:
+    """The ``[wallet.chains.ltc]`` and ``[wallet.withdraw.ltc]`` tables (regtest, hot key
+    ``key`` of ``src``, ``hot`` = its (per-transaction, daily) limits) plus ``extra``
+    lines."""
+    net = "ltc-regtest"
+    return "\n".join([
+        "[wallet.chains.ltc]", 'kind = "ltc"', f'network = "{net}"', f'url = "{url}"',
+        f'xpub = "{XPUB_BIP84}"', "credit_confirmations = 2", f"start_height = {start}",
+        "pool_size = 2", f"assets = [{{ asset_id = {ASSET}, min_deposit = 1000 }}]",
+        "[wallet.withdraw.ltc]", f"asset_id = {ASSET}", f'network = "{net}"',
+        f'hot_pubkey = "{src.pubkeys[0]}"', f"hot_key_file = {json.dumps(str(key))}",
+        "fee = 10000", "confirmations = 2", f"hot_max_tx = {hot[0]}", f"hot_daily = {hot[1]}",
+        "min_fee_rate = 2", *extra,
+    ])  # fmt: skip
+
+
+def eth_chain(url: str, key: Path, src: custody.Source, hot: tuple[int, int], *extra: str) -> str:
+    """The ``[wallet.chains.eth]`` and ``[wallet.withdraw.eth]`` tables (from the node's
+    tip, hot key ``key`` of ``src``, ``hot`` = its (per-transaction, daily) limits in wei)
+    plus ``extra`` lines."""
+    adapter = EthAdapter(url, "eth")
+    return "\n".join([
+        "[wallet.chains.eth]", 'kind = "eth"', 'network = "eth"', f'url = "{url}"',
+        f'xpub = "{XPUB_BIP44_ETH}"', "credit_confirmations = 2",
+        f"start_height = {adapter.tip().height}", "pool_size = 2",
+        f"assets = [{{ asset_id = {ASSET}, min_deposit = 1000000000, scale = 1000000000 }}]",
+        "[wallet.withdraw.eth]", f"asset_id = {ASSET}", 'network = "eth"', 'model = "account"',
+        f"chain_id = {adapter.chain_id()}", "scale = 1000000000",
+        f'hot_pubkey = "{src.pubkeys[0]}"', f"hot_key_file = {json.dumps(str(key))}",
+        "fee = 100000", "confirmations = 2", f"hot_max_tx = {hot[0]}", f"hot_daily = {hot[1]}",
+        *extra,
+    ])  # fmt: skip
+
+
+def hot_wallet(tmp_path: Path, net: str, coin: str, index: int) -> tuple[Path, custody.Source, str]:
+    """The hot key file (``m/<coin>/17h/0/<index>``), its source and the user's destination
+    address (``m/<coin>/18h/0/<index>``) on ``net``."""
+    hot = ec.PrivateKey(ROOT.derive(f"m/{coin}/17h/0/{index}").key.secret)
+    key = tmp_path / "hot.key"
+    write_key_file(key, KeyFile(hot, net), PASS)
+    src = custody.Source(net, (hot.get_public_key().sec().hex(),))
+    dest = ROOT.derive(f"m/{coin}/18h/0/{index}").key.get_public_key().sec().hex()
+    return key, src, custody.Source(net, (dest,)).address()
+
+
+def open_account(
+    tmp_path: Path, core: CoreHandle, db: Path, chain: str, name: str, to: str, deposit_ref: int
+) -> Callable[[str], Path]:
+    """User 1 funded with ``DEPOSIT``, KYC tier 1, ``to`` whitelisted on chain ``name``;
+    returns the config for a fault point ("" for none)."""
+
+    def conf_for(point: str) -> Path:
+        return write(tmp_path / f"wallet-{point or 'ok'}.toml", core, db, chain, point)
+
+    assert core.funding.deposit(deposit_ref, 1, ASSET, DEPOSIT, 1)[0] == 1
+    cli(conf_for(""), "kyc", "--user", "1", "--tier", "1")
+    cli(conf_for(""), "whitelist", "--user", "1", "--chain", name, "--address", to)
+    return conf_for
+
+
+def run_until(
+    tmp_path: Path, conf: Path, db: Path, ref: str, state: str,
+    mine: Callable[[], object] = lambda: None,
+) -> None:  # fmt: skip
+    """Run the process normally (mining meanwhile) until withdrawal ``ref`` is in
+    ``state``; then stop it (exit status 0)."""
+    proc = WalletProcess(conf, tmp_path)
+    proc.start()
+    try:
+        deadline = time.monotonic() + 120
+        while state_of(db, ref) != state:
+            assert time.monotonic() < deadline, f"{ref}: stuck in {state_of(db, ref)}"
+            mine()
+            time.sleep(0.3)
+    finally:
+        assert proc.stop() == 0
+
+
+def sign_offline(
+    tmp_path: Path, conf: Path, db: Path, ref: str, wid: int, keys: list[KeyFile]
+) -> str:
+    """The operator path of a withdrawal above the hot limit: the process prepares it
+    (``awaiting_signatures``), `psbt` exports the request, each of ``keys`` signs it
+    (`sign-psbt`), `submit-psbt` brings the signatures back.  Returns the request."""
+    run_until(tmp_path, conf, db, ref, "awaiting_signatures")
+    req = bursa_wallet("psbt", "--wid", str(wid), "--config", str(conf))
+    assert req.returncode == 0, req.stderr
+    (tmp_path / "req").write_text(req.stdout)
+    for i, kf in enumerate(keys):
+        key, sig = tmp_path / f"signer{i}.key", tmp_path / f"sig{i}"
+        write_key_file(key, kf, PASS)
+        r = bursa_wallet("sign-psbt", "--key", str(key), "--in", str(tmp_path / "req"),
+                         "--out", str(sig))  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        (sub,) = cli(conf, "submit-psbt", "--wid", str(wid), "--in", str(sig))
+    assert sub["signatures"] == len(keys)
+    return req.stdout
+
+
+def tx_count(db: Path) -> int:
+    """Signed transactions stored (one per withdrawal: restarts re-send, never re-sign)."""
     st = Store(str(db))
     try:
-        row = st.db.execute("SELECT state FROM withdrawals WHERE client_ref = ?", (ref,)).fetchone()
-        return "" if row is None else str(row[0])
+        return int(st.db.execute("SELECT COUNT(*) FROM withdrawal_txs").fetchone()[0])
     finally:
         st.close()
-
-
-def cli(conf: Path, *args: str) -> list[dict[str, Any]]:
-    r = bursa_wallet(*args, "--config", str(conf))
-    assert r.returncode == 0, r.stderr
-    return [json.loads(x) for x in r.stdout.splitlines() if x.strip()]
 
 
 def kill_and_restart(
@@ -129,34 +223,14 @@ def test_kill9_at_each_step_on_litecoind(
 ) -> None:
     monkeypatch.setenv("BURSA_KEY_PASSPHRASE", PASS)
     net = "ltc-regtest"
-    hot = ec.PrivateKey(ROOT.derive("m/84h/1h/17h/0/0").key.secret)
-    key = tmp_path / "hot.key"
-    write_key_file(key, KeyFile(hot, net), PASS)
-    src = custody.Source(net, (hot.get_public_key().sec().hex(),))
-    to = custody.Source(
-        net, (ROOT.derive("m/84h/1h/18h/0/0").key.get_public_key().sec().hex(),)
-    ).address()
+    key, src, to = hot_wallet(tmp_path, net, "84h/1h", 0)
     for _ in range(len(POINTS)):
         ltc.rpc.call("sendtoaddress", src.address(), "0.5")
     ltc.mine(1)
     tip = int(ltc.rpc.call("getblockcount"))
     db = tmp_path / "wallet.db"
-    chain = "\n".join([
-        "[wallet.chains.ltc]", 'kind = "ltc"', f'network = "{net}"', f'url = "{ltc.url}"',
-        f'xpub = "{XPUB_BIP84}"', "credit_confirmations = 2", f"start_height = {tip}",
-        "pool_size = 2", f"assets = [{{ asset_id = {ASSET}, min_deposit = 1000 }}]",
-        "[wallet.withdraw.ltc]", f"asset_id = {ASSET}", f'network = "{net}"',
-        f'hot_pubkey = "{src.pubkeys[0]}"', f"hot_key_file = {json.dumps(str(key))}",
-        "fee = 10000", "confirmations = 2", "hot_max_tx = 100000000", "hot_daily = 1000000000",
-        "min_fee_rate = 2",
-    ])  # fmt: skip
-
-    def conf_for(point: str) -> Path:
-        return write(tmp_path / f"wallet-{point or 'ok'}.toml", core, db, chain, point)
-
-    assert core.funding.deposit(4242, 1, ASSET, DEPOSIT, 1)[0] == 1
-    cli(conf_for(""), "kyc", "--user", "1", "--tier", "1")
-    cli(conf_for(""), "whitelist", "--user", "1", "--chain", "ltc", "--address", to)
+    chain = ltc_chain(ltc.url, key, src, tip, (10**8, 10**9))
+    conf_for = open_account(tmp_path, core, db, chain, "ltc", to, 4242)
     kill_and_restart(tmp_path, conf_for, db, "ltc", to, 1_000_000, lambda: ltc.mine(1))
     check_once(db, core, BitcoinAdapter(ltc.url, "ltc").balance(to), 1_000_000, 10_000)
 
@@ -165,35 +239,12 @@ def test_kill9_at_each_step_on_anvil(
     anvil: Anvil, core: CoreHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("BURSA_KEY_PASSPHRASE", PASS)
-    hot = ec.PrivateKey(ROOT.derive("m/44h/60h/17h/0/0").key.secret)
-    key = tmp_path / "hot.key"
-    write_key_file(key, KeyFile(hot, "eth"), PASS)
-    src = custody.Source("eth", (hot.get_public_key().sec().hex(),))
-    to = custody.Source(
-        "eth", (ROOT.derive("m/44h/60h/18h/0/0").key.get_public_key().sec().hex(),)
-    ).address()
+    key, src, to = hot_wallet(tmp_path, "eth", "44h/60h", 0)
     anvil.send(src.address(), 10 * 10**18)
     adapter = EthAdapter(anvil.url, "eth")
-    tip = adapter.tip().height
     db = tmp_path / "wallet.db"
-    chain = "\n".join([
-        "[wallet.chains.eth]", 'kind = "eth"', 'network = "eth"', f'url = "{anvil.url}"',
-        f'xpub = "{XPUB_BIP44_ETH}"', "credit_confirmations = 2", f"start_height = {tip}",
-        "pool_size = 2",
-        f"assets = [{{ asset_id = {ASSET}, min_deposit = 1000000000, scale = 1000000000 }}]",
-        "[wallet.withdraw.eth]", f"asset_id = {ASSET}", 'network = "eth"', 'model = "account"',
-        f"chain_id = {adapter.chain_id()}", "scale = 1000000000",
-        f'hot_pubkey = "{src.pubkeys[0]}"', f"hot_key_file = {json.dumps(str(key))}",
-        "fee = 100000", "confirmations = 2", "hot_max_tx = 5000000000000000000",
-        "hot_daily = 50000000000000000000",
-    ])  # fmt: skip
-
-    def conf_for(point: str) -> Path:
-        return write(tmp_path / f"wallet-{point or 'ok'}.toml", core, db, chain, point)
-
-    assert core.funding.deposit(4343, 1, ASSET, DEPOSIT, 1)[0] == 1
-    cli(conf_for(""), "kyc", "--user", "1", "--tier", "1")
-    cli(conf_for(""), "whitelist", "--user", "1", "--chain", "eth", "--address", to)
+    chain = eth_chain(anvil.url, key, src, (5 * 10**18, 50 * 10**18))
+    conf_for = open_account(tmp_path, core, db, chain, "eth", to, 4343)
     start = adapter.nonce(src.address())
     kill_and_restart(tmp_path, conf_for, db, "eth", to, 10**8, lambda: anvil.mine(1))
     check_once(db, core, adapter.balance(to) // 10**9, 10**8, 100_000)
@@ -217,61 +268,21 @@ def test_kill9_contract_withdrawal_through_the_cli_on_anvil(
     ms = compile_contracts(SOURCES, tmp_path / "ms")["MultiSigWallet"]
     contract = anvil.deploy(ms, 2, 64, 3, *owners)
     anvil.send(contract, 10 * 10**18)
-    hot = ec.PrivateKey(ROOT.derive("m/44h/60h/17h/0/5").key.secret)
-    key = tmp_path / "hot.key"
-    write_key_file(key, KeyFile(hot, "eth"), PASS)
-    src = custody.Source("eth", (hot.get_public_key().sec().hex(),))
-    to = custody.Source(
-        "eth", (ROOT.derive("m/44h/60h/18h/0/5").key.get_public_key().sec().hex(),)
-    ).address()
+    key, src, to = hot_wallet(tmp_path, "eth", "44h/60h", 5)
     anvil.send(src.address(), 10**18)
     adapter = EthAdapter(anvil.url, "eth")
     db = tmp_path / "wallet.db"
-    chain = "\n".join([
-        "[wallet.chains.eth]", 'kind = "eth"', 'network = "eth"', f'url = "{anvil.url}"',
-        f'xpub = "{XPUB_BIP44_ETH}"', "credit_confirmations = 2",
-        f"start_height = {adapter.tip().height}", "pool_size = 2",
-        f"assets = [{{ asset_id = {ASSET}, min_deposit = 1000000000, scale = 1000000000 }}]",
-        "[wallet.withdraw.eth]", f"asset_id = {ASSET}", 'network = "eth"', 'model = "account"',
-        f"chain_id = {adapter.chain_id()}", "scale = 1000000000",
-        f'hot_pubkey = "{src.pubkeys[0]}"', f"hot_key_file = {json.dumps(str(key))}",
-        "fee = 100000", "confirmations = 2", "hot_max_tx = 1000000000000000000",
-        "hot_daily = 5000000000000000000", f'multisig_contract = "{contract}"',
-        f"multisig_owners = {json.dumps(owners)}", "multisig_m = 2",
-    ])  # fmt: skip
-
-    def conf_for(point: str) -> Path:
-        return write(tmp_path / f"wallet-{point or 'ok'}.toml", core, db, chain, point)
-
-    assert core.funding.deposit(4444, 1, ASSET, DEPOSIT, 1)[0] == 1
-    cli(conf_for(""), "kyc", "--user", "1", "--tier", "1")
-    cli(conf_for(""), "whitelist", "--user", "1", "--chain", "eth", "--address", to)
+    multisig = (f'multisig_contract = "{contract}"', f"multisig_owners = {json.dumps(owners)}")
+    chain = eth_chain(anvil.url, key, src, (10**18, 5 * 10**18), *multisig, "multisig_m = 2")
+    conf_for = open_account(tmp_path, core, db, chain, "eth", to, 4444)
     # 4 ETH: above the 1 ETH hot limit
     (row,) = cli(conf_for(""), "withdraw", "--client-ref", "big", "--user", "1", "--chain",
                  "eth", "--address", to, "--amount", str(4 * 10**9))  # fmt: skip
-    proc = WalletProcess(conf_for(""), tmp_path)
-    proc.start()
-    try:
-        deadline = time.monotonic() + 60
-        while state_of(db, "big") != "awaiting_signatures":
-            assert time.monotonic() < deadline, state_of(db, "big")
-            time.sleep(0.2)
-    finally:
-        assert proc.stop() == 0
-    req = bursa_wallet("psbt", "--wid", str(row["wid"]), "--config", str(conf_for("")))
-    assert req.returncode == 0, req.stderr
-    (tmp_path / "req.json").write_text(req.stdout)
-    assert json.loads(req.stdout)["value"] == 4 * 10**18
-    for i in (0, 2):
-        kf = tmp_path / f"owner{i}.key"
-        write_key_file(kf, KeyFile(OWNERS[i], "eth", contract=contract,
-                                   chain_id=adapter.chain_id()), PASS)  # fmt: skip
-        r = bursa_wallet("sign-psbt", "--key", str(kf), "--in", str(tmp_path / "req.json"),
-                         "--out", str(tmp_path / f"sig{i}.json"))  # fmt: skip
-        assert r.returncode == 0, r.stderr
-        (sub,) = cli(conf_for(""), "submit-psbt", "--wid", str(row["wid"]), "--in",
-                     str(tmp_path / f"sig{i}.json"))  # fmt: skip
-    assert sub["signatures"] == 2
+    owners_keys = [
+        KeyFile(OWNERS[i], "eth", contract=contract, chain_id=adapter.chain_id()) for i in (0, 2)
+    ]
+    req = sign_offline(tmp_path, conf_for(""), db, "big", row["wid"], owners_keys)
+    assert json.loads(req)["value"] == 4 * 10**18
     kill_and_restart_one(tmp_path, conf_for, db, "big", "after_sign", lambda: anvil.mine(1))
     assert adapter.balance(to) == 4 * 10**18
     assert adapter.balance(contract) == 6 * 10**18
@@ -279,11 +290,7 @@ def test_kill9_contract_withdrawal_through_the_cli_on_anvil(
     assert nonce == 1
     assert core.balance(1, ASSET) == (DEPOSIT - 4 * 10**9 - 100_000, 0)
     assert core.conservation_ok()
-    st = Store(str(db))
-    try:
-        assert st.db.execute("SELECT COUNT(*) FROM withdrawal_txs").fetchone()[0] == 1
-    finally:
-        st.close()
+    assert tx_count(db) == 1
 
 
 def kill_and_restart_one(
@@ -299,19 +306,10 @@ def kill_and_restart_one(
             assert time.monotonic() < deadline, f"no kill at {point}: {state_of(db, ref)}"
             mine()
             time.sleep(0.3)
-        assert proc.wait_exit() == -signal.SIGKILL, proc.err.read_text()[-2000:]
+        assert proc.wait_exit() == -signal.SIGKILL, proc.err_path.read_text()[-2000:]
     finally:
         proc.cleanup()
-    ok = WalletProcess(conf_for(""), tmp_path)
-    ok.start()
-    try:
-        deadline = time.monotonic() + 120
-        while state_of(db, ref) != "committed":
-            assert time.monotonic() < deadline, f"{ref}: stuck in {state_of(db, ref)}"
-            mine()
-            time.sleep(0.3)
-    finally:
-        assert ok.stop() == 0
+    run_until(tmp_path, conf_for(""), db, ref, "committed", mine)
 
 
 def test_kill9_multisig_withdrawal_through_the_cli_on_litecoind(
@@ -321,66 +319,23 @@ def test_kill9_multisig_withdrawal_through_the_cli_on_litecoind(
     killed right after the finalized transaction is stored, restarted: paid once."""
     monkeypatch.setenv("BURSA_KEY_PASSPHRASE", PASS)
     net = "ltc-regtest"
-    hot = ec.PrivateKey(ROOT.derive("m/84h/1h/17h/0/7").key.secret)
+    key, src, to = hot_wallet(tmp_path, net, "84h/1h", 7)
     cos = [ec.PrivateKey(ROOT.derive(f"m/48h/1h/17h/2h/0/{i}").key.secret) for i in range(3)]
-    key = tmp_path / "hot.key"
-    write_key_file(key, KeyFile(hot, net), PASS)
-    src = custody.Source(net, (hot.get_public_key().sec().hex(),))
     pubs = [k.get_public_key().sec().hex() for k in cos]
     ms = custody.Source(net, tuple(pubs), 2)
-    to = custody.Source(
-        net, (ROOT.derive("m/84h/1h/18h/0/7").key.get_public_key().sec().hex(),)
-    ).address()
     ltc.rpc.call("sendtoaddress", ms.address(), "2")
     ltc.mine(1)
     db = tmp_path / "wallet.db"
-    chain = "\n".join([
-        "[wallet.chains.ltc]", 'kind = "ltc"', f'network = "{net}"', f'url = "{ltc.url}"',
-        f'xpub = "{XPUB_BIP84}"', "credit_confirmations = 2",
-        f"start_height = {int(ltc.rpc.call('getblockcount'))}", "pool_size = 2",
-        f"assets = [{{ asset_id = {ASSET}, min_deposit = 1000 }}]",
-        "[wallet.withdraw.ltc]", f"asset_id = {ASSET}", f'network = "{net}"',
-        f'hot_pubkey = "{src.pubkeys[0]}"', f"hot_key_file = {json.dumps(str(key))}",
-        f"multisig_pubkeys = {json.dumps(pubs)}", "multisig_m = 2",
-        "fee = 10000", "confirmations = 2", "hot_max_tx = 10000000", "hot_daily = 100000000",
-        "min_fee_rate = 2",
-    ])  # fmt: skip
-
-    def conf_for(point: str) -> Path:
-        return write(tmp_path / f"wallet-{point or 'ok'}.toml", core, db, chain, point)
-
-    assert core.funding.deposit(4545, 1, ASSET, DEPOSIT, 1)[0] == 1
-    cli(conf_for(""), "kyc", "--user", "1", "--tier", "1")
-    cli(conf_for(""), "whitelist", "--user", "1", "--chain", "ltc", "--address", to)
+    start = int(ltc.rpc.call("getblockcount"))
+    chain = ltc_chain(ltc.url, key, src, start, (10**7, 10**8),
+                      f"multisig_pubkeys = {json.dumps(pubs)}", "multisig_m = 2")  # fmt: skip
+    conf_for = open_account(tmp_path, core, db, chain, "ltc", to, 4545)
     (row,) = cli(conf_for(""), "withdraw", "--client-ref", "ms", "--user", "1", "--chain",
                  "ltc", "--address", to, "--amount", "50000000")  # fmt: skip
-    proc = WalletProcess(conf_for(""), tmp_path)
-    proc.start()
-    try:
-        deadline = time.monotonic() + 60
-        while state_of(db, "ms") != "awaiting_signatures":
-            assert time.monotonic() < deadline, state_of(db, "ms")
-            time.sleep(0.2)
-    finally:
-        assert proc.stop() == 0
-    req = bursa_wallet("psbt", "--wid", str(row["wid"]), "--config", str(conf_for("")))
-    assert req.returncode == 0, req.stderr
-    (tmp_path / "w.psbt").write_text(req.stdout)
-    for i in (1, 2):
-        kf = tmp_path / f"cosigner{i}.key"
-        write_key_file(kf, KeyFile(cos[i], net, max_tx=100_000_000), PASS)
-        r = bursa_wallet("sign-psbt", "--key", str(kf), "--in", str(tmp_path / "w.psbt"),
-                         "--out", str(tmp_path / f"s{i}.psbt"))  # fmt: skip
-        assert r.returncode == 0, r.stderr
-        (sub,) = cli(conf_for(""), "submit-psbt", "--wid", str(row["wid"]), "--in",
-                     str(tmp_path / f"s{i}.psbt"))  # fmt: skip
-    assert sub["signatures"] == 2
+    cosigners = [KeyFile(cos[i], net, max_tx=100_000_000) for i in (1, 2)]
+    sign_offline(tmp_path, conf_for(""), db, "ms", row["wid"], cosigners)
     kill_and_restart_one(tmp_path, conf_for, db, "ms", "after_sign", lambda: ltc.mine(1))
     assert BitcoinAdapter(ltc.url, "ltc").balance(to) == 50_000_000
     assert core.balance(1, ASSET) == (DEPOSIT - 50_010_000, 0)
     assert core.conservation_ok()
-    st = Store(str(db))
-    try:
-        assert st.db.execute("SELECT COUNT(*) FROM withdrawal_txs").fetchone()[0] == 1
-    finally:
-        st.close()
+    assert tx_count(db) == 1

@@ -10,14 +10,13 @@ import json
 import signal
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from embit import ec
 
 from tests.wallet.conftest import ROOT, CoreHandle
 from tests.wallet.simfix import BTC, utxo_cfg
-from tests.wallet.walletproc import WalletProcess, bursa_wallet, write_config
+from tests.wallet.walletproc import WalletProcess, bursa_wallet, cli, state_of, write_config
 from wallet import custody
 from wallet.keys import KeyFile, write_key_file
 from wallet.simchain import SimChain
@@ -64,21 +63,6 @@ def config(tmp_path: Path, core: CoreHandle, srv: SimServer, **top: object) -> t
         + "[wallet.risk]\nwhitelist_delay_s = 0\ntier_limits = { 1 = 100000000 }\n"
     )
     return conf, db
-
-
-def cli(conf: Path, *args: str) -> list[dict[str, Any]]:
-    r = bursa_wallet(*args, "--config", str(conf))
-    assert r.returncode == 0, r.stderr
-    return [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
-
-
-def state_of(db: Path, ref: str) -> str:
-    st = Store(str(db))
-    try:
-        row = st.db.execute("SELECT state FROM withdrawals WHERE client_ref = ?", (ref,)).fetchone()
-        return "" if row is None else str(row[0])
-    finally:
-        st.close()
 
 
 def drive(
@@ -145,7 +129,7 @@ def test_kill9_at_each_withdrawal_step(
         "--address", dest(1), "--amount", "50000")  # fmt: skip
     ok = WalletProcess(conf, tmp_path)
     ok.start()
-    ready = json.loads(ok.out.read_text().splitlines()[0])
+    ready = json.loads(ok.out_path.read_text().splitlines()[0])
     assert ready["ready"] and ready["withdrawals"] == ["sbtc"]
     try:
         drive(sim, srv, db, "rv", "review")

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.coreproc import REPO
+from tests.childproc import REPO, ChildProcess, bursa_env
 from wallet.config import ChainConfig
-
-READY_TIMEOUT_S = 60.0
+from wallet.store import Store
 
 
 def toml_value(v: Any) -> str:
@@ -59,60 +56,48 @@ def bursa_wallet(*args: str, timeout: float = 60) -> subprocess.CompletedProcess
         capture_output=True,
         text=True,
         cwd=REPO,
-        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        env=bursa_env(),
         timeout=timeout,
         check=False,
     )
 
 
-class WalletProcess:
+def cli(conf: Path, *args: str) -> list[dict[str, Any]]:
+    """A `bursa wallet` operator command with config ``conf`` that must succeed; the JSON
+    lines it prints."""
+    r = bursa_wallet(*args, "--config", str(conf))
+    assert r.returncode == 0, r.stderr
+    return [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
+
+
+def state_of(db: Path, ref: str) -> str:
+    """The state of the withdrawal with client reference ``ref`` in the wallet database
+    (``""`` if there is none)."""
+    st = Store(str(db))
+    try:
+        row = st.db.execute("SELECT state FROM withdrawals WHERE client_ref = ?", (ref,)).fetchone()
+        return "" if row is None else str(row[0])
+    finally:
+        st.close()
+
+
+class WalletProcess(ChildProcess):
     """One `bursa wallet run` child; logs in ``log_dir``."""
 
     def __init__(self, config: Path, log_dir: Path) -> None:
+        super().__init__("wallet", "wallet", log_dir)
         self.config = config
-        self.log_dir = log_dir
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.starts = 0
 
     def start(self, wait: bool = True) -> None:
         """Start; wait for the ready line unless ``wait`` is false."""
-        self.starts += 1
-        self.out = self.log_dir / f"wallet-{self.starts}.out"
-        self.err = self.log_dir / f"wallet-{self.starts}.err"
-        with open(self.out, "wb") as o, open(self.err, "wb") as e:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "bursa", "wallet", "run", "--config", str(self.config)],
-                stdout=o,
-                stderr=e,
-                cwd=REPO,
-                env=dict(os.environ, PYTHONPATH=str(REPO)),
-            )
+        self.spawn(["wallet", "run", "--config", str(self.config)])
         if wait:
-            deadline = time.monotonic() + READY_TIMEOUT_S
-            while '"ready"' not in self.out.read_text():
-                if self.proc.poll() is not None:
-                    return  # died (a fault-injection kill may come before we look)
-                assert time.monotonic() < deadline, self.err.read_text()
-                time.sleep(0.02)
+            # A process that dies first is left to the caller (a fault-injection kill may
+            # come before the ready line is read).
+            with contextlib.suppress(RuntimeError):
+                self.wait_ready()
 
     def wait_exit(self, timeout: float = 60) -> int:
         """Wait for the process to end; its return code."""
         assert self.proc is not None
         return self.proc.wait(timeout=timeout)
-
-    def kill9(self) -> None:
-        """SIGKILL and reap."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=30)
-
-    def stop(self) -> int:
-        """SIGTERM and wait."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=30)
-
-    def cleanup(self) -> None:
-        """Kill if still running."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.kill9()
