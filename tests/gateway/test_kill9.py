@@ -110,9 +110,12 @@ def test_kill9_gateway_mid_flow(
         a.enter_order(i, symbol_id=1, side=Side.SELL, price_ticks=1000 + i, qty_lots=3)
     for i in range(1, 11):
         b.enter_order(i, symbol_id=1, side=Side.BUY, price_ticks=1000 + i, qty_lots=2)
-    time.sleep(0.05)
-    gw.kill9()  # some of b's orders may not have been processed
-    before_a = drain(a, 0.5)
+    # Killed as soon as the first report reaches a (not after a fixed sleep, which a
+    # loaded machine can outlast before the gateway reads anything): some of b's
+    # orders may not have been processed.
+    first = a.recv(timeout=30)
+    gw.kill9()
+    before_a = [first, *drain(a, 0.5)]
     before_b = drain(b, 0.5)
     assert any(m.name == "ACCEPTED" for m in before_a)
     # While the gateway is down, another participant trades against user 1's asks.
