@@ -4,12 +4,15 @@
 is not what is measured), a real ``bursa marketdata``, and MarketState + the market
 routes on an aiohttp server in this process (its own event-loop thread).  Two child
 processes open ``clients`` WebSocket connections in all, each to
-``/stream?streams=<s1>@depth@100ms/.../<s10>@depth@100ms`` (ten symbols, Binance's
-combined form), while a seeded order flow changes every symbol's book many times per
-100 ms.  So every client should get 10 depth diffs per symbol-second: 100 messages/s,
-100,000 messages/s in total for 1,000 clients.  The clients count events with
-``bytes.count`` (one client per process also walks every frame header and must
-agree), so the load generator leaves the CPU to the server it measures.
+``/stream?streams=<s1>@depth@100ms/.../<s12>@depth@100ms`` (N_SYMBOLS = twelve
+symbols, Binance's combined form), while a seeded order flow changes every symbol's
+book many times per 100 ms.  So every client should get 10 depth diffs per
+symbol-second: 120 messages/s, 120,000 messages/s in total for 1,000 clients: the
+offer is 20 % above the issue's target of 100,000, so a run can show that target met
+(an offer equal to the target could only ever reach it, never pass it).  The
+clients count events with ``bytes.count`` (one client per process also walks every
+frame header and must agree), so the load generator leaves the CPU to the server it
+measures.
 
 Reported: ``ws_depth_clients``, ``ws_depth_msgs_per_s`` (messages received by all
 clients / measured seconds), ``ws_depth_expected_msgs_per_s`` (clients x symbols x
@@ -32,7 +35,7 @@ from typing import Any
 import numpy as np
 
 HDR_HIGHEST_MS = 60_000
-N_SYMBOLS = 10
+N_SYMBOLS = 12
 QUOTE = 1
 TARGET_MSGS_PER_S = 100_000
 CMDS_PER_BATCH = 10
@@ -356,9 +359,9 @@ class _NullTransport(asyncio.Transport):
 
 
 def fanout_python_cost(clients: int = 1000, turns: int = 50) -> dict[str, Any]:
-    """The Python part of the fan-out alone: ``clients`` connections of the bench's ten
-    combined depth streams on null transports, ``turns`` x ten depth events published
-    and flushed.  Returns CPU µs per message written (run it under
+    """The Python part of the fan-out alone: ``clients`` connections of the bench's
+    N_SYMBOLS combined depth streams on null transports, ``turns`` x N_SYMBOLS depth
+    events published and flushed.  Returns CPU µs per message written (run it under
     ``valgrind --tool=callgrind`` for a repeatable instruction count)."""
     from api.market.hub import Conn, Hub
 
