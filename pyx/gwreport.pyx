@@ -107,6 +107,23 @@ cdef int T_LIMIT = OrdType.LIMIT
 cdef int T_STOP_LIMIT = OrdType.STOP_LIMIT
 
 
+cdef inline bytes _accepted(o, uint64_t ts_ns, int64_t price_ticks, int64_t qty_lots,
+                            int64_t leaves_lots):
+    """The ACCEPTED payload of order ``o`` (from its event or from the core's reply)."""
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, sizeof(AcceptedMsg))
+    cdef AcceptedMsg* a = <AcceptedMsg*> PyBytes_AS_STRING(out)
+    a.code = ACCEPTED_CODE
+    a.cl_ord_id = o.cl_ord_id
+    a.ts_ns = ts_ns
+    a.price_ticks = price_ticks
+    a.qty_lots = qty_lots
+    a.leaves_lots = leaves_lots
+    a.symbol_id = o.symbol_id
+    a.side = o.side
+    a.ord_type = o.ord_type
+    return out
+
+
 cdef class _Sink:
     """Where reports and order changes go: the session streams (``Store.append``,
     inlined), the outbox, the rows to write back (``Store.save_order``, inlined) and
@@ -203,8 +220,6 @@ def apply_events(gw, events):
     cdef dict orders = gw.store.orders
     cdef set retried = gw.retried
     cdef list pending
-    cdef bytes out
-    cdef AcceptedMsg* a
     cdef int64_t leaves
     cdef uint8_t kind
     on_event = gw.on_event
@@ -227,18 +242,8 @@ def apply_events(gw, events):
                 sink.save(o)
                 continue
             pending.pop(0)
-            out = PyBytes_FromStringAndSize(NULL, sizeof(AcceptedMsg))
-            a = <AcceptedMsg*> PyBytes_AS_STRING(out)
-            a.code = ACCEPTED_CODE
-            a.cl_ord_id = o.cl_ord_id
-            a.ts_ns = ev.ts_ns
-            a.price_ticks = ev.price_ticks
-            a.qty_lots = ev.qty_lots
-            a.leaves_lots = ev.leaves_lots
-            a.symbol_id = o.symbol_id
-            a.side = o.side
-            a.ord_type = o.ord_type
-            sink.emit(o.key_id, out)
+            sink.emit(o.key_id, _accepted(o, ev.ts_ns, ev.price_ticks, ev.qty_lots,
+                                          ev.leaves_lots))
             sink.save(o)
         elif kind == K_TRADE:
             o = orders.get((ev.user_id, ev.order_id))
@@ -270,8 +275,6 @@ def accept_from_replies(gw, list keys, uint64_t ts_ns):
     cdef dict orders = gw.store.orders
     cdef set retried = gw.retried
     cdef list pending
-    cdef bytes out
-    cdef AcceptedMsg* a
     cdef int ord_type
     for k in keys:
         o = orders.get(k)
@@ -288,18 +291,7 @@ def accept_from_replies(gw, list keys, uint64_t ts_ns):
         pending.pop(0)
         if o.state == I_STATE_PENDING:
             o.state = STATE_OPEN  # open either way: the open counts do not change
-        out = PyBytes_FromStringAndSize(NULL, sizeof(AcceptedMsg))
-        a = <AcceptedMsg*> PyBytes_AS_STRING(out)
-        a.code = ACCEPTED_CODE
-        a.cl_ord_id = o.cl_ord_id
-        a.ts_ns = ts_ns
-        a.price_ticks = o.price
-        a.qty_lots = o.qty
-        a.leaves_lots = o.leaves
-        a.symbol_id = o.symbol_id
-        a.side = o.side
-        a.ord_type = ord_type
-        sink.emit(o.key_id, out)
+        sink.emit(o.key_id, _accepted(o, ts_ns, o.price, o.qty, o.leaves))
         sink.save(o)
     if sink.emitted:
         gw.schedule_flush()
