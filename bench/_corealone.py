@@ -36,6 +36,8 @@ REPO = Path(__file__).resolve().parents[1]
 SLEEP_ABOVE_NS = 200_000
 PRICE = 1_000
 SYMBOL = 1
+# Bytes per journal batch of one command: the paced fdatasync probe writes this much.
+PACED_BLOCK_BYTES = 160
 
 
 def echo_server(endpoint: str) -> None:
@@ -142,33 +144,6 @@ def core_run(
         core.cleanup()
 
 
-def paced_fdatasync(base_dir: str, rate: int, samples: int) -> list[int]:
-    """fdatasync latencies (ns) of the journal's pattern at a one-in-flight pace: a
-    160-byte write (one 1-command batch) at the file's end, synced, then idle until
-    the next slot at ``rate`` per second.  ``bench.core.measure_fdatasync`` syncs
-    4 KiB appends back to back; a disk (or a VM's virtual disk) may answer a lone
-    sync after an idle gap more slowly, and this is the pattern the core's journal sees."""
-    d = tempfile.mkdtemp(prefix="bench-fdatasync-paced-", dir=base_dir)
-    fd = os.open(os.path.join(d, "probe"), os.O_RDWR | os.O_CREAT, 0o644)
-    block = b"\xa5" * 160
-    period = 1_000_000_000 // rate
-    out = []
-    try:
-        t0 = time.perf_counter_ns()
-        for k in range(samples):
-            wait = t0 + k * period - time.perf_counter_ns()
-            if wait > 0:
-                time.sleep(wait / 1e9)
-            os.pwrite(fd, block, k * len(block))
-            t = time.perf_counter_ns()
-            os.fdatasync(fd)
-            out.append(time.perf_counter_ns() - t)
-    finally:
-        os.close(fd)
-        shutil.rmtree(d, ignore_errors=True)
-    return out
-
-
 def measure(base_dir: str, rate: int, n: int, fdatasync_samples: int) -> dict[str, Any]:
     """Every key of the module docstring (``zmq_echo_*``, ``core_async_*``,
     ``core_fsync_*``, ``core_fdatasync_*``) plus the latency arrays under ``series``."""
@@ -189,10 +164,10 @@ def measure(base_dir: str, rate: int, n: int, fdatasync_samples: int) -> dict[st
             echo.wait()
         series["core_async_ack"] = core_run(base / "async", "async", rate, n, warmup)
         fds = measure_fdatasync(str(base), fdatasync_samples)
-        paced = paced_fdatasync(str(base), rate, fdatasync_samples // 2)
+        paced = measure_fdatasync(str(base), fdatasync_samples // 2, PACED_BLOCK_BYTES, rate)
         series["core_fsync_ack"] = core_run(base / "fsync", "fsync", rate, n, warmup)
         fds += measure_fdatasync(str(base), fdatasync_samples)
-        paced += paced_fdatasync(str(base), rate, fdatasync_samples // 2)
+        paced += measure_fdatasync(str(base), fdatasync_samples // 2, PACED_BLOCK_BYTES, rate)
     finally:
         shutil.rmtree(base, ignore_errors=True)
     for name, lat in series.items():

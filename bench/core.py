@@ -204,15 +204,28 @@ def bench_sequencer(
         shutil.rmtree(d, ignore_errors=True)
 
 
-def measure_fdatasync(base_dir: str, samples: int) -> list[int]:
-    """fdatasync latencies (ns) of 4 KiB appends to one file in ``base_dir``."""
+def measure_fdatasync(
+    base_dir: str, samples: int, block_bytes: int = 4096, rate_per_s: int = 0
+) -> list[int]:
+    """fdatasync latencies (ns) of ``block_bytes`` appends to one file in ``base_dir``.
+
+    ``rate_per_s`` 0: back to back.  Otherwise one append + sync per ``1 / rate_per_s``
+    with the disk idle between: the journal's own pattern when one command is in flight
+    (160 bytes per 1-command batch); a disk (or a VM's virtual disk) may answer a lone
+    sync after an idle gap more slowly than back-to-back ones.
+    """
     d = tempfile.mkdtemp(prefix="bench-fdatasync-", dir=base_dir)
     path = os.path.join(d, "probe")
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
-    block = b"\xa5" * 4096
+    block = b"\xa5" * block_bytes
+    period_ns = 1_000_000_000 // rate_per_s if rate_per_s else 0
     out = []
     try:
-        for _ in range(samples):
+        start = time.perf_counter_ns()
+        for k in range(samples):
+            wait_ns = start + k * period_ns - time.perf_counter_ns()
+            if wait_ns > 0:
+                time.sleep(wait_ns / 1e9)
             os.write(fd, block)
             t0 = time.perf_counter_ns()
             os.fdatasync(fd)

@@ -20,7 +20,7 @@ user with STP off, so they trade with each other and the book stays tiny.
   ``fdatasync_p50_us`` is measured in the same run, in the same directory (4 KiB
   appends synced back to back), and so is ``fdatasync_paced_p50_us``: the journal's
   own pattern, one 160-byte append synced per 1/200 s with the disk idle between
-  (``bench._corealone.paced_fdatasync``).  A virtual disk may answer a lone sync after
+  (``bench.core.measure_fdatasync`` with a rate).  A virtual disk may answer a lone sync after
   an idle gap several times slower than back-to-back syncs: the ``*_minus_paced_*``
   keys compare the one-in-flight acks with the sync they actually wait for.
 - ``core_fsync_ack_*``: the core alone, same fsync-mode core process, one NEW in
@@ -55,7 +55,7 @@ from typing import Any
 
 import numpy as np
 
-from bench._corealone import paced_fdatasync
+from bench._corealone import PACED_BLOCK_BYTES
 from bench.core import measure_fdatasync
 from bench.meta import latency_series, percentiles_ns, run_info
 from bindings.gateway_client import login_frame, order_frame
@@ -400,7 +400,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             core.cleanup()
         # Fsync mode, one in flight; fdatasync measured right before and after.
         fds = measure_fdatasync(str(base), 200 if quick else 1000)
-        paced = paced_fdatasync(str(base), FSYNC_RATE, 100 if quick else 400)
+        paced = measure_fdatasync(str(base), 100 if quick else 400, PACED_BLOCK_BYTES, FSYNC_RATE)
         core, gw, ks = start_stack(base / "fsync", "fsync", 2)
         try:
             # The core alone first (user 2, small order ids), then through the gateway.
@@ -413,7 +413,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             gw.cleanup()
             core.cleanup()
         fds += measure_fdatasync(str(base), 200 if quick else 1000)
-        paced += paced_fdatasync(str(base), FSYNC_RATE, 100 if quick else 400)
+        paced += measure_fdatasync(str(base), 100 if quick else 400, PACED_BLOCK_BYTES, FSYNC_RATE)
     finally:
         echo.kill()
         echo.wait()
