@@ -26,7 +26,7 @@ from pyx.enums cimport (
 from pyx.core cimport (
     CoreState, ReplyRec, SRec, ARec, URec, ST_APPLIED, ASSET_IDS, MAX_USER_ID, MAX_DECIMALS,
     BOOK_CAPACITY, PPM_MAX, MAX_LIVE_ORDERS, NOTIONAL_MAX, INT64_MAX,
-    bursa_notional, _uslot, _aslot, _sslot, _reply, _push,
+    bursa_notional, _uslot, _aslot, _sslot, _reply, _push, _stamped_book,
 )
 from pyx.settle cimport settle_events
 
@@ -289,9 +289,7 @@ cdef int cancel_all(CoreState self, const CmdRec* c, ReplyRec* r) except -1:
     cdef Book bk
     if ss < 0:
         return self._reject(c, r, UNKNOWN_SYMBOL)
-    bk = <Book> self.books[ss]
-    bk.seq = c.seq
-    bk.ts_ns = c.ts_ns
+    bk = _stamped_book(self, ss, c)
     e0 = self.evbuf.n
     bk.c_mass_cancel(0, 0, True)
     settle_events(self, e0, ss)

@@ -359,6 +359,15 @@ cdef inline int64_t _uslot_oid(CoreState s, const CmdRec* c) noexcept:
     return _oslot(s, _iid(c.user_id, c.order_id))
 
 
+cdef inline Book _stamped_book(CoreState s, int32_t ss, const CmdRec* c):
+    """The book of symbol slot ``ss`` with the command's seq and time set: the events
+    the book pushes for this command carry them."""
+    cdef Book bk = <Book> s.books[ss]
+    bk.seq = c.seq
+    bk.ts_ns = c.ts_ns
+    return bk
+
+
 cdef inline uint64_t _order_fp(const CmdRec* c) noexcept:
     """Fingerprint of every field of a NEW that shapes the order (not client_ref)."""
     cdef uint64_t h = 0x243F6A8885A308D3ULL

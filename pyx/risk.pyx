@@ -33,6 +33,7 @@ from pyx.core cimport (
     ORDER_ID_LANE_SHIFT, OID_MASK, NOTIONAL_MAX,
     bursa_notional, bursa_fee_ceil, bursa_budget_net,
     _uslot, _sslot, _bi, _oslot, _px_reason, _band_price, _iid, _uslot_oid, _order_fp, _reply,
+    _stamped_book,
 )
 from pyx.settle cimport settle_events
 
@@ -220,12 +221,10 @@ cdef int _enter_book(CoreState self, const CmdRec* c, ReplyRec* r, int32_t us, i
                      oid_t iid, const NewHold* h) except -1:
     """Give a held NEW to its book; a book reject undoes the hold (nothing changes),
     an accepted order's fills are settled and its id remembered for retries."""
-    cdef Book bk = <Book> self.books[ss]
+    cdef Book bk = _stamped_book(self, ss, c)
     cdef int64_t bi = _bi(self, us, h.ak, 0), i
     cdef Py_ssize_t e0 = self.evbuf.n
     cdef EvRec* e
-    bk.seq = c.seq
-    bk.ts_ns = c.ts_ns
     bk.c_new_order(iid, c.user_id, c.side, c.ord_type, c.tif, h.book_px, h.book_qty,
                    c.stop_price_ticks, c.stp, c.flags)
     e = &self.evbuf.recs[e0]
@@ -296,19 +295,25 @@ cdef int new_order(CoreState self, const CmdRec* c, ReplyRec* r) except -1:
     return _enter_book(self, c, r, us, ss, _iid(c.user_id, c.order_id), &h)
 
 
+cdef inline int _owner_reason(CoreState self, const CmdRec* c, int64_t i) noexcept:
+    """Why the command may not act on hold-map slot ``i`` (its order), 0 if it may."""
+    if i < 0:
+        return UNKNOWN_ORDER_ID
+    if self.otab[i].user_id != c.user_id:
+        return NOT_ORDER_OWNER
+    return 0
+
+
 cdef int cancel_order(CoreState self, const CmdRec* c, ReplyRec* r) except -1:
     cdef int64_t i = _uslot_oid(self, c)
     cdef int32_t ss
     cdef Py_ssize_t e0
     cdef Book bk
-    if i < 0:
-        return self._reject(c, r, UNKNOWN_ORDER_ID)
-    if self.otab[i].user_id != c.user_id:
-        return self._reject(c, r, NOT_ORDER_OWNER)
+    cdef int reason = _owner_reason(self, c, i)
+    if reason:
+        return self._reject(c, r, reason)
     ss = self.otab[i].sslot
-    bk = <Book> self.books[ss]
-    bk.seq = c.seq
-    bk.ts_ns = c.ts_ns
+    bk = _stamped_book(self, ss, c)
     e0 = self.evbuf.n
     bk.c_cancel(self.otab[i].oid)
     if self.evbuf.recs[e0].kind == REJECTED:
@@ -325,14 +330,11 @@ cdef int reduce_order(CoreState self, const CmdRec* c, ReplyRec* r) except -1:
     cdef int32_t ss
     cdef Py_ssize_t e0
     cdef Book bk
-    if i < 0:
-        return self._reject(c, r, UNKNOWN_ORDER_ID)
-    if self.otab[i].user_id != c.user_id:
-        return self._reject(c, r, NOT_ORDER_OWNER)
+    cdef int reason = _owner_reason(self, c, i)
+    if reason:
+        return self._reject(c, r, reason)
     ss = self.otab[i].sslot
-    bk = <Book> self.books[ss]
-    bk.seq = c.seq
-    bk.ts_ns = c.ts_ns
+    bk = _stamped_book(self, ss, c)
     e0 = self.evbuf.n
     iid = self.otab[i].oid
     bk.c_reduce(iid, c.qty_lots)
@@ -358,11 +360,10 @@ cdef int replace_order(CoreState self, const CmdRec* c, ReplyRec* r) except -1:
     cdef Py_ssize_t e0
     cdef EvRec* e
     cdef Book bk
-    if i < 0:
-        return self._reject(c, r, UNKNOWN_ORDER_ID)
+    reason = _owner_reason(self, c, i)
+    if reason:
+        return self._reject(c, r, reason)
     o = &self.otab[i]
-    if o.user_id != c.user_id:
-        return self._reject(c, r, NOT_ORDER_OWNER)
     if self.users[o.uslot].suspended:
         return self._reject(c, r, USER_NOT_ACTIVE)
     ss = o.sslot
@@ -401,9 +402,7 @@ cdef int replace_order(CoreState self, const CmdRec* c, ReplyRec* r) except -1:
     o.hold = need
     if o.side == BUY:
         o.hold_price = c.price_ticks
-    bk = <Book> self.books[ss]
-    bk.seq = c.seq
-    bk.ts_ns = c.ts_ns
+    bk = _stamped_book(self, ss, c)
     e0 = self.evbuf.n
     iid = o.oid
     bk.c_replace(iid, c.price_ticks, c.qty_lots)
@@ -439,9 +438,7 @@ cdef int mass_cancel(CoreState self, const CmdRec* c, ReplyRec* r) except -1:
         return self._reject(c, r, UNKNOWN_SYMBOL)
     for sid in (sorted(self._symbol_ids()) if c.symbol_id == 0 else (c.symbol_id,)):
         ss = self.sid_slot[<int> sid]
-        bk = <Book> self.books[ss]
-        bk.seq = c.seq
-        bk.ts_ns = c.ts_ns
+        bk = _stamped_book(self, ss, c)
         e0 = self.evbuf.n
         bk.c_mass_cancel(c.user_id, c.side, False)
         ncanceled += self.evbuf.n - e0
