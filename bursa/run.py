@@ -31,8 +31,6 @@ integers with ``divmod``; no float touches a price, a quantity or an amount.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import random
 import shutil
 import signal
@@ -50,6 +48,7 @@ import zmq
 
 from bindings.client import CoreClient, CoreError, EventSubscriber, RoutedClient
 from bursa.demo import fixed
+from bursa.exchange.readyline import NotReadyError, child_env, wait_ready_line
 from bursa_wire.layout import EV_DTYPE
 from engine.replay import replay_dir
 from engine.wire import commands
@@ -227,22 +226,13 @@ class CoreChild:
         cmd = [sys.executable, "-m", "bursa", "core", "--data-dir", str(self.data_dir)]
         cmd += ["--mode", MODE, "--pub-endpoint", LOOPBACK, "--replay-endpoint", LOOPBACK]
         cmd += [f"--{role}-endpoint={LOOPBACK}" for role in ("trade", "fund", "admin")]
-        paths = [str(REPO), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
         with open(out_path, "wb") as out, open(self.err_path, "wb") as err:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=REPO, env=env)
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            for line in out_path.read_text().splitlines():
-                if line.startswith("{"):
-                    self.ready = json.loads(line)
-                    if self.ready.get("ready") is not True:
-                        raise RunError(f"unexpected first line from the core: {line}")
-                    return self.ready
-            if self.proc.poll() is not None:
-                raise RunError(f"the core exited with status {self.proc.returncode} before ready")
-            time.sleep(0.02)
-        raise RunError(f"the core was not ready within {READY_TIMEOUT_S} s")
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=REPO, env=child_env())
+        try:
+            self.ready = wait_ready_line(self.proc, out_path, READY_TIMEOUT_S)
+        except NotReadyError as e:
+            raise RunError(f"the core: {e}") from e
+        return self.ready
 
     def stop(self) -> int:
         """SIGTERM (the core finishes its turn, snapshots, exits) and wait; the exit status."""

@@ -9,15 +9,15 @@ line.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from bursa.exchange.readyline import NotReadyError, wait_ready_line
 
 REPO = Path(__file__).resolve().parents[1]
 # How long a child may take to bind and print its ready line (a cold start imports
@@ -69,18 +69,13 @@ class ChildProcess:
         ``RuntimeError`` (with the log) if the child exits first, ``TimeoutError`` if it
         takes longer than ``timeout_s``."""
         assert self.proc is not None
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            for line in self.out_path.read_text().splitlines():
-                if line.startswith("{"):
-                    ready: dict[str, Any] = json.loads(line)
-                    assert ready["ready"] is True, line
-                    self.ready = ready
-                    return ready
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited {self.proc.returncode}:\n{self.stderr()}")
-            time.sleep(POLL_S)
-        raise TimeoutError(f"{self.name} not ready in {timeout_s}s:\n{self.stderr()}")
+        try:
+            self.ready = wait_ready_line(self.proc, self.out_path, timeout_s, poll_s=POLL_S)
+        except NotReadyError as e:
+            if e.exit_status is not None:
+                raise RuntimeError(f"{self.name} {e}:\n{self.stderr()}") from e
+            raise TimeoutError(f"{self.name} {e}:\n{self.stderr()}") from e
+        return self.ready
 
     def running(self) -> bool:
         """Whether the child has been started and has not exited."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import json
 import os
 import shlex
 import signal
@@ -22,12 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bursa.exchange.readyline import REPO, NotReadyError, child_env, wait_ready_line
 from engine import logs
 from engine.metrics_http import DEFAULT_PORTS
 
-REPO = Path(__file__).resolve().parents[2]
 PY = sys.executable
 PR_SET_PDEATHSIG = 1
+# The supervisor reads a starting child's stdout file this often.
+READY_POLL_S = 0.05
 
 
 class ChildError(RuntimeError):
@@ -298,9 +299,8 @@ class Child:
         """Start and wait for the JSON ready line; returns it (:class:`ChildError` if none)."""
         self.state = "starting"
         self.starts += 1
-        paths = [str(REPO), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
         # Processes that take no --log-format flag read it from the environment.
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths), **{logs.ENV_FORMAT: "json"})
+        env = child_env(**{logs.ENV_FORMAT: "json"})
         with open(self.out_path, "wb") as out, open(self.log_path, "ab") as err:
             err.write(
                 logs.json_line("run", f"start {self.starts} of {self.name}: {shlex.join(argv)}")
@@ -310,24 +310,18 @@ class Child:
                 argv, stdout=out, stderr=err, cwd=REPO, env=env, preexec_fn=_die_with_parent
             )
         self.pid_path.write_text(f"{self.proc.pid}\n")
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            for line in self.out_path.read_text(errors="replace").splitlines():
-                if line.startswith("{"):
-                    ready: dict[str, Any] = json.loads(line)
-                    if ready.get("ready") is not True:
-                        self.kill()
-                        raise ChildError(f"{self.name}: unexpected first line {line!r}")
-                    self.ready = ready
-                    self.state = "running"
-                    self.started_at = time.monotonic()
-                    return ready
-            if self.proc.poll() is not None:
-                self.last_exit = self.proc.returncode
-                raise ChildError(f"{self.name} exited with status {self.last_exit} before ready")
-            time.sleep(0.05)
-        self.kill()
-        raise ChildError(f"{self.name} was not ready within {timeout_s} s")
+        try:
+            ready = wait_ready_line(self.proc, self.out_path, timeout_s, poll_s=READY_POLL_S)
+        except NotReadyError as e:
+            if e.exit_status is None:
+                self.kill()
+            else:
+                self.last_exit = e.exit_status
+            raise ChildError(f"{self.name}: {e}") from e
+        self.ready = ready
+        self.state = "running"
+        self.started_at = time.monotonic()
+        return ready
 
     def exited(self) -> int | None:
         """The exit status if the process has exited, else None."""
