@@ -119,6 +119,12 @@ async def read_request(request: web.Request) -> tuple[dict[str, str], str]:
     """(parameters, total params string as signed) of a request."""
     query = request.rel_url.raw_query_string
     raw = await request.read() if request.can_read_body else b""
+    return request_params(query, raw)
+
+
+def request_params(query: str, raw: bytes) -> tuple[dict[str, str], str]:
+    """(parameters, total params string as signed) of a raw query string and body
+    (:func:`read_request` of an aiohttp request, :mod:`api.fasthttp` of its own)."""
     if len(raw) > MAX_PAYLOAD:
         raise bad_request(TOO_MANY_PARAMETERS, "Too many parameters sent for this endpoint.")
     try:
@@ -177,13 +183,15 @@ class Authenticator:
             -2014 missing or malformed header, -2015 unknown, revoked, IP not allowed,
             or a read-only key on a trading endpoint.
         """
-        header = request.headers.get("X-MBX-APIKEY", "")
+        return self.caller_of(request.headers.get("X-MBX-APIKEY", ""), request.remote or "", trade)
+
+    def caller_of(self, header: str, peer: str, trade: bool = False) -> Caller:
+        """:meth:`caller` of an ``X-MBX-APIKEY`` value and a peer IP."""
         if not header or len(header) > 128 or not header.isalnum() or not header.isascii():
             raise ApiError(401, BAD_API_KEY_FMT, "API-key format invalid.")
         key, _ = self.lookup(header)
         if key is None or key.revoked:
             raise _reject_key()
-        peer = request.remote or ""
         if key.allow_ips and peer not in key.allow_ips:
             raise _reject_key()
         if trade and not key.can_trade:
@@ -194,7 +202,14 @@ class Authenticator:
         self, request: web.Request, params: dict[str, str], payload: str, trade: bool = False
     ) -> Caller:
         """Check a SIGNED request (module docstring); return its caller."""
-        caller = self.caller(request, trade)
+        header = request.headers.get("X-MBX-APIKEY", "")
+        return self.signed_raw(header, request.remote or "", params, payload, trade)
+
+    def signed_raw(
+        self, header: str, peer: str, params: dict[str, str], payload: str, trade: bool = False
+    ) -> Caller:
+        """:meth:`signed` of an ``X-MBX-APIKEY`` value and a peer IP."""
+        caller = self.caller_of(header, peer, trade)
         self.check_timestamp(params)
         sig = params.get("signature")
         if not sig:
