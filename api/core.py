@@ -44,6 +44,8 @@ from pyx.enums import CmdKind
 
 log = logging.getLogger("bursa.api")
 
+# Plain ints: pyzmq's enum members cost an enum object per ``&`` on every wake-up.
+_EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
 MAX_FRAME_CMDS = 4096
 MAX_INFLIGHT = 100_000  # commands sent and not answered; beyond, requests are refused
 
@@ -271,14 +273,14 @@ class CoreLink:
     def pump(self) -> None:
         """Read every reply, control answer and event available now."""
         sock = self.admin.sock
-        while int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+        while int(sock.getsockopt(_EVENTS)) & _POLLIN:
             parts = sock.recv_multipart(zmq.NOBLOCK)
             if len(parts) == 2 and parts[0] == CONTROL_TAG and self._controls:
                 fut = self._controls.popleft()
                 if not fut.done():
                     fut.set_result(decode_control(parts[1]))
         sock = self.trade.sock
-        while int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+        while int(sock.getsockopt(_EVENTS)) & _POLLIN:
             parts = sock.recv_multipart(zmq.NOBLOCK)
             if len(parts) != 1:
                 continue

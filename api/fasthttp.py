@@ -252,6 +252,7 @@ class FastHttp(asyncio.Protocol):
         requests: dict[tuple[str, str, int], int] = ctx.extra.setdefault("requests", {})
         k = (ROUTE, "POST", status)
         requests[k] = requests.get(k, 0) + 1
+        ctx.extra["fast_requests"] = ctx.extra.get("fast_requests", 0) + 1
         self._write(status, ctype, out, used)
 
     def _write(self, status: int, ctype: str, body: bytes, used: int) -> None:

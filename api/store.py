@@ -203,6 +203,10 @@ class Store:
         path = Path(db_path)
         path.parent.mkdir(parents=True, exist_ok=True)
         self.con = sqlite3.connect(str(path), isolation_level=None, timeout=30)
+        # 1 KiB pages for a new database (an existing one keeps its size): every commit
+        # writes and checksums each page it touched into the WAL, a few per order;
+        # small pages cost about a third less CPU per order than 4 KiB ones.
+        self.con.execute("PRAGMA page_size=1024")
         self.con.execute("PRAGMA journal_mode=WAL")
         self.con.execute("PRAGMA synchronous=NORMAL")
         # Checkpoints (which fsync the database file) run on a thread of their own, not

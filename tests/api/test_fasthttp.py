@@ -19,6 +19,7 @@ from api.fasthttp import FastHttp
 from gateway import keys
 from tests.api.apiproc import ApiProcess
 from tests.api.fixtures import api, core, key1  # noqa: F401  (fixtures)
+from tests.api.test_metrics import scrape
 
 Answer = tuple[int, dict[str, str], bytes]
 
@@ -92,7 +93,10 @@ def test_fast_and_aiohttp_answers_match(api: ApiProcess, key1: keys.ApiKey) -> N
         (key1.api_key, _body(key1, secret, _order(6, side="UP"))),  # -1117
         (key1.api_key, b"symbol=BTCUSDT&%zz=1"),  # -1100
     ]
+    counted = ("bursa_api_fast_requests_total", ())
+    route = ("route", "/api/v3/order"), ("method", "POST"), ("status", "400")
     for k, body in cases:
+        before = scrape(api.ready["metrics"])
         with _conn(api) as fast, _conn(api) as slow:
             fast.sendall(_post(k, body))
             slow.sendall(PING + _post(k, body))
@@ -106,6 +110,12 @@ def test_fast_and_aiohttp_answers_match(api: ApiProcess, key1: keys.ApiKey) -> N
             assert fj == sj and set(fj) == {"code", "msg"}
         _same_headers(fh, sh)
         assert int(fh["x-mbx-used-weight-1m"]) >= 1
+        # One of the two answers came from the fast path; both are counted per route.
+        after = scrape(api.ready["metrics"])
+        assert after[counted] == before.get(counted, 0) + 1
+        if fs == 400:
+            key = ("bursa_api_requests_total", tuple(sorted(route)))
+            assert after[key] == before.get(key, 0) + 2
 
 
 def test_pipelined_answers_in_order_then_handoff(api: ApiProcess, key1: keys.ApiKey) -> None:  # noqa: F811
