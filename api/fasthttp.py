@@ -5,7 +5,7 @@ that reads HTTP/1.1 requests itself.  A request it fully understands -- ``POST
 /api/v3/order`` over HTTP/1.1 with a ``Content-Length`` body of at most
 ``client_max_size`` bytes, no ``Transfer-Encoding``, ``Expect`` or ``Upgrade``, header
 lines of the plain ``name: value`` form, one ``Host`` -- it answers directly: the same weight
-charge, signature check, order entry (:func:`api.orders.place_order`), Binance error
+charge, signature check, order entry (:func:`api.orders.enter_order`), Binance error
 shapes, ``X-MBX-USED-WEIGHT-1M`` header and request metrics as the aiohttp route,
 one ``transport.write`` of a response built by one format call.  That saves the
 aiohttp request, URL, multidict, route resolution, middleware calls and response
@@ -228,7 +228,7 @@ class FastHttp(asyncio.Protocol):
 
     async def _answer(self, query: str, body: bytes, key: str) -> None:
         """Answer one ``POST /api/v3/order`` as the aiohttp route would."""
-        from api.orders import place_order
+        from api.orders import enter_order, new_order_text
 
         ctx = self.ctx
         ip = self.peer
@@ -239,7 +239,8 @@ class FastHttp(asyncio.Protocol):
                 used = ctx.limits.charge(ip, 1)
                 params, payload = request_params(query, body)
                 caller = ctx.auth.signed_raw(key, ip, params, payload, trade=True)
-                out = json.dumps(await place_order(ctx, params, caller.user_id, key)).encode()
+                entered = await enter_order(ctx, params, caller.user_id, key)
+                out = new_order_text(*entered).encode()
             except ApiError as e:
                 status, ctype = e.http_status, "application/json"
                 out = json.dumps(e.body()).encode()
