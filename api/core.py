@@ -300,8 +300,11 @@ class CoreLink:
                         continue
                 if f is not None and not f.done():
                     f.set_result(r)
+        sub = self.sub
+        if sub.caught_up and not int(sub.sub.getsockopt(_EVENTS)) & _POLLIN:
+            return  # no event frame: poll() would find none (and cost a zmq.Poller)
         try:
-            frames = self.sub.poll(0, max_frames=256, idle_replay=False)
+            frames = sub.poll(0, max_frames=256, idle_replay=False)
         except (TimeoutError, CoreError) as e:
             self._resubscribe(e)
             frames = []
