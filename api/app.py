@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import signal
@@ -309,6 +310,11 @@ async def serve(
     url, _ = serve_metrics(cfg.metrics, Collector(lambda: api_metrics.families(ctx)))
     log.info("api ready on http://%s:%d (metrics %s)", cfg.host, port, url)
     loop_name = type(asyncio.get_running_loop()).__module__.split(".")[0]  # uvloop, asyncio
+    # The ~56,000 objects alive now (modules, app, caches) live as long as the process:
+    # out of the collector's sight, a full collection no longer walks them (~16 ms,
+    # a stall of every request in flight, each time one runs).
+    gc.collect()
+    gc.freeze()
     on_ready({"ready": True, "api": f"http://{cfg.host}:{port}", "port": port, "metrics": url,
               "event_loop": loop_name})  # fmt: skip
     try:
