@@ -38,6 +38,9 @@ style): the aiohttp client used before cost more CPU per request than the API.
   bounded by ``1e6 / rest_server_cpu_us_per_order`` orders/s.
 - ``ws_depth_clients`` / ``ws_depth_msgs_per_s``: part B's
   :func:`bench.api_ws.measure` (depth subscribers fed from the market-data feed).
+- ``--callgrind`` (a mode of its own): ``api_instr_per_order_c1`` / ``_c8``, the
+  API's instructions per order under callgrind (:func:`callgrind`), repeatable on a
+  loaded machine.
 
 Targets (issue #22): p50 <= 2 ms (fsync), >= 10,000 orders/s; >= 100,000 WebSocket
 depth messages/s to 1,000 clients.  The client runs on the same 2-core machine as the
