@@ -11,6 +11,7 @@ import json
 import socket
 import time
 import urllib.parse
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from gateway import keys
 from tests.api.apiproc import ApiProcess
 from tests.api.fixtures import api, core, key1  # noqa: F401  (fixtures)
 from tests.api.test_metrics import scrape
+from tests.e2e.coreproc import CoreProcess
 
 Answer = tuple[int, dict[str, str], bytes]
 
@@ -217,3 +219,22 @@ def test_parse_head_takes_only_plain_order_posts() -> None:
         b"POST /api/v3/order HTTP/1.1\r\nHost: h\r\nX-MBX-APIKEY: \xff\r\nContent-Length: 1",
     ):
         assert p._parse_head(bad) is None, bad
+
+
+def test_fast_http_false_serves_everything_through_aiohttp(
+    core: CoreProcess,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """``fast_http = false``: orders are answered (by aiohttp), none by the fast path."""
+    a = ApiProcess(core, tmp_path / "api", tmp_path / "logs", "--fast-http", "false")
+    try:
+        a.start()
+        assert a.ready["config"]["fast_http"] is False
+        k = a.make_key(1)
+        with _conn(a) as s:
+            s.sendall(_post(k.api_key, _body(k, a.secrets[k.api_key], _order(40))))
+            ((st, _, body),) = _read(s, 1)
+        assert st == 200 and json.loads(body)["clientOrderId"] == "fast40"
+        assert scrape(a.ready["metrics"]).get(("bursa_api_fast_requests_total", ()), 0) == 0
+    finally:
+        a.cleanup()
