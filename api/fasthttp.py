@@ -38,6 +38,9 @@ log = logging.getLogger("bursa.api")
 CLIENT_MAX_SIZE = 65_536  # bytes of body (the aiohttp app's client_max_size)
 KEEPALIVE_S = 75.0  # idle keep-alive connections are closed after this (aiohttp's default)
 MAX_HEAD = 8190  # bytes of request line + headers taken here; beyond, aiohttp answers
+# Bytes read ahead of the request being answered (pipelined requests); beyond, reading
+# stops until they are answered (CLIENT_MAX_SIZE + MAX_HEAD must fit).
+MAX_BUFFERED = 256 * 1024
 ROUTE = "/api/v3/order"
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
             404: "Not Found", 429: "Too Many Requests", 500: "Internal Server Error",
@@ -84,7 +87,10 @@ class FastHttp(asyncio.Protocol):
         self.buf = bytearray()
         self.busy = False  # a request is being answered
         self.paused = False  # the client does not read its answers
+        self.full = False  # MAX_BUFFERED bytes wait to be answered
+        self.reading = True  # the transport reads (neither paused nor full)
         self.close_after = False  # the answer in progress ends the connection
+        self.eof = False  # the client sent all it will send
         self.last = 0.0  # loop time of the last request
         self.timer: asyncio.TimerHandle | None = None
         self.task: asyncio.Future[None] | None = None  # the answer in progress
@@ -113,29 +119,38 @@ class FastHttp(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         """Buffer and answer what is complete."""
         self.buf += data
+        if len(self.buf) > MAX_BUFFERED:
+            self.full = True
+            self._flow()
         if not self.busy:
             self._next()
 
     def eof_received(self) -> bool:
-        """The client closed its side: close once the answer in progress is written."""
-        if self.busy:
-            self.close_after = True
-            return True
-        return False
+        """The client closed its side: close once the requests read are answered."""
+        self.eof = True
+        return self.busy  # True keeps the transport open for the answer in progress
 
     def pause_writing(self) -> None:
         """The client does not read: stop reading its requests."""
         self.paused = True
-        if self.transport is not None:
-            self.transport.pause_reading()
+        self._flow()
 
     def resume_writing(self) -> None:
         """Go on with the requests read meanwhile."""
         self.paused = False
-        if self.transport is not None:
-            self.transport.resume_reading()
-            if not self.busy:
-                self._next()
+        self._flow()
+        if not self.busy:
+            self._next()
+
+    def _flow(self) -> None:
+        """Read from the transport unless the client does not read or too much waits."""
+        want = not (self.paused or self.full)
+        if want != self.reading and self.transport is not None:
+            self.reading = want
+            if want:
+                self.transport.resume_reading()
+            else:
+                self.transport.pause_reading()
 
     def _idle(self) -> None:
         self.timer = None
@@ -161,7 +176,7 @@ class FastHttp(asyncio.Protocol):
             return
         buf = self.buf
         end = buf.find(b"\r\n\r\n")
-        if end < 0:
+        if end < 0 or end > MAX_HEAD:
             if len(buf) > MAX_HEAD:
                 self._handoff()
             return
@@ -174,6 +189,9 @@ class FastHttp(asyncio.Protocol):
             return
         body = bytes(buf[end + 4 : end + 4 + length])
         del buf[: end + 4 + length]
+        if self.full and len(buf) <= MAX_BUFFERED // 2:
+            self.full = False
+            self._flow()
         self.busy = True
         self.close_after = close
         self.last = asyncio.get_running_loop().time()
@@ -273,6 +291,8 @@ class FastHttp(asyncio.Protocol):
             return
         if self.buf:
             self._next()
+        if self.eof and not self.busy and self.transport is not None:
+            t.close()  # everything the client sent is answered
 
     def _handoff(self) -> None:
         """aiohttp takes the connection over from here (module docstring)."""
@@ -284,12 +304,16 @@ class FastHttp(asyncio.Protocol):
             self.timer.cancel()
             self.timer = None
         self.transport = None
+        if not self.reading:
+            t.resume_reading()  # aiohttp does its own flow control from here
         proto = self.fallback()
         t.set_protocol(proto)
         proto.connection_made(t)
         data, self.buf = bytes(self.buf), bytearray()
         if data:
             proto.data_received(data)
+        if self.eof:
+            proto.eof_received()
 
 
 def server_header() -> str:

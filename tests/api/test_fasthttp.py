@@ -5,10 +5,12 @@ connection) to aiohttp unchanged."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
 import socket
+import threading
 import time
 import urllib.parse
 from pathlib import Path
@@ -16,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from api.fasthttp import FastHttp
+from api.fasthttp import MAX_BUFFERED, FastHttp
 from gateway import keys
 from tests.api.apiproc import ApiProcess
 from tests.api.fixtures import api, core, key1  # noqa: F401  (fixtures)
@@ -238,3 +240,77 @@ def test_fast_http_false_serves_everything_through_aiohttp(
         assert scrape(a.ready["metrics"]).get(("bursa_api_fast_requests_total", ()), 0) == 0
     finally:
         a.cleanup()
+
+
+def test_a_flood_of_pipelined_orders_is_answered_in_order(
+    api: ApiProcess,  # noqa: F811
+    key1: keys.ApiKey,  # noqa: F811
+) -> None:
+    """More pipelined requests than the read-ahead bound (reading pauses and resumes):
+    every one answered, in order."""
+    secret = api.secrets[key1.api_key]
+    n = size = 0
+    reqs: list[bytes] = []
+    while size < 2 * MAX_BUFFERED:
+        params = _order(1000 + n, timeInForce="IOC", newOrderRespType="ACK")
+        reqs.append(_post(key1.api_key, _body(key1, secret, params)))
+        size += len(reqs[-1])
+        n += 1
+    with _conn(api) as s:
+        writer = threading.Thread(target=s.sendall, args=(b"".join(reqs),))
+        writer.start()
+        got = _read(s, n)
+        writer.join()
+    assert [g[0] for g in got] == [200] * n
+    assert [json.loads(g[2])["clientOrderId"] for g in got] == [f"fast{1000 + i}" for i in range(n)]
+
+
+class _Transport:
+    """Records the flow control calls of a protocol."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def get_extra_info(self, name: str) -> Any:
+        return ("127.0.0.1", 1) if name == "peername" else None
+
+    def pause_reading(self) -> None:
+        self.calls.append("pause")
+
+    def resume_reading(self) -> None:
+        self.calls.append("resume")
+
+
+def test_read_ahead_and_slow_readers_pause_reading() -> None:
+    """Reading stops while MAX_BUFFERED bytes wait or the client does not read its
+    answers, and resumes once both are over (one call per change)."""
+
+    async def run() -> list[str]:
+        p = FastHttp(None, lambda: asyncio.Protocol(), set(), "s")  # type: ignore[arg-type]
+        t = _Transport()
+        p.connection_made(t)  # type: ignore[arg-type]
+        p.busy = True  # a request is being answered: nothing more is parsed
+        p.data_received(b"x" * (MAX_BUFFERED + 1))
+        p.data_received(b"y")
+        p.pause_writing()
+        p.full = False  # as once answered requests drained the buffer
+        p._flow()
+        p.resume_writing()
+        p.connection_lost(None)
+        return t.calls
+
+    assert asyncio.run(run()) == ["pause", "resume"]
+
+
+def test_half_close_after_pipelined_orders(api: ApiProcess, key1: keys.ApiKey) -> None:  # noqa: F811
+    """A client that sends its requests and shuts its side down gets every answer,
+    then the server closes."""
+    secret = api.secrets[key1.api_key]
+    reqs = [_post(key1.api_key, _body(key1, secret, _order(50 + i, timeInForce="IOC")))
+            for i in range(3)]  # fmt: skip
+    with _conn(api) as s:
+        s.sendall(b"".join(reqs))
+        s.shutdown(socket.SHUT_WR)
+        got = _read(s, 3)
+        assert [json.loads(g[2])["clientOrderId"] for g in got] == ["fast50", "fast51", "fast52"]
+        assert s.recv(10) == b""
