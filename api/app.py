@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import signal
@@ -28,7 +29,7 @@ from typing import Any
 import uvloop
 from aiohttp import web
 
-from api import account, orders, userdata
+from api import account, fasthttp, orders, userdata
 from api import errors as err
 from api import metrics as api_metrics
 from api.auth import Authenticator
@@ -211,7 +212,9 @@ def build(cfg: ApiConfig) -> web.Application:
         streams=streams,
     )
     streams.bind(ctx)
-    app = web.Application(middlewares=[count_requests, binance_errors], client_max_size=65536)
+    app = web.Application(
+        middlewares=[count_requests, binance_errors], client_max_size=fasthttp.CLIENT_MAX_SIZE
+    )
     app[CTX] = ctx
     r = app.router
     r.add_get("/api/v3/ping", ping)
@@ -292,20 +295,34 @@ async def serve(
     app = build(cfg)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, cfg.host, cfg.port, reuse_address=True)
-    await site.start()
-    port = cfg.port
-    for sock in getattr(site._server, "sockets", None) or ():
-        port = int(sock.getsockname()[1])
     ctx = app[CTX]
+    assert runner.server is not None
+    fast: set[fasthttp.FastHttp] = set()
+    factory: Callable[[], asyncio.Protocol] = runner.server
+    if cfg.fast_http:
+        factory = fasthttp.protocol_factory(ctx, runner.server, fast)
+    server = await asyncio.get_running_loop().create_server(
+        factory, cfg.host, cfg.port, reuse_address=True
+    )
+    port = cfg.port
+    for sock in server.sockets or ():
+        port = int(sock.getsockname()[1])
     url, _ = serve_metrics(cfg.metrics, Collector(lambda: api_metrics.families(ctx)))
     log.info("api ready on http://%s:%d (metrics %s)", cfg.host, port, url)
     loop_name = type(asyncio.get_running_loop()).__module__.split(".")[0]  # uvloop, asyncio
+    # The ~56,000 objects alive now (modules, app, caches) live as long as the process:
+    # out of the collector's sight, a full collection no longer walks them (~16 ms,
+    # a stall of every request in flight, each time one runs).
+    gc.collect()
+    gc.freeze()
     on_ready({"ready": True, "api": f"http://{cfg.host}:{port}", "port": port, "metrics": url,
               "event_loop": loop_name})  # fmt: skip
     try:
         await stop.wait()
     finally:
+        server.close()
+        for conn in list(fast):
+            conn.close()
         await runner.cleanup()
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 import sqlite3
 import time
@@ -119,6 +118,12 @@ async def read_request(request: web.Request) -> tuple[dict[str, str], str]:
     """(parameters, total params string as signed) of a request."""
     query = request.rel_url.raw_query_string
     raw = await request.read() if request.can_read_body else b""
+    return request_params(query, raw)
+
+
+def request_params(query: str, raw: bytes) -> tuple[dict[str, str], str]:
+    """(parameters, total params string as signed) of a raw query string and body
+    (:func:`read_request` of an aiohttp request, :mod:`api.fasthttp` of its own)."""
     if len(raw) > MAX_PAYLOAD:
         raise bad_request(TOO_MANY_PARAMETERS, "Too many parameters sent for this endpoint.")
     try:
@@ -177,13 +182,15 @@ class Authenticator:
             -2014 missing or malformed header, -2015 unknown, revoked, IP not allowed,
             or a read-only key on a trading endpoint.
         """
-        header = request.headers.get("X-MBX-APIKEY", "")
+        return self.caller_of(request.headers.get("X-MBX-APIKEY", ""), request.remote or "", trade)
+
+    def caller_of(self, header: str, peer: str, trade: bool = False) -> Caller:
+        """:meth:`caller` of an ``X-MBX-APIKEY`` value and a peer IP."""
         if not header or len(header) > 128 or not header.isalnum() or not header.isascii():
             raise ApiError(401, BAD_API_KEY_FMT, "API-key format invalid.")
         key, _ = self.lookup(header)
         if key is None or key.revoked:
             raise _reject_key()
-        peer = request.remote or ""
         if key.allow_ips and peer not in key.allow_ips:
             raise _reject_key()
         if trade and not key.can_trade:
@@ -194,7 +201,14 @@ class Authenticator:
         self, request: web.Request, params: dict[str, str], payload: str, trade: bool = False
     ) -> Caller:
         """Check a SIGNED request (module docstring); return its caller."""
-        caller = self.caller(request, trade)
+        header = request.headers.get("X-MBX-APIKEY", "")
+        return self.signed_raw(header, request.remote or "", params, payload, trade)
+
+    def signed_raw(
+        self, header: str, peer: str, params: dict[str, str], payload: str, trade: bool = False
+    ) -> Caller:
+        """:meth:`signed` of an ``X-MBX-APIKEY`` value and a peer IP."""
+        caller = self.caller_of(header, peer, trade)
         self.check_timestamp(params)
         sig = params.get("signature")
         if not sig:
@@ -229,7 +243,8 @@ class Authenticator:
         bad = bad_request(INVALID_SIGNATURE, "Signature for this request is not valid.")
         if key.key_type == keys.TYPE_HMAC:
             _, secret = self.lookup(key.api_key)
-            want = hmac.new(secret, payload.encode(), hashlib.sha256).hexdigest()
+            # One-shot C HMAC: no Python HMAC object per request.
+            want = hmac.digest(secret, payload.encode(), "sha256").hex()
             if not secret or not hmac.compare_digest(want, sig.lower()):
                 raise bad
             return

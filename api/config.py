@@ -44,6 +44,8 @@ class ApiConfig:
     metrics: str = "127.0.0.1:0"  # Prometheus /metrics address ("" or "off": none)
     # "uvloop", "asyncio" or "auto" (= uvloop).
     event_loop: str = "auto"
+    # POST /api/v3/order served by api.fasthttp (false: every request through aiohttp).
+    fast_http: bool = True
     section: dict[str, Any] = field(default_factory=dict)
 
     @classmethod

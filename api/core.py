@@ -44,6 +44,8 @@ from pyx.enums import CmdKind
 
 log = logging.getLogger("bursa.api")
 
+# Plain ints: pyzmq's enum members cost an enum object per ``&`` on every wake-up.
+_EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
 MAX_FRAME_CMDS = 4096
 MAX_INFLIGHT = 100_000  # commands sent and not answered; beyond, requests are refused
 
@@ -271,14 +273,14 @@ class CoreLink:
     def pump(self) -> None:
         """Read every reply, control answer and event available now."""
         sock = self.admin.sock
-        while int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+        while int(sock.getsockopt(_EVENTS)) & _POLLIN:
             parts = sock.recv_multipart(zmq.NOBLOCK)
             if len(parts) == 2 and parts[0] == CONTROL_TAG and self._controls:
                 fut = self._controls.popleft()
                 if not fut.done():
                     fut.set_result(decode_control(parts[1]))
         sock = self.trade.sock
-        while int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+        while int(sock.getsockopt(_EVENTS)) & _POLLIN:
             parts = sock.recv_multipart(zmq.NOBLOCK)
             if len(parts) != 1:
                 continue
@@ -298,8 +300,11 @@ class CoreLink:
                         continue
                 if f is not None and not f.done():
                     f.set_result(r)
+        sub = self.sub
+        if sub.caught_up and not int(sub.sub.getsockopt(_EVENTS)) & _POLLIN:
+            return  # no event frame: poll() would find none (and cost a zmq.Poller)
         try:
-            frames = self.sub.poll(0, max_frames=256, idle_replay=False)
+            frames = sub.poll(0, max_frames=256, idle_replay=False)
         except (TimeoutError, CoreError) as e:
             self._resubscribe(e)
             frames = []

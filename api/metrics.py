@@ -49,11 +49,16 @@ def families(ctx: Context) -> list[Family]:
     )
     for (route, method, status), n in sorted(ctx.extra.get("requests", {}).items()):
         req.add_metric([route, method, str(status)], n)
+    fast = CounterMetricFamily(
+        "bursa_api_fast_requests", "requests answered by api.fasthttp (the others by aiohttp)"
+    )
+    fast.add_metric([], ctx.extra.get("fast_requests", 0))
     market: Any = ctx.extra.get("market")
     conns = len(market.hub.conns) if market is not None else 0
     sinks = sum(len(s) for s in ctx.streams.sinks.values())
     return [
         req,
+        fast,
         gauge("bursa_api_core_seq", "last core event seq applied", ctx.store.last_core_seq),
         gauge("bursa_api_market_ws_connections", "market-data WebSocket clients", conns),
         gauge("bursa_api_user_streams", "user-data stream connections", sinks),

@@ -14,6 +14,7 @@ sent.".  Binance's shapes and codes are in docs/api.md.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import secrets
 from functools import partial
@@ -267,6 +268,50 @@ def new_order_json(spec: SymbolSpec, o: Order, resp_type: str, fills: list[Fill]
     return out
 
 
+def _js(s: str) -> str:
+    """``s`` as a JSON string, as ``json.dumps`` writes it (quoted as is when nothing
+    needs escaping: ids and names almost always)."""
+    if s.isascii() and s.isprintable() and '"' not in s and "\\" not in s:
+        return f'"{s}"'
+    return json.dumps(s)
+
+
+def new_order_text(spec: SymbolSpec, o: Order, resp_type: str, fills: list[Fill]) -> str:
+    """``json.dumps(new_order_json(...))`` byte for byte, built with format calls
+    instead of dicts and the encoder (the order path's answer)."""
+    head = (
+        f'{{"symbol": {_js(spec.name)}, "orderId": {o.order_id}, "orderListId": -1,'
+        f' "clientOrderId": {_js(o.client_order_id)}, "transactTime": {o.time_ms}'
+    )
+    if resp_type == "ACK":
+        return head + "}"
+    status = o.status if o.status != "PENDING_NEW" else "NEW"
+    text = (
+        f'{head}, "price": "{spec.ticks_to_price(o.price)}",'
+        f' "origQty": "{spec.lots_to_qty(o.qty)}", "executedQty": "{spec.lots_to_qty(o.executed)}",'
+        f' "cummulativeQuoteQty": "{spec.quote_minor_to_str(o.cum_quote)}",'
+        f' "status": {_js(status)}, "timeInForce": {_js(o.tif)}, "type": {_js(o.type)},'
+        f' "side": {_js(o.side)}, "workingTime": {o.time_ms}, "selfTradePreventionMode": "NONE"'
+    )
+    if o.type in ("STOP_LOSS", "STOP_LOSS_LIMIT"):
+        text += f', "stopPrice": "{spec.ticks_to_price(o.stop)}"'
+    if o.quote_qty:
+        text += f', "origQuoteOrderQty": "{spec.quote_minor_to_str(o.quote_qty)}"'
+    if resp_type == "FULL":
+        asset = _js(spec.quote_asset)
+        text += (
+            ', "fills": ['
+            + ", ".join(
+                f'{{"price": "{spec.ticks_to_price(f.price)}", "qty": "{spec.lots_to_qty(f.qty)}",'
+                f' "commission": "{spec.quote_minor_to_str(f.commission)}",'
+                f' "commissionAsset": {asset}, "tradeId": {f.trade_id}}}'
+                for f in fills
+            )
+            + "]"
+        )
+    return text + "}"
+
+
 # --------------------------------------------------------------- handlers
 
 
@@ -314,15 +359,57 @@ async def _await_core(ctx: Context, fut: asyncio.Future[Any]) -> Any:
         raise ApiError(503, err.UNKNOWN, "The core is not available; nothing was done.") from None
 
 
+class _CoreTimeoutError(Exception):
+    """The core did not answer within ``core_timeout_ms``."""
+
+
+def _expire(fut: asyncio.Future[Any]) -> None:
+    if not fut.done():
+        fut.set_exception(_CoreTimeoutError())
+
+
+async def _await_own(ctx: Context, fut: asyncio.Future[Any]) -> Any:
+    """:func:`_await_core` for a reply future only this request waits for (a new
+    order's): awaited directly, failed by the timer, one future and two callbacks
+    fewer per order."""
+    if not fut.done():
+        timer = asyncio.get_running_loop().call_later(ctx.cfg.core_timeout_ms / 1000, _expire, fut)
+        try:
+            return await fut
+        except _CoreTimeoutError:
+            ctx.core.forget(fut)
+            raise bad_request(
+                err.TIMEOUT,
+                "Timeout waiting for response from backend server. Send status unknown;"
+                " execution status unknown.",
+            ) from None
+        except CoreUnavailableError:
+            raise ApiError(
+                503, err.UNKNOWN, "The core is not available; nothing was done."
+            ) from None
+        finally:
+            timer.cancel()
+    return await _await_core(ctx, fut)
+
+
 async def post_order(request: web.Request) -> web.Response:
     """POST /api/v3/order."""
     ctx, params, uid = await _signed(request, trade=True)
-    answer = await place_order(ctx, params, uid, request.headers.get("X-MBX-APIKEY", ""))
-    return web.json_response(answer)
+    entered = await enter_order(ctx, params, uid, request.headers.get("X-MBX-APIKEY", ""))
+    return web.json_response(text=new_order_text(*entered))
 
 
 async def place_order(ctx: Context, params: dict[str, str], uid: int, key: str) -> dict[str, Any]:
-    """Validate, enter and answer one new order (shared by REST and WebSocket API)."""
+    """Validate, enter and answer one new order (the answer as a dict)."""
+    return new_order_json(*await enter_order(ctx, params, uid, key))
+
+
+Entered = tuple[SymbolSpec, Order, str, list[Fill]]
+
+
+async def enter_order(ctx: Context, params: dict[str, str], uid: int, key: str) -> Entered:
+    """Validate and enter one new order; (symbol, order, newOrderRespType, fills of
+    this request) for :func:`new_order_json` / :func:`new_order_text`."""
     spec, o, fields = parse_new_order(ctx, params, uid)
     resp_type = params.get("newOrderRespType") or (
         "FULL" if o.type in ("LIMIT", "MARKET") else "ACK"
@@ -353,7 +440,7 @@ async def place_order(ctx: Context, params: dict[str, str], uid: int, key: str) 
     o_fut[(uid, o.client_order_id)] = done
     try:
         # The reply, once the events of its seq are applied and committed.
-        reply = await _await_core(ctx, fut)
+        reply = await _await_own(ctx, fut)
         if int(reply["seq"]) == 0:
             # Refused before sequencing (no event will come): it never existed.
             o.status = "REJECTED"
@@ -365,12 +452,12 @@ async def place_order(ctx: Context, params: dict[str, str], uid: int, key: str) 
     if o.status == "REJECTED":
         raise reject_error(o.reject)
     fills, o.fills = o.fills, []
-    return new_order_json(spec, o, resp_type, fills)
+    return spec, o, resp_type, fills
 
 
 async def _answer_retry(
     ctx: Context, spec: SymbolSpec, prev: Order, new: Order, resp_type: str
-) -> dict[str, Any]:
+) -> Entered:
     """A NEW whose clientOrderId is known: the first order's answer (module docstring)."""
     if not _same_order(prev, new):
         raise bad_request(err.NEW_ORDER_REJECTED, "Duplicate order sent.")
@@ -384,7 +471,7 @@ async def _answer_retry(
         for r in ctx.store.trades(prev.user_id, prev.symbol_id, prev.order_id, 0, 0, 2**62, 1000)
         if not r[1]
     ]
-    return new_order_json(spec, prev, resp_type, fills)
+    return spec, prev, resp_type, fills
 
 
 async def test_order(request: web.Request) -> web.Response:

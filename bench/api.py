@@ -38,6 +38,9 @@ style): the aiohttp client used before cost more CPU per request than the API.
   bounded by ``1e6 / rest_server_cpu_us_per_order`` orders/s.
 - ``ws_depth_clients`` / ``ws_depth_msgs_per_s``: part B's
   :func:`bench.api_ws.measure` (depth subscribers fed from the market-data feed).
+- ``--callgrind`` (a mode of its own): ``api_instr_per_order_c1`` / ``_c8``, the
+  API's instructions per order under callgrind (:func:`callgrind`), repeatable on a
+  loaded machine.
 
 Targets (issue #22): p50 <= 2 ms (fsync), >= 10,000 orders/s; >= 100,000 WebSocket
 depth messages/s to 1,000 clients.  The client runs on the same 2-core machine as the
@@ -243,6 +246,76 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def callgrind(args: argparse.Namespace) -> dict[str, Any]:
+    """Instructions the API process executes per order (callgrind: repeatable on a
+    loaded machine).  The API runs under ``valgrind --tool=callgrind
+    --instr-atstart=no``; after a warm-up, instrumentation is switched on
+    (``callgrind_control -i on``) for a closed loop of ``--seconds`` on each of
+    ``--callgrind-connections`` in turn (order pairs as in :func:`measure`, one
+    request in flight per connection) and the instructions of each loop are divided
+    by the orders it answered."""
+    import subprocess
+
+    from tests.api.apiproc import ApiProcess, setup_market
+    from tests.e2e.coreproc import CoreProcess
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-api-cg-", dir=args.dir))
+    (tmp / "logs").mkdir()
+    out = tmp / "callgrind.out"
+    core = CoreProcess(tmp / "core", tmp / "logs", args.mode)
+    api = ApiProcess(core, tmp / "api", tmp / "logs", "--orders-per-10s", str(10**9),
+                     "--orders-per-day", str(10**12), "--weight-per-min", str(10**12),
+                     "--log-level", "WARNING", *args.api_args)  # fmt: skip
+    api.launcher = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
+                    f"--callgrind-out-file={out}.%p"]  # fmt: skip
+    api.ready_timeout_s = 900.0
+    result: dict[str, Any] = {"bench": "api", "mode": args.mode, "callgrind_seconds": args.seconds}
+    try:
+        core.start()
+        setup_market(core)
+        api.start()
+        assert api.proc is not None
+        pid = str(api.proc.pid)
+        host, port = "127.0.0.1", api.port
+        keys = [api.make_key(u) for u in (1, 2)]
+        clients = (Client(host, port, keys[0].api_key, api.secrets[keys[0].api_key]),
+                   Client(host, port, keys[1].api_key, api.secrets[keys[1].api_key]))  # fmt: skip
+        restload.closed_loop(host, port, order_requests(clients, 2_000), 5.0, 2)
+        for i, conns in enumerate(args.callgrind_connections):
+            reqs = order_requests(clients, 20_000, (1 + i) * 10**6)
+            subprocess.run(["callgrind_control", "-z", pid], check=True, capture_output=True)
+            subprocess.run(["callgrind_control", "-i", "on", pid], check=True,
+                           capture_output=True)  # fmt: skip
+            run = restload.closed_loop(host, port, reqs, args.seconds, conns)
+            subprocess.run(["callgrind_control", "-i", "off", pid], check=True,
+                           capture_output=True)  # fmt: skip
+            subprocess.run(["callgrind_control", "-d", f"c{conns}", pid], check=True,
+                           capture_output=True)  # fmt: skip
+            total = _callgrind_total(tmp, f"c{conns}")
+            result[f"api_instr_per_order_c{conns}"] = round(total / max(run.answered, 1))
+            result[f"callgrind_orders_c{conns}"] = run.answered
+    finally:
+        api.cleanup()
+        core.cleanup()
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            result["callgrind_dir"] = str(tmp)
+    return result
+
+
+def _callgrind_total(tmp: Path, tag: str) -> int:
+    """The instruction total of the dump named ``tag`` in ``tmp``."""
+    for p in sorted(tmp.glob("callgrind.out.*")):
+        text = p.read_text(errors="replace")
+        if f"\ndesc: Trigger: dump {tag}\n" not in text:
+            continue
+        for line in text.splitlines():
+            if line.startswith("totals:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no callgrind dump {tag!r} in {tmp}")
+
+
 def report(r: dict[str, Any]) -> str:
     """Human-readable summary."""
     return "\n".join([
@@ -291,6 +364,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--dir", default=tempfile.gettempdir())
     ap.add_argument(
+        "--callgrind",
+        action="store_true",
+        help="only the API's instructions per order under valgrind (slow, repeatable)",
+    )
+    ap.add_argument(
+        "--callgrind-connections",
+        type=lambda s: [int(x) for x in s.split(",")],
+        default=[1, 8],
+        help="with --callgrind: connection counts measured in turn (e.g. 1,8)",
+    )
+    ap.add_argument("--keep", action="store_true", help="with --callgrind: keep the dumps")
+    ap.add_argument(
         "--mode",
         default="fsync",
         choices=("fsync", "async", "none"),
@@ -315,6 +400,9 @@ def main(argv: list[str] | None = None) -> int:
         or args.seconds <= 0
     ):
         ap.error("rates, counts and durations must be positive")
+    if args.callgrind:
+        print(json.dumps(callgrind(args)))
+        return 0
     result = measure(args)
     if not args.json:
         print(report(result))

@@ -12,7 +12,7 @@ from typing import Any
 
 from bindings.client import CoreClient
 from gateway import keys
-from tests.childproc import ChildProcess
+from tests.childproc import READY_TIMEOUT_S, ChildProcess
 from tests.e2e.coreproc import CoreProcess
 
 BTC, USDT, SYMBOL = 1, 2, 1
@@ -31,6 +31,7 @@ class ApiProcess(ChildProcess):
         self.data = data
         self.extra = list(extra)
         self.port = 0
+        self.ready_timeout_s = READY_TIMEOUT_S  # longer under valgrind (bench.api --callgrind)
         data.mkdir(parents=True, exist_ok=True)
         (data / "api.toml").write_text(CONFIG)
 
@@ -54,7 +55,7 @@ class ApiProcess(ChildProcess):
                 *self.core.flags("trade", "admin", "pub", "replay"), *self.extra,
             ]
         )  # fmt: skip
-        self.wait_ready()
+        self.wait_ready(self.ready_timeout_s)
         self.port = int(self.ready["port"])
         return self.ready
 

@@ -1,13 +1,17 @@
 """The order path's fast pieces give the same results as the general code they
 replace: packed NEW records, parameter splitting, signature stripping, row updates,
-and the core timeout (-1007) with a core that stops answering."""
+the formatted order answer, and the core timeout (-1007) with a core that stops
+answering."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import signal
 import string
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl
 
 import numpy as np
@@ -19,12 +23,14 @@ from api.auth import _split_params, _strip_signature
 from api.config import ApiConfig
 from api.core import new_record
 from api.errors import ApiError
-from api.store import Order, Store
+from api.orders import new_order_json, new_order_text
+from api.store import Fill, Order, Store
 from bursa_wire.layout import CMD_DTYPE
 from pyx.enums import CmdKind
 from tests.api.apiproc import ApiProcess
 from tests.api.fixtures import core  # noqa: F401  (fixture)
 from tests.api.signing import Signer
+from tests.api.test_symbols import specs
 from tests.e2e.coreproc import CoreProcess
 
 _FIELDS = [n for n in CMD_DTYPE.names or () if n != "kind"]
@@ -159,3 +165,43 @@ def test_core_timeout_answers_1007(core: CoreProcess, tmp_path: Path) -> None:  
         assert got.json()["status"] == "NEW"
     finally:
         api.cleanup()
+
+
+_TEXT = st.text(st.characters(codec="utf-8"), max_size=12)
+_IDS = st.one_of(st.from_regex(r"[a-zA-Z0-9_.-]{1,36}", fullmatch=True), _TEXT)
+_AMOUNT = st.integers(0, 10**15)
+
+
+@st.composite
+def _orders(draw: st.DrawFn) -> Order:
+    o = Order(
+        draw(st.integers(1, 2**32)), draw(st.integers(1, 2**40 - 1)), 1, draw(_IDS),
+        draw(st.sampled_from(["BUY", "SELL"])),
+        draw(st.sampled_from(["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS", "STOP_LOSS_LIMIT"])),
+        draw(st.sampled_from(["GTC", "IOC", "FOK"])),
+        draw(_AMOUNT), draw(_AMOUNT), draw(st.sampled_from([0, 0, 12345])), draw(_AMOUNT),
+    )  # fmt: skip
+    o.executed, o.cum_quote = draw(_AMOUNT), draw(_AMOUNT)
+    o.status = draw(st.sampled_from(["PENDING_NEW", "NEW", "PARTIALLY_FILLED", "FILLED",
+                                     "CANCELED", "EXPIRED", "EXPIRED_IN_MATCH"]))  # fmt: skip
+    o.time_ms = o.update_ms = draw(st.integers(0, 2**45))
+    return o
+
+
+_FILLS = st.lists(
+    st.builds(
+        Fill, st.integers(0, 2**40), _AMOUNT, _AMOUNT, _AMOUNT, st.booleans(), st.integers(0, 2**45)
+    ),
+    max_size=4,
+)
+
+
+@given(specs(), _orders(), st.sampled_from(["ACK", "RESULT", "FULL"]), _FILLS, _TEXT, _TEXT)
+def test_order_text_is_the_json_of_the_order_dict(
+    spec: Any, o: Order, resp_type: str, fills: list[Fill], name: str, asset: str
+) -> None:
+    """``new_order_text`` is ``json.dumps(new_order_json(...))`` byte for byte (names
+    and ids needing escapes included)."""
+    spec = dataclasses.replace(spec, name=name or "XY", quote_asset=asset or "Y")
+    want = json.dumps(new_order_json(spec, o, resp_type, fills))
+    assert new_order_text(spec, o, resp_type, fills) == want
