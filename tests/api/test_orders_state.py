@@ -150,7 +150,7 @@ def test_state_of_another_exchange_refused(
     try:
         setup_market(fresh)
         api.core = fresh
-        with pytest.raises(RuntimeError, match="exited 1"):
+        with pytest.raises(RuntimeError, match="exited with status 1 before ready"):
             api.start()
         assert "past the end of the core's event log" in api.stderr()
     finally:
