@@ -19,8 +19,8 @@ from __future__ import annotations
 import itertools
 import time
 from collections import deque
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, cast
 
 import numpy as np
 import zmq
@@ -151,6 +151,55 @@ class CoreClient:
         """Send a raw multipart message (protocol tests); expects one reply."""
         self._send(parts)
         self.outstanding += 1
+
+    # The non-blocking surface (an asyncio loop's reader: the gateway, the API).  The
+    # stream trade link (bindings.streamlink.StreamTradeClient) has the same methods,
+    # so a caller never branches on the transport.  Reply accounting is the caller's.
+
+    def try_send(self, data: bytes | bytearray) -> bool:
+        """Send one command frame without blocking; False when it was not taken (no
+        core connected, or the send queue full: ZMQ_IMMEDIATE / ZMQ_SNDHWM)."""
+        try:
+            self.sock.send(data, zmq.NOBLOCK)
+        except zmq.Again:
+            return False
+        return True
+
+    def read_nowait(self) -> list[bytes]:
+        """Every reply frame readable now, undecoded, in order (control answers go to
+        the control queue).  The zmq descriptor is edge-triggered: this drains it."""
+        out: list[bytes] = []
+        sock = self.sock
+        while cast(int, sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+            parts = sock.recv_multipart(zmq.NOBLOCK)
+            if len(parts) == 2 and parts[0] == CONTROL_TAG:
+                self._controls.append(decode_control(parts[1]))
+            elif len(parts) == 1:
+                out.append(parts[0])
+        return out
+
+    @property
+    def wants_write(self) -> bool:
+        """Whether sent bytes wait for the socket to become writable (never: libzmq's
+        I/O thread writes)."""
+        return False
+
+    def flush_nowait(self) -> bool:
+        """Write what waits (nothing here); True when nothing is left."""
+        return True
+
+    def watch(
+        self, on_open: Callable[[int], None] | None, on_close: Callable[[int], None] | None
+    ) -> None:
+        """Call ``on_open(fd)`` with the descriptor to watch for readability now and
+        after each reconnect, ``on_close(fd)`` before a descriptor is closed (the zmq
+        descriptor never changes: ``on_open`` once)."""
+        if on_open is not None:
+            on_open(self.sock.fileno())
+
+    def fileno(self) -> int:
+        """The descriptor to watch for readability (zmq's: edge-triggered)."""
+        return int(self.sock.fileno())
 
     def _recv(self, timeout_ms: int) -> Records | None:
         """Receive one message: a reply frame is returned, a control answer queued."""
