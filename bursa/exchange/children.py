@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from engine import logs
-from engine.streamlink import UNIX_PATH_MAX
 from engine.metrics_http import DEFAULT_PORTS
+from engine.streamlink import UNIX_PATH_MAX
 
 REPO = Path(__file__).resolve().parents[2]
 PY = sys.executable

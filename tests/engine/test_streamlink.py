@@ -347,7 +347,7 @@ def test_replies_routed_when_streams_and_zmq_share_a_turn(tmp_path: Path) -> Non
     path = str(d / "trade.sock")
     cfg = loopback_config(str(tmp_path / "core"), trade_stream_endpoint=f"unix:{path}")
     server = CoreServer(cfg, core_cls=FakeCore)
-    ctx = zmq.Context.instance()
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
     z = ctx.socket(zmq.DEALER)
     z.setsockopt(zmq.LINGER, 0)
     z.connect(server.endpoints["trade"])
