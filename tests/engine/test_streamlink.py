@@ -363,7 +363,7 @@ def test_replies_routed_when_streams_and_zmq_share_a_turn(tmp_path: Path) -> Non
         while done < 8:
             done += server.turn(1000)
         ra, rb = a.replies(3), b.replies(3)
-        assert z.poll(WAIT_S * 1000)
+        assert z.poll(int(WAIT_S * 1000))
         rz = decode_replies(z.recv())
         assert ra["client_ref"].tolist() == [100, 101, 200]
         assert rb["client_ref"].tolist() == [300, 301, 302]
