@@ -317,14 +317,16 @@ def start_stack(tmp: Path, mode: str, users: int) -> tuple[CoreProcess, GatewayP
     return core, gw, ks
 
 
-def _callgrind_run(tmp: Path, orders: int, burst: int) -> int:
-    """Total instructions of a gateway run (under callgrind) that takes ``orders``."""
+def _callgrind_run(tmp: Path, orders: int, burst: int, link: str = "stream") -> int:
+    """Total instructions of a gateway run (under callgrind) that takes ``orders``,
+    on the core's stream trade link or its zmq trade socket (``link``)."""
     (tmp / "logs").mkdir(parents=True, exist_ok=True)
     core = CoreProcess(tmp / "core", tmp / "logs", "async")
     core.start()
     out = tmp / "callgrind.out"
+    via = ("--core-trade-endpoint", str(core.ready["trade"])) if link == "zmq" else ()
     gw = GatewayProcess(
-        core, tmp / "gw.db", tmp / "logs", *GW_FLAGS,
+        core, tmp / "gw.db", tmp / "logs", *GW_FLAGS, *via,
         prefix=("valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"),
         ready_timeout_s=600.0,
     )  # fmt: skip
@@ -362,11 +364,12 @@ def callgrind(args: argparse.Namespace) -> dict[str, Any]:
     base = Path(tempfile.mkdtemp(prefix="bench-e2e-cg-", dir=args.dir))
     scale = 1 if args.burst >= CALLGRIND_BURST else 5
     small, large = (n // scale for n in CALLGRIND_ORDERS)
-    a = _callgrind_run(base / "small", small, args.burst)
-    b = _callgrind_run(base / "large", large, args.burst)
+    a = _callgrind_run(base / "small", small, args.burst, args.link)
+    b = _callgrind_run(base / "large", large, args.burst, args.link)
     return {
         "bench": "e2e",
         "gateway_instr_per_order": round((b - a) / (large - small)),
+        "callgrind_link": args.link,
         "callgrind_burst": args.burst,
         "callgrind_orders": [small, large],
         "callgrind_totals": [a, b],
@@ -529,6 +532,12 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=CALLGRIND_BURST,
         help="with --callgrind: orders sent at once (1: one in flight)",
+    )
+    ap.add_argument(
+        "--link",
+        choices=("stream", "zmq"),
+        default="stream",
+        help="with --callgrind: the gateway's link to the core (default: its stream link)",
     )
     args = ap.parse_args(argv)
     if args.echo_server:
