@@ -840,6 +840,7 @@ class CoreServer:
             "capacity_growths": int(getattr(self.sequencer.core, "growth_count", 0)),
             "curve": self.curve_keys is not None,
             **self.endpoints,
+            **(self.stream.counters() if self.stream is not None else {}),
         }
 
     # ---------------------------------------------------------------- snapshots

@@ -158,6 +158,16 @@ class StreamLink:
         self.n_slow_closed = 0
         self._uid = os.getuid()
 
+    def counters(self) -> dict[str, int]:
+        """The link's counters for the core's ``status`` (and ready line)."""
+        return {
+            "trade_stream_conns": len(self.conns),
+            "trade_stream_accepted": self.n_accepted,
+            "trade_stream_refused": self.n_refused,
+            "trade_stream_protocol_errors": self.n_protocol_errors,
+            "trade_stream_slow_closed": self.n_slow_closed,
+        }
+
     # ------------------------------------------------------------------ input
 
     def read(self, ready: dict[object, int]) -> list[tuple[StreamConn, list[bytes]]]:

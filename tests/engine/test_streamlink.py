@@ -244,8 +244,9 @@ def test_oversize_length_closes_that_connection_only(served: Served) -> None:
     before = served.state()
     bad.s.sendall(FRAME_HEADER.pack(MAX_MESSAGE_BYTES + 1) + b"\x00" * 1000)
     assert bad.closed_by_core()
-    assert served.server.stream is not None
-    assert served.server.stream.n_protocol_errors == 1
+    status = served.admin.control("status")
+    assert status["trade_stream_protocol_errors"] == 1
+    assert status["trade_stream_accepted"] == 2
     assert served.state() == before
     good.s.sendall(frame_of(make_cmds(1)))
     assert good.replies(1)["status"].tolist() == [STATUS_APPLIED]
