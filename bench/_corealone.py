@@ -182,18 +182,22 @@ def core_run(
 
 
 def measure(base_dir: str, rate: int, n: int, fdatasync_samples: int) -> dict[str, Any]:
-    """Every key of the module docstring (``zmq_echo_*``, ``core_async_*``,
-    ``core_fsync_*``, ``core_fdatasync_*``) plus the latency arrays under ``series``."""
+    """Every key of the module docstring (``zmq_echo_*``, ``stream_echo_*``,
+    ``core_async_*``, ``core_stream_async_*``, ``core_fsync_*``, ``core_stream_fsync_*``,
+    ``core_fdatasync_*``) plus the latency arrays under ``series``."""
     from bench.core import measure_fdatasync
 
     base = Path(tempfile.mkdtemp(prefix="bench-core-alone-", dir=base_dir))
+    # The stream echo's socket in a short directory of its own: a socket path holds
+    # 107 bytes, ``base`` (under any --dir) may be longer.
+    echo_dir = Path(tempfile.mkdtemp(prefix="bench-echo-"))
     warmup = max(20, n // 10)
     res: dict[str, Any] = {}
     series: dict[str, np.ndarray] = {}
     try:
         for name, ep in (
             ("zmq_echo_rtt", "tcp://127.0.0.1:*"),
-            ("stream_echo_rtt", f"unix:{base / 'echo.sock'}"),
+            ("stream_echo_rtt", f"unix:{echo_dir / 'echo.sock'}"),
         ):
             echo, endpoint = _start_echo(ep)
             try:
@@ -213,6 +217,7 @@ def measure(base_dir: str, rate: int, n: int, fdatasync_samples: int) -> dict[st
         paced += measure_fdatasync(str(base), fdatasync_samples // 2, PACED_BLOCK_BYTES, rate)
     finally:
         shutil.rmtree(base, ignore_errors=True)
+        shutil.rmtree(echo_dir, ignore_errors=True)
     for name, lat in series.items():
         p = percentiles_ns(lat)
         for q in ("p50", "p99", "p999"):
