@@ -20,7 +20,7 @@ import itertools
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import zmq
@@ -53,6 +53,9 @@ DEFAULT_TIMEOUT_MS = 10_000
 _client_refs = itertools.count(1)
 
 Records = np.ndarray[Any, np.dtype[np.void]]
+
+if TYPE_CHECKING:
+    from bindings.streamlink import StreamEventSource
 
 
 class CoreError(RuntimeError):
@@ -543,7 +546,10 @@ class EventSubscriber:
     Parameters
     ----------
     pub_endpoint, replay_endpoint : str
-        The core's PUB and replay endpoints.
+        The core's PUB and replay endpoints.  A ``unix:/path`` live source is the
+        core's event stream link (``events_stream`` in its ready line;
+        :class:`bindings.streamlink.StreamEventSource`): the same frames without
+        ZeroMQ, gaps filled from the replay service as on PUB.
     from_seq : int
         First command sequence number whose events are wanted (1 = from the start).
     verify_crc : bool
@@ -562,12 +568,19 @@ class EventSubscriber:
         curve: CurveClientKeys | None = None,
     ) -> None:
         self.ctx = ctx or zmq.Context.instance()
-        self.sub = self.ctx.socket(zmq.SUB)
-        self.sub.setsockopt(zmq.LINGER, 0)
-        self.sub.setsockopt(zmq.RCVHWM, 1_000_000)
-        self.sub.setsockopt(zmq.SUBSCRIBE, b"")
-        make_client_socket(self.sub, curve)
-        self.sub.connect(pub_endpoint)
+        self.sub: zmq.Socket[bytes] | StreamEventSource
+        if pub_endpoint.startswith("unix:"):
+            from bindings.streamlink import StreamEventSource
+
+            self.sub = StreamEventSource(pub_endpoint)
+        else:
+            sub = self.ctx.socket(zmq.SUB)
+            sub.setsockopt(zmq.LINGER, 0)
+            sub.setsockopt(zmq.RCVHWM, 1_000_000)
+            sub.setsockopt(zmq.SUBSCRIBE, b"")
+            make_client_socket(sub, curve)
+            sub.connect(pub_endpoint)
+            self.sub = sub
         self.replay_endpoint = replay_endpoint
         self.rep = self.ctx.socket(zmq.DEALER)
         self.rep.setsockopt(zmq.LINGER, 0)

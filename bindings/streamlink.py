@@ -293,6 +293,118 @@ class StreamTradeClient(CoreClient):
         return replies
 
 
+class StreamEventSource:
+    """The live source of an :class:`bindings.client.EventSubscriber` on the core's
+    event stream link (``events_stream`` in its ready line): the zmq SUB socket's
+    ``poll``/``recv``/``fileno``/``close`` over length-prefixed frames on a unix
+    socket.  A lost connection is dropped and tried again at most every
+    :data:`RECONNECT_INTERVAL_MS`; frames missed meanwhile are a gap the subscriber
+    fills from the replay service, as after ZeroMQ dropped frames.  The descriptor
+    changes on reconnect: an event loop watching it must follow :meth:`fileno`.
+
+    Parameters
+    ----------
+    endpoint : str
+        ``unix:/abs/path``.
+    max_frame_bytes : int
+        Largest event frame accepted (a longer length closes the connection).
+    """
+
+    def __init__(self, endpoint: str, max_frame_bytes: int = MAX_REPLY_BODY_BYTES) -> None:
+        self.endpoint = endpoint
+        self.path = stream_path(endpoint)
+        self.max_frame_bytes = max_frame_bytes
+        self._sock: socket.socket | None = None
+        self._decoder = FrameDecoder(max_frame_bytes)
+        self._frames: deque[bytes] = deque()
+        self._next_try = 0.0
+        self.connects = 0
+        self.links_lost = 0
+        self._connect()
+
+    def _connect(self) -> bool:
+        self._next_try = time.monotonic() + RECONNECT_INTERVAL_MS / 1000
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.settimeout(CONNECT_TIMEOUT_S)
+            s.connect(self.path)
+        except OSError:
+            s.close()
+            return False
+        s.setblocking(False)
+        self._sock = s
+        self._decoder = FrameDecoder(self.max_frame_bytes)
+        self.connects += 1
+        return True
+
+    def _lost(self, why: str) -> None:
+        if self._sock is None:
+            return
+        self.links_lost += 1
+        log.warning("event stream link %s lost (%s)", self.endpoint, why)
+        self._sock.close()
+        self._sock = None
+
+    def _pull(self) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        total = 0
+        while total < READ_BYTES_PER_CALL:
+            try:
+                data = sock.recv(READ_CHUNK_BYTES)
+            except BlockingIOError:
+                return
+            except OSError as e:
+                self._lost(f"read: {e}")
+                return
+            if not data:
+                self._lost("end of stream")
+                return
+            total += len(data)
+            try:
+                self._frames.extend(self._decoder.feed(data))
+            except StreamFrameError as e:
+                self._lost(f"bad framing: {e}")
+                return
+
+    def poll(self, timeout_ms: int | None = None) -> int:
+        """Wait up to ``timeout_ms`` (None: forever) for a frame; 1 if one is ready."""
+        deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000
+        while not self._frames:
+            if self._sock is None and time.monotonic() >= self._next_try:
+                self._connect()
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if self._sock is None:
+                if left == 0.0:
+                    return 0
+                wait = RECONNECT_INTERVAL_MS / 1000
+                time.sleep(wait if left is None else min(wait, left))
+                continue
+            ready, _, _ = select.select([self._sock], [], [], left)
+            if ready:
+                self._pull()  # a partial frame, or the end: loop (and wait what is left)
+            elif left is not None:
+                return 0
+        return 1
+
+    def recv(self) -> bytes:
+        """The next frame (call after :meth:`poll` said one is ready)."""
+        if not self._frames:
+            self.poll(None)
+        return self._frames.popleft()
+
+    def fileno(self) -> int:
+        """The connection's descriptor (level-triggered), -1 when not connected."""
+        return self._sock.fileno() if self._sock is not None else -1
+
+    def close(self) -> None:
+        """Close the connection."""
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+
 def is_stream_endpoint(endpoint: str) -> bool:
     """Whether ``endpoint`` names a stream trade link (``unix:``) rather than zmq."""
     return endpoint.startswith(SCHEME)

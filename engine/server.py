@@ -163,6 +163,10 @@ class ServerConfig:
         listen on, the ``trade`` socket's commands and replies as length-prefixed
         frames on a unix stream socket served by the loop itself (no I/O thread);
         empty: none.  Local only (the file is 0600 in a 0700 directory).
+    events_stream_endpoint : str
+        The event stream link: ``unix:/abs/path`` where every PUB frame (the same
+        bytes, length-prefixed) goes to each connected subscriber, without
+        ZeroMQ; empty: none.  Local only, as ``trade_stream_endpoint``.
     pub_endpoint, replay_endpoint : str
         The internal event stream (balances and both counterparties: never public).
         All endpoints: ZeroMQ addresses to bind (``tcp://host:*`` picks a free
@@ -214,6 +218,7 @@ class ServerConfig:
     fund_endpoint: str = DEFAULT_FUND_ENDPOINT
     admin_endpoint: str = DEFAULT_ADMIN_ENDPOINT
     trade_stream_endpoint: str = ""
+    events_stream_endpoint: str = ""
     pub_endpoint: str = DEFAULT_PUB_ENDPOINT
     replay_endpoint: str = DEFAULT_REPLAY_ENDPOINT
     mode: str = "fsync"
@@ -276,8 +281,9 @@ class ServerConfig:
             raise ValueError("event_log_retain_bytes must be > 0")
         if self.event_log_segment_bytes <= 4096:
             raise ValueError("event_log_segment_bytes must be > 4096")
-        if self.trade_stream_endpoint:
-            stream_path(self.trade_stream_endpoint)  # raises ValueError if not unix:/abs
+        for ep in (self.trade_stream_endpoint, self.events_stream_endpoint):
+            if ep:
+                stream_path(ep)  # raises ValueError if not unix:/abs
         if min(self.capacity().values()) < 1:
             raise ValueError("capacity_* settings must be >= 1")
         if self.needs_curve() and not (self.curve_secret_key and self.curve_clients_dir):
@@ -389,6 +395,12 @@ class CoreServer:
         if config.trade_stream_endpoint:
             self.stream = StreamLink(config.trade_stream_endpoint, self.poller, MAX_MESSAGE_BYTES)
             self.endpoints["trade_stream"] = self.stream.endpoint
+        self.events_stream: StreamLink | None = None
+        if config.events_stream_endpoint:
+            self.events_stream = StreamLink(
+                config.events_stream_endpoint, self.poller, 0, "events_stream", inbound=False
+            )
+            self.endpoints["events_stream"] = self.events_stream.endpoint
         prepare_ipc(config.replay_endpoint)
         self.replay = ReplayService(
             self.ctx,
@@ -424,6 +436,9 @@ class CoreServer:
         if self.stream is not None:
             self.stream.close()
             self.stream = None
+        if self.events_stream is not None:
+            self.events_stream.close()
+            self.events_stream = None
         for s in self.socks.values():
             s.close()
         self.pub.close()
@@ -576,10 +591,15 @@ class CoreServer:
                     break
         if stream is not None:
             n_cmds = self._stage_stream(stream, ready, senders, refused, n_cmds)
+        events_stream = self.events_stream
+        if events_stream is not None:
+            events_stream.read(ready)  # accepts, writes queued frames, closes senders
         replies = self._commit(n_cmds)
         self._send_replies(senders, replies, refused)
         if stream is not None and stream.doomed:
             stream.end_turn()
+        if events_stream is not None and events_stream.doomed:
+            events_stream.end_turn()
         self.metrics.turn_done(
             t0_ns, n_cmds, len(senders) + len(controls), replies, n_cmds >= limit
         )
@@ -663,6 +683,8 @@ class CoreServer:
             self._pub_send(frame)
 
     def _pub_send(self, frame: bytes) -> None:
+        if self.events_stream is not None:
+            self.events_stream.broadcast(frame)
         if len(frame) < PUB_ZERO_COPY_BYTES:
             self.pub.send(frame)
         else:
@@ -841,6 +863,7 @@ class CoreServer:
             "curve": self.curve_keys is not None,
             **self.endpoints,
             **(self.stream.counters() if self.stream is not None else {}),
+            **(self.events_stream.counters() if self.events_stream is not None else {}),
         }
 
     # ---------------------------------------------------------------- snapshots
@@ -1086,6 +1109,11 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
         help="stream trade link: unix:/abs/path (the trade socket's frames, length-prefixed, "
         "on a unix stream socket; default none)",
     )
+    p.add_argument(
+        "--events-stream-endpoint",
+        help="event stream link: unix:/abs/path (every PUB frame, length-prefixed, to each "
+        "connected subscriber; default none)",
+    )
     p.add_argument("--fund-endpoint", help=f"funding ROUTER bind (default {DEFAULT_FUND_ENDPOINT})")
     p.add_argument("--admin-endpoint", help=f"admin ROUTER bind (default {DEFAULT_ADMIN_ENDPOINT})")
     p.add_argument("--pub-endpoint", help=f"event PUB bind (default {DEFAULT_PUB_ENDPOINT})")
@@ -1126,6 +1154,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         "data_dir",
         "trade_endpoint",
         "trade_stream_endpoint",
+        "events_stream_endpoint",
         "fund_endpoint",
         "admin_endpoint",
         "pub_endpoint",

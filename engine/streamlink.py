@@ -13,6 +13,13 @@ Access: the socket file is 0600 in a 0700 directory (as ``ipc://`` endpoints,
 core's own OS user or root is closed at once.  The link is local only: across
 machines the zmq ``trade`` socket (with CURVE) stays the way in.
 
+The same class serves the event stream link (``events_stream_endpoint``,
+``inbound=False``): every PUB frame, the same bytes, length-prefixed, to each
+connected subscriber; a subscriber sends nothing (any byte closes it), and one
+whose queued frames pass :data:`MAX_EVENT_OUT_BYTES` is closed like a stopped
+reader (it fills the gap from the replay service after reconnecting, as a PUB
+subscriber does after ZeroMQ dropped frames for it).
+
 Bounds (named below): connections, body bytes per frame, bytes read per
 connection per turn (fairness), bytes queued out per connection (a peer that
 stops reading is closed: it never grows the core's memory or blocks the loop;
@@ -48,6 +55,9 @@ READ_BYTES_PER_TURN = 1 << 20
 # Reply bytes queued for one connection at most; a peer that lets more pile up is
 # not reading and is closed (its kernel buffer is full too).
 MAX_OUT_BYTES = 32 << 20
+# Event bytes queued for one subscriber of the event stream link at most (as PUB's
+# 2,048 frames of <= 64 KiB); beyond, it is closed.
+MAX_EVENT_OUT_BYTES = 128 << 20
 # Listen backlog of the socket (connections waiting for accept).
 LISTEN_BACKLOG = 64
 # sun_path holds 108 bytes with the terminating NUL.
@@ -131,9 +141,23 @@ class StreamLink:
         registered in it (POLLIN; POLLOUT only while replies wait).
     max_body_bytes : int
         Largest frame body accepted (the core's ``MAX_MESSAGE_BYTES``).
+    name : str
+        Prefix of the counters (``trade_stream``, ``events_stream``).
+    inbound : bool
+        Whether peers send frames (the trade link) or nothing (the event stream
+        link: a byte from a subscriber is a protocol error).
     """
 
-    def __init__(self, endpoint: str, poller: zmq.Poller, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        poller: zmq.Poller,
+        max_body_bytes: int,
+        name: str = "trade_stream",
+        inbound: bool = True,
+    ) -> None:
+        self.name = name
+        self.inbound = inbound
         self.path = stream_path(endpoint)
         self.endpoint = SCHEME + self.path
         self.poller = poller
@@ -160,12 +184,13 @@ class StreamLink:
 
     def counters(self) -> dict[str, int]:
         """The link's counters for the core's ``status`` (and ready line)."""
+        n = self.name
         return {
-            "trade_stream_conns": len(self.conns),
-            "trade_stream_accepted": self.n_accepted,
-            "trade_stream_refused": self.n_refused,
-            "trade_stream_protocol_errors": self.n_protocol_errors,
-            "trade_stream_slow_closed": self.n_slow_closed,
+            f"{n}_conns": len(self.conns),
+            f"{n}_accepted": self.n_accepted,
+            f"{n}_refused": self.n_refused,
+            f"{n}_protocol_errors": self.n_protocol_errors,
+            f"{n}_slow_closed": self.n_slow_closed,
         }
 
     # ------------------------------------------------------------------ input
@@ -220,6 +245,11 @@ class StreamLink:
             # End of stream (a half-close included): pending replies still get a try.
             self._doom(conn)
             return []
+        if not self.inbound:
+            self.n_protocol_errors += 1
+            log.warning("%s connection %d: a subscriber sends nothing: closed", self.name, conn.fd)
+            self.close_conn(conn)
+            return []
         try:
             return conn.decoder.feed(data)
         except StreamFrameError as e:
@@ -260,11 +290,25 @@ class StreamLink:
     def send(self, key: bytes, body: bytes) -> None:
         """Queue one reply body for the connection ``key`` (dropped if it is gone)."""
         conn = self.by_key.get(key)
-        if conn is None:
+        if conn is not None:
+            self._queue(conn, encode_frame(body))
+
+    def broadcast(self, body: bytes) -> None:
+        """Queue one body (an event frame) for every connection."""
+        if not self.conns:
             return
         frame = encode_frame(body)
+        for conn in list(self.conns.values()):
+            if not conn.doomed:
+                self._queue(conn, frame)
+
+    def _max_out(self) -> int:
+        return MAX_OUT_BYTES if self.inbound else MAX_EVENT_OUT_BYTES
+
+    def _queue(self, conn: StreamConn, frame: bytes) -> None:
+        """Write ``frame`` now, or what the kernel does not take after queued bytes."""
         if conn.out:
-            if len(conn.out) + len(frame) > MAX_OUT_BYTES:
+            if len(conn.out) + len(frame) > self._max_out():
                 self._slow(conn)
                 return
             conn.out += frame
@@ -278,7 +322,7 @@ class StreamLink:
             self.close_conn(conn)
             return
         if sent < len(frame):
-            if len(frame) - sent > MAX_OUT_BYTES:
+            if len(frame) - sent > self._max_out():
                 self._slow(conn)
                 return
             conn.out += frame[sent:]
@@ -301,9 +345,10 @@ class StreamLink:
     def _slow(self, conn: StreamConn) -> None:
         self.n_slow_closed += 1
         log.warning(
-            "stream connection %d: over %d reply bytes queued (peer not reading): closed",
+            "%s connection %d: over %d bytes queued (peer not reading): closed",
+            self.name,
             conn.fd,
-            MAX_OUT_BYTES,
+            self._max_out(),
         )
         self.close_conn(conn)
 

@@ -22,6 +22,7 @@ The codecs live in `engine/wire/frames.py`; the Python clients in `bindings/clie
 | fund (`--fund-endpoint`, default `tcp://127.0.0.1:7004`) | ROUTER | DEALER (or REQ): the wallet | DEPOSIT, WITHDRAW_HOLD/COMMIT/RELEASE, TRANSFER; control `ping` |
 | admin (`--admin-endpoint`, default `tcp://127.0.0.1:7005`) | ROUTER | DEALER (or REQ): operators (`bursa admin`) | assets, symbols, users, fee tiers, halts, suspensions, CANCEL_ALL_SYMBOL; every control request |
 | events (`--pub-endpoint`, default `tcp://127.0.0.1:7002`) | PUB | SUB (subscribe to `""`) | event frames |
+| events stream (`--events-stream-endpoint`, default none) | unix stream socket (`unix:/abs/path`) | `EventSubscriber` with a `unix:` live source: processes on the same machine | every event frame of PUB, length-prefixed ("The event stream link" below) |
 | replay (`--replay-endpoint`, default `tcp://127.0.0.1:7003`) | ROUTER | DEALER (or REQ) | replay requests in, event frames + end marker out |
 
 A DEALER client may put an empty delimiter part before its message (that is what
@@ -120,6 +121,21 @@ restarted) reconnects to the same path and resends unanswered commands with the
 same order ids: an applied one is answered `DUPLICATE` with its first outcome
 (the core's exactly-once, "Idempotency" above).
 
+### The event stream link
+
+With `events_stream_endpoint = "unix:/abs/path"` (flag `--events-stream-endpoint`;
+ready-line key `"events_stream"`) every event frame the core publishes on PUB goes,
+the same bytes, framed as on the stream trade link (u32 little-endian length, then
+the event frame), to each connected subscriber, in publication order, from the
+moment it connected. A subscriber sends nothing: any byte from it is a protocol
+error (connection closed). Its queued bytes are bounded (`MAX_EVENT_OUT_BYTES`,
+128 MiB, as PUB's 2,048 frames of at most 64 KiB): beyond, it is closed, as a PUB
+subscriber's frames are dropped beyond the high-water mark. `EventSubscriber`
+(`bindings/client.py`) takes `unix:/path` as its live source
+(`bindings.streamlink.StreamEventSource`), reconnects after a core restart and
+fills every gap from the replay service as on PUB. Same access rules and counters
+(`events_stream_*` in `status`) as the trade link.
+
 ### Event frame (core → subscribers, event log, replay answers)
 
 | offset | size | type | field | meaning |
@@ -178,7 +194,7 @@ and change nothing except `snapshot`.
 | op | answer fields |
 |---|---|
 | `ping` | `last_seq` |
-| `status` | `pid`, `last_seq`, `event_log_last_seq`, `mode`, `batches`, `commands`, `malformed`, `cmd`, `pub`, `replay`; with a stream trade link `trade_stream` and its counters `trade_stream_conns`, `_accepted`, `_refused`, `_protocol_errors`, `_slow_closed` |
+| `status` | `pid`, `last_seq`, `event_log_last_seq`, `mode`, `batches`, `commands`, `malformed`, `cmd`, `pub`, `replay`; with a stream trade link `trade_stream` and its counters `trade_stream_conns`, `_accepted`, `_refused`, `_protocol_errors`, `_slow_closed`; with an event stream link `events_stream` and the same `events_stream_*` counters |
 | `state_hash` | `state_hash` (hex), `last_seq` |
 | `conservation` | `ok`, `errors` (list of strings; empty when the invariant holds), `last_seq` |
 | `snapshot` | `last_seq` (a snapshot is written at it; the event log is synced first) |

@@ -3,6 +3,7 @@ surfaces, reconnect after the core restarts, the transport factory."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import socket
 import tempfile
@@ -13,8 +14,13 @@ from pathlib import Path
 import pytest
 
 import bindings.streamlink as sl
-from bindings.client import CoreClient, CoreError
-from bindings.streamlink import LinkLostError, StreamTradeClient, trade_client
+from bindings.client import CoreClient, CoreError, EventSubscriber
+from bindings.streamlink import (
+    LinkLostError,
+    StreamEventSource,
+    StreamTradeClient,
+    trade_client,
+)
 from engine.wire.frames import STATUS_APPLIED
 from engine.wire.streamframe import FrameDecoder, encode_frame
 from tests.engine.fakecore import FakeCore, make_cmds
@@ -179,3 +185,52 @@ def test_try_send_reports_full_instead_of_blocking(sock_dir: Path) -> None:
     conn.close()
     fake.close()
     cli.close()
+
+
+def test_event_subscriber_on_the_stream_link_survives_a_core_restart(
+    tmp_path: Path, sock_dir: Path
+) -> None:
+    """The live source reconnects to the restarted core; what was published while it
+    was away comes from the replay service: gap-free, no duplicate."""
+
+    def start() -> ServedCore:
+        cfg = loopback_config(
+            str(tmp_path / "core"),
+            trade_stream_endpoint=f"unix:{sock_dir / 'trade.sock'}",
+            events_stream_endpoint=f"unix:{sock_dir / 'events.sock'}",
+        )
+        # A fixed replay address: the subscriber asks the restarted core there.
+        cfg = dataclasses.replace(cfg, replay_endpoint=f"ipc://{sock_dir / 'replay.ipc'}")
+        return ServedCore(cfg, FakeCore)
+
+    core = start()
+    cli = StreamTradeClient(f"unix:{sock_dir / 'trade.sock'}")
+    sub = EventSubscriber(f"unix:{sock_dir / 'events.sock'}", f"ipc://{sock_dir / 'replay.ipc'}")
+    seqs: list[int] = []
+
+    def take(upto: int) -> None:
+        deadline = time.monotonic() + WAIT_S
+        while sub.next_seq <= upto:
+            assert time.monotonic() < deadline, (sub.next_seq, upto)
+            for f in sub.poll(timeout_ms=100):
+                seqs.extend(int(x) for x in f.events["seq"])
+
+    try:
+        sub.poll(0)
+        cli.request(make_cmds(10))
+        take(10)
+        core.stop()
+        core = start()
+        for _ in range(3):
+            try:
+                cli.request(make_cmds(10, start_ref=100))
+                break
+            except LinkLostError:
+                continue
+        take(20)
+        assert seqs == list(range(1, 21))
+        assert isinstance(sub.sub, StreamEventSource) and sub.sub.links_lost == 1
+    finally:
+        sub.close()
+        cli.close()
+        core.stop()

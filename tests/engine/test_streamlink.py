@@ -21,11 +21,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import engine.streamlink as streamlink
-from bindings.client import CoreClient
+from bindings.client import CoreClient, EventSubscriber
+from bindings.streamlink import StreamEventSource
+from bursa_wire.layout import EV_DTYPE
 from engine.server import MAX_MESSAGE_BYTES, CoreServer
 from engine.streamlink import _claim_path, stream_path
 from engine.wire import commands
-from engine.wire.frames import STATUS_APPLIED, STATUS_REJECTED, decode_replies
+from engine.wire.frames import (
+    STATUS_APPLIED,
+    STATUS_REJECTED,
+    decode_event_frame,
+    decode_replies,
+)
 from engine.wire.streamframe import (
     FRAME_HEADER,
     FrameDecoder,
@@ -93,7 +100,12 @@ class Served:
 
     def __init__(self, data_dir: str, sock_dir: Path) -> None:
         self.path = str(sock_dir / "trade.sock")
-        cfg = loopback_config(data_dir, trade_stream_endpoint=f"unix:{self.path}")
+        self.events_path = str(sock_dir / "events.sock")
+        cfg = loopback_config(
+            data_dir,
+            trade_stream_endpoint=f"unix:{self.path}",
+            events_stream_endpoint=f"unix:{self.events_path}",
+        )
         self.served = ServedCore(cfg, FakeCore)
         self.server = self.served.server
         self.admin = CoreClient(self.server.endpoints["admin"])
@@ -402,3 +414,81 @@ def test_full_batch_defers_the_rest_to_the_next_turn(tmp_path: Path) -> None:
     finally:
         server.shutdown()
         shutil.rmtree(d, ignore_errors=True)
+
+
+# ------------------------------------------------------------ event stream link
+
+
+def all_events(sub: EventSubscriber, upto_seq: int) -> np.ndarray:
+    """Events from the subscriber until it delivered everything up to ``upto_seq``."""
+    got: list[np.ndarray] = [np.zeros(0, dtype=EV_DTYPE)]
+    deadline = time.monotonic() + WAIT_S
+    while sub.next_seq <= upto_seq:
+        assert time.monotonic() < deadline, (sub.next_seq, upto_seq)
+        for f in sub.poll(timeout_ms=100):
+            got.append(f.events)
+    return np.concatenate(got)
+
+
+def test_event_stream_link_carries_the_pub_frames(served: Served) -> None:
+    """An EventSubscriber whose live source is the event stream link gets exactly
+    what a PUB subscriber gets, live (not from the replay service)."""
+    srv = served.server
+    over_link = EventSubscriber(f"unix:{served.events_path}", srv.replay_endpoint)
+    over_pub = EventSubscriber(srv.pub_endpoint, srv.replay_endpoint)
+    try:
+        over_link.poll(0)
+        over_pub.poll(0)  # caught up (nothing yet); live from here
+        p = served.peer()
+        for i in range(20):
+            p.s.sendall(frame_of(make_cmds(5, start_ref=1 + 5 * i)))
+            p.replies(5)
+        a, b = all_events(over_link, 100), all_events(over_pub, 100)
+        assert a.tobytes() == b.tobytes()
+        assert a["seq"].tolist() == list(range(1, 101))
+        assert over_link.frames_live == 20 and over_link.frames_replayed == 0
+        raw = Peer(served.events_path)  # the bytes: the PUB frame, length-prefixed
+        p.s.sendall(frame_of(make_cmds(1, start_ref=500)))
+        p.replies(1)
+        (body,) = raw.frames(1)
+        assert decode_event_frame(body).first_seq == 101
+        raw.s.close()
+    finally:
+        over_link.close()
+        over_pub.close()
+
+
+def test_event_subscriber_that_sends_bytes_is_closed(served: Served) -> None:
+    bad = Peer(served.events_path)
+    bad.s.sendall(b"hello")
+    assert bad.closed_by_core()
+    assert served.admin.control("status")["events_stream_protocol_errors"] == 1
+
+
+def test_slow_event_subscriber_is_closed_the_others_keep_up(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(streamlink, "MAX_EVENT_OUT_BYTES", 64 << 10)
+    srv = served.server
+    slow = Peer(served.events_path)  # connected, never reads
+    slow.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sub = EventSubscriber(f"unix:{served.events_path}", srv.replay_endpoint)
+    try:
+        sub.poll(0)
+        p = served.peer()
+        n = 0
+        got: list[np.ndarray] = []
+        deadline = time.monotonic() + 60
+        while srv.events_stream is not None and srv.events_stream.n_slow_closed == 0:
+            assert time.monotonic() < deadline
+            p.s.sendall(frame_of(make_cmds(100, start_ref=1 + n)))
+            p.replies(100)
+            n += 100
+            got += [f.events for f in sub.poll(0)]  # this one reads: it keeps up
+        assert slow.closed_by_core()
+        got.append(all_events(sub, n))
+        assert sub.frames_live > 0  # live, never cut off
+        assert isinstance(sub.sub, StreamEventSource) and sub.sub.connects == 1
+        assert np.concatenate(got)["seq"].tolist() == list(range(1, n + 1))
+    finally:
+        sub.close()
