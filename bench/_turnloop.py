@@ -13,6 +13,11 @@ I/O threads apart), repeatable on a loaded machine where timings are not::
     valgrind ... --callgrind-out-file=cg.400 .venv/bin/python -m bench._turnloop --turns 400
     # (totals of cg.400-01 - totals of cg.100-01) / 300
 
+``--link stream`` does the same through the core's stream trade link
+(:mod:`engine.streamlink`: a blocking unix-socket client, length-prefixed frames;
+no libzmq thread is involved on that path, so the main thread's count is the
+whole cost, while on ``zmq`` the I/O threads' counts come on top of it).
+
 Without valgrind it prints the mean round trip in µs (one process, no scheduling
 between client and server: not a latency figure).
 """
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -31,6 +37,7 @@ import zmq
 from bench._corealone import new_orders
 from engine.server import CoreServer, ServerConfig
 from engine.wire import commands
+from engine.wire.streamframe import FrameDecoder, encode_frame
 
 WARMUP_TURNS = 200
 
@@ -47,14 +54,35 @@ def _request(
     sock.close()
 
 
-def run(turns: int, mode: str) -> float:
-    """``turns`` measured round trips; returns their mean in µs."""
+class _StreamClient:
+    """The smallest blocking client of the stream link (the server runs the turns)."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(endpoint.removeprefix("unix:"))
+        self.dec = FrameDecoder(1 << 24)
+
+    def send(self, frame: bytes) -> None:
+        self.sock.sendall(encode_frame(frame))
+
+    def recv(self) -> bytes:
+        while not (got := self.dec.feed(self.sock.recv(1 << 16))):
+            pass
+        return got[0]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def run(turns: int, mode: str, link: str = "zmq") -> float:
+    """``turns`` measured round trips on ``link``; returns their mean in µs."""
     data = tempfile.mkdtemp(prefix="bench-turnloop-")
     local = "tcp://127.0.0.1:*"
     cfg = ServerConfig(
         data_dir=data, mode=mode, metrics="", trade_endpoint=local, fund_endpoint=local,
         admin_endpoint=local, pub_endpoint=local, replay_endpoint=local,
         snapshot_every_cmds=0, snapshot_every_ms=0,
+        trade_stream_endpoint=f"unix:{data}/trade.sock" if link == "stream" else "",
     )  # fmt: skip
     server = CoreServer(cfg)
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
@@ -64,8 +92,12 @@ def run(turns: int, mode: str) -> float:
         _request(server, ctx, "admin", np.concatenate([*setup, commands.add_user(1, 0)]).tobytes())
         funds = [commands.deposit(11, 1, 1, 10**15), commands.deposit(12, 1, 2, 10**15)]
         _request(server, ctx, "fund", np.concatenate(funds).tobytes())
-        client = ctx.socket(zmq.DEALER)
-        client.connect(server.endpoints["trade"])
+        client: zmq.Socket[bytes] | _StreamClient
+        if link == "stream":
+            client = _StreamClient(server.endpoints["trade_stream"])
+        else:
+            client = ctx.socket(zmq.DEALER)
+            client.connect(server.endpoints["trade"])
         frames = new_orders(1, WARMUP_TURNS + turns)
         t0 = 0
         for k, frame in enumerate(frames):
@@ -90,8 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--turns", type=int, default=1000)
     ap.add_argument("--mode", choices=("async", "fsync", "none"), default="async")
+    ap.add_argument("--link", choices=("zmq", "stream"), default="zmq")
     args = ap.parse_args(argv)
-    print(f"{args.mode}: {run(args.turns, args.mode):.1f} us per 1-command round trip (in process)")
+    us = run(args.turns, args.mode, args.link)
+    print(f"{args.mode} {args.link}: {us:.1f} us per 1-command round trip (in process)")
     return 0
 
 

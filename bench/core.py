@@ -516,19 +516,28 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     if args.alone:
         alone = _corealone.measure(base_dir, args.alone_rate, args.alone_commands, 200)
         for name, lat in alone.pop("series").items():
-            mode = "none" if name.startswith("zmq") else name.split("_")[1]
+            mode = "none" if "echo" in name else "fsync" if "fsync" in name else "async"
             result.setdefault("percentiles", []).append(
                 latency_series(f"{name} (one in flight)", lat, mode, args.alone_rate)
             )
         result.update(alone)
         result["durability"].update(
-            {"core_async_ack_p50_us": "async", "core_fsync_ack_p50_us": "fsync"}
+            {
+                "core_async_ack_p50_us": "async",
+                "core_fsync_ack_p50_us": "fsync",
+                "core_stream_async_ack_p50_us": "async",
+                "core_stream_fsync_ack_p50_us": "fsync",
+            }
         )
         result["headline"] += [
             "zmq_echo_rtt_p50_us",
             "core_async_ack_p50_us",
             "core_async_ack_p50_over_zmq_echo",
             "core_fsync_ack_p50_minus_fdatasync_p50_us",
+            "stream_echo_rtt_p50_us",
+            "core_stream_async_ack_p50_us",
+            "core_stream_async_ack_p50_over_stream_echo",
+            "core_stream_fsync_ack_p50_minus_fdatasync_p50_us",
         ]
     return result
 

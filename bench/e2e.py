@@ -5,7 +5,9 @@ Usage::
     .venv/bin/python -m bench.e2e --json [--quick]
 
 Setup: a real ``bursa core`` and a real ``bursa gateway`` (loopback TCP), one
-symbol, funded users, API keys.  Orders alternate BUY/SELL at one price for one
+symbol, funded users, API keys.  The gateway reaches the core through its stream
+trade link (``trade_link``: ``stream``, :mod:`engine.streamlink`), as ``bursa run``
+wires it.  Orders alternate BUY/SELL at one price for one
 user with STP off, so they trade with each other and the book stays tiny.
 
 - ``echo_rtt_*``: a raw asyncio TCP echo server (its own process, the same kind
@@ -24,9 +26,12 @@ user with STP off, so they trade with each other and the book stays tiny.
   an idle gap several times slower than back-to-back syncs: the ``*_minus_paced_*``
   keys compare the one-in-flight acks with the sync they actually wait for.
 - ``core_fsync_ack_*``: the core alone, same fsync-mode core process, one NEW in
-  flight at 200/s from a ``CoreClient`` on its trade socket (no gateway): planned send
+  flight at 200/s from a client of its stream trade link (no gateway): planned send
   to the core's reply; ``core_fsync_ack_p50_minus_fdatasync_p50_us`` is what the core
   adds beyond the sync (the gateway's share is the rest of ``fsync_ack_p50_us``).
+- ``zmq_link_async_ack_*``: the comparison, in the same run on the same core: a
+  second gateway on the core's zmq trade socket (the link before the stream link),
+  one order in flight at 1,000/s (fewer orders); ``zmq_link_async_ack_p50_over_echo``.
 - ``sustained_orders_per_s``: 4 sessions (4 keys) pushing orders as fast as the
   gateway acknowledges them (a window of outstanding orders per session), core
   mode ``async``: acknowledged orders per second.
@@ -215,13 +220,14 @@ def open_loop(sess: Session, rate: int, n: int, timeout_s: float = 60.0) -> dict
 
 
 def core_alone(ready: dict[str, Any], user: int, rate: int, n: int) -> dict[str, int]:
-    """One NEW in flight straight to the core's trade socket; planned send to reply."""
-    from bindings.client import CoreClient
+    """One NEW in flight straight to the core's trade link (the stream link if it has
+    one, as the gateway); planned send to reply."""
+    from bindings.streamlink import trade_client
     from engine.wire import commands
 
     lat = np.zeros(n, dtype=np.int64)
     period = 1_000_000_000 // rate
-    with CoreClient(str(ready["trade"])) as cli:
+    with trade_client(str(ready.get("trade_stream") or ready["trade"])) as cli:
         t0 = time.perf_counter_ns() + 10_000_000
         for k in range(n):
             planned = t0 + k * period
@@ -234,6 +240,26 @@ def core_alone(ready: dict[str, Any], user: int, rate: int, n: int) -> dict[str,
             cli.recv_replies()
             lat[k] = time.perf_counter_ns() - planned
     return percentiles_ns(lat)
+
+
+def zmq_link_ack(tmp: Path, core: CoreProcess, user: int, n: int) -> tuple[float, float]:
+    """Async ack p50 and p99 (µs), one in flight at 1,000/s, through a second gateway
+    on the core's zmq trade socket (user ``user``: order ids are per user and per
+    gateway, so it must trade on no other gateway)."""
+    gw = GatewayProcess(
+        core, tmp / "gw-zmq.db", tmp / "logs", *GW_FLAGS,
+        "--core-trade-endpoint", str(core.ready["trade"]),
+    )  # fmt: skip
+    try:
+        gw.start(port=0)
+        assert not str(gw.ready["config"]["core_trade_endpoint"]).startswith("unix:")
+        s = Session(gw.port, make_key(gw.db, tmp / "kzmq.key", user))
+        open_loop(s, 1000, 200)  # warm-up
+        a = open_loop(s, 1000, n)
+        s.s.close()
+    finally:
+        gw.cleanup()
+    return _us(a["p50_ns"]), _us(a["p99_ns"])
 
 
 def gateway_metric(gw: GatewayProcess, name: str) -> float:
@@ -291,14 +317,16 @@ def start_stack(tmp: Path, mode: str, users: int) -> tuple[CoreProcess, GatewayP
     return core, gw, ks
 
 
-def _callgrind_run(tmp: Path, orders: int, burst: int) -> int:
-    """Total instructions of a gateway run (under callgrind) that takes ``orders``."""
+def _callgrind_run(tmp: Path, orders: int, burst: int, link: str = "stream") -> int:
+    """Total instructions of a gateway run (under callgrind) that takes ``orders``,
+    on the core's stream trade link or its zmq trade socket (``link``)."""
     (tmp / "logs").mkdir(parents=True, exist_ok=True)
     core = CoreProcess(tmp / "core", tmp / "logs", "async")
     core.start()
     out = tmp / "callgrind.out"
+    via = ("--core-trade-endpoint", str(core.ready["trade"])) if link == "zmq" else ()
     gw = GatewayProcess(
-        core, tmp / "gw.db", tmp / "logs", *GW_FLAGS,
+        core, tmp / "gw.db", tmp / "logs", *GW_FLAGS, *via,
         prefix=("valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"),
         ready_timeout_s=600.0,
     )  # fmt: skip
@@ -336,11 +364,12 @@ def callgrind(args: argparse.Namespace) -> dict[str, Any]:
     base = Path(tempfile.mkdtemp(prefix="bench-e2e-cg-", dir=args.dir))
     scale = 1 if args.burst >= CALLGRIND_BURST else 5
     small, large = (n // scale for n in CALLGRIND_ORDERS)
-    a = _callgrind_run(base / "small", small, args.burst)
-    b = _callgrind_run(base / "large", large, args.burst)
+    a = _callgrind_run(base / "small", small, args.burst, args.link)
+    b = _callgrind_run(base / "large", large, args.burst, args.link)
     return {
         "bench": "e2e",
         "gateway_instr_per_order": round((b - a) / (large - small)),
+        "callgrind_link": args.link,
         "callgrind_burst": args.burst,
         "callgrind_orders": [small, large],
         "callgrind_totals": [a, b],
@@ -368,7 +397,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         series = [latency_series("echo_rtt (baseline)", e["latencies"], "none", 1000)]
         res.update({f"echo_rtt_{k[:-3]}_us": _us(v) for k, v in e.items() if k.endswith("_ns")})
         # Async mode: one in flight, then open-loop rates, then 4 sessions sustained.
-        core, gw, ks = start_stack(base / "async", "async", 4)
+        core, gw, ks = start_stack(base / "async", "async", 5)
         try:
             s1 = Session(gw.port, ks[0])
             open_loop(s1, 1000, 200)  # warm-up
@@ -385,7 +414,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 series.append(latency_series("ack (open loop)", p["latencies"], "async", r))
                 for q in ("p50", "p99", "p999"):
                     res[f"rate_{r}_ack_{q}_us"] = _us(p[f"{q}_ns"])
-            sess = [s1] + [Session(gw.port, k) for k in ks[1:]]
+            res["zmq_link_async_ack_p50_us"], res["zmq_link_async_ack_p99_us"] = zmq_link_ack(
+                base / "async", core, 5, n1 // 2
+            )
+            sess = [s1] + [Session(gw.port, k) for k in ks[1:4]]
             assert gw.proc is not None
             cpu0, sent0 = process_cpu_s(gw.proc.pid), sum(x.cl for x in sess)
             res["sustained_orders_per_s"] = sustained(sess, 1.0 if quick else 3.0, 2000)
@@ -448,6 +480,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     )
     res["async_ack_p50_over_echo"] = round(res["async_ack_p50_us"] / res["echo_rtt_p50_us"], 2)
     res["async_ack_p99_over_echo"] = round(res["async_ack_p99_us"] / res["echo_rtt_p99_us"], 2)
+    res["zmq_link_async_ack_p50_over_echo"] = round(
+        res["zmq_link_async_ack_p50_us"] / res["echo_rtt_p50_us"], 2
+    )
+    res["trade_link"] = "stream"
     res["target_async_ack_p50_over_echo"] = TARGET_ACK_P50_OVER_ECHO
     res["target_async_ack_p99_over_echo"] = TARGET_ACK_P99_OVER_ECHO
     res["target_fsync_ack_p50_minus_fdatasync_p50_us"] = TARGET_FSYNC_MINUS_FDATASYNC_US
@@ -467,6 +503,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "async_ack_p50_us",
         "async_ack_p50_over_echo",
         "async_ack_p99_over_echo",
+        "zmq_link_async_ack_p50_us",
+        "zmq_link_async_ack_p50_over_echo",
         "fsync_ack_p50_minus_fdatasync_p50_us",
         "core_fsync_ack_p50_minus_fdatasync_p50_us",
         "fdatasync_paced_p50_us",
@@ -494,6 +532,12 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=CALLGRIND_BURST,
         help="with --callgrind: orders sent at once (1: one in flight)",
+    )
+    ap.add_argument(
+        "--link",
+        choices=("stream", "zmq"),
+        default="stream",
+        help="with --callgrind: the gateway's link to the core (default: its stream link)",
     )
     args = ap.parse_args(argv)
     if args.echo_server:

@@ -19,8 +19,8 @@ from __future__ import annotations
 import itertools
 import time
 from collections import deque
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import zmq
@@ -53,6 +53,9 @@ DEFAULT_TIMEOUT_MS = 10_000
 _client_refs = itertools.count(1)
 
 Records = np.ndarray[Any, np.dtype[np.void]]
+
+if TYPE_CHECKING:
+    from bindings.streamlink import StreamEventSource
 
 
 class CoreError(RuntimeError):
@@ -151,6 +154,55 @@ class CoreClient:
         """Send a raw multipart message (protocol tests); expects one reply."""
         self._send(parts)
         self.outstanding += 1
+
+    # The non-blocking surface (an asyncio loop's reader: the gateway, the API).  The
+    # stream trade link (bindings.streamlink.StreamTradeClient) has the same methods,
+    # so a caller never branches on the transport.  Reply accounting is the caller's.
+
+    def try_send(self, data: bytes | bytearray) -> bool:
+        """Send one command frame without blocking; False when it was not taken (no
+        core connected, or the send queue full: ZMQ_IMMEDIATE / ZMQ_SNDHWM)."""
+        try:
+            self.sock.send(data, zmq.NOBLOCK)
+        except zmq.Again:
+            return False
+        return True
+
+    def read_nowait(self) -> list[bytes]:
+        """Every reply frame readable now, undecoded, in order (control answers go to
+        the control queue).  The zmq descriptor is edge-triggered: this drains it."""
+        out: list[bytes] = []
+        sock = self.sock
+        while cast(int, sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+            parts = sock.recv_multipart(zmq.NOBLOCK)
+            if len(parts) == 2 and parts[0] == CONTROL_TAG:
+                self._controls.append(decode_control(parts[1]))
+            elif len(parts) == 1:
+                out.append(parts[0])
+        return out
+
+    @property
+    def wants_write(self) -> bool:
+        """Whether sent bytes wait for the socket to become writable (never: libzmq's
+        I/O thread writes)."""
+        return False
+
+    def flush_nowait(self) -> bool:
+        """Write what waits (nothing here); True when nothing is left."""
+        return True
+
+    def watch(
+        self, on_open: Callable[[int], None] | None, on_close: Callable[[int], None] | None
+    ) -> None:
+        """Call ``on_open(fd)`` with the descriptor to watch for readability now and
+        after each reconnect, ``on_close(fd)`` before a descriptor is closed (the zmq
+        descriptor never changes: ``on_open`` once)."""
+        if on_open is not None:
+            on_open(self.sock.fileno())
+
+    def fileno(self) -> int:
+        """The descriptor to watch for readability (zmq's: edge-triggered)."""
+        return int(self.sock.fileno())
 
     def _recv(self, timeout_ms: int) -> Records | None:
         """Receive one message: a reply frame is returned, a control answer queued."""
@@ -494,7 +546,10 @@ class EventSubscriber:
     Parameters
     ----------
     pub_endpoint, replay_endpoint : str
-        The core's PUB and replay endpoints.
+        The core's PUB and replay endpoints.  A ``unix:/path`` live source is the
+        core's event stream link (``events_stream`` in its ready line;
+        :class:`bindings.streamlink.StreamEventSource`): the same frames without
+        ZeroMQ, gaps filled from the replay service as on PUB.
     from_seq : int
         First command sequence number whose events are wanted (1 = from the start).
     verify_crc : bool
@@ -513,12 +568,19 @@ class EventSubscriber:
         curve: CurveClientKeys | None = None,
     ) -> None:
         self.ctx = ctx or zmq.Context.instance()
-        self.sub = self.ctx.socket(zmq.SUB)
-        self.sub.setsockopt(zmq.LINGER, 0)
-        self.sub.setsockopt(zmq.RCVHWM, 1_000_000)
-        self.sub.setsockopt(zmq.SUBSCRIBE, b"")
-        make_client_socket(self.sub, curve)
-        self.sub.connect(pub_endpoint)
+        self.sub: zmq.Socket[bytes] | StreamEventSource
+        if pub_endpoint.startswith("unix:"):
+            from bindings.streamlink import StreamEventSource
+
+            self.sub = StreamEventSource(pub_endpoint)
+        else:
+            sub = self.ctx.socket(zmq.SUB)
+            sub.setsockopt(zmq.LINGER, 0)
+            sub.setsockopt(zmq.RCVHWM, 1_000_000)
+            sub.setsockopt(zmq.SUBSCRIBE, b"")
+            make_client_socket(sub, curve)
+            sub.connect(pub_endpoint)
+            self.sub = sub
         self.replay_endpoint = replay_endpoint
         self.rep = self.ctx.socket(zmq.DEALER)
         self.rep.setsockopt(zmq.LINGER, 0)

@@ -73,6 +73,7 @@ from engine.security import (
 from engine.sequencer import Sequencer
 from engine.snapshot import SnapshotWriteError, list_snapshots, write_snapshot
 from engine.storage import FileStorage, StorageError
+from engine.streamlink import StreamLink, stream_path
 from engine.wire.frames import (
     CONTROL_TAG,
     STATUS_REJECTED,
@@ -132,6 +133,10 @@ MAX_CONTROL_BYTES = 4096
 # Expensive control requests (state hash, conservation, snapshot) answered per turn.
 MAX_EXPENSIVE_CONTROLS = 2
 
+# The role of a stream-link connection in a turn's sender list: the ``trade`` socket's
+# commands, answered through the stream link (engine/streamlink.py).
+STREAM_ROLE = "trade_stream"
+
 MALFORMED_FRAME = int(Reason.MALFORMED_FRAME)
 WRONG_SOCKET = int(Reason.WRONG_SOCKET)
 
@@ -153,6 +158,15 @@ class ServerConfig:
         Directory of the journal, snapshots and event log.
     trade_endpoint, fund_endpoint, admin_endpoint : str
         The three command sockets (:mod:`engine.wire.roles`).
+    trade_stream_endpoint : str
+        The stream trade link (:mod:`engine.streamlink`): ``unix:/abs/path`` to
+        listen on, the ``trade`` socket's commands and replies as length-prefixed
+        frames on a unix stream socket served by the loop itself (no I/O thread);
+        empty: none.  Local only (the file is 0600 in a 0700 directory).
+    events_stream_endpoint : str
+        The event stream link: ``unix:/abs/path`` where every PUB frame (the same
+        bytes, length-prefixed) goes to each connected subscriber, without
+        ZeroMQ; empty: none.  Local only, as ``trade_stream_endpoint``.
     pub_endpoint, replay_endpoint : str
         The internal event stream (balances and both counterparties: never public).
         All endpoints: ZeroMQ addresses to bind (``tcp://host:*`` picks a free
@@ -203,6 +217,8 @@ class ServerConfig:
     trade_endpoint: str = DEFAULT_TRADE_ENDPOINT
     fund_endpoint: str = DEFAULT_FUND_ENDPOINT
     admin_endpoint: str = DEFAULT_ADMIN_ENDPOINT
+    trade_stream_endpoint: str = ""
+    events_stream_endpoint: str = ""
     pub_endpoint: str = DEFAULT_PUB_ENDPOINT
     replay_endpoint: str = DEFAULT_REPLAY_ENDPOINT
     mode: str = "fsync"
@@ -265,6 +281,9 @@ class ServerConfig:
             raise ValueError("event_log_retain_bytes must be > 0")
         if self.event_log_segment_bytes <= 4096:
             raise ValueError("event_log_segment_bytes must be > 4096")
+        for ep in (self.trade_stream_endpoint, self.events_stream_endpoint):
+            if ep:
+                stream_path(ep)  # raises ValueError if not unix:/abs
         if min(self.capacity().values()) < 1:
             raise ValueError("capacity_* settings must be >= 1")
         if self.needs_curve() and not (self.curve_secret_key and self.curve_clients_dir):
@@ -372,6 +391,16 @@ class CoreServer:
         self.poller = zmq.Poller()
         for s in self.socks.values():
             self.poller.register(s, zmq.POLLIN)
+        self.stream: StreamLink | None = None
+        if config.trade_stream_endpoint:
+            self.stream = StreamLink(config.trade_stream_endpoint, self.poller, MAX_MESSAGE_BYTES)
+            self.endpoints["trade_stream"] = self.stream.endpoint
+        self.events_stream: StreamLink | None = None
+        if config.events_stream_endpoint:
+            self.events_stream = StreamLink(
+                config.events_stream_endpoint, self.poller, 0, "events_stream", inbound=False
+            )
+            self.endpoints["events_stream"] = self.events_stream.endpoint
         prepare_ipc(config.replay_endpoint)
         self.replay = ReplayService(
             self.ctx,
@@ -404,6 +433,12 @@ class CoreServer:
         return self.endpoints["admin"]
 
     def _close_sockets(self) -> None:
+        if self.stream is not None:
+            self.stream.close()
+            self.stream = None
+        if self.events_stream is not None:
+            self.events_stream.close()
+            self.events_stream = None
         for s in self.socks.values():
             s.close()
         self.pub.close()
@@ -506,8 +541,10 @@ class CoreServer:
 
     def turn(self, timeout_ms: int) -> int:
         """One loop turn: drain, group-commit, publish, reply.  Returns commands applied."""
-        ready = dict(self.poller.poll(timeout_ms))
-        if not ready:
+        stream = self.stream
+        deferred = stream is not None and bool(stream.deferred)
+        ready = dict(self.poller.poll(0 if deferred else timeout_ms))
+        if not ready and not deferred:
             return 0
         t0_ns = time.perf_counter_ns()
         n_cmds = 0
@@ -552,8 +589,17 @@ class CoreServer:
                     n_cmds += k
                 if not cast(int, sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
                     break
+        if stream is not None:
+            n_cmds = self._stage_stream(stream, ready, senders, refused, n_cmds)
+        events_stream = self.events_stream
+        if events_stream is not None:
+            events_stream.read(ready)  # accepts, writes queued frames, closes senders
         replies = self._commit(n_cmds)
         self._send_replies(senders, replies, refused)
+        if stream is not None and stream.doomed:
+            stream.end_turn()
+        if events_stream is not None and events_stream.doomed:
+            events_stream.end_turn()
         self.metrics.turn_done(
             t0_ns, n_cmds, len(senders) + len(controls), replies, n_cmds >= limit
         )
@@ -566,6 +612,40 @@ class CoreServer:
             )
         if n_cmds:
             self.sequencer.note_durable()
+        return n_cmds
+
+    def _stage_stream(
+        self,
+        stream: StreamLink,
+        ready: dict[Any, int],
+        senders: list[tuple[str, bytes, bool, int, int]],
+        refused: list[bytes],
+        n_cmds: int,
+    ) -> int:
+        """Stage the command frames the stream link read this turn, as the ``trade``
+        socket's (same checks, same replies); returns the commands staged so far.
+        Bodies beyond the batch limit wait in the link for the next turn."""
+        limit = self.config.max_batch_cmds
+        max_frame_cmds = self.config.max_frame_cmds
+        allowed_kinds = _KIND_BYTES["trade"]
+        stage = self._stage_mv
+        for conn, bodies in stream.read(ready):
+            key = conn.key
+            for i, body in enumerate(bodies):
+                if n_cmds >= limit:
+                    stream.defer(conn, bodies[i:])
+                    break
+                size = len(body)
+                k = size // CMD_SIZE
+                if size == 0 or size % CMD_SIZE or k > max_frame_cmds:
+                    senders.append((STREAM_ROLE, key, False, size, -1))
+                elif not kinds_allowed(body, allowed_kinds):
+                    senders.append((STREAM_ROLE, key, False, len(refused), -2))
+                    refused.append(body)
+                else:
+                    stage[n_cmds * CMD_SIZE : (n_cmds + k) * CMD_SIZE] = body
+                    senders.append((STREAM_ROLE, key, False, n_cmds, k))
+                    n_cmds += k
         return n_cmds
 
     def _commit(self, n_cmds: int) -> bytes:
@@ -603,6 +683,8 @@ class CoreServer:
             self._pub_send(frame)
 
     def _pub_send(self, frame: bytes) -> None:
+        if self.events_stream is not None:
+            self.events_stream.broadcast(frame)
         if len(frame) < PUB_ZERO_COPY_BYTES:
             self.pub.send(frame)
         else:
@@ -620,6 +702,10 @@ class CoreServer:
         if len(senders) == 1 and senders[0][4] > 0:
             # The common small turn: one sender, one well-formed frame.
             role, ident, delim, start, count = senders[0]
+            if role == STREAM_ROLE:
+                assert self.stream is not None
+                self.stream.send(ident, replies[start * rsize : (start + count) * rsize])
+                return
             sock = self.socks[role]
             sock.send(ident, zmq.SNDMORE)
             if delim:
@@ -633,11 +719,16 @@ class CoreServer:
                 part = malformed_reply(start)  # -1: not one part
             elif count == -2:
                 self.n_wrong_socket += 1
-                part = wrong_socket_reply(refused[start], ROLE_KINDS[role])
+                kinds = ROLE_KINDS["trade" if role == STREAM_ROLE else role]
+                part = wrong_socket_reply(refused[start], kinds)
             else:
                 part = replies[start * rsize : (start + count) * rsize]
             out.setdefault((role, ident, delim), []).append(part)
         for (role, ident, delim), parts in out.items():
+            if role == STREAM_ROLE:
+                assert self.stream is not None
+                self.stream.send(ident, b"".join(parts))
+                continue
             msg = [ident, b"", b"".join(parts)] if delim else [ident, b"".join(parts)]
             self.socks[role].send_multipart(msg)
 
@@ -771,6 +862,8 @@ class CoreServer:
             "capacity_growths": int(getattr(self.sequencer.core, "growth_count", 0)),
             "curve": self.curve_keys is not None,
             **self.endpoints,
+            **(self.stream.counters() if self.stream is not None else {}),
+            **(self.events_stream.counters() if self.events_stream is not None else {}),
         }
 
     # ---------------------------------------------------------------- snapshots
@@ -1011,6 +1104,16 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "--trade-endpoint", help=f"order-entry ROUTER bind (default {DEFAULT_TRADE_ENDPOINT})"
     )
+    p.add_argument(
+        "--trade-stream-endpoint",
+        help="stream trade link: unix:/abs/path (the trade socket's frames, length-prefixed, "
+        "on a unix stream socket; default none)",
+    )
+    p.add_argument(
+        "--events-stream-endpoint",
+        help="event stream link: unix:/abs/path (every PUB frame, length-prefixed, to each "
+        "connected subscriber; default none)",
+    )
     p.add_argument("--fund-endpoint", help=f"funding ROUTER bind (default {DEFAULT_FUND_ENDPOINT})")
     p.add_argument("--admin-endpoint", help=f"admin ROUTER bind (default {DEFAULT_ADMIN_ENDPOINT})")
     p.add_argument("--pub-endpoint", help=f"event PUB bind (default {DEFAULT_PUB_ENDPOINT})")
@@ -1050,6 +1153,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     for key in (
         "data_dir",
         "trade_endpoint",
+        "trade_stream_endpoint",
+        "events_stream_endpoint",
         "fund_endpoint",
         "admin_endpoint",
         "pub_endpoint",
@@ -1072,7 +1177,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the core until SIGTERM/SIGINT.
 
     Prints one JSON line ``{"ready": true, "trade": ..., "fund": ..., "admin": ...,
-    "pub": ..., "replay": ..., "last_seq": ..., "pid": ...}`` on stdout once the
+    "pub": ..., "replay": ..., "last_seq": ..., "pid": ...}`` (and ``"trade_stream":
+    "unix:/path"`` with a stream trade link) on stdout once the
     sockets are bound and recovery is done; logs go to stderr.
     """
     args = _parse_args(sys.argv[1:] if argv is None else argv)

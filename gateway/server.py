@@ -37,6 +37,7 @@ import uvloop
 import zmq
 
 from bindings.client import CoreClient, CoreError, EventSubscriber
+from bindings.streamlink import trade_client
 from bursa_wire.gw_layout import (
     APP_OUT,
     BY_NAME,
@@ -169,7 +170,8 @@ class GatewayConfig:
     host: str = "127.0.0.1"
     port: int = 7100
     db_path: str = keys.DEFAULT_DB
-    core_trade_endpoint: str = DEFAULT_TRADE_ENDPOINT  # orders (the core's trade socket)
+    # Orders: the core's trade socket (zmq), or its stream trade link (unix:/path).
+    core_trade_endpoint: str = DEFAULT_TRADE_ENDPOINT
     core_pub_endpoint: str = DEFAULT_PUB_ENDPOINT
     core_replay_endpoint: str = DEFAULT_REPLAY_ENDPOINT
     # Balance queries are control requests: the core answers them on its admin socket.
@@ -372,14 +374,11 @@ class Gateway:
         self.keystore = keys.KeyStore(self.store.con, cfg.timestamp_skew_ms * 1_000_000)
         self.conns: set[Conn] = set()
         self.sessions: dict[int, Conn] = {}
-        self.core = CoreClient(cfg.core_trade_endpoint)
-        # The high-water mark applies to pipes made after it is set: reconnect.
-        self.core.sock.disconnect(cfg.core_trade_endpoint)
-        self.core.sock.setsockopt(zmq.SNDHWM, cfg.core_send_hwm)
         # Queue only to a connected core: while it is down, orders are refused at once
         # (CORE_UNAVAILABLE) instead of executing, stale, when it comes back.
-        self.core.sock.setsockopt(zmq.IMMEDIATE, 1)
-        self.core.sock.connect(cfg.core_trade_endpoint)
+        self.core = trade_client(cfg.core_trade_endpoint, send_hwm=cfg.core_send_hwm)
+        self.core_fd = -1  # the trade link's descriptor being watched (-1: none)
+        self.core_writer = False  # whether the loop watches it for writability
         self.query = CoreClient(cfg.core_admin_endpoint)
         self.sub = EventSubscriber(
             cfg.core_pub_endpoint, cfg.core_replay_endpoint, from_seq=self.store.last_core_seq + 1
@@ -802,13 +801,35 @@ class Gateway:
         buf = bytearray(data)
         recs = np.frombuffer(buf, dtype=CMD_DTYPE)
         recs["client_ref"] = (no << FRAME_SHIFT) + np.arange(len(tags), dtype=np.uint64)
-        try:
-            self.core.sock.send(buf, ZMQ_NOBLOCK)
-        except zmq.Again:
+        if not self.core.try_send(buf):
             self.core_unavailable(tags)
             return
+        if self.core.wants_write and not self.core_writer and self.loop is not None:
+            self.core_writer = True
+            self.loop.add_writer(self.core_fd, self._core_writable)
         self.inflight[no] = (time.monotonic(), tags, bytes(buf))
         self.stats["frames_to_core"] += 1
+
+    def _core_writable(self) -> None:
+        """The trade link can take the frames it queued (stream link only)."""
+        if self.core.flush_nowait() and self.core_writer and self.loop is not None:
+            self.core_writer = False
+            self.loop.remove_writer(self.core_fd)
+
+    def _watch_core(self, fd: int) -> None:
+        """The trade link's (new) descriptor: read replies when it is readable."""
+        assert self.loop is not None
+        self.core_fd = fd
+        self.loop.add_reader(fd, self.pump_core)
+
+    def _unwatch_core(self, fd: int) -> None:
+        """The trade link's descriptor is about to close (the core went away)."""
+        assert self.loop is not None
+        self.loop.remove_reader(fd)
+        if self.core_writer:
+            self.core_writer = False
+            self.loop.remove_writer(fd)
+        self.core_fd = -1
 
     def core_unavailable(self, tags: list[tuple[int, int, str]]) -> None:
         """The core's socket refused a frame: every command in it is rejected."""
@@ -852,15 +873,12 @@ class Gateway:
             got = True
             if len(parts) == 2 and parts[0] == CONTROL_TAG:
                 self.on_control(decode_control(parts[1]))
-        sock = self.core.sock
-        while typing.cast(int, sock.getsockopt(ZMQ_EVENTS)) & ZMQ_POLLIN:
-            parts = sock.recv_multipart(ZMQ_NOBLOCK)
+        for body in self.core.read_nowait():
             got = True
-            if len(parts) == 1:
-                try:
-                    self.on_replies(decode_replies(parts[0]))
-                except FrameError:
-                    log.warning("undecodable reply frame from the core")
+            try:
+                self.on_replies(decode_replies(body))
+            except FrameError:
+                log.warning("undecodable reply frame from the core")
         try:
             frames = self.sub.poll(0, max_frames=256, idle_replay=False)
         except (TimeoutError, CoreError) as e:
@@ -1282,8 +1300,9 @@ class Gateway:
         self.recover_pending()
         self.flush()
         loop = self.loop
-        for fd in (self.core.sock.fileno(), self.query.sock.fileno(), self.sub.sub.fileno()):
+        for fd in (self.query.sock.fileno(), self.sub.sub.fileno()):
             loop.add_reader(fd, self.pump_core)
+        self.core.watch(self._watch_core, self._unwatch_core)
         server = await loop.create_server(lambda: Conn(self), self.cfg.host, self.cfg.port)
         port = server.sockets[0].getsockname()[1]
         info = {"ready": True, "gateway": f"tcp://{self.cfg.host}:{port}", "port": port}
@@ -1309,8 +1328,11 @@ class Gateway:
                 await asyncio.sleep(0.02)
                 self.pump_core()
                 self.flush()
-            for fd in (self.core.sock.fileno(), self.query.sock.fileno(), self.sub.sub.fileno()):
+            for fd in (self.query.sock.fileno(), self.sub.sub.fileno()):
                 loop.remove_reader(fd)
+            self.core.watch(None, None)
+            if self.core_fd >= 0:
+                self._unwatch_core(self.core_fd)
             self.flush()
             self.store.close()
             self.core.close()

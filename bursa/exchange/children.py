@@ -24,6 +24,7 @@ from typing import Any
 from bursa.exchange.readyline import REPO, NotReadyError, child_env, wait_ready_line
 from engine import logs
 from engine.metrics_http import DEFAULT_PORTS
+from engine.streamlink import UNIX_PATH_MAX
 
 PY = sys.executable
 PR_SET_PDEATHSIG = 1
@@ -91,6 +92,12 @@ class Wiring:
         return [f"--core-{role}-endpoint={core[role]}" for role in roles]
 
     @property
+    def trade_link(self) -> str:
+        """The core's stream trade link if it has one, else its zmq trade socket."""
+        core = self.ready["core"]
+        return str(core.get("trade_stream") or core["trade"])
+
+    @property
     def hot_key_file(self) -> Path:
         """The demo hot wallet's encrypted key (created by the supervisor, demo only)."""
         return self.data_dir.resolve() / "wallet" / "hot.key"
@@ -124,6 +131,11 @@ def _core(w: Wiring) -> list[str]:
     argv = [*w.bursa("core"), "--data-dir", str(w.data_dir / "core"), *w.observe("core")]
     for role in ("trade", "fund", "admin", "pub", "replay"):
         argv.append(f"--{role}-endpoint={w.ipc('core-' + role)}")
+    # The stream trade link (engine/streamlink.py): the gateway's way in; without it
+    # (a socket path over 107 bytes) the gateway uses the zmq trade socket.
+    stream = w.data_dir.resolve() / "run" / "core-trade.sock"
+    if len(os.fsencode(str(stream))) <= UNIX_PATH_MAX:
+        argv.append(f"--trade-stream-endpoint=unix:{stream}")
     return argv
 
 
@@ -181,7 +193,8 @@ def _gateway(w: Wiring) -> list[str]:
         "--host=127.0.0.1",
         f"--port={w.gateway_port}",
         f"--db-path={w.gateway_dir / 'gateway.db'}",
-        *w.core_flags("trade", "admin", "pub", "replay"),
+        f"--core-trade-endpoint={w.trade_link}",
+        *w.core_flags("admin", "pub", "replay"),
         *w.observe("gateway"),
     ]
 

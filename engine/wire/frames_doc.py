@@ -18,9 +18,11 @@ The codecs live in `engine/wire/frames.py`; the Python clients in `bindings/clie
 | socket | type (core side) | clients | carries |
 |---|---|---|---|
 | trade (`--trade-endpoint`, default `tcp://127.0.0.1:7001`) | ROUTER | DEALER (or REQ): gateways | NEW, CANCEL, REDUCE, REPLACE, MASS_CANCEL; control `ping` |
+| trade stream (`--trade-stream-endpoint`, default none) | unix stream socket (`unix:/abs/path`) | `StreamTradeClient` (`bindings/streamlink.py`): gateways on the same machine | the trade socket's command and reply frames, length-prefixed ("The stream trade link" below) |
 | fund (`--fund-endpoint`, default `tcp://127.0.0.1:7004`) | ROUTER | DEALER (or REQ): the wallet | DEPOSIT, WITHDRAW_HOLD/COMMIT/RELEASE, TRANSFER; control `ping` |
 | admin (`--admin-endpoint`, default `tcp://127.0.0.1:7005`) | ROUTER | DEALER (or REQ): operators (`bursa admin`) | assets, symbols, users, fee tiers, halts, suspensions, CANCEL_ALL_SYMBOL; every control request |
 | events (`--pub-endpoint`, default `tcp://127.0.0.1:7002`) | PUB | SUB (subscribe to `""`) | event frames |
+| events stream (`--events-stream-endpoint`, default none) | unix stream socket (`unix:/abs/path`) | `EventSubscriber` with a `unix:` live source: processes on the same machine | every event frame of PUB, length-prefixed ("The event stream link" below) |
 | replay (`--replay-endpoint`, default `tcp://127.0.0.1:7003`) | ROUTER | DEALER (or REQ) | replay requests in, event frames + end marker out |
 
 A DEALER client may put an empty delimiter part before its message (that is what
@@ -73,6 +75,66 @@ batch holding its command is durable.
 | 1 | applied (`seq` is the command's sequence number) |
 | 2 | rejected (`reason` from `docs/reject-codes.md`; the command was sequenced and journaled unless `seq` = 0) |
 | 3 | duplicate: an idempotent no-op (deposit reference or withdrawal id already seen) |
+
+### The stream trade link
+
+With `trade_stream_endpoint = "unix:/abs/path"` (flag `--trade-stream-endpoint`;
+ready-line key `"trade_stream"`) the core also listens on a unix stream socket
+that carries exactly what the `trade` socket carries, without ZeroMQ: the core's
+own loop polls the listening socket and every connection next to its zmq sockets
+(`engine/streamlink.py`), so no I/O thread wakes on either side. Same turn, same
+group commit, same kind check (`WRONG_SOCKET`), same replies. Local only: the
+socket file is 0600 in a 0700 directory, and a peer whose `SO_PEERCRED` uid is
+neither the core's nor root is closed at once; across machines the zmq `trade`
+socket with CURVE stays the way in. Control requests are not carried (`ping` the
+admin socket).
+
+Each direction is a sequence of frames, no other bytes:
+
+| offset | size | type | field | meaning |
+|---:|---:|---|---|---|
+| 0 | 4 | `<u4` | `length` | body bytes that follow (0 .. 3,145,728) |
+| 4 | `length` | bytes | body | client → core: a command frame exactly as on the zmq `trade` socket; core → client: a reply frame exactly as the zmq reply |
+
+Example: one NEW (96-byte record) is the 100 bytes `60 00 00 00` + the record;
+a 7-byte body of garbage (`07 00 00 00` + 7 bytes) is answered with one reply
+frame `28 00 00 00` + a 40-byte `MALFORMED_FRAME` record whose `value` is 7. As on
+zmq, the core answers all the frames a connection sent in one loop turn with ONE
+reply frame (count records, not frames), and a client may pipeline freely.
+
+Bounds (named constants in `engine/streamlink.py`), each closing only the
+connection concerned, never changing state:
+
+| bound | value | beyond it |
+|---|---|---|
+| `length` (`MAX_MESSAGE_BYTES`, as zmq's `ZMQ_MAXMSGSIZE`) | 3 MiB | protocol error: logged, connection closed before the body is read |
+| connections (`MAX_STREAM_CONNS`) | 64 | the new connection is accepted and closed at once |
+| bytes read per connection per loop turn (`READ_BYTES_PER_TURN`) | 1 MiB | the rest waits in the kernel for the next turn (fairness) |
+| reply bytes queued per connection (`MAX_OUT_BYTES`) | 32 MiB | the peer is not reading: connection closed |
+| commands per batch (`max_batch_cmds`) | 16,384 | frames already read wait in the link and go first next turn |
+
+An end of stream (a half-close too) inside a frame discards the partial frame; the
+replies of whole frames read before it are still written, then the connection is
+closed. A partial write is kept and finished when the socket is writable, so a
+slow reader never blocks the loop. A client that loses the connection (the core
+restarted) reconnects to the same path and resends unanswered commands with the
+same order ids: an applied one is answered `DUPLICATE` with its first outcome
+(the core's exactly-once, "Idempotency" above).
+
+### The event stream link
+
+With `events_stream_endpoint = "unix:/abs/path"` (flag `--events-stream-endpoint`;
+ready-line key `"events_stream"`) every event frame the core publishes on PUB goes,
+the same bytes, framed as on the stream trade link (u32 little-endian length, then
+the event frame), to each connected subscriber, in publication order, from the
+moment it connected. A subscriber sends nothing: any byte from it is a protocol
+error (connection closed). Its queued bytes are bounded (`MAX_EVENT_OUT_BYTES`,
+128 MiB, as PUB's 2,048 frames of at most 64 KiB): beyond, it is closed, as a PUB
+subscriber's frames are dropped beyond the high-water mark. `EventSubscriber`
+(`bindings/client.py`) takes `unix:/path` as its live source
+(`bindings.streamlink.StreamEventSource`), reconnects after a core restart and
+fills every gap from the replay service as on PUB. Same access rules and counters
+(`events_stream_*` in `status`) as the trade link.
 
 ### Event frame (core → subscribers, event log, replay answers)
 
@@ -132,7 +194,7 @@ and change nothing except `snapshot`.
 | op | answer fields |
 |---|---|
 | `ping` | `last_seq` |
-| `status` | `pid`, `last_seq`, `event_log_last_seq`, `mode`, `batches`, `commands`, `malformed`, `cmd`, `pub`, `replay` |
+| `status` | `pid`, `last_seq`, `event_log_last_seq`, `mode`, `batches`, `commands`, `malformed`, `cmd`, `pub`, `replay`; with a stream trade link `trade_stream` and its counters `trade_stream_conns`, `_accepted`, `_refused`, `_protocol_errors`, `_slow_closed`; with an event stream link `events_stream` and the same `events_stream_*` counters |
 | `state_hash` | `state_hash` (hex), `last_seq` |
 | `conservation` | `ok`, `errors` (list of strings; empty when the invariant holds), `last_seq` |
 | `snapshot` | `last_seq` (a snapshot is written at it; the event log is synced first) |

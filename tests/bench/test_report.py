@@ -207,9 +207,13 @@ def test_run_all_writes_a_report(tmp_path: Path) -> None:
     assert [(e["durability"], e["rate_per_s"]) for e in core["percentiles"]] == [
         ("fsync", core["fsync_ack_rate_cmds_per_s"]),
         ("fsync", core["process_fsync_ack_rate_cmds_per_s"]),
-        # The core alone and its ZeroMQ floor, one in flight (bench/_corealone.py).
+        # The core alone on both trade links and their floors (zmq, stream), one in
+        # flight (bench/_corealone.py).
+        ("none", core["core_alone_rate_per_s"]),
         ("none", core["core_alone_rate_per_s"]),
         ("async", core["core_alone_rate_per_s"]),
+        ("async", core["core_alone_rate_per_s"]),
+        ("fsync", core["core_alone_rate_per_s"]),
         ("fsync", core["core_alone_rate_per_s"]),
     ]
     assert all(e["count"] > 0 and e["points"][-1][0] == 100.0 for e in core["percentiles"])

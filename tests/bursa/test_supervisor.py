@@ -112,6 +112,10 @@ def test_run_trades_stops_on_ctrl_c_and_resumes(tmp_path: Path) -> None:
         assert ex.ready["children"]["api"]["api"].startswith("http://127.0.0.1:")
         assert ex.ready["children"]["core"]["mode"] == "fsync"
         assert ex.ready["children"]["gateway"]["gateway"].startswith("tcp://127.0.0.1:")
+        # The gateway reaches the core through its stream trade link (engine/streamlink.py).
+        stream = ex.ready["children"]["core"]["trade_stream"]
+        assert stream.startswith("unix:")
+        assert ex.ready["children"]["gateway"]["config"]["core_trade_endpoint"] == stream
         assert "created the demo market" in ex.output()
         client = feed(ex)
         wait_trades(client, 20)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,17 +22,23 @@ LOOPBACK = "tcp://127.0.0.1:*"
 
 
 class CoreProcess(ChildProcess):
-    """One `python -m bursa core` child on free loopback ports.
+    """One `python -m bursa core` child on free loopback ports, with a stream trade
+    link (``stream``, on by default) on a unix socket in a short temporary directory
+    (a socket path holds 107 bytes; pytest's ``tmp_path`` can be longer) that keeps
+    its path across restarts, so a client reconnects to the same address.
 
     Its stdout (the ready line) and stderr (logs) go to ``core-<n>.out`` / ``.err`` in
     ``log_dir`` so the child never blocks on a full pipe.
     """
 
-    def __init__(self, data_dir: Path, log_dir: Path, mode: str = "fsync", *extra: str) -> None:
+    def __init__(
+        self, data_dir: Path, log_dir: Path, mode: str = "fsync", *extra: str, stream: bool = True
+    ) -> None:
         super().__init__("core", "core", log_dir)
         self.data_dir = data_dir
         self.mode = mode
         self.extra = list(extra)
+        self.stream_dir = Path(tempfile.mkdtemp(prefix="bursa-sl-")) if stream else None
 
     def start(self) -> dict[str, Any]:
         """Start the core and wait for its ready line; returns it."""
@@ -41,18 +49,33 @@ class CoreProcess(ChildProcess):
         """Start the core without waiting for it to be ready."""
         assert not self.running()
         endpoints = ("trade", "fund", "admin", "pub", "replay")
+        stream: list[str] = []
+        if self.stream_dir is not None:
+            stream = ["--trade-stream-endpoint", f"unix:{self.stream_dir / 'trade.sock'}"]
         self.spawn(
             [
                 "core", "--data-dir", str(self.data_dir),
                 *(a for name in endpoints for a in (f"--{name}-endpoint", LOOPBACK)),
-                "--mode", self.mode, *self.extra,
+                *stream, "--mode", self.mode, *self.extra,
             ]
         )  # fmt: skip
+
+    def cleanup(self) -> None:
+        """Kill the core if it still runs and remove the stream link's directory."""
+        super().cleanup()
+        if self.stream_dir is not None:
+            shutil.rmtree(self.stream_dir, ignore_errors=True)
 
     @property
     def trade(self) -> str:
         """Bound order-entry endpoint (NEW, CANCEL, REDUCE, REPLACE, MASS_CANCEL)."""
         return str(self.ready["trade"])
+
+    @property
+    def trade_link(self) -> str:
+        """Where an order-entry process connects: the stream trade link when the core
+        has one, else the zmq trade socket."""
+        return str(self.ready.get("trade_stream") or self.ready["trade"])
 
     @property
     def fund(self) -> str:

@@ -40,7 +40,8 @@ class GatewayProcess(ChildProcess):
             [
                 "gateway", "--port", str(port if port is not None else self.port),
                 "--db-path", str(self.db),
-                *self.core.flags("trade", "admin", "pub", "replay"), *self.extra,
+                "--core-trade-endpoint", self.core.trade_link,
+                *self.core.flags("admin", "pub", "replay"), *self.extra,
             ]
         )  # fmt: skip
         self.wait_ready(self.ready_timeout_s)

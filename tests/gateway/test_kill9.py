@@ -11,6 +11,8 @@ import socket
 import time
 from pathlib import Path
 
+import pytest
+
 from bindings.client import CoreClient
 from bindings.gateway_client import GatewayClient
 from bursa_wire.gw_layout import (
@@ -148,13 +150,16 @@ def free_port() -> int:
     return port
 
 
-def test_kill9_core_mid_flow(tmp_path: Path) -> None:
+@pytest.mark.parametrize("link", ["stream", "zmq"])
+def test_kill9_core_mid_flow(tmp_path: Path, link: str) -> None:
+    """The gateway on the core's stream trade link (it reconnects to the restarted core
+    at the same path) and on the zmq trade socket: the same guarantees."""
     (tmp_path / "logs").mkdir()
     eps = [f"tcp://127.0.0.1:{free_port()}" for _ in range(5)]
     core = CoreProcess(
         tmp_path / "core", tmp_path / "logs", "fsync",
         "--trade-endpoint", eps[0], "--pub-endpoint", eps[1], "--replay-endpoint", eps[2],
-        "--fund-endpoint", eps[3], "--admin-endpoint", eps[4],
+        "--fund-endpoint", eps[3], "--admin-endpoint", eps[4], stream=link == "stream",
     )  # fmt: skip
     core.start()
     setup_market(core)
@@ -164,6 +169,7 @@ def test_kill9_core_mid_flow(tmp_path: Path) -> None:
         "--heartbeat-ms", "20000", "--core-reply-timeout-ms", "2000",
     )  # fmt: skip
     gw.start(port=0)
+    assert gw.ready["config"]["core_trade_endpoint"].startswith("unix:") == (link == "stream")
     try:
         ka = make_key(gw.db, tmp_path / "a.key", 1)
         kb = make_key(gw.db, tmp_path / "b.key", 2)
