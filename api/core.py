@@ -1,8 +1,10 @@
-"""The API's link to the core: commands on the ``trade`` socket, balance queries on
-``admin``, events from PUB + replay (:class:`bindings.client.EventSubscriber`).
+"""The API's link to the core: commands on the core's trade link (its stream trade
+link ``unix:/path`` when it has one, else the zmq ``trade`` socket:
+:func:`bindings.streamlink.trade_client`), balance queries on ``admin``, events from
+PUB + replay (:class:`bindings.client.EventSubscriber`).
 
-All on the asyncio loop (the zmq sockets' FDs are watched with ``add_reader``; they
-are edge-triggered, so every wake-up drains them).  Group commit: everything a loop
+All on the asyncio loop (the sockets' FDs are watched with ``add_reader``; the zmq
+ones are edge-triggered, so every wake-up drains them).  Group commit: everything a loop
 turn changes (new orders' rows, applied event batches with their last seq) is
 written in ONE store transaction at the end of the turn (:meth:`CoreLink.flush`),
 then the turn's commands leave together in one frame (an order id reaches the core
@@ -30,6 +32,7 @@ import zmq
 from api.follow import Follower
 from api.store import PENDING_NEW, Store
 from bindings.client import CoreClient, CoreError, EventSubscriber
+from bindings.streamlink import trade_client
 from bursa_wire.layout import CMD_DTYPE, CMD_SIZE
 from engine.wire import commands
 from engine.wire.frames import (
@@ -48,6 +51,9 @@ log = logging.getLogger("bursa.api")
 _EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
 MAX_FRAME_CMDS = 4096
 MAX_INFLIGHT = 100_000  # commands sent and not answered; beyond, requests are refused
+# Command frames queued towards a core that has not taken them yet, at most (zmq
+# link; the stream link bounds bytes): beyond, requests are refused at once.
+TRADE_SEND_HWM = 10_000
 
 
 class StateAheadError(RuntimeError):
@@ -75,12 +81,10 @@ class CoreLink:
         self.store = store
         self.follower = follower
         self.on_applied = on_applied
-        self.trade = CoreClient(trade_endpoint)
         # Queue only to a connected core and only so much: otherwise refuse at once.
-        self.trade.sock.disconnect(trade_endpoint)
-        self.trade.sock.setsockopt(zmq.SNDHWM, 10_000)
-        self.trade.sock.setsockopt(zmq.IMMEDIATE, 1)
-        self.trade.sock.connect(trade_endpoint)
+        self.trade = trade_client(trade_endpoint, send_hwm=TRADE_SEND_HWM)
+        self._trade_fd = -1  # the trade link's descriptor being watched (-1: none)
+        self._trade_writer = False  # whether the loop watches it for writability
         self.admin = CoreClient(admin_endpoint)
         self._pub, self._replay = pub_endpoint, replay_endpoint
         self.sub = self._subscriber()
@@ -139,8 +143,9 @@ class CoreLink:
                 self._resubscribe(e)
                 await asyncio.sleep(0.2)
         self._recover_pending()
-        for s in (self.trade.sock, self.admin.sock, self.sub.sub):
+        for s in (self.admin.sock, self.sub.sub):
             self.loop.add_reader(s.fileno(), self.pump)
+        self.trade.watch(self._watch_trade, self._unwatch_trade)
         self._tick = self.loop.create_task(self._ticker())
         self.pump()
 
@@ -151,9 +156,12 @@ class CoreLink:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._tick
         if self.loop is not None:
-            for s in (self.trade.sock, self.admin.sock, self.sub.sub):
+            for s in (self.admin.sock, self.sub.sub):
                 with contextlib.suppress(ValueError, OSError):
                     self.loop.remove_reader(s.fileno())
+            self.trade.watch(None, None)
+            if self._trade_fd >= 0:
+                self._unwatch_trade(self._trade_fd)
         self.flush()
         for fut in self._replies.values():
             if not fut.done():
@@ -223,14 +231,40 @@ class CoreLink:
         self._queue, self._queue_refs = [], []
         for i in range(0, len(recs), MAX_FRAME_CMDS):
             chunk = b"".join(recs[i : i + MAX_FRAME_CMDS])
-            try:
-                self.trade.sock.send(chunk, zmq.NOBLOCK)
-            except zmq.Again:
+            if not self.trade.try_send(chunk):
                 for ref in refs[i : i + MAX_FRAME_CMDS]:
                     fut = self._replies.pop(ref, None)
                     self._after_apply.discard(ref)
                     if fut is not None and not fut.done():
                         fut.set_exception(CoreUnavailableError("core not connected"))
+
+        if self.trade.wants_write and not self._trade_writer and self.loop is not None:
+            self._trade_writer = True
+            self.loop.add_writer(self._trade_fd, self._trade_writable)
+
+    def _trade_writable(self) -> None:
+        """The trade link can take the frames it queued (stream link only)."""
+        if self.trade.flush_nowait() and self._trade_writer and self.loop is not None:
+            self._trade_writer = False
+            self.loop.remove_writer(self._trade_fd)
+
+    def _watch_trade(self, fd: int) -> None:
+        """The trade link's (new) descriptor: read replies when it is readable."""
+        assert self.loop is not None
+        self._trade_fd = fd
+        self.loop.add_reader(fd, self.pump)
+
+    def _unwatch_trade(self, fd: int) -> None:
+        """The trade link's descriptor is about to close (the core went away).  Replies
+        it still owed never come: their requests time out as with a zmq link, and a
+        NEW left PENDING_NEW is settled from the event stream or at the next start
+        (:meth:`_recover_pending`)."""
+        assert self.loop is not None
+        self.loop.remove_reader(fd)
+        if self._trade_writer:
+            self._trade_writer = False
+            self.loop.remove_writer(fd)
+        self._trade_fd = -1
 
     def forget(self, fut: asyncio.Future[np.void]) -> None:
         """Stop waiting for a reply (its request timed out)."""
@@ -279,13 +313,9 @@ class CoreLink:
                 fut = self._controls.popleft()
                 if not fut.done():
                     fut.set_result(decode_control(parts[1]))
-        sock = self.trade.sock
-        while int(sock.getsockopt(_EVENTS)) & _POLLIN:
-            parts = sock.recv_multipart(zmq.NOBLOCK)
-            if len(parts) != 1:
-                continue
+        for body in self.trade.read_nowait():
             try:
-                replies = decode_replies(parts[0])
+                replies = decode_replies(body)
             except FrameError:
                 log.warning("undecodable reply frame from the core")
                 continue

@@ -440,7 +440,14 @@ async def enter_order(ctx: Context, params: dict[str, str], uid: int, key: str) 
     o_fut[(uid, o.client_order_id)] = done
     try:
         # The reply, once the events of its seq are applied and committed.
-        reply = await _await_own(ctx, fut)
+        try:
+            reply = await _await_own(ctx, fut)
+        except ApiError:
+            if _never_sent(fut):
+                # The link refused the frame: the NEW never left, the order never
+                # existed (its stored PENDING_NEW row would show as open forever).
+                ctx.store.delete(o)
+            raise
         if int(reply["seq"]) == 0:
             # Refused before sequencing (no event will come): it never existed.
             o.status = "REJECTED"
@@ -453,6 +460,11 @@ async def enter_order(ctx: Context, params: dict[str, str], uid: int, key: str) 
         raise reject_error(o.reject)
     fills, o.fills = o.fills, []
     return spec, o, resp_type, fills
+
+
+def _never_sent(fut: asyncio.Future[Any]) -> bool:
+    """Whether ``fut`` failed because its command was never taken by the trade link."""
+    return fut.done() and not fut.cancelled() and isinstance(fut.exception(), CoreUnavailableError)
 
 
 async def _answer_retry(

@@ -156,7 +156,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-api-", dir=args.dir))
     (tmp / "logs").mkdir()
-    core = CoreProcess(tmp / "core", tmp / "logs", args.mode)
+    # The API reaches the core over its stream trade link, or (``--link zmq``, for
+    # comparison) over the zmq trade socket.
+    core = CoreProcess(tmp / "core", tmp / "logs", args.mode, stream=args.link == "stream")
     api = ApiProcess(core, tmp / "api", tmp / "logs", "--orders-per-10s", str(10**9),
                      "--orders-per-day", str(10**12), "--weight-per-min", str(10**12),
                      "--log-level", "WARNING", *args.api_args)  # fmt: skip
@@ -202,6 +204,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {
         "bench": "api",
         "mode": args.mode,
+        "rest_trade_link": args.link,
         "rest_order_p50_us": us(pl["p50_ns"]),
         "rest_order_p99_us": us(pl["p99_ns"]),
         "rest_order_p999_us": us(pl["p999_ns"]),
@@ -355,6 +358,10 @@ def main(argv: list[str] | None = None) -> int:
         help="closed loop: requests in flight per connection (pipelined)",
     )
     ap.add_argument("--rest-only", action="store_true", help="skip the WebSocket part")
+    ap.add_argument(
+        "--link", choices=("stream", "zmq"), default="stream",
+        help="the API's link to the core: its stream trade link or its zmq trade socket",
+    )  # fmt: skip
     ap.add_argument(
         "--api-arg",
         dest="api_args",

@@ -52,7 +52,8 @@ class ApiProcess(ChildProcess):
                 "api", "--config", str(self.data / "api.toml"), "--port", str(self.port),
                 "--db-path", str(self.data / "api.db"), "--keys-db", str(self.keys_db),
                 "--marketdata", "false",
-                *self.core.flags("trade", "admin", "pub", "replay"), *self.extra,
+                "--core-trade-endpoint", self.core.trade_link,
+                *self.core.flags("admin", "pub", "replay"), *self.extra,
             ]
         )  # fmt: skip
         self.wait_ready(self.ready_timeout_s)

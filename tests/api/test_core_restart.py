@@ -1,0 +1,79 @@
+"""The API across a kill -9 and restart of the core, on the stream trade link (it
+reconnects to the restarted core at the same socket path) and on the zmq socket."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.api.apiproc import ApiProcess, setup_market
+from tests.api.signing import Signer
+from tests.e2e.coreproc import CoreProcess
+
+pytestmark = pytest.mark.timeout(300)
+
+# How long the restarted core may take before the API's orders go through again.
+RECONNECT_DEADLINE_S = 30.0
+
+
+def _free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = int(s.getsockname()[1])
+    s.close()
+    return port
+
+
+def _order(cl: str, price: str = "50.00") -> dict[str, Any]:
+    return {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC",
+            "price": price, "quantity": "0.010", "newClientOrderId": cl}  # fmt: skip
+
+
+@pytest.mark.parametrize("link", ["stream", "zmq"])
+def test_orders_flow_again_after_the_core_restarts(tmp_path: Path, link: str) -> None:
+    """Before: an order is accepted.  Core killed: an order is refused at once (503,
+    nothing done), never queued for later.  Core restarted on the same endpoints:
+    orders are accepted again without restarting the API, and the state is whole."""
+    (tmp_path / "logs").mkdir()
+    eps = [f"tcp://127.0.0.1:{_free_port()}" for _ in range(5)]
+    core = CoreProcess(
+        tmp_path / "core", tmp_path / "logs", "fsync",
+        "--trade-endpoint", eps[0], "--pub-endpoint", eps[1], "--replay-endpoint", eps[2],
+        "--fund-endpoint", eps[3], "--admin-endpoint", eps[4], stream=link == "stream",
+    )  # fmt: skip
+    core.start()
+    setup_market(core)
+    api = ApiProcess(core, tmp_path / "api", tmp_path / "logs", "--orders-per-10s", "100000")
+    try:
+        api.start()
+        assert api.ready["config"]["core_trade_endpoint"].startswith("unix:") == (link == "stream")
+        key = api.make_key(1)
+        s = Signer(api.url, key, api.secrets[key.api_key])
+        first = s.request("POST", "/api/v3/order", _order("before"))
+        assert first.status_code == 200 and first.json()["status"] == "NEW", first.text
+        core.kill9()
+        time.sleep(1.0)  # the API sees the connection end
+        down = s.request("POST", "/api/v3/order", _order("while-down"))
+        assert down.status_code == 503, down.text
+        core.start()
+        deadline = time.monotonic() + RECONNECT_DEADLINE_S
+        k = 0
+        while True:
+            k += 1
+            again = s.request("POST", "/api/v3/order", _order(f"after-{k}", "51.00"))
+            if again.status_code == 200 or time.monotonic() > deadline:
+                break
+            assert again.status_code == 503, again.text
+            time.sleep(0.2)
+        assert again.status_code == 200 and again.json()["status"] == "NEW", again.text
+        open_ids = {o["clientOrderId"] for o in s.request(
+            "GET", "/api/v3/openOrders", {"symbol": "BTCUSDT"}).json()}  # fmt: skip
+        assert open_ids == {"before", f"after-{k}"}
+        assert api.stop() == 0
+    finally:
+        api.cleanup()
+        core.cleanup()
