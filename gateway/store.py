@@ -25,6 +25,18 @@ evicted oldest-ended first once the map is above the bound, after their last sta
 was committed, and are then served from SQLite by ``(key_id, cl_ord_id)``
 (:meth:`Store.find_cl`).  A restart loads only the open ones.
 
+Order rows: every loop turn stores the orders it created or changed as ONE row of
+``order_log`` (their packed images back to back, :mod:`pyx.gworders`), in the same
+transaction as the turn's streams and core seq, instead of an INSERT or UPDATE per
+order and change.  The keyed ``orders`` table is brought up to date from the log
+("folded") once a log row is :data:`FOLD_AGE_S` old: each order whose latest image
+is in that row is written once (INSERT OR REPLACE), and the row is deleted, in the
+turn's transaction.  An order that is created, accepted and filled within that time
+(most orders of a busy gateway) is written to ``orders`` once instead of three times.
+Orders whose latest image is still only in the log (``_unfolded``) are never evicted
+from memory (an evicted order is read back from ``orders``); a restart folds the
+whole log first.
+
 Order ids: the gateway gives every order a core order id from one counter that
 only grows (max(counter + 1, ms since 2025), see ID_EPOCH_NS) and is stored with
 the order row before the command leaves for the core, so ids are strictly
@@ -49,6 +61,8 @@ from bursa_wire.gw_layout import (
     STATE_REJECTED,
 )
 from gateway import keys
+from pyx import gworders
+from pyx.gworders import ORDER_REC
 
 ORDERS_COLUMNS = """(
     user_id INTEGER NOT NULL,
@@ -89,6 +103,9 @@ CREATE TABLE IF NOT EXISTS orders """
 -- client's id (ORDER_STATUS, duplicate check); (user_id, order_id) is looked up only in
 -- memory (every open order is there), so no second index to maintain on every insert.
 DROP INDEX IF EXISTS orders_by_cl;
+-- One row per loop turn: the packed images of the orders the turn created or changed
+-- (pyx.gworders.ORDER_REC + pending bytes), folded into orders once FOLD_AGE_S old.
+CREATE TABLE IF NOT EXISTS order_log (id INTEGER PRIMARY KEY, recs BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS symbols (symbol_id INTEGER PRIMARY KEY, quote_asset_id INTEGER);
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
 """
@@ -118,6 +135,13 @@ MAX_ORDER_ID = 2**40 - 1
 # by the open-order throttles (``max_open_orders`` per session, ``max_user_open_orders``
 # per user), so the map holds at most max(this, the open orders).
 DEFAULT_MAX_ORDERS_IN_MEMORY = 1_000_000
+# A log row is folded into ``orders`` once it is this old (seconds): long enough that
+# most orders of a busy gateway have ended by then (one row write per order), short
+# enough that the fold is spread over the turns (each folds the rows that came of age).
+FOLD_AGE_S = 0.5
+# ... or once this many log rows wait (bounds the log and the fold of one turn).
+FOLD_MAX_ROWS = 1024
+INSERT_ORDER = "INSERT OR REPLACE INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 def clock_order_id() -> int:
@@ -161,6 +185,36 @@ def _order_of_row(row: tuple[int | str, ...]) -> Order:
     return o
 
 
+def pack_orders_py(orders: list[Order]) -> bytes:
+    """Reference of :func:`pyx.gworders.pack_orders`: the order log blob of ``orders``."""
+    parts = []
+    for o in orders:
+        p = "".join(o.pending).encode("ascii")
+        parts.append(
+            ORDER_REC.pack(o.user_id, o.order_id, o.key_id, o.cl_ord_id, o.price, o.qty,
+                           o.leaves, o.filled, o.symbol_id, o.side, o.ord_type, o.state,
+                           o.reason, len(p)) + p
+        )  # fmt: skip
+    return b"".join(parts)
+
+
+def unpack_orders(blob: bytes) -> list[Order]:
+    """The :class:`Order` images of an order log blob, in order."""
+    out: list[Order] = []
+    pos, size, end = 0, ORDER_REC.size, len(blob)
+    while pos < end:
+        (uid, oid, kid, cl, price, qty, leaves, filled, sym, side, typ, state, reason,
+         n) = ORDER_REC.unpack_from(blob, pos)  # fmt: skip
+        pos += size
+        pending = list(blob[pos : pos + n].decode("ascii"))
+        pos += n
+        out.append(
+            Order(uid, oid, kid, cl, sym, side, typ, price, qty, leaves, filled, state, reason,
+                  pending)
+        )  # fmt: skip
+    return out
+
+
 class Store:
     """SQLite tables plus their in-memory mirror; one transaction per loop turn."""
 
@@ -194,6 +248,14 @@ class Store:
         # key_id -> first sequence number still stored (absent: 1, nothing removed)
         self.floor: dict[int, int] = {}
         self._prune_cursor = 0  # round-robin position of prune_streams
+        # Order log rows not folded into ``orders`` yet, oldest first:
+        # (row id, monotonic time written, the orders whose images it holds).
+        self._log: deque[tuple[int, float, list[Order]]] = deque()
+        # by_cl key -> id of the log row holding the order's latest image (not folded)
+        self._unfolded: dict[tuple[int, int], int] = {}
+        self._log_id = 0  # id of the last log row written
+        self.folded = 0  # order rows written to ``orders`` so far (one per fold of an order)
+        self._fold_log()
         self._load()
 
     def _migrate_orders_key(self) -> None:
@@ -221,6 +283,23 @@ class Store:
             self.con.execute("ALTER TABLE out_chunks ADD COLUMN ts_ms INTEGER NOT NULL DEFAULT 0")
             self.con.execute("UPDATE out_chunks SET ts_ms = ?", (time.time_ns() // 1_000_000,))
             self.con.execute("COMMIT")
+
+    def _fold_log(self) -> None:
+        """At start: fold the whole order log into ``orders`` (latest image of each
+        order wins), in one transaction."""
+        latest: dict[tuple[int, int], Order] = {}
+        last = 0
+        for rid, blob in self.con.execute("SELECT id, recs FROM order_log ORDER BY id"):
+            last = int(rid)
+            for o in unpack_orders(bytes(blob)):
+                latest[(o.key_id, o.cl_ord_id)] = o
+        if not last:
+            return
+        con = self.con
+        con.execute("BEGIN")
+        con.executemany(INSERT_ORDER, [self._row(o) for o in latest.values()])
+        con.execute("DELETE FROM order_log")
+        con.execute("COMMIT")
 
     def _load(self) -> None:
         for k, v in self.con.execute("SELECT k, v FROM meta"):
@@ -262,22 +341,19 @@ class Store:
             return
         con = self.con
         con.execute("BEGIN")
-        if self._new:
-            con.executemany(
-                "INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [self._row(o) for o in self._new],
-            )
-        if self._new and self._dirty:
-            # A row inserted in this transaction is inserted with its latest values.
-            for o in self._new:
-                self._dirty.pop((o.user_id, o.order_id), None)
-        if self._dirty:
-            con.executemany(
-                "UPDATE orders SET price=?, leaves=?, filled=?, state=?, reason=?, pending=?"
-                " WHERE key_id=? AND cl_ord_id=?",
-                [(o.price, o.leaves, o.filled, o.state, o.reason, "".join(o.pending), o.key_id,
-                  o.cl_ord_id - I64) for o in self._dirty.values()],
-            )  # fmt: skip
+        if self._new or self._dirty:
+            if self._new and self._dirty:
+                # An order created in this turn is logged once, with its latest values.
+                for o in self._new:
+                    self._dirty.pop((o.user_id, o.order_id), None)
+            changed = self._new + list(self._dirty.values())
+            lid = self._log_id + 1
+            blob = gworders.pack_orders(changed, self._unfolded, lid)
+            con.execute("INSERT INTO order_log (id, recs) VALUES (?, ?)", (lid, blob))
+            self._log_id = lid
+            self._log.append((lid, time.monotonic(), changed))
+        if self._log:
+            self._fold(time.monotonic() - FOLD_AGE_S, 0)
         if self._out:
             now_ms = time.time_ns() // 1_000_000
             con.executemany(
@@ -310,12 +386,41 @@ class Store:
         if len(self.orders) > self.max_orders_in_memory:
             self._evict()
 
+    def _fold(self, before: float, through_id: int) -> None:
+        """Fold the order log rows written before monotonic time ``before`` or with an id
+        up to ``through_id`` (and the oldest beyond :data:`FOLD_MAX_ROWS`): each order
+        whose latest image is in them is written to ``orders``; the rows are deleted.
+        Runs inside the caller's transaction (the orders' state is the committed one)."""
+        log, unfolded = self._log, self._unfolded
+        rows: list[tuple[int | str, ...]] = []
+        cut = 0
+        while log and (log[0][1] < before or log[0][0] <= through_id or len(log) > FOLD_MAX_ROWS):
+            cut, _, orders = log.popleft()
+            for o in orders:
+                k = (o.key_id, o.cl_ord_id)
+                if unfolded.get(k) == cut:  # not changed again since: this is its image
+                    del unfolded[k]
+                    rows.append(self._row(o))
+        if not cut:
+            return
+        if rows:
+            self.con.executemany(INSERT_ORDER, rows)
+            self.folded += len(rows)
+        self.con.execute("DELETE FROM order_log WHERE id <= ?", (cut,))
+
     def _evict(self) -> None:
         """Drop ended orders (committed, no request in flight) from memory, oldest-ended
-        first, until the map is within its bound or no ended order is left."""
+        first, until the map is within its bound or no ended order is left.  An order
+        whose latest image is still only in the order log is folded first."""
         ended, by_cl, orders = self._ended, self.by_cl, self.orders
         while len(orders) > self.max_orders_in_memory and ended:
-            k = ended.popleft()
+            k = ended[0]
+            lid = self._unfolded.get(k)
+            if lid is not None:
+                self.con.execute("BEGIN")
+                self._fold(0.0, lid)
+                self.con.execute("COMMIT")
+            ended.popleft()
             o = by_cl.get(k)
             if o is None or o.state not in DONE_STATES or o.pending:
                 continue  # already gone, or active again: listed anew when it ends
@@ -360,8 +465,12 @@ class Store:
                 "".join(o.pending))  # fmt: skip
 
     def close(self) -> None:
-        """Commit and close."""
+        """Commit, fold the whole order log (a clean stop leaves it empty) and close."""
         self.commit()
+        if self._log:
+            self.con.execute("BEGIN")
+            self._fold(0.0, self._log_id)
+            self.con.execute("COMMIT")
         self.con.close()
 
     # ----------------------------------------------------------------- writes

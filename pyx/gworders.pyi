@@ -1,0 +1,10 @@
+"""Type stubs of pyx/gworders.pyx (the gateway's order log records)."""
+
+import struct
+from typing import Any
+
+ORDER_REC: struct.Struct
+
+def pack_orders(
+    orders: list[Any], unfolded: dict[tuple[int, int], int] | None = None, log_id: int | None = None
+) -> bytes: ...

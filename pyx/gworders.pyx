@@ -1,0 +1,98 @@
+# cython: language_level=3
+"""The gateway's order log records in Cython: one packed image per changed order.
+
+Each loop turn the gateway stores the orders it created or changed as ONE blob row
+(``gateway.store``, table ``order_log``) instead of one SQLite row write per order
+and change.  A blob is the orders' images back to back: :data:`ORDER_REC` (the
+fixed part, the same layout as the C struct ``OrderRec`` below, checked at import)
+followed by the order's ``pending`` requests, one ASCII byte each.
+
+:func:`pack_orders` builds a blob from ``gateway.store.Order`` objects in C; its
+oracle is ``gateway.store.pack_orders_py`` (tests/gateway/test_order_log.py compares
+them and round-trips both through ``gateway.store.unpack_orders``).
+"""
+
+import struct
+
+cimport cython
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+
+# user_id, order_id, key_id, cl_ord_id, price, qty, leaves, filled (lots and ticks),
+# symbol_id, side, ord_type, state, reason, then the number of pending bytes after it.
+ORDER_REC = struct.Struct("<QQQQqqqqHBBBiI")
+
+
+cdef packed struct OrderRec:
+    uint64_t user_id
+    uint64_t order_id
+    uint64_t key_id
+    uint64_t cl_ord_id
+    int64_t price
+    int64_t qty
+    int64_t leaves
+    int64_t filled
+    uint16_t symbol_id
+    uint8_t side
+    uint8_t ord_type
+    uint8_t state
+    int32_t reason
+    uint32_t npending
+
+
+if ORDER_REC.size != sizeof(OrderRec):
+    raise RuntimeError("ORDER_REC and OrderRec disagree: update pyx/gworders.pyx")
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def pack_orders(list orders, dict unfolded=None, log_id=None):
+    """The order log blob of ``orders`` (``gateway.store.Order``s), in order.
+
+    With ``unfolded``, also sets ``unfolded[(o.key_id, o.cl_ord_id)] = log_id`` for
+    each order (the store's index of which log row holds an order's latest image).
+
+    Raises ``OverflowError`` for a field out of its record range (as ``struct.pack``
+    does) and ``ValueError`` for a pending request that is not one ASCII letter.
+    """
+    cdef Py_ssize_t total = 0, pos = 0, k, np_
+    cdef list pend
+    cdef str op
+    cdef OrderRec* r
+    cdef char* w
+    cdef Py_UCS4 ch
+    for o in orders:
+        total += sizeof(OrderRec) + len(<list> o.pending)
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, total)
+    w = PyBytes_AS_STRING(out)
+    for o in orders:
+        r = <OrderRec*> (w + pos)
+        r.user_id = o.user_id
+        r.order_id = o.order_id
+        r.key_id = o.key_id
+        r.cl_ord_id = o.cl_ord_id
+        r.price = o.price
+        r.qty = o.qty
+        r.leaves = o.leaves
+        r.filled = o.filled
+        r.symbol_id = o.symbol_id
+        r.side = o.side
+        r.ord_type = o.ord_type
+        r.state = o.state
+        r.reason = o.reason
+        pend = <list> o.pending
+        np_ = len(pend)
+        r.npending = <uint32_t> np_
+        pos += sizeof(OrderRec)
+        for k in range(np_):
+            op = <str> pend[k]
+            if len(op) != 1:
+                raise ValueError(f"pending request {op!r} is not one letter")
+            ch = op[0]
+            if ch > 127:
+                raise ValueError(f"pending request {op!r} is not ASCII")
+            w[pos] = <char> ch
+            pos += 1
+        if unfolded is not None:
+            unfolded[(o.key_id, o.cl_ord_id)] = log_id
+    return out
