@@ -51,6 +51,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bursa_wire.gw_layout import (
     APP_OUT,
@@ -61,7 +62,7 @@ from bursa_wire.gw_layout import (
     STATE_REJECTED,
 )
 from gateway import keys
-from pyx import gworders
+from pyx import gwentry, gworders
 from pyx.gworders import ORDER_REC
 
 ORDERS_COLUMNS = """(
@@ -348,7 +349,9 @@ class Store:
                     self._dirty.pop((o.user_id, o.order_id), None)
             changed = self._new + list(self._dirty.values())
             lid = self._log_id + 1
-            blob = gworders.pack_orders(changed, self._unfolded, lid)
+            # Also indexes the orders' log row (_unfolded) and lists the ones that ended
+            # (_ended, for eviction; re-checked there, so listing before COMMIT is safe).
+            blob = gworders.pack_orders(changed, self._unfolded, lid, self._ended)
             con.execute("INSERT INTO order_log (id, recs) VALUES (?, ?)", (lid, blob))
             self._log_id = lid
             self._log.append((lid, time.monotonic(), changed))
@@ -371,13 +374,6 @@ class Store:
         con.execute("COMMIT")
         for k in self._out:
             self.committed_seq[k] = self.last_seq[k]
-        ended = self._ended
-        for o in self._new:
-            if o.state in DONE_STATES and not o.pending:
-                ended.append((o.key_id, o.cl_ord_id))
-        for o in self._dirty.values():
-            if o.state in DONE_STATES and not o.pending:
-                ended.append((o.key_id, o.cl_ord_id))
         self._out.clear()
         self._new.clear()
         self._dirty.clear()
@@ -396,17 +392,25 @@ class Store:
         cut = 0
         while log and (log[0][1] < before or log[0][0] <= through_id or len(log) > FOLD_MAX_ROWS):
             cut, _, orders = log.popleft()
-            for o in orders:
-                k = (o.key_id, o.cl_ord_id)
-                if unfolded.get(k) == cut:  # not changed again since: this is its image
-                    del unfolded[k]
-                    rows.append(self._row(o))
+            # Each order whose latest image is this row gets its row (reference: fold_py).
+            gworders.fold_rows(orders, unfolded, cut, rows)
         if not cut:
             return
         if rows:
             self.con.executemany(INSERT_ORDER, rows)
             self.folded += len(rows)
         self.con.execute("DELETE FROM order_log WHERE id <= ?", (cut,))
+
+    @staticmethod
+    def fold_py(
+        orders: list[Order], unfolded: dict[tuple[int, int], int], log_id: int, rows: list[Any]
+    ) -> None:
+        """Reference of :func:`pyx.gworders.fold_rows`."""
+        for o in orders:
+            k = (o.key_id, o.cl_ord_id)
+            if unfolded.get(k) == log_id:  # not changed again since: this is its image
+                del unfolded[k]
+                rows.append(Store._row(o))
 
     def _evict(self) -> None:
         """Drop ended orders (committed, no request in flight) from memory, oldest-ended
@@ -524,6 +528,23 @@ class Store:
         if orders and top > self.max_cl.get(orders[0].key_id, 0):
             self.max_cl[orders[0].key_id] = top  # one session's orders (Gateway.enter_orders)
         self._new.extend(orders)
+
+    def enter_run(
+        self, recs: bytes, idx: list[int] | None, user_id: int, key_id: int, first_id: int,
+        top_cl: int,
+    ) -> list[Order]:  # fmt: skip
+        """New pending orders for the ENTER_ORDER records ``recs`` of one session at the
+        indexes ``idx`` (None: all; ``top_cl`` the highest client id among them), with
+        ids from ``first_id`` (:meth:`reserve_ids`), built and put in the maps in compiled
+        code (:func:`pyx.gwentry.order_objects`): the same as :meth:`add_orders`."""
+        orders = gwentry.order_objects(
+            Order, recs, idx, user_id, key_id, first_id, STATE_PENDING, "N", self.orders,
+            self.by_cl,
+        )  # fmt: skip
+        if orders and top_cl > self.max_cl.get(key_id, 0):
+            self.max_cl[key_id] = top_cl
+        self._new.extend(orders)
+        return orders
 
     def save_order(self, o: Order) -> None:
         """Write back an order's mutable columns (at commit)."""

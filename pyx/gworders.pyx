@@ -14,6 +14,8 @@ them and round-trips both through ``gateway.store.unpack_orders``).
 
 import struct
 
+from bursa_wire.gw_layout import STATE_CANCELED, STATE_FILLED, STATE_REJECTED
+
 cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
@@ -40,17 +42,25 @@ cdef packed struct OrderRec:
     uint32_t npending
 
 
+I64 = 2**63  # client order ids are stored signed (SQLite integers are 64-bit signed)
+cdef int S_FILLED = STATE_FILLED
+cdef int S_REJECTED = STATE_REJECTED
+if (STATE_FILLED, STATE_CANCELED, STATE_REJECTED) != (S_FILLED, S_FILLED + 1, S_FILLED + 2):
+    raise RuntimeError("order states changed: update pyx/gworders.pyx")
+
 if ORDER_REC.size != sizeof(OrderRec):
     raise RuntimeError("ORDER_REC and OrderRec disagree: update pyx/gworders.pyx")
 
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
-def pack_orders(list orders, dict unfolded=None, log_id=None):
+def pack_orders(list orders, dict unfolded=None, log_id=None, ended=None):
     """The order log blob of ``orders`` (``gateway.store.Order``s), in order.
 
     With ``unfolded``, also sets ``unfolded[(o.key_id, o.cl_ord_id)] = log_id`` for
-    each order (the store's index of which log row holds an order's latest image).
+    each order (the store's index of which log row holds an order's latest image);
+    with ``ended`` (a deque), appends ``(o.key_id, o.cl_ord_id)`` of each order that
+    ended (filled, canceled or rejected) with no request pending (eviction candidates).
 
     Raises ``OverflowError`` for a field out of its record range (as ``struct.pack``
     does) and ``ValueError`` for a pending request that is not one ASCII letter.
@@ -93,6 +103,28 @@ def pack_orders(list orders, dict unfolded=None, log_id=None):
                 raise ValueError(f"pending request {op!r} is not ASCII")
             w[pos] = <char> ch
             pos += 1
-        if unfolded is not None:
-            unfolded[(o.key_id, o.cl_ord_id)] = log_id
+        if unfolded is not None or ended is not None:
+            key = (o.key_id, o.cl_ord_id)
+            if unfolded is not None:
+                unfolded[key] = log_id
+            if ended is not None and np_ == 0 and r.state >= S_FILLED and r.state <= S_REJECTED:
+                ended.append(key)
     return out
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def fold_rows(list orders, dict unfolded, log_id, list rows):
+    """The fold of one order log row (``gateway.store.Store._fold``): for each of its
+    ``orders`` whose latest image is that row (``unfolded[key] == log_id``), drop the key
+    from ``unfolded`` and append its ``orders`` table row (``Store._row``) to ``rows``."""
+    cdef object k, lid
+    for o in orders:
+        k = (o.key_id, o.cl_ord_id)
+        lid = unfolded.get(k)
+        if lid is None or lid != log_id:
+            continue  # changed again since: a later row holds its image
+        del unfolded[k]
+        rows.append((o.user_id, o.order_id, o.key_id, o.cl_ord_id - I64, o.symbol_id, o.side,
+                     o.ord_type, o.price, o.qty, o.leaves, o.filled, o.state, o.reason,
+                     "".join(o.pending)))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import tempfile
+from collections import deque
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,28 @@ def test_pack_matches_the_reference_and_round_trips(orders: list[Order]) -> None
     unfolded: dict[tuple[int, int], int] = {}
     assert gworders.pack_orders(orders, unfolded, 7) == blob
     assert unfolded == {(o.key_id, o.cl_ord_id): 7 for o in orders}
+
+
+@settings(max_examples=100, deadline=None)
+@given(orders=ORDERS, ids=st.lists(st.integers(1, 3), min_size=20, max_size=20))
+def test_fold_rows_matches_the_reference(orders: list[Order], ids: list[int]) -> None:
+    # Each order's latest image is in log row ids[i] (duplicates: the later one wins).
+    unfolded = {(o.key_id, o.cl_ord_id): i for o, i in zip(orders, ids, strict=False)}
+    want_left, got_left = dict(unfolded), dict(unfolded)
+    want: list[tuple[int | str, ...]] = []
+    got: list[tuple[int | str, ...]] = []
+    Store.fold_py(orders, want_left, 2, want)
+    gworders.fold_rows(orders, got_left, 2, got)
+    assert (got, got_left) == (want, want_left)
+
+
+def test_pack_lists_the_ended_orders() -> None:
+    states = (STATE_PENDING, STATE_OPEN, STATE_FILLED, STATE_CANCELED, 5, STATE_FILLED)
+    orders = [Order(1, i, 7, i, 1, 1, 1, 100, 5, 5, 0, s) for i, s in enumerate(states)]
+    orders[5].pending.append("C")  # ended, but a cancel is in flight
+    ended: deque[tuple[int, int]] = deque()
+    gworders.pack_orders(orders, None, None, ended)
+    assert list(ended) == [(7, 2), (7, 3), (7, 4)]
 
 
 def test_pack_refuses_what_a_record_cannot_hold() -> None:
