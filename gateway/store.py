@@ -65,21 +65,14 @@ from gateway import keys
 from pyx import gwentry, gworders
 from pyx.gworders import ORDER_REC
 
+# An order row is its image (pyx.gworders.ORDER_REC + pending bytes, as in the order log)
+# under its client key: 4 values to bind instead of 14.  ``live``: open or with a request
+# pending (the orders a restart loads).
 ORDERS_COLUMNS = """(
-    user_id INTEGER NOT NULL,
-    order_id INTEGER NOT NULL,
     key_id INTEGER NOT NULL,
-    cl_ord_id INTEGER NOT NULL,
-    symbol_id INTEGER NOT NULL,
-    side INTEGER NOT NULL,
-    ord_type INTEGER NOT NULL,
-    price INTEGER NOT NULL,
-    qty INTEGER NOT NULL,
-    leaves INTEGER NOT NULL,
-    filled INTEGER NOT NULL,
-    state INTEGER NOT NULL,
-    reason INTEGER NOT NULL,
-    pending TEXT NOT NULL,
+    cl_ord_id INTEGER NOT NULL,  -- signed: cl_ord_id - 2**63
+    live INTEGER NOT NULL,
+    rec BLOB NOT NULL,
     PRIMARY KEY (key_id, cl_ord_id)
 ) WITHOUT ROWID"""
 SCHEMA = (
@@ -142,7 +135,7 @@ DEFAULT_MAX_ORDERS_IN_MEMORY = 1_000_000
 FOLD_AGE_S = 0.5
 # ... or once this many log rows wait (bounds the log and the fold of one turn).
 FOLD_MAX_ROWS = 1024
-INSERT_ORDER = "INSERT OR REPLACE INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+INSERT_ORDER = "INSERT OR REPLACE INTO orders (key_id, cl_ord_id, live, rec) VALUES (?, ?, ?, ?)"
 
 
 def clock_order_id() -> int:
@@ -177,8 +170,15 @@ class Order:
         return self.state in OPEN_STATES
 
 
+# The columns of an ``orders`` table before the order log (one per Order field).
+OLD_ORDER_COLUMNS = ("user_id", "order_id", "key_id", "cl_ord_id", "symbol_id", "side",
+                     "ord_type", "price", "qty", "leaves", "filled", "state", "reason",
+                     "pending")  # fmt: skip
+
+
 def _order_of_row(row: tuple[int | str, ...]) -> Order:
-    """An :class:`Order` from its ``orders`` row."""
+    """An :class:`Order` from its row of a pre-order-log ``orders`` table
+    (:data:`OLD_ORDER_COLUMNS`)."""
     v = [int(x) for x in row[:13]]
     o = Order(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12])
     o.pending = list(str(row[13]))
@@ -223,7 +223,7 @@ class Store:
         self, db_path: str | Path, max_orders_in_memory: int = DEFAULT_MAX_ORDERS_IN_MEMORY
     ) -> None:
         self.con: sqlite3.Connection = keys.connect(db_path)
-        self._migrate_orders_key()
+        self._migrate_orders_table()
         self.con.executescript(SCHEMA)
         self._migrate()
         self.max_orders_in_memory = max_orders_in_memory
@@ -259,17 +259,20 @@ class Store:
         self._fold_log()
         self._load()
 
-    def _migrate_orders_key(self) -> None:
-        """Re-key an ``orders`` table made before the bounded map (primary key
-        ``(user_id, order_id)``) by ``(key_id, cl_ord_id)``, in one transaction."""
-        pk = {str(r[1]): int(r[5]) for r in self.con.execute("PRAGMA table_info(orders)")}
-        if pk.get("user_id") != 1:
+    def _migrate_orders_table(self) -> None:
+        """Convert an ``orders`` table of one column per field (before the order log;
+        keyed by ``(user_id, order_id)`` before the bounded map, then by
+        ``(key_id, cl_ord_id)``) to rows of images, in one transaction."""
+        cols = [str(r[1]) for r in self.con.execute("PRAGMA table_info(orders)")]
+        if "pending" not in cols:
             return
         con = self.con
         con.execute("BEGIN")
         con.execute("ALTER TABLE orders RENAME TO orders_old")
         con.execute("CREATE TABLE orders " + ORDERS_COLUMNS)
-        con.execute("INSERT INTO orders SELECT * FROM orders_old")
+        names = ", ".join(OLD_ORDER_COLUMNS)
+        rows = [self._row(_order_of_row(r)) for r in con.execute(f"SELECT {names} FROM orders_old")]
+        con.executemany(INSERT_ORDER, rows)
         con.execute("DROP TABLE orders_old")
         con.execute("COMMIT")
 
@@ -325,10 +328,8 @@ class Store:
         ):
             self.max_cl[int(key_id)] = int(cl) + I64
         # Only orders that can still change live in memory (the bounded map).
-        for row in self.con.execute(
-            "SELECT * FROM orders WHERE state IN (?, ?) OR pending != ''", OPEN_STATES
-        ):
-            o = _order_of_row(row)
+        for (rec,) in self.con.execute("SELECT rec FROM orders WHERE live = 1"):
+            o = unpack_orders(bytes(rec))[0]
             self.orders[(o.user_id, o.order_id)] = o
             self.by_cl[(o.key_id, o.cl_ord_id)] = o
 
@@ -388,7 +389,7 @@ class Store:
         whose latest image is in them is written to ``orders``; the rows are deleted.
         Runs inside the caller's transaction (the orders' state is the committed one)."""
         log, unfolded = self._log, self._unfolded
-        rows: list[tuple[int | str, ...]] = []
+        rows: list[tuple[int, int, int, bytes]] = []
         cut = 0
         while log and (log[0][1] < before or log[0][0] <= through_id or len(log) > FOLD_MAX_ROWS):
             cut, _, orders = log.popleft()
@@ -444,9 +445,9 @@ class Store:
         if o is not None or cl_ord_id > self.max_cl.get(key_id, 0):
             return o
         row = self.con.execute(
-            "SELECT * FROM orders WHERE key_id = ? AND cl_ord_id = ?", (key_id, cl_ord_id - I64)
+            "SELECT rec FROM orders WHERE key_id = ? AND cl_ord_id = ?", (key_id, cl_ord_id - I64)
         ).fetchone()
-        return None if row is None else _order_of_row(row)
+        return None if row is None else unpack_orders(bytes(row[0]))[0]
 
     def known_cls(self, key_id: int, cls: list[int]) -> set[int]:
         """Which of ``cls`` the session has used (memory, then SQLite for ids at or below
@@ -463,10 +464,10 @@ class Store:
         return known
 
     @staticmethod
-    def _row(o: Order) -> tuple[int | str, ...]:
-        return (o.user_id, o.order_id, o.key_id, o.cl_ord_id - I64, o.symbol_id, o.side,
-                o.ord_type, o.price, o.qty, o.leaves, o.filled, o.state, o.reason,
-                "".join(o.pending))  # fmt: skip
+    def _row(o: Order) -> tuple[int, int, int, bytes]:
+        """The ``orders`` row of ``o`` (reference of the compiled fold's rows)."""
+        live = 1 if o.pending or o.state in OPEN_STATES else 0
+        return (o.key_id, o.cl_ord_id - I64, live, pack_orders_py([o]))
 
     def close(self) -> None:
         """Commit, fold the whole order log (a clean stop leaves it empty) and close."""

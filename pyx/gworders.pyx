@@ -14,7 +14,13 @@ them and round-trips both through ``gateway.store.unpack_orders``).
 
 import struct
 
-from bursa_wire.gw_layout import STATE_CANCELED, STATE_FILLED, STATE_REJECTED
+from bursa_wire.gw_layout import (
+    STATE_CANCELED,
+    STATE_FILLED,
+    STATE_OPEN,
+    STATE_PENDING,
+    STATE_REJECTED,
+)
 
 cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
@@ -43,6 +49,8 @@ cdef packed struct OrderRec:
 
 
 I64 = 2**63  # client order ids are stored signed (SQLite integers are 64-bit signed)
+cdef int S_PENDING = STATE_PENDING
+cdef int S_OPEN = STATE_OPEN
 cdef int S_FILLED = STATE_FILLED
 cdef int S_REJECTED = STATE_REJECTED
 if (STATE_FILLED, STATE_CANCELED, STATE_REJECTED) != (S_FILLED, S_FILLED + 1, S_FILLED + 2):
@@ -50,6 +58,40 @@ if (STATE_FILLED, STATE_CANCELED, STATE_REJECTED) != (S_FILLED, S_FILLED + 1, S_
 
 if ORDER_REC.size != sizeof(OrderRec):
     raise RuntimeError("ORDER_REC and OrderRec disagree: update pyx/gworders.pyx")
+
+
+cdef Py_ssize_t _pack(object o, char* w) except -1:
+    """Write the image of order ``o`` at ``w`` (room for ``_size(o)`` bytes); returns
+    the bytes written."""
+    cdef OrderRec* r = <OrderRec*> w
+    cdef list pend = <list> o.pending
+    cdef Py_ssize_t k, np_ = len(pend)
+    cdef str op
+    cdef Py_UCS4 ch
+    r.user_id = o.user_id
+    r.order_id = o.order_id
+    r.key_id = o.key_id
+    r.cl_ord_id = o.cl_ord_id
+    r.price = o.price
+    r.qty = o.qty
+    r.leaves = o.leaves
+    r.filled = o.filled
+    r.symbol_id = o.symbol_id
+    r.side = o.side
+    r.ord_type = o.ord_type
+    r.state = o.state
+    r.reason = o.reason
+    r.npending = <uint32_t> np_
+    w += sizeof(OrderRec)
+    for k in range(np_):
+        op = <str> pend[k]
+        if len(op) != 1:
+            raise ValueError(f"pending request {op!r} is not one letter")
+        ch = op[0]
+        if ch > 127:
+            raise ValueError(f"pending request {op!r} is not ASCII")
+        w[k] = <char> ch
+    return sizeof(OrderRec) + np_
 
 
 @cython.boundscheck(False)
@@ -65,51 +107,34 @@ def pack_orders(list orders, dict unfolded=None, log_id=None, ended=None):
     Raises ``OverflowError`` for a field out of its record range (as ``struct.pack``
     does) and ``ValueError`` for a pending request that is not one ASCII letter.
     """
-    cdef Py_ssize_t total = 0, pos = 0, k, np_
-    cdef list pend
-    cdef str op
-    cdef OrderRec* r
-    cdef char* w
-    cdef Py_UCS4 ch
+    cdef Py_ssize_t total = 0, pos = 0
+    cdef int state
     for o in orders:
         total += sizeof(OrderRec) + len(<list> o.pending)
     cdef bytes out = PyBytes_FromStringAndSize(NULL, total)
-    w = PyBytes_AS_STRING(out)
+    cdef char* w = PyBytes_AS_STRING(out)
     for o in orders:
-        r = <OrderRec*> (w + pos)
-        r.user_id = o.user_id
-        r.order_id = o.order_id
-        r.key_id = o.key_id
-        r.cl_ord_id = o.cl_ord_id
-        r.price = o.price
-        r.qty = o.qty
-        r.leaves = o.leaves
-        r.filled = o.filled
-        r.symbol_id = o.symbol_id
-        r.side = o.side
-        r.ord_type = o.ord_type
-        r.state = o.state
-        r.reason = o.reason
-        pend = <list> o.pending
-        np_ = len(pend)
-        r.npending = <uint32_t> np_
-        pos += sizeof(OrderRec)
-        for k in range(np_):
-            op = <str> pend[k]
-            if len(op) != 1:
-                raise ValueError(f"pending request {op!r} is not one letter")
-            ch = op[0]
-            if ch > 127:
-                raise ValueError(f"pending request {op!r} is not ASCII")
-            w[pos] = <char> ch
-            pos += 1
+        if pos + sizeof(OrderRec) + len(<list> o.pending) > total:
+            raise RuntimeError("an order changed while it was packed")
+        pos += _pack(o, w + pos)
         if unfolded is not None or ended is not None:
             key = (o.key_id, o.cl_ord_id)
             if unfolded is not None:
                 unfolded[key] = log_id
-            if ended is not None and np_ == 0 and r.state >= S_FILLED and r.state <= S_REJECTED:
+            state = o.state
+            if ended is not None and not o.pending and S_FILLED <= state <= S_REJECTED:
                 ended.append(key)
     return out
+
+
+cdef tuple _row(object o):
+    """The ``orders`` table row of ``o`` (``gateway.store.Store._row``)."""
+    cdef list pend = <list> o.pending
+    cdef bytes rec = PyBytes_FromStringAndSize(NULL, sizeof(OrderRec) + len(pend))
+    _pack(o, PyBytes_AS_STRING(rec))
+    cdef int state = o.state
+    live = 1 if pend or state == S_PENDING or state == S_OPEN else 0
+    return (o.key_id, o.cl_ord_id - I64, live, rec)
 
 
 @cython.boundscheck(False)
@@ -125,6 +150,4 @@ def fold_rows(list orders, dict unfolded, log_id, list rows):
         if lid is None or lid != log_id:
             continue  # changed again since: a later row holds its image
         del unfolded[k]
-        rows.append((o.user_id, o.order_id, o.key_id, o.cl_ord_id - I64, o.symbol_id, o.side,
-                     o.ord_type, o.price, o.qty, o.leaves, o.filled, o.state, o.reason,
-                     "".join(o.pending)))
+        rows.append(_row(o))

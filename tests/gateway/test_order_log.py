@@ -49,8 +49,8 @@ def test_fold_rows_matches_the_reference(orders: list[Order], ids: list[int]) ->
     # Each order's latest image is in log row ids[i] (duplicates: the later one wins).
     unfolded = {(o.key_id, o.cl_ord_id): i for o, i in zip(orders, ids, strict=False)}
     want_left, got_left = dict(unfolded), dict(unfolded)
-    want: list[tuple[int | str, ...]] = []
-    got: list[tuple[int | str, ...]] = []
+    want: list[tuple[int, int, int, bytes]] = []
+    got: list[tuple[int, int, int, bytes]] = []
     Store.fold_py(orders, want_left, 2, want)
     gworders.fold_rows(orders, got_left, 2, got)
     assert (got, got_left) == (want, want_left)
@@ -134,14 +134,9 @@ def test_fold_writes_each_order_once_and_empties_the_log(
         assert store.con.execute("SELECT COUNT(*) FROM order_log").fetchone()[0] == 0
         assert store.folded == len(orders)  # 3 turns of changes, one row write each
         con = sqlite3.connect(db)
-        rows = {
-            r[0] + 2**63: r[1:]
-            for r in con.execute("SELECT cl_ord_id, state, filled, leaves, pending FROM orders")
-        }
+        rows = {r[0] + 2**63: r[1:] for r in con.execute("SELECT cl_ord_id, live, rec FROM orders")}
         con.close()
-        assert rows == {
-            o.cl_ord_id: (o.state, o.filled, o.leaves, "".join(o.pending)) for o in orders
-        }
+        assert rows == {o.cl_ord_id: (int(o.is_open), pack_orders_py([o])) for o in orders}
         # A change after the fold is logged again and folded again.
         orders[5].pending.clear()
         orders[5].state = STATE_OPEN
@@ -182,3 +177,27 @@ def test_an_order_changed_after_its_log_row_is_not_folded_stale(
         got = again.find_cl(7, 2)
         assert got is not None and (got.state, got.filled) == (STATE_FILLED, 5)
         again.close()
+
+
+def test_a_table_of_one_column_per_field_is_converted_to_images() -> None:
+    with tempfile.TemporaryDirectory() as d:
+        db = Path(d) / "gw.db"
+        con = sqlite3.connect(db)
+        cols = ", ".join(f"{c} {'TEXT' if c == 'pending' else 'INTEGER'} NOT NULL"
+                         for c in store_mod.OLD_ORDER_COLUMNS)  # fmt: skip
+        con.execute(f"CREATE TABLE orders ({cols}, PRIMARY KEY (key_id, cl_ord_id)) WITHOUT ROWID")
+        rows = [
+            (1, 5, 7, 42 - 2**63, 1, 1, 1, 1000, 5, 0, 5, STATE_FILLED, 0, ""),
+            (1, 6, 7, 43 - 2**63, 1, 2, 1, 1001, 5, 5, 0, STATE_OPEN, 0, "C"),
+        ]
+        con.executemany(f"INSERT INTO orders VALUES ({', '.join('?' * 14)})", rows)
+        con.commit()
+        con.close()
+        store = Store(db)
+        assert list(store.by_cl) == [(7, 43)]  # the open one is loaded
+        o = store.by_cl[(7, 43)]
+        assert (o.order_id, o.side, o.price, o.pending) == (6, 2, 1001, ["C"])
+        done = store.find_cl(7, 42)
+        assert done is not None and (done.order_id, done.state, done.filled) == (5, STATE_FILLED, 5)
+        assert store.max_cl[7] == 43
+        store.close()
