@@ -49,7 +49,6 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +63,7 @@ from bursa_wire.gw_layout import (
 from gateway import keys
 from pyx import gwentry, gworders
 from pyx.gworders import ORDER_REC
+from pyx.gworders import Order as Order  # re-exported: the order record lives in pyx
 
 # An order row is its image (pyx.gworders.ORDER_REC + pending bytes, as in the order log)
 # under its client key: 4 values to bind instead of 14.  ``live``: open or with a request
@@ -143,33 +143,6 @@ def clock_order_id() -> int:
     return (time.time_ns() - ID_EPOCH_NS) // 1_000_000
 
 
-@dataclass(slots=True)
-class Order:
-    """One order the gateway entered (mirror of its row)."""
-
-    user_id: int
-    order_id: int
-    key_id: int
-    cl_ord_id: int
-    symbol_id: int
-    side: int
-    ord_type: int
-    price: int
-    qty: int
-    leaves: int
-    filled: int = 0
-    state: int = STATE_PENDING
-    reason: int = 0
-    # Requests sent to the core and not answered yet, oldest first:
-    # N new, C cancel, U replace, D reduce, R recovery cancel (after a restart).
-    pending: list[str] = field(default_factory=list)
-
-    @property
-    def is_open(self) -> bool:
-        """Pending or resting (counts against the open-order limits)."""
-        return self.state in OPEN_STATES
-
-
 # The columns of an ``orders`` table before the order log (one per Order field).
 OLD_ORDER_COLUMNS = ("user_id", "order_id", "key_id", "cl_ord_id", "symbol_id", "side",
                      "ord_type", "price", "qty", "leaves", "filled", "state", "reason",
@@ -180,10 +153,9 @@ def _order_of_row(row: tuple[int | str, ...]) -> Order:
     """An :class:`Order` from its row of a pre-order-log ``orders`` table
     (:data:`OLD_ORDER_COLUMNS`)."""
     v = [int(x) for x in row[:13]]
-    o = Order(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12])
-    o.pending = list(str(row[13]))
-    o.cl_ord_id += I64  # stored signed (SQLite integers are 64-bit signed)
-    return o
+    cl = v[3] + I64  # stored signed (SQLite integers are 64-bit signed)
+    return Order(v[0], v[1], v[2], cl, v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12],
+                 list(str(row[13])))  # fmt: skip
 
 
 def pack_orders_py(orders: list[Order]) -> bytes:

@@ -16,6 +16,7 @@ from libc.stdint cimport int64_t, uint8_t, uint16_t, uint64_t
 from libc.string cimport memcpy
 
 from bursa_wire.gw_layout import BY_NAME, FRAME_HEAD, MAX_FRAME_LEN, UNSEQUENCED
+from pyx.gworders cimport Order
 
 # The packed ENTER_ORDER body (code byte, then the fields): checked against the layout.
 cdef packed struct EnterRec:
@@ -142,14 +143,29 @@ def order_objects(order_cls, bytes recs, list idx, uint64_t user_id, uint64_t ke
     cdef Py_ssize_t m = n if idx is None else len(idx)
     cdef list out = []
     cdef bint index = by_id is not None and by_cl is not None
+    cdef Order o
+    if order_cls is not Order:
+        raise TypeError("order_cls must be pyx.gworders.Order")
     for k in range(m):
         i = k if idx is None else idx[k]
         if i < 0 or i >= n:
             raise IndexError(i)
         r = <const EnterRec*> (base + i * ENTER_LEN)
-        o = order_cls(user_id, first_id + k, key_id, r.cl_ord_id, r.symbol_id, r.side,
-                      r.ord_type, r.price_ticks, r.qty_lots, r.qty_lots, 0, state, 0,
-                      [pending])
+        o = Order.__new__(Order)  # fields set here, as Order.__init__ would
+        o.user_id = user_id
+        o.order_id = first_id + k
+        o.key_id = key_id
+        o.cl_ord_id = r.cl_ord_id
+        o.symbol_id = r.symbol_id
+        o.side = r.side
+        o.ord_type = r.ord_type
+        o.price = r.price_ticks
+        o.qty = r.qty_lots
+        o.leaves = r.qty_lots
+        o.filled = 0
+        o.state = state
+        o.reason = 0
+        o.pending = [pending]
         out.append(o)
         if index:
             by_id[(user_id, first_id + k)] = o

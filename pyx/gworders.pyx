@@ -60,7 +60,56 @@ if ORDER_REC.size != sizeof(OrderRec):
     raise RuntimeError("ORDER_REC and OrderRec disagree: update pyx/gworders.pyx")
 
 
-cdef Py_ssize_t _pack(object o, char* w) except -1:
+ORDER_FIELDS = ("user_id", "order_id", "key_id", "cl_ord_id", "symbol_id", "side", "ord_type",
+                "price", "qty", "leaves", "filled", "state", "reason", "pending")
+
+
+cdef class Order:
+    """One order the gateway entered (mirror of its stored row; fields in
+    ``pyx/gworders.pxd``).  A compiled class rather than a dataclass: the compiled paths
+    (``pyx.gwreport``, ``pyx.gwentry``, this module) read and write its fields as C
+    struct members instead of through Python's generic attribute lookup.  Setting a
+    field beyond its C type raises ``OverflowError``."""
+
+    def __init__(self, user_id, order_id, key_id, cl_ord_id, symbol_id, side, ord_type,
+                 price, qty, leaves, filled=0, state=STATE_PENDING, reason=0, pending=None):
+        self.user_id = user_id
+        self.order_id = order_id
+        self.key_id = key_id
+        self.cl_ord_id = cl_ord_id
+        self.symbol_id = symbol_id
+        self.side = side
+        self.ord_type = ord_type
+        self.price = price
+        self.qty = qty
+        self.leaves = leaves
+        self.filled = filled
+        self.state = state
+        self.reason = reason
+        self.pending = [] if pending is None else pending
+
+    @property
+    def is_open(self):
+        """Pending or resting (counts against the open-order limits)."""
+        return self.state == S_PENDING or self.state == S_OPEN
+
+    def astuple(self):
+        """The fields in :data:`ORDER_FIELDS` order (``pending`` a copy)."""
+        return (self.user_id, self.order_id, self.key_id, self.cl_ord_id, self.symbol_id,
+                self.side, self.ord_type, self.price, self.qty, self.leaves, self.filled,
+                self.state, self.reason, list(self.pending))
+
+    def __eq__(self, other):
+        if not isinstance(other, Order):
+            return NotImplemented
+        return self.astuple() == (<Order> other).astuple()
+
+    def __repr__(self):
+        return "Order(" + ", ".join(
+            f"{n}={v!r}" for n, v in zip(ORDER_FIELDS, self.astuple())) + ")"
+
+
+cdef Py_ssize_t _pack(Order o, char* w) except -1:
     """Write the image of order ``o`` at ``w`` (room for ``_size(o)`` bytes); returns
     the bytes written."""
     cdef OrderRec* r = <OrderRec*> w
@@ -109,6 +158,7 @@ def pack_orders(list orders, dict unfolded=None, log_id=None, ended=None):
     """
     cdef Py_ssize_t total = 0, pos = 0
     cdef int state
+    cdef Order o
     for o in orders:
         total += sizeof(OrderRec) + len(<list> o.pending)
     cdef bytes out = PyBytes_FromStringAndSize(NULL, total)
@@ -127,7 +177,7 @@ def pack_orders(list orders, dict unfolded=None, log_id=None, ended=None):
     return out
 
 
-cdef tuple _row(object o):
+cdef tuple _row(Order o):
     """The ``orders`` table row of ``o`` (``gateway.store.Store._row``)."""
     cdef list pend = <list> o.pending
     cdef bytes rec = PyBytes_FromStringAndSize(NULL, sizeof(OrderRec) + len(pend))
@@ -144,6 +194,7 @@ def fold_rows(list orders, dict unfolded, log_id, list rows):
     ``orders`` whose latest image is that row (``unfolded[key] == log_id``), drop the key
     from ``unfolded`` and append its ``orders`` table row (``Store._row``) to ``rows``."""
     cdef object k, lid
+    cdef Order o
     for o in orders:
         k = (o.key_id, o.cl_ord_id)
         lid = unfolded.get(k)

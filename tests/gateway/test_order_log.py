@@ -66,9 +66,11 @@ def test_pack_lists_the_ended_orders() -> None:
 
 
 def test_pack_refuses_what_a_record_cannot_hold() -> None:
-    o = Order(1, 2, 3, 4, 2**16, 1, 1, 100, 5, 5)  # symbol_id beyond u16
     with pytest.raises(OverflowError):
-        gworders.pack_orders([o])
+        Order(1, 2, 3, 4, 2**16, 1, 1, 100, 5, 5)  # symbol_id beyond u16
+    o = Order(1, 2, 3, 4, 1, 1, 1, 100, 5, 5)
+    with pytest.raises(OverflowError):
+        o.cl_ord_id = -1
     o = Order(1, 2, 3, 4, 1, 1, 1, 100, 5, 5, pending=["é"])
     with pytest.raises(ValueError):
         gworders.pack_orders([o])
