@@ -39,6 +39,9 @@ user with STP off, so they trade with each other and the book stays tiny.
   /proc) during the sustained run divided by the orders it took in (each with its
   events and reports): the cost figure that stays comparable on a loaded machine,
   where the throughput mostly measures how much CPU the gateway was given.
+  ``core_cpu_us_per_order`` and ``client_cpu_us_per_order`` (this process: the load
+  generator) are the same for the other two processes of the run, so a run shows
+  which of the three is the bottleneck.
 
 The last line is one JSON object.
 """
@@ -66,6 +69,7 @@ from bench.meta import latency_series, percentiles_ns, run_info
 from bindings.gateway_client import login_frame, order_frame
 from gateway import keys
 from gateway.wire import codec
+from pyx import gwentry
 from tests.e2e.coreproc import REPO, CoreProcess
 from tests.gateway.gwproc import GatewayProcess, make_key, setup_market
 
@@ -149,7 +153,9 @@ class Session:
         self.s = socket.create_connection(("127.0.0.1", port))
         self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.s.sendall(login_frame(kid, priv, 0, False))
-        self.reader = codec.FrameReader()
+        # The gateway's compiled frame splitter (same frames as codec.FrameReader, tested
+        # in tests/gateway/test_gwentry.py): the load generator must not be the limit.
+        self.reader = gwentry.EntryReader(codec.frame_length_error)
         while True:
             frames = self.reader.feed(self.s.recv(65536))
             if any(chr(t) == "A" for t, _ in frames):
@@ -419,14 +425,19 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             )
             sess = [s1] + [Session(gw.port, k) for k in ks[1:4]]
             assert gw.proc is not None
+            assert core.proc is not None
             cpu0, sent0 = process_cpu_s(gw.proc.pid), sum(x.cl for x in sess)
+            core0, client0 = process_cpu_s(core.proc.pid), time.process_time()
             res["sustained_orders_per_s"] = sustained(sess, 1.0 if quick else 3.0, 2000)
+            client = time.process_time() - client0
             res["sustained_sessions"] = len(sess)
             time.sleep(0.5)  # the last window is handled
             cpu = process_cpu_s(gw.proc.pid) - cpu0
-            res["gateway_cpu_us_per_order"] = round(
-                cpu * 1e6 / (sum(x.cl for x in sess) - sent0), 1
-            )
+            n_sent = sum(x.cl for x in sess) - sent0
+            res["gateway_cpu_us_per_order"] = round(cpu * 1e6 / n_sent, 1)
+            core_cpu = process_cpu_s(core.proc.pid) - core0
+            res["core_cpu_us_per_order"] = round(core_cpu * 1e6 / n_sent, 1)
+            res["client_cpu_us_per_order"] = round(client * 1e6 / n_sent, 1)
         finally:
             gw.cleanup()
             core.cleanup()
@@ -455,6 +466,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     res["durability"] = {
         "sustained_orders_per_s": "async",
         "gateway_cpu_us_per_order": "async",
+        "core_cpu_us_per_order": "async",
+        "client_cpu_us_per_order": "async",
         **{f"rate_{r}_ack_{q}_us": "async" for r in rates for q in ("p50", "p99", "p999")},
     }
     res["fsync_ack_p50_us"] = _us(f["p50_ns"])
@@ -496,6 +509,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "fsync_ack_p50_minus_paced_fdatasync_p50_us",
         "core_fsync_ack_p50_minus_paced_fdatasync_p50_us",
         "gateway_cpu_us_per_order",
+        "core_cpu_us_per_order",
+        "client_cpu_us_per_order",
     ]
     res["higher_is_better"] = ["sustained_orders_per_s"]
     res["headline"] = [

@@ -17,7 +17,7 @@ import numpy as np
 
 from bursa_wire.gw_layout import BY_NAME, ORDER_POST_ONLY, MsgSpec
 from bursa_wire.layout import CMD_DTYPE
-from pyx.enums import CmdFlag, CmdKind
+from pyx.enums import CmdFlag, CmdKind, Side
 
 ENTER = BY_NAME["ENTER_ORDER"]
 ENTER_CODE = ENTER.code[0]
@@ -51,6 +51,22 @@ def decode_enters(recs: bytes) -> np.ndarray[Any, np.dtype[np.void]]:
     """ENTER_ORDER U-frame bodies back to back (each :data:`ENTER_BODY_LEN` bytes, as
     :class:`pyx.gwentry.EntryReader` groups a run of them) as records."""
     return np.frombuffer(recs, dtype=ENTER_DTYPE)
+
+
+def all_new_and_valid(enters: np.ndarray[Any, np.dtype[np.void]], top_cl: int) -> bool:
+    """True when every order of the run passes the duplicate and side checks for sure:
+    its client ids strictly increase from above ``top_cl`` (the session's highest id so
+    far, so none was used before and none twice) and every side is BUY or SELL.
+    Otherwise False: the caller checks order by order.  One vectorised test per run,
+    no Python per order in the common case (clients number their orders upwards)."""
+    cl = enters["cl_ord_id"]
+    side = enters["side"]
+    return (
+        len(cl) > 0
+        and int(cl[0]) > top_cl
+        and bool((cl[1:] > cl[:-1]).all())
+        and bool(((side == int(Side.BUY)) | (side == int(Side.SELL))).all())
+    )
 
 
 def new_records(

@@ -702,6 +702,29 @@ class Gateway:
         conn.msgs += n
         self.stats["messages_in"] += n
         e = batch.decode_enters(recs)
+        ok: list[int] | None = None  # None: all of them
+        if not batch.all_new_and_valid(e, self.store.max_cl.get(kid, 0)):
+            ok = self._check_enters(kid, e)  # some may be duplicates or invalid
+        m = n if ok is None else len(ok)
+        if not m:
+            return True
+        conn.orders += m
+        self.user_window[uid] = (sec, un + m)
+        sel = e if ok is None else e[ok]
+        top_cl = int(sel["cl_ord_id"].max())
+        first = self.store.reserve_ids(m)
+        self.store.enter_run(recs, ok, uid, kid, first, top_cl)
+        self.open_by_key[kid] = self.open_by_key.get(kid, 0) + m
+        self.open_by_user[uid] = self.open_by_user.get(uid, 0) + m
+        self.stats["orders"] += m
+        self.cmds.append(batch.new_records(sel, uid, np.arange(first, first + m, dtype=np.uint64)))
+        self.cmd_tags.extend([(uid, first + k, "N") for k in range(m)])
+        self.schedule_flush()
+        return True
+
+    def _check_enters(self, kid: int, e: np.ndarray[Any, np.dtype[np.void]]) -> list[int]:
+        """Indexes of the ENTER_ORDERs of a run that pass the duplicate and side checks;
+        each other one is answered REJECTED (the order of :meth:`enter_order`'s checks)."""
         cls = e["cl_ord_id"].tolist()
         used = self.store.known_cls(kid, cls)
         ok: list[int] = []
@@ -716,22 +739,7 @@ class Gateway:
             else:
                 ok.append(i)
                 seen.add(cl)
-        m = len(ok)
-        if not m:
-            return True
-        conn.orders += m
-        self.user_window[uid] = (sec, un + m)
-        sel = e if m == n else e[ok]
-        first = self.store.reserve_ids(m)
-        orders = gwentry.order_objects(Order, recs, ok, uid, kid, first, STATE_PENDING, "N")
-        self.store.add_orders(orders)
-        self.open_by_key[kid] = self.open_by_key.get(kid, 0) + m
-        self.open_by_user[uid] = self.open_by_user.get(uid, 0) + m
-        self.stats["orders"] += m
-        self.cmds.append(batch.new_records(sel, uid, np.arange(first, first + m, dtype=np.uint64)))
-        self.cmd_tags.extend([(uid, first + k, "N") for k in range(m)])
-        self.schedule_flush()
-        return True
+        return ok
 
     def modify(self, key: keys.ApiKey, msg: codec.Msg, op: str, over_rate: bool) -> None:
         """CANCEL / REPLACE / REDUCE of the session's own order."""

@@ -25,6 +25,18 @@ evicted oldest-ended first once the map is above the bound, after their last sta
 was committed, and are then served from SQLite by ``(key_id, cl_ord_id)``
 (:meth:`Store.find_cl`).  A restart loads only the open ones.
 
+Order rows: every loop turn stores the orders it created or changed as ONE row of
+``order_log`` (their packed images back to back, :mod:`pyx.gworders`), in the same
+transaction as the turn's streams and core seq, instead of an INSERT or UPDATE per
+order and change.  The keyed ``orders`` table is brought up to date from the log
+("folded") once a log row is :data:`FOLD_AGE_S` old: each order whose latest image
+is in that row is written once (INSERT OR REPLACE), and the row is deleted, in the
+turn's transaction.  An order that is created, accepted and filled within that time
+(most orders of a busy gateway) is written to ``orders`` once instead of three times.
+Orders whose latest image is still only in the log (``_unfolded``) are never evicted
+from memory (an evicted order is read back from ``orders``); a restart folds the
+whole log first.
+
 Order ids: the gateway gives every order a core order id from one counter that
 only grows (max(counter + 1, ms since 2025), see ID_EPOCH_NS) and is stored with
 the order row before the command leaves for the core, so ids are strictly
@@ -37,8 +49,8 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bursa_wire.gw_layout import (
     APP_OUT,
@@ -49,22 +61,18 @@ from bursa_wire.gw_layout import (
     STATE_REJECTED,
 )
 from gateway import keys
+from pyx import gwentry, gworders
+from pyx.gworders import ORDER_REC
+from pyx.gworders import Order as Order  # re-exported: the order record lives in pyx
 
+# An order row is its image (pyx.gworders.ORDER_REC + pending bytes, as in the order log)
+# under its client key: 4 values to bind instead of 14.  ``live``: open or with a request
+# pending (the orders a restart loads).
 ORDERS_COLUMNS = """(
-    user_id INTEGER NOT NULL,
-    order_id INTEGER NOT NULL,
     key_id INTEGER NOT NULL,
-    cl_ord_id INTEGER NOT NULL,
-    symbol_id INTEGER NOT NULL,
-    side INTEGER NOT NULL,
-    ord_type INTEGER NOT NULL,
-    price INTEGER NOT NULL,
-    qty INTEGER NOT NULL,
-    leaves INTEGER NOT NULL,
-    filled INTEGER NOT NULL,
-    state INTEGER NOT NULL,
-    reason INTEGER NOT NULL,
-    pending TEXT NOT NULL,
+    cl_ord_id INTEGER NOT NULL,  -- signed: cl_ord_id - 2**63
+    live INTEGER NOT NULL,
+    rec BLOB NOT NULL,
     PRIMARY KEY (key_id, cl_ord_id)
 ) WITHOUT ROWID"""
 SCHEMA = (
@@ -89,6 +97,9 @@ CREATE TABLE IF NOT EXISTS orders """
 -- client's id (ORDER_STATUS, duplicate check); (user_id, order_id) is looked up only in
 -- memory (every open order is there), so no second index to maintain on every insert.
 DROP INDEX IF EXISTS orders_by_cl;
+-- One row per loop turn: the packed images of the orders the turn created or changed
+-- (pyx.gworders.ORDER_REC + pending bytes), folded into orders once FOLD_AGE_S old.
+CREATE TABLE IF NOT EXISTS order_log (id INTEGER PRIMARY KEY, recs BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS symbols (symbol_id INTEGER PRIMARY KEY, quote_asset_id INTEGER);
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
 """
@@ -118,6 +129,13 @@ MAX_ORDER_ID = 2**40 - 1
 # by the open-order throttles (``max_open_orders`` per session, ``max_user_open_orders``
 # per user), so the map holds at most max(this, the open orders).
 DEFAULT_MAX_ORDERS_IN_MEMORY = 1_000_000
+# A log row is folded into ``orders`` once it is this old (seconds): long enough that
+# most orders of a busy gateway have ended by then (one row write per order), short
+# enough that the fold is spread over the turns (each folds the rows that came of age).
+FOLD_AGE_S = 0.5
+# ... or once this many log rows wait (bounds the log and the fold of one turn).
+FOLD_MAX_ROWS = 1024
+INSERT_ORDER = "INSERT OR REPLACE INTO orders (key_id, cl_ord_id, live, rec) VALUES (?, ?, ?, ?)"
 
 
 def clock_order_id() -> int:
@@ -125,40 +143,49 @@ def clock_order_id() -> int:
     return (time.time_ns() - ID_EPOCH_NS) // 1_000_000
 
 
-@dataclass(slots=True)
-class Order:
-    """One order the gateway entered (mirror of its row)."""
-
-    user_id: int
-    order_id: int
-    key_id: int
-    cl_ord_id: int
-    symbol_id: int
-    side: int
-    ord_type: int
-    price: int
-    qty: int
-    leaves: int
-    filled: int = 0
-    state: int = STATE_PENDING
-    reason: int = 0
-    # Requests sent to the core and not answered yet, oldest first:
-    # N new, C cancel, U replace, D reduce, R recovery cancel (after a restart).
-    pending: list[str] = field(default_factory=list)
-
-    @property
-    def is_open(self) -> bool:
-        """Pending or resting (counts against the open-order limits)."""
-        return self.state in OPEN_STATES
+# The columns of an ``orders`` table before the order log (one per Order field).
+OLD_ORDER_COLUMNS = ("user_id", "order_id", "key_id", "cl_ord_id", "symbol_id", "side",
+                     "ord_type", "price", "qty", "leaves", "filled", "state", "reason",
+                     "pending")  # fmt: skip
 
 
 def _order_of_row(row: tuple[int | str, ...]) -> Order:
-    """An :class:`Order` from its ``orders`` row."""
+    """An :class:`Order` from its row of a pre-order-log ``orders`` table
+    (:data:`OLD_ORDER_COLUMNS`)."""
     v = [int(x) for x in row[:13]]
-    o = Order(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12])
-    o.pending = list(str(row[13]))
-    o.cl_ord_id += I64  # stored signed (SQLite integers are 64-bit signed)
-    return o
+    cl = v[3] + I64  # stored signed (SQLite integers are 64-bit signed)
+    return Order(v[0], v[1], v[2], cl, v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12],
+                 list(str(row[13])))  # fmt: skip
+
+
+def pack_orders_py(orders: list[Order]) -> bytes:
+    """Reference of :func:`pyx.gworders.pack_orders`: the order log blob of ``orders``."""
+    parts = []
+    for o in orders:
+        p = "".join(o.pending).encode("ascii")
+        parts.append(
+            ORDER_REC.pack(o.user_id, o.order_id, o.key_id, o.cl_ord_id, o.price, o.qty,
+                           o.leaves, o.filled, o.symbol_id, o.side, o.ord_type, o.state,
+                           o.reason, len(p)) + p
+        )  # fmt: skip
+    return b"".join(parts)
+
+
+def unpack_orders(blob: bytes) -> list[Order]:
+    """The :class:`Order` images of an order log blob, in order."""
+    out: list[Order] = []
+    pos, size, end = 0, ORDER_REC.size, len(blob)
+    while pos < end:
+        (uid, oid, kid, cl, price, qty, leaves, filled, sym, side, typ, state, reason,
+         n) = ORDER_REC.unpack_from(blob, pos)  # fmt: skip
+        pos += size
+        pending = list(blob[pos : pos + n].decode("ascii"))
+        pos += n
+        out.append(
+            Order(uid, oid, kid, cl, sym, side, typ, price, qty, leaves, filled, state, reason,
+                  pending)
+        )  # fmt: skip
+    return out
 
 
 class Store:
@@ -168,7 +195,7 @@ class Store:
         self, db_path: str | Path, max_orders_in_memory: int = DEFAULT_MAX_ORDERS_IN_MEMORY
     ) -> None:
         self.con: sqlite3.Connection = keys.connect(db_path)
-        self._migrate_orders_key()
+        self._migrate_orders_table()
         self.con.executescript(SCHEMA)
         self._migrate()
         self.max_orders_in_memory = max_orders_in_memory
@@ -194,19 +221,30 @@ class Store:
         # key_id -> first sequence number still stored (absent: 1, nothing removed)
         self.floor: dict[int, int] = {}
         self._prune_cursor = 0  # round-robin position of prune_streams
+        # Order log rows not folded into ``orders`` yet, oldest first:
+        # (row id, monotonic time written, the orders whose images it holds).
+        self._log: deque[tuple[int, float, list[Order]]] = deque()
+        # by_cl key -> id of the log row holding the order's latest image (not folded)
+        self._unfolded: dict[tuple[int, int], int] = {}
+        self._log_id = 0  # id of the last log row written
+        self.folded = 0  # order rows written to ``orders`` so far (one per fold of an order)
+        self._fold_log()
         self._load()
 
-    def _migrate_orders_key(self) -> None:
-        """Re-key an ``orders`` table made before the bounded map (primary key
-        ``(user_id, order_id)``) by ``(key_id, cl_ord_id)``, in one transaction."""
-        pk = {str(r[1]): int(r[5]) for r in self.con.execute("PRAGMA table_info(orders)")}
-        if pk.get("user_id") != 1:
+    def _migrate_orders_table(self) -> None:
+        """Convert an ``orders`` table of one column per field (before the order log;
+        keyed by ``(user_id, order_id)`` before the bounded map, then by
+        ``(key_id, cl_ord_id)``) to rows of images, in one transaction."""
+        cols = [str(r[1]) for r in self.con.execute("PRAGMA table_info(orders)")]
+        if "pending" not in cols:
             return
         con = self.con
         con.execute("BEGIN")
         con.execute("ALTER TABLE orders RENAME TO orders_old")
         con.execute("CREATE TABLE orders " + ORDERS_COLUMNS)
-        con.execute("INSERT INTO orders SELECT * FROM orders_old")
+        names = ", ".join(OLD_ORDER_COLUMNS)
+        rows = [self._row(_order_of_row(r)) for r in con.execute(f"SELECT {names} FROM orders_old")]
+        con.executemany(INSERT_ORDER, rows)
         con.execute("DROP TABLE orders_old")
         con.execute("COMMIT")
 
@@ -221,6 +259,23 @@ class Store:
             self.con.execute("ALTER TABLE out_chunks ADD COLUMN ts_ms INTEGER NOT NULL DEFAULT 0")
             self.con.execute("UPDATE out_chunks SET ts_ms = ?", (time.time_ns() // 1_000_000,))
             self.con.execute("COMMIT")
+
+    def _fold_log(self) -> None:
+        """At start: fold the whole order log into ``orders`` (latest image of each
+        order wins), in one transaction."""
+        latest: dict[tuple[int, int], Order] = {}
+        last = 0
+        for rid, blob in self.con.execute("SELECT id, recs FROM order_log ORDER BY id"):
+            last = int(rid)
+            for o in unpack_orders(bytes(blob)):
+                latest[(o.key_id, o.cl_ord_id)] = o
+        if not last:
+            return
+        con = self.con
+        con.execute("BEGIN")
+        con.executemany(INSERT_ORDER, [self._row(o) for o in latest.values()])
+        con.execute("DELETE FROM order_log")
+        con.execute("COMMIT")
 
     def _load(self) -> None:
         for k, v in self.con.execute("SELECT k, v FROM meta"):
@@ -245,10 +300,8 @@ class Store:
         ):
             self.max_cl[int(key_id)] = int(cl) + I64
         # Only orders that can still change live in memory (the bounded map).
-        for row in self.con.execute(
-            "SELECT * FROM orders WHERE state IN (?, ?) OR pending != ''", OPEN_STATES
-        ):
-            o = _order_of_row(row)
+        for (rec,) in self.con.execute("SELECT rec FROM orders WHERE live = 1"):
+            o = unpack_orders(bytes(rec))[0]
             self.orders[(o.user_id, o.order_id)] = o
             self.by_cl[(o.key_id, o.cl_ord_id)] = o
 
@@ -262,22 +315,21 @@ class Store:
             return
         con = self.con
         con.execute("BEGIN")
-        if self._new:
-            con.executemany(
-                "INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [self._row(o) for o in self._new],
-            )
-        if self._new and self._dirty:
-            # A row inserted in this transaction is inserted with its latest values.
-            for o in self._new:
-                self._dirty.pop((o.user_id, o.order_id), None)
-        if self._dirty:
-            con.executemany(
-                "UPDATE orders SET price=?, leaves=?, filled=?, state=?, reason=?, pending=?"
-                " WHERE key_id=? AND cl_ord_id=?",
-                [(o.price, o.leaves, o.filled, o.state, o.reason, "".join(o.pending), o.key_id,
-                  o.cl_ord_id - I64) for o in self._dirty.values()],
-            )  # fmt: skip
+        if self._new or self._dirty:
+            if self._new and self._dirty:
+                # An order created in this turn is logged once, with its latest values.
+                for o in self._new:
+                    self._dirty.pop((o.user_id, o.order_id), None)
+            changed = self._new + list(self._dirty.values())
+            lid = self._log_id + 1
+            # Also indexes the orders' log row (_unfolded) and lists the ones that ended
+            # (_ended, for eviction; re-checked there, so listing before COMMIT is safe).
+            blob = gworders.pack_orders(changed, self._unfolded, lid, self._ended)
+            con.execute("INSERT INTO order_log (id, recs) VALUES (?, ?)", (lid, blob))
+            self._log_id = lid
+            self._log.append((lid, time.monotonic(), changed))
+        if self._log:
+            self._fold(time.monotonic() - FOLD_AGE_S, 0)
         if self._out:
             now_ms = time.time_ns() // 1_000_000
             con.executemany(
@@ -295,13 +347,6 @@ class Store:
         con.execute("COMMIT")
         for k in self._out:
             self.committed_seq[k] = self.last_seq[k]
-        ended = self._ended
-        for o in self._new:
-            if o.state in DONE_STATES and not o.pending:
-                ended.append((o.key_id, o.cl_ord_id))
-        for o in self._dirty.values():
-            if o.state in DONE_STATES and not o.pending:
-                ended.append((o.key_id, o.cl_ord_id))
         self._out.clear()
         self._new.clear()
         self._dirty.clear()
@@ -310,12 +355,49 @@ class Store:
         if len(self.orders) > self.max_orders_in_memory:
             self._evict()
 
+    def _fold(self, before: float, through_id: int) -> None:
+        """Fold the order log rows written before monotonic time ``before`` or with an id
+        up to ``through_id`` (and the oldest beyond :data:`FOLD_MAX_ROWS`): each order
+        whose latest image is in them is written to ``orders``; the rows are deleted.
+        Runs inside the caller's transaction (the orders' state is the committed one)."""
+        log, unfolded = self._log, self._unfolded
+        rows: list[tuple[int, int, int, bytes]] = []
+        cut = 0
+        while log and (log[0][1] < before or log[0][0] <= through_id or len(log) > FOLD_MAX_ROWS):
+            cut, _, orders = log.popleft()
+            # Each order whose latest image is this row gets its row (reference: fold_py).
+            gworders.fold_rows(orders, unfolded, cut, rows)
+        if not cut:
+            return
+        if rows:
+            self.con.executemany(INSERT_ORDER, rows)
+            self.folded += len(rows)
+        self.con.execute("DELETE FROM order_log WHERE id <= ?", (cut,))
+
+    @staticmethod
+    def fold_py(
+        orders: list[Order], unfolded: dict[tuple[int, int], int], log_id: int, rows: list[Any]
+    ) -> None:
+        """Reference of :func:`pyx.gworders.fold_rows`."""
+        for o in orders:
+            k = (o.key_id, o.cl_ord_id)
+            if unfolded.get(k) == log_id:  # not changed again since: this is its image
+                del unfolded[k]
+                rows.append(Store._row(o))
+
     def _evict(self) -> None:
         """Drop ended orders (committed, no request in flight) from memory, oldest-ended
-        first, until the map is within its bound or no ended order is left."""
+        first, until the map is within its bound or no ended order is left.  An order
+        whose latest image is still only in the order log is folded first."""
         ended, by_cl, orders = self._ended, self.by_cl, self.orders
         while len(orders) > self.max_orders_in_memory and ended:
-            k = ended.popleft()
+            k = ended[0]
+            lid = self._unfolded.get(k)
+            if lid is not None:
+                self.con.execute("BEGIN")
+                self._fold(0.0, lid)
+                self.con.execute("COMMIT")
+            ended.popleft()
             o = by_cl.get(k)
             if o is None or o.state not in DONE_STATES or o.pending:
                 continue  # already gone, or active again: listed anew when it ends
@@ -335,9 +417,9 @@ class Store:
         if o is not None or cl_ord_id > self.max_cl.get(key_id, 0):
             return o
         row = self.con.execute(
-            "SELECT * FROM orders WHERE key_id = ? AND cl_ord_id = ?", (key_id, cl_ord_id - I64)
+            "SELECT rec FROM orders WHERE key_id = ? AND cl_ord_id = ?", (key_id, cl_ord_id - I64)
         ).fetchone()
-        return None if row is None else _order_of_row(row)
+        return None if row is None else unpack_orders(bytes(row[0]))[0]
 
     def known_cls(self, key_id: int, cls: list[int]) -> set[int]:
         """Which of ``cls`` the session has used (memory, then SQLite for ids at or below
@@ -354,14 +436,18 @@ class Store:
         return known
 
     @staticmethod
-    def _row(o: Order) -> tuple[int | str, ...]:
-        return (o.user_id, o.order_id, o.key_id, o.cl_ord_id - I64, o.symbol_id, o.side,
-                o.ord_type, o.price, o.qty, o.leaves, o.filled, o.state, o.reason,
-                "".join(o.pending))  # fmt: skip
+    def _row(o: Order) -> tuple[int, int, int, bytes]:
+        """The ``orders`` row of ``o`` (reference of the compiled fold's rows)."""
+        live = 1 if o.pending or o.state in OPEN_STATES else 0
+        return (o.key_id, o.cl_ord_id - I64, live, pack_orders_py([o]))
 
     def close(self) -> None:
-        """Commit and close."""
+        """Commit, fold the whole order log (a clean stop leaves it empty) and close."""
         self.commit()
+        if self._log:
+            self.con.execute("BEGIN")
+            self._fold(0.0, self._log_id)
+            self.con.execute("COMMIT")
         self.con.close()
 
     # ----------------------------------------------------------------- writes
@@ -415,6 +501,23 @@ class Store:
         if orders and top > self.max_cl.get(orders[0].key_id, 0):
             self.max_cl[orders[0].key_id] = top  # one session's orders (Gateway.enter_orders)
         self._new.extend(orders)
+
+    def enter_run(
+        self, recs: bytes, idx: list[int] | None, user_id: int, key_id: int, first_id: int,
+        top_cl: int,
+    ) -> list[Order]:  # fmt: skip
+        """New pending orders for the ENTER_ORDER records ``recs`` of one session at the
+        indexes ``idx`` (None: all; ``top_cl`` the highest client id among them), with
+        ids from ``first_id`` (:meth:`reserve_ids`), built and put in the maps in compiled
+        code (:func:`pyx.gwentry.order_objects`): the same as :meth:`add_orders`."""
+        orders = gwentry.order_objects(
+            Order, recs, idx, user_id, key_id, first_id, STATE_PENDING, "N", self.orders,
+            self.by_cl,
+        )  # fmt: skip
+        if orders and top_cl > self.max_cl.get(key_id, 0):
+            self.max_cl[key_id] = top_cl
+        self._new.extend(orders)
+        return orders
 
     def save_order(self, o: Order) -> None:
         """Write back an order's mutable columns (at commit)."""

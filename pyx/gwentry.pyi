@@ -17,10 +17,12 @@ class EntryReader:
 def order_objects(
     order_cls: Any,
     recs: bytes,
-    idx: list[int],
+    idx: list[int] | None,
     user_id: int,
     key_id: int,
     first_id: int,
     state: int,
     pending: str,
+    by_id: dict[tuple[int, int], Any] | None = None,
+    by_cl: dict[tuple[int, int], Any] | None = None,
 ) -> list[Any]: ...

@@ -16,6 +16,7 @@ from libc.stdint cimport int64_t, uint8_t, uint16_t, uint64_t
 from libc.string cimport memcpy
 
 from bursa_wire.gw_layout import BY_NAME, FRAME_HEAD, MAX_FRAME_LEN, UNSEQUENCED
+from pyx.gworders cimport Order
 
 # The packed ENTER_ORDER body (code byte, then the fields): checked against the layout.
 cdef packed struct EnterRec:
@@ -130,21 +131,43 @@ cdef class EntryReader:
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def order_objects(order_cls, bytes recs, list idx, uint64_t user_id, uint64_t key_id,
-                  uint64_t first_id, int state, str pending):
+                  uint64_t first_id, int state, str pending, dict by_id=None, dict by_cl=None):
     """``Order``s (``order_cls``, the :class:`gateway.store.Order` dataclass) for the
-    ENTER_ORDER records ``recs`` at the indexes ``idx``, with consecutive core order
-    ids from ``first_id``: the same objects the Python comprehension made."""
+    ENTER_ORDER records ``recs`` at the indexes ``idx`` (None: every record), with
+    consecutive core order ids from ``first_id``: the same objects the Python
+    comprehension made.  With ``by_id`` and ``by_cl`` (the store's maps), each order is
+    also put in them under ``(user_id, order_id)`` and ``(key_id, cl_ord_id)``."""
     cdef const EnterRec* r
     cdef const char* base = PyBytes_AS_STRING(recs)
     cdef Py_ssize_t i, k = 0, n = PyBytes_GET_SIZE(recs) // ENTER_LEN
+    cdef Py_ssize_t m = n if idx is None else len(idx)
     cdef list out = []
-    for i_obj in idx:
-        i = i_obj
+    cdef bint index = by_id is not None and by_cl is not None
+    cdef Order o
+    if order_cls is not Order:
+        raise TypeError("order_cls must be pyx.gworders.Order")
+    for k in range(m):
+        i = k if idx is None else idx[k]
         if i < 0 or i >= n:
             raise IndexError(i)
         r = <const EnterRec*> (base + i * ENTER_LEN)
-        out.append(order_cls(user_id, first_id + k, key_id, r.cl_ord_id, r.symbol_id, r.side,
-                             r.ord_type, r.price_ticks, r.qty_lots, r.qty_lots, 0, state, 0,
-                             [pending]))
-        k += 1
+        o = Order.__new__(Order)  # fields set here, as Order.__init__ would
+        o.user_id = user_id
+        o.order_id = first_id + k
+        o.key_id = key_id
+        o.cl_ord_id = r.cl_ord_id
+        o.symbol_id = r.symbol_id
+        o.side = r.side
+        o.ord_type = r.ord_type
+        o.price = r.price_ticks
+        o.qty = r.qty_lots
+        o.leaves = r.qty_lots
+        o.filled = 0
+        o.state = state
+        o.reason = 0
+        o.pending = [pending]
+        out.append(o)
+        if index:
+            by_id[(user_id, first_id + k)] = o
+            by_cl[(key_id, r.cl_ord_id)] = o
     return out

@@ -33,6 +33,7 @@ from bursa_wire.gw_layout import (
 from bursa_wire.layout import EV_DTYPE
 from pyx.enums import EvFlag, EvKind, OrdType
 from pyx.records cimport EvRec
+from pyx.gworders cimport Order
 
 cnp.import_array()
 
@@ -107,7 +108,7 @@ cdef int T_LIMIT = OrdType.LIMIT
 cdef int T_STOP_LIMIT = OrdType.STOP_LIMIT
 
 
-cdef inline bytes _accepted(o, uint64_t ts_ns, int64_t price_ticks, int64_t qty_lots,
+cdef inline bytes _accepted(Order o, uint64_t ts_ns, int64_t price_ticks, int64_t qty_lots,
                             int64_t leaves_lots):
     """The ACCEPTED payload of order ``o`` (from its event or from the core's reply)."""
     cdef bytes out = PyBytes_FromStringAndSize(NULL, sizeof(AcceptedMsg))
@@ -162,10 +163,10 @@ cdef class _Sink:
         self.outbox_append((key_id, seq, payload))
         self.emitted += 1
 
-    cdef inline void save(self, object o) except *:
+    cdef inline void save(self, Order o) except *:
         self.dirty[(o.user_id, o.order_id)] = o
 
-    cdef void filled(self, object o) except *:
+    cdef void filled(self, Order o) except *:
         """Gateway._set_state(o, STATE_FILLED): an open order leaves the open counts."""
         cdef int state = o.state
         o.state = STATE_FILLED
@@ -174,7 +175,7 @@ cdef class _Sink:
             self.open_by_key[key_id] = self.open_by_key.get(key_id, 0) - 1
             self.open_by_user[user_id] = self.open_by_user.get(user_id, 0) - 1
 
-    cdef void executed(self, object o, const EvRec* ev, uint8_t liq, int64_t fee, bint done,
+    cdef void executed(self, Order o, const EvRec* ev, uint8_t liq, int64_t fee, bint done,
                        int64_t leaves) except *:
         """One side of a TRADE: the order's fill and its EXECUTED report."""
         cdef int64_t qty = ev.qty_lots
@@ -222,6 +223,7 @@ def apply_events(gw, events):
     cdef list pending
     cdef int64_t leaves
     cdef uint8_t kind
+    cdef Order o, maker
     on_event = gw.on_event
     for i in range(n):
         ev = &recs[i]
@@ -276,6 +278,7 @@ def accept_from_replies(gw, list keys, uint64_t ts_ns):
     cdef set retried = gw.retried
     cdef list pending
     cdef int ord_type
+    cdef Order o
     for k in keys:
         o = orders.get(k)
         if o is None:

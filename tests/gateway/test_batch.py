@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -121,3 +122,27 @@ def test_burst_in_one_write_has_per_order_outcomes(gw: GatewayProcess, key1: Pat
     ]
     assert accepted == [1, 2, 4]
     assert [m.seq for m in got] == list(range(1, 8))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    cls=st.lists(st.integers(0, 12), min_size=1, max_size=8),
+    sides=st.lists(st.integers(0, 3), min_size=8, max_size=8),
+    top=st.integers(0, 6),
+)
+def test_all_new_and_valid_only_when_no_order_would_be_refused(
+    cls: list[int], sides: list[int], top: int
+) -> None:
+    recs = b"".join(
+        order_frame(cl, symbol_id=1, side=s, price_ticks=1, qty_lots=1)[3:]
+        for cl, s in zip(cls, sides, strict=False)
+    )
+    e = batch.decode_enters(recs)
+    # One by one (Gateway._check_enters, all ids above `top` unused): nothing refused?
+    seen: set[int] = set()
+    fine = True
+    for cl, s in zip(cls, sides, strict=False):
+        fine = fine and cl > top and cl not in seen and s in (Side.BUY, Side.SELL)
+        seen.add(cl)
+    ordered = all(a < b for a, b in itertools.pairwise(cls))
+    assert batch.all_new_and_valid(e, top) == (fine and ordered)

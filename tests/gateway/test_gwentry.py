@@ -104,3 +104,11 @@ def test_order_objects_equal_the_dataclass(
         for k, r in enumerate(e[idx])
     ]  # fmt: skip
     assert got == want
+    # idx None: every record; with the store's maps: each order indexed both ways.
+    by_id: dict[tuple[int, int], Order] = {}
+    by_cl: dict[tuple[int, int], Order] = {}
+    every = order_objects(Order, recs, None, 7, 3, 1000, STATE_PENDING, "N", by_id, by_cl)
+    assert every == order_objects(Order, recs, list(range(len(msgs))), 7, 3, 1000,
+                                  STATE_PENDING, "N")  # fmt: skip
+    assert by_id == {(7, o.order_id): o for o in every}
+    assert by_cl == {(3, o.cl_ord_id): o for o in every}

@@ -4,7 +4,6 @@ open counts, retried set and commands, over random event flows (hypothesis)."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import numpy as np
@@ -59,7 +58,7 @@ def _state(gw: Gateway) -> dict[str, Any]:
     s = gw.store
     return {
         "outbox": gw.outbox,
-        "orders": {k: dataclasses.asdict(o) for k, o in s.orders.items()},
+        "orders": {k: o.astuple() for k, o in s.orders.items()},
         "last_seq": s.last_seq,
         "streams": s._out,
         "dirty": sorted(s._dirty),

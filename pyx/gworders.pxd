@@ -1,0 +1,24 @@
+# cython: language_level=3
+"""The gateway's order record as a compiled class (see pyx/gworders.pyx): typed fields,
+so compiled code reads and writes them as C struct members."""
+
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint64_t
+
+
+cdef class Order:
+    cdef public uint64_t user_id         # the core's user (from the session's API key)
+    cdef public uint64_t order_id        # the core's order id (per user)
+    cdef public uint64_t key_id          # the session (API key) that entered it
+    cdef public uint64_t cl_ord_id       # the client's id (unique per session)
+    cdef public uint16_t symbol_id
+    cdef public uint8_t side
+    cdef public uint8_t ord_type
+    cdef public int64_t price            # ticks
+    cdef public int64_t qty              # lots
+    cdef public int64_t leaves           # open quantity, lots
+    cdef public int64_t filled           # lots
+    cdef public uint8_t state            # STATE_* of bursa_wire.gw_layout
+    cdef public int32_t reason           # the last reject/cancel reason
+    # Requests sent to the core and not answered yet, oldest first:
+    # N new, C cancel, U replace, D reduce, R recovery cancel (after a restart).
+    cdef public list pending

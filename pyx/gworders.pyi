@@ -1,0 +1,56 @@
+"""Type stubs of pyx/gworders.pyx (the gateway's order log records)."""
+
+import struct
+from collections import deque
+from typing import Any
+
+ORDER_REC: struct.Struct
+ORDER_FIELDS: tuple[str, ...]
+
+class Order:
+    """One order the gateway entered (compiled; see the module docstring)."""
+
+    user_id: int
+    order_id: int
+    key_id: int
+    cl_ord_id: int
+    symbol_id: int
+    side: int
+    ord_type: int
+    price: int
+    qty: int
+    leaves: int
+    filled: int
+    state: int
+    reason: int
+    pending: list[str]
+    def __init__(
+        self,
+        user_id: int,
+        order_id: int,
+        key_id: int,
+        cl_ord_id: int,
+        symbol_id: int,
+        side: int,
+        ord_type: int,
+        price: int,
+        qty: int,
+        leaves: int,
+        filled: int = ...,
+        state: int = ...,
+        reason: int = ...,
+        pending: list[str] | None = ...,
+    ) -> None: ...
+    @property
+    def is_open(self) -> bool: ...
+    def astuple(self) -> tuple[int | list[str], ...]: ...
+
+def pack_orders(
+    orders: list[Any],
+    unfolded: dict[tuple[int, int], int] | None = None,
+    log_id: int | None = None,
+    ended: deque[tuple[int, int]] | None = None,
+) -> bytes: ...
+def fold_rows(
+    orders: list[Any], unfolded: dict[tuple[int, int], int], log_id: int, rows: list[Any]
+) -> None: ...

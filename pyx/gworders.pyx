@@ -1,0 +1,204 @@
+# cython: language_level=3
+"""The gateway's order log records in Cython: one packed image per changed order.
+
+Each loop turn the gateway stores the orders it created or changed as ONE blob row
+(``gateway.store``, table ``order_log``) instead of one SQLite row write per order
+and change.  A blob is the orders' images back to back: :data:`ORDER_REC` (the
+fixed part, the same layout as the C struct ``OrderRec`` below, checked at import)
+followed by the order's ``pending`` requests, one ASCII byte each.
+
+:func:`pack_orders` builds a blob from ``gateway.store.Order`` objects in C; its
+oracle is ``gateway.store.pack_orders_py`` (tests/gateway/test_order_log.py compares
+them and round-trips both through ``gateway.store.unpack_orders``).
+"""
+
+import struct
+
+from bursa_wire.gw_layout import (
+    STATE_CANCELED,
+    STATE_FILLED,
+    STATE_OPEN,
+    STATE_PENDING,
+    STATE_REJECTED,
+)
+
+cimport cython
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+
+# user_id, order_id, key_id, cl_ord_id, price, qty, leaves, filled (lots and ticks),
+# symbol_id, side, ord_type, state, reason, then the number of pending bytes after it.
+ORDER_REC = struct.Struct("<QQQQqqqqHBBBiI")
+
+
+cdef packed struct OrderRec:
+    uint64_t user_id
+    uint64_t order_id
+    uint64_t key_id
+    uint64_t cl_ord_id
+    int64_t price
+    int64_t qty
+    int64_t leaves
+    int64_t filled
+    uint16_t symbol_id
+    uint8_t side
+    uint8_t ord_type
+    uint8_t state
+    int32_t reason
+    uint32_t npending
+
+
+I64 = 2**63  # client order ids are stored signed (SQLite integers are 64-bit signed)
+cdef int S_PENDING = STATE_PENDING
+cdef int S_OPEN = STATE_OPEN
+cdef int S_FILLED = STATE_FILLED
+cdef int S_REJECTED = STATE_REJECTED
+if (STATE_FILLED, STATE_CANCELED, STATE_REJECTED) != (S_FILLED, S_FILLED + 1, S_FILLED + 2):
+    raise RuntimeError("order states changed: update pyx/gworders.pyx")
+
+if ORDER_REC.size != sizeof(OrderRec):
+    raise RuntimeError("ORDER_REC and OrderRec disagree: update pyx/gworders.pyx")
+
+
+ORDER_FIELDS = ("user_id", "order_id", "key_id", "cl_ord_id", "symbol_id", "side", "ord_type",
+                "price", "qty", "leaves", "filled", "state", "reason", "pending")
+
+
+cdef class Order:
+    """One order the gateway entered (mirror of its stored row; fields in
+    ``pyx/gworders.pxd``).  A compiled class rather than a dataclass: the compiled paths
+    (``pyx.gwreport``, ``pyx.gwentry``, this module) read and write its fields as C
+    struct members instead of through Python's generic attribute lookup.  Setting a
+    field beyond its C type raises ``OverflowError``."""
+
+    def __init__(self, user_id, order_id, key_id, cl_ord_id, symbol_id, side, ord_type,
+                 price, qty, leaves, filled=0, state=STATE_PENDING, reason=0, pending=None):
+        self.user_id = user_id
+        self.order_id = order_id
+        self.key_id = key_id
+        self.cl_ord_id = cl_ord_id
+        self.symbol_id = symbol_id
+        self.side = side
+        self.ord_type = ord_type
+        self.price = price
+        self.qty = qty
+        self.leaves = leaves
+        self.filled = filled
+        self.state = state
+        self.reason = reason
+        self.pending = [] if pending is None else pending
+
+    @property
+    def is_open(self):
+        """Pending or resting (counts against the open-order limits)."""
+        return self.state == S_PENDING or self.state == S_OPEN
+
+    def astuple(self):
+        """The fields in :data:`ORDER_FIELDS` order (``pending`` a copy)."""
+        return (self.user_id, self.order_id, self.key_id, self.cl_ord_id, self.symbol_id,
+                self.side, self.ord_type, self.price, self.qty, self.leaves, self.filled,
+                self.state, self.reason, list(self.pending))
+
+    def __eq__(self, other):
+        if not isinstance(other, Order):
+            return NotImplemented
+        return self.astuple() == (<Order> other).astuple()
+
+    def __repr__(self):
+        return "Order(" + ", ".join(
+            f"{n}={v!r}" for n, v in zip(ORDER_FIELDS, self.astuple())) + ")"
+
+
+cdef Py_ssize_t _pack(Order o, char* w) except -1:
+    """Write the image of order ``o`` at ``w`` (room for ``_size(o)`` bytes); returns
+    the bytes written."""
+    cdef OrderRec* r = <OrderRec*> w
+    cdef list pend = <list> o.pending
+    cdef Py_ssize_t k, np_ = len(pend)
+    cdef str op
+    cdef Py_UCS4 ch
+    r.user_id = o.user_id
+    r.order_id = o.order_id
+    r.key_id = o.key_id
+    r.cl_ord_id = o.cl_ord_id
+    r.price = o.price
+    r.qty = o.qty
+    r.leaves = o.leaves
+    r.filled = o.filled
+    r.symbol_id = o.symbol_id
+    r.side = o.side
+    r.ord_type = o.ord_type
+    r.state = o.state
+    r.reason = o.reason
+    r.npending = <uint32_t> np_
+    w += sizeof(OrderRec)
+    for k in range(np_):
+        op = <str> pend[k]
+        if len(op) != 1:
+            raise ValueError(f"pending request {op!r} is not one letter")
+        ch = op[0]
+        if ch > 127:
+            raise ValueError(f"pending request {op!r} is not ASCII")
+        w[k] = <char> ch
+    return sizeof(OrderRec) + np_
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def pack_orders(list orders, dict unfolded=None, log_id=None, ended=None):
+    """The order log blob of ``orders`` (``gateway.store.Order``s), in order.
+
+    With ``unfolded``, also sets ``unfolded[(o.key_id, o.cl_ord_id)] = log_id`` for
+    each order (the store's index of which log row holds an order's latest image);
+    with ``ended`` (a deque), appends ``(o.key_id, o.cl_ord_id)`` of each order that
+    ended (filled, canceled or rejected) with no request pending (eviction candidates).
+
+    Raises ``OverflowError`` for a field out of its record range (as ``struct.pack``
+    does) and ``ValueError`` for a pending request that is not one ASCII letter.
+    """
+    cdef Py_ssize_t total = 0, pos = 0
+    cdef int state
+    cdef Order o
+    for o in orders:
+        total += sizeof(OrderRec) + len(<list> o.pending)
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, total)
+    cdef char* w = PyBytes_AS_STRING(out)
+    for o in orders:
+        if pos + sizeof(OrderRec) + len(<list> o.pending) > total:
+            raise RuntimeError("an order changed while it was packed")
+        pos += _pack(o, w + pos)
+        if unfolded is not None or ended is not None:
+            key = (o.key_id, o.cl_ord_id)
+            if unfolded is not None:
+                unfolded[key] = log_id
+            state = o.state
+            if ended is not None and not o.pending and S_FILLED <= state <= S_REJECTED:
+                ended.append(key)
+    return out
+
+
+cdef tuple _row(Order o):
+    """The ``orders`` table row of ``o`` (``gateway.store.Store._row``)."""
+    cdef list pend = <list> o.pending
+    cdef bytes rec = PyBytes_FromStringAndSize(NULL, sizeof(OrderRec) + len(pend))
+    _pack(o, PyBytes_AS_STRING(rec))
+    cdef int state = o.state
+    live = 1 if pend or state == S_PENDING or state == S_OPEN else 0
+    return (o.key_id, o.cl_ord_id - I64, live, rec)
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def fold_rows(list orders, dict unfolded, log_id, list rows):
+    """The fold of one order log row (``gateway.store.Store._fold``): for each of its
+    ``orders`` whose latest image is that row (``unfolded[key] == log_id``), drop the key
+    from ``unfolded`` and append its ``orders`` table row (``Store._row``) to ``rows``."""
+    cdef object k, lid
+    cdef Order o
+    for o in orders:
+        k = (o.key_id, o.cl_ord_id)
+        lid = unfolded.get(k)
+        if lid is None or lid != log_id:
+            continue  # changed again since: a later row holds its image
+        del unfolded[k]
+        rows.append(_row(o))
