@@ -331,7 +331,12 @@ class CoreLink:
                 if f is not None and not f.done():
                     f.set_result(r)
         sub = self.sub
-        if sub.caught_up and not int(sub.sub.getsockopt(_EVENTS)) & _POLLIN:
+        live = sub.sub
+        if (
+            sub.caught_up
+            and isinstance(live, zmq.Socket)
+            and not int(live.getsockopt(_EVENTS)) & _POLLIN
+        ):
             return  # no event frame: poll() would find none (and cost a zmq.Poller)
         try:
             frames = sub.poll(0, max_frames=256, idle_replay=False)
