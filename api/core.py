@@ -1,7 +1,8 @@
 """The API's link to the core: commands on the core's trade link (its stream trade
 link ``unix:/path`` when it has one, else the zmq ``trade`` socket:
 :func:`bindings.streamlink.trade_client`), balance queries on ``admin``, events from
-PUB + replay (:class:`bindings.client.EventSubscriber`).
+the core's event stream link (``unix:/path``) or PUB, gaps from replay
+(:class:`bindings.client.EventSubscriber`).
 
 All on the asyncio loop (the sockets' FDs are watched with ``add_reader``; the zmq
 ones are edge-triggered, so every wake-up drains them).  Group commit: everything a loop
@@ -32,7 +33,7 @@ import zmq
 from api.follow import Follower
 from api.store import PENDING_NEW, Store
 from bindings.client import CoreClient, CoreError, EventSubscriber
-from bindings.streamlink import trade_client
+from bindings.streamlink import StreamEventSource, trade_client
 from bursa_wire.layout import CMD_DTYPE, CMD_SIZE
 from engine.wire import commands
 from engine.wire.frames import (
@@ -85,6 +86,9 @@ class CoreLink:
         self.trade = trade_client(trade_endpoint, send_hwm=TRADE_SEND_HWM)
         self._trade_fd = -1  # the trade link's descriptor being watched (-1: none)
         self._trade_writer = False  # whether the loop watches it for writability
+        self._events_fd = -1  # the event source's descriptor being watched (-1: none)
+        # Event frames (live, replayed) of the subscribers replaced by _resubscribe.
+        self._frames_before = [0, 0]
         self.admin = CoreClient(admin_endpoint)
         self._pub, self._replay = pub_endpoint, replay_endpoint
         self.sub = self._subscriber()
@@ -115,13 +119,57 @@ class CoreLink:
         log.warning("event stream: %s; resubscribing from seq %d", why,
                     self.store.last_core_seq + 1)  # fmt: skip
         watched = self.loop is not None and self._tick is not None
-        if watched and self.loop is not None:
-            with contextlib.suppress(ValueError, OSError):
-                self.loop.remove_reader(self.sub.sub.fileno())
+        if watched:
+            self._unwatch_source()
+        self._frames_before[0] += self.sub.frames_live
+        self._frames_before[1] += self.sub.frames_replayed
         self.sub.close()
         self.sub = self._subscriber()
-        if watched and self.loop is not None:
-            self.loop.add_reader(self.sub.sub.fileno(), self.pump)
+        if watched:
+            self._watch_source()
+
+    def event_frames(self) -> tuple[int, int]:
+        """Event frames applied since start: (from the live source, from the replay
+        service).  Live frames stopping while replayed ones grow means the live
+        source is not being read (metrics, tests)."""
+        live, replayed = self._frames_before
+        return live + self.sub.frames_live, replayed + self.sub.frames_replayed
+
+    def event_source_up(self) -> bool:
+        """Whether the live event source is connected and its descriptor watched (a
+        stream source's changes on every reconnect)."""
+        fd = self.sub.sub.fileno()
+        return fd >= 0 and fd == self._events_fd
+
+    def _watch_source(self) -> None:
+        """Read events when the live source is readable: the zmq SUB descriptor, or
+        the event stream link's (``unix:``), which changes when it reconnects."""
+        live = self.sub.sub
+        if isinstance(live, StreamEventSource):
+            live.watch(self._watch_events, self._unwatch_events)
+        else:
+            self._watch_events(live.fileno())
+
+    def _unwatch_source(self) -> None:
+        """Stop watching the live source (before it is closed)."""
+        live = self.sub.sub
+        if isinstance(live, StreamEventSource):
+            live.watch(None, None)
+        if self._events_fd >= 0:
+            self._unwatch_events(self._events_fd)
+
+    def _watch_events(self, fd: int) -> None:
+        """Watch the live source's (new) descriptor."""
+        assert self.loop is not None
+        self._events_fd = fd
+        self.loop.add_reader(fd, self.pump)
+
+    def _unwatch_events(self, fd: int) -> None:
+        """Stop watching a live source descriptor that is about to close."""
+        assert self.loop is not None
+        with contextlib.suppress(ValueError, OSError):
+            self.loop.remove_reader(fd)
+        self._events_fd = -1
 
     # ---------------------------------------------------------- lifecycle
 
@@ -143,8 +191,8 @@ class CoreLink:
                 self._resubscribe(e)
                 await asyncio.sleep(0.2)
         self._recover_pending()
-        for s in (self.admin.sock, self.sub.sub):
-            self.loop.add_reader(s.fileno(), self.pump)
+        self.loop.add_reader(self.admin.sock.fileno(), self.pump)
+        self._watch_source()
         self.trade.watch(self._watch_trade, self._unwatch_trade)
         self._tick = self.loop.create_task(self._ticker())
         self.pump()
@@ -156,9 +204,9 @@ class CoreLink:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._tick
         if self.loop is not None:
-            for s in (self.admin.sock, self.sub.sub):
-                with contextlib.suppress(ValueError, OSError):
-                    self.loop.remove_reader(s.fileno())
+            with contextlib.suppress(ValueError, OSError):
+                self.loop.remove_reader(self.admin.sock.fileno())
+            self._unwatch_source()
             self.trade.watch(None, None)
             if self._trade_fd >= 0:
                 self._unwatch_trade(self._trade_fd)
@@ -344,6 +392,9 @@ class CoreLink:
             self._resubscribe(e)
             frames = []
         self._apply(frames)
+        if isinstance(live, StreamEventSource) and live.pending and self.loop is not None:
+            # Frames already read off the socket do not make it readable again.
+            self.loop.call_soon(self.pump)
 
     def _apply(self, frames: list[Any]) -> None:
         """Apply event frames; they are committed (and their waiters woken) by the

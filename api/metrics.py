@@ -53,12 +53,26 @@ def families(ctx: Context) -> list[Family]:
         "bursa_api_fast_requests", "requests answered by api.fasthttp (the others by aiohttp)"
     )
     fast.add_metric([], ctx.extra.get("fast_requests", 0))
+    frames = CounterMetricFamily(
+        "bursa_api_event_frames",
+        "core event frames applied, by where they came from (live source or replay)",
+        labels=["source"],
+    )
+    live, replayed = ctx.core.event_frames()
+    frames.add_metric(["live"], live)
+    frames.add_metric(["replayed"], replayed)
     market: Any = ctx.extra.get("market")
     conns = len(market.hub.conns) if market is not None else 0
     sinks = sum(len(s) for s in ctx.streams.sinks.values())
     return [
         req,
         fast,
+        frames,
+        gauge(
+            "bursa_api_event_source_up",
+            "1 while the live event source is connected and watched",
+            int(ctx.core.event_source_up()),
+        ),
         gauge("bursa_api_core_seq", "last core event seq applied", ctx.store.last_core_seq),
         gauge("bursa_api_market_ws_connections", "market-data WebSocket clients", conns),
         gauge("bursa_api_user_streams", "user-data stream connections", sinks),

@@ -318,6 +318,8 @@ class StreamEventSource:
         self._decoder = FrameDecoder(max_frame_bytes)
         self._frames: deque[bytes] = deque()
         self._next_try = 0.0
+        self._on_open: Callable[[int], None] | None = None
+        self._on_close: Callable[[int], None] | None = None
         self.connects = 0
         self.links_lost = 0
         self._connect()
@@ -335,15 +337,36 @@ class StreamEventSource:
         self._sock = s
         self._decoder = FrameDecoder(self.max_frame_bytes)
         self.connects += 1
+        if self._on_open is not None:
+            self._on_open(s.fileno())
         return True
 
     def _lost(self, why: str) -> None:
-        if self._sock is None:
+        sock = self._sock
+        if sock is None:
             return
         self.links_lost += 1
         log.warning("event stream link %s lost (%s)", self.endpoint, why)
-        self._sock.close()
+        if self._on_close is not None:
+            self._on_close(sock.fileno())
+        sock.close()
         self._sock = None
+
+    def watch(
+        self, on_open: Callable[[int], None] | None, on_close: Callable[[int], None] | None
+    ) -> None:
+        """``on_open(fd)`` now (if connected) and after each reconnect; ``on_close(fd)``
+        before a lost connection's descriptor is closed (an event loop must stop
+        watching it first), as :meth:`StreamTradeClient.watch`."""
+        self._on_open, self._on_close = on_open, on_close
+        if on_open is not None and self._sock is not None:
+            on_open(self._sock.fileno())
+
+    @property
+    def pending(self) -> int:
+        """Frames read from the socket and not yet taken by :meth:`recv`: an event
+        loop woken by the descriptor (level-triggered) must also take these."""
+        return len(self._frames)
 
     def _pull(self) -> None:
         sock = self._sock

@@ -98,6 +98,12 @@ class Wiring:
         return str(core.get("trade_stream") or core["trade"])
 
     @property
+    def events_link(self) -> str:
+        """The core's event stream link if it has one, else its PUB socket."""
+        core = self.ready["core"]
+        return str(core.get("events_stream") or core["pub"])
+
+    @property
     def hot_key_file(self) -> Path:
         """The demo hot wallet's encrypted key (created by the supervisor, demo only)."""
         return self.data_dir.resolve() / "wallet" / "hot.key"
@@ -131,11 +137,13 @@ def _core(w: Wiring) -> list[str]:
     argv = [*w.bursa("core"), "--data-dir", str(w.data_dir / "core"), *w.observe("core")]
     for role in ("trade", "fund", "admin", "pub", "replay"):
         argv.append(f"--{role}-endpoint={w.ipc('core-' + role)}")
-    # The stream trade link (engine/streamlink.py): the gateway's way in; without it
-    # (a socket path over 107 bytes) the gateway uses the zmq trade socket.
-    stream = w.data_dir.resolve() / "run" / "core-trade.sock"
-    if len(os.fsencode(str(stream))) <= UNIX_PATH_MAX:
-        argv.append(f"--trade-stream-endpoint=unix:{stream}")
+    # The stream links (engine/streamlink.py): the gateway's and the API's way in, and
+    # the API's event source; without them (a socket path over 107 bytes) they use
+    # the zmq trade and PUB sockets.
+    run = w.data_dir.resolve() / "run"
+    for flag, name in (("trade-stream", "core-trade.sock"), ("events-stream", "core-events.sock")):
+        if len(os.fsencode(str(run / name))) <= UNIX_PATH_MAX:
+            argv.append(f"--{flag}-endpoint=unix:{run / name}")
     return argv
 
 
@@ -207,7 +215,8 @@ def _api(w: Wiring) -> list[str]:
         f"--db-path={w.data_dir.resolve() / 'api' / 'api.db'}",
         f"--keys-db={w.gateway_dir / 'gateway.db'}",
         f"--core-trade-endpoint={w.trade_link}",
-        *w.core_flags("admin", "pub", "replay"),
+        f"--core-pub-endpoint={w.events_link}",
+        *w.core_flags("admin", "replay"),
         f"--marketdata-pub-endpoint={md['pub']}",
         f"--marketdata-service-endpoint={md['service']}",
         *w.observe("api"),

@@ -53,7 +53,8 @@ class ApiProcess(ChildProcess):
                 "--db-path", str(self.data / "api.db"), "--keys-db", str(self.keys_db),
                 "--marketdata", "false",
                 "--core-trade-endpoint", self.core.trade_link,
-                *self.core.flags("admin", "pub", "replay"), *self.extra,
+                "--core-pub-endpoint", self.core.events_link,
+                *self.core.flags("admin", "replay"), *self.extra,
             ]
         )  # fmt: skip
         self.wait_ready(self.ready_timeout_s)

@@ -38,3 +38,7 @@ def test_requests_are_counted_by_route_template_and_status(api: ApiProcess) -> N
     assert not any("/nothing/" in str(labels) for _, labels in got)
     assert got[("bursa_api_core_seq", ())] >= 1  # the market setup's events were applied
     assert got[("bursa_api_market_ws_connections", ())] == 0
+    live = got[("bursa_api_event_frames_total", (("source", "live"),))]
+    replayed = got[("bursa_api_event_frames_total", (("source", "replayed"),))]
+    assert live + replayed >= 1  # the market setup's events, from either source
+    assert got[("bursa_api_event_source_up", ())] == 1

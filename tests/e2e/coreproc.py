@@ -51,7 +51,12 @@ class CoreProcess(ChildProcess):
         endpoints = ("trade", "fund", "admin", "pub", "replay")
         stream: list[str] = []
         if self.stream_dir is not None:
-            stream = ["--trade-stream-endpoint", f"unix:{self.stream_dir / 'trade.sock'}"]
+            stream = [
+                "--trade-stream-endpoint",
+                f"unix:{self.stream_dir / 'trade.sock'}",
+                "--events-stream-endpoint",
+                f"unix:{self.stream_dir / 'events.sock'}",
+            ]
         self.spawn(
             [
                 "core", "--data-dir", str(self.data_dir),
@@ -76,6 +81,12 @@ class CoreProcess(ChildProcess):
         """Where an order-entry process connects: the stream trade link when the core
         has one, else the zmq trade socket."""
         return str(self.ready.get("trade_stream") or self.ready["trade"])
+
+    @property
+    def events_link(self) -> str:
+        """Where an event subscriber's live source connects: the event stream link when
+        the core has one, else the PUB socket."""
+        return str(self.ready.get("events_stream") or self.ready["pub"])
 
     @property
     def fund(self) -> str:
