@@ -234,3 +234,41 @@ def test_event_subscriber_on_the_stream_link_survives_a_core_restart(
         sub.close()
         cli.close()
         core.stop()
+
+
+def test_event_source_watch_callbacks_and_pending_frames(
+    sock_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An event loop follows the event source's descriptor: ``on_open`` on (re)connect,
+    ``on_close`` before a lost connection's descriptor is closed; frames read off the
+    socket but not yet taken are counted by ``pending`` (the descriptor no longer
+    says readable for them)."""
+    monkeypatch.setattr(sl, "RECONNECT_INTERVAL_MS", 1)
+    events: list[tuple[str, int]] = []
+    fake = FakeCorePeer(sock_dir / "e.sock")
+    src = StreamEventSource(f"unix:{fake.path}")
+    src.watch(lambda fd: events.append(("open", fd)), lambda fd: events.append(("close", fd)))
+    fd1 = src.fileno()
+    assert events == [("open", fd1)] and src.pending == 0
+    conn = fake.accept()
+    conn.sendall(encode_frame(b"a" * 30) + encode_frame(b"b" * 30) + encode_frame(b"c" * 30))
+    assert src.poll(int(WAIT_S * 1000)) == 1
+    while src.pending < 3:
+        assert src.poll(0) == 1
+        src._pull()  # what a readable descriptor would let poll() read
+    assert src.recv() == b"a" * 30 and src.pending == 2
+    conn.close()
+    fake.close()
+    deadline = time.monotonic() + WAIT_S
+    while src.fileno() >= 0 and time.monotonic() < deadline:
+        src.poll(0)  # reads the end of stream (frames b, c are still buffered)
+        src._pull()
+    assert events[-1] == ("close", fd1) and src.fileno() == -1
+    assert [src.recv(), src.recv()] == [b"b" * 30, b"c" * 30] and src.pending == 0
+    fake = FakeCorePeer(sock_dir / "e.sock")
+    time.sleep(0.01)
+    src.poll(0)  # a due reconnect happens in poll
+    assert src.fileno() >= 0 and events[-1] == ("open", src.fileno())
+    src.watch(None, None)
+    src.close()
+    fake.close()
