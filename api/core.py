@@ -33,6 +33,7 @@ import zmq
 from api.follow import Follower
 from api.store import PENDING_NEW, Store
 from bindings.client import CoreClient, CoreError, EventSubscriber
+from bindings.loopwatch import LoopWatch
 from bindings.streamlink import StreamEventSource, trade_client
 from bursa_wire.layout import CMD_DTYPE, CMD_SIZE
 from engine.wire import commands
@@ -84,9 +85,9 @@ class CoreLink:
         self.on_applied = on_applied
         # Queue only to a connected core and only so much: otherwise refuse at once.
         self.trade = trade_client(trade_endpoint, send_hwm=TRADE_SEND_HWM)
-        self._trade_fd = -1  # the trade link's descriptor being watched (-1: none)
-        self._trade_writer = False  # whether the loop watches it for writability
-        self._events_fd = -1  # the event source's descriptor being watched (-1: none)
+        # The loop's watch on the trade link and on the live event source (start()).
+        self._trade_watch: LoopWatch | None = None
+        self._events_watch: LoopWatch | None = None
         # Event frames (live, replayed) of the subscribers replaced by _resubscribe.
         self._frames_before = [0, 0]
         self.admin = CoreClient(admin_endpoint)
@@ -139,37 +140,24 @@ class CoreLink:
         """Whether the live event source is connected and its descriptor watched (a
         stream source's changes on every reconnect)."""
         fd = self.sub.sub.fileno()
-        return fd >= 0 and fd == self._events_fd
+        return fd >= 0 and self._events_watch is not None and fd == self._events_watch.fd
 
     def _watch_source(self) -> None:
         """Read events when the live source is readable: the zmq SUB descriptor, or
         the event stream link's (``unix:``), which changes when it reconnects."""
+        assert self.loop is not None
+        self._events_watch = LoopWatch(self.loop, self.pump)
         live = self.sub.sub
         if isinstance(live, StreamEventSource):
-            live.watch(self._watch_events, self._unwatch_events)
+            self._events_watch.start(live)
         else:
-            self._watch_events(live.fileno())
+            self._events_watch.start_fixed(live.fileno())
 
     def _unwatch_source(self) -> None:
         """Stop watching the live source (before it is closed)."""
-        live = self.sub.sub
-        if isinstance(live, StreamEventSource):
-            live.watch(None, None)
-        if self._events_fd >= 0:
-            self._unwatch_events(self._events_fd)
-
-    def _watch_events(self, fd: int) -> None:
-        """Watch the live source's (new) descriptor."""
-        assert self.loop is not None
-        self._events_fd = fd
-        self.loop.add_reader(fd, self.pump)
-
-    def _unwatch_events(self, fd: int) -> None:
-        """Stop watching a live source descriptor that is about to close."""
-        assert self.loop is not None
-        with contextlib.suppress(ValueError, OSError):
-            self.loop.remove_reader(fd)
-        self._events_fd = -1
+        if self._events_watch is not None:
+            self._events_watch.stop()
+            self._events_watch = None
 
     # ---------------------------------------------------------- lifecycle
 
@@ -193,7 +181,8 @@ class CoreLink:
         self._recover_pending()
         self.loop.add_reader(self.admin.sock.fileno(), self.pump)
         self._watch_source()
-        self.trade.watch(self._watch_trade, self._unwatch_trade)
+        self._trade_watch = LoopWatch(self.loop, self.pump)
+        self._trade_watch.start(self.trade)
         self._tick = self.loop.create_task(self._ticker())
         self.pump()
 
@@ -207,9 +196,8 @@ class CoreLink:
             with contextlib.suppress(ValueError, OSError):
                 self.loop.remove_reader(self.admin.sock.fileno())
             self._unwatch_source()
-            self.trade.watch(None, None)
-            if self._trade_fd >= 0:
-                self._unwatch_trade(self._trade_fd)
+            if self._trade_watch is not None:
+                self._trade_watch.stop()
         self.flush()
         for fut in self._replies.values():
             if not fut.done():
@@ -286,33 +274,8 @@ class CoreLink:
                     if fut is not None and not fut.done():
                         fut.set_exception(CoreUnavailableError("core not connected"))
 
-        if self.trade.wants_write and not self._trade_writer and self.loop is not None:
-            self._trade_writer = True
-            self.loop.add_writer(self._trade_fd, self._trade_writable)
-
-    def _trade_writable(self) -> None:
-        """The trade link can take the frames it queued (stream link only)."""
-        if self.trade.flush_nowait() and self._trade_writer and self.loop is not None:
-            self._trade_writer = False
-            self.loop.remove_writer(self._trade_fd)
-
-    def _watch_trade(self, fd: int) -> None:
-        """The trade link's (new) descriptor: read replies when it is readable."""
-        assert self.loop is not None
-        self._trade_fd = fd
-        self.loop.add_reader(fd, self.pump)
-
-    def _unwatch_trade(self, fd: int) -> None:
-        """The trade link's descriptor is about to close (the core went away).  Replies
-        it still owed never come: their requests time out as with a zmq link, and a
-        NEW left PENDING_NEW is settled from the event stream or at the next start
-        (:meth:`_recover_pending`)."""
-        assert self.loop is not None
-        self.loop.remove_reader(fd)
-        if self._trade_writer:
-            self._trade_writer = False
-            self.loop.remove_writer(fd)
-        self._trade_fd = -1
+        if self._trade_watch is not None:
+            self._trade_watch.sent(self.trade)
 
     def forget(self, fut: asyncio.Future[np.void]) -> None:
         """Stop waiting for a reply (its request timed out)."""

@@ -67,37 +67,30 @@ class LinkLostError(TimeoutError):
     order ids; an applied one is answered ``DUPLICATE``)."""
 
 
-class StreamTradeClient(CoreClient):
-    """Client of the stream trade link (see the module docstring).
+class _FramedConnection:
+    """A client connection to one of the core's stream links: length-prefixed frames
+    on a unix stream socket, read into a queue of bodies; dropped when the core goes
+    away and tried again at most every :data:`RECONNECT_INTERVAL_MS`; an event loop
+    follows its descriptor with :meth:`watch`.  The trade link's client and the event
+    source are this plus what each sends or hands out."""
 
-    Parameters
-    ----------
-    endpoint : str
-        ``unix:/abs/path``: the ``trade_stream`` entry of the core's ready line.
-    max_out_bytes : int
-        Bytes queued in this process at most (:data:`MAX_OUT_BYTES`).
-    """
+    _link_name = "stream link"
 
-    def __init__(self, endpoint: str, max_out_bytes: int = MAX_OUT_BYTES) -> None:
+    def _open(self, endpoint: str, max_frame_bytes: int) -> None:
+        """Set up the state and make the first connection attempt (subclasses'
+        ``__init__`` call this)."""
         self.endpoint = endpoint
         self.path = stream_path(endpoint)
-        self.max_out_bytes = max_out_bytes
-        self.outstanding = 0
-        self.backlog: deque[Records] = deque()
-        self._controls: deque[dict[str, Any]] = deque()
-        self._poller = None
+        self.max_frame_bytes = max_frame_bytes
         self._sock: socket.socket | None = None
-        self._out = bytearray()
-        self._decoder = FrameDecoder(MAX_REPLY_BODY_BYTES)
-        self._frames: deque[bytes] = deque()  # reply bodies read, not handed out yet
+        self._decoder = FrameDecoder(max_frame_bytes)
+        self._frames: deque[bytes] = deque()  # bodies read, not handed out yet
         self._next_try = 0.0
         self._on_open: Callable[[int], None] | None = None
         self._on_close: Callable[[int], None] | None = None
         self.connects = 0
         self.links_lost = 0
         self._connect()
-
-    # ------------------------------------------------------------- connection
 
     @property
     def connected(self) -> bool:
@@ -116,7 +109,7 @@ class StreamTradeClient(CoreClient):
             return False
         s.setblocking(False)
         self._sock = s
-        self._decoder = FrameDecoder(MAX_REPLY_BODY_BYTES)
+        self._decoder = FrameDecoder(self.max_frame_bytes)
         self.connects += 1
         if self._on_open is not None:
             self._on_open(s.fileno())
@@ -132,25 +125,90 @@ class StreamTradeClient(CoreClient):
         return self._connect()
 
     def _lost(self, why: str) -> None:
-        """Drop the connection and what is queued on it (the core went away)."""
+        """Drop the connection (the core went away); ``on_close`` runs first."""
         sock = self._sock
         if sock is None:
             return
         self.links_lost += 1
-        log.warning("stream link to %s lost (%s)", self.endpoint, why)
+        log.warning("%s to %s lost (%s)", self._link_name, self.endpoint, why)
         if self._on_close is not None:
             self._on_close(sock.fileno())
         sock.close()
         self._sock = None
-        self._out.clear()
-        self.outstanding = 0  # replies of the lost connection will never come
         self._next_try = time.monotonic() + RECONNECT_INTERVAL_MS / 1000
+
+    def _pull(self) -> None:
+        """Read what is there (bounded) into the frame queue."""
+        sock = self._sock
+        if sock is None:
+            return
+        total = 0
+        while total < READ_BYTES_PER_CALL:
+            try:
+                data = sock.recv(READ_CHUNK_BYTES)
+            except BlockingIOError:
+                return
+            except OSError as e:
+                self._lost(f"read: {e}")
+                return
+            if not data:
+                self._lost("end of stream")
+                return
+            total += len(data)
+            try:
+                self._frames.extend(self._decoder.feed(data))
+            except StreamFrameError as e:
+                self._lost(f"bad framing from the core: {e}")
+                return
+
+    def watch(
+        self, on_open: Callable[[int], None] | None, on_close: Callable[[int], None] | None
+    ) -> None:
+        """``on_open(fd)`` now (if connected) and after each reconnect; ``on_close(fd)``
+        before a lost connection's descriptor is closed (an event loop must stop
+        watching it first: a new socket may get the same number)."""
+        self._on_open, self._on_close = on_open, on_close
+        if on_open is not None and self._sock is not None:
+            on_open(self._sock.fileno())
+
+    def fileno(self) -> int:
+        """The connection's descriptor (level-triggered), -1 when not connected."""
+        return self._sock.fileno() if self._sock is not None else -1
 
     def close(self) -> None:
         """Close the connection (``watch`` callbacks are not called)."""
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+
+
+class StreamTradeClient(_FramedConnection, CoreClient):
+    """Client of the stream trade link (see the module docstring).
+
+    Parameters
+    ----------
+    endpoint : str
+        ``unix:/abs/path``: the ``trade_stream`` entry of the core's ready line.
+    max_out_bytes : int
+        Bytes queued in this process at most (:data:`MAX_OUT_BYTES`).
+    """
+
+    def __init__(self, endpoint: str, max_out_bytes: int = MAX_OUT_BYTES) -> None:
+        self.max_out_bytes = max_out_bytes
+        self.outstanding = 0
+        self.backlog: deque[Records] = deque()
+        self._controls: deque[dict[str, Any]] = deque()
+        self._poller = None
+        self._out = bytearray()
+        self._open(endpoint, MAX_REPLY_BODY_BYTES)
+
+    def _lost(self, why: str) -> None:
+        """Drop the connection and what is queued on it (the core went away)."""
+        if self._sock is None:
+            return
+        super()._lost(why)
+        self._out.clear()
+        self.outstanding = 0  # replies of the lost connection will never come
 
     # ------------------------------------------------------ non-blocking surface
 
@@ -201,52 +259,16 @@ class StreamTradeClient(CoreClient):
         del self._out[:n]
         return not self._out
 
-    def _pull(self) -> None:
-        """Read what is there (bounded) into the reply frame queue."""
-        sock = self._sock
-        if sock is None:
-            self.reconnect_if_due()
-            return
-        total = 0
-        while total < READ_BYTES_PER_CALL:
-            try:
-                data = sock.recv(READ_CHUNK_BYTES)
-            except BlockingIOError:
-                return
-            except OSError as e:
-                self._lost(f"read: {e}")
-                return
-            if not data:
-                self._lost("end of stream")
-                return
-            total += len(data)
-            try:
-                self._frames.extend(self._decoder.feed(data))
-            except StreamFrameError as e:
-                self._lost(f"bad framing from the core: {e}")
-                return
-
     def read_nowait(self) -> list[bytes]:
         """Every reply frame readable now, undecoded, in order.  A lost connection is
         dropped here (and a new one tried when due)."""
-        self._pull()
+        if self._sock is None:
+            self.reconnect_if_due()
+        else:
+            self._pull()
         out = list(self._frames)
         self._frames.clear()
         return out
-
-    def watch(
-        self, on_open: Callable[[int], None] | None, on_close: Callable[[int], None] | None
-    ) -> None:
-        """``on_open(fd)`` now (if connected) and after each reconnect; ``on_close(fd)``
-        before a lost connection's descriptor is closed (an event loop must stop
-        watching it first: a new socket may get the same number)."""
-        self._on_open, self._on_close = on_open, on_close
-        if on_open is not None and self._sock is not None:
-            on_open(self._sock.fileno())
-
-    def fileno(self) -> int:
-        """The connection's descriptor (level-triggered), -1 when not connected."""
-        return self._sock.fileno() if self._sock is not None else -1
 
     # --------------------------------------------------------- blocking surface
 
@@ -293,14 +315,14 @@ class StreamTradeClient(CoreClient):
         return replies
 
 
-class StreamEventSource:
+class StreamEventSource(_FramedConnection):
     """The live source of an :class:`bindings.client.EventSubscriber` on the core's
     event stream link (``events_stream`` in its ready line): the zmq SUB socket's
     ``poll``/``recv``/``fileno``/``close`` over length-prefixed frames on a unix
     socket.  A lost connection is dropped and tried again at most every
-    :data:`RECONNECT_INTERVAL_MS`; frames missed meanwhile are a gap the subscriber
-    fills from the replay service, as after ZeroMQ dropped frames.  The descriptor
-    changes on reconnect: an event loop watching it must follow :meth:`fileno`.
+    :data:`RECONNECT_INTERVAL_MS` (by :meth:`poll`); frames missed meanwhile are a gap
+    the subscriber fills from the replay service, as after ZeroMQ dropped frames.
+    The descriptor changes on reconnect: an event loop follows it with :meth:`watch`.
 
     Parameters
     ----------
@@ -310,57 +332,10 @@ class StreamEventSource:
         Largest event frame accepted (a longer length closes the connection).
     """
 
+    _link_name = "event stream link"
+
     def __init__(self, endpoint: str, max_frame_bytes: int = MAX_REPLY_BODY_BYTES) -> None:
-        self.endpoint = endpoint
-        self.path = stream_path(endpoint)
-        self.max_frame_bytes = max_frame_bytes
-        self._sock: socket.socket | None = None
-        self._decoder = FrameDecoder(max_frame_bytes)
-        self._frames: deque[bytes] = deque()
-        self._next_try = 0.0
-        self._on_open: Callable[[int], None] | None = None
-        self._on_close: Callable[[int], None] | None = None
-        self.connects = 0
-        self.links_lost = 0
-        self._connect()
-
-    def _connect(self) -> bool:
-        self._next_try = time.monotonic() + RECONNECT_INTERVAL_MS / 1000
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            s.settimeout(CONNECT_TIMEOUT_S)
-            s.connect(self.path)
-        except OSError:
-            s.close()
-            return False
-        s.setblocking(False)
-        self._sock = s
-        self._decoder = FrameDecoder(self.max_frame_bytes)
-        self.connects += 1
-        if self._on_open is not None:
-            self._on_open(s.fileno())
-        return True
-
-    def _lost(self, why: str) -> None:
-        sock = self._sock
-        if sock is None:
-            return
-        self.links_lost += 1
-        log.warning("event stream link %s lost (%s)", self.endpoint, why)
-        if self._on_close is not None:
-            self._on_close(sock.fileno())
-        sock.close()
-        self._sock = None
-
-    def watch(
-        self, on_open: Callable[[int], None] | None, on_close: Callable[[int], None] | None
-    ) -> None:
-        """``on_open(fd)`` now (if connected) and after each reconnect; ``on_close(fd)``
-        before a lost connection's descriptor is closed (an event loop must stop
-        watching it first), as :meth:`StreamTradeClient.watch`."""
-        self._on_open, self._on_close = on_open, on_close
-        if on_open is not None and self._sock is not None:
-            on_open(self._sock.fileno())
+        self._open(endpoint, max_frame_bytes)
 
     @property
     def pending(self) -> int:
@@ -368,35 +343,11 @@ class StreamEventSource:
         loop woken by the descriptor (level-triggered) must also take these."""
         return len(self._frames)
 
-    def _pull(self) -> None:
-        sock = self._sock
-        if sock is None:
-            return
-        total = 0
-        while total < READ_BYTES_PER_CALL:
-            try:
-                data = sock.recv(READ_CHUNK_BYTES)
-            except BlockingIOError:
-                return
-            except OSError as e:
-                self._lost(f"read: {e}")
-                return
-            if not data:
-                self._lost("end of stream")
-                return
-            total += len(data)
-            try:
-                self._frames.extend(self._decoder.feed(data))
-            except StreamFrameError as e:
-                self._lost(f"bad framing: {e}")
-                return
-
     def poll(self, timeout_ms: int | None = None) -> int:
         """Wait up to ``timeout_ms`` (None: forever) for a frame; 1 if one is ready."""
         deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000
         while not self._frames:
-            if self._sock is None and time.monotonic() >= self._next_try:
-                self._connect()
+            self.reconnect_if_due()
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             if self._sock is None:
                 if left == 0.0:
@@ -416,16 +367,6 @@ class StreamEventSource:
         if not self._frames:
             self.poll(None)
         return self._frames.popleft()
-
-    def fileno(self) -> int:
-        """The connection's descriptor (level-triggered), -1 when not connected."""
-        return self._sock.fileno() if self._sock is not None else -1
-
-    def close(self) -> None:
-        """Close the connection."""
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
 
 
 def is_stream_endpoint(endpoint: str) -> bool:

@@ -37,6 +37,7 @@ import uvloop
 import zmq
 
 from bindings.client import CoreClient, CoreError, EventSubscriber
+from bindings.loopwatch import LoopWatch
 from bindings.streamlink import trade_client
 from bursa_wire.gw_layout import (
     APP_OUT,
@@ -377,8 +378,7 @@ class Gateway:
         # Queue only to a connected core: while it is down, orders are refused at once
         # (CORE_UNAVAILABLE) instead of executing, stale, when it comes back.
         self.core = trade_client(cfg.core_trade_endpoint, send_hwm=cfg.core_send_hwm)
-        self.core_fd = -1  # the trade link's descriptor being watched (-1: none)
-        self.core_writer = False  # whether the loop watches it for writability
+        self.core_watch: LoopWatch | None = None  # the loop on the trade link (serve)
         self.query = CoreClient(cfg.core_admin_endpoint)
         self.sub = EventSubscriber(
             cfg.core_pub_endpoint, cfg.core_replay_endpoint, from_seq=self.store.last_core_seq + 1
@@ -812,32 +812,10 @@ class Gateway:
         if not self.core.try_send(buf):
             self.core_unavailable(tags)
             return
-        if self.core.wants_write and not self.core_writer and self.loop is not None:
-            self.core_writer = True
-            self.loop.add_writer(self.core_fd, self._core_writable)
+        if self.core_watch is not None:
+            self.core_watch.sent(self.core)
         self.inflight[no] = (time.monotonic(), tags, bytes(buf))
         self.stats["frames_to_core"] += 1
-
-    def _core_writable(self) -> None:
-        """The trade link can take the frames it queued (stream link only)."""
-        if self.core.flush_nowait() and self.core_writer and self.loop is not None:
-            self.core_writer = False
-            self.loop.remove_writer(self.core_fd)
-
-    def _watch_core(self, fd: int) -> None:
-        """The trade link's (new) descriptor: read replies when it is readable."""
-        assert self.loop is not None
-        self.core_fd = fd
-        self.loop.add_reader(fd, self.pump_core)
-
-    def _unwatch_core(self, fd: int) -> None:
-        """The trade link's descriptor is about to close (the core went away)."""
-        assert self.loop is not None
-        self.loop.remove_reader(fd)
-        if self.core_writer:
-            self.core_writer = False
-            self.loop.remove_writer(fd)
-        self.core_fd = -1
 
     def core_unavailable(self, tags: list[tuple[int, int, str]]) -> None:
         """The core's socket refused a frame: every command in it is rejected."""
@@ -1310,7 +1288,8 @@ class Gateway:
         loop = self.loop
         for fd in (self.query.sock.fileno(), self.sub.sub.fileno()):
             loop.add_reader(fd, self.pump_core)
-        self.core.watch(self._watch_core, self._unwatch_core)
+        self.core_watch = LoopWatch(loop, self.pump_core)
+        self.core_watch.start(self.core)
         server = await loop.create_server(lambda: Conn(self), self.cfg.host, self.cfg.port)
         port = server.sockets[0].getsockname()[1]
         info = {"ready": True, "gateway": f"tcp://{self.cfg.host}:{port}", "port": port}
@@ -1338,9 +1317,8 @@ class Gateway:
                 self.flush()
             for fd in (self.query.sock.fileno(), self.sub.sub.fileno()):
                 loop.remove_reader(fd)
-            self.core.watch(None, None)
-            if self.core_fd >= 0:
-                self._unwatch_core(self.core_fd)
+            if self.core_watch is not None:
+                self.core_watch.stop()
             self.flush()
             self.store.close()
             self.core.close()

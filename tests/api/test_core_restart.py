@@ -4,7 +4,6 @@ trade and PUB sockets."""
 
 from __future__ import annotations
 
-import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -22,14 +21,6 @@ pytestmark = pytest.mark.timeout(300)
 RECONNECT_DEADLINE_S = 30.0
 
 
-def _free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = int(s.getsockname()[1])
-    s.close()
-    return port
-
-
 def _order(cl: str, price: str = "50.00") -> dict[str, Any]:
     return {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC",
             "price": price, "quantity": "0.010", "newClientOrderId": cl}  # fmt: skip
@@ -45,12 +36,9 @@ def test_orders_flow_again_after_the_core_restarts(tmp_path: Path, link: str) ->
     nothing done), never queued for later.  Core restarted on the same endpoints:
     orders are accepted again without restarting the API, and the state is whole."""
     (tmp_path / "logs").mkdir()
-    eps = [f"tcp://127.0.0.1:{_free_port()}" for _ in range(5)]
-    core = CoreProcess(
-        tmp_path / "core", tmp_path / "logs", "fsync",
-        "--trade-endpoint", eps[0], "--pub-endpoint", eps[1], "--replay-endpoint", eps[2],
-        "--fund-endpoint", eps[3], "--admin-endpoint", eps[4], stream=link == "stream",
-    )  # fmt: skip
+    core = CoreProcess.on_fixed_ports(
+        tmp_path / "core", tmp_path / "logs", "fsync", stream=link == "stream"
+    )
     core.start()
     setup_market(core)
     api = ApiProcess(core, tmp_path / "api", tmp_path / "logs", "--orders-per-10s", "100000")

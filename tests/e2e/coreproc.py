@@ -16,9 +16,11 @@ from bindings.client import RoutedClient
 from tests.childproc import READY_TIMEOUT_S as READY_TIMEOUT_S
 from tests.childproc import REPO as REPO
 from tests.childproc import STOP_TIMEOUT_S as STOP_TIMEOUT_S
-from tests.childproc import ChildProcess, bursa_env
+from tests.childproc import ChildProcess, bursa_env, free_port
 
 LOOPBACK = "tcp://127.0.0.1:*"
+# The core's zmq endpoints (a later flag of the same name overrides LOOPBACK).
+ENDPOINTS = ("trade", "fund", "admin", "pub", "replay")
 
 
 class CoreProcess(ChildProcess):
@@ -40,6 +42,16 @@ class CoreProcess(ChildProcess):
         self.extra = list(extra)
         self.stream_dir = Path(tempfile.mkdtemp(prefix="bursa-sl-")) if stream else None
 
+    @classmethod
+    def on_fixed_ports(
+        cls, data_dir: Path, log_dir: Path, mode: str = "fsync", *, stream: bool = True
+    ) -> CoreProcess:
+        """A core whose zmq endpoints are fixed loopback ports (its stream links keep
+        their paths anyway), so its clients find it again after a kill -9 and restart."""
+        eps = {name: f"tcp://127.0.0.1:{free_port()}" for name in ENDPOINTS}
+        flags = [a for name, ep in eps.items() for a in (f"--{name}-endpoint", ep)]
+        return cls(data_dir, log_dir, mode, *flags, stream=stream)
+
     def start(self) -> dict[str, Any]:
         """Start the core and wait for its ready line; returns it."""
         self.start_nowait()
@@ -48,7 +60,6 @@ class CoreProcess(ChildProcess):
     def start_nowait(self) -> None:
         """Start the core without waiting for it to be ready."""
         assert not self.running()
-        endpoints = ("trade", "fund", "admin", "pub", "replay")
         stream: list[str] = []
         if self.stream_dir is not None:
             stream = [
@@ -60,7 +71,7 @@ class CoreProcess(ChildProcess):
         self.spawn(
             [
                 "core", "--data-dir", str(self.data_dir),
-                *(a for name in endpoints for a in (f"--{name}-endpoint", LOOPBACK)),
+                *(a for name in ENDPOINTS for a in (f"--{name}-endpoint", LOOPBACK)),
                 *stream, "--mode", self.mode, *self.extra,
             ]
         )  # fmt: skip

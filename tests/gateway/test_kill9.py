@@ -7,7 +7,6 @@ stream-derived open quantity matches what the gateway reports for it."""
 
 from __future__ import annotations
 
-import socket
 import time
 from pathlib import Path
 
@@ -142,25 +141,14 @@ def test_kill9_gateway_mid_flow(
     check_accounted(b2, before_b, drain(b2))
 
 
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = int(s.getsockname()[1])
-    s.close()
-    return port
-
-
 @pytest.mark.parametrize("link", ["stream", "zmq"])
 def test_kill9_core_mid_flow(tmp_path: Path, link: str) -> None:
     """The gateway on the core's stream trade link (it reconnects to the restarted core
     at the same path) and on the zmq trade socket: the same guarantees."""
     (tmp_path / "logs").mkdir()
-    eps = [f"tcp://127.0.0.1:{free_port()}" for _ in range(5)]
-    core = CoreProcess(
-        tmp_path / "core", tmp_path / "logs", "fsync",
-        "--trade-endpoint", eps[0], "--pub-endpoint", eps[1], "--replay-endpoint", eps[2],
-        "--fund-endpoint", eps[3], "--admin-endpoint", eps[4], stream=link == "stream",
-    )  # fmt: skip
+    core = CoreProcess.on_fixed_ports(
+        tmp_path / "core", tmp_path / "logs", "fsync", stream=link == "stream"
+    )
     core.start()
     setup_market(core)
     # Long heartbeats: the blocking test clients do not read while the core restarts.
@@ -232,12 +220,7 @@ def test_order_lost_with_the_core_is_resolved(tmp_path: Path) -> None:
     from gateway.wire.codes import GwReason
 
     (tmp_path / "logs").mkdir()
-    eps = [f"tcp://127.0.0.1:{free_port()}" for _ in range(5)]
-    core = CoreProcess(
-        tmp_path / "core", tmp_path / "logs", "fsync",
-        "--trade-endpoint", eps[0], "--pub-endpoint", eps[1], "--replay-endpoint", eps[2],
-        "--fund-endpoint", eps[3], "--admin-endpoint", eps[4],
-    )  # fmt: skip
+    core = CoreProcess.on_fixed_ports(tmp_path / "core", tmp_path / "logs", "fsync")
     core.start()
     setup_market(core)
     gw = GatewayProcess(

@@ -5,12 +5,12 @@ temporary data directories). Tests that need a node fail loudly if it is missing
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
+from tests.childproc import free_port
 from tests.e2e.coreproc import REPO
 from wallet.chain import NodeUnavailableError
 from wallet.jsonrpc import JsonRpc
@@ -18,12 +18,6 @@ from wallet.jsonrpc import JsonRpc
 START_TIMEOUT_S = 60.0
 ANVIL = REPO / ".node" / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
 SOLCJS = REPO / ".node" / "node_modules" / "solc" / "solc.js"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def litecoind_binary() -> str:
