@@ -578,7 +578,7 @@ class CoreServer:
                     body = body[1:]
                 if len(body) == 2 and body[0] == CONTROL_TAG:
                     controls.append((role, ident, delim, body[1]))
-                elif (k := _command_count(body, max_frame_cmds)) <= 0:
+                elif len(body) != 1 or (k := _command_count(body[0], max_frame_cmds)) <= 0:
                     senders.append((role, ident, delim, len(body[0]) if len(body) == 1 else -1, -1))
                 elif not kinds_allowed(body[0], allowed_kinds):
                     senders.append((role, ident, delim, len(refused), -2))
@@ -635,10 +635,9 @@ class CoreServer:
                 if n_cmds >= limit:
                     stream.defer(conn, bodies[i:])
                     break
-                size = len(body)
-                k = size // CMD_SIZE
-                if size == 0 or size % CMD_SIZE or k > max_frame_cmds:
-                    senders.append((STREAM_ROLE, key, False, size, -1))
+                k = _command_count(body, max_frame_cmds)
+                if k <= 0:
+                    senders.append((STREAM_ROLE, key, False, len(body), -1))
                 elif not kinds_allowed(body, allowed_kinds):
                     senders.append((STREAM_ROLE, key, False, len(refused), -2))
                     refused.append(body)
@@ -1060,11 +1059,10 @@ def kinds_allowed(frame: bytes, allowed: bytes) -> bool:
     return not frame[_KIND_AT::CMD_SIZE].translate(None, allowed)
 
 
-def _command_count(body: list[bytes], max_cmds: int = MAX_FRAME_CMDS) -> int:
-    """Number of command records in a one-part message, or -1 if malformed."""
-    if len(body) != 1:
-        return -1
-    size = len(body[0])
+def _command_count(frame: bytes, max_cmds: int = MAX_FRAME_CMDS) -> int:
+    """Number of command records in a command frame (a zmq message's one part, or a
+    stream link body), or -1 if malformed."""
+    size = len(frame)
     if size == 0 or size % CMD_SIZE or size // CMD_SIZE > max_cmds:
         return -1
     return size // CMD_SIZE
