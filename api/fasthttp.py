@@ -32,6 +32,7 @@ from email.utils import formatdate
 from api.auth import request_params
 from api.context import Context
 from api.errors import ApiError
+from api.metrics import count_request
 
 log = logging.getLogger("bursa.api")
 
@@ -268,9 +269,7 @@ class FastHttp(asyncio.Protocol):
             status, ctype = 500, "text/plain; charset=utf-8"
             out = b"500 Internal Server Error\n\nServer got itself in trouble"
             used = ctx.limits.used_weight(ip)
-        requests: dict[tuple[str, str, int], int] = ctx.extra.setdefault("requests", {})
-        k = (ROUTE, "POST", status)
-        requests[k] = requests.get(k, 0) + 1
+        count_request(ctx, ROUTE, "POST", status)
         ctx.extra["fast_requests"] = ctx.extra.get("fast_requests", 0) + 1
         self._write(status, ctype, out, used)
 

@@ -33,11 +33,16 @@ def route_of(request: web.Request) -> str:
 async def count_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Count each request by (route template, method, status) after it is answered."""
     resp = await handler(request)
-    ctx: Context = request.app[CTX]
-    key = (route_of(request), request.method, resp.status)
-    requests: dict[tuple[str, str, int], int] = ctx.extra.setdefault("requests", {})
-    requests[key] = requests.get(key, 0) + 1
+    count_request(request.app[CTX], route_of(request), request.method, resp.status)
     return resp
+
+
+def count_request(ctx: Context, route: str, method: str, status: int) -> None:
+    """One answered request in ``bursa_api_requests_total`` (the middleware's count,
+    and api.fasthttp's for the requests it answers without aiohttp)."""
+    requests: dict[tuple[str, str, int], int] = ctx.extra.setdefault("requests", {})
+    key = (route, method, status)
+    requests[key] = requests.get(key, 0) + 1
 
 
 def families(ctx: Context) -> list[Family]:

@@ -399,11 +399,6 @@ async def post_order(request: web.Request) -> web.Response:
     return web.json_response(text=new_order_text(*entered))
 
 
-async def place_order(ctx: Context, params: dict[str, str], uid: int, key: str) -> dict[str, Any]:
-    """Validate, enter and answer one new order (the answer as a dict)."""
-    return new_order_json(*await enter_order(ctx, params, uid, key))
-
-
 Entered = tuple[SymbolSpec, Order, str, list[Fill]]
 
 
