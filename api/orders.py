@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import re
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -360,23 +362,6 @@ async def _await_core(ctx: Context, fut: asyncio.Future[Any]) -> Any:
         raise ApiError(503, err.UNKNOWN, "The core is not available; nothing was done.") from None
 
 
-async def _await_own(ctx: Context, fut: asyncio.Future[Any]) -> Any:
-    """:func:`_await_core` for a reply future only this request waits for (a new
-    order's, sent with ``expire``: the core link fails it after the core timeout):
-    awaited directly, no waiter future, callbacks or timer of its own."""
-    try:
-        return await fut
-    except CoreTimeoutError:
-        ctx.core.forget(fut)
-        raise bad_request(
-            err.TIMEOUT,
-            "Timeout waiting for response from backend server. Send status unknown;"
-            " execution status unknown.",
-        ) from None
-    except CoreUnavailableError:
-        raise ApiError(503, err.UNKNOWN, "The core is not available; nothing was done.") from None
-
-
 async def post_order(request: web.Request) -> web.Response:
     """POST /api/v3/order."""
     ctx, params, uid = await _signed(request, trade=True)
@@ -408,9 +393,29 @@ class _ClientIds:
 _IDS = _ClientIds()
 
 
-async def enter_order(ctx: Context, params: dict[str, str], uid: int, key: str) -> Entered:
-    """Validate and enter one new order; (symbol, order, newOrderRespType, fills of
-    this request) for :func:`new_order_json` / :func:`new_order_text`."""
+@dataclass(slots=True)
+class NewOrder:
+    """A new order between :func:`open_order` and :func:`close_order`: its NEW queued
+    (``reply``), or ``retry_of`` the order a known clientOrderId already names."""
+
+    spec: SymbolSpec
+    order: Order
+    resp_type: str
+    reply: asyncio.Future[Any] | None = None  # the core's reply, once its events are applied
+    done: asyncio.Future[None] | None = None  # what retries of its client id wait for
+    retry_of: Order | None = None
+
+
+def open_order(ctx: Context, params: dict[str, str], uid: int, key: str) -> NewOrder:
+    """Validate one new order and queue its NEW (no await: the order path of
+    :mod:`api.fasthttp` finishes it from the reply's callback, :func:`enter_order`
+    awaits it).
+
+    Raises
+    ------
+    ApiError
+        Binance's code for the first problem found; nothing changes.
+    """
     spec, o, fields = parse_new_order(ctx, params, uid)
     resp_type = params.get("newOrderRespType") or (
         "FULL" if o.type in ("LIMIT", "MARKET") else "ACK"
@@ -425,7 +430,7 @@ async def enter_order(ctx: Context, params: dict[str, str], uid: int, key: str) 
     if retryable:
         prev = ctx.store.by_client_id(uid, o.client_order_id)
         if prev is not None:
-            return await _answer_retry(ctx, spec, prev, o, resp_type)
+            return NewOrder(spec, o, resp_type, retry_of=prev)
     else:
         o.client_order_id = _IDS.next()
     ctx.limits.order(key)
@@ -437,43 +442,94 @@ async def enter_order(ctx: Context, params: dict[str, str], uid: int, key: str) 
     ctx.store.add(o, durable=retryable)
     fields["order_id"] = o.order_id
     try:
+        # The reply comes once the events of its seq are applied and committed, or
+        # fails after the core timeout.
         fut = ctx.core.send(new_record(**fields), applied=True, expire=True)
     except CoreUnavailableError:
         ctx.store.delete(o)
         raise ApiError(503, err.UNKNOWN, "The core is not available; nothing was done.") from None
-    o_fut: dict[tuple[int, str], asyncio.Future[None]] = ctx.extra.setdefault("inflight", {})
-    done: asyncio.Future[None] | None = None
+    n = NewOrder(spec, o, resp_type, fut)
     if retryable:
-        done = asyncio.get_running_loop().create_future()
-        o_fut[(uid, o.client_order_id)] = done
+        n.done = asyncio.get_running_loop().create_future()
+        ctx.extra.setdefault("inflight", {})[(uid, o.client_order_id)] = n.done
+    return n
+
+
+def close_order(ctx: Context, n: NewOrder) -> Entered:
+    """The outcome of an opened order whose reply is done (or was given up: a
+    cancelled request); (symbol, order, newOrderRespType, fills of this request)
+    for :func:`new_order_text`.
+
+    Raises
+    ------
+    ApiError
+        -1007 the core did not answer in time, 503 the NEW never left, the core's
+        reject as Binance's code.
+    """
+    o, fut = n.order, n.reply
+    assert fut is not None
     try:
-        # The reply, once the events of its seq are applied and committed.
-        try:
-            reply = await _await_own(ctx, fut)
-        except ApiError:
-            if _never_sent(fut):
-                # The link refused the frame: the NEW never left, the order never
-                # existed (its stored PENDING_NEW row would show as open forever).
-                ctx.store.delete(o)
-            raise
+        if fut.cancelled():
+            raise asyncio.CancelledError
+        exc = fut.exception()
+        if isinstance(exc, CoreTimeoutError):
+            ctx.core.forget(fut)
+            raise bad_request(
+                err.TIMEOUT,
+                "Timeout waiting for response from backend server. Send status unknown;"
+                " execution status unknown.",
+            )
+        if isinstance(exc, CoreUnavailableError):
+            # The link refused the frame: the NEW never left, the order never
+            # existed (an open order that would show as open forever).
+            ctx.store.delete(o)
+            raise ApiError(503, err.UNKNOWN, "The core is not available; nothing was done.")
+        reply = fut.result()
         if int(reply["seq"]) == 0:
             # Refused before sequencing (no event will come): it never existed.
             o.status = "REJECTED"
             ctx.store.delete(o)
             raise reject_error(int(reply["reason"]))
     finally:
-        if done is not None:
-            o_fut.pop((uid, o.client_order_id), None)
-            done.set_result(None)
+        if n.done is not None:
+            ctx.extra["inflight"].pop((o.user_id, o.client_order_id), None)
+            n.done.set_result(None)
+            n.done = None
     if o.status == "REJECTED":
         raise reject_error(o.reject)
     fills, o.fills = o.fills, []
-    return spec, o, resp_type, fills
+    return n.spec, o, n.resp_type, fills
 
 
-def _never_sent(fut: asyncio.Future[Any]) -> bool:
-    """Whether ``fut`` failed because its command was never taken by the trade link."""
-    return fut.done() and not fut.cancelled() and isinstance(fut.exception(), CoreUnavailableError)
+async def enter_order(ctx: Context, params: dict[str, str], uid: int, key: str) -> Entered:
+    """Validate and enter one new order (:func:`open_order`, then :func:`close_order`
+    once its reply is in); (symbol, order, newOrderRespType, fills of this request)
+    for :func:`new_order_json` / :func:`new_order_text`."""
+    n = open_order(ctx, params, uid, key)
+    if n.retry_of is not None:
+        return await answer_retry(ctx, n)
+    assert n.reply is not None
+    try:
+        await n.reply
+    except asyncio.CancelledError:
+        close_order_quietly(ctx, n)
+        raise
+    except Exception:  # close_order turns the reply's failure into the answer
+        pass
+    return close_order(ctx, n)
+
+
+def close_order_quietly(ctx: Context, n: NewOrder) -> None:
+    """:func:`close_order` of a request given up (its client went away): retries stop
+    waiting for it; the order itself goes on as the core's events say."""
+    with contextlib.suppress(ApiError, asyncio.CancelledError, asyncio.InvalidStateError):
+        close_order(ctx, n)
+
+
+async def answer_retry(ctx: Context, n: NewOrder) -> Entered:
+    """The answer of an opened order whose clientOrderId was known (``n.retry_of``)."""
+    assert n.retry_of is not None
+    return await _answer_retry(ctx, n.spec, n.retry_of, n.order, n.resp_type)
 
 
 async def _answer_retry(
