@@ -244,21 +244,24 @@ class Authenticator:
 
     def verify(self, key: keys.ApiKey, payload: str, sig: str) -> None:
         """The signature of ``payload`` by ``key`` (-1022 if it does not verify)."""
-        bad = bad_request(INVALID_SIGNATURE, "Signature for this request is not valid.")
         if key.key_type == keys.TYPE_HMAC:
             _, secret = self.lookup(key.api_key)
             if not secret:
-                raise bad
+                raise _bad_signature()
             proto = self._macs.get(secret)
             if proto is None:
                 proto = self._macs[secret] = hmac.new(secret, digestmod="sha256")
             mac = proto.copy()
             mac.update(payload.encode())
             if not hmac.compare_digest(mac.hexdigest(), sig.lower()):
-                raise bad
+                raise _bad_signature()
             return
         try:
             raw = base64.b64decode(sig, validate=True)
             Ed25519PublicKey.from_public_bytes(key.public_key).verify(raw, payload.encode())
         except (InvalidSignature, binascii.Error, ValueError):
-            raise bad from None
+            raise _bad_signature() from None
+
+
+def _bad_signature() -> ApiError:
+    return bad_request(INVALID_SIGNATURE, "Signature for this request is not valid.")

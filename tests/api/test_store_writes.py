@@ -156,9 +156,15 @@ def test_follower_keeps_updates_of_watched_users_only(tmp_path: Path) -> None:
 
 
 def test_generated_client_ids() -> None:
-    """22 URL-safe characters (as ``secrets.token_urlsafe(16)[:22]``), all distinct,
-    across refills of the random pool."""
+    """22 URL-safe characters; ids of later orders sort after earlier ones (the index
+    grows at its end); all distinct, also for one order id, across refills of the
+    random pool."""
     gen = _ClientIds()
-    ids = [gen.next() for _ in range(1000)]
+    oids = [API_ID_BASE + 1, API_ID_BASE + 2, API_ID_BASE + 61, API_ID_BASE + 62,
+            API_ID_BASE + 10**9, 2**40 - 1]  # fmt: skip
+    ids = [gen.next(o) for o in oids]
     assert all(re.fullmatch(r"[A-Za-z0-9_-]{22}", i) for i in ids)
-    assert len(set(ids)) == len(ids)
+    assert ids == sorted(ids)
+    same = [gen.next(API_ID_BASE + 5) for _ in range(1000)]
+    assert len(set(same)) == len(same)
+    assert all(i[:7] == same[0][:7] for i in same)
