@@ -283,7 +283,7 @@ def callgrind(args: argparse.Namespace) -> dict[str, Any]:
         keys = [api.make_key(u) for u in (1, 2)]
         clients = (Client(host, port, keys[0].api_key, api.secrets[keys[0].api_key]),
                    Client(host, port, keys[1].api_key, api.secrets[keys[1].api_key]))  # fmt: skip
-        restload.closed_loop(host, port, order_requests(clients, 2_000), 5.0, 2)
+        restload.closed_loop(host, port, order_requests(clients, 20_000), 5.0, 2)
         for i, conns in enumerate(args.callgrind_connections):
             reqs = order_requests(clients, 20_000, (1 + i) * 10**6)
             subprocess.run(["callgrind_control", "-z", pid], check=True, capture_output=True)
