@@ -34,7 +34,7 @@ from api.follow import Follower
 from api.store import PENDING_NEW, Store
 from bindings.client import CoreClient, CoreError, EventSubscriber
 from bindings.loopwatch import LoopWatch
-from bindings.streamlink import StreamEventSource, trade_client
+from bindings.streamlink import StreamEventSource, StreamTradeClient, trade_client
 from bursa_wire.layout import CMD_DTYPE, CMD_SIZE, REPLY_DTYPE
 from engine.wire import commands
 from engine.wire.frames import (
@@ -161,7 +161,7 @@ class CoreLink:
         """Read events when the live source is readable: the zmq SUB descriptor, or
         the event stream link's (``unix:``), which changes when it reconnects."""
         assert self.loop is not None
-        self._events_watch = LoopWatch(self.loop, self.pump_links)
+        self._events_watch = LoopWatch(self.loop, self._on_events_readable)
         live = self.sub.sub
         if isinstance(live, StreamEventSource):
             self._events_watch.start(live)
@@ -196,7 +196,7 @@ class CoreLink:
         self._recover_pending()
         self.loop.add_reader(self.admin.sock.fileno(), self._pump_admin)
         self._watch_source()
-        self._trade_watch = LoopWatch(self.loop, self.pump_links)
+        self._trade_watch = LoopWatch(self.loop, self._pump_trade)
         self._trade_watch.start(self.trade)
         self._tick = self.loop.create_task(self._ticker())
         self.pump()
@@ -370,8 +370,21 @@ class CoreLink:
         self.pump_links()
 
     def pump_links(self) -> None:
-        """Read every reply and event available now (the trade link's and the event
-        source's reader)."""
+        """Read every reply and event available now."""
+        self._pump_trade()
+        self._pump_events()
+
+    def _on_events_readable(self) -> None:
+        """The event source's reader: its events; a zmq trade socket's replies too (its
+        descriptor is edge-triggered, and the turn's send may have taken the edge of a
+        reply already in)."""
+        if not isinstance(self.trade, StreamTradeClient):
+            self._pump_trade()
+        self._pump_events()
+
+    def _pump_trade(self) -> None:
+        """Every reply readable now (the trade link's reader: not the event source as
+        well, which would cost a select and a read that find nothing)."""
         for body in self.trade.read_nowait():
             try:
                 replies = decode_replies(body)
@@ -391,6 +404,9 @@ class CoreLink:
                         continue
                 if f is not None and not f.done():
                     f.set_result(r)
+
+    def _pump_events(self) -> None:
+        """Every event frame available now."""
         sub = self.sub
         live = sub.sub
         if (
@@ -407,7 +423,7 @@ class CoreLink:
         self._apply(frames)
         if isinstance(live, StreamEventSource) and live.pending and self.loop is not None:
             # Frames already read off the socket do not make it readable again.
-            self.loop.call_soon(self.pump_links)
+            self.loop.call_soon(self._pump_events)
 
     def _apply(self, frames: list[Any]) -> None:
         """Apply event frames; they are committed (and their waiters woken) by the
