@@ -42,8 +42,8 @@ from gateway.store import clock_order_id
 log = logging.getLogger("bursa.api")
 
 API_ID_BASE = 1 << 39
-# API order ids reserved per write of meta.next_order_id (skipped after a restart: the
-# lane's 2**39 ids last 17 years of milliseconds, a restart costs 0.1 s of them).
+# API order ids reserved per write of meta.next_order_id (the unused rest is skipped
+# after a restart: 100 s worth of the clock's milliseconds, of the lane's 17 years).
 ID_RESERVE = 100_000
 # SQLite's page cache (KiB): the client id index is written at random places, so
 # its pages are read back often; from the kernel's cache that is a pread each.
