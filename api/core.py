@@ -34,8 +34,8 @@ from api.follow import Follower
 from api.store import PENDING_NEW, Store
 from bindings.client import CoreClient, CoreError, EventSubscriber
 from bindings.loopwatch import LoopWatch
-from bindings.streamlink import StreamEventSource, trade_client
-from bursa_wire.layout import CMD_DTYPE, CMD_SIZE
+from bindings.streamlink import StreamEventSource, StreamTradeClient, trade_client
+from bursa_wire.layout import CMD_DTYPE, CMD_SIZE, REPLY_DTYPE
 from engine.wire import commands
 from engine.wire.frames import (
     CONTROL_TAG,
@@ -58,6 +58,11 @@ MAX_INFLIGHT = 100_000  # commands sent and not answered; beyond, requests are r
 TRADE_SEND_HWM = 10_000
 
 
+# A core reply (``REPLY_DTYPE``'s fields by name: ``seq``, ``status``, ``reason``, ...).
+Reply = dict[str, int]
+_REPLY_NAMES = tuple(REPLY_DTYPE.names or ())
+
+
 class StateAheadError(RuntimeError):
     """The API's state is past the end of the core's event log: it belongs to another
     (or a reset) exchange and must be deleted to be rebuilt."""
@@ -65,6 +70,10 @@ class StateAheadError(RuntimeError):
 
 class CoreUnavailableError(Exception):
     """The core cannot take a command now (not connected, or too much in flight)."""
+
+
+class CoreTimeoutError(Exception):
+    """The core did not answer a command sent with ``expire`` within ``reply_timeout_s``."""
 
 
 class CoreLink:
@@ -79,8 +88,10 @@ class CoreLink:
         pub_endpoint: str,
         replay_endpoint: str,
         on_applied: Callable[[], None],
+        reply_timeout_s: float = 5.0,
     ) -> None:
         self.store = store
+        self.reply_timeout_s = reply_timeout_s
         self.follower = follower
         self.on_applied = on_applied
         # Queue only to a connected core and only so much: otherwise refuse at once.
@@ -94,7 +105,7 @@ class CoreLink:
         self._pub, self._replay = pub_endpoint, replay_endpoint
         self.sub = self._subscriber()
         self._refs = itertools.count(1)
-        self._replies: dict[int, asyncio.Future[np.void]] = {}
+        self._replies: dict[int, asyncio.Future[Reply]] = {}
         self._controls: deque[asyncio.Future[dict[str, Any]]] = deque()
         self._queue: list[bytes | bytearray] = []
         self._queue_refs: list[int] = []
@@ -102,6 +113,10 @@ class CoreLink:
         self._waiters: list[tuple[int, int, asyncio.Future[Any], Any]] = []
         self._after_apply: set[int] = set()  # refs whose reply waits for its events
         self._wait_ids = itertools.count()
+        # (deadline, reply) of commands sent with ``expire``, oldest first (one timeout
+        # for all: deadlines come in order), and the one timer armed for the first.
+        self._expiry: deque[tuple[float, asyncio.Future[Reply]]] = deque()
+        self._expiry_timer: asyncio.TimerHandle | None = None
         self._flush_scheduled = False
         self._applied_pending = False  # events applied since the last commit
         # The last core seq whose events are committed (applied() waits for it).
@@ -146,7 +161,7 @@ class CoreLink:
         """Read events when the live source is readable: the zmq SUB descriptor, or
         the event stream link's (``unix:``), which changes when it reconnects."""
         assert self.loop is not None
-        self._events_watch = LoopWatch(self.loop, self.pump)
+        self._events_watch = LoopWatch(self.loop, self._on_events_readable)
         live = self.sub.sub
         if isinstance(live, StreamEventSource):
             self._events_watch.start(live)
@@ -179,9 +194,9 @@ class CoreLink:
                 self._resubscribe(e)
                 await asyncio.sleep(0.2)
         self._recover_pending()
-        self.loop.add_reader(self.admin.sock.fileno(), self.pump)
+        self.loop.add_reader(self.admin.sock.fileno(), self._pump_admin)
         self._watch_source()
-        self._trade_watch = LoopWatch(self.loop, self.pump)
+        self._trade_watch = LoopWatch(self.loop, self._pump_trade)
         self._trade_watch.start(self.trade)
         self._tick = self.loop.create_task(self._ticker())
         self.pump()
@@ -218,12 +233,15 @@ class CoreLink:
     # ----------------------------------------------------------- commands
 
     def send(
-        self, rec: np.ndarray[Any, Any] | bytes, applied: bool = False
-    ) -> asyncio.Future[np.void]:
+        self, rec: np.ndarray[Any, Any] | bytes, applied: bool = False, expire: bool = False
+    ) -> asyncio.Future[Reply]:
         """Queue one command record (a one-record ``CMD_DTYPE`` array or its 96 bytes,
         e.g. :func:`new_record`; sent at the end of this loop turn); its reply.  With
         ``applied`` the reply is delivered once the events of its seq are applied and
-        committed too (one wake-up instead of awaiting :meth:`applied` after it)."""
+        committed too (one wake-up instead of awaiting :meth:`applied` after it).  With
+        ``expire`` the reply fails with :class:`CoreTimeoutError` after
+        ``reply_timeout_s`` (one timer for all such commands instead of one each; for
+        a reply only its own request awaits)."""
         assert self.loop is not None
         if len(self._replies) >= MAX_INFLIGHT:
             raise CoreUnavailableError("too many commands in flight")
@@ -232,14 +250,31 @@ class CoreLink:
         if len(raw) != CMD_SIZE:
             raise ValueError(f"a command record is {CMD_SIZE} bytes, not {len(raw)}")
         _U64.pack_into(raw, _CLIENT_REF_AT, ref)
-        fut: asyncio.Future[np.void] = self.loop.create_future()
+        fut: asyncio.Future[Reply] = self.loop.create_future()
         self._replies[ref] = fut
         if applied:
             self._after_apply.add(ref)
         self._queue.append(raw)
         self._queue_refs.append(ref)
         self._schedule()
+        if expire:
+            self._expiry.append((self.loop.time() + self.reply_timeout_s, fut))
+            if self._expiry_timer is None:
+                self._expiry_timer = self.loop.call_at(self._expiry[0][0], self._expire)
         return fut
+
+    def _expire(self) -> None:
+        """Fail the replies of :meth:`send` ``expire`` that are due; re-arm for the next."""
+        assert self.loop is not None
+        self._expiry_timer = None
+        now = self.loop.time()
+        q = self._expiry
+        while q and (q[0][1].done() or q[0][0] <= now):
+            _, fut = q.popleft()
+            if not fut.done():
+                fut.set_exception(CoreTimeoutError())
+        if q:
+            self._expiry_timer = self.loop.call_at(q[0][0], self._expire)
 
     def _schedule(self) -> None:
         if not self._flush_scheduled and self.loop is not None:
@@ -277,7 +312,7 @@ class CoreLink:
         if self._trade_watch is not None:
             self._trade_watch.sent(self.trade)
 
-    def forget(self, fut: asyncio.Future[np.void]) -> None:
+    def forget(self, fut: asyncio.Future[Reply]) -> None:
         """Stop waiting for a reply (its request timed out)."""
         for ref, f in list(self._replies.items()):
             if f is fut:
@@ -307,6 +342,9 @@ class CoreLink:
             raise CoreUnavailableError("core not connected") from None
         fut: asyncio.Future[dict[str, Any]] = self.loop.create_future()
         self._controls.append(fut)
+        # A zmq descriptor is edge-triggered and the send may have taken its edge (the
+        # answer already in): look once more after this turn.
+        self.loop.call_soon(self._pump_admin)
         ans = await fut
         if not ans.get("ok"):
             return 0, 0
@@ -315,8 +353,9 @@ class CoreLink:
 
     # --------------------------------------------------------------- input
 
-    def pump(self) -> None:
-        """Read every reply, control answer and event available now."""
+    def _pump_admin(self) -> None:
+        """Read every control answer available now (the admin socket's reader: only
+        balance queries use it, so the order path never asks zmq about it)."""
         sock = self.admin.sock
         while int(sock.getsockopt(_EVENTS)) & _POLLIN:
             parts = sock.recv_multipart(zmq.NOBLOCK)
@@ -324,23 +363,50 @@ class CoreLink:
                 fut = self._controls.popleft()
                 if not fut.done():
                     fut.set_result(decode_control(parts[1]))
+
+    def pump(self) -> None:
+        """Read every reply, control answer and event available now."""
+        self._pump_admin()
+        self.pump_links()
+
+    def pump_links(self) -> None:
+        """Read every reply and event available now."""
+        self._pump_trade()
+        self._pump_events()
+
+    def _on_events_readable(self) -> None:
+        """The event source's reader: its events; a zmq trade socket's replies too (its
+        descriptor is edge-triggered, and the turn's send may have taken the edge of a
+        reply already in)."""
+        if not isinstance(self.trade, StreamTradeClient):
+            self._pump_trade()
+        self._pump_events()
+
+    def _pump_trade(self) -> None:
+        """Every reply readable now (the trade link's reader: not the event source as
+        well, which would cost a select and a read that find nothing)."""
         for body in self.trade.read_nowait():
             try:
                 replies = decode_replies(body)
             except FrameError:
                 log.warning("undecodable reply frame from the core")
                 continue
-            for r in replies:
-                ref = int(r["client_ref"])
+            for t in replies.tolist():
+                # A dict per reply: a numpy record's field access costs ~1 µs each.
+                r = dict(zip(_REPLY_NAMES, t, strict=True))
+                ref = r["client_ref"]
                 f = self._replies.pop(ref, None)
                 if ref in self._after_apply:
                     self._after_apply.discard(ref)
-                    seq = int(r["seq"])
+                    seq = r["seq"]
                     if f is not None and seq > self.committed_seq:
                         heapq.heappush(self._waiters, (seq, next(self._wait_ids), f, r))
                         continue
                 if f is not None and not f.done():
                     f.set_result(r)
+
+    def _pump_events(self) -> None:
+        """Every event frame available now."""
         sub = self.sub
         live = sub.sub
         if (
@@ -357,7 +423,7 @@ class CoreLink:
         self._apply(frames)
         if isinstance(live, StreamEventSource) and live.pending and self.loop is not None:
             # Frames already read off the socket do not make it readable again.
-            self.loop.call_soon(self.pump)
+            self.loop.call_soon(self._pump_events)
 
     def _apply(self, frames: list[Any]) -> None:
         """Apply event frames; they are committed (and their waiters woken) by the

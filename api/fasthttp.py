@@ -5,11 +5,12 @@ that reads HTTP/1.1 requests itself.  A request it fully understands -- ``POST
 /api/v3/order`` over HTTP/1.1 with a ``Content-Length`` body of at most
 ``client_max_size`` bytes, no ``Transfer-Encoding``, ``Expect`` or ``Upgrade``, header
 lines of the plain ``name: value`` form, one ``Host`` -- it answers directly: the same weight
-charge, signature check, order entry (:func:`api.orders.enter_order`), Binance error
-shapes, ``X-MBX-USED-WEIGHT-1M`` header and request metrics as the aiohttp route,
-one ``transport.write`` of a response built by one format call.  That saves the
-aiohttp request, URL, multidict, route resolution, middleware calls and response
-objects on every order (docs/api.md, "Performance").
+charge, signature check, order entry (:func:`api.orders.open_order`, then
+:func:`api.orders.close_order` from the reply's done callback: no task per request),
+Binance error shapes, ``X-MBX-USED-WEIGHT-1M`` header and request metrics as the
+aiohttp route, one ``transport.write`` of a response built by one format call.  That
+saves the aiohttp request, URL, multidict, route resolution, middleware calls and
+response objects on every order (docs/api.md, "Performance").
 
 Anything else (another route, a malformed or unusual request, a WebSocket upgrade)
 hands the connection to aiohttp for good: the aiohttp protocol takes over the
@@ -28,11 +29,13 @@ import logging
 import time
 from collections.abc import Callable
 from email.utils import formatdate
+from functools import partial
 
 from api.auth import request_params
 from api.context import Context
 from api.errors import ApiError
 from api.metrics import count_request
+from api.orders import NewOrder, answer_retry, close_order, new_order_text, open_order
 
 log = logging.getLogger("bursa.api")
 
@@ -43,6 +46,7 @@ MAX_HEAD = 8190  # bytes of request line + headers taken here; beyond, aiohttp a
 # stops until they are answered (CLIENT_MAX_SIZE + MAX_HEAD must fit).
 MAX_BUFFERED = 256 * 1024
 ROUTE = "/api/v3/order"
+JSON_UTF8 = "application/json; charset=utf-8"
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
             404: "Not Found", 429: "Too Many Requests", 500: "Internal Server Error",
             503: "Service Unavailable"}  # fmt: skip
@@ -172,31 +176,36 @@ class FastHttp(asyncio.Protocol):
     # ------------------------------------------------------------ requests
 
     def _next(self) -> None:
-        """Answer the next complete request, or hand the connection to aiohttp."""
-        if self.paused or self.transport is None:
-            return
-        buf = self.buf
-        end = buf.find(b"\r\n\r\n")
-        if end < 0 or end > MAX_HEAD:
-            if len(buf) > MAX_HEAD:
+        """Answer the complete requests read, one at a time, or hand the connection to
+        aiohttp (a loop, not recursion: refusals are answered at once)."""
+        while not self.busy:
+            if self.paused or self.transport is None or self.transport.is_closing():
+                return
+            buf = self.buf
+            end = buf.find(b"\r\n\r\n")
+            if end < 0 or end > MAX_HEAD:
+                if len(buf) > MAX_HEAD:
+                    self._handoff()
+                    return
+                break
+            parsed = self._parse_head(bytes(buf[:end]))
+            if parsed is None:
                 self._handoff()
-            return
-        parsed = self._parse_head(bytes(buf[:end]))
-        if parsed is None:
-            self._handoff()
-            return
-        query, length, key, close = parsed
-        if len(buf) < end + 4 + length:
-            return
-        body = bytes(buf[end + 4 : end + 4 + length])
-        del buf[: end + 4 + length]
-        if self.full and len(buf) <= MAX_BUFFERED // 2:
-            self.full = False
-            self._flow()
-        self.busy = True
-        self.close_after = close
-        self.last = asyncio.get_running_loop().time()
-        self.task = asyncio.ensure_future(self._answer(query, body, key))
+                return
+            query, length, key, close = parsed
+            if len(buf) < end + 4 + length:
+                break
+            body = bytes(buf[end + 4 : end + 4 + length])
+            del buf[: end + 4 + length]
+            if self.full and len(buf) <= MAX_BUFFERED // 2:
+                self.full = False
+                self._flow()
+            self.busy = True
+            self.close_after = close
+            self.last = asyncio.get_running_loop().time()
+            self._start(query, body, key)
+        if self.eof and not self.busy and self.transport is not None:
+            self.transport.close()  # everything the client sent is answered
 
     def _parse_head(self, head: bytes) -> tuple[str, int, str, bool] | None:
         """(query, body length, API key, close after) of a request this class answers,
@@ -245,35 +254,73 @@ class FastHttp(asyncio.Protocol):
         except UnicodeDecodeError:
             return None
 
-    async def _answer(self, query: str, body: bytes, key: str) -> None:
-        """Answer one ``POST /api/v3/order`` as the aiohttp route would."""
-        from api.orders import enter_order, new_order_text
-
+    def _start(self, query: str, body: bytes, key: str) -> None:
+        """Answer one ``POST /api/v3/order`` as the aiohttp route would: a refusal at
+        once; an order once its reply is in (:meth:`_finish`, the reply's callback:
+        no task per request); a retry of a known clientOrderId from a task."""
         ctx = self.ctx
         ip = self.peer
-        status = 200
-        ctype = "application/json; charset=utf-8"
         try:
             try:
                 used = ctx.limits.charge(ip, 1)
                 params, payload = request_params(query, body)
                 caller = ctx.auth.signed_raw(key, ip, params, payload, trade=True)
-                entered = await enter_order(ctx, params, caller.user_id, key)
-                out = new_order_text(*entered).encode()
+                n = open_order(ctx, params, caller.user_id, key)
             except ApiError as e:
-                status, ctype = e.http_status, "application/json"
-                out = json.dumps(e.body()).encode()
-                used = ctx.limits.used_weight(ip)
-        except Exception:  # a bug: answered as aiohttp answers an unhandled exception
-            log.exception("error handling POST %s", ROUTE)
-            status, ctype = 500, "text/plain; charset=utf-8"
-            out = b"500 Internal Server Error\n\nServer got itself in trouble"
-            used = ctx.limits.used_weight(ip)
+                self._refuse(e)
+                return
+        except Exception:
+            self._bug()
+            return
+        if n.retry_of is not None:
+            self.task = asyncio.ensure_future(self._retry(n, used))
+        else:
+            assert n.reply is not None
+            n.reply.add_done_callback(partial(self._finish, n, used))
+
+    def _finish(self, n: NewOrder, used: int, _: object) -> None:
+        """The answer of an order whose reply is in; then the next request."""
+        try:
+            try:
+                out = new_order_text(*close_order(self.ctx, n)).encode()
+            except ApiError as e:
+                self._refuse(e)
+            else:
+                self._reply(200, JSON_UTF8, out, used)
+        except Exception:
+            self._bug()
+        self._next()
+
+    async def _retry(self, n: NewOrder, used: int) -> None:
+        """The answer of a retried clientOrderId (:func:`api.orders.answer_retry`)."""
+        try:
+            try:
+                out = new_order_text(*await answer_retry(self.ctx, n)).encode()
+            except ApiError as e:
+                self._refuse(e)
+            else:
+                self._reply(200, JSON_UTF8, out, used)
+        except Exception:
+            self._bug()
+        self._next()
+
+    def _refuse(self, e: ApiError) -> None:
+        """A Binance error answer."""
+        body = json.dumps(e.body()).encode()
+        self._reply(e.http_status, "application/json", body, self.ctx.limits.used_weight(self.peer))
+
+    def _bug(self) -> None:
+        """An unhandled exception, answered as aiohttp answers one."""
+        log.exception("error handling POST %s", ROUTE)
+        out = b"500 Internal Server Error\n\nServer got itself in trouble"
+        used = self.ctx.limits.used_weight(self.peer)
+        self._reply(500, "text/plain; charset=utf-8", out, used)
+
+    def _reply(self, status: int, ctype: str, body: bytes, used: int) -> None:
+        """Count and write one answer; the connection is free for the next request."""
+        ctx = self.ctx
         count_request(ctx, ROUTE, "POST", status)
         ctx.extra["fast_requests"] = ctx.extra.get("fast_requests", 0) + 1
-        self._write(status, ctype, out, used)
-
-    def _write(self, status: int, ctype: str, body: bytes, used: int) -> None:
         t = self.transport
         self.busy = False
         if t is None or t.is_closing():
@@ -287,11 +334,6 @@ class FastHttp(asyncio.Protocol):
         t.write(head.encode() + body)
         if self.close_after:
             t.close()
-            return
-        if self.buf:
-            self._next()
-        if self.eof and not self.busy and self.transport is not None:
-            t.close()  # everything the client sent is answered
 
     def _handoff(self) -> None:
         """aiohttp takes the connection over from here (module docstring)."""

@@ -18,7 +18,7 @@ view of an order is derived here:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,6 +82,13 @@ class Follower:
         self.balances: set[tuple[int, int]] = set()  # (user, asset) changed since then
         self.funding: list[tuple[Any, ...]] = []  # funding events since then (balanceUpdate)
         self.probing: set[tuple[int, int]] = set()  # recovery cancels sent (api.core)
+        # Users whose updates, balances and funding events are wanted (the user data
+        # streams' subscribers); None: every user's.  Others cost no objects per event.
+        self.watched: Container[int] | None = None
+
+    def _watched(self, user_id: int) -> bool:
+        w = self.watched
+        return w is None or user_id in w
 
     def _quote_per_fill(self, symbol_id: int) -> int:
         cfg = self.store.symbols.get(symbol_id)
@@ -105,8 +112,9 @@ class Follower:
                       EvKind.REPLACED):  # fmt: skip
             self._order_event(kind, ev)
         elif kind in FUNDING_KINDS:
-            self.balances.add((ev[_USER], ev[_SYM]))
-            self.funding.append(ev)
+            if self._watched(ev[_USER]):
+                self.balances.add((ev[_USER], ev[_SYM]))
+                self.funding.append(ev)
         elif kind == EvKind.ASSET_ADDED:
             self.store.set_asset(ev[_SYM], ev[_QTY])
         elif kind == EvKind.SYMBOL_ADDED:
@@ -158,11 +166,13 @@ class Follower:
             # The core's sequencing time: the same after a rebuild from the event log.
             o.time_ms = o.update_ms = ts_ms
             st.save(o)
-            self._touch(o)
-            self.updates.append(Update(o, "NEW", None, ts_ms))
+            if self._watched(uid):
+                self._touch(o)
+                self.updates.append(Update(o, "NEW", None, ts_ms))
             return
         if o is None:
             return
+        watched = self._watched(uid)
         o.update_ms = ts_ms
         reason = ev[_REASON]
         if kind == EvKind.REJECTED:
@@ -178,8 +188,9 @@ class Follower:
             if reason == Reason.FOK_NOT_FILLABLE:
                 o.status = "EXPIRED"
                 st.save(o)
-                self.updates.append(Update(o, "NEW", None, ts_ms))
-                self.updates.append(Update(o, "EXPIRED", None, ts_ms, reason))
+                if watched:
+                    self.updates.append(Update(o, "NEW", None, ts_ms))
+                    self.updates.append(Update(o, "EXPIRED", None, ts_ms, reason))
             else:
                 o.status = "REJECTED"
                 st.delete(o)
@@ -196,16 +207,18 @@ class Follower:
                 o.status, exec_type = "EXPIRED_IN_MATCH", "TRADE_PREVENTION"
             else:
                 o.status, exec_type = "CANCELED", "CANCELED"
-            self._touch(o)
-            if exec_type:
-                self.updates.append(Update(o, exec_type, None, ts_ms, reason))
+            if watched:
+                self._touch(o)
+                if exec_type:
+                    self.updates.append(Update(o, exec_type, None, ts_ms, reason))
         else:  # REDUCED / REPLACED (gateway amends): the open quantity changed
             if kind == EvKind.REPLACED:
                 o.price = ev[_PRICE]
             if o.type != "MARKET" or o.qty:
                 o.qty = o.executed + ev[_LEAVES]
-            self._touch(o)
-            self.updates.append(Update(o, "REPLACED", None, ts_ms, reason))
+            if watched:
+                self._touch(o)
+                self.updates.append(Update(o, "REPLACED", None, ts_ms, reason))
         st.save(o)
 
     def _trade(self, ev: tuple[Any, ...]) -> None:
@@ -223,9 +236,11 @@ class Follower:
             o = st.open.get((uid, oid))
             f = Fill(match, price, qty, fee, is_maker, ts_ms)
             st.add_trade(uid, sym, oid, is_buyer, f)
-            base, qa = self._assets(sym)
-            self.balances.add((uid, base))
-            self.balances.add((uid, qa))
+            watched = self._watched(uid)
+            if watched:
+                base, qa = self._assets(sym)
+                self.balances.add((uid, base))
+                self.balances.add((uid, qa))
             if o is None:
                 continue
             o.executed += qty
@@ -237,4 +252,5 @@ class Follower:
             if not is_maker:
                 o.fills.append(f)  # the taker's fills answer its request (FULL)
             st.save(o)
-            self.updates.append(Update(o, "TRADE", f, ts_ms))
+            if watched:
+                self.updates.append(Update(o, "TRADE", f, ts_ms))

@@ -14,9 +14,12 @@ sent.".  Binance's shapes and codes are in docs/api.md.
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import json
+import os
 import re
-import secrets
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -24,7 +27,7 @@ from aiohttp import web
 
 from api import errors as err
 from api.context import CTX, Context
-from api.core import CoreUnavailableError, cancel_record, new_record, now_ms
+from api.core import CoreTimeoutError, CoreUnavailableError, cancel_record, new_record, now_ms
 from api.errors import ApiError, bad_request
 from api.store import Fill, Order
 from api.symbols import SymbolSpec
@@ -271,9 +274,20 @@ def new_order_json(spec: SymbolSpec, o: Order, resp_type: str, fills: list[Fill]
 def _js(s: str) -> str:
     """``s`` as a JSON string, as ``json.dumps`` writes it (quoted as is when nothing
     needs escaping: ids and names almost always)."""
+    q = _QUOTED.get(s)
+    if q is not None:
+        return q
     if s.isascii() and s.isprintable() and '"' not in s and "\\" not in s:
         return f'"{s}"'
     return json.dumps(s)
+
+
+# The answers' fixed words, quoted once.
+_QUOTED = {
+    w: f'"{w}"'
+    for w in ("BUY", "SELL", "GTC", "IOC", "FOK", "NEW", "PARTIALLY_FILLED", "FILLED",
+              "CANCELED", "EXPIRED", "EXPIRED_IN_MATCH", "REJECTED", *SUPPORTED_TYPES)
+}  # fmt: skip
 
 
 def new_order_text(spec: SymbolSpec, o: Order, resp_type: str, fills: list[Fill]) -> str:
@@ -359,39 +373,6 @@ async def _await_core(ctx: Context, fut: asyncio.Future[Any]) -> Any:
         raise ApiError(503, err.UNKNOWN, "The core is not available; nothing was done.") from None
 
 
-class _CoreTimeoutError(Exception):
-    """The core did not answer within ``core_timeout_ms``."""
-
-
-def _expire(fut: asyncio.Future[Any]) -> None:
-    if not fut.done():
-        fut.set_exception(_CoreTimeoutError())
-
-
-async def _await_own(ctx: Context, fut: asyncio.Future[Any]) -> Any:
-    """:func:`_await_core` for a reply future only this request waits for (a new
-    order's): awaited directly, failed by the timer, one future and two callbacks
-    fewer per order."""
-    if not fut.done():
-        timer = asyncio.get_running_loop().call_later(ctx.cfg.core_timeout_ms / 1000, _expire, fut)
-        try:
-            return await fut
-        except _CoreTimeoutError:
-            ctx.core.forget(fut)
-            raise bad_request(
-                err.TIMEOUT,
-                "Timeout waiting for response from backend server. Send status unknown;"
-                " execution status unknown.",
-            ) from None
-        except CoreUnavailableError:
-            raise ApiError(
-                503, err.UNKNOWN, "The core is not available; nothing was done."
-            ) from None
-        finally:
-            timer.cancel()
-    return await _await_core(ctx, fut)
-
-
 async def post_order(request: web.Request) -> web.Response:
     """POST /api/v3/order."""
     ctx, params, uid = await _signed(request, trade=True)
@@ -402,64 +383,175 @@ async def post_order(request: web.Request) -> web.Response:
 Entered = tuple[SymbolSpec, Order, str, list[Fill]]
 
 
-async def enter_order(ctx: Context, params: dict[str, str], uid: int, key: str) -> Entered:
-    """Validate and enter one new order; (symbol, order, newOrderRespType, fills of
-    this request) for :func:`new_order_json` / :func:`new_order_text`."""
+_SORTABLE = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"  # ASCII order
+
+
+class _ClientIds:
+    """Generated ``clientOrderId`` values: 22 URL-safe characters, the order id in 7
+    base-62 digits (ASCII order: ids of later orders sort after earlier ones, so the
+    client id index of the store grows at its end instead of at a random page per
+    order) then 15 random ones (90 bits: a client id chosen by a client never meets
+    one), the random bytes read 4 KiB at a time instead of one ``getrandom`` call per
+    order."""
+
+    def __init__(self) -> None:
+        self._pool = b""
+        self._at = 0
+
+    def next(self, order_id: int) -> str:
+        """A fresh id for ``order_id`` (below 62**7)."""
+        at = self._at
+        if at + 12 > len(self._pool):
+            self._pool, at = os.urandom(4092), 0
+        self._at = at + 12
+        digits = []
+        for _ in range(7):
+            order_id, d = divmod(order_id, 62)
+            digits.append(_SORTABLE[d])
+        tail = base64.urlsafe_b64encode(self._pool[at : at + 12])[:15].decode()
+        return "".join(reversed(digits)) + tail
+
+
+_IDS = _ClientIds()
+
+
+@dataclass(slots=True)
+class NewOrder:
+    """A new order between :func:`open_order` and :func:`close_order`: its NEW queued
+    (``reply``), or ``retry_of`` the order a known clientOrderId already names."""
+
+    spec: SymbolSpec
+    order: Order
+    resp_type: str
+    reply: asyncio.Future[Any] | None = None  # the core's reply, once its events are applied
+    done: asyncio.Future[None] | None = None  # what retries of its client id wait for
+    retry_of: Order | None = None
+
+
+def open_order(ctx: Context, params: dict[str, str], uid: int, key: str) -> NewOrder:
+    """Validate one new order and queue its NEW (no await: the order path of
+    :mod:`api.fasthttp` finishes it from the reply's callback, :func:`enter_order`
+    awaits it).
+
+    Raises
+    ------
+    ApiError
+        Binance's code for the first problem found; nothing changes.
+    """
     spec, o, fields = parse_new_order(ctx, params, uid)
     resp_type = params.get("newOrderRespType") or (
         "FULL" if o.type in ("LIMIT", "MARKET") else "ACK"
     )
     if resp_type not in ("ACK", "RESULT", "FULL"):
         raise bad_request(err.INVALID_PARAMETER, "Invalid newOrderRespType.")
-    if o.client_order_id:
+    # A client's own id can be retried: the order's row is committed before its NEW
+    # leaves and concurrent retries wait for its outcome.  A generated one cannot (the
+    # client learns it from the answer): the row is written with its first events
+    # (api.store), nothing waits for it.
+    retryable = bool(o.client_order_id)
+    if retryable:
         prev = ctx.store.by_client_id(uid, o.client_order_id)
         if prev is not None:
-            return await _answer_retry(ctx, spec, prev, o, resp_type)
-    else:
-        o.client_order_id = secrets.token_urlsafe(16)[:22]
+            return NewOrder(spec, o, resp_type, retry_of=prev)
     ctx.limits.order(key)
     try:
         o.order_id = ctx.store.new_order_id()
     except OverflowError:
         raise reject_error(int(Reason.INVALID_ORDER_ID)) from None
+    if not retryable:
+        o.client_order_id = _IDS.next(o.order_id)
     o.time_ms = o.update_ms = now_ms()
-    ctx.store.add(o)
+    ctx.store.add(o, durable=retryable)
     fields["order_id"] = o.order_id
     try:
-        fut = ctx.core.send(new_record(**fields), applied=True)
+        # The reply comes once the events of its seq are applied and committed, or
+        # fails after the core timeout.
+        fut = ctx.core.send(new_record(**fields), applied=True, expire=True)
     except CoreUnavailableError:
         ctx.store.delete(o)
         raise ApiError(503, err.UNKNOWN, "The core is not available; nothing was done.") from None
-    o_fut = ctx.extra.setdefault("inflight", {})
-    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    o_fut[(uid, o.client_order_id)] = done
+    n = NewOrder(spec, o, resp_type, fut)
+    if retryable:
+        n.done = asyncio.get_running_loop().create_future()
+        ctx.extra.setdefault("inflight", {})[(uid, o.client_order_id)] = n.done
+    return n
+
+
+def close_order(ctx: Context, n: NewOrder) -> Entered:
+    """The outcome of an opened order whose reply is done (or was given up: a
+    cancelled request); (symbol, order, newOrderRespType, fills of this request)
+    for :func:`new_order_text`.
+
+    Raises
+    ------
+    ApiError
+        -1007 the core did not answer in time, 503 the NEW never left, the core's
+        reject as Binance's code.
+    """
+    o, fut = n.order, n.reply
+    assert fut is not None
     try:
-        # The reply, once the events of its seq are applied and committed.
-        try:
-            reply = await _await_own(ctx, fut)
-        except ApiError:
-            if _never_sent(fut):
-                # The link refused the frame: the NEW never left, the order never
-                # existed (its stored PENDING_NEW row would show as open forever).
-                ctx.store.delete(o)
-            raise
+        if fut.cancelled():
+            raise asyncio.CancelledError
+        exc = fut.exception()
+        if isinstance(exc, CoreTimeoutError):
+            ctx.core.forget(fut)
+            raise bad_request(
+                err.TIMEOUT,
+                "Timeout waiting for response from backend server. Send status unknown;"
+                " execution status unknown.",
+            )
+        if isinstance(exc, CoreUnavailableError):
+            # The link refused the frame: the NEW never left, the order never
+            # existed (an open order that would show as open forever).
+            ctx.store.delete(o)
+            raise ApiError(503, err.UNKNOWN, "The core is not available; nothing was done.")
+        reply = fut.result()
         if int(reply["seq"]) == 0:
             # Refused before sequencing (no event will come): it never existed.
             o.status = "REJECTED"
             ctx.store.delete(o)
             raise reject_error(int(reply["reason"]))
     finally:
-        o_fut.pop((uid, o.client_order_id), None)
-        done.set_result(None)
+        if n.done is not None:
+            ctx.extra["inflight"].pop((o.user_id, o.client_order_id), None)
+            n.done.set_result(None)
+            n.done = None
     if o.status == "REJECTED":
         raise reject_error(o.reject)
     fills, o.fills = o.fills, []
-    return spec, o, resp_type, fills
+    return n.spec, o, n.resp_type, fills
 
 
-def _never_sent(fut: asyncio.Future[Any]) -> bool:
-    """Whether ``fut`` failed because its command was never taken by the trade link."""
-    return fut.done() and not fut.cancelled() and isinstance(fut.exception(), CoreUnavailableError)
+async def enter_order(ctx: Context, params: dict[str, str], uid: int, key: str) -> Entered:
+    """Validate and enter one new order (:func:`open_order`, then :func:`close_order`
+    once its reply is in); (symbol, order, newOrderRespType, fills of this request)
+    for :func:`new_order_json` / :func:`new_order_text`."""
+    n = open_order(ctx, params, uid, key)
+    if n.retry_of is not None:
+        return await answer_retry(ctx, n)
+    assert n.reply is not None
+    try:
+        await n.reply
+    except asyncio.CancelledError:
+        close_order_quietly(ctx, n)
+        raise
+    except Exception:  # close_order turns the reply's failure into the answer
+        pass
+    return close_order(ctx, n)
+
+
+def close_order_quietly(ctx: Context, n: NewOrder) -> None:
+    """:func:`close_order` of a request given up (its client went away): retries stop
+    waiting for it; the order itself goes on as the core's events say."""
+    with contextlib.suppress(ApiError, asyncio.CancelledError, asyncio.InvalidStateError):
+        close_order(ctx, n)
+
+
+async def answer_retry(ctx: Context, n: NewOrder) -> Entered:
+    """The answer of an opened order whose clientOrderId was known (``n.retry_of``)."""
+    assert n.retry_of is not None
+    return await _answer_retry(ctx, n.spec, n.retry_of, n.order, n.resp_type)
 
 
 async def _answer_retry(

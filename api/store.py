@@ -3,16 +3,23 @@
 Every order of every user is built from the core's events (``ACCEPTED``, ``TRADE``,
 ``CANCELED``, ...), so the state is rebuildable from the core alone: delete the
 database and the API replays the event log from seq 1.  Orders entered through this
-API additionally carry the client's ``clientOrderId``: their row is written
-(``PENDING_NEW``) before the NEW leaves for the core, in the same transaction as
-the order id counter, so a restart still knows them.  Each batch of events is
-applied and written in one transaction together with the last core seq applied
-(``meta.last_core_seq``): exactly once across kill -9 and duplicate delivery.
+API with a ``newClientOrderId`` additionally carry that id: their row is written
+(``PENDING_NEW``) before the NEW leaves for the core, so a restart still knows them
+and a retry with the same id has one effect.  An order without one (its id is
+generated here) has no retry to protect: its row is written once, with its first
+events (one write instead of two); a crash before that leaves it as the core's
+events show it (``core.<orderId>``), and its client never got an answer naming it.
+Each batch of events is applied and written in one transaction together with the
+last core seq applied (``meta.last_core_seq``): exactly once across kill -9 and
+duplicate delivery.
 
 Order ids (docs/api.md, "Order ids"): core order ids are per user and shared with
 the gateway.  The gateway's ids are milliseconds since 2025 (or its counter, which
 runs ahead only under load) and stay below 2**39 until 2042; the API's ids are
-``API_ID_BASE + max(counter + 1, ms since 2025)``: bit 39 set.  So the two never
+``API_ID_BASE + max(counter + 1, ms since 2025)``: bit 39 set (the counter is
+reserved ``ID_RESERVE`` ids ahead in ``meta.next_order_id``, written before an id
+beyond the last reservation leaves: after a restart the counter starts past every id
+that may have been used, without a write per order).  So the two never
 pick the same id for one user, and bit 39 is the core's order-id lane
 (``pyx.core.ORDER_ID_LANE_SHIFT``): the core judges each door's ids against that door's
 own highest and forgotten ids, so however many orders a user enters here, its gateway
@@ -35,6 +42,12 @@ from gateway.store import clock_order_id
 log = logging.getLogger("bursa.api")
 
 API_ID_BASE = 1 << 39
+# API order ids reserved per write of meta.next_order_id (the unused rest is skipped
+# after a restart: 100 s worth of the clock's milliseconds, of the lane's 17 years).
+ID_RESERVE = 100_000
+# SQLite's page cache (KiB): the client id index is written at random places, so
+# its pages are read back often; from the kernel's cache that is a pread each.
+CACHE_KIB = 65_536
 CHECKPOINT_INTERVAL_S = 1.0
 MAX_ORDER_ID = (1 << 40) - 1
 PENDING_NEW = "PENDING_NEW"
@@ -216,11 +229,12 @@ class Store:
         # Checkpoints (which fsync the database file) run on a thread of their own, not
         # inside the commit of whichever request crosses the WAL threshold.
         self.con.execute("PRAGMA wal_autocheckpoint=0")
+        self.con.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
         self.con.executescript(SCHEMA)
         self.open: dict[tuple[int, int], Order] = {}
         self.open_by_cl: dict[tuple[int, str], Order] = {}
         self._dirty: dict[tuple[int, int], Order] = {}
-        self._new: set[tuple[int, int]] = set()  # dirty orders without a row yet
+        self._new: set[tuple[int, int]] = set()  # orders without a row yet
         self._deleted: list[tuple[int, int]] = []
         self._trades: list[tuple[int, ...]] = []
         self._meta: dict[str, int] = {}
@@ -235,6 +249,7 @@ class Store:
                 self.last_core_seq = int(v)
             elif k == "next_order_id":
                 self.next_order_id = int(v)
+        self.reserved_order_id = self.next_order_id  # ids up to here may have been used
         for aid, dec in self.con.execute("SELECT asset_id, decimals FROM assets"):
             self.assets[int(aid)] = int(dec)
         for sid, cfg in self.con.execute("SELECT symbol_id, config FROM symbols"):
@@ -259,14 +274,20 @@ class Store:
         if API_ID_BASE + n > MAX_ORDER_ID:
             raise OverflowError("API order ids exhausted")
         self.next_order_id = n
-        self._meta["next_order_id"] = n
+        if n > self.reserved_order_id:
+            # Committed by the turn's commit, before this id leaves (api.core.flush).
+            self.reserved_order_id = min(n + ID_RESERVE, MAX_ORDER_ID - API_ID_BASE)
+            self._meta["next_order_id"] = self.reserved_order_id
         return API_ID_BASE + n
 
-    def add(self, o: Order) -> None:
-        """A new order (written at the next commit)."""
+    def add(self, o: Order, durable: bool = True) -> None:
+        """A new order: its row is written at the next commit, or (``durable`` false:
+        module docstring) at the first commit after it is saved again."""
         self._index(o)
-        self._dirty[(o.user_id, o.order_id)] = o
-        self._new.add((o.user_id, o.order_id))
+        k = (o.user_id, o.order_id)
+        if durable:
+            self._dirty[k] = o
+        self._new.add(k)
 
     def save(self, o: Order) -> None:
         """Write an order's row back at the next commit (drops it from memory once ended)."""
@@ -279,8 +300,10 @@ class Store:
         if self.open_by_cl.get((o.user_id, o.client_order_id)) is o:
             del self.open_by_cl[(o.user_id, o.client_order_id)]
         self._dirty.pop(k, None)
-        self._new.discard(k)
-        self._deleted.append(k)
+        if k in self._new:
+            self._new.discard(k)  # never written: nothing to delete
+        else:
+            self._deleted.append(k)
 
     def add_trade(self, user_id: int, symbol_id: int, order_id: int, is_buyer: bool,
                   f: Fill) -> None:  # fmt: skip
@@ -314,12 +337,14 @@ class Store:
         if not (self._dirty or self._deleted or self._trades or self._meta or self._other):
             return
         con = self.con
+        inserted: set[tuple[int, int]] = set()
         con.execute("BEGIN")
         if self._deleted:
             con.executemany("DELETE FROM orders WHERE user_id = ? AND order_id = ?", self._deleted)
         if self._dirty:
             new = self._new
-            rows = [o.row() for k, o in self._dirty.items() if k in new]
+            inserted = new.intersection(self._dirty)
+            rows = [o.row() for k, o in self._dirty.items() if k in inserted]
             if rows:
                 con.executemany(
                     f"INSERT OR REPLACE INTO orders ({_COLS}) VALUES"
@@ -330,7 +355,7 @@ class Store:
                 # An existing row: UPDATE leaves the indexes alone (their columns never
                 # change), where a REPLACE would rewrite every index entry.
                 con.executemany(_UPDATE, [o.update_row() for k, o in self._dirty.items()
-                                          if k not in new])  # fmt: skip
+                                          if k not in inserted])  # fmt: skip
         if self._trades:
             con.executemany(
                 "INSERT OR IGNORE INTO trades VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", self._trades
@@ -340,13 +365,14 @@ class Store:
         if self._meta:
             con.executemany(_SET_META, self._meta.items())
         con.execute("COMMIT")
+        if inserted:
+            self._new.difference_update(inserted)
         for k, o in self._dirty.items():
             if not o.is_open and self.open.get(k) is o:
                 del self.open[k]
                 if self.open_by_cl.get((o.user_id, o.client_order_id)) is o:
                     del self.open_by_cl[(o.user_id, o.client_order_id)]
         self._dirty.clear()
-        self._new.clear()
         self._deleted.clear()
         self._trades.clear()
         self._meta.clear()

@@ -100,8 +100,10 @@ class UserStreams:
         self._tasks: set[asyncio.Task[None]] = set()
 
     def bind(self, ctx: Context) -> None:
-        """Attach to the process context (after it is built)."""
+        """Attach to the process context (after it is built); from now on the follower
+        keeps updates only for users with a subscribed connection."""
         self._ctx = ctx
+        ctx.follower.watched = self.sinks
 
     # --------------------------------------------------------- listen keys
 
@@ -175,6 +177,8 @@ class UserStreams:
         if ctx is None:
             return
         f = ctx.follower
+        if not (f.updates or f.balances or f.funding):
+            return  # the usual case: no subscriber of these events' users
         updates, f.updates = f.updates, []
         changed, f.balances = f.balances, set()
         funding, f.funding = f.funding, []

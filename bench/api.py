@@ -38,6 +38,9 @@ style): the aiohttp client used before cost more CPU per request than the API.
   bounded by ``1e6 / rest_server_cpu_us_per_order`` orders/s.
 - ``ws_depth_clients`` / ``ws_depth_msgs_per_s``: part B's
   :func:`bench.api_ws.measure` (depth subscribers fed from the market-data feed).
+- ``--client-ids``: every order carries its own random ``newClientOrderId`` (as
+  ccxt sends one): the API then commits the order's row before its NEW leaves, an
+  extra write a generated id does not need (docs/api.md, "State and recovery").
 - ``--callgrind`` (a mode of its own): ``api_instr_per_order_c1`` / ``_c8``, the
   API's instructions per order under callgrind (:func:`callgrind`), repeatable on a
   loaded machine.
@@ -55,6 +58,7 @@ import hashlib
 import hmac
 import json
 import os
+import secrets
 import shutil
 import sys
 import tempfile
@@ -77,17 +81,24 @@ ORDER_PATH = "/api/v3/order"
 
 
 class Client:
-    """Pre-signed ``POST /api/v3/order`` requests of one user's HMAC key (raw bytes)."""
+    """Pre-signed ``POST /api/v3/order`` requests of one user's HMAC key (raw bytes);
+    with ``client_ids`` each carries a random ``newClientOrderId`` as ccxt sends one
+    (its broker prefix and 22 random characters), else the API generates them."""
 
-    def __init__(self, host: str, port: int, api_key: str, secret: bytes) -> None:
+    def __init__(
+        self, host: str, port: int, api_key: str, secret: bytes, client_ids: bool = False
+    ) -> None:
         self.head = (
             f"POST {ORDER_PATH} HTTP/1.1\r\nHost: {host}:{port}\r\nX-MBX-APIKEY: {api_key}\r\n"
             "Content-Type: application/x-www-form-urlencoded\r\n"
         ).encode()
         self.secret = secret
+        self.client_ids = client_ids
 
     def body(self, params: dict[str, str], ts_ms: int) -> bytes:
         """The signed form body of ``params`` at ``ts_ms``."""
+        if self.client_ids:
+            params = {**params, "newClientOrderId": "x-R4BD3S82" + secrets.token_urlsafe(16)[:22]}
         # recvWindow at its maximum: requests are signed before the run starts.
         q = urllib.parse.urlencode({**params, "recvWindow": 60_000, "timestamp": ts_ms}).encode()
         return q + b"&signature=" + hmac.new(self.secret, q, hashlib.sha256).hexdigest().encode()
@@ -171,8 +182,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         pids = (api.proc.pid, core.proc.pid)
         host, port = "127.0.0.1", api.port
         keys = [api.make_key(u) for u in (1, 2)]
-        clients = (Client(host, port, keys[0].api_key, api.secrets[keys[0].api_key]),
-                   Client(host, port, keys[1].api_key, api.secrets[keys[1].api_key]))  # fmt: skip
+        clients = tuple(Client(host, port, k.api_key, api.secrets[k.api_key], args.client_ids)
+                        for k in keys)  # fmt: skip
+        assert len(clients) == 2
         # Warm up (connections, caches, the core's first journal writes).
         restload.closed_loop(host, port, order_requests(clients, 10_064), 0.5, conns)
         reqs = ping_requests(host, port, args.orders)
@@ -205,6 +217,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "bench": "api",
         "mode": args.mode,
         "rest_trade_link": args.link,
+        "rest_client_order_ids": args.client_ids,
         "rest_order_p50_us": us(pl["p50_ns"]),
         "rest_order_p99_us": us(pl["p99_ns"]),
         "rest_order_p999_us": us(pl["p999_ns"]),
@@ -272,7 +285,8 @@ def callgrind(args: argparse.Namespace) -> dict[str, Any]:
     api.launcher = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
                     f"--callgrind-out-file={out}.%p"]  # fmt: skip
     api.ready_timeout_s = 900.0
-    result: dict[str, Any] = {"bench": "api", "mode": args.mode, "callgrind_seconds": args.seconds}
+    result: dict[str, Any] = {"bench": "api", "mode": args.mode, "callgrind_seconds": args.seconds,
+                              "rest_client_order_ids": args.client_ids}  # fmt: skip
     try:
         core.start()
         setup_market(core)
@@ -281,9 +295,10 @@ def callgrind(args: argparse.Namespace) -> dict[str, Any]:
         pid = str(api.proc.pid)
         host, port = "127.0.0.1", api.port
         keys = [api.make_key(u) for u in (1, 2)]
-        clients = (Client(host, port, keys[0].api_key, api.secrets[keys[0].api_key]),
-                   Client(host, port, keys[1].api_key, api.secrets[keys[1].api_key]))  # fmt: skip
-        restload.closed_loop(host, port, order_requests(clients, 2_000), 5.0, 2)
+        clients = tuple(Client(host, port, k.api_key, api.secrets[k.api_key], args.client_ids)
+                        for k in keys)  # fmt: skip
+        assert len(clients) == 2
+        restload.closed_loop(host, port, order_requests(clients, 20_000), 5.0, 2)
         for i, conns in enumerate(args.callgrind_connections):
             reqs = order_requests(clients, 20_000, (1 + i) * 10**6)
             subprocess.run(["callgrind_control", "-z", pid], check=True, capture_output=True)
@@ -358,6 +373,11 @@ def main(argv: list[str] | None = None) -> int:
         help="closed loop: requests in flight per connection (pipelined)",
     )
     ap.add_argument("--rest-only", action="store_true", help="skip the WebSocket part")
+    ap.add_argument(
+        "--client-ids",
+        action="store_true",
+        help="orders carry their own newClientOrderId (as ccxt's); default: generated",
+    )
     ap.add_argument(
         "--link", choices=("stream", "zmq"), default="stream",
         help="the API's link to the core: its stream trade link or its zmq trade socket",

@@ -41,6 +41,14 @@ def _post(key: str, body: bytes, extra: str = "") -> bytes:
             f"{extra}Content-Length: {len(body)}\r\n\r\n").encode() + body  # fmt: skip
 
 
+def _get(key: str, secret: bytes, params: dict[str, Any]) -> bytes:
+    """A signed ``GET /api/v3/order`` (aiohttp's route)."""
+    q = urllib.parse.urlencode({**params, "timestamp": time.time_ns() // 1_000_000})
+    sig = hmac.new(secret, q.encode(), hashlib.sha256).hexdigest()
+    return (f"GET /api/v3/order?{q}&signature={sig} HTTP/1.1\r\nHost: x\r\n"
+            f"X-MBX-APIKEY: {key}\r\n\r\n").encode()  # fmt: skip
+
+
 PING = b"GET /api/v3/ping HTTP/1.1\r\nHost: x\r\n\r\n"
 
 
@@ -314,3 +322,42 @@ def test_half_close_after_pipelined_orders(api: ApiProcess, key1: keys.ApiKey) -
         got = _read(s, 3)
         assert [json.loads(g[2])["clientOrderId"] for g in got] == ["fast50", "fast51", "fast52"]
         assert s.recv(10) == b""
+
+
+def test_a_flood_of_pipelined_refusals_is_answered_in_order(
+    api: ApiProcess,  # noqa: F811
+    key1: keys.ApiKey,  # noqa: F811
+) -> None:
+    """Refusals are answered at once, without waiting for the core: thousands of them
+    pipelined (more than the interpreter's recursion limit) are all answered, in
+    order, and the connection goes on serving orders."""
+    secret = api.secrets[key1.api_key]
+    bad = [_post(key1.api_key, _body(key1, secret, _order(2000 + i), sig="0" * 64))
+           for i in range(3000)]  # fmt: skip
+    good = _post(key1.api_key, _body(key1, secret, _order(5000, timeInForce="IOC")))
+    with _conn(api) as s:
+        writer = threading.Thread(target=s.sendall, args=(b"".join(bad) + good,))
+        writer.start()
+        got = _read(s, len(bad) + 1)
+        writer.join()
+    assert [g[0] for g in got[:-1]] == [400] * len(bad)
+    assert {json.loads(g[2])["code"] for g in got[:-1]} == {-1022}
+    assert got[-1][0] == 200 and json.loads(got[-1][2])["clientOrderId"] == "fast5000"
+
+
+def test_nothing_after_connection_close_is_done(api: ApiProcess, key1: keys.ApiKey) -> None:  # noqa: F811
+    """Requests pipelined after one with ``Connection: close`` are neither answered
+    nor entered (the order never reaches the core)."""
+    secret = api.secrets[key1.api_key]
+    first = _post(key1.api_key, _body(key1, secret, _order(60)), "Connection: close\r\n")
+    second = _post(key1.api_key, _body(key1, secret, _order(61)))
+    with _conn(api) as s:
+        s.sendall(first + second)
+        (st, _, body), = _read(s, 1)  # fmt: skip
+        assert st == 200 and json.loads(body)["clientOrderId"] == "fast60"
+        assert s.recv(10) == b""
+    with _conn(api) as s:
+        q = {"symbol": "BTCUSDT", "origClientOrderId": "fast61"}
+        s.sendall(_get(key1.api_key, secret, q))
+        (st, _, body), = _read(s, 1)  # fmt: skip
+    assert st == 400 and json.loads(body)["code"] == -2013, body
