@@ -23,6 +23,7 @@ from bursa_wire.gw_layout import (
 )
 
 cimport cython
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_FromStringAndSize
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
@@ -64,6 +65,10 @@ ORDER_FIELDS = ("user_id", "order_id", "key_id", "cl_ord_id", "symbol_id", "side
                 "price", "qty", "leaves", "filled", "state", "reason", "pending")
 
 
+# Not tracked by the cyclic GC: an Order refers only to ints and its ``pending`` list
+# of one-letter strings, so it can never be part of a reference cycle, and the map of
+# up to a million of them was traversed by every collection of their generation.
+@cython.no_gc
 cdef class Order:
     """One order the gateway entered (mirror of its stored row; fields in
     ``pyx/gworders.pxd``).  A compiled class rather than a dataclass: the compiled paths
@@ -178,10 +183,15 @@ def pack_orders(list orders, dict unfolded=None, log_id=None, ended=None):
 
 
 cdef tuple _row(Order o):
-    """The ``orders`` table row of ``o`` (``gateway.store.Store._row``)."""
+    """The ``orders`` table row of ``o`` (``gateway.store.Store._row``).
+
+    The image is a ``bytearray``, not ``bytes``: the sqlite3 module binds a bytearray
+    as a blob directly, while a ``bytes`` parameter first goes through its adapter
+    look-up (``__adapt__``/``__conform__``, two AttributeErrors built and dropped),
+    about 15% of the cost of writing the row (docs/gateway.md, "Measured")."""
     cdef list pend = <list> o.pending
-    cdef bytes rec = PyBytes_FromStringAndSize(NULL, sizeof(OrderRec) + len(pend))
-    _pack(o, PyBytes_AS_STRING(rec))
+    cdef bytearray rec = PyByteArray_FromStringAndSize(NULL, sizeof(OrderRec) + len(pend))
+    _pack(o, PyByteArray_AS_STRING(rec))
     cdef int state = o.state
     live = 1 if pend or state == S_PENDING or state == S_OPEN else 0
     return (o.key_id, o.cl_ord_id - I64, live, rec)
