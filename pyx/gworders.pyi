@@ -24,6 +24,7 @@ class Order:
     state: int
     reason: int
     pending: list[str]
+    stored: bool
     def __init__(
         self,
         user_id: int,
@@ -51,6 +52,11 @@ def pack_orders(
     log_id: int | None = None,
     ended: deque[tuple[int, int]] | None = None,
 ) -> bytes: ...
+def order_row(o: Order) -> tuple[int, int, int, bytearray]: ...
 def fold_rows(
-    orders: list[Any], unfolded: dict[tuple[int, int], int], log_id: int, rows: list[Any]
+    orders: list[Any],
+    unfolded: dict[tuple[int, int], int],
+    log_id: int,
+    rows: list[Any],
+    runs: dict[int, list[Any]] | None = None,
 ) -> None: ...

@@ -92,6 +92,7 @@ cdef class Order:
         self.state = state
         self.reason = reason
         self.pending = [] if pending is None else pending
+        self.stored = False
 
     @property
     def is_open(self):
@@ -197,18 +198,40 @@ cdef tuple _row(Order o):
     return (o.key_id, o.cl_ord_id - I64, live, rec)
 
 
+def order_row(Order o):
+    """The ``orders`` table row of ``o`` (``gateway.store.Store._row``, compiled)."""
+    return _row(o)
+
+
 @cython.boundscheck(False)
 @cython.wraparound(False)
-def fold_rows(list orders, dict unfolded, log_id, list rows):
-    """The fold of one order log row (``gateway.store.Store._fold``): for each of its
-    ``orders`` whose latest image is that row (``unfolded[key] == log_id``), drop the key
-    from ``unfolded`` and append its ``orders`` table row (``Store._row``) to ``rows``."""
+def fold_rows(list orders, dict unfolded, log_id, list rows, dict runs=None):
+    """The fold of one order log row (``gateway.store.Store._fold``; reference
+    ``Store.fold_py``): for each of its ``orders`` whose latest image is that row
+    (``unfolded[key] == log_id``), drop the key from ``unfolded``, mark the order
+    ``stored`` and append its ``orders`` table row (``Store._row``) to ``rows``.
+
+    With ``runs``, an order that ended (filled, canceled, rejected) with no request
+    pending and was never stored before is instead appended to ``runs[key_id]`` (a
+    list of orders, for the archive: one row per session and fold)."""
     cdef object k, lid
     cdef Order o
+    cdef int state
+    cdef list run
     for o in orders:
         k = (o.key_id, o.cl_ord_id)
         lid = unfolded.get(k)
         if lid is None or lid != log_id:
             continue  # changed again since: a later row holds its image
         del unfolded[k]
-        rows.append(_row(o))
+        state = o.state
+        if (runs is not None and not o.stored and not o.pending
+                and S_FILLED <= state <= S_REJECTED):
+            run = runs.get(o.key_id)
+            if run is None:
+                runs[o.key_id] = [o]
+            else:
+                run.append(o)
+        else:
+            rows.append(_row(o))
+        o.stored = True
