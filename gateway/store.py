@@ -37,7 +37,7 @@ An order that ended with nothing pending and was never folded before goes instea
 its session's row of ``order_archive`` for this fold (images sorted by client id; a
 session's rows cover disjoint client id ranges, so an evicted order is found by one
 range read): one row per session and fold instead of one per order.
-Orders whose latest image is still only in the log (``_unfolded``) are never evicted
+Orders whose latest image is still only in the log (``Order.log_id``) are never evicted
 from memory (an evicted order is read back from ``orders``); a restart folds the
 whole log first.
 
@@ -243,8 +243,6 @@ class Store:
         # Order log rows not folded into ``orders`` yet, oldest first:
         # (row id, monotonic time written, the orders whose images it holds).
         self._log: deque[tuple[int, float, list[Order]]] = deque()
-        # by_cl key -> id of the log row holding the order's latest image (not folded)
-        self._unfolded: dict[tuple[int, int], int] = {}
         self._log_id = 0  # id of the last log row written
         self.folded = 0  # order images folded so far (into ``orders`` or the archive)
         self.archived = 0  # of which into the archive
@@ -352,9 +350,9 @@ class Store:
                     self._dirty.pop((o.user_id, o.order_id), None)
             changed = self._new + list(self._dirty.values())
             lid = self._log_id + 1
-            # Also indexes the orders' log row (_unfolded) and lists the ones that ended
+            # Also marks the orders' log row (Order.log_id) and lists the ones that ended
             # (_ended, for eviction; re-checked there, so listing before COMMIT is safe).
-            blob = gworders.pack_orders(changed, self._unfolded, lid, self._ended)
+            blob = gworders.pack_orders(changed, lid, self._ended)
             con.execute("INSERT INTO order_log (id, recs) VALUES (?, ?)", (lid, blob))
             self._log_id = lid
             self._log.append((lid, time.monotonic(), changed))
@@ -392,14 +390,14 @@ class Store:
         never folded before, to its session's archive row of this fold; the log rows
         are deleted.  Runs inside the caller's transaction (the orders' state is the
         committed one)."""
-        log, unfolded = self._log, self._unfolded
+        log = self._log
         rows: list[tuple[int, int, int, Any]] = []
         runs: dict[int, list[Order]] = {}
         cut = 0
         while log and (log[0][1] < before or log[0][0] <= through_id or len(log) > FOLD_MAX_ROWS):
             cut, _, orders = log.popleft()
             # Each order whose latest image is this row (reference: fold_py).
-            gworders.fold_rows(orders, unfolded, cut, rows, runs)
+            gworders.fold_rows(orders, cut, rows, runs)
         if not cut:
             return
         archived = self.archived
@@ -447,16 +445,14 @@ class Store:
     @staticmethod
     def fold_py(
         orders: list[Order],
-        unfolded: dict[tuple[int, int], int],
         log_id: int,
         rows: list[Any],
         runs: dict[int, list[Order]] | None = None,
     ) -> None:
         """Reference of :func:`pyx.gworders.fold_rows`."""
         for o in orders:
-            k = (o.key_id, o.cl_ord_id)
-            if unfolded.get(k) == log_id:  # not changed again since: this is its image
-                del unfolded[k]
+            if o.log_id == log_id:  # not changed again since: this is its image
+                o.log_id = 0
                 if runs is not None and not o.stored and not o.pending and o.state in DONE_STATES:
                     runs.setdefault(o.key_id, []).append(o)
                 else:
@@ -470,13 +466,12 @@ class Store:
         ended, by_cl, orders = self._ended, self.by_cl, self.orders
         while len(orders) > self.max_orders_in_memory and ended:
             k = ended[0]
-            lid = self._unfolded.get(k)
-            if lid is not None:
+            o = by_cl.get(k)
+            if o is not None and o.log_id:
                 self.con.execute("BEGIN")
-                self._fold(0.0, lid)
+                self._fold(0.0, o.log_id)
                 self.con.execute("COMMIT")
             ended.popleft()
-            o = by_cl.get(k)
             if o is None or o.state not in DONE_STATES or o.pending:
                 continue  # already gone, or active again: listed anew when it ends
             del by_cl[k]

@@ -25,3 +25,6 @@ cdef class Order:
     # An image of it was folded (gateway.store): its later images go to the keyed table
     # ``orders``, never to the archive (whose rows are written once).  Not in the image.
     cdef public bint stored
+    # The order log row holding its latest image while that row is not folded yet
+    # (0: none; gateway.store).  Not in the image.
+    cdef public int64_t log_id

@@ -25,6 +25,7 @@ class Order:
     reason: int
     pending: list[str]
     stored: bool
+    log_id: int
     def __init__(
         self,
         user_id: int,
@@ -48,14 +49,12 @@ class Order:
 
 def pack_orders(
     orders: list[Any],
-    unfolded: dict[tuple[int, int], int] | None = None,
     log_id: int | None = None,
     ended: deque[tuple[int, int]] | None = None,
 ) -> bytes: ...
 def order_row(o: Order) -> tuple[int, int, int, bytearray]: ...
 def fold_rows(
     orders: list[Any],
-    unfolded: dict[tuple[int, int], int],
     log_id: int,
     rows: list[Any],
     runs: dict[int, list[Any]] | None = None,

@@ -93,6 +93,7 @@ cdef class Order:
         self.reason = reason
         self.pending = [] if pending is None else pending
         self.stored = False
+        self.log_id = 0
 
     @property
     def is_open(self):
@@ -151,19 +152,20 @@ cdef Py_ssize_t _pack(Order o, char* w) except -1:
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
-def pack_orders(list orders, dict unfolded=None, log_id=None, ended=None):
+def pack_orders(list orders, log_id=None, ended=None):
     """The order log blob of ``orders`` (``gateway.store.Order``s), in order.
 
-    With ``unfolded``, also sets ``unfolded[(o.key_id, o.cl_ord_id)] = log_id`` for
-    each order (the store's index of which log row holds an order's latest image);
-    with ``ended`` (a deque), appends ``(o.key_id, o.cl_ord_id)`` of each order that
-    ended (filled, canceled or rejected) with no request pending (eviction candidates).
+    With ``log_id``, also sets each order's ``log_id`` to it (the log row holding its
+    latest image, until folded); with ``ended`` (a deque), appends
+    ``(o.key_id, o.cl_ord_id)`` of each order that ended (filled, canceled or rejected)
+    with no request pending (eviction candidates).
 
     Raises ``OverflowError`` for a field out of its record range (as ``struct.pack``
     does) and ``ValueError`` for a pending request that is not one ASCII letter.
     """
     cdef Py_ssize_t total = 0, pos = 0
     cdef int state
+    cdef int64_t lid = 0 if log_id is None else log_id
     cdef Order o
     for o in orders:
         total += sizeof(OrderRec) + len(<list> o.pending)
@@ -173,13 +175,12 @@ def pack_orders(list orders, dict unfolded=None, log_id=None, ended=None):
         if pos + sizeof(OrderRec) + len(<list> o.pending) > total:
             raise RuntimeError("an order changed while it was packed")
         pos += _pack(o, w + pos)
-        if unfolded is not None or ended is not None:
-            key = (o.key_id, o.cl_ord_id)
-            if unfolded is not None:
-                unfolded[key] = log_id
+        if lid:
+            o.log_id = lid
+        if ended is not None:
             state = o.state
-            if ended is not None and not o.pending and S_FILLED <= state <= S_REJECTED:
-                ended.append(key)
+            if not o.pending and S_FILLED <= state <= S_REJECTED:
+                ended.append((o.key_id, o.cl_ord_id))
     return out
 
 
@@ -205,25 +206,22 @@ def order_row(Order o):
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
-def fold_rows(list orders, dict unfolded, log_id, list rows, dict runs=None):
+def fold_rows(list orders, int64_t log_id, list rows, dict runs=None):
     """The fold of one order log row (``gateway.store.Store._fold``; reference
     ``Store.fold_py``): for each of its ``orders`` whose latest image is that row
-    (``unfolded[key] == log_id``), drop the key from ``unfolded``, mark the order
-    ``stored`` and append its ``orders`` table row (``Store._row``) to ``rows``.
+    (``o.log_id == log_id``), clear ``log_id``, mark the order ``stored`` and append
+    its ``orders`` table row (``Store._row``) to ``rows``.
 
     With ``runs``, an order that ended (filled, canceled, rejected) with no request
     pending and was never stored before is instead appended to ``runs[key_id]`` (a
     list of orders, for the archive: one row per session and fold)."""
-    cdef object k, lid
     cdef Order o
     cdef int state
     cdef list run
     for o in orders:
-        k = (o.key_id, o.cl_ord_id)
-        lid = unfolded.get(k)
-        if lid is None or lid != log_id:
+        if o.log_id != log_id:
             continue  # changed again since: a later row holds its image
-        del unfolded[k]
+        o.log_id = 0
         state = o.state
         if (runs is not None and not o.stored and not o.pending
                 and S_FILLED <= state <= S_REJECTED):

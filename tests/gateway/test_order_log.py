@@ -38,22 +38,24 @@ def test_pack_matches_the_reference_and_round_trips(orders: list[Order]) -> None
     blob = gworders.pack_orders(orders)
     assert blob == pack_orders_py(orders)
     assert unpack_orders(blob) == orders
-    unfolded: dict[tuple[int, int], int] = {}
-    assert gworders.pack_orders(orders, unfolded, 7) == blob
-    assert unfolded == {(o.key_id, o.cl_ord_id): 7 for o in orders}
+    assert gworders.pack_orders(orders, 7) == blob
+    assert [o.log_id for o in orders] == [7] * len(orders)
 
 
 @settings(max_examples=100, deadline=None)
 @given(orders=ORDERS, ids=st.lists(st.integers(1, 3), min_size=20, max_size=20))
 def test_fold_rows_matches_the_reference(orders: list[Order], ids: list[int]) -> None:
-    # Each order's latest image is in log row ids[i] (duplicates: the later one wins).
-    unfolded = {(o.key_id, o.cl_ord_id): i for o, i in zip(orders, ids, strict=False)}
-    want_left, got_left = dict(unfolded), dict(unfolded)
+    # Each order's latest image is in log row ids[i].
+    copies = [unpack_orders(pack_orders_py([o]))[0] for o in orders]
+    for o, c, i in zip(orders, copies, ids, strict=False):
+        o.log_id = c.log_id = i
     want: list[tuple[int, int, int, bytes]] = []
     got: list[tuple[int, int, int, bytes]] = []
-    Store.fold_py(orders, want_left, 2, want)
-    gworders.fold_rows(orders, got_left, 2, got)
-    assert (got, got_left) == (want, want_left)
+    Store.fold_py(copies, 2, want)
+    gworders.fold_rows(orders, 2, got)
+    assert got == want
+    assert [o.log_id for o in orders] == [c.log_id for c in copies]
+    assert [o.log_id for o in orders] == [0 if i == 2 else i for i in ids[: len(orders)]]
 
 
 @settings(max_examples=100, deadline=None)
@@ -66,18 +68,17 @@ def test_fold_rows_with_runs_matches_the_reference(
     orders: list[Order], ids: list[int], stored: list[bool]
 ) -> None:
     copies = [unpack_orders(pack_orders_py([o]))[0] for o in orders]
-    for o, c, was in zip(orders, copies, stored, strict=False):
+    for o, c, was, i in zip(orders, copies, stored, ids, strict=False):
         o.stored = c.stored = was
-    unfolded = {(o.key_id, o.cl_ord_id): i for o, i in zip(orders, ids, strict=False)}
-    want_left, got_left = dict(unfolded), dict(unfolded)
+        o.log_id = c.log_id = i
     want: list[tuple[int, int, int, bytes]] = []
     got: list[tuple[int, int, int, bytes]] = []
     want_runs: dict[int, list[Order]] = {}
     got_runs: dict[int, list[Order]] = {}
-    Store.fold_py(copies, want_left, 2, want, want_runs)
-    gworders.fold_rows(orders, got_left, 2, got, got_runs)
-    assert (got, got_left, got_runs) == (want, want_left, want_runs)
-    assert [o.stored for o in orders] == [c.stored for c in copies]
+    Store.fold_py(copies, 2, want, want_runs)
+    gworders.fold_rows(orders, 2, got, got_runs)
+    assert (got, got_runs) == (want, want_runs)
+    assert [(o.stored, o.log_id) for o in orders] == [(c.stored, c.log_id) for c in copies]
     # Only ended orders with nothing pending, never stored before, are archived.
     for run in got_runs.values():
         assert all(o.state in store_mod.DONE_STATES and not o.pending for o in run)
@@ -142,7 +143,7 @@ def test_pack_lists_the_ended_orders() -> None:
     orders = [Order(1, i, 7, i, 1, 1, 1, 100, 5, 5, 0, s) for i, s in enumerate(states)]
     orders[5].pending.append("C")  # ended, but a cancel is in flight
     ended: deque[tuple[int, int]] = deque()
-    gworders.pack_orders(orders, None, None, ended)
+    gworders.pack_orders(orders, None, ended)
     assert list(ended) == [(7, 2), (7, 3), (7, 4)]
 
 
