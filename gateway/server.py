@@ -1038,16 +1038,20 @@ class Gateway:
         )
 
     def on_events(self, events: np.ndarray[Any, np.dtype[np.void]]) -> None:
-        """Every event of one core frame, in order: ACCEPTED and TRADE in compiled code
-        (:func:`pyx.gwreport.apply_events`), the rest through :meth:`on_event`."""
-        # The compiled path emits without :meth:`emit`: count its reports here.
-        self.stats["reports"] += gwreport.apply_events(self, events)
+        """Every event of one core frame, in order: ACCEPTED, TRADE and CANCELED in
+        compiled code (:func:`pyx.gwreport.apply_events`), the rest through
+        :meth:`on_event`."""
+        # The compiled path emits without :meth:`emit`: count its reports here, after
+        # the call (``stats[k] += f()`` would read the count before f() and drop the
+        # reports that :meth:`on_event` counts through :meth:`emit` meanwhile).
+        n = gwreport.apply_events(self, events)
+        self.stats["reports"] += n
 
     def on_event(self, ev: tuple[Any, ...]) -> None:
         """Turn one core event into the owning sessions' messages.
 
         The reference behaviour: :func:`pyx.gwreport.apply_events` must do exactly
-        this for ACCEPTED and TRADE (tests/gateway/test_gwreport.py)."""
+        this for ACCEPTED, TRADE and CANCELED (tests/gateway/test_gwreport.py)."""
         kind = ev[EV_KIND]
         if kind == EVK_SYMBOL_ADDED:
             self.store.set_quote_asset(ev[EV_SYM_SYMBOL_ID], ev[EV_SYM_QUOTE_ASSET_ID])

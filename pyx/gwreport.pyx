@@ -5,10 +5,10 @@
 ``Gateway.on_event`` on each ``events.tolist()`` row does (that Python method is the
 oracle: tests/gateway/test_gwreport.py compares the two over random event flows,
 report bytes and order state), but reads the ``EvRec`` records straight from the
-numpy frame and packs ACCEPTED and EXECUTED reports through packed C structs.  Only
-those two kinds (ACCEPTED and TRADE: almost every event of a busy gateway) are
-handled here; every other kind is handed, in order, to ``gw.on_event`` as the same
-tuple ``tolist`` would give.  Orders stay the Python objects of ``gateway.store``.
+numpy frame and packs ACCEPTED, EXECUTED and CANCELED reports through packed C
+structs.  Only those kinds (ACCEPTED, TRADE and CANCELED: almost every event of a busy
+gateway, market makers cancel most of their quotes) are handled here; every other kind
+is handed, in order, to ``gw.on_event`` as the same tuple ``tolist`` would give.  Orders stay the Python objects of ``gateway.store``.
 """
 
 cimport cython
@@ -26,12 +26,13 @@ from bursa_wire.gw_layout import (
     BY_NAME,
     LIQUIDITY_MAKER,
     LIQUIDITY_TAKER,
+    STATE_CANCELED,
     STATE_FILLED,
     STATE_OPEN,
     STATE_PENDING,
 )
 from bursa_wire.layout import EV_DTYPE
-from pyx.enums import EvFlag, EvKind, OrdType
+from pyx.enums import EvFlag, EvKind, OrdType, Reason
 from pyx.records cimport EvRec
 from pyx.gworders cimport Order
 
@@ -52,6 +53,13 @@ cdef packed struct SHead:
     uint16_t length              # bytes after this field: type + seq + payload
     uint8_t ftype                # b"S"
     uint64_t seq
+
+cdef packed struct CanceledMsg:
+    uint8_t code
+    uint64_t cl_ord_id
+    uint64_t ts_ns
+    int64_t qty_lots
+    uint16_t reason
 
 cdef packed struct ExecutedMsg:
     uint8_t code
@@ -81,6 +89,7 @@ _check_layout(
      "ord_type"),
     sizeof(AcceptedMsg),
 )
+_check_layout("CANCELED", ("cl_ord_id", "ts_ns", "qty_lots", "reason"), sizeof(CanceledMsg))
 _check_layout(
     "EXECUTED",
     ("cl_ord_id", "ts_ns", "match_id", "price_ticks", "qty_lots", "leaves_lots", "fee_minor",
@@ -95,13 +104,17 @@ cdef Py_ssize_t S_OVERHEAD = 1 + 8  # the length counts the type byte and the se
 
 cdef uint8_t ACCEPTED_CODE = BY_NAME["ACCEPTED"].code[0]
 cdef uint8_t EXECUTED_CODE = BY_NAME["EXECUTED"].code[0]
+cdef uint8_t CANCELED_CODE = BY_NAME["CANCELED"].code[0]
 cdef uint8_t K_ACCEPTED = int(EvKind.ACCEPTED)
 cdef uint8_t K_TRADE = int(EvKind.TRADE)
+cdef uint8_t K_CANCELED = int(EvKind.CANCELED)
+cdef int R_USER_CANCELED = int(Reason.USER_CANCELED)
 cdef uint8_t F_MAKER_DONE = int(EvFlag.MAKER_DONE)
 cdef uint8_t F_TAKER_DONE = int(EvFlag.TAKER_DONE)
 cdef int I_STATE_OPEN = STATE_OPEN
 cdef int I_STATE_PENDING = STATE_PENDING
 cdef int I_STATE_FILLED = STATE_FILLED
+cdef int I_STATE_CANCELED = STATE_CANCELED
 cdef uint8_t LIQ_MAKER = LIQUIDITY_MAKER
 cdef uint8_t LIQ_TAKER = LIQUIDITY_TAKER
 cdef int T_LIMIT = OrdType.LIMIT
@@ -122,6 +135,18 @@ cdef inline bytes _accepted(Order o, uint64_t ts_ns, int64_t price_ticks, int64_
     a.symbol_id = o.symbol_id
     a.side = o.side
     a.ord_type = o.ord_type
+    return out
+
+
+cdef inline bytes _canceled(uint64_t cl_ord_id, const EvRec* ev):
+    """The CANCELED payload of a CANCELED event of the order ``cl_ord_id``."""
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, sizeof(CanceledMsg))
+    cdef CanceledMsg* c = <CanceledMsg*> PyBytes_AS_STRING(out)
+    c.code = CANCELED_CODE
+    c.cl_ord_id = cl_ord_id
+    c.ts_ns = ev.ts_ns
+    c.qty_lots = ev.qty_lots
+    c.reason = ev.reason
     return out
 
 
@@ -199,11 +224,12 @@ cdef class _Sink:
         """Store.save_order(o); ``key`` is ``(o.user_id, o.order_id)`` (the caller's)."""
         self.dirty[key] = o
 
-    cdef void filled(self, Order o) except *:
-        """Gateway._set_state(o, STATE_FILLED): an open order leaves the open counts
-        (applied to the dicts by :meth:`flush_open`, before anything reads them)."""
+    cdef void ended(self, Order o, int new_state) except *:
+        """Gateway._set_state(o, new_state) for an ended state (filled, canceled): an open
+        order leaves the open counts (applied to the dicts by :meth:`flush_open`, before
+        anything reads them)."""
         cdef int state = o.state
-        o.state = STATE_FILLED
+        o.state = new_state
         if state == I_STATE_PENDING or state == I_STATE_OPEN:
             if self.open_drop and (o.key_id != self.open_key_id
                                    or o.user_id != self.open_user_id):
@@ -230,7 +256,7 @@ cdef class _Sink:
         o.leaves = leaves
         if done:
             o.leaves = 0
-            self.filled(o)
+            self.ended(o, I_STATE_FILLED)
         self.save(key, o)
         cdef bytes out = PyBytes_FromStringAndSize(NULL, sizeof(ExecutedMsg))
         cdef ExecutedMsg* m = <ExecutedMsg*> PyBytes_AS_STRING(out)
@@ -308,6 +334,19 @@ def apply_events(gw, events):
                     leaves = maker.leaves - ev.qty_lots
                     sink.executed(key, maker, ev, LIQ_MAKER, ev.maker_fee, ev.flags & F_MAKER_DONE,
                                   leaves if leaves > 0 else 0)
+            elif kind == K_CANCELED:
+                key = (ev.user_id, ev.order_id)
+                o = orders.get(key)
+                if o is None:
+                    continue
+                pending = o.pending
+                if ev.reason == R_USER_CANCELED and pending and pending[0] in "CDR":
+                    pending.pop(0)
+                sink.ended(o, I_STATE_CANCELED)
+                o.reason = ev.reason
+                o.leaves = 0
+                sink.emit(o.key_id, _canceled(o.cl_ord_id, ev))
+                sink.save(key, o)
             else:
                 sink.flush_open()  # on_event reads and changes the open counts
                 sink.sync()  # ... and the streams
