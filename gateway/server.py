@@ -1077,11 +1077,16 @@ class Gateway:
         if kind == EVK_ACCEPTED:
             if self.retried:
                 self.retried.discard((o.user_id, o.order_id))
+            changed = o.state == STATE_PENDING or o.leaves != ev[EV_LEAVES_LOTS]
             if o.state == STATE_PENDING:
                 self._set_state(o, STATE_OPEN)
             o.leaves = ev[EV_LEAVES_LOTS]
             if not (o.pending and o.pending[0] == "N"):
-                self.store.save_order(o)  # reported from the reply already
+                # Reported from the reply already.  Unchanged by this event, its current
+                # image is stored already (every change is saved in its turn): not
+                # logged again.
+                if changed:
+                    self.store.save_order(o)
                 return
             o.pending.pop(0)
             self.emit_payload(

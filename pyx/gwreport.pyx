@@ -296,6 +296,7 @@ def apply_events(gw, events):
     cdef list pending
     cdef int64_t leaves
     cdef uint8_t kind
+    cdef bint changed
     cdef Order o, maker
     on_event = gw.on_event
     try:
@@ -310,13 +311,16 @@ def apply_events(gw, events):
                 if retried:
                     retried.discard(key)
                 pending = o.pending
+                changed = o.state == I_STATE_PENDING or o.leaves != ev.leaves_lots
                 if o.state == I_STATE_PENDING:
                     o.state = STATE_OPEN  # open either way: the open counts do not change
                 o.leaves = ev.leaves_lots
                 if not (pending and pending[0] == "N"):
                     # Already reported from the core's reply (Gateway._accepted_by_reply):
-                    # the N left ``pending`` in the same transaction as that report.
-                    sink.save(key, o)
+                    # the N left ``pending`` in the same transaction as that report.  An
+                    # order this event does not change is stored as it is: not logged.
+                    if changed:
+                        sink.save(key, o)
                     continue
                 pending.pop(0)
                 sink.emit(o.key_id, _accepted(o, ev.ts_ns, ev.price_ticks, ev.qty_lots,
