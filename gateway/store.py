@@ -492,9 +492,14 @@ class Store:
         row = self.con.execute(
             "SELECT rec FROM orders WHERE key_id = ? AND cl_ord_id = ?", (key_id, cl_ord_id - I64)
         ).fetchone()
-        if row is None:
-            return self._archived(key_id, cl_ord_id)
-        return unpack_orders(bytes(row[0]))[0]
+        o = (
+            unpack_orders(bytes(row[0]))[0]
+            if row is not None
+            else self._archived(key_id, cl_ord_id)
+        )
+        if o is not None:
+            o.stored = True  # read from storage: a later image of it goes to ``orders``
+        return o
 
     def known_cls(self, key_id: int, cls: list[int]) -> set[int]:
         """Which of ``cls`` the session has used (memory, then SQLite for ids at or below

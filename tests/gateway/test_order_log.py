@@ -127,8 +127,7 @@ def test_archive_serves_evicted_orders_and_never_overlaps(
         assert again.known_cls(7, [10, 20, 25, 30, 40]) == {10, 20, 30}
         # An archived order changed again: its new image goes to the keyed table and wins.
         old = again.find_cl(7, 20)
-        assert old is not None
-        old.stored = True
+        assert old is not None and old.stored  # its next image goes to the keyed table
         old.reason = 9
         again.save_order(old)
         again.close()
