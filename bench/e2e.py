@@ -67,9 +67,10 @@ from bench._corealone import PACED_BLOCK_BYTES
 from bench.core import measure_fdatasync
 from bench.meta import latency_series, percentiles_ns, run_info
 from bindings.gateway_client import login_frame, order_frame
+from bursa_wire.gw_layout import BY_NAME, SEQUENCED
 from gateway import keys
 from gateway.wire import codec
-from pyx import gwentry
+from pyx.gwload import AckScanner
 from tests.e2e.coreproc import REPO, CoreProcess
 from tests.gateway.gwproc import GatewayProcess, make_key, setup_market
 
@@ -78,6 +79,14 @@ TARGET_ACK_P99_OVER_ECHO = 5.0
 TARGET_FSYNC_MINUS_FDATASYNC_US = 100.0
 TARGET_SUSTAINED = 300_000
 RATES = (1_000, 10_000, 50_000, 100_000)
+# One ENTER_ORDER frame: length, type, message code, then the fields (the layout's).
+ORDER_FRAME_DTYPE = np.dtype(
+    [("length", "<u2"), ("ftype", "u1"), ("code", "u1")]
+    + [(f.name, f.code) for f in BY_NAME["ENTER_ORDER"].fields]
+)
+ORDER_FRAME_LEN = ORDER_FRAME_DTYPE.itemsize
+SEQ_TYPE = SEQUENCED[0]
+ACCEPTED_CODE = BY_NAME["ACCEPTED"].code[0]
 FSYNC_RATE = 200  # one order in flight in fsync mode, orders/s (and the paced sync probe's pace)
 PRICE = 1_000
 CALLGRIND_ORDERS = (500, 2_500)  # orders of the two runs whose difference is measured
@@ -145,6 +154,30 @@ def echo_rtt(port: int, n: int, rate: int) -> dict[str, Any]:
 # ------------------------------------------------------------ order entry
 
 
+def accepted_ids_py(reader: codec.FrameReader, data: bytes) -> list[int]:
+    """Reference of :class:`pyx.gwload.AckScanner`: the client order ids of the
+    ACCEPTED reports in the frames ``data`` completes (tests/bench/test_gwload.py); a
+    bad length after them is raised by ``reader.check()``, the caller's to call."""
+    out = []
+    for t, b in reader.feed(data):
+        if t == SEQ_TYPE and len(b) >= 17 and b[8] == ACCEPTED_CODE:  # S frame, ACCEPTED
+            out.append(int.from_bytes(b[9:17], "little"))
+    return out
+
+
+def order_frames(first_cl: int, n: int) -> bytes:
+    """``n`` ENTER_ORDER frames back to back, client ids ``first_cl``.., odd ids BUY and
+    even ids SELL, one price: the bytes of ``order_frame`` for each (tested), built
+    column by column so the load generator spends no Python per order."""
+    rec = np.frombuffer(order_frame(1, symbol_id=1, side=1, price_ticks=PRICE, qty_lots=1),
+                        dtype=ORDER_FRAME_DTYPE)  # fmt: skip
+    out = np.repeat(rec, n)
+    cl = np.arange(first_cl, first_cl + n, dtype=np.uint64)
+    out["cl_ord_id"] = cl
+    out["side"] = np.where(cl % 2 == 1, 1, 2)
+    return out.tobytes()
+
+
 class Session:
     """A raw logged-in session (no client library overhead in the measurement)."""
 
@@ -152,38 +185,49 @@ class Session:
         kid, priv = keys.read_key_file(key)
         self.s = socket.create_connection(("127.0.0.1", port))
         self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         self.s.sendall(login_frame(kid, priv, 0, False))
-        # The gateway's compiled frame splitter (same frames as codec.FrameReader, tested
-        # in tests/gateway/test_gwentry.py): the load generator must not be the limit.
-        self.reader = gwentry.EntryReader(codec.frame_length_error)
+        reader = codec.FrameReader()
         while True:
-            frames = self.reader.feed(self.s.recv(65536))
-            if any(chr(t) == "A" for t, _ in frames):
-                break
+            frames = reader.feed(self.s.recv(65536))
             assert not any(chr(t) == "J" for t, _ in frames), "login rejected"
+            if any(chr(t) == "A" for t, _ in frames):
+                break  # next_seq 0: nothing sequenced precedes the first order's reports
+        # Compiled report scanning (pyx/gwload.pyx, oracle accepted_ids_py): the load
+        # generator must not be the limit.  It goes on from the bytes left after login.
+        self.scanner = AckScanner(codec.frame_length_error)
+        self.early = self.scanner.feed(bytes(reader.buf))
         self.s.setblocking(False)
         self.cl = 0
 
-    def orders(self, n: int) -> list[bytes]:
-        """n order frames (alternating sides, one price), fresh cl_ord_ids."""
-        out = []
-        for _ in range(n):
-            self.cl += 1
-            side = 1 if self.cl % 2 else 2
-            out.append(order_frame(self.cl, symbol_id=1, side=side, price_ticks=PRICE, qty_lots=1))
-        return out
+    def order_bytes(self, n: int) -> bytes:
+        """n order frames back to back (alternating sides, one price), fresh cl_ord_ids."""
+        data = order_frames(self.cl + 1, n)
+        self.cl += n
+        return data
+
+    def read_acks(self) -> list[int]:
+        """cl_ord_ids of the ACCEPTED reports in one read of what is readable now (one
+        ``recv``: called when ``select`` said the socket is readable)."""
+        out, self.early = self.early, []
+        try:
+            data = self.s.recv(1 << 22)
+        except BlockingIOError:
+            return out
+        if not data:
+            raise ConnectionError("gateway closed the session")
+        got = self.scanner.feed(data)
+        return out + got if out else got
 
     def acks(self) -> list[int]:
-        """cl_ord_ids of the ACCEPTED reports readable now."""
-        out = []
+        """cl_ord_ids of the ACCEPTED reports readable now (reads until none is left)."""
+        out, self.early = self.early, []
         try:
             while True:
-                data = self.s.recv(1 << 20)
+                data = self.s.recv(1 << 22)
                 if not data:
                     raise ConnectionError("gateway closed the session")
-                for t, b in self.reader.feed(data):
-                    if t == 0x53 and b[8] == 0x41:  # S frame, ACCEPTED
-                        out.append(int.from_bytes(b[9:17], "little"))
+                out += self.scanner.feed(data)
         except BlockingIOError:
             pass
         return out
@@ -191,7 +235,7 @@ class Session:
 
 def open_loop(sess: Session, rate: int, n: int, timeout_s: float = 60.0) -> dict[str, Any]:
     """Orders planned at t0 + k / rate; latency from planned time to ACCEPTED."""
-    frames = sess.orders(n)
+    frames = sess.order_bytes(n)
     base = sess.cl - n + 1
     period = 1_000_000_000 / rate
     planned = (np.arange(n) * period).astype(np.int64)
@@ -206,7 +250,7 @@ def open_loop(sess: Session, rate: int, n: int, timeout_s: float = 60.0) -> dict
         while k < n and planned[k] <= now:
             k += 1
         if k > sent:
-            data = b"".join(frames[sent:k])
+            data = frames[sent * ORDER_FRAME_LEN : k * ORDER_FRAME_LEN]
             sess.s.setblocking(True)
             sess.s.sendall(data)
             sess.s.setblocking(False)
@@ -287,22 +331,39 @@ def process_cpu_s(pid: int) -> float:
 
 
 def sustained(sessions: list[Session], seconds: float, window: int) -> int:
-    """Acknowledged orders per second with ``window`` outstanding orders per session."""
-    outstanding = [0] * len(sessions)
+    """Acknowledged orders per second with ``window`` outstanding orders per session.
+
+    Open loop per session: whenever fewer than half the window is outstanding, the
+    next orders up to the window are queued; non-blocking sends of what the kernel
+    takes, one read per readable session per ``select``.  Only ACCEPTED reports read
+    count."""
+    n = len(sessions)
+    outstanding = [0] * n
+    queued = [b""] * n  # order bytes not yet taken by the kernel
+    socks = [s.s for s in sessions]
+    index = {sock: i for i, sock in enumerate(socks)}
     acked = 0
-    t_end = time.monotonic() + seconds
     t0 = time.monotonic()
+    t_end = t0 + seconds
     while time.monotonic() < t_end:
+        writers = []
         for i, s in enumerate(sessions):
-            if outstanding[i] < window // 2:
+            if not queued[i] and outstanding[i] < window // 2:
                 k = window - outstanding[i]
-                s.s.setblocking(True)
-                s.s.sendall(b"".join(s.orders(k)))
-                s.s.setblocking(False)
+                queued[i] = s.order_bytes(k)
                 outstanding[i] += k
-        select.select([s.s for s in sessions], [], [], 0.01)
-        for i, s in enumerate(sessions):
-            a = len(s.acks())
+            if queued[i]:
+                try:
+                    sent = s.s.send(queued[i])
+                except BlockingIOError:
+                    sent = 0
+                queued[i] = queued[i][sent:]
+                if queued[i]:
+                    writers.append(s.s)
+        readable, _, _ = select.select(socks, writers, [], 0.01)
+        for sock in readable:
+            i = index[sock]
+            a = len(sessions[i].read_acks())
             outstanding[i] -= a
             acked += a
     return int(acked / (time.monotonic() - t0))
@@ -342,7 +403,7 @@ def _callgrind_run(tmp: Path, orders: int, burst: int, link: str = "stream") -> 
         s = Session(gw.port, make_key(gw.db, tmp / "k1.key", 1))
         for _ in range(orders // burst):
             s.s.setblocking(True)
-            s.s.sendall(b"".join(s.orders(burst)))
+            s.s.sendall(s.order_bytes(burst))
             s.s.setblocking(False)
             got = 0
             while got < burst:

@@ -1038,16 +1038,20 @@ class Gateway:
         )
 
     def on_events(self, events: np.ndarray[Any, np.dtype[np.void]]) -> None:
-        """Every event of one core frame, in order: ACCEPTED and TRADE in compiled code
-        (:func:`pyx.gwreport.apply_events`), the rest through :meth:`on_event`."""
-        # The compiled path emits without :meth:`emit`: count its reports here.
-        self.stats["reports"] += gwreport.apply_events(self, events)
+        """Every event of one core frame, in order: ACCEPTED, TRADE and CANCELED in
+        compiled code (:func:`pyx.gwreport.apply_events`), the rest through
+        :meth:`on_event`."""
+        # The compiled path emits without :meth:`emit`: count its reports here, after
+        # the call (``stats[k] += f()`` would read the count before f() and drop the
+        # reports that :meth:`on_event` counts through :meth:`emit` meanwhile).
+        n = gwreport.apply_events(self, events)
+        self.stats["reports"] += n
 
     def on_event(self, ev: tuple[Any, ...]) -> None:
         """Turn one core event into the owning sessions' messages.
 
         The reference behaviour: :func:`pyx.gwreport.apply_events` must do exactly
-        this for ACCEPTED and TRADE (tests/gateway/test_gwreport.py)."""
+        this for ACCEPTED, TRADE and CANCELED (tests/gateway/test_gwreport.py)."""
         kind = ev[EV_KIND]
         if kind == EVK_SYMBOL_ADDED:
             self.store.set_quote_asset(ev[EV_SYM_SYMBOL_ID], ev[EV_SYM_QUOTE_ASSET_ID])
@@ -1073,11 +1077,16 @@ class Gateway:
         if kind == EVK_ACCEPTED:
             if self.retried:
                 self.retried.discard((o.user_id, o.order_id))
+            changed = o.state == STATE_PENDING or o.leaves != ev[EV_LEAVES_LOTS]
             if o.state == STATE_PENDING:
                 self._set_state(o, STATE_OPEN)
             o.leaves = ev[EV_LEAVES_LOTS]
             if not (o.pending and o.pending[0] == "N"):
-                self.store.save_order(o)  # reported from the reply already
+                # Reported from the reply already.  Unchanged by this event, its current
+                # image is stored already (every change is saved in its turn): not
+                # logged again.
+                if changed:
+                    self.store.save_order(o)
                 return
             o.pending.pop(0)
             self.emit_payload(

@@ -33,7 +33,11 @@ order and change.  The keyed ``orders`` table is brought up to date from the log
 is in that row is written once (INSERT OR REPLACE), and the row is deleted, in the
 turn's transaction.  An order that is created, accepted and filled within that time
 (most orders of a busy gateway) is written to ``orders`` once instead of three times.
-Orders whose latest image is still only in the log (``_unfolded``) are never evicted
+An order that ended with nothing pending and was never folded before goes instead to
+its session's row of ``order_archive`` for this fold (images sorted by client id; a
+session's rows cover disjoint client id ranges, so an evicted order is found by one
+range read): one row per session and fold instead of one per order.
+Orders whose latest image is still only in the log (``Order.log_id``) are never evicted
 from memory (an evicted order is read back from ``orders``); a restart folds the
 whole log first.
 
@@ -46,6 +50,8 @@ increasing per user and never reused.  Rows are keyed by
 
 from __future__ import annotations
 
+import bisect
+import operator
 import sqlite3
 import time
 from collections import deque
@@ -100,6 +106,17 @@ DROP INDEX IF EXISTS orders_by_cl;
 -- One row per loop turn: the packed images of the orders the turn created or changed
 -- (pyx.gworders.ORDER_REC + pending bytes), folded into orders once FOLD_AGE_S old.
 CREATE TABLE IF NOT EXISTS order_log (id INTEGER PRIMARY KEY, recs BLOB NOT NULL);
+-- Ended orders folded for the first time, one row per session and fold: their images
+-- (no request pending: fixed size) sorted by client id.  A session's rows cover
+-- disjoint, increasing client id ranges [lo_cl, hi_cl] (signed like orders.cl_ord_id);
+-- an order also in ``orders`` was changed after it was archived: ``orders`` wins.
+CREATE TABLE IF NOT EXISTS order_archive (
+    key_id INTEGER NOT NULL,
+    hi_cl INTEGER NOT NULL,
+    lo_cl INTEGER NOT NULL,
+    recs BLOB NOT NULL,
+    PRIMARY KEY (key_id, hi_cl)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS symbols (symbol_id INTEGER PRIMARY KEY, quote_asset_id INTEGER);
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
 """
@@ -136,6 +153,8 @@ FOLD_AGE_S = 0.5
 # ... or once this many log rows wait (bounds the log and the fold of one turn).
 FOLD_MAX_ROWS = 1024
 INSERT_ORDER = "INSERT OR REPLACE INTO orders (key_id, cl_ord_id, live, rec) VALUES (?, ?, ?, ?)"
+INSERT_ARCHIVE = "INSERT INTO order_archive (key_id, hi_cl, lo_cl, recs) VALUES (?, ?, ?, ?)"
+_CL = operator.attrgetter("cl_ord_id")
 
 
 def clock_order_id() -> int:
@@ -224,10 +243,12 @@ class Store:
         # Order log rows not folded into ``orders`` yet, oldest first:
         # (row id, monotonic time written, the orders whose images it holds).
         self._log: deque[tuple[int, float, list[Order]]] = deque()
-        # by_cl key -> id of the log row holding the order's latest image (not folded)
-        self._unfolded: dict[tuple[int, int], int] = {}
         self._log_id = 0  # id of the last log row written
-        self.folded = 0  # order rows written to ``orders`` so far (one per fold of an order)
+        self.folded = 0  # order images folded so far (into ``orders`` or the archive)
+        self.archived = 0  # of which into the archive
+        # key_id -> the highest client id in the session's archive rows (a new archive
+        # row starts above it; ended orders at or below it go to ``orders``).
+        self._archived_hi: dict[int, int] = {}
         self._fold_log()
         self._load()
 
@@ -299,9 +320,16 @@ class Store:
             "SELECT key_id, MAX(cl_ord_id) FROM orders GROUP BY key_id"
         ):
             self.max_cl[int(key_id)] = int(cl) + I64
+        for key_id, hi in self.con.execute(
+            "SELECT key_id, MAX(hi_cl) FROM order_archive GROUP BY key_id"
+        ):
+            kid = int(key_id)
+            self._archived_hi[kid] = int(hi) + I64
+            self.max_cl[kid] = max(self.max_cl.get(kid, 0), int(hi) + I64)
         # Only orders that can still change live in memory (the bounded map).
         for (rec,) in self.con.execute("SELECT rec FROM orders WHERE live = 1"):
             o = unpack_orders(bytes(rec))[0]
+            o.stored = True  # its later images replace this row
             self.orders[(o.user_id, o.order_id)] = o
             self.by_cl[(o.key_id, o.cl_ord_id)] = o
 
@@ -322,9 +350,9 @@ class Store:
                     self._dirty.pop((o.user_id, o.order_id), None)
             changed = self._new + list(self._dirty.values())
             lid = self._log_id + 1
-            # Also indexes the orders' log row (_unfolded) and lists the ones that ended
+            # Also marks the orders' log row (Order.log_id) and lists the ones that ended
             # (_ended, for eviction; re-checked there, so listing before COMMIT is safe).
-            blob = gworders.pack_orders(changed, self._unfolded, lid, self._ended)
+            blob = gworders.pack_orders(changed, lid, self._ended)
             con.execute("INSERT INTO order_log (id, recs) VALUES (?, ?)", (lid, blob))
             self._log_id = lid
             self._log.append((lid, time.monotonic(), changed))
@@ -358,32 +386,78 @@ class Store:
     def _fold(self, before: float, through_id: int) -> None:
         """Fold the order log rows written before monotonic time ``before`` or with an id
         up to ``through_id`` (and the oldest beyond :data:`FOLD_MAX_ROWS`): each order
-        whose latest image is in them is written to ``orders``; the rows are deleted.
-        Runs inside the caller's transaction (the orders' state is the committed one)."""
-        log, unfolded = self._log, self._unfolded
-        rows: list[tuple[int, int, int, bytes]] = []
+        whose latest image is in them is written to ``orders``, or, if it ended and was
+        never folded before, to its session's archive row of this fold; the log rows
+        are deleted.  Runs inside the caller's transaction (the orders' state is the
+        committed one)."""
+        log = self._log
+        rows: list[tuple[int, int, int, Any]] = []
+        runs: dict[int, list[Order]] = {}
         cut = 0
         while log and (log[0][1] < before or log[0][0] <= through_id or len(log) > FOLD_MAX_ROWS):
             cut, _, orders = log.popleft()
-            # Each order whose latest image is this row gets its row (reference: fold_py).
-            gworders.fold_rows(orders, unfolded, cut, rows)
+            # Each order whose latest image is this row (reference: fold_py).
+            gworders.fold_rows(orders, cut, rows, runs)
         if not cut:
             return
+        archived = self.archived
+        archive = [self._archive_row(key_id, run, rows) for key_id, run in runs.items()]
+        archive_rows = [a for a in archive if a is not None]
+        if archive_rows:
+            self.con.executemany(INSERT_ARCHIVE, archive_rows)
         if rows:
             self.con.executemany(INSERT_ORDER, rows)
-            self.folded += len(rows)
+        self.folded += len(rows) + self.archived - archived
         self.con.execute("DELETE FROM order_log WHERE id <= ?", (cut,))
+
+    def _archive_row(
+        self, key_id: int, run: list[Order], rows: list[tuple[int, int, int, Any]]
+    ) -> tuple[int, int, int, bytes] | None:
+        """The archive row of a session's ended orders folded now (``run``), sorted by
+        client id.  Those at or below the session's archived range go to ``rows``
+        (``orders``) instead, so the session's archive rows never overlap; returns None
+        if none is left."""
+        run.sort(key=_CL)
+        top = self._archived_hi.get(key_id, 0)
+        k = bisect.bisect_right(run, top, key=_CL)
+        rows.extend(gworders.order_row(o) for o in run[:k])
+        if k == len(run):
+            return None
+        lo, hi = run[k].cl_ord_id, run[-1].cl_ord_id
+        self._archived_hi[key_id] = hi
+        self.archived += len(run) - k
+        return (key_id, hi - I64, lo - I64, gworders.pack_orders(run[k:]))
+
+    def _archived(self, key_id: int, cl_ord_id: int) -> Order | None:
+        """An archived order's image (a copy), or None: the one archive row whose range
+        can hold ``cl_ord_id``, searched by client id."""
+        row = self.con.execute(
+            "SELECT lo_cl, recs FROM order_archive WHERE key_id = ? AND hi_cl >= ?"
+            " ORDER BY hi_cl LIMIT 1",
+            (key_id, cl_ord_id - I64),
+        ).fetchone()
+        if row is None or int(row[0]) + I64 > cl_ord_id:
+            return None
+        images = unpack_orders(bytes(row[1]))
+        i = bisect.bisect_left(images, cl_ord_id, key=_CL)
+        return images[i] if i < len(images) and images[i].cl_ord_id == cl_ord_id else None
 
     @staticmethod
     def fold_py(
-        orders: list[Order], unfolded: dict[tuple[int, int], int], log_id: int, rows: list[Any]
+        orders: list[Order],
+        log_id: int,
+        rows: list[Any],
+        runs: dict[int, list[Order]] | None = None,
     ) -> None:
         """Reference of :func:`pyx.gworders.fold_rows`."""
         for o in orders:
-            k = (o.key_id, o.cl_ord_id)
-            if unfolded.get(k) == log_id:  # not changed again since: this is its image
-                del unfolded[k]
-                rows.append(Store._row(o))
+            if o.log_id == log_id:  # not changed again since: this is its image
+                o.log_id = 0
+                if runs is not None and not o.stored and not o.pending and o.state in DONE_STATES:
+                    runs.setdefault(o.key_id, []).append(o)
+                else:
+                    rows.append(Store._row(o))
+                o.stored = True
 
     def _evict(self) -> None:
         """Drop ended orders (committed, no request in flight) from memory, oldest-ended
@@ -392,13 +466,12 @@ class Store:
         ended, by_cl, orders = self._ended, self.by_cl, self.orders
         while len(orders) > self.max_orders_in_memory and ended:
             k = ended[0]
-            lid = self._unfolded.get(k)
-            if lid is not None:
+            o = by_cl.get(k)
+            if o is not None and o.log_id:
                 self.con.execute("BEGIN")
-                self._fold(0.0, lid)
+                self._fold(0.0, o.log_id)
                 self.con.execute("COMMIT")
             ended.popleft()
-            o = by_cl.get(k)
             if o is None or o.state not in DONE_STATES or o.pending:
                 continue  # already gone, or active again: listed anew when it ends
             del by_cl[k]
@@ -419,7 +492,14 @@ class Store:
         row = self.con.execute(
             "SELECT rec FROM orders WHERE key_id = ? AND cl_ord_id = ?", (key_id, cl_ord_id - I64)
         ).fetchone()
-        return None if row is None else unpack_orders(bytes(row[0]))[0]
+        o = (
+            unpack_orders(bytes(row[0]))[0]
+            if row is not None
+            else self._archived(key_id, cl_ord_id)
+        )
+        if o is not None:
+            o.stored = True  # read from storage: a later image of it goes to ``orders``
+        return o
 
     def known_cls(self, key_id: int, cls: list[int]) -> set[int]:
         """Which of ``cls`` the session has used (memory, then SQLite for ids at or below
@@ -433,6 +513,8 @@ class Store:
             marks = ",".join("?" * len(part))
             q = f"SELECT cl_ord_id FROM orders WHERE key_id = ? AND cl_ord_id IN ({marks})"
             known.update(int(r[0]) + I64 for r in self.con.execute(q, (key_id, *part)))
+        archived = [cl for cl in cls if cl <= top and cl not in known]
+        known.update(cl for cl in archived if self._archived(key_id, cl) is not None)
         return known
 
     @staticmethod

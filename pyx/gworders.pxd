@@ -22,3 +22,9 @@ cdef class Order:
     # Requests sent to the core and not answered yet, oldest first:
     # N new, C cancel, U replace, D reduce, R recovery cancel (after a restart).
     cdef public list pending
+    # An image of it was folded (gateway.store): its later images go to the keyed table
+    # ``orders``, never to the archive (whose rows are written once).  Not in the image.
+    cdef public bint stored
+    # The order log row holding its latest image while that row is not folded yet
+    # (0: none; gateway.store).  Not in the image.
+    cdef public int64_t log_id

@@ -24,6 +24,8 @@ class Order:
     state: int
     reason: int
     pending: list[str]
+    stored: bool
+    log_id: int
     def __init__(
         self,
         user_id: int,
@@ -47,10 +49,13 @@ class Order:
 
 def pack_orders(
     orders: list[Any],
-    unfolded: dict[tuple[int, int], int] | None = None,
     log_id: int | None = None,
     ended: deque[tuple[int, int]] | None = None,
 ) -> bytes: ...
+def order_row(o: Order) -> tuple[int, int, int, bytearray]: ...
 def fold_rows(
-    orders: list[Any], unfolded: dict[tuple[int, int], int], log_id: int, rows: list[Any]
+    orders: list[Any],
+    log_id: int,
+    rows: list[Any],
+    runs: dict[int, list[Any]] | None = None,
 ) -> None: ...

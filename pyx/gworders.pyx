@@ -23,6 +23,7 @@ from bursa_wire.gw_layout import (
 )
 
 cimport cython
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_FromStringAndSize
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
@@ -64,6 +65,10 @@ ORDER_FIELDS = ("user_id", "order_id", "key_id", "cl_ord_id", "symbol_id", "side
                 "price", "qty", "leaves", "filled", "state", "reason", "pending")
 
 
+# Not tracked by the cyclic GC: an Order refers only to ints and its ``pending`` list
+# of one-letter strings, so it can never be part of a reference cycle, and the map of
+# up to a million of them was traversed by every collection of their generation.
+@cython.no_gc
 cdef class Order:
     """One order the gateway entered (mirror of its stored row; fields in
     ``pyx/gworders.pxd``).  A compiled class rather than a dataclass: the compiled paths
@@ -87,6 +92,8 @@ cdef class Order:
         self.state = state
         self.reason = reason
         self.pending = [] if pending is None else pending
+        self.stored = False
+        self.log_id = 0
 
     @property
     def is_open(self):
@@ -145,19 +152,20 @@ cdef Py_ssize_t _pack(Order o, char* w) except -1:
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
-def pack_orders(list orders, dict unfolded=None, log_id=None, ended=None):
+def pack_orders(list orders, log_id=None, ended=None):
     """The order log blob of ``orders`` (``gateway.store.Order``s), in order.
 
-    With ``unfolded``, also sets ``unfolded[(o.key_id, o.cl_ord_id)] = log_id`` for
-    each order (the store's index of which log row holds an order's latest image);
-    with ``ended`` (a deque), appends ``(o.key_id, o.cl_ord_id)`` of each order that
-    ended (filled, canceled or rejected) with no request pending (eviction candidates).
+    With ``log_id``, also sets each order's ``log_id`` to it (the log row holding its
+    latest image, until folded); with ``ended`` (a deque), appends
+    ``(o.key_id, o.cl_ord_id)`` of each order that ended (filled, canceled or rejected)
+    with no request pending (eviction candidates).
 
     Raises ``OverflowError`` for a field out of its record range (as ``struct.pack``
     does) and ``ValueError`` for a pending request that is not one ASCII letter.
     """
     cdef Py_ssize_t total = 0, pos = 0
     cdef int state
+    cdef int64_t lid = 0 if log_id is None else log_id
     cdef Order o
     for o in orders:
         total += sizeof(OrderRec) + len(<list> o.pending)
@@ -167,38 +175,61 @@ def pack_orders(list orders, dict unfolded=None, log_id=None, ended=None):
         if pos + sizeof(OrderRec) + len(<list> o.pending) > total:
             raise RuntimeError("an order changed while it was packed")
         pos += _pack(o, w + pos)
-        if unfolded is not None or ended is not None:
-            key = (o.key_id, o.cl_ord_id)
-            if unfolded is not None:
-                unfolded[key] = log_id
+        if lid:
+            o.log_id = lid
+        if ended is not None:
             state = o.state
-            if ended is not None and not o.pending and S_FILLED <= state <= S_REJECTED:
-                ended.append(key)
+            if not o.pending and S_FILLED <= state <= S_REJECTED:
+                ended.append((o.key_id, o.cl_ord_id))
     return out
 
 
 cdef tuple _row(Order o):
-    """The ``orders`` table row of ``o`` (``gateway.store.Store._row``)."""
+    """The ``orders`` table row of ``o`` (``gateway.store.Store._row``).
+
+    The image is a ``bytearray``, not ``bytes``: the sqlite3 module binds a bytearray
+    as a blob directly, while a ``bytes`` parameter first goes through its adapter
+    look-up (``__adapt__``/``__conform__``, two AttributeErrors built and dropped),
+    about 15% of the cost of writing the row (docs/gateway.md, "Measured")."""
     cdef list pend = <list> o.pending
-    cdef bytes rec = PyBytes_FromStringAndSize(NULL, sizeof(OrderRec) + len(pend))
-    _pack(o, PyBytes_AS_STRING(rec))
+    cdef bytearray rec = PyByteArray_FromStringAndSize(NULL, sizeof(OrderRec) + len(pend))
+    _pack(o, PyByteArray_AS_STRING(rec))
     cdef int state = o.state
     live = 1 if pend or state == S_PENDING or state == S_OPEN else 0
     return (o.key_id, o.cl_ord_id - I64, live, rec)
 
 
+def order_row(Order o):
+    """The ``orders`` table row of ``o`` (``gateway.store.Store._row``, compiled)."""
+    return _row(o)
+
+
 @cython.boundscheck(False)
 @cython.wraparound(False)
-def fold_rows(list orders, dict unfolded, log_id, list rows):
-    """The fold of one order log row (``gateway.store.Store._fold``): for each of its
-    ``orders`` whose latest image is that row (``unfolded[key] == log_id``), drop the key
-    from ``unfolded`` and append its ``orders`` table row (``Store._row``) to ``rows``."""
-    cdef object k, lid
+def fold_rows(list orders, int64_t log_id, list rows, dict runs=None):
+    """The fold of one order log row (``gateway.store.Store._fold``; reference
+    ``Store.fold_py``): for each of its ``orders`` whose latest image is that row
+    (``o.log_id == log_id``), clear ``log_id``, mark the order ``stored`` and append
+    its ``orders`` table row (``Store._row``) to ``rows``.
+
+    With ``runs``, an order that ended (filled, canceled, rejected) with no request
+    pending and was never stored before is instead appended to ``runs[key_id]`` (a
+    list of orders, for the archive: one row per session and fold)."""
     cdef Order o
+    cdef int state
+    cdef list run
     for o in orders:
-        k = (o.key_id, o.cl_ord_id)
-        lid = unfolded.get(k)
-        if lid is None or lid != log_id:
+        if o.log_id != log_id:
             continue  # changed again since: a later row holds its image
-        del unfolded[k]
-        rows.append(_row(o))
+        o.log_id = 0
+        state = o.state
+        if (runs is not None and not o.stored and not o.pending
+                and S_FILLED <= state <= S_REJECTED):
+            run = runs.get(o.key_id)
+            if run is None:
+                runs[o.key_id] = [o]
+            else:
+                run.append(o)
+        else:
+            rows.append(_row(o))
+        o.stored = True

@@ -5,10 +5,10 @@
 ``Gateway.on_event`` on each ``events.tolist()`` row does (that Python method is the
 oracle: tests/gateway/test_gwreport.py compares the two over random event flows,
 report bytes and order state), but reads the ``EvRec`` records straight from the
-numpy frame and packs ACCEPTED and EXECUTED reports through packed C structs.  Only
-those two kinds (ACCEPTED and TRADE: almost every event of a busy gateway) are
-handled here; every other kind is handed, in order, to ``gw.on_event`` as the same
-tuple ``tolist`` would give.  Orders stay the Python objects of ``gateway.store``.
+numpy frame and packs ACCEPTED, EXECUTED and CANCELED reports through packed C
+structs.  Only those kinds (ACCEPTED, TRADE and CANCELED: almost every event of a busy
+gateway, market makers cancel most of their quotes) are handled here; every other kind
+is handed, in order, to ``gw.on_event`` as the same tuple ``tolist`` would give.  Orders stay the Python objects of ``gateway.store``.
 """
 
 cimport cython
@@ -26,12 +26,13 @@ from bursa_wire.gw_layout import (
     BY_NAME,
     LIQUIDITY_MAKER,
     LIQUIDITY_TAKER,
+    STATE_CANCELED,
     STATE_FILLED,
     STATE_OPEN,
     STATE_PENDING,
 )
 from bursa_wire.layout import EV_DTYPE
-from pyx.enums import EvFlag, EvKind, OrdType
+from pyx.enums import EvFlag, EvKind, OrdType, Reason
 from pyx.records cimport EvRec
 from pyx.gworders cimport Order
 
@@ -52,6 +53,13 @@ cdef packed struct SHead:
     uint16_t length              # bytes after this field: type + seq + payload
     uint8_t ftype                # b"S"
     uint64_t seq
+
+cdef packed struct CanceledMsg:
+    uint8_t code
+    uint64_t cl_ord_id
+    uint64_t ts_ns
+    int64_t qty_lots
+    uint16_t reason
 
 cdef packed struct ExecutedMsg:
     uint8_t code
@@ -81,6 +89,7 @@ _check_layout(
      "ord_type"),
     sizeof(AcceptedMsg),
 )
+_check_layout("CANCELED", ("cl_ord_id", "ts_ns", "qty_lots", "reason"), sizeof(CanceledMsg))
 _check_layout(
     "EXECUTED",
     ("cl_ord_id", "ts_ns", "match_id", "price_ticks", "qty_lots", "leaves_lots", "fee_minor",
@@ -95,13 +104,17 @@ cdef Py_ssize_t S_OVERHEAD = 1 + 8  # the length counts the type byte and the se
 
 cdef uint8_t ACCEPTED_CODE = BY_NAME["ACCEPTED"].code[0]
 cdef uint8_t EXECUTED_CODE = BY_NAME["EXECUTED"].code[0]
+cdef uint8_t CANCELED_CODE = BY_NAME["CANCELED"].code[0]
 cdef uint8_t K_ACCEPTED = int(EvKind.ACCEPTED)
 cdef uint8_t K_TRADE = int(EvKind.TRADE)
+cdef uint8_t K_CANCELED = int(EvKind.CANCELED)
+cdef int R_USER_CANCELED = int(Reason.USER_CANCELED)
 cdef uint8_t F_MAKER_DONE = int(EvFlag.MAKER_DONE)
 cdef uint8_t F_TAKER_DONE = int(EvFlag.TAKER_DONE)
 cdef int I_STATE_OPEN = STATE_OPEN
 cdef int I_STATE_PENDING = STATE_PENDING
 cdef int I_STATE_FILLED = STATE_FILLED
+cdef int I_STATE_CANCELED = STATE_CANCELED
 cdef uint8_t LIQ_MAKER = LIQUIDITY_MAKER
 cdef uint8_t LIQ_TAKER = LIQUIDITY_TAKER
 cdef int T_LIMIT = OrdType.LIMIT
@@ -125,6 +138,18 @@ cdef inline bytes _accepted(Order o, uint64_t ts_ns, int64_t price_ticks, int64_
     return out
 
 
+cdef inline bytes _canceled(uint64_t cl_ord_id, const EvRec* ev):
+    """The CANCELED payload of a CANCELED event of the order ``cl_ord_id``."""
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, sizeof(CanceledMsg))
+    cdef CanceledMsg* c = <CanceledMsg*> PyBytes_AS_STRING(out)
+    c.code = CANCELED_CODE
+    c.cl_ord_id = cl_ord_id
+    c.ts_ns = ev.ts_ns
+    c.qty_lots = ev.qty_lots
+    c.reason = ev.reason
+    return out
+
+
 cdef class _Sink:
     """Where reports and order changes go: the session streams (``Store.append``,
     inlined), the outbox, the rows to write back (``Store.save_order``, inlined) and
@@ -139,6 +164,19 @@ cdef class _Sink:
     cdef object outbox_append
     cdef dict quote_asset
     cdef Py_ssize_t emitted
+    # Open-count decrements not applied yet, all of one (key_id, user_id): consecutive
+    # fills of one session's orders update the two dicts once (flush_open).
+    cdef uint64_t open_key_id
+    cdef uint64_t open_user_id
+    cdef Py_ssize_t open_drop
+    # The session being emitted to (consecutive reports of one session, the common
+    # case, look up its stream once): its key as an int object, its last seq (written
+    # back to ``last_seq`` by :meth:`sync`) and this turn's chunk list.
+    cdef bint has_cur
+    cdef uint64_t cur_key_id
+    cdef object cur_key
+    cdef uint64_t cur_seq
+    cdef list cur_list
 
     def __init__(self, gw):
         store = gw.store
@@ -150,41 +188,76 @@ cdef class _Sink:
         self.outbox_append = gw.outbox.append
         self.quote_asset = store.quote_asset
         self.emitted = 0
+        self.open_drop = 0
+        self.has_cur = False
 
-    cdef void emit(self, object key_id, bytes payload) except *:
-        """Store.append + outbox (= Gateway.emit_payload without the flush scheduling)."""
-        seq = self.last_seq.get(key_id, 0) + 1
-        self.last_seq[key_id] = seq
-        chunk = self.out.get(key_id)
-        if chunk is None:
-            self.out[key_id] = (seq, [payload])
-        else:
-            (<list> (<tuple> chunk)[1]).append(payload)
-        self.outbox_append((key_id, seq, payload))
+    cdef void emit(self, uint64_t key_id, bytes payload) except *:
+        """Store.append + outbox (= Gateway.emit_payload without the flush scheduling);
+        the session's seq reaches ``last_seq`` at :meth:`sync`."""
+        if not self.has_cur or key_id != self.cur_key_id:
+            self.sync()
+            key = key_id
+            seq = self.last_seq.get(key, 0)
+            chunk = self.out.get(key)
+            if chunk is None:
+                self.cur_list = []
+                self.out[key] = (seq + 1, self.cur_list)
+            else:
+                self.cur_list = <list> (<tuple> chunk)[1]
+            self.cur_key_id = key_id
+            self.cur_key = key
+            self.cur_seq = seq
+            self.has_cur = True
+        self.cur_seq += 1
+        self.cur_list.append(payload)
+        self.outbox_append((self.cur_key, self.cur_seq, payload))
         self.emitted += 1
 
-    cdef inline void save(self, Order o) except *:
-        self.dirty[(o.user_id, o.order_id)] = o
+    cdef void sync(self) except *:
+        """Write the current session's last seq back to ``last_seq`` (before anything
+        else reads or appends to the streams: ``gw.on_event``, the caller)."""
+        if self.has_cur:
+            self.last_seq[self.cur_key] = self.cur_seq
+            self.has_cur = False
 
-    cdef void filled(self, Order o) except *:
-        """Gateway._set_state(o, STATE_FILLED): an open order leaves the open counts."""
+    cdef inline void save(self, object key, Order o) except *:
+        """Store.save_order(o); ``key`` is ``(o.user_id, o.order_id)`` (the caller's)."""
+        self.dirty[key] = o
+
+    cdef void ended(self, Order o, int new_state) except *:
+        """Gateway._set_state(o, new_state) for an ended state (filled, canceled): an open
+        order leaves the open counts (applied to the dicts by :meth:`flush_open`, before
+        anything reads them)."""
         cdef int state = o.state
-        o.state = STATE_FILLED
+        o.state = new_state
         if state == I_STATE_PENDING or state == I_STATE_OPEN:
-            key_id, user_id = o.key_id, o.user_id
-            self.open_by_key[key_id] = self.open_by_key.get(key_id, 0) - 1
-            self.open_by_user[user_id] = self.open_by_user.get(user_id, 0) - 1
+            if self.open_drop and (o.key_id != self.open_key_id
+                                   or o.user_id != self.open_user_id):
+                self.flush_open()
+            self.open_key_id = o.key_id
+            self.open_user_id = o.user_id
+            self.open_drop += 1
 
-    cdef void executed(self, Order o, const EvRec* ev, uint8_t liq, int64_t fee, bint done,
-                       int64_t leaves) except *:
+    cdef void flush_open(self) except *:
+        """Apply the open-count decrements :meth:`filled` gathered."""
+        cdef Py_ssize_t d = self.open_drop
+        if not d:
+            return
+        self.open_drop = 0
+        key_id, user_id = self.open_key_id, self.open_user_id
+        self.open_by_key[key_id] = self.open_by_key.get(key_id, 0) - d
+        self.open_by_user[user_id] = self.open_by_user.get(user_id, 0) - d
+
+    cdef void executed(self, object key, Order o, const EvRec* ev, uint8_t liq, int64_t fee,
+                       bint done, int64_t leaves) except *:
         """One side of a TRADE: the order's fill and its EXECUTED report."""
         cdef int64_t qty = ev.qty_lots
         o.filled = o.filled + qty
         o.leaves = leaves
         if done:
             o.leaves = 0
-            self.filled(o)
-        self.save(o)
+            self.ended(o, I_STATE_FILLED)
+        self.save(key, o)
         cdef bytes out = PyBytes_FromStringAndSize(NULL, sizeof(ExecutedMsg))
         cdef ExecutedMsg* m = <ExecutedMsg*> PyBytes_AS_STRING(out)
         symbol = o.symbol_id
@@ -223,42 +296,68 @@ def apply_events(gw, events):
     cdef list pending
     cdef int64_t leaves
     cdef uint8_t kind
+    cdef bint changed
     cdef Order o, maker
     on_event = gw.on_event
-    for i in range(n):
-        ev = &recs[i]
-        kind = ev.kind
-        if kind == K_ACCEPTED:
-            o = orders.get((ev.user_id, ev.order_id))
-            if o is None:
-                continue
-            if retried:
-                retried.discard((o.user_id, o.order_id))
-            pending = o.pending
-            if o.state == I_STATE_PENDING:
-                o.state = STATE_OPEN  # open either way: the open counts do not change
-            o.leaves = ev.leaves_lots
-            if not (pending and pending[0] == "N"):
-                # Already reported from the core's reply (Gateway._accepted_by_reply):
-                # the N left ``pending`` in the same transaction as that report.
-                sink.save(o)
-                continue
-            pending.pop(0)
-            sink.emit(o.key_id, _accepted(o, ev.ts_ns, ev.price_ticks, ev.qty_lots,
-                                          ev.leaves_lots))
-            sink.save(o)
-        elif kind == K_TRADE:
-            o = orders.get((ev.user_id, ev.order_id))
-            if o is not None:
-                sink.executed(o, ev, LIQ_TAKER, ev.taker_fee, ev.flags & F_TAKER_DONE,
-                              ev.leaves_lots)
-            maker = orders.get((ev.maker_user_id, ev.maker_order_id))
-            if maker is not None:
-                leaves = maker.leaves - ev.qty_lots
-                sink.executed(maker, ev, LIQ_MAKER, ev.maker_fee, ev.flags & F_MAKER_DONE,
-                              leaves if leaves > 0 else 0)
-        else:
-            on_event(arr[i : i + 1].tolist()[0])
+    try:
+        for i in range(n):
+            ev = &recs[i]
+            kind = ev.kind
+            if kind == K_ACCEPTED:
+                key = (ev.user_id, ev.order_id)  # one key tuple per order looked up and saved
+                o = orders.get(key)
+                if o is None:
+                    continue
+                if retried:
+                    retried.discard(key)
+                pending = o.pending
+                changed = o.state == I_STATE_PENDING or o.leaves != ev.leaves_lots
+                if o.state == I_STATE_PENDING:
+                    o.state = STATE_OPEN  # open either way: the open counts do not change
+                o.leaves = ev.leaves_lots
+                if not (pending and pending[0] == "N"):
+                    # Already reported from the core's reply (Gateway._accepted_by_reply):
+                    # the N left ``pending`` in the same transaction as that report.  An
+                    # order this event does not change is stored as it is: not logged.
+                    if changed:
+                        sink.save(key, o)
+                    continue
+                pending.pop(0)
+                sink.emit(o.key_id, _accepted(o, ev.ts_ns, ev.price_ticks, ev.qty_lots,
+                                              ev.leaves_lots))
+                sink.save(key, o)
+            elif kind == K_TRADE:
+                key = (ev.user_id, ev.order_id)
+                o = orders.get(key)
+                if o is not None:
+                    sink.executed(key, o, ev, LIQ_TAKER, ev.taker_fee, ev.flags & F_TAKER_DONE,
+                                  ev.leaves_lots)
+                key = (ev.maker_user_id, ev.maker_order_id)
+                maker = orders.get(key)
+                if maker is not None:
+                    leaves = maker.leaves - ev.qty_lots
+                    sink.executed(key, maker, ev, LIQ_MAKER, ev.maker_fee, ev.flags & F_MAKER_DONE,
+                                  leaves if leaves > 0 else 0)
+            elif kind == K_CANCELED:
+                key = (ev.user_id, ev.order_id)
+                o = orders.get(key)
+                if o is None:
+                    continue
+                pending = o.pending
+                if ev.reason == R_USER_CANCELED and pending and pending[0] in "CDR":
+                    pending.pop(0)
+                sink.ended(o, I_STATE_CANCELED)
+                o.reason = ev.reason
+                o.leaves = 0
+                sink.emit(o.key_id, _canceled(o.cl_ord_id, ev))
+                sink.save(key, o)
+            else:
+                sink.flush_open()  # on_event reads and changes the open counts
+                sink.sync()  # ... and the streams
+                on_event(arr[i : i + 1].tolist()[0])
+    finally:
+        sink.flush_open()  # also if an event raised: the counts stay right
+        sink.sync()
     if sink.emitted:
         gw.schedule_flush()
     return sink.emitted
@@ -276,6 +375,17 @@ def accept_from_replies(gw, list keys, uint64_t ts_ns):
     cdef _Sink sink = _Sink(gw)
     cdef dict orders = gw.store.orders
     cdef set retried = gw.retried
+    try:
+        _accept_all(sink, keys, orders, retried, ts_ns)
+    finally:
+        sink.sync()
+    if sink.emitted:
+        gw.schedule_flush()
+    return sink.emitted
+
+
+cdef void _accept_all(_Sink sink, list keys, dict orders, set retried, uint64_t ts_ns) except *:
+    """The loop of :func:`accept_from_replies`."""
     cdef list pending
     cdef int ord_type
     cdef Order o
@@ -295,10 +405,7 @@ def accept_from_replies(gw, list keys, uint64_t ts_ns):
         if o.state == I_STATE_PENDING:
             o.state = STATE_OPEN  # open either way: the open counts do not change
         sink.emit(o.key_id, _accepted(o, ts_ns, o.price, o.qty, o.leaves))
-        sink.save(o)
-    if sink.emitted:
-        gw.schedule_flush()
-    return sink.emitted
+        sink.save(k, o)
 
 
 def session_frames(list outbox, dict sessions):
@@ -311,23 +418,44 @@ def session_frames(list outbox, dict sessions):
     this replaces, the oracle of tests/gateway/test_gwreport.py).
     """
     cdef dict per = {}
-    cdef list lst
+    cdef list lst, cur = None
     cdef Py_ssize_t total, i, n, plen
-    cdef uint64_t seq
+    cdef uint64_t seq, sent = 0
     cdef bytes payload, buf
     cdef char* w
     cdef SHead* h
+    # Consecutive messages of one session (the common case) look its connection up
+    # once; its sent_seq is kept here and written back when the session changes.
+    cdef bint have_key = False, live = False, moved = False
+    last_key = None
+    conn = None
     for item in outbox:
         key_id, seq_obj, payload = <tuple> item
-        conn = sessions.get(key_id)
-        if conn is None or conn.replaying or conn.sent_seq != seq_obj - 1:
+        if not have_key or (key_id is not last_key and key_id != last_key):
+            if moved:
+                conn.sent_seq = sent
+                moved = False
+            have_key = True
+            last_key = key_id
+            conn = sessions.get(key_id)
+            live = conn is not None and not conn.replaying
+            if live:
+                sent = conn.sent_seq
+                cur = per.get(conn)
+        if not live:
             continue
-        lst = per.get(conn)
-        if lst is None:
-            per[conn] = [seq_obj, payload]
+        seq = seq_obj
+        if seq != sent + 1:
+            continue
+        if cur is None:
+            cur = [seq_obj, payload]
+            per[conn] = cur
         else:
-            lst.append(payload)
-        conn.sent_seq = seq_obj
+            cur.append(payload)
+        sent = seq
+        moved = True
+    if moved:
+        conn.sent_seq = sent
     out = {}
     for conn, lst_obj in per.items():
         lst = <list> lst_obj

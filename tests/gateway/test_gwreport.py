@@ -20,9 +20,20 @@ from pyx.enums import EvKind, Reason
 
 USERS = (1, 2)
 KINDS = [int(k) for k in EvKind]
-HOT = (int(EvKind.ACCEPTED), int(EvKind.TRADE))
+HOT = (int(EvKind.ACCEPTED), int(EvKind.TRADE), int(EvKind.CANCELED))  # compiled kinds
 REASONS = [int(Reason.USER_CANCELED), int(Reason.ORDER_ID_TOO_OLD), int(Reason.INVALID_QTY)]
-PENDINGS: tuple[list[str], ...] = (["N"], [], ["C"], ["N", "R"], ["U"], ["D"], ["N", "C"])
+PENDINGS: tuple[list[str], ...] = (
+    ["N"],
+    [],
+    ["C"],
+    ["N", "R"],
+    ["U"],
+    ["D"],
+    ["N", "C"],
+    ["R"],
+    ["R", "C"],
+    ["D", "C"],
+)
 
 
 def _gateway(spec: list[tuple[Any, ...]], retried: set[tuple[int, int]]) -> Gateway:

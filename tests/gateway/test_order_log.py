@@ -38,22 +38,103 @@ def test_pack_matches_the_reference_and_round_trips(orders: list[Order]) -> None
     blob = gworders.pack_orders(orders)
     assert blob == pack_orders_py(orders)
     assert unpack_orders(blob) == orders
-    unfolded: dict[tuple[int, int], int] = {}
-    assert gworders.pack_orders(orders, unfolded, 7) == blob
-    assert unfolded == {(o.key_id, o.cl_ord_id): 7 for o in orders}
+    assert gworders.pack_orders(orders, 7) == blob
+    assert [o.log_id for o in orders] == [7] * len(orders)
 
 
 @settings(max_examples=100, deadline=None)
 @given(orders=ORDERS, ids=st.lists(st.integers(1, 3), min_size=20, max_size=20))
 def test_fold_rows_matches_the_reference(orders: list[Order], ids: list[int]) -> None:
-    # Each order's latest image is in log row ids[i] (duplicates: the later one wins).
-    unfolded = {(o.key_id, o.cl_ord_id): i for o, i in zip(orders, ids, strict=False)}
-    want_left, got_left = dict(unfolded), dict(unfolded)
+    # Each order's latest image is in log row ids[i].
+    copies = [unpack_orders(pack_orders_py([o]))[0] for o in orders]
+    for o, c, i in zip(orders, copies, ids, strict=False):
+        o.log_id = c.log_id = i
     want: list[tuple[int, int, int, bytes]] = []
     got: list[tuple[int, int, int, bytes]] = []
-    Store.fold_py(orders, want_left, 2, want)
-    gworders.fold_rows(orders, got_left, 2, got)
-    assert (got, got_left) == (want, want_left)
+    Store.fold_py(copies, 2, want)
+    gworders.fold_rows(orders, 2, got)
+    assert got == want
+    assert [o.log_id for o in orders] == [c.log_id for c in copies]
+    assert [o.log_id for o in orders] == [0 if i == 2 else i for i in ids[: len(orders)]]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    orders=ORDERS,
+    ids=st.lists(st.integers(1, 3), min_size=20, max_size=20),
+    stored=st.lists(st.booleans(), min_size=20, max_size=20),
+)
+def test_fold_rows_with_runs_matches_the_reference(
+    orders: list[Order], ids: list[int], stored: list[bool]
+) -> None:
+    copies = [unpack_orders(pack_orders_py([o]))[0] for o in orders]
+    for o, c, was, i in zip(orders, copies, stored, ids, strict=False):
+        o.stored = c.stored = was
+        o.log_id = c.log_id = i
+    want: list[tuple[int, int, int, bytes]] = []
+    got: list[tuple[int, int, int, bytes]] = []
+    want_runs: dict[int, list[Order]] = {}
+    got_runs: dict[int, list[Order]] = {}
+    Store.fold_py(copies, 2, want, want_runs)
+    gworders.fold_rows(orders, 2, got, got_runs)
+    assert (got, got_runs) == (want, want_runs)
+    assert [(o.stored, o.log_id) for o in orders] == [(c.stored, c.log_id) for c in copies]
+    # Only ended orders with nothing pending, never stored before, are archived.
+    for run in got_runs.values():
+        assert all(o.state in store_mod.DONE_STATES and not o.pending for o in run)
+
+
+def test_archive_serves_evicted_orders_and_never_overlaps(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(store_mod, "FOLD_AGE_S", 3600.0)
+    with tempfile.TemporaryDirectory() as d:
+        db = Path(d) / "gw.db"
+        store = Store(db, max_orders_in_memory=1000)
+        a, b, c = (Order(1, 0, 7, cl, 1, 1, 1, 1000, 5, 5) for cl in (10, 20, 30))
+        for o in (a, b, c):
+            store.new_order(o)
+        store.commit()  # log row 1: a, b, c pending
+        for o in (b, c):
+            o.pending.clear()
+            o.state, o.leaves, o.reason = STATE_CANCELED, 0, 3
+            store.save_order(o)
+        store.commit()  # row 2: b, c ended
+        a.pending.clear()
+        a.state = STATE_OPEN
+        store.save_order(a)
+        store.commit()  # row 3: a open
+        store.con.execute("BEGIN")
+        store._fold(0.0, 2)  # rows 1-2: a's latest image is in row 3, so a is not folded
+        store.con.execute("COMMIT")
+        assert not a.stored and b.stored and store._archived_hi[7] == 30
+        a.state, a.leaves, a.reason = STATE_CANCELED, 0, 3
+        store.save_order(a)
+        store.commit()  # row 4: a ended, never stored, below the archived range
+        store.close()  # folds the rest: a goes to the keyed table, not the archive
+        con = sqlite3.connect(db)
+        arch = con.execute("SELECT lo_cl, hi_cl FROM order_archive").fetchall()
+        keyed = con.execute("SELECT cl_ord_id FROM orders").fetchall()
+        con.close()
+        assert arch == [(20 - 2**63, 30 - 2**63)] and keyed == [(10 - 2**63,)]
+        again = Store(db, max_orders_in_memory=0)  # nothing ended is loaded
+        assert not again.by_cl and again.max_cl[7] == 30
+        for o in (a, b, c):
+            got = again.find_cl(7, o.cl_ord_id)
+            assert got is not None and _row_state(got) == _row_state(o)
+        assert again.find_cl(7, 25) is None  # inside the archived range, never used
+        assert again.find_cl(7, 31) is None
+        assert again.known_cls(7, [10, 20, 25, 30, 40]) == {10, 20, 30}
+        # An archived order changed again: its new image goes to the keyed table and wins.
+        old = again.find_cl(7, 20)
+        assert old is not None and old.stored  # its next image goes to the keyed table
+        old.reason = 9
+        again.save_order(old)
+        again.close()
+        third = Store(db)
+        got = third.find_cl(7, 20)
+        assert got is not None and got.reason == 9
+        third.close()
 
 
 def test_pack_lists_the_ended_orders() -> None:
@@ -61,7 +142,7 @@ def test_pack_lists_the_ended_orders() -> None:
     orders = [Order(1, i, 7, i, 1, 1, 1, 100, 5, 5, 0, s) for i, s in enumerate(states)]
     orders[5].pending.append("C")  # ended, but a cancel is in flight
     ended: deque[tuple[int, int]] = deque()
-    gworders.pack_orders(orders, None, None, ended)
+    gworders.pack_orders(orders, None, ended)
     assert list(ended) == [(7, 2), (7, 3), (7, 4)]
 
 
@@ -134,11 +215,18 @@ def test_fold_writes_each_order_once_and_empties_the_log(
         store.append(7, b"\x00")  # a turn with something to commit
         store.commit()
         assert store.con.execute("SELECT COUNT(*) FROM order_log").fetchone()[0] == 0
-        assert store.folded == len(orders)  # 3 turns of changes, one row write each
+        assert store.folded == len(orders)  # 3 turns of changes, one image each
         con = sqlite3.connect(db)
         rows = {r[0] + 2**63: r[1:] for r in con.execute("SELECT cl_ord_id, live, rec FROM orders")}
+        arch = con.execute("SELECT key_id, lo_cl, hi_cl, recs FROM order_archive").fetchall()
         con.close()
-        assert rows == {o.cl_ord_id: (int(o.is_open), pack_orders_py([o])) for o in orders}
+        # The ended ones (100, 101 filled, 103 canceled) in one archive row, by client id;
+        # the others in the keyed table.
+        ended = [orders[0], orders[1], orders[3]]
+        assert arch == [(7, 100 - 2**63, 103 - 2**63, pack_orders_py(ended))]
+        assert store.archived == 3
+        live = [o for o in orders if o not in ended]
+        assert rows == {o.cl_ord_id: (int(o.is_open), pack_orders_py([o])) for o in live}
         # A change after the fold is logged again and folded again.
         orders[5].pending.clear()
         orders[5].state = STATE_OPEN
