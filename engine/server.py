@@ -57,6 +57,7 @@ from engine.eventlog import (
 )
 from engine.eventlog import list_segments as list_event_segments
 from engine.journal import JournalCorrupt, JournalWriteError
+from engine.looppoll import LoopPoller
 from engine.metrics import CoreCollector, CoreMetrics, TimedStorage
 from engine.metrics_http import serve as serve_metrics
 from engine.recovery import recover, regenerate_events
@@ -388,7 +389,7 @@ class CoreServer:
             after_bind(endpoint)
             self.endpoints[name] = s.getsockopt_string(zmq.LAST_ENDPOINT)
         self.pub_endpoint = self.endpoints["pub"]
-        self.poller = zmq.Poller()
+        self.poller = LoopPoller()
         for s in self.socks.values():
             self.poller.register(s, zmq.POLLIN)
         self.stream: StreamLink | None = None
@@ -442,6 +443,7 @@ class CoreServer:
         for s in self.socks.values():
             s.close()
         self.pub.close()
+        self.poller.close()
         if self.auth is not None:
             self.auth.stop()
 
@@ -562,6 +564,8 @@ class CoreServer:
             if sock not in ready:
                 continue
             allowed_kinds = _KIND_BYTES[role]
+            # Received from and answered on this turn: the poller asks it first next time.
+            self.poller.touch(sock)
             # The poll said readable: one message is there.  Further ones are taken
             # while ZMQ_EVENTS says so (a C getsockopt; ending the drain on zmq.Again
             # costs a Python exception every turn).
