@@ -41,6 +41,7 @@ from engine.snapshot import (
     write_snapshot,
 )
 from engine.storage import Storage
+from pyx.core import stamp_batch
 
 log = logging.getLogger("bursa.sequencer")
 
@@ -188,7 +189,6 @@ class Sequencer:
         self._prev_snap_seq = -1
         self._cmds_since_snap = 0
         self._snap_mono_ns = clock.monotonic_ns()
-        self._seq_offsets = np.arange(MAX_BATCH_CMDS, dtype=np.uint64)
         self._syncer = _SyncThread(self._writer) if overlap_sync and mode == "fsync" else None
         self._high_water = HighWater(storage)
         self._high_water_every_ns = high_water_every_ns
@@ -248,10 +248,9 @@ class Sequencer:
         if not (cmds.flags.writeable and cmds.flags.c_contiguous):
             cmds = np.ascontiguousarray(cmds).copy()
         first = self._last_seq + 1
-        np.add(self._seq_offsets[:n], np.uint64(first), out=cmds["seq"])
         # ts_ns never goes backwards even if the wall clock does.
         self._last_ts_ns = max(self.clock.now_ns(), self._last_ts_ns)
-        cmds["ts_ns"] = self._last_ts_ns
+        stamp_batch(cmds, first, self._last_ts_ns)
         if self._syncer is not None and n >= OVERLAP_MIN_CMDS and not self._lazy_sync:
             events, replies = self._journal_overlapped(cmds)
         else:
