@@ -665,11 +665,10 @@ class CoreServer:
             return b""
         seq = self.sequencer
         prev_last = int(seq.last_seq)
-        # A copy: the staging buffer is reused next turn, the Sequencer may keep it.
-        # Copied as bytes (a structured-array copy goes through numpy's per-field
-        # casting machinery: an order of magnitude slower for a small batch).
-        batch = np.frombuffer(bytearray(self._stage_mv[: n_cmds * CMD_SIZE]), dtype=CMD_DTYPE)
-        events, replies = seq.stage(batch)
+        # A view of the staging buffer, no copy: the Sequencer stamps it in place,
+        # copies it into the journal and the core reads it during apply; none of them
+        # keeps it past this call (CoreLike.apply), and it is rewritten next turn.
+        events, replies = seq.stage(self._stage[:n_cmds])
         last = int(seq.last_seq)
         assert len(replies) == n_cmds, (len(replies), n_cmds)
         assert last >= prev_last
