@@ -13,7 +13,9 @@ conditions, and each round gives paired samples.
 
 ``python -m bench._coreab --base /path/to/other/checkout --mode fsync -n 800``
 prints one JSON object: per arm the p50 and p90 in µs (``base/stream``,
-``new/zmq``, ``fdatasync``, ...), and per link the median of the paired
+``new/zmq``, ``fdatasync``, ...), each core's CPU time per request over the
+measured rounds (``base_cpu_us_per_request``: all its threads, from
+``/proc/<pid>/task/*/schedstat``), and per link the median of the paired
 differences new - base (``paired_new_minus_base_<link>_p50_us``) and the share of
 rounds in which new was faster.  The other checkout needs its own compiled
 ``pyx`` extensions (it runs with this interpreter and ``PYTHONPATH`` set to it).
@@ -24,6 +26,7 @@ schedule): a comparison tool, not a latency figure.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -71,6 +74,15 @@ def _start_core(
     return proc, json.loads(line)
 
 
+def cpu_ns(pid: int) -> int:
+    """CPU time (ns) used so far by every thread of process ``pid`` (``schedstat``)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError, ValueError, IndexError):  # a thread that ended
+            total += int((task / "schedstat").read_text().split()[0])
+    return total
+
+
 def measure(base_tree: Path, mode: str, n: int, seed: int = 1) -> dict[str, Any]:
     """``n`` paired rounds (after warm-up) between the core of ``base_tree`` and this one's."""
     from bindings.streamlink import trade_client
@@ -78,7 +90,8 @@ def measure(base_tree: Path, mode: str, n: int, seed: int = 1) -> dict[str, Any]
     trees = {"base": base_tree, "new": REPO}
     # Short paths: a unix socket path holds 107 bytes.
     tmp = Path(tempfile.mkdtemp(prefix="coreab-"))
-    procs: list[subprocess.Popen[bytes]] = []
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    cpu: dict[str, int] = {}
     clients: dict[tuple[str, str], Any] = {}
     lat: dict[str, list[int]] = {}
     try:
@@ -86,7 +99,7 @@ def measure(base_tree: Path, mode: str, n: int, seed: int = 1) -> dict[str, Any]
             d = tmp / name
             d.mkdir()
             proc, ready = _start_core(tree, d, mode)
-            procs.append(proc)
+            procs[name] = proc
             setup_market(ready, (1,))
             for link in LINKS:
                 ep = str(ready["trade_stream" if link == "stream" else "trade"])
@@ -98,6 +111,8 @@ def measure(base_tree: Path, mode: str, n: int, seed: int = 1) -> dict[str, Any]
         off = 0
         rng = random.Random(seed)
         for k in range(WARMUP_ROUNDS + n):
+            if k == WARMUP_ROUNDS:
+                cpu = {name: -cpu_ns(p.pid) for name, p in procs.items()}
             order = arms[:]
             rng.shuffle(order)
             for arm in order:
@@ -117,10 +132,12 @@ def measure(base_tree: Path, mode: str, n: int, seed: int = 1) -> dict[str, Any]
                 if k >= WARMUP_ROUNDS:
                     lat[arm].append(dt)
         os.close(fd)
+        for name, p in procs.items():
+            cpu[name] += cpu_ns(p.pid)
     finally:
         for cli in clients.values():
             cli.__exit__(None, None, None)
-        for proc in procs:
+        for proc in procs.values():
             proc.terminate()
             proc.wait(timeout=30)
         shutil.rmtree(tmp, ignore_errors=True)
@@ -128,6 +145,9 @@ def measure(base_tree: Path, mode: str, n: int, seed: int = 1) -> dict[str, Any]
     for arm, v in lat.items():
         res[f"{arm}_p50_us"] = round(float(np.median(v)) / 1000, 1)
         res[f"{arm}_p90_us"] = round(float(np.percentile(v, 90)) / 1000, 1)
+    for name, ns in cpu.items():
+        # Each measured round sends one request per link to each core.
+        res[f"{name}_cpu_us_per_request"] = round(ns / (n * len(LINKS)) / 1000, 1)
     for link in LINKS:
         b, nw = np.array(lat[f"base/{link}"]), np.array(lat[f"new/{link}"])
         res[f"paired_new_minus_base_{link}_p50_us"] = round(float(np.median(nw - b)) / 1000, 1)
