@@ -32,6 +32,7 @@ import zmq
 POLLIN = int(zmq.POLLIN)
 POLLOUT = int(zmq.POLLOUT)
 POLLERR = int(zmq.POLLERR)
+_EVENTS = int(zmq.EVENTS)
 _EPOLLIN = select.EPOLLIN
 _EPOLLOUT = select.EPOLLOUT
 # Events reported as POLLERR (zmq_poll reports every poll bit but IN/OUT/PRI so).
@@ -95,12 +96,15 @@ class LoopPoller:
         """Wait up to about ``timeout_ms`` (-1: forever) for readiness; returns
         ``(socket or fd, events)`` pairs in ZeroMQ's bits, as ``zmq.Poller.poll``."""
         ready: list[tuple[Pollable, int]] = []
+        # Sockets already reported (from the touched ones), not reported twice.
+        seen: set[zmq.Socket[bytes]] = set()
         if self._touched:
             for sock in self._touched:
                 _, flags = self._zmq[self._by_sock[sock]]
-                ev = cast(int, sock.getsockopt(zmq.EVENTS)) & flags
+                ev = cast(int, sock.getsockopt(_EVENTS)) & flags
                 if ev:
                     ready.append((sock, ev))
+                    seen.add(sock)
             self._touched.clear()
         timeout = 0.0 if ready else (-1.0 if timeout_ms < 0 else timeout_ms / 1000)
         deadline = 0.0
@@ -113,9 +117,9 @@ class LoopPoller:
                     ready.append((fd, out | (POLLERR if ev & _EPOLL_ERR else 0)))
                     continue
                 sock, flags = z
-                if any(s is sock for s, _ in ready):
+                if sock in seen:
                     continue
-                zev = cast(int, sock.getsockopt(zmq.EVENTS)) & flags
+                zev = cast(int, sock.getsockopt(_EVENTS)) & flags
                 if zev:
                     ready.append((sock, zev))
             if ready or not fired or timeout == 0.0:

@@ -31,7 +31,9 @@ def _wait(poller: LoopPoller, want: object, timeout_s: float = 5.0) -> dict[obje
     """Poll until ``want`` is reported (the poller may wake for libzmq's own commands)."""
     end = time.monotonic() + timeout_s
     while time.monotonic() < end:
-        ready = dict(poller.poll(100))
+        got = poller.poll(100)
+        ready = dict(got)
+        assert len(ready) == len(got), got  # each socket reported once
         if want in ready:
             return ready
     raise AssertionError(f"{want!r} never reported ready")
