@@ -1,7 +1,7 @@
 """The core's fsync ack path (issue 17): the high-water record's own sync is deferred
 until the caller's acknowledgements left, the Sequencer's stage/make_durable split
-lets nothing out before the sync, and the per-frame kind check (bytes.translate)
-agrees with the role table."""
+lets nothing out before the sync, the C stamp and the sync histograms are right, and
+the per-frame kind check (bytes.translate) agrees with the role table."""
 
 from __future__ import annotations
 
@@ -13,16 +13,18 @@ import numpy as np
 import pytest
 import zmq
 
-from bursa_wire.layout import REPLY_DTYPE
+from bursa_wire.layout import CMD_DTYPE, REPLY_DTYPE
 from engine.clock import ManualClock
 from engine.highwater import read_high_water
 from engine.journal import JournalWriteError
+from engine.metrics import MAX_SYNC_NAMES, CoreMetrics, TimedStorage
 from engine.sequencer import Sequencer
 from engine.server import _KIND_BYTES, CoreServer, kinds_allowed
-from engine.storage import StorageError
+from engine.storage import FileStorage, StorageError
 from engine.wire import commands
 from engine.wire.frames import peek_event_header
 from engine.wire.roles import ROLE_KINDS, ROLES
+from pyx.core import stamp_batch
 from tests.engine.fakecore import FakeCore, make_cmds
 from tests.engine.serve import loopback_config
 
@@ -154,3 +156,34 @@ def test_failed_sync_lets_nothing_of_the_batch_out(tmp_path) -> None:
         server.replay.stop()
         server._close_sockets()
         server.storage.close()
+
+
+def test_stamp_batch_numbers_in_place_and_refuses_other_arrays() -> None:
+    cmds = make_cmds(4)
+    stamp_batch(cmds, 41, 7_000)
+    assert cmds["seq"].tolist() == [41, 42, 43, 44] and set(cmds["ts_ns"].tolist()) == {7_000}
+    before = cmds.copy()
+    for bad in (cmds[::2], np.zeros(2, dtype=REPLY_DTYPE), np.zeros((2, 2), dtype=CMD_DTYPE)):
+        with pytest.raises(TypeError):
+            stamp_batch(bad, 1, 1)
+    frozen = cmds.copy()
+    frozen.flags.writeable = False
+    with pytest.raises(TypeError):
+        stamp_batch(frozen, 1, 1)
+    assert (cmds == before).all()  # nothing written by a refused call
+
+
+def test_timed_storage_sync_histograms_by_file_kind(tmp_path) -> None:
+    metrics = CoreMetrics()
+    disk = TimedStorage(FileStorage(str(tmp_path)), metrics)
+    for name in ("journal-1.seg", "events-1.log", "journal-1.seg", "other.dat"):
+        disk.write_at(name, 0, b"x")
+        disk.sync(name)
+    assert metrics.sync["journal"].count == 2 and metrics.sync["event_log"].count == 1
+    assert metrics.sync["snapshot"].count == 0  # other.dat is not measured
+    for k in range(MAX_SYNC_NAMES + 5):  # the name cache stays bounded
+        disk.write_at(f"events-{k}.log", 0, b"x")
+        disk.sync(f"events-{k}.log")
+    assert len(disk._sync_hist) <= MAX_SYNC_NAMES
+    assert metrics.sync["event_log"].count == 1 + MAX_SYNC_NAMES + 5
+    disk.close()
