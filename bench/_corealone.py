@@ -132,10 +132,15 @@ def new_orders(user: int, n: int, first_id: int = 1) -> list[bytes]:
     """``n`` one-lot NEW limit frames of ``user`` alternating sides at one price."""
     from engine.wire import commands
 
-    return [
-        commands.new_limit(first_id + k, user, SYMBOL, 1 + k % 2, PRICE, 1).tobytes()
-        for k in range(n)
-    ]
+    # Two records built field by field, then repeated and numbered in bulk: a
+    # record built per frame costs more than a core turn, and bench._turnloop's
+    # instruction counts would include it.
+    pair = np.concatenate([commands.new_limit(0, user, SYMBOL, side, PRICE, 1) for side in (1, 2)])
+    recs = np.tile(pair, (n + 1) // 2)[:n]
+    recs["order_id"] = np.arange(first_id, first_id + n, dtype=np.uint64)
+    raw = recs.tobytes()
+    size = recs.dtype.itemsize
+    return [raw[k * size : (k + 1) * size] for k in range(n)]
 
 
 def setup_market(ready: dict[str, Any], users: tuple[int, ...]) -> None:

@@ -25,7 +25,9 @@ class CoreLike(Protocol):
     def apply(
         self, cmds: npt.NDArray[np.void]
     ) -> tuple[npt.NDArray[np.void], npt.NDArray[np.void]]:
-        """Apply a batch of CMD_DTYPE records (seq/ts_ns set); return (events, replies)."""
+        """Apply a batch of CMD_DTYPE records (seq/ts_ns set); return (events, replies).
+
+        ``cmds`` may be a view of a buffer the caller reuses: copy what you keep."""
         ...
 
     def state_hash(self) -> bytes:

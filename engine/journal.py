@@ -68,6 +68,8 @@ assert HEADER_SIZE == 32, HEADER_SIZE
 
 #: Largest batch one append may carry (6 MiB of payload): bounds reads and allocations.
 MAX_BATCH_CMDS = 65_536
+#: Batches of at most this many commands are copied to bytes for encoding (see encode_batch).
+ENCODE_COPY_MAX_CMDS = 64
 #: Default segment size bound; a segment is rolled before a batch would cross it.
 DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
 #: Smallest possible batch on disk: bounds the scan loop of one segment.
@@ -166,9 +168,11 @@ def encode_batch(first_seq: int, cmds: npt.NDArray[np.void]) -> bytes:
         The batch (contiguous, 1..MAX_BATCH_CMDS records).
     """
     assert (cmds.dtype is CMD_DTYPE or cmds.dtype == CMD_DTYPE) and cmds.flags.c_contiguous
-    # Bytes through a uint8 view: exporting the structured array's buffer directly
-    # makes numpy build its format string on every batch.
-    payload = cmds.view(np.uint8).data
+    # A small batch is copied as bytes (one memcpy): cheaper than a uint8 view, which
+    # runs numpy's Python-level view check.  A large one is not copied: its bytes go
+    # through a uint8 view (exporting the structured array's buffer directly would
+    # make numpy build its format string).
+    payload = cmds.tobytes() if len(cmds) <= ENCODE_COPY_MAX_CMDS else cmds.view(np.uint8).data
     # The first record's seq, read from the bytes (a numpy scalar costs microseconds).
     assert _U64.unpack_from(payload, _SEQ_AT)[0] == first_seq
     header = encode_header(first_seq, len(cmds), crc32c.crc32c(payload))

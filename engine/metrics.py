@@ -40,6 +40,8 @@ BATCH_BOUNDS = tuple(float(1 << i) for i in range(15))  # 1 .. 16384 commands
 # Storage files whose fdatasync time is measured, by name prefix -> label.
 SYNC_FILES = {"journal-": "journal", "events-": "event_log", "snapshot-": "snapshot"}
 NS = 1e-9
+# File names whose sync histogram TimedStorage remembers at most.
+MAX_SYNC_NAMES = 64
 # Byte offsets of the reply fields read per turn: strided slices of the reply bytes are
 # C-speed and allocate one small bytes object (numpy calls cost microseconds each).
 _REC = REPLY_DTYPE.itemsize
@@ -181,17 +183,31 @@ class TimedStorage:
         self.inner = inner
         self.metrics = metrics
         self.directory: str = getattr(inner, "directory", "")
+        # File name -> its sync histogram (None: not measured), found once per name:
+        # the journal's segment is synced every fsync-mode turn.
+        self._sync_hist: dict[str, Buckets | None] = {}
 
     def sync(self, name: str) -> None:
         """fdatasync ``name``; its duration goes to the histogram of its file kind."""
         t0 = time.perf_counter_ns()
         self.inner.sync(name)
         dt = (time.perf_counter_ns() - t0) * NS
+        hists = self._sync_hist
+        if name in hists:
+            hist = hists[name]
+        else:
+            hist = hists[name] = self._hist_of(name)
+        if hist is not None:
+            hist.observe(dt)
+
+    def _hist_of(self, name: str) -> Buckets | None:
+        if len(self._sync_hist) >= MAX_SYNC_NAMES:
+            self._sync_hist.clear()  # bounded: segments come and go over a long run
         base = name.removeprefix("archive-")
         for prefix, label in SYNC_FILES.items():
             if base.startswith(prefix):
-                self.metrics.sync[label].observe(dt)
-                return
+                return self.metrics.sync[label]
+        return None
 
     def list(self) -> list[str]:
         """Passed through."""

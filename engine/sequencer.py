@@ -2,8 +2,11 @@
 
 One :meth:`Sequencer.submit` per batch is the whole write path of the core::
 
-    seq/ts_ns stamped -> one journal append -> fdatasync (fsync mode)
-    -> read-back check -> core.apply -> (events, replies) to the caller
+    seq/ts_ns stamped -> one journal append -> read-back check -> core.apply
+    -> fdatasync (fsync mode) -> (events, replies) to the caller
+
+(:meth:`Sequencer.stage` and :meth:`Sequencer.make_durable` are its two halves,
+for a caller that prepares its output before the sync: the server.)
 
 Group commit is the caller's job: it passes every pending command as one batch,
 so the cost of the sync is shared.  In ``fsync`` mode ``submit`` returns only
@@ -41,6 +44,7 @@ from engine.snapshot import (
     write_snapshot,
 )
 from engine.storage import Storage
+from pyx.core import stamp_batch
 
 log = logging.getLogger("bursa.sequencer")
 
@@ -188,12 +192,13 @@ class Sequencer:
         self._prev_snap_seq = -1
         self._cmds_since_snap = 0
         self._snap_mono_ns = clock.monotonic_ns()
-        self._seq_offsets = np.arange(MAX_BATCH_CMDS, dtype=np.uint64)
         self._syncer = _SyncThread(self._writer) if overlap_sync and mode == "fsync" else None
         self._high_water = HighWater(storage)
         self._high_water_every_ns = high_water_every_ns
         self._defer_high_water = defer_high_water
         self._high_water_mono_ns = clock.monotonic_ns()
+        # The batch stage() wrote and make_durable() has yet to sync: (offset, bytes).
+        self._unsynced: tuple[int, bytes] | None = None
         if mode != "none":
             # recovery synced everything it found: that much is durable now
             self._note_durable(force=True)
@@ -237,6 +242,26 @@ class Sequencer:
         ValueError
             Wrong dtype/shape or batch too large (nothing sequenced).
         """
+        events, replies = self.stage(cmds)
+        self.make_durable()
+        return events, replies
+
+    def stage(
+        self, cmds: npt.NDArray[np.void]
+    ) -> tuple[npt.NDArray[np.void], npt.NDArray[np.void]]:
+        """The first half of :meth:`submit`: sequence, journal and apply one batch,
+        leaving its fdatasync (fsync mode) to :meth:`make_durable`.
+
+        The caller may prepare what it will send (encode event frames, reply bytes)
+        but must let NOTHING of the batch leave the process, and write nothing
+        derived from it (the event log), before :meth:`make_durable` returned; if
+        that raises, the applied state is thrown away with the process, as on any
+        journal failure (recovery replays only what the journal holds).  Doing the
+        work before the sync keeps it off the path after the sync's wake-up.
+
+        Same parameters, results and errors as :meth:`submit`.
+        """
+        assert self._unsynced is None, "stage() twice without make_durable()"
         n = len(cmds)
         # Identity first: comparing structured dtypes field by field costs microseconds.
         if (cmds.dtype is not CMD_DTYPE and cmds.dtype != CMD_DTYPE) or cmds.ndim != 1:
@@ -248,12 +273,19 @@ class Sequencer:
         if not (cmds.flags.writeable and cmds.flags.c_contiguous):
             cmds = np.ascontiguousarray(cmds).copy()
         first = self._last_seq + 1
-        np.add(self._seq_offsets[:n], np.uint64(first), out=cmds["seq"])
         # ts_ns never goes backwards even if the wall clock does.
         self._last_ts_ns = max(self.clock.now_ns(), self._last_ts_ns)
-        cmds["ts_ns"] = self._last_ts_ns
+        stamp_batch(cmds, first, self._last_ts_ns)
         if self._syncer is not None and n >= OVERLAP_MIN_CMDS and not self._lazy_sync:
             events, replies = self._journal_overlapped(cmds)
+        elif self.mode == "fsync" and not self._lazy_sync:
+            # Written and read back now; synced by make_durable().  The read-back
+            # reads the page cache, which holds the same bytes before and after the
+            # sync: it catches a misdirected or short write either way.
+            written = self._writer.append(cmds)
+            self._writer.verify(written)
+            self._unsynced = written
+            events, replies = self.core.apply(cmds)
         else:
             if self.mode != "none":
                 self._journal(cmds)
@@ -263,11 +295,25 @@ class Sequencer:
         self.stats.batches += 1
         self.stats.commands += n
         self._cmds_since_snap += n
+        return events, replies
+
+    def make_durable(self) -> None:
+        """The second half of :meth:`submit`: fdatasync the staged batch (fsync mode),
+        then the rate-limited high-water write and a due snapshot.
+
+        Raises
+        ------
+        JournalWriteError
+            The sync failed: acknowledge nothing of the batch; restart.
+        """
+        if self._unsynced is not None:
+            self._unsynced = None
+            self._writer.sync()
+            self.stats.syncs += 1
         if self.mode == "fsync" and not self._lazy_sync and not self._defer_high_water:
             self._note_durable(force=False)
         if self.mode != "none" and self._snapshot_due():
             self._auto_snapshot()
-        return events, replies
 
     def note_durable(self) -> None:
         """The rate-limited high-water write that ``defer_high_water`` moved out of

@@ -4,8 +4,8 @@ A ZeroMQ round trip wakes an I/O thread on each side (four thread wake-ups per
 request and reply); on a local link most of the gateway's acknowledgement
 latency is that.  This link carries the same bytes as the zmq ``trade`` socket,
 length-prefixed (:mod:`engine.wire.streamframe`), on a unix stream socket whose
-listening descriptor and connections the core's own ``zmq.Poller`` watches
-(raw descriptors are supported), so a command is read, committed and answered in
+listening descriptor and connections the core's own poller
+(:mod:`engine.looppoll`) watches, so a command is read, committed and answered in
 the same loop turn as those of the zmq sockets, with no other thread involved.
 
 Access: the socket file is 0600 in a 0700 directory (as ``ipc://`` endpoints,
@@ -40,6 +40,7 @@ from pathlib import Path
 
 import zmq
 
+from engine.looppoll import LoopPoller
 from engine.wire.streamframe import FrameDecoder, StreamFrameError, encode_frame
 
 log = logging.getLogger("bursa.core.streamlink")
@@ -136,7 +137,7 @@ class StreamLink:
     ----------
     endpoint : str
         ``unix:/abs/path`` to bind.
-    poller : zmq.Poller
+    poller : engine.looppoll.LoopPoller
         The core loop's poller: the listening descriptor and every connection's are
         registered in it (POLLIN; POLLOUT only while replies wait).
     max_body_bytes : int
@@ -151,7 +152,7 @@ class StreamLink:
     def __init__(
         self,
         endpoint: str,
-        poller: zmq.Poller,
+        poller: LoopPoller,
         max_body_bytes: int,
         name: str = "trade_stream",
         inbound: bool = True,

@@ -66,6 +66,13 @@ class FrameDecoder:
         """
         if self.failed:
             raise StreamFrameError("the stream broke its framing earlier")
+        n = len(data)
+        if not self._buf and n >= FRAME_HEADER_BYTES:
+            # The common read on a request/reply link: exactly one whole frame.
+            size: int = FRAME_HEADER.unpack_from(data)[0]
+            if size + FRAME_HEADER_BYTES == n and size <= self.max_body_bytes:
+                self._need = 0
+                return [data[FRAME_HEADER_BYTES:]]
         if self._buf:
             self._buf += data
             if len(self._buf) < self._need:
@@ -79,7 +86,7 @@ class FrameDecoder:
         n = len(view)
         unpack = FRAME_HEADER.unpack_from
         while n - pos >= FRAME_HEADER_BYTES:
-            size: int = unpack(view, pos)[0]
+            size = unpack(view, pos)[0]
             if size > self.max_body_bytes:
                 self.failed = True
                 raise StreamFrameError(f"frame body of {size} bytes over {self.max_body_bytes}")
