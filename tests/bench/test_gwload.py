@@ -9,12 +9,12 @@ import itertools
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pyx.gwload import AckScanner
 
 from bench import e2e
 from bindings.gateway_client import order_frame
 from bursa_wire.gw_layout import BY_NAME
 from gateway.wire import codec
+from pyx.gwload import AckScanner
 from tests.gateway.test_codec import values_of
 
 ACCEPTED = BY_NAME["ACCEPTED"]
