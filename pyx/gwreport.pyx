@@ -223,6 +223,7 @@ def apply_events(gw, events):
     cdef list pending
     cdef int64_t leaves
     cdef uint8_t kind
+    cdef bint changed
     cdef Order o, maker
     on_event = gw.on_event
     for i in range(n):
@@ -235,13 +236,16 @@ def apply_events(gw, events):
             if retried:
                 retried.discard((o.user_id, o.order_id))
             pending = o.pending
+            changed = o.state == I_STATE_PENDING or o.leaves != ev.leaves_lots
             if o.state == I_STATE_PENDING:
                 o.state = STATE_OPEN  # open either way: the open counts do not change
             o.leaves = ev.leaves_lots
             if not (pending and pending[0] == "N"):
                 # Already reported from the core's reply (Gateway._accepted_by_reply):
                 # the N left ``pending`` in the same transaction as that report.
-                sink.save(o)
+                # Stored again only if the event changed it (Store.set_core_seq).
+                if changed:
+                    sink.save(o)
                 continue
             pending.pop(0)
             sink.emit(o.key_id, _accepted(o, ev.ts_ns, ev.price_ticks, ev.qty_lots,

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import sqlite3
 import tempfile
+import time
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bursa_wire.gw_layout import APP_OUT, STATE_FILLED
+from gateway import store as store_mod
 from gateway.store import Order, Store
 
 # Stored payloads are whole outbound messages (code + fixed-size body).
@@ -118,3 +121,92 @@ def test_old_orders_table_is_rekeyed_by_client_id() -> None:
         ]
         assert pk == ["key_id", "cl_ord_id"]
         store.close()
+
+
+def test_the_core_seq_is_stored_with_the_next_change(tmp_path: Path) -> None:
+    """set_core_seq alone writes nothing (a turn whose events changed nothing commits
+    nothing); the next commit that writes anything stores it, and so does close()."""
+    db = tmp_path / "gw.db"
+    s = Store(db)
+    s.set_core_seq(5)
+    s.commit()
+    assert Store(db).last_core_seq == 0  # as after a kill -9 here: resume at 1
+    s.append(1, b"\x00")
+    s.commit()
+    assert Store(db).last_core_seq == 5
+    s.set_core_seq(9)
+    s.commit()
+    assert Store(db).last_core_seq == 5
+    s.close()
+    assert Store(db).last_core_seq == 9
+
+
+def test_commit_folds_aged_log_rows_only_when_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The turns' commits leave the order log's fold to the ticker's commit(fold=True)."""
+    monkeypatch.setattr(store_mod, "FOLD_AGE_S", -1.0)  # every row is of age at once
+    s = Store(tmp_path / "gw.db")
+    o = Order(1, 0, 7, 1, 1, 1, 1, 1000, 5, 5)
+    s.new_order(o)
+    s.commit()
+    s.append(7, b"\x00")
+    s.commit()
+    assert s.folded == 0 and len(s._log) == 1
+    s.commit(fold=True)  # nothing else to write: the fold alone is a transaction
+    assert s.folded == 1 and not s._log
+    assert s.con.execute("SELECT COUNT(*) FROM order_log").fetchone()[0] == 0
+    s.close()
+
+
+def test_the_checkpointer_moves_the_wal_into_the_database(tmp_path: Path) -> None:
+    """With the checkpoint thread, commits never checkpoint themselves
+    (wal_autocheckpoint 0) and the thread's checkpoints copy them into the file."""
+    db = tmp_path / "gw.db"
+    s = Store(db)
+    s.start_checkpointer(0.01)
+    assert s.con.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    for _ in range(50):
+        s.append(1, bytes([0]) * 10)
+        s.commit()
+    cp = s._checkpointer
+    assert cp is not None
+    deadline = time.monotonic() + 30
+    while cp.checkpoints < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert cp.checkpoints >= 2 and cp.errors == 0
+    # Everything committed is in the database file now (read without the WAL).
+    con = sqlite3.connect(f"file:{db}?immutable=1", uri=True)
+    assert con.execute("SELECT MAX(last_seq) FROM out_chunks").fetchone()[0] == 50
+    con.close()
+    s.close()
+    assert not cp._thread.is_alive()
+    assert Store(db).last_seq[1] == 50
+
+
+def test_the_id_counter_survives_a_kill_without_a_row_of_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The commit before a NEW leaves stores the order's row, not the counter: a
+    restart takes the counter past every id in the order log, and a fold (the rows
+    leave the log) stores it.  A clock that stands still shows it is not the clock."""
+    monkeypatch.setattr(store_mod, "clock_order_id", lambda: 0)
+    db = tmp_path / "gw.db"
+    s = Store(db)
+    a, b = Order(1, 0, 7, 1, 1, 1, 1, 1000, 5, 5), Order(1, 0, 7, 2, 1, 1, 1, 1000, 5, 5)
+    s.new_order(a)
+    s.new_order(b)
+    s.commit()
+    assert (a.order_id, b.order_id) == (1, 2)
+    assert s.con.execute("SELECT v FROM meta WHERE k = 'next_order_id'").fetchone() is None
+    again = Store(db)  # as after a kill -9: the log is folded at start
+    assert again.next_order_id == 3
+    c = Order(1, 0, 7, 3, 1, 1, 1, 1000, 5, 5)
+    again.new_order(c)
+    again.commit()
+    monkeypatch.setattr(store_mod, "FOLD_AGE_S", -1.0)
+    again.commit(fold=True)  # c's row leaves the log: the counter is stored with it
+    assert not again._log and c.order_id == 3
+    assert Store(db).next_order_id == 4
+    again.con.close()
+    s.con.close()
