@@ -137,6 +137,10 @@ DEFAULT_MAX_ORDERS_IN_MEMORY = 1_000_000
 FOLD_AGE_S = 0.5
 # ... or once this many log rows wait (bounds the log and the fold of one turn).
 FOLD_MAX_ROWS = 1024
+# A fold asked for by commit(fold=True) (the gateway's ticker) runs once this many rows
+# are of age, or the oldest is twice FOLD_AGE_S old: a fold is a transaction of its own,
+# not worth it for a row or two (a quiet gateway folds about once a second).
+FOLD_MIN_ROWS = 16
 # The WAL is checkpointed by a thread of its own (Store.start_checkpointer) this often,
 # instead of SQLite's automatic checkpoint, which runs inside the COMMIT that crosses
 # 1,000 WAL pages: every ~80 orders at one order in flight, two syncs each, on the loop.
@@ -328,12 +332,16 @@ class Store:
         """Write this turn's changes in one transaction (no-op if none).
 
         ``fold``: also fold the order log rows older than :data:`FOLD_AGE_S` into
-        ``orders`` (the gateway's ticker asks for it, so the fold stays off the turns
-        that acknowledge orders; without it only the rows beyond
-        :data:`FOLD_MAX_ROWS` are folded).
+        ``orders``, once there are enough (:data:`FOLD_MIN_ROWS`); the gateway's
+        ticker asks for it, so the fold stays off the turns that acknowledge orders;
+        without it only the rows beyond :data:`FOLD_MAX_ROWS` are folded.
         """
         now = time.monotonic()
-        aged = fold and bool(self._log) and self._log[0][1] < now - FOLD_AGE_S
+        log = self._log
+        aged = fold and bool(log) and (
+            log[0][1] < now - 2 * FOLD_AGE_S
+            or (len(log) >= FOLD_MIN_ROWS and log[FOLD_MIN_ROWS - 1][1] < now - FOLD_AGE_S)
+        )
         if not (self._out or self._new or self._dirty or self._meta or self._symbols or aged):
             return
         if self._core_seq_unsaved:

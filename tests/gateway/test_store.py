@@ -210,3 +210,22 @@ def test_the_id_counter_survives_a_kill_without_a_row_of_its_own(
     assert Store(db).next_order_id == 4
     again.con.close()
     s.con.close()
+
+
+def test_the_ticker_folds_a_few_aged_rows_only_when_they_are_old(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fold of its own is not run for fewer than FOLD_MIN_ROWS rows of age, unless
+    the oldest is twice FOLD_AGE_S old."""
+    monkeypatch.setattr(store_mod, "FOLD_AGE_S", 10.0)
+    s = Store(tmp_path / "gw.db")
+    s.new_order(Order(1, 0, 7, 1, 1, 1, 1, 1000, 5, 5))
+    s.commit()
+    lid, _, orders = s._log[0]
+    s._log[0] = (lid, time.monotonic() - 15.0, orders)  # of age, one row
+    s.commit(fold=True)
+    assert s.folded == 0 and len(s._log) == 1
+    s._log[0] = (lid, time.monotonic() - 25.0, orders)  # twice FOLD_AGE_S
+    s.commit(fold=True)
+    assert s.folded == 1 and not s._log
+    s.close()
