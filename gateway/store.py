@@ -338,9 +338,13 @@ class Store:
         """
         now = time.monotonic()
         log = self._log
-        aged = fold and bool(log) and (
-            log[0][1] < now - 2 * FOLD_AGE_S
-            or (len(log) >= FOLD_MIN_ROWS and log[FOLD_MIN_ROWS - 1][1] < now - FOLD_AGE_S)
+        aged = (
+            fold
+            and bool(log)
+            and (
+                log[0][1] < now - 2 * FOLD_AGE_S
+                or (len(log) >= FOLD_MIN_ROWS and log[FOLD_MIN_ROWS - 1][1] < now - FOLD_AGE_S)
+            )
         )
         if not (self._out or self._new or self._dirty or self._meta or self._symbols or aged):
             return
