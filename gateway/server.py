@@ -798,8 +798,12 @@ class Gateway:
         if self.cmds:
             data, tags = b"".join(self.cmds), self.cmd_tags
             self.cmds, self.cmd_tags = [], []
-            # Commit first: an order id reaches the core only once it is stored.
-            self.store.commit()
+            # Store first: an order id reaches the core only once it is stored.  One
+            # order in flight: its row goes to the intent file (one write) and is
+            # committed just below, after the send, while the core works
+            # (Store.log_new_orders).
+            if not self.store.log_new_orders():
+                self.store.commit()
             step = MAX_CORE_FRAME * CMD_STRUCT.size
             for i in range(0, len(tags), MAX_CORE_FRAME):
                 k = i * CMD_STRUCT.size

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bursa_wire.gw_layout import APP_OUT, STATE_FILLED
+from bursa_wire.gw_layout import APP_OUT, STATE_FILLED, STATE_PENDING
 from gateway import store as store_mod
 from gateway.store import Order, Store
 
@@ -229,3 +229,61 @@ def test_the_ticker_folds_a_few_aged_rows_only_when_they_are_old(
     s.commit(fold=True)
     assert s.folded == 1 and not s._log
     s.close()
+
+
+def test_a_quiet_turns_new_orders_go_to_the_intent_file_first(tmp_path: Path) -> None:
+    """One order in flight: its image is written to the intent file before its NEW
+    leaves and committed after; a kill in between leaves it in the file, and the
+    restart stores it (pending: recovery probes it) with the id counter past it."""
+    db = tmp_path / "gw.db"
+    intent = Path(str(db) + store_mod.INTENT_SUFFIX)
+    s = Store(db)
+    a = Order(1, 0, 7, 1, 1, 1, 1, 1000, 5, 5)
+    s.new_order(a)
+    assert s.log_new_orders() and s.intent_writes == 1
+    assert intent.stat().st_size == len(store_mod.pack_orders_py([a]))
+    again = Store(db)  # a kill -9 here: the NEW may have left, SQLite has nothing
+    got = again.find_cl(7, 1)
+    assert got is not None and (got.order_id, got.state, got.pending) == (
+        a.order_id,
+        STATE_PENDING,
+        ["N"],
+    )
+    assert again.next_order_id > a.order_id and intent.stat().st_size == 0
+    again.close()
+    s.commit()  # the commit after the send: the file is emptied
+    assert intent.stat().st_size == 0
+    # A turn with anything else to store commits before the send instead.
+    b = Order(1, 0, 7, 2, 1, 1, 1, 1000, 5, 5)
+    s.new_order(b)
+    s.append(7, b"\x00")
+    assert not s.log_new_orders() and intent.stat().st_size == 0
+    s.commit()
+    s.close()
+
+
+def test_the_intent_file_never_overrides_what_sqlite_has(tmp_path: Path) -> None:
+    """A stale image in the intent file (its order was committed and changed since)
+    and a write cut short by a crash change nothing at the restart."""
+    db = tmp_path / "gw.db"
+    s = Store(db)
+    a = Order(1, 0, 7, 1, 1, 1, 1, 1000, 5, 5)
+    s.new_order(a)
+    stale = store_mod.pack_orders_py([a])
+    s.commit()
+    a.pending.clear()
+    a.state, a.filled, a.leaves = STATE_FILLED, 5, 0
+    s.save_order(a)
+    s.commit()
+    s.close()
+    b = Order(1, 9, 7, 2, 1, 1, 1, 1000, 5, 5, 0, STATE_PENDING, 0, ["N"])
+    whole = store_mod.pack_orders_py([b])
+    assert store_mod.whole_records(stale + whole) == len(stale + whole)
+    assert store_mod.whole_records(stale + whole[:-3]) == len(stale)
+    with open(str(db) + store_mod.INTENT_SUFFIX, "ab") as fh:
+        fh.write(stale + whole[:-3])  # b's image cut short
+    again = Store(db)
+    got = again.find_cl(7, 1)
+    assert got is not None and (got.state, got.filled) == (STATE_FILLED, 5)
+    assert again.find_cl(7, 2) is None
+    again.close()
