@@ -800,7 +800,7 @@ class Gateway:
             self.cmds, self.cmd_tags = [], []
             # Store first: an order id reaches the core only once it is stored.  One
             # order in flight: its row goes to the intent file (one write) and is
-            # committed just below, after the send, while the core works
+            # committed with the next transaction, usually its acknowledgement's
             # (Store.log_new_orders).
             if not self.store.log_new_orders():
                 self.store.commit()
@@ -808,7 +808,8 @@ class Gateway:
             for i in range(0, len(tags), MAX_CORE_FRAME):
                 k = i * CMD_STRUCT.size
                 self._send_frame(data[k : k + step], tags[i : i + MAX_CORE_FRAME])
-        self.store.commit()
+        if not self.store.only_logged():
+            self.store.commit()
         outbox, self.outbox = self.outbox, []
         # One write per connection per turn (fewer syscalls under load); the frames
         # are built in compiled code (reference: session_frames_py).

@@ -265,7 +265,7 @@ class Store:
         self._fold_log()
         # The order intent file (log_new_orders); none for an in-memory database.
         self._intent_fd = -1
-        self._intent_used = False
+        self._intent_n = 0  # how many of _new are in the intent file (not committed)
         self.intent_writes = 0  # turns whose new orders went to the intent file
         db = str(db_path)
         self._intent_path = "" if db == ":memory:" or db.startswith("file:") else db + INTENT_SUFFIX
@@ -385,10 +385,11 @@ class Store:
         the turn changed nothing else and created at most :data:`MAX_INTENT_ORDERS`
         orders (one order in flight), their images are appended to the intent file in
         one ``write`` (durable across a process kill, like the WAL at
-        ``synchronous=NORMAL``) instead of a SQLite commit; the caller commits them
-        right after the send (:meth:`commit` then empties the file).  A restart stores
-        the file's orders first (:meth:`_recover_intents`).  Returns False, having done
-        nothing, when the turn needs a commit instead."""
+        ``synchronous=NORMAL``) instead of a SQLite commit.  They are committed with
+        the next transaction (usually the one of their acknowledgement; the
+        gateway's ticker commits them if nothing else does), which empties the file.
+        A restart stores the file's orders first (:meth:`_recover_intents`).  Returns
+        False, having done nothing, when the turn needs a commit instead."""
         new = self._new
         if (
             self._intent_fd < 0
@@ -400,10 +401,18 @@ class Store:
             or self._symbols
         ):
             return False
-        os.write(self._intent_fd, pack_orders_py(new))
-        self._intent_used = True
-        self.intent_writes += 1
+        if len(new) > self._intent_n:
+            os.write(self._intent_fd, pack_orders_py(new[self._intent_n :]))
+            self._intent_n = len(new)
+            self.intent_writes += 1
         return True
+
+    def only_logged(self) -> bool:
+        """Whether all that is not committed is new orders already in the intent file
+        (:meth:`log_new_orders`): then a commit can wait."""
+        return 0 < self._intent_n == len(self._new) and not (
+            self._out or self._dirty or self._meta or self._symbols
+        )
 
     def commit(self, fold: bool = False) -> None:
         """Write this turn's changes in one transaction (no-op if none).
@@ -460,10 +469,10 @@ class Store:
         if self._meta:
             con.executemany("INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)", self._meta.items())
         con.execute("COMMIT")
-        if self._intent_used:
+        if self._intent_n:
             # The intent file's orders were in this transaction (they were in _new).
             os.ftruncate(self._intent_fd, 0)
-            self._intent_used = False
+            self._intent_n = 0
         for k in self._out:
             self.committed_seq[k] = self.last_seq[k]
         self._out.clear()

@@ -240,8 +240,11 @@ def test_a_quiet_turns_new_orders_go_to_the_intent_file_first(tmp_path: Path) ->
     s = Store(db)
     a = Order(1, 0, 7, 1, 1, 1, 1, 1000, 5, 5)
     s.new_order(a)
-    assert s.log_new_orders() and s.intent_writes == 1
-    assert intent.stat().st_size == len(store_mod.pack_orders_py([a]))
+    assert s.log_new_orders() and s.intent_writes == 1 and s.only_logged()
+    size = len(store_mod.pack_orders_py([a]))
+    assert intent.stat().st_size == size
+    assert s.log_new_orders() and s.intent_writes == 1  # nothing new: nothing written
+    assert intent.stat().st_size == size
     again = Store(db)  # a kill -9 here: the NEW may have left, SQLite has nothing
     got = again.find_cl(7, 1)
     assert got is not None and (got.order_id, got.state, got.pending) == (
@@ -251,8 +254,8 @@ def test_a_quiet_turns_new_orders_go_to_the_intent_file_first(tmp_path: Path) ->
     )
     assert again.next_order_id > a.order_id and intent.stat().st_size == 0
     again.close()
-    s.commit()  # the commit after the send: the file is emptied
-    assert intent.stat().st_size == 0
+    s.commit()  # the next commit (its acknowledgement's): the file is emptied
+    assert intent.stat().st_size == 0 and not s.only_logged()
     # A turn with anything else to store commits before the send instead.
     b = Order(1, 0, 7, 2, 1, 1, 1, 1000, 5, 5)
     s.new_order(b)
