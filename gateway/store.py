@@ -152,6 +152,10 @@ CHECKPOINT_INTERVAL_S = 0.25
 # SQLite right after the send and the file is emptied (Store.log_new_orders).
 INTENT_SUFFIX = "-orders"
 MAX_INTENT_ORDERS = 8
+# The file is emptied (ftruncate) only once it holds this many bytes (~800 orders):
+# the images left in it after their commit are ignored at a restart (SQLite has their
+# orders), and a truncate per commit cost more than the write it saved.
+INTENT_TRUNCATE_BYTES = 1 << 16
 SET_NEXT_ORDER_ID = "INSERT OR REPLACE INTO meta (k, v) VALUES ('next_order_id', ?)"
 INSERT_ORDER = "INSERT OR REPLACE INTO orders (key_id, cl_ord_id, live, rec) VALUES (?, ?, ?, ?)"
 
@@ -266,6 +270,7 @@ class Store:
         # The order intent file (log_new_orders); none for an in-memory database.
         self._intent_fd = -1
         self._intent_n = 0  # how many of _new are in the intent file (not committed)
+        self._intent_bytes = 0  # bytes in the intent file since it was last emptied
         self.intent_writes = 0  # turns whose new orders went to the intent file
         db = str(db_path)
         self._intent_path = "" if db == ":memory:" or db.startswith("file:") else db + INTENT_SUFFIX
@@ -387,8 +392,9 @@ class Store:
         one ``write`` (durable across a process kill, like the WAL at
         ``synchronous=NORMAL``) instead of a SQLite commit.  They are committed with
         the next transaction (usually the one of their acknowledgement; the
-        gateway's ticker commits them if nothing else does), which empties the file.
-        A restart stores the file's orders first (:meth:`_recover_intents`).  Returns
+        gateway's ticker commits them if nothing else does); the file is emptied
+        once it holds :data:`INTENT_TRUNCATE_BYTES`.  A restart stores the file's
+        orders that SQLite lacks first (:meth:`_recover_intents`).  Returns
         False, having done nothing, when the turn needs a commit instead."""
         new = self._new
         if (
@@ -402,7 +408,7 @@ class Store:
         ):
             return False
         if len(new) > self._intent_n:
-            os.write(self._intent_fd, pack_orders_py(new[self._intent_n :]))
+            self._intent_bytes += os.write(self._intent_fd, pack_orders_py(new[self._intent_n :]))
             self._intent_n = len(new)
             self.intent_writes += 1
         return True
@@ -470,9 +476,12 @@ class Store:
             con.executemany("INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)", self._meta.items())
         con.execute("COMMIT")
         if self._intent_n:
-            # The intent file's orders were in this transaction (they were in _new).
-            os.ftruncate(self._intent_fd, 0)
+            # The intent file's orders were in this transaction (they were in _new):
+            # what the file holds is stale now (see INTENT_TRUNCATE_BYTES).
             self._intent_n = 0
+            if self._intent_bytes >= INTENT_TRUNCATE_BYTES:
+                os.ftruncate(self._intent_fd, 0)
+                self._intent_bytes = 0
         for k in self._out:
             self.committed_seq[k] = self.last_seq[k]
         self._out.clear()
