@@ -229,6 +229,9 @@ class Store:
         self, db_path: str | Path, max_orders_in_memory: int = DEFAULT_MAX_ORDERS_IN_MEMORY
     ) -> None:
         self.con: sqlite3.Connection = keys.connect(db_path)
+        # commit()'s statements go through one cursor (Connection.execute makes a new
+        # cursor per statement)
+        self._cur = self.con.cursor()
         self._migrate_orders_table()
         self.con.executescript(SCHEMA)
         self._migrate()
@@ -443,7 +446,7 @@ class Store:
         if self._core_seq_unsaved:
             self._meta["last_core_seq"] = self.last_core_seq
             self._core_seq_unsaved = False
-        con = self.con
+        con = self._cur
         con.execute("BEGIN")
         if self._new or self._dirty:
             if self._new and self._dirty:
