@@ -6,9 +6,10 @@ Usage::
 
 Setup: a real ``bursa core`` and a real ``bursa gateway`` (loopback TCP), one
 symbol, funded users, API keys.  The gateway reaches the core through its stream
-trade link (``trade_link``: ``stream``, :mod:`engine.streamlink`), as ``bursa run``
-wires it.  Orders alternate BUY/SELL at one price for one
-user with STP off, so they trade with each other and the book stays tiny.
+trade link (``trade_link``: ``stream``, :mod:`engine.streamlink`) and reads its events
+from the event stream link, as ``bursa run`` wires it.  Orders alternate BUY/SELL at
+one price for one user with STP off, so they trade with each other and the book
+stays tiny.
 
 - ``echo_rtt_*``: a raw asyncio TCP echo server (its own process, the same kind
   of socket and loop as the gateway) answering 64-byte frames, one in flight at
@@ -17,6 +18,15 @@ user with STP off, so they trade with each other and the book stays tiny.
   ``rate_<r>_*`` (open loop at r orders/s): latency from the order's PLANNED send
   time (t0 + k / rate) to the ACCEPTED execution report, HdrHistogram
   (coordinated-omission free: a stall delays every order planned behind it).
+- The echo and the one-in-flight acks are measured INTERLEAVED (:func:`interleaved`):
+  alternating blocks of :data:`INTERLEAVE_BLOCK` echoes and
+  :data:`INTERLEAVE_BLOCK` orders, both at 1,000/s, on one echo connection and one
+  session, until each has its full count; ``echo_rtt_*``, ``async_ack_*`` and the
+  ratios ``async_ack_p50_over_echo`` / ``async_ack_p99_over_echo`` come from these
+  same blocks.  Measured once, before everything else (as before 2026-12), the echo
+  saw other machine conditions than the acks a few seconds later: on the shared
+  2-vCPU machine its p50 moved 28.9 / 55.6 / 119.6 us between three full runs, and
+  the ratio with it.
 - ``fsync_ack_*``: the same with the core in ``fsync`` mode (journal fdatasync
   before the events are published), one order in flight at 200/s;
   ``fdatasync_p50_us`` is measured in the same run, in the same directory (4 KiB
@@ -30,8 +40,8 @@ user with STP off, so they trade with each other and the book stays tiny.
   to the core's reply; ``core_fsync_ack_p50_minus_fdatasync_p50_us`` is what the core
   adds beyond the sync (the gateway's share is the rest of ``fsync_ack_p50_us``).
 - ``zmq_link_async_ack_*``: the comparison, in the same run on the same core: a
-  second gateway on the core's zmq trade socket (the link before the stream link),
-  one order in flight at 1,000/s (fewer orders); ``zmq_link_async_ack_p50_over_echo``.
+  second gateway on the core's zmq trade and PUB sockets (the links before the stream
+  links), one order in flight at 1,000/s (fewer orders); ``zmq_link_async_ack_p50_over_echo``.
 - ``sustained_orders_per_s``: 4 sessions (4 keys) pushing orders as fast as the
   gateway acknowledges them (a window of outstanding orders per session), core
   mode ``async``: acknowledged orders per second.
@@ -91,6 +101,10 @@ FSYNC_RATE = 200  # one order in flight in fsync mode, orders/s (and the paced s
 PRICE = 1_000
 CALLGRIND_ORDERS = (500, 2_500)  # orders of the two runs whose difference is measured
 CALLGRIND_BURST = 100
+# Echoes, then orders, per block of the interleaved one-in-flight measurement (100 ms
+# each at 1,000/s: short against the machine's load swings, long against a block's
+# 10 ms start).
+INTERLEAVE_BLOCK = 100
 GW_FLAGS = (
     "--max-msgs-per-s", "10000000", "--max-orders-per-s", "10000000",
     "--max-user-orders-per-s", "10000000", "--max-open-orders", "10000000",
@@ -129,10 +143,16 @@ def echo_server() -> None:
     asyncio.run(run())
 
 
-def echo_rtt(port: int, n: int, rate: int) -> dict[str, Any]:
-    """Open-loop echo of 64-byte frames; latency from planned send to the echo."""
+def echo_connect(port: int) -> socket.socket:
+    """A connection to the echo server (TCP_NODELAY, as the order sessions)."""
     s = socket.create_connection(("127.0.0.1", port))
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return s
+
+
+def echo_block(s: socket.socket, n: int, rate: int) -> np.ndarray[Any, np.dtype[np.int64]]:
+    """``n`` open-loop echoes of 64-byte frames on ``s`` at ``rate``/s; the latency of
+    each from its planned send to the echo (ns)."""
     msg = b"\x3e\x00" + b"x" * 62
     period = 1_000_000_000 // rate
     lat = np.zeros(n, dtype=np.int64)
@@ -147,8 +167,36 @@ def echo_rtt(port: int, n: int, rate: int) -> dict[str, Any]:
         while buf < len(msg):
             buf += len(s.recv(65536))
         lat[k] = time.perf_counter_ns() - planned
-    s.close()
+    return lat
+
+
+def echo_rtt(port: int, n: int, rate: int) -> dict[str, Any]:
+    """Open-loop echo of 64-byte frames; latency from planned send to the echo."""
+    s = echo_connect(port)
+    try:
+        lat = echo_block(s, n, rate)
+    finally:
+        s.close()
     return {**percentiles_ns(lat), "latencies": lat}
+
+
+def interleaved(
+    echo: socket.socket, sess: Session, n: int, rate: int, block: int = INTERLEAVE_BLOCK
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The echo baseline and the one-in-flight acks measured in alternating blocks
+    (``block`` echoes, then ``block`` orders, ...) until each has ``n`` samples, so
+    both see the same machine conditions: ``(echo, acks)``, each the percentiles and
+    ``latencies`` of all its blocks together."""
+    echoes: list[np.ndarray[Any, np.dtype[np.int64]]] = []
+    acks: list[np.ndarray[Any, np.dtype[np.int64]]] = []
+    done = 0
+    while done < n:
+        k = min(block, n - done)
+        echoes.append(echo_block(echo, k, rate))
+        acks.append(open_loop(sess, rate, k)["latencies"])
+        done += k
+    e, a = np.concatenate(echoes), np.concatenate(acks)
+    return {**percentiles_ns(e), "latencies": e}, {**percentiles_ns(a), "latencies": a}
 
 
 # ------------------------------------------------------------ order entry
@@ -294,11 +342,11 @@ def core_alone(ready: dict[str, Any], user: int, rate: int, n: int) -> dict[str,
 
 def zmq_link_ack(tmp: Path, core: CoreProcess, user: int, n: int) -> tuple[float, float]:
     """Async ack p50 and p99 (µs), one in flight at 1,000/s, through a second gateway
-    on the core's zmq trade socket (user ``user``: order ids are per user and per
+    on the core's zmq trade and PUB sockets (user ``user``: order ids are per user and per
     gateway, so it must trade on no other gateway)."""
     gw = GatewayProcess(
         core, tmp / "gw-zmq.db", tmp / "logs", *GW_FLAGS,
-        "--core-trade-endpoint", str(core.ready["trade"]),
+        "--core-trade-endpoint", str(core.ready["trade"]), "--core-pub-endpoint", core.pub,
     )  # fmt: skip
     try:
         gw.start(port=0)
@@ -386,12 +434,16 @@ def start_stack(tmp: Path, mode: str, users: int) -> tuple[CoreProcess, GatewayP
 
 def _callgrind_run(tmp: Path, orders: int, burst: int, link: str = "stream") -> int:
     """Total instructions of a gateway run (under callgrind) that takes ``orders``,
-    on the core's stream trade link or its zmq trade socket (``link``)."""
+    on the core's stream links or its zmq trade and PUB sockets (``link``)."""
     (tmp / "logs").mkdir(parents=True, exist_ok=True)
     core = CoreProcess(tmp / "core", tmp / "logs", "async")
     core.start()
     out = tmp / "callgrind.out"
-    via = ("--core-trade-endpoint", str(core.ready["trade"])) if link == "zmq" else ()
+    via = (
+        ("--core-trade-endpoint", str(core.ready["trade"]), "--core-pub-endpoint", core.pub)
+        if link == "zmq"
+        else ()
+    )
     gw = GatewayProcess(
         core, tmp / "gw.db", tmp / "logs", *GW_FLAGS, *via,
         prefix=("valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"),
@@ -460,16 +512,20 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         assert echo.stdout is not None
         port = json.loads(echo.stdout.readline())["port"]
         n1 = 1000 if quick else 5000
-        e = echo_rtt(port, n1, 1000)
-        series = [latency_series("echo_rtt (baseline)", e["latencies"], "none", 1000)]
-        res.update({f"echo_rtt_{k[:-3]}_us": _us(v) for k, v in e.items() if k.endswith("_ns")})
-        # Async mode: one in flight, then open-loop rates, then 4 sessions sustained.
+        # Async mode: one in flight (interleaved with the echo baseline), then
+        # open-loop rates, then 4 sessions sustained.
         core, gw, ks = start_stack(base / "async", "async", 5)
         try:
             s1 = Session(gw.port, ks[0])
+            esock = echo_connect(port)
+            echo_block(esock, 200, 1000)  # warm-up
             open_loop(s1, 1000, 200)  # warm-up
             acks0 = gateway_metric(gw, "bursa_gateway_acks_from_reply_total")
-            a = open_loop(s1, 1000, n1)
+            e, a = interleaved(esock, s1, n1, 1000)
+            esock.close()
+            series = [latency_series("echo_rtt (baseline)", e["latencies"], "none", 1000)]
+            res.update({f"echo_rtt_{k[:-3]}_us": _us(v) for k, v in e.items() if k.endswith("_ns")})
+            res["echo_interleave_block"] = INTERLEAVE_BLOCK
             # Which of the core's answers (reply or event) was read first, one in flight.
             acks = gateway_metric(gw, "bursa_gateway_acks_from_reply_total") - acks0
             res["async_acks_from_reply_share"] = round(acks / n1, 3)

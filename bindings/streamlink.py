@@ -160,6 +160,11 @@ class _FramedConnection:
             except StreamFrameError as e:
                 self._lost(f"bad framing from the core: {e}")
                 return
+            if len(data) < READ_CHUNK_BYTES:
+                # A short read took all there was: another recv would only raise
+                # BlockingIOError (an exception per read).  What arrives later makes
+                # the descriptor readable again (level-triggered).
+                return
 
     def watch(
         self, on_open: Callable[[int], None] | None, on_close: Callable[[int], None] | None

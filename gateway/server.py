@@ -38,7 +38,7 @@ import zmq
 
 from bindings.client import CoreClient, CoreError, EventSubscriber
 from bindings.loopwatch import LoopWatch
-from bindings.streamlink import trade_client
+from bindings.streamlink import StreamEventSource, trade_client
 from bursa_wire.gw_layout import (
     APP_OUT,
     BY_NAME,
@@ -116,6 +116,11 @@ S_FRAME_HEAD = struct.Struct("<HBQ")  # FRAME_HEAD + SEQ_HEAD of an S frame, in 
 S_FRAME_OVERHEAD = 1 + 8  # the length counts the type byte and the sequence number
 FRAME_SHIFT = 16  # client_ref = frame number << 16 | index in the frame
 MAX_CORE_FRAME = 4096  # commands per frame to the core (its own limit is 16,384)
+# Each command's client_ref (its place in CMD_DTYPE), set per frame in _send_frame:
+# frames of up to SMALL_FRAME commands by struct stores, larger ones by numpy.
+CLIENT_REF_OFFSET = CMD_DTYPE.fields["client_ref"][1]  # type: ignore[index]
+CLIENT_REF = struct.Struct("<Q")
+SMALL_FRAME = 8
 EV = {name: i for i, name in enumerate(EV_DTYPE.names or ())}
 EV_FLAGS = EV["flags"]
 EV_KIND = EV["kind"]
@@ -173,6 +178,8 @@ class GatewayConfig:
     db_path: str = keys.DEFAULT_DB
     # Orders: the core's trade socket (zmq), or its stream trade link (unix:/path).
     core_trade_endpoint: str = DEFAULT_TRADE_ENDPOINT
+    # Events: the core's PUB socket (zmq), or its event stream link (unix:/path), whose
+    # frames the loop reads in the same wake-up as the replies on the trade link.
     core_pub_endpoint: str = DEFAULT_PUB_ENDPOINT
     core_replay_endpoint: str = DEFAULT_REPLAY_ENDPOINT
     # Balance queries are control requests: the core answers them on its admin socket.
@@ -379,6 +386,7 @@ class Gateway:
         # (CORE_UNAVAILABLE) instead of executing, stale, when it comes back.
         self.core = trade_client(cfg.core_trade_endpoint, send_hwm=cfg.core_send_hwm)
         self.core_watch: LoopWatch | None = None  # the loop on the trade link (serve)
+        self.events_watch: LoopWatch | None = None  # ... and on the live event source
         self.query = CoreClient(cfg.core_admin_endpoint)
         self.sub = EventSubscriber(
             cfg.core_pub_endpoint, cfg.core_replay_endpoint, from_seq=self.store.last_core_seq + 1
@@ -610,11 +618,14 @@ class Gateway:
     def enter_order(self, conn: Conn, key: keys.ApiKey, msg: codec.Msg, over_rate: bool) -> None:
         """ENTER_ORDER: checks, a new core order id, then NEW to the core."""
         kid, uid = key.key_id, key.user_id
-        cl = int(msg.cl_ord_id)
+        # The field values by name (Msg's attribute access goes through __getattr__
+        # after a failed normal lookup: an AttributeError built per field).
+        v: Mapping[str, Any] = msg.values
+        cl = int(v["cl_ord_id"])
         reason = self._trade_gate(key, over_rate)
         if not reason and (cl == 0 or self.store.find_cl(kid, cl) is not None):
             reason = GwReason.DUPLICATE_CL_ORD_ID
-        if not reason and int(msg.side) not in (Side.BUY, Side.SELL):
+        if not reason and int(v["side"]) not in (Side.BUY, Side.SELL):
             # Refused here with the core's own code: the core's reject of such a NEW
             # would carry side 0, like a cancel's, and could not be told apart.
             reason = Reason.INVALID_SIDE
@@ -641,12 +652,12 @@ class Gateway:
             order_id=0,
             key_id=kid,
             cl_ord_id=cl,
-            symbol_id=int(msg.symbol_id),
-            side=int(msg.side),
-            ord_type=int(msg.ord_type),
-            price=int(msg.price_ticks),
-            qty=int(msg.qty_lots),
-            leaves=int(msg.qty_lots),
+            symbol_id=int(v["symbol_id"]),
+            side=int(v["side"]),
+            ord_type=int(v["ord_type"]),
+            price=int(v["price_ticks"]),
+            qty=int(v["qty_lots"]),
+            leaves=int(v["qty_lots"]),
         )
         try:
             self.store.new_order(o)
@@ -655,7 +666,7 @@ class Gateway:
             return
         self._count_open(o, 1)
         self.stats["orders"] += 1
-        flags = CMD_POST_ONLY if int(msg.flags) & ORDER_POST_ONLY else 0
+        flags = CMD_POST_ONLY if int(v["flags"]) & ORDER_POST_ONLY else 0
         self.queue_cmd(
             (uid, o.order_id, "N"),
             kind=CMD_NEW,
@@ -664,12 +675,12 @@ class Gateway:
             symbol_id=o.symbol_id,
             side=o.side,
             ord_type=o.ord_type,
-            tif=int(msg.tif),
+            tif=int(v["tif"]),
             price_ticks=o.price,
             qty_lots=o.qty,
-            stop_price_ticks=int(msg.stop_price_ticks),
-            stp=int(msg.stp),
-            flags=flags | (int(msg.flags) & ~ORDER_POST_ONLY & 0xFF),
+            stop_price_ticks=int(v["stop_price_ticks"]),
+            stp=int(v["stp"]),
+            flags=flags | (int(v["flags"]) & ~ORDER_POST_ONLY & 0xFF),
         )
 
     def enter_orders(self, conn: Conn, recs: bytes) -> bool:
@@ -787,13 +798,18 @@ class Gateway:
         if self.cmds:
             data, tags = b"".join(self.cmds), self.cmd_tags
             self.cmds, self.cmd_tags = [], []
-            # Commit first: an order id reaches the core only once it is stored.
-            self.store.commit()
+            # Store first: an order id reaches the core only once it is stored.  One
+            # order in flight: its row goes to the intent file (one write) and is
+            # committed with the next transaction, usually its acknowledgement's
+            # (Store.log_new_orders).
+            if not self.store.log_new_orders():
+                self.store.commit()
             step = MAX_CORE_FRAME * CMD_STRUCT.size
             for i in range(0, len(tags), MAX_CORE_FRAME):
                 k = i * CMD_STRUCT.size
                 self._send_frame(data[k : k + step], tags[i : i + MAX_CORE_FRAME])
-        self.store.commit()
+        if not self.store.only_logged():
+            self.store.commit()
         outbox, self.outbox = self.outbox, []
         # One write per connection per turn (fewer syscalls under load); the frames
         # are built in compiled code (reference: session_frames_py).
@@ -807,8 +823,16 @@ class Gateway:
         no = self.next_frame
         self.next_frame += 1
         buf = bytearray(data)
-        recs = np.frombuffer(buf, dtype=CMD_DTYPE)
-        recs["client_ref"] = (no << FRAME_SHIFT) + np.arange(len(tags), dtype=np.uint64)
+        n = len(tags)
+        if n <= SMALL_FRAME:
+            # A few commands (one order in flight): a struct store per record costs
+            # less than numpy's per-call overhead.
+            ref, pack, size = no << FRAME_SHIFT, CLIENT_REF.pack_into, CMD_DTYPE.itemsize
+            for i in range(n):
+                pack(buf, i * size + CLIENT_REF_OFFSET, ref + i)
+        else:
+            recs = np.frombuffer(buf, dtype=CMD_DTYPE)
+            recs["client_ref"] = (no << FRAME_SHIFT) + np.arange(n, dtype=np.uint64)
         if not self.core.try_send(buf):
             self.core_unavailable(tags)
             return
@@ -865,18 +889,32 @@ class Gateway:
                 self.on_replies(decode_replies(body))
             except FrameError:
                 log.warning("undecodable reply frame from the core")
-        try:
-            frames = self.sub.poll(0, max_frames=256, idle_replay=False)
-        except (TimeoutError, CoreError) as e:
-            log.warning("event stream: %s (retrying)", e)
-            frames = []
+        frames = []
+        if self._events_readable():
+            try:
+                frames = self.sub.poll(0, max_frames=256, idle_replay=False)
+            except (TimeoutError, CoreError) as e:
+                log.warning("event stream: %s (retrying)", e)
         for f in frames:
             got = True
             self.on_events(f.events)
             self.store.set_core_seq(f.last_seq)
             self.stats["events"] += len(f.events)
+        live = self.sub.sub
+        if isinstance(live, StreamEventSource) and live.pending:
+            got = True  # frames read off the socket do not make it readable again
         if got:
             self.schedule_flush()
+
+    def _events_readable(self) -> bool:
+        """Whether the event stream may have a frame now: a zmq SUB socket is asked
+        for ``ZMQ_EVENTS`` (one call, where ``EventSubscriber.poll`` builds a poller
+        per frame; pump_core runs several times per order, mostly for nothing), any
+        other live source is polled by the subscriber itself."""
+        sub = self.sub.sub
+        if not self.sub.caught_up or not isinstance(sub, zmq.Socket):
+            return True
+        return bool(typing.cast(int, sub.getsockopt(ZMQ_EVENTS)) & ZMQ_POLLIN)
 
     def on_control(self, ans: dict[str, Any]) -> None:
         """A control answer: the oldest balance query's."""
@@ -1281,6 +1319,9 @@ class Gateway:
             if now - last_prune >= RETENTION_CHECK_S:
                 last_prune = now
                 self.prune_streams()
+            # The order log's fold (Store.commit), here rather than in the turns that
+            # acknowledge orders; with whatever the current turn has not committed yet.
+            self.store.commit(fold=True)
             self.expire_inflight()
             self.pump_core()
 
@@ -1294,9 +1335,17 @@ class Gateway:
         gc.freeze()
         self.recover_pending()
         self.flush()
+        self.store.start_checkpointer()
         loop = self.loop
-        for fd in (self.query.sock.fileno(), self.sub.sub.fileno()):
-            loop.add_reader(fd, self.pump_core)
+        loop.add_reader(self.query.sock.fileno(), self.pump_core)
+        # The live event source: the zmq SUB socket (one descriptor for life), or the
+        # core's event stream link (unix:, a new descriptor after each reconnect).
+        self.events_watch = LoopWatch(loop, self.pump_core)
+        live = self.sub.sub
+        if isinstance(live, StreamEventSource):
+            self.events_watch.start(live)
+        else:
+            self.events_watch.start_fixed(live.fileno())
         self.core_watch = LoopWatch(loop, self.pump_core)
         self.core_watch.start(self.core)
         server = await loop.create_server(lambda: Conn(self), self.cfg.host, self.cfg.port)
@@ -1324,8 +1373,9 @@ class Gateway:
                 await asyncio.sleep(0.02)
                 self.pump_core()
                 self.flush()
-            for fd in (self.query.sock.fileno(), self.sub.sub.fileno()):
-                loop.remove_reader(fd)
+            loop.remove_reader(self.query.sock.fileno())
+            if self.events_watch is not None:
+                self.events_watch.stop()
             if self.core_watch is not None:
                 self.core_watch.stop()
             self.flush()

@@ -42,9 +42,10 @@ from memory (an evicted order is read back from ``orders``); a restart folds the
 whole log first.
 
 Order ids: the gateway gives every order a core order id from one counter that
-only grows (max(counter + 1, ms since 2025), see ID_EPOCH_NS) and is stored with
-the order row before the command leaves for the core, so ids are strictly
-increasing per user and never reused.  Rows are keyed by
+only grows (max(counter + 1, ms since 2025), see ID_EPOCH_NS); the order's row,
+which carries the id, is stored before the command leaves for the core, and the
+counter is stored whenever rows leave the order log (a restart takes it past every
+id still in the log), so ids are strictly increasing per user and never reused.  Rows are keyed by
 ``(user_id, order_id)`` and by ``(key_id, cl_ord_id)``.
 """
 
@@ -52,7 +53,9 @@ from __future__ import annotations
 
 import bisect
 import operator
+import os
 import sqlite3
+import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -152,6 +155,25 @@ DEFAULT_MAX_ORDERS_IN_MEMORY = 1_000_000
 FOLD_AGE_S = 0.5
 # ... or once this many log rows wait (bounds the log and the fold of one turn).
 FOLD_MAX_ROWS = 1024
+# A fold asked for by commit(fold=True) (the gateway's ticker) runs once this many rows
+# are of age, or the oldest is twice FOLD_AGE_S old: a fold is a transaction of its own,
+# not worth it for a row or two (a quiet gateway folds about once a second).
+FOLD_MIN_ROWS = 16
+# The WAL is checkpointed by a thread of its own (Store.start_checkpointer) this often,
+# instead of SQLite's automatic checkpoint, which runs inside the COMMIT that crosses
+# 1,000 WAL pages: every ~80 orders at one order in flight, two syncs each, on the loop.
+CHECKPOINT_INTERVAL_S = 0.25
+# The order intent file (next to the database, this suffix): a turn whose only changes
+# are at most MAX_INTENT_ORDERS new orders appends their images to it (one write)
+# before their NEWs leave, instead of committing them first; they are committed to
+# SQLite right after the send and the file is emptied (Store.log_new_orders).
+INTENT_SUFFIX = "-orders"
+MAX_INTENT_ORDERS = 8
+# The file is emptied (ftruncate) only once it holds this many bytes (~800 orders):
+# the images left in it after their commit are ignored at a restart (SQLite has their
+# orders), and a truncate per commit cost more than the write it saved.
+INTENT_TRUNCATE_BYTES = 1 << 16
+SET_NEXT_ORDER_ID = "INSERT OR REPLACE INTO meta (k, v) VALUES ('next_order_id', ?)"
 INSERT_ORDER = "INSERT OR REPLACE INTO orders (key_id, cl_ord_id, live, rec) VALUES (?, ?, ?, ?)"
 INSERT_ARCHIVE = "INSERT INTO order_archive (key_id, hi_cl, lo_cl, recs) VALUES (?, ?, ?, ?)"
 _CL = operator.attrgetter("cl_ord_id")
@@ -190,6 +212,18 @@ def pack_orders_py(orders: list[Order]) -> bytes:
     return b"".join(parts)
 
 
+def whole_records(blob: bytes) -> int:
+    """The length of the prefix of ``blob`` made of whole order images (a write cut
+    short by a crash leaves a partial last one)."""
+    pos, size, end = 0, ORDER_REC.size, len(blob)
+    while pos + size <= end:
+        n = ORDER_REC.unpack_from(blob, pos)[-1]  # the last field: its pending bytes
+        if pos + size + n > end:
+            break
+        pos += size + n
+    return pos
+
+
 def unpack_orders(blob: bytes) -> list[Order]:
     """The :class:`Order` images of an order log blob, in order."""
     out: list[Order] = []
@@ -214,6 +248,9 @@ class Store:
         self, db_path: str | Path, max_orders_in_memory: int = DEFAULT_MAX_ORDERS_IN_MEMORY
     ) -> None:
         self.con: sqlite3.Connection = keys.connect(db_path)
+        # commit()'s statements go through one cursor (Connection.execute makes a new
+        # cursor per statement)
+        self._cur = self.con.cursor()
         self._migrate_orders_table()
         self.con.executescript(SCHEMA)
         self._migrate()
@@ -236,6 +273,10 @@ class Store:
         self.committed_seq: dict[int, int] = {}  # key_id -> last one committed
         self.quote_asset: dict[int, int] = {}
         self.last_core_seq = 0
+        # last_core_seq moved on but is not stored yet: stored with the next commit
+        # that writes anything (set_core_seq)
+        self._core_seq_unsaved = False
+        self._checkpointer: _Checkpointer | None = None
         self.next_order_id = 1
         # key_id -> first sequence number still stored (absent: 1, nothing removed)
         self.floor: dict[int, int] = {}
@@ -250,7 +291,45 @@ class Store:
         # row starts above it; ended orders at or below it go to ``orders``).
         self._archived_hi: dict[int, int] = {}
         self._fold_log()
+        # The order intent file (log_new_orders); none for an in-memory database.
+        self._intent_fd = -1
+        self._intent_n = 0  # how many of _new are in the intent file (not committed)
+        self._intent_bytes = 0  # bytes in the intent file since it was last emptied
+        self.intent_writes = 0  # turns whose new orders went to the intent file
+        db = str(db_path)
+        self._intent_path = "" if db == ":memory:" or db.startswith("file:") else db + INTENT_SUFFIX
+        if self._intent_path:
+            self._recover_intents()
+            self._intent_fd = os.open(
+                self._intent_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600
+            )
         self._load()
+
+    def _recover_intents(self) -> None:
+        """At start: the orders of the intent file that never reached SQLite (a kill
+        between the write and the commit after the send) are stored now, pending
+        (their NEW may have reached the core: recovery probes them), and the id
+        counter goes past them; orders SQLite has already (in ``orders`` or the
+        archive) are left as stored."""
+        try:
+            with open(self._intent_path, "rb") as fh:
+                blob = fh.read()
+        except FileNotFoundError:
+            return
+        orders = unpack_orders(blob[: whole_records(blob)])
+        # An order committed since may have ended and been folded into the archive
+        # (not ``orders``): re-storing its intent image would shadow its final state.
+        orders = [o for o in orders if self._archived(o.key_id, o.cl_ord_id) is None]
+        if orders:
+            row = self.con.execute("SELECT v FROM meta WHERE k = 'next_order_id'").fetchone()
+            next_id = max([int(row[0]) if row else 1] + [o.order_id + 1 for o in orders])
+            con = self.con
+            con.execute("BEGIN")
+            con.executemany(INSERT_ORDER.replace("OR REPLACE", "OR IGNORE"),
+                            [self._row(o) for o in orders])  # fmt: skip
+            con.execute(SET_NEXT_ORDER_ID, (next_id,))
+            con.execute("COMMIT")
+        os.truncate(self._intent_path, 0)
 
     def _migrate_orders_table(self) -> None:
         """Convert an ``orders`` table of one column per field (before the order log;
@@ -292,10 +371,14 @@ class Store:
                 latest[(o.key_id, o.cl_ord_id)] = o
         if not last:
             return
+        # The log's ids leave with it: the counter goes past them (see _fold).
+        row = self.con.execute("SELECT v FROM meta WHERE k = 'next_order_id'").fetchone()
+        next_id = max([int(row[0]) if row else 1] + [o.order_id + 1 for o in latest.values()])
         con = self.con
         con.execute("BEGIN")
         con.executemany(INSERT_ORDER, [self._row(o) for o in latest.values()])
         con.execute("DELETE FROM order_log")
+        con.execute(SET_NEXT_ORDER_ID, (next_id,))
         con.execute("COMMIT")
 
     def _load(self) -> None:
@@ -337,11 +420,65 @@ class Store:
     # Writes are buffered during a loop turn and written by commit() in one
     # transaction (executemany): what a turn changed becomes durable together.
 
-    def commit(self) -> None:
-        """Write this turn's changes in one transaction (no-op if none)."""
-        if not (self._out or self._new or self._dirty or self._meta or self._symbols):
+    def log_new_orders(self) -> bool:
+        """Store this turn's new orders before their NEWs leave, the cheap way: when
+        the turn changed nothing else and created at most :data:`MAX_INTENT_ORDERS`
+        orders (one order in flight), their images are appended to the intent file in
+        one ``write`` (durable across a process kill, like the WAL at
+        ``synchronous=NORMAL``) instead of a SQLite commit.  They are committed with
+        the next transaction (usually the one of their acknowledgement; the
+        gateway's ticker commits them if nothing else does); the file is emptied
+        once it holds :data:`INTENT_TRUNCATE_BYTES`.  A restart stores the file's
+        orders that SQLite lacks first (:meth:`_recover_intents`).  Returns
+        False, having done nothing, when the turn needs a commit instead."""
+        new = self._new
+        if (
+            self._intent_fd < 0
+            or not new
+            or len(new) > MAX_INTENT_ORDERS
+            or self._out
+            or self._dirty
+            or self._meta
+            or self._symbols
+        ):
+            return False
+        if len(new) > self._intent_n:
+            self._intent_bytes += os.write(self._intent_fd, pack_orders_py(new[self._intent_n :]))
+            self._intent_n = len(new)
+            self.intent_writes += 1
+        return True
+
+    def only_logged(self) -> bool:
+        """Whether all that is not committed is new orders already in the intent file
+        (:meth:`log_new_orders`): then a commit can wait."""
+        return 0 < self._intent_n == len(self._new) and not (
+            self._out or self._dirty or self._meta or self._symbols
+        )
+
+    def commit(self, fold: bool = False) -> None:
+        """Write this turn's changes in one transaction (no-op if none).
+
+        ``fold``: also fold the order log rows older than :data:`FOLD_AGE_S` into
+        ``orders``, once there are enough (:data:`FOLD_MIN_ROWS`); the gateway's
+        ticker asks for it, so the fold stays off the turns that acknowledge orders;
+        without it only the rows beyond :data:`FOLD_MAX_ROWS` are folded.
+        """
+        now = time.monotonic()
+        log = self._log
+        aged = (
+            fold
+            and bool(log)
+            and (
+                log[0][1] < now - 2 * FOLD_AGE_S
+                or (len(log) >= FOLD_MIN_ROWS and log[FOLD_MIN_ROWS - 1][1] < now - FOLD_AGE_S)
+            )
+        )
+        if not (self._out or self._new or self._dirty or self._meta or self._symbols or aged):
             return
-        con = self.con
+        if self._core_seq_unsaved:
+            self._meta["last_core_seq"] = self.last_core_seq
+            self._core_seq_unsaved = False
+        con = self._cur
         con.execute("BEGIN")
         if self._new or self._dirty:
             if self._new and self._dirty:
@@ -355,9 +492,9 @@ class Store:
             blob = gworders.pack_orders(changed, lid, self._ended)
             con.execute("INSERT INTO order_log (id, recs) VALUES (?, ?)", (lid, blob))
             self._log_id = lid
-            self._log.append((lid, time.monotonic(), changed))
+            self._log.append((lid, now, changed))
         if self._log:
-            self._fold(time.monotonic() - FOLD_AGE_S, 0)
+            self._fold(now - FOLD_AGE_S if fold else 0.0, 0)
         if self._out:
             now_ms = time.time_ns() // 1_000_000
             con.executemany(
@@ -373,6 +510,13 @@ class Store:
         if self._meta:
             con.executemany("INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)", self._meta.items())
         con.execute("COMMIT")
+        if self._intent_n:
+            # The intent file's orders were in this transaction (they were in _new):
+            # what the file holds is stale now (see INTENT_TRUNCATE_BYTES).
+            self._intent_n = 0
+            if self._intent_bytes >= INTENT_TRUNCATE_BYTES:
+                os.ftruncate(self._intent_fd, 0)
+                self._intent_bytes = 0
         for k in self._out:
             self.committed_seq[k] = self.last_seq[k]
         self._out.clear()
@@ -409,6 +553,11 @@ class Store:
             self.con.executemany(INSERT_ORDER, rows)
         self.folded += len(rows) + self.archived - archived
         self.con.execute("DELETE FROM order_log WHERE id <= ?", (cut,))
+        # The counter is stored when order rows leave the log, not with each new order
+        # (one row less in the commit before each NEW leaves): every id ever used is in
+        # an order row of the log (a restart takes the counter past them, _fold_log)
+        # or was folded, and then this row is at least one past it.
+        self.con.execute(SET_NEXT_ORDER_ID, (self.next_order_id,))
 
     def _archive_row(
         self, key_id: int, run: list[Order], rows: list[tuple[int, int, int, Any]]
@@ -524,13 +673,36 @@ class Store:
         return (o.key_id, o.cl_ord_id - I64, live, pack_orders_py([o]))
 
     def close(self) -> None:
-        """Commit, fold the whole order log (a clean stop leaves it empty) and close."""
+        """Commit (with the last core seq), fold the whole order log (a clean stop
+        leaves it empty), stop the checkpointer and close."""
+        if self._core_seq_unsaved:
+            self._meta["last_core_seq"] = self.last_core_seq
+            self._core_seq_unsaved = False
         self.commit()
         if self._log:
             self.con.execute("BEGIN")
             self._fold(0.0, self._log_id)
             self.con.execute("COMMIT")
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
+        if self._intent_fd >= 0:
+            os.close(self._intent_fd)
+            self._intent_fd = -1
         self.con.close()
+
+    def start_checkpointer(self, interval_s: float = CHECKPOINT_INTERVAL_S) -> None:
+        """Checkpoint the WAL from a thread of its own every ``interval_s`` instead of
+        in the COMMIT that crosses SQLite's threshold (see :data:`CHECKPOINT_INTERVAL_S`):
+        the copy and its syncs run while the loop goes on (SQLite lets one writer and
+        a checkpointer work at once in WAL mode, and Python's sqlite3 releases the GIL
+        while a statement runs).  Checkpoints only move committed pages into the
+        database file: what a kill -9 leaves is the same either way."""
+        if self._checkpointer is not None:
+            return
+        path = next(str(r[2]) for r in self.con.execute("PRAGMA database_list") if r[1] == "main")
+        self.con.execute("PRAGMA wal_autocheckpoint=0")
+        self._checkpointer = _Checkpointer(path, interval_s)
 
     # ----------------------------------------------------------------- writes
 
@@ -553,22 +725,20 @@ class Store:
         if oid > MAX_ORDER_ID:
             raise OverflowError("core order ids exhausted (2**40)")
         o.order_id = oid
-        self.next_order_id = oid + 1
+        self.next_order_id = oid + 1  # stored with the order's row (see _fold)
         o.pending = ["N"]
         self.orders[(o.user_id, o.order_id)] = o
         self.by_cl[(o.key_id, o.cl_ord_id)] = o
         if o.cl_ord_id > self.max_cl.get(o.key_id, 0):
             self.max_cl[o.key_id] = o.cl_ord_id
         self._new.append(o)
-        self._meta["next_order_id"] = self.next_order_id
 
     def reserve_ids(self, n: int) -> int:
         """The first of ``n`` consecutive new core order ids (see ID_EPOCH_NS)."""
         oid = max(self.next_order_id, clock_order_id())
         if oid + n - 1 > MAX_ORDER_ID:
             raise OverflowError("core order ids exhausted (2**40)")
-        self.next_order_id = oid + n
-        self._meta["next_order_id"] = self.next_order_id
+        self.next_order_id = oid + n  # stored with the orders' rows (see _fold)
         return oid
 
     def add_orders(self, orders: list[Order]) -> None:
@@ -611,9 +781,14 @@ class Store:
         self._symbols.append((symbol_id, quote_asset_id))
 
     def set_core_seq(self, seq: int) -> None:
-        """The last core event seq applied (same transaction as its effects)."""
+        """The last core event seq applied, stored in the same transaction as its
+        effects: the next commit that writes anything.  A turn whose events changed
+        nothing (events of other doors' orders, an ACCEPTED already reported from
+        the core's reply) commits nothing; after a kill -9 the gateway resumes at the
+        stored seq and applies those events again, to the same stored state, where
+        they change nothing again: each event's effects are still applied once."""
         self.last_core_seq = seq
-        self._meta["last_core_seq"] = seq
+        self._core_seq_unsaved = True
 
     def prune_streams(
         self,
@@ -711,3 +886,36 @@ class Store:
     def open_orders(self, key_id: int) -> list[Order]:
         """The session's pending or resting orders."""
         return [o for o in self.by_cl.values() if o.key_id == key_id and o.is_open]
+
+
+class _Checkpointer:
+    """A daemon thread with its own connection to the database that runs
+    ``PRAGMA wal_checkpoint(PASSIVE)`` every ``interval_s`` until :meth:`stop`
+    (:meth:`Store.start_checkpointer`).  PASSIVE never waits for the writer: a
+    checkpoint that cannot copy everything copies what it can, the next one the rest."""
+
+    def __init__(self, path: str, interval_s: float) -> None:
+        self.path = path
+        self.interval_s = interval_s
+        self.checkpoints = 0
+        self.errors = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="wal-checkpoint", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        con = sqlite3.connect(self.path, isolation_level=None, timeout=0)
+        try:
+            while not self._stop.wait(self.interval_s):
+                try:
+                    con.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    self.checkpoints += 1
+                except sqlite3.Error:
+                    self.errors += 1  # busy now: the next interval tries again
+        finally:
+            con.close()
+
+    def stop(self) -> None:
+        """End the thread (waits for a checkpoint under way)."""
+        self._stop.set()
+        self._thread.join()

@@ -202,7 +202,8 @@ def _gateway(w: Wiring) -> list[str]:
         f"--port={w.gateway_port}",
         f"--db-path={w.gateway_dir / 'gateway.db'}",
         f"--core-trade-endpoint={w.trade_link}",
-        *w.core_flags("admin", "pub", "replay"),
+        f"--core-pub-endpoint={w.events_link}",
+        *w.core_flags("admin", "replay"),
         *w.observe("gateway"),
     ]
 

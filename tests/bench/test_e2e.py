@@ -19,23 +19,28 @@ def test_echo_open_loop_and_sustained(tmp_path: Path) -> None:
         cwd=REPO,
         env=dict(os.environ, PYTHONPATH=str(REPO)),
     )
+    core, gw, keys = e2e.start_stack(tmp_path, "async", 2)
     try:
         assert echo.stdout is not None
         port = json.loads(echo.stdout.readline())["port"]
         e = e2e.echo_rtt(port, 50, 1000)
         assert e["count"] == 50 and 0 < e["p50_ns"] <= e["p99_ns"]
-    finally:
-        echo.kill()
-        echo.wait()
-    core, gw, keys = e2e.start_stack(tmp_path, "async", 2)
-    try:
         s = e2e.Session(gw.port, keys[0])
         p = e2e.open_loop(s, 1000, 100)
         assert p["count"] == 100 and p["p50_ns"] > 0
+        # Echo and acks in alternating blocks: each gets its full count, the last block
+        # cut to what is left.
+        esock = e2e.echo_connect(port)
+        ei, ai = e2e.interleaved(esock, s, 70, 1000, block=30)
+        esock.close()
+        assert ei["count"] == ai["count"] == 70 == len(ei["latencies"]) == len(ai["latencies"])
+        assert (ei["latencies"] > 0).all() and (ai["latencies"] > 0).all()
         assert gw.proc is not None
         cpu0 = e2e.process_cpu_s(gw.proc.pid)
         assert e2e.sustained([s, e2e.Session(gw.port, keys[1])], 0.5, 100) > 0
         assert e2e.process_cpu_s(gw.proc.pid) > cpu0  # the gateway's CPU time is read
     finally:
+        echo.kill()
+        echo.wait()
         gw.cleanup()
         core.cleanup()

@@ -41,7 +41,8 @@ class GatewayProcess(ChildProcess):
                 "gateway", "--port", str(port if port is not None else self.port),
                 "--db-path", str(self.db),
                 "--core-trade-endpoint", self.core.trade_link,
-                *self.core.flags("admin", "pub", "replay"), *self.extra,
+                "--core-pub-endpoint", self.core.events_link,
+                *self.core.flags("admin", "replay"), *self.extra,
             ]
         )  # fmt: skip
         self.wait_ready(self.ready_timeout_s)

@@ -213,7 +213,7 @@ def test_fold_writes_each_order_once_and_empties_the_log(
         assert store.con.execute("SELECT COUNT(*) FROM order_log").fetchone()[0] == 3
         monkeypatch.setattr(store_mod, "FOLD_AGE_S", -1.0)  # every row is of age now
         store.append(7, b"\x00")  # a turn with something to commit
-        store.commit()
+        store.commit(fold=True)  # the ticker's commit (the turns' commits do not fold)
         assert store.con.execute("SELECT COUNT(*) FROM order_log").fetchone()[0] == 0
         assert store.folded == len(orders)  # 3 turns of changes, one image each
         con = sqlite3.connect(db)
@@ -231,7 +231,7 @@ def test_fold_writes_each_order_once_and_empties_the_log(
         orders[5].pending.clear()
         orders[5].state = STATE_OPEN
         store.save_order(orders[5])
-        store.commit()
+        store.commit(fold=True)
         assert store.folded == len(orders) + 1
         store.close()
         again = Store(db)

@@ -99,3 +99,29 @@ def test_compiled_reply_acks_match_the_oracle(
         k: (f, [p[:9] + bytes(8) + p[17:] for p in ps]) for k, (f, ps) in oracle.store._out.items()
     }
     assert _state(compiled) == _state(oracle)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_an_event_that_changes_nothing_stores_nothing(compiled: bool) -> None:
+    """After the ACCEPTED went out from the reply and was committed, the order's
+    ACCEPTED event (same open quantity) leaves nothing to write: the turn commits
+    nothing (Store.set_core_seq); an event that does change the order stores it."""
+    gw = _gateway([(1, 5, 11, 77, 1, STATE_PENDING, 10, ["N"])], set())
+    gw.stats["acks_from_reply"] = 0
+    o = gw.store.orders[(1, 5)]
+    gw._accepted_by_reply(1, 5)
+    gw.store.commit()
+    assert not gw.store._dirty
+
+    def apply(ev: np.ndarray[Any, np.dtype[np.void]]) -> None:
+        if compiled:
+            gw.on_events(ev)
+        else:
+            gw.on_event(tuple(ev.tolist()[0]))
+
+    apply(accepted_event(o, 123))
+    assert not gw.store._dirty and len(reports(gw)) == 1
+    ev = accepted_event(o, 124)
+    ev["leaves_lots"] = 7  # e.g. filled on entry: the event tells the open quantity
+    apply(ev)
+    assert gw.store._dirty == {(1, 5): o} and o.leaves == 7 and len(reports(gw)) == 1
