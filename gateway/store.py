@@ -163,6 +163,11 @@ FOLD_MIN_ROWS = 16
 # instead of SQLite's automatic checkpoint, which runs inside the COMMIT that crosses
 # 1,000 WAL pages: every ~80 orders at one order in flight, two syncs each, on the loop.
 CHECKPOINT_INTERVAL_S = 0.25
+# A core seq that moved on without a commit (events that changed nothing) is stored by
+# the ticker's commit at least this often: the core's event log is pruned by size, so a
+# gateway that only sees other doors' events must not let its resume point fall behind
+# the log's retention.
+SEQ_SAVE_INTERVAL_S = 1.0
 # The order intent file (next to the database, this suffix): a turn whose only changes
 # are at most MAX_INTENT_ORDERS new orders appends their images to it (one write)
 # before their NEWs leave, instead of committing them first; they are committed to
@@ -276,6 +281,7 @@ class Store:
         # last_core_seq moved on but is not stored yet: stored with the next commit
         # that writes anything (set_core_seq)
         self._core_seq_unsaved = False
+        self._seq_saved_s = time.monotonic()  # when last_core_seq was last written
         self._checkpointer: _Checkpointer | None = None
         self.next_order_id = 1
         # key_id -> first sequence number still stored (absent: 1, nothing removed)
@@ -473,11 +479,15 @@ class Store:
                 or (len(log) >= FOLD_MIN_ROWS and log[FOLD_MIN_ROWS - 1][1] < now - FOLD_AGE_S)
             )
         )
-        if not (self._out or self._new or self._dirty or self._meta or self._symbols or aged):
+        seq_due = fold and self._core_seq_unsaved and now - self._seq_saved_s >= SEQ_SAVE_INTERVAL_S
+        if not (
+            self._out or self._new or self._dirty or self._meta or self._symbols or aged or seq_due
+        ):
             return
         if self._core_seq_unsaved:
             self._meta["last_core_seq"] = self.last_core_seq
             self._core_seq_unsaved = False
+            self._seq_saved_s = now
         con = self._cur
         con.execute("BEGIN")
         if self._new or self._dirty:

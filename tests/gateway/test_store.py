@@ -141,6 +141,26 @@ def test_the_core_seq_is_stored_with_the_next_change(tmp_path: Path) -> None:
     assert Store(db).last_core_seq == 9
 
 
+def test_the_tickers_commit_stores_a_core_seq_left_unsaved(tmp_path: Path) -> None:
+    """A gateway that only sees events that change nothing (other doors' orders) still
+    stores its resume point: the ticker's commit(fold=True) writes the seq once it has
+    waited SEQ_SAVE_INTERVAL_S, so it never falls behind the core's log retention."""
+    db = tmp_path / "gw.db"
+    s = Store(db)
+    s.set_core_seq(7)
+    s.commit(fold=True)  # just started: not due yet
+    assert Store(db).last_core_seq == 0
+    s._seq_saved_s -= store_mod.SEQ_SAVE_INTERVAL_S
+    s.commit()  # a turn's commit does not store it on its own
+    assert Store(db).last_core_seq == 0
+    s.commit(fold=True)
+    assert Store(db).last_core_seq == 7
+    s.set_core_seq(8)
+    s.commit(fold=True)  # just saved: waits again
+    assert Store(db).last_core_seq == 7
+    s.close()
+
+
 def test_commit_folds_aged_log_rows_only_when_asked(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
