@@ -9,8 +9,10 @@ ones are edge-triggered, so every wake-up drains them).  Group commit: everythin
 turn changes (new orders' rows, applied event batches with their last seq) is
 written in ONE store transaction at the end of the turn (:meth:`CoreLink.flush`),
 then the turn's commands leave together in one frame (an order id reaches the core
-only once it is stored).  A request that needs the outcome of its command awaits its
-reply (:meth:`CoreLink.send`) and then the application of the events of the reply's
+only once it is stored: a turn whose only changes are new client-id orders appends
+them to the store's intent file instead of committing, :meth:`Store.commit`).  A
+request that needs the outcome of its command awaits its reply
+(:meth:`CoreLink.send`) and then the application of the events of the reply's
 ``seq`` (:meth:`CoreLink.applied`: done once they are committed).
 """
 
@@ -223,7 +225,8 @@ class CoreLink:
 
     def _recover_pending(self) -> None:
         """Orders stored PENDING_NEW whose NEW may never have reached the core (a crash
-        between the store's commit and the send): a CANCEL settles each (canceled if
+        between the store's commit or intent write and the send, or before their first
+        events were committed): a CANCEL settles each (canceled if
         it was applied, else it never existed)."""
         for o in list(self.store.open.values()):
             if o.status == PENDING_NEW:

@@ -161,7 +161,7 @@ class Follower:
                           TYPE_NAME.get(ev[_OTYPE], "LIMIT"), "GTC", ev[_PRICE],
                           0 if ev[_OTYPE] == OrdType.MARKET_QUOTE else ev[_QTY],
                           0, 0, time_ms=ts_ms, api=False)  # fmt: skip
-                st.add(o)
+                st.add(o, durable=False)  # written by this batch's transaction (save)
             o.status = "NEW"
             # The core's sequencing time: the same after a rebuild from the event log.
             o.time_ms = o.update_ms = ts_ms

@@ -444,10 +444,10 @@ def open_order(ctx: Context, params: dict[str, str], uid: int, key: str) -> NewO
     )
     if resp_type not in ("ACK", "RESULT", "FULL"):
         raise bad_request(err.INVALID_PARAMETER, "Invalid newOrderRespType.")
-    # A client's own id can be retried: the order's row is committed before its NEW
-    # leaves and concurrent retries wait for its outcome.  A generated one cannot (the
-    # client learns it from the answer): the row is written with its first events
-    # (api.store), nothing waits for it.
+    # A client's own id can be retried: the order is durable before its NEW leaves
+    # (the turn's transaction or the intent file, api.store) and concurrent retries
+    # wait for its outcome.  A generated one cannot (the client learns it from the
+    # answer): the row is written with its first events (api.store), nothing waits.
     retryable = bool(o.client_order_id)
     if retryable:
         prev = ctx.store.by_client_id(uid, o.client_order_id)

@@ -3,9 +3,18 @@
 Every order of every user is built from the core's events (``ACCEPTED``, ``TRADE``,
 ``CANCELED``, ...), so the state is rebuildable from the core alone: delete the
 database and the API replays the event log from seq 1.  Orders entered through this
-API with a ``newClientOrderId`` additionally carry that id: their row is written
-(``PENDING_NEW``) before the NEW leaves for the core, so a restart still knows them
-and a retry with the same id has one effect.  An order without one (its id is
+API with a ``newClientOrderId`` additionally carry that id, and a retry with the same
+id must have one effect, also across a kill -9: before the NEW leaves for the core
+the order is made durable, either in the turn's transaction (when the turn commits
+anyway) or, when it would commit nothing else, by appending its image to the order
+intent file (:mod:`bindings.intentfile`: one ``write`` instead of a transaction);
+its row then reaches SQLite with the next transaction, usually the one of its first
+events.  At start the file's images of orders SQLite lacks are stored as they would
+have been (``PENDING_NEW``: :meth:`api.core.CoreLink.start` settles them against the
+core) and the id counter moves past them (:meth:`Store._recover_intents`).  Images
+older than the mark ``meta.intent_through`` (the highest order id in the file when a
+transaction stored the file's orders) are stale and ignored: their orders are in
+SQLite, or were refused and deleted.  An order without one (its id is
 generated here) has no retry to protect: its row is written once, with its first
 events (one write instead of two); a crash before that leaves it as the core's
 events show it (``core.<orderId>``), and its client never got an answer naming it.
@@ -32,11 +41,13 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+import struct
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bindings.intentfile import IntentFile
 from gateway.store import clock_order_id
 
 log = logging.getLogger("bursa.api")
@@ -52,6 +63,11 @@ CHECKPOINT_INTERVAL_S = 1.0
 MAX_ORDER_ID = (1 << 40) - 1
 PENDING_NEW = "PENDING_NEW"
 OPEN_STATUSES = frozenset({PENDING_NEW, "NEW", "PARTIALLY_FILLED"})
+# An order's image in the intent file: user_id, order_id, symbol_id, price, qty,
+# quote_qty, stop, time_ms, then the tail's length; the tail is clientOrderId, side,
+# type and timeInForce joined by spaces (none can hold one).  A new order has nothing
+# else: executed 0, PENDING_NEW, updated when entered, entered here.
+INTENT_IMAGE = struct.Struct("<QQIqqqqqH")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS orders (
@@ -178,6 +194,30 @@ class Order:
                    str(r[13]), int(r[14]), int(r[15]), bool(r[16]))  # fmt: skip
 
 
+def pack_intents(orders: list[Order]) -> bytes:
+    """The intent file records of new orders (:data:`INTENT_IMAGE`)."""
+    parts = []
+    for o in orders:
+        tail = f"{o.client_order_id} {o.side} {o.type} {o.tif}".encode("ascii")
+        parts.append(INTENT_IMAGE.pack(o.user_id, o.order_id, o.symbol_id, o.price, o.qty,
+                                       o.quote_qty, o.stop, o.time_ms, len(tail)))  # fmt: skip
+        parts.append(tail)
+    return b"".join(parts)
+
+
+def unpack_intents(blob: bytes) -> list[Order]:
+    """The orders of whole intent file records, in order (``PENDING_NEW``)."""
+    out: list[Order] = []
+    pos, size = 0, INTENT_IMAGE.size
+    while pos < len(blob):
+        uid, oid, sym, price, qty, quote, stop, t, n = INTENT_IMAGE.unpack_from(blob, pos)
+        cl, side, typ, tif = blob[pos + size : pos + size + n].decode("ascii").split(" ")
+        pos += size + n
+        out.append(Order(uid, oid, sym, cl, side, typ, tif, price, qty, quote, stop,
+                         time_ms=t, update_ms=t))  # fmt: skip
+    return out
+
+
 class Checkpointer(threading.Thread):
     """Passive WAL checkpoints every ``CHECKPOINT_INTERVAL_S`` on a connection of its own.
 
@@ -244,11 +284,21 @@ class Store:
         self.symbols: dict[int, dict[str, int]] = {}
         self.last_core_seq = 0
         self.next_order_id = 0
-        for k, v in self.con.execute("SELECT k, v FROM meta"):
-            if k == "last_core_seq":
-                self.last_core_seq = int(v)
-            elif k == "next_order_id":
-                self.next_order_id = int(v)
+        meta = dict(self.con.execute("SELECT k, v FROM meta").fetchall())
+        self.last_core_seq = int(meta.get("last_core_seq", 0))
+        self.next_order_id = int(meta.get("next_order_id", 0))
+        # Client-id orders not in SQLite yet (committed with the next transaction), and
+        # those of them not in the intent file yet (written by a commit with nothing
+        # else to store).
+        self._intents: dict[tuple[int, int], Order] = {}
+        self._unlogged: list[Order] = []
+        self._logged_top = 0  # highest order id written to the file since the last mark
+        db = str(db_path)
+        self._intent: IntentFile | None = None
+        if db != ":memory:" and not db.startswith("file:"):
+            self._intent = IntentFile(db)
+            self._recover_intents(self._intent, meta.get("intent_through"))
+            self._intent.reset()
         self.reserved_order_id = self.next_order_id  # ids up to here may have been used
         for aid, dec in self.con.execute("SELECT asset_id, decimals FROM assets"):
             self.assets[int(aid)] = int(dec)
@@ -261,6 +311,40 @@ class Store:
             self._index(o)
         self._checkpointer = Checkpointer(path)
         self._checkpointer.start()
+
+    def _recover_intents(self, intent: IntentFile, through: int | None) -> None:
+        """At start: store the intent file's orders that SQLite lacks (a kill between
+        the write and the next transaction) as they would have been stored:
+        ``PENDING_NEW``, resolved against the core by :meth:`api.core.CoreLink.start`
+        (its events if the NEW arrived, else a probing CANCEL); the id counter moves
+        past them.  Images at or below ``through`` (``meta.intent_through``) are stale;
+        of two images with one clientOrderId the later wins (the earlier was refused,
+        freeing the id); an order SQLite has (by id or client id) stays as stored.  A
+        database without the mark is new (or deleted to be rebuilt): a file left by
+        another database is ignored."""
+        con = self.con
+        if through is None:
+            con.execute(_SET_META, ("intent_through", 0))
+            return
+        latest: dict[tuple[int, str], Order] = {}
+        for o in unpack_intents(intent.read(INTENT_IMAGE)):
+            if o.order_id > through:
+                latest[(o.user_id, o.client_order_id)] = o
+        if not latest:
+            return
+        top = max(o.order_id for o in latest.values())
+        con.execute("BEGIN")
+        con.executemany(
+            f"INSERT OR IGNORE INTO orders ({_COLS}) VALUES"
+            " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [o.row() for o in latest.values()],
+        )
+        con.execute(_SET_META, ("intent_through", top))
+        if top - API_ID_BASE > self.next_order_id:
+            self.next_order_id = top - API_ID_BASE
+            con.execute(_SET_META, ("next_order_id", self.next_order_id))
+        con.execute("COMMIT")
+        log.info("stored %d order(s) of the intent file", len(latest))
 
     def _index(self, o: Order) -> None:
         self.open[(o.user_id, o.order_id)] = o
@@ -281,12 +365,14 @@ class Store:
         return API_ID_BASE + n
 
     def add(self, o: Order, durable: bool = True) -> None:
-        """A new order: its row is written at the next commit, or (``durable`` false:
-        module docstring) at the first commit after it is saved again."""
+        """A new order.  ``durable`` (a client's own id): durable at the next commit,
+        in its transaction or in the intent file; else (module docstring) its row is
+        written at the first commit after it is saved again."""
         self._index(o)
         k = (o.user_id, o.order_id)
         if durable:
-            self._dirty[k] = o
+            self._intents[k] = o
+            self._unlogged.append(o)
         self._new.add(k)
 
     def save(self, o: Order) -> None:
@@ -300,6 +386,8 @@ class Store:
         if self.open_by_cl.get((o.user_id, o.client_order_id)) is o:
             del self.open_by_cl[(o.user_id, o.client_order_id)]
         self._dirty.pop(k, None)
+        if self._intents.pop(k, None) is not None and o in self._unlogged:
+            self._unlogged.remove(o)
         if k in self._new:
             self._new.discard(k)  # never written: nothing to delete
         else:
@@ -332,10 +420,27 @@ class Store:
         """Run one statement in the next commit's transaction."""
         self._other.append((sql, args))
 
-    def commit(self) -> None:
-        """Write everything buffered in one transaction (no-op if nothing)."""
+    def commit(self, log_intents: bool = True) -> None:
+        """Make everything buffered durable before the turn's commands leave: in one
+        transaction, or, when all there is are new client-id orders (and
+        ``log_intents``), by appending them to the intent file (module docstring);
+        they are then written with the next transaction.  No-op if nothing."""
         if not (self._dirty or self._deleted or self._trades or self._meta or self._other):
-            return
+            if not self._unlogged and (log_intents or not self._intents):
+                return
+            if self._intent is not None and log_intents and not self._intent.full:
+                if self._unlogged:
+                    self._intent.append(pack_intents(self._unlogged))
+                    self._logged_top = max(self._logged_top, *(o.order_id for o in self._unlogged))
+                    self._unlogged.clear()
+                return
+        if self._intents:
+            for k, o in self._intents.items():
+                self._dirty.setdefault(k, o)
+        if self._logged_top:
+            # Every image in the file is stored by this transaction (or its order was
+            # refused): a restart ignores them (_recover_intents).
+            self._meta["intent_through"] = self._logged_top
         con = self.con
         inserted: set[tuple[int, int]] = set()
         con.execute("BEGIN")
@@ -365,6 +470,13 @@ class Store:
         if self._meta:
             con.executemany(_SET_META, self._meta.items())
         con.execute("COMMIT")
+        if self._intents:
+            self._intents.clear()
+            self._unlogged.clear()
+        if self._logged_top:
+            self._logged_top = 0
+            if self._intent is not None:
+                self._intent.committed()
         if inserted:
             self._new.difference_update(inserted)
         for k, o in self._dirty.items():
@@ -379,9 +491,12 @@ class Store:
         self._other.clear()
 
     def close(self) -> None:
-        """Commit, stop the checkpoints and close (the last connection checkpoints)."""
-        self.commit()
+        """Commit (new orders too), stop the checkpoints and close (the last
+        connection checkpoints)."""
+        self.commit(log_intents=False)
         self._checkpointer.stop()
+        if self._intent is not None:
+            self._intent.close()
         self.con.close()
 
     # ------------------------------------------------------------- reads

@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import bisect
 import operator
-import os
 import sqlite3
 import threading
 import time
@@ -61,6 +60,9 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from bindings import intentfile
+from bindings.intentfile import INTENT_SUFFIX as INTENT_SUFFIX  # re-exported (tests, docs)
+from bindings.intentfile import INTENT_TRUNCATE_BYTES as INTENT_TRUNCATE_BYTES
 from bursa_wire.gw_layout import (
     APP_OUT,
     STATE_CANCELED,
@@ -168,16 +170,12 @@ CHECKPOINT_INTERVAL_S = 0.25
 # gateway that only sees other doors' events must not let its resume point fall behind
 # the log's retention.
 SEQ_SAVE_INTERVAL_S = 1.0
-# The order intent file (next to the database, this suffix): a turn whose only changes
-# are at most MAX_INTENT_ORDERS new orders appends their images to it (one write)
-# before their NEWs leave, instead of committing them first; they are committed to
-# SQLite right after the send and the file is emptied (Store.log_new_orders).
-INTENT_SUFFIX = "-orders"
+# The order intent file (bindings.intentfile, next to the database): a turn whose only
+# changes are at most MAX_INTENT_ORDERS new orders appends their images to it (one
+# write) before their NEWs leave, instead of committing them first; they are committed
+# to SQLite with the next transaction (Store.log_new_orders).  The images left in it
+# after their commit are ignored at a restart (SQLite has their orders).
 MAX_INTENT_ORDERS = 8
-# The file is emptied (ftruncate) only once it holds this many bytes (~800 orders):
-# the images left in it after their commit are ignored at a restart (SQLite has their
-# orders), and a truncate per commit cost more than the write it saved.
-INTENT_TRUNCATE_BYTES = 1 << 16
 SET_NEXT_ORDER_ID = "INSERT OR REPLACE INTO meta (k, v) VALUES ('next_order_id', ?)"
 INSERT_ORDER = "INSERT OR REPLACE INTO orders (key_id, cl_ord_id, live, rec) VALUES (?, ?, ?, ?)"
 INSERT_ARCHIVE = "INSERT INTO order_archive (key_id, hi_cl, lo_cl, recs) VALUES (?, ?, ?, ?)"
@@ -219,14 +217,9 @@ def pack_orders_py(orders: list[Order]) -> bytes:
 
 def whole_records(blob: bytes) -> int:
     """The length of the prefix of ``blob`` made of whole order images (a write cut
-    short by a crash leaves a partial last one)."""
-    pos, size, end = 0, ORDER_REC.size, len(blob)
-    while pos + size <= end:
-        n = ORDER_REC.unpack_from(blob, pos)[-1]  # the last field: its pending bytes
-        if pos + size + n > end:
-            break
-        pos += size + n
-    return pos
+    short by a crash leaves a partial last one; ORDER_REC's last field is the length
+    of its pending bytes)."""
+    return intentfile.whole_records(blob, ORDER_REC)
 
 
 def unpack_orders(blob: bytes) -> list[Order]:
@@ -298,31 +291,27 @@ class Store:
         self._archived_hi: dict[int, int] = {}
         self._fold_log()
         # The order intent file (log_new_orders); none for an in-memory database.
-        self._intent_fd = -1
         self._intent_n = 0  # how many of _new are in the intent file (not committed)
-        self._intent_bytes = 0  # bytes in the intent file since it was last emptied
-        self.intent_writes = 0  # turns whose new orders went to the intent file
         db = str(db_path)
-        self._intent_path = "" if db == ":memory:" or db.startswith("file:") else db + INTENT_SUFFIX
-        if self._intent_path:
-            self._recover_intents()
-            self._intent_fd = os.open(
-                self._intent_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600
-            )
+        self._intent: intentfile.IntentFile | None = None
+        if db != ":memory:" and not db.startswith("file:"):
+            self._intent = intentfile.IntentFile(db)
+            self._recover_intents(self._intent)
+            self._intent.reset()
         self._load()
 
-    def _recover_intents(self) -> None:
+    @property
+    def intent_writes(self) -> int:
+        """Turns whose new orders went to the intent file."""
+        return 0 if self._intent is None else self._intent.writes
+
+    def _recover_intents(self, intent: intentfile.IntentFile) -> None:
         """At start: the orders of the intent file that never reached SQLite (a kill
         between the write and the commit after the send) are stored now, pending
         (their NEW may have reached the core: recovery probes them), and the id
         counter goes past them; orders SQLite has already (in ``orders`` or the
         archive) are left as stored."""
-        try:
-            with open(self._intent_path, "rb") as fh:
-                blob = fh.read()
-        except FileNotFoundError:
-            return
-        orders = unpack_orders(blob[: whole_records(blob)])
+        orders = unpack_orders(intent.read(ORDER_REC))
         # An order committed since may have ended and been folded into the archive
         # (not ``orders``): re-storing its intent image would shadow its final state.
         orders = [o for o in orders if self._archived(o.key_id, o.cl_ord_id) is None]
@@ -335,7 +324,6 @@ class Store:
                             [self._row(o) for o in orders])  # fmt: skip
             con.execute(SET_NEXT_ORDER_ID, (next_id,))
             con.execute("COMMIT")
-        os.truncate(self._intent_path, 0)
 
     def _migrate_orders_table(self) -> None:
         """Convert an ``orders`` table of one column per field (before the order log;
@@ -437,9 +425,10 @@ class Store:
         once it holds :data:`INTENT_TRUNCATE_BYTES`.  A restart stores the file's
         orders that SQLite lacks first (:meth:`_recover_intents`).  Returns
         False, having done nothing, when the turn needs a commit instead."""
-        new = self._new
+        new, intent = self._new, self._intent
         if (
-            self._intent_fd < 0
+            intent is None
+            or intent.full
             or not new
             or len(new) > MAX_INTENT_ORDERS
             or self._out
@@ -449,9 +438,8 @@ class Store:
         ):
             return False
         if len(new) > self._intent_n:
-            self._intent_bytes += os.write(self._intent_fd, pack_orders_py(new[self._intent_n :]))
+            intent.append(pack_orders_py(new[self._intent_n :]))
             self._intent_n = len(new)
-            self.intent_writes += 1
         return True
 
     def only_logged(self) -> bool:
@@ -522,11 +510,10 @@ class Store:
         con.execute("COMMIT")
         if self._intent_n:
             # The intent file's orders were in this transaction (they were in _new):
-            # what the file holds is stale now (see INTENT_TRUNCATE_BYTES).
+            # what the file holds is stale now (emptied once big enough).
             self._intent_n = 0
-            if self._intent_bytes >= INTENT_TRUNCATE_BYTES:
-                os.ftruncate(self._intent_fd, 0)
-                self._intent_bytes = 0
+            if self._intent is not None:
+                self._intent.committed()
         for k in self._out:
             self.committed_seq[k] = self.last_seq[k]
         self._out.clear()
@@ -696,9 +683,8 @@ class Store:
         if self._checkpointer is not None:
             self._checkpointer.stop()
             self._checkpointer = None
-        if self._intent_fd >= 0:
-            os.close(self._intent_fd)
-            self._intent_fd = -1
+        if self._intent is not None:
+            self._intent.close()
         self.con.close()
 
     def start_checkpointer(self, interval_s: float = CHECKPOINT_INTERVAL_S) -> None:

@@ -102,6 +102,7 @@ def test_store_updates_rows_in_place(tmp_path: Path) -> None:
     s = Store(db)
     a = _order(1, "a")
     s.add(a)
+    s.set_core_seq(1)  # a transaction (not the intent file): a's row is in SQLite
     s.commit()
     a.status, a.executed, a.cum_quote, a.update_ms = "PARTIALLY_FILLED", 2, 2000, 7
     a.qty, a.price = 4, 90

@@ -62,14 +62,20 @@ def test_generated_id_order_is_written_with_its_first_events(tmp_path: Path) -> 
         s.close()
 
 
-def test_client_id_order_is_written_before_it_leaves(tmp_path: Path) -> None:
-    """``add()`` (a client's own id): the PENDING_NEW row is in the next commit."""
+def test_client_id_order_is_durable_before_it_leaves(tmp_path: Path) -> None:
+    """``add()`` (a client's own id): the next commit makes it durable, in the intent
+    file when there is nothing else to store (tests/api/test_intent_file.py), else
+    as its PENDING_NEW row in the transaction."""
     db = tmp_path / "api.db"
     s = Store(db)
     try:
         s.add(_order(8, "mine"))
         s.commit()
-        assert _rows(db) == [(8, "mine", "PENDING_NEW")]
+        assert _rows(db) == [] and Path(str(db) + "-orders").stat().st_size > 0
+        s.add(_order(9, "also"))
+        s.set_core_seq(1)
+        s.commit()
+        assert _rows(db) == [(8, "mine", "PENDING_NEW"), (9, "also", "PENDING_NEW")]
     finally:
         s.close()
 
@@ -82,6 +88,7 @@ def test_unwritten_order_deleted_writes_nothing(tmp_path: Path) -> None:
         a, b = _order(1, "a"), _order(2, "b")
         s.add(a, durable=False)
         s.add(b)
+        s.set_core_seq(1)  # a transaction (not the intent file)
         s.commit()
         assert _rows(db) == [(2, "b", "PENDING_NEW")]
         changes = s.con.total_changes

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bindings import intentfile
 from bursa_wire.gw_layout import APP_OUT, STATE_FILLED, STATE_PENDING
 from gateway import store as store_mod
 from gateway.store import Order, Store
@@ -293,6 +294,21 @@ def test_a_quiet_turns_new_orders_go_to_the_intent_file_first(tmp_path: Path) ->
         if full:
             break
     assert intent.stat().st_size == 0
+    s.close()
+
+
+def test_a_full_intent_file_gives_way_to_a_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The intent file is bounded: once it holds INTENT_MAX_BYTES, a turn's new order
+    is committed before its NEW leaves instead (log_new_orders says no)."""
+    monkeypatch.setattr(intentfile, "INTENT_MAX_BYTES", 1)
+    s = Store(tmp_path / "gw.db")
+    s.new_order(Order(1, 0, 7, 1, 1, 1, 1, 1000, 5, 5))
+    assert s.log_new_orders()  # empty file: appended
+    s.commit()
+    s.new_order(Order(1, 0, 7, 2, 1, 1, 1, 1000, 5, 5))
+    assert not s.log_new_orders()
     s.close()
 
 
