@@ -114,7 +114,7 @@ U_TYPE = UNSEQUENCED[0]
 SEQ_TYPE = SEQUENCED[0]
 S_FRAME_HEAD = struct.Struct("<HBQ")  # FRAME_HEAD + SEQ_HEAD of an S frame, in one pack
 S_FRAME_OVERHEAD = 1 + 8  # the length counts the type byte and the sequence number
-FRAME_SHIFT = 16  # client_ref = frame number << 16 | index in the frame
+FRAME_SHIFT = gwreport.FRAME_SHIFT  # client_ref = frame number << 16 | index in the frame
 MAX_CORE_FRAME = 4096  # commands per frame to the core (its own limit is 16,384)
 # Each command's client_ref (its place in CMD_DTYPE), set per frame in _send_frame:
 # frames of up to SMALL_FRAME commands by struct stores, larger ones by numpy.
@@ -724,12 +724,12 @@ class Gateway:
         sel = e if ok is None else e[ok]
         top_cl = int(sel["cl_ord_id"].max())
         first = self.store.reserve_ids(m)
-        self.store.enter_run(recs, ok, uid, kid, first, top_cl)
+        # The orders, and their command tags (uid, order id, "N"), in one compiled pass.
+        self.store.enter_run(recs, ok, uid, kid, first, top_cl, self.cmd_tags)
         self.open_by_key[kid] = self.open_by_key.get(kid, 0) + m
         self.open_by_user[uid] = self.open_by_user.get(uid, 0) + m
         self.stats["orders"] += m
         self.cmds.append(batch.new_records(sel, uid, np.arange(first, first + m, dtype=np.uint64)))
-        self.cmd_tags.extend([(uid, first + k, "N") for k in range(m)])
         self.schedule_flush()
         return True
 
@@ -930,7 +930,20 @@ class Gateway:
         self.emit(kid, OUT["BALANCE"], v)
 
     def on_replies(self, replies: Any) -> None:
-        """Replies: only mass cancels are answered from them (events do the rest)."""
+        """One reply frame of the core: the NEWs it applied are acknowledged from it
+        (ACCEPTED, see :meth:`_accepted_by_reply`), mass cancels answered; the events
+        tell the rest.  The loop runs in compiled code
+        (:func:`pyx.gwreport.apply_replies`; reference :meth:`on_replies_py`)."""
+        if not len(replies):
+            return
+        n = gwreport.apply_replies(self, replies, time.time_ns())
+        self.stats["reports"] += n
+        self.stats["acks_from_reply"] += n
+
+    def on_replies_py(self, replies: Any, ts_ns: int) -> None:
+        """The reference of :func:`pyx.gwreport.apply_replies` (which :meth:`on_replies`
+        calls; tests/gateway/test_reply_ack.py holds them to the same answers): the
+        ACCEPTEDs from this frame's replies are stamped ``ts_ns``."""
         if not len(replies):
             return
         # The core answers all frames of one loop turn in one reply frame: split it by
@@ -951,25 +964,29 @@ class Gateway:
             if entry is None or (ref & mask) >= len(entry[1]):
                 continue
             uid, oid, op = entry[1][ref & mask]
-            if op == "M":
-                m = self.mass.pop(oid, None)
-                if m is not None:
-                    v = {
-                        "request_id": m[1],
-                        "canceled": value if status == 1 else 0,
-                        "reason": reason,
-                    }
-                    self.emit(m[0], OUT["MASS_CANCEL_ACK"], v)
-            elif status == STATUS_APPLIED and (op == "N" or op == "n"):
+            if status == STATUS_APPLIED and (op == "N" or op == "n"):
                 acked.append((uid, oid))
-            elif op == "n" and status == STATUS_DUPLICATE:
-                # A resent NEW whose first copy was applied: its events tell the outcome.
-                self.stats["duplicates"] += 1
-                log.info("resent NEW answered DUPLICATE user=%d order=%d", uid, oid)
+            elif op == "M" or (op == "n" and status == STATUS_DUPLICATE):
+                self._reply_other(uid, oid, op, status, value, reason)
         if acked:
-            n = gwreport.accept_from_replies(self, acked, time.time_ns())
+            n = gwreport.accept_from_replies(self, acked, ts_ns)
             self.stats["reports"] += n
             self.stats["acks_from_reply"] += n
+
+    def _reply_other(
+        self, user_id: int, order_id: int, op: str, status: int, value: int, reason: int
+    ) -> None:
+        """The reply to a mass cancel (op M: its acknowledgement) or to a resent NEW
+        answered DUPLICATE (op n: its first copy was applied, the events tell the
+        outcome); :func:`pyx.gwreport.apply_replies` hands these here."""
+        if op == "M":
+            m = self.mass.pop(order_id, None)
+            if m is not None:
+                v = {"request_id": m[1], "canceled": value if status == 1 else 0, "reason": reason}
+                self.emit(m[0], OUT["MASS_CANCEL_ACK"], v)
+        elif op == "n" and status == STATUS_DUPLICATE:
+            self.stats["duplicates"] += 1
+            log.info("resent NEW answered DUPLICATE user=%d order=%d", user_id, order_id)
 
     def _accepted_by_reply(self, user_id: int, order_id: int) -> None:
         """The core applied a NEW: report ACCEPTED now unless its ACCEPTED event came

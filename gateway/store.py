@@ -479,10 +479,9 @@ class Store:
         con = self._cur
         con.execute("BEGIN")
         if self._new or self._dirty:
-            if self._new and self._dirty:
-                # An order created in this turn is logged once, with its latest values.
-                for o in self._new:
-                    self._dirty.pop((o.user_id, o.order_id), None)
+            # An order created in this turn and changed since is in both: pack_orders
+            # logs it once, with its latest values (its second place in ``changed`` is
+            # skipped there, and by the fold: Order.log_id).
             changed = self._new + list(self._dirty.values())
             lid = self._log_id + 1
             # Also marks the orders' log row (Order.log_id) and lists the ones that ended
@@ -752,15 +751,17 @@ class Store:
 
     def enter_run(
         self, recs: bytes, idx: list[int] | None, user_id: int, key_id: int, first_id: int,
-        top_cl: int,
+        top_cl: int, tags: list[tuple[int, int, str]] | None = None,
     ) -> list[Order]:  # fmt: skip
         """New pending orders for the ENTER_ORDER records ``recs`` of one session at the
         indexes ``idx`` (None: all; ``top_cl`` the highest client id among them), with
         ids from ``first_id`` (:meth:`reserve_ids`), built and put in the maps in compiled
-        code (:func:`pyx.gwentry.order_objects`): the same as :meth:`add_orders`."""
+        code (:func:`pyx.gwentry.order_objects`): the same as :meth:`add_orders`.  With
+        ``tags``, each order's command tag ``(user_id, order_id, "N")`` is appended to it
+        in the same pass."""
         orders = gwentry.order_objects(
             Order, recs, idx, user_id, key_id, first_id, STATE_PENDING, "N", self.orders,
-            self.by_cl,
+            self.by_cl, tags,
         )  # fmt: skip
         if orders and top_cl > self.max_cl.get(key_id, 0):
             self.max_cl[key_id] = top_cl

@@ -25,4 +25,5 @@ def order_objects(
     pending: str,
     by_id: dict[tuple[int, int], Any] | None = None,
     by_cl: dict[tuple[int, int], Any] | None = None,
+    tags: list[tuple[int, int, str]] | None = None,
 ) -> list[Any]: ...

@@ -131,19 +131,24 @@ cdef class EntryReader:
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def order_objects(order_cls, bytes recs, list idx, uint64_t user_id, uint64_t key_id,
-                  uint64_t first_id, int state, str pending, dict by_id=None, dict by_cl=None):
+                  uint64_t first_id, int state, str pending, dict by_id=None, dict by_cl=None,
+                  list tags=None):
     """``Order``s (``order_cls``, the :class:`gateway.store.Order` dataclass) for the
     ENTER_ORDER records ``recs`` at the indexes ``idx`` (None: every record), with
     consecutive core order ids from ``first_id``: the same objects the Python
     comprehension made.  With ``by_id`` and ``by_cl`` (the store's maps), each order is
-    also put in them under ``(user_id, order_id)`` and ``(key_id, cl_ord_id)``."""
+    also put in them under ``(user_id, order_id)`` and ``(key_id, cl_ord_id)``.  With
+    ``tags`` (the gateway's command tags of this turn), each order's
+    ``(user_id, order_id, pending)`` is appended to it, in order."""
     cdef const EnterRec* r
     cdef const char* base = PyBytes_AS_STRING(recs)
     cdef Py_ssize_t i, k = 0, n = PyBytes_GET_SIZE(recs) // ENTER_LEN
     cdef Py_ssize_t m = n if idx is None else len(idx)
     cdef list out = []
     cdef bint index = by_id is not None and by_cl is not None
+    cdef bint tag = tags is not None
     cdef Order o
+    uid = user_id  # one int object for every key and tag of the run
     if order_cls is not Order:
         raise TypeError("order_cls must be pyx.gworders.Order")
     for k in range(m):
@@ -167,7 +172,11 @@ def order_objects(order_cls, bytes recs, list idx, uint64_t user_id, uint64_t ke
         o.reason = 0
         o.pending = [pending]
         out.append(o)
-        if index:
-            by_id[(user_id, first_id + k)] = o
-            by_cl[(key_id, r.cl_ord_id)] = o
+        if index or tag:
+            oid = first_id + k
+            if index:
+                by_id[(uid, oid)] = o
+                by_cl[(key_id, r.cl_ord_id)] = o
+            if tag:
+                tags.append((uid, oid, pending))
     return out

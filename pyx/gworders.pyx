@@ -155,10 +155,12 @@ cdef Py_ssize_t _pack(Order o, char* w) except -1:
 def pack_orders(list orders, log_id=None, ended=None):
     """The order log blob of ``orders`` (``gateway.store.Order``s), in order.
 
-    With ``log_id``, also sets each order's ``log_id`` to it (the log row holding its
-    latest image, until folded); with ``ended`` (a deque), appends
-    ``(o.key_id, o.cl_ord_id)`` of each order that ended (filled, canceled or rejected)
-    with no request pending (eviction candidates).
+    With ``log_id`` (a new log row's id: no order has it yet), also sets each order's
+    ``log_id`` to it (the log row holding its latest image, until folded), and an
+    order listed more than once is packed once, at its first place (a turn's new
+    orders and its changed orders may overlap: ``Store.commit``); with ``ended`` (a
+    deque), appends ``(o.key_id, o.cl_ord_id)`` of each order packed that ended
+    (filled, canceled or rejected) with no request pending (eviction candidates).
 
     Raises ``OverflowError`` for a field out of its record range (as ``struct.pack``
     does) and ``ValueError`` for a pending request that is not one ASCII letter.
@@ -167,16 +169,21 @@ def pack_orders(list orders, log_id=None, ended=None):
     cdef int state
     cdef int64_t lid = 0 if log_id is None else log_id
     cdef Order o
-    for o in orders:
+    cdef list todo = orders
+    if lid:
+        todo = []
+        for o in orders:
+            if o.log_id != lid:  # not listed before in this call
+                o.log_id = lid
+                todo.append(o)
+    for o in todo:
         total += sizeof(OrderRec) + len(<list> o.pending)
     cdef bytes out = PyBytes_FromStringAndSize(NULL, total)
     cdef char* w = PyBytes_AS_STRING(out)
-    for o in orders:
+    for o in todo:
         if pos + sizeof(OrderRec) + len(<list> o.pending) > total:
             raise RuntimeError("an order changed while it was packed")
         pos += _pack(o, w + pos)
-        if lid:
-            o.log_id = lid
         if ended is not None:
             state = o.state
             if not o.pending and S_FILLED <= state <= S_REJECTED:

@@ -1,5 +1,5 @@
 # cython: language_level=3
-"""The gateway's hot event -> execution-report path in Cython.
+"""The gateway's hot event -> execution-report path in Cython (and the reply loop).
 
 :func:`apply_events` does for a frame of core events exactly what calling
 ``Gateway.on_event`` on each ``events.tolist()`` row does (that Python method is the
@@ -9,6 +9,11 @@ numpy frame and packs ACCEPTED, EXECUTED and CANCELED reports through packed C
 structs.  Only those kinds (ACCEPTED, TRADE and CANCELED: almost every event of a busy
 gateway, market makers cancel most of their quotes) are handled here; every other kind
 is handed, in order, to ``gw.on_event`` as the same tuple ``tolist`` would give.  Orders stay the Python objects of ``gateway.store``.
+
+:func:`apply_replies` is ``Gateway.on_replies_py`` (its oracle,
+tests/gateway/test_reply_ack.py) for a frame of the core's replies: the NEWs applied
+get their ACCEPTED from the reply (:func:`accept_from_replies`), the rare rest goes
+back to Python.
 """
 
 cimport cython
@@ -31,7 +36,8 @@ from bursa_wire.gw_layout import (
     STATE_OPEN,
     STATE_PENDING,
 )
-from bursa_wire.layout import EV_DTYPE
+from bursa_wire.layout import EV_DTYPE, REPLY_DTYPE
+from engine.wire.frames import STATUS_APPLIED, STATUS_DUPLICATE
 from pyx.enums import EvFlag, EvKind, OrdType, Reason
 from pyx.records cimport EvRec
 from pyx.gworders cimport Order
@@ -48,6 +54,18 @@ cdef packed struct AcceptedMsg:
     uint16_t symbol_id
     uint8_t side
     uint8_t ord_type
+
+cdef packed struct ReplyRec:
+    # The core's reply record (REPLY_DTYPE, checked at import; pyx/core.pxd has the
+    # same struct, not cimported here so this module does not load the core).
+    uint64_t seq
+    uint64_t client_ref
+    uint64_t order_id
+    int64_t value
+    uint32_t user_id
+    uint16_t reason
+    uint8_t kind
+    uint8_t status
 
 cdef packed struct SHead:
     uint16_t length              # bytes after this field: type + seq + payload
@@ -96,6 +114,20 @@ _check_layout(
      "fee_asset_id", "symbol_id", "side", "liquidity"),
     sizeof(ExecutedMsg),
 )
+
+if (REPLY_DTYPE.itemsize != sizeof(ReplyRec)
+        or REPLY_DTYPE.names != ("seq", "client_ref", "order_id", "value", "user_id", "reason",
+                                 "kind", "status")
+        or REPLY_DTYPE.fields["client_ref"][1] != 8 or REPLY_DTYPE.fields["status"][1] != 39):
+    raise RuntimeError("reply layout changed: update pyx/gwreport.pyx")
+
+FRAME_SHIFT = 16
+"""A command's ``client_ref`` is ``frame number << FRAME_SHIFT | index in the frame``
+(``gateway.server`` numbers its frames to the core with it)."""
+cdef int C_FRAME_SHIFT = FRAME_SHIFT
+cdef uint64_t C_INDEX_MASK = (1 << FRAME_SHIFT) - 1
+cdef uint8_t ST_APPLIED = STATUS_APPLIED
+cdef uint8_t ST_DUPLICATE = STATUS_DUPLICATE
 
 if (FRAME_HEAD.format, SEQ_HEAD.format) != ("<HB", "<Q") or len(SEQUENCED) != 1:
     raise RuntimeError("S frame layout changed: update pyx/gwreport.pyx")
@@ -406,6 +438,63 @@ cdef void _accept_all(_Sink sink, list keys, dict orders, set retried, uint64_t 
             o.state = STATE_OPEN  # open either way: the open counts do not change
         sink.emit(o.key_id, _accepted(o, ts_ns, o.price, o.qty, o.leaves))
         sink.save(k, o)
+
+
+@cython.wraparound(False)
+def apply_replies(gw, replies, uint64_t ts_ns):
+    """``Gateway.on_replies_py`` (the oracle, tests/gateway/test_reply_ack.py) in C: one
+    reply frame of the core (``REPLY_DTYPE`` records, read in place).
+
+    Each reply finds its command by its ``client_ref`` (frame number, index): the
+    frame's entry leaves ``gw.inflight`` at its first reply (a frame given up on after
+    the timeout is gone: its replies are ignored), its tag ``(user_id, order_id, op)``
+    says what the command was.  The NEWs the core APPLIED (``op`` N, or n for a resend)
+    get their ACCEPTED after the loop, all stamped ``ts_ns``, as
+    :func:`accept_from_replies` does; a mass cancel's answer or a resend answered
+    DUPLICATE goes to ``gw._reply_other`` (Python, rare); every other reply is for
+    the events to tell.
+
+    Returns the number of ACCEPTED reports emitted; schedules the gateway's flush if
+    any.
+    """
+    cdef cnp.ndarray arr = replies
+    if arr.dtype != REPLY_DTYPE or not arr.flags.c_contiguous:
+        arr = np.ascontiguousarray(replies, dtype=REPLY_DTYPE)
+    cdef const ReplyRec* recs = <const ReplyRec*> cnp.PyArray_DATA(arr)
+    cdef const ReplyRec* r
+    cdef Py_ssize_t i, n = arr.shape[0]
+    cdef Py_ssize_t ntags = 0
+    cdef uint64_t no, cur = 0, idx
+    cdef bint have_cur = False
+    cdef dict inflight = gw.inflight
+    cdef list tags = None
+    cdef list acked = []
+    cdef tuple tag
+    for i in range(n):
+        r = &recs[i]
+        no = r.client_ref >> C_FRAME_SHIFT
+        if not have_cur or no != cur:
+            have_cur = True
+            cur = no
+            entry = inflight.pop(no, None)  # None: given up on after the timeout
+            if entry is None:
+                tags = None
+                ntags = 0
+            else:
+                tags = <list> (<tuple> entry)[1]
+                ntags = len(tags)
+        idx = r.client_ref & C_INDEX_MASK
+        if <Py_ssize_t> idx >= ntags:
+            continue
+        tag = <tuple> tags[idx]
+        op = tag[2]
+        if r.status == ST_APPLIED and (op == "N" or op == "n"):
+            acked.append((tag[0], tag[1]))
+        elif op == "M" or (op == "n" and r.status == ST_DUPLICATE):
+            gw._reply_other(tag[0], tag[1], op, r.status, r.value, r.reason)
+    if not acked:
+        return 0
+    return accept_from_replies(gw, acked, ts_ns)
 
 
 def session_frames(list outbox, dict sessions):

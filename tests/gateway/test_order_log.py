@@ -40,6 +40,12 @@ def test_pack_matches_the_reference_and_round_trips(orders: list[Order]) -> None
     assert unpack_orders(blob) == orders
     assert gworders.pack_orders(orders, 7) == blob
     assert [o.log_id for o in orders] == [7] * len(orders)
+    # With a log row id, an order listed again (new and changed in one turn) is packed
+    # once, at its first place.
+    again = orders + orders[::2] + orders[:1]
+    assert gworders.pack_orders(again, 8) == blob
+    assert [o.log_id for o in orders] == [8] * len(orders)
+    assert gworders.pack_orders(again) == pack_orders_py(again)  # no row id: as listed
 
 
 @settings(max_examples=100, deadline=None)

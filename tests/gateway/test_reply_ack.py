@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bursa_wire.gw_layout import BY_NAME, STATE_OPEN, STATE_PENDING
-from bursa_wire.layout import EV_DTYPE
+from bursa_wire.layout import EV_DTYPE, REPLY_DTYPE
+from gateway.server import FRAME_SHIFT
 from gateway.store import Order
 from gateway.wire import codec
 from pyx import gwreport
@@ -125,3 +126,82 @@ def test_an_event_that_changes_nothing_stores_nothing(compiled: bool) -> None:
     ev["leaves_lots"] = 7  # e.g. filled on entry: the event tells the open quantity
     apply(ev)
     assert gw.store._dirty == {(1, 5): o} and o.leaves == 7 and len(reports(gw)) == 1
+
+
+tags = st.lists(
+    st.tuples(st.sampled_from((*USERS, 3)), st.integers(1, 7), st.sampled_from("NnNnMCUDR")),
+    max_size=6,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    spec=order_specs,
+    types=st.lists(st.sampled_from([int(t) for t in OrdType]), min_size=10, max_size=10),
+    frames=st.lists(tags, max_size=4),
+    data=st.data(),
+)
+def test_compiled_replies_match_the_oracle(
+    spec: list[tuple[Any, ...]],
+    types: list[int],
+    frames: list[list[tuple[int, int, str]]],
+    data: st.DataObject,
+) -> None:
+    """pyx.gwreport.apply_replies against Gateway.on_replies_py: frames in flight with
+    NEWs, resends, mass cancels and other requests; replies in any order with any
+    status, to known and unknown frames and indexes (several replies to one frame,
+    as after a given-up frame's late answer): same reports, orders, in-flight frames,
+    mass cancels pending and counts."""
+    retried = data.draw(st.sets(st.sampled_from([(s[0], s[1]) for s in spec] or [(1, 1)])))
+    replies = data.draw(
+        st.lists(
+            st.tuples(
+                st.integers(1, len(frames) + 1),  # frame number (len + 1: never sent)
+                st.integers(0, 6),  # index in the frame (may be past its end)
+                st.sampled_from((1, 2, 3)),  # applied, rejected, duplicate
+                st.integers(-(2**63), 2**63 - 1),
+                st.integers(0, 2**16 - 1),
+            ),
+            max_size=12,
+        )
+    )
+    recs = np.zeros(len(replies), dtype=REPLY_DTYPE)
+    for i, (no, idx, status, value, reason) in enumerate(replies):
+        recs[i]["client_ref"] = no << FRAME_SHIFT | idx
+        recs[i]["status"], recs[i]["value"], recs[i]["reason"] = status, value, reason
+    oracle, compiled = _gateway(spec, retried), _gateway(spec, retried)
+    for gw in (oracle, compiled):
+        gw.stats["acks_from_reply"] = 0
+        for o, t in zip(gw.store.orders.values(), types, strict=False):
+            o.ord_type = t
+        gw.inflight = {no: (0.0, list(t), b"") for no, t in enumerate(frames, 1)}
+        gw.mass = {oid: (11, 100 + oid) for t in frames for _, oid, op in t if op == "M"}
+    oracle.on_replies_py(recs, 12345)
+    n = gwreport.apply_replies(compiled, recs, 12345)
+    compiled.stats["reports"] += n
+    compiled.stats["acks_from_reply"] += n
+    assert _state(compiled) == _state(oracle)
+    assert (compiled.inflight, compiled.mass, compiled.stats) == (
+        oracle.inflight,
+        oracle.mass,
+        oracle.stats,
+    )
+
+
+def test_a_frame_of_acks_reports_each_order_once() -> None:
+    """The common case spelled out: one frame of three NEWs, all APPLIED, answered in
+    one reply frame through Gateway.on_replies: three ACCEPTEDs in command order, the
+    frame leaves the in-flight table, a late duplicate of the reply adds nothing."""
+    spec = [(1, oid, 11, 70 + oid, 1, STATE_PENDING, 10, ["N"]) for oid in (1, 2, 3)]
+    gw = _gateway(spec, set())
+    gw.stats["acks_from_reply"] = 0
+    gw.inflight = {5: (0.0, [(1, 1, "N"), (1, 2, "N"), (1, 3, "N")], b"")}
+    recs = np.zeros(3, dtype=REPLY_DTYPE)
+    recs["client_ref"] = (5 << FRAME_SHIFT) + np.arange(3)
+    recs["status"] = 1
+    gw.on_replies(recs)
+    assert [r["cl_ord_id"] for r in reports(gw)] == [71, 72, 73]
+    assert gw.inflight == {} and gw.stats["acks_from_reply"] == 3
+    assert all(o.pending == [] and o.state == STATE_OPEN for o in gw.store.orders.values())
+    gw.on_replies(recs)
+    assert len(reports(gw)) == 3
