@@ -14,7 +14,7 @@
 # (user_id << 40 | client order id): order ids are per user (docs/commands.md, "Idempotency").
 from libc.stdint cimport int64_t, uint64_t, uint32_t, uint16_t, uint8_t, int32_t
 from pyx.types cimport ticks_t, lots_t, minor_t, oid_t, seq_t, uid_t
-from pyx.records cimport CmdRec, EvRec
+from pyx.records cimport CmdRec, EvRec, ReplyRec
 from pyx.evbuf cimport EventBuf
 from pyx.book cimport Book
 from pyx.enums cimport (
@@ -139,17 +139,6 @@ cdef enum:
     REF_DEPOSIT = 0
     REF_WITHDRAWAL = 1
     REF_TRANSFER = 2
-
-
-cdef packed struct ReplyRec:     # 40 bytes, mirrors REPLY_DTYPE in bursa_wire/layout.py
-    uint64_t seq
-    uint64_t client_ref
-    uint64_t order_id
-    int64_t value
-    uint32_t user_id
-    uint16_t reason
-    uint8_t kind
-    uint8_t status
 
 
 cdef struct ORec:                # hold record of one live order (oid 0 = empty map slot)

@@ -39,7 +39,7 @@ from bursa_wire.gw_layout import (
 from bursa_wire.layout import EV_DTYPE, REPLY_DTYPE
 from engine.wire.frames import STATUS_APPLIED, STATUS_DUPLICATE
 from pyx.enums import EvFlag, EvKind, OrdType, Reason
-from pyx.records cimport EvRec
+from pyx.records cimport EvRec, ReplyRec
 from pyx.gworders cimport Order
 
 cnp.import_array()
@@ -54,18 +54,6 @@ cdef packed struct AcceptedMsg:
     uint16_t symbol_id
     uint8_t side
     uint8_t ord_type
-
-cdef packed struct ReplyRec:
-    # The core's reply record (REPLY_DTYPE, checked at import; pyx/core.pxd has the
-    # same struct, not cimported here so this module does not load the core).
-    uint64_t seq
-    uint64_t client_ref
-    uint64_t order_id
-    int64_t value
-    uint32_t user_id
-    uint16_t reason
-    uint8_t kind
-    uint8_t status
 
 cdef packed struct SHead:
     uint16_t length              # bytes after this field: type + seq + payload

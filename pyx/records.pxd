@@ -44,3 +44,14 @@ cdef packed struct EvRec:        # 96 bytes
     uint8_t side                 # Side (the aggressor on TRADE)
     uint8_t flags                # EvFlag bits
     uint8_t ord_type
+
+
+cdef packed struct ReplyRec:     # 40 bytes, mirrors REPLY_DTYPE in bursa_wire/layout.py
+    uint64_t seq
+    uint64_t client_ref
+    uint64_t order_id
+    int64_t value
+    uint32_t user_id
+    uint16_t reason
+    uint8_t kind
+    uint8_t status
