@@ -102,6 +102,12 @@ REPLY_DTYPE = dtype_of(REPLY_FIELDS)
 CMD_SIZE = CMD_DTYPE.itemsize
 EV_SIZE = EV_DTYPE.itemsize
 
+# A reply's status byte (REPLY_FIELDS "status"), defined here with the record so the
+# compiled consumers of replies (pyx/gwreport.pyx) need not import the engine.
+STATUS_APPLIED = 1
+STATUS_REJECTED = 2
+STATUS_DUPLICATE = 3
+
 assert CMD_SIZE == 96, CMD_SIZE
 assert EV_SIZE == 96, EV_SIZE
 assert REPLY_DTYPE.itemsize == 40, REPLY_DTYPE.itemsize

@@ -36,8 +36,7 @@ from bursa_wire.gw_layout import (
     STATE_OPEN,
     STATE_PENDING,
 )
-from bursa_wire.layout import EV_DTYPE, REPLY_DTYPE
-from engine.wire.frames import STATUS_APPLIED, STATUS_DUPLICATE
+from bursa_wire.layout import EV_DTYPE, REPLY_DTYPE, STATUS_APPLIED, STATUS_DUPLICATE
 from pyx.enums import EvFlag, EvKind, OrdType, Reason
 from pyx.records cimport EvRec, ReplyRec
 from pyx.gworders cimport Order

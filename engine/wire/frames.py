@@ -28,7 +28,18 @@ from typing import Any
 import crc32c
 import numpy as np
 
-from bursa_wire.layout import CMD_SIZE, EV_DTYPE, EV_SIZE, REPLY_DTYPE
+from bursa_wire.layout import (
+    CMD_SIZE,
+    EV_DTYPE,
+    EV_SIZE,
+    REPLY_DTYPE,
+)
+
+# The reply status bytes, defined with the reply record (re-exported: importers of this
+# module use them).
+from bursa_wire.layout import STATUS_APPLIED as STATUS_APPLIED
+from bursa_wire.layout import STATUS_DUPLICATE as STATUS_DUPLICATE
+from bursa_wire.layout import STATUS_REJECTED as STATUS_REJECTED
 
 EVENT_MAGIC = b"BEV1"
 REPLAY_REQUEST_MAGIC = b"BRQ1"
@@ -48,10 +59,6 @@ REPLAY_END = struct.Struct("<4sIQQ")
 
 REPLY_SIZE = REPLY_DTYPE.itemsize
 
-# Reply status byte (REPLY_FIELDS "status").
-STATUS_APPLIED = 1
-STATUS_REJECTED = 2
-STATUS_DUPLICATE = 3
 
 # Replay end-marker status.
 REPLAY_OK = 0
