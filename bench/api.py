@@ -259,7 +259,16 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         result.update(api_ws.measure(args.quick))
     result["headline"] = ["rest_order_p50_us", "rest_order_p99_us", "rest_orders_per_s",
                           "ws_depth_clients", "ws_depth_msgs_per_s"]  # fmt: skip
+    result["durability"] = durability_of(result, args.mode)
     return result
+
+
+def durability_of(result: dict[str, Any], mode: str) -> dict[str, str]:
+    """The durability mode of each figure, for bench.report: every REST figure runs
+    against a core with journal mode ``mode``; the WebSocket depth feed reads the
+    market-data process and involves no journal."""
+    figures = (k for k in result if k.startswith(("rest_", "ws_")))
+    return {k: ("none" if k.startswith("ws_") else mode) for k in figures}
 
 
 def callgrind(args: argparse.Namespace) -> dict[str, Any]:

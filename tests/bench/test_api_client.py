@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from typing import Any
 from urllib.parse import parse_qsl
 
 from bench.api import Client, order_requests
@@ -35,3 +36,22 @@ def test_generated_ids_by_default() -> None:
     clients = (Client("127.0.0.1", 1, "k1", b"s"), Client("127.0.0.1", 1, "k2", b"s"))
     for r in order_requests(clients, 4):
         assert b"newClientOrderId" not in _body(r)
+
+
+def test_durability_of_each_figure() -> None:
+    """bench.report reads the durability of each headline figure from this dict: REST
+    figures carry the core's journal mode, WebSocket figures none."""
+    from bench.api import durability_of
+    from bench.report import durability
+
+    result: dict[str, Any] = {
+        "rest_order_p50_us": 1.0,
+        "rest_orders_per_s": 2,
+        "ws_depth_msgs_per_s": 3,
+        "bench": "api",
+    }
+    result["durability"] = durability_of(result, "fsync")
+    assert durability(result, "rest_order_p50_us") == "fsync"
+    assert durability(result, "rest_orders_per_s") == "fsync"
+    assert durability(result, "ws_depth_msgs_per_s") == "none"
+    assert "bench" not in result["durability"]
