@@ -262,10 +262,11 @@ class Store:
         # This turn's messages per session: (first seq, [length-prefixed payloads]).
         self._out: dict[int, tuple[int, list[bytes]]] = {}
         self._new: list[Order] = []
-        self._dirty: dict[tuple[int, int], Order] = {}
+        self._dirty: dict[int, Order] = {}  # by Order.key
         self._meta: dict[str, int] = {}
         self._symbols: list[tuple[int, int]] = []
-        self.orders: dict[tuple[int, int], Order] = {}
+        # By Order.key (pyx.gworders.order_key: user_id << 40 | order_id, one int).
+        self.orders: dict[int, Order] = {}
         self.by_cl: dict[tuple[int, int], Order] = {}
         self.last_seq: dict[int, int] = {}  # key_id -> last sequenced message
         self.committed_seq: dict[int, int] = {}  # key_id -> last one committed
@@ -407,7 +408,7 @@ class Store:
         for (rec,) in self.con.execute("SELECT rec FROM orders WHERE live = 1"):
             o = unpack_orders(bytes(rec))[0]
             o.stored = True  # its later images replace this row
-            self.orders[(o.user_id, o.order_id)] = o
+            self.orders[o.key] = o
             self.by_cl[(o.key_id, o.cl_ord_id)] = o
 
     # ----------------------------------------------------------- transactions
@@ -620,7 +621,7 @@ class Store:
             if o is None or o.state not in DONE_STATES or o.pending:
                 continue  # already gone, or active again: listed anew when it ends
             del by_cl[k]
-            del orders[(o.user_id, o.order_id)]
+            del orders[o.key]
             self.evicted += 1
         if not ended:
             return
@@ -722,7 +723,7 @@ class Store:
         o.order_id = oid
         self.next_order_id = oid + 1  # stored with the order's row (see _fold)
         o.pending = ["N"]
-        self.orders[(o.user_id, o.order_id)] = o
+        self.orders[o.key] = o
         self.by_cl[(o.key_id, o.cl_ord_id)] = o
         if o.cl_ord_id > self.max_cl.get(o.key_id, 0):
             self.max_cl[o.key_id] = o.cl_ord_id
@@ -741,7 +742,7 @@ class Store:
         by_id, by_cl = self.orders, self.by_cl
         top = 0
         for o in orders:
-            by_id[(o.user_id, o.order_id)] = o
+            by_id[o.key] = o
             by_cl[(o.key_id, o.cl_ord_id)] = o
             if o.cl_ord_id > top:
                 top = o.cl_ord_id
@@ -770,7 +771,7 @@ class Store:
 
     def save_order(self, o: Order) -> None:
         """Write back an order's mutable columns (at commit)."""
-        self._dirty[(o.user_id, o.order_id)] = o
+        self._dirty[o.key] = o
 
     def set_quote_asset(self, symbol_id: int, quote_asset_id: int) -> None:
         """Remember a symbol's quote asset (the asset its fees are paid in)."""
