@@ -24,6 +24,6 @@ def order_objects(
     state: int,
     pending: str,
     by_id: dict[int, Any] | None = None,
-    by_cl: dict[tuple[int, int], Any] | None = None,
+    by_cl: dict[int, Any] | None = None,
     tags: list[tuple[int, int, str]] | None = None,
 ) -> list[Any]: ...

@@ -136,9 +136,9 @@ def order_objects(order_cls, bytes recs, list idx, uint64_t user_id, uint64_t ke
     """``Order``s (``order_cls``, the :class:`gateway.store.Order` dataclass) for the
     ENTER_ORDER records ``recs`` at the indexes ``idx`` (None: every record), with
     consecutive core order ids from ``first_id``: the same objects the Python
-    comprehension made.  With ``by_id`` and ``by_cl`` (the store's maps), each order is
-    also put in them under its key (``pyx.gworders.order_key``) and ``(key_id,
-    cl_ord_id)``.  With
+    comprehension made.  With ``by_id`` and ``by_cl`` (the store's map by core id and
+    the session's map by client id), each order is also put in them under its key
+    (``pyx.gworders.order_key``) and its ``cl_ord_id``.  With
     ``tags`` (the gateway's command tags of this turn), each order's
     ``(user_id, order_id, pending)`` is appended to it, in order."""
     cdef const EnterRec* r
@@ -175,7 +175,7 @@ def order_objects(order_cls, bytes recs, list idx, uint64_t user_id, uint64_t ke
         out.append(o)
         if index:
             by_id[order_key_c(user_id, first_id + k)] = o
-            by_cl[(key_id, r.cl_ord_id)] = o
+            by_cl[r.cl_ord_id] = o
         if tag:
             tags.append((uid, first_id + k, pending))
     return out

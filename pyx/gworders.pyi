@@ -58,7 +58,7 @@ class Order:
 def pack_orders(
     orders: list[Any],
     log_id: int | None = None,
-    ended: deque[tuple[int, int]] | None = None,
+    ended: deque[Order] | None = None,
 ) -> bytes: ...
 def order_row(o: Order) -> tuple[int, int, int, bytearray]: ...
 def fold_rows(

@@ -181,8 +181,8 @@ def pack_orders(list orders, log_id=None, ended=None):
     ``log_id`` to it (the log row holding its latest image, until folded), and an
     order listed more than once is packed once, at its first place (a turn's new
     orders and its changed orders may overlap: ``Store.commit``); with ``ended`` (a
-    deque), appends ``(o.key_id, o.cl_ord_id)`` of each order packed that ended
-    (filled, canceled or rejected) with no request pending (eviction candidates).
+    deque), appends each order packed that ended (filled, canceled or rejected) with
+    no request pending (eviction candidates: the order itself, no key tuple).
 
     Raises ``OverflowError`` for a field out of its record range (as ``struct.pack``
     does) and ``ValueError`` for a pending request that is not one ASCII letter.
@@ -209,7 +209,7 @@ def pack_orders(list orders, log_id=None, ended=None):
         if ended is not None:
             state = o.state
             if not o.pending and S_FILLED <= state <= S_REJECTED:
-                ended.append((o.key_id, o.cl_ord_id))
+                ended.append(o)
     return out
 
 

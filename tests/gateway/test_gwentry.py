@@ -107,13 +107,13 @@ def test_order_objects_equal_the_dataclass(
     assert got == want
     # idx None: every record; with the store's maps: each order indexed both ways.
     by_id: dict[int, Order] = {}
-    by_cl: dict[tuple[int, int], Order] = {}
+    by_cl: dict[int, Order] = {}
     tags: list[tuple[int, int, str]] = [(1, 2, "C")]
     every = order_objects(Order, recs, None, 7, 3, 1000, STATE_PENDING, "N", by_id, by_cl, tags)
     assert every == order_objects(Order, recs, list(range(len(msgs))), 7, 3, 1000,
                                   STATE_PENDING, "N")  # fmt: skip
     assert by_id == {order_key(7, o.order_id): o for o in every}
-    assert by_cl == {(3, o.cl_ord_id): o for o in every}
+    assert by_cl == {o.cl_ord_id: o for o in every}
     # With the gateway's command tags: one (user, order id, op) per order, appended.
     assert tags == [(1, 2, "C")] + [(7, 1000 + k, "N") for k in range(len(msgs))]
     assert [order_key(t[0], t[1]) for t in tags[1:]] == list(by_id)
