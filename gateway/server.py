@@ -86,6 +86,7 @@ from gateway.wire.codes import GwReason
 from pyx import gwentry, gwreport
 from pyx.enums import CmdFlag, CmdKind, EvFlag, EvKind, OrdType, Reason, Side
 from pyx.gwentry import ENTER_RUN
+from pyx.gworders import order_key
 
 log = logging.getLogger("bursa.gateway")
 
@@ -403,7 +404,7 @@ class Gateway:
         self.inflight: dict[int, tuple[float, list[tuple[int, int, str]], bytes]] = {}
         self.next_frame = 1
         # NEWs resent after a lost reply (the core answers an applied one DUPLICATE).
-        self.retried: set[tuple[int, int]] = set()
+        self.retried: set[int] = set()  # order keys (pyx.gworders.order_key)
         self.reprobe: set[tuple[int, int]] = set()  # probes the core could not take yet
         self.outbox: list[tuple[int, int, bytes]] = []
         self.flush_scheduled = False
@@ -851,10 +852,10 @@ class Gateway:
                     self.emit(m[0], OUT["MASS_CANCEL_ACK"], v)
                 continue
             if op == "n":
-                self.retried.discard((uid, oid))
+                self.retried.discard(order_key(uid, oid))
                 self.reprobe.add((uid, oid))  # the resend never left: probe later
                 continue
-            o = self.store.orders.get((uid, oid))
+            o = self.store.orders.get(order_key(uid, oid))
             if o is None or op not in o.pending:
                 continue
             # This request never left: take exactly it out (earlier ones may be in flight).
@@ -955,7 +956,7 @@ class Gateway:
         mask = (1 << FRAME_SHIFT) - 1
         entry = None
         cur = -1
-        acked: list[tuple[int, int]] = []  # NEWs applied: ACCEPTED unless reported already
+        acked: list[int] = []  # keys of the NEWs applied: ACCEPTED unless reported already
         for ref, status, value, reason in zip(refs, statuses, values, reasons, strict=True):
             no = ref >> FRAME_SHIFT
             if no != cur:
@@ -965,7 +966,7 @@ class Gateway:
                 continue
             uid, oid, op = entry[1][ref & mask]
             if status == STATUS_APPLIED and (op == "N" or op == "n"):
-                acked.append((uid, oid))
+                acked.append(order_key(uid, oid))
             elif op == "M" or (op == "n" and status == STATUS_DUPLICATE):
                 self._reply_other(uid, oid, op, status, value, reason)
         if acked:
@@ -1001,11 +1002,12 @@ class Gateway:
         The reference of :func:`pyx.gwreport.accept_from_replies`, which
         :meth:`on_replies` calls (tests/gateway/test_reply_ack.py compares them).
         """
-        o = self.store.orders.get((user_id, order_id))
+        key = order_key(user_id, order_id)
+        o = self.store.orders.get(key)
         if o is None or o.ord_type not in REPLY_ACK_TYPES or o.pending[:1] != ["N"]:
             return
         if self.retried:
-            self.retried.discard((user_id, order_id))
+            self.retried.discard(key)
         o.pending.pop(0)
         if o.state == STATE_PENDING:
             o.state = STATE_OPEN  # open either way: the open counts do not change
@@ -1027,7 +1029,7 @@ class Gateway:
         rejects of cancel/replace/reduce carry side 0).  A rejected probe cancel (R) of
         an order whose NEW never reached the core ends it: REJECTED(CORE_UNAVAILABLE).
         """
-        key = (o.user_id, o.order_id)
+        key = o.key
         if key in self.retried:
             self.retried.discard(key)
             if of_new and reason in (Reason.ORDER_ID_TOO_OLD, Reason.EXISTS_WITH_DIFFERENT_FIELDS):
@@ -1114,13 +1116,13 @@ class Gateway:
         if kind > EVK_TRIGGERED:
             return
         ts = ev[EV_TS_NS]
-        o = self.store.orders.get((ev[EV_USER_ID], ev[EV_ORDER_ID]))
+        o = self.store.orders.get(order_key(ev[EV_USER_ID], ev[EV_ORDER_ID]))
         if kind == EVK_TRADE:
             flags = ev[EV_FLAGS]
             if o is not None:
                 self._executed(o, ev, ts, LIQUIDITY_TAKER, ev[EV_TAKER_FEE],
                                flags & EVF_TAKER_DONE, ev[EV_LEAVES_LOTS])  # fmt: skip
-            maker = self.store.orders.get((ev[EV_MAKER_USER_ID], ev[EV_MAKER_ORDER_ID]))
+            maker = self.store.orders.get(order_key(ev[EV_MAKER_USER_ID], ev[EV_MAKER_ORDER_ID]))
             if maker is not None:
                 leaves = maker.leaves - ev[EV_QTY_LOTS]
                 self._executed(maker, ev, ts, LIQUIDITY_MAKER, ev[EV_MAKER_FEE],
@@ -1131,7 +1133,7 @@ class Gateway:
         cl = o.cl_ord_id
         if kind == EVK_ACCEPTED:
             if self.retried:
-                self.retried.discard((o.user_id, o.order_id))
+                self.retried.discard(o.key)
             changed = o.state == STATE_PENDING or o.leaves != ev[EV_LEAVES_LOTS]
             if o.state == STATE_PENDING:
                 self._set_state(o, STATE_OPEN)
@@ -1234,7 +1236,7 @@ class Gateway:
         limit = time.monotonic() - self.cfg.core_reply_timeout_ms / 1000
         for uid, oid in list(self.reprobe):
             self.reprobe.discard((uid, oid))
-            o = self.store.orders.get((uid, oid))
+            o = self.store.orders.get(order_key(uid, oid))
             if o is not None and o.state == STATE_PENDING:
                 self._probe(o)
         size = CMD_STRUCT.size
@@ -1245,17 +1247,17 @@ class Gateway:
                 break
             del self.inflight[no]
             for i, (uid, oid, op) in enumerate(tags):
-                o = self.store.orders.get((uid, oid)) if op in "Nn" else None
+                o = self.store.orders.get(order_key(uid, oid)) if op in "Nn" else None
                 if o is not None and o.state == STATE_PENDING and o.pending[:1] == ["N"]:
                     if op == "N" and "R" not in o.pending:
-                        self.retried.add((uid, oid))
+                        self.retried.add(order_key(uid, oid))
                         self.stats["retries"] += 1
                         log.info("no reply in time: resending NEW user=%d order=%d", uid, oid)
                         self.cmds.append(data[i * size : (i + 1) * size])
                         self.cmd_tags.append((uid, oid, "n"))
                         self.schedule_flush()
                     else:
-                        self.retried.discard((uid, oid))
+                        self.retried.discard(order_key(uid, oid))
                         self._probe(o)
                 elif op == "M":
                     m = self.mass.pop(oid, None)

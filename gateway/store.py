@@ -253,8 +253,9 @@ class Store:
         self.con.executescript(SCHEMA)
         self._migrate()
         self.max_orders_in_memory = max_orders_in_memory
-        # by_cl keys of orders that ended (candidates for eviction), oldest first
-        self._ended: deque[tuple[int, int]] = deque()
+        # Orders that ended (candidates for eviction), oldest first (pyx.gworders.pack_orders
+        # lists them: the order itself, no key tuple per order).
+        self._ended: deque[Order] = deque()
         # key_id -> the highest cl_ord_id ever stored: a higher one cannot be a duplicate
         # of an evicted order (no SQLite look-up for clients with increasing ids).
         self.max_cl: dict[int, int] = {}
@@ -262,11 +263,14 @@ class Store:
         # This turn's messages per session: (first seq, [length-prefixed payloads]).
         self._out: dict[int, tuple[int, list[bytes]]] = {}
         self._new: list[Order] = []
-        self._dirty: dict[tuple[int, int], Order] = {}
+        self._dirty: dict[int, Order] = {}  # by Order.key
         self._meta: dict[str, int] = {}
         self._symbols: list[tuple[int, int]] = []
-        self.orders: dict[tuple[int, int], Order] = {}
-        self.by_cl: dict[tuple[int, int], Order] = {}
+        # By Order.key (pyx.gworders.order_key: user_id << 40 | order_id, one int).
+        self.orders: dict[int, Order] = {}
+        # key_id -> cl_ord_id -> Order: one map per session, keyed by the client id alone
+        # (no (key_id, cl_ord_id) tuple built and hashed per order).
+        self.by_cl: dict[int, dict[int, Order]] = {}
         self.last_seq: dict[int, int] = {}  # key_id -> last sequenced message
         self.committed_seq: dict[int, int] = {}  # key_id -> last one committed
         self.quote_asset: dict[int, int] = {}
@@ -407,8 +411,8 @@ class Store:
         for (rec,) in self.con.execute("SELECT rec FROM orders WHERE live = 1"):
             o = unpack_orders(bytes(rec))[0]
             o.stored = True  # its later images replace this row
-            self.orders[(o.user_id, o.order_id)] = o
-            self.by_cl[(o.key_id, o.cl_ord_id)] = o
+            self.orders[o.key] = o
+            self.by_cl.setdefault(o.key_id, {})[o.cl_ord_id] = o
 
     # ----------------------------------------------------------- transactions
     # Writes are buffered during a loop turn and written by commit() in one
@@ -610,28 +614,32 @@ class Store:
         whose latest image is still only in the order log is folded first."""
         ended, by_cl, orders = self._ended, self.by_cl, self.orders
         while len(orders) > self.max_orders_in_memory and ended:
-            k = ended[0]
-            o = by_cl.get(k)
-            if o is not None and o.log_id:
+            o = ended[0]
+            key = o.key
+            if orders.get(key) is not o:
+                ended.popleft()
+                continue  # already gone (listed more than once)
+            if o.log_id:
                 self.con.execute("BEGIN")
                 self._fold(0.0, o.log_id)
                 self.con.execute("COMMIT")
             ended.popleft()
-            if o is None or o.state not in DONE_STATES or o.pending:
-                continue  # already gone, or active again: listed anew when it ends
-            del by_cl[k]
-            del orders[(o.user_id, o.order_id)]
+            if o.state not in DONE_STATES or o.pending:
+                continue  # active again: listed anew when it ends
+            del by_cl[o.key_id][o.cl_ord_id]
+            del orders[key]
             self.evicted += 1
         if not ended:
             return
         # Entries of orders evicted or re-listed: keep the queue bounded by the map.
         if len(ended) > 2 * len(orders) + 1024:
-            self._ended = deque(k for k in ended if k in by_cl)
+            self._ended = deque(o for o in ended if orders.get(o.key) is o)
 
     def find_cl(self, key_id: int, cl_ord_id: int) -> Order | None:
         """The session's order with this client id: from memory or, once evicted (ended
         orders), read from SQLite (a copy, not put back in memory); None if unknown."""
-        o = self.by_cl.get((key_id, cl_ord_id))
+        m = self.by_cl.get(key_id)
+        o = m.get(cl_ord_id) if m is not None else None
         if o is not None or cl_ord_id > self.max_cl.get(key_id, 0):
             return o
         row = self.con.execute(
@@ -649,8 +657,8 @@ class Store:
     def known_cls(self, key_id: int, cls: list[int]) -> set[int]:
         """Which of ``cls`` the session has used (memory, then SQLite for ids at or below
         its highest stored one: evicted orders)."""
-        by_cl = self.by_cl
-        known = {cl for cl in cls if (key_id, cl) in by_cl}
+        m = self.by_cl.get(key_id, {})
+        known = {cl for cl in cls if cl in m}
         top = self.max_cl.get(key_id, 0)
         ask = [cl - I64 for cl in cls if cl <= top and cl not in known]
         for i in range(0, len(ask), 500):
@@ -722,8 +730,8 @@ class Store:
         o.order_id = oid
         self.next_order_id = oid + 1  # stored with the order's row (see _fold)
         o.pending = ["N"]
-        self.orders[(o.user_id, o.order_id)] = o
-        self.by_cl[(o.key_id, o.cl_ord_id)] = o
+        self.orders[o.key] = o
+        self.by_cl.setdefault(o.key_id, {})[o.cl_ord_id] = o
         if o.cl_ord_id > self.max_cl.get(o.key_id, 0):
             self.max_cl[o.key_id] = o.cl_ord_id
         self._new.append(o)
@@ -741,8 +749,8 @@ class Store:
         by_id, by_cl = self.orders, self.by_cl
         top = 0
         for o in orders:
-            by_id[(o.user_id, o.order_id)] = o
-            by_cl[(o.key_id, o.cl_ord_id)] = o
+            by_id[o.key] = o
+            by_cl.setdefault(o.key_id, {})[o.cl_ord_id] = o
             if o.cl_ord_id > top:
                 top = o.cl_ord_id
         if orders and top > self.max_cl.get(orders[0].key_id, 0):
@@ -761,7 +769,7 @@ class Store:
         in the same pass."""
         orders = gwentry.order_objects(
             Order, recs, idx, user_id, key_id, first_id, STATE_PENDING, "N", self.orders,
-            self.by_cl, tags,
+            self.by_cl.setdefault(key_id, {}), tags,
         )  # fmt: skip
         if orders and top_cl > self.max_cl.get(key_id, 0):
             self.max_cl[key_id] = top_cl
@@ -770,7 +778,7 @@ class Store:
 
     def save_order(self, o: Order) -> None:
         """Write back an order's mutable columns (at commit)."""
-        self._dirty[(o.user_id, o.order_id)] = o
+        self._dirty[o.key] = o
 
     def set_quote_asset(self, symbol_id: int, quote_asset_id: int) -> None:
         """Remember a symbol's quote asset (the asset its fees are paid in)."""
@@ -882,7 +890,7 @@ class Store:
 
     def open_orders(self, key_id: int) -> list[Order]:
         """The session's pending or resting orders."""
-        return [o for o in self.by_cl.values() if o.key_id == key_id and o.is_open]
+        return [o for o in self.by_cl.get(key_id, {}).values() if o.is_open]
 
 
 class _Checkpointer:

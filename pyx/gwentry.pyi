@@ -23,7 +23,7 @@ def order_objects(
     first_id: int,
     state: int,
     pending: str,
-    by_id: dict[tuple[int, int], Any] | None = None,
-    by_cl: dict[tuple[int, int], Any] | None = None,
+    by_id: dict[int, Any] | None = None,
+    by_cl: dict[int, Any] | None = None,
     tags: list[tuple[int, int, str]] | None = None,
 ) -> list[Any]: ...

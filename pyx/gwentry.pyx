@@ -16,7 +16,7 @@ from libc.stdint cimport int64_t, uint8_t, uint16_t, uint64_t
 from libc.string cimport memcpy
 
 from bursa_wire.gw_layout import BY_NAME, FRAME_HEAD, MAX_FRAME_LEN, UNSEQUENCED
-from pyx.gworders cimport Order
+from pyx.gworders cimport Order, order_key_c
 
 # The packed ENTER_ORDER body (code byte, then the fields): checked against the layout.
 cdef packed struct EnterRec:
@@ -136,8 +136,9 @@ def order_objects(order_cls, bytes recs, list idx, uint64_t user_id, uint64_t ke
     """``Order``s (``order_cls``, the :class:`gateway.store.Order` dataclass) for the
     ENTER_ORDER records ``recs`` at the indexes ``idx`` (None: every record), with
     consecutive core order ids from ``first_id``: the same objects the Python
-    comprehension made.  With ``by_id`` and ``by_cl`` (the store's maps), each order is
-    also put in them under ``(user_id, order_id)`` and ``(key_id, cl_ord_id)``.  With
+    comprehension made.  With ``by_id`` and ``by_cl`` (the store's map by core id and
+    the session's map by client id), each order is also put in them under its key
+    (``pyx.gworders.order_key``) and its ``cl_ord_id``.  With
     ``tags`` (the gateway's command tags of this turn), each order's
     ``(user_id, order_id, pending)`` is appended to it, in order."""
     cdef const EnterRec* r
@@ -172,11 +173,9 @@ def order_objects(order_cls, bytes recs, list idx, uint64_t user_id, uint64_t ke
         o.reason = 0
         o.pending = [pending]
         out.append(o)
-        if index or tag:
-            oid = first_id + k
-            if index:
-                by_id[(uid, oid)] = o
-                by_cl[(key_id, r.cl_ord_id)] = o
-            if tag:
-                tags.append((uid, oid, pending))
+        if index:
+            by_id[order_key_c(user_id, first_id + k)] = o
+            by_cl[r.cl_ord_id] = o
+        if tag:
+            tags.append((uid, first_id + k, pending))
     return out

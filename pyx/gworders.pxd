@@ -4,6 +4,18 @@ so compiled code reads and writes them as C struct members."""
 
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint64_t
 
+# The order map's key of an order (``gateway.store.Store.orders``, the retried set, the
+# dirty map): ``user_id << 40 | order_id``, the core book's own key (user ids are
+# 1..2**24-1, order ids 1..2**40-1, so it fits 64 bits and is unique).  One int instead
+# of a ``(user_id, order_id)`` tuple: no tuple and two ints built, no tuple hash.
+cdef enum:
+    ORDER_KEY_SHIFT_C = 40
+
+
+cdef inline object order_key_c(uint64_t user_id, uint64_t order_id):
+    """:func:`pyx.gworders.order_key` for C callers."""
+    return (user_id << ORDER_KEY_SHIFT_C) | order_id
+
 
 cdef class Order:
     cdef public uint64_t user_id         # the core's user (from the session's API key)

@@ -6,6 +6,12 @@ from typing import Any
 
 ORDER_REC: struct.Struct
 ORDER_FIELDS: tuple[str, ...]
+ORDER_KEY_SHIFT: int
+MAX_KEY_USER_ID: int
+MAX_KEY_ORDER_ID: int
+
+def order_key(user_id: int, order_id: int) -> int: ...
+def split_key(key: int) -> tuple[int, int]: ...
 
 class Order:
     """One order the gateway entered (compiled; see the module docstring)."""
@@ -44,13 +50,15 @@ class Order:
         pending: list[str] | None = ...,
     ) -> None: ...
     @property
+    def key(self) -> int: ...
+    @property
     def is_open(self) -> bool: ...
     def astuple(self) -> tuple[int | list[str], ...]: ...
 
 def pack_orders(
     orders: list[Any],
     log_id: int | None = None,
-    ended: deque[tuple[int, int]] | None = None,
+    ended: deque[Order] | None = None,
 ) -> bytes: ...
 def order_row(o: Order) -> tuple[int, int, int, bytearray]: ...
 def fold_rows(

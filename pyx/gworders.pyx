@@ -61,6 +61,23 @@ if ORDER_REC.size != sizeof(OrderRec):
     raise RuntimeError("ORDER_REC and OrderRec disagree: update pyx/gworders.pyx")
 
 
+ORDER_KEY_SHIFT = ORDER_KEY_SHIFT_C
+MAX_KEY_USER_ID = 2**(64 - ORDER_KEY_SHIFT) - 1  # the core's user ids: 1..2**24-1
+MAX_KEY_ORDER_ID = 2**ORDER_KEY_SHIFT - 1  # the core's order ids: 1..2**40-1
+
+
+def order_key(user_id, order_id):
+    """The order map's key of the order ``(user_id, order_id)``: ``user_id << 40 |
+    order_id`` (see ``pyx/gworders.pxd``); the ids must be in the core's ranges (user
+    1..2**24-1, order 1..2**40-1), where the key is unique."""
+    return (user_id << ORDER_KEY_SHIFT) | order_id
+
+
+def split_key(key):
+    """The ``(user_id, order_id)`` of an order map key (:func:`order_key`)."""
+    return key >> ORDER_KEY_SHIFT, key & MAX_KEY_ORDER_ID
+
+
 ORDER_FIELDS = ("user_id", "order_id", "key_id", "cl_ord_id", "symbol_id", "side", "ord_type",
                 "price", "qty", "leaves", "filled", "state", "reason", "pending")
 
@@ -94,6 +111,11 @@ cdef class Order:
         self.pending = [] if pending is None else pending
         self.stored = False
         self.log_id = 0
+
+    @property
+    def key(self):
+        """Its order map key, :func:`order_key` ``(user_id, order_id)``."""
+        return order_key_c(self.user_id, self.order_id)
 
     @property
     def is_open(self):
@@ -159,8 +181,8 @@ def pack_orders(list orders, log_id=None, ended=None):
     ``log_id`` to it (the log row holding its latest image, until folded), and an
     order listed more than once is packed once, at its first place (a turn's new
     orders and its changed orders may overlap: ``Store.commit``); with ``ended`` (a
-    deque), appends ``(o.key_id, o.cl_ord_id)`` of each order packed that ended
-    (filled, canceled or rejected) with no request pending (eviction candidates).
+    deque), appends each order packed that ended (filled, canceled or rejected) with
+    no request pending (eviction candidates: the order itself, no key tuple).
 
     Raises ``OverflowError`` for a field out of its record range (as ``struct.pack``
     does) and ``ValueError`` for a pending request that is not one ASCII letter.
@@ -187,7 +209,7 @@ def pack_orders(list orders, log_id=None, ended=None):
         if ended is not None:
             state = o.state
             if not o.pending and S_FILLED <= state <= S_REJECTED:
-                ended.append((o.key_id, o.cl_ord_id))
+                ended.append(o)
     return out
 
 

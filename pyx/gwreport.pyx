@@ -39,7 +39,7 @@ from bursa_wire.gw_layout import (
 from bursa_wire.layout import EV_DTYPE, REPLY_DTYPE, STATUS_APPLIED, STATUS_DUPLICATE
 from pyx.enums import EvFlag, EvKind, OrdType, Reason
 from pyx.records cimport EvRec, ReplyRec
-from pyx.gworders cimport Order
+from pyx.gworders cimport Order, order_key_c
 
 cnp.import_array()
 
@@ -240,7 +240,7 @@ cdef class _Sink:
             self.has_cur = False
 
     cdef inline void save(self, object key, Order o) except *:
-        """Store.save_order(o); ``key`` is ``(o.user_id, o.order_id)`` (the caller's)."""
+        """Store.save_order(o); ``key`` is ``o.key`` (the caller's)."""
         self.dirty[key] = o
 
     cdef void ended(self, Order o, int new_state) except *:
@@ -323,7 +323,7 @@ def apply_events(gw, events):
             ev = &recs[i]
             kind = ev.kind
             if kind == K_ACCEPTED:
-                key = (ev.user_id, ev.order_id)  # one key tuple per order looked up and saved
+                key = order_key_c(ev.user_id, ev.order_id)  # one int: look-up and save
                 o = orders.get(key)
                 if o is None:
                     continue
@@ -346,19 +346,19 @@ def apply_events(gw, events):
                                               ev.leaves_lots))
                 sink.save(key, o)
             elif kind == K_TRADE:
-                key = (ev.user_id, ev.order_id)
+                key = order_key_c(ev.user_id, ev.order_id)
                 o = orders.get(key)
                 if o is not None:
                     sink.executed(key, o, ev, LIQ_TAKER, ev.taker_fee, ev.flags & F_TAKER_DONE,
                                   ev.leaves_lots)
-                key = (ev.maker_user_id, ev.maker_order_id)
+                key = order_key_c(ev.maker_user_id, ev.maker_order_id)
                 maker = orders.get(key)
                 if maker is not None:
                     leaves = maker.leaves - ev.qty_lots
                     sink.executed(key, maker, ev, LIQ_MAKER, ev.maker_fee, ev.flags & F_MAKER_DONE,
                                   leaves if leaves > 0 else 0)
             elif kind == K_CANCELED:
-                key = (ev.user_id, ev.order_id)
+                key = order_key_c(ev.user_id, ev.order_id)
                 o = orders.get(key)
                 if o is None:
                     continue
@@ -386,7 +386,7 @@ def apply_events(gw, events):
 @cython.wraparound(False)
 def accept_from_replies(gw, list keys, uint64_t ts_ns):
     """``Gateway._accepted_by_reply`` (the oracle, tests/gateway/test_reply_ack.py) for
-    every ``(user_id, order_id)`` in ``keys``, all with ``ts_ns``: the NEWs the core's
+    every order map key (``pyx.gworders.order_key``) in ``keys``, all with ``ts_ns``: the NEWs the core's
     reply says APPLIED get their ACCEPTED now unless their ACCEPTED event came first.
 
     Returns the number of reports emitted; schedules the gateway's flush if any.
@@ -476,7 +476,7 @@ def apply_replies(gw, replies, uint64_t ts_ns):
         tag = <tuple> tags[idx]
         op = tag[2]
         if r.status == ST_APPLIED and (op == "N" or op == "n"):
-            acked.append((tag[0], tag[1]))
+            acked.append(order_key_c(tag[0], tag[1]))
         elif op == "M" or (op == "n" and r.status == ST_DUPLICATE):
             gw._reply_other(tag[0], tag[1], op, r.status, r.value, r.reason)
     if not acked:

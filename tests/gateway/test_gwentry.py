@@ -15,6 +15,7 @@ from gateway import batch
 from gateway.store import Order
 from gateway.wire import codec
 from pyx.gwentry import ENTER_RUN, EntryReader, order_objects
+from pyx.gworders import MAX_KEY_ORDER_ID, MAX_KEY_USER_ID, order_key, split_key
 from tests.gateway.test_codec import values_of
 
 ENTER = BY_NAME["ENTER_ORDER"]
@@ -105,14 +106,32 @@ def test_order_objects_equal_the_dataclass(
     ]  # fmt: skip
     assert got == want
     # idx None: every record; with the store's maps: each order indexed both ways.
-    by_id: dict[tuple[int, int], Order] = {}
-    by_cl: dict[tuple[int, int], Order] = {}
+    by_id: dict[int, Order] = {}
+    by_cl: dict[int, Order] = {}
     tags: list[tuple[int, int, str]] = [(1, 2, "C")]
     every = order_objects(Order, recs, None, 7, 3, 1000, STATE_PENDING, "N", by_id, by_cl, tags)
     assert every == order_objects(Order, recs, list(range(len(msgs))), 7, 3, 1000,
                                   STATE_PENDING, "N")  # fmt: skip
-    assert by_id == {(7, o.order_id): o for o in every}
-    assert by_cl == {(3, o.cl_ord_id): o for o in every}
+    assert by_id == {order_key(7, o.order_id): o for o in every}
+    assert by_cl == {o.cl_ord_id: o for o in every}
     # With the gateway's command tags: one (user, order id, op) per order, appended.
     assert tags == [(1, 2, "C")] + [(7, 1000 + k, "N") for k in range(len(msgs))]
-    assert [t[:2] for t in tags[1:]] == list(by_id)
+    assert [order_key(t[0], t[1]) for t in tags[1:]] == list(by_id)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(1, MAX_KEY_USER_ID),
+    st.integers(1, MAX_KEY_ORDER_ID),
+    st.integers(1, MAX_KEY_USER_ID),
+    st.integers(1, MAX_KEY_ORDER_ID),
+)
+def test_order_key_is_one_int_unique_in_the_core_ranges(u1: int, o1: int, u2: int, o2: int) -> None:
+    """The order map key (``user_id << 40 | order_id``): the compiled one (``Order.key``,
+    what pyx.gwentry and pyx.gwreport use) is the Python one, fits 64 bits, splits back,
+    and two orders share it only if they are the same order."""
+    a = Order(u1, o1, 1, 1, 1, 1, 1, 1, 1, 1)
+    b = Order(u2, o2, 1, 1, 1, 1, 1, 1, 1, 1)
+    assert (a.key, b.key) == (order_key(u1, o1), order_key(u2, o2))
+    assert 0 < a.key < 2**64 and split_key(a.key) == (u1, o1)
+    assert (a.key == b.key) == ((u1, o1) == (u2, o2))

@@ -17,6 +17,7 @@ from gateway.server import Gateway, session_frames_py
 from gateway.store import Order, Store
 from pyx import gwreport
 from pyx.enums import EvKind, Reason
+from pyx.gworders import order_key
 
 USERS = (1, 2)
 KINDS = [int(k) for k in EvKind]
@@ -42,7 +43,7 @@ def _gateway(spec: list[tuple[Any, ...]], retried: set[tuple[int, int]]) -> Gate
     gw.store = Store(":memory:")
     gw.store.set_quote_asset(1, 2)
     gw.store.commit()
-    gw.retried = set(retried)
+    gw.retried = {order_key(u, o) for u, o in retried}
     gw.reprobe = set()
     gw.outbox = []
     gw.cmds = []
@@ -165,7 +166,7 @@ def test_reports_are_the_layout_bytes() -> None:
         (11, 2, batch.EXECUTED_CODE + exe(77, 6, 9, 99, 4, 6, 8, 2, 1, 1, 2)),
         (12, 1, batch.EXECUTED_CODE + exe(88, 6, 9, 99, 4, 0, 3, 2, 1, 2, 1)),
     ]
-    taker, maker = gw.store.orders[(1, 1)], gw.store.orders[(2, 2)]
+    taker, maker = gw.store.orders[order_key(1, 1)], gw.store.orders[order_key(2, 2)]
     assert (taker.state, taker.filled, taker.leaves, taker.pending) == (STATE_OPEN, 4, 6, [])
     assert (maker.filled, maker.leaves, maker.is_open) == (4, 0, False)
     assert gw.open_by_key == {11: 1, 12: 0}

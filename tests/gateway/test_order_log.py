@@ -147,9 +147,9 @@ def test_pack_lists_the_ended_orders() -> None:
     states = (STATE_PENDING, STATE_OPEN, STATE_FILLED, STATE_CANCELED, 5, STATE_FILLED)
     orders = [Order(1, i, 7, i, 1, 1, 1, 100, 5, 5, 0, s) for i, s in enumerate(states)]
     orders[5].pending.append("C")  # ended, but a cancel is in flight
-    ended: deque[tuple[int, int]] = deque()
+    ended: deque[Order] = deque()
     gworders.pack_orders(orders, None, ended)
-    assert list(ended) == [(7, 2), (7, 3), (7, 4)]
+    assert [id(o) for o in ended] == [id(o) for o in orders[2:5]]  # the orders themselves
 
 
 def test_pack_refuses_what_a_record_cannot_hold() -> None:
@@ -202,8 +202,8 @@ def test_reopened_without_fold_has_the_latest_state(monkeypatch: pytest.MonkeyPa
         for o in orders:
             assert _row_state(again.find_cl(7, o.cl_ord_id)) == _row_state(o)
         # Only what can still change is loaded: pending (4, 5) and open (2).
-        assert sorted(cl for _, cl in again.by_cl) == [102, 104, 105]
-        assert again.by_cl[(7, 104)].pending == ["N"] and again.max_cl[7] == 105
+        assert list(again.by_cl) == [7] and sorted(again.by_cl[7]) == [102, 104, 105]
+        assert again.by_cl[7][104].pending == ["N"] and again.max_cl[7] == 105
         again.close()
         store.con.close()
 
@@ -241,8 +241,8 @@ def test_fold_writes_each_order_once_and_empties_the_log(
         assert store.folded == len(orders) + 1
         store.close()
         again = Store(db)
-        assert again.by_cl[(7, 105)].state == STATE_OPEN
-        assert again.by_cl[(7, 104)].state == STATE_PENDING
+        assert again.by_cl[7][105].state == STATE_OPEN
+        assert again.by_cl[7][104].state == STATE_PENDING
         again.close()
 
 
@@ -260,7 +260,7 @@ def test_an_order_changed_after_its_log_row_is_not_folded_stale(
         a.state, a.leaves, a.reason = STATE_CANCELED, 0, 3
         store.save_order(a)
         store.commit()  # log row 2: a ended -> evicted: row 2 folded first
-        assert (7, 1) not in store.by_cl and store.evicted == 1
+        assert 1 not in store.by_cl[7] and store.evicted == 1
         got = store.find_cl(7, 1)
         assert got is not None and (got.state, got.pending) == (STATE_CANCELED, [])
         b.pending.clear()
@@ -290,8 +290,8 @@ def test_a_table_of_one_column_per_field_is_converted_to_images() -> None:
         con.commit()
         con.close()
         store = Store(db)
-        assert list(store.by_cl) == [(7, 43)]  # the open one is loaded
-        o = store.by_cl[(7, 43)]
+        assert {k: list(m) for k, m in store.by_cl.items()} == {7: [43]}  # the open one
+        o = store.by_cl[7][43]
         assert (o.order_id, o.side, o.price, o.pending) == (6, 2, 1001, ["C"])
         done = store.find_cl(7, 42)
         assert done is not None and (done.order_id, done.state, done.filled) == (5, STATE_FILLED, 5)

@@ -18,6 +18,7 @@ from gateway.store import Order
 from gateway.wire import codec
 from pyx import gwreport
 from pyx.enums import EvKind, OrdType
+from pyx.gworders import order_key
 from tests.gateway.test_gwreport import USERS, _gateway, _state, order_specs
 
 ACCEPTED = BY_NAME["ACCEPTED"]
@@ -43,7 +44,7 @@ def reports(gw: object) -> list[dict[str, int | bytes]]:
 def test_one_accepted_whichever_comes_first(reply_first: bool) -> None:
     gw = _gateway([(1, 5, 11, 77, 1, STATE_PENDING, 10, ["N"])], set())
     gw.stats["acks_from_reply"] = 0
-    o = gw.store.orders[(1, 5)]
+    o = gw.store.orders[order_key(1, 5)]
     if reply_first:
         gw._accepted_by_reply(1, 5)
         gw.on_events(accepted_event(o, 123))
@@ -66,7 +67,7 @@ def test_one_accepted_whichever_comes_first(reply_first: bool) -> None:
 def test_market_orders_wait_for_the_event() -> None:
     gw = _gateway([(1, 5, 11, 77, 1, STATE_PENDING, 10, ["N"])], set())
     gw.stats["acks_from_reply"] = 0
-    o = gw.store.orders[(1, 5)]
+    o = gw.store.orders[order_key(1, 5)]
     o.ord_type = int(OrdType.MARKET)  # the core sets its book price: the event tells it
     gw._accepted_by_reply(1, 5)
     assert gw.outbox == [] and o.pending == ["N"]
@@ -92,7 +93,7 @@ def test_compiled_reply_acks_match_the_oracle(
             o.ord_type = t
     for uid, oid in keys:
         oracle._accepted_by_reply(uid, oid)
-    n = gwreport.accept_from_replies(compiled, keys, 0)
+    n = gwreport.accept_from_replies(compiled, [order_key(u, o) for u, o in keys], 0)
     assert n == oracle.stats["acks_from_reply"]
     # The oracle stamps the gateway's clock: compare the reports with ts_ns zeroed.
     oracle.outbox = [(k, s, p[:9] + bytes(8) + p[17:]) for k, s, p in oracle.outbox]
@@ -109,7 +110,7 @@ def test_an_event_that_changes_nothing_stores_nothing(compiled: bool) -> None:
     nothing (Store.set_core_seq); an event that does change the order stores it."""
     gw = _gateway([(1, 5, 11, 77, 1, STATE_PENDING, 10, ["N"])], set())
     gw.stats["acks_from_reply"] = 0
-    o = gw.store.orders[(1, 5)]
+    o = gw.store.orders[order_key(1, 5)]
     gw._accepted_by_reply(1, 5)
     gw.store.commit()
     assert not gw.store._dirty
@@ -125,7 +126,7 @@ def test_an_event_that_changes_nothing_stores_nothing(compiled: bool) -> None:
     ev = accepted_event(o, 124)
     ev["leaves_lots"] = 7  # e.g. filled on entry: the event tells the open quantity
     apply(ev)
-    assert gw.store._dirty == {(1, 5): o} and o.leaves == 7 and len(reports(gw)) == 1
+    assert gw.store._dirty == {order_key(1, 5): o} and o.leaves == 7 and len(reports(gw)) == 1
 
 
 tags = st.lists(

@@ -72,9 +72,9 @@ def test_order_map_is_bounded_and_ended_orders_are_served_from_sqlite() -> None:
         orders[0].pending.append("C")  # a cancel in flight: not evicted while it is
         store.save_order(orders[0])
         store.commit()
-        assert len(store.orders) == 10 and len(store.by_cl) == 10
+        assert len(store.orders) == 10 and list(store.by_cl) == [7] and len(store.by_cl[7]) == 10
         assert store.evicted == 20
-        assert {o.cl_ord_id for o in store.by_cl.values()} >= {125, 126, 127, 128, 129, 100}
+        assert {o.cl_ord_id for o in store.by_cl[7].values()} >= {125, 126, 127, 128, 129, 100}
         # an evicted order: read back from SQLite with its last committed state
         got = store.find_cl(7, 101)
         assert got is not None and got is not orders[1]
@@ -86,7 +86,7 @@ def test_order_map_is_bounded_and_ended_orders_are_served_from_sqlite() -> None:
         assert store.known_cls(7, [99, 101, 128, 130, 100]) == {101, 128, 100}
         store.close()
         again = Store(db, max_orders_in_memory=10)  # a restart loads only what can change
-        assert {o.cl_ord_id for o in again.by_cl.values()} == {100, 125, 126, 127, 128, 129}
+        assert {o.cl_ord_id for o in again.by_cl[7].values()} == {100, 125, 126, 127, 128, 129}
         assert again.max_cl[7] == 129
         assert again.known_cls(7, [101, 129, 130]) == {101, 129}
         st = again.find_cl(7, 110)
