@@ -1,0 +1,26 @@
+"""Type stubs of pyx/smallturn.pyx (the compiled small turn of the core)."""
+
+from typing import Any
+
+def encode_event_frame(first_seq: int, last_seq: int, events_bytes: bytes, magic: bytes) -> bytes:
+    """One event frame (``engine.wire.frames.encode_event_frame``'s bytes), in C."""
+
+def encode_stream_frame(body: bytes) -> bytes:
+    """One stream-link frame (``engine.wire.streamframe.encode_frame``'s bytes)."""
+
+class SmallTurn:
+    """The compiled stream-only turn of one ``CoreServer``."""
+
+    turns: int
+
+    def __init__(
+        self,
+        server: Any,
+        allowed_kinds: bytes,
+        stream_role: str,
+        event_magic: bytes,
+        max_frame_events: int,
+        pub_zero_copy_bytes: int,
+    ) -> None: ...
+    def run(self, ready: dict[Any, int]) -> int:
+        """Serve one turn; -1 (nothing done) if not stream-only, else commands applied."""
