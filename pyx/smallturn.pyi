@@ -8,6 +8,11 @@ def encode_event_frame(first_seq: int, last_seq: int, events_bytes: bytes, magic
 def encode_stream_frame(body: bytes) -> bytes:
     """One stream-link frame (``engine.wire.streamframe.encode_frame``'s bytes)."""
 
+def encode_journal_batch(
+    first_seq: int, payload: bytes, magic: bytes, version: int, rec_size: int
+) -> bytes:
+    """One journal batch (``engine.journal.encode_batch``'s bytes), in C."""
+
 class SmallTurn:
     """The compiled stream-only turn of one ``CoreServer``."""
 

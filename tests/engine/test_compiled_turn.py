@@ -17,6 +17,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import crc32c
 import numpy as np
 import pytest
 import zmq
@@ -25,7 +26,14 @@ from hypothesis import strategies as st
 
 from bursa_wire.layout import CMD_SIZE, EV_DTYPE, REPLY_DTYPE
 from engine.clock import ManualClock
-from engine.journal import JournalWriteError
+from engine.journal import (
+    ENCODE_COPY_MAX_CMDS,
+    MAGIC,
+    VERSION,
+    JournalWriteError,
+    encode_payload,
+    parse_header,
+)
 from engine.server import CoreServer
 from engine.storage import StorageError
 from engine.wire import commands
@@ -238,6 +246,20 @@ def test_encoders_agree_with_the_engine() -> None:
         assert got == encode_event_frame(5, 5 + n, ev)
     for body in (b"", b"x", bytes(range(256)) * 3):
         assert smallturn.encode_stream_frame(body) == encode_frame(body)
+
+
+@given(
+    first_seq=st.integers(1, 2**64 - 1),
+    payload=st.integers(1, ENCODE_COPY_MAX_CMDS).flatmap(
+        lambda n: st.binary(min_size=n * CMD_SIZE, max_size=n * CMD_SIZE)
+    ),
+)
+def test_journal_batch_encoder_agrees_with_the_python_one(first_seq: int, payload: bytes) -> None:
+    got = smallturn.encode_journal_batch(first_seq, payload, MAGIC, VERSION, CMD_SIZE)
+    assert got == encode_payload(first_seq, len(payload) // CMD_SIZE, payload)
+    assert parse_header(got, 0) == (
+        first_seq, len(payload) // CMD_SIZE, len(payload), crc32c.crc32c(payload)
+    )  # fmt: skip
 
 
 class _FailingSyncs:
