@@ -179,9 +179,9 @@ def encode_batch(first_seq: int, cmds: npt.NDArray[np.void]) -> bytes:
         assert _U64.unpack_from(payload, _SEQ_AT)[0] == first_seq
         # The same bytes as below, built in C (tests/engine/test_journal.py compares).
         return encode_journal_batch(first_seq, payload, MAGIC, VERSION, CMD_SIZE)
-    payload = cmds.view(np.uint8).data
-    assert _U64.unpack_from(payload, _SEQ_AT)[0] == first_seq
-    return encode_payload(first_seq, len(cmds), payload)
+    view = cmds.view(np.uint8).data
+    assert _U64.unpack_from(view, _SEQ_AT)[0] == first_seq
+    return encode_payload(first_seq, len(cmds), view)
 
 
 def encode_payload(first_seq: int, count: int, payload: bytes | memoryview) -> bytes:
