@@ -13,7 +13,10 @@ engine's, and the fsync turn sends nothing when the sync fails.
 from __future__ import annotations
 
 import errno
+import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -311,3 +314,41 @@ def test_zmq_turns_fall_back_and_a_failed_sync_sends_nothing(tmp_path: Path) -> 
         side.server.replay.stop()
         side.server._close_sockets()
         side.server.storage.close()
+
+
+ROOT = Path(__file__).resolve().parents[2]
+DEBUG = ROOT / "build" / "debug"
+DEBUG_SCRIPT = """
+import pathlib, random, sys, tempfile
+import pyx.core, pyx.smallturn
+assert "build/debug" in pyx.smallturn.__file__, pyx.smallturn.__file__
+assert "build/debug" in pyx.core.__file__, pyx.core.__file__
+from tests.engine import test_compiled_turn as t
+kinds = ["new", "new", "cancel", "short", "empty", "refused"]
+for seed in range(4):
+    rng = random.Random(seed)
+    steps = [
+        tuple(
+            [(rng.choice(kinds), rng.choice((1, 2)), rng.randint(1, 12), rng.choice((1, 2)),
+              rng.randint(98, 102), rng.randint(1, 3)) for _ in range(rng.randint(0, 3))]
+            for _ in range(2)
+        )
+        for _ in range(25)
+    ]
+    t._run_both(pathlib.Path(tempfile.mkdtemp(dir=sys.argv[1])), ("async", "fsync")[seed % 2],
+                (4, 64)[seed // 2], steps)
+print("ok")
+"""
+
+
+def test_compiled_turn_through_the_debug_build(tmp_path: Path) -> None:
+    """The same comparison with the DEBUG build (bounds checks, C asserts on)."""
+    assert (DEBUG / "pyx").is_dir(), "build/debug is missing: run `make debug` first"
+    env = dict(os.environ, PYTHONPATH=f"{DEBUG}{os.pathsep}{ROOT}")
+    # cwd outside the repo: sys.path[0] must not shadow build/debug with ./pyx
+    out = subprocess.run(
+        [sys.executable, "-c", DEBUG_SCRIPT, str(tmp_path)], cwd=tmp_path, env=env,
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-4000:]
+    assert out.stdout.split()[-1] == "ok"
