@@ -27,5 +27,9 @@ class SmallTurn:
         max_frame_events: int,
         pub_zero_copy_bytes: int,
     ) -> None: ...
+    def turn_metrics(
+        self, t0_ns: int, n_cmds: int, n_messages: int, replies: bytes, full: bool
+    ) -> None:
+        """``CoreMetrics.turn_done`` for this turn, in C."""
     def run(self, ready: dict[Any, int]) -> int:
         """Serve one turn; -1 (nothing done) if not stream-only, else commands applied."""

@@ -26,6 +26,7 @@ it its objects and constants.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.float cimport PyFloat_AS_DOUBLE
 from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
@@ -36,11 +37,18 @@ import numpy as np
 from crc32c import crc32c as _crc32c
 
 from bursa_wire.layout import CMD_DTYPE, CMD_SIZE as _CMD_SIZE, EV_SIZE as _EV_SIZE
-from bursa_wire.layout import REPLY_DTYPE
+from bursa_wire.layout import REPLY_DTYPE, STATUS_REJECTED as _STATUS_REJECTED
 
 cdef Py_ssize_t CMD_BYTES = _CMD_SIZE
 cdef Py_ssize_t EV_BYTES = _EV_SIZE
 cdef Py_ssize_t KIND_AT = CMD_DTYPE.fields["kind"][1]
+cdef Py_ssize_t REPLY_BYTES = REPLY_DTYPE.itemsize
+cdef Py_ssize_t REPLY_KIND_AT = REPLY_DTYPE.fields["kind"][1]
+cdef Py_ssize_t REPLY_STATUS_AT = REPLY_DTYPE.fields["status"][1]
+cdef unsigned char STATUS_REJECTED = _STATUS_REJECTED
+#: A turn of at least this many commands has its metrics counted by
+#: ``CoreMetrics.turn_done`` itself (numpy counting), below here.
+cdef Py_ssize_t METRICS_LOOP_MAX = 256
 cdef enum:
     # Bytes of an event frame's header (magic, count, first and last seq, CRC, pad).
     EVENT_HEADER_BYTES = 32
@@ -89,6 +97,22 @@ def encode_event_frame(uint64_t first_seq, uint64_t last_seq, bytes events_bytes
     _put_u32(f + 28, 0)
     memcpy(f + EVENT_HEADER_BYTES, PyBytes_AS_STRING(events_bytes), nbytes)
     return frame
+
+
+cdef void _observe(object buckets, double value, long long n) except *:
+    """``engine.metrics.Buckets.observe`` (the same bisect_left over its float bounds,
+    the same double arithmetic)."""
+    cdef tuple bounds = buckets.bounds
+    cdef Py_ssize_t lo = 0, hi = len(bounds), mid
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if PyFloat_AS_DOUBLE(bounds[mid]) < value:
+            lo = mid + 1
+        else:
+            hi = mid
+    cdef list counts = buckets.counts
+    counts[lo] = counts[lo] + n
+    buckets.sum = buckets.sum + value * <double>n
 
 
 def encode_stream_frame(bytes body):
@@ -226,11 +250,46 @@ cdef class SmallTurn:
             stream.end_turn()
         if events_stream is not None and events_stream.doomed:
             events_stream.end_turn()
-        self.metrics.turn_done(t0_ns, n_cmds, len(senders), replies, n_cmds >= self.limit)
+        self.turn_metrics(t0_ns, n_cmds, len(senders), replies, n_cmds >= self.limit)
         if n_cmds:
             self.server.sequencer.note_durable()
         self.turns += 1
         return n_cmds
+
+    cpdef turn_metrics(self, long long t0_ns, Py_ssize_t n_cmds, Py_ssize_t n_messages,
+                       bytes replies, bint full):
+        """``CoreMetrics.turn_done`` for this turn (the same counters, the same values);
+        a large turn or one with rejects hands (part of) it to the metrics' own code."""
+        m = self.metrics
+        if n_cmds >= METRICS_LOOP_MAX:
+            m.turn_done(t0_ns, n_cmds, n_messages, replies, full)
+            return
+        m.turns += 1
+        m.turn_messages = n_messages
+        if n_messages > m.turn_messages_max:
+            m.turn_messages_max = n_messages
+        if full:
+            m.full_turns += 1
+        if n_cmds == 0:
+            return
+        cdef long long now = _perf_counter_ns()
+        # (now - t0) * 1e-9 as Python computes it: the int made a double, then multiplied.
+        _observe(m.ack, <double>(now - t0_ns) * 1e-9, n_cmds)
+        _observe(m.batch, <double>n_cmds, 1)
+        assert PyBytes_GET_SIZE(replies) == n_cmds * REPLY_BYTES
+        cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(replies)
+        cdef list by_kind = m.commands_by_kind
+        cdef Py_ssize_t i
+        cdef unsigned char k
+        cdef bint rejected = False
+        for i in range(n_cmds):
+            k = p[i * REPLY_BYTES + REPLY_KIND_AT]
+            by_kind[k] = by_kind[k] + 1
+            if p[i * REPLY_BYTES + REPLY_STATUS_AT] == STATUS_REJECTED:
+                rejected = True
+        if rejected:
+            m.count_rejects(replies, replies[REPLY_KIND_AT::REPLY_BYTES],
+                            replies[REPLY_STATUS_AT::REPLY_BYTES])
 
     cdef bytes _commit(self, Py_ssize_t n_cmds):
         """``CoreServer._commit``: stage, encode, make durable, log, publish."""

@@ -17,7 +17,9 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import crc32c
@@ -27,7 +29,14 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bursa_wire.layout import CMD_SIZE, EV_DTYPE, REPLY_DTYPE
+from bursa_wire.layout import (
+    CMD_DTYPE,
+    CMD_SIZE,
+    EV_DTYPE,
+    REPLY_DTYPE,
+    STATUS_APPLIED,
+    STATUS_REJECTED,
+)
 from engine.clock import ManualClock
 from engine.journal import (
     ENCODE_COPY_MAX_CMDS,
@@ -37,6 +46,7 @@ from engine.journal import (
     encode_payload,
     parse_header,
 )
+from engine.metrics import CoreMetrics
 from engine.server import CoreServer
 from engine.storage import StorageError
 from engine.wire import commands
@@ -154,6 +164,8 @@ class _Side:
             "wrong_socket": s.n_wrong_socket, "since_snapshot": s._cmds_since_snapshot,
             "turns": m.turns, "pub": m.pub_frames, "by_kind": list(m.commands_by_kind),
             "full": m.full_turns, "last_seq": s.sequencer.last_seq,
+            "acks": sum(m.ack.counts), "batch": (m.batch.counts, m.batch.sum),
+            "rejects": m.rejects_by, "messages_max": m.turn_messages_max,
         }  # fmt: skip
 
     def close(self) -> None:
@@ -262,6 +274,54 @@ def test_journal_batch_encoder_agrees_with_the_python_one(first_seq: int, payloa
     assert got == encode_payload(first_seq, len(payload) // CMD_SIZE, payload)
     assert parse_header(got, 0) == (
         first_seq, len(payload) // CMD_SIZE, len(payload), crc32c.crc32c(payload)
+    )  # fmt: skip
+
+
+def _bare_turn(metrics: CoreMetrics) -> smallturn.SmallTurn:
+    """A SmallTurn over a stand-in server (only its metrics are used)."""
+    server = SimpleNamespace(
+        stream=SimpleNamespace(), events_stream=None, metrics=metrics, pub=None, socks={},
+        _stage=np.zeros(2 * 64, dtype=CMD_DTYPE),
+        config=SimpleNamespace(max_batch_cmds=64, max_frame_cmds=64),
+    )  # fmt: skip
+    return smallturn.SmallTurn(server, b"", "x", EVENT_MAGIC, 1, 1)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    turns=st.lists(
+        st.tuples(
+            st.integers(0, 300),  # commands (from 256: CoreMetrics' own numpy path)
+            st.integers(0, 5),  # messages
+            st.booleans(),  # full
+            st.randoms(use_true_random=False),
+        ),
+        max_size=6,
+    )
+)
+def test_turn_metrics_match_core_metrics(turns: list[Any]) -> None:
+    """The compiled metrics update counts what ``CoreMetrics.turn_done`` counts."""
+    py, c = CoreMetrics(), CoreMetrics()
+    compiled = _bare_turn(c)
+    for n, msgs, full, rnd in turns:
+        rec = np.zeros(n, dtype=REPLY_DTYPE)
+        rec["kind"] = [rnd.choice([1, 2, 3, 40, 255]) for _ in range(n)]
+        rec["status"] = [rnd.choice([STATUS_APPLIED, STATUS_REJECTED]) for _ in range(n)]
+        rec["reason"] = [rnd.choice([0, 7, 300]) for _ in range(n)]
+        replies = rec.tobytes()
+        # Started 2 s ago: both acks fall above the last bound whatever the load
+        # (the batch histogram checks the bucket search).
+        t0 = time.perf_counter_ns() - 2_000_000_000
+        py.turn_done(t0, n, msgs, replies, full)
+        compiled.turn_metrics(t0, n, msgs, replies, full)
+    assert c.ack.counts == py.ack.counts
+    # Seconds, not ns: the two sums differ only by the time between the calls.
+    assert c.ack.sum == pytest.approx(py.ack.sum, rel=0.5)
+    assert (c.batch.counts, c.batch.sum) == (py.batch.counts, py.batch.sum)
+    assert c.commands_by_kind == py.commands_by_kind
+    assert c.rejects_by == py.rejects_by
+    assert (c.turns, c.turn_messages, c.turn_messages_max, c.full_turns) == (
+        py.turns, py.turn_messages, py.turn_messages_max, py.full_turns
     )  # fmt: skip
 
 
