@@ -50,6 +50,7 @@ import numpy.typing as npt
 
 from bursa_wire.layout import CMD_DTYPE, CMD_SIZE
 from engine.storage import FileStorage, Storage, StorageError
+from pyx.smallturn import encode_journal_batch
 
 #: A whole segment as scanned: bytes, or a read-only memory map of the file.
 SegmentData = bytes | mmap.mmap
@@ -172,10 +173,21 @@ def encode_batch(first_seq: int, cmds: npt.NDArray[np.void]) -> bytes:
     # runs numpy's Python-level view check.  A large one is not copied: its bytes go
     # through a uint8 view (exporting the structured array's buffer directly would
     # make numpy build its format string).
-    payload = cmds.tobytes() if len(cmds) <= ENCODE_COPY_MAX_CMDS else cmds.view(np.uint8).data
-    # The first record's seq, read from the bytes (a numpy scalar costs microseconds).
-    assert _U64.unpack_from(payload, _SEQ_AT)[0] == first_seq
-    header = encode_header(first_seq, len(cmds), crc32c.crc32c(payload))
+    if len(cmds) <= ENCODE_COPY_MAX_CMDS:
+        payload = cmds.tobytes()
+        # The first record's seq, read from the bytes (a numpy scalar costs microseconds).
+        assert _U64.unpack_from(payload, _SEQ_AT)[0] == first_seq
+        # The same bytes as below, built in C (tests/engine/test_journal.py compares).
+        return encode_journal_batch(first_seq, payload, MAGIC, VERSION, CMD_SIZE)
+    view = cmds.view(np.uint8).data
+    assert _U64.unpack_from(view, _SEQ_AT)[0] == first_seq
+    return encode_payload(first_seq, len(cmds), view)
+
+
+def encode_payload(first_seq: int, count: int, payload: bytes | memoryview) -> bytes:
+    """Header + ``payload`` (``count`` records) + trailer, in Python (large batches;
+    the reference the C encoder of small ones is tested against)."""
+    header = encode_header(first_seq, count, crc32c.crc32c(payload))
     return b"".join((header, payload, header))
 
 

@@ -50,7 +50,8 @@ _KIND_AT: int = _FIELDS["kind"][1]
 _STATUS_AT: int = _FIELDS["status"][1]
 _REASON_AT: int = _FIELDS["reason"][1]
 _REJECTED = bytes([STATUS_REJECTED])
-# From this many commands a turn counts kinds with numpy, below with a Python loop.
+# From this many commands a turn counts kinds with numpy, below with a Python loop
+# (pyx/smallturn.pyx's METRICS_LOOP_MAX is the same bound).
 NUMPY_FROM = 256
 
 
@@ -148,10 +149,11 @@ class CoreMetrics:
                 by_kind[k] += int(counts[k])
         status = replies[_STATUS_AT::_REC]
         if _REJECTED in status:
-            self._count_rejects(replies, kinds, status)
+            self.count_rejects(replies, kinds, status)
 
-    def _count_rejects(self, replies: bytes, kinds: bytes, status: bytes) -> None:
-        """Rejected replies by (kind, reason) (only on turns that have some)."""
+    def count_rejects(self, replies: bytes, kinds: bytes, status: bytes) -> None:
+        """Rejected replies by (kind, reason) (only on turns that have some; also
+        called by the compiled turn, :mod:`pyx.smallturn`)."""
         if len(status) >= NUMPY_FROM:
             rec = np.frombuffer(replies, dtype=REPLY_DTYPE)
             bad = rec[rec["status"] == STATUS_REJECTED]

@@ -78,6 +78,7 @@ from engine.storage import FileStorage, StorageError
 from engine.streamlink import StreamLink, stream_path
 from engine.wire.frames import (
     CONTROL_TAG,
+    EVENT_MAGIC,
     STATUS_REJECTED,
     FrameError,
     decode_control,
@@ -86,6 +87,7 @@ from engine.wire.frames import (
 )
 from engine.wire.roles import EXPENSIVE_CONTROLS, ROLE_CONTROLS, ROLE_KINDS, ROLES
 from pyx.enums import Reason
+from pyx.smallturn import SmallTurn
 
 log = logging.getLogger("bursa.core")
 
@@ -418,6 +420,23 @@ class CoreServer:
         self.replay_endpoint = self.replay.bound_endpoint
         after_bind(self.replay_endpoint)
         self.endpoints["replay"] = self.replay_endpoint
+        self._small_turn: SmallTurn | None = None
+        self.compiled_turn = True
+
+    @property
+    def compiled_turn(self) -> bool:
+        """Whether stream-only turns run compiled (:mod:`pyx.smallturn`); set False
+        to run every turn in Python (the oracle the tests compare it with)."""
+        return self._small_turn is not None
+
+    @compiled_turn.setter
+    def compiled_turn(self, on: bool) -> None:
+        self._small_turn = None
+        if on and self.stream is not None:
+            self._small_turn = SmallTurn(
+                self, _KIND_BYTES["trade"], STREAM_ROLE, EVENT_MAGIC,
+                MAX_FRAME_EVENTS, PUB_ZERO_COPY_BYTES,
+            )  # fmt: skip
 
     @property
     def trade_endpoint(self) -> str:
@@ -543,12 +562,27 @@ class CoreServer:
         return 0
 
     def turn(self, timeout_ms: int) -> int:
-        """One loop turn: drain, group-commit, publish, reply.  Returns commands applied."""
+        """One loop turn: drain, group-commit, publish, reply.  Returns commands applied.
+
+        A turn whose poll found only stream-link descriptors ready runs compiled
+        (:mod:`pyx.smallturn`, the same calls and bytes); every other turn, and
+        every turn with ``compiled_turn`` off, runs :meth:`_turn_ready`.
+        """
         stream = self.stream
         deferred = stream is not None and bool(stream.deferred)
         ready = dict(self.poller.poll(0 if deferred else timeout_ms))
         if not ready and not deferred:
             return 0
+        if self._small_turn is not None:
+            n = self._small_turn.run(ready)
+            if n >= 0:
+                return n
+        return self._turn_ready(ready)
+
+    def _turn_ready(self, ready: dict[Any, int]) -> int:
+        """The Python turn after the poll (the compiled one's oracle): drain every
+        ready socket and link, group-commit, publish, reply, answer controls."""
+        stream = self.stream
         t0_ns = time.perf_counter_ns()
         n_cmds = 0
         # (role, identity, delimiter?, first command index, command count); a count of

@@ -292,7 +292,7 @@ class StreamLink:
         """Queue one reply body for the connection ``key`` (dropped if it is gone)."""
         conn = self.by_key.get(key)
         if conn is not None:
-            self._queue(conn, encode_frame(body))
+            self.queue_frame(conn, encode_frame(body))
 
     def broadcast(self, body: bytes) -> None:
         """Queue one body (an event frame) for every connection."""
@@ -301,13 +301,15 @@ class StreamLink:
         frame = encode_frame(body)
         for conn in list(self.conns.values()):
             if not conn.doomed:
-                self._queue(conn, frame)
+                self.queue_frame(conn, frame)
 
     def _max_out(self) -> int:
         return MAX_OUT_BYTES if self.inbound else MAX_EVENT_OUT_BYTES
 
-    def _queue(self, conn: StreamConn, frame: bytes) -> None:
-        """Write ``frame`` now, or what the kernel does not take after queued bytes."""
+    def queue_frame(self, conn: StreamConn, frame: bytes) -> None:
+        """Write one encoded frame to ``conn`` now, or queue what the kernel does not
+        take (after bytes already queued); a peer over the bound is closed.  (The
+        compiled turn, :mod:`pyx.smallturn`, sends its reply frames through it.)"""
         if conn.out:
             if len(conn.out) + len(frame) > self._max_out():
                 self._slow(conn)

@@ -1,0 +1,381 @@
+# cython: language_level=3
+"""The core's common small turn, compiled (issues #17 and #22).
+
+:class:`SmallTurn` runs, in C, the part of ``CoreServer.turn`` that follows the
+poll when only stream-link descriptors fired (the gateway's and the API's way in):
+it stages the frames the stream link read (record count, kind check and copy into
+the staging buffer), hands the batch to the Sequencer's ``stage`` (stamp, journal
+write, read-back, apply), encodes the event frame and the reply bytes, calls
+``make_durable`` (the fdatasync in fsync mode), appends the frame to the event log,
+publishes it, sends the replies and records the turn's metrics.  The same calls in
+the same order as the Python turn (``CoreServer._turn_ready``), so the journal, the
+event log, the published frames and the replies are the same bytes; the Python turn
+stays the oracle (``tests/engine/test_compiled_turn.py`` runs both on the same
+inputs and compares every byte and the state).
+
+Not handled here (``run`` returns -1 having done nothing, and the server runs the
+Python turn): a ZeroMQ socket in the poll result (trade/fund/admin commands and
+control requests), bodies a full batch left for the next turn, and an event batch
+larger than one frame.  I/O goes through the same objects as in the Python turn
+(the link, the Sequencer's journal writer and ``Storage``, the event log, the PUB
+socket), so fault injection, the storage-failure exits and every bound still apply;
+nothing leaves the process and nothing is logged before ``make_durable`` returned.
+
+This module imports nothing of the engine (the layering rule): the server hands
+it its objects and constants.
+"""
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.float cimport PyFloat_AS_DOUBLE
+from libc.stdint cimport uint32_t, uint64_t
+from libc.string cimport memcpy, memset
+
+import time
+
+import numpy as np
+
+from crc32c import crc32c as _crc32c
+
+from bursa_wire.layout import CMD_DTYPE, CMD_SIZE as _CMD_SIZE, EV_SIZE as _EV_SIZE
+from bursa_wire.layout import REPLY_DTYPE, STATUS_REJECTED as _STATUS_REJECTED
+
+cdef Py_ssize_t CMD_BYTES = _CMD_SIZE
+cdef Py_ssize_t EV_BYTES = _EV_SIZE
+cdef Py_ssize_t KIND_AT = CMD_DTYPE.fields["kind"][1]
+cdef Py_ssize_t REPLY_BYTES = REPLY_DTYPE.itemsize
+cdef Py_ssize_t REPLY_KIND_AT = REPLY_DTYPE.fields["kind"][1]
+cdef Py_ssize_t REPLY_STATUS_AT = REPLY_DTYPE.fields["status"][1]
+cdef unsigned char STATUS_REJECTED = _STATUS_REJECTED
+#: A turn of at least this many commands has its metrics counted by
+#: ``CoreMetrics.turn_done`` itself (numpy counting), below here.
+cdef Py_ssize_t METRICS_LOOP_MAX = 256
+cdef enum:
+    # Bytes of an event frame's header (magic, count, first and last seq, CRC, pad).
+    EVENT_HEADER_BYTES = 32
+    # Bytes of a stream frame's length prefix (u32 little-endian).
+    STREAM_HEADER_BYTES = 4
+
+cdef object _perf_counter_ns = time.perf_counter_ns
+
+
+cdef inline void _put_u32(char *p, uint32_t v) noexcept nogil:
+    # Little-endian whatever the host (the wire formats are little-endian).
+    p[0] = <char>(v & 0xFF)
+    p[1] = <char>((v >> 8) & 0xFF)
+    p[2] = <char>((v >> 16) & 0xFF)
+    p[3] = <char>((v >> 24) & 0xFF)
+
+
+cdef inline void _put_u64(char *p, uint64_t v) noexcept nogil:
+    _put_u32(p, <uint32_t>v)  # the low half (truncation)
+    _put_u32(p + 4, <uint32_t>(v >> 32))
+
+
+def encode_event_frame(uint64_t first_seq, uint64_t last_seq, bytes events_bytes,
+                       bytes magic):
+    """One event frame (``engine.wire.frames.encode_event_frame``'s bytes), in C.
+
+    ``magic`` is the frame's 4-byte magic; ``events_bytes`` whole 96-byte records.
+    """
+    cdef Py_ssize_t nbytes = PyBytes_GET_SIZE(events_bytes)
+    assert nbytes % EV_BYTES == 0, "event payload must be whole records"
+    assert 0 < first_seq <= last_seq, (first_seq, last_seq)
+    assert PyBytes_GET_SIZE(magic) == 4
+    cdef Py_ssize_t n_events = nbytes // EV_BYTES
+    assert n_events <= <Py_ssize_t>0xFFFFFFFFu
+    head = PyBytes_FromStringAndSize(NULL, 24)
+    cdef char *h = PyBytes_AS_STRING(head)
+    memcpy(h, PyBytes_AS_STRING(magic), 4)
+    _put_u32(h + 4, <uint32_t>n_events)
+    _put_u64(h + 8, first_seq)
+    _put_u64(h + 16, last_seq)
+    cdef uint32_t crc = _crc32c(events_bytes, _crc32c(head))
+    frame = PyBytes_FromStringAndSize(NULL, EVENT_HEADER_BYTES + nbytes)
+    cdef char *f = PyBytes_AS_STRING(frame)
+    memcpy(f, h, 24)
+    _put_u32(f + 24, crc)
+    _put_u32(f + 28, 0)
+    memcpy(f + EVENT_HEADER_BYTES, PyBytes_AS_STRING(events_bytes), nbytes)
+    return frame
+
+
+cdef void _observe(object buckets, double value, long long n) except *:
+    """``engine.metrics.Buckets.observe`` (the same bisect_left over its float bounds,
+    the same double arithmetic)."""
+    cdef tuple bounds = buckets.bounds
+    cdef Py_ssize_t lo = 0, hi = len(bounds), mid
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if PyFloat_AS_DOUBLE(bounds[mid]) < value:
+            lo = mid + 1
+        else:
+            hi = mid
+    cdef list counts = buckets.counts
+    counts[lo] = counts[lo] + n
+    buckets.sum = buckets.sum + value * <double>n
+
+
+def encode_stream_frame(bytes body):
+    """One stream-link frame (``engine.wire.streamframe.encode_frame``'s bytes)."""
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(body)
+    assert n <= <Py_ssize_t>0xFFFFFFFFu
+    frame = PyBytes_FromStringAndSize(NULL, STREAM_HEADER_BYTES + n)
+    cdef char *f = PyBytes_AS_STRING(frame)
+    _put_u32(f, <uint32_t>n)
+    memcpy(f + STREAM_HEADER_BYTES, PyBytes_AS_STRING(body), n)
+    return frame
+
+
+cdef class SmallTurn:
+    """The compiled stream-only turn of one ``CoreServer`` (see the module doc).
+
+    Parameters
+    ----------
+    server : engine.server.CoreServer
+        Its ``stream`` (not None), ``sequencer``, ``eventlog``, ``metrics``,
+        ``pub``, ``events_stream``, ``socks``, ``_stage`` and counters are used.
+    allowed_kinds : bytes
+        The kind values the ``trade`` role accepts.
+    stream_role : str
+        The role name the server's sender tuples use for the stream link.
+    event_magic : bytes
+        The event frame magic.
+    max_frame_events : int
+        Largest event count encoded here as one frame (more: the Python turn's split).
+    pub_zero_copy_bytes : int
+        Frames at least this long are published with ``copy=False``.
+    """
+
+    cdef object server
+    cdef object stream
+    cdef object events_stream
+    cdef object metrics
+    cdef object pub
+    cdef tuple socks
+    cdef object stage_arr
+    cdef unsigned char[::1] stage
+    cdef unsigned char allowed[256]
+    cdef object stream_role
+    cdef bytes event_magic
+    cdef Py_ssize_t limit
+    cdef Py_ssize_t max_frame_cmds
+    cdef Py_ssize_t max_frame_events
+    cdef Py_ssize_t pub_zero_copy_bytes
+    #: Turns run here (for the tests and the status).
+    cdef public long long turns
+
+    def __init__(self, server, bytes allowed_kinds, str stream_role, bytes event_magic,
+                 Py_ssize_t max_frame_events, Py_ssize_t pub_zero_copy_bytes):
+        assert server.stream is not None
+        self.server = server
+        self.stream = server.stream
+        self.events_stream = server.events_stream
+        self.metrics = server.metrics
+        self.pub = server.pub
+        self.socks = tuple(server.socks.values())
+        self.stage_arr = server._stage
+        self.stage = server._stage.view(np.uint8)
+        memset(self.allowed, 0, 256)
+        cdef unsigned char k
+        for k in allowed_kinds:
+            self.allowed[k] = 1
+        self.stream_role = stream_role
+        self.event_magic = event_magic
+        self.limit = server.config.max_batch_cmds
+        self.max_frame_cmds = server.config.max_frame_cmds
+        self.max_frame_events = max_frame_events
+        self.pub_zero_copy_bytes = pub_zero_copy_bytes
+        assert self.stage.shape[0] >= (self.limit + self.max_frame_cmds) * CMD_BYTES
+        self.turns = 0
+
+    cdef inline Py_ssize_t _count(self, bytes body):
+        """Records of a command frame, or -1 if malformed (``_command_count``)."""
+        cdef Py_ssize_t size = PyBytes_GET_SIZE(body)
+        if size == 0 or size % CMD_BYTES or size // CMD_BYTES > self.max_frame_cmds:
+            return -1
+        return size // CMD_BYTES
+
+    cdef inline bint _kinds_ok(self, bytes body, Py_ssize_t k):
+        """Every record's kind is one the trade role accepts (``kinds_allowed``)."""
+        cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(body)
+        cdef Py_ssize_t i
+        for i in range(k):
+            if not self.allowed[p[i * CMD_BYTES + KIND_AT]]:
+                return False
+        return True
+
+    cpdef long long run(self, dict ready) except -2:
+        """Serve one turn whose poll result is ``ready``; -1 (nothing done) if it is
+        not a stream-only turn, else the commands applied."""
+        cdef object stream = self.stream
+        cdef object sock
+        for sock in self.socks:
+            if sock in ready:
+                return -1
+        if stream.deferred:
+            return -1
+        t0_ns = _perf_counter_ns()
+        cdef list senders = []
+        cdef list refused = []
+        cdef Py_ssize_t n_cmds = 0
+        cdef Py_ssize_t i, k, nb
+        cdef list bodies
+        cdef bytes body
+        cdef unsigned char *dst
+        for conn, bodies in stream.read(ready):
+            key = conn.key
+            nb = len(bodies)
+            for i in range(nb):
+                if n_cmds >= self.limit:
+                    stream.defer(conn, bodies[i:])
+                    break
+                body = bodies[i]
+                k = self._count(body)
+                if k <= 0:
+                    senders.append((self.stream_role, key, False, PyBytes_GET_SIZE(body), -1))
+                elif not self._kinds_ok(body, k):
+                    senders.append((self.stream_role, key, False, len(refused), -2))
+                    refused.append(body)
+                else:
+                    dst = &self.stage[n_cmds * CMD_BYTES]
+                    memcpy(dst, PyBytes_AS_STRING(body), k * CMD_BYTES)
+                    senders.append((self.stream_role, key, False, n_cmds, k))
+                    n_cmds += k
+        events_stream = self.events_stream
+        if events_stream is not None:
+            events_stream.read(ready)  # accepts, writes queued frames, closes senders
+        cdef bytes replies = self._commit(n_cmds)
+        self._send_replies(senders, replies, refused)
+        if stream.doomed:
+            stream.end_turn()
+        if events_stream is not None and events_stream.doomed:
+            events_stream.end_turn()
+        self.turn_metrics(t0_ns, n_cmds, len(senders), replies, n_cmds >= self.limit)
+        if n_cmds:
+            self.server.sequencer.note_durable()
+        self.turns += 1
+        return n_cmds
+
+    cpdef turn_metrics(self, long long t0_ns, Py_ssize_t n_cmds, Py_ssize_t n_messages,
+                       bytes replies, bint full):
+        """``CoreMetrics.turn_done`` for this turn (the same counters, the same values);
+        a large turn or one with rejects hands (part of) it to the metrics' own code."""
+        m = self.metrics
+        if n_cmds >= METRICS_LOOP_MAX:
+            m.turn_done(t0_ns, n_cmds, n_messages, replies, full)
+            return
+        m.turns += 1
+        m.turn_messages = n_messages
+        if n_messages > m.turn_messages_max:
+            m.turn_messages_max = n_messages
+        if full:
+            m.full_turns += 1
+        if n_cmds == 0:
+            return
+        cdef long long now = _perf_counter_ns()
+        # (now - t0) * 1e-9 as Python computes it: the int made a double, then multiplied.
+        _observe(m.ack, <double>(now - t0_ns) * 1e-9, n_cmds)
+        _observe(m.batch, <double>n_cmds, 1)
+        assert PyBytes_GET_SIZE(replies) == n_cmds * REPLY_BYTES
+        cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(replies)
+        cdef list by_kind = m.commands_by_kind
+        cdef Py_ssize_t i
+        cdef unsigned char k
+        cdef bint rejected = False
+        for i in range(n_cmds):
+            k = p[i * REPLY_BYTES + REPLY_KIND_AT]
+            by_kind[k] = by_kind[k] + 1
+            if p[i * REPLY_BYTES + REPLY_STATUS_AT] == STATUS_REJECTED:
+                rejected = True
+        if rejected:
+            m.count_rejects(replies, replies[REPLY_KIND_AT::REPLY_BYTES],
+                            replies[REPLY_STATUS_AT::REPLY_BYTES])
+
+    cdef bytes _commit(self, Py_ssize_t n_cmds):
+        """``CoreServer._commit``: stage, encode, make durable, log, publish."""
+        if n_cmds == 0:
+            return b""
+        server = self.server
+        seq = server.sequencer
+        cdef long long prev_last = seq.last_seq
+        # A view of the staging buffer (no copy), as in the Python turn.
+        events, replies = seq.stage(self.stage_arr[:n_cmds])
+        cdef long long last = seq.last_seq
+        assert len(replies) == n_cmds, (len(replies), n_cmds)
+        assert last >= prev_last
+        cdef object frames = ()
+        if last > prev_last:
+            if len(events) <= self.max_frame_events:
+                frames = ((encode_event_frame(prev_last + 1, last, events.tobytes(),
+                                              self.event_magic), prev_last + 1, last),)
+            else:
+                frames = server._event_frames(prev_last + 1, last, events)
+        if replies.dtype is not REPLY_DTYPE and replies.dtype != REPLY_DTYPE:
+            replies = replies.astype(REPLY_DTYPE)
+        cdef bytes out = replies.tobytes()
+        seq.make_durable()
+        eventlog = server.eventlog
+        for frame, a, b in frames:
+            eventlog.append_frame(frame, a, b)
+            self._pub_send(frame)
+        server.n_batches += 1
+        server.n_commands += n_cmds
+        server._cmds_since_snapshot += last - prev_last
+        return out
+
+    cdef _pub_send(self, bytes frame):
+        """``CoreServer._pub_send``."""
+        if self.events_stream is not None:
+            self.events_stream.broadcast(frame)
+        if PyBytes_GET_SIZE(frame) < self.pub_zero_copy_bytes:
+            self.pub.send(frame)
+        else:
+            self.pub.send(frame, copy=False)
+        self.metrics.pub_frames += 1
+
+    cdef _send_replies(self, list senders, bytes replies, list refused):
+        """The common case (one sender, one well-formed frame) here; the rest
+        through ``CoreServer._send_replies`` (grouping, malformed and refused)."""
+        cdef tuple s
+        if len(senders) == 1:
+            s = <tuple>senders[0]
+            if s[4] > 0:
+                # One well-formed frame: its replies are the whole batch.
+                assert s[3] == 0 and PyBytes_GET_SIZE(replies) == s[4] * REPLY_DTYPE.itemsize
+                conn = self.stream.by_key.get(s[1])
+                if conn is not None:
+                    self.stream.queue_frame(conn, encode_stream_frame(replies))
+                return
+        if senders:
+            self.server._send_replies(senders, replies, refused)
+
+
+def encode_journal_batch(uint64_t first_seq, bytes payload, bytes magic,
+                         unsigned int version, unsigned int rec_size):
+    """One journal batch (``engine.journal.encode_batch``'s bytes), in C: the 32-byte
+    header (``<4sHHQIII`` + the CRC32C of those 28 bytes), ``payload`` (whole
+    ``rec_size``-byte records), the header again as the trailer."""
+    cdef Py_ssize_t plen = PyBytes_GET_SIZE(payload)
+    assert PyBytes_GET_SIZE(magic) == 4 and rec_size > 0 and first_seq > 0
+    assert plen > 0 and plen % rec_size == 0 and plen <= <Py_ssize_t>0xFFFFFFFFu
+    cdef uint32_t count = <uint32_t>(plen // rec_size)
+    head = PyBytes_FromStringAndSize(NULL, 28)
+    cdef char *h = PyBytes_AS_STRING(head)
+    memcpy(h, PyBytes_AS_STRING(magic), 4)
+    h[4] = <char>(version & 0xFF)
+    h[5] = <char>((version >> 8) & 0xFF)
+    h[6] = <char>(rec_size & 0xFF)
+    h[7] = <char>((rec_size >> 8) & 0xFF)
+    _put_u64(h + 8, first_seq)
+    _put_u32(h + 16, count)
+    _put_u32(h + 20, <uint32_t>plen)
+    cdef uint32_t pcrc = _crc32c(payload)
+    _put_u32(h + 24, pcrc)
+    cdef uint32_t hcrc = _crc32c(head)
+    out = PyBytes_FromStringAndSize(NULL, 64 + plen)
+    cdef char *o = PyBytes_AS_STRING(out)
+    memcpy(o, h, 28)
+    _put_u32(o + 28, hcrc)
+    memcpy(o + 32, PyBytes_AS_STRING(payload), plen)
+    memcpy(o + 32 + plen, o, 32)
+    return out
