@@ -212,9 +212,28 @@ cdef bint _split(const char* s, Py_ssize_t n, dict out, int max_params):
 
 cdef str _strip_signature(const char* s, Py_ssize_t n):
     """``s`` without its items starting ``signature=`` (the rest byte for byte)."""
-    cdef Py_ssize_t a = 0, b
-    cdef list keep = []
+    cdef Py_ssize_t a = 0, b, at = -1
+    cdef list keep
     cdef bint dropped = False
+    # The usual case: one signature item, the last one: the text before it.
+    for b in range(n - 10, -1, -1):
+        if memcmp(s + b, b"signature=", 10) == 0:
+            at = b
+            break
+    if at < 0:
+        return PyUnicode_DecodeASCII(s, n, NULL)
+    if at == 0 or s[at - 1] == 38:
+        b = at + 10
+        while b < n and s[b] != 38:
+            b += 1
+        if b == n:
+            # No other signature item before it?
+            for b in range(0, at - 9):
+                if memcmp(s + b, b"signature=", 10) == 0 and (b == 0 or s[b - 1] == 38):
+                    break
+            else:
+                return PyUnicode_DecodeASCII(s, at - 1 if at > 0 else 0, NULL)
+    keep = []
     while True:
         b = a
         while b < n and s[b] != 38:
@@ -315,6 +334,11 @@ def to_units(object s, object num, object den, object step, object lo, object hi
 def fixed(object n, Py_ssize_t decimals):
     """``n / 10**decimals`` with exactly ``decimals`` digits after the point
     (``api.symbols._fixed``)."""
+    return _fixed_c(n, decimals)
+
+
+cdef str _fixed_c(object n, Py_ssize_t decimals):
+    """:func:`fixed` for the calls inside this module (no Python call)."""
     cdef int64_t v
     cdef uint64_t u
     cdef char digits[72]
@@ -404,16 +428,16 @@ def order_text(tuple grid, o, str resp_type, list fills):
         status = "NEW"
     typ = o.type
     parts = [
-        head, ', "price": "', fixed(o.price * tick, pdec), '", "origQty": "',
-        fixed(o.qty * lot, qdec), '", "executedQty": "', fixed(o.executed * lot, qdec),
-        '", "cummulativeQuoteQty": "', fixed(o.cum_quote, cdec), '", "status": ', js(status),
+        head, ', "price": "', _fixed_c(o.price * tick, pdec), '", "origQty": "',
+        _fixed_c(o.qty * lot, qdec), '", "executedQty": "', _fixed_c(o.executed * lot, qdec),
+        '", "cummulativeQuoteQty": "', _fixed_c(o.cum_quote, cdec), '", "status": ', js(status),
         ', "timeInForce": ', js(o.tif), ', "type": ', js(typ), ', "side": ', js(o.side),
         f', "workingTime": {o.time_ms}, "selfTradePreventionMode": "NONE"',
     ]
     if typ == "STOP_LOSS" or typ == "STOP_LOSS_LIMIT":
-        parts += [', "stopPrice": "', fixed(o.stop * tick, pdec), '"']
+        parts += [', "stopPrice": "', _fixed_c(o.stop * tick, pdec), '"']
     if o.quote_qty:
-        parts += [', "origQuoteOrderQty": "', fixed(o.quote_qty, cdec), '"']
+        parts += [', "origQuoteOrderQty": "', _fixed_c(o.quote_qty, cdec), '"']
     if resp_type == "FULL":
         parts.append(', "fills": [')
         first = True
@@ -422,8 +446,8 @@ def order_text(tuple grid, o, str resp_type, list fills):
                 parts.append(", ")
             first = False
             parts += [
-                '{"price": "', fixed(f.price * tick, pdec), '", "qty": "', fixed(f.qty * lot, qdec),
-                '", "commission": "', fixed(f.commission, cdec), '", "commissionAsset": ',
+                '{"price": "', _fixed_c(f.price * tick, pdec), '", "qty": "', _fixed_c(f.qty * lot, qdec),
+                '", "commission": "', _fixed_c(f.commission, cdec), '", "commissionAsset": ',
                 asset_js, f', "tradeId": {f.trade_id}}}',
             ]
         parts.append("]")
