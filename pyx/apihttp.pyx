@@ -29,6 +29,7 @@ from libc.stdint cimport int64_t, uint64_t
 from libc.string cimport memcmp
 
 import json
+import sys
 
 cdef extern from "Python.h":
     object PyUnicode_DecodeASCII(const char* s, Py_ssize_t size, const char* errors)
@@ -183,6 +184,28 @@ def parse_head(bytes head, Py_ssize_t max_body):
 # ------------------------------------------------------------ the parameters
 
 
+# Parameter names of the order path, made once: a name among them costs no new
+# string (nor the hash of one) per request.
+_KNOWN = ("symbol", "side", "type", "timeInForce", "quantity", "quoteOrderQty", "price",
+          "stopPrice", "newClientOrderId", "newOrderRespType", "selfTradePreventionMode",
+          "recvWindow", "timestamp", "signature", "origClientOrderId", "orderId")
+cdef list _KNOWN_STR = [sys.intern(k) for k in _KNOWN]
+cdef list _KNOWN_BYTES = [k.encode("ascii") for k in _KNOWN]
+for _k in _KNOWN_STR:
+    hash(_k)
+
+
+cdef object _name(const char* s, Py_ssize_t n):
+    """The ``str`` of ``s[:n]`` (ASCII): a made-once one for a known name."""
+    cdef Py_ssize_t i
+    cdef bytes b
+    for i in range(len(_KNOWN_BYTES)):
+        b = _KNOWN_BYTES[i]
+        if PyBytes_GET_SIZE(b) == n and memcmp(PyBytes_AS_STRING(b), s, n) == 0:
+            return _KNOWN_STR[i]
+    return PyUnicode_DecodeASCII(s, n, NULL)
+
+
 cdef bint _split(const char* s, Py_ssize_t n, dict out, int max_params):
     """Add ``s``'s ``k=v`` items to ``out``; False if one needs decoding or is there
     already, or ``out`` would hold more than ``max_params``."""
@@ -198,10 +221,10 @@ cdef bint _split(const char* s, Py_ssize_t n, dict out, int max_params):
             b += 1
         if b > a:
             if eq < 0:
-                k = PyUnicode_DecodeASCII(s + a, b - a, NULL)
+                k = _name(s + a, b - a)
                 v = ""
             else:
-                k = PyUnicode_DecodeASCII(s + a, eq - a, NULL)
+                k = _name(s + a, eq - a)
                 v = PyUnicode_DecodeASCII(s + eq + 1, b - eq - 1, NULL)
             if k in out:
                 return False
