@@ -24,6 +24,7 @@ the layering): limits and grids are arguments; errors are the callers'.
 """
 
 cimport cython
+from cpython.object cimport PyObject
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from libc.stdint cimport int64_t, uint64_t
 from libc.string cimport memcmp
@@ -32,6 +33,8 @@ import json
 import sys
 
 cdef extern from "Python.h":
+    PyObject* PyDict_SetDefault(object d, object key, object default) except NULL
+    Py_ssize_t PyDict_Size(object d) except -1
     object PyUnicode_DecodeASCII(const char* s, Py_ssize_t size, const char* errors)
     bint PyUnicode_IS_ASCII(object o)
     const char* PyUnicode_AsUTF8AndSize(object o, Py_ssize_t* size) except NULL
@@ -209,7 +212,7 @@ cdef object _name(const char* s, Py_ssize_t n):
 cdef bint _split(const char* s, Py_ssize_t n, dict out, int max_params):
     """Add ``s``'s ``k=v`` items to ``out``; False if one needs decoding or is there
     already, or ``out`` would hold more than ``max_params``."""
-    cdef Py_ssize_t a = 0, b, eq
+    cdef Py_ssize_t a = 0, b, eq, size
     while a < n:
         b = a
         eq = -1
@@ -226,9 +229,12 @@ cdef bint _split(const char* s, Py_ssize_t n, dict out, int max_params):
             else:
                 k = _name(s + a, eq - a)
                 v = PyUnicode_DecodeASCII(s + eq + 1, b - eq - 1, NULL)
-            if k in out:
+            # One look-up: a name already there keeps its first value, the dict does
+            # not grow (a duplicate; values may be shared objects, so not by identity).
+            size = PyDict_Size(out)
+            PyDict_SetDefault(out, k, v)
+            if PyDict_Size(out) == size:
                 return False
-            out[k] = v
         a = b + 1
     return len(out) <= max_params
 
