@@ -43,6 +43,7 @@ from api.errors import (
     bad_request,
 )
 from gateway import keys
+from pyx.apihttp import request_params as compiled_request_params
 
 DEFAULT_RECV_WINDOW_MS = 5_000
 FUTURE_TOLERANCE_MS = 1_000  # a timestamp this far ahead of the server is accepted
@@ -123,7 +124,17 @@ async def read_request(request: web.Request) -> tuple[dict[str, str], str]:
 
 def request_params(query: str, raw: bytes) -> tuple[dict[str, str], str]:
     """(parameters, total params string as signed) of a raw query string and body
-    (:func:`read_request` of an aiohttp request, :mod:`api.fasthttp` of its own)."""
+    (:func:`read_request` of an aiohttp request, :mod:`api.fasthttp` of its own):
+    the compiled :func:`pyx.apihttp.request_params` for the usual request, else
+    :func:`request_params_py` (percent-decoding, and every refusal)."""
+    got = compiled_request_params(query, raw, MAX_PAYLOAD, MAX_PARAMS)
+    if got is not None:
+        return got
+    return request_params_py(query, raw)
+
+
+def request_params_py(query: str, raw: bytes) -> tuple[dict[str, str], str]:
+    """:func:`request_params` in Python (the oracle of the compiled one)."""
     if len(raw) > MAX_PAYLOAD:
         raise bad_request(TOO_MANY_PARAMETERS, "Too many parameters sent for this endpoint.")
     try:

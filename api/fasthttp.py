@@ -36,6 +36,7 @@ from api.context import Context
 from api.errors import ApiError
 from api.metrics import count_request
 from api.orders import NewOrder, answer_retry, close_order, new_order_text, open_order
+from pyx.apihttp import parse_head
 
 log = logging.getLogger("bursa.api")
 
@@ -188,7 +189,7 @@ class FastHttp(asyncio.Protocol):
                     self._handoff()
                     return
                 break
-            parsed = self._parse_head(bytes(buf[:end]))
+            parsed = parse_head(bytes(buf[:end]), CLIENT_MAX_SIZE)
             if parsed is None:
                 self._handoff()
                 return
@@ -207,9 +208,11 @@ class FastHttp(asyncio.Protocol):
         if self.eof and not self.busy and self.transport is not None:
             self.transport.close()  # everything the client sent is answered
 
-    def _parse_head(self, head: bytes) -> tuple[str, int, str, bool] | None:
+    @staticmethod
+    def parse_head_py(head: bytes) -> tuple[str, int, str, bool] | None:
         """(query, body length, API key, close after) of a request this class answers,
-        else None (aiohttp takes it)."""
+        else None (aiohttp takes it).  The oracle of the compiled
+        :func:`pyx.apihttp.parse_head` the order path runs."""
         line, _, rest = head.partition(b"\r\n")
         parts = line.split(b" ")
         if len(parts) != 3 or parts[0] != b"POST" or parts[2] != b"HTTP/1.1":

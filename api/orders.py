@@ -32,6 +32,7 @@ from api.errors import ApiError, bad_request
 from api.store import Fill, Order
 from api.symbols import SymbolSpec
 from engine.wire import commands
+from pyx.apihttp import order_text, quote_words
 from pyx.enums import CmdFlag, OrdType, Reason, Side, Stp, Tif
 
 CLIENT_ID_RE = re.compile(r"[a-zA-Z0-9_-]{1,36}")
@@ -290,9 +291,18 @@ _QUOTED = {
 }  # fmt: skip
 
 
+quote_words(_QUOTED)
+
+
 def new_order_text(spec: SymbolSpec, o: Order, resp_type: str, fills: list[Fill]) -> str:
-    """``json.dumps(new_order_json(...))`` byte for byte, built with format calls
-    instead of dicts and the encoder (the order path's answer)."""
+    """``json.dumps(new_order_json(...))`` byte for byte (the order path's answer):
+    the compiled :func:`pyx.apihttp.order_text`."""
+    return str(order_text(spec.text_grid, o, resp_type, fills))
+
+
+def new_order_text_py(spec: SymbolSpec, o: Order, resp_type: str, fills: list[Fill]) -> str:
+    """:func:`new_order_text` in Python, with format calls instead of dicts and the
+    encoder (the oracle of the compiled one)."""
     head = (
         f'{{"symbol": {_js(spec.name)}, "orderId": {o.order_id}, "orderListId": -1,'
         f' "clientOrderId": {_js(o.client_order_id)}, "transactTime": {o.time_ms}'

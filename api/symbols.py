@@ -37,6 +37,7 @@ from api.errors import (
     ApiError,
     bad_request,
 )
+from pyx.apihttp import fixed, js, to_units
 
 # Binance's pattern for decimal parameters (its -1100 message quotes it), with room
 # for 40 digits a side: an i64 count of ticks on an extreme grid needs more than 20.
@@ -263,8 +264,30 @@ class SymbolSpec:
 
     # ------------------------------------------------- decimal -> integer
 
+    @cached_property
+    def _price_grid(self) -> tuple[int, int, int, int, int]:
+        """:func:`pyx.apihttp.to_units`'s grid of prices (ticks)."""
+        tv = self.tick_value
+        return (tv.denominator, tv.numerator, self.tick_step, self.min_price_on_grid,
+                self.max_price_on_grid)  # fmt: skip
+
+    @cached_property
+    def _qty_grid(self) -> tuple[int, int, int, int, int]:
+        """:func:`pyx.apihttp.to_units`'s grid of quantities (lots)."""
+        lv = self.lot_value
+        return (lv.denominator, lv.numerator, self.lot_step, self.min_qty_on_grid,
+                self.max_qty_on_grid)  # fmt: skip
+
+    @cached_property
+    def text_grid(self) -> tuple[str, str, int, int, int, int, int]:
+        """:func:`pyx.apihttp.order_text`'s view of this symbol: name and quote asset
+        as JSON strings, tick and lot in units of their decimals, the decimals."""
+        return (js(self.name), js(self.quote_asset), self._tick_scaled, self._price_dec,
+                self._lot_scaled, self._qty_dec, self.quote_decimals)  # fmt: skip
+
     def price_to_ticks(self, s: object, param: str = "price") -> int:
-        """A decimal price string as ticks, exactly.
+        """A decimal price string as ticks, exactly (compiled: :func:`pyx.apihttp.to_units`;
+        a refusal, and its error, comes from :meth:`price_to_ticks_py`).
 
         Raises
         ------
@@ -273,6 +296,13 @@ class SymbolSpec:
             price is not a whole number of ticks, not a multiple of the tick step or
             outside the band.
         """
+        t = to_units(s, *self._price_grid)
+        if t is None or t < 0:
+            return self.price_to_ticks_py(s, param)
+        return int(t)
+
+    def price_to_ticks_py(self, s: object, param: str = "price") -> int:
+        """:meth:`price_to_ticks` in Python (the oracle of the compiled one)."""
         n, d = _decimal_parts(s, param)
         # n / 10**d / tick_value in integers: exact, as with fractions.
         tv = self.tick_value
@@ -286,7 +316,8 @@ class SymbolSpec:
         return int(ticks)
 
     def qty_to_lots(self, s: object, param: str = "quantity", market: bool = False) -> int:
-        """A decimal base quantity string as lots, exactly.
+        """A decimal base quantity string as lots, exactly (compiled, as
+        :meth:`price_to_ticks`; refusals from :meth:`qty_to_lots_py`).
 
         Raises
         ------
@@ -294,6 +325,13 @@ class SymbolSpec:
             -1102/-1100 malformed; -1013 ``Filter failure: LOT_SIZE`` (``MARKET_LOT_SIZE``
             with ``market``) off the lot grid or outside the quantity range.
         """
+        t = to_units(s, *self._qty_grid)
+        if t is None or t < 0:
+            return self.qty_to_lots_py(s, param, market)
+        return int(t)
+
+    def qty_to_lots_py(self, s: object, param: str = "quantity", market: bool = False) -> int:
+        """:meth:`qty_to_lots` in Python (the oracle of the compiled one)."""
         n, d = _decimal_parts(s, param)
         lv = self.lot_value
         lots, rest = divmod(n * lv.denominator, 10**d * lv.numerator)
@@ -326,15 +364,15 @@ class SymbolSpec:
 
     def ticks_to_price(self, ticks: int) -> str:
         """A price in ticks as a decimal string (``price_decimals`` digits)."""
-        return _fixed(ticks * self._tick_scaled, self._price_dec)
+        return fixed(ticks * self._tick_scaled, self._price_dec)
 
     def lots_to_qty(self, lots: int) -> str:
         """A quantity in lots as a decimal string of base units (``qty_decimals`` digits)."""
-        return _fixed(lots * self._lot_scaled, self._qty_dec)
+        return fixed(lots * self._lot_scaled, self._qty_dec)
 
     def quote_minor_to_str(self, minor: int) -> str:
         """Quote minor units as a decimal string of the quote asset."""
-        return _fixed(minor, self.quote_decimals)
+        return fixed(minor, self.quote_decimals)
 
     def base_minor_to_str(self, minor: int) -> str:
         """Base minor units as a decimal string of the base asset."""

@@ -18,8 +18,9 @@ from typing import Any
 
 import pytest
 
-from api.fasthttp import MAX_BUFFERED, FastHttp
+from api.fasthttp import CLIENT_MAX_SIZE, MAX_BUFFERED, FastHttp
 from gateway import keys
+from pyx.apihttp import parse_head
 from tests.api.apiproc import ApiProcess
 from tests.api.fixtures import api, core, key1  # noqa: F401  (fixtures)
 from tests.api.test_metrics import scrape
@@ -207,11 +208,17 @@ def test_unusual_requests_go_to_aiohttp(
 
 
 def test_parse_head_takes_only_plain_order_posts() -> None:
-    """The head parser's decisions, without a server."""
-    p = FastHttp.__new__(FastHttp)
+    """The head parser's decisions, without a server: the compiled one and its
+    Python oracle alike."""
+
+    def parse(head: bytes) -> tuple[str, int, str, bool] | None:
+        got = parse_head(head, CLIENT_MAX_SIZE)
+        assert got == FastHttp.parse_head_py(head), head
+        return got
+
     ok = b"POST /api/v3/order?a=1 HTTP/1.1\r\nHost: h\r\nX-MBX-APIKEY: k1\r\nContent-Length: 12"
-    assert p._parse_head(ok) == ("a=1", 12, "k1", False)
-    assert p._parse_head(ok + b"\r\nConnection: close") == ("a=1", 12, "k1", True)
+    assert parse(ok) == ("a=1", 12, "k1", False)
+    assert parse(ok + b"\r\nConnection: close") == ("a=1", 12, "k1", True)
     for bad in (
         ok.replace(b"POST", b"GET"),
         ok.replace(b"HTTP/1.1", b"HTTP/1.0"),
@@ -228,7 +235,7 @@ def test_parse_head_takes_only_plain_order_posts() -> None:
         ok.replace(b"Host: h\r\n", b""),
         b"POST /api/v3/order HTTP/1.1\r\nHost: h\r\nX-MBX-APIKEY: \xff\r\nContent-Length: 1",
     ):
-        assert p._parse_head(bad) is None, bad
+        assert parse(bad) is None, bad
 
 
 def test_fast_http_false_serves_everything_through_aiohttp(

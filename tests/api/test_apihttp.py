@@ -1,0 +1,177 @@
+"""``pyx.apihttp``, the compiled order path, against its Python oracles (hypothesis):
+the request head, the parameters and signed payload, exact decimals with Binance's
+filter errors, and the new-order answer's JSON, over random and malformed input.
+The compiled functions and the Python ones they replace must agree on every
+result, every refusal (code and message) and every byte of the answer."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import string
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from api import auth
+from api.errors import ApiError
+from api.fasthttp import CLIENT_MAX_SIZE, FastHttp
+from api.orders import new_order_json, new_order_text, new_order_text_py
+from api.store import Fill, Order
+from api.symbols import SymbolSpec, _fixed
+from pyx import apihttp
+from tests.api.test_hotpath import _FILLS, _TEXT, _orders
+from tests.api.test_symbols import specs
+
+# ----------------------------------------------------------------- the head
+
+_LINES = [
+    b"POST /api/v3/order HTTP/1.1", b"POST /api/v3/order?a=1&b=2 HTTP/1.1",
+    b"POST /api/v3/order? HTTP/1.1", b"POST /api/v3/order?x#y HTTP/1.1",
+    b"POST /api/v3/orders HTTP/1.1", b"GET /api/v3/order HTTP/1.1",
+    b"POST /api/v3/order HTTP/1.0", b"POST  /api/v3/order HTTP/1.1",
+    b"POST /api/v3/order HTTP/1.1 ", b"POST /api/v3/order?\xc3\xa9 HTTP/1.1",
+    b"POST HTTP/1.1", b"post /api/v3/order HTTP/1.1", b"",
+]  # fmt: skip
+_HEADERS = [
+    b"Host: x", b"host:x", b"HOST:  a b  ", b"Content-Length: 12", b"content-length:0",
+    b"Content-Length: 65536", b"Content-Length: 65537", b"Content-Length: 1234567890",
+    b"Content-Length: +5", b"Content-Length: ", b"Content-Length: 1 2", b"X-MBX-APIKEY: abc",
+    b"x-mbx-apikey:", b"X-MBX-APIKEY: k\xc3\xa9", b"X-MBX-APIKEY: \t a b \t",
+    b"Connection: close", b"Connection: keep-alive, Close", b"Connection: Upgrade",
+    b"connection: x,\x0bupgrade\x0c", b"Transfer-Encoding: chunked", b"Expect: 100-continue",
+    b"Upgrade: websocket", b"Content-Type: application/x-www-form-urlencoded",
+    b" Host: x", b"Host : x", b"\tHost: x", b": empty", b"no colon", b"", b"A:\rB",
+    b"X-Other: \n", b"HoSt: y",
+]  # fmt: skip
+
+
+@st.composite
+def _heads(draw: st.DrawFn) -> bytes:
+    """A request head (no final blank line): mostly near-valid, sometimes random bytes."""
+    if draw(st.integers(0, 9)) == 0:
+        return draw(st.binary(max_size=200))
+    line = draw(st.sampled_from(_LINES))
+    heads = draw(st.lists(st.sampled_from(_HEADERS), max_size=7))
+    if draw(st.booleans()):
+        heads = [b"Host: h", b"Content-Length: %d" % draw(st.integers(0, 70_000)), *heads]
+    return b"\r\n".join([line, *heads])
+
+
+@settings(max_examples=1500)
+@given(_heads())
+def test_parse_head_is_the_oracle(head: bytes) -> None:
+    """The compiled head parser answers exactly as the Python one (or hands off)."""
+    assert apihttp.parse_head(head, CLIENT_MAX_SIZE) == FastHttp.parse_head_py(head)
+
+
+def test_parse_head_takes_the_bench_request() -> None:
+    """The usual request is taken (the oracle agrees; not a vacuous None == None)."""
+    head = (b"POST /api/v3/order HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nX-MBX-APIKEY: k1\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 42")  # fmt: skip
+    assert apihttp.parse_head(head, CLIENT_MAX_SIZE) == ("", 42, "k1", False)
+    assert FastHttp.parse_head_py(head) == ("", 42, "k1", False)
+
+
+# ----------------------------------------------------------- the parameters
+
+_ITEMS = ["symbol=BTCUSDT", "side=BUY", "a=1", "b=", "=v", "k", "", "c=2=3", "signature=ab",
+          "xsignature=1", "signature=", "q=a+b", "p=%41", "bad=%ZZ", "raw=%FF", "a=2",
+          "timestamp=1", "signaturex=1"]  # fmt: skip
+_PART = st.one_of(
+    st.lists(st.sampled_from(_ITEMS), max_size=8).map("&".join),
+    st.text(alphabet=string.ascii_letters + "=&%+_.-9", max_size=40),
+    st.text(max_size=10),
+)
+
+
+def _outcome(fn: Any, *args: Any) -> Any:
+    try:
+        return ("ok", fn(*args))
+    except ApiError as e:
+        return ("err", e.http_status, e.code, e.msg)
+
+
+@settings(max_examples=1500)
+@given(_PART, _PART.map(lambda s: s.encode("utf-8")), st.booleans())
+def test_request_params_is_the_oracle(query: str, body: bytes, many: bool) -> None:
+    """Parameters and signed payload, or the refusal, as the Python code gives them."""
+    if many:  # past MAX_PARAMS
+        body = "&".join(f"p{i}=1" for i in range(auth.MAX_PARAMS)).encode() + b"&" + body
+    assert _outcome(auth.request_params, query, body) == _outcome(
+        auth.request_params_py, query, body
+    )
+
+
+def test_request_params_compiled_takes_the_usual_request() -> None:
+    """A plain signed body is answered by the compiled code itself."""
+    got = apihttp.request_params("a=1", b"symbol=X&signature=ff", 16_384, 64)
+    assert got == ({"a": "1", "symbol": "X", "signature": "ff"}, "a=1symbol=X")
+    assert got == auth.request_params_py("a=1", b"symbol=X&signature=ff")
+    assert apihttp.request_params("", b"p=%41", 16_384, 64) is None  # decoding: Python's
+
+
+# --------------------------------------------------------------- decimals
+
+_DECIMALS = st.one_of(
+    st.from_regex(r"[0-9]{1,45}(\.[0-9]{0,45})?", fullmatch=True),
+    st.from_regex(r"[0-9]{1,4}\.[0-9]{1,4}", fullmatch=True),
+    st.sampled_from(["", ".5", "5.", "1..2", "1e3", "-1", " 1", "1\n", "١٢", "0", "0.000"]),
+    st.text(max_size=8),
+    st.none(),
+    st.integers(),
+)
+
+
+@settings(max_examples=2000)
+@given(specs(), _DECIMALS, st.booleans())
+def test_decimals_are_the_oracle(spec: SymbolSpec, s: Any, market: bool) -> None:
+    """Prices and quantities in ticks and lots, or Binance's error, as in Python."""
+    assert _outcome(spec.price_to_ticks, s) == _outcome(spec.price_to_ticks_py, s)
+    assert _outcome(spec.price_to_ticks, s, "stopPrice") == _outcome(
+        spec.price_to_ticks_py, s, "stopPrice"
+    )
+    assert _outcome(spec.qty_to_lots, s, "quantity", market) == _outcome(
+        spec.qty_to_lots_py, s, "quantity", market
+    )
+
+
+@given(specs(), st.integers(0, 10**12), st.integers(0, 10**12))
+def test_decimals_on_the_grid_compiled(spec: SymbolSpec, p: int, q: int) -> None:
+    """Valid values are converted by the compiled code itself (not its fallback)."""
+    lo, hi = spec.min_price_on_grid, spec.max_price_on_grid
+    ticks = min(max(p, lo), hi) // spec.tick_step * spec.tick_step
+    if lo <= ticks <= hi:
+        assert apihttp.to_units(spec.ticks_to_price(ticks), *spec._price_grid) == ticks
+    lots = min(max(q, spec.min_qty_on_grid), spec.max_qty_on_grid) // spec.lot_step * spec.lot_step
+    if spec.min_qty_on_grid <= lots <= spec.max_qty_on_grid:
+        assert apihttp.to_units(spec.lots_to_qty(lots), *spec._qty_grid) == lots
+
+
+@given(st.integers(-(2**200), 2**200), st.integers(0, 80))
+def test_fixed_is_the_oracle(n: int, decimals: int) -> None:
+    """Integer -> fixed-point text as the Python code writes it (beyond 64 bits too)."""
+    assert apihttp.fixed(n, decimals) == _fixed(n, decimals)
+
+
+# ---------------------------------------------------------------- the answer
+
+
+@settings(max_examples=1000)
+@given(specs(), _orders(), st.sampled_from(["ACK", "RESULT", "FULL"]), _FILLS, _TEXT, _TEXT)
+def test_order_text_is_the_oracle(
+    spec: Any, o: Order, resp_type: str, fills: list[Fill], name: str, asset: str
+) -> None:
+    """The compiled answer is the Python one and ``json.dumps`` of the dict, byte for byte."""
+    spec = dataclasses.replace(spec, name=name or "XY", quote_asset=asset or "Y")
+    got = new_order_text(spec, o, resp_type, fills)
+    assert got == new_order_text_py(spec, o, resp_type, fills)
+    assert got == json.dumps(new_order_json(spec, o, resp_type, fills))
+
+
+@pytest.mark.parametrize("s", ["BUY", 'a"b', "é", "\x7f", "line\n", "", "x\\y"])
+def test_js_is_json(s: str) -> None:
+    """JSON strings as ``json.dumps`` writes them."""
+    assert apihttp.js(s) == json.dumps(s)
