@@ -1,9 +1,9 @@
 """The gateway's durable state: sessions' sequenced streams, order id mapping, core seq.
 
 Design (docs/gateway.md, "Replay"): every sequenced message a session is sent is
-stored (SQLite, WAL) before it is written to the socket, in the same transaction
-as the state change that produced it and, for messages derived from core events,
-the last core ``seq`` applied.  So after kill -9 the gateway resumes the event
+stored (SQLite, WAL; or first the turn file, below) before it is written to the
+socket, together with the state change that produced it and, for messages derived
+from core events, the last core ``seq`` applied.  So after kill -9 the gateway resumes the event
 stream at ``last_core_seq + 1`` and applies every event exactly once; a re-login
 replays the stored bytes, identical to what was (or would have been) sent live.
 
