@@ -11,6 +11,7 @@ from __future__ import annotations
 import socket
 import sqlite3
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -95,6 +96,14 @@ def login(port: int, key: Path, next_seq: int) -> RawSession:
         time.sleep(0.1)
 
 
+def _turn_records(gw: GatewayProcess) -> float:
+    with urllib.request.urlopen(gw.ready["metrics"], timeout=30) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith("bursa_gateway_turn_records_total "):
+                return float(line.split()[1])
+    raise AssertionError("no turn records metric")
+
+
 def _stored_seqs(db: Path) -> int:
     """How many messages SQLite holds (all sessions)."""
     con = sqlite3.connect(db)
@@ -109,7 +118,10 @@ def test_kill9_with_reports_only_in_the_turn_file(tmp_path: Path) -> None:
     (tmp_path / "logs").mkdir()
     core = CoreProcess(tmp_path / "core", tmp_path / "logs", "async")
     core.start()
-    gw = GatewayProcess(core, tmp_path / "gw.db", tmp_path / "logs", "--turn-fill-ms", "600000")
+    gw = GatewayProcess(
+        core, tmp_path / "gw.db", tmp_path / "logs", "--turn-fill-ms", "600000",
+        "--metrics", "127.0.0.1:0",
+    )  # fmt: skip
     try:
         setup_market(core)
         gw.start(port=0)
@@ -131,6 +143,8 @@ def test_kill9_with_reports_only_in_the_turn_file(tmp_path: Path) -> None:
         assert _stored_seqs(gw.db) == 0
         turns = Path(str(gw.db) + store_mod.TURN_SUFFIX)
         assert turns.stat().st_size > 0
+        # 10 orders, each with its own turn and its acknowledgement's: 20 records at least.
+        assert _turn_records(gw) >= 20
         # A re-login now (a's session ends, a new one asks from seq 1): served from
         # the gateway's memory, the same bytes.
         a.close()
