@@ -1341,8 +1341,10 @@ class Gateway:
             if now - last_prune >= RETENTION_CHECK_S:
                 last_prune = now
                 self.prune_streams()
-            # The order log's fold (Store.commit), here rather than in the turns that
-            # acknowledge orders; with whatever the current turn has not committed yet.
+            # The order log's fold and the turn file's fill (Store.commit), here rather
+            # than in the turns that acknowledge orders; what this tick's events changed
+            # goes to the turn file first if it is small (else this commit stores it).
+            self.store.log_turn()
             self.store.commit(fold=True)
             self.expire_inflight()
             self.pump_core()
