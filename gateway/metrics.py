@@ -54,5 +54,10 @@ def families(gw: Any) -> list[Any]:
             "ended orders evicted from memory (served from SQLite)",
             gw.store.evicted,
         ),
+        counter(
+            f"{P}_turn_records",
+            "quiet turns made durable by one write to the turn file instead of a commit",
+            gw.store.turn_writes,
+        ),
         *subscriber_families(gw.sub, P),
     ]

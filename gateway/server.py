@@ -213,6 +213,10 @@ class GatewayConfig:
     # "uvloop" (libuv: fewer syscalls and less Python per loop turn, the default) or
     # "asyncio" (the standard library's loop: the reference, for debugging).
     event_loop: str = "uvloop"
+    # The turn file (docs/gateway.md, "Replay design"): the ticker fills its records
+    # into SQLite once the oldest is this old (0: every tick, at most 50 ms); the file's
+    # bound or a busier turn's commit fills them sooner.
+    turn_fill_ms: int = 0
 
 
 class Conn(asyncio.Protocol):
@@ -800,16 +804,17 @@ class Gateway:
             data, tags = b"".join(self.cmds), self.cmd_tags
             self.cmds, self.cmd_tags = [], []
             # Store first: an order id reaches the core only once it is stored.  One
-            # order in flight: its row goes to the intent file (one write) and is
-            # committed with the next transaction, usually its acknowledgement's
-            # (Store.log_new_orders).
-            if not self.store.log_new_orders():
+            # order in flight: its row goes to the turn file (one write) and into
+            # SQLite with the ticker's next commit (Store.log_turn).
+            if not self.store.log_turn():
                 self.store.commit()
             step = MAX_CORE_FRAME * CMD_STRUCT.size
             for i in range(0, len(tags), MAX_CORE_FRAME):
                 k = i * CMD_STRUCT.size
                 self._send_frame(data[k : k + step], tags[i : i + MAX_CORE_FRAME])
-        if not self.store.only_logged():
+        # The reports go out once durable: in the turn file (one write; one order in
+        # flight) or committed (a busier turn).
+        if not self.store.log_turn():
             self.store.commit()
         outbox, self.outbox = self.outbox, []
         # One write per connection per turn (fewer syscalls under load); the frames
@@ -1338,8 +1343,10 @@ class Gateway:
             if now - last_prune >= RETENTION_CHECK_S:
                 last_prune = now
                 self.prune_streams()
-            # The order log's fold (Store.commit), here rather than in the turns that
-            # acknowledge orders; with whatever the current turn has not committed yet.
+            # The order log's fold and the turn file's fill (Store.commit), here rather
+            # than in the turns that acknowledge orders; what this tick's events changed
+            # goes to the turn file first if it is small (else this commit stores it).
+            self.store.log_turn()
             self.store.commit(fold=True)
             self.expire_inflight()
             self.pump_core()
@@ -1355,6 +1362,7 @@ class Gateway:
         self.recover_pending()
         self.flush()
         self.store.start_checkpointer()
+        self.store.fill_after_s = self.cfg.turn_fill_ms / 1000
         loop = self.loop
         loop.add_reader(self.query.sock.fileno(), self.pump_core)
         # The live event source: the zmq SUB socket (one descriptor for life), or the

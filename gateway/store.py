@@ -1,9 +1,9 @@
 """The gateway's durable state: sessions' sequenced streams, order id mapping, core seq.
 
 Design (docs/gateway.md, "Replay"): every sequenced message a session is sent is
-stored (SQLite, WAL) before it is written to the socket, in the same transaction
-as the state change that produced it and, for messages derived from core events,
-the last core ``seq`` applied.  So after kill -9 the gateway resumes the event
+stored (SQLite, WAL; or first the turn file, below) before it is written to the
+socket, together with the state change that produced it and, for messages derived
+from core events, the last core ``seq`` applied.  So after kill -9 the gateway resumes the event
 stream at ``last_core_seq + 1`` and applies every event exactly once; a re-login
 replays the stored bytes, identical to what was (or would have been) sent live.
 
@@ -41,6 +41,15 @@ Orders whose latest image is still only in the log (``Order.log_id``) are never 
 from memory (an evicted order is read back from ``orders``); a restart folds the
 whole log first.
 
+The turn file (docs/gateway.md, "Replay design"): a loop turn with little to store (one
+order in flight: its new order, or its acknowledgement's reports and changed orders and
+the core seq) does not commit before it sends; :meth:`Store.log_turn` appends what it
+stores to an append-only file next to the database in one ``write`` (a numbered,
+checksummed record, :mod:`bindings.intentfile`), and SQLite is filled behind it by the
+next :meth:`Store.commit` (the gateway's ticker, or a busy turn), which stores the
+number of the last record it covers (``meta.turn_mark``) in the same transaction.  At
+start the records past the mark are applied once, before anything is loaded.
+
 Order ids: the gateway gives every order a core order id from one counter that
 only grows (max(counter + 1, ms since 2025), see ID_EPOCH_NS); the order's row,
 which carries the id, is stored before the command leaves for the core, and the
@@ -53,7 +62,9 @@ from __future__ import annotations
 
 import bisect
 import operator
+import os
 import sqlite3
+import struct
 import threading
 import time
 from collections import deque
@@ -61,7 +72,6 @@ from pathlib import Path
 from typing import Any
 
 from bindings import intentfile
-from bindings.intentfile import INTENT_SUFFIX as INTENT_SUFFIX  # re-exported (tests, docs)
 from bindings.intentfile import INTENT_TRUNCATE_BYTES as INTENT_TRUNCATE_BYTES
 from bursa_wire.gw_layout import (
     APP_OUT,
@@ -170,12 +180,25 @@ CHECKPOINT_INTERVAL_S = 0.25
 # gateway that only sees other doors' events must not let its resume point fall behind
 # the log's retention.
 SEQ_SAVE_INTERVAL_S = 1.0
-# The order intent file (bindings.intentfile, next to the database): a turn whose only
-# changes are at most MAX_INTENT_ORDERS new orders appends their images to it (one
-# write) before their NEWs leave, instead of committing them first; they are committed
-# to SQLite with the next transaction (Store.log_new_orders).  The images left in it
-# after their commit are ignored at a restart (SQLite has their orders).
-MAX_INTENT_ORDERS = 8
+# The turn file (bindings.intentfile's numbered records, the database's path plus this
+# suffix): a turn that changed at most MAX_TURN_ORDERS orders and produced at most
+# MAX_TURN_REPORTS sequenced messages (one order in flight) appends them with the core
+# seq to it in one write before anything leaves, instead of committing (Store.log_turn);
+# SQLite is filled behind it by the next commit (the ticker's within 50 ms), which
+# stores the last record's number (meta ``turn_mark``).  A busier turn commits: its
+# rows amortise a transaction, and journaling them too would write them twice.
+TURN_SUFFIX = "-turns"
+MAX_TURN_ORDERS = 8
+MAX_TURN_REPORTS = 32
+# A turn record's body: this head (last core seq applied, bytes of order images, stream
+# chunks), the order images (pyx.gworders.ORDER_REC + pending bytes, as in the order
+# log), then per session CHUNK_HEAD (key_id, first seq, messages, bytes) and the
+# messages' payloads back to back.
+TURN_HEAD = struct.Struct("<QII")
+CHUNK_HEAD = struct.Struct("<QQII")
+# The order intent file of earlier versions (new orders only, bindings.intentfile's
+# plain records): read once at start if present, then removed.
+LEGACY_INTENT_SUFFIX = intentfile.INTENT_SUFFIX
 SET_NEXT_ORDER_ID = "INSERT OR REPLACE INTO meta (k, v) VALUES ('next_order_id', ?)"
 INSERT_ORDER = "INSERT OR REPLACE INTO orders (key_id, cl_ord_id, live, rec) VALUES (?, ?, ?, ?)"
 INSERT_ARCHIVE = "INSERT INTO order_archive (key_id, hi_cl, lo_cl, recs) VALUES (?, ?, ?, ?)"
@@ -220,6 +243,34 @@ def whole_records(blob: bytes) -> int:
     short by a crash leaves a partial last one; ORDER_REC's last field is the length
     of its pending bytes)."""
     return intentfile.whole_records(blob, ORDER_REC)
+
+
+def pack_turn(core_seq: int, orders: list[Order], out: dict[int, tuple[int, list[bytes]]]) -> bytes:
+    """The body of a turn record (:data:`TURN_HEAD`): the core seq, the images of
+    ``orders`` (an order listed twice is packed twice: the later image wins) and each
+    session's messages of ``out`` (``key_id -> (first seq, payloads)``)."""
+    images = gworders.pack_orders(orders) if orders else b""
+    parts = [TURN_HEAD.pack(core_seq, len(images), len(out)), images]
+    for key_id, (first, ps) in out.items():
+        blob = b"".join(ps)
+        parts.append(CHUNK_HEAD.pack(key_id, first, len(ps), len(blob)))
+        parts.append(blob)
+    return b"".join(parts)
+
+
+def unpack_turn(body: bytes) -> tuple[int, bytes, list[tuple[int, int, int, bytes]]]:
+    """``(core seq, order images, [(key_id, first seq, last seq, payloads)])`` of a turn
+    record's body (:func:`pack_turn`)."""
+    core_seq, n_images, n_chunks = TURN_HEAD.unpack_from(body, 0)
+    pos = TURN_HEAD.size + n_images
+    images = body[TURN_HEAD.size : pos]
+    chunks = []
+    for _ in range(n_chunks):
+        key_id, first, n, size = CHUNK_HEAD.unpack_from(body, pos)
+        pos += CHUNK_HEAD.size
+        chunks.append((key_id, first, first + n - 1, body[pos : pos + size]))
+        pos += size
+    return core_seq, images, chunks
 
 
 def unpack_orders(blob: bytes) -> list[Order]:
@@ -293,21 +344,81 @@ class Store:
         # key_id -> the highest client id in the session's archive rows (a new archive
         # row starts above it; ended orders at or below it go to ``orders``).
         self._archived_hi: dict[int, int] = {}
-        self._fold_log()
-        # The order intent file (log_new_orders); none for an in-memory database.
-        self._intent_n = 0  # how many of _new are in the intent file (not committed)
+        # What turns appended to the turn file (log_turn) and no commit has filled into
+        # SQLite yet: orders created, orders changed, messages per session (first
+        # seq, payloads); the next commit writes them with the current turn's.
+        self._jnew: list[Order] = []
+        self._jdirty: dict[tuple[int, int], Order] = {}
+        self._jout: dict[int, tuple[int, list[bytes]]] = {}
+        self._jrecs = 0  # turn records appended since the last commit
+        self._jfirst_s = 0.0  # monotonic time of the first of them
+        # commit(fold=True) (the gateway's ticker) fills the turn file's records into
+        # SQLite once the oldest is this old (config ``turn_fill_ms``; 0: every tick).
+        self.fill_after_s = 0.0
+        self.recovered_turns = 0  # turn records applied at start (tests, logs)
+        # The turn file; none for an in-memory database (every turn commits).
         db = str(db_path)
-        self._intent: intentfile.IntentFile | None = None
+        self._turns: intentfile.IntentFile | None = None
         if db != ":memory:" and not db.startswith("file:"):
-            self._intent = intentfile.IntentFile(db)
-            self._recover_intents(self._intent)
-            self._intent.reset()
+            self._turns = intentfile.IntentFile(db, TURN_SUFFIX)
+            self._turns.reset(self._recover_turns(self._turns))
+        self._fold_log()
+        if self._turns is not None:
+            legacy = intentfile.IntentFile(db)
+            if os.path.exists(legacy.path):
+                self._recover_intents(legacy)
+                os.remove(legacy.path)
         self._load()
 
     @property
-    def intent_writes(self) -> int:
-        """Turns whose new orders went to the intent file."""
-        return 0 if self._intent is None else self._intent.writes
+    def turn_writes(self) -> int:
+        """Turns written to the turn file instead of committed (:meth:`log_turn`)."""
+        return 0 if self._turns is None else self._turns.writes
+
+    def _recover_turns(self, turns: intentfile.IntentFile) -> int:
+        """At start, before the order log is folded: the turn records past SQLite's mark
+        (``meta.turn_mark``; a torn or corrupt tail ends them) are filled into SQLite in
+        one transaction, as the commit that never ran would have: their order images as
+        one order log row (folded next, latest image wins), their messages as stream
+        chunks, the core seq of the last one and the new mark.  Returns the mark."""
+        row = self.con.execute("SELECT v FROM meta WHERE k = 'turn_mark'").fetchone()
+        mark = int(row[0]) if row else 0
+        records = turns.read_records(mark)
+        if not records:
+            return mark
+        images: list[bytes] = []
+        chunks: list[tuple[int, int, int, bytes, int]] = []
+        core_seq = 0
+        now_ms = time.time_ns() // 1_000_000
+        for _, body in records:
+            seq, blob, parts = unpack_turn(body)
+            core_seq = max(core_seq, seq)
+            images.append(blob)
+            chunks.extend((k, last, first, payloads, now_ms) for k, first, last, payloads in parts)
+        row = self.con.execute("SELECT v FROM meta WHERE k = 'last_core_seq'").fetchone()
+        core_seq = max(core_seq, int(row[0]) if row else 0)
+        mark = records[-1][0]
+        con = self.con
+        con.execute("BEGIN")
+        blob = b"".join(images)
+        if blob:
+            con.execute(
+                "INSERT INTO order_log (id, recs)"
+                " VALUES ((SELECT IFNULL(MAX(id), 0) + 1 FROM order_log), ?)",
+                (blob,),
+            )
+        con.executemany(
+            "INSERT OR REPLACE INTO out_chunks (key_id, last_seq, first_seq, payloads, ts_ms)"
+            " VALUES (?, ?, ?, ?, ?)",
+            chunks,
+        )
+        con.executemany(
+            "INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)",
+            [("last_core_seq", core_seq), ("turn_mark", mark)],
+        )
+        con.execute("COMMIT")
+        self.recovered_turns = len(records)
+        return mark
 
     def _recover_intents(self, intent: intentfile.IntentFile) -> None:
         """At start: the orders of the intent file that never reached SQLite (a kill
@@ -415,51 +526,78 @@ class Store:
             self.by_cl.setdefault(o.key_id, {})[o.cl_ord_id] = o
 
     # ----------------------------------------------------------- transactions
-    # Writes are buffered during a loop turn and written by commit() in one
-    # transaction (executemany): what a turn changed becomes durable together.
+    # Writes are buffered during a loop turn and made durable together before anything
+    # of the turn leaves: by log_turn (one write to the turn file) or by commit() (one
+    # transaction, executemany), which also fills what log_turn wrote into SQLite.
 
-    def log_new_orders(self) -> bool:
-        """Store this turn's new orders before their NEWs leave, the cheap way: when
-        the turn changed nothing else and created at most :data:`MAX_INTENT_ORDERS`
-        orders (one order in flight), their images are appended to the intent file in
-        one ``write`` (durable across a process kill, like the WAL at
-        ``synchronous=NORMAL``) instead of a SQLite commit.  They are committed with
-        the next transaction (usually the one of their acknowledgement; the
-        gateway's ticker commits them if nothing else does); the file is emptied
-        once it holds :data:`INTENT_TRUNCATE_BYTES`.  A restart stores the file's
-        orders that SQLite lacks first (:meth:`_recover_intents`).  Returns
-        False, having done nothing, when the turn needs a commit instead."""
-        new, intent = self._new, self._intent
-        if (
-            intent is None
-            or intent.full
-            or not new
-            or len(new) > MAX_INTENT_ORDERS
-            or self._out
-            or self._dirty
-            or self._meta
-            or self._symbols
-        ):
+    def log_turn(self) -> bool:
+        """Make this turn's changes durable the cheap way, before anything of the turn
+        leaves: when the turn changed at most :data:`MAX_TURN_ORDERS` orders, produced
+        at most :data:`MAX_TURN_REPORTS` messages and nothing else (one order in
+        flight: its new order; or its acknowledgement), its order images, messages and
+        the last core seq applied are appended to the turn file as one record, in one
+        ``write`` (durable across a process kill, as a WAL commit at
+        ``synchronous=NORMAL``, which the gateway uses: both are in the kernel's page
+        cache when the call returns) instead of a SQLite commit.  The next
+        :meth:`commit` fills them into SQLite (the gateway's ticker within 50 ms; a
+        busier turn's commit sooner) with the record's number as the mark; until then
+        a replay reads the messages from memory (:meth:`stream`) and a restart applies
+        the records past the mark (:meth:`_recover_turns`).  The file is emptied once
+        it holds :data:`INTENT_TRUNCATE_BYTES` after a commit, and bounded: once it
+        holds ``INTENT_MAX_BYTES`` the turn commits.  Returns True when the turn is
+        durable (also when there was nothing to store), False, having done nothing,
+        when it needs a commit instead."""
+        new, dirty, out = self._new, self._dirty, self._out
+        if self._meta or self._symbols:
             return False
-        if len(new) > self._intent_n:
-            intent.append(pack_orders_py(new[self._intent_n :]))
-            self._intent_n = len(new)
+        if not (new or dirty or out):
+            return True  # a core seq alone waits for the next write (set_core_seq)
+        turns = self._turns
+        if turns is None or turns.full or len(new) + len(dirty) > MAX_TURN_ORDERS:
+            return False
+        msgs = 0
+        for chunk in out.values():
+            msgs += len(chunk[1])
+        if msgs > MAX_TURN_REPORTS:
+            return False
+        changed = new + list(dirty.values()) if dirty else new
+        turns.append_record(pack_turn(self.last_core_seq, changed, out))
+        now = time.monotonic()
+        if not self._jrecs:
+            self._jfirst_s = now
+        self._jrecs += 1
+        self._seq_saved_s = now  # the core seq is in the record (see SEQ_SAVE_INTERVAL_S)
+        # Kept for the commit that fills SQLite; the turn's own buffers are emptied in
+        # place (the compiled report path holds the dicts, pyx.gwreport._Sink).
+        if new:
+            self._jnew.extend(new)
+            new.clear()
+        if dirty:
+            self._jdirty.update(dirty)
+            dirty.clear()
+        if out:
+            jout, last_seq, durable = self._jout, self.last_seq, self.committed_seq
+            for key_id, chunk in out.items():
+                have = jout.get(key_id)
+                if have is None:
+                    jout[key_id] = chunk
+                else:
+                    have[1].extend(chunk[1])
+                durable[key_id] = last_seq[key_id]
+            out.clear()
         return True
 
-    def only_logged(self) -> bool:
-        """Whether all that is not committed is new orders already in the intent file
-        (:meth:`log_new_orders`): then a commit can wait."""
-        return 0 < self._intent_n == len(self._new) and not (
-            self._out or self._dirty or self._meta or self._symbols
-        )
-
     def commit(self, fold: bool = False) -> None:
-        """Write this turn's changes in one transaction (no-op if none).
+        """Write this turn's changes in one transaction (no-op if none), with what the
+        turn file holds (:meth:`log_turn`: filled into SQLite, with the last record's
+        number as ``meta.turn_mark``, so a restart applies only the records after it).
 
-        ``fold``: also fold the order log rows older than :data:`FOLD_AGE_S` into
-        ``orders``, once there are enough (:data:`FOLD_MIN_ROWS`); the gateway's
-        ticker asks for it, so the fold stays off the turns that acknowledge orders;
-        without it only the rows beyond :data:`FOLD_MAX_ROWS` are folded.
+        ``fold``: the ticker's call: fill the turn file's records only once the oldest
+        is :attr:`fill_after_s` old (or with anything else that commits), and fold
+        the order log rows older than :data:`FOLD_AGE_S` into ``orders``, once there
+        are enough (:data:`FOLD_MIN_ROWS`), so the fold stays off the turns that
+        acknowledge orders; without it only the rows beyond :data:`FOLD_MAX_ROWS` are
+        folded.
         """
         now = time.monotonic()
         log = self._log
@@ -471,22 +609,51 @@ class Store:
                 or (len(log) >= FOLD_MIN_ROWS and log[FOLD_MIN_ROWS - 1][1] < now - FOLD_AGE_S)
             )
         )
-        seq_due = fold and self._core_seq_unsaved and now - self._seq_saved_s >= SEQ_SAVE_INTERVAL_S
+        # (A gateway told to fill the turn file less often writes the seq no more often.)
+        seq_every = max(SEQ_SAVE_INTERVAL_S, self.fill_after_s)
+        seq_due = fold and self._core_seq_unsaved and now - self._seq_saved_s >= seq_every
+        # Turn file records are filled in by every commit that runs, and make one run
+        # (fold=False: a busy turn, close) or, from the ticker, once fill_after_s old.
+        jrecs = self._jrecs
+        fill = jrecs and (not fold or now - self._jfirst_s >= self.fill_after_s)
         if not (
-            self._out or self._new or self._dirty or self._meta or self._symbols or aged or seq_due
+            self._out
+            or self._new
+            or self._dirty
+            or self._meta
+            or self._symbols
+            or aged
+            or seq_due
+            or fill
         ):
             return
         if self._core_seq_unsaved:
             self._meta["last_core_seq"] = self.last_core_seq
             self._core_seq_unsaved = False
             self._seq_saved_s = now
+        if jrecs:
+            assert self._turns is not None
+            # The turn records this transaction fills into SQLite (with what they hold).
+            self._meta["turn_mark"] = self._turns.last_no
+        out = self._out
+        if self._jout:
+            # Messages of the turn file first, then this turn's: one chunk per session.
+            out = self._jout
+            for key_id, chunk in self._out.items():
+                have = out.get(key_id)
+                if have is None:
+                    out[key_id] = chunk
+                else:
+                    have[1].extend(chunk[1])
         con = self._cur
         con.execute("BEGIN")
-        if self._new or self._dirty:
-            # An order created in this turn and changed since is in both: pack_orders
-            # logs it once, with its latest values (its second place in ``changed`` is
-            # skipped there, and by the fold: Order.log_id).
-            changed = self._new + list(self._dirty.values())
+        # An order created and changed since (in this turn or the turn file's) is listed
+        # twice: pack_orders logs it once, with its latest values (its second place in
+        # ``changed`` is skipped there, and by the fold: Order.log_id).
+        changed = self._new + list(self._dirty.values()) if self._new or self._dirty else []
+        if self._jnew or self._jdirty:
+            changed = self._jnew + list(self._jdirty.values()) + changed
+        if changed:
             lid = self._log_id + 1
             # Also marks the orders' log row (Order.log_id) and lists the ones that ended
             # (_ended, for eviction; re-checked there, so listing before COMMIT is safe).
@@ -496,14 +663,14 @@ class Store:
             self._log.append((lid, now, changed))
         if self._log:
             self._fold(now - FOLD_AGE_S if fold else 0.0, 0)
-        if self._out:
+        if out:
             now_ms = time.time_ns() // 1_000_000
             con.executemany(
                 "INSERT INTO out_chunks (key_id, last_seq, first_seq, payloads, ts_ms)"
                 " VALUES (?, ?, ?, ?, ?)",
                 [
                     (k, first + len(ps) - 1, first, b"".join(ps), now_ms)
-                    for k, (first, ps) in self._out.items()
+                    for k, (first, ps) in out.items()
                 ],
             )
         if self._symbols:
@@ -511,12 +678,15 @@ class Store:
         if self._meta:
             con.executemany("INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)", self._meta.items())
         con.execute("COMMIT")
-        if self._intent_n:
-            # The intent file's orders were in this transaction (they were in _new):
-            # what the file holds is stale now (emptied once big enough).
-            self._intent_n = 0
-            if self._intent is not None:
-                self._intent.committed()
+        if jrecs:
+            # The turn file's records were in this transaction: what the file holds is
+            # stale now (emptied once big enough).
+            self._jrecs = 0
+            self._jnew.clear()
+            self._jdirty.clear()
+            self._jout.clear()
+            if self._turns is not None:
+                self._turns.committed()
         for k in self._out:
             self.committed_seq[k] = self.last_seq[k]
         self._out.clear()
@@ -690,8 +860,8 @@ class Store:
         if self._checkpointer is not None:
             self._checkpointer.stop()
             self._checkpointer = None
-        if self._intent is not None:
-            self._intent.close()
+        if self._turns is not None:
+            self._turns.close()
         self.con.close()
 
     def start_checkpointer(self, interval_s: float = CHECKPOINT_INTERVAL_S) -> None:
@@ -869,7 +1039,24 @@ class Store:
         return self.floor.get(key_id, 1)
 
     def stream(self, key_id: int, from_seq: int, limit: int) -> list[tuple[int, bytes]]:
-        """Stored messages of a session from ``from_seq`` on (at most ``limit``)."""
+        """Stored messages of a session from ``from_seq`` on (at most ``limit``): from
+        SQLite, then those only in the turn file yet (:meth:`log_turn`, kept in memory
+        until the next commit fills them in)."""
+        out = self._stream_sqlite(key_id, from_seq, limit)
+        held = self._jout.get(key_id)
+        if held is None or len(out) >= limit:
+            return out
+        seq = held[0]
+        for p in held[1]:
+            if seq >= from_seq:
+                out.append((seq, p))
+                if len(out) >= limit:
+                    break
+            seq += 1
+        return out
+
+    def _stream_sqlite(self, key_id: int, from_seq: int, limit: int) -> list[tuple[int, bytes]]:
+        """Messages of a session in ``out_chunks`` from ``from_seq`` on (at most ``limit``)."""
         out: list[tuple[int, bytes]] = []
         rows = self.con.execute(
             "SELECT first_seq, payloads FROM out_chunks WHERE key_id = ? AND last_seq >= ?"

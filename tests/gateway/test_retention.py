@@ -109,6 +109,14 @@ def test_old_database_gets_the_age_column(tmp_path: Path) -> None:
     s.close()
 
 
+def _stored_last_seq(db: Path) -> int:
+    con = sqlite3.connect(db)
+    try:
+        return int(con.execute("SELECT IFNULL(MAX(last_seq), 0) FROM out_chunks").fetchone()[0])
+    finally:
+        con.close()
+
+
 def test_relogin_before_retention_is_refused(tmp_path: Path, core: CoreProcess) -> None:
     gw = GatewayProcess(
         core, tmp_path / "gw.db", tmp_path / "logs", "--stream-retain-msgs", "5",
@@ -127,6 +135,11 @@ def test_relogin_before_retention_is_refused(tmp_path: Path, core: CoreProcess) 
             assert [m.seq for m in r.app(5)] == list(range(batch * 5 + 1, batch * 5 + 6))
             r.send(codec.encode("LOGOUT"))
             r.expect_end(GwReason.LOGOUT)
+            # A chunk is one commit's messages: the ticker fills each batch from the
+            # turn file (docs/gateway.md, "Replay design") before the next one starts.
+            deadline = time.monotonic() + 10.0
+            while _stored_last_seq(gw.db) < batch * 5 + 5 and time.monotonic() < deadline:
+                time.sleep(0.02)
         time.sleep(2.5)  # retention runs once a second
         r = Raw(gw.port, key)
         r.login(1)

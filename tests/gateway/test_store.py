@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bindings import intentfile
-from bursa_wire.gw_layout import APP_OUT, STATE_FILLED, STATE_PENDING
+from bursa_wire.gw_layout import APP_OUT, BY_NAME, STATE_FILLED, STATE_OPEN, STATE_PENDING
 from gateway import store as store_mod
 from gateway.store import Order, Store
 
@@ -20,6 +20,7 @@ from gateway.store import Order, Store
 PAYLOADS = st.sampled_from(APP_OUT).flatmap(
     lambda m: st.binary(min_size=m.struct.size, max_size=m.struct.size).map(lambda b: m.code + b)
 )
+ACCEPTED = BY_NAME["ACCEPTED"]
 TURNS = st.lists(
     st.lists(st.tuples(st.integers(1, 3), PAYLOADS), max_size=8),
     min_size=1,
@@ -252,69 +253,196 @@ def test_the_ticker_folds_a_few_aged_rows_only_when_they_are_old(
     s.close()
 
 
-def test_a_quiet_turns_new_orders_go_to_the_intent_file_first(tmp_path: Path) -> None:
-    """One order in flight: its image is written to the intent file before its NEW
-    leaves and committed after; a kill in between leaves it in the file, and the
-    restart stores it (pending: recovery probes it) with the id counter past it."""
+def _kill(s: Store) -> None:
+    """What a kill -9 leaves of ``s``: its commits and the turn file's writes (in the
+    page cache), nothing it held in memory."""
+    s.con.close()
+    if s._turns is not None:
+        s._turns.close()
+
+
+def _stored_chunks(db: Path) -> list[tuple[int, int]]:
+    con = sqlite3.connect(db)
+    rows = con.execute("SELECT key_id, last_seq FROM out_chunks ORDER BY key_id, last_seq")
+    out = [(int(k), int(s)) for k, s in rows]
+    con.close()
+    return out
+
+
+def _accepted(cl: int) -> bytes:
+    return ACCEPTED.code + ACCEPTED.struct.pack(
+        *[cl if n == "cl_ord_id" else 1 for n in ACCEPTED.names]
+    )
+
+
+def test_a_quiet_turn_goes_to_the_turn_file_instead_of_a_commit(tmp_path: Path) -> None:
+    """One order in flight: the new order's turn and its acknowledgement's turn (the
+    order's change, its report, the core seq) are each one record of the turn file,
+    nothing reaches SQLite; a re-login is served the report from memory; after a kill
+    the restart applies both records (the order, the stream, the core seq) once."""
     db = tmp_path / "gw.db"
-    intent = Path(str(db) + store_mod.INTENT_SUFFIX)
+    turns = Path(str(db) + store_mod.TURN_SUFFIX)
     s = Store(db)
     a = Order(1, 0, 7, 1, 1, 1, 1, 1000, 5, 5)
     s.new_order(a)
-    assert s.log_new_orders() and s.intent_writes == 1 and s.only_logged()
-    size = len(store_mod.pack_orders_py([a]))
-    assert intent.stat().st_size == size
-    assert s.log_new_orders() and s.intent_writes == 1  # nothing new: nothing written
-    assert intent.stat().st_size == size
-    again = Store(db)  # a kill -9 here: the NEW may have left, SQLite has nothing
+    assert s.log_turn() and s.turn_writes == 1
+    size = turns.stat().st_size
+    assert s.log_turn() and s.turn_writes == 1 and turns.stat().st_size == size  # nothing new
+    # The acknowledgement's turn.
+    a.pending.clear()
+    a.state = STATE_OPEN
+    s.save_order(a)
+    report = _accepted(1)
+    assert s.append(7, report) == 1
+    s.set_core_seq(42)
+    assert s.log_turn() and s.turn_writes == 2
+    assert s.committed_seq[7] == 1 and s.stream(7, 1, 10) == [(1, report)]  # from memory
+    assert _stored_chunks(db) == []
+    _kill(s)
+    again = Store(db)
+    assert again.recovered_turns == 2 and again.last_core_seq == 42
+    assert again.stream(7, 1, 10) == [(1, report)] and again.last_seq == {7: 1}
+    got = again.find_cl(7, 1)
+    assert got is not None and (got.order_id, got.state, got.pending) == (
+        a.order_id,
+        STATE_OPEN,
+        [],
+    )
+    assert again.next_order_id > a.order_id and turns.stat().st_size == 0
+    _kill(again)
+    third = Store(db)  # applied once: nothing left to apply, nothing applied twice
+    assert third.recovered_turns == 0 and _stored_chunks(db) == [(7, 1)]
+    assert third.stream(7, 1, 10) == [(1, report)] and third.last_core_seq == 42
+    third.close()
+
+
+def test_new_orders_recovered_from_the_turn_file_are_pending(tmp_path: Path) -> None:
+    """A kill between the record of a new order and its acknowledgement: the restart
+    stores it pending (its NEW may have reached the core: recovery probes it)."""
+    db = tmp_path / "gw.db"
+    s = Store(db)
+    a = Order(1, 0, 7, 1, 1, 1, 1, 1000, 5, 5)
+    s.new_order(a)
+    assert s.log_turn()
+    _kill(s)
+    again = Store(db)
     got = again.find_cl(7, 1)
     assert got is not None and (got.order_id, got.state, got.pending) == (
         a.order_id,
         STATE_PENDING,
         ["N"],
     )
-    assert again.next_order_id > a.order_id and intent.stat().st_size == 0
+    assert (7, 1) in again.by_cl  # loaded: open
     again.close()
-    s.commit()  # the next commit (its acknowledgement's): the file's image is stale
-    assert not s.only_logged()
-    # A turn with anything else to store commits before the send instead.
-    b = Order(1, 0, 7, 2, 1, 1, 1, 1000, 5, 5)
-    s.new_order(b)
-    s.append(7, b"\x00")
-    size = intent.stat().st_size
-    assert not s.log_new_orders() and intent.stat().st_size == size
-    s.commit()
-    # The file is emptied once it holds INTENT_TRUNCATE_BYTES.
-    while True:
-        c = Order(1, 0, 7, s.max_cl[7] + 1, 1, 1, 1, 1000, 5, 5)
-        s.new_order(c)
-        assert s.log_new_orders()
-        full = intent.stat().st_size >= store_mod.INTENT_TRUNCATE_BYTES
-        s.commit()
-        if full:
-            break
-    assert intent.stat().st_size == 0
-    s.close()
 
 
-def test_a_full_intent_file_gives_way_to_a_commit(
+def test_a_commit_fills_the_turn_file_into_sqlite_with_its_mark(tmp_path: Path) -> None:
+    """The ticker's commit fills the records into SQLite (with what the current turn
+    has), storing the last record's number: records the file still holds after it are
+    never applied again.  With fill_after_s the ticker waits until the oldest record
+    is that old; a turn's own commit fills them at once."""
+    db = tmp_path / "gw.db"
+    s = Store(db)
+    s.fill_after_s = 60.0
+    s.append(7, _accepted(1))
+    assert s.log_turn()
+    s.commit(fold=True)
+    assert _stored_chunks(db) == []  # young: waits
+    s._jfirst_s -= 61.0
+    s.commit(fold=True)
+    assert _stored_chunks(db) == [(7, 1)]
+    mark = s.con.execute("SELECT v FROM meta WHERE k = 'turn_mark'").fetchone()[0]
+    assert mark == 1 and s.turn_writes == 1
+    s.append(7, _accepted(2))
+    s.append(7, _accepted(3))
+    assert s.log_turn()
+    s.append(8, _accepted(4))
+    s.commit()  # a busier turn's commit: fills the record too, one chunk per session
+    assert _stored_chunks(db) == [(7, 1), (7, 3), (8, 1)]
+    s.append(7, _accepted(5))
+    assert s.log_turn()  # record 3: not filled
+    turns = Path(str(db) + store_mod.TURN_SUFFIX)
+    assert len(intentfile.IntentFile(str(db), store_mod.TURN_SUFFIX).read_records(0)) == 3
+    _kill(s)
+    again = Store(db)
+    assert again.recovered_turns == 1 and again.last_seq == {7: 4, 8: 1}
+    assert [p for _, p in again.stream(7, 1, 10)] == [_accepted(c) for c in (1, 2, 3, 5)]
+    assert turns.stat().st_size == 0
+    again.close()
+
+
+def test_a_torn_or_damaged_tail_of_the_turn_file_is_ignored(tmp_path: Path) -> None:
+    """A record cut short (the write a kill -9 interrupted: nothing of that turn was
+    sent) or damaged ends what the restart applies; the records before it are applied."""
+    db = tmp_path / "gw.db"
+    s = Store(db)
+    for cl in (1, 2, 3):
+        s.append(7, _accepted(cl))
+        assert s.log_turn()
+    _kill(s)
+    path = Path(str(db) + store_mod.TURN_SUFFIX)
+    blob = path.read_bytes()
+    third = intentfile.RECORD_HEAD.size + len(store_mod.pack_turn(0, [], {7: (3, [b""])}))
+    third += len(_accepted(3))
+    path.write_bytes(blob[:-3])  # the third record cut short
+    again = Store(db)
+    assert [p for _, p in again.stream(7, 1, 10)] == [_accepted(1), _accepted(2)]
+    _kill(again)
+    # A damaged record (a flipped byte) and what follows it are not applied either.
+    s = Store(db)
+    for cl in (3, 4):
+        s.append(7, _accepted(cl))
+        assert s.log_turn()
+    _kill(s)
+    damaged = bytearray(path.read_bytes())
+    damaged[-third - 1] ^= 0x40  # in record 3's body (the last byte before record 4)
+    path.write_bytes(bytes(damaged))
+    again = Store(db)
+    assert [p for _, p in again.stream(7, 1, 10)] == [_accepted(1), _accepted(2)]
+    assert again.recovered_turns == 0
+    again.close()
+
+
+def test_a_full_turn_file_or_a_busy_turn_commits(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The intent file is bounded: once it holds INTENT_MAX_BYTES, a turn's new order
-    is committed before its NEW leaves instead (log_new_orders says no)."""
+    """The turn file is bounded: once it holds INTENT_MAX_BYTES the turn commits
+    (log_turn says no, having written nothing), and the commit empties it; a turn
+    with more than MAX_TURN_ORDERS orders or MAX_TURN_REPORTS messages, or a symbol,
+    commits too."""
     monkeypatch.setattr(intentfile, "INTENT_MAX_BYTES", 1)
-    s = Store(tmp_path / "gw.db")
-    s.new_order(Order(1, 0, 7, 1, 1, 1, 1, 1000, 5, 5))
-    assert s.log_new_orders()  # empty file: appended
+    monkeypatch.setattr(intentfile, "INTENT_TRUNCATE_BYTES", 1)
+    db = tmp_path / "gw.db"
+    path = Path(str(db) + store_mod.TURN_SUFFIX)
+    s = Store(db)
+    s.append(7, _accepted(1))
+    assert s.log_turn()  # empty file: appended
+    size = path.stat().st_size
+    s.append(7, _accepted(2))
+    assert not s.log_turn() and path.stat().st_size == size and s.turn_writes == 1
     s.commit()
-    s.new_order(Order(1, 0, 7, 2, 1, 1, 1, 1000, 5, 5))
-    assert not s.log_new_orders()
+    assert path.stat().st_size == 0 and _stored_chunks(db) == [(7, 2)]
+    assert s.log_turn()  # nothing to store
+    s.append(7, _accepted(3))
+    assert s.log_turn()
+    s.commit()
+    for _ in range(store_mod.MAX_TURN_REPORTS + 1):
+        s.append(7, _accepted(4))
+    assert not s.log_turn()
+    s.commit()
+    for cl in range(10, 11 + store_mod.MAX_TURN_ORDERS):
+        s.new_order(Order(1, 0, 7, cl, 1, 1, 1, 1000, 5, 5))
+    assert not s.log_turn()
+    s.commit()
+    s.set_quote_asset(1, 2)
+    assert not s.log_turn()
     s.close()
 
 
-def test_the_intent_file_never_overrides_what_sqlite_has(tmp_path: Path) -> None:
-    """A stale image in the intent file (its order was committed and changed since)
-    and a write cut short by a crash change nothing at the restart."""
+def test_a_legacy_order_intent_file_is_recovered_once(tmp_path: Path) -> None:
+    """The order intent file of the version before the turn file: its orders SQLite
+    lacks are stored at start (pending), a stale image changes nothing, a torn last
+    image is ignored, and the file is removed."""
     db = tmp_path / "gw.db"
     s = Store(db)
     a = Order(1, 0, 7, 1, 1, 1, 1, 1000, 5, 5)
@@ -324,16 +452,72 @@ def test_the_intent_file_never_overrides_what_sqlite_has(tmp_path: Path) -> None
     a.pending.clear()
     a.state, a.filled, a.leaves = STATE_FILLED, 5, 0
     s.save_order(a)
-    s.commit()
     s.close()
     b = Order(1, 9, 7, 2, 1, 1, 1, 1000, 5, 5, 0, STATE_PENDING, 0, ["N"])
+    c = Order(1, 10, 7, 3, 1, 1, 1, 1000, 5, 5, 0, STATE_PENDING, 0, ["N"])
     whole = store_mod.pack_orders_py([b])
-    assert store_mod.whole_records(stale + whole) == len(stale + whole)
-    assert store_mod.whole_records(stale + whole[:-3]) == len(stale)
-    with open(str(db) + store_mod.INTENT_SUFFIX, "ab") as fh:
-        fh.write(stale + whole[:-3])  # b's image cut short
+    torn = store_mod.pack_orders_py([c])[:-3]
+    assert store_mod.whole_records(stale + whole + torn) == len(stale + whole)
+    legacy = Path(str(db) + store_mod.LEGACY_INTENT_SUFFIX)
+    legacy.write_bytes(stale + whole + torn)
     again = Store(db)
     got = again.find_cl(7, 1)
     assert got is not None and (got.state, got.filled) == (STATE_FILLED, 5)
-    assert again.find_cl(7, 2) is None
+    got = again.find_cl(7, 2)
+    assert got is not None and (got.order_id, got.pending) == (9, ["N"])
+    assert again.find_cl(7, 3) is None and not legacy.exists()
+    assert again.next_order_id > 9
     again.close()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    turns=TURNS,
+    how=st.lists(st.sampled_from(["log", "commit", "tick"]), min_size=8, max_size=8),
+    kill=st.booleans(),
+    from_seq=st.integers(0, 30),
+)
+def test_streams_and_core_seq_survive_any_mix_of_turn_records_and_commits(
+    turns: list[list[tuple[int, bytes]]], how: list[str], kill: bool, from_seq: int
+) -> None:
+    """Turns made durable by the turn file or by a commit, filled by the ticker or not,
+    then a kill -9 or a clean stop: the restart serves every message that was durable
+    (what a client can have been sent), byte for byte, and resumes the core's stream
+    after the last core seq stored with them."""
+    with tempfile.TemporaryDirectory() as d, pytest.MonkeyPatch.context() as mp:
+        mp.setattr(store_mod, "SEQ_SAVE_INTERVAL_S", 1e9)  # no time-driven seq saves
+        db = Path(d) / "gw.db"
+        store = Store(db)
+        sent: dict[int, list[tuple[int, bytes]]] = {}
+        durable_seq, unfilled = 0, False
+        for i, (turn, h) in enumerate(zip(turns, how, strict=False)):
+            for key_id, payload in turn:
+                seq = store.append(key_id, payload)
+                sent.setdefault(key_id, []).append((seq, payload))
+            store.set_core_seq(i + 1)
+            if h == "commit":
+                if turn or unfilled:
+                    durable_seq, unfilled = i + 1, False
+                store.commit()
+            else:
+                assert store.log_turn()
+                if turn:
+                    durable_seq, unfilled = i + 1, True
+                if h == "tick":
+                    if unfilled:
+                        durable_seq, unfilled = i + 1, False
+                    store.commit(fold=True)
+            for key_id, msgs in sent.items():  # a re-login now: memory and SQLite
+                assert store.stream(key_id, from_seq, 100) == [m for m in msgs if m[0] >= from_seq]
+        if kill:
+            _kill(store)
+        else:
+            store.close()
+            durable_seq = len(turns)
+        again = Store(db)
+        for key_id in (1, 2, 3):
+            msgs = sent.get(key_id, [])
+            assert again.last_seq.get(key_id, 0) == len(msgs)
+            assert again.stream(key_id, from_seq, 100) == [m for m in msgs if m[0] >= from_seq]
+        assert again.last_core_seq == durable_seq
+        again.close()
