@@ -332,7 +332,7 @@ def test_new_orders_recovered_from_the_turn_file_are_pending(tmp_path: Path) -> 
         STATE_PENDING,
         ["N"],
     )
-    assert (7, 1) in again.by_cl  # loaded: open
+    assert 1 in again.by_cl[7]  # loaded: open
     again.close()
 
 
