@@ -17,7 +17,9 @@ random and malformed inputs with hypothesis):
   Python code raises the -1100/-1102 error);
 - :func:`fixed` and :func:`order_text`: ``api.symbols._fixed`` and
   ``api.orders.new_order_text_py`` (the new-order answer, byte for byte
-  ``json.dumps`` of its dict).
+  ``json.dumps`` of its dict);
+- :func:`new_order_values`: ``api.orders.parse_new_order_py`` for the usual new
+  orders (None for anything else: the Python code answers).
 
 Nothing here imports bursa beyond the standard library (pyx sits below ``api`` in
 the layering): limits and grids are arguments; errors are the callers'.
@@ -482,3 +484,77 @@ def order_text(tuple grid, o, str resp_type, list fills):
         parts.append("]")
     parts.append("}")
     return "".join(parts)
+
+
+# ------------------------------------------------------------------ the order
+
+
+cdef bint _client_id_ok(str cl):
+    """``^[a-zA-Z0-9_-]{1,36}$`` (``api.orders.CLIENT_ID_RE``)."""
+    cdef Py_ssize_t n, i
+    cdef const char* p
+    cdef unsigned char c
+    if not PyUnicode_IS_ASCII(cl):
+        return False
+    p = PyUnicode_AsUTF8AndSize(cl, &n)
+    if n < 1 or n > 36:
+        return False
+    for i in range(n):
+        c = <unsigned char>p[i]
+        if not (48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122 or c == 95 or c == 45):
+            return False
+    return True
+
+
+def new_order_values(dict params, tuple grid, tuple consts):
+    """The usual new order (LIMIT, LIMIT_MAKER, MARKET by ``quantity``, every field
+    valid) as ``(side, type, timeInForce, clientOrderId, price ticks, quantity lots,
+    side code, order type code, tif code, stp code, flags)``, what
+    ``api.orders.parse_new_order_py`` gives; None for anything else (another type, a
+    missing or refused field), which the Python code then answers, its error included.
+
+    ``grid`` is ``(price grid, quantity grid, price multiplier, minimum notional)``
+    (each grid as :func:`to_units` takes it); ``consts`` is ``(BUY, SELL, LIMIT,
+    MARKET, POST_ONLY, IOC, {tif name: code}, {stp name: code})``."""
+    side_s = params.get("side")
+    if side_s == "BUY":
+        side = consts[0]
+    elif side_s == "SELL":
+        side = consts[1]
+    else:
+        return None
+    typ = params.get("type")
+    cl = params.get("newClientOrderId") or ""
+    if cl and (type(cl) is not str or not _client_id_ok(cl)):
+        return None
+    stp = (<dict>consts[7]).get(params.get("selfTradePreventionMode", "NONE"))
+    if stp is None:
+        return None
+    flags = 0
+    if typ == "LIMIT" or typ == "LIMIT_MAKER":
+        if typ == "LIMIT":
+            tif_s = params.get("timeInForce") or ""
+            tif = (<dict>consts[6]).get(tif_s)
+            if tif is None:
+                return None
+        else:
+            tif_s = "GTC"
+            tif = (<dict>consts[6])["GTC"]
+            flags = consts[4]
+        price = to_units(params.get("price"), *grid[0])
+        if price is None or price < 0:
+            return None
+        qty = to_units(params.get("quantity"), *grid[1])
+        if qty is None or qty < 0:
+            return None
+        if price * qty * grid[2] < grid[3]:
+            return None
+        return side_s, typ, tif_s, cl, price, qty, side, consts[2], tif, stp, flags
+    if typ == "MARKET":
+        if params.get("quoteOrderQty"):
+            return None
+        qty = to_units(params.get("quantity"), *grid[1])
+        if qty is None or qty < 0:
+            return None
+        return side_s, typ, "GTC", cl, 0, qty, side, consts[3], consts[5], stp, 0
+    return None
