@@ -32,7 +32,7 @@ from api.errors import ApiError, bad_request
 from api.store import Fill, Order
 from api.symbols import SymbolSpec
 from engine.wire import commands
-from pyx.apihttp import new_order_values, order_text, quote_words
+from pyx.apihttp import client_id, new_order_values, order_text, quote_words
 from pyx.enums import CmdFlag, OrdType, Reason, Side, Stp, Tif
 
 CLIENT_ID_RE = re.compile(r"[a-zA-Z0-9_-]{1,36}")
@@ -99,7 +99,7 @@ def _int_param(params: dict[str, str], name: str, default: int | None = None) ->
     v = params.get(name)
     if v is None or v == "":
         return default
-    if not v.isdigit() or len(v) > 19:
+    if not v.isdecimal() or len(v) > 19:
         raise bad_request(err.ILLEGAL_CHARS, f"Illegal characters found in parameter '{name}'.")
     return int(v)
 
@@ -451,7 +451,16 @@ class _ClientIds:
         self._at = 0
 
     def next(self, order_id: int) -> str:
-        """A fresh id for ``order_id`` (below 62**7)."""
+        """A fresh id for ``order_id`` (below 62**7; compiled:
+        :func:`pyx.apihttp.client_id`)."""
+        at = self._at
+        if at + 12 > len(self._pool):
+            self._pool, at = os.urandom(4092), 0
+        self._at = at + 12
+        return client_id(order_id, self._pool, at)
+
+    def next_py(self, order_id: int) -> str:
+        """:meth:`next` in Python (the oracle of the compiled one)."""
         at = self._at
         if at + 12 > len(self._pool):
             self._pool, at = os.urandom(4092), 0

@@ -10,6 +10,7 @@ import dataclasses
 import json
 import string
 from typing import Any
+from unittest import mock
 
 import pytest
 from hypothesis import given, settings
@@ -22,6 +23,7 @@ from api.fasthttp import CLIENT_MAX_SIZE, FastHttp
 from api.orders import (
     _ORDER_CONSTS,
     STP_MODES,
+    _ClientIds,
     new_order_json,
     new_order_text,
     new_order_text_py,
@@ -322,3 +324,49 @@ def test_new_order_values_fast_path_example() -> None:
     assert got[:6] == ("SELL", "LIMIT", "IOC", "abc-1", 1234, 56)
     params["timeInForce"] = "GTX"
     assert apihttp.new_order_values(params, spec.order_grid, _ORDER_CONSTS) is None
+
+
+@given(st.integers(0, 2**40 - 1), st.binary(min_size=12, max_size=40), st.integers(0, 28))
+def test_client_id_is_the_oracle(order_id: int, pool: bytes, at: int) -> None:
+    """The compiled generated clientOrderId is the Python one, character for character."""
+    at = min(at, len(pool) - 12)
+    a, b = _ClientIds(), _ClientIds()
+    a._pool = b._pool = pool
+    a._at = b._at = at
+    assert a.next(order_id) == b.next_py(order_id)
+    assert a._at == b._at == at + 12
+
+
+# -------------------------------------------------------------- the timestamp
+
+_NOW_MS = 1_765_000_000_000
+_STAMPS = st.one_of(
+    st.integers(_NOW_MS - 70_000, _NOW_MS + 2_000).map(str),
+    st.integers(0, 10**17).map(str),
+    st.sampled_from(["", "0", "-1", "+5", " 1", "١٢", "²", "1.5", "0" * 17]),
+    st.text(alphabet="0123456789x", max_size=18),
+)
+_WINDOWS = st.one_of(
+    st.none(),
+    st.integers(0, 70_000).map(str),
+    st.sampled_from(["", "0", "00060000", "99999999999", "-1", "5e3", "\u0665"]),
+)
+
+
+@settings(max_examples=3000)
+@given(_STAMPS, _WINDOWS, st.sampled_from([1, 5_000, 60_000]), st.integers(-3_000, 3_000))
+def test_timestamp_ok_is_the_oracle(ts: str, rw: str | None, rw_max: int, skew: int) -> None:
+    """The compiled timestamp check accepts exactly what ``check_timestamp`` accepts
+    (for ASCII input; anything it refuses goes to the Python check, which answers)."""
+    a = auth.Authenticator(None, rw_max)  # type: ignore[arg-type]  # no key used
+    params = {"timestamp": ts} if rw is None else {"timestamp": ts, "recvWindow": rw}
+    now = _NOW_MS + skew
+    with mock.patch("time.time_ns", return_value=now * 1_000_000):
+        want = _outcome(a.check_timestamp, params)[0] == "ok"
+    got = apihttp.timestamp_ok(
+        ts, rw, rw_max, auth.DEFAULT_RECV_WINDOW_MS, auth.FUTURE_TOLERANCE_MS, now
+    )
+    if ts.isascii() and (rw is None or rw.isascii()):
+        assert got == want
+    else:
+        assert not got
