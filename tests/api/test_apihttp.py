@@ -24,6 +24,7 @@ from api.orders import (
     _ORDER_CONSTS,
     STP_MODES,
     _ClientIds,
+    _int_param,
     new_order_json,
     new_order_text,
     new_order_text_py,
@@ -370,3 +371,19 @@ def test_timestamp_ok_is_the_oracle(ts: str, rw: str | None, rw_max: int, skew: 
         assert got == want
     else:
         assert not got
+
+
+@pytest.mark.parametrize("v", ["\u00b2", "1\u00b2", "\u00b9\u00b2"])
+def test_superscript_digits_are_malformed(v: str) -> None:
+    """``str.isdigit`` is true for superscripts, which ``int`` refuses: such a value is
+    -1100 (illegal characters), never an internal error."""
+    with pytest.raises(ApiError) as e:
+        _int_param({"orderId": v}, "orderId")
+    assert e.value.code == -1100
+    a = auth.Authenticator(None, 60_000)  # type: ignore[arg-type]  # no key used
+    with pytest.raises(ApiError) as e:
+        a.check_timestamp({"timestamp": v})
+    assert e.value.code == -1100
+    with pytest.raises(ApiError) as e:
+        a.check_timestamp({"timestamp": "1", "recvWindow": v})
+    assert e.value.code == -1131
