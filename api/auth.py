@@ -44,6 +44,7 @@ from api.errors import (
 )
 from gateway import keys
 from pyx.apihttp import request_params as compiled_request_params
+from pyx.apihttp import timestamp_ok
 
 DEFAULT_RECV_WINDOW_MS = 5_000
 FUTURE_TOLERANCE_MS = 1_000  # a timestamp this far ahead of the server is accepted
@@ -201,16 +202,20 @@ class Authenticator:
 
     def caller_of(self, header: str, peer: str, trade: bool = False) -> Caller:
         """:meth:`caller` of an ``X-MBX-APIKEY`` value and a peer IP."""
+        return self._caller_secret(header, peer, trade)[0]
+
+    def _caller_secret(self, header: str, peer: str, trade: bool) -> tuple[Caller, bytes]:
+        """:meth:`caller_of` and the key's HMAC secret (b"" if none)."""
         if not header or len(header) > 128 or not header.isalnum() or not header.isascii():
             raise ApiError(401, BAD_API_KEY_FMT, "API-key format invalid.")
-        key, _ = self.lookup(header)
+        key, secret = self.lookup(header)
         if key is None or key.revoked:
             raise _reject_key()
         if key.allow_ips and peer not in key.allow_ips:
             raise _reject_key()
         if trade and not key.can_trade:
             raise _reject_key()
-        return Caller(key)
+        return Caller(key), secret
 
     def signed(
         self, request: web.Request, params: dict[str, str], payload: str, trade: bool = False
@@ -222,13 +227,19 @@ class Authenticator:
     def signed_raw(
         self, header: str, peer: str, params: dict[str, str], payload: str, trade: bool = False
     ) -> Caller:
-        """:meth:`signed` of an ``X-MBX-APIKEY`` value and a peer IP."""
-        caller = self.caller_of(header, peer, trade)
-        self.check_timestamp(params)
-        sig = params.get("signature")
+        """:meth:`signed` of an ``X-MBX-APIKEY`` value and a peer IP (one key look-up;
+        the usual timestamp checked by :func:`pyx.apihttp.timestamp_ok`, anything
+        else by :meth:`check_timestamp`)."""
+        caller, secret = self._caller_secret(header, peer, trade)
+        g = params.get
+        if not timestamp_ok(g("timestamp"), g("recvWindow"), self.recv_window_max_ms,
+                            DEFAULT_RECV_WINDOW_MS, FUTURE_TOLERANCE_MS,
+                            time.time_ns() // 1_000_000):  # fmt: skip
+            self.check_timestamp(params)
+        sig = g("signature")
         if not sig:
             raise _missing("signature")
-        self.verify(caller.key, payload, sig)
+        self._verify(caller.key, secret, payload, sig)
         return caller
 
     def check_timestamp(self, params: dict[str, str]) -> None:
@@ -236,10 +247,10 @@ class Authenticator:
         ts_s = params.get("timestamp")
         if not ts_s:
             raise _missing("timestamp")
-        if not ts_s.isdigit() or len(ts_s) > 16:
+        if not ts_s.isdecimal() or len(ts_s) > 16:
             raise bad_request(ILLEGAL_CHARS, "Illegal characters found in parameter 'timestamp'.")
         rw_s = params.get("recvWindow", str(DEFAULT_RECV_WINDOW_MS))
-        if not rw_s.isdigit() or len(rw_s) > 10:
+        if not rw_s.isdecimal() or len(rw_s) > 10:
             raise bad_request(BAD_RECV_WINDOW, "recvWindow must be less than 60000")
         rw = int(rw_s)
         if rw > self.recv_window_max_ms or rw <= 0:
@@ -255,8 +266,12 @@ class Authenticator:
 
     def verify(self, key: keys.ApiKey, payload: str, sig: str) -> None:
         """The signature of ``payload`` by ``key`` (-1022 if it does not verify)."""
+        secret = self.lookup(key.api_key)[1] if key.key_type == keys.TYPE_HMAC else b""
+        self._verify(key, secret, payload, sig)
+
+    def _verify(self, key: keys.ApiKey, secret: bytes, payload: str, sig: str) -> None:
+        """:meth:`verify` with the key's HMAC secret (b"" if none) already looked up."""
         if key.key_type == keys.TYPE_HMAC:
-            _, secret = self.lookup(key.api_key)
             if not secret:
                 raise _bad_signature()
             proto = self._macs.get(secret)

@@ -72,6 +72,31 @@ class Update:
             o.status, o.executed, o.cum_quote, o.qty)  # fmt: skip
 
 
+# The enum members as plain ints: an attribute of these (Cython) enums costs ~0.3 µs
+# and an ``&`` with one ~0.5 µs, several per event on the order path.
+_EVFLAG_MAKER_DONE = int(EvFlag.MAKER_DONE)
+_EVFLAG_TAKER_DONE = int(EvFlag.TAKER_DONE)
+_EVKIND_ACCEPTED = int(EvKind.ACCEPTED)
+_EVKIND_ASSET_ADDED = int(EvKind.ASSET_ADDED)
+_EVKIND_CANCELED = int(EvKind.CANCELED)
+_EVKIND_MIN_NOTIONAL_SET = int(EvKind.MIN_NOTIONAL_SET)
+_EVKIND_REDUCED = int(EvKind.REDUCED)
+_EVKIND_REJECTED = int(EvKind.REJECTED)
+_EVKIND_REPLACED = int(EvKind.REPLACED)
+_EVKIND_SYMBOL_ADDED = int(EvKind.SYMBOL_ADDED)
+_EVKIND_SYMBOL_HALTED = int(EvKind.SYMBOL_HALTED)
+_EVKIND_SYMBOL_RESUMED = int(EvKind.SYMBOL_RESUMED)
+_EVKIND_TRADE = int(EvKind.TRADE)
+_ORDTYPE_MARKET_QUOTE = int(OrdType.MARKET_QUOTE)
+_REASON_BUDGET_EXHAUSTED = int(Reason.BUDGET_EXHAUSTED)
+_REASON_FOK_NOT_FILLABLE = int(Reason.FOK_NOT_FILLABLE)
+_REASON_SELF_TRADE = int(Reason.SELF_TRADE)
+_SIDE_BUY = int(Side.BUY)
+_ORDER_KINDS = frozenset(
+    (_EVKIND_ACCEPTED, _EVKIND_CANCELED, _EVKIND_REJECTED, _EVKIND_REDUCED, _EVKIND_REPLACED)
+)
+
+
 class Follower:
     """Applies core events to a store (module docstring)."""
 
@@ -106,18 +131,17 @@ class Follower:
     def apply(self, ev: tuple[Any, ...]) -> None:
         """Apply one event (see the module docstring)."""
         kind = ev[_KIND]
-        if kind == EvKind.TRADE:
+        if kind == _EVKIND_TRADE:
             self._trade(ev)
-        elif kind in (EvKind.ACCEPTED, EvKind.CANCELED, EvKind.REJECTED, EvKind.REDUCED,
-                      EvKind.REPLACED):  # fmt: skip
+        elif kind in _ORDER_KINDS:
             self._order_event(kind, ev)
         elif kind in FUNDING_KINDS:
             if self._watched(ev[_USER]):
                 self.balances.add((ev[_USER], ev[_SYM]))
                 self.funding.append(ev)
-        elif kind == EvKind.ASSET_ADDED:
+        elif kind == _EVKIND_ASSET_ADDED:
             self.store.set_asset(ev[_SYM], ev[_QTY])
-        elif kind == EvKind.SYMBOL_ADDED:
+        elif kind == _EVKIND_SYMBOL_ADDED:
             steps = ev[_OID]
             base, quote = ev[_USER], ev[_MUSER]
             cfg = {
@@ -137,13 +161,13 @@ class Follower:
                 "status": 1,
             }
             self._symbol(ev[_SYM], cfg)
-        elif kind in (EvKind.SYMBOL_HALTED, EvKind.SYMBOL_RESUMED, EvKind.MIN_NOTIONAL_SET):
+        elif kind in (_EVKIND_SYMBOL_HALTED, _EVKIND_SYMBOL_RESUMED, _EVKIND_MIN_NOTIONAL_SET):
             cfg = dict(self.store.symbols.get(ev[_SYM], {}))
             if cfg:
-                if kind == EvKind.MIN_NOTIONAL_SET:
+                if kind == _EVKIND_MIN_NOTIONAL_SET:
                     cfg["min_notional_minor"] = ev[_QTY]
                 else:
-                    cfg["status"] = 2 if kind == EvKind.SYMBOL_HALTED else 1
+                    cfg["status"] = 2 if kind == _EVKIND_SYMBOL_HALTED else 1
                 self._symbol(ev[_SYM], cfg)
 
     def _symbol(self, symbol_id: int, cfg: dict[str, int]) -> None:
@@ -155,11 +179,11 @@ class Follower:
         uid, oid = ev[_USER], ev[_OID]
         o = st.open.get((uid, oid))
         ts_ms = ev[_TS] // 1_000_000
-        if kind == EvKind.ACCEPTED:
+        if kind == _EVKIND_ACCEPTED:
             if o is None:
                 o = Order(uid, oid, ev[_SYM], f"core.{oid}", SIDE_NAME.get(ev[_SIDE], "BUY"),
                           TYPE_NAME.get(ev[_OTYPE], "LIMIT"), "GTC", ev[_PRICE],
-                          0 if ev[_OTYPE] == OrdType.MARKET_QUOTE else ev[_QTY],
+                          0 if ev[_OTYPE] == _ORDTYPE_MARKET_QUOTE else ev[_QTY],
                           0, 0, time_ms=ts_ms, api=False)  # fmt: skip
                 st.add(o, durable=False)  # written by this batch's transaction (save)
             o.status = "NEW"
@@ -175,7 +199,7 @@ class Follower:
         watched = self._watched(uid)
         o.update_ms = ts_ms
         reason = ev[_REASON]
-        if kind == EvKind.REJECTED:
+        if kind == _EVKIND_REJECTED:
             if ev[_SIDE] == 0 and o.status == PENDING_NEW and (uid, oid) in self.probing:
                 # The recovery cancel of a NEW that never reached the core: it never was.
                 self.probing.discard((uid, oid))
@@ -185,7 +209,7 @@ class Follower:
             if ev[_SIDE] == 0 or o.status != PENDING_NEW:
                 return  # a rejected cancel/replace: the order is unchanged
             o.reject = reason
-            if reason == Reason.FOK_NOT_FILLABLE:
+            if reason == _REASON_FOK_NOT_FILLABLE:
                 o.status = "EXPIRED"
                 st.save(o)
                 if watched:
@@ -195,15 +219,15 @@ class Follower:
                 o.status = "REJECTED"
                 st.delete(o)
             return
-        if kind == EvKind.CANCELED:
+        if kind == _EVKIND_CANCELED:
             self.probing.discard((uid, oid))
-            if reason == Reason.BUDGET_EXHAUSTED and o.executed > 0:
+            if reason == _REASON_BUDGET_EXHAUSTED and o.executed > 0:
                 # A quoteOrderQty market order that spent its budget down to the last
                 # whole lot: Binance reports it FILLED.
                 o.status, exec_type = "FILLED", ""
             elif reason in EXPIRED_REASONS:
                 o.status, exec_type = "EXPIRED", "EXPIRED"
-            elif reason == Reason.SELF_TRADE:
+            elif reason == _REASON_SELF_TRADE:
                 o.status, exec_type = "EXPIRED_IN_MATCH", "TRADE_PREVENTION"
             else:
                 o.status, exec_type = "CANCELED", "CANCELED"
@@ -212,7 +236,7 @@ class Follower:
                 if exec_type:
                     self.updates.append(Update(o, exec_type, None, ts_ms, reason))
         else:  # REDUCED / REPLACED (gateway amends): the open quantity changed
-            if kind == EvKind.REPLACED:
+            if kind == _EVKIND_REPLACED:
                 o.price = ev[_PRICE]
             if o.type != "MARKET" or o.qty:
                 o.qty = o.executed + ev[_LEAVES]
@@ -227,10 +251,10 @@ class Follower:
         sym, price, qty, match = ev[_SYM], ev[_PRICE], ev[_QTY], ev[_MATCH]
         quote = price * qty * self._quote_per_fill(sym)
         flags = ev[_FLAGS]
-        taker_buys = ev[_SIDE] == Side.BUY
+        taker_buys = ev[_SIDE] == _SIDE_BUY
         sides = (
-            (ev[_USER], ev[_OID], ev[_TFEE], False, flags & EvFlag.TAKER_DONE, taker_buys),
-            (ev[_MUSER], ev[_MOID], ev[_MFEE], True, flags & EvFlag.MAKER_DONE, not taker_buys),
+            (ev[_USER], ev[_OID], ev[_TFEE], False, flags & _EVFLAG_TAKER_DONE, taker_buys),
+            (ev[_MUSER], ev[_MOID], ev[_MFEE], True, flags & _EVFLAG_MAKER_DONE, not taker_buys),
         )
         for uid, oid, fee, is_maker, done, is_buyer in sides:
             o = st.open.get((uid, oid))

@@ -27,12 +27,12 @@ from aiohttp import web
 
 from api import errors as err
 from api.context import CTX, Context
-from api.core import CoreTimeoutError, CoreUnavailableError, cancel_record, new_record, now_ms
+from api.core import CoreTimeoutError, CoreUnavailableError, cancel_record, now_ms, pack_new
 from api.errors import ApiError, bad_request
 from api.store import Fill, Order
 from api.symbols import SymbolSpec
 from engine.wire import commands
-from pyx.apihttp import order_text, quote_words
+from pyx.apihttp import client_id, new_order_values, order_text, quote_words
 from pyx.enums import CmdFlag, OrdType, Reason, Side, Stp, Tif
 
 CLIENT_ID_RE = re.compile(r"[a-zA-Z0-9_-]{1,36}")
@@ -99,7 +99,7 @@ def _int_param(params: dict[str, str], name: str, default: int | None = None) ->
     v = params.get(name)
     if v is None or v == "":
         return default
-    if not v.isdigit() or len(v) > 19:
+    if not v.isdecimal() or len(v) > 19:
         raise bad_request(err.ILLEGAL_CHARS, f"Illegal characters found in parameter '{name}'.")
     return int(v)
 
@@ -115,10 +115,52 @@ def _limit(params: dict[str, str], default: int = 500) -> int:
 # ----------------------------------------------------------------- parsing
 
 
+# pack_new's arguments after order_id, in its order.
+NEW_VALUES = ("price_ticks", "qty_lots", "stop_price_ticks", "user_id", "symbol_id", "side",
+              "ord_type", "tif", "stp", "flags")  # fmt: skip
+NewValues = tuple[int, int, int, int, int, int, int, int, int, int]
+_ORDER_CONSTS = (int(Side.BUY), int(Side.SELL), int(OrdType.LIMIT), int(OrdType.MARKET),
+                 int(CmdFlag.POST_ONLY), int(Tif.IOC), TIFS, STP_MODES)  # fmt: skip
+
+
+def new_values(fields: dict[str, int]) -> NewValues:
+    """:func:`parse_new_order_py`'s NEW fields as :func:`api.core.pack_new`'s
+    arguments after ``order_id`` (absent ones 0)."""
+    g = fields.get
+    return (g("price_ticks", 0), g("qty_lots", 0), g("stop_price_ticks", 0), g("user_id", 0),
+            g("symbol_id", 0), g("side", 0), g("ord_type", 0), g("tif", 0), g("stp", 0),
+            g("flags", 0))  # fmt: skip
+
+
 def parse_new_order(
     ctx: Context, params: dict[str, str], user_id: int
+) -> tuple[SymbolSpec, Order, NewValues]:
+    """Validate a new order's parameters; (symbol, order without id, NEW fields as
+    :func:`api.core.pack_new`'s arguments after ``order_id``).  The usual orders are
+    validated by :func:`pyx.apihttp.new_order_values`; anything else, refusals
+    included, by :func:`parse_new_order_py` (its oracle).
+
+    Raises
+    ------
+    ApiError
+        Binance's code for the first problem found; nothing changes.
+    """
+    spec = ctx.symbols.by_name(params.get("symbol"))
+    r = new_order_values(params, spec.order_grid, _ORDER_CONSTS)
+    if r is None:
+        spec, o, f = parse_new_order_py(ctx, params, user_id)
+        return spec, o, new_values(f)
+    side_s, typ, tif_s, cl, price, qty, side, ord_type, tif, stp, flags = r
+    sid = spec.symbol_id
+    o = Order(user_id, 0, sid, cl, side_s, typ, tif_s, price, qty, 0, 0)
+    return spec, o, (price, qty, 0, user_id, sid, side, ord_type, tif, stp, flags)
+
+
+def parse_new_order_py(
+    ctx: Context, params: dict[str, str], user_id: int
 ) -> tuple[SymbolSpec, Order, dict[str, int]]:
-    """Validate a new order's parameters; (symbol, order without id, NEW fields).
+    """:func:`parse_new_order` in Python (the oracle of the compiled path): (symbol,
+    order without id, NEW fields as :func:`api.core.new_record` takes them).
 
     Raises
     ------
@@ -409,7 +451,16 @@ class _ClientIds:
         self._at = 0
 
     def next(self, order_id: int) -> str:
-        """A fresh id for ``order_id`` (below 62**7)."""
+        """A fresh id for ``order_id`` (below 62**7; compiled:
+        :func:`pyx.apihttp.client_id`)."""
+        at = self._at
+        if at + 12 > len(self._pool):
+            self._pool, at = os.urandom(4092), 0
+        self._at = at + 12
+        return client_id(order_id, self._pool, at)
+
+    def next_py(self, order_id: int) -> str:
+        """:meth:`next` in Python (the oracle of the compiled one)."""
         at = self._at
         if at + 12 > len(self._pool):
             self._pool, at = os.urandom(4092), 0
@@ -448,7 +499,7 @@ def open_order(ctx: Context, params: dict[str, str], uid: int, key: str) -> NewO
     ApiError
         Binance's code for the first problem found; nothing changes.
     """
-    spec, o, fields = parse_new_order(ctx, params, uid)
+    spec, o, values = parse_new_order(ctx, params, uid)
     resp_type = params.get("newOrderRespType") or (
         "FULL" if o.type in ("LIMIT", "MARKET") else "ACK"
     )
@@ -472,11 +523,10 @@ def open_order(ctx: Context, params: dict[str, str], uid: int, key: str) -> NewO
         o.client_order_id = _IDS.next(o.order_id)
     o.time_ms = o.update_ms = now_ms()
     ctx.store.add(o, durable=retryable)
-    fields["order_id"] = o.order_id
     try:
         # The reply comes once the events of its seq are applied and committed, or
         # fails after the core timeout.
-        fut = ctx.core.send(new_record(**fields), applied=True, expire=True)
+        fut = ctx.core.send(pack_new(o.order_id, *values), applied=True, expire=True)
     except CoreUnavailableError:
         ctx.store.delete(o)
         raise ApiError(503, err.UNKNOWN, "The core is not available; nothing was done.") from None

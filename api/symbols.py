@@ -279,6 +279,13 @@ class SymbolSpec:
                 self.max_qty_on_grid)  # fmt: skip
 
     @cached_property
+    def order_grid(self) -> tuple[tuple[int, ...], tuple[int, ...], int, int]:
+        """:func:`pyx.apihttp.new_order_values`'s view of this symbol: the price and
+        quantity grids, the price multiplier and the minimum notional."""
+        return (self._price_grid, self._qty_grid, self.price_multiplier,
+                self.min_notional_minor)  # fmt: skip
+
+    @cached_property
     def text_grid(self) -> tuple[str, str, int, int, int, int, int]:
         """:func:`pyx.apihttp.order_text`'s view of this symbol: name and quote asset
         as JSON strings, tick and lot in units of their decimals, the decimals."""

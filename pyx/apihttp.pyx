@@ -17,7 +17,12 @@ random and malformed inputs with hypothesis):
   Python code raises the -1100/-1102 error);
 - :func:`fixed` and :func:`order_text`: ``api.symbols._fixed`` and
   ``api.orders.new_order_text_py`` (the new-order answer, byte for byte
-  ``json.dumps`` of its dict).
+  ``json.dumps`` of its dict);
+- :func:`new_order_values`: ``api.orders.parse_new_order_py`` for the usual new
+  orders (None for anything else: the Python code answers);
+- :func:`client_id`: ``api.orders._ClientIds.next_py`` (a generated clientOrderId);
+- :func:`timestamp_ok`: ``api.auth.Authenticator.check_timestamp`` for the
+  timestamps it accepts (False for anything else: the Python code answers).
 
 Nothing here imports bursa beyond the standard library (pyx sits below ``api`` in
 the layering): limits and grids are arguments; errors are the callers'.
@@ -482,3 +487,146 @@ def order_text(tuple grid, o, str resp_type, list fills):
         parts.append("]")
     parts.append("}")
     return "".join(parts)
+
+
+# ------------------------------------------------------------------ the order
+
+
+cdef bint _client_id_ok(str cl):
+    """``^[a-zA-Z0-9_-]{1,36}$`` (``api.orders.CLIENT_ID_RE``)."""
+    cdef Py_ssize_t n, i
+    cdef const char* p
+    cdef unsigned char c
+    if not PyUnicode_IS_ASCII(cl):
+        return False
+    p = PyUnicode_AsUTF8AndSize(cl, &n)
+    if n < 1 or n > 36:
+        return False
+    for i in range(n):
+        c = <unsigned char>p[i]
+        if not (48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122 or c == 95 or c == 45):
+            return False
+    return True
+
+
+def new_order_values(dict params, tuple grid, tuple consts):
+    """The usual new order (LIMIT, LIMIT_MAKER, MARKET by ``quantity``, every field
+    valid) as ``(side, type, timeInForce, clientOrderId, price ticks, quantity lots,
+    side code, order type code, tif code, stp code, flags)``, what
+    ``api.orders.parse_new_order_py`` gives; None for anything else (another type, a
+    missing or refused field), which the Python code then answers, its error included.
+
+    ``grid`` is ``(price grid, quantity grid, price multiplier, minimum notional)``
+    (each grid as :func:`to_units` takes it); ``consts`` is ``(BUY, SELL, LIMIT,
+    MARKET, POST_ONLY, IOC, {tif name: code}, {stp name: code})``."""
+    side_s = params.get("side")
+    if side_s == "BUY":
+        side = consts[0]
+    elif side_s == "SELL":
+        side = consts[1]
+    else:
+        return None
+    typ = params.get("type")
+    cl = params.get("newClientOrderId") or ""
+    if cl and (type(cl) is not str or not _client_id_ok(cl)):
+        return None
+    stp = (<dict>consts[7]).get(params.get("selfTradePreventionMode", "NONE"))
+    if stp is None:
+        return None
+    flags = 0
+    if typ == "LIMIT" or typ == "LIMIT_MAKER":
+        if typ == "LIMIT":
+            tif_s = params.get("timeInForce") or ""
+            tif = (<dict>consts[6]).get(tif_s)
+            if tif is None:
+                return None
+        else:
+            tif_s = "GTC"
+            tif = (<dict>consts[6])["GTC"]
+            flags = consts[4]
+        price = to_units(params.get("price"), *grid[0])
+        if price is None or price < 0:
+            return None
+        qty = to_units(params.get("quantity"), *grid[1])
+        if qty is None or qty < 0:
+            return None
+        if price * qty * grid[2] < grid[3]:
+            return None
+        return side_s, typ, tif_s, cl, price, qty, side, consts[2], tif, stp, flags
+    if typ == "MARKET":
+        if params.get("quoteOrderQty"):
+            return None
+        qty = to_units(params.get("quantity"), *grid[1])
+        if qty is None or qty < 0:
+            return None
+        return side_s, typ, "GTC", cl, 0, qty, side, consts[3], consts[5], stp, 0
+    return None
+
+
+cdef const char* _SORTABLE62 = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+cdef const char* _B64URL = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def client_id(uint64_t order_id, bytes pool, Py_ssize_t at):
+    """A generated clientOrderId (``api.orders._ClientIds.next_py``): the low seven
+    base-62 digits of ``order_id`` (ASCII order) then the first 15 characters of the
+    URL-safe base64 of ``pool[at:at + 12]``."""
+    cdef char out[22]
+    cdef const unsigned char* b
+    cdef Py_ssize_t i
+    cdef uint64_t v = order_id
+    cdef unsigned int w
+    if at < 0 or at + 12 > PyBytes_GET_SIZE(pool):
+        raise ValueError("pool too short")
+    for i in range(6, -1, -1):
+        out[i] = _SORTABLE62[v % 62]
+        v //= 62
+    b = <const unsigned char*>PyBytes_AS_STRING(pool) + at
+    for i in range(4):  # 3 bytes -> 4 characters; 12 bytes -> 16, the last dropped
+        w = (b[3 * i] << 16) | (b[3 * i + 1] << 8) | b[3 * i + 2]
+        out[7 + 4 * i] = _B64URL[(w >> 18) & 63]
+        out[8 + 4 * i] = _B64URL[(w >> 12) & 63]
+        out[9 + 4 * i] = _B64URL[(w >> 6) & 63]
+        if i < 3:
+            out[10 + 4 * i] = _B64URL[w & 63]
+    return PyUnicode_DecodeASCII(out, 22, NULL)
+
+
+# ------------------------------------------------------------------ the signature
+
+
+cdef bint _digits(object s, Py_ssize_t most, int64_t* out):
+    """``s`` is a str of 1..``most`` ASCII digits (``most`` <= 18): its value."""
+    cdef Py_ssize_t n, i
+    cdef const char* p
+    cdef int64_t v = 0
+    if type(s) is not str or not PyUnicode_IS_ASCII(s):
+        return False
+    p = PyUnicode_AsUTF8AndSize(s, &n)
+    if n < 1 or n > most:
+        return False
+    for i in range(n):
+        if not 48 <= p[i] <= 57:
+            return False
+        v = v * 10 + (p[i] - 48)
+    out[0] = v
+    return True
+
+
+def timestamp_ok(object ts_s, object rw_s, int64_t rw_max, int64_t rw_default,
+                 int64_t future_ms, int64_t now_ms):
+    """True when ``timestamp`` ``ts_s`` (at most 16 digits) is within the
+    ``recvWindow`` ``rw_s`` (None: ``rw_default``; at most 10 digits, 1..``rw_max``)
+    of ``now_ms`` and less than ``future_ms`` ahead; False otherwise, and the caller
+    runs ``api.auth.Authenticator.check_timestamp`` (the oracle), which answers with
+    its error."""
+    cdef int64_t ts, rw
+    if not _digits(ts_s, 16, &ts):
+        return False
+    if rw_s is None:
+        rw = rw_default
+    elif not _digits(rw_s, 10, &rw):
+        return False
+    if rw > rw_max or rw <= 0:
+        return False
+    return ts < now_ms + future_ms and now_ms - ts <= rw

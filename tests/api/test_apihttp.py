@@ -10,15 +10,28 @@ import dataclasses
 import json
 import string
 from typing import Any
+from unittest import mock
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from api import auth
-from api.errors import ApiError
+from api.core import new_record, pack_new
+from api.errors import ApiError, bad_request
 from api.fasthttp import CLIENT_MAX_SIZE, FastHttp
-from api.orders import new_order_json, new_order_text, new_order_text_py
+from api.orders import (
+    _ORDER_CONSTS,
+    STP_MODES,
+    _ClientIds,
+    _int_param,
+    new_order_json,
+    new_order_text,
+    new_order_text_py,
+    new_values,
+    parse_new_order,
+    parse_new_order_py,
+)
 from api.store import Fill, Order
 from api.symbols import SymbolSpec, _fixed
 from pyx import apihttp
@@ -175,3 +188,202 @@ def test_order_text_is_the_oracle(
 def test_js_is_json(s: str) -> None:
     """JSON strings as ``json.dumps`` writes them."""
     assert apihttp.js(s) == json.dumps(s)
+
+
+# ------------------------------------------------------------ the new order
+
+
+class _Symbols:
+    """``ctx.symbols`` of one symbol (``by_name`` is the same call on both paths)."""
+
+    def __init__(self, spec: SymbolSpec) -> None:
+        self.spec = spec
+
+    def by_name(self, name: object) -> SymbolSpec:
+        if name != self.spec.name:
+            raise bad_request(-1121, "Invalid symbol.")
+        return self.spec
+
+
+_SIDES = st.sampled_from(["BUY", "SELL", "buy", "", "X"])
+_TYPES = st.sampled_from(
+    ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "", "limit"]
+)
+_TIF_NAMES = st.sampled_from(["GTC", "IOC", "FOK", "", "GTX", "gtc"])
+_STP_NAMES = st.sampled_from([*STP_MODES, "", "none", "X"])
+_CLIENT_IDS = st.one_of(
+    st.from_regex(r"[a-zA-Z0-9_-]{1,36}", fullmatch=True),
+    st.text(alphabet=string.ascii_letters + "_-9é ./", max_size=40),
+    st.just("x" * 37),
+)
+
+
+@st.composite
+def _new_orders(draw: st.DrawFn) -> tuple[SymbolSpec, dict[str, str]]:
+    """A symbol and a new order's parameters: mostly valid, any field may be missing,
+    malformed or off the grid."""
+    spec = draw(specs())
+    p, q = draw(st.integers(0, 10**12)), draw(st.integers(0, 10**12))
+    ticks = min(max(p, spec.min_price_on_grid), spec.max_price_on_grid)
+    ticks = ticks // spec.tick_step * spec.tick_step
+    lots = min(max(q, spec.min_qty_on_grid), spec.max_qty_on_grid)
+    lots = lots // spec.lot_step * spec.lot_step
+    price = st.one_of(st.just(spec.ticks_to_price(max(ticks, 0))), _DECIMALS)
+    qty = st.one_of(st.just(spec.lots_to_qty(max(lots, 0))), _DECIMALS)
+    fields: dict[str, st.SearchStrategy[Any]] = {
+        "symbol": st.sampled_from(["XY", "XY", "XY", "ZZ", ""]),
+        "side": _SIDES,
+        "type": _TYPES,
+        "timeInForce": _TIF_NAMES,
+        "price": price,
+        "quantity": qty,
+        "quoteOrderQty": st.one_of(st.just(""), _DECIMALS),
+        "stopPrice": price,
+        "newClientOrderId": _CLIENT_IDS,
+        "selfTradePreventionMode": _STP_NAMES,
+    }
+    if draw(st.booleans()):  # a valid order, then maybe one field replaced
+        params = {
+            "symbol": "XY",
+            "side": draw(st.sampled_from(["BUY", "SELL"])),
+            "type": draw(st.sampled_from(["LIMIT", "LIMIT_MAKER", "MARKET"])),
+            "timeInForce": draw(st.sampled_from(["GTC", "IOC", "FOK"])),
+            "price": spec.ticks_to_price(max(ticks, 0)),
+            "quantity": spec.lots_to_qty(max(lots, 0)),
+        }
+        params |= draw(st.fixed_dictionaries({}, optional={
+            "newClientOrderId": st.from_regex(r"[a-zA-Z0-9_-]{1,36}", fullmatch=True),
+            "selfTradePreventionMode": st.sampled_from(list(STP_MODES)),
+        }))  # fmt: skip
+        if draw(st.booleans()):
+            k = draw(st.sampled_from(sorted(fields)))
+            params[k] = draw(fields[k])
+    else:
+        usual = ["symbol", "side", "type", "timeInForce", "price", "quantity"]
+        params = {k: draw(fields[k]) for k in usual if draw(st.integers(0, 15))}
+        params |= draw(st.fixed_dictionaries({}, optional={k: fields[k] for k in fields}))
+    # Parameters are strings (api.auth); the decimal strategies give other types too.
+    return spec, {k: v for k, v in params.items() if isinstance(v, str)}
+
+
+@settings(max_examples=3000)
+@given(_new_orders(), st.integers(1, 2**32 - 1), st.integers(1, 2**40 - 1))
+def test_parse_new_order_is_the_oracle(
+    case: tuple[SymbolSpec, dict[str, str]], uid: int, oid: int
+) -> None:
+    """The compiled order validation gives the Python one's order, NEW bytes and
+    refusal (code and message) for any parameters."""
+    spec, params = case
+    ctx: Any = type("Ctx", (), {"symbols": _Symbols(spec)})()
+    got = _outcome(parse_new_order, ctx, params, uid)
+    want = _outcome(parse_new_order_py, ctx, params, uid)
+    if want[0] == "err":
+        assert got == want
+        return
+    _, (spec1, o1, values) = got
+    _, (spec2, o2, f) = want
+    assert spec1 is spec2 and o1 == o2
+    assert values == new_values(f)
+    assert pack_new(oid, *values) == new_record(order_id=oid, **f)
+
+
+@given(_new_orders())
+def test_new_order_values_takes_the_usual_orders(case: tuple[SymbolSpec, dict[str, str]]) -> None:
+    """Valid LIMIT, LIMIT_MAKER and MARKET orders are validated by the compiled code
+    itself (not its fallback), with the oracle's fields."""
+    spec, params = case
+    ctx: Any = type("Ctx", (), {"symbols": _Symbols(spec)})()
+    try:
+        _, o, f = parse_new_order_py(ctx, params, 7)
+    except ApiError:
+        return
+    got = apihttp.new_order_values(params, spec.order_grid, _ORDER_CONSTS)
+    if o.type not in ("LIMIT", "LIMIT_MAKER", "MARKET") or o.quote_qty:
+        assert got is None
+        return
+    assert got is not None
+    side_s, typ, tif_s, cl, price, qty, side, ord_type, tif, stp, flags = got
+    assert (side_s, typ, tif_s, cl, price, qty) == (o.side, o.type, o.tif, o.client_order_id,
+                                                    o.price, o.qty)  # fmt: skip
+    assert (side, ord_type, tif, stp, flags) == (f["side"], f["ord_type"], f["tif"], f["stp"],
+                                                 f.get("flags", 0))  # fmt: skip
+
+
+def test_new_order_values_fast_path_example() -> None:
+    """One plain LIMIT order through the compiled code (a fixed example)."""
+    spec = SymbolSpec(
+        symbol_id=3, name="XY", base_asset="X", quote_asset="Y", base_asset_id=1,
+        quote_asset_id=2, base_decimals=8, quote_decimals=8, base_per_lot=10**3,
+        price_multiplier=10**3, tick_step=1, lot_step=1, min_qty_lots=1, max_qty_lots=10**9,
+        min_price_ticks=1, max_price_ticks=10**9,
+    )  # fmt: skip
+    params = {"symbol": "XY", "side": "SELL", "type": "LIMIT", "timeInForce": "IOC",
+              "price": spec.ticks_to_price(1234), "quantity": spec.lots_to_qty(56),
+              "newClientOrderId": "abc-1"}  # fmt: skip
+    got = apihttp.new_order_values(params, spec.order_grid, _ORDER_CONSTS)
+    assert got is not None
+    assert got[:6] == ("SELL", "LIMIT", "IOC", "abc-1", 1234, 56)
+    params["timeInForce"] = "GTX"
+    assert apihttp.new_order_values(params, spec.order_grid, _ORDER_CONSTS) is None
+
+
+@given(st.integers(0, 2**40 - 1), st.binary(min_size=12, max_size=40), st.integers(0, 28))
+def test_client_id_is_the_oracle(order_id: int, pool: bytes, at: int) -> None:
+    """The compiled generated clientOrderId is the Python one, character for character."""
+    at = min(at, len(pool) - 12)
+    a, b = _ClientIds(), _ClientIds()
+    a._pool = b._pool = pool
+    a._at = b._at = at
+    assert a.next(order_id) == b.next_py(order_id)
+    assert a._at == b._at == at + 12
+
+
+# -------------------------------------------------------------- the timestamp
+
+_NOW_MS = 1_765_000_000_000
+_STAMPS = st.one_of(
+    st.integers(_NOW_MS - 70_000, _NOW_MS + 2_000).map(str),
+    st.integers(0, 10**17).map(str),
+    st.sampled_from(["", "0", "-1", "+5", " 1", "١٢", "²", "1.5", "0" * 17]),
+    st.text(alphabet="0123456789x", max_size=18),
+)
+_WINDOWS = st.one_of(
+    st.none(),
+    st.integers(0, 70_000).map(str),
+    st.sampled_from(["", "0", "00060000", "99999999999", "-1", "5e3", "\u0665"]),
+)
+
+
+@settings(max_examples=3000)
+@given(_STAMPS, _WINDOWS, st.sampled_from([1, 5_000, 60_000]), st.integers(-3_000, 3_000))
+def test_timestamp_ok_is_the_oracle(ts: str, rw: str | None, rw_max: int, skew: int) -> None:
+    """The compiled timestamp check accepts exactly what ``check_timestamp`` accepts
+    (for ASCII input; anything it refuses goes to the Python check, which answers)."""
+    a = auth.Authenticator(None, rw_max)  # type: ignore[arg-type]  # no key used
+    params = {"timestamp": ts} if rw is None else {"timestamp": ts, "recvWindow": rw}
+    now = _NOW_MS + skew
+    with mock.patch("time.time_ns", return_value=now * 1_000_000):
+        want = _outcome(a.check_timestamp, params)[0] == "ok"
+    got = apihttp.timestamp_ok(
+        ts, rw, rw_max, auth.DEFAULT_RECV_WINDOW_MS, auth.FUTURE_TOLERANCE_MS, now
+    )
+    if ts.isascii() and (rw is None or rw.isascii()):
+        assert got == want
+    else:
+        assert not got
+
+
+@pytest.mark.parametrize("v", ["\u00b2", "1\u00b2", "\u00b9\u00b2"])
+def test_superscript_digits_are_malformed(v: str) -> None:
+    """``str.isdigit`` is true for superscripts, which ``int`` refuses: such a value is
+    -1100 (illegal characters), never an internal error."""
+    with pytest.raises(ApiError) as e:
+        _int_param({"orderId": v}, "orderId")
+    assert e.value.code == -1100
+    a = auth.Authenticator(None, 60_000)  # type: ignore[arg-type]  # no key used
+    with pytest.raises(ApiError) as e:
+        a.check_timestamp({"timestamp": v})
+    assert e.value.code == -1100
+    with pytest.raises(ApiError) as e:
+        a.check_timestamp({"timestamp": "1", "recvWindow": v})
+    assert e.value.code == -1131

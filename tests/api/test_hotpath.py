@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from api.auth import _split_params, _strip_signature
 from api.config import ApiConfig
-from api.core import new_record
+from api.core import new_record, pack_new
 from api.errors import ApiError
 from api.orders import new_order_json, new_order_text
 from api.store import Fill, Order, Store
@@ -55,6 +55,17 @@ def test_new_record_matches_numpy(values: dict[str, int]) -> None:
     for k, v in values.items():
         a[k] = v
     assert new_record(**values) == a.tobytes()
+
+
+_PACK_NEW = ("order_id", "price_ticks", "qty_lots", "stop_price_ticks", "user_id", "symbol_id",
+             "side", "ord_type", "tif", "stp", "flags")  # fmt: skip
+
+
+@given(_field_values())
+def test_pack_new_is_new_record(values: dict[str, int]) -> None:
+    """``pack_new`` (the order path's NEW) is byte for byte ``new_record``."""
+    f = {k: values.get(k, 0) for k in _PACK_NEW}
+    assert pack_new(*f.values()) == new_record(**f)
 
 
 def test_new_record_unknown_field() -> None:
