@@ -348,7 +348,7 @@ class Store:
         # SQLite yet: orders created, orders changed, messages per session (first
         # seq, payloads); the next commit writes them with the current turn's.
         self._jnew: list[Order] = []
-        self._jdirty: dict[tuple[int, int], Order] = {}
+        self._jdirty: dict[int, Order] = {}
         self._jout: dict[int, tuple[int, list[bytes]]] = {}
         self._jrecs = 0  # turn records appended since the last commit
         self._jfirst_s = 0.0  # monotonic time of the first of them
