@@ -397,7 +397,9 @@ class Gateway:
             cfg.core_pub_endpoint, cfg.core_replay_endpoint, from_seq=self.store.last_core_seq + 1
         )
         self.sub.replay_timeout_ms = 500
-        self.cmds: list[bytes] = []  # this turn's command records (chunks of whole records)
+        # This turn's command records (chunks of whole records: bytes, or a view of a
+        # run's CMD_DTYPE array, joined from its buffer in flush).
+        self.cmds: list[bytes | memoryview] = []
         self.cmd_tags: list[tuple[int, int, str]] = []  # (user_id, order_id, op) per command
         self.mass: dict[int, tuple[int, int]] = {}  # mass ref -> (key_id, request_id)
         self.next_ref = 1
@@ -734,7 +736,8 @@ class Gateway:
         self.open_by_key[kid] = self.open_by_key.get(kid, 0) + m
         self.open_by_user[uid] = self.open_by_user.get(uid, 0) + m
         self.stats["orders"] += m
-        self.cmds.append(batch.new_records(sel, uid, np.arange(first, first + m, dtype=np.uint64)))
+        oids = np.arange(first, first + m, dtype=np.uint64)
+        self.cmds.append(batch.new_records_array(sel, uid, oids).data)
         self.schedule_flush()
         return True
 
