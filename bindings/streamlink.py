@@ -38,7 +38,7 @@ import zmq
 from bindings.client import DEFAULT_TIMEOUT_MS, CoreClient, CoreError, Records
 from engine.streamlink import SCHEME, stream_path
 from engine.wire.frames import decode_replies
-from engine.wire.streamframe import FrameDecoder, StreamFrameError, encode_frame
+from engine.wire.streamframe import FRAME_HEADER, FrameDecoder, StreamFrameError, encode_frame
 
 log = logging.getLogger("bursa.streamlink")
 
@@ -226,22 +226,25 @@ class StreamTradeClient(_FramedConnection, CoreClient):
             return False
         sock = self._sock
         assert sock is not None
-        frame = encode_frame(data)
         if self._out:
+            frame = encode_frame(data)
             if len(self._out) + len(frame) > self.max_out_bytes:
                 return False
             self._out += frame
             self.flush_nowait()
             return self._sock is not None
+        # Header and body in one gathered write: the body is not copied into a frame
+        # (encode_frame) unless the kernel takes only part of it.
+        head = FRAME_HEADER.pack(len(data))
         try:
-            n = sock.send(frame)
+            n = sock.sendmsg((head, data))
         except BlockingIOError:
             n = 0
         except OSError as e:
             self._lost(f"write: {e}")
             return False
-        if n < len(frame):
-            self._out += frame[n:]
+        if n < len(head) + len(data):
+            self._out += encode_frame(data)[n:]
         return True
 
     @property

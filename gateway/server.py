@@ -397,7 +397,9 @@ class Gateway:
             cfg.core_pub_endpoint, cfg.core_replay_endpoint, from_seq=self.store.last_core_seq + 1
         )
         self.sub.replay_timeout_ms = 500
-        self.cmds: list[bytes] = []  # this turn's command records (chunks of whole records)
+        # This turn's command records (chunks of whole records: bytes, or a view of a
+        # run's CMD_DTYPE array, joined from its buffer in flush).
+        self.cmds: list[bytes | memoryview] = []
         self.cmd_tags: list[tuple[int, int, str]] = []  # (user_id, order_id, op) per command
         self.mass: dict[int, tuple[int, int]] = {}  # mass ref -> (key_id, request_id)
         self.next_ref = 1
@@ -405,7 +407,7 @@ class Gateway:
         # Command frames sent and not answered yet, oldest first: frame number ->
         # (send time, tags, frame).  Each command's client_ref is frame << 16 | index,
         # so a reply finds its frame even after an older frame was given up on.
-        self.inflight: dict[int, tuple[float, list[tuple[int, int, str]], bytes]] = {}
+        self.inflight: dict[int, tuple[float, list[tuple[int, int, str]], bytes | bytearray]] = {}
         self.next_frame = 1
         # NEWs resent after a lost reply (the core answers an applied one DUPLICATE).
         self.retried: set[int] = set()  # order keys (pyx.gworders.order_key)
@@ -734,7 +736,8 @@ class Gateway:
         self.open_by_key[kid] = self.open_by_key.get(kid, 0) + m
         self.open_by_user[uid] = self.open_by_user.get(uid, 0) + m
         self.stats["orders"] += m
-        self.cmds.append(batch.new_records(sel, uid, np.arange(first, first + m, dtype=np.uint64)))
+        oids = np.arange(first, first + m, dtype=np.uint64)
+        self.cmds.append(batch.new_records_array(sel, uid, oids).data)
         self.schedule_flush()
         return True
 
@@ -801,17 +804,22 @@ class Gateway:
         """End of a loop turn: commit, send the core frame, write the outbox."""
         self.flush_scheduled = False
         if self.cmds:
-            data, tags = b"".join(self.cmds), self.cmd_tags
+            # One copy of the turn's records, into the mutable buffer _send_frame
+            # stamps and keeps for a resend (bytes would need a second copy there).
+            data, tags = bytearray().join(self.cmds), self.cmd_tags
             self.cmds, self.cmd_tags = [], []
             # Store first: an order id reaches the core only once it is stored.  One
             # order in flight: its row goes to the turn file (one write) and into
             # SQLite with the ticker's next commit (Store.log_turn).
             if not self.store.log_turn():
                 self.store.commit()
-            step = MAX_CORE_FRAME * CMD_STRUCT.size
-            for i in range(0, len(tags), MAX_CORE_FRAME):
-                k = i * CMD_STRUCT.size
-                self._send_frame(data[k : k + step], tags[i : i + MAX_CORE_FRAME])
+            if len(tags) <= MAX_CORE_FRAME:
+                self._send_frame(data, tags)  # the usual case: no slice, no copy
+            else:
+                step = MAX_CORE_FRAME * CMD_STRUCT.size
+                for i in range(0, len(tags), MAX_CORE_FRAME):
+                    k = i * CMD_STRUCT.size
+                    self._send_frame(data[k : k + step], tags[i : i + MAX_CORE_FRAME])
         # The reports go out once durable: in the turn file (one write; one order in
         # flight) or committed (a busier turn).
         if not self.store.log_turn():
@@ -820,15 +828,16 @@ class Gateway:
         # One write per connection per turn (fewer syscalls under load); the frames
         # are built in compiled code (reference: session_frames_py).
         if outbox:
-            for conn, data in gwreport.session_frames(outbox, self.sessions).items():
-                conn.write(data)
+            for conn, frames in gwreport.session_frames(outbox, self.sessions).items():
+                conn.write(frames)
         self.pump_core()
 
-    def _send_frame(self, data: bytes, tags: list[tuple[int, int, str]]) -> None:
-        """One command frame to the core, each client_ref naming (frame, index)."""
+    def _send_frame(self, buf: bytearray, tags: list[tuple[int, int, str]]) -> None:
+        """One command frame to the core, each client_ref naming (frame, index),
+        stamped into ``buf`` in place; ``buf`` is then kept (``inflight``, for a
+        resend) and must not be changed by the caller."""
         no = self.next_frame
         self.next_frame += 1
-        buf = bytearray(data)
         n = len(tags)
         if n <= SMALL_FRAME:
             # A few commands (one order in flight): a struct store per record costs
@@ -844,7 +853,7 @@ class Gateway:
             return
         if self.core_watch is not None:
             self.core_watch.sent(self.core)
-        self.inflight[no] = (time.monotonic(), tags, bytes(buf))
+        self.inflight[no] = (time.monotonic(), tags, buf)
         self.stats["frames_to_core"] += 1
 
     def core_unavailable(self, tags: list[tuple[int, int, str]]) -> None:
@@ -1258,7 +1267,7 @@ class Gateway:
                         self.retried.add(order_key(uid, oid))
                         self.stats["retries"] += 1
                         log.info("no reply in time: resending NEW user=%d order=%d", uid, oid)
-                        self.cmds.append(data[i * size : (i + 1) * size])
+                        self.cmds.append(bytes(data[i * size : (i + 1) * size]))
                         self.cmd_tags.append((uid, oid, "n"))
                         self.schedule_flush()
                     else:

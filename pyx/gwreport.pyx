@@ -180,7 +180,7 @@ cdef class _Sink:
     cdef dict dirty
     cdef dict open_by_key
     cdef dict open_by_user
-    cdef object outbox_append
+    cdef list outbox
     cdef dict quote_asset
     cdef Py_ssize_t emitted
     # Open-count decrements not applied yet, all of one (key_id, user_id): consecutive
@@ -204,7 +204,7 @@ cdef class _Sink:
         self.dirty = store._dirty
         self.open_by_key = gw.open_by_key
         self.open_by_user = gw.open_by_user
-        self.outbox_append = gw.outbox.append
+        self.outbox = gw.outbox  # a list: appended in C, not through a bound method
         self.quote_asset = store.quote_asset
         self.emitted = 0
         self.open_drop = 0
@@ -229,7 +229,7 @@ cdef class _Sink:
             self.has_cur = True
         self.cur_seq += 1
         self.cur_list.append(payload)
-        self.outbox_append((self.cur_key, self.cur_seq, payload))
+        self.outbox.append((self.cur_key, self.cur_seq, payload))
         self.emitted += 1
 
     cdef void sync(self) except *:

@@ -187,6 +187,37 @@ def test_try_send_reports_full_instead_of_blocking(sock_dir: Path) -> None:
     cli.close()
 
 
+def test_try_send_frames_arrive_whole_across_partial_writes(sock_dir: Path) -> None:
+    """try_send writes header and body in one gathered write and queues what the
+    kernel did not take: whatever the split, the peer decodes exactly the frames
+    taken, in order (bytes and bytearray bodies of different sizes)."""
+    fake = FakeCorePeer(sock_dir / "t.sock")
+    cli = StreamTradeClient(f"unix:{fake.path}", max_out_bytes=1 << 18)
+    conn = fake.accept()  # not read until try_send reports full
+    sent: list[bytes] = []
+    k = 0
+    t0 = time.monotonic()
+    while True:
+        body = make_cmds(1 + k % 37, start_ref=1 + 100 * k).tobytes()
+        frame = bytearray(body) if k % 2 else body
+        if not cli.try_send(frame):
+            break
+        sent.append(body)
+        k += 1
+        assert time.monotonic() - t0 < WAIT_S, "try_send never reported full"
+    assert cli.wants_write and len(sent) > 2
+    dec = FrameDecoder(1 << 24)
+    got: list[bytes] = []
+    conn.settimeout(WAIT_S)
+    while len(got) < len(sent):
+        cli.flush_nowait()
+        got += [bytes(b) for b in dec.feed(conn.recv(1 << 20))]
+    assert got == sent
+    conn.close()
+    fake.close()
+    cli.close()
+
+
 def test_event_subscriber_on_the_stream_link_survives_a_core_restart(
     tmp_path: Path, sock_dir: Path
 ) -> None:
