@@ -57,6 +57,8 @@ from engine.eventlog import (
     split_event_frames,
 )
 from engine.eventlog import list_segments as list_event_segments
+from engine.journal import MAGIC as JOURNAL_MAGIC
+from engine.journal import VERSION as JOURNAL_VERSION
 from engine.journal import JournalCorrupt, JournalWriteError
 from engine.looppoll import LoopPoller
 from engine.metrics import CoreCollector, CoreMetrics, TimedStorage
@@ -72,7 +74,7 @@ from engine.security import (
     prepare_ipc,
     start_authenticator,
 )
-from engine.sequencer import Sequencer
+from engine.sequencer import SNAPSHOT_NEVER, Sequencer
 from engine.snapshot import SnapshotWriteError, list_snapshots, write_snapshot
 from engine.storage import FileStorage, StorageError
 from engine.streamlink import StreamLink, stream_path
@@ -125,7 +127,7 @@ SNDHWM_MSGS = 100_000
 PUB_SNDHWM_MSGS = 2048
 # The Sequencer's own snapshot timers are set out of reach: this server takes the
 # snapshots, so that it can sync the event log first.
-SEQUENCER_SNAPSHOT_NEVER = 1 << 62
+SEQUENCER_SNAPSHOT_NEVER = SNAPSHOT_NEVER
 
 # Largest message any socket of the core accepts (ZMQ_MAXMSGSIZE; a peer sending a
 # larger one is disconnected by ZeroMQ before the bytes are buffered).  Twice the
@@ -436,6 +438,7 @@ class CoreServer:
             self._small_turn = SmallTurn(
                 self, _KIND_BYTES["trade"], STREAM_ROLE, EVENT_MAGIC,
                 MAX_FRAME_EVENTS, PUB_ZERO_COPY_BYTES,
+                JournalWriteError, JOURNAL_MAGIC, JOURNAL_VERSION,
             )  # fmt: skip
 
     @property

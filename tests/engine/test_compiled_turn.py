@@ -78,8 +78,10 @@ def _admin(server: CoreServer, role: str, recs: np.ndarray) -> None:
 class _Side:
     """One core under test, its two trade connections and one event subscriber."""
 
-    def __init__(self, base: Path, compiled: bool, mode: str, max_batch_cmds: int) -> None:
-        base.mkdir()
+    def __init__(
+        self, base: Path, compiled: bool, mode: str, max_batch_cmds: int, segment_bytes: int = 0
+    ) -> None:
+        base.mkdir(parents=True)
         cfg = loopback_config(
             str(base / "data"), mode=mode, metrics="", max_batch_cmds=max_batch_cmds,
             snapshot_every_cmds=0, snapshot_every_ms=0,
@@ -91,6 +93,10 @@ class _Side:
         assert self.server.compiled_turn is compiled
         self.clock = ManualClock()
         self.server.sequencer.clock = self.clock
+        if segment_bytes:
+            # Small journal segments: batches roll them (the Python path), the next
+            # ones go direct again (pyx.smallturn's direct journal path).
+            self.server.sequencer._writer.segment_bytes = segment_bytes
         setup = [commands.add_asset(1, 0), commands.add_asset(2, 0)]
         setup += [commands.add_fee_tier(0, 1_000, 2_000), commands.add_symbol(SYMBOL, 1, 2)]
         setup += [commands.add_user(u, 0) for u in USERS]
@@ -159,6 +165,7 @@ class _Side:
     def counters(self) -> dict[str, Any]:
         """The counters both turns update."""
         s, m = self.server, self.server.metrics
+        w = s.sequencer._writer
         return {
             "batches": s.n_batches, "commands": s.n_commands, "malformed": s.n_malformed,
             "wrong_socket": s.n_wrong_socket, "since_snapshot": s._cmds_since_snapshot,
@@ -166,6 +173,9 @@ class _Side:
             "full": m.full_turns, "last_seq": s.sequencer.last_seq,
             "acks": sum(m.ack.counts), "batch": (m.batch.counts, m.batch.sum),
             "rejects": m.rejects_by, "messages_max": m.turn_messages_max,
+            "seq_stats": s.sequencer.stats, "since_snap": s.sequencer._cmds_since_snap,
+            "writer": (w.segment, w.size, w.next_seq, w.synced_seq, w.dirty, w.failed),
+            "sync_hist": sum(m.sync["journal"].counts),
         }  # fmt: skip
 
     def close(self) -> None:
@@ -210,9 +220,13 @@ _STEPS = st.lists(
 )
 
 
-def _run_both(tmp: Path, mode: str, max_batch: int, steps: list[Any]) -> None:
-    a = _Side(tmp / "compiled", True, mode, max_batch)
-    b = _Side(tmp / "python", False, mode, max_batch)
+def _run_both(
+    tmp: Path, mode: str, max_batch: int, steps: list[Any], segment_bytes: int = 0
+) -> int:
+    """Run ``steps`` through a compiled and a Python core, compare everything;
+    returns the batches the compiled turn journaled by its direct path."""
+    a = _Side(tmp / "compiled", True, mode, max_batch, segment_bytes)
+    b = _Side(tmp / "python", False, mode, max_batch, segment_bytes)
     try:
         for conn_bodies in steps:
             sends = [[_body(*x) for x in bodies] for bodies in conn_bodies]
@@ -224,6 +238,7 @@ def _run_both(tmp: Path, mode: str, max_batch: int, steps: list[Any]) -> None:
         assert a.counters() == b.counters()
         assert a.events_seen == b.events_seen
         assert a.files() == b.files() != {}
+        return a.server._small_turn.direct_batches
     finally:
         a.close()
         b.close()
@@ -250,7 +265,9 @@ def test_a_long_mixed_run_matches(tmp_path: Path) -> None:
         )
         for i in range(40)
     ]  # fmt: skip
-    _run_both(tmp_path, "fsync", 5, steps)
+    assert _run_both(tmp_path / "f", "fsync", 5, steps) > 10
+    # Segments of ~6 batches: rolls (Python path) between direct batches.
+    assert _run_both(tmp_path / "a", "async", 5, steps, segment_bytes=2048) > 10
 
 
 def test_encoders_agree_with_the_engine() -> None:
@@ -369,6 +386,71 @@ def test_zmq_turns_fall_back_and_a_failed_sync_sends_nothing(tmp_path: Path) -> 
         assert side.server.metrics.pub_frames == pub_before  # nothing published
         assert side.server.eventlog.last_seq == logged  # nothing logged
     finally:
+        for s in (*side.conns, side.sub):
+            s.close()
+        side.server.replay.stop()
+        side.server._close_sockets()
+        side.server.storage.close()
+
+
+def _no_reply(side: _Side) -> None:
+    side.conns[0].setblocking(False)
+    with pytest.raises(BlockingIOError):
+        side.conns[0].recv(1 << 16)
+
+
+@pytest.mark.parametrize("fault", ["sync", "misdirected", "write"])
+def test_a_direct_journal_failure_sends_nothing(tmp_path: Path, fault: str) -> None:
+    """The compiled turn's direct journal path (the journal's descriptor written,
+    read back and synced in C): a failing fdatasync, a write that lands elsewhere
+    (the read-back differs) and a failing write each raise ``JournalWriteError``
+    with nothing replied, logged or published, and leave the writer failed."""
+    side = _Side(tmp_path / "c", True, "fsync", 64)
+    swapped: list[int] = []
+    try:
+        small = side.server._small_turn
+        assert small is not None
+        side.step([[_body("new", 1, 1, 1, 100, 1)], []], [1, 0])
+        assert small.direct_batches == 1
+        writer = side.server.sequencer._writer
+        logged = side.server.eventlog.last_seq
+        pub_before = side.server.metrics.pub_frames
+        events_before = side.events_seen[:]
+        journal = Path(side.server.config.data_dir) / str(writer.segment)
+        journal_before = journal.read_bytes()
+        if fault == "sync":
+            small.inject_sync_errno = errno.EIO
+        else:
+            # The storage's descriptor of the segment replaced: /dev/null takes the
+            # write and reads back nothing; a read-only descriptor refuses the write.
+            fds = side.server.storage.inner._fds
+            flags = os.O_RDWR if fault == "misdirected" else os.O_RDONLY
+            target = "/dev/null" if fault == "misdirected" else str(journal)
+            swapped.append(fds[writer.segment])
+            fds[writer.segment] = os.open(target, flags)
+        side.conns[0].sendall(encode_frame(_body("new", 1, 2, 1, 100, 1)))
+        with pytest.raises(
+            JournalWriteError,
+            match={
+                "sync": "journal sync",
+                "misdirected": "read-back .* differs",
+                "write": "journal write",
+            }[fault],
+        ):
+            side.server.turn(1000)
+        assert writer.failed
+        _no_reply(side)
+        side._drain_events()
+        assert side.events_seen == events_before
+        assert side.server.metrics.pub_frames == pub_before
+        assert side.server.eventlog.last_seq == logged
+        if fault != "sync":
+            assert journal.read_bytes() == journal_before  # the bytes went elsewhere
+        # The sync fault: staged (and counted) direct, then the sync failed.
+        assert small.direct_batches == (2 if fault == "sync" else 1)
+    finally:
+        for fd in swapped:
+            os.close(fd)
         for s in (*side.conns, side.sub):
             s.close()
         side.server.replay.stop()
