@@ -33,7 +33,8 @@ from libc.errno cimport errno
 from libc.stdint cimport uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcmp, memcpy, memset
-from libc.errno cimport EINTR, EIO
+from cpython.bytearray cimport PyByteArray_GET_SIZE
+from libc.errno cimport EAGAIN, EINTR, EIO
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 from posix.unistd cimport fdatasync, pread, pwrite
 
@@ -41,6 +42,7 @@ import os
 import time
 
 import numpy as np
+import zmq
 
 from crc32c import crc32c as _crc32c
 
@@ -70,6 +72,15 @@ cdef enum:
     DIRECT_MAX_CMDS = 64
 
 cdef object _perf_counter_ns = time.perf_counter_ns
+
+
+cdef extern from "<sys/socket.h>" nogil:
+    ssize_t recv(int fd, void *buf, size_t n, int flags)
+
+
+cdef inline uint32_t _get_u32(const unsigned char *p) noexcept nogil:
+    return (<uint32_t>p[0] | (<uint32_t>p[1] << 8) | (<uint32_t>p[2] << 16)
+            | (<uint32_t>p[3] << 24))
 
 
 cdef inline void _put_u32(char *p, uint32_t v) noexcept nogil:
@@ -186,6 +197,10 @@ cdef class SmallTurn:
     cdef unsigned int journal_version
     # The read-back buffer of the direct journal path (one largest direct batch).
     cdef char *scratch
+    # The stream link's read buffer (its bytes per connection per turn).
+    cdef char *rbuf
+    cdef Py_ssize_t rbuf_size
+    cdef int pollout
     #: Turns run here (for the tests and the status).
     cdef public long long turns
     #: Batches journaled by the direct path (the rest went through ``Sequencer.stage``).
@@ -201,6 +216,7 @@ cdef class SmallTurn:
 
     def __dealloc__(self):
         free(self.scratch)
+        free(self.rbuf)
 
     def __init__(self, server, bytes allowed_kinds, str stream_role, bytes event_magic,
                  Py_ssize_t max_frame_events, Py_ssize_t pub_zero_copy_bytes,
@@ -229,6 +245,12 @@ cdef class SmallTurn:
         self.journal_error = journal_error
         self.journal_magic = journal_magic
         self.journal_version = journal_version
+        self.rbuf_size = getattr(self.stream, "read_bytes", 0)
+        if self.rbuf_size > 0:
+            self.rbuf = <char *>malloc(self.rbuf_size)
+            if self.rbuf == NULL:
+                raise MemoryError()
+        self.pollout = int(zmq.POLLOUT)
         self.turns = 0
         self.direct_batches = 0
         self.inject_sync_errno = 0
@@ -267,7 +289,7 @@ cdef class SmallTurn:
         cdef list bodies
         cdef bytes body
         cdef unsigned char *dst
-        for conn, bodies in stream.read(ready):
+        for conn, bodies in self._read_stream(stream, ready):
             key = conn.key
             nb = len(bodies)
             for i in range(nb):
@@ -300,6 +322,64 @@ cdef class SmallTurn:
             self.server.sequencer.note_durable()
         self.turns += 1
         return n_cmds
+
+    cdef list _read_stream(self, stream, dict ready):
+        """``StreamLink.read`` for a turn with nothing deferred: accept, flush
+        pending replies, read each ready connection (in C, :meth:`_recv`)."""
+        cdef list out = []
+        cdef dict conns = stream.conns
+        listen_fd = stream.listen_fd
+        cdef int ev
+        for fd, pev in ready.items():
+            conn = conns.get(fd)
+            if conn is None:
+                if fd == listen_fd:
+                    stream._accept()
+                continue
+            ev = pev
+            if ev & self.pollout:
+                stream._flush(conn)
+                if conns.get(fd) is not conn:
+                    continue  # closed by the flush (a failed write)
+            if ev & ~self.pollout and not conn.doomed:
+                bodies = self._recv(stream, conn)
+                if bodies:
+                    out.append((conn, bodies))
+        return out
+
+    cdef list _recv(self, stream, conn):
+        """``StreamLink._read`` of one connection: one ``recv`` of up to the link's
+        ``read_bytes`` into this object's buffer; a read that is exactly one whole
+        frame (the request/reply case; ``FrameDecoder.feed``'s own fast path)
+        becomes its body here, anything else (a partial frame, several, an end of
+        stream, a length over the bound) goes through ``StreamLink.decode``."""
+        assert self.rbuf != NULL
+        cdef int cfd = conn.fd
+        cdef ssize_t r
+        cdef int err = 0
+        with nogil:
+            while True:
+                r = recv(cfd, self.rbuf, self.rbuf_size, 0)
+                if r < 0 and errno == EINTR:
+                    continue
+                if r < 0:
+                    err = errno
+                break
+        if r < 0:
+            if err == EAGAIN:  # (EWOULDBLOCK on Linux)
+                return []
+            stream.read_failed(conn, OSError(err, os.strerror(err)))
+            return []
+        cdef uint32_t size
+        decoder = conn.decoder
+        if r >= STREAM_HEADER_BYTES and stream.inbound and not decoder.failed:
+            size = _get_u32(<const unsigned char *>self.rbuf)
+            if (<Py_ssize_t>size + STREAM_HEADER_BYTES == r
+                    and PyByteArray_GET_SIZE(decoder._buf) == 0
+                    and <Py_ssize_t>size <= <Py_ssize_t>decoder.max_body_bytes):
+                decoder._need = 0
+                return [PyBytes_FromStringAndSize(self.rbuf + STREAM_HEADER_BYTES, size)]
+        return stream.decode(conn, PyBytes_FromStringAndSize(self.rbuf, r))
 
     cpdef turn_metrics(self, long long t0_ns, Py_ssize_t n_cmds, Py_ssize_t n_messages,
                        bytes replies, bint full):

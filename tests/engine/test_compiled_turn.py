@@ -270,6 +270,51 @@ def test_a_long_mixed_run_matches(tmp_path: Path) -> None:
     assert _run_both(tmp_path / "a", "async", 5, steps, segment_bytes=2048) > 10
 
 
+def _serve_chunks(side: _Side, chunks: list[bytes], want: int) -> list[bytes]:
+    """Send each chunk of one byte stream on the first connection, one turn each,
+    then return the reply frames (``want`` records in all)."""
+    for chunk in chunks:
+        side.conns[0].sendall(chunk)
+        side.clock.advance(1_000)
+        side.server.turn(1000)
+    frames: list[bytes] = []
+    while sum(len(f) for f in frames) < want * REC:
+        frames += side.decoders[0].feed(side.conns[0].recv(1 << 16))
+    return frames
+
+
+@settings(
+    max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    bodies=st.lists(_BODY, min_size=1, max_size=6),
+    cuts=st.lists(st.integers(0, 2000), max_size=6),
+    mode=st.sampled_from(["async", "fsync"]),
+)
+def test_frames_cut_anywhere_match(
+    tmp_path_factory: pytest.TempPathFactory, bodies: list[Any], cuts: list[int], mode: str
+) -> None:
+    """One connection's frames cut at arbitrary points (partial frames, several in
+    one read: the compiled read hands those to ``StreamLink.decode``; whole single
+    frames it decodes itself): the same replies, bytes and state as the Python turn."""
+    tmp = tmp_path_factory.mktemp("cut")
+    sends = [_body(*x) for x in bodies]
+    stream = b"".join(encode_frame(b) for b in sends)
+    points = sorted({min(c, len(stream)) for c in cuts} | {0, len(stream)})
+    chunks = [stream[a:b] for a, b in zip(points, points[1:]) if b > a]
+    want = sum(_records(b) for b in sends)
+    a = _Side(tmp / "compiled", True, mode, 64)
+    b = _Side(tmp / "python", False, mode, 64)
+    try:
+        assert _serve_chunks(a, chunks, want) == _serve_chunks(b, chunks, want)
+        assert a.server.sequencer.core.state_hash() == b.server.sequencer.core.state_hash()
+        assert a.counters() == b.counters()
+        assert a.files() == b.files()
+    finally:
+        a.close()
+        b.close()
+
+
 def test_encoders_agree_with_the_engine() -> None:
     rng = np.random.default_rng(7)
     for n in (1, 2, 17):
