@@ -13,6 +13,7 @@ engine's, and the fsync turn sends nothing when the sync fails.
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import socket
 import subprocess
@@ -301,7 +302,7 @@ def test_frames_cut_anywhere_match(
     sends = [_body(*x) for x in bodies]
     stream = b"".join(encode_frame(b) for b in sends)
     points = sorted({min(c, len(stream)) for c in cuts} | {0, len(stream)})
-    chunks = [stream[a:b] for a, b in zip(points, points[1:]) if b > a]
+    chunks = [stream[a:b] for a, b in itertools.pairwise(points) if b > a]
     want = sum(_records(b) for b in sends)
     a = _Side(tmp / "compiled", True, mode, 64)
     b = _Side(tmp / "python", False, mode, 64)
