@@ -60,6 +60,7 @@ from engine.eventlog import list_segments as list_event_segments
 from engine.journal import MAGIC as JOURNAL_MAGIC
 from engine.journal import VERSION as JOURNAL_VERSION
 from engine.journal import JournalCorrupt, JournalWriteError
+from engine.looppoll import MAX_EVENTS as POLL_MAX_EVENTS
 from engine.looppoll import LoopPoller
 from engine.metrics import CoreCollector, CoreMetrics, TimedStorage
 from engine.metrics_http import serve as serve_metrics
@@ -438,7 +439,7 @@ class CoreServer:
             self._small_turn = SmallTurn(
                 self, _KIND_BYTES["trade"], STREAM_ROLE, EVENT_MAGIC,
                 MAX_FRAME_EVENTS, PUB_ZERO_COPY_BYTES,
-                JournalWriteError, JOURNAL_MAGIC, JOURNAL_VERSION,
+                JournalWriteError, JOURNAL_MAGIC, JOURNAL_VERSION, POLL_MAX_EVENTS,
             )  # fmt: skip
 
     @property
@@ -568,18 +569,17 @@ class CoreServer:
         """One loop turn: drain, group-commit, publish, reply.  Returns commands applied.
 
         A turn whose poll found only stream-link descriptors ready runs compiled
-        (:mod:`pyx.smallturn`, the same calls and bytes); every other turn, and
-        every turn with ``compiled_turn`` off, runs :meth:`_turn_ready`.
+        (:mod:`pyx.smallturn`, the same calls and bytes; with ``compiled_turn`` on
+        the poll itself runs there too); every other turn, and every turn with
+        ``compiled_turn`` off, runs :meth:`_turn_ready`.
         """
+        if self._small_turn is not None:
+            return self._small_turn.turn(timeout_ms)  # the poll too (then run or Python)
         stream = self.stream
         deferred = stream is not None and bool(stream.deferred)
         ready = dict(self.poller.poll(0 if deferred else timeout_ms))
         if not ready and not deferred:
             return 0
-        if self._small_turn is not None:
-            n = self._small_turn.run(ready)
-            if n >= 0:
-                return n
         return self._turn_ready(ready)
 
     def _turn_ready(self, ready: dict[Any, int]) -> int:

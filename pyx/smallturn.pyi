@@ -31,7 +31,10 @@ class SmallTurn:
         journal_error: type[Exception] | None = None,
         journal_magic: bytes = b"",
         journal_version: int = 0,
+        poll_max_events: int = 256,
     ) -> None: ...
+    def turn(self, timeout_ms: int) -> int:
+        """``CoreServer.turn`` (the poll, then this turn or the Python one)."""
     def turn_metrics(
         self, t0_ns: int, n_cmds: int, n_messages: int, replies: bytes, full: bool
     ) -> None:

@@ -39,6 +39,7 @@ from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 from posix.unistd cimport fdatasync, pread, pwrite
 
 import os
+import select
 import time
 
 import numpy as np
@@ -72,6 +73,9 @@ cdef enum:
     DIRECT_MAX_CMDS = 64
 
 cdef object _perf_counter_ns = time.perf_counter_ns
+cdef int EPOLLIN_ = select.EPOLLIN
+cdef int EPOLLOUT_ = select.EPOLLOUT
+cdef int EPOLL_ERR_ = select.EPOLLERR | select.EPOLLHUP | select.EPOLLRDHUP
 
 
 cdef extern from "<sys/socket.h>" nogil:
@@ -175,6 +179,8 @@ cdef class SmallTurn:
         :meth:`_stage_direct`); None: always through ``Sequencer.stage``.
     journal_magic, journal_version : bytes, int
         The journal batch header's magic and version (with ``journal_error``).
+    poll_max_events : int
+        ``engine.looppoll.MAX_EVENTS`` (descriptors one wait returns at most).
     """
 
     cdef object server
@@ -201,6 +207,11 @@ cdef class SmallTurn:
     cdef char *rbuf
     cdef Py_ssize_t rbuf_size
     cdef int pollout
+    cdef int pollin
+    cdef int pollerr
+    cdef object poller
+    cdef object ep_poll
+    cdef int max_events
     #: Turns run here (for the tests and the status).
     cdef public long long turns
     #: Batches journaled by the direct path (the rest went through ``Sequencer.stage``).
@@ -220,7 +231,8 @@ cdef class SmallTurn:
 
     def __init__(self, server, bytes allowed_kinds, str stream_role, bytes event_magic,
                  Py_ssize_t max_frame_events, Py_ssize_t pub_zero_copy_bytes,
-                 journal_error=None, bytes journal_magic=b"", unsigned int journal_version=0):
+                 journal_error=None, bytes journal_magic=b"", unsigned int journal_version=0,
+                 int poll_max_events=256):
         assert server.stream is not None
         self.server = server
         self.stream = server.stream
@@ -251,6 +263,12 @@ cdef class SmallTurn:
             if self.rbuf == NULL:
                 raise MemoryError()
         self.pollout = int(zmq.POLLOUT)
+        self.pollin = int(zmq.POLLIN)
+        self.pollerr = int(zmq.POLLERR)
+        self.poller = getattr(server, "poller", None)
+        if self.poller is not None:
+            self.ep_poll = self.poller._ep.poll
+            self.max_events = poll_max_events
         self.turns = 0
         self.direct_batches = 0
         self.inject_sync_errno = 0
@@ -270,6 +288,46 @@ cdef class SmallTurn:
             if not self.allowed[p[i * CMD_BYTES + KIND_AT]]:
                 return False
         return True
+
+    cpdef long long turn(self, int timeout_ms) except -2:
+        """``CoreServer.turn``: the poll (``LoopPoller.poll``'s common case in C: no
+        ZeroMQ socket touched, only raw descriptors fired), then :meth:`run`, or the
+        Python turn.  A wake-up involving a ZeroMQ socket goes on in
+        ``LoopPoller.finish``; a touched socket, through ``LoopPoller.poll``."""
+        stream = self.stream
+        cdef bint deferred = bool(stream.deferred)
+        cdef int t = 0 if deferred else timeout_ms
+        cdef dict ready
+        cdef list fired
+        cdef dict zmq_fds
+        cdef int ev, bits
+        poller = self.poller
+        if poller._touched:
+            ready = dict(poller.poll(t))
+        else:
+            # t / 1000.0: a float division (t / 1000 of C ints would truncate to whole seconds).
+            fired = self.ep_poll(-1.0 if t < 0 else t / 1000.0, self.max_events)
+            zmq_fds = poller._zmq
+            ready = {}
+            for fd, pev in fired:
+                if fd in zmq_fds:
+                    ready = dict(poller.finish(fired, t))
+                    break
+                ev = pev
+                bits = 0
+                if ev & EPOLLIN_:
+                    bits |= self.pollin
+                if ev & EPOLLOUT_:
+                    bits |= self.pollout
+                if ev & EPOLL_ERR_:
+                    bits |= self.pollerr
+                ready[fd] = bits
+        if not ready and not deferred:
+            return 0
+        cdef long long n = self.run(ready)
+        if n >= 0:
+            return n
+        return self.server._turn_ready(ready)
 
     cpdef long long run(self, dict ready) except -2:
         """Serve one turn whose poll result is ``ready``; -1 (nothing done) if it is

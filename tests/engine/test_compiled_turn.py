@@ -540,3 +540,17 @@ def test_compiled_turn_through_the_debug_build(tmp_path: Path) -> None:
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-4000:]
     assert out.stdout.split()[-1] == "ok"
+
+
+def test_an_idle_compiled_turn_waits_its_timeout(tmp_path: Path) -> None:
+    """The compiled poll waits as ``LoopPoller.poll`` does: an idle turn returns 0
+    no sooner than its timeout (a timeout cut to whole seconds by an integer
+    division would make the idle loop spin)."""
+    side = _Side(tmp_path / "c", True, "async", 64)
+    try:
+        for timeout_ms in (30, 120):
+            t0 = time.monotonic()
+            assert side.server.turn(timeout_ms) == 0
+            assert time.monotonic() - t0 >= timeout_ms / 1000 * 0.9
+    finally:
+        side.close()
