@@ -107,9 +107,27 @@ class LoopPoller:
                     seen.add(sock)
             self._touched.clear()
         timeout = 0.0 if ready else (-1.0 if timeout_ms < 0 else timeout_ms / 1000)
+        return self._wait(ready, seen, timeout, None)
+
+    def finish(self, fired: list[tuple[int, int]], timeout_ms: int) -> list[tuple[Pollable, int]]:
+        """The rest of :meth:`poll` after its first ``epoll`` wait returned ``fired``
+        (no socket touched; the compiled turn, :mod:`pyx.smallturn`, waits itself
+        and hands over a wake-up that involves a ZeroMQ socket)."""
+        assert not self._touched
+        timeout = -1.0 if timeout_ms < 0 else timeout_ms / 1000
+        return self._wait([], set(), timeout, fired)
+
+    def _wait(
+        self,
+        ready: list[tuple[Pollable, int]],
+        seen: set[zmq.Socket[bytes]],
+        timeout: float,
+        fired: list[tuple[int, int]] | None,
+    ) -> list[tuple[Pollable, int]]:
         deadline = 0.0
         while True:
-            fired = self._ep.poll(timeout, MAX_EVENTS)
+            if fired is None:
+                fired = self._ep.poll(timeout, MAX_EVENTS)
             for fd, ev in fired:
                 z = self._zmq.get(fd)
                 if z is None:
@@ -124,6 +142,7 @@ class LoopPoller:
                     ready.append((sock, zev))
             if ready or not fired or timeout == 0.0:
                 return ready
+            fired = None
             # Only libzmq's own commands (no message yet): wait again here, as zmq_poll
             # does, instead of a turn that finds nothing.  The timeout is counted again
             # from this first empty wake-up (no clock read on the usual path), so the

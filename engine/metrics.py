@@ -194,13 +194,30 @@ class TimedStorage:
         t0 = time.perf_counter_ns()
         self.inner.sync(name)
         dt = (time.perf_counter_ns() - t0) * NS
-        hists = self._sync_hist
-        if name in hists:
-            hist = hists[name]
-        else:
-            hist = hists[name] = self._hist_of(name)
+        hist = self.sync_histogram(name)
         if hist is not None:
             hist.observe(dt)
+
+    def sync_histogram(self, name: str) -> Buckets | None:
+        """The histogram the syncs of ``name`` are timed into (None: not measured)."""
+        hists = self._sync_hist
+        if name in hists:
+            return hists[name]
+        hist = hists[name] = self._hist_of(name)
+        return hist
+
+    def direct_io(self, name: str) -> tuple[int, Buckets | None] | None:
+        """The wrapped storage's raw descriptor of ``name`` (``FileStorage.direct_io``)
+        and the histogram a caller that syncs it itself times those syncs into; None
+        when the wrapped storage has no raw descriptor (looked up on its class, so
+        a wrapper's ``__getattr__`` never hands one out)."""
+        inner_io = getattr(type(self.inner), "direct_io", None)
+        if inner_io is None:
+            return None
+        got = inner_io(self.inner, name)
+        if got is None:
+            return None
+        return got[0], self.sync_histogram(name)
 
     def _hist_of(self, name: str) -> Buckets | None:
         if len(self._sync_hist) >= MAX_SYNC_NAMES:

@@ -25,7 +25,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from bursa_wire.layout import CMD_DTYPE, EV_DTYPE, REPLY_DTYPE
+from bursa_wire.layout import CMD_DTYPE, CMD_SIZE, EV_DTYPE, REPLY_DTYPE
 from engine import variants as variants_mod
 from engine.clock import Clock
 from engine.corelike import CoreClass
@@ -33,6 +33,7 @@ from engine.highwater import HighWater
 from engine.journal import (
     DEFAULT_SEGMENT_BYTES,
     MAX_BATCH_CMDS,
+    MIN_BATCH_BYTES,
     ArchiveMode,
     JournalWriter,
 )
@@ -62,6 +63,11 @@ OVERLAP_MIN_CMDS = 256
 #: after journal syncs (one small extra fdatasync per interval), and always at
 #: snapshots and at close.
 DEFAULT_HIGH_WATER_EVERY_NS = 100_000_000
+#: Snapshot intervals at least this large mean "never": the caller drives snapshots
+#: (the server, which syncs its event log first).
+SNAPSHOT_NEVER = 1 << 62
+#: Largest batch :meth:`Sequencer.direct_journal` hands to the compiled turn.
+DIRECT_MAX_CMDS = 64
 
 _EMPTY_EVENTS = np.zeros(0, dtype=EV_DTYPE)
 _EMPTY_REPLIES = np.zeros(0, dtype=REPLY_DTYPE)
@@ -296,6 +302,59 @@ class Sequencer:
         self.stats.commands += n
         self._cmds_since_snap += n
         return events, replies
+
+    def direct_journal(self, n: int) -> tuple[JournalWriter, int, Any, int, int] | None:
+        """For the compiled turn (:mod:`pyx.smallturn`): the next batch of ``n``
+        commands written straight to the journal's descriptor, in C, when the whole
+        of :meth:`stage` + :meth:`make_durable` for it is one write, one read-back,
+        the apply and (fsync mode) one fdatasync; else None (call :meth:`stage`).
+
+        Returns ``(writer, fd, sync_histogram, first_seq, ts_ns)`` with the batch's
+        timestamp already taken (as :meth:`stage` takes it).  The caller then does
+        exactly what :meth:`stage` and :meth:`make_durable` do for such a batch
+        (stamp, encode, write at ``writer.size``, read back, apply, sync, the same
+        counters; a failure marks the writer failed and raises
+        :class:`~engine.journal.JournalWriteError`); ``tests/engine/test_compiled_turn.py``
+        compares both paths byte for byte.
+
+        None unless: a small batch (1..:data:`DIRECT_MAX_CMDS`), mode ``fsync`` or
+        ``async`` without the broken variant, the high-water record deferred
+        (fsync), snapshots driven by the caller (:data:`SNAPSHOT_NEVER`), a live
+        writer on an existing segment with a durable name and room for the batch
+        (no roll), and a storage whose class gives its raw descriptor
+        (``direct_io``: the real files; the simulator's fault-injecting disk and
+        any wrapper keep the Python path).
+        """
+        w = self._writer
+        if (
+            not 0 < n <= DIRECT_MAX_CMDS
+            or self._lazy_sync
+            or w.failed
+            or w.segment is None
+            or w._new_name
+            or self.snapshot_every_cmds < SNAPSHOT_NEVER
+            or self.snapshot_every_ns < SNAPSHOT_NEVER
+            or self._unsynced is not None
+        ):
+            return None
+        if self.mode == "fsync":
+            if not self._defer_high_water:
+                return None
+        elif self.mode != "async":
+            return None
+        if w.size > 0 and w.size + MIN_BATCH_BYTES - CMD_SIZE + n * CMD_SIZE > w.segment_bytes:
+            return None  # the batch rolls the segment: the Python path
+        # Looked up on the class: a wrapper's __getattr__ must not hand out the
+        # descriptor it exists to intercept (tests wrap storages that way).
+        direct_io = getattr(type(w.storage), "direct_io", None)
+        if direct_io is None:
+            return None
+        got = direct_io(w.storage, w.segment)
+        if got is None:
+            return None
+        fd, hist = got
+        self._last_ts_ns = max(self.clock.now_ns(), self._last_ts_ns)
+        return w, fd, hist, self._last_seq + 1, self._last_ts_ns
 
     def make_durable(self) -> None:
         """The second half of :meth:`submit`: fdatasync the staged batch (fsync mode),

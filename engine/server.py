@@ -57,7 +57,10 @@ from engine.eventlog import (
     split_event_frames,
 )
 from engine.eventlog import list_segments as list_event_segments
+from engine.journal import MAGIC as JOURNAL_MAGIC
+from engine.journal import VERSION as JOURNAL_VERSION
 from engine.journal import JournalCorrupt, JournalWriteError
+from engine.looppoll import MAX_EVENTS as POLL_MAX_EVENTS
 from engine.looppoll import LoopPoller
 from engine.metrics import CoreCollector, CoreMetrics, TimedStorage
 from engine.metrics_http import serve as serve_metrics
@@ -72,7 +75,7 @@ from engine.security import (
     prepare_ipc,
     start_authenticator,
 )
-from engine.sequencer import Sequencer
+from engine.sequencer import SNAPSHOT_NEVER, Sequencer
 from engine.snapshot import SnapshotWriteError, list_snapshots, write_snapshot
 from engine.storage import FileStorage, StorageError
 from engine.streamlink import StreamLink, stream_path
@@ -125,7 +128,7 @@ SNDHWM_MSGS = 100_000
 PUB_SNDHWM_MSGS = 2048
 # The Sequencer's own snapshot timers are set out of reach: this server takes the
 # snapshots, so that it can sync the event log first.
-SEQUENCER_SNAPSHOT_NEVER = 1 << 62
+SEQUENCER_SNAPSHOT_NEVER = SNAPSHOT_NEVER
 
 # Largest message any socket of the core accepts (ZMQ_MAXMSGSIZE; a peer sending a
 # larger one is disconnected by ZeroMQ before the bytes are buffered).  Twice the
@@ -436,6 +439,7 @@ class CoreServer:
             self._small_turn = SmallTurn(
                 self, _KIND_BYTES["trade"], STREAM_ROLE, EVENT_MAGIC,
                 MAX_FRAME_EVENTS, PUB_ZERO_COPY_BYTES,
+                JournalWriteError, JOURNAL_MAGIC, JOURNAL_VERSION, POLL_MAX_EVENTS,
             )  # fmt: skip
 
     @property
@@ -565,18 +569,17 @@ class CoreServer:
         """One loop turn: drain, group-commit, publish, reply.  Returns commands applied.
 
         A turn whose poll found only stream-link descriptors ready runs compiled
-        (:mod:`pyx.smallturn`, the same calls and bytes); every other turn, and
-        every turn with ``compiled_turn`` off, runs :meth:`_turn_ready`.
+        (:mod:`pyx.smallturn`, the same calls and bytes; with ``compiled_turn`` on
+        the poll itself runs there too); every other turn, and every turn with
+        ``compiled_turn`` off, runs :meth:`_turn_ready`.
         """
+        if self._small_turn is not None:
+            return self._small_turn.turn(timeout_ms)  # the poll too (then run or Python)
         stream = self.stream
         deferred = stream is not None and bool(stream.deferred)
         ready = dict(self.poller.poll(0 if deferred else timeout_ms))
         if not ready and not deferred:
             return 0
-        if self._small_turn is not None:
-            n = self._small_turn.run(ready)
-            if n >= 0:
-                return n
         return self._turn_ready(ready)
 
     def _turn_ready(self, ready: dict[Any, int]) -> int:

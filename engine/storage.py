@@ -116,6 +116,21 @@ class FileStorage:
             self._fds[name] = fd
         return fd
 
+    def direct_io(self, name: str) -> tuple[int, None] | None:
+        """``(fd, None)``: the open descriptor of ``name`` for a caller that writes,
+        reads and fdatasyncs it itself (the compiled turn's journal write), with the
+        same durability contract; None when read-only.  (The second item is the
+        histogram its syncs are timed into: none here, see ``TimedStorage``.)
+
+        Raises
+        ------
+        StorageError
+            ``name`` cannot be opened.
+        """
+        if self.read_only:
+            return None
+        return self._fd(name), None
+
     def _writable(self, what: str) -> None:
         if self.read_only:
             raise StorageError(errno.EROFS, f"{what}: storage opened read-only")

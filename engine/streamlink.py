@@ -182,6 +182,8 @@ class StreamLink:
         self.n_protocol_errors = 0
         self.n_slow_closed = 0
         self._uid = os.getuid()
+        #: Bytes read from one connection per turn at most (READ_BYTES_PER_TURN).
+        self.read_bytes = READ_BYTES_PER_TURN
 
     def counters(self) -> dict[str, int]:
         """The link's counters for the core's ``status`` (and ready line)."""
@@ -235,13 +237,24 @@ class StreamLink:
 
     def _read(self, conn: StreamConn) -> list[bytes]:
         try:
-            data = conn.sock.recv(READ_BYTES_PER_TURN)
+            data = conn.sock.recv(self.read_bytes)
         except BlockingIOError:
             return []
         except OSError as e:
-            log.info("stream connection %d: read failed (%s): closed", conn.fd, e)
-            self.close_conn(conn)
+            self.read_failed(conn, e)
             return []
+        return self.decode(conn, data)
+
+    def read_failed(self, conn: StreamConn, e: OSError) -> None:
+        """A read of ``conn`` failed (not "would block"): close it."""
+        log.info("stream connection %d: read failed (%s): closed", conn.fd, e)
+        self.close_conn(conn)
+
+    def decode(self, conn: StreamConn, data: bytes) -> list[bytes]:
+        """The bodies that ``data``, just read from ``conn``, completes; an end of
+        stream, a byte from an event subscriber or a framing error handled.  (The
+        compiled turn, :mod:`pyx.smallturn`, reads in C and calls this for every
+        read that is not exactly one whole frame.)"""
         if not data:
             # End of stream (a half-close included): pending replies still get a try.
             self._doom(conn)

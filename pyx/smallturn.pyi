@@ -17,6 +17,8 @@ class SmallTurn:
     """The compiled stream-only turn of one ``CoreServer``."""
 
     turns: int
+    direct_batches: int
+    inject_sync_errno: int
 
     def __init__(
         self,
@@ -26,7 +28,13 @@ class SmallTurn:
         event_magic: bytes,
         max_frame_events: int,
         pub_zero_copy_bytes: int,
+        journal_error: type[Exception] | None = None,
+        journal_magic: bytes = b"",
+        journal_version: int = 0,
+        poll_max_events: int = 256,
     ) -> None: ...
+    def turn(self, timeout_ms: int) -> int:
+        """``CoreServer.turn`` (the poll, then this turn or the Python one)."""
     def turn_metrics(
         self, t0_ns: int, n_cmds: int, n_messages: int, replies: bytes, full: bool
     ) -> None:

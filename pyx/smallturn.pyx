@@ -26,13 +26,24 @@ it its objects and constants.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.buffer cimport PyBUF_READ
 from cpython.float cimport PyFloat_AS_DOUBLE
+from cpython.memoryview cimport PyMemoryView_FromMemory
+from libc.errno cimport errno
 from libc.stdint cimport uint32_t, uint64_t
-from libc.string cimport memcpy, memset
+from libc.stdlib cimport free, malloc
+from libc.string cimport memcmp, memcpy, memset
+from cpython.bytearray cimport PyByteArray_GET_SIZE
+from libc.errno cimport EAGAIN, EINTR, EIO
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
+from posix.unistd cimport fdatasync, pread, pwrite
 
+import os
+import select
 import time
 
 import numpy as np
+import zmq
 
 from crc32c import crc32c as _crc32c
 
@@ -42,6 +53,8 @@ from bursa_wire.layout import REPLY_DTYPE, STATUS_REJECTED as _STATUS_REJECTED
 cdef Py_ssize_t CMD_BYTES = _CMD_SIZE
 cdef Py_ssize_t EV_BYTES = _EV_SIZE
 cdef Py_ssize_t KIND_AT = CMD_DTYPE.fields["kind"][1]
+cdef Py_ssize_t SEQ_AT = CMD_DTYPE.fields["seq"][1]
+cdef Py_ssize_t TS_AT = CMD_DTYPE.fields["ts_ns"][1]
 cdef Py_ssize_t REPLY_BYTES = REPLY_DTYPE.itemsize
 cdef Py_ssize_t REPLY_KIND_AT = REPLY_DTYPE.fields["kind"][1]
 cdef Py_ssize_t REPLY_STATUS_AT = REPLY_DTYPE.fields["status"][1]
@@ -54,8 +67,24 @@ cdef enum:
     EVENT_HEADER_BYTES = 32
     # Bytes of a stream frame's length prefix (u32 little-endian).
     STREAM_HEADER_BYTES = 4
+    # Bytes of a journal batch's header (the trailer is a copy of it).
+    JOURNAL_HEADER_BYTES = 32
+    # Largest batch the direct journal path writes (Sequencer.direct_journal's bound).
+    DIRECT_MAX_CMDS = 64
 
 cdef object _perf_counter_ns = time.perf_counter_ns
+cdef int EPOLLIN_ = select.EPOLLIN
+cdef int EPOLLOUT_ = select.EPOLLOUT
+cdef int EPOLL_ERR_ = select.EPOLLERR | select.EPOLLHUP | select.EPOLLRDHUP
+
+
+cdef extern from "<sys/socket.h>" nogil:
+    ssize_t recv(int fd, void *buf, size_t n, int flags)
+
+
+cdef inline uint32_t _get_u32(const unsigned char *p) noexcept nogil:
+    return (<uint32_t>p[0] | (<uint32_t>p[1] << 8) | (<uint32_t>p[2] << 16)
+            | (<uint32_t>p[3] << 24))
 
 
 cdef inline void _put_u32(char *p, uint32_t v) noexcept nogil:
@@ -144,6 +173,14 @@ cdef class SmallTurn:
         Largest event count encoded here as one frame (more: the Python turn's split).
     pub_zero_copy_bytes : int
         Frames at least this long are published with ``copy=False``.
+    journal_error : type, optional
+        ``engine.journal.JournalWriteError``: given, small batches are journaled
+        by the direct path when ``Sequencer.direct_journal`` allows it (see
+        :meth:`_stage_direct`); None: always through ``Sequencer.stage``.
+    journal_magic, journal_version : bytes, int
+        The journal batch header's magic and version (with ``journal_error``).
+    poll_max_events : int
+        ``engine.looppoll.MAX_EVENTS`` (descriptors one wait returns at most).
     """
 
     cdef object server
@@ -161,11 +198,41 @@ cdef class SmallTurn:
     cdef Py_ssize_t max_frame_cmds
     cdef Py_ssize_t max_frame_events
     cdef Py_ssize_t pub_zero_copy_bytes
+    cdef object journal_error
+    cdef bytes journal_magic
+    cdef unsigned int journal_version
+    # The read-back buffer of the direct journal path (one largest direct batch).
+    cdef char *scratch
+    # The stream link's read buffer (its bytes per connection per turn).
+    cdef char *rbuf
+    cdef Py_ssize_t rbuf_size
+    cdef int pollout
+    cdef int pollin
+    cdef int pollerr
+    cdef object poller
+    cdef object ep_poll
+    cdef int max_events
     #: Turns run here (for the tests and the status).
     cdef public long long turns
+    #: Batches journaled by the direct path (the rest went through ``Sequencer.stage``).
+    cdef public long long direct_batches
+    #: Tests only: the next direct fdatasync fails with this errno (0: none).  The
+    #: direct path bypasses the ``Storage`` object a test would wrap to inject it.
+    cdef public int inject_sync_errno
+
+    def __cinit__(self, *args, **kwargs):
+        self.scratch = <char *>malloc(2 * JOURNAL_HEADER_BYTES + DIRECT_MAX_CMDS * CMD_BYTES)
+        if self.scratch == NULL:
+            raise MemoryError()
+
+    def __dealloc__(self):
+        free(self.scratch)
+        free(self.rbuf)
 
     def __init__(self, server, bytes allowed_kinds, str stream_role, bytes event_magic,
-                 Py_ssize_t max_frame_events, Py_ssize_t pub_zero_copy_bytes):
+                 Py_ssize_t max_frame_events, Py_ssize_t pub_zero_copy_bytes,
+                 journal_error=None, bytes journal_magic=b"", unsigned int journal_version=0,
+                 int poll_max_events=256):
         assert server.stream is not None
         self.server = server
         self.stream = server.stream
@@ -186,7 +253,25 @@ cdef class SmallTurn:
         self.max_frame_events = max_frame_events
         self.pub_zero_copy_bytes = pub_zero_copy_bytes
         assert self.stage.shape[0] >= (self.limit + self.max_frame_cmds) * CMD_BYTES
+        assert journal_error is None or len(journal_magic) == 4
+        self.journal_error = journal_error
+        self.journal_magic = journal_magic
+        self.journal_version = journal_version
+        self.rbuf_size = getattr(self.stream, "read_bytes", 0)
+        if self.rbuf_size > 0:
+            self.rbuf = <char *>malloc(self.rbuf_size)
+            if self.rbuf == NULL:
+                raise MemoryError()
+        self.pollout = int(zmq.POLLOUT)
+        self.pollin = int(zmq.POLLIN)
+        self.pollerr = int(zmq.POLLERR)
+        self.poller = getattr(server, "poller", None)
+        if self.poller is not None:
+            self.ep_poll = self.poller._ep.poll
+            self.max_events = poll_max_events
         self.turns = 0
+        self.direct_batches = 0
+        self.inject_sync_errno = 0
 
     cdef inline Py_ssize_t _count(self, bytes body):
         """Records of a command frame, or -1 if malformed (``_command_count``)."""
@@ -203,6 +288,46 @@ cdef class SmallTurn:
             if not self.allowed[p[i * CMD_BYTES + KIND_AT]]:
                 return False
         return True
+
+    cpdef long long turn(self, int timeout_ms) except -2:
+        """``CoreServer.turn``: the poll (``LoopPoller.poll``'s common case in C: no
+        ZeroMQ socket touched, only raw descriptors fired), then :meth:`run`, or the
+        Python turn.  A wake-up involving a ZeroMQ socket goes on in
+        ``LoopPoller.finish``; a touched socket, through ``LoopPoller.poll``."""
+        stream = self.stream
+        cdef bint deferred = bool(stream.deferred)
+        cdef int t = 0 if deferred else timeout_ms
+        cdef dict ready
+        cdef list fired
+        cdef dict zmq_fds
+        cdef int ev, bits
+        poller = self.poller
+        if poller._touched:
+            ready = dict(poller.poll(t))
+        else:
+            # t / 1000.0: a float division (t / 1000 of C ints would truncate to whole seconds).
+            fired = self.ep_poll(-1.0 if t < 0 else t / 1000.0, self.max_events)
+            zmq_fds = poller._zmq
+            ready = {}
+            for fd, pev in fired:
+                if fd in zmq_fds:
+                    ready = dict(poller.finish(fired, t))
+                    break
+                ev = pev
+                bits = 0
+                if ev & EPOLLIN_:
+                    bits |= self.pollin
+                if ev & EPOLLOUT_:
+                    bits |= self.pollout
+                if ev & EPOLL_ERR_:
+                    bits |= self.pollerr
+                ready[fd] = bits
+        if not ready and not deferred:
+            return 0
+        cdef long long n = self.run(ready)
+        if n >= 0:
+            return n
+        return self.server._turn_ready(ready)
 
     cpdef long long run(self, dict ready) except -2:
         """Serve one turn whose poll result is ``ready``; -1 (nothing done) if it is
@@ -222,7 +347,7 @@ cdef class SmallTurn:
         cdef list bodies
         cdef bytes body
         cdef unsigned char *dst
-        for conn, bodies in stream.read(ready):
+        for conn, bodies in self._read_stream(stream, ready):
             key = conn.key
             nb = len(bodies)
             for i in range(nb):
@@ -255,6 +380,64 @@ cdef class SmallTurn:
             self.server.sequencer.note_durable()
         self.turns += 1
         return n_cmds
+
+    cdef list _read_stream(self, stream, dict ready):
+        """``StreamLink.read`` for a turn with nothing deferred: accept, flush
+        pending replies, read each ready connection (in C, :meth:`_recv`)."""
+        cdef list out = []
+        cdef dict conns = stream.conns
+        listen_fd = stream.listen_fd
+        cdef int ev
+        for fd, pev in ready.items():
+            conn = conns.get(fd)
+            if conn is None:
+                if fd == listen_fd:
+                    stream._accept()
+                continue
+            ev = pev
+            if ev & self.pollout:
+                stream._flush(conn)
+                if conns.get(fd) is not conn:
+                    continue  # closed by the flush (a failed write)
+            if ev & ~self.pollout and not conn.doomed:
+                bodies = self._recv(stream, conn)
+                if bodies:
+                    out.append((conn, bodies))
+        return out
+
+    cdef list _recv(self, stream, conn):
+        """``StreamLink._read`` of one connection: one ``recv`` of up to the link's
+        ``read_bytes`` into this object's buffer; a read that is exactly one whole
+        frame (the request/reply case; ``FrameDecoder.feed``'s own fast path)
+        becomes its body here, anything else (a partial frame, several, an end of
+        stream, a length over the bound) goes through ``StreamLink.decode``."""
+        assert self.rbuf != NULL
+        cdef int cfd = conn.fd
+        cdef ssize_t r
+        cdef int err = 0
+        with nogil:
+            while True:
+                r = recv(cfd, self.rbuf, self.rbuf_size, 0)
+                if r < 0 and errno == EINTR:
+                    continue
+                if r < 0:
+                    err = errno
+                break
+        if r < 0:
+            if err == EAGAIN:  # (EWOULDBLOCK on Linux)
+                return []
+            stream.read_failed(conn, OSError(err, os.strerror(err)))
+            return []
+        cdef uint32_t size
+        decoder = conn.decoder
+        if r >= STREAM_HEADER_BYTES and stream.inbound and not decoder.failed:
+            size = _get_u32(<const unsigned char *>self.rbuf)
+            if (<Py_ssize_t>size + STREAM_HEADER_BYTES == r
+                    and PyByteArray_GET_SIZE(decoder._buf) == 0
+                    and <Py_ssize_t>size <= <Py_ssize_t>decoder.max_body_bytes):
+                decoder._need = 0
+                return [PyBytes_FromStringAndSize(self.rbuf + STREAM_HEADER_BYTES, size)]
+        return stream.decode(conn, PyBytes_FromStringAndSize(self.rbuf, r))
 
     cpdef turn_metrics(self, long long t0_ns, Py_ssize_t n_cmds, Py_ssize_t n_messages,
                        bytes replies, bint full):
@@ -298,8 +481,14 @@ cdef class SmallTurn:
         server = self.server
         seq = server.sequencer
         cdef long long prev_last = seq.last_seq
-        # A view of the staging buffer (no copy), as in the Python turn.
-        events, replies = seq.stage(self.stage_arr[:n_cmds])
+        cdef object direct = None
+        if self.journal_error is not None:
+            direct = seq.direct_journal(n_cmds)
+        if direct is not None:
+            events, replies = self._stage_direct(seq, <tuple>direct, n_cmds)
+        else:
+            # A view of the staging buffer (no copy), as in the Python turn.
+            events, replies = seq.stage(self.stage_arr[:n_cmds])
         cdef long long last = seq.last_seq
         assert len(replies) == n_cmds, (len(replies), n_cmds)
         assert last >= prev_last
@@ -313,7 +502,10 @@ cdef class SmallTurn:
         if replies.dtype is not REPLY_DTYPE and replies.dtype != REPLY_DTYPE:
             replies = replies.astype(REPLY_DTYPE)
         cdef bytes out = replies.tobytes()
-        seq.make_durable()
+        if direct is not None:
+            self._durable_direct(seq, <tuple>direct)
+        else:
+            seq.make_durable()
         eventlog = server.eventlog
         for frame, a, b in frames:
             eventlog.append_frame(frame, a, b)
@@ -322,6 +514,125 @@ cdef class SmallTurn:
         server.n_commands += n_cmds
         server._cmds_since_snapshot += last - prev_last
         return out
+
+    cdef tuple _stage_direct(self, seq, tuple direct, Py_ssize_t n):
+        """``Sequencer.stage`` of ``n`` staged commands written straight to the
+        journal's descriptor (``direct`` from ``Sequencer.direct_journal``): stamp,
+        encode (``encode_journal_batch``'s bytes), ``pwrite`` at the writer's end,
+        ``pread`` back and compare, apply; the writer's and the Sequencer's
+        counters as ``JournalWriter.append``/``verify`` and ``stage`` set them.  A
+        failed write or read-back marks the writer failed and raises
+        ``JournalWriteError`` (the process exits through recovery), as there."""
+        writer, fd, _hist, first, ts = direct
+        assert 0 < n <= DIRECT_MAX_CMDS, n
+        cdef int cfd = fd
+        cdef uint64_t first_seq = first
+        cdef uint64_t ts_ns = ts
+        cdef char *base = <char *>&self.stage[0]
+        cdef Py_ssize_t i
+        for i in range(n):
+            _put_u64(base + i * CMD_BYTES + SEQ_AT, first_seq + <uint64_t>i)
+            _put_u64(base + i * CMD_BYTES + TS_AT, ts_ns)
+        cdef Py_ssize_t plen = n * CMD_BYTES
+        cdef Py_ssize_t total = 2 * JOURNAL_HEADER_BYTES + plen
+        buf = PyBytes_FromStringAndSize(NULL, total)
+        cdef char *o = PyBytes_AS_STRING(buf)
+        memcpy(o + JOURNAL_HEADER_BYTES, base, plen)
+        _journal_header(o, first_seq, o + JOURNAL_HEADER_BYTES, plen, self.journal_magic,
+                        self.journal_version, CMD_BYTES)
+        memcpy(o + JOURNAL_HEADER_BYTES + plen, o, JOURNAL_HEADER_BYTES)
+        cdef long long offset = writer.size
+        cdef Py_ssize_t done = 0, r = 0
+        cdef int err = 0
+        writer.dirty = True
+        with nogil:
+            while done < total:
+                r = pwrite(cfd, o + done, total - done, offset + done)
+                if r < 0:
+                    if errno == EINTR:
+                        continue
+                    err = errno
+                    break
+                if r == 0:
+                    err = EIO  # FileStorage.write_at's "short write"
+                    break
+                done += r
+        if err:
+            writer.failed = True
+            raise self.journal_error(
+                f"journal write of seq {first_seq} failed: [Errno {err}] write "
+                f"{writer.segment}: {os.strerror(err)}")
+        with nogil:
+            while True:
+                r = pread(cfd, self.scratch, total, offset)
+                if r < 0 and errno == EINTR:
+                    continue
+                if r < 0:
+                    err = errno
+                break
+        if err:
+            writer.failed = True
+            raise self.journal_error(
+                f"journal read-back of {writer.segment} failed: [Errno {err}] read "
+                f"{writer.segment}: {os.strerror(err)}")
+        if r != total or memcmp(self.scratch, o, total) != 0:
+            writer.failed = True
+            raise self.journal_error(
+                f"journal read-back of {writer.segment} at byte {offset} differs from what "
+                f"was written ({r} of {total} bytes read)")
+        writer.size = offset + total
+        writer.next_seq = first_seq + <uint64_t>n
+        core = seq.core
+        events, replies = core.apply(self.stage_arr[:n])
+        cdef uint64_t last = first_seq + <uint64_t>n - 1
+        seq._last_seq = last
+        assert core.last_seq == last, (core.last_seq, last)
+        stats = seq.stats
+        stats.batches += 1
+        stats.commands += n
+        seq._cmds_since_snap += n
+        self.direct_batches += 1
+        return events, replies
+
+    cdef _durable_direct(self, seq, tuple direct):
+        """``Sequencer.make_durable`` after :meth:`_stage_direct`: in fsync mode one
+        ``fdatasync`` of the descriptor, timed into the segment's sync histogram
+        (``TimedStorage.sync``), then the writer's synced seq and the Sequencer's
+        sync count; a failure marks the writer failed and raises
+        ``JournalWriteError`` with nothing sent.  (``direct_journal`` only allows a
+        deferred high-water record and caller-driven snapshots: nothing else is due
+        here.)"""
+        if seq.mode != "fsync":
+            return
+        writer, fd, hist, _first, _ts = direct
+        cdef int cfd = fd
+        cdef int err = 0, r
+        cdef timespec t0, t1
+        clock_gettime(CLOCK_MONOTONIC, &t0)
+        if self.inject_sync_errno:
+            err, self.inject_sync_errno = self.inject_sync_errno, 0
+        else:
+            with nogil:
+                while True:
+                    r = fdatasync(cfd)
+                    if r < 0 and errno == EINTR:
+                        continue
+                    if r < 0:
+                        err = errno
+                    break
+        if err:
+            writer.failed = True
+            raise self.journal_error(
+                f"journal sync of {writer.segment} failed: [Errno {err}] fdatasync "
+                f"{writer.segment}: {os.strerror(err)}")
+        clock_gettime(CLOCK_MONOTONIC, &t1)
+        cdef long long dt_ns = (<long long>t1.tv_sec - t0.tv_sec) * 1_000_000_000 + (
+            t1.tv_nsec - t0.tv_nsec)
+        if hist is not None:
+            _observe(hist, <double>dt_ns * 1e-9, 1)
+        writer.dirty = False
+        writer.synced_seq = writer.next_seq - 1
+        seq.stats.syncs += 1
 
     cdef _pub_send(self, bytes frame):
         """``CoreServer._pub_send``."""
@@ -350,32 +661,36 @@ cdef class SmallTurn:
             self.server._send_replies(senders, replies, refused)
 
 
+cdef void _journal_header(char *o, uint64_t first_seq, const char *payload, Py_ssize_t plen,
+                         bytes magic, unsigned int version, unsigned int rec_size) except *:
+    """Write a journal batch's 32-byte header for ``payload`` at ``o`` (``<4sHHQIII``
+    + the CRC32C of those 28 bytes)."""
+    assert PyBytes_GET_SIZE(magic) == 4 and rec_size > 0 and first_seq > 0
+    assert plen > 0 and plen % rec_size == 0 and plen <= <Py_ssize_t>0xFFFFFFFFu
+    memcpy(o, PyBytes_AS_STRING(magic), 4)
+    o[4] = <char>(version & 0xFF)
+    o[5] = <char>((version >> 8) & 0xFF)
+    o[6] = <char>(rec_size & 0xFF)
+    o[7] = <char>((rec_size >> 8) & 0xFF)
+    _put_u64(o + 8, first_seq)
+    _put_u32(o + 16, <uint32_t>(plen // rec_size))
+    _put_u32(o + 20, <uint32_t>plen)
+    # crc32c reads any buffer: a read-only memoryview over the bytes, no copy.
+    cdef uint32_t pcrc = _crc32c(PyMemoryView_FromMemory(<char *>payload, plen, PyBUF_READ))
+    _put_u32(o + 24, pcrc)
+    cdef uint32_t hcrc = _crc32c(PyMemoryView_FromMemory(o, 28, PyBUF_READ))
+    _put_u32(o + 28, hcrc)
+
+
 def encode_journal_batch(uint64_t first_seq, bytes payload, bytes magic,
                          unsigned int version, unsigned int rec_size):
     """One journal batch (``engine.journal.encode_batch``'s bytes), in C: the 32-byte
     header (``<4sHHQIII`` + the CRC32C of those 28 bytes), ``payload`` (whole
     ``rec_size``-byte records), the header again as the trailer."""
     cdef Py_ssize_t plen = PyBytes_GET_SIZE(payload)
-    assert PyBytes_GET_SIZE(magic) == 4 and rec_size > 0 and first_seq > 0
-    assert plen > 0 and plen % rec_size == 0 and plen <= <Py_ssize_t>0xFFFFFFFFu
-    cdef uint32_t count = <uint32_t>(plen // rec_size)
-    head = PyBytes_FromStringAndSize(NULL, 28)
-    cdef char *h = PyBytes_AS_STRING(head)
-    memcpy(h, PyBytes_AS_STRING(magic), 4)
-    h[4] = <char>(version & 0xFF)
-    h[5] = <char>((version >> 8) & 0xFF)
-    h[6] = <char>(rec_size & 0xFF)
-    h[7] = <char>((rec_size >> 8) & 0xFF)
-    _put_u64(h + 8, first_seq)
-    _put_u32(h + 16, count)
-    _put_u32(h + 20, <uint32_t>plen)
-    cdef uint32_t pcrc = _crc32c(payload)
-    _put_u32(h + 24, pcrc)
-    cdef uint32_t hcrc = _crc32c(head)
     out = PyBytes_FromStringAndSize(NULL, 64 + plen)
     cdef char *o = PyBytes_AS_STRING(out)
-    memcpy(o, h, 28)
-    _put_u32(o + 28, hcrc)
     memcpy(o + 32, PyBytes_AS_STRING(payload), plen)
+    _journal_header(o, first_seq, o + 32, plen, magic, version, rec_size)
     memcpy(o + 32 + plen, o, 32)
     return out

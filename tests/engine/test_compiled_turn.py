@@ -13,6 +13,7 @@ engine's, and the fsync turn sends nothing when the sync fails.
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import socket
 import subprocess
@@ -78,8 +79,10 @@ def _admin(server: CoreServer, role: str, recs: np.ndarray) -> None:
 class _Side:
     """One core under test, its two trade connections and one event subscriber."""
 
-    def __init__(self, base: Path, compiled: bool, mode: str, max_batch_cmds: int) -> None:
-        base.mkdir()
+    def __init__(
+        self, base: Path, compiled: bool, mode: str, max_batch_cmds: int, segment_bytes: int = 0
+    ) -> None:
+        base.mkdir(parents=True)
         cfg = loopback_config(
             str(base / "data"), mode=mode, metrics="", max_batch_cmds=max_batch_cmds,
             snapshot_every_cmds=0, snapshot_every_ms=0,
@@ -91,6 +94,10 @@ class _Side:
         assert self.server.compiled_turn is compiled
         self.clock = ManualClock()
         self.server.sequencer.clock = self.clock
+        if segment_bytes:
+            # Small journal segments: batches roll them (the Python path), the next
+            # ones go direct again (pyx.smallturn's direct journal path).
+            self.server.sequencer._writer.segment_bytes = segment_bytes
         setup = [commands.add_asset(1, 0), commands.add_asset(2, 0)]
         setup += [commands.add_fee_tier(0, 1_000, 2_000), commands.add_symbol(SYMBOL, 1, 2)]
         setup += [commands.add_user(u, 0) for u in USERS]
@@ -159,6 +166,7 @@ class _Side:
     def counters(self) -> dict[str, Any]:
         """The counters both turns update."""
         s, m = self.server, self.server.metrics
+        w = s.sequencer._writer
         return {
             "batches": s.n_batches, "commands": s.n_commands, "malformed": s.n_malformed,
             "wrong_socket": s.n_wrong_socket, "since_snapshot": s._cmds_since_snapshot,
@@ -166,6 +174,9 @@ class _Side:
             "full": m.full_turns, "last_seq": s.sequencer.last_seq,
             "acks": sum(m.ack.counts), "batch": (m.batch.counts, m.batch.sum),
             "rejects": m.rejects_by, "messages_max": m.turn_messages_max,
+            "seq_stats": s.sequencer.stats, "since_snap": s.sequencer._cmds_since_snap,
+            "writer": (w.segment, w.size, w.next_seq, w.synced_seq, w.dirty, w.failed),
+            "sync_hist": sum(m.sync["journal"].counts),
         }  # fmt: skip
 
     def close(self) -> None:
@@ -210,9 +221,13 @@ _STEPS = st.lists(
 )
 
 
-def _run_both(tmp: Path, mode: str, max_batch: int, steps: list[Any]) -> None:
-    a = _Side(tmp / "compiled", True, mode, max_batch)
-    b = _Side(tmp / "python", False, mode, max_batch)
+def _run_both(
+    tmp: Path, mode: str, max_batch: int, steps: list[Any], segment_bytes: int = 0
+) -> int:
+    """Run ``steps`` through a compiled and a Python core, compare everything;
+    returns the batches the compiled turn journaled by its direct path."""
+    a = _Side(tmp / "compiled", True, mode, max_batch, segment_bytes)
+    b = _Side(tmp / "python", False, mode, max_batch, segment_bytes)
     try:
         for conn_bodies in steps:
             sends = [[_body(*x) for x in bodies] for bodies in conn_bodies]
@@ -224,6 +239,7 @@ def _run_both(tmp: Path, mode: str, max_batch: int, steps: list[Any]) -> None:
         assert a.counters() == b.counters()
         assert a.events_seen == b.events_seen
         assert a.files() == b.files() != {}
+        return a.server._small_turn.direct_batches
     finally:
         a.close()
         b.close()
@@ -250,7 +266,54 @@ def test_a_long_mixed_run_matches(tmp_path: Path) -> None:
         )
         for i in range(40)
     ]  # fmt: skip
-    _run_both(tmp_path, "fsync", 5, steps)
+    assert _run_both(tmp_path / "f", "fsync", 5, steps) > 10
+    # Segments of ~6 batches: rolls (Python path) between direct batches.
+    assert _run_both(tmp_path / "a", "async", 5, steps, segment_bytes=2048) > 10
+
+
+def _serve_chunks(side: _Side, chunks: list[bytes], want: int) -> list[bytes]:
+    """Send each chunk of one byte stream on the first connection, one turn each,
+    then return the reply frames (``want`` records in all)."""
+    for chunk in chunks:
+        side.conns[0].sendall(chunk)
+        side.clock.advance(1_000)
+        side.server.turn(1000)
+    frames: list[bytes] = []
+    while sum(len(f) for f in frames) < want * REC:
+        frames += side.decoders[0].feed(side.conns[0].recv(1 << 16))
+    return frames
+
+
+@settings(
+    max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    bodies=st.lists(_BODY, min_size=1, max_size=6),
+    cuts=st.lists(st.integers(0, 2000), max_size=6),
+    mode=st.sampled_from(["async", "fsync"]),
+)
+def test_frames_cut_anywhere_match(
+    tmp_path_factory: pytest.TempPathFactory, bodies: list[Any], cuts: list[int], mode: str
+) -> None:
+    """One connection's frames cut at arbitrary points (partial frames, several in
+    one read: the compiled read hands those to ``StreamLink.decode``; whole single
+    frames it decodes itself): the same replies, bytes and state as the Python turn."""
+    tmp = tmp_path_factory.mktemp("cut")
+    sends = [_body(*x) for x in bodies]
+    stream = b"".join(encode_frame(b) for b in sends)
+    points = sorted({min(c, len(stream)) for c in cuts} | {0, len(stream)})
+    chunks = [stream[a:b] for a, b in itertools.pairwise(points) if b > a]
+    want = sum(_records(b) for b in sends)
+    a = _Side(tmp / "compiled", True, mode, 64)
+    b = _Side(tmp / "python", False, mode, 64)
+    try:
+        assert _serve_chunks(a, chunks, want) == _serve_chunks(b, chunks, want)
+        assert a.server.sequencer.core.state_hash() == b.server.sequencer.core.state_hash()
+        assert a.counters() == b.counters()
+        assert a.files() == b.files()
+    finally:
+        a.close()
+        b.close()
 
 
 def test_encoders_agree_with_the_engine() -> None:
@@ -376,6 +439,71 @@ def test_zmq_turns_fall_back_and_a_failed_sync_sends_nothing(tmp_path: Path) -> 
         side.server.storage.close()
 
 
+def _no_reply(side: _Side) -> None:
+    side.conns[0].setblocking(False)
+    with pytest.raises(BlockingIOError):
+        side.conns[0].recv(1 << 16)
+
+
+@pytest.mark.parametrize("fault", ["sync", "misdirected", "write"])
+def test_a_direct_journal_failure_sends_nothing(tmp_path: Path, fault: str) -> None:
+    """The compiled turn's direct journal path (the journal's descriptor written,
+    read back and synced in C): a failing fdatasync, a write that lands elsewhere
+    (the read-back differs) and a failing write each raise ``JournalWriteError``
+    with nothing replied, logged or published, and leave the writer failed."""
+    side = _Side(tmp_path / "c", True, "fsync", 64)
+    swapped: list[int] = []
+    try:
+        small = side.server._small_turn
+        assert small is not None
+        side.step([[_body("new", 1, 1, 1, 100, 1)], []], [1, 0])
+        assert small.direct_batches == 1
+        writer = side.server.sequencer._writer
+        logged = side.server.eventlog.last_seq
+        pub_before = side.server.metrics.pub_frames
+        events_before = side.events_seen[:]
+        journal = Path(side.server.config.data_dir) / str(writer.segment)
+        journal_before = journal.read_bytes()
+        if fault == "sync":
+            small.inject_sync_errno = errno.EIO
+        else:
+            # The storage's descriptor of the segment replaced: /dev/null takes the
+            # write and reads back nothing; a read-only descriptor refuses the write.
+            fds = side.server.storage.inner._fds
+            flags = os.O_RDWR if fault == "misdirected" else os.O_RDONLY
+            target = "/dev/null" if fault == "misdirected" else str(journal)
+            swapped.append(fds[writer.segment])
+            fds[writer.segment] = os.open(target, flags)
+        side.conns[0].sendall(encode_frame(_body("new", 1, 2, 1, 100, 1)))
+        with pytest.raises(
+            JournalWriteError,
+            match={
+                "sync": "journal sync",
+                "misdirected": "read-back .* differs",
+                "write": "journal write",
+            }[fault],
+        ):
+            side.server.turn(1000)
+        assert writer.failed
+        _no_reply(side)
+        side._drain_events()
+        assert side.events_seen == events_before
+        assert side.server.metrics.pub_frames == pub_before
+        assert side.server.eventlog.last_seq == logged
+        if fault != "sync":
+            assert journal.read_bytes() == journal_before  # the bytes went elsewhere
+        # The sync fault: staged (and counted) direct, then the sync failed.
+        assert small.direct_batches == (2 if fault == "sync" else 1)
+    finally:
+        for fd in swapped:
+            os.close(fd)
+        for s in (*side.conns, side.sub):
+            s.close()
+        side.server.replay.stop()
+        side.server._close_sockets()
+        side.server.storage.close()
+
+
 ROOT = Path(__file__).resolve().parents[2]
 DEBUG = ROOT / "build" / "debug"
 DEBUG_SCRIPT = """
@@ -412,3 +540,17 @@ def test_compiled_turn_through_the_debug_build(tmp_path: Path) -> None:
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-4000:]
     assert out.stdout.split()[-1] == "ok"
+
+
+def test_an_idle_compiled_turn_waits_its_timeout(tmp_path: Path) -> None:
+    """The compiled poll waits as ``LoopPoller.poll`` does: an idle turn returns 0
+    no sooner than its timeout (a timeout cut to whole seconds by an integer
+    division would make the idle loop spin)."""
+    side = _Side(tmp_path / "c", True, "async", 64)
+    try:
+        for timeout_ms in (30, 120):
+            t0 = time.monotonic()
+            assert side.server.turn(timeout_ms) == 0
+            assert time.monotonic() - t0 >= timeout_ms / 1000 * 0.9
+    finally:
+        side.close()
