@@ -238,13 +238,6 @@ def pack_orders_py(orders: list[Order]) -> bytes:
     return b"".join(parts)
 
 
-def whole_records(blob: bytes) -> int:
-    """The length of the prefix of ``blob`` made of whole order images (a write cut
-    short by a crash leaves a partial last one; ORDER_REC's last field is the length
-    of its pending bytes)."""
-    return intentfile.whole_records(blob, ORDER_REC)
-
-
 def pack_turn(core_seq: int, orders: list[Order], out: dict[int, tuple[int, list[bytes]]]) -> bytes:
     """The body of a turn record (:data:`TURN_HEAD`): the core seq, the images of
     ``orders`` (an order listed twice is packed twice: the later image wins) and each

@@ -15,6 +15,7 @@ from bindings import intentfile
 from bursa_wire.gw_layout import APP_OUT, BY_NAME, STATE_FILLED, STATE_OPEN, STATE_PENDING
 from gateway import store as store_mod
 from gateway.store import Order, Store
+from pyx.gworders import ORDER_REC
 
 # Stored payloads are whole outbound messages (code + fixed-size body).
 PAYLOADS = st.sampled_from(APP_OUT).flatmap(
@@ -457,7 +458,7 @@ def test_a_legacy_order_intent_file_is_recovered_once(tmp_path: Path) -> None:
     c = Order(1, 10, 7, 3, 1, 1, 1, 1000, 5, 5, 0, STATE_PENDING, 0, ["N"])
     whole = store_mod.pack_orders_py([b])
     torn = store_mod.pack_orders_py([c])[:-3]
-    assert store_mod.whole_records(stale + whole + torn) == len(stale + whole)
+    assert intentfile.whole_records(stale + whole + torn, ORDER_REC) == len(stale + whole)
     legacy = Path(str(db) + store_mod.LEGACY_INTENT_SUFFIX)
     legacy.write_bytes(stale + whole + torn)
     again = Store(db)
