@@ -245,11 +245,13 @@ class CoreLink:
         """Queue one command record (a one-record ``CMD_DTYPE`` array or its 96 bytes,
         e.g. :func:`new_record`; sent at the end of this loop turn); its reply.  With
         ``now`` (the caller knows nothing must be made durable before it leaves) it
-        leaves at once, in a frame of its own, unless commands already wait for the
-        end of the turn (they go first: commands leave in the order sent): the core's
-        turn then overlaps the parsing of the rest of the API's turn
-        (docs/api.md, "Performance"); :class:`CoreUnavailableError` if the link does
-        not take it (nothing was sent).  With
+        leaves at once, in a frame of its own, when the core has no command of this
+        link to work on (none sent and unanswered, none queued): the idle core's turn
+        then overlaps the parsing of the rest of the API's turn, while a busy core
+        still gets the turn's commands in one frame (as Nagle's rule: one frame per
+        command would cost a send, a reply frame and often a commit each; docs/api.md,
+        "Performance"); :class:`CoreUnavailableError` if the link does not take it
+        (nothing was sent).  With
         ``applied`` the reply is delivered once the events of its seq are applied and
         committed too (one wake-up instead of awaiting :meth:`applied` after it).  With
         ``expire`` the reply fails with :class:`CoreTimeoutError` after
@@ -263,7 +265,7 @@ class CoreLink:
         if len(raw) != CMD_SIZE:
             raise ValueError(f"a command record is {CMD_SIZE} bytes, not {len(raw)}")
         _U64.pack_into(raw, _CLIENT_REF_AT, ref)
-        if now and not self._queue:
+        if now and not self._replies and not self._queue:
             if not self.trade.try_send(raw):
                 raise CoreUnavailableError("core not connected")
             if self._trade_watch is not None:

@@ -1,5 +1,6 @@
 """The order path's loop-turn structure: a command that needs nothing durable first
-leaves the moment it is sent (before the turn's flush), commands keep their order,
+leaves the moment it is sent (before the turn's flush) when the core has nothing of
+ours to work on, else with the turn's other commands; commands keep their order,
 and a link that refuses a command sent at once leaves nothing behind
 (:meth:`api.core.CoreLink.send`)."""
 
@@ -80,6 +81,29 @@ def test_a_command_sent_now_leaves_before_the_turn_ends() -> None:
     assert queued == at_once  # the second waited for the flush
     assert len(trade.frames) == 2 and _refs(trade.frames[1]) == [2]
     assert link._replies[1] is fut and 1 in link._after_apply
+
+
+def test_a_busy_core_gets_the_turns_commands_in_one_frame() -> None:
+    """``now`` while a command is unanswered: it waits for the turn's flush, with the
+    turn's other commands; once every reply is in, the next leaves at once again."""
+
+    async def run() -> tuple[list[bytes], list[bytes], list[bytes]]:
+        trade = _Trade()
+        link = _link(asyncio.get_running_loop(), trade)
+        link.send(new_record(order_id=1, user_id=7), now=True)
+        link.send(new_record(order_id=2, user_id=7), now=True)
+        link.send(new_record(order_id=3, user_id=7), now=True)
+        first = list(trade.frames)
+        await asyncio.sleep(0)
+        flushed = list(trade.frames)
+        link._replies.clear()  # as if every reply were in
+        link.send(new_record(order_id=4, user_id=7), now=True)
+        return first, flushed, trade.frames
+
+    first, flushed, last = asyncio.run(run())
+    assert [_refs(f) for f in first] == [[1]]
+    assert [_refs(f) for f in flushed] == [[1], [2, 3]]
+    assert [_refs(f) for f in last] == [[1], [2, 3], [4]]
 
 
 def test_commands_waiting_for_the_turn_go_first() -> None:
