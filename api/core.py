@@ -236,22 +236,10 @@ class CoreLink:
     # ----------------------------------------------------------- commands
 
     def send(
-        self,
-        rec: np.ndarray[Any, Any] | bytes,
-        applied: bool = False,
-        expire: bool = False,
-        now: bool = False,
+        self, rec: np.ndarray[Any, Any] | bytes, applied: bool = False, expire: bool = False
     ) -> asyncio.Future[Reply]:
         """Queue one command record (a one-record ``CMD_DTYPE`` array or its 96 bytes,
         e.g. :func:`new_record`; sent at the end of this loop turn); its reply.  With
-        ``now`` (the caller knows nothing must be made durable before it leaves) it
-        leaves at once, in a frame of its own, when the core has no command of this
-        link to work on (none sent and unanswered, none queued): the idle core's turn
-        then overlaps the parsing of the rest of the API's turn, while a busy core
-        still gets the turn's commands in one frame (as Nagle's rule: one frame per
-        command would cost a send, a reply frame and often a commit each; docs/api.md,
-        "Performance"); :class:`CoreUnavailableError` if the link does not take it
-        (nothing was sent).  With
         ``applied`` the reply is delivered once the events of its seq are applied and
         committed too (one wake-up instead of awaiting :meth:`applied` after it).  With
         ``expire`` the reply fails with :class:`CoreTimeoutError` after
@@ -265,30 +253,17 @@ class CoreLink:
         if len(raw) != CMD_SIZE:
             raise ValueError(f"a command record is {CMD_SIZE} bytes, not {len(raw)}")
         _U64.pack_into(raw, _CLIENT_REF_AT, ref)
-        if now and not self._replies and not self._queue:
-            if not self.trade.try_send(raw):
-                raise CoreUnavailableError("core not connected")
-            if self._trade_watch is not None:
-                self._trade_watch.sent(self.trade)
-            fut = self._reply_future(ref, applied)
-        else:
-            fut = self._reply_future(ref, applied)
-            self._queue.append(raw)
-            self._queue_refs.append(ref)
-            self._schedule()
-        if expire:
-            self._expiry.append((self.loop.time() + self.reply_timeout_s, fut))
-            if self._expiry_timer is None:
-                self._expiry_timer = self.loop.call_at(self._expiry[0][0], self._expire)
-        return fut
-
-    def _reply_future(self, ref: int, applied: bool) -> asyncio.Future[Reply]:
-        """The future of command ``ref``'s reply (``applied``: see :meth:`send`)."""
-        assert self.loop is not None
         fut: asyncio.Future[Reply] = self.loop.create_future()
         self._replies[ref] = fut
         if applied:
             self._after_apply.add(ref)
+        self._queue.append(raw)
+        self._queue_refs.append(ref)
+        self._schedule()
+        if expire:
+            self._expiry.append((self.loop.time() + self.reply_timeout_s, fut))
+            if self._expiry_timer is None:
+                self._expiry_timer = self.loop.call_at(self._expiry[0][0], self._expire)
         return fut
 
     def _expire(self) -> None:

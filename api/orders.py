@@ -515,7 +515,6 @@ def open_order(ctx: Context, params: dict[str, str], uid: int, key: str) -> NewO
         if prev is not None:
             return NewOrder(spec, o, resp_type, retry_of=prev)
     ctx.limits.order(key)
-    reserved = ctx.store.reserved_order_id
     try:
         o.order_id = ctx.store.new_order_id()
     except OverflowError:
@@ -527,11 +526,7 @@ def open_order(ctx: Context, params: dict[str, str], uid: int, key: str) -> NewO
     try:
         # The reply comes once the events of its seq are applied and committed, or
         # fails after the core timeout.
-        # The NEW leaves at once unless something must be durable first: its own
-        # image (a client id) or a new reservation of ids (api.store); else with the
-        # turn's commit (api.core.CoreLink.send).
-        now = not retryable and ctx.store.reserved_order_id == reserved
-        fut = ctx.core.send(pack_new(o.order_id, *values), applied=True, expire=True, now=now)
+        fut = ctx.core.send(pack_new(o.order_id, *values), applied=True, expire=True)
     except CoreUnavailableError:
         ctx.store.delete(o)
         raise ApiError(503, err.UNKNOWN, "The core is not available; nothing was done.") from None
