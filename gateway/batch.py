@@ -3,7 +3,10 @@
 A TCP read often holds hundreds of ENTER_ORDER frames.  Instead of one decoded
 message object, one dict and one struct pack per order, the run is viewed as one
 numpy structured array (the layout of :mod:`bursa_wire.gw_layout`, so nothing is
-defined twice) and the core's NEW records are built column by column.  The
+defined twice): the gateway checks a run that is not all new order by order from it
+(``Gateway._check_enters``).  The common case runs in C (:mod:`pyx.gwentry`:
+``new_run_top``, ``new_records``, for runs of one order too); :func:`all_new_and_valid`
+and :func:`new_records` here are their oracles (tests/gateway/test_enter_path.py).  The
 outbound reports the gateway sends most (ACCEPTED, EXECUTED) are packed
 positionally; the field order is checked against the layout at import, so a layout
 change fails loudly instead of sending wrong bytes.

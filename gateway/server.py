@@ -292,10 +292,11 @@ class Conn(asyncio.Protocol):
                 if ftype != ENTER_RUN:
                     self.on_frame(ftype, body)
                     continue
-                # A run of ENTER_ORDERs (bodies back to back, gateway.batch.ENTER_DTYPE):
-                # handled together unless a limit is near, else one by one.
+                # A run of ENTER_ORDERs (bodies back to back, gateway.batch.ENTER_DTYPE),
+                # one order too (one in flight): handled together in compiled code
+                # unless a limit is near, else one by one (the Python oracle).
                 size = batch.ENTER_BODY_LEN
-                if len(body) > size and self.live and self.gw.enter_orders(self, body):
+                if self.live and self.gw.enter_orders(self, body):
                     continue
                 for k in range(0, len(body), size):
                     if self.closed:
@@ -691,7 +692,8 @@ class Gateway:
         )
 
     def enter_orders(self, conn: Conn, recs: bytes) -> bool:
-        """Many ENTER_ORDERs of one session at once (see :mod:`gateway.batch`).
+        """A run of ENTER_ORDERs of one session (one or many) at once, the checks, the
+        orders and their NEW records in compiled code (:mod:`pyx.gwentry`).
 
         Returns False, having done nothing, if the run could reach a throttle or
         limit (or the key cannot trade): then each is handled by :meth:`enter_order`,
@@ -719,25 +721,27 @@ class Gateway:
             return False
         conn.msgs += n
         self.stats["messages_in"] += n
-        e = batch.decode_enters(recs)
         ok: list[int] | None = None  # None: all of them
-        if not batch.all_new_and_valid(e, self.store.max_cl.get(kid, 0)):
-            ok = self._check_enters(kid, e)  # some may be duplicates or invalid
-        m = n if ok is None else len(ok)
-        if not m:
-            return True
+        top_cl = gwentry.new_run_top(recs, self.store.max_cl.get(kid, 0))
+        if top_cl:  # the common case (ids upwards, valid sides), checked in C
+            m = n
+        else:  # some may be duplicates or invalid: checked one by one
+            e = batch.decode_enters(recs)
+            ok = self._check_enters(kid, e)
+            m = len(ok)
+            if not m:
+                return True
+            top_cl = int(e["cl_ord_id"][ok].max())
         conn.orders += m
         self.user_window[uid] = (sec, un + m)
-        sel = e if ok is None else e[ok]
-        top_cl = int(sel["cl_ord_id"].max())
         first = self.store.reserve_ids(m)
         # The orders, and their command tags (uid, order id, "N"), in one compiled pass.
         self.store.enter_run(recs, ok, uid, kid, first, top_cl, self.cmd_tags)
         self.open_by_key[kid] = self.open_by_key.get(kid, 0) + m
         self.open_by_user[uid] = self.open_by_user.get(uid, 0) + m
         self.stats["orders"] += m
-        oids = np.arange(first, first + m, dtype=np.uint64)
-        self.cmds.append(batch.new_records_array(sel, uid, oids).data)
+        # Their NEW records, built in C (oracle: gateway.batch.new_records).
+        self.cmds.append(gwentry.new_records(recs, ok, uid, first))
         self.schedule_flush()
         return True
 

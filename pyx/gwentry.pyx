@@ -12,11 +12,14 @@ No Python object is made per order until the gateway builds its ``Order``s, and
 
 cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from libc.stdint cimport int64_t, uint8_t, uint16_t, uint64_t
-from libc.string cimport memcpy
+from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.string cimport memcpy, memset
 
-from bursa_wire.gw_layout import BY_NAME, FRAME_HEAD, MAX_FRAME_LEN, UNSEQUENCED
+from bursa_wire.gw_layout import BY_NAME, FRAME_HEAD, MAX_FRAME_LEN, ORDER_POST_ONLY, UNSEQUENCED
+from bursa_wire.layout import CMD_DTYPE
+from pyx.enums import CmdFlag, CmdKind, Side
 from pyx.gworders cimport Order, order_key_c
+from pyx.records cimport CmdRec
 
 # The packed ENTER_ORDER body (code byte, then the fields): checked against the layout.
 cdef packed struct EnterRec:
@@ -38,10 +41,18 @@ if _ENTER.names != ("cl_ord_id", "price_ticks", "qty_lots", "stop_price_ticks", 
         or 1 + _ENTER.struct.size != sizeof(EnterRec) or FRAME_HEAD.format != "<HB":
     raise RuntimeError("ENTER_ORDER layout changed: update pyx/gwentry.pyx")
 
+if CMD_DTYPE.itemsize != sizeof(CmdRec):
+    raise RuntimeError("CMD_DTYPE and pyx.records.CmdRec disagree")
+
 ENTER_RUN = -1  # the type of an item holding a run of ENTER_ORDER bodies
 cdef uint8_t U_TYPE = UNSEQUENCED[0]
 cdef uint8_t ENTER_CODE = _ENTER.code[0]
 cdef Py_ssize_t ENTER_LEN = sizeof(EnterRec)
+cdef uint8_t SIDE_BUY = int(Side.BUY)
+cdef uint8_t SIDE_SELL = int(Side.SELL)
+cdef uint8_t KIND_NEW = int(CmdKind.NEW)
+cdef uint8_t CMD_POST_ONLY = int(CmdFlag.POST_ONLY)
+cdef uint8_t CLIENT_POST_ONLY = ORDER_POST_ONLY
 
 
 cdef inline bint _is_enter(const uint8_t* p, Py_ssize_t length):
@@ -178,4 +189,61 @@ def order_objects(order_cls, bytes recs, list idx, uint64_t user_id, uint64_t ke
             by_cl[r.cl_ord_id] = o
         if tag:
             tags.append((uid, first_id + k, pending))
+    return out
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def new_run_top(bytes recs, uint64_t top_cl):
+    """The highest client id of the ENTER_ORDER run ``recs`` (its last) when every
+    order of it passes the duplicate and side checks for sure: client ids strictly
+    increasing from above ``top_cl`` (the session's highest so far) and every side
+    BUY or SELL; else 0 (the caller checks order by order).
+    :func:`gateway.batch.all_new_and_valid` (the oracle) in C, without numpy's
+    per-call cost (one order in flight is a run of one)."""
+    cdef const EnterRec* r = <const EnterRec*> PyBytes_AS_STRING(recs)
+    cdef Py_ssize_t i, n = PyBytes_GET_SIZE(recs) // ENTER_LEN
+    cdef uint64_t last = top_cl
+    if n == 0:
+        return 0
+    for i in range(n):
+        if r[i].cl_ord_id <= last or (r[i].side != SIDE_BUY and r[i].side != SIDE_SELL):
+            return 0
+        last = r[i].cl_ord_id
+    return last
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def new_records(bytes recs, list idx, uint64_t user_id, uint64_t first_id):
+    """The core's NEW records (``CMD_DTYPE``, back to back) for the ENTER_ORDER records
+    ``recs`` at the indexes ``idx`` (None: every record) of one user, with consecutive
+    order ids from ``first_id``: :func:`gateway.batch.new_records` (the oracle) in C."""
+    cdef const char* base = PyBytes_AS_STRING(recs)
+    cdef Py_ssize_t i, k, n = PyBytes_GET_SIZE(recs) // ENTER_LEN
+    cdef Py_ssize_t m = n if idx is None else len(idx)
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, m * sizeof(CmdRec))
+    cdef CmdRec* c = <CmdRec*> PyBytes_AS_STRING(out)
+    cdef const EnterRec* r
+    if user_id > 0xFFFFFFFF:
+        raise OverflowError("user_id does not fit the command record")
+    memset(c, 0, m * sizeof(CmdRec))
+    for k in range(m):
+        i = k if idx is None else idx[k]
+        if i < 0 or i >= n:
+            raise IndexError(i)
+        r = <const EnterRec*> (base + i * ENTER_LEN)
+        c[k].kind = KIND_NEW
+        c[k].order_id = first_id + k
+        c[k].user_id = <uint32_t> user_id
+        c[k].symbol_id = r.symbol_id
+        c[k].side = r.side
+        c[k].ord_type = r.ord_type
+        c[k].tif = r.tif
+        c[k].price_ticks = r.price_ticks
+        c[k].qty_lots = r.qty_lots
+        c[k].stop_price_ticks = r.stop_price_ticks
+        c[k].stp = r.stp
+        c[k].flags = (CMD_POST_ONLY if r.flags & CLIENT_POST_ONLY else 0) | (
+            r.flags & <uint8_t> (0xFF & ~CLIENT_POST_ONLY))
     return out
