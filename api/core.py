@@ -465,7 +465,9 @@ class CoreLink:
         self._schedule()
 
     async def _ticker(self) -> None:
-        """Idle replay (events whose PUB frame was lost) twice a second."""
+        """Idle replay (events whose PUB frame was lost) twice a second; a commit of
+        what a request buffered outside a loop turn's flush (a refused order's
+        deletion) and no flush armed."""
         while True:
             await asyncio.sleep(0.5)
             try:
@@ -474,6 +476,8 @@ class CoreLink:
                 self._resubscribe(e)
                 await asyncio.sleep(5.0)
             self.pump()
+            if self._commit_timer is None and not self._flush_scheduled and self.store.pending:
+                self.store.commit()
 
 
 def cancel_record(order_id: int, user_id: int) -> np.ndarray[Any, Any]:
