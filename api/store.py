@@ -316,13 +316,21 @@ class Store:
         self.con.executescript(SCHEMA)
         # Generated clientOrderIds are a keyed hash of the order (api.clientids): the
         # key lives here, made once (autocommit: durable before any id is handed out).
+        # Orders below ``client_ids_since`` (an API id's clock part when the key was
+        # made) predate it: their generated ids cannot be rebuilt (lost_client_id).
         row = self.con.execute("SELECT v FROM secrets WHERE k = 'client_id_key'").fetchone()
         if row is None:
             cl_key = os.urandom(CLIENT_ID_KEY_BYTES)
+            self.con.execute("BEGIN")
             self.con.execute("INSERT INTO secrets VALUES ('client_id_key', ?)", (cl_key,))
+            self.con.execute(_SET_META, ("client_ids_since", clock_order_id()))
+            self.con.execute("COMMIT")
         else:
             cl_key = bytes(row[0])
         self.client_ids = ClientIds(cl_key)
+        self.client_ids_since = int(
+            self.con.execute("SELECT v FROM meta WHERE k = 'client_ids_since'").fetchone()[0]
+        )
         self.commits = 0  # transactions (tests: an answer must not wait for one)
         self.open: dict[tuple[int, int], Order] = {}
         self.open_by_cl: dict[tuple[int, str], Order] = {}
@@ -497,9 +505,11 @@ class Store:
         """The clientOrderId of an order the follower meets without knowing it: an
         API order (bit 39 set, module docstring) answered and then lost by a kill -9
         before its row was committed gets back its generated id (a client's own id
-        is never lost: it is durable before the NEW leaves); any other is
-        ``core.<orderId>`` (a "." no client id can hold)."""
-        if order_id & API_ID_BASE:
+        is never lost: it is durable before the NEW leaves); any other, and an API
+        order older than this database's key (the database was deleted to be
+        rebuilt: its id is unknown), is ``core.<orderId>`` (a "." no client id can
+        hold)."""
+        if order_id & API_ID_BASE and order_id - API_ID_BASE >= self.client_ids_since:
             return self.client_ids.of(user_id, order_id)
         return f"core.{order_id}"
 

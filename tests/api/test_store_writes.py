@@ -238,3 +238,22 @@ def test_generated_client_ids() -> None:
     assert other[:7] == ids[0][:7] and other[7:] != ids[0][7:]
     with pytest.raises(ValueError):
         ClientIds(b"short")
+
+
+def test_lost_orders_get_their_generated_id_back(tmp_path: Path) -> None:
+    """An API-lane order the follower meets without knowing it gets the generated id
+    (same key after a restart); a gateway order, or an API order older than the
+    database's key (a deleted database rebuilt), ``core.<orderId>``."""
+    db = tmp_path / "api.db"
+    s = Store(db)
+    new = API_ID_BASE + s.client_ids_since + 5
+    old = API_ID_BASE + s.client_ids_since - 1
+    told = s.client_ids.of(3, new)
+    s.close()
+    again = Store(db)
+    try:
+        assert again.lost_client_id(3, new) == told
+        assert again.lost_client_id(3, old) == f"core.{old}"
+        assert again.lost_client_id(3, 77) == "core.77"
+    finally:
+        again.close()
