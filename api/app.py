@@ -200,6 +200,7 @@ def build(cfg: ApiConfig) -> web.Application:
         cfg.core_replay_endpoint,
         streams.on_applied,
         reply_timeout_s=cfg.core_timeout_ms / 1000,
+        commit_interval_s=cfg.commit_interval_ms / 1000,
     )
     keystore = keys.KeyStore(keys.connect(cfg.keys_db))
     ctx = Context(

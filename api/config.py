@@ -37,6 +37,9 @@ class ApiConfig:
     orders_per_10s: int = 100  # ORDERS per key per 10 s (Binance's default)
     orders_per_day: int = 200_000  # ORDERS per key per day
     core_timeout_ms: int = 5_000  # a command unanswered this long answers -1007
+    # The follower's effects (order rows, fills, last core seq) are committed at most
+    # this long after the first is buffered; answers never wait for it (api.core).
+    commit_interval_ms: int = 50
     # Messages queued per user-data connection before it is dropped as too slow (a
     # burst of one event batch must fit: up to 256 core frames of events).
     ws_send_queue: int = 10_000

@@ -5,15 +5,18 @@ the core's event stream link (``unix:/path``) or PUB, gaps from replay
 (:class:`bindings.client.EventSubscriber`).
 
 All on the asyncio loop (the sockets' FDs are watched with ``add_reader``; the zmq
-ones are edge-triggered, so every wake-up drains them).  Group commit: everything a loop
-turn changes (new orders' rows, applied event batches with their last seq) is
-written in ONE store transaction at the end of the turn (:meth:`CoreLink.flush`),
-then the turn's commands leave together in one frame (an order id reaches the core
-only once it is stored: a turn whose only changes are new client-id orders appends
-them to the store's intent file instead of committing, :meth:`Store.commit`).  A
-request that needs the outcome of its command awaits its reply
-(:meth:`CoreLink.send`) and then the application of the events of the reply's
-``seq`` (:meth:`CoreLink.applied`: done once they are committed).
+ones are edge-triggered, so every wake-up drains them).  At the end of a loop turn
+(:meth:`CoreLink.flush`) what must be durable before the turn's commands leave is
+made so (:meth:`Store.sync`: an id reservation in a transaction, new client-id
+orders in the store's intent file), then the commands leave together in one frame.
+The follower's effects (order rows, fills, the last core seq) are rebuildable from
+the core, so no answer waits for them to reach SQLite: they are committed grouped,
+in one transaction with their last seq, ``commit_interval_s`` after the first one
+is buffered (:meth:`CoreLink._group_commit`), when ``MAX_PENDING_ROWS`` are
+buffered, before any read that goes to SQLite and at shutdown; after a kill -9 the
+API resumes from the committed seq and applies the rest again.  A request that needs
+the outcome of its command awaits its reply (:meth:`CoreLink.send`) and then the
+application of the events of the reply's ``seq`` in memory (:meth:`CoreLink.applied`).
 """
 
 from __future__ import annotations
@@ -58,6 +61,9 @@ MAX_INFLIGHT = 100_000  # commands sent and not answered; beyond, requests are r
 # Command frames queued towards a core that has not taken them yet, at most (zmq
 # link; the stream link bounds bytes): beyond, requests are refused at once.
 TRADE_SEND_HWM = 10_000
+# The follower's effects are committed at most this long after the first one is
+# buffered (``[api] commit_interval_ms``).
+COMMIT_INTERVAL_S = 0.05
 
 
 # A core reply (``REPLY_DTYPE``'s fields by name: ``seq``, ``status``, ``reason``, ...).
@@ -79,7 +85,7 @@ class CoreTimeoutError(Exception):
 
 
 class CoreLink:
-    """See the module docstring; ``on_applied`` runs after each committed event batch."""
+    """See the module docstring; ``on_applied`` runs after each applied event batch."""
 
     def __init__(
         self,
@@ -91,8 +97,11 @@ class CoreLink:
         replay_endpoint: str,
         on_applied: Callable[[], None],
         reply_timeout_s: float = 5.0,
+        commit_interval_s: float = COMMIT_INTERVAL_S,
     ) -> None:
         self.store = store
+        self.commit_interval_s = commit_interval_s
+        self._commit_timer: asyncio.TimerHandle | None = None
         self.reply_timeout_s = reply_timeout_s
         self.follower = follower
         self.on_applied = on_applied
@@ -111,7 +120,7 @@ class CoreLink:
         self._controls: deque[asyncio.Future[dict[str, Any]]] = deque()
         self._queue: list[bytes | bytearray] = []
         self._queue_refs: list[int] = []
-        # (seq, tie-break, future, its result): woken once ``seq`` is committed.
+        # (seq, tie-break, future, its result): woken once ``seq`` is applied.
         self._waiters: list[tuple[int, int, asyncio.Future[Any], Any]] = []
         self._after_apply: set[int] = set()  # refs whose reply waits for its events
         self._wait_ids = itertools.count()
@@ -120,9 +129,9 @@ class CoreLink:
         self._expiry: deque[tuple[float, asyncio.Future[Reply]]] = deque()
         self._expiry_timer: asyncio.TimerHandle | None = None
         self._flush_scheduled = False
-        self._applied_pending = False  # events applied since the last commit
-        # The last core seq whose events are committed (applied() waits for it).
-        self.committed_seq = store.last_core_seq
+        self._applied_pending = False  # events applied since the last flush
+        # The last core seq whose events are applied (applied() waits for it).
+        self.applied_seq = store.last_core_seq
         self.loop: asyncio.AbstractEventLoop | None = None
         self._tick: asyncio.Task[None] | None = None
 
@@ -133,7 +142,7 @@ class CoreLink:
 
     def _resubscribe(self, why: Exception) -> None:
         """A failed poll may have consumed frames it never delivered (its position moved
-        on): start again from the last seq applied and committed."""
+        on): start again after the last seq applied."""
         log.warning("event stream: %s; resubscribing from seq %d", why,
                     self.store.last_core_seq + 1)  # fmt: skip
         watched = self.loop is not None and self._tick is not None
@@ -205,6 +214,9 @@ class CoreLink:
 
     async def stop(self) -> None:
         """Stop watching, commit, close the sockets."""
+        if self._commit_timer is not None:
+            self._commit_timer.cancel()
+            self._commit_timer = None
         if self._tick is not None:
             self._tick.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -216,6 +228,7 @@ class CoreLink:
             if self._trade_watch is not None:
                 self._trade_watch.stop()
         self.flush()
+        self.store.commit()
         for fut in self._replies.values():
             if not fut.done():
                 fut.set_exception(CoreUnavailableError("shutting down"))
@@ -240,11 +253,11 @@ class CoreLink:
     ) -> asyncio.Future[Reply]:
         """Queue one command record (a one-record ``CMD_DTYPE`` array or its 96 bytes,
         e.g. :func:`new_record`; sent at the end of this loop turn); its reply.  With
-        ``applied`` the reply is delivered once the events of its seq are applied and
-        committed too (one wake-up instead of awaiting :meth:`applied` after it).  With
-        ``expire`` the reply fails with :class:`CoreTimeoutError` after
-        ``reply_timeout_s`` (one timer for all such commands instead of one each; for
-        a reply only its own request awaits)."""
+        ``applied`` the reply is delivered once the events of its seq are applied too
+        (one wake-up instead of awaiting :meth:`applied` after it).  With ``expire``
+        the reply fails with :class:`CoreTimeoutError` after ``reply_timeout_s`` (one
+        timer for all such commands instead of one each; for a reply only its own
+        request awaits)."""
         assert self.loop is not None
         if len(self._replies) >= MAX_INFLIGHT:
             raise CoreUnavailableError("too many commands in flight")
@@ -285,19 +298,23 @@ class CoreLink:
             self.loop.call_soon(self.flush)
 
     def flush(self) -> None:
-        """End of a loop turn: commit the store (the turn's new orders and applied
-        events in one transaction), wake the requests whose events are now committed,
-        then send the queued commands."""
+        """End of a loop turn: make durable what must be before the turn's commands
+        leave (:meth:`Store.sync`), wake the requests whose events are now applied,
+        arm the group commit of the follower's effects, then send the queued
+        commands."""
         self._flush_scheduled = False
-        self.store.commit()
+        store = self.store
+        store.sync()
         if self._applied_pending:
             self._applied_pending = False
-            self.committed_seq = last = self.store.last_core_seq
+            self.applied_seq = last = store.last_core_seq
             while self._waiters and self._waiters[0][0] <= last:
                 _, _, w, result = heapq.heappop(self._waiters)
                 if not w.done():
                     w.set_result(result)
             self.on_applied()
+        if self._commit_timer is None and store.pending and self.loop is not None:
+            self._commit_timer = self.loop.call_later(self.commit_interval_s, self._group_commit)
         if not self._queue:
             return
         recs = self._queue
@@ -315,6 +332,12 @@ class CoreLink:
         if self._trade_watch is not None:
             self._trade_watch.sent(self.trade)
 
+    def _group_commit(self) -> None:
+        """Commit the follower's buffered effects (and anything else buffered) in one
+        transaction with their last core seq (module docstring)."""
+        self._commit_timer = None
+        self.store.commit()
+
     def forget(self, fut: asyncio.Future[Reply]) -> None:
         """Stop waiting for a reply (its request timed out)."""
         for ref, f in list(self._replies.items()):
@@ -324,10 +347,11 @@ class CoreLink:
                 return
 
     def applied(self, seq: int) -> asyncio.Future[None]:
-        """Done once the events of ``seq`` are applied and committed."""
+        """Done once the events of ``seq`` are applied (in memory: committed later,
+        module docstring)."""
         assert self.loop is not None
         fut: asyncio.Future[None] = self.loop.create_future()
-        if seq <= self.committed_seq:
+        if seq <= self.applied_seq:
             fut.set_result(None)
         else:
             heapq.heappush(self._waiters, (seq, next(self._wait_ids), fut, None))
@@ -402,7 +426,7 @@ class CoreLink:
                 if ref in self._after_apply:
                     self._after_apply.discard(ref)
                     seq = r["seq"]
-                    if f is not None and seq > self.committed_seq:
+                    if f is not None and seq > self.applied_seq:
                         heapq.heappush(self._waiters, (seq, next(self._wait_ids), f, r))
                         continue
                 if f is not None and not f.done():
@@ -429,8 +453,8 @@ class CoreLink:
             self.loop.call_soon(self._pump_events)
 
     def _apply(self, frames: list[Any]) -> None:
-        """Apply event frames; they are committed (and their waiters woken) by the
-        turn's :meth:`flush`."""
+        """Apply event frames; their waiters are woken by the turn's :meth:`flush`,
+        their effects committed later (module docstring)."""
         if not frames:
             return
         for f in frames:
@@ -441,7 +465,9 @@ class CoreLink:
         self._schedule()
 
     async def _ticker(self) -> None:
-        """Idle replay (events whose PUB frame was lost) twice a second."""
+        """Idle replay (events whose PUB frame was lost) twice a second; a commit of
+        what a request buffered outside a loop turn's flush (a refused order's
+        deletion) and no flush armed."""
         while True:
             await asyncio.sleep(0.5)
             try:
@@ -450,6 +476,8 @@ class CoreLink:
                 self._resubscribe(e)
                 await asyncio.sleep(5.0)
             self.pump()
+            if self._commit_timer is None and not self._flush_scheduled and self.store.pending:
+                self.store.commit()
 
 
 def cancel_record(order_id: int, user_id: int) -> np.ndarray[Any, Any]:

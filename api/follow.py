@@ -4,8 +4,10 @@ Sans I/O: :meth:`Follower.apply` takes one event (a tuple of ``EV_DTYPE`` fields
 and updates the store; the caller commits with the frame's last seq.  Binance's
 view of an order is derived here:
 
-- ``ACCEPTED`` -> ``NEW`` (an order entered elsewhere, e.g. the gateway, is created
-  with ``clientOrderId`` ``core.<orderId>`` (a "." no client id can hold) and ``timeInForce`` GTC);
+- ``ACCEPTED`` -> ``NEW`` (an order the store does not know is created with
+  ``timeInForce`` GTC and :meth:`api.store.Store.lost_client_id`: an order entered
+  elsewhere, e.g. the gateway, gets ``core.<orderId>`` (a "." no client id can hold),
+  an API order lost by a kill -9 before its row was committed its generated id);
 - ``TRADE`` -> ``PARTIALLY_FILLED`` / ``FILLED`` plus one fill per side (commission =
   the fee the core charged, in the quote asset);
 - ``CANCELED``: by the user or a mass cancel -> ``CANCELED``; an IOC/FOK/market
@@ -22,7 +24,7 @@ from collections.abc import Callable, Container
 from dataclasses import dataclass
 from typing import Any
 
-from api.store import PENDING_NEW, Fill, Order, Store
+from api.store import API_ID_BASE, PENDING_NEW, Fill, Order, Store
 from bursa_wire.layout import EV_DTYPE
 from pyx.enums import EvFlag, EvKind, OrdType, Reason, Side
 
@@ -181,10 +183,10 @@ class Follower:
         ts_ms = ev[_TS] // 1_000_000
         if kind == _EVKIND_ACCEPTED:
             if o is None:
-                o = Order(uid, oid, ev[_SYM], f"core.{oid}", SIDE_NAME.get(ev[_SIDE], "BUY"),
-                          TYPE_NAME.get(ev[_OTYPE], "LIMIT"), "GTC", ev[_PRICE],
-                          0 if ev[_OTYPE] == _ORDTYPE_MARKET_QUOTE else ev[_QTY],
-                          0, 0, time_ms=ts_ms, api=False)  # fmt: skip
+                o = Order(uid, oid, ev[_SYM], st.lost_client_id(uid, oid),
+                          SIDE_NAME.get(ev[_SIDE], "BUY"), TYPE_NAME.get(ev[_OTYPE], "LIMIT"),
+                          "GTC", ev[_PRICE], 0 if ev[_OTYPE] == _ORDTYPE_MARKET_QUOTE else ev[_QTY],
+                          0, 0, time_ms=ts_ms, api=bool(oid & API_ID_BASE))  # fmt: skip
                 st.add(o, durable=False)  # written by this batch's transaction (save)
             o.status = "NEW"
             # The core's sequencing time: the same after a rebuild from the event log.

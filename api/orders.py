@@ -14,10 +14,8 @@ sent.".  Binance's shapes and codes are in docs/api.md.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
-import os
 import re
 from dataclasses import dataclass
 from functools import partial
@@ -32,7 +30,7 @@ from api.errors import ApiError, bad_request
 from api.store import Fill, Order
 from api.symbols import SymbolSpec
 from engine.wire import commands
-from pyx.apihttp import client_id, new_order_values, order_text, quote_words
+from pyx.apihttp import new_order_values, order_text, quote_words
 from pyx.enums import CmdFlag, OrdType, Reason, Side, Stp, Tif
 
 CLIENT_ID_RE = re.compile(r"[a-zA-Z0-9_-]{1,36}")
@@ -435,47 +433,6 @@ async def post_order(request: web.Request) -> web.Response:
 Entered = tuple[SymbolSpec, Order, str, list[Fill]]
 
 
-_SORTABLE = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"  # ASCII order
-
-
-class _ClientIds:
-    """Generated ``clientOrderId`` values: 22 URL-safe characters, the order id in 7
-    base-62 digits (ASCII order: ids of later orders sort after earlier ones, so the
-    client id index of the store grows at its end instead of at a random page per
-    order) then 15 random ones (90 bits: a client id chosen by a client never meets
-    one), the random bytes read 4 KiB at a time instead of one ``getrandom`` call per
-    order."""
-
-    def __init__(self) -> None:
-        self._pool = b""
-        self._at = 0
-
-    def next(self, order_id: int) -> str:
-        """A fresh id for ``order_id`` (below 62**7; compiled:
-        :func:`pyx.apihttp.client_id`)."""
-        at = self._at
-        if at + 12 > len(self._pool):
-            self._pool, at = os.urandom(4092), 0
-        self._at = at + 12
-        return client_id(order_id, self._pool, at)
-
-    def next_py(self, order_id: int) -> str:
-        """:meth:`next` in Python (the oracle of the compiled one)."""
-        at = self._at
-        if at + 12 > len(self._pool):
-            self._pool, at = os.urandom(4092), 0
-        self._at = at + 12
-        digits = []
-        for _ in range(7):
-            order_id, d = divmod(order_id, 62)
-            digits.append(_SORTABLE[d])
-        tail = base64.urlsafe_b64encode(self._pool[at : at + 12])[:15].decode()
-        return "".join(reversed(digits)) + tail
-
-
-_IDS = _ClientIds()
-
-
 @dataclass(slots=True)
 class NewOrder:
     """A new order between :func:`open_order` and :func:`close_order`: its NEW queued
@@ -506,9 +463,10 @@ def open_order(ctx: Context, params: dict[str, str], uid: int, key: str) -> NewO
     if resp_type not in ("ACK", "RESULT", "FULL"):
         raise bad_request(err.INVALID_PARAMETER, "Invalid newOrderRespType.")
     # A client's own id can be retried: the order is durable before its NEW leaves
-    # (the turn's transaction or the intent file, api.store) and concurrent retries
-    # wait for its outcome.  A generated one cannot (the client learns it from the
-    # answer): the row is written with its first events (api.store), nothing waits.
+    # (the intent file or a transaction, api.store) and concurrent retries wait for
+    # its outcome.  A generated one cannot (the client learns it from the answer):
+    # its row is committed with its events, grouped, and the id is a keyed hash of
+    # the order, so a kill -9 before that commit rebuilds it (api.clientids).
     retryable = bool(o.client_order_id)
     if retryable:
         prev = ctx.store.by_client_id(uid, o.client_order_id)
@@ -520,12 +478,12 @@ def open_order(ctx: Context, params: dict[str, str], uid: int, key: str) -> NewO
     except OverflowError:
         raise reject_error(int(Reason.INVALID_ORDER_ID)) from None
     if not retryable:
-        o.client_order_id = _IDS.next(o.order_id)
+        o.client_order_id = ctx.store.client_ids.of(uid, o.order_id)
     o.time_ms = o.update_ms = now_ms()
     ctx.store.add(o, durable=retryable)
     try:
-        # The reply comes once the events of its seq are applied and committed, or
-        # fails after the core timeout.
+        # The reply comes once the events of its seq are applied (in memory; their
+        # commit is grouped, api.core), or fails after the core timeout.
         fut = ctx.core.send(pack_new(o.order_id, *values), applied=True, expire=True)
     except CoreUnavailableError:
         ctx.store.delete(o)

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 import struct
 import threading
@@ -47,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from api.clientids import ClientIds
 from bindings.intentfile import IntentFile
 from gateway.store import clock_order_id
 
@@ -60,6 +62,11 @@ ID_RESERVE = 100_000
 # its pages are read back often; from the kernel's cache that is a pread each.
 CACHE_KIB = 65_536
 CHECKPOINT_INTERVAL_S = 1.0
+# Follower rows (orders, trades, deletions, other statements) buffered at most before
+# a commit is forced (api.core commits them every ``commit_interval_ms`` otherwise).
+MAX_PENDING_ROWS = 4096
+# The key of generated clientOrderIds (client_id_digest), made once per database.
+CLIENT_ID_KEY_BYTES = 32
 MAX_ORDER_ID = (1 << 40) - 1
 PENDING_NEW = "PENDING_NEW"
 OPEN_STATUSES = frozenset({PENDING_NEW, "NEW", "PARTIALLY_FILLED"})
@@ -111,6 +118,7 @@ CREATE TABLE IF NOT EXISTS listen_keys (
     listen_key TEXT PRIMARY KEY, user_id INTEGER NOT NULL, expires_ms INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS secrets (k TEXT PRIMARY KEY, v BLOB NOT NULL);
 """
 
 _COLS = (
@@ -306,6 +314,24 @@ class Store:
         self.con.execute("PRAGMA wal_autocheckpoint=0")
         self.con.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
         self.con.executescript(SCHEMA)
+        # Generated clientOrderIds are a keyed hash of the order (api.clientids): the
+        # key lives here, made once (autocommit: durable before any id is handed out).
+        # Orders below ``client_ids_since`` (an API id's clock part when the key was
+        # made) predate it: their generated ids cannot be rebuilt (lost_client_id).
+        row = self.con.execute("SELECT v FROM secrets WHERE k = 'client_id_key'").fetchone()
+        if row is None:
+            cl_key = os.urandom(CLIENT_ID_KEY_BYTES)
+            self.con.execute("BEGIN")
+            self.con.execute("INSERT INTO secrets VALUES ('client_id_key', ?)", (cl_key,))
+            self.con.execute(_SET_META, ("client_ids_since", clock_order_id()))
+            self.con.execute("COMMIT")
+        else:
+            cl_key = bytes(row[0])
+        self.client_ids = ClientIds(cl_key)
+        self.client_ids_since = int(
+            self.con.execute("SELECT v FROM meta WHERE k = 'client_ids_since'").fetchone()[0]
+        )
+        self.commits = 0  # transactions (tests: an answer must not wait for one)
         self.open: dict[tuple[int, int], Order] = {}
         self.open_by_cl: dict[tuple[int, str], Order] = {}
         self._dirty: dict[tuple[int, int], Order] = {}
@@ -461,20 +487,62 @@ class Store:
         """Run one statement in the next commit's transaction."""
         self._other.append((sql, args))
 
-    def commit(self, log_intents: bool = True) -> None:
-        """Make everything buffered durable before the turn's commands leave: in one
-        transaction, or, when all there is are new client-id orders (and
-        ``log_intents``), by appending them to the intent file (module docstring);
-        they are then written with the next transaction.  No-op if nothing."""
-        if not (self._dirty or self._deleted or self._trades or self._meta or self._other):
-            if not self._unlogged and (log_intents or not self._intents):
-                return
-            if self._intent is not None and log_intents and not self._intent.full:
-                if self._unlogged:
-                    self._intent.append(pack_intents(self._unlogged))
-                    self._logged_top = max(self._logged_top, *(o.order_id for o in self._unlogged))
-                    self._unlogged.clear()
-                return
+    @property
+    def pending_rows(self) -> int:
+        """Follower effects buffered and not committed yet (order rows, trades,
+        deletions, other statements)."""
+        return len(self._dirty) + len(self._trades) + len(self._deleted) + len(self._other)
+
+    @property
+    def pending(self) -> bool:
+        """Whether anything is buffered for the next transaction."""
+        return bool(
+            self._dirty or self._deleted or self._trades or self._meta or self._other
+            or self._intents
+        )  # fmt: skip
+
+    def lost_client_id(self, user_id: int, order_id: int) -> str:
+        """The clientOrderId of an order the follower meets without knowing it: an
+        API order (bit 39 set, module docstring) answered and then lost by a kill -9
+        before its row was committed gets back its generated id (a client's own id
+        is never lost: it is durable before the NEW leaves); any other, and an API
+        order older than this database's key (the database was deleted to be
+        rebuilt: its id is unknown), is ``core.<orderId>`` (a "." no client id can
+        hold)."""
+        if order_id & API_ID_BASE and order_id - API_ID_BASE >= self.client_ids_since:
+            return self.client_ids.of(user_id, order_id)
+        return f"core.{order_id}"
+
+    def sync(self) -> None:
+        """Before the turn's commands leave: make durable what must be (an id
+        reservation: a transaction; new client-id orders: appended to the intent
+        file, or a transaction when there is none or it is full).  The follower's
+        effects stay buffered (rebuildable from the core: :meth:`commit` writes them
+        later, grouped), unless ``MAX_PENDING_ROWS`` of them are."""
+        if "next_order_id" in self._meta or self.pending_rows >= MAX_PENDING_ROWS:
+            self.commit()
+            return
+        if not self._unlogged:
+            return
+        if self._intent is None or self._intent.full:
+            self.commit()
+            return
+        self._intent.append(pack_intents(self._unlogged))
+        self._logged_top = max(self._logged_top, *(o.order_id for o in self._unlogged))
+        self._unlogged.clear()
+
+    def settle(self) -> None:
+        """Before a read that goes to SQLite: commit what is buffered, so the read
+        sees every event applied (and no row a buffered change replaces)."""
+        if self.pending:
+            self.commit()
+
+    def commit(self) -> None:
+        """Write everything buffered in one transaction: the follower's effects with
+        their last core seq (exactly once), new client-id orders' rows, an id
+        reservation, other statements.  No-op if nothing."""
+        if not self.pending:
+            return
         if self._intents:
             for k, o in self._intents.items():
                 self._dirty.setdefault(k, o)
@@ -511,6 +579,7 @@ class Store:
         if self._meta:
             con.executemany(_SET_META, self._meta.items())
         con.execute("COMMIT")
+        self.commits += 1
         if self._intents:
             self._intents.clear()
             self._unlogged.clear()
@@ -534,7 +603,7 @@ class Store:
     def close(self) -> None:
         """Commit (new orders too), stop the checkpoints and close (the last
         connection checkpoints)."""
-        self.commit(log_intents=False)
+        self.commit()
         self._checkpointer.stop()
         if self._intent is not None:
             self._intent.close()
@@ -547,6 +616,7 @@ class Store:
         o = self.open.get((user_id, order_id))
         if o is not None:
             return o
+        self.settle()
         r = self.con.execute(
             f"SELECT {_COLS} FROM orders WHERE user_id = ? AND order_id = ?", (user_id, order_id)
         ).fetchone()
@@ -559,6 +629,7 @@ class Store:
             return o
         if not self.cl_filter.may_hold(user_id, client_order_id):
             return None  # never stored: no index read
+        self.settle()
         r = self.con.execute(
             f"SELECT {_COLS} FROM orders WHERE user_id = ? AND client_order_id = ?",
             (user_id, client_order_id),
@@ -566,11 +637,12 @@ class Store:
         return None if r is None else Order.of_row(r)
 
     def open_orders(self, user_id: int, symbol_id: int | None = None) -> list[Order]:
-        """A user's open orders (all symbols or one), by order id."""
+        """A user's open orders (all symbols or one), by order id (orders that ended
+        stay in :attr:`open` until their rows are committed: skipped)."""
         out = [
             o
             for (uid, _), o in self.open.items()
-            if uid == user_id and (symbol_id is None or o.symbol_id == symbol_id)
+            if uid == user_id and (symbol_id is None or o.symbol_id == symbol_id) and o.is_open
         ]
         return sorted(out, key=lambda o: o.order_id)
 
@@ -578,6 +650,7 @@ class Store:
         self, user_id: int, symbol_id: int, from_id: int, start_ms: int, end_ms: int, limit: int
     ) -> list[Order]:
         """A user's orders of one symbol (Binance's allOrders filters), oldest first."""
+        self.settle()
         rows = self.con.execute(
             f"SELECT {_COLS} FROM orders WHERE user_id = ? AND symbol_id = ? AND order_id >= ?"
             " AND time_ms >= ? AND time_ms <= ? ORDER BY order_id LIMIT ?",
@@ -602,6 +675,7 @@ class Store:
             " FROM trades WHERE user_id = ? AND symbol_id = ? AND trade_id >= ?"
             " AND time_ms >= ? AND time_ms <= ?"
         )
+        self.settle()
         args: list[int] = [user_id, symbol_id, from_id, start_ms, end_ms]
         if order_id is not None:
             sql += " AND order_id = ?"

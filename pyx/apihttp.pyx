@@ -20,7 +20,7 @@ random and malformed inputs with hypothesis):
   ``json.dumps`` of its dict);
 - :func:`new_order_values`: ``api.orders.parse_new_order_py`` for the usual new
   orders (None for anything else: the Python code answers);
-- :func:`client_id`: ``api.orders._ClientIds.next_py`` (a generated clientOrderId);
+- :func:`client_id`: ``api.clientids.ClientIds.of_py`` (a generated clientOrderId);
 - :func:`timestamp_ok`: ``api.auth.Authenticator.check_timestamp`` for the
   timestamps it accepts (False for anything else: the Python code answers).
 
@@ -568,7 +568,7 @@ cdef const char* _B64URL = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxy
 
 
 def client_id(uint64_t order_id, bytes pool, Py_ssize_t at):
-    """A generated clientOrderId (``api.orders._ClientIds.next_py``): the low seven
+    """A generated clientOrderId (``api.clientids.ClientIds.of_py``): the low seven
     base-62 digits of ``order_id`` (ASCII order) then the first 15 characters of the
     URL-safe base64 of ``pool[at:at + 12]``."""
     cdef char out[22]

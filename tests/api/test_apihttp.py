@@ -17,13 +17,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from api import auth
+from api.clientids import ClientIds
 from api.core import new_record, pack_new
 from api.errors import ApiError, bad_request
 from api.fasthttp import CLIENT_MAX_SIZE, FastHttp
 from api.orders import (
     _ORDER_CONSTS,
     STP_MODES,
-    _ClientIds,
     _int_param,
     new_order_json,
     new_order_text,
@@ -327,15 +327,11 @@ def test_new_order_values_fast_path_example() -> None:
     assert apihttp.new_order_values(params, spec.order_grid, _ORDER_CONSTS) is None
 
 
-@given(st.integers(0, 2**40 - 1), st.binary(min_size=12, max_size=40), st.integers(0, 28))
-def test_client_id_is_the_oracle(order_id: int, pool: bytes, at: int) -> None:
+@given(st.integers(0, 2**40 - 1), st.integers(0, 2**32 - 1), st.binary(min_size=16, max_size=64))
+def test_client_id_is_the_oracle(order_id: int, user_id: int, key: bytes) -> None:
     """The compiled generated clientOrderId is the Python one, character for character."""
-    at = min(at, len(pool) - 12)
-    a, b = _ClientIds(), _ClientIds()
-    a._pool = b._pool = pool
-    a._at = b._at = at
-    assert a.next(order_id) == b.next_py(order_id)
-    assert a._at == b._at == at + 12
+    ids = ClientIds(key)
+    assert ids.of(user_id, order_id) == ids.of_py(user_id, order_id)
 
 
 # -------------------------------------------------------------- the timestamp

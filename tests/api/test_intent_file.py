@@ -60,19 +60,20 @@ def test_images_round_trip() -> None:
 
 
 def test_a_quiet_turn_writes_the_file_not_sqlite(tmp_path: Path) -> None:
-    """New client-id orders alone: one write to the file, no statement; the next
-    transaction (their events') writes the rows and the mark; close commits."""
+    """New client-id orders: at the end of their turn (``sync``) one write to the
+    file, no statement; the next transaction (the group commit of their events)
+    writes the rows and the mark; close commits."""
     db = tmp_path / "api.db"
     s = Store(db)
     a, b = _order(1, "a"), _order(2, "b")
     s.add(a)
     s.add(b)
     changes = s.con.total_changes
-    s.commit()
+    s.sync()
     assert s.con.total_changes == changes and _rows(db) == []
     assert _intent(db).stat().st_size == len(pack_intents([a, b]))
     assert s.by_client_id(1, "a") is a and s.open[(1, API_ID_BASE + 2)] is b
-    s.commit()  # nothing new: nothing written
+    s.sync()  # nothing new: nothing written
     assert _intent(db).stat().st_size == len(pack_intents([a, b]))
     a.status = "NEW"
     s.save(a)
@@ -83,7 +84,7 @@ def test_a_quiet_turn_writes_the_file_not_sqlite(tmp_path: Path) -> None:
     assert meta["intent_through"] == API_ID_BASE + 2
     c = _order(3, "c")
     s.add(c)
-    s.commit()
+    s.sync()
     s.close()  # a clean stop commits what only the file holds
     assert _rows(db)[-1] == (3, "c", "PENDING_NEW")
 
@@ -102,26 +103,27 @@ def test_a_full_file_gives_way_to_a_transaction(
         while _intent(db).stat().st_size < intentfile.INTENT_MAX_BYTES:
             n += 1
             s.add(_order(n, f"c{n}"))
-            s.commit()
+            s.sync()
             assert _rows(db) == []
         s.add(_order(n + 1, "last"))
-        s.commit()
+        s.sync()
         assert len(_rows(db)) == n + 1 and _intent(db).stat().st_size == 0
     finally:
         s.close()
 
 
-def test_a_turn_that_commits_anyway_takes_its_new_orders(tmp_path: Path) -> None:
-    """With anything else to store, the new orders go into that transaction and the
-    file is not written."""
+def test_a_turn_with_events_still_writes_the_file(tmp_path: Path) -> None:
+    """A turn that applied events commits nothing (their effects wait for the group
+    commit): its new orders go to the file; the group commit takes their rows."""
     db = tmp_path / "api.db"
     s = Store(db)
     try:
         s.add(_order(1, "a"))
         s.set_core_seq(3)
+        s.sync()
+        assert _rows(db) == [] and _intent(db).stat().st_size > 0
         s.commit()
         assert _rows(db) == [(1, "a", "PENDING_NEW")]
-        assert _intent(db).stat().st_size == 0
     finally:
         s.close()
 
@@ -137,12 +139,12 @@ def test_restart_stores_what_only_the_file_holds(
     s.set_core_seq(1)
     s.commit()
     oid = s.new_order_id()  # reserves ids in meta: this turn commits
-    s.commit()
+    s.sync()
     far = _order(store_mod.ID_RESERVE * 3, "far")  # beyond the reservation
     a = Order(1, oid, 1, "a", "SELL", "LIMIT", "FOK", 100, 5, 0, 0, time_ms=9, update_ms=9)
     s.add(a)
     s.add(far)
-    s.commit()
+    s.sync()
     assert _rows(db) == []
     _kill(s)
     again = Store(db)
@@ -181,7 +183,7 @@ def test_stale_images_change_nothing(tmp_path: Path) -> None:
     a, r = _order(1, "a"), _order(2, "r")
     s.add(a)
     s.add(r)
-    s.commit()  # both in the file only
+    s.sync()  # both in the file only
     a.status, a.executed = "FILLED", 5
     s.save(a)
     s.delete(r)  # rejected by the core (its REJECTED event)
@@ -190,11 +192,11 @@ def test_stale_images_change_nothing(tmp_path: Path) -> None:
     assert _rows(db) == [(1, "a", "FILLED")]
     x1 = _order(3, "x")
     s.add(x1)
-    s.commit()
+    s.sync()
     s.delete(x1)  # refused before sequencing: nothing to store
     x2 = Order(1, API_ID_BASE + 4, 1, "x", "SELL", "LIMIT", "GTC", 100, 5, 0, 0)
     s.add(x2)
-    s.commit()
+    s.sync()
     _kill(s)
     again = Store(db)
     try:
