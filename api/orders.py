@@ -462,11 +462,11 @@ def open_order(ctx: Context, params: dict[str, str], uid: int, key: str) -> NewO
     )
     if resp_type not in ("ACK", "RESULT", "FULL"):
         raise bad_request(err.INVALID_PARAMETER, "Invalid newOrderRespType.")
-    # A client's own id can be retried: the order is durable before its NEW leaves
-    # (the intent file or a transaction, api.store) and concurrent retries wait for
-    # its outcome.  A generated one cannot (the client learns it from the answer):
-    # its row is committed with its events, grouped, and the id is a keyed hash of
-    # the order, so a kill -9 before that commit rebuilds it (api.clientids).
+    # Every order is durable before its NEW leaves (its image in the intent file or
+    # a transaction, api.store): a kill -9 before the grouped commit of its events
+    # restores it whole (type, timeInForce, stop price: the core's events do not
+    # carry them).  A client's own id can also be retried: concurrent retries wait
+    # for its outcome.  A generated one cannot (the client learns it from the answer).
     retryable = bool(o.client_order_id)
     if retryable:
         prev = ctx.store.by_client_id(uid, o.client_order_id)
@@ -480,7 +480,7 @@ def open_order(ctx: Context, params: dict[str, str], uid: int, key: str) -> NewO
     if not retryable:
         o.client_order_id = ctx.store.client_ids.of(uid, o.order_id)
     o.time_ms = o.update_ms = now_ms()
-    ctx.store.add(o, durable=retryable)
+    ctx.store.add(o)
     try:
         # The reply comes once the events of its seq are applied (in memory; their
         # commit is grouped, api.core), or fails after the core timeout.

@@ -3,24 +3,24 @@
 Every order of every user is built from the core's events (``ACCEPTED``, ``TRADE``,
 ``CANCELED``, ...), so the state is rebuildable from the core alone: delete the
 database and the API replays the event log from seq 1.  Orders entered through this
-API with a ``newClientOrderId`` additionally carry that id, and a retry with the same
-id must have one effect, also across a kill -9: before the NEW leaves for the core
-the order is made durable, either in the turn's transaction (when the turn commits
-anyway) or, when it would commit nothing else, by appending its image to the order
-intent file (:mod:`bindings.intentfile`: one ``write`` instead of a transaction);
-its row then reaches SQLite with the next transaction, usually the one of its first
-events.  At start the file's images of orders SQLite lacks are stored as they would
-have been (``PENDING_NEW``: :meth:`api.core.CoreLink.start` settles them against the
-core) and the id counter moves past them (:meth:`Store._recover_intents`).  Images
-older than the mark ``meta.intent_through`` (the highest order id in the file when a
-transaction stored the file's orders) are stale and ignored: their orders are in
-SQLite, or were refused and deleted.  An order without one (its id is
-generated here) has no retry to protect: its row is written once, with its first
-events (one write instead of two); a crash before that leaves it as the core's
-events show it (``core.<orderId>``), and its client never got an answer naming it.
-Each batch of events is applied and written in one transaction together with the
-last core seq applied (``meta.last_core_seq``): exactly once across kill -9 and
-duplicate delivery.
+API carry what the events do not (the client order id, time in force, post-only,
+stop price, quoteOrderQty), and a retry with a client's own id must have one
+effect, also across a kill -9: before the NEW leaves for the core the order is made
+durable, either in the turn's transaction (when the turn commits anyway) or by
+appending its image to the order intent file (:mod:`bindings.intentfile`: one
+``write`` instead of a transaction); its row then reaches SQLite with the next
+grouped commit.  At start the file's images of orders SQLite lacks are stored as
+they would have been (``PENDING_NEW``: :meth:`api.core.CoreLink.start` settles them
+against the core) and the id counter moves past them
+(:meth:`Store._recover_intents`).  Images older than the mark
+``meta.intent_through`` (the highest order id in the file when a transaction stored
+the file's orders) are stale and ignored: their orders are in SQLite, or were
+refused and deleted.  A generated client id is also a keyed hash of the order
+(:mod:`api.clientids`), so an order whose image was lost is still re-created with it
+(:meth:`Store.lost_client_id`).
+The follower's effects are committed grouped (:mod:`api.core`), in one transaction
+together with the last core seq applied (``meta.last_core_seq``): exactly once
+across kill -9 and duplicate delivery.
 
 Order ids (docs/api.md, "Order ids"): core order ids are per user and shared with
 the gateway.  The gateway's ids are milliseconds since 2025 (or its counter, which
@@ -432,9 +432,10 @@ class Store:
         return API_ID_BASE + n
 
     def add(self, o: Order, durable: bool = True) -> None:
-        """A new order.  ``durable`` (a client's own id): durable at the next commit,
-        in its transaction or in the intent file; else (module docstring) its row is
-        written at the first commit after it is saved again."""
+        """A new order.  ``durable`` (every order this API enters): durable before
+        its NEW leaves (:meth:`sync`: the intent file or a transaction); else (an
+        order the follower creates from the core's events) its row is written at the
+        first commit after it is saved again."""
         self._index(o)
         k = (o.user_id, o.order_id)
         if durable:

@@ -46,9 +46,11 @@ def _signers(api: ApiProcess) -> tuple[Signer, Signer]:
 
 
 def _order(s: Signer, side: str, price: str, qty: str, tif: str = "GTC",
-           cl: str = "") -> dict[str, Any]:  # fmt: skip
-    p = {"symbol": "BTCUSDT", "side": side, "type": "LIMIT", "timeInForce": tif,
-         "price": price, "quantity": qty, "newOrderRespType": "FULL"}  # fmt: skip
+           cl: str = "", typ: str = "LIMIT") -> dict[str, Any]:  # fmt: skip
+    p = {"symbol": "BTCUSDT", "side": side, "type": typ, "price": price, "quantity": qty,
+         "newOrderRespType": "FULL"}  # fmt: skip
+    if typ == "LIMIT":
+        p["timeInForce"] = tif
     if cl:
         p["newClientOrderId"] = cl
     r = s.request("POST", "/api/v3/order", p)
@@ -79,6 +81,10 @@ def _flow(u1: Signer, u2: Signer) -> list[tuple[Signer, dict[str, Any]]]:
         (u2, _order(u2, "BUY", "50.00", "0.050", cl="own-take")),  # FILLED, 1 fill
         (u1, _order(u1, "SELL", "60.00", "0.100", "IOC")),  # no bid: EXPIRED
         (u2, _order(u2, "BUY", "40.00", "0.100")),  # generated id, rests
+        # Generated ids; what the core's events do not carry (type, time in force)
+        # must come back as answered: a post-only maker and a resting IOC-free GTC.
+        (u1, _order(u1, "SELL", "70.00", "0.100", typ="LIMIT_MAKER")),
+        (u2, _order(u2, "BUY", "45.00", "0.100", "GTC", cl="own-gtc")),
     ]
 
 
@@ -102,8 +108,8 @@ def test_answered_orders_survive_kill9_before_the_commit(slow_api: ApiProcess) -
     _, seq_before = _committed(db)
     answers = _flow(u1, u2)
     assert [a["status"] for _, a in answers] == [
-        "NEW", "NEW", "FILLED", "FILLED", "EXPIRED", "NEW"]  # fmt: skip
-    assert [len(a["fills"]) for _, a in answers] == [0, 0, 2, 1, 0, 0]
+        "NEW", "NEW", "FILLED", "FILLED", "EXPIRED", "NEW", "NEW", "NEW"]  # fmt: skip
+    assert [len(a["fills"]) for _, a in answers] == [0, 0, 2, 1, 0, 0, 0, 0]
     seen = {a["orderId"]: _get(s, a["orderId"]) for s, a in answers}  # from memory
     assert seen[answers[0][1]["orderId"]]["status"] == "FILLED"
     assert seen[answers[1][1]["orderId"]]["status"] == "PARTIALLY_FILLED"
@@ -115,11 +121,9 @@ def test_answered_orders_survive_kill9_before_the_commit(slow_api: ApiProcess) -
     api.start()
     for s, a in answers:
         got = _get(s, a["orderId"])
-        want = dict(seen[a["orderId"]])
-        if not a["clientOrderId"].startswith("own-"):
-            # An order the core's events rebuild: they carry no timeInForce (docs/api.md).
-            want["timeInForce"] = got["timeInForce"]
-        assert got == want
+        # Every field as answered, also for generated ids (the intent file's image:
+        # the core's events alone would make the LIMIT_MAKER a LIMIT, the IOC a GTC).
+        assert got == seen[a["orderId"]]
         assert got["clientOrderId"] == a["clientOrderId"]
     # Every fill once: the taker's are exactly the answers' fills (trade ids
     # included), the maker's three; each order's executed quantity is its fills'.
@@ -137,7 +141,12 @@ def test_answered_orders_survive_kill9_before_the_commit(slow_api: ApiProcess) -
     rows, seq = _committed(db)  # myTrades committed what the restart re-applied
     assert set(seen) <= rows and seq > seq_before
     opened = u1.request("GET", "/api/v3/openOrders", {"symbol": "BTCUSDT"}).json()
-    assert [o["clientOrderId"] for o in opened] == ["own-rest"]
+    assert sorted(o["clientOrderId"] for o in opened) == sorted(
+        ["own-rest", answers[6][1]["clientOrderId"]]
+    )
+    maker = _get(u1, answers[6][1]["orderId"])
+    assert (maker["type"], maker["status"]) == ("LIMIT_MAKER", "NEW")
+    assert _get(u2, answers[2][1]["orderId"])["timeInForce"] == "IOC"
 
 
 @pytest.mark.timeout(300)
