@@ -457,9 +457,9 @@ class CoreLink:
         their effects committed later (module docstring)."""
         if not frames:
             return
+        apply_events = self.follower.apply_events  # compiled (pyx.apifollow)
         for f in frames:
-            for ev in f.events.tolist():
-                self.follower.apply(ev)
+            apply_events(f.events)
             self.store.set_core_seq(f.last_seq)
         self._applied_pending = True
         self._schedule()

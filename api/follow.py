@@ -1,13 +1,16 @@
 """Core events -> orders, fills, assets and symbols in the :class:`api.store.Store`.
 
 Sans I/O: :meth:`Follower.apply` takes one event (a tuple of ``EV_DTYPE`` fields)
-and updates the store; the caller commits with the frame's last seq.  Binance's
-view of an order is derived here:
+and updates the store; :meth:`Follower.apply_events` a frame's ``EV_DTYPE`` records
+(compiled: :mod:`pyx.apifollow` applies ACCEPTED, TRADE and CANCELED from the
+records' bytes and hands every other kind to :meth:`Follower.apply`, which with
+:meth:`Follower.apply_events_py` stays its oracle); the caller commits with the
+frame's last seq.  Binance's view of an order is derived here:
 
 - ``ACCEPTED`` -> ``NEW`` (an order the store does not know is created with
   ``timeInForce`` GTC and :meth:`api.store.Store.lost_client_id`: an order entered
   elsewhere, e.g. the gateway, gets ``core.<orderId>`` (a "." no client id can hold),
-  an API order lost by a kill -9 before its row was committed its generated id);
+  an API order whose intent image was lost its generated id);
 - ``TRADE`` -> ``PARTIALLY_FILLED`` / ``FILLED`` plus one fill per side (commission =
   the fee the core charged, in the quote asset);
 - ``CANCELED``: by the user or a mass cancel -> ``CANCELED``; an IOC/FOK/market
@@ -24,8 +27,11 @@ from collections.abc import Callable, Container
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from api.store import API_ID_BASE, PENDING_NEW, Fill, Order, Store
 from bursa_wire.layout import EV_DTYPE
+from pyx.apifollow import Applier
 from pyx.enums import EvFlag, EvKind, OrdType, Reason, Side
 
 EV = {name: i for i, name in enumerate(EV_DTYPE.names or ())}
@@ -112,6 +118,22 @@ class Follower:
         # Users whose updates, balances and funding events are wanted (the user data
         # streams' subscribers); None: every user's.  Others cost no objects per event.
         self.watched: Container[int] | None = None
+        self._compiled = Applier(self, Order, Fill, Update, SIDE_NAME, TYPE_NAME, EXPIRED_REASONS)
+
+    def apply_events(self, events: np.ndarray[Any, Any]) -> None:
+        """Apply one frame's ``EV_DTYPE`` records in order: what :meth:`apply_events_py`
+        does, the common kinds compiled (:mod:`pyx.apifollow`)."""
+        self._compiled.apply(events)
+
+    def apply_events_py(self, events: np.ndarray[Any, Any]) -> None:
+        """:meth:`apply` on each record (the oracle of :meth:`apply_events`)."""
+        for ev in events.tolist():
+            self.apply(ev)
+
+    def compiled_counts(self) -> tuple[int, int]:
+        """Events :meth:`apply_events` applied in C, and those it handed to
+        :meth:`apply` (tests, metrics)."""
+        return self._compiled.compiled, self._compiled.fallback
 
     def _watched(self, user_id: int) -> bool:
         w = self.watched
@@ -273,8 +295,6 @@ class Follower:
             o.cum_quote += quote
             o.update_ms = ts_ms
             o.status = "FILLED" if done else "PARTIALLY_FILLED"
-            if o.status == "PENDING_NEW":
-                o.status = "NEW"
             if not is_maker:
                 o.fills.append(f)  # the taker's fills answer its request (FULL)
             st.save(o)
