@@ -14,8 +14,10 @@ Two ways in, as Binance:
 
 Every connection has a bounded send queue (``ws_send_queue`` messages): a client
 that does not read is disconnected, never allowed to grow memory or stall others.
-Events are rendered from :class:`api.follow.Update` after each committed event
-batch; balances of the changed assets come from the core (control ``balance``).
+Events are rendered from :class:`api.follow.Update` after each applied event
+batch (its SQLite commit is grouped later: after a kill -9 the API re-applies the
+uncommitted events while catching up, before any client can subscribe again, so
+nobody gets them twice); balances of the changed assets come from the core (control ``balance``).
 ``balanceUpdate`` (Binance: deposits, withdrawals, transfers between accounts) comes
 from the core's funding events, as the signed change of the user's spot (trading,
 account 0) balance, free + locked: ``DEPOSITED`` into it (+), ``WITHDRAW_COMMITTED``
