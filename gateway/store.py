@@ -739,7 +739,7 @@ class Store:
         client id.  Those at or below the session's archived range go to ``rows``
         (``orders``) instead, so the session's archive rows never overlap; returns None
         if none is left."""
-        run.sort(key=_CL)
+        gworders.sort_by_cl(run)  # = run.sort(key=_CL), checked in C when in order
         top = self._archived_hi.get(key_id, 0)
         k = bisect.bisect_right(run, top, key=_CL)
         rows.extend(gworders.order_row(o) for o in run[:k])

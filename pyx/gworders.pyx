@@ -12,6 +12,7 @@ oracle is ``gateway.store.pack_orders_py`` (tests/gateway/test_order_log.py comp
 them and round-trips both through ``gateway.store.unpack_orders``).
 """
 
+import operator
 import struct
 
 from bursa_wire.gw_layout import (
@@ -254,7 +255,9 @@ def fold_rows(list orders, int64_t log_id, list rows, dict runs=None):
     list of orders, for the archive: one row per session and fold)."""
     cdef Order o
     cdef int state
-    cdef list run
+    cdef list run = None
+    # Consecutive orders of one session (the common case) find its run once.
+    cdef uint64_t run_key = 0
     for o in orders:
         if o.log_id != log_id:
             continue  # changed again since: a later row holds its image
@@ -262,11 +265,32 @@ def fold_rows(list orders, int64_t log_id, list rows, dict runs=None):
         state = o.state
         if (runs is not None and not o.stored and not o.pending
                 and S_FILLED <= state <= S_REJECTED):
-            run = runs.get(o.key_id)
-            if run is None:
-                runs[o.key_id] = [o]
-            else:
-                run.append(o)
+            if run is None or o.key_id != run_key:
+                run_key = o.key_id
+                run = runs.get(run_key)
+                if run is None:
+                    run = []
+                    runs[run_key] = run
+            run.append(o)
         else:
             rows.append(_row(o))
         o.stored = True
+
+
+_BY_CL = operator.attrgetter("cl_ord_id")
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def sort_by_cl(list run):
+    """Sort ``run`` (``Order``s) by client id in place (``gateway.store.Store._archive_row``):
+    a run already in order (a client numbering its orders upwards: the common case) is
+    only checked, in C, instead of calling a key function per order."""
+    cdef Py_ssize_t i, n = len(run)
+    cdef uint64_t prev = 0, cl
+    for i in range(n):
+        cl = (<Order> run[i]).cl_ord_id
+        if i and cl < prev:
+            run.sort(key=_BY_CL)
+            return
+        prev = cl
