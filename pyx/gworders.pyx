@@ -193,9 +193,10 @@ def pack_orders(list orders, log_id=None, ended=None):
     cdef int64_t lid = 0 if log_id is None else log_id
     cdef Order o
     cdef list todo = orders
-    # Ended orders gathered here and added to ``ended`` with one call (a method call
-    # on the deque per order cost more than packing the order).
-    cdef list done = [] if ended is not None else None
+    # Ended orders gathered here (the list made at the first) and added to ``ended``
+    # with one call (a method call on the deque per order cost more than packing it).
+    cdef list done = None
+    cdef bint want_ended = ended is not None
     # One pass marks the orders and sums their sizes, one packs them.
     if lid:
         todo = []
@@ -213,11 +214,14 @@ def pack_orders(list orders, log_id=None, ended=None):
         if pos + sizeof(OrderRec) + len(<list> o.pending) > total:
             raise RuntimeError("an order changed while it was packed")
         pos += _pack(o, w + pos)
-        if done is not None:
+        if want_ended:
             state = o.state
             if not o.pending and S_FILLED <= state <= S_REJECTED:
-                done.append(o)
-    if done:
+                if done is None:
+                    done = [o]
+                else:
+                    done.append(o)
+    if done is not None:
         ended.extend(done)
     return out
 
