@@ -413,7 +413,6 @@ class Gateway:
         # NEWs resent after a lost reply (the core answers an applied one DUPLICATE).
         self.retried: set[int] = set()  # order keys (pyx.gworders.order_key)
         self.reprobe: set[tuple[int, int]] = set()  # probes the core could not take yet
-        self.outbox: list[tuple[int, int, bytes]] = []
         self.flush_scheduled = False
         self.login_window = 0
         self.logins_by_ip: dict[str, int] = {}
@@ -450,14 +449,13 @@ class Gateway:
         """Store the session's next sequenced message; sent after this turn's commit."""
         payload = codec.app_payload(spec, values)
         self.stats["reports"] += 1
-        seq = self.store.append(key_id, payload)
-        self.outbox.append((key_id, seq, payload))
+        self.store.append(key_id, payload)  # also listed to send live (Store.outbox)
         self.schedule_flush()
 
     def emit_payload(self, key_id: int, payload: bytes) -> None:
         """:meth:`emit` of an already packed payload (code + body)."""
         self.stats["reports"] += 1
-        self.outbox.append((key_id, self.store.append(key_id, payload), payload))
+        self.store.append(key_id, payload)  # also listed to send live (Store.outbox)
         if not self.flush_scheduled:
             self.schedule_flush()
 
@@ -828,7 +826,7 @@ class Gateway:
         # flight) or committed (a busier turn).
         if not self.store.log_turn():
             self.store.commit()
-        outbox, self.outbox = self.outbox, []
+        outbox = self.store.take_outbox()
         # One write per connection per turn (fewer syscalls under load); the frames
         # are built in compiled code (reference: session_frames_py).
         if outbox:
@@ -1425,14 +1423,20 @@ class Gateway:
             self.sub.close()
 
 
+def outbox_messages(outbox: list[tuple[int, int, list[bytes]]]) -> list[tuple[int, int, bytes]]:
+    """The ``(key_id, seq, payload)`` of every message of ``outbox`` (:attr:`Store.outbox`
+    entries: key, first seq, payloads), in order (tests, :func:`session_frames_py`)."""
+    return [(k, first + i, p) for k, first, ps in outbox for i, p in enumerate(ps)]
+
+
 def session_frames_py(
-    outbox: list[tuple[int, int, bytes]], sessions: Mapping[int, Conn]
+    outbox: list[tuple[int, int, list[bytes]]], sessions: Mapping[int, Conn]
 ) -> dict[Conn, bytes]:
     """Reference of :func:`pyx.gwreport.session_frames` (same result, tested): the S
     frames of each message that goes out live now, one byte string per connection."""
     out: dict[Conn, list[bytes]] = {}
     head = S_FRAME_HEAD.pack
-    for key_id, seq, payload in outbox:
+    for key_id, seq, payload in outbox_messages(outbox):
         conn = sessions.get(key_id)
         if conn is not None and not conn.replaying and conn.sent_seq == seq - 1:
             # = codec.sequenced_frame(seq, payload), one pack per message

@@ -12,6 +12,7 @@ oracle is ``gateway.store.pack_orders_py`` (tests/gateway/test_order_log.py comp
 them and round-trips both through ``gateway.store.unpack_orders``).
 """
 
+import operator
 import struct
 
 from bursa_wire.gw_layout import (
@@ -192,24 +193,36 @@ def pack_orders(list orders, log_id=None, ended=None):
     cdef int64_t lid = 0 if log_id is None else log_id
     cdef Order o
     cdef list todo = orders
+    # Ended orders gathered here (the list made at the first) and added to ``ended``
+    # with one call (a method call on the deque per order cost more than packing it).
+    cdef list done = None
+    cdef bint want_ended = ended is not None
+    # One pass marks the orders and sums their sizes, one packs them.
     if lid:
         todo = []
         for o in orders:
             if o.log_id != lid:  # not listed before in this call
                 o.log_id = lid
                 todo.append(o)
-    for o in todo:
-        total += sizeof(OrderRec) + len(<list> o.pending)
+                total += sizeof(OrderRec) + len(<list> o.pending)
+    else:
+        for o in orders:
+            total += sizeof(OrderRec) + len(<list> o.pending)
     cdef bytes out = PyBytes_FromStringAndSize(NULL, total)
     cdef char* w = PyBytes_AS_STRING(out)
     for o in todo:
         if pos + sizeof(OrderRec) + len(<list> o.pending) > total:
             raise RuntimeError("an order changed while it was packed")
         pos += _pack(o, w + pos)
-        if ended is not None:
+        if want_ended:
             state = o.state
             if not o.pending and S_FILLED <= state <= S_REJECTED:
-                ended.append(o)
+                if done is None:
+                    done = [o]
+                else:
+                    done.append(o)
+    if done is not None:
+        ended.extend(done)
     return out
 
 
@@ -246,7 +259,9 @@ def fold_rows(list orders, int64_t log_id, list rows, dict runs=None):
     list of orders, for the archive: one row per session and fold)."""
     cdef Order o
     cdef int state
-    cdef list run
+    cdef list run = None
+    # Consecutive orders of one session (the common case) find its run once.
+    cdef uint64_t run_key = 0
     for o in orders:
         if o.log_id != log_id:
             continue  # changed again since: a later row holds its image
@@ -254,11 +269,32 @@ def fold_rows(list orders, int64_t log_id, list rows, dict runs=None):
         state = o.state
         if (runs is not None and not o.stored and not o.pending
                 and S_FILLED <= state <= S_REJECTED):
-            run = runs.get(o.key_id)
-            if run is None:
-                runs[o.key_id] = [o]
-            else:
-                run.append(o)
+            if run is None or o.key_id != run_key:
+                run_key = o.key_id
+                run = runs.get(run_key)
+                if run is None:
+                    run = []
+                    runs[run_key] = run
+            run.append(o)
         else:
             rows.append(_row(o))
         o.stored = True
+
+
+_BY_CL = operator.attrgetter("cl_ord_id")
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def sort_by_cl(list run):
+    """Sort ``run`` (``Order``s) by client id in place (``gateway.store.Store._archive_row``):
+    a run already in order (a client numbering its orders upwards: the common case) is
+    only checked, in C, instead of calling a key function per order."""
+    cdef Py_ssize_t i, n = len(run)
+    cdef uint64_t prev = 0, cl
+    for i in range(n):
+        cl = (<Order> run[i]).cl_ord_id
+        if i and cl < prev:
+            run.sort(key=_BY_CL)
+            return
+        prev = cl

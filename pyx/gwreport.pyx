@@ -177,7 +177,7 @@ cdef class _Sink:
 
     cdef dict last_seq
     cdef dict out
-    cdef dict dirty
+    cdef list dirty
     cdef dict open_by_key
     cdef dict open_by_user
     cdef list outbox
@@ -204,15 +204,17 @@ cdef class _Sink:
         self.dirty = store._dirty
         self.open_by_key = gw.open_by_key
         self.open_by_user = gw.open_by_user
-        self.outbox = gw.outbox  # a list: appended in C, not through a bound method
+        self.outbox = store.outbox  # a list: appended in C, not through a bound method
         self.quote_asset = store.quote_asset
         self.emitted = 0
         self.open_drop = 0
         self.has_cur = False
 
     cdef void emit(self, uint64_t key_id, bytes payload) except *:
-        """Store.append + outbox (= Gateway.emit_payload without the flush scheduling);
-        the session's seq reaches ``last_seq`` at :meth:`sync`."""
+        """Store.append (= Gateway.emit_payload without the flush scheduling): the
+        payload joins the session's chunk of this turn, which a new chunk lists in the
+        store's outbox (nothing per message there); the session's seq reaches
+        ``last_seq`` at :meth:`sync`."""
         if not self.has_cur or key_id != self.cur_key_id:
             self.sync()
             key = key_id
@@ -221,6 +223,7 @@ cdef class _Sink:
             if chunk is None:
                 self.cur_list = []
                 self.out[key] = (seq + 1, self.cur_list)
+                self.outbox.append((key, seq + 1, self.cur_list))
             else:
                 self.cur_list = <list> (<tuple> chunk)[1]
             self.cur_key_id = key_id
@@ -229,7 +232,6 @@ cdef class _Sink:
             self.has_cur = True
         self.cur_seq += 1
         self.cur_list.append(payload)
-        self.outbox.append((self.cur_key, self.cur_seq, payload))
         self.emitted += 1
 
     cdef void sync(self) except *:
@@ -241,7 +243,7 @@ cdef class _Sink:
 
     cdef inline void save(self, object key, Order o) except *:
         """Store.save_order(o); ``key`` is ``o.key`` (the caller's)."""
-        self.dirty[key] = o
+        self.dirty.append(o)
 
     cdef void ended(self, Order o, int new_state) except *:
         """Gateway._set_state(o, new_state) for an ended state (filled, canceled): an open
@@ -486,27 +488,31 @@ def apply_replies(gw, replies, uint64_t ts_ns):
 
 def session_frames(list outbox, dict sessions):
     """This turn's live output: ``{conn: bytes}``, the S frames of every message in
-    ``outbox`` (``(key_id, seq, payload)``, in order) that goes out live, back to back.
+    ``outbox`` (``gateway.store.Store.outbox``: ``(key_id, first seq, payloads)`` per
+    stream chunk, in order; the n-th payload has seq first + n) that goes out live, back
+    to back.
 
     A message goes out live when its session's connection is logged in
     (``sessions[key_id]``), not replaying and has sent exactly the message before it;
-    ``conn.sent_seq`` advances.  The rest is left to the replay (as in the Python loop
-    this replaces, the oracle of tests/gateway/test_gwreport.py).
+    ``conn.sent_seq`` advances.  The rest is left to the replay, and a message listed
+    twice (a chunk's list merged into an earlier one of its session) is sent once (as
+    in the Python loop this replaces, ``gateway.server.session_frames_py``, the oracle
+    of tests/gateway/test_gwreport.py).
     """
     cdef dict per = {}
-    cdef list lst, cur = None
-    cdef Py_ssize_t total, i, n, plen
-    cdef uint64_t seq, sent = 0
+    cdef list lst, cur = None, payloads
+    cdef Py_ssize_t total, i, n, plen, k, m
+    cdef uint64_t seq, first, sent = 0
     cdef bytes payload, buf
     cdef char* w
     cdef SHead* h
-    # Consecutive messages of one session (the common case) look its connection up
-    # once; its sent_seq is kept here and written back when the session changes.
+    # Consecutive chunks of one session look its connection up once; its sent_seq is
+    # kept here and written back when the session changes.
     cdef bint have_key = False, live = False, moved = False
     last_key = None
     conn = None
     for item in outbox:
-        key_id, seq_obj, payload = <tuple> item
+        key_id, first_obj, payloads_obj = <tuple> item
         if not have_key or (key_id is not last_key and key_id != last_key):
             if moved:
                 conn.sent_seq = sent
@@ -520,15 +526,20 @@ def session_frames(list outbox, dict sessions):
                 cur = per.get(conn)
         if not live:
             continue
-        seq = seq_obj
-        if seq != sent + 1:
+        first = first_obj
+        payloads = <list> payloads_obj
+        m = len(payloads)
+        # The messages after the one sent last: from index sent + 1 - first on, while
+        # the seqs run on without a gap (a list's seqs always do).
+        if sent + 1 < first or sent + 1 >= first + <uint64_t> m:
             continue
+        k = <Py_ssize_t> (sent + 1 - first)
         if cur is None:
-            cur = [seq_obj, payload]
+            cur = [sent + 1]
             per[conn] = cur
-        else:
-            cur.append(payload)
-        sent = seq
+        for i in range(k, m):
+            cur.append(payloads[i])
+        sent = first + <uint64_t> m - 1
         moved = True
     if moved:
         conn.sent_seq = sent

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from bursa_wire.gw_layout import STATE_OPEN, STATE_PENDING
 from bursa_wire.layout import EV_DTYPE
 from gateway import batch
-from gateway.server import Gateway, session_frames_py
+from gateway.server import Gateway, outbox_messages, session_frames_py
 from gateway.store import Order, Store
 from pyx import gwreport
 from pyx.enums import EvKind, Reason
@@ -45,7 +45,6 @@ def _gateway(spec: list[tuple[Any, ...]], retried: set[tuple[int, int]]) -> Gate
     gw.store.commit()
     gw.retried = {order_key(u, o) for u, o in retried}
     gw.reprobe = set()
-    gw.outbox = []
     gw.cmds = []
     gw.cmd_tags = []
     gw.mass = {}
@@ -69,11 +68,11 @@ def _gateway(spec: list[tuple[Any, ...]], retried: set[tuple[int, int]]) -> Gate
 def _state(gw: Gateway) -> dict[str, Any]:
     s = gw.store
     return {
-        "outbox": gw.outbox,
+        "outbox": outbox_messages(s.outbox),
         "orders": {k: o.astuple() for k, o in s.orders.items()},
         "last_seq": s.last_seq,
         "streams": s._out,
-        "dirty": sorted(s._dirty),
+        "dirty": sorted({o.key for o in s._dirty}),
         "open": (gw.open_by_key, gw.open_by_user),
         "retried": gw.retried,
         "cmds": (gw.cmds, gw.cmd_tags),
@@ -161,7 +160,7 @@ def test_reports_are_the_layout_bytes() -> None:
     ]  # fmt: skip
     assert gwreport.apply_events(gw, _records(evs)) == 3
     acc, exe = batch.ACCEPTED_STRUCT.pack, batch.EXECUTED_STRUCT.pack
-    assert gw.outbox == [
+    assert outbox_messages(gw.store.outbox) == [
         (11, 1, batch.ACCEPTED_CODE + acc(77, 5, 100, 10, 10, 1, 1, 1)),
         (11, 2, batch.EXECUTED_CODE + exe(77, 6, 9, 99, 4, 6, 8, 2, 1, 1, 2)),
         (12, 1, batch.EXECUTED_CODE + exe(88, 6, 9, 99, 4, 0, 3, 2, 1, 2, 1)),
@@ -182,22 +181,33 @@ class _Conn:
 
 @settings(max_examples=300, deadline=None)
 @given(
-    st.lists(st.tuples(st.sampled_from((1, 2, 3)), st.integers(0, 3)), max_size=40),
+    st.lists(
+        st.tuples(st.sampled_from((1, 2, 3)), st.integers(0, 3), st.integers(1, 4)), max_size=20
+    ),
     st.dictionaries(
         st.sampled_from((1, 2, 4)), st.tuples(st.integers(0, 2), st.booleans()), max_size=3
     ),
     st.sampled_from([b"A" * 50, b"E" * 70, b"C" * 35]),
 )
 def test_session_frames_match_the_python_loop(
-    msgs: list[tuple[int, int]], conns: dict[int, tuple[int, bool]], payload: bytes
+    chunks: list[tuple[int, int, int]], conns: dict[int, tuple[int, bool]], payload: bytes
 ) -> None:
-    # Per key consecutive seqs from 1, with random skips (messages for a seq the
-    # connection is not at, e.g. a gap left to the replay).
+    # Per key chunks of consecutive seqs from 1, with random gaps (messages for a seq
+    # the connection is not at, e.g. left to the replay) and chunk lists merged into
+    # the session's one before (Store.log_turn/commit: an entry's list also holds the
+    # next chunk's messages, listed twice).
     seqs: dict[int, int] = {}
-    outbox = []
-    for key_id, skip in msgs:
-        seqs[key_id] = seqs.get(key_id, 0) + 1 + (skip == 3)
-        outbox.append((key_id, seqs[key_id], payload + bytes([key_id])))
+    last: dict[int, tuple[int, list[bytes]]] = {}
+    outbox: list[tuple[int, int, list[bytes]]] = []
+    for key_id, kind, n in chunks:
+        first = seqs.get(key_id, 0) + 1 + (kind == 3)
+        ps = [payload + bytes([key_id, first + i]) for i in range(n)]
+        seqs[key_id] = first + n - 1
+        prev = last.get(key_id)
+        if kind == 2 and prev is not None and prev[0] + len(prev[1]) == first:
+            prev[1].extend(ps)  # merged: the earlier entry's list grows
+        outbox.append((key_id, first, ps))
+        last[key_id] = (first, ps)
     ref = {k: _Conn(*v) for k, v in conns.items()}
     got = {k: _Conn(*v) for k, v in conns.items()}
     want: dict[Any, bytes] = session_frames_py(outbox, ref)  # type: ignore[arg-type]

@@ -90,6 +90,44 @@ def test_fold_rows_with_runs_matches_the_reference(
         assert all(o.state in store_mod.DONE_STATES and not o.pending for o in run)
 
 
+@settings(max_examples=100, deadline=None)
+@given(
+    orders=ORDERS,
+    keys=st.lists(st.sampled_from((1, 2, 3)), min_size=20, max_size=20),
+    states=st.lists(st.sampled_from(store_mod.DONE_STATES), min_size=20, max_size=20),
+)
+def test_fold_rows_runs_of_few_sessions(
+    orders: list[Order], keys: list[int], states: list[int]
+) -> None:
+    """Runs of interleaved sessions (fold_rows finds a session's run once per stretch)."""
+    for o, k, st_ in zip(orders, keys, states, strict=False):
+        o.key_id, o.state, o.pending, o.stored, o.log_id = k, st_, [], False, 2
+    copies = [unpack_orders(pack_orders_py([o]))[0] for o in orders]
+    for c in copies:
+        c.log_id = 2
+    want: list[tuple[int, int, int, bytes]] = []
+    got: list[tuple[int, int, int, bytes]] = []
+    want_runs: dict[int, list[Order]] = {}
+    got_runs: dict[int, list[Order]] = {}
+    Store.fold_py(copies, 2, want, want_runs)
+    gworders.fold_rows(orders, 2, got, got_runs)
+    assert (got, got_runs) == (want, want_runs) and not got
+    assert sum(len(r) for r in got_runs.values()) == len(orders)
+
+
+@settings(max_examples=200, deadline=None)
+@given(cls=st.lists(st.integers(0, 2**64 - 1), max_size=30), ascending=st.booleans())
+def test_sort_by_cl_sorts_like_the_key_sort(cls: list[int], ascending: bool) -> None:
+    """pyx.gworders.sort_by_cl against list.sort(key=cl_ord_id): runs in order (only
+    checked) and in any order (sorted), ties kept in place (a stable sort)."""
+    if ascending:
+        cls = sorted(cls)
+    run = [Order(1, i + 1, 7, cl, 1, 1, 1, 100, 1, 0, 1, STATE_FILLED) for i, cl in enumerate(cls)]
+    want = sorted(run, key=lambda o: o.cl_ord_id)
+    gworders.sort_by_cl(run)
+    assert [o.order_id for o in run] == [o.order_id for o in want]
+
+
 def test_archive_serves_evicted_orders_and_never_overlaps(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from bursa_wire.gw_layout import BY_NAME, STATE_OPEN, STATE_PENDING
 from bursa_wire.layout import EV_DTYPE, REPLY_DTYPE
-from gateway.server import FRAME_SHIFT
+from gateway.server import FRAME_SHIFT, outbox_messages
 from gateway.store import Order
 from gateway.wire import codec
 from pyx import gwreport
@@ -34,7 +34,7 @@ def accepted_event(o: Order, ts: int) -> np.ndarray[Any, np.dtype[np.void]]:
 
 def reports(gw: object) -> list[dict[str, int | bytes]]:
     out = []
-    for _key, _seq, payload in gw.outbox:  # type: ignore[attr-defined]
+    for _key, _seq, payload in outbox_messages(gw.store.outbox):  # type: ignore[attr-defined]
         assert payload[:1] == ACCEPTED.code
         out.append(codec.decode(ord("S"), (1).to_bytes(8, "little") + payload, False).values)
     return out
@@ -70,7 +70,7 @@ def test_market_orders_wait_for_the_event() -> None:
     o = gw.store.orders[order_key(1, 5)]
     o.ord_type = int(OrdType.MARKET)  # the core sets its book price: the event tells it
     gw._accepted_by_reply(1, 5)
-    assert gw.outbox == [] and o.pending == ["N"]
+    assert gw.store.outbox == [] and o.pending == ["N"]
     gw.on_events(accepted_event(o, 9))
     assert len(reports(gw)) == 1
 
@@ -96,10 +96,9 @@ def test_compiled_reply_acks_match_the_oracle(
     n = gwreport.accept_from_replies(compiled, [order_key(u, o) for u, o in keys], 0)
     assert n == oracle.stats["acks_from_reply"]
     # The oracle stamps the gateway's clock: compare the reports with ts_ns zeroed.
-    oracle.outbox = [(k, s, p[:9] + bytes(8) + p[17:]) for k, s, p in oracle.outbox]
-    oracle.store._out = {
-        k: (f, [p[:9] + bytes(8) + p[17:] for p in ps]) for k, (f, ps) in oracle.store._out.items()
-    }
+    # (In place: the outbox's entries hold the stream chunks' own lists.)
+    for _f, ps in oracle.store._out.values():
+        ps[:] = [p[:9] + bytes(8) + p[17:] for p in ps]
     assert _state(compiled) == _state(oracle)
 
 
@@ -126,7 +125,7 @@ def test_an_event_that_changes_nothing_stores_nothing(compiled: bool) -> None:
     ev = accepted_event(o, 124)
     ev["leaves_lots"] = 7  # e.g. filled on entry: the event tells the open quantity
     apply(ev)
-    assert gw.store._dirty == {order_key(1, 5): o} and o.leaves == 7 and len(reports(gw)) == 1
+    assert gw.store._dirty == [o] and o.leaves == 7 and len(reports(gw)) == 1
 
 
 tags = st.lists(
