@@ -62,9 +62,14 @@ class RawSession:
             self._read(left)
 
     def drain(self, quiet: float = 1.0) -> list[bytes]:
-        """Everything sequenced until nothing arrives for ``quiet`` seconds."""
-        while self._read(quiet):
-            pass
+        """Everything sequenced until no sequenced frame arrives for ``quiet`` seconds
+        (the gateway's heartbeats do not count: they would keep a drain going)."""
+        deadline = time.monotonic() + quiet
+        while (left := deadline - time.monotonic()) > 0:
+            n = len(self.bodies)
+            self._read(left)
+            if len(self.bodies) > n:
+                deadline = time.monotonic() + quiet
         return self.bodies
 
     def names(self) -> list[str]:
@@ -121,6 +126,9 @@ def test_kill9_with_reports_only_in_the_turn_file(tmp_path: Path) -> None:
     gw = GatewayProcess(
         core, tmp_path / "gw.db", tmp_path / "logs", "--turn-fill-ms", "600000",
         "--metrics", "127.0.0.1:0",
+        # The sessions send no heartbeats: a session left idle while another drains
+        # must not time out on a loaded machine (heartbeats are not this test's subject).
+        "--heartbeat-ms", "10000",
     )  # fmt: skip
     try:
         setup_market(core)
