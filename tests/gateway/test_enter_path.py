@@ -24,7 +24,7 @@ from bursa_wire.gw_layout import BY_NAME, STATE_CANCELED
 from bursa_wire.layout import CMD_DTYPE
 from gateway import batch, keys, server
 from gateway import store as store_mod
-from gateway.server import Conn, Gateway, GatewayConfig
+from gateway.server import Conn, Gateway, GatewayConfig, outbox_messages
 from gateway.store import Order, Store
 from gateway.wire import codec
 from pyx import gwentry
@@ -42,7 +42,7 @@ def _gateway(cfg: GatewayConfig, used: list[int]) -> Gateway:
     gw.cfg = cfg
     gw.store = Store(":memory:")
     gw.store.next_order_id = 1
-    gw.outbox, gw.cmds, gw.cmd_tags = [], [], []
+    gw.cmds, gw.cmd_tags = [], []
     gw.open_by_key, gw.open_by_user, gw.user_window = {}, {}, {}
     gw.throttles, gw.sessions = {}, {}
     gw.flush_scheduled, gw.loop = False, None
@@ -72,7 +72,7 @@ def _outcome(gw: Gateway, conn: Conn) -> dict[str, Any]:
         "next_order_id": s.next_order_id,
         "cmds": b"".join(gw.cmds),
         "tags": gw.cmd_tags,
-        "outbox": gw.outbox,
+        "outbox": outbox_messages(s.outbox),
         "last_seq": s.last_seq,
         "open": (gw.open_by_key, gw.open_by_user),
         "user_window": gw.user_window,
