@@ -397,7 +397,7 @@ cdef class SmallTurn:
                     senders.append((self.stream_role, key, False, n_cmds, k))
                     n_cmds += k
         events_stream = self.events_stream
-        if events_stream is not None:
+        if events_stream is not None and _link_ready(events_stream, ready):
             events_stream.read(ready)  # accepts, writes queued frames, closes senders
         cdef bytes replies = self._commit(n_cmds)
         self._send_replies(senders, replies, refused)
@@ -780,6 +780,20 @@ cdef class SmallTurn:
         # EAGAIN: all of it queued there; another error: the same send fails there
         # again and the connection is closed with its log line; partial: the rest.
         self.stream.queue_frame(conn, frame if r <= 0 else frame[r:])
+
+
+cdef bint _link_ready(link, dict ready) except -1:
+    """Whether ``StreamLink.read(ready)`` has anything to do for ``link``: bodies
+    deferred, or its listener or one of its connections in ``ready`` (else it
+    returns no bodies having done nothing; the event stream's common turn)."""
+    if link.deferred:
+        return True
+    listen_fd = link.listen_fd
+    cdef dict conns = link.conns
+    for fd in ready:
+        if fd == listen_fd or fd in conns:
+            return True
+    return False
 
 
 cdef void _journal_header(char *o, uint64_t first_seq, const char *payload, Py_ssize_t plen,
