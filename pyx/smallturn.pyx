@@ -728,7 +728,7 @@ cdef class SmallTurn:
         ``send`` when it is a pyzmq socket)."""
         events_stream = self.events_stream
         if events_stream is not None and events_stream.conns:
-            events_stream.broadcast(frame)
+            self._broadcast(events_stream, frame)
         if PyBytes_GET_SIZE(frame) < self.pub_zero_copy_bytes:
             if self.zsend is not None:
                 self.zsend(self.pub, frame)
@@ -755,15 +755,27 @@ cdef class SmallTurn:
             self.server._send_replies(senders, replies, refused)
 
 
-    cdef _reply(self, conn, bytes body):
-        """``StreamLink.queue_frame(conn, encode_frame(body))``: with nothing queued
-        for ``conn``, the frame goes out by one ``send`` here; what the kernel did
-        not take (or a failed send) goes to ``queue_frame`` (it queues the rest
-        under the link's bound, or logs and closes the connection)."""
+    cdef _broadcast(self, link, bytes body):
+        """``StreamLink.broadcast(body)`` (every connection not doomed gets the
+        frame), each connection's write as :meth:`_send_frame`."""
         frame = encode_stream_frame(body)
+        for conn in list((<dict>link.conns).values()):
+            if not conn.doomed:
+                self._send_frame(link, conn, frame)
+
+    cdef _reply(self, conn, bytes body):
+        """``StreamLink.queue_frame(conn, encode_frame(body))`` (:meth:`_send_frame`)."""
+        if self._send_frame(self.stream, conn, encode_stream_frame(body)):
+            self.direct_replies += 1
+
+    cdef bint _send_frame(self, link, conn, bytes frame) except -1:
+        """``link.queue_frame(conn, frame)``: with nothing queued for ``conn``, the
+        frame goes out by one ``send`` here (True); what the kernel did not take
+        (or a failed send) goes to ``queue_frame`` (it queues the rest under the
+        link's bound, or logs and closes the connection)."""
         if PyByteArray_GET_SIZE(conn.out) != 0:
-            self.stream.queue_frame(conn, frame)
-            return
+            link.queue_frame(conn, frame)
+            return False
         cdef int cfd = conn.fd
         cdef const char *p = PyBytes_AS_STRING(frame)
         cdef Py_ssize_t n = PyBytes_GET_SIZE(frame)
@@ -775,11 +787,11 @@ cdef class SmallTurn:
                     continue
                 break
         if r == n:
-            self.direct_replies += 1
-            return
+            return True
         # EAGAIN: all of it queued there; another error: the same send fails there
         # again and the connection is closed with its log line; partial: the rest.
-        self.stream.queue_frame(conn, frame if r <= 0 else frame[r:])
+        link.queue_frame(conn, frame if r <= 0 else frame[r:])
+        return False
 
 
 cdef bint _link_ready(link, dict ready) except -1:

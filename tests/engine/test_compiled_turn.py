@@ -342,6 +342,41 @@ def test_replies_the_kernel_does_not_take_are_queued(tmp_path: Path) -> None:
     assert got[0] == got[1]
 
 
+def test_event_frames_the_kernel_does_not_take_are_queued(tmp_path: Path) -> None:
+    """An event-stream subscriber that does not read: the compiled turn's own
+    ``send`` of the event frames is cut short, the rest is queued by the link and
+    flushed once the subscriber reads; it gets the same bytes as from the Python
+    turn."""
+    seen: list[bytes] = []
+    for compiled in (True, False):
+        side = _Side(tmp_path / str(compiled), compiled, "async", 64)
+        try:
+            events = side.server.events_stream
+            assert events is not None
+            sub_conn = next(iter(events.conns.values()))
+            sub_conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            queued = False
+            for i in range(30):  # crossing orders: fills, many events per turn
+                body = _body("new", 1 + i % 2, 1 + 40 * (i // 2), 1 + i % 2, 100, 40)
+                side.conns[0].sendall(encode_frame(body))
+                side.server.turn(1000)
+                got = 0
+                while got < 4 + 40 * REC:
+                    got += len(side.conns[0].recv(1 << 16))
+                queued = queued or len(sub_conn.out) > 0
+            assert queued  # the subscriber's buffer was full
+            for _ in range(10_000):
+                side._drain_events()
+                if not sub_conn.out:
+                    break
+                side.server.turn(1)
+            side._drain_events()
+            seen.append(bytes(side.events_seen))
+        finally:
+            side.close()
+    assert len(seen[0]) > 30 * 32 and seen[0] == seen[1]
+
+
 def test_direct_fds_only_for_plain_file_storage(tmp_path: Path) -> None:
     """The direct event-log append gets descriptors only from a writable
     ``FileStorage`` whose ``write_at`` is its own (a subclass injecting write
