@@ -19,7 +19,7 @@ from __future__ import annotations
 import bisect
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -218,6 +218,13 @@ class TimedStorage:
         if got is None:
             return None
         return got[0], self.sync_histogram(name)
+
+    def direct_fds(self) -> dict[str, int] | None:
+        """The wrapped storage's ``direct_fds`` (``FileStorage.direct_fds``; writes
+        are not timed here, so a direct write skips nothing); None when the wrapped
+        storage has none (looked up on its class, as :meth:`direct_io`)."""
+        inner_fds = getattr(type(self.inner), "direct_fds", None)
+        return None if inner_fds is None else cast("dict[str, int] | None", inner_fds(self.inner))
 
     def _hist_of(self, name: str) -> Buckets | None:
         if len(self._sync_hist) >= MAX_SYNC_NAMES:

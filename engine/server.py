@@ -439,7 +439,7 @@ class CoreServer:
             self._small_turn = SmallTurn(
                 self, _KIND_BYTES["trade"], STREAM_ROLE, EVENT_MAGIC,
                 MAX_FRAME_EVENTS, PUB_ZERO_COPY_BYTES,
-                JournalWriteError, JOURNAL_MAGIC, JOURNAL_VERSION, POLL_MAX_EVENTS,
+                JournalWriteError, JOURNAL_MAGIC, JOURNAL_VERSION, POLL_MAX_EVENTS, StorageError,
             )  # fmt: skip
 
     @property

@@ -131,6 +131,16 @@ class FileStorage:
             return None
         return self._fd(name), None
 
+    def direct_fds(self) -> dict[str, int] | None:
+        """The live map name -> open descriptor, for a caller that writes an
+        already-open file itself (the compiled turn's event-log append: a file
+        absent from the map, or removed from it when closed, goes through
+        :meth:`write_at`); None when read-only or when a subclass overrides
+        :meth:`write_at` (fault injection must see every write)."""
+        if self.read_only or type(self).write_at is not FileStorage.write_at:
+            return None
+        return self._fds
+
     def _writable(self, what: str) -> None:
         if self.read_only:
             raise StorageError(errno.EROFS, f"{what}: storage opened read-only")

@@ -18,6 +18,8 @@ class SmallTurn:
 
     turns: int
     direct_batches: int
+    direct_log_frames: int
+    direct_replies: int
     inject_sync_errno: int
 
     def __init__(
@@ -32,6 +34,7 @@ class SmallTurn:
         journal_magic: bytes = b"",
         journal_version: int = 0,
         poll_max_events: int = 256,
+        storage_error: type[Exception] | None = None,
     ) -> None: ...
     def turn(self, timeout_ms: int) -> int:
         """``CoreServer.turn`` (the poll, then this turn or the Python one)."""

@@ -80,6 +80,8 @@ cdef int EPOLL_ERR_ = select.EPOLLERR | select.EPOLLHUP | select.EPOLLRDHUP
 
 cdef extern from "<sys/socket.h>" nogil:
     ssize_t recv(int fd, void *buf, size_t n, int flags)
+    ssize_t send(int fd, const void *buf, size_t n, int flags)
+    int MSG_NOSIGNAL
 
 
 cdef inline uint32_t _get_u32(const unsigned char *p) noexcept nogil:
@@ -181,6 +183,11 @@ cdef class SmallTurn:
         The journal batch header's magic and version (with ``journal_error``).
     poll_max_events : int
         ``engine.looppoll.MAX_EVENTS`` (descriptors one wait returns at most).
+    storage_error : type, optional
+        ``engine.storage.StorageError``: given, an event frame is appended to an
+        already-open event-log segment by one ``pwrite`` here (:meth:`_log_direct`)
+        when the log's storage hands out its descriptors (``direct_fds``); None:
+        always ``EventLog.append_frame``.
     """
 
     cdef object server
@@ -211,11 +218,24 @@ cdef class SmallTurn:
     cdef int pollerr
     cdef object poller
     cdef object ep_poll
+    cdef object storage_error
+    # The event log's storage last seen and its name -> descriptor map (None: no
+    # direct append); looked up again whenever the log's storage object changes.
+    cdef object el_storage
+    cdef object el_fds
+    # pyzmq's compiled ``send`` (the backend's, below the Python ``Socket.send``
+    # wrapper) when the PUB socket is a pyzmq socket; else None (``pub.send``).
+    cdef object zsend
+    cdef bint fsync_mode
     cdef int max_events
     #: Turns run here (for the tests and the status).
     cdef public long long turns
     #: Batches journaled by the direct path (the rest went through ``Sequencer.stage``).
     cdef public long long direct_batches
+    #: Event frames appended by :meth:`_log_direct` (the rest: ``EventLog.append_frame``).
+    cdef public long long direct_log_frames
+    #: Reply frames written by one ``send`` here (the rest: ``StreamLink.queue_frame``).
+    cdef public long long direct_replies
     #: Tests only: the next direct fdatasync fails with this errno (0: none).  The
     #: direct path bypasses the ``Storage`` object a test would wrap to inject it.
     cdef public int inject_sync_errno
@@ -232,7 +252,7 @@ cdef class SmallTurn:
     def __init__(self, server, bytes allowed_kinds, str stream_role, bytes event_magic,
                  Py_ssize_t max_frame_events, Py_ssize_t pub_zero_copy_bytes,
                  journal_error=None, bytes journal_magic=b"", unsigned int journal_version=0,
-                 int poll_max_events=256):
+                 int poll_max_events=256, storage_error=None):
         assert server.stream is not None
         self.server = server
         self.stream = server.stream
@@ -271,7 +291,17 @@ cdef class SmallTurn:
             self.max_events = poll_max_events
         self.turns = 0
         self.direct_batches = 0
+        self.direct_log_frames = 0
+        self.direct_replies = 0
         self.inject_sync_errno = 0
+        self.storage_error = storage_error
+        self.el_storage = None
+        self.el_fds = None
+        self.zsend = None
+        backend = getattr(zmq.backend, "Socket", None)
+        if backend is not None and isinstance(self.pub, backend):
+            self.zsend = backend.send
+        self.fsync_mode = getattr(getattr(server, "sequencer", None), "mode", "") == "fsync"
 
     cdef inline Py_ssize_t _count(self, bytes body):
         """Records of a command frame, or -1 if malformed (``_command_count``)."""
@@ -367,7 +397,7 @@ cdef class SmallTurn:
                     senders.append((self.stream_role, key, False, n_cmds, k))
                     n_cmds += k
         events_stream = self.events_stream
-        if events_stream is not None:
+        if events_stream is not None and _link_ready(events_stream, ready):
             events_stream.read(ready)  # accepts, writes queued frames, closes senders
         cdef bytes replies = self._commit(n_cmds)
         self._send_replies(senders, replies, refused)
@@ -376,7 +406,8 @@ cdef class SmallTurn:
         if events_stream is not None and events_stream.doomed:
             events_stream.end_turn()
         self.turn_metrics(t0_ns, n_cmds, len(senders), replies, n_cmds >= self.limit)
-        if n_cmds:
+        if n_cmds and self.fsync_mode:
+            # (Sequencer.note_durable does nothing in the other modes.)
             self.server.sequencer.note_durable()
         self.turns += 1
         return n_cmds
@@ -508,7 +539,8 @@ cdef class SmallTurn:
             seq.make_durable()
         eventlog = server.eventlog
         for frame, a, b in frames:
-            eventlog.append_frame(frame, a, b)
+            if not self._log_direct(eventlog, <bytes>frame, a, b):
+                eventlog.append_frame(frame, a, b)
             self._pub_send(frame)
         server.n_batches += 1
         server.n_commands += n_cmds
@@ -634,12 +666,74 @@ cdef class SmallTurn:
         writer.synced_seq = writer.next_seq - 1
         seq.stats.syncs += 1
 
+    cdef bint _log_direct(self, eventlog, bytes frame, long long first_seq,
+                          long long last_seq) except -1:
+        """``EventLog.append_frame`` of ``frame`` by one ``pwrite`` to the open
+        descriptor of the log's current segment (``FileStorage.write_at``'s
+        write, error text and exception); False (nothing done) when the frame
+        starts a segment, the segment is not open yet, or the storage hands out no
+        descriptors (a wrapper, a fault-injecting subclass): the caller then runs
+        ``append_frame``, which opens the file, rolls the segment and asserts."""
+        if self.storage_error is None:
+            return False
+        seg = eventlog._segment
+        if seg is None:
+            return False
+        cdef long long size = eventlog._segment_size
+        if size >= <long long>eventlog.segment_bytes_max:
+            return False
+        cdef long long prev = eventlog.last_seq
+        if prev and first_seq != prev + 1 or first_seq > last_seq:
+            return False  # append_frame's asserts say why
+        storage = eventlog.storage
+        if storage is not self.el_storage:
+            getter = getattr(type(storage), "direct_fds", None)
+            self.el_fds = getter(storage) if getter is not None else None
+            self.el_storage = storage
+        if self.el_fds is None:
+            return False
+        fdo = (<dict>self.el_fds).get(seg)
+        if fdo is None:
+            return False
+        cdef int cfd = fdo
+        cdef const char *p = PyBytes_AS_STRING(frame)
+        cdef Py_ssize_t total = PyBytes_GET_SIZE(frame), done = 0, r = 0
+        cdef int err = 0
+        with nogil:
+            while done < total:
+                r = pwrite(cfd, p + done, total - done, size + done)
+                if r < 0:
+                    if errno == EINTR:
+                        continue
+                    err = errno
+                    break
+                if r == 0:
+                    err = -1
+                    break
+                done += r
+        if err == -1:
+            raise self.storage_error(EIO, f"short write to {seg}")
+        if err:
+            raise self.storage_error(err, f"write {seg}: {os.strerror(err)}")
+        eventlog._segment_size = size + total
+        if not eventlog.first_seq:
+            eventlog.first_seq = first_seq
+        eventlog.last_seq = last_seq
+        self.direct_log_frames += 1
+        return True
+
     cdef _pub_send(self, bytes frame):
-        """``CoreServer._pub_send``."""
-        if self.events_stream is not None:
-            self.events_stream.broadcast(frame)
+        """``CoreServer._pub_send`` (an event stream without connections is skipped
+        here, as ``StreamLink.broadcast`` skips it; PUB through pyzmq's compiled
+        ``send`` when it is a pyzmq socket)."""
+        events_stream = self.events_stream
+        if events_stream is not None and events_stream.conns:
+            self._broadcast(events_stream, frame)
         if PyBytes_GET_SIZE(frame) < self.pub_zero_copy_bytes:
-            self.pub.send(frame)
+            if self.zsend is not None:
+                self.zsend(self.pub, frame)
+            else:
+                self.pub.send(frame)
         else:
             self.pub.send(frame, copy=False)
         self.metrics.pub_frames += 1
@@ -655,10 +749,63 @@ cdef class SmallTurn:
                 assert s[3] == 0 and PyBytes_GET_SIZE(replies) == s[4] * REPLY_DTYPE.itemsize
                 conn = self.stream.by_key.get(s[1])
                 if conn is not None:
-                    self.stream.queue_frame(conn, encode_stream_frame(replies))
+                    self._reply(conn, replies)
                 return
         if senders:
             self.server._send_replies(senders, replies, refused)
+
+
+    cdef _broadcast(self, link, bytes body):
+        """``StreamLink.broadcast(body)`` (every connection not doomed gets the
+        frame), each connection's write as :meth:`_send_frame`."""
+        frame = encode_stream_frame(body)
+        for conn in list((<dict>link.conns).values()):
+            if not conn.doomed:
+                self._send_frame(link, conn, frame)
+
+    cdef _reply(self, conn, bytes body):
+        """``StreamLink.queue_frame(conn, encode_frame(body))`` (:meth:`_send_frame`)."""
+        if self._send_frame(self.stream, conn, encode_stream_frame(body)):
+            self.direct_replies += 1
+
+    cdef bint _send_frame(self, link, conn, bytes frame) except -1:
+        """``link.queue_frame(conn, frame)``: with nothing queued for ``conn``, the
+        frame goes out by one ``send`` here (True); what the kernel did not take
+        (or a failed send) goes to ``queue_frame`` (it queues the rest under the
+        link's bound, or logs and closes the connection)."""
+        if PyByteArray_GET_SIZE(conn.out) != 0:
+            link.queue_frame(conn, frame)
+            return False
+        cdef int cfd = conn.fd
+        cdef const char *p = PyBytes_AS_STRING(frame)
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(frame)
+        cdef ssize_t r
+        with nogil:
+            while True:
+                r = send(cfd, p, n, MSG_NOSIGNAL)
+                if r < 0 and errno == EINTR:
+                    continue
+                break
+        if r == n:
+            return True
+        # EAGAIN: all of it queued there; another error: the same send fails there
+        # again and the connection is closed with its log line; partial: the rest.
+        link.queue_frame(conn, frame if r <= 0 else frame[r:])
+        return False
+
+
+cdef bint _link_ready(link, dict ready) except -1:
+    """Whether ``StreamLink.read(ready)`` has anything to do for ``link``: bodies
+    deferred, or its listener or one of its connections in ``ready`` (else it
+    returns no bodies having done nothing; the event stream's common turn)."""
+    if link.deferred:
+        return True
+    listen_fd = link.listen_fd
+    cdef dict conns = link.conns
+    for fd in ready:
+        if fd == listen_fd or fd in conns:
+            return True
+    return False
 
 
 cdef void _journal_header(char *o, uint64_t first_seq, const char *payload, Py_ssize_t plen,

@@ -12,6 +12,7 @@ engine's, and the fsync turn sends nothing when the sync fails.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import itertools
 import os
@@ -47,9 +48,9 @@ from engine.journal import (
     encode_payload,
     parse_header,
 )
-from engine.metrics import CoreMetrics
+from engine.metrics import CoreMetrics, TimedStorage
 from engine.server import CoreServer
-from engine.storage import StorageError
+from engine.storage import FileStorage, StorageError
 from engine.wire import commands
 from engine.wire.frames import EVENT_MAGIC, encode_event_frame
 from engine.wire.streamframe import FrameDecoder, encode_frame
@@ -223,9 +224,10 @@ _STEPS = st.lists(
 
 def _run_both(
     tmp: Path, mode: str, max_batch: int, steps: list[Any], segment_bytes: int = 0
-) -> int:
+) -> tuple[int, int, int]:
     """Run ``steps`` through a compiled and a Python core, compare everything;
-    returns the batches the compiled turn journaled by its direct path."""
+    returns the compiled turn's direct batches (journal), direct event-log appends
+    and reply frames it sent itself."""
     a = _Side(tmp / "compiled", True, mode, max_batch, segment_bytes)
     b = _Side(tmp / "python", False, mode, max_batch, segment_bytes)
     try:
@@ -239,7 +241,8 @@ def _run_both(
         assert a.counters() == b.counters()
         assert a.events_seen == b.events_seen
         assert a.files() == b.files() != {}
-        return a.server._small_turn.direct_batches
+        small = a.server._small_turn
+        return small.direct_batches, small.direct_log_frames, small.direct_replies
     finally:
         a.close()
         b.close()
@@ -266,9 +269,173 @@ def test_a_long_mixed_run_matches(tmp_path: Path) -> None:
         )
         for i in range(40)
     ]  # fmt: skip
-    assert _run_both(tmp_path / "f", "fsync", 5, steps) > 10
+    # (Replies go out directly only in turns with one sender and one frame.)
+    batches, logged, replies = _run_both(tmp_path / "f", "fsync", 5, steps)
+    assert batches > 10 and logged > 10 and replies > 3
     # Segments of ~6 batches: rolls (Python path) between direct batches.
-    assert _run_both(tmp_path / "a", "async", 5, steps, segment_bytes=2048) > 10
+    batches, logged, replies = _run_both(tmp_path / "a", "async", 5, steps, segment_bytes=2048)
+    assert batches > 10 and logged > 10 and replies > 3
+
+
+def test_event_log_rolls_alternate_with_direct_appends(tmp_path: Path) -> None:
+    """Event-log segments of ~2 frames: each roll goes through ``append_frame``
+    (Python: it opens the new file), the next frames through the direct append;
+    the log files, the subscriber's bytes and everything else stay the same."""
+    steps: list[Any] = [([("new", 1 + i % 2, 1 + i, 1 + i % 2, 100, 1)], []) for i in range(12)]
+    a = _Side(tmp_path / "compiled", True, "fsync", 64)
+    b = _Side(tmp_path / "python", False, "fsync", 64)
+    try:
+        for side in (a, b):
+            side.server.eventlog.segment_bytes_max = 300
+        for conn_bodies in steps:
+            sends = [[_body(*x) for x in bodies] for bodies in conn_bodies]
+            expected = [sum(_records(x) for x in bodies) for bodies in sends]
+            assert a.step(sends, expected) == b.step(sends, expected)
+        small = a.server._small_turn
+        assert small is not None and 3 <= small.direct_log_frames < 12
+        assert a.files() == b.files()
+        assert len([n for n in a.files() if n.startswith("events")]) >= 4
+        assert a.events_seen == b.events_seen and a.counters() == b.counters()
+    finally:
+        a.close()
+        b.close()
+
+
+def test_replies_the_kernel_does_not_take_are_queued(tmp_path: Path) -> None:
+    """A client that does not read: the compiled turn's own reply ``send`` is cut
+    short by a full socket buffer, the rest is queued by the link and flushed when
+    the client reads; the client then gets the same bytes as from the Python turn."""
+    got: list[bytes] = []
+    direct = 0
+    for compiled in (True, False):
+        side = _Side(tmp_path / str(compiled), compiled, "async", 64)
+        try:
+            stream = side.server.stream
+            assert stream is not None
+            conn = next(iter(stream.conns.values()))
+            conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            body = _body("new", 1, 1, 1, 100, 60)
+            n_bodies = 40
+            for _ in range(n_bodies):  # one body per turn, nothing read
+                side.conns[0].sendall(encode_frame(body))
+                side.server.turn(1000)
+            if compiled:
+                assert len(conn.out) > 0  # the kernel's buffer was full
+            out = bytearray()
+            side.conns[0].setblocking(False)
+            for _ in range(10_000):
+                with contextlib.suppress(BlockingIOError):
+                    out += side.conns[0].recv(1 << 16)
+                if len(out) >= n_bodies * (4 + 60 * REC):
+                    break
+                side.server.turn(1)
+            got.append(bytes(out))
+            if compiled:
+                small = side.server._small_turn
+                assert small is not None
+                direct = small.direct_replies
+        finally:
+            side.close()
+    assert 0 < direct < 40
+    frames = FrameDecoder(1 << 24).feed(got[0])
+    assert len(frames) == 40 and all(len(f) == 60 * REC for f in frames)
+    assert got[0] == got[1]
+
+
+def test_event_frames_the_kernel_does_not_take_are_queued(tmp_path: Path) -> None:
+    """An event-stream subscriber that does not read: the compiled turn's own
+    ``send`` of the event frames is cut short, the rest is queued by the link and
+    flushed once the subscriber reads; it gets the same bytes as from the Python
+    turn."""
+    seen: list[bytes] = []
+    for compiled in (True, False):
+        side = _Side(tmp_path / str(compiled), compiled, "async", 64)
+        try:
+            events = side.server.events_stream
+            assert events is not None
+            sub_conn = next(iter(events.conns.values()))
+            sub_conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            queued = False
+            for i in range(30):  # crossing orders: fills, many events per turn
+                body = _body("new", 1 + i % 2, 1 + 40 * (i // 2), 1 + i % 2, 100, 40)
+                side.conns[0].sendall(encode_frame(body))
+                side.server.turn(1000)
+                got = 0
+                while got < 4 + 40 * REC:
+                    got += len(side.conns[0].recv(1 << 16))
+                queued = queued or len(sub_conn.out) > 0
+            assert queued  # the subscriber's buffer was full
+            for _ in range(10_000):
+                side._drain_events()
+                if not sub_conn.out:
+                    break
+                side.server.turn(1)
+            side._drain_events()
+            seen.append(bytes(side.events_seen))
+        finally:
+            side.close()
+    assert len(seen[0]) > 30 * 32 and seen[0] == seen[1]
+
+
+def test_direct_fds_only_for_plain_file_storage(tmp_path: Path) -> None:
+    """The direct event-log append gets descriptors only from a writable
+    ``FileStorage`` whose ``write_at`` is its own (a subclass injecting write
+    faults, a read-only storage and a wrapper without ``direct_fds`` get None)."""
+
+    class Faulty(FileStorage):
+        def write_at(self, name: str, offset: int, data: bytes) -> None:
+            raise StorageError(errno.ENOSPC, "full")
+
+    plain = FileStorage(str(tmp_path / "a"))
+    plain.append("x", b"1")
+    fds = plain.direct_fds()
+    assert fds is not None and "x" in fds
+    assert TimedStorage(plain, CoreMetrics()).direct_fds() is fds
+    assert Faulty(str(tmp_path / "b")).direct_fds() is None
+    assert TimedStorage(Faulty(str(tmp_path / "b")), CoreMetrics()).direct_fds() is None
+    assert FileStorage(str(tmp_path / "a"), read_only=True).direct_fds() is None
+    assert TimedStorage(SimpleNamespace(), CoreMetrics()).direct_fds() is None
+    plain.close()
+
+
+def test_a_direct_event_log_failure_sends_nothing(tmp_path: Path) -> None:
+    """The direct event-log append failing (its segment's descriptor made
+    read-only): ``StorageError`` (the process exits 3: the batch is durable in the
+    journal, a restart rebuilds the log), nothing replied or published, the log's
+    end unchanged."""
+    side = _Side(tmp_path / "c", True, "fsync", 64)
+    swapped: list[int] = []
+    try:
+        small = side.server._small_turn
+        assert small is not None
+        side.step([[_body("new", 1, 1, 1, 100, 1)], []], [1, 0])
+        side.step([[_body("new", 1, 2, 1, 100, 1)], []], [1, 0])
+        assert small.direct_log_frames >= 1
+        el = side.server.eventlog
+        logged, size = el.last_seq, el._segment_size
+        pub_before = side.server.metrics.pub_frames
+        events_before = side.events_seen[:]
+        fds = side.server.storage.inner._fds
+        seg = str(el._segment)
+        swapped.append(fds[seg])
+        fds[seg] = os.open(Path(side.server.config.data_dir) / seg, os.O_RDONLY)
+        side.conns[0].sendall(encode_frame(_body("new", 1, 3, 1, 100, 1)))
+        with pytest.raises(StorageError, match=f"write {seg}: Bad file descriptor"):
+            side.server.turn(1000)
+        _no_reply(side)
+        side._drain_events()
+        assert side.events_seen == events_before
+        assert side.server.metrics.pub_frames == pub_before
+        assert (el.last_seq, el._segment_size) == (logged, size)
+        assert side.server.sequencer.last_seq == logged + 1  # journaled, not logged
+    finally:
+        for fd in swapped:
+            os.close(fd)
+        for s in (*side.conns, side.sub):
+            s.close()
+        side.server.replay.stop()
+        side.server._close_sockets()
+        side.server.storage.close()
 
 
 def _serve_chunks(side: _Side, chunks: list[bytes], want: int) -> list[bytes]:
