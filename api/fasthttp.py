@@ -29,7 +29,6 @@ import logging
 import time
 from collections.abc import Callable
 from email.utils import formatdate
-from functools import partial
 
 from api.auth import request_params
 from api.context import Context
@@ -100,6 +99,11 @@ class FastHttp(asyncio.Protocol):
         self.last = 0.0  # loop time of the last request
         self.timer: asyncio.TimerHandle | None = None
         self.task: asyncio.Future[None] | None = None  # the answer in progress
+        # The order whose reply is awaited and its weight: one request at a time per
+        # connection, so its reply's callback finds them here (no partial per request).
+        self.order: NewOrder | None = None
+        self.used = 0
+        self._on_reply = self._finish  # bound once, not once per request
 
     # ------------------------------------------------------------ asyncio
 
@@ -267,8 +271,8 @@ class FastHttp(asyncio.Protocol):
             try:
                 used = ctx.limits.charge(ip, 1)
                 params, payload = request_params(query, body)
-                caller = ctx.auth.signed_raw(key, ip, params, payload, trade=True)
-                n = open_order(ctx, params, caller.user_id, key)
+                uid = ctx.auth.signed_key(key, ip, params, payload, trade=True).user_id
+                n = open_order(ctx, params, uid, key)
             except ApiError as e:
                 self._refuse(e)
                 return
@@ -279,10 +283,15 @@ class FastHttp(asyncio.Protocol):
             self.task = asyncio.ensure_future(self._retry(n, used))
         else:
             assert n.reply is not None
-            n.reply.add_done_callback(partial(self._finish, n, used))
+            self.order, self.used = n, used
+            n.reply.add_done_callback(self._on_reply)
 
-    def _finish(self, n: NewOrder, used: int, _: object) -> None:
-        """The answer of an order whose reply is in; then the next request."""
+    def _finish(self, _: object) -> None:
+        """The answer of the order whose reply is in (``self.order``); then the next
+        request."""
+        n, used = self.order, self.used
+        assert n is not None
+        self.order = None
         try:
             try:
                 out = new_order_text(*close_order(self.ctx, n)).encode()
