@@ -203,16 +203,25 @@ cdef list _KNOWN_STR = [sys.intern(k) for k in _KNOWN]
 cdef list _KNOWN_BYTES = [k.encode("ascii") for k in _KNOWN]
 for _k in _KNOWN_STR:
     hash(_k)
+# The same as C arrays (the bytes above keep the text alive): the look-up below costs
+# a length compare per name, no list item, reference count or type check.
+cdef Py_ssize_t _NKNOWN = len(_KNOWN)
+cdef const char* _KNOWN_P[16]
+cdef Py_ssize_t _KNOWN_N[16]
+cdef PyObject* _KNOWN_O[16]
+assert _NKNOWN <= 16
+for _i in range(_NKNOWN):
+    _KNOWN_P[_i] = PyBytes_AS_STRING(_KNOWN_BYTES[_i])
+    _KNOWN_N[_i] = PyBytes_GET_SIZE(_KNOWN_BYTES[_i])
+    _KNOWN_O[_i] = <PyObject*>_KNOWN_STR[_i]
 
 
 cdef object _name(const char* s, Py_ssize_t n):
     """The ``str`` of ``s[:n]`` (ASCII): a made-once one for a known name."""
     cdef Py_ssize_t i
-    cdef bytes b
-    for i in range(len(_KNOWN_BYTES)):
-        b = _KNOWN_BYTES[i]
-        if PyBytes_GET_SIZE(b) == n and memcmp(PyBytes_AS_STRING(b), s, n) == 0:
-            return _KNOWN_STR[i]
+    for i in range(_NKNOWN):
+        if _KNOWN_N[i] == n and memcmp(_KNOWN_P[i], s, n) == 0:
+            return <object>_KNOWN_O[i]
     return PyUnicode_DecodeASCII(s, n, NULL)
 
 
