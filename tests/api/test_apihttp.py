@@ -184,7 +184,7 @@ def test_order_text_is_the_oracle(
     assert got == json.dumps(new_order_json(spec, o, resp_type, fills))
 
 
-_HEADER_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
+_HEADER_TEXT = st.text(max_size=40)  # no surrogates (hypothesis leaves them out)
 
 
 @settings(max_examples=500)
