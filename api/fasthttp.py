@@ -29,14 +29,13 @@ import logging
 import time
 from collections.abc import Callable
 from email.utils import formatdate
-from functools import partial
 
 from api.auth import request_params
 from api.context import Context
 from api.errors import ApiError
 from api.metrics import count_request
 from api.orders import NewOrder, answer_retry, close_order, new_order_text, open_order
-from pyx.apihttp import parse_head
+from pyx.apihttp import http_answer, order_answer, parse_head
 
 log = logging.getLogger("bursa.api")
 
@@ -100,6 +99,11 @@ class FastHttp(asyncio.Protocol):
         self.last = 0.0  # loop time of the last request
         self.timer: asyncio.TimerHandle | None = None
         self.task: asyncio.Future[None] | None = None  # the answer in progress
+        # The order whose reply is awaited and its weight: one request at a time per
+        # connection, so its reply's callback finds them here (no partial per request).
+        self.order: NewOrder | None = None
+        self.used = 0
+        self._on_reply = self._finish  # bound once, not once per request
 
     # ------------------------------------------------------------ asyncio
 
@@ -267,8 +271,8 @@ class FastHttp(asyncio.Protocol):
             try:
                 used = ctx.limits.charge(ip, 1)
                 params, payload = request_params(query, body)
-                caller = ctx.auth.signed_raw(key, ip, params, payload, trade=True)
-                n = open_order(ctx, params, caller.user_id, key)
+                uid = ctx.auth.signed_key(key, ip, params, payload, trade=True).user_id
+                n = open_order(ctx, params, uid, key)
             except ApiError as e:
                 self._refuse(e)
                 return
@@ -279,17 +283,26 @@ class FastHttp(asyncio.Protocol):
             self.task = asyncio.ensure_future(self._retry(n, used))
         else:
             assert n.reply is not None
-            n.reply.add_done_callback(partial(self._finish, n, used))
+            self.order, self.used = n, used
+            n.reply.add_done_callback(self._on_reply)
 
-    def _finish(self, n: NewOrder, used: int, _: object) -> None:
-        """The answer of an order whose reply is in; then the next request."""
+    def _finish(self, _: object) -> None:
+        """The answer of the order whose reply is in (``self.order``); then the next
+        request."""
+        n, used = self.order, self.used
+        assert n is not None
+        self.order = None
         try:
             try:
-                out = new_order_text(*close_order(self.ctx, n)).encode()
+                spec, o, resp_type, fills = close_order(self.ctx, n)
             except ApiError as e:
                 self._refuse(e)
             else:
-                self._reply(200, JSON_UTF8, out, used)
+                # Head and body in one compiled call (the order's JSON, its UTF-8 and
+                # the head of _reply, not three Python steps).
+                out = order_answer(spec.text_grid, o, resp_type, fills, used, _DATE.now(),
+                                   self.server_header, self.close_after)  # fmt: skip
+                self._write(200, out)
         except Exception:
             self._bug()
         self._next()
@@ -321,6 +334,13 @@ class FastHttp(asyncio.Protocol):
 
     def _reply(self, status: int, ctype: str, body: bytes, used: int) -> None:
         """Count and write one answer; the connection is free for the next request."""
+        reason = f"{status} {_REASONS.get(status, 'Error')}"
+        self._write(status, http_answer(reason, ctype, used, _DATE.now(), self.server_header,
+                                        self.close_after, body))  # fmt: skip
+
+    def _write(self, status: int, out: bytes) -> None:
+        """Count and write one answer's bytes (:meth:`_reply`); the connection is free
+        for the next request."""
         ctx = self.ctx
         count_request(ctx, ROUTE, "POST", status)
         ctx.extra["fast_requests"] = ctx.extra.get("fast_requests", 0) + 1
@@ -328,13 +348,7 @@ class FastHttp(asyncio.Protocol):
         self.busy = False
         if t is None or t.is_closing():
             return
-        close = "Connection: close\r\n" if self.close_after else ""
-        head = (
-            f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\nContent-Type: {ctype}\r\n"
-            f"X-MBX-USED-WEIGHT-1M: {used}\r\nContent-Length: {len(body)}\r\n"
-            f"Date: {_DATE.now()}\r\nServer: {self.server_header}\r\n{close}\r\n"
-        )
-        t.write(head.encode() + body)
+        t.write(out)
         if self.close_after:
             t.close()
 
@@ -358,6 +372,20 @@ class FastHttp(asyncio.Protocol):
             proto.data_received(data)
         if self.eof:
             proto.eof_received()
+
+
+def http_answer_py(
+    status: str, ctype: str, used: int, date: str, server: str, close: bool, body: bytes
+) -> bytes:
+    """The bytes of one answer: the oracle of the compiled :func:`pyx.apihttp.http_answer`
+    (and, with ``new_order_text``, of :func:`pyx.apihttp.order_answer`)."""
+    conn = "Connection: close\r\n" if close else ""
+    head = (
+        f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\n"
+        f"X-MBX-USED-WEIGHT-1M: {used}\r\nContent-Length: {len(body)}\r\n"
+        f"Date: {date}\r\nServer: {server}\r\n{conn}\r\n"
+    )
+    return head.encode() + body
 
 
 def server_header() -> str:

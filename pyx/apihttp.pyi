@@ -14,6 +14,19 @@ def js(s: str) -> str: ...
 def order_text(
     grid: tuple[str, str, int, int, int, int, int], o: Any, resp_type: str, fills: list[Any]
 ) -> str: ...
+def http_answer(
+    status: str, ctype: str, used: int, date: str, server: str, close: bool, body: bytes
+) -> bytes: ...
+def order_answer(
+    grid: tuple[str, str, int, int, int, int, int],
+    o: Any,
+    resp_type: str,
+    fills: list[Any],
+    used: int,
+    date: str,
+    server: str,
+    close: bool,
+) -> bytes: ...
 def new_order_values(
     params: dict[str, str],
     grid: tuple[tuple[int, ...], tuple[int, ...], int, int],

@@ -18,6 +18,8 @@ random and malformed inputs with hypothesis):
 - :func:`fixed` and :func:`order_text`: ``api.symbols._fixed`` and
   ``api.orders.new_order_text_py`` (the new-order answer, byte for byte
   ``json.dumps`` of its dict);
+- :func:`http_answer` and :func:`order_answer`: ``api.fasthttp.http_answer_py`` (an
+  answer's bytes, head and body; a new order's 200 answer in one call);
 - :func:`new_order_values`: ``api.orders.parse_new_order_py`` for the usual new
   orders (None for anything else: the Python code answers);
 - :func:`client_id`: ``api.clientids.ClientIds.of_py`` (a generated clientOrderId);
@@ -201,16 +203,25 @@ cdef list _KNOWN_STR = [sys.intern(k) for k in _KNOWN]
 cdef list _KNOWN_BYTES = [k.encode("ascii") for k in _KNOWN]
 for _k in _KNOWN_STR:
     hash(_k)
+# The same as C arrays (the bytes above keep the text alive): the look-up below costs
+# a length compare per name, no list item, reference count or type check.
+cdef Py_ssize_t _NKNOWN = len(_KNOWN)
+cdef const char* _KNOWN_P[16]
+cdef Py_ssize_t _KNOWN_N[16]
+cdef PyObject* _KNOWN_O[16]
+assert _NKNOWN <= 16
+for _i in range(_NKNOWN):
+    _KNOWN_P[_i] = PyBytes_AS_STRING(_KNOWN_BYTES[_i])
+    _KNOWN_N[_i] = PyBytes_GET_SIZE(_KNOWN_BYTES[_i])
+    _KNOWN_O[_i] = <PyObject*>_KNOWN_STR[_i]
 
 
 cdef object _name(const char* s, Py_ssize_t n):
     """The ``str`` of ``s[:n]`` (ASCII): a made-once one for a known name."""
     cdef Py_ssize_t i
-    cdef bytes b
-    for i in range(len(_KNOWN_BYTES)):
-        b = _KNOWN_BYTES[i]
-        if PyBytes_GET_SIZE(b) == n and memcmp(PyBytes_AS_STRING(b), s, n) == 0:
-            return _KNOWN_STR[i]
+    for i in range(_NKNOWN):
+        if _KNOWN_N[i] == n and memcmp(_KNOWN_P[i], s, n) == 0:
+            return <object>_KNOWN_O[i]
     return PyUnicode_DecodeASCII(s, n, NULL)
 
 
@@ -448,6 +459,36 @@ def order_text(tuple grid, o, str resp_type, list fills):
     """``json.dumps`` of the new-order answer (``api.orders.new_order_json``) byte for
     byte; ``grid`` is ``(name as JSON, quote asset as JSON, tick in price units,
     price decimals, lot in quantity units, quantity decimals, quote decimals)``."""
+    return _order_text(grid, o, resp_type, fills)
+
+
+cdef bytes _http_answer(str status, str ctype, object used, str date, str server, bint close,
+                        bytes body):
+    head = (
+        f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nX-MBX-USED-WEIGHT-1M: {used}\r\n"
+        f"Content-Length: {PyBytes_GET_SIZE(body)}\r\nDate: {date}\r\nServer: {server}\r\n"
+    )
+    head += "Connection: close\r\n\r\n" if close else "\r\n"
+    return head.encode() + body
+
+
+def http_answer(str status, str ctype, object used, str date, str server, bint close,
+                bytes body):
+    """The bytes of one answer of ``api.fasthttp`` (``api.fasthttp.http_answer_py``):
+    ``status`` as "200 OK", the ``X-MBX-USED-WEIGHT-1M`` value ``used``, the ``Date``
+    and ``Server`` values, ``Connection: close`` if ``close``, then ``body``."""
+    return _http_answer(status, ctype, used, date, server, close, body)
+
+
+def order_answer(tuple grid, o, str resp_type, list fills, object used, str date, str server,
+                 bint close):
+    """The bytes of a new order's 200 answer in one call: :func:`http_answer` of
+    "200 OK", ``application/json; charset=utf-8`` and :func:`order_text` (UTF-8)."""
+    return _http_answer("200 OK", "application/json; charset=utf-8", used, date, server, close,
+                        _order_text(grid, o, resp_type, fills).encode())
+
+
+cdef str _order_text(tuple grid, o, str resp_type, list fills):
     cdef str name_js = grid[0]
     cdef str asset_js = grid[1]
     tick, pdec, lot, qdec, cdec = grid[2], grid[3], grid[4], grid[5], grid[6]

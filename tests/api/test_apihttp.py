@@ -20,7 +20,7 @@ from api import auth
 from api.clientids import ClientIds
 from api.core import new_record, pack_new
 from api.errors import ApiError, bad_request
-from api.fasthttp import CLIENT_MAX_SIZE, FastHttp
+from api.fasthttp import CLIENT_MAX_SIZE, JSON_UTF8, FastHttp, http_answer_py
 from api.orders import (
     _ORDER_CONSTS,
     STP_MODES,
@@ -182,6 +182,50 @@ def test_order_text_is_the_oracle(
     got = new_order_text(spec, o, resp_type, fills)
     assert got == new_order_text_py(spec, o, resp_type, fills)
     assert got == json.dumps(new_order_json(spec, o, resp_type, fills))
+
+
+_HEADER_TEXT = st.text(max_size=40)  # no surrogates (hypothesis leaves them out)
+
+
+@settings(max_examples=500)
+@given(
+    st.sampled_from(["200 OK", "400 Bad Request", "500 Internal Server Error", "429 Error"]),
+    _HEADER_TEXT,
+    st.integers(0, 2**63),
+    _HEADER_TEXT,
+    _HEADER_TEXT,
+    st.booleans(),
+    st.binary(max_size=300),
+)
+def test_http_answer_is_the_oracle(
+    status: str, ctype: str, used: int, date: str, server: str, close: bool, body: bytes
+) -> None:
+    """An answer's bytes (head and body) as the Python code writes them."""
+    got = apihttp.http_answer(status, ctype, used, date, server, close, body)
+    assert got == http_answer_py(status, ctype, used, date, server, close, body)
+    head, sep, rest = got.partition(b"\r\n\r\n")
+    assert sep and rest == body and head.startswith(f"HTTP/1.1 {status}\r\n".encode())
+    assert f"Content-Length: {len(body)}\r\n".encode() in head + b"\r\n"
+    assert head.endswith(b"Connection: close") == close
+
+
+@settings(max_examples=500)
+@given(
+    specs(), _orders(), st.sampled_from(["ACK", "RESULT", "FULL"]), _FILLS, _TEXT,
+    st.integers(0, 10**9), _HEADER_TEXT, st.booleans(),
+)  # fmt: skip
+def test_order_answer_is_the_oracle(
+    spec: Any, o: Order, resp_type: str, fills: list[Fill], name: str, used: int, date: str,
+    close: bool,
+) -> None:  # fmt: skip
+    """A new order's whole 200 answer in one call: the Python head of its Python JSON."""
+    spec = dataclasses.replace(spec, name=name or "XY")
+    got = apihttp.order_answer(
+        spec.text_grid, o, resp_type, fills, used, date, "Python/3 aiohttp/3", close
+    )
+    body = new_order_text_py(spec, o, resp_type, fills).encode()
+    want = http_answer_py("200 OK", JSON_UTF8, used, date, "Python/3 aiohttp/3", close, body)
+    assert got == want
 
 
 @pytest.mark.parametrize("s", ["BUY", 'a"b', "é", "\x7f", "line\n", "", "x\\y"])
