@@ -157,6 +157,23 @@ def encode_stream_frame(bytes body):
     return frame
 
 
+
+cdef int _pwrite_all(int fd, const char *p, Py_ssize_t n, long long offset) noexcept nogil:
+    """Write ``n`` bytes at ``offset`` (retrying EINTR and partial writes): 0, the
+    errno of a failed ``pwrite``, or EIO for a write of nothing (``FileStorage``'s
+    "short write")."""
+    cdef Py_ssize_t done = 0, r
+    while done < n:
+        r = pwrite(fd, p + done, n - done, offset + done)
+        if r < 0:
+            if errno == EINTR:
+                continue
+            return errno
+        if r == 0:
+            return EIO
+        done += r
+    return 0
+
 cdef class SmallTurn:
     """The compiled stream-only turn of one ``CoreServer`` (see the module doc).
 
@@ -574,21 +591,11 @@ cdef class SmallTurn:
                         self.journal_version, CMD_BYTES)
         memcpy(o + JOURNAL_HEADER_BYTES + plen, o, JOURNAL_HEADER_BYTES)
         cdef long long offset = writer.size
-        cdef Py_ssize_t done = 0, r = 0
+        cdef Py_ssize_t r = 0
         cdef int err = 0
         writer.dirty = True
         with nogil:
-            while done < total:
-                r = pwrite(cfd, o + done, total - done, offset + done)
-                if r < 0:
-                    if errno == EINTR:
-                        continue
-                    err = errno
-                    break
-                if r == 0:
-                    err = EIO  # FileStorage.write_at's "short write"
-                    break
-                done += r
+            err = _pwrite_all(cfd, o, total, offset)
         if err:
             writer.failed = True
             raise self.journal_error(
@@ -697,21 +704,11 @@ cdef class SmallTurn:
             return False
         cdef int cfd = fdo
         cdef const char *p = PyBytes_AS_STRING(frame)
-        cdef Py_ssize_t total = PyBytes_GET_SIZE(frame), done = 0, r = 0
+        cdef Py_ssize_t total = PyBytes_GET_SIZE(frame)
         cdef int err = 0
         with nogil:
-            while done < total:
-                r = pwrite(cfd, p + done, total - done, size + done)
-                if r < 0:
-                    if errno == EINTR:
-                        continue
-                    err = errno
-                    break
-                if r == 0:
-                    err = -1
-                    break
-                done += r
-        if err == -1:
+            err = _pwrite_all(cfd, p, total, size)
+        if err == EIO:
             raise self.storage_error(EIO, f"short write to {seg}")
         if err:
             raise self.storage_error(err, f"write {seg}: {os.strerror(err)}")
