@@ -186,6 +186,15 @@ class _Side:
             s.close()
         self.server.shutdown()
 
+    def abandon(self) -> None:
+        """Close the clients and the server's sockets and storage without its
+        shutdown (after a failed write or sync: no final flush or snapshot)."""
+        for s in (*self.conns, self.sub):
+            s.close()
+        self.server.replay.stop()
+        self.server._close_sockets()
+        self.server.storage.close()
+
 
 def _body(kind: str, user: int, oid: int, side: int, price: int, n: int) -> bytes:
     """One stream body of ``kind``: good NEWs, a CANCEL, malformed bytes, a refused kind."""
@@ -431,11 +440,7 @@ def test_a_direct_event_log_failure_sends_nothing(tmp_path: Path) -> None:
     finally:
         for fd in swapped:
             os.close(fd)
-        for s in (*side.conns, side.sub):
-            s.close()
-        side.server.replay.stop()
-        side.server._close_sockets()
-        side.server.storage.close()
+        side.abandon()
 
 
 def _serve_chunks(side: _Side, chunks: list[bytes], want: int) -> list[bytes]:
@@ -599,11 +604,7 @@ def test_zmq_turns_fall_back_and_a_failed_sync_sends_nothing(tmp_path: Path) -> 
         assert side.server.metrics.pub_frames == pub_before  # nothing published
         assert side.server.eventlog.last_seq == logged  # nothing logged
     finally:
-        for s in (*side.conns, side.sub):
-            s.close()
-        side.server.replay.stop()
-        side.server._close_sockets()
-        side.server.storage.close()
+        side.abandon()
 
 
 def _no_reply(side: _Side) -> None:
@@ -664,11 +665,7 @@ def test_a_direct_journal_failure_sends_nothing(tmp_path: Path, fault: str) -> N
     finally:
         for fd in swapped:
             os.close(fd)
-        for s in (*side.conns, side.sub):
-            s.close()
-        side.server.replay.stop()
-        side.server._close_sockets()
-        side.server.storage.close()
+        side.abandon()
 
 
 ROOT = Path(__file__).resolve().parents[2]
