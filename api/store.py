@@ -534,9 +534,9 @@ class Store:
 
     def settle(self) -> None:
         """Before a read that goes to SQLite: commit what is buffered, so the read
-        sees every event applied (and no row a buffered change replaces)."""
-        if self.pending:
-            self.commit()
+        sees every event applied (and no row a buffered change replaces); a no-op
+        when nothing is buffered (:meth:`commit`)."""
+        self.commit()
 
     def commit(self) -> None:
         """Write everything buffered in one transaction: the follower's effects with
