@@ -7,8 +7,8 @@ the core's event stream link (``unix:/path``) or PUB, gaps from replay
 All on the asyncio loop (the sockets' FDs are watched with ``add_reader``; the zmq
 ones are edge-triggered, so every wake-up drains them).  At the end of a loop turn
 (:meth:`CoreLink.flush`) what must be durable before the turn's commands leave is
-made so (:meth:`Store.sync`: an id reservation in a transaction, new client-id
-orders in the store's intent file), then the commands leave together in one frame.
+made so (:meth:`Store.sync`: an id reservation in a transaction, the new orders'
+images in the store's intent file), then the commands leave together in one frame.
 The follower's effects (order rows, fills, the last core seq) are rebuildable from
 the core, so no answer waits for them to reach SQLite: they are committed grouped,
 in one transaction with their last seq, ``commit_interval_s`` after the first one

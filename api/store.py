@@ -516,7 +516,7 @@ class Store:
 
     def sync(self) -> None:
         """Before the turn's commands leave: make durable what must be (an id
-        reservation: a transaction; new client-id orders: appended to the intent
+        reservation: a transaction; new orders: appended to the intent
         file, or a transaction when there is none or it is full).  The follower's
         effects stay buffered (rebuildable from the core: :meth:`commit` writes them
         later, grouped), unless ``MAX_PENDING_ROWS`` of them are."""
@@ -540,7 +540,7 @@ class Store:
 
     def commit(self) -> None:
         """Write everything buffered in one transaction: the follower's effects with
-        their last core seq (exactly once), new client-id orders' rows, an id
+        their last core seq (exactly once), new orders' rows, an id
         reservation, other statements.  No-op if nothing."""
         if not self.pending:
             return
