@@ -4,15 +4,24 @@ The aiohttp client costs more CPU per request than the API it measures (and runs
 the same 2-core machine), so the REST benchmark drives the API with this instead:
 
 - every request is built (and signed) before the clock starts: the timed loop only
-  writes bytes and parses status lines and ``Content-Length``;
+  writes bytes and splits and checks answers;
+- every answer is checked: status 200, and its body contains the byte string the
+  caller expects for its request (``expect[k]``: the order's ``clientOrderId``, or
+  ``"orderId": `` when the API generates ids); anything else fails the run, and
+  only checked answers are counted;
 - :func:`open_loop`: request ``k`` is planned at ``t0 + k / rate`` and written at
   that time on connection ``k % connections`` whether or not earlier answers came
   back (pipelined: HTTP/1.1 answers in order, so each connection's answers are
   matched FIFO with its planned times); latency is from the PLANNED send time to the
   end of the answer (coordinated-omission free).  A sender thread sleeps until each
-  planned time; a receiver thread waits on all sockets (epoll) and parses answers;
+  planned time; a receiver thread waits on all sockets (epoll) and parses answers
+  (:class:`pyx.restload.AnswerSplitter`);
 - :func:`closed_loop`: each connection keeps ``depth`` requests in flight for a
-  fixed time (throughput).
+  fixed time (throughput); a connection's next request is written as soon as an
+  answer on it was checked.  The loop is :func:`pyx.restload.closed_loop` (C, one
+  epoll loop, GIL released): the Python loop it replaced cost ~26 µs of CPU per
+  order on the machine the API and the core share, and sat in the round trip that
+  bounds the 8-connection rate (docs/api.md, "The load generator in C").
 
 Both return the client's own CPU time (``time.process_time`` over the run), so a
 report can show the load generator is not the bottleneck.  No ``main``: not a
@@ -27,13 +36,16 @@ import socket
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from pyx import restload as _c
 
 RECV_BYTES = 1 << 18
 
 
 class HttpError(RuntimeError):
-    """An answer that is not ``200`` (or not HTTP/1.1 with a ``Content-Length``)."""
+    """An answer that is not ``200`` with the expected bytes in its body (or not
+    HTTP/1.1 with a ``Content-Length``), or a connection the server closed."""
 
 
 @dataclass
@@ -41,43 +53,9 @@ class LoadResult:
     """What one run measured."""
 
     latencies_ns: list[int]  # per request, from its planned send time (open loop)
-    answered: int  # requests answered
+    answered: int  # requests answered (status 200, the expected bytes in the body)
     seconds: float  # wall time of the run
     client_cpu_s: float  # this process's CPU time during the run (all threads)
-    statuses: collections.Counter[int] = field(default_factory=collections.Counter)
-
-
-class _Parser:
-    """Splits a byte stream into HTTP/1.1 answers (status, body)."""
-
-    def __init__(self) -> None:
-        self.buf = bytearray()
-
-    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
-        """The answers complete after ``data``."""
-        buf = self.buf
-        buf += data
-        out: list[tuple[int, bytes]] = []
-        pos = 0
-        while True:
-            end = buf.find(b"\r\n\r\n", pos)
-            if end < 0:
-                break
-            head = bytes(buf[pos:end]).lower()
-            i = head.find(b"\r\ncontent-length:")
-            if i < 0:
-                raise HttpError(f"answer without Content-Length: {head[:200]!r}")
-            j = head.find(b"\r\n", i + 2)
-            n = int(head[i + 17 : j if j >= 0 else len(head)])
-            start = end + 4
-            if len(buf) < start + n:
-                break
-            status = int(head[9:12])
-            out.append((status, bytes(buf[start : start + n])))
-            pos = start + n
-        if pos:
-            del buf[:pos]
-        return out
 
 
 def _connect(host: str, port: int, n: int) -> list[socket.socket]:
@@ -94,23 +72,34 @@ def _close(socks: Sequence[socket.socket]) -> None:
         s.close()
 
 
+def _check_expect(requests: Sequence[bytes], expect: Sequence[bytes]) -> None:
+    if len(expect) != len(requests):
+        raise ValueError(f"{len(expect)} expected answers for {len(requests)} requests")
+
+
 def open_loop(
-    host: str, port: int, requests: Sequence[bytes], rate: int, connections: int
+    host: str,
+    port: int,
+    requests: Sequence[bytes],
+    rate: int,
+    connections: int,
+    expect: Sequence[bytes],
 ) -> LoadResult:
-    """Send ``requests[k]`` at ``t0 + k / rate`` (module docstring).
+    """Send ``requests[k]`` at ``t0 + k / rate`` (module docstring); its answer must be
+    200 with ``expect[k]`` in its body.
 
     Raises
     ------
     HttpError
-        An answer other than 200 (its body in the message).
+        Any other answer (its start in the message), or a closed connection.
     """
+    _check_expect(requests, expect)
     n = len(requests)
     socks = _connect(host, port, connections)
     planned: list[collections.deque[int]] = [collections.deque() for _ in socks]
     index: list[collections.deque[int]] = [collections.deque() for _ in socks]
     lat = [0] * n
     done = 0
-    statuses: collections.Counter[int] = collections.Counter()
     errors: list[BaseException] = []
     finished = threading.Event()
 
@@ -118,7 +107,7 @@ def open_loop(
         nonlocal done
         ep = select.epoll()
         fds = {s.fileno(): c for c, s in enumerate(socks)}
-        parsers = [_Parser() for _ in socks]
+        splitters = [_c.AnswerSplitter(HttpError) for _ in socks]
         for fd in fds:
             ep.register(fd, select.EPOLLIN)
         try:
@@ -129,11 +118,16 @@ def open_loop(
                     if not data:
                         raise HttpError("connection closed by the server")
                     now = time.perf_counter_ns()
-                    for status, body in parsers[c].feed(data):
-                        statuses[status] += 1
+                    for status, body in splitters[c].feed(data):
+                        if not index[c]:
+                            raise HttpError(f"an answer to no request: {body[:200]!r}")
+                        k = index[c].popleft()
                         if status != 200:
                             raise HttpError(f"answer {status}: {body[:200]!r}")
-                        lat[index[c].popleft()] = now - planned[c].popleft()
+                        if expect[k] not in body:
+                            raise HttpError(f"answer to request {k} lacks {expect[k]!r}: "
+                                            f"{body[:200]!r}")  # fmt: skip
+                        lat[k] = now - planned[c].popleft()
                         done += 1
         except BaseException as e:  # reported by the caller's thread
             errors.append(e)
@@ -165,7 +159,7 @@ def open_loop(
     if errors:
         raise errors[0]
     wall = (time.perf_counter_ns() - t0) / 1e9
-    return LoadResult(lat, done, wall, time.process_time() - cpu0, statuses)
+    return LoadResult(lat, done, wall, time.process_time() - cpu0)
 
 
 def closed_loop(
@@ -174,62 +168,32 @@ def closed_loop(
     requests: Sequence[bytes],
     seconds: float,
     connections: int,
+    expect: Sequence[bytes],
     depth: int = 1,
 ) -> LoadResult:
-    """Keep ``depth`` requests in flight per connection for ``seconds``; requests are
-    taken in order from ``requests`` (which must be long enough).
+    """Keep ``depth`` requests in flight per connection for ``seconds``, then wait for
+    the answers in flight; requests are taken in order from ``requests`` (which must
+    be long enough) and ``requests[k]``'s answer must be 200 with ``expect[k]`` in its
+    body.  One thread: :func:`pyx.restload.closed_loop`.
 
     Raises
     ------
     HttpError
-        An answer other than 200, or ``requests`` ran out.
+        Any other answer, a closed connection, no answer for
+        ``pyx.restload.IDLE_LIMIT_MS``, or ``requests`` ran out.
     """
+    _check_expect(requests, expect)
+    reqs, exp = tuple(requests), tuple(expect)
     socks = _connect(host, port, connections)
-    fds = {s.fileno(): c for c, s in enumerate(socks)}
-    parsers = [_Parser() for _ in socks]
-    inflight = [0] * connections
-    statuses: collections.Counter[int] = collections.Counter()
-    nxt = 0
-    answered = 0
-    ep = select.epoll()
     cpu0 = time.process_time()
     t0 = time.perf_counter()
-    end = t0 + seconds
     try:
-        for fd in fds:
-            ep.register(fd, select.EPOLLIN)
-        for c, s in enumerate(socks):
-            s.sendall(b"".join(requests[nxt : nxt + depth]))
-            nxt += depth
-            inflight[c] = depth
-        stopping = False
-        while any(inflight):
-            for fd, _ in ep.poll(0.5):
-                c = fds[fd]
-                data = socks[c].recv(RECV_BYTES)
-                if not data:
-                    raise HttpError("connection closed by the server")
-                got = parsers[c].feed(data)
-                for status, body in got:
-                    statuses[status] += 1
-                    if status != 200:
-                        raise HttpError(f"answer {status}: {body[:200]!r}")
-                answered += len(got)
-                inflight[c] -= len(got)
-                if not stopping and time.perf_counter() >= end:
-                    stopping = True
-                if not stopping and got:
-                    k = len(got)
-                    if nxt + k > len(requests):
-                        raise HttpError("closed loop ran out of prepared requests")
-                    socks[c].sendall(b"".join(requests[nxt : nxt + k]))
-                    nxt += k
-                    inflight[c] += k
+        fds = [s.fileno() for s in socks]
+        answered, _ = _c.closed_loop(fds, reqs, exp, seconds, depth, HttpError)
     finally:
-        ep.close()
         _close(socks)
     wall = time.perf_counter() - t0
-    return LoadResult([], answered, wall, time.process_time() - cpu0, statuses)
+    return LoadResult([], answered, wall, time.process_time() - cpu0)
 
 
 def process_cpu_ns(pid: int) -> int:

@@ -133,6 +133,21 @@ def order_requests(clients: tuple[Client, Client], n: int, first: int = 0) -> li
     return out
 
 
+def acks_of(requests: list[bytes]) -> list[bytes]:
+    """What each order request's answer must contain to be its acknowledgement: its
+    own ``newClientOrderId`` as the JSON string the API echoes, or, when the API
+    generates the id, ``"orderId": `` (a 200 with an order in it)."""
+    out = []
+    for req in requests:
+        i = req.find(b"newClientOrderId=")
+        if i < 0:
+            out.append(b'"orderId": ')
+            continue
+        j = req.find(b"&", i)
+        out.append(b'"clientOrderId": "' + req[i + 17 : j if j >= 0 else len(req)] + b'"')
+    return out
+
+
 def ping_requests(host: str, port: int, n: int) -> list[bytes]:
     """``n`` ``GET /api/v3/ping`` requests (the HTTP + client floor)."""
     return [f"GET /api/v3/ping HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()] * n
@@ -186,24 +201,29 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                         for k in keys)  # fmt: skip
         assert len(clients) == 2
         # Warm up (connections, caches, the core's first journal writes).
-        restload.closed_loop(host, port, order_requests(clients, 10_064), 0.5, conns)
+        reqs = order_requests(clients, 10_064)
+        restload.closed_loop(host, port, reqs, 0.5, conns, acks_of(reqs))
         reqs = ping_requests(host, port, args.orders)
-        ping = phase(pids, partial(restload.open_loop, host, port, reqs, args.rate, ol))
+        ping = phase(pids, partial(restload.open_loop, host, port, reqs, args.rate, ol,
+                                   [b"{}"] * len(reqs)))  # fmt: skip
         reqs = order_requests(clients, args.orders, 10**6)
-        lat = phase(pids, partial(restload.open_loop, host, port, reqs, args.rate, ol))
+        lat = phase(pids, partial(restload.open_loop, host, port, reqs, args.rate, ol,
+                                  acks_of(reqs)))  # fmt: skip
         reqs = order_requests(clients, max(args.orders // 10, 100), 2 * 10**6)
-        low = phase(pids, partial(restload.open_loop, host, port, reqs, args.low_rate, ol))
+        low = phase(pids, partial(restload.open_loop, host, port, reqs, args.low_rate, ol,
+                                  acks_of(reqs)))  # fmt: skip
         runs = []
         for i in range(args.repeats):
             # Enough prepared requests for 20,000/s (twice the target).
             reqs = order_requests(clients, int(20_000 * args.seconds) + 64, (3 + i) * 10**6)
             runs.append(phase(pids, partial(restload.closed_loop, host, port, reqs,
-                                            args.seconds, conns, args.depth)))  # fmt: skip
+                                            args.seconds, conns, acks_of(reqs),
+                                            args.depth)))  # fmt: skip
         # The same with many connections: the process's CPU-bound capacity (8
         # connections answered one request at a time are bound by latency instead).
         reqs = order_requests(clients, int(20_000 * args.seconds) + 64 * args.depth, 9 * 10**6)
         many = phase(pids, partial(restload.closed_loop, host, port, reqs, args.seconds,
-                                   args.many_connections, args.depth))  # fmt: skip
+                                   args.many_connections, acks_of(reqs), args.depth))  # fmt: skip
     finally:
         api.cleanup()
         core.cleanup()
@@ -307,13 +327,15 @@ def callgrind(args: argparse.Namespace) -> dict[str, Any]:
         clients = tuple(Client(host, port, k.api_key, api.secrets[k.api_key], args.client_ids)
                         for k in keys)  # fmt: skip
         assert len(clients) == 2
-        restload.closed_loop(host, port, order_requests(clients, 20_000), 5.0, 2)
+        reqs = order_requests(clients, 20_000)
+        restload.closed_loop(host, port, reqs, 5.0, 2, acks_of(reqs))
         for i, conns in enumerate(args.callgrind_connections):
             reqs = order_requests(clients, 20_000, (1 + i) * 10**6)
+            acks = acks_of(reqs)
             subprocess.run(["callgrind_control", "-z", pid], check=True, capture_output=True)
             subprocess.run(["callgrind_control", "-i", "on", pid], check=True,
                            capture_output=True)  # fmt: skip
-            run = restload.closed_loop(host, port, reqs, args.seconds, conns)
+            run = restload.closed_loop(host, port, reqs, args.seconds, conns, acks)
             subprocess.run(["callgrind_control", "-i", "off", pid], check=True,
                            capture_output=True)  # fmt: skip
             subprocess.run(["callgrind_control", "-d", f"c{conns}", pid], check=True,

@@ -9,7 +9,7 @@ import re
 from typing import Any
 from urllib.parse import parse_qsl
 
-from bench.api import Client, order_requests
+from bench.api import Client, acks_of, order_requests
 
 
 def _body(req: bytes) -> bytes:
@@ -30,6 +30,20 @@ def test_client_ids_unique_and_signed() -> None:
         assert re.fullmatch(r"x-R4BD3S82[A-Za-z0-9_-]{22}", params["newClientOrderId"])
         ids.append(params["newClientOrderId"])
     assert len(set(ids)) == len(ids)
+
+
+def test_acks_of_name_each_orders_own_id() -> None:
+    """The load generator accepts an order's answer only if it echoes the order's own
+    clientOrderId (or, with generated ids, carries an orderId)."""
+    secret = b"s" * 64
+    clients = (Client("127.0.0.1", 1, "k1", secret, client_ids=True),
+               Client("127.0.0.1", 1, "k2", secret, client_ids=True))  # fmt: skip
+    reqs = order_requests(clients, 6)
+    for r, ack in zip(reqs, acks_of(reqs), strict=True):
+        cid = dict(parse_qsl(_body(r).decode()))["newClientOrderId"]
+        assert ack == f'"clientOrderId": "{cid}"'.encode()
+    plain = (Client("127.0.0.1", 1, "k1", b"s"), Client("127.0.0.1", 1, "k2", b"s"))
+    assert acks_of(order_requests(plain, 2)) == [b'"orderId": '] * 2
 
 
 def test_generated_ids_by_default() -> None:
