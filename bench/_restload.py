@@ -13,9 +13,9 @@ the same 2-core machine), so the REST benchmark drives the API with this instead
   that time on connection ``k % connections`` whether or not earlier answers came
   back (pipelined: HTTP/1.1 answers in order, so each connection's answers are
   matched FIFO with its planned times); latency is from the PLANNED send time to the
-  end of the answer (coordinated-omission free).  A sender thread sleeps until each
-  planned time; a receiver thread waits on all sockets (epoll) and parses answers
-  (:class:`pyx.restload.AnswerSplitter`);
+  end of the answer (coordinated-omission free).  One thread
+  (:func:`pyx.restload.open_loop`, GIL released): it writes every request that is due,
+  then waits on all sockets (``epoll_pwait2``) until the next planned time;
 - :func:`closed_loop`: each connection keeps ``depth`` requests in flight for a
   fixed time (throughput); a connection's next request is written as soon as an
   answer on it was checked.  The loop is :func:`pyx.restload.closed_loop` (C, one
@@ -30,17 +30,12 @@ benchmark of its own (``bench.run_all`` skips it).
 
 from __future__ import annotations
 
-import collections
-import select
 import socket
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pyx import restload as _c
-
-RECV_BYTES = 1 << 18
 
 
 class HttpError(RuntimeError):
@@ -86,80 +81,27 @@ def open_loop(
     expect: Sequence[bytes],
 ) -> LoadResult:
     """Send ``requests[k]`` at ``t0 + k / rate`` (module docstring); its answer must be
-    200 with ``expect[k]`` in its body.
+    200 with ``expect[k]`` in its body.  One thread: :func:`pyx.restload.open_loop`.
 
     Raises
     ------
     HttpError
-        Any other answer (its start in the message), or a closed connection.
+        Any other answer (its start in the message), a closed connection, or no
+        answer for ``pyx.restload.IDLE_LIMIT_MS``.
     """
     _check_expect(requests, expect)
-    n = len(requests)
+    reqs, exp = tuple(requests), tuple(expect)
     socks = _connect(host, port, connections)
-    planned: list[collections.deque[int]] = [collections.deque() for _ in socks]
-    index: list[collections.deque[int]] = [collections.deque() for _ in socks]
-    lat = [0] * n
-    done = 0
-    errors: list[BaseException] = []
-    finished = threading.Event()
-
-    def receive() -> None:
-        nonlocal done
-        ep = select.epoll()
-        fds = {s.fileno(): c for c, s in enumerate(socks)}
-        splitters = [_c.AnswerSplitter(HttpError) for _ in socks]
-        for fd in fds:
-            ep.register(fd, select.EPOLLIN)
-        try:
-            while done < n and not errors:
-                for fd, _ in ep.poll(0.5):
-                    c = fds[fd]
-                    data = socks[c].recv(RECV_BYTES)
-                    if not data:
-                        raise HttpError("connection closed by the server")
-                    now = time.perf_counter_ns()
-                    for status, body in splitters[c].feed(data):
-                        if not index[c]:
-                            raise HttpError(f"an answer to no request: {body[:200]!r}")
-                        k = index[c].popleft()
-                        if status != 200:
-                            raise HttpError(f"answer {status}: {body[:200]!r}")
-                        if expect[k] not in body:
-                            raise HttpError(f"answer to request {k} lacks {expect[k]!r}: "
-                                            f"{body[:200]!r}")  # fmt: skip
-                        lat[k] = now - planned[c].popleft()
-                        done += 1
-        except BaseException as e:  # reported by the caller's thread
-            errors.append(e)
-        finally:
-            ep.close()
-            finished.set()
-
-    rx = threading.Thread(target=receive, name="restload-rx", daemon=True)
     cpu0 = time.process_time()
-    t0 = time.perf_counter_ns() + 20_000_000
-    rx.start()
+    t0 = time.perf_counter()
     try:
-        for k, req in enumerate(requests):
-            at = t0 + k * 1_000_000_000 // rate
-            wait = at - time.perf_counter_ns()
-            if wait > 0:
-                time.sleep(wait / 1e9)
-            if errors:
-                break
-            c = k % connections
-            # Bookkeeping before the bytes leave: the answer may beat the next line.
-            index[c].append(k)
-            planned[c].append(at)
-            socks[c].sendall(req)
-        finished.wait()
+        fds = [s.fileno() for s in socks]
+        lat, answered = _c.open_loop(fds, reqs, exp, rate, HttpError)
     finally:
-        rx.join(timeout=10)
         _close(socks)
-    if errors:
-        raise errors[0]
-    wall = (time.perf_counter_ns() - t0) / 1e9
-    return LoadResult(lat, done, wall, time.process_time() - cpu0)
+    # The C loop plans its first send 20 ms after it starts.
+    wall = time.perf_counter() - t0 - 0.02
+    return LoadResult(lat, answered, wall, time.process_time() - cpu0)
 
 
 def closed_loop(

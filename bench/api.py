@@ -12,7 +12,9 @@ the run.  Every order is an HMAC-signed ``POST /api/v3/order`` over keep-alive
 HTTP/1.1 connections; an answer means the order was sequenced, journaled
 (fdatasync) and matched and its events applied by the API.  The load generator is
 :mod:`bench._restload` (raw sockets, requests signed before the clock starts, wrk
-style): the aiohttp client used before cost more CPU per request than the API.
+style, its loops compiled in :mod:`pyx.restload`; every answer must be 200 and the
+order's acknowledgement, :func:`acks_of`): the aiohttp client used before cost more
+CPU per request than the API.
 
 - ``rest_order_p50_us`` / ``rest_order_p99_us``: open loop at ``--rate`` (1,000)
   orders/s on ``--open-connections`` (64, as the aiohttp client pool used before)

@@ -1,4 +1,4 @@
-"""Type stubs of pyx/restload.pyx (the REST load generator's closed loop and parser)."""
+"""Type stubs of pyx/restload.pyx (the REST load generator's loops and answer parser)."""
 
 from collections.abc import Callable
 
@@ -21,3 +21,10 @@ def closed_loop(
     depth: int,
     error: Callable[[str], Exception],
 ) -> tuple[int, int]: ...
+def open_loop(
+    fds: list[int],
+    requests: tuple[bytes, ...],
+    expect: tuple[bytes, ...],
+    rate: int,
+    error: Callable[[str], Exception],
+) -> tuple[list[int], int]: ...

@@ -1,5 +1,5 @@
 # cython: language_level=3
-"""The REST load generator's closed loop in C: one epoll loop, no GIL, no threads.
+"""The REST load generator's loops in C: one epoll loop each, no GIL, no threads.
 
 ``bench.api`` runs its load generator on the same 2-core machine as the API and the
 core, so every µs the client spends per order is taken from them, and every µs
@@ -16,9 +16,12 @@ contains the byte string the caller expects for that request (the order's
 ``clientOrderId``, or ``"orderId": `` when the API generates the id); anything else
 fails the run.  Only checked answers are counted.
 
-:class:`AnswerSplitter` is the same parser for Python callers (the open loop); its
-oracle is the Python parser in tests/bench/test_restload.py, compared over random
-streams split at random points.
+:func:`open_loop` (the latency run) is the same without the closed loop's feedback:
+requests written at their planned times, answers read in between, one thread.
+
+:class:`AnswerSplitter` is the parser both loops run, for Python callers: the test's
+handle on it, compared with the Python parser the loops replaced
+(tests/bench/test_restload.py) over random streams split at random points.
 """
 
 cimport cython
@@ -45,6 +48,9 @@ cdef extern from "<sys/epoll.h>" nogil:
     int epoll_create1(int flags)
     int epoll_ctl(int epfd, int op, int fd, epoll_event *event)
     int epoll_wait(int epfd, epoll_event *events, int maxevents, int timeout)
+    # ns timeout (Linux 5.11, glibc 2.35): the open loop waits until a planned send.
+    int epoll_pwait2(int epfd, epoll_event *events, int maxevents, const timespec *timeout,
+                     const void *sigmask)
     enum:
         EPOLLIN
         EPOLL_CTL_ADD
@@ -93,17 +99,19 @@ cdef inline bint _lower_is(const char *p, const char *word, Py_ssize_t n) noexce
 
 cdef Py_ssize_t _find(const char *s, Py_ssize_t n, const char *w, Py_ssize_t m) noexcept nogil:
     """The offset of ``w[:m]`` in ``s[:n]``, or -1."""
-    cdef const char *p = s
-    cdef const char *stop = s + n - m
+    cdef Py_ssize_t i = 0, last = n - m
+    cdef const char *p
     if m == 0:
         return 0
-    while p <= stop:
-        p = <const char *>memchr(p, w[0], stop - p + 1)
+    while i <= last:
+        p = <const char *>memchr(s + i, w[0], last - i + 1)
         if p == NULL:
             return -1
+        # Offsets as integers: the debug build's overflow checks take no pointers.
+        i = <Py_ssize_t>(<size_t>p - <size_t>s)
         if memcmp(p, w, m) == 0:
-            return p - s
-        p += 1
+            return i
+        i += 1
     return -1
 
 
@@ -163,7 +171,8 @@ cdef Py_ssize_t _split(const char *buf, Py_ssize_t n, int *status, Py_ssize_t *b
 
 cdef class AnswerSplitter:
     """Splits one connection's byte stream into HTTP/1.1 answers ``(status, body)``
-    (for Python callers; :func:`closed_loop` runs the same parser without the GIL).
+    (for Python callers; :func:`closed_loop` and :func:`open_loop` run the same parser
+    without the GIL).
 
     :meth:`feed` raises ``error(message)`` on a head that is not ``HTTP/1.1 ddd`` with
     a ``Content-Length``, or an answer longer than ``MAX_ANSWER_BYTES``.
@@ -451,3 +460,168 @@ def closed_loop(list fds, tuple requests, tuple expect, double seconds, int dept
         raise error(_message(code, err_status, snippet,
                              <bytes>expect[err_k] if err_k >= 0 else b"", err_k))
     return answered, nxt
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def open_loop(list fds, tuple requests, tuple expect, long long rate, error):
+    """Write ``requests[k]`` at ``t0 + k / rate`` on ``fds[k % len(fds)]`` whether or
+    not earlier answers came back (pipelined), waiting for answers in between; each
+    answer must be ``200`` with ``expect[k]`` in its body.  HTTP/1.1 answers a
+    connection's requests in order, so connection ``c``'s ``i``-th answer is request
+    ``c + i * len(fds)``.  Returns ``(latencies_ns, answered)``: request ``k``'s
+    latency is from its PLANNED send time to the read that completed its answer
+    (coordinated-omission free: a late send or a slow client counts against the
+    server, never for it).
+
+    Raises ``error(message)`` as :func:`closed_loop` does.
+    """
+    cdef Py_ssize_t n = len(requests), nconn = len(fds), c, k, got
+    cdef Py_ssize_t nxt = 0, answered = 0, body_at = 0, body_len = 0, ro
+    cdef int status = 0, code = OK, err_status = 0, nev, e, ep
+    cdef Py_ssize_t err_k = -1, err_c = -1
+    cdef int64_t t0_ns, at_ns = 0, last_ns, now_ns, wait_ns
+    cdef Conn *cn
+    cdef epoll_event ev
+    cdef epoll_event *evs
+    cdef timespec tmo
+    cdef Py_ssize_t w
+    cdef int64_t *lat
+    cdef _Run run = _Run()
+    if len(expect) != n:
+        raise ValueError("expect must have one entry per request")
+    if not 1 <= nconn <= _MAX_CONNECTIONS or rate < 1:
+        raise ValueError(f"1..{_MAX_CONNECTIONS} connections and a positive rate")
+    run.req = <const char **>malloc(max(n, 1) * sizeof(char *))
+    run.req_len = <Py_ssize_t *>malloc(max(n, 1) * sizeof(Py_ssize_t))
+    run.exp = <const char **>malloc(max(n, 1) * sizeof(char *))
+    run.exp_len = <Py_ssize_t *>malloc(max(n, 1) * sizeof(Py_ssize_t))
+    run.conns = <Conn *>calloc(nconn, sizeof(Conn))
+    lat = <int64_t *>calloc(max(n, 1), sizeof(int64_t))
+    evs = <epoll_event *>malloc(nconn * sizeof(epoll_event))
+    if not (run.req and run.req_len and run.exp and run.exp_len and run.conns and evs and lat):
+        free(evs)
+        free(lat)
+        raise MemoryError()
+    run.nconn = nconn
+    for k in range(n):
+        run.req[k] = PyBytes_AS_STRING(<bytes>requests[k])
+        run.req_len[k] = PyBytes_GET_SIZE(<bytes>requests[k])
+        run.exp[k] = PyBytes_AS_STRING(<bytes>expect[k])
+        run.exp_len[k] = PyBytes_GET_SIZE(<bytes>expect[k])
+    run.ep = epoll_create1(EPOLL_CLOEXEC)
+    if run.ep < 0:
+        free(evs)
+        free(lat)
+        raise OSError(errno, "epoll_create1")
+    for c in range(nconn):
+        cn = &run.conns[c]
+        cn.fd = fds[c]
+        cn.buf = <char *>malloc(_MAX_ANSWER_BYTES)
+        if not cn.buf:
+            free(evs)
+            free(lat)
+            raise MemoryError()
+        ev.events = EPOLLIN
+        ev.data.u64 = c
+        if epoll_ctl(run.ep, EPOLL_CTL_ADD, cn.fd, &ev) < 0:
+            free(evs)
+            free(lat)
+            raise OSError(errno, "epoll_ctl")
+    ep = run.ep
+    with nogil:
+        # The first send 20 ms out, as the thread version did (the loop set up first).
+        t0_ns = _now_ns() + 20_000_000
+        last_ns = t0_ns
+        while code == OK and answered < n:
+            now_ns = _now_ns()
+            # Every send that is due, in plan order.
+            while nxt < n:
+                at_ns = t0_ns + <int64_t>(nxt * <int64_t>1_000_000_000 // rate)
+                if at_ns > now_ns:
+                    break
+                if answered == nxt:
+                    last_ns = now_ns  # nothing was outstanding: the idle clock restarts
+                cn = &run.conns[nxt % nconn]
+                e = _write_all(cn.fd, run.req[nxt], run.req_len[nxt])
+                if e:
+                    code, err_status = E_IO, e
+                    break
+                cn.inflight += 1
+                nxt += 1
+            if code != OK:
+                break
+            wait_ns = <int64_t>_POLL_MS * 1_000_000
+            if nxt < n:
+                wait_ns = min(wait_ns, max(at_ns - _now_ns(), 0))
+            tmo.tv_sec = wait_ns // 1_000_000_000
+            tmo.tv_nsec = wait_ns % 1_000_000_000
+            nev = epoll_pwait2(ep, evs, nconn, &tmo, NULL)
+            now_ns = _now_ns()
+            if nev < 0:
+                if errno == EINTR:
+                    continue
+                code, err_status = E_IO, errno
+                break
+            if nev == 0:
+                if answered < nxt and now_ns - last_ns >= <int64_t>_IDLE_LIMIT_MS * 1_000_000:
+                    code = E_IDLE
+                continue
+            for e in range(nev):
+                c = <Py_ssize_t>evs[e].data.u64
+                cn = &run.conns[c]
+                w = read(cn.fd, cn.buf + cn.used, _MAX_ANSWER_BYTES - cn.used)
+                if w < 0:
+                    if errno == EINTR or errno == EAGAIN:
+                        continue
+                    code, err_status, err_c = E_IO, errno, c
+                    break
+                if w == 0:
+                    code, err_c = E_CLOSED, c
+                    break
+                cn.used += w
+                last_ns = now_ns
+                ro = 0
+                while cn.used - ro > 0:
+                    got = _split(cn.buf + ro, cn.used - ro, &status, &body_at, &body_len)
+                    if got == 0:
+                        break
+                    if got < 0:
+                        code, err_c = <int>-got, c
+                        break
+                    if cn.inflight == 0:
+                        code, err_c = E_MALFORMED, c
+                        break
+                    # cn.head counts this connection's answers so far.
+                    k = c + cn.head * nconn
+                    if status != 200:
+                        code, err_status, err_c, err_k = E_STATUS, status, c, k
+                        break
+                    if _find(cn.buf + ro + body_at, body_len, run.exp[k], run.exp_len[k]) < 0:
+                        code, err_c, err_k = E_EXPECT, c, k
+                        break
+                    lat[k] = now_ns - (t0_ns + <int64_t>(k * <int64_t>1_000_000_000 // rate))
+                    cn.head += 1
+                    cn.inflight -= 1
+                    answered += 1
+                    ro += got
+                if code != OK:
+                    if ro < cn.used:
+                        memmove(cn.buf, cn.buf + ro, cn.used - ro)
+                        cn.used -= ro
+                    break
+                if ro:
+                    memmove(cn.buf, cn.buf + ro, cn.used - ro)
+                    cn.used -= ro
+    free(evs)
+    if code != OK:
+        free(lat)
+        snippet = b""
+        if err_c >= 0:
+            cn = &run.conns[err_c]
+            snippet = PyBytes_FromStringAndSize(cn.buf, min(cn.used, _ERR_BODY_BYTES))
+        raise error(_message(code, err_status, snippet,
+                             <bytes>expect[err_k] if err_k >= 0 else b"", err_k))
+    out = [lat[k] for k in range(n)]
+    free(lat)
+    return out, answered
