@@ -257,18 +257,34 @@ cdef int _write_all(int fd, const char *p, Py_ssize_t n) noexcept nogil:
 
 
 cdef class _Run:
-    """The state of one :func:`closed_loop` (C arrays freed with it)."""
+    """The state of one run of either loop: the requests and expected bytes as C
+    arrays, one :c:type:`Conn` per socket, the epoll set, the first failure (C arrays
+    freed with it)."""
 
     cdef Conn *conns
     cdef Py_ssize_t nconn
+    cdef Py_ssize_t n
     cdef const char **req
     cdef Py_ssize_t *req_len
     cdef const char **exp
     cdef Py_ssize_t *exp_len
+    cdef epoll_event *evs
     cdef int ep
+    # The first failure: an Outcome, errno or HTTP status, connection, request.
+    cdef int code
+    cdef int err_status
+    cdef Py_ssize_t err_c
+    cdef Py_ssize_t err_k
+    # The answer :meth:`take` split off last.
+    cdef int status
+    cdef Py_ssize_t body_at
+    cdef Py_ssize_t body_len
 
     def __cinit__(self):
         self.ep = -1
+        self.code = OK
+        self.err_c = -1
+        self.err_k = -1
 
     def __dealloc__(self):
         cdef Py_ssize_t c
@@ -282,8 +298,121 @@ cdef class _Run:
         free(self.req_len)
         free(self.exp)
         free(self.exp_len)
+        free(self.evs)
         if self.ep >= 0:
             close(self.ep)
+
+    cdef int setup(self, list fds, tuple requests, tuple expect, Py_ssize_t depth) except -1:
+        """Take the requests (the caller's tuples keep the bytes alive for the run),
+        allocate one buffer per connection (and, with ``depth``, the closed loop's
+        write buffer and ring) and watch every socket."""
+        cdef Py_ssize_t n = len(requests), nconn = len(fds), k, c, longest = 0
+        cdef Conn *cn
+        cdef epoll_event ev
+        if len(expect) != n:
+            raise ValueError("expect must have one entry per request")
+        if not 1 <= nconn <= _MAX_CONNECTIONS or not 0 <= depth <= _MAX_DEPTH:
+            raise ValueError(f"1..{_MAX_CONNECTIONS} connections and depth 1..{_MAX_DEPTH}")
+        self.n = n
+        self.req = <const char **>malloc(max(n, 1) * sizeof(char *))
+        self.req_len = <Py_ssize_t *>malloc(max(n, 1) * sizeof(Py_ssize_t))
+        self.exp = <const char **>malloc(max(n, 1) * sizeof(char *))
+        self.exp_len = <Py_ssize_t *>malloc(max(n, 1) * sizeof(Py_ssize_t))
+        self.conns = <Conn *>calloc(nconn, sizeof(Conn))
+        self.evs = <epoll_event *>malloc(nconn * sizeof(epoll_event))
+        if not (self.req and self.req_len and self.exp and self.exp_len and self.conns
+                and self.evs):
+            raise MemoryError()
+        self.nconn = nconn
+        for k in range(n):
+            self.req[k] = PyBytes_AS_STRING(<bytes>requests[k])
+            self.req_len[k] = PyBytes_GET_SIZE(<bytes>requests[k])
+            self.exp[k] = PyBytes_AS_STRING(<bytes>expect[k])
+            self.exp_len[k] = PyBytes_GET_SIZE(<bytes>expect[k])
+            longest = max(longest, self.req_len[k])
+        self.ep = epoll_create1(EPOLL_CLOEXEC)
+        if self.ep < 0:
+            raise OSError(errno, "epoll_create1")
+        for c in range(nconn):
+            cn = &self.conns[c]
+            cn.fd = fds[c]
+            cn.buf = <char *>malloc(_MAX_ANSWER_BYTES)
+            if not cn.buf:
+                raise MemoryError()
+            if depth:
+                cn.out = <char *>malloc(max(longest * depth, 1))
+                cn.fifo = <Py_ssize_t *>malloc(depth * sizeof(Py_ssize_t))
+                if not (cn.out and cn.fifo):
+                    raise MemoryError()
+            ev.events = EPOLLIN
+            ev.data.u64 = c
+            if epoll_ctl(self.ep, EPOLL_CTL_ADD, cn.fd, &ev) < 0:
+                raise OSError(errno, "epoll_ctl")
+        return 0
+
+    cdef inline void fail(self, int code, int err_status, Py_ssize_t c,
+                          Py_ssize_t k) noexcept nogil:
+        self.code = code
+        self.err_status = err_status
+        self.err_c = c
+        self.err_k = k
+
+    cdef bint read_some(self, Py_ssize_t c) noexcept nogil:
+        """Read what connection ``c`` has into its buffer: whether bytes came (False
+        also on an interrupted read, or a failure, then ``code`` is set)."""
+        cdef Conn *cn = &self.conns[c]
+        cdef Py_ssize_t w = read(cn.fd, cn.buf + cn.used, _MAX_ANSWER_BYTES - cn.used)
+        if w < 0:
+            if errno != EINTR and errno != EAGAIN:
+                self.fail(E_IO, errno, c, -1)
+            return False
+        if w == 0:
+            self.fail(E_CLOSED, 0, c, -1)
+            return False
+        cn.used += w
+        return True
+
+    cdef Py_ssize_t take(self, Py_ssize_t c, Py_ssize_t ro, Py_ssize_t k) noexcept nogil:
+        """Split the answer at ``ro`` of connection ``c``'s buffer and check it as the
+        answer to request ``k`` (-1: none awaited): its length, 0 when incomplete, -1
+        when it fails (``code`` set)."""
+        cdef Conn *cn = &self.conns[c]
+        cdef Py_ssize_t got = _split(cn.buf + ro, cn.used - ro, &self.status, &self.body_at,
+                                     &self.body_len)
+        if got < 0:
+            self.fail(<int>-got, 0, c, -1)
+            return -1
+        if got == 0:
+            return 0
+        if k < 0:
+            self.fail(E_MALFORMED, 0, c, -1)  # an answer to no request of ours
+            return -1
+        if self.status != 200:
+            self.fail(E_STATUS, self.status, c, k)
+            return -1
+        if _find(cn.buf + ro + self.body_at, self.body_len, self.exp[k], self.exp_len[k]) < 0:
+            self.fail(E_EXPECT, 0, c, k)
+            return -1
+        return got
+
+    cdef inline void consumed(self, Py_ssize_t c, Py_ssize_t ro) noexcept nogil:
+        """Drop the first ``ro`` bytes of connection ``c``'s buffer (on a failure the
+        failing answer is then at its front, for the message)."""
+        cdef Conn *cn = &self.conns[c]
+        if ro:
+            memmove(cn.buf, cn.buf + ro, cn.used - ro)
+            cn.used -= ro
+
+    cdef int raise_failure(self, error, tuple expect) except -1:
+        """Raise ``error`` with the first failure's message."""
+        cdef Conn *cn
+        snippet = b""
+        if self.err_c >= 0:
+            cn = &self.conns[self.err_c]
+            snippet = PyBytes_FromStringAndSize(cn.buf, min(cn.used, _ERR_BODY_BYTES))
+        raise error(_message(self.code, self.err_status, snippet,
+                             <bytes>expect[self.err_k] if self.err_k >= 0 else b"",
+                             self.err_k))
 
 
 @cython.boundscheck(False)
@@ -297,57 +426,17 @@ def closed_loop(list fds, tuple requests, tuple expect, double seconds, int dept
     Raises ``error(message)`` on any other answer, a malformed or closed stream, an
     I/O error, ``requests`` running out, or no answer for ``IDLE_LIMIT_MS``.
     """
-    cdef Py_ssize_t n = len(requests), nconn = len(fds), c, k, i, longest = 0, got
-    cdef Py_ssize_t nxt = 0, answered = 0, body_at = 0, body_len = 0, ro, nout
-    cdef int status = 0, code = OK, err_status = 0, nev, e, ep
-    cdef Py_ssize_t err_k = -1, err_c = -1
+    cdef Py_ssize_t nconn = len(fds), n, c, k, i, got, ro, nout
+    cdef Py_ssize_t nxt = 0, answered = 0
+    cdef int nev, e
     cdef bint stopping = False
     cdef int64_t end_ns, last_ns, now_ns
     cdef Conn *cn
-    cdef epoll_event ev
-    cdef epoll_event *evs
-    cdef Py_ssize_t w
     cdef _Run run = _Run()
-    if len(expect) != n:
-        raise ValueError("expect must have one entry per request")
-    if not 1 <= nconn <= _MAX_CONNECTIONS or not 1 <= depth <= _MAX_DEPTH:
-        raise ValueError(f"1..{_MAX_CONNECTIONS} connections and depth 1..{_MAX_DEPTH}")
-    run.req = <const char **>malloc(max(n, 1) * sizeof(char *))
-    run.req_len = <Py_ssize_t *>malloc(max(n, 1) * sizeof(Py_ssize_t))
-    run.exp = <const char **>malloc(max(n, 1) * sizeof(char *))
-    run.exp_len = <Py_ssize_t *>malloc(max(n, 1) * sizeof(Py_ssize_t))
-    run.conns = <Conn *>calloc(nconn, sizeof(Conn))
-    evs = <epoll_event *>malloc(nconn * sizeof(epoll_event))
-    if not (run.req and run.req_len and run.exp and run.exp_len and run.conns and evs):
-        free(evs)
-        raise MemoryError()
-    run.nconn = nconn
-    # The tuples (the caller's, immutable) keep every byte string alive for the run.
-    for k in range(n):
-        run.req[k] = PyBytes_AS_STRING(<bytes>requests[k])
-        run.req_len[k] = PyBytes_GET_SIZE(<bytes>requests[k])
-        run.exp[k] = PyBytes_AS_STRING(<bytes>expect[k])
-        run.exp_len[k] = PyBytes_GET_SIZE(<bytes>expect[k])
-        longest = max(longest, run.req_len[k])
-    run.ep = epoll_create1(EPOLL_CLOEXEC)
-    if run.ep < 0:
-        free(evs)
-        raise OSError(errno, "epoll_create1")
-    for c in range(nconn):
-        cn = &run.conns[c]
-        cn.fd = fds[c]
-        cn.buf = <char *>malloc(_MAX_ANSWER_BYTES)
-        cn.out = <char *>malloc(max(longest * depth, 1))
-        cn.fifo = <Py_ssize_t *>malloc(depth * sizeof(Py_ssize_t))
-        if not (cn.buf and cn.out and cn.fifo):
-            free(evs)
-            raise MemoryError()
-        ev.events = EPOLLIN
-        ev.data.u64 = c
-        if epoll_ctl(run.ep, EPOLL_CTL_ADD, cn.fd, &ev) < 0:
-            free(evs)
-            raise OSError(errno, "epoll_ctl")
-    ep = run.ep
+    if depth < 1:
+        raise ValueError(f"depth 1..{_MAX_DEPTH}")
+    run.setup(fds, requests, expect, depth)
+    n = run.n
     with nogil:
         now_ns = _now_ns()
         end_ns = now_ns + <int64_t>(seconds * 1e9)
@@ -356,7 +445,7 @@ def closed_loop(list fds, tuple requests, tuple expect, double seconds, int dept
         for c in range(nconn):
             cn = &run.conns[c]
             if nxt + depth > n:
-                code = E_RAN_OUT
+                run.fail(E_RAN_OUT, 0, -1, -1)
                 break
             nout = 0
             for i in range(depth):
@@ -367,55 +456,35 @@ def closed_loop(list fds, tuple requests, tuple expect, double seconds, int dept
             cn.inflight = depth
             e = _write_all(cn.fd, cn.out, nout)
             if e:
-                code, err_status = E_IO, e
+                run.fail(E_IO, e, c, -1)
                 break
-        while code == OK:
-            nev = epoll_wait(ep, evs, nconn, _POLL_MS)
+        while run.code == OK:
+            nev = epoll_wait(run.ep, run.evs, nconn, _POLL_MS)
             now_ns = _now_ns()
             if nev < 0:
-                if errno == EINTR:
-                    continue
-                code, err_status = E_IO, errno
-                break
+                if errno != EINTR:
+                    run.fail(E_IO, errno, -1, -1)
+                continue
             if now_ns >= end_ns:
                 stopping = True
             if nev == 0:
                 if now_ns - last_ns >= <int64_t>_IDLE_LIMIT_MS * 1_000_000:
-                    code = E_IDLE
+                    run.fail(E_IDLE, 0, -1, -1)
                 continue
             for e in range(nev):
-                c = <Py_ssize_t>evs[e].data.u64
+                c = <Py_ssize_t>run.evs[e].data.u64
                 cn = &run.conns[c]
-                w = read(cn.fd, cn.buf + cn.used, _MAX_ANSWER_BYTES - cn.used)
-                if w < 0:
-                    if errno == EINTR or errno == EAGAIN:
-                        continue
-                    code, err_status, err_c = E_IO, errno, c
-                    break
-                if w == 0:
-                    code, err_c = E_CLOSED, c
-                    break
-                cn.used += w
+                if not run.read_some(c):
+                    if run.code != OK:
+                        break
+                    continue
                 last_ns = now_ns
                 ro = 0
                 nout = 0
-                while cn.used - ro > 0:
-                    got = _split(cn.buf + ro, cn.used - ro, &status, &body_at, &body_len)
-                    if got == 0:
-                        break
-                    if got < 0:
-                        code, err_c = <int>-got, c
-                        break
-                    if cn.inflight == 0:
-                        # An answer to no request of ours.
-                        code, err_c = E_MALFORMED, c
-                        break
-                    k = cn.fifo[cn.head]
-                    if status != 200:
-                        code, err_status, err_c, err_k = E_STATUS, status, c, k
-                        break
-                    if _find(cn.buf + ro + body_at, body_len, run.exp[k], run.exp_len[k]) < 0:
-                        code, err_c, err_k = E_EXPECT, c, k
+                while True:
+                    k = cn.fifo[cn.head] if cn.inflight else -1
+                    got = run.take(c, ro, k)
+                    if got <= 0:
                         break
                     cn.head = (cn.head + 1) % depth
                     cn.inflight -= 1
@@ -423,7 +492,7 @@ def closed_loop(list fds, tuple requests, tuple expect, double seconds, int dept
                     ro += got
                     if not stopping:
                         if nxt >= n:
-                            code = E_RAN_OUT
+                            run.fail(E_RAN_OUT, 0, -1, -1)
                             break
                         # The ring slot just freed is the last of the ring now.
                         cn.fifo[(cn.head + cn.inflight) % depth] = nxt
@@ -431,34 +500,22 @@ def closed_loop(list fds, tuple requests, tuple expect, double seconds, int dept
                         nout += run.req_len[nxt]
                         cn.inflight += 1
                         nxt += 1
-                if code != OK:
-                    if ro < cn.used and err_c == c:
-                        # Keep the failing answer's bytes at the front for the message.
-                        memmove(cn.buf, cn.buf + ro, cn.used - ro)
-                        cn.used -= ro
+                run.consumed(c, ro)
+                if run.code != OK:
                     break
-                if ro:
-                    memmove(cn.buf, cn.buf + ro, cn.used - ro)
-                    cn.used -= ro
                 if nout:
                     e = _write_all(cn.fd, cn.out, nout)
                     if e:
-                        code, err_status, err_c = E_IO, e, c
+                        run.fail(E_IO, e, c, -1)
                         break
-            if code == OK and stopping:
+            if run.code == OK and stopping:
                 for c in range(nconn):
                     if run.conns[c].inflight:
                         break
                 else:
                     break
-    free(evs)
-    if code != OK:
-        snippet = b""
-        if err_c >= 0:
-            cn = &run.conns[err_c]
-            snippet = PyBytes_FromStringAndSize(cn.buf, min(cn.used, _ERR_BODY_BYTES))
-        raise error(_message(code, err_status, snippet,
-                             <bytes>expect[err_k] if err_k >= 0 else b"", err_k))
+    if run.code != OK:
+        run.raise_failure(error, expect)
     return answered, nxt
 
 
@@ -476,64 +533,26 @@ def open_loop(list fds, tuple requests, tuple expect, long long rate, error):
 
     Raises ``error(message)`` as :func:`closed_loop` does.
     """
-    cdef Py_ssize_t n = len(requests), nconn = len(fds), c, k, got
-    cdef Py_ssize_t nxt = 0, answered = 0, body_at = 0, body_len = 0, ro
-    cdef int status = 0, code = OK, err_status = 0, nev, e, ep
-    cdef Py_ssize_t err_k = -1, err_c = -1
+    cdef Py_ssize_t nconn = len(fds), n, c, k, got, ro
+    cdef Py_ssize_t nxt = 0, answered = 0
+    cdef int nev, e
     cdef int64_t t0_ns, at_ns = 0, last_ns, now_ns, wait_ns
     cdef Conn *cn
-    cdef epoll_event ev
-    cdef epoll_event *evs
     cdef timespec tmo
-    cdef Py_ssize_t w
     cdef int64_t *lat
     cdef _Run run = _Run()
-    if len(expect) != n:
-        raise ValueError("expect must have one entry per request")
-    if not 1 <= nconn <= _MAX_CONNECTIONS or rate < 1:
-        raise ValueError(f"1..{_MAX_CONNECTIONS} connections and a positive rate")
-    run.req = <const char **>malloc(max(n, 1) * sizeof(char *))
-    run.req_len = <Py_ssize_t *>malloc(max(n, 1) * sizeof(Py_ssize_t))
-    run.exp = <const char **>malloc(max(n, 1) * sizeof(char *))
-    run.exp_len = <Py_ssize_t *>malloc(max(n, 1) * sizeof(Py_ssize_t))
-    run.conns = <Conn *>calloc(nconn, sizeof(Conn))
+    if rate < 1:
+        raise ValueError("a positive rate")
+    run.setup(fds, requests, expect, 0)
+    n = run.n
     lat = <int64_t *>calloc(max(n, 1), sizeof(int64_t))
-    evs = <epoll_event *>malloc(nconn * sizeof(epoll_event))
-    if not (run.req and run.req_len and run.exp and run.exp_len and run.conns and evs and lat):
-        free(evs)
-        free(lat)
+    if not lat:
         raise MemoryError()
-    run.nconn = nconn
-    for k in range(n):
-        run.req[k] = PyBytes_AS_STRING(<bytes>requests[k])
-        run.req_len[k] = PyBytes_GET_SIZE(<bytes>requests[k])
-        run.exp[k] = PyBytes_AS_STRING(<bytes>expect[k])
-        run.exp_len[k] = PyBytes_GET_SIZE(<bytes>expect[k])
-    run.ep = epoll_create1(EPOLL_CLOEXEC)
-    if run.ep < 0:
-        free(evs)
-        free(lat)
-        raise OSError(errno, "epoll_create1")
-    for c in range(nconn):
-        cn = &run.conns[c]
-        cn.fd = fds[c]
-        cn.buf = <char *>malloc(_MAX_ANSWER_BYTES)
-        if not cn.buf:
-            free(evs)
-            free(lat)
-            raise MemoryError()
-        ev.events = EPOLLIN
-        ev.data.u64 = c
-        if epoll_ctl(run.ep, EPOLL_CTL_ADD, cn.fd, &ev) < 0:
-            free(evs)
-            free(lat)
-            raise OSError(errno, "epoll_ctl")
-    ep = run.ep
     with nogil:
         # The first send 20 ms out, as the thread version did (the loop set up first).
         t0_ns = _now_ns() + 20_000_000
         last_ns = t0_ns
-        while code == OK and answered < n:
+        while run.code == OK and answered < n:
             now_ns = _now_ns()
             # Every send that is due, in plan order.
             while nxt < n:
@@ -545,83 +564,53 @@ def open_loop(list fds, tuple requests, tuple expect, long long rate, error):
                 cn = &run.conns[nxt % nconn]
                 e = _write_all(cn.fd, run.req[nxt], run.req_len[nxt])
                 if e:
-                    code, err_status = E_IO, e
+                    run.fail(E_IO, e, nxt % nconn, -1)
                     break
                 cn.inflight += 1
                 nxt += 1
-            if code != OK:
+            if run.code != OK:
                 break
             wait_ns = <int64_t>_POLL_MS * 1_000_000
             if nxt < n:
                 wait_ns = min(wait_ns, max(at_ns - _now_ns(), 0))
             tmo.tv_sec = wait_ns // 1_000_000_000
             tmo.tv_nsec = wait_ns % 1_000_000_000
-            nev = epoll_pwait2(ep, evs, nconn, &tmo, NULL)
+            nev = epoll_pwait2(run.ep, run.evs, nconn, &tmo, NULL)
             now_ns = _now_ns()
             if nev < 0:
-                if errno == EINTR:
-                    continue
-                code, err_status = E_IO, errno
-                break
+                if errno != EINTR:
+                    run.fail(E_IO, errno, -1, -1)
+                continue
             if nev == 0:
                 if answered < nxt and now_ns - last_ns >= <int64_t>_IDLE_LIMIT_MS * 1_000_000:
-                    code = E_IDLE
+                    run.fail(E_IDLE, 0, -1, -1)
                 continue
             for e in range(nev):
-                c = <Py_ssize_t>evs[e].data.u64
+                c = <Py_ssize_t>run.evs[e].data.u64
                 cn = &run.conns[c]
-                w = read(cn.fd, cn.buf + cn.used, _MAX_ANSWER_BYTES - cn.used)
-                if w < 0:
-                    if errno == EINTR or errno == EAGAIN:
-                        continue
-                    code, err_status, err_c = E_IO, errno, c
-                    break
-                if w == 0:
-                    code, err_c = E_CLOSED, c
-                    break
-                cn.used += w
+                if not run.read_some(c):
+                    if run.code != OK:
+                        break
+                    continue
                 last_ns = now_ns
                 ro = 0
-                while cn.used - ro > 0:
-                    got = _split(cn.buf + ro, cn.used - ro, &status, &body_at, &body_len)
-                    if got == 0:
-                        break
-                    if got < 0:
-                        code, err_c = <int>-got, c
-                        break
-                    if cn.inflight == 0:
-                        code, err_c = E_MALFORMED, c
-                        break
+                while True:
                     # cn.head counts this connection's answers so far.
-                    k = c + cn.head * nconn
-                    if status != 200:
-                        code, err_status, err_c, err_k = E_STATUS, status, c, k
-                        break
-                    if _find(cn.buf + ro + body_at, body_len, run.exp[k], run.exp_len[k]) < 0:
-                        code, err_c, err_k = E_EXPECT, c, k
+                    k = c + cn.head * nconn if cn.inflight else -1
+                    got = run.take(c, ro, k)
+                    if got <= 0:
                         break
                     lat[k] = now_ns - (t0_ns + <int64_t>(k * <int64_t>1_000_000_000 // rate))
                     cn.head += 1
                     cn.inflight -= 1
                     answered += 1
                     ro += got
-                if code != OK:
-                    if ro < cn.used:
-                        memmove(cn.buf, cn.buf + ro, cn.used - ro)
-                        cn.used -= ro
+                run.consumed(c, ro)
+                if run.code != OK:
                     break
-                if ro:
-                    memmove(cn.buf, cn.buf + ro, cn.used - ro)
-                    cn.used -= ro
-    free(evs)
-    if code != OK:
+    if run.code != OK:
         free(lat)
-        snippet = b""
-        if err_c >= 0:
-            cn = &run.conns[err_c]
-            snippet = PyBytes_FromStringAndSize(cn.buf, min(cn.used, _ERR_BODY_BYTES))
-        raise error(_message(code, err_status, snippet,
-                             <bytes>expect[err_k] if err_k >= 0 else b"", err_k))
+        run.raise_failure(error, expect)
     out = [lat[k] for k in range(n)]
     free(lat)
     return out, answered
