@@ -207,6 +207,12 @@ LEGACY_INTENT_SUFFIX = intentfile.INTENT_SUFFIX
 # pass").  64 MiB holds more than FOLD_AGE_S of log at 300,000 orders/s (~250 B each);
 # the cache fills only as pages are used.
 CACHE_KIB = 65_536
+# The WAL file is cut back to this size (bytes; PRAGMA journal_size_limit) when SQLite
+# restarts it, instead of keeping its largest size for good: during a sustained burst
+# the checkpointer never catches up with the loop's commits, so the WAL is not
+# restarted until the burst ends and grew to ~740 MB at 211k orders/s (docs/gateway.md,
+# "tenth pass"); a gateway that runs for days keeps only this much between bursts.
+WAL_LIMIT_BYTES = 64 << 20
 SET_NEXT_ORDER_ID = "INSERT OR REPLACE INTO meta (k, v) VALUES ('next_order_id', ?)"
 INSERT_ORDER = "INSERT OR REPLACE INTO orders (key_id, cl_ord_id, live, rec) VALUES (?, ?, ?, ?)"
 INSERT_ARCHIVE = "INSERT INTO order_archive (key_id, hi_cl, lo_cl, recs) VALUES (?, ?, ?, ?)"
@@ -299,6 +305,7 @@ class Store:
     ) -> None:
         self.con: sqlite3.Connection = keys.connect(db_path)
         self.con.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+        self.con.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
         # commit()'s statements go through one cursor (Connection.execute makes a new
         # cursor per statement)
         self._cur = self.con.cursor()
