@@ -64,6 +64,7 @@ import argparse
 import json
 import os
 import select
+import shutil
 import signal
 import socket
 import statistics
@@ -585,6 +586,7 @@ def sustained_repeat(args: argparse.Namespace) -> list[dict[str, Any]]:
     finally:
         gw.cleanup()
         core.cleanup()
+        shutil.rmtree(base, ignore_errors=True)  # GBs of database after a long probe
     return out
 
 
