@@ -3,6 +3,7 @@
 Usage::
 
     .venv/bin/python -m bench.e2e --json [--quick]
+    .venv/bin/python -m bench.e2e --sustained-repeat 8 [--sustained-s 3]  # aging probe
 
 Setup: a real ``bursa core`` and a real ``bursa gateway`` (loopback TCP), one
 symbol, funded users, API keys.  The gateway reaches the core through its stream
