@@ -3,6 +3,7 @@
 Usage::
 
     .venv/bin/python -m bench.e2e --json [--quick]
+    .venv/bin/python -m bench.e2e --sustained-repeat 8 [--sustained-s 3]  # aging probe
 
 Setup: a real ``bursa core`` and a real ``bursa gateway`` (loopback TCP), one
 symbol, funded users, API keys.  The gateway reaches the core through its stream
@@ -64,6 +65,7 @@ import argparse
 import json
 import os
 import select
+import shutil
 import signal
 import socket
 import statistics
@@ -437,13 +439,16 @@ def sustained(sessions: list[Session], seconds: float, window: int) -> int:
 # ------------------------------------------------------------------ setup
 
 
-def start_stack(tmp: Path, mode: str, users: int) -> tuple[CoreProcess, GatewayProcess, list[Path]]:
-    """A core in ``mode``, a market, a gateway and one key per user."""
+def start_stack(
+    tmp: Path, mode: str, users: int, *gw_flags: str
+) -> tuple[CoreProcess, GatewayProcess, list[Path]]:
+    """A core in ``mode``, a market, a gateway (GW_FLAGS, then ``gw_flags``) and one
+    key per user."""
     (tmp / "logs").mkdir(parents=True, exist_ok=True)
     core = CoreProcess(tmp / "core", tmp / "logs", mode)
     core.start()
     setup_market(core, users=tuple(range(1, users + 1)), funds=10**15)
-    gw = GatewayProcess(core, tmp / "gw.db", tmp / "logs", *GW_FLAGS)
+    gw = GatewayProcess(core, tmp / "gw.db", tmp / "logs", *GW_FLAGS, *gw_flags)
     gw.start(port=0)
     ks = [make_key(gw.db, tmp / f"k{u}.key", u) for u in range(1, users + 1)]
     return core, gw, ks
@@ -510,6 +515,80 @@ def callgrind(args: argparse.Namespace) -> dict[str, Any]:
         "callgrind_orders": [small, large],
         "callgrind_totals": [a, b],
     }
+
+
+def _rss_bytes(pid: int) -> int:
+    """Resident set size of process ``pid`` (Linux /proc)."""
+    with open(f"/proc/{pid}/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _written_bytes(pid: int) -> int:
+    """Bytes process ``pid`` has passed to write calls so far (/proc ``wchar``: the
+    WAL's appends, the checkpoints' copies, the turn file, the sockets)."""
+    with open(f"/proc/{pid}/io") as fh:
+        return next(int(ln.split()[1]) for ln in fh if ln.startswith("wchar:"))
+
+
+def _file_bytes(path: Path) -> int:
+    """Size of ``path`` (0 if absent)."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def sustained_repeat(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """``--sustained-repeat N``: one stack (async core, one gateway), the sustained
+    run (4 sessions, 3 s) N times back to back; per run the rate, the gateway's and
+    the core's CPU per order, the gateway's RSS, its database + WAL bytes (and per
+    order) and its in-memory order count: whether the gateway slows down as it ages."""
+    base = Path(tempfile.mkdtemp(prefix="bench-e2e-rep-", dir=args.dir))
+    bound = args.max_orders_in_memory
+    flags = ("--max-orders-in-memory", str(bound)) if bound else ()
+    core, gw, ks = start_stack(base, "async", 4, *flags)
+    out: list[dict[str, Any]] = []
+    try:
+        assert gw.proc is not None
+        assert core.proc is not None
+        sess = [Session(gw.port, k) for k in ks]
+        if not args.json:  # for a profiler to attach (perf record -p)
+            print(json.dumps({"gateway_pid": gw.proc.pid, "core_pid": core.proc.pid}), flush=True)
+        db = Path(gw.db)
+        wal = db.with_name(db.name + "-wal")
+        db0 = _file_bytes(db) + _file_bytes(wal)
+        for i in range(args.sustained_repeat):
+            cpu0, core0 = process_cpu_s(gw.proc.pid), process_cpu_s(core.proc.pid)
+            sent0 = sum(x.cl for x in sess)
+            w0 = _written_bytes(gw.proc.pid)
+            rate = sustained(sess, args.sustained_s, 2000)
+            time.sleep(0.5)  # the last window is handled
+            n = sum(x.cl for x in sess) - sent0
+            db1 = _file_bytes(db) + _file_bytes(wal)
+            row = {
+                "run": i + 1,
+                "orders_per_s": rate,
+                "orders": n,
+                "gateway_cpu_us_per_order": round((process_cpu_s(gw.proc.pid) - cpu0) * 1e6 / n, 2),
+                "core_cpu_us_per_order": round((process_cpu_s(core.proc.pid) - core0) * 1e6 / n, 2),
+                "gateway_rss_mb": round(_rss_bytes(gw.proc.pid) / 2**20, 1),
+                "db_mb": round(_file_bytes(db) / 2**20, 1),
+                "wal_mb": round(_file_bytes(wal) / 2**20, 1),
+                "db_growth_b_per_order": round((db1 - db0) / n, 1),
+                "written_b_per_order": round((_written_bytes(gw.proc.pid) - w0) / n),
+                "orders_in_memory": int(gateway_metric(gw, "bursa_gateway_orders_in_memory")),
+                "orders_evicted": int(gateway_metric(gw, "bursa_gateway_orders_evicted_total")),
+                "load": os.getloadavg()[0],
+            }
+            db0 = db1
+            out.append(row)
+            if not args.json:
+                print(json.dumps(row), flush=True)
+    finally:
+        gw.cleanup()
+        core.cleanup()
+        shutil.rmtree(base, ignore_errors=True)  # GBs of database after a long probe
+    return out
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
@@ -691,7 +770,26 @@ def main(argv: list[str] | None = None) -> int:
         default="stream",
         help="with --callgrind: the gateway's link to the core (default: its stream link)",
     )
+    ap.add_argument(
+        "--sustained-repeat",
+        type=int,
+        default=0,
+        metavar="N",
+        help="only the sustained run, N times back to back on one gateway (per-run table)",
+    )
+    ap.add_argument(
+        "--sustained-s", type=float, default=3.0, help="with --sustained-repeat: seconds per run"
+    )
+    ap.add_argument(
+        "--max-orders-in-memory",
+        type=int,
+        default=0,
+        help="with --sustained-repeat: the gateway's order map bound (default: its own)",
+    )
     args = ap.parse_args(argv)
+    if args.sustained_repeat:
+        print(json.dumps({"bench": "e2e", "sustained_repeat": sustained_repeat(args)}))
+        return 0
     if args.echo_server:
         echo_server()
         return 0

@@ -199,6 +199,20 @@ CHUNK_HEAD = struct.Struct("<QQII")
 # The order intent file of earlier versions (new orders only, bindings.intentfile's
 # plain records): read once at start if present, then removed.
 LEGACY_INTENT_SUFFIX = intentfile.INTENT_SUFFIX
+# SQLite's page cache of the store's connection (KiB; PRAGMA cache_size), instead of
+# the default 2 MiB: an order log row is deleted ~FOLD_AGE_S after it is written, and
+# deleting a blob walks its overflow pages; with 2 MiB those pages (and the streams'
+# B-tree pages) had left the cache by then and were read back from the WAL, one pread
+# each (~10% of the loop thread's time in the sustained run, docs/gateway.md, "tenth
+# pass").  64 MiB holds more than FOLD_AGE_S of log at 300,000 orders/s (~250 B each);
+# the cache fills only as pages are used.
+CACHE_KIB = 65_536
+# The WAL file is cut back to this size (bytes; PRAGMA journal_size_limit) when SQLite
+# restarts it, instead of keeping its largest size for good: during a sustained burst
+# the checkpointer never catches up with the loop's commits, so the WAL is not
+# restarted until the burst ends and grew to ~740 MB at 211k orders/s (docs/gateway.md,
+# "tenth pass"); a gateway that runs for days keeps only this much between bursts.
+WAL_LIMIT_BYTES = 64 << 20
 SET_NEXT_ORDER_ID = "INSERT OR REPLACE INTO meta (k, v) VALUES ('next_order_id', ?)"
 INSERT_ORDER = "INSERT OR REPLACE INTO orders (key_id, cl_ord_id, live, rec) VALUES (?, ?, ?, ?)"
 INSERT_ARCHIVE = "INSERT INTO order_archive (key_id, hi_cl, lo_cl, recs) VALUES (?, ?, ?, ?)"
@@ -290,6 +304,8 @@ class Store:
         self, db_path: str | Path, max_orders_in_memory: int = DEFAULT_MAX_ORDERS_IN_MEMORY
     ) -> None:
         self.con: sqlite3.Connection = keys.connect(db_path)
+        self.con.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+        self.con.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
         # commit()'s statements go through one cursor (Connection.execute makes a new
         # cursor per statement)
         self._cur = self.con.cursor()
@@ -298,8 +314,11 @@ class Store:
         self._migrate()
         self.max_orders_in_memory = max_orders_in_memory
         # Orders that ended (candidates for eviction), oldest first (pyx.gworders.pack_orders
-        # lists them: the order itself, no key tuple per order).
-        self._ended: deque[Order] = deque()
+        # lists them: the order itself, no key tuple per order), from ``_ended_head`` on:
+        # a list and an index rather than a deque, so the compiled eviction takes
+        # entries without a popleft call each (pyx.gworders.evict_ended).
+        self._ended: list[Order | None] = []
+        self._ended_head = 0
         # key_id -> the highest cl_ord_id ever stored: a higher one cannot be a duplicate
         # of an evicted order (no SQLite look-up for clients with increasing ids).
         self.max_cl: dict[int, int] = {}
@@ -783,30 +802,64 @@ class Store:
 
     def _evict(self) -> None:
         """Drop ended orders (committed, no request in flight) from memory, oldest-ended
-        first, until the map is within its bound or no ended order is left.  An order
-        whose latest image is still only in the order log is folded first."""
-        ended, by_cl, orders = self._ended, self.by_cl, self.orders
-        while len(orders) > self.max_orders_in_memory and ended:
-            o = ended[0]
+        first, until the map is within its bound or no ended order is left
+        (:func:`pyx.gworders.evict_ended`, compiled: once the map is full every order
+        taken in evicts one).  An order whose latest image is still only in the order
+        log is folded first."""
+        while True:
+            head, n, log_id = gworders.evict_ended(
+                self._ended, self._ended_head, self.orders, self.by_cl, self.max_orders_in_memory
+            )
+            self._ended_head = head
+            self.evicted += n
+            if not log_id:
+                break
+            self.con.execute("BEGIN")
+            self._fold(0.0, log_id)
+            self.con.execute("COMMIT")
+        self._compact_ended()
+
+    def _compact_ended(self) -> None:
+        """Keep the eviction queue bounded: taken entries leave once they are the
+        larger part of the list (one memmove, amortised), and entries of orders evicted
+        or listed again leave once the queue is twice the map."""
+        ended, head, orders = self._ended, self._ended_head, self.orders
+        if head and head * 2 >= len(ended):
+            del ended[:head]
+            self._ended_head = head = 0
+        if len(ended) > 2 * len(orders) + 1024:
+            self._ended = [o for o in ended[head:] if o is not None and orders.get(o.key) is o]
+            self._ended_head = 0
+
+    @staticmethod
+    def evict_py(
+        ended: list[Order | None],
+        head: int,
+        orders: dict[int, Order],
+        by_cl: dict[int, dict[int, Order]],
+        bound: int,
+    ) -> tuple[int, int, int]:
+        """Reference of :func:`pyx.gworders.evict_ended` (the Python loop it replaced,
+        with taken entries set to None)."""
+        evicted = 0
+        while head < len(ended) and len(orders) > bound:
+            o = ended[head]
+            assert o is not None
             key = o.key
             if orders.get(key) is not o:
-                ended.popleft()
+                ended[head] = None
+                head += 1
                 continue  # already gone (listed more than once)
             if o.log_id:
-                self.con.execute("BEGIN")
-                self._fold(0.0, o.log_id)
-                self.con.execute("COMMIT")
-            ended.popleft()
+                return head, evicted, o.log_id
+            ended[head] = None
+            head += 1
             if o.state not in DONE_STATES or o.pending:
                 continue  # active again: listed anew when it ends
             del by_cl[o.key_id][o.cl_ord_id]
             del orders[key]
-            self.evicted += 1
-        if not ended:
-            return
-        # Entries of orders evicted or re-listed: keep the queue bounded by the map.
-        if len(ended) > 2 * len(orders) + 1024:
-            self._ended = deque(o for o in ended if orders.get(o.key) is o)
+            evicted += 1
+        return head, evicted, 0
 
     def find_cl(self, key_id: int, cl_ord_id: int) -> Order | None:
         """The session's order with this client id: from memory or, once evicted (ended

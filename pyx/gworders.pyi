@@ -58,7 +58,7 @@ class Order:
 def pack_orders(
     orders: list[Any],
     log_id: int | None = None,
-    ended: deque[Order] | None = None,
+    ended: deque[Order] | list[Order | None] | None = None,
 ) -> bytes: ...
 def order_row(o: Order) -> tuple[int, int, int, bytearray]: ...
 def fold_rows(
@@ -68,3 +68,10 @@ def fold_rows(
     runs: dict[int, list[Any]] | None = None,
 ) -> None: ...
 def sort_by_cl(run: list[Order]) -> None: ...
+def evict_ended(
+    ended: list[Order | None],
+    head: int,
+    orders: dict[int, Order],
+    by_cl: dict[int, dict[int, Order]],
+    bound: int,
+) -> tuple[int, int, int]: ...

@@ -182,7 +182,7 @@ def pack_orders(list orders, log_id=None, ended=None):
     ``log_id`` to it (the log row holding its latest image, until folded), and an
     order listed more than once is packed once, at its first place (a turn's new
     orders and its changed orders may overlap: ``Store.commit``); with ``ended`` (a
-    deque), appends each order packed that ended (filled, canceled or rejected) with
+    list), appends each order packed that ended (filled, canceled or rejected) with
     no request pending (eviction candidates: the order itself, no key tuple).
 
     Raises ``OverflowError`` for a field out of its record range (as ``struct.pack``
@@ -298,3 +298,45 @@ def sort_by_cl(list run):
             run.sort(key=_BY_CL)
             return
         prev = cl
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def evict_ended(list ended, Py_ssize_t head, dict orders, dict by_cl, Py_ssize_t bound):
+    """Drop ended orders from the order map (``gateway.store.Store._evict``; reference
+    ``Store.evict_py``): take ``ended[head:]`` (eviction candidates, oldest-ended
+    first) while ``orders`` holds more than ``bound``; an entry whose order is no
+    longer in the map (evicted, or listed again) or is active again (a request pending,
+    or not ended) is skipped; an ended one is removed from ``orders`` and from its
+    session's map in ``by_cl``.
+
+    Taken entries are set to None (the caller drops them from the list in bulk: an
+    evicted order must not stay alive there).  Stops at an order whose latest image is still only in the order log
+    (``log_id``, not taken: the caller folds that row first and calls again).
+    Returns ``(new head, orders evicted, that log_id or 0)``.
+
+    In C rather than a Python loop: once the map is full, every order the gateway
+    takes in evicts one (docs/gateway.md, "tenth pass")."""
+    cdef Py_ssize_t i = head, n = len(ended), evicted = 0
+    cdef Order o
+    cdef int state
+    cdef object key, have
+    while i < n and len(orders) > bound:
+        o = <Order> ended[i]
+        key = order_key_c(o.user_id, o.order_id)
+        have = orders.get(key)
+        if have is not o:
+            ended[i] = None  # taken: the list must not keep an evicted order alive
+            i += 1  # already gone (listed more than once)
+            continue
+        if o.log_id:
+            return i, evicted, o.log_id
+        ended[i] = None
+        i += 1
+        state = o.state
+        if (<list> o.pending) or not (S_FILLED <= state <= S_REJECTED):
+            continue  # active again: listed anew when it ends
+        del (<dict> by_cl[o.key_id])[o.cl_ord_id]
+        del orders[key]
+        evicted += 1
+    return i, evicted, 0

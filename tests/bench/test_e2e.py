@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -44,3 +45,24 @@ def test_echo_open_loop_and_sustained(tmp_path: Path) -> None:
         echo.wait()
         gw.cleanup()
         core.cleanup()
+
+
+def test_sustained_repeat_reports_each_run_of_one_gateway(tmp_path: Path) -> None:
+    # A small order map, so the probe's second run evicts: the per-run rows follow one
+    # gateway (orders counted across runs, the map held at its bound).
+    args = argparse.Namespace(
+        dir=str(tmp_path), sustained_repeat=2, sustained_s=0.5, max_orders_in_memory=500,
+        json=True,
+    )  # fmt: skip
+    rows = e2e.sustained_repeat(args)
+    assert [r["run"] for r in rows] == [1, 2]
+    for r in rows:
+        assert r["orders_per_s"] > 0 and r["orders"] > 0
+        assert r["gateway_cpu_us_per_order"] > 0 and r["core_cpu_us_per_order"] > 0
+        assert r["written_b_per_order"] > 0 and r["gateway_rss_mb"] > 0
+        assert r["orders_in_memory"] <= 500 + 4 * 2000  # the bound, plus what is in flight
+    assert rows[1]["orders_evicted"] > rows[0]["orders_evicted"] > 0
+    assert (
+        rows[1]["orders_evicted"] + rows[1]["orders_in_memory"]
+        == rows[0]["orders"] + rows[1]["orders"]
+    )
