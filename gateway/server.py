@@ -490,8 +490,13 @@ class Gateway:
         was small (at most :data:`IMMEDIATE_FLUSH_MAX` messages, replies or events: one
         order in flight) and no flush was scheduled before it (no other read of this
         turn waits for it); else the scheduled end-of-turn flush, so a busy turn's
-        commands and reports share one frame to the core and one commit."""
+        commands and reports share one frame to the core and one commit.  Stream
+        links only (:attr:`level_links`): with a zmq link every flush reads all the
+        core's sockets, and flushing from the read measured no gain there
+        (docs/gateway.md, tenth pass)."""
         if was_scheduled or not self.flush_scheduled or records > IMMEDIATE_FLUSH_MAX:
+            return
+        if not self.level_links:
             return
         handle = self._flush_handle
         if handle is not None:

@@ -230,17 +230,21 @@ def test_flush_reads_links_only_when_edge_triggered(level: bool, awaiting_balanc
 
 
 @settings(max_examples=30, deadline=None)
-@given(orders=st.integers(1, 2 * IMMEDIATE_FLUSH_MAX), scheduled=st.booleans())
-def test_a_small_session_read_flushes_in_the_same_iteration(orders: int, scheduled: bool) -> None:
-    """A lone ENTER_ORDER (one in flight) is sent to the core from ``data_received``;
-    a read of more orders, or one after another read scheduled the flush, waits for
-    the end of the loop turn (one frame for all)."""
+@given(orders=st.integers(1, 2 * IMMEDIATE_FLUSH_MAX), scheduled=st.booleans(), level=st.booleans())
+def test_a_small_session_read_flushes_in_the_same_iteration(
+    orders: int, scheduled: bool, level: bool
+) -> None:
+    """A lone ENTER_ORDER (one in flight) is sent to the core from ``data_received``
+    (stream links); a read of more orders, or one after another read scheduled the
+    flush, or any read with a zmq link, waits for the end of the loop turn (one
+    frame for all)."""
     with mock.patch.object(store_mod, "clock_order_id", lambda: 0):
         gw = entry_gateway(GatewayConfig(), [])
         conn = entry_conn(gw, keys.PERM_TRADE)
         loop = FakeLoop()
         gw.loop = loop  # type: ignore[assignment]
         gw._flush_handle = None
+        gw.level_links = level
         flushed: list[int] = []
 
         def flush() -> None:
@@ -255,7 +259,7 @@ def test_a_small_session_read_flushes_in_the_same_iteration(orders: int, schedul
         )
         conn.data_received(data)
         assert len(gw.cmd_tags) == orders
-        now = not scheduled and orders <= IMMEDIATE_FLUSH_MAX
+        now = level and not scheduled and orders <= IMMEDIATE_FLUSH_MAX
         assert flushed == ([orders] if now else [])
         loop.end_turn()
         assert flushed == [orders]  # exactly one flush either way
