@@ -38,7 +38,7 @@ import zmq
 
 from bindings.client import CoreClient, CoreError, EventSubscriber
 from bindings.loopwatch import LoopWatch
-from bindings.streamlink import StreamEventSource, trade_client
+from bindings.streamlink import StreamEventSource, StreamTradeClient, trade_client
 from bursa_wire.gw_layout import (
     APP_OUT,
     BY_NAME,
@@ -122,6 +122,10 @@ MAX_CORE_FRAME = 4096  # commands per frame to the core (its own limit is 16,384
 CLIENT_REF_OFFSET = CMD_DTYPE.fields["client_ref"][1]  # type: ignore[index]
 CLIENT_REF = struct.Struct("<Q")
 SMALL_FRAME = 8
+# A read of at most this many messages, replies or events (one order in flight) is
+# flushed in the same loop iteration (Gateway.flush_now_if_small); a larger one at
+# the end of the loop turn, batched with the other reads of the turn.
+IMMEDIATE_FLUSH_MAX = SMALL_FRAME
 EV = {name: i for i, name in enumerate(EV_DTYPE.names or ())}
 EV_FLAGS = EV["flags"]
 EV_KIND = EV["kind"]
@@ -285,18 +289,23 @@ class Conn(asyncio.Protocol):
         if self.closed:
             return
         self.last_recv = time.monotonic()
+        gw = self.gw
+        was_scheduled = gw.flush_scheduled
+        msgs = 0  # messages in this read (a run of ENTER_ORDERs counts each)
         try:
             for ftype, body in self.reader.feed(data):
                 if self.closed:
                     return
                 if ftype != ENTER_RUN:
+                    msgs += 1
                     self.on_frame(ftype, body)
                     continue
                 # A run of ENTER_ORDERs (bodies back to back, gateway.batch.ENTER_DTYPE),
                 # one order too (one in flight): handled together in compiled code
                 # unless a limit is near, else one by one (the Python oracle).
                 size = batch.ENTER_BODY_LEN
-                if self.live and self.gw.enter_orders(self, body):
+                msgs += len(body) // size
+                if self.live and gw.enter_orders(self, body):
                     continue
                 for k in range(0, len(body), size):
                     if self.closed:
@@ -307,6 +316,8 @@ class Conn(asyncio.Protocol):
             self.end(e.reason)
         # A large read can take the loop a while: the client was alive when it sent it.
         self.last_recv = time.monotonic()
+        # One order in flight: its NEW leaves for the core in this loop iteration.
+        gw.flush_now_if_small(was_scheduled, msgs)
 
     # ------------------------------------------------------------- output
 
@@ -414,6 +425,13 @@ class Gateway:
         self.retried: set[int] = set()  # order keys (pyx.gworders.order_key)
         self.reprobe: set[tuple[int, int]] = set()  # probes the core could not take yet
         self.flush_scheduled = False
+        self._flush_handle: asyncio.Handle | None = None
+        # Both core links are stream links (level-triggered descriptors): each has a
+        # reader of its own and flush reads neither (see serve); with a zmq link (its
+        # descriptor edge-triggered) every wake-up and flush reads all (pump_core).
+        self.level_links = isinstance(self.core, StreamTradeClient) and isinstance(
+            self.sub.sub, StreamEventSource
+        )
         self.login_window = 0
         self.logins_by_ip: dict[str, int] = {}
         self.user_window: dict[int, tuple[int, int]] = {}  # user -> (second, orders)
@@ -463,7 +481,28 @@ class Gateway:
         """Run :meth:`flush` once at the end of this loop turn."""
         if not self.flush_scheduled and self.loop is not None:
             self.flush_scheduled = True
-            self.loop.call_soon(self.flush)
+            self._flush_handle = self.loop.call_soon(self.flush)
+
+    def flush_now_if_small(self, was_scheduled: bool, records: int) -> None:
+        """After a read (a session's messages, the core's replies or events) that
+        scheduled a flush: flush in this loop iteration instead (the NEW or the
+        acknowledgement leaves now, not after one more turn of the loop) when the read
+        was small (at most :data:`IMMEDIATE_FLUSH_MAX` messages, replies or events: one
+        order in flight) and no flush was scheduled before it (no other read of this
+        turn waits for it); else the scheduled end-of-turn flush, so a busy turn's
+        commands and reports share one frame to the core and one commit.  Stream
+        links only (:attr:`level_links`): with a zmq link every flush reads all the
+        core's sockets, and flushing from the read measured no gain there
+        (docs/gateway.md, tenth pass)."""
+        if was_scheduled or not self.flush_scheduled or records > IMMEDIATE_FLUSH_MAX:
+            return
+        if not self.level_links:
+            return
+        handle = self._flush_handle
+        if handle is not None:
+            handle.cancel()  # flush runs here instead
+            self._flush_handle = None
+        self.flush()
 
     def queue_cmd(self, tag: tuple[int, int, str], **v: int) -> None:
         """Add one command record to this turn's frame for the core."""
@@ -832,7 +871,15 @@ class Gateway:
         if outbox:
             for conn, frames in gwreport.session_frames(outbox, self.sessions).items():
                 conn.write(frames)
-        self.pump_core()
+        if self.level_links:
+            # Level-triggered links wake the loop themselves: no read here (it found
+            # nothing at one order in flight: a recv raising BlockingIOError, a select).
+            # The admin socket is zmq (edge-triggered): a balance query's send may have
+            # taken the edge of its answer, so look while one is awaited.
+            if self.controls:
+                self._pump_query()
+        else:
+            self.pump_core()
 
     def _send_frame(self, buf: bytearray, tags: list[tuple[int, int, str]]) -> None:
         """One command frame to the core, each client_ref naming (frame, index),
@@ -892,7 +939,23 @@ class Gateway:
     # -------------------------------------------------------------- core
 
     def pump_core(self) -> None:
-        """Read every reply and event available now (the zmq FDs are edge-triggered)."""
+        """Read every control answer, reply and event available now (the ticker,
+        shutdown; with a zmq link every wake-up and flush: its descriptor is
+        edge-triggered, a send may have taken the edge of what is already in)."""
+        got = self._pump_query()
+        if self._pump_replies() >= 0:
+            got = True
+        if self._pump_events() >= 0:
+            got = True
+        live = self.sub.sub
+        if isinstance(live, StreamEventSource) and live.pending:
+            got = True  # frames read off the socket do not make it readable again
+        if got:
+            self.schedule_flush()
+
+    def _pump_query(self) -> bool:
+        """Every control answer on the admin socket (zmq: ``ZMQ_EVENTS``, no
+        exception); whether one was read."""
         got = False
         qsock = self.query.sock
         while typing.cast(int, qsock.getsockopt(ZMQ_EVENTS)) & ZMQ_POLLIN:
@@ -900,28 +963,71 @@ class Gateway:
             got = True
             if len(parts) == 2 and parts[0] == CONTROL_TAG:
                 self.on_control(decode_control(parts[1]))
-        for body in self.core.read_nowait():
-            got = True
+        return got
+
+    def _pump_replies(self) -> int:
+        """Every reply frame on the trade link; the number of replies read, -1 when
+        no frame was there."""
+        bodies = self.core.read_nowait()
+        if not bodies:
+            return -1
+        n = 0
+        for body in bodies:
             try:
-                self.on_replies(decode_replies(body))
+                replies = decode_replies(body)
             except FrameError:
                 log.warning("undecodable reply frame from the core")
-        frames = []
-        if self._events_readable():
-            try:
-                frames = self.sub.poll(0, max_frames=256, idle_replay=False)
-            except (TimeoutError, CoreError) as e:
-                log.warning("event stream: %s (retrying)", e)
+                continue
+            n += len(replies)
+            self.on_replies(replies)
+        return n
+
+    def _pump_events(self) -> int:
+        """Every event frame available now; the number of events read, -1 when no
+        frame was there."""
+        if not self._events_readable():
+            return -1
+        try:
+            frames = self.sub.poll(0, max_frames=256, idle_replay=False)
+        except (TimeoutError, CoreError) as e:
+            log.warning("event stream: %s (retrying)", e)
+            return -1
+        if not frames:
+            return -1
+        n = 0
         for f in frames:
-            got = True
+            n += len(f.events)
             self.on_events(f.events)
             self.store.set_core_seq(f.last_seq)
-            self.stats["events"] += len(f.events)
-        live = self.sub.sub
-        if isinstance(live, StreamEventSource) and live.pending:
-            got = True  # frames read off the socket do not make it readable again
-        if got:
+        self.stats["events"] += n
+        return n
+
+    def _on_query_readable(self) -> None:
+        """The admin socket's reader (stream links; see :attr:`level_links`)."""
+        if self._pump_query():
             self.schedule_flush()
+
+    def _on_trade_readable(self) -> None:
+        """The trade link's reader (stream links): its replies only (the event link
+        has its own reader), flushed at once when few (:meth:`flush_now_if_small`)."""
+        was = self.flush_scheduled
+        n = self._pump_replies()
+        if n >= 0:
+            self.schedule_flush()
+            self.flush_now_if_small(was, n)
+
+    def _on_events_readable(self) -> None:
+        """The event link's reader (stream links): its events only, flushed at once
+        when few; frames read off the socket and not taken yet (over ``max_frames``)
+        do not make it readable again: read them in the next turn."""
+        was = self.flush_scheduled
+        n = self._pump_events()
+        live = self.sub.sub
+        if isinstance(live, StreamEventSource) and live.pending and self.loop is not None:
+            self.loop.call_soon(self._on_events_readable)
+        if n >= 0:
+            self.schedule_flush()
+            self.flush_now_if_small(was, n)
 
     def _events_readable(self) -> bool:
         """Whether the event stream may have a frame now: a zmq SUB socket is asked
@@ -1375,16 +1481,21 @@ class Gateway:
         self.store.start_checkpointer()
         self.store.fill_after_s = self.cfg.turn_fill_ms / 1000
         loop = self.loop
-        loop.add_reader(self.query.sock.fileno(), self.pump_core)
+        # Stream links: a reader per descriptor, each reading its own link only (no
+        # select or recv that finds nothing); zmq: every wake-up reads all.
+        level = self.level_links
+        loop.add_reader(
+            self.query.sock.fileno(), self._on_query_readable if level else self.pump_core
+        )
         # The live event source: the zmq SUB socket (one descriptor for life), or the
         # core's event stream link (unix:, a new descriptor after each reconnect).
-        self.events_watch = LoopWatch(loop, self.pump_core)
+        self.events_watch = LoopWatch(loop, self._on_events_readable if level else self.pump_core)
         live = self.sub.sub
         if isinstance(live, StreamEventSource):
             self.events_watch.start(live)
         else:
             self.events_watch.start_fixed(live.fileno())
-        self.core_watch = LoopWatch(loop, self.pump_core)
+        self.core_watch = LoopWatch(loop, self._on_trade_readable if level else self.pump_core)
         self.core_watch.start(self.core)
         server = await loop.create_server(lambda: Conn(self), self.cfg.host, self.cfg.port)
         port = server.sockets[0].getsockname()[1]
