@@ -21,14 +21,7 @@ offset size field        meaning
 ====== ==== ============ =====================================================
 
 Segments are named ``journal-<first seq, 20 digits>.seg`` and rolled at a size
-bound.  The current segment is preallocated: zeros are written and synced ahead
-of its last batch (:data:`PREALLOC_BYTES` at a time), so a batch overwrites
-existing bytes and its fdatasync does not commit a new file size; recovery's
-rewrite of the last segment cuts the zeros, and a roll cuts them before the
-next segment is created, so only the last segment ends in zeros.  Zeros after
-the last batch are the journal's end (:attr:`SegmentScan.zero_bytes`), not damage.
-
-Why a trailer: after a power loss a file is its durable prefix plus
+bound.  Why a trailer: after a power loss a file is its durable prefix plus
 possibly a torn last write (a prefix of its sectors).  A batch whose header and
 payload CRC are valid is complete.  A damaged batch is a torn tail only if
 nothing written follows the damage: no valid trailer, no later valid header, and
@@ -80,13 +73,6 @@ MAX_BATCH_CMDS = 65_536
 ENCODE_COPY_MAX_CMDS = 64
 #: Default segment size bound; a segment is rolled before a batch would cross it.
 DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
-#: Zeros written (and synced) ahead of the current segment's end, in one step, capped at
-#: the segment size bound: a batch then overwrites bytes that already exist, so its
-#: fdatasync flushes data only, not a new file size (docs/coreturn.md, pass 6).  The
-#: zeros read as the journal's end (nothing written after the last batch: a torn
-#: write that lost every sector reads the same), recovery's rewrite of the last
-#: segment cuts them, and a roll cuts them before the next segment exists.
-PREALLOC_BYTES = 1024 * 1024
 #: Smallest possible batch on disk: bounds the scan loop of one segment.
 MIN_BATCH_BYTES = 2 * HEADER_SIZE + CMD_SIZE
 SEQ_DIGITS = 20
@@ -272,17 +258,12 @@ class TailDamage:
 
 @dataclass
 class SegmentScan:
-    """Result of scanning one segment: its valid batches and any tail damage.
-
-    ``zero_bytes``: zeros after ``end`` (the preallocated rest of the segment: not
-    damage; recovery's rewrite of the last segment cuts them).
-    """
+    """Result of scanning one segment: its valid batches and any tail damage."""
 
     name: str
     batches: list[Batch]
     end: int
     damage: TailDamage | None
-    zero_bytes: int = 0
 
 
 def scan_segment(
@@ -326,10 +307,6 @@ def scan_segment(
                 raise JournalCorrupt(
                     name, index, expected, off, "damaged batch header followed by written data"
                 )
-            if not _written_after(data, off):
-                # Only zeros after the last batch: the preallocated rest of the segment
-                # (or a write that lost every sector: never acknowledged).  The end.
-                return SegmentScan(name, batches, off, None, size - off), views
             return _torn(name, batches, off, size, "incomplete batch header"), views
         seq, count, plen, pcrc = hdr
         if seq != expected:
@@ -644,9 +621,6 @@ class JournalWriter:
         Valid size of ``tail_segment`` in bytes.
     segment_bytes : int
         Roll to a new segment before a batch would make the current one larger.
-    prealloc_bytes : int
-        Zeros written and synced ahead of the segment's end when a batch would pass
-        the preallocated end (:data:`PREALLOC_BYTES`); 0: plain appends.
     """
 
     def __init__(
@@ -657,17 +631,12 @@ class JournalWriter:
         tail_segment: str | None,
         tail_size: int,
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
-        prealloc_bytes: int = PREALLOC_BYTES,
     ) -> None:
-        assert next_seq >= 1 and segment_bytes >= MIN_BATCH_BYTES and prealloc_bytes >= 0
+        assert next_seq >= 1 and segment_bytes >= MIN_BATCH_BYTES
         self.storage = storage
         self.segment_bytes = segment_bytes
-        self.prealloc_bytes = prealloc_bytes
         self.segment = tail_segment
         self.size = tail_size if tail_segment is not None else 0
-        # End of the bytes known to exist in the segment (zeros after ``size``);
-        # recovery leaves the tail segment exactly ``tail_size`` bytes long.
-        self.alloc_end = self.size
         self.next_seq = next_seq
         # Every batch through this seq is durable (recovery synced what it found).
         self.synced_seq = next_seq - 1
@@ -728,8 +697,6 @@ class JournalWriter:
             # write_at at the tracked end, not append: no fstat per batch, and a
             # file that grew behind our back cannot shift where the batch lands.
             self.dirty = True
-            if offset + len(buf) > self.alloc_end:
-                self._preallocate(offset + len(buf))
             self.storage.write_at(self.segment, offset, buf)
         except OSError as e:  # StorageError, or a raw OSError of rename/unlink
             self.failed = True
@@ -760,37 +727,14 @@ class JournalWriter:
                 f"was written ({len(back)} of {len(buf)} bytes read)"
             )
 
-    def _preallocate(self, need: int) -> None:
-        """Extend the segment with zeros from :attr:`alloc_end` past ``need`` bytes, synced.
-
-        The extension changes the file size; its fdatasync commits that once, so
-        the batches written over the zeros later sync their data only.  Without
-        preallocation (``prealloc_bytes`` 0) only :attr:`alloc_end` moves.
-        """
-        assert self.segment is not None and self.size <= self.alloc_end < need
-        if self.prealloc_bytes == 0:
-            self.alloc_end = need
-            return
-        end = max(need, min(self.alloc_end + self.prealloc_bytes, self.segment_bytes))
-        self.storage.write_at(self.segment, self.alloc_end, bytes(end - self.alloc_end))
-        self.storage.sync(self.segment)
-        self.alloc_end = end
-
     def _roll(self, first_seq: int) -> None:
-        if self.segment is not None:
-            if self.alloc_end > self.size:
-                # Cut the preallocated zeros: a segment followed by another must end
-                # at its last batch (a torn tail there is corruption, JournalReader).
-                self.storage.truncate(self.segment, self.size)
-                self.dirty = True
-            if self.dirty:
-                # The old segment is made durable first so that a later segment never
-                # exists after a power loss while the earlier one lost its tail.
-                self.storage.sync(self.segment)
-                self.dirty = False
+        if self.segment is not None and self.dirty:
+            # The old segment is made durable first so that a later segment never
+            # exists after a power loss while the earlier one lost its tail.
+            self.storage.sync(self.segment)
+            self.dirty = False
         self.segment = segment_name(first_seq)
         self.size = 0
-        self.alloc_end = 0
         self._new_name = True
         log.info("journal: new segment %s", self.segment)
 

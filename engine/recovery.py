@@ -111,8 +111,6 @@ class RecoveryReport:
     tail_repaired: bool = False
     tail_segment: str | None = None
     tail_size: int = 0
-    #: Zeros after the last batch (the preallocated rest of the segment), cut by repair.
-    tail_zero_bytes: int = 0
 
     def summary(self) -> str:
         """One line for the log."""
@@ -217,7 +215,6 @@ def recover(
         report.tail_segment = tail.name
         report.tail_size = tail.end
         report.tail_damage = tail.damage
-        report.tail_zero_bytes = tail.zero_bytes
         if repair:
             if tail.damage is not None:
                 repair_tail(storage, tail.damage)

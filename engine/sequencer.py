@@ -321,7 +321,7 @@ class Sequencer:
         ``async`` without the broken variant, the high-water record deferred
         (fsync), snapshots driven by the caller (:data:`SNAPSHOT_NEVER`), a live
         writer on an existing segment with a durable name and room for the batch
-        (no roll, inside the preallocated zeros), and a storage whose class gives its raw descriptor
+        (no roll), and a storage whose class gives its raw descriptor
         (``direct_io``: the real files; the simulator's fault-injecting disk and
         any wrapper keep the Python path).
         """
@@ -342,11 +342,8 @@ class Sequencer:
                 return None
         elif self.mode != "async":
             return None
-        batch_bytes = MIN_BATCH_BYTES - CMD_SIZE + n * CMD_SIZE
-        if w.size > 0 and w.size + batch_bytes > w.segment_bytes:
+        if w.size > 0 and w.size + MIN_BATCH_BYTES - CMD_SIZE + n * CMD_SIZE > w.segment_bytes:
             return None  # the batch rolls the segment: the Python path
-        if w.size + batch_bytes > w.alloc_end:
-            return None  # the batch extends the preallocated zeros: the Python path
         # Looked up on the class: a wrapper's __getattr__ must not hand out the
         # descriptor it exists to intercept (tests wrap storages that way).
         direct_io = getattr(type(w.storage), "direct_io", None)

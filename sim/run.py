@@ -623,8 +623,8 @@ class Simulation:
             "d:tail_not_repaired",
             lambda: f"{name} is {after} bytes after recovery, its valid end is {report.tail_size}",
         )
-        if before == report.tail_size + report.tail_zero_bytes and report.tail_damage is None:
-            return  # nothing but zeros (preallocated, or a write that lost every sector) cut
+        if before == report.tail_size and report.tail_damage is None:
+            return
         self._check(
             report.tail_damage is not None and report.tail_repaired,
             "d:tail_not_reported",

@@ -33,7 +33,7 @@ from engine.journal import (
 from engine.storage import FileStorage, StorageError
 from sim.disk import FaultRates, SimDisk
 from tests.engine.fakecore import make_cmds
-from tests.engine.util import cut, flip_bit, journal_end, put
+from tests.engine.util import cut, flip_bit, put
 
 
 def sequenced(first_seq: int, n: int) -> np.ndarray:
@@ -141,7 +141,7 @@ def test_writer_continues_a_recovered_tail(storage) -> None:
     w.write_batch(sequenced(1, 3), sync=True)
     w.write_batch(sequenced(4, 3), sync=True)
     name = segment_name(1)
-    cut(storage, name, journal_end(storage, name) - 40)
+    cut(storage, name, storage.size(name) - 40)
     r = JournalReader(storage)
     assert [b.first_seq for b, _ in r.batches(0)] == [1]
     assert r.tail is not None and r.tail.damage is not None
@@ -383,8 +383,7 @@ class LyingStorage:
 
 
 def test_read_back_catches_a_silent_short_write(storage) -> None:
-    # Write 1 is the segment's preallocated zeros, 2 the first batch, 3 the second.
-    w = JournalWriter(LyingStorage(storage, 3), next_seq=1, tail_segment=None, tail_size=0)
+    w = JournalWriter(LyingStorage(storage, 2), next_seq=1, tail_segment=None, tail_size=0)
     w.write_batch(sequenced(1, 2), sync=True)
     with pytest.raises(JournalWriteError, match="differs"):
         w.write_batch(sequenced(3, 2), sync=True)
@@ -480,7 +479,7 @@ def test_memory_mapped_segments_read_like_bytes(tmp_path, damage: str) -> None:
         "none": (list(range(1, 19)), None, None),
         "torn_payload": (list(range(1, 15)), "torn", None),
         "torn_trailer": (list(range(1, 19)), "trailer", None),
-        "zeros_after": (list(range(1, 19)), None, None),  # zeros: the end
+        "zeros_after": (list(range(1, 19)), "torn", None),
         "empty_last": (list(range(1, 11)), None, None),
     }
     if damage == "flip_then_data":

@@ -22,7 +22,7 @@ from engine.journal import list_segments
 from engine.recovery import JournalLoss, recover
 from engine.sequencer import Sequencer
 from tests.engine.fakecore import FakeCore, make_cmds
-from tests.engine.util import cut, journal_end
+from tests.engine.util import cut
 
 
 def run(storage, batches, *, close=True, **kw):
@@ -53,7 +53,7 @@ def test_high_water_follows_synced_batches(storage) -> None:
 def test_cut_newest_segment_is_refused_then_override_starts(storage) -> None:
     run(storage, [3, 2, 4])
     name = newest_segment(storage)
-    cut(storage, name, journal_end(storage, name) // 2)
+    cut(storage, name, storage.size(name) // 2)
     with pytest.raises(JournalLoss) as exc:
         recover(storage, core_cls=FakeCore)
     msg = str(exc.value)
@@ -93,7 +93,7 @@ def test_caller_evidence_alone_refuses(storage) -> None:
 def test_read_only_replay_does_not_check_or_write(storage) -> None:
     run(storage, [3, 2, 4])
     name = newest_segment(storage)
-    cut(storage, name, journal_end(storage, name) // 2)
+    cut(storage, name, storage.size(name) // 2)
     before = {n: storage.size(n) for n in storage.list()}
     core, _ = recover(storage, core_cls=FakeCore, repair=False)
     assert core.last_seq < 9
@@ -125,7 +125,7 @@ def test_damaged_snapshot_beyond_the_end_refuses_and_override_sets_it_aside(stor
     (snap,) = [name for _, name in list_snapshots(storage)]
     flip_bit(storage, snap, 20)  # unusable
     name = newest_segment(storage)
-    cut(storage, name, journal_end(storage, name) // 2)
+    cut(storage, name, storage.size(name) // 2)
     with pytest.raises(JournalLoss, match="snapshot file"):
         recover(storage, core_cls=FakeCore)
     core, rep = recover(storage, core_cls=FakeCore, accept_journal_loss=True)

@@ -26,7 +26,7 @@ from engine.storage import FileStorage
 from sim.disk import SimDisk
 from tests.engine import coreflow
 from tests.engine.fakecore import FakeCore, make_cmds
-from tests.engine.util import cut, flip_bit, journal_end
+from tests.engine.util import cut, flip_bit
 
 
 def live_run(storage, batches, *, snapshot_at=(), segment_bytes=10_000, **kw):
@@ -75,7 +75,7 @@ def test_torn_tail_at_every_byte_recovers_the_previous_batch(new_storage) -> Non
     probe = new_storage()
     live_run(probe, [2, 3, 2])
     name = segment_name(1)
-    full = probe.read(name, 0, journal_end(probe, name))
+    full = probe.read(name, 0, probe.size(name))
     last_start = len(full) - (2 * HEADER_SIZE + 2 * CMD_SIZE)
     payload_end = len(full) - HEADER_SIZE
     prev_hash = FakeCore()
@@ -119,7 +119,7 @@ def test_corrupt_last_batch_with_valid_trailer_is_not_truncated(storage) -> None
     live_run(storage, [4, 4])
     name = segment_name(1)
     size = storage.size(name)
-    flip_bit(storage, name, journal_end(storage, name) - HEADER_SIZE - 1)  # last payload byte
+    flip_bit(storage, name, size - HEADER_SIZE - 1)  # last payload byte
     with pytest.raises(JournalCorrupt, match="completely written"):
         recover(storage, core_cls=FakeCore)
     assert storage.size(name) == size
@@ -182,7 +182,7 @@ def test_leftover_snapshot_temp_is_removed(storage) -> None:
 def test_read_only_recovery_changes_nothing(storage) -> None:
     live_run(storage, [2, 2])
     name = segment_name(1)
-    cut(storage, name, journal_end(storage, name) - 50)
+    cut(storage, name, storage.size(name) - 50)
     storage.append(snapshot_name(2) + ".tmp", b"half")
     before = {n: storage.read(n, 0, storage.size(n)) for n in storage.list()}
     _core, report = recover(storage, core_cls=FakeCore, repair=False)

@@ -25,14 +25,3 @@ def put(storage: Storage, name: str, data: bytes) -> None:
     storage.append(name, data)
     storage.sync(name)
     storage.sync_dir()
-
-
-def journal_end(storage: Storage, name: str) -> int:
-    """Where the last batch of journal segment ``name`` ends: its size without the
-    preallocated zeros after it (what a test damages relative to)."""
-    from engine.journal import parse_segment_name, scan_segment
-
-    first_seq = parse_segment_name(name)
-    assert first_seq is not None, name
-    scan, _ = scan_segment(name, storage.read(name, 0, storage.size(name)), first_seq)
-    return scan.end
