@@ -5,8 +5,11 @@ sends ``--per`` NEW orders per frame through the stream trade link, one frame in
 flight, ``--gap-ms`` apart (each turn starts from an idle loop, as at low and
 medium load), and prints one JSON object: per thread (``/proc/<pid>/task``: its
 name, CPU µs per request from ``schedstat``, user and system clock ticks from
-``stat``), the idle loop's CPU per second before the run, and the total per
-request.  ``--strace`` also counts the process's system calls per request
+``stat``), the idle loop's CPU per second before the run, the total per
+request, and the whole machine's busy CPU per request (``/proc/stat`` deltas:
+user, system, interrupts and kernel threads such as ext4/jbd2 writeback that no
+process's own figures show; other programs on the machine count too, so only
+runs made together compare).  ``--strace`` also counts the process's system calls per request
 (``strace -c -f``; it slows the process, so its CPU figures are not comparable).
 
 ``python -m bench._turncpu --mode fsync --per 8 -n 1000``
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -44,6 +48,15 @@ def thread_cpu(pid: int) -> dict[str, tuple[int, int, int]]:
             continue
         out[f"{task.name}:{name}"] = (ns, int(fields[11]), int(fields[12]))
     return out
+
+
+def machine_cpu() -> tuple[int, int]:
+    """``(user, system)`` busy clock ticks of all CPUs since boot (``/proc/stat``):
+    user + nice, and system + irq + softirq (guest time is inside user already)."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq = fields[:7]
+    return user + nice, system + irq + softirq
 
 
 def measure(tree: Path, mode: str, n: int, per: int, gap_ms: float, strace: bool) -> dict[str, Any]:
@@ -73,11 +86,16 @@ def measure(tree: Path, mode: str, n: int, per: int, gap_ms: float, strace: bool
                 tracer = subprocess.Popen(args, stderr=subprocess.DEVNULL)
                 time.sleep(1.0)
             before = thread_cpu(proc.pid)
+            m0 = machine_cpu()
             for k in range(WARMUP, WARMUP + n):
                 cli.send(frames[k])
                 cli.recv_replies()
                 time.sleep(gap_ms / 1000)
+            m1 = machine_cpu()
             after = thread_cpu(proc.pid)
+            tick_us = 1e6 / os.sysconf("SC_CLK_TCK")
+            res["machine_user_us_per_request"] = round((m1[0] - m0[0]) * tick_us / n, 1)
+            res["machine_system_us_per_request"] = round((m1[1] - m0[1]) * tick_us / n, 1)
             if tracer is not None:
                 tracer.send_signal(2)
                 tracer.wait(timeout=30)
