@@ -134,8 +134,8 @@ _SET_META = "INSERT INTO meta (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET
 # client_order_id (indexed) never change, nor do side, type, tif, quote_qty, stop and
 # api (set when the order is made); what the follower changes is written back: the
 # fill state, the times, and price and quantity (an amend).  Fewer bound columns per
-# UPDATE (9, not 15): each costs a bind and a record column (docs/api.md, "The API's
-# instructions per order, fifth pass").
+# UPDATE (9, not 15): each costs a bind and a record column (docs/api.md, "Where the
+# API's instructions per order go; the narrow UPDATE").
 _UPDATE = (
     "UPDATE orders SET price = ?, qty = ?, executed = ?, cum_quote = ?, status = ?,"
     " time_ms = ?, update_ms = ? WHERE user_id = ? AND order_id = ?"
