@@ -44,6 +44,7 @@ from api.errors import (
     bad_request,
 )
 from gateway import keys
+from pyx.apiauth import Signer
 from pyx.apihttp import request_params as compiled_request_params
 from pyx.apihttp import timestamp_ok
 
@@ -159,19 +160,24 @@ def _strip_signature(part: str) -> str:
     return "&".join(p for p in part.split("&") if not p.startswith("signature="))
 
 
-class Authenticator:
+class Authenticator(Signer):
     """API keys of the shared key store (cached for ``KEY_CACHE_TTL_S``) and the checks
-    of the module docstring."""
+    of the module docstring.  ``signed_key`` is the compiled
+    :meth:`pyx.apiauth.Signer.signed_key` (the usual request in one C call), which
+    hands everything else to :meth:`signed_key_py`, its oracle.
+
+    ``_cache`` (api key -> (monotonic time, key or None, HMAC secret)) and ``_macs``
+    (HMAC-SHA256 keyed with each cached secret: a copy per request costs half of
+    ``hmac.digest``, which looks SHA-256 up in OpenSSL and keys it every time; OpenSSL's
+    own object, ``_hashlib``, what ``hmac.HMAC`` wraps) live in the compiled base."""
+
+    _cache: dict[str, tuple[float, keys.ApiKey | None, bytes]]
+    _macs: dict[bytes, _hashlib.HMAC]
 
     def __init__(self, keystore: keys.KeyStore, recv_window_max_ms: int) -> None:
+        super().__init__(recv_window_max_ms, KEY_CACHE_TTL_S, keys.TYPE_HMAC,
+                         DEFAULT_RECV_WINDOW_MS, FUTURE_TOLERANCE_MS)  # fmt: skip
         self.keystore = keystore
-        self.recv_window_max_ms = recv_window_max_ms
-        self._cache: dict[str, tuple[float, keys.ApiKey | None, bytes]] = {}
-        # HMAC-SHA256 keyed with each cached secret: a copy per request costs half of
-        # ``hmac.digest`` (which looks SHA-256 up in OpenSSL and keys it every time).
-        # OpenSSL's own HMAC object (``_hashlib``, what ``hmac.HMAC`` wraps): its copy,
-        # update and hexdigest are C calls, not three Python frames each (~1 us/order).
-        self._macs: dict[bytes, _hashlib.HMAC] = {}
 
     def lookup(self, api_key: str) -> tuple[keys.ApiKey | None, bytes]:
         """(key, decrypted HMAC secret or b"") of an ``api_key`` string, cached."""
@@ -233,12 +239,14 @@ class Authenticator:
         """:meth:`signed` of an ``X-MBX-APIKEY`` value and a peer IP."""
         return Caller(self.signed_key(header, peer, params, payload, trade))
 
-    def signed_key(
+    def signed_key_py(
         self, header: str, peer: str, params: dict[str, str], payload: str, trade: bool = False
     ) -> keys.ApiKey:
-        """:meth:`signed_raw`'s key, no :class:`Caller` built (the order path of
-        :mod:`api.fasthttp`): one key look-up; the usual timestamp checked by
-        :func:`pyx.apihttp.timestamp_ok`, anything else by :meth:`check_timestamp`."""
+        """:meth:`signed_raw`'s key, no :class:`Caller` built: the compiled
+        ``signed_key``'s oracle, and what it calls for anything but the usual request
+        (a cache miss, an Ed25519 key, every refusal).  One key look-up; the usual
+        timestamp checked by :func:`pyx.apihttp.timestamp_ok`, anything else by
+        :meth:`check_timestamp`."""
         key, secret = self._key_secret(header, peer, trade)
         g = params.get
         if not timestamp_ok(g("timestamp"), g("recvWindow"), self.recv_window_max_ms,

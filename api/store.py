@@ -131,11 +131,14 @@ _COLS = (
 _SET_META = "INSERT INTO meta (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v"
 
 # An order's row after its INSERT: user_id, order_id (key), symbol_id and
-# client_order_id (indexed) never change.
+# client_order_id (indexed) never change, nor do side, type, tif, quote_qty, stop and
+# api (set when the order is made); what the follower changes is written back: the
+# fill state, the times, and price and quantity (an amend).  Fewer bound columns per
+# UPDATE (9, not 15): each costs a bind and a record column (docs/api.md, "Where the
+# API's instructions per order go; the narrow UPDATE").
 _UPDATE = (
-    "UPDATE orders SET side = ?, type = ?, tif = ?, price = ?, qty = ?, quote_qty = ?, stop = ?,"
-    " executed = ?, cum_quote = ?, status = ?, time_ms = ?, update_ms = ?, api = ?"
-    " WHERE user_id = ? AND order_id = ?"
+    "UPDATE orders SET price = ?, qty = ?, executed = ?, cum_quote = ?, status = ?,"
+    " time_ms = ?, update_ms = ? WHERE user_id = ? AND order_id = ?"
 )
 
 
@@ -189,10 +192,9 @@ class Order:
                 int(self.api))  # fmt: skip
 
     def update_row(self) -> tuple[Any, ...]:
-        """The parameters of ``_UPDATE`` (every column but the key and indexed ones)."""
-        return (self.side, self.type, self.tif, self.price, self.qty, self.quote_qty, self.stop,
-                self.executed, self.cum_quote, self.status, self.time_ms, self.update_ms,
-                int(self.api), self.user_id, self.order_id)  # fmt: skip
+        """The parameters of ``_UPDATE`` (the columns that change after the INSERT)."""
+        return (self.price, self.qty, self.executed, self.cum_quote, self.status, self.time_ms,
+                self.update_ms, self.user_id, self.order_id)  # fmt: skip
 
     @classmethod
     def of_row(cls, r: tuple[Any, ...]) -> Order:

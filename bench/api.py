@@ -45,7 +45,11 @@ CPU per request than the API.
   extra write a generated id does not need (docs/api.md, "State and recovery").
 - ``--callgrind`` (a mode of its own): ``api_instr_per_order_c1`` / ``_c8``, the
   API's instructions per order under callgrind (:func:`callgrind`), repeatable on a
-  loaded machine.
+  loaded machine; ``api_instr_per_order_c<N>_<part>`` split by what the event loop
+  ran (:data:`CALLGRIND_PARTS`): the per-request parts (``read``, ``idle``, ``links``)
+  repeat within ~1 % between runs, ``timers`` (the grouped commit, timeouts) and
+  ``tick`` (the 0.5 s ticker task) are per second of wall time, which valgrind
+  stretches ~40 times: they swing with the orders a run answers.
 
 Targets (issue #22): p50 <= 2 ms (fsync), >= 10,000 orders/s; >= 100,000 WebSocket
 depth messages/s to 1,000 clients.  The client runs on the same 2-core machine as the
@@ -345,6 +349,8 @@ def callgrind(args: argparse.Namespace) -> dict[str, Any]:
             total = _callgrind_total(tmp, f"c{conns}")
             result[f"api_instr_per_order_c{conns}"] = round(total / max(run.answered, 1))
             result[f"callgrind_orders_c{conns}"] = run.answered
+            for part, n in _callgrind_parts(tmp, f"c{conns}").items():
+                result[f"api_instr_per_order_c{conns}_{part}"] = round(n / max(run.answered, 1))
     finally:
         api.cleanup()
         core.cleanup()
@@ -355,16 +361,51 @@ def callgrind(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+# What the event loop ran, by the inclusive count of the C function that runs it
+# (``callgrind_annotate --inclusive=yes``): a connection's read (``FastHttp``: head,
+# parameters, signature, validation, the NEW queued), the loop's callbacks
+# (``CoreLink.flush``, the answers), the core links' readers (replies, events, the
+# follower), timers (the grouped commit, expiry, keep-alive) and asyncio task steps
+# (the ticker).
+CALLGRIND_PARTS = {
+    "read": "uv__read",
+    "idle": "uv__run_idle",
+    "links": "__pyx_f_6uvloop_4loop___on_uvpoll_event",
+    "timers": "uv__run_timers",
+    "tick": "task_step",
+}
+
+
+def _callgrind_parts(tmp: Path, tag: str) -> dict[str, int]:
+    """The dump ``tag``'s instructions by :data:`CALLGRIND_PARTS` (absent parts 0)."""
+    import re
+    import subprocess
+
+    path = _callgrind_dump(tmp, tag)
+    text = subprocess.run(["callgrind_annotate", "--inclusive=yes", str(path)], check=True,
+                          capture_output=True, text=True).stdout  # fmt: skip
+    out = {}
+    for part, fn in CALLGRIND_PARTS.items():
+        # The function itself, not a recursive instance (``fn'2``).
+        m = re.search(rf"^\s*([\d,]+) .*:{re.escape(fn)} \[", text, re.MULTILINE)
+        out[part] = int(m.group(1).replace(",", "")) if m else 0
+    return out
+
+
+def _callgrind_dump(tmp: Path, tag: str) -> Path:
+    """The dump file named ``tag`` in ``tmp``."""
+    for p in sorted(tmp.glob("callgrind.out.*")):
+        if f"\ndesc: Trigger: dump {tag}\n" in p.read_text(errors="replace"):
+            return p
+    raise RuntimeError(f"no callgrind dump {tag!r} in {tmp}")
+
+
 def _callgrind_total(tmp: Path, tag: str) -> int:
     """The instruction total of the dump named ``tag`` in ``tmp``."""
-    for p in sorted(tmp.glob("callgrind.out.*")):
-        text = p.read_text(errors="replace")
-        if f"\ndesc: Trigger: dump {tag}\n" not in text:
-            continue
-        for line in text.splitlines():
-            if line.startswith("totals:"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no callgrind dump {tag!r} in {tmp}")
+    for line in _callgrind_dump(tmp, tag).read_text(errors="replace").splitlines():
+        if line.startswith("totals:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"callgrind dump {tag!r} in {tmp} has no totals")
 
 
 def report(r: dict[str, Any]) -> str:

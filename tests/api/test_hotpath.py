@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import string
+import tempfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -217,3 +218,32 @@ def test_order_text_is_the_json_of_the_order_dict(
     spec = dataclasses.replace(spec, name=name or "XY", quote_asset=asset or "Y")
     want = json.dumps(new_order_json(spec, o, resp_type, fills))
     assert new_order_text(spec, o, resp_type, fills) == want
+
+
+@given(_orders(), st.lists(st.tuples(_AMOUNT, _AMOUNT, _AMOUNT, _AMOUNT), min_size=1, max_size=3),
+       st.sampled_from(["NEW", "PARTIALLY_FILLED", "FILLED", "CANCELED", "EXPIRED"]))  # fmt: skip
+def test_narrow_update_writes_every_changed_column(
+    o: Order, changes: list[tuple[int, int, int, int]], status: str
+) -> None:
+    """The UPDATE of a committed order writes only the columns the follower changes
+    (fill state, times, price and quantity of an amend); after any such changes, the
+    row read back is the order in memory, every column (the others never change)."""
+    with tempfile.TemporaryDirectory() as d:
+        db = Path(d) / "api.db"
+        s = Store(db)
+        o.status = "NEW"
+        s.add(o)
+        s.set_core_seq(1)  # a transaction: the row is in SQLite, later changes UPDATE it
+        s.commit()
+        for price, qty, executed, ms in changes:
+            o.price, o.qty, o.executed, o.cum_quote = price, qty, executed, executed * 3
+            o.time_ms, o.update_ms, o.status = ms // 2, ms, status
+            s.save(o)
+            s.commit()
+        s.close()
+        again = Store(db)
+        try:
+            got = again.get(o.user_id, o.order_id)
+            assert got is not None and got.row() == o.row()
+        finally:
+            again.close()
