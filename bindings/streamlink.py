@@ -137,36 +137,34 @@ class _FramedConnection:
         self._sock = None
         self._next_try = time.monotonic() + RECONNECT_INTERVAL_MS / 1000
 
-    def _pull(self) -> int:
-        """Read what is there (bounded) into the frame queue; the bytes read (0: none
-        there, or the connection was dropped)."""
+    def _pull(self) -> None:
+        """Read what is there (bounded) into the frame queue."""
         sock = self._sock
         if sock is None:
-            return 0
+            return
         total = 0
         while total < READ_BYTES_PER_CALL:
             try:
                 data = sock.recv(READ_CHUNK_BYTES)
             except BlockingIOError:
-                return total
+                return
             except OSError as e:
                 self._lost(f"read: {e}")
-                return 0
+                return
             if not data:
                 self._lost("end of stream")
-                return 0
+                return
             total += len(data)
             try:
                 self._frames.extend(self._decoder.feed(data))
             except StreamFrameError as e:
                 self._lost(f"bad framing from the core: {e}")
-                return 0
+                return
             if len(data) < READ_CHUNK_BYTES:
                 # A short read took all there was: another recv would only raise
                 # BlockingIOError (an exception per read).  What arrives later makes
                 # the descriptor readable again (level-triggered).
-                return total
-        return total
+                return
 
     def watch(
         self, on_open: Callable[[int], None] | None, on_close: Callable[[int], None] | None
@@ -345,8 +343,6 @@ class StreamEventSource(_FramedConnection):
     _link_name = "event stream link"
 
     def __init__(self, endpoint: str, max_frame_bytes: int = MAX_REPLY_BODY_BYTES) -> None:
-        # The frames queued came from a read that emptied the socket (see poll).
-        self._drained = False
         self._open(endpoint, max_frame_bytes)
 
     @property
@@ -356,35 +352,7 @@ class StreamEventSource(_FramedConnection):
         return len(self._frames)
 
     def poll(self, timeout_ms: int | None = None) -> int:
-        """Wait up to ``timeout_ms`` (None: forever) for a frame; 1 if one is ready.
-
-        ``timeout_ms`` <= 0 does not wait: it reads what the socket holds now
-        (non-blocking) without asking ``select`` first.  Its callers are mostly an
-        event loop's reader, woken because the descriptor is readable: the select
-        only told them what they knew (~5,500 instructions per event read, see
-        docs/gateway.md, "tenth pass").
-
-        The first zero-timeout poll after the frames of a read that emptied the socket
-        (a short read) were all taken answers 0 without reading: a read there would
-        only raise ``BlockingIOError`` (dearer than the select was), and this is the
-        poll that ``EventSubscriber.poll`` makes after the last frame of each wake-up.
-        Bytes that came in since are read by the next poll; an event loop is woken for
-        them again (the descriptor is level-triggered)."""
-        if timeout_ms is not None and timeout_ms <= 0:
-            if not self._frames:
-                if self._drained:
-                    self._drained = False
-                    return 0
-                self.reconnect_if_due()
-                # Bytes but no whole frame (a partial one): read again, as the select
-                # loop did, so that an end of stream right behind is seen now.  Bounded:
-                # a frame completes or fails within max_frame_bytes.
-                n = self._pull()
-                while n and not self._frames:
-                    n = self._pull()
-                self._drained = bool(self._frames) and 0 < n < READ_BYTES_PER_CALL
-            return 1 if self._frames else 0
-        self._drained = False  # the select below asks the kernel
+        """Wait up to ``timeout_ms`` (None: forever) for a frame; 1 if one is ready."""
         deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000
         while not self._frames:
             self.reconnect_if_due()

@@ -4,8 +4,6 @@ surfaces, reconnect after the core restarts, the transport factory."""
 from __future__ import annotations
 
 import dataclasses
-import random
-import select
 import shutil
 import socket
 import tempfile
@@ -305,95 +303,3 @@ def test_event_source_watch_callbacks_and_pending_frames(
     src.watch(None, None)
     src.close()
     fake.close()
-
-
-def test_event_source_zero_timeout_poll_reads_without_select(
-    sock_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """``poll(0)`` reads the socket directly (no ``select`` first: its caller, an
-    event loop's reader, was woken because the descriptor is readable) and keeps
-    poll's contract: 0 when empty or only part of a frame is in, every frame whole
-    and in order however the bytes arrive, the connection dropped at end of stream."""
-    monkeypatch.setattr(sl, "RECONNECT_INTERVAL_MS", 1)
-
-    def no_select(*_: object) -> None:
-        raise AssertionError("poll(0) called select")
-
-    closed: list[int] = []
-    fake = FakeCorePeer(sock_dir / "z.sock")
-    src = StreamEventSource(f"unix:{fake.path}")
-    src.watch(None, closed.append)
-    conn = fake.accept()
-    monkeypatch.setattr(select, "select", no_select)  # the module streamlink calls
-    assert src.poll(0) == 0  # connected, nothing sent: empty
-    rng = random.Random(17)
-    bodies = [bytes([i % 251]) * rng.randrange(1, 300) for i in range(200)]
-    stream = b"".join(encode_frame(b) for b in bodies)
-    got: list[bytes] = []
-    at = 0
-    while at < len(stream):
-        # Random cuts: mostly inside a header or a body (partial frames).
-        n = rng.randrange(1, 400)
-        conn.sendall(stream[at : at + n])  # in the receive buffer when it returns
-        at += n
-        while src.poll(0):
-            got.append(src.recv())
-        # What poll(0) said 0 for is part of one frame at most: nothing whole is left.
-        taken = sum(len(encode_frame(b)) for b in got)
-        assert stream[:taken] == b"".join(encode_frame(b) for b in got)
-        assert len(got) == len(bodies) or at - taken < len(encode_frame(bodies[len(got)]))
-    assert got == bodies and src.poll(0) == 0
-    fd = src.fileno()
-    conn.sendall(encode_frame(b"tail")[:3])  # a partial frame, then the end
-    conn.close()
-    assert src.poll(0) == 0 and src.fileno() == -1 and closed == [fd]
-    fake.close()
-    time.sleep(0.01)
-    assert src.poll(0) == 0 and src.fileno() == -1  # a reconnect is tried: nobody there
-    src.close()
-
-
-def test_event_source_zero_timeout_poll_after_a_drained_read_does_not_read(
-    sock_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A read that emptied the socket (a short read) lets the poll(0) after its last
-    frame answer 0 without a read (which would only raise BlockingIOError); that
-    answer is given once: the next poll(0) reads what came in meanwhile.  A read
-    that stopped at its bound does not count as emptying the socket."""
-    pulls: list[int] = []
-    fake = FakeCorePeer(sock_dir / "d.sock")
-    src = StreamEventSource(f"unix:{fake.path}")
-    pull = src._pull
-
-    def counting_pull() -> int:
-        n = pull()
-        pulls.append(n)
-        return n
-
-    monkeypatch.setattr(src, "_pull", counting_pull)
-    conn = fake.accept()
-    conn.sendall(encode_frame(b"x" * 40) + encode_frame(b"y" * 40))
-    assert src.poll(0) == 1 and len(pulls) == 1
-    assert src.recv() == b"x" * 40 and src.poll(0) == 1 and src.recv() == b"y" * 40
-    assert len(pulls) == 1
-    conn.sendall(encode_frame(b"z" * 40))
-    assert src.poll(0) == 0 and len(pulls) == 1  # after the drained read: no read
-    assert src.poll(0) == 1 and len(pulls) == 2 and src.recv() == b"z" * 40
-    assert src.poll(0) == 0 and len(pulls) == 2
-    assert src.poll(0) == 0 and len(pulls) == 3 and pulls[-1] == 0  # a read: empty
-    # A read stopped by its bound: the next poll(0) reads.
-    monkeypatch.setattr(sl, "READ_BYTES_PER_CALL", 64)
-    monkeypatch.setattr(sl, "READ_CHUNK_BYTES", 64)
-    conn.sendall(b"".join(encode_frame(bytes([65 + i]) * 60) for i in range(3)))
-    got = []
-    while src.poll(0):
-        got.append(src.recv())
-    assert got == [bytes([65 + i]) * 60 for i in range(3)]
-    assert pulls[3:] == [64, 64, 64, 0]  # each poll read, the last found nothing
-    # A select-backed poll ignores the hint: it asks the kernel itself.
-    conn.sendall(encode_frame(b"w" * 8))
-    src._drained = True
-    assert src.poll(int(WAIT_S * 1000)) == 1 and src.recv() == b"w" * 8
-    conn.close()
-    fake.close()
-    src.close()
