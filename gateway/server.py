@@ -947,9 +947,8 @@ class Gateway:
             got = True
         if self._pump_events() >= 0:
             got = True
-        live = self.sub.sub
-        if isinstance(live, StreamEventSource) and live.pending:
-            got = True  # frames read off the socket do not make it readable again
+        if self._events_left():
+            got = True
         if got:
             self.schedule_flush()
 
@@ -1022,12 +1021,18 @@ class Gateway:
         do not make it readable again: read them in the next turn."""
         was = self.flush_scheduled
         n = self._pump_events()
-        live = self.sub.sub
-        if isinstance(live, StreamEventSource) and live.pending and self.loop is not None:
+        if self._events_left() and self.loop is not None:
             self.loop.call_soon(self._on_events_readable)
         if n >= 0:
             self.schedule_flush()
             self.flush_now_if_small(was, n)
+
+    def _events_left(self) -> bool:
+        """Whether the stream link holds event frames read off its socket and not
+        taken yet (over ``max_frames``): they do not make the descriptor readable
+        again, so whoever read must come back for them."""
+        live = self.sub.sub
+        return isinstance(live, StreamEventSource) and live.pending > 0
 
     def _events_readable(self) -> bool:
         """Whether the event stream may have a frame now: a zmq SUB socket is asked

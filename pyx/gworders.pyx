@@ -311,8 +311,9 @@ def evict_ended(list ended, Py_ssize_t head, dict orders, dict by_cl, Py_ssize_t
     session's map in ``by_cl``.
 
     Taken entries are set to None (the caller drops them from the list in bulk: an
-    evicted order must not stay alive there).  Stops at an order whose latest image is still only in the order log
-    (``log_id``, not taken: the caller folds that row first and calls again).
+    evicted order must not stay alive there).  Stops at an order whose latest image
+    is still only in the order log (``log_id``, not taken: the caller folds that row
+    first and calls again).
     Returns ``(new head, orders evicted, that log_id or 0)``.
 
     In C rather than a Python loop: once the map is full, every order the gateway
