@@ -28,6 +28,10 @@ CPU per request than the API.
   orders/s: latency without queueing.
 - ``rest_orders_per_s``: 8 connections, each keeping ``--depth`` (1) requests in
   flight, for ``--seconds``; the median of ``--repeats`` runs.
+  ``rest_orders_per_s_runs``, ``rest_server_cpu_us_per_order_runs``,
+  ``rest_api_rss_mib_runs``, ``rest_api_dir_mib_runs``: each run's rate, the API's
+  CPU per order, and after it the API's resident memory and directory size (does
+  the API slow down as it ages? ``--repeats 6``).
 - ``rest_orders_per_s_many``: one more such run on ``--many-connections`` (64): the
   process's capacity when latency is not the bound (HTTP/1.1 answers a
   connection's requests in order, one at a time in aiohttp, so 8 connections
@@ -186,6 +190,19 @@ def phase(pids: tuple[int, int], fn: Callable[[], restload.LoadResult]) -> Phase
     return Phase(run, a1 - a0, c1 - c0)
 
 
+def rss_mib(pid: int) -> float:
+    """Resident memory of process ``pid`` (MiB, ``VmRSS``)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def dir_mib(path: Path) -> float:
+    """Bytes of the files under ``path`` (MiB): the API's database, WAL and intent file."""
+    return round(sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20, 1)
+
+
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Start core + API, run the loads, stop them; the result dict."""
     from tests.api.apiproc import ApiProcess, setup_market
@@ -223,7 +240,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         reqs = order_requests(clients, max(args.orders // 10, 100), 2 * 10**6)
         low = phase(pids, partial(restload.open_loop, host, port, reqs, args.low_rate, ol,
                                   acks_of(reqs)))  # fmt: skip
-        runs = []
+        runs: list[Phase] = []
+        # After each run: the API's resident memory and its directory's size (MiB),
+        # to see whether it slows down as it ages (--repeats N).
+        aging: list[tuple[float, float]] = []
         for i in range(args.repeats):
             reqs = order_requests(
                 clients, int(PREPARED_ORDERS_PER_S * args.seconds) + 64, (3 + i) * 10**6
@@ -231,6 +251,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             runs.append(phase(pids, partial(restload.closed_loop, host, port, reqs,
                                             args.seconds, conns, acks_of(reqs),
                                             args.depth)))  # fmt: skip
+            aging.append((rss_mib(pids[0]), dir_mib(tmp / "api")))
         # The same with many connections: the process's CPU-bound capacity (8
         # connections answered one request at a time are bound by latency instead).
         reqs = order_requests(
@@ -266,6 +287,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "rest_ping_p99_us": us(pp["p99_ns"]),
         "rest_orders_per_s": median_int(per_s),
         "rest_orders_per_s_runs": per_s,
+        "rest_server_cpu_us_per_order_runs": [p.per_order_us(p.api_cpu_ns) for p in runs],
+        "rest_api_rss_mib_runs": [a for a, _ in aging],
+        "rest_api_dir_mib_runs": [d for _, d in aging],
         "rest_connections": conns,
         "rest_open_loop_connections": ol,
         "rest_many_connections": args.many_connections,

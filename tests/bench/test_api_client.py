@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import re
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
+from bench import api
 from bench.api import Client, acks_of, order_requests
 
 
@@ -69,3 +72,12 @@ def test_durability_of_each_figure() -> None:
     assert durability(result, "rest_orders_per_s") == "fsync"
     assert durability(result, "ws_depth_msgs_per_s") == "none"
     assert "bench" not in result["durability"]
+
+
+def test_aging_probes_read_memory_and_directory_size(tmp_path: Path) -> None:
+    """The per-run aging figures: this process's resident memory, a directory's bytes."""
+    assert 1.0 < api.rss_mib(os.getpid()) < 100_000
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a").write_bytes(b"x" * 2**20)
+    (tmp_path / "sub" / "b").write_bytes(b"x" * 2**19)
+    assert api.dir_mib(tmp_path) == 1.5
