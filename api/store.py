@@ -51,6 +51,8 @@ from typing import Any
 from api.clientids import ClientIds
 from bindings.intentfile import IntentFile
 from gateway.store import clock_order_id
+from pyx.apistore import ClientIdFilter as ClientIdFilter  # re-exported: Store's filter
+from pyx.apistore import StoreCore
 
 log = logging.getLogger("bursa.api")
 
@@ -262,7 +264,7 @@ class Checkpointer(threading.Thread):
             self.join()
 
 
-class ClientIdFilter:
+class ClientIdFilterPy:
     """The ``(user, clientOrderId)`` pairs the store may hold, as a Bloom filter: a
     pair never added is (almost always) known absent without asking SQLite, so a new
     order's client id costs no index read; a pair added is never missed.
@@ -271,7 +273,9 @@ class ClientIdFilter:
     of the pair (Python's string hash, keyed per process): with a million orders
     about 1 % of new ids still read the index, with five million about 20 %; wrong
     positives only cost that read, never an answer.  Bounded whatever the number of
-    orders; filled from SQLite at start (:class:`Store`).
+    orders; filled from SQLite at start (:class:`Store`).  The store uses its compiled
+    twin, :class:`pyx.apistore.ClientIdFilter` (this class is its oracle:
+    ``tests/api/test_fold.py``).
     """
 
     def __init__(self, bits_log2: int = 24) -> None:
@@ -296,10 +300,19 @@ class ClientIdFilter:
         return bool(bits[a >> 3] & (1 << (a & 7)) and bits[b >> 3] & (1 << (b & 7)))
 
 
-class Store:
+class Store(StoreCore):
     """SQLite (WAL) plus open orders in memory; writes are buffered and written by
     :meth:`commit` in one transaction.  A client id is looked up in SQLite only when
-    :attr:`cl_filter` says the store may hold it."""
+    :attr:`cl_filter` says the store may hold it.  The attributes the order path
+    touches live in the compiled base :class:`pyx.apistore.StoreCore`, whose
+    ``open_usual`` enters the usual new order in one call (:meth:`new_order_id`,
+    :meth:`add` and :meth:`_index` are its oracle)."""
+
+    open: dict[tuple[int, int], Order]
+    open_by_cl: dict[tuple[int, str], Order]
+    _intents: dict[tuple[int, int], Order]
+    _unlogged: list[Order]
+    client_ids: ClientIds
 
     def __init__(self, db_path: str | Path) -> None:
         path = Path(db_path)
@@ -334,13 +347,14 @@ class Store:
             self.con.execute("SELECT v FROM meta WHERE k = 'client_ids_since'").fetchone()[0]
         )
         self.commits = 0  # transactions (tests: an answer must not wait for one)
-        self.open: dict[tuple[int, int], Order] = {}
-        self.open_by_cl: dict[tuple[int, str], Order] = {}
+        self.id_base, self.max_order_id, self.id_reserve = API_ID_BASE, MAX_ORDER_ID, ID_RESERVE
+        self.open = {}
+        self.open_by_cl = {}
         self._dirty: dict[tuple[int, int], Order] = {}
-        self._new: set[tuple[int, int]] = set()  # orders without a row yet
+        self._new = set()  # orders without a row yet
         self._deleted: list[tuple[int, int]] = []
         self._trades: list[tuple[int, ...]] = []
-        self._meta: dict[str, int] = {}
+        self._meta = {}
         self._other: list[tuple[str, tuple[Any, ...]]] = []
         self.assets: dict[int, int] = {}  # asset id -> decimals
         # symbol id -> its config as api.symbols.SymbolRegistry.update takes it
@@ -353,8 +367,8 @@ class Store:
         # Client-id orders not in SQLite yet (committed with the next transaction), and
         # those of them not in the intent file yet (written by a commit with nothing
         # else to store).
-        self._intents: dict[tuple[int, int], Order] = {}
-        self._unlogged: list[Order] = []
+        self._intents = {}
+        self._unlogged = []
         self._logged_top = 0  # highest order id written to the file since the last mark
         db = str(db_path)
         self._intent: IntentFile | None = None
