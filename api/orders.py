@@ -128,7 +128,7 @@ NEW_VALUES = ("price_ticks", "qty_lots", "stop_price_ticks", "user_id", "symbol_
 NewValues = tuple[int, int, int, int, int, int, int, int, int, int]
 _ORDER_CONSTS = (int(Side.BUY), int(Side.SELL), int(OrdType.LIMIT), int(OrdType.MARKET),
                  int(CmdFlag.POST_ONLY), int(Tif.IOC), TIFS, STP_MODES)  # fmt: skip
-# What StoreCore.open_usual builds: Order, and the NEW record as pack_new packs it
+# What OrderEntry.open_usual builds: Order, and the NEW record as pack_new packs it
 # (each field's offset and size from the layout table itself).
 apistore.configure(Order, CMD_SIZE,
                    tuple((CMD_DTYPE.fields[f][1], CMD_DTYPE.fields[f][0].itemsize)  # type: ignore[index]
@@ -465,7 +465,7 @@ def open_order(ctx: Context, params: dict[str, str], uid: int, key: str) -> NewO
     """Validate one new order and queue its NEW (no await: the order path of
     :mod:`api.fasthttp` finishes it from the reply's callback, :func:`enter_order`
     awaits it).  The usual order is validated and entered in the store by one compiled
-    call (:meth:`pyx.apistore.StoreCore.open_usual`); anything else, refusals and
+    call (:meth:`pyx.apistore.OrderEntry.open_usual`); anything else, refusals and
     retries included, by :func:`open_order_py` (its oracle).
 
     Raises
@@ -475,7 +475,7 @@ def open_order(ctx: Context, params: dict[str, str], uid: int, key: str) -> NewO
     """
     try:
         # The registry's own dict (read only): a name it lacks goes the Python way.
-        got = ctx.store.open_usual(params, ctx.symbols._by_name, uid, key, ctx.limits)
+        got = ctx.store.entry.open_usual(params, ctx.symbols._by_name, uid, key, ctx.limits)
     except OverflowError:
         raise reject_error(int(Reason.INVALID_ORDER_ID)) from None
     if got is None:
@@ -503,7 +503,7 @@ Opened = tuple[SymbolSpec, Order, bytes, str, bool]
 
 def open_order_py(ctx: Context, params: dict[str, str], uid: int, key: str) -> NewOrder | Opened:
     """:func:`open_order`'s validation and store side in Python: the oracle of
-    :meth:`pyx.apistore.StoreCore.open_usual` and what runs for anything it does not
+    :meth:`pyx.apistore.OrderEntry.open_usual` and what runs for anything it does not
     take.  The retry of a known clientOrderId (a :class:`NewOrder` with ``retry_of``),
     else (symbol, order entered in the store, its NEW record, newOrderRespType,
     whether the client named it).

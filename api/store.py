@@ -52,7 +52,7 @@ from api.clientids import ClientIds
 from bindings.intentfile import IntentFile
 from gateway.store import clock_order_id
 from pyx.apistore import ClientIdFilter as ClientIdFilter  # re-exported: Store's filter
-from pyx.apistore import StoreCore
+from pyx.apistore import OrderEntry
 
 log = logging.getLogger("bursa.api")
 
@@ -300,19 +300,15 @@ class ClientIdFilterPy:
         return bool(bits[a >> 3] & (1 << (a & 7)) and bits[b >> 3] & (1 << (b & 7)))
 
 
-class Store(StoreCore):
+class Store:
     """SQLite (WAL) plus open orders in memory; writes are buffered and written by
     :meth:`commit` in one transaction.  A client id is looked up in SQLite only when
-    :attr:`cl_filter` says the store may hold it.  The attributes the order path
-    touches live in the compiled base :class:`pyx.apistore.StoreCore`, whose
-    ``open_usual`` enters the usual new order in one call (:meth:`new_order_id`,
-    :meth:`add` and :meth:`_index` are its oracle)."""
-
-    open: dict[tuple[int, int], Order]
-    open_by_cl: dict[tuple[int, str], Order]
-    _intents: dict[tuple[int, int], Order]
-    _unlogged: list[Order]
-    client_ids: ClientIds
+    :attr:`cl_filter` says the store may hold it.  :attr:`entry` (compiled,
+    :class:`pyx.apistore.OrderEntry`) enters the usual new order in one call
+    (``open_usual``) into the same dicts, list and set; it holds the id counter
+    (:meth:`new_order_id`, :meth:`add` and :meth:`_index` are its oracle).  A member,
+    not a compiled base class: the follower's and the commit's attribute reads of a
+    Python class's instance stay the interpreter's fast ones."""
 
     def __init__(self, db_path: str | Path) -> None:
         path = Path(db_path)
@@ -329,6 +325,21 @@ class Store(StoreCore):
         self.con.execute("PRAGMA wal_autocheckpoint=0")
         self.con.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
         self.con.executescript(SCHEMA)
+        self.open: dict[tuple[int, int], Order] = {}
+        self.open_by_cl: dict[tuple[int, str], Order] = {}
+        self._new: set[tuple[int, int]] = set()  # orders without a row yet
+        self._meta: dict[str, int] = {}
+        # Client-id orders not in SQLite yet (committed with the next transaction), and
+        # those of them not in the intent file yet (written by a commit with nothing
+        # else to store).
+        self._intents: dict[tuple[int, int], Order] = {}
+        self._unlogged: list[Order] = []
+        # Every client id of the orders table, filled below (the intent file's orders
+        # included), then every order indexed from here on (_index).
+        self.cl_filter = ClientIdFilter()
+        self.entry = OrderEntry(self.open, self.open_by_cl, self._intents, self._meta,
+                                self._new, self._unlogged, self.cl_filter, API_ID_BASE,
+                                MAX_ORDER_ID, ID_RESERVE)  # fmt: skip
         # Generated clientOrderIds are a keyed hash of the order (api.clientids): the
         # key lives here, made once (autocommit: durable before any id is handed out).
         # Orders below ``client_ids_since`` (an API id's clock part when the key was
@@ -347,14 +358,9 @@ class Store(StoreCore):
             self.con.execute("SELECT v FROM meta WHERE k = 'client_ids_since'").fetchone()[0]
         )
         self.commits = 0  # transactions (tests: an answer must not wait for one)
-        self.id_base, self.max_order_id, self.id_reserve = API_ID_BASE, MAX_ORDER_ID, ID_RESERVE
-        self.open = {}
-        self.open_by_cl = {}
         self._dirty: dict[tuple[int, int], Order] = {}
-        self._new = set()  # orders without a row yet
         self._deleted: list[tuple[int, int]] = []
         self._trades: list[tuple[int, ...]] = []
-        self._meta = {}
         self._other: list[tuple[str, tuple[Any, ...]]] = []
         self.assets: dict[int, int] = {}  # asset id -> decimals
         # symbol id -> its config as api.symbols.SymbolRegistry.update takes it
@@ -364,11 +370,6 @@ class Store(StoreCore):
         meta = dict(self.con.execute("SELECT k, v FROM meta").fetchall())
         self.last_core_seq = int(meta.get("last_core_seq", 0))
         self.next_order_id = int(meta.get("next_order_id", 0))
-        # Client-id orders not in SQLite yet (committed with the next transaction), and
-        # those of them not in the intent file yet (written by a commit with nothing
-        # else to store).
-        self._intents = {}
-        self._unlogged = []
         self._logged_top = 0  # highest order id written to the file since the last mark
         db = str(db_path)
         self._intent: IntentFile | None = None
@@ -377,9 +378,6 @@ class Store(StoreCore):
             self._recover_intents(self._intent, meta.get("intent_through"))
             self._intent.reset()
         self.reserved_order_id = self.next_order_id  # ids up to here may have been used
-        # Every client id of the orders table (the intent file's orders included, stored
-        # just above), then every order indexed from here on (_index).
-        self.cl_filter = ClientIdFilter()
         for uid, cl in self.con.execute("SELECT user_id, client_order_id FROM orders"):
             self.cl_filter.add(int(uid), str(cl))
         for aid, dec in self.con.execute("SELECT asset_id, decimals FROM assets"):
@@ -393,6 +391,33 @@ class Store(StoreCore):
             self._index(o)
         self._checkpointer = Checkpointer(path)
         self._checkpointer.start()
+
+    @property
+    def next_order_id(self) -> int:
+        """The last API order id handed out, less ``API_ID_BASE`` (:attr:`entry`'s)."""
+        return self.entry.next_order_id
+
+    @next_order_id.setter
+    def next_order_id(self, n: int) -> None:
+        self.entry.next_order_id = n
+
+    @property
+    def reserved_order_id(self) -> int:
+        """Ids up to here (less ``API_ID_BASE``) are reserved in ``meta``."""
+        return self.entry.reserved_order_id
+
+    @reserved_order_id.setter
+    def reserved_order_id(self, n: int) -> None:
+        self.entry.reserved_order_id = n
+
+    @property
+    def client_ids(self) -> ClientIds:
+        """The generated client ids of this database (:attr:`entry`'s)."""
+        return self.entry.client_ids  # type: ignore[no-any-return]
+
+    @client_ids.setter
+    def client_ids(self, ids: ClientIds) -> None:
+        self.entry.client_ids = ids
 
     def _recover_intents(self, intent: IntentFile, through: int | None) -> None:
         """At start: store the intent file's orders that SQLite lacks (a kill between

@@ -19,20 +19,16 @@ class ClientIdFilter:
     def add(self, user_id: int, client_order_id: str) -> None: ...
     def may_hold(self, user_id: int, client_order_id: str) -> bool: ...
 
-class StoreCore:
-    open: dict[tuple[int, int], Any]
-    open_by_cl: dict[tuple[int, str], Any]
-    _intents: dict[tuple[int, int], Any]
-    _meta: dict[str, int]
-    _new: set[tuple[int, int]]
-    _unlogged: list[Any]
-    cl_filter: ClientIdFilter
+class OrderEntry:
     client_ids: Any
     next_order_id: int
     reserved_order_id: int
-    id_base: int
-    max_order_id: int
-    id_reserve: int
+    def __init__(
+        self, open: dict[tuple[int, int], Any], open_by_cl: dict[tuple[int, str], Any],
+        intents: dict[tuple[int, int], Any], meta: dict[str, int], new: set[tuple[int, int]],
+        unlogged: list[Any], cl_filter: ClientIdFilter, id_base: int, max_order_id: int,
+        id_reserve: int,
+    ) -> None: ...  # fmt: skip
     def open_usual(
         self, params: dict[str, str], by_name: dict[str, Any], uid: int, key: str,
         limits: Any, now_ns: int = -1,

@@ -4,7 +4,7 @@
 ``api.orders.open_order`` was a dozen Python frames between the compiled pieces
 (``parse_new_order``, ``Order(...)``, ``Store.new_order_id``, ``ClientIds.of`` and
 ``digest``, ``now_ms``, ``Store.add``, ``_index``, ``ClientIdFilter.add``,
-``pack_new``) with their tuples and dicts.  :meth:`StoreCore.open_usual` does the
+``pack_new``) with their tuples and dicts.  :meth:`OrderEntry.open_usual` does the
 usual case (a known symbol, the orders ``pyx.apihttp.new_order_values`` takes, a valid
 ``newOrderRespType``, a client id never seen) in one C call: validation, the order
 rate limit, the next id, the generated client id, the ``Order``, the store's indexes
@@ -12,8 +12,8 @@ and the 96-byte NEW record.  Anything else returns None before changing anything
 ``api.orders`` runs its Python code (the oracle: ``tests/api/test_fold.py`` holds the
 two to the same ids, indexes, intents, meta, orders and records over random runs).
 
-:class:`StoreCore` is the compiled base of ``api.store.Store`` (the attributes the
-order path touches live here, typed); :class:`ClientIdFilter` is the client-id Bloom
+:class:`OrderEntry` is ``api.store.Store``'s ``entry`` (it shares the store's dicts,
+list and set, and holds the id counter); :class:`ClientIdFilter` is the client-id Bloom
 filter (``api.store.ClientIdFilterPy`` its oracle).  Nothing here imports bursa (pyx
 sits below ``api``): the ``Order`` class and the NEW record's layout are handed in
 by :func:`configure` (``api.orders`` at import).
@@ -61,7 +61,7 @@ cdef int _NEW_FIELDS = 12
 
 
 def configure(order_cls, Py_ssize_t rec_size, tuple layout, int64_t kind, tuple consts):
-    """Hand in what :meth:`StoreCore.open_usual` builds: the ``Order`` class, the NEW
+    """Hand in what :meth:`OrderEntry.open_usual` builds: the ``Order`` class, the NEW
     record's size and its fields' ``(offset, size)`` in ``api.core.pack_new``'s
     argument order with ``kind`` after ``symbol_id`` (``order_id``, ``price_ticks``,
     ``qty_lots``, ``stop_price_ticks``, ``user_id``, ``symbol_id``, ``kind``,
@@ -162,7 +162,7 @@ cdef bytes _new_record(int64_t order_id, int64_t price, int64_t qty, int64_t use
 def new_record(int64_t order_id, int64_t price, int64_t qty, int64_t user_id,
                int64_t symbol_id, int64_t side, int64_t ord_type, int64_t tif, int64_t stp,
                int64_t flags):
-    """The NEW record :meth:`StoreCore.open_usual` builds (tests compare it with
+    """The NEW record :meth:`OrderEntry.open_usual` builds (tests compare it with
     ``api.core.pack_new``; a stop price is never part of the usual order)."""
     if _Order is None:
         raise RuntimeError("pyx.apistore.configure was not called")
@@ -212,24 +212,34 @@ cdef class ClientIdFilter:
         return self._may_hold_hash(hash((user_id, client_order_id)))
 
 
-cdef class StoreCore:
-    """The compiled base of ``api.store.Store``: its open orders, the client-id filter,
-    the buffered new orders and meta, the id counter, and :meth:`open_usual`."""
+cdef class OrderEntry:
+    """The order-entry side of ``api.store.Store`` (its ``entry``): the store's open
+    orders, client-id filter, buffered new orders and meta (the same objects), the id
+    counter, and :meth:`open_usual`."""
 
-    cdef public dict open
-    cdef public dict open_by_cl
-    cdef public dict _intents
-    cdef public dict _meta
-    cdef public set _new
-    cdef public list _unlogged
-    cdef public ClientIdFilter cl_filter
+    cdef dict open
+    cdef dict open_by_cl
+    cdef dict intents
+    cdef dict meta
+    cdef set new
+    cdef list unlogged
+    cdef ClientIdFilter cl_filter
     cdef public object client_ids
     cdef public int64_t next_order_id
     cdef public int64_t reserved_order_id
-    # api.store's API_ID_BASE, MAX_ORDER_ID and ID_RESERVE (set by Store.__init__).
-    cdef public int64_t id_base
-    cdef public int64_t max_order_id
-    cdef public int64_t id_reserve
+    # api.store's API_ID_BASE, MAX_ORDER_ID and ID_RESERVE.
+    cdef int64_t id_base
+    cdef int64_t max_order_id
+    cdef int64_t id_reserve
+
+    def __init__(self, dict open, dict open_by_cl, dict intents, dict meta, set new,
+                 list unlogged, ClientIdFilter cl_filter, int64_t id_base,
+                 int64_t max_order_id, int64_t id_reserve):
+        self.open, self.open_by_cl, self.intents, self.meta = open, open_by_cl, intents, meta
+        self.new, self.unlogged, self.cl_filter = new, unlogged, cl_filter
+        self.id_base, self.max_order_id, self.id_reserve = id_base, max_order_id, id_reserve
+        self.client_ids = None
+        self.next_order_id = self.reserved_order_id = 0
 
     def open_usual(self, dict params, dict by_name, object uid, str key, object limits,
                    int64_t now_ns=-1):
@@ -294,13 +304,13 @@ cdef class StoreCore:
         if n > self.reserved_order_id:
             # Committed by the turn's commit, before this id leaves (api.core.flush).
             self.reserved_order_id = min(n + self.id_reserve, self.max_order_id - self.id_base)
-            self._meta["next_order_id"] = self.reserved_order_id
+            self.meta["next_order_id"] = self.reserved_order_id
         # Store.add(o) and Store._index(o).
         k = (uid, oid)
         self.open[k] = o
         self.open_by_cl[kc] = o
         self.cl_filter._add_hash(hash(kc))
-        self._intents[k] = o
-        self._unlogged.append(o)
-        self._new.add(k)
+        self.intents[k] = o
+        self.unlogged.append(o)
+        self.new.add(k)
         return spec, o, rec, resp_type, retryable

@@ -21,7 +21,7 @@ from api.core import pack_new
 from api.errors import ApiError
 from api.orders import NewOrder, open_order_py, reject_error
 from api.ratelimit import RateLimiter
-from api.store import ClientIdFilterPy, Order, Store
+from api.store import API_ID_BASE, MAX_ORDER_ID, ClientIdFilterPy, Order, Store
 from api.symbols import SymbolRegistry
 from gateway.store import ID_EPOCH_NS
 from pyx.apistore import ClientIdFilter, new_record
@@ -139,7 +139,7 @@ def _ctx(clock: Callable[[], float]) -> Context:
 def _fold(ctx: Context, params: dict[str, str], uid: int, key: str, now_ns: int) -> Any:
     """:func:`api.orders.open_order` up to the NEW's send, with the clock given."""
     try:
-        got = ctx.store.open_usual(params, ctx.symbols._by_name, uid, key, ctx.limits, now_ns)
+        got = ctx.store.entry.open_usual(params, ctx.symbols._by_name, uid, key, ctx.limits, now_ns)
     except OverflowError:
         raise reject_error(int(Reason.INVALID_ORDER_ID)) from None
     return open_order_py(ctx, params, uid, key) if got is None else ("fold", got)
@@ -176,7 +176,7 @@ def test_open_usual_is_open_order_py(steps: list[Any], ids_left: int | None) -> 
     b.store.client_ids = a.store.client_ids  # one key: the same generated ids
     if ids_left is not None:  # the id space nearly used up
         for s in (a.store, b.store):
-            s.next_order_id = s.reserved_order_id = s.max_order_id - s.id_base - ids_left
+            s.next_order_id = s.reserved_order_id = MAX_ORDER_ID - API_ID_BASE - ids_left
     try:
         for params, uid, key, dt_ms, forget in steps:
             now[0] += dt_ms * 1_000_000
@@ -209,7 +209,7 @@ def test_usual_orders_take_the_compiled_path() -> None:
                  "price": "30000.10", "quantity": "0.0001"}  # fmt: skip
         market = {"symbol": "BTCUSDT", "side": "SELL", "type": "MARKET", "quantity": "0.0002"}
         for params in (limit, market, {**limit, "newClientOrderId": "mine"}):
-            got = s.open_usual(params, by_name, 1, "k1", ctx.limits)
+            got = s.entry.open_usual(params, by_name, 1, "k1", ctx.limits)
             assert got is not None
             spec, o, rec, resp_type, retryable = got
             assert len(rec) == 96 and isinstance(o, Order) and s.open[(1, o.order_id)] is o
@@ -219,7 +219,7 @@ def test_usual_orders_take_the_compiled_path() -> None:
         unusual = ({**limit, "newClientOrderId": "mine"}, {**limit, "type": "STOP_LOSS"},
                    {**limit, "symbol": "NOPE"}, {**limit, "newOrderRespType": "X"})  # fmt: skip
         for params in unusual:
-            assert s.open_usual(params, by_name, 1, "k1", ctx.limits) is None
+            assert s.entry.open_usual(params, by_name, 1, "k1", ctx.limits) is None
         assert _state(s) == before
     finally:
         s.close()
