@@ -366,10 +366,12 @@ class Store:
         # symbol id -> its config as api.symbols.SymbolRegistry.update takes it
         self.symbols: dict[int, dict[str, int]] = {}
         self.last_core_seq = 0
-        self.next_order_id = 0
         meta = dict(self.con.execute("SELECT k, v FROM meta").fetchall())
         self.last_core_seq = int(meta.get("last_core_seq", 0))
-        self.next_order_id = int(meta.get("next_order_id", 0))
+        # The id counter (the last API order id handed out, less API_ID_BASE) lives in
+        # the entry, with the highest id reserved in meta.
+        ids = self.entry
+        ids.next_order_id = int(meta.get("next_order_id", 0))
         self._logged_top = 0  # highest order id written to the file since the last mark
         db = str(db_path)
         self._intent: IntentFile | None = None
@@ -377,7 +379,7 @@ class Store:
             self._intent = IntentFile(db)
             self._recover_intents(self._intent, meta.get("intent_through"))
             self._intent.reset()
-        self.reserved_order_id = self.next_order_id  # ids up to here may have been used
+        ids.reserved_order_id = ids.next_order_id  # ids up to here may have been used
         for uid, cl in self.con.execute("SELECT user_id, client_order_id FROM orders"):
             self.cl_filter.add(int(uid), str(cl))
         for aid, dec in self.con.execute("SELECT asset_id, decimals FROM assets"):
@@ -391,24 +393,6 @@ class Store:
             self._index(o)
         self._checkpointer = Checkpointer(path)
         self._checkpointer.start()
-
-    @property
-    def next_order_id(self) -> int:
-        """The last API order id handed out, less ``API_ID_BASE`` (:attr:`entry`'s)."""
-        return self.entry.next_order_id
-
-    @next_order_id.setter
-    def next_order_id(self, n: int) -> None:
-        self.entry.next_order_id = n
-
-    @property
-    def reserved_order_id(self) -> int:
-        """Ids up to here (less ``API_ID_BASE``) are reserved in ``meta``."""
-        return self.entry.reserved_order_id
-
-    @reserved_order_id.setter
-    def reserved_order_id(self, n: int) -> None:
-        self.entry.reserved_order_id = n
 
     @property
     def client_ids(self) -> ClientIds:
@@ -447,9 +431,10 @@ class Store:
             [o.row() for o in latest.values()],
         )
         con.execute(_SET_META, ("intent_through", top))
-        if top - API_ID_BASE > self.next_order_id:
-            self.next_order_id = top - API_ID_BASE
-            con.execute(_SET_META, ("next_order_id", self.next_order_id))
+        ids = self.entry
+        if top - API_ID_BASE > ids.next_order_id:
+            ids.next_order_id = top - API_ID_BASE
+            con.execute(_SET_META, ("next_order_id", ids.next_order_id))
         con.execute("COMMIT")
         log.info("stored %d order(s) of the intent file", len(latest))
 
@@ -462,14 +447,15 @@ class Store:
 
     def new_order_id(self) -> int:
         """The next API order id (module docstring); OverflowError when exhausted."""
-        n = max(self.next_order_id + 1, clock_order_id())
+        ids = self.entry
+        n = max(ids.next_order_id + 1, clock_order_id())
         if API_ID_BASE + n > MAX_ORDER_ID:
             raise OverflowError("API order ids exhausted")
-        self.next_order_id = n
-        if n > self.reserved_order_id:
+        ids.next_order_id = n
+        if n > ids.reserved_order_id:
             # Committed by the turn's commit, before this id leaves (api.core.flush).
-            self.reserved_order_id = min(n + ID_RESERVE, MAX_ORDER_ID - API_ID_BASE)
-            self._meta["next_order_id"] = self.reserved_order_id
+            ids.reserved_order_id = min(n + ID_RESERVE, MAX_ORDER_ID - API_ID_BASE)
+            self._meta["next_order_id"] = ids.reserved_order_id
         return API_ID_BASE + n
 
     def add(self, o: Order, durable: bool = True) -> None:

@@ -161,7 +161,7 @@ def _outcome(f: Callable[[], Any]) -> Any:
 
 
 def _state(s: Store) -> tuple[Any, ...]:
-    return (s.next_order_id, s.reserved_order_id, dict(s._meta), dict(s.open),
+    return (s.entry.next_order_id, s.entry.reserved_order_id, dict(s._meta), dict(s.open),
             dict(s.open_by_cl), dict(s._intents), list(s._unlogged), set(s._new),
             bytes(s.cl_filter._bits), s.cl_filter.count)  # fmt: skip
 
@@ -176,7 +176,9 @@ def test_open_usual_is_open_order_py(steps: list[Any], ids_left: int | None) -> 
     b.store.client_ids = a.store.client_ids  # one key: the same generated ids
     if ids_left is not None:  # the id space nearly used up
         for s in (a.store, b.store):
-            s.next_order_id = s.reserved_order_id = MAX_ORDER_ID - API_ID_BASE - ids_left
+            s.entry.next_order_id = s.entry.reserved_order_id = (
+                MAX_ORDER_ID - API_ID_BASE - ids_left
+            )
     try:
         for params, uid, key, dt_ms, forget in steps:
             now[0] += dt_ms * 1_000_000
