@@ -25,13 +25,22 @@ from aiohttp import web
 
 from api import errors as err
 from api.context import CTX, Context
-from api.core import CoreTimeoutError, CoreUnavailableError, cancel_record, now_ms, pack_new
+from api.core import (
+    _NEW_ORDER,
+    CoreTimeoutError,
+    CoreUnavailableError,
+    cancel_record,
+    now_ms,
+    pack_new,
+)
 from api.errors import ApiError, bad_request
 from api.store import Fill, Order
 from api.symbols import SymbolSpec
+from bursa_wire.layout import CMD_DTYPE, CMD_SIZE
 from engine.wire import commands
+from pyx import apistore
 from pyx.apihttp import new_order_values, order_text, quote_words
-from pyx.enums import CmdFlag, OrdType, Reason, Side, Stp, Tif
+from pyx.enums import CmdFlag, CmdKind, OrdType, Reason, Side, Stp, Tif
 
 CLIENT_ID_RE = re.compile(r"[a-zA-Z0-9_-]{1,36}")
 TIFS = {"GTC": int(Tif.GTC), "IOC": int(Tif.IOC), "FOK": int(Tif.FOK)}
@@ -119,6 +128,12 @@ NEW_VALUES = ("price_ticks", "qty_lots", "stop_price_ticks", "user_id", "symbol_
 NewValues = tuple[int, int, int, int, int, int, int, int, int, int]
 _ORDER_CONSTS = (int(Side.BUY), int(Side.SELL), int(OrdType.LIMIT), int(OrdType.MARKET),
                  int(CmdFlag.POST_ONLY), int(Tif.IOC), TIFS, STP_MODES)  # fmt: skip
+# What OrderEntry.open_usual builds: Order, and the NEW record as pack_new packs it
+# (each field's offset and size from the layout table itself).
+apistore.configure(Order, CMD_SIZE,
+                   tuple((CMD_DTYPE.fields[f][1], CMD_DTYPE.fields[f][0].itemsize)  # type: ignore[index]
+                         for f in _NEW_ORDER),
+                   int(CmdKind.NEW), _ORDER_CONSTS)  # fmt: skip
 
 
 def new_values(fields: dict[str, int]) -> NewValues:
@@ -449,7 +464,49 @@ class NewOrder:
 def open_order(ctx: Context, params: dict[str, str], uid: int, key: str) -> NewOrder:
     """Validate one new order and queue its NEW (no await: the order path of
     :mod:`api.fasthttp` finishes it from the reply's callback, :func:`enter_order`
-    awaits it).
+    awaits it).  The usual order is validated and entered in the store by one compiled
+    call (:meth:`pyx.apistore.OrderEntry.open_usual`); anything else, refusals and
+    retries included, by :func:`open_order_py` (its oracle).
+
+    Raises
+    ------
+    ApiError
+        Binance's code for the first problem found; nothing changes.
+    """
+    try:
+        # The registry's own dict (read only): a name it lacks goes the Python way.
+        got = ctx.store.entry.open_usual(params, ctx.symbols._by_name, uid, key, ctx.limits)
+    except OverflowError:
+        raise reject_error(int(Reason.INVALID_ORDER_ID)) from None
+    if got is None:
+        py = open_order_py(ctx, params, uid, key)
+        if isinstance(py, NewOrder):
+            return py  # a known clientOrderId: answered as a retry
+        got = py
+    spec, o, rec, resp_type, retryable = got
+    try:
+        # The reply comes once the events of its seq are applied (in memory; their
+        # commit is grouped, api.core), or fails after the core timeout.
+        fut = ctx.core.send(rec, applied=True, expire=True)
+    except CoreUnavailableError:
+        ctx.store.delete(o)
+        raise ApiError(503, err.UNKNOWN, "The core is not available; nothing was done.") from None
+    n = NewOrder(spec, o, resp_type, fut)
+    if retryable:
+        n.done = asyncio.get_running_loop().create_future()
+        ctx.extra.setdefault("inflight", {})[(uid, o.client_order_id)] = n.done
+    return n
+
+
+Opened = tuple[SymbolSpec, Order, bytes, str, bool]
+
+
+def open_order_py(ctx: Context, params: dict[str, str], uid: int, key: str) -> NewOrder | Opened:
+    """:func:`open_order`'s validation and store side in Python: the oracle of
+    :meth:`pyx.apistore.OrderEntry.open_usual` and what runs for anything it does not
+    take.  The retry of a known clientOrderId (a :class:`NewOrder` with ``retry_of``),
+    else (symbol, order entered in the store, its NEW record, newOrderRespType,
+    whether the client named it).
 
     Raises
     ------
@@ -481,18 +538,7 @@ def open_order(ctx: Context, params: dict[str, str], uid: int, key: str) -> NewO
         o.client_order_id = ctx.store.client_ids.of(uid, o.order_id)
     o.time_ms = o.update_ms = now_ms()
     ctx.store.add(o)
-    try:
-        # The reply comes once the events of its seq are applied (in memory; their
-        # commit is grouped, api.core), or fails after the core timeout.
-        fut = ctx.core.send(pack_new(o.order_id, *values), applied=True, expire=True)
-    except CoreUnavailableError:
-        ctx.store.delete(o)
-        raise ApiError(503, err.UNKNOWN, "The core is not available; nothing was done.") from None
-    n = NewOrder(spec, o, resp_type, fut)
-    if retryable:
-        n.done = asyncio.get_running_loop().create_future()
-        ctx.extra.setdefault("inflight", {})[(uid, o.client_order_id)] = n.done
-    return n
+    return spec, o, pack_new(o.order_id, *values), resp_type, retryable
 
 
 def close_order(ctx: Context, n: NewOrder) -> Entered:

@@ -51,6 +51,8 @@ from typing import Any
 from api.clientids import ClientIds
 from bindings.intentfile import IntentFile
 from gateway.store import clock_order_id
+from pyx.apistore import ClientIdFilter as ClientIdFilter  # re-exported: Store's filter
+from pyx.apistore import OrderEntry
 
 log = logging.getLogger("bursa.api")
 
@@ -262,7 +264,7 @@ class Checkpointer(threading.Thread):
             self.join()
 
 
-class ClientIdFilter:
+class ClientIdFilterPy:
     """The ``(user, clientOrderId)`` pairs the store may hold, as a Bloom filter: a
     pair never added is (almost always) known absent without asking SQLite, so a new
     order's client id costs no index read; a pair added is never missed.
@@ -271,7 +273,9 @@ class ClientIdFilter:
     of the pair (Python's string hash, keyed per process): with a million orders
     about 1 % of new ids still read the index, with five million about 20 %; wrong
     positives only cost that read, never an answer.  Bounded whatever the number of
-    orders; filled from SQLite at start (:class:`Store`).
+    orders; filled from SQLite at start (:class:`Store`).  The store uses its compiled
+    twin, :class:`pyx.apistore.ClientIdFilter` (this class is its oracle:
+    ``tests/api/test_fold.py``).
     """
 
     def __init__(self, bits_log2: int = 24) -> None:
@@ -299,7 +303,12 @@ class ClientIdFilter:
 class Store:
     """SQLite (WAL) plus open orders in memory; writes are buffered and written by
     :meth:`commit` in one transaction.  A client id is looked up in SQLite only when
-    :attr:`cl_filter` says the store may hold it."""
+    :attr:`cl_filter` says the store may hold it.  :attr:`entry` (compiled,
+    :class:`pyx.apistore.OrderEntry`) enters the usual new order in one call
+    (``open_usual``) into the same dicts, list and set; it holds the id counter
+    (:meth:`new_order_id`, :meth:`add` and :meth:`_index` are its oracle).  A member,
+    not a compiled base class: the follower's and the commit's attribute reads of a
+    Python class's instance stay the interpreter's fast ones."""
 
     def __init__(self, db_path: str | Path) -> None:
         path = Path(db_path)
@@ -316,6 +325,21 @@ class Store:
         self.con.execute("PRAGMA wal_autocheckpoint=0")
         self.con.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
         self.con.executescript(SCHEMA)
+        self.open: dict[tuple[int, int], Order] = {}
+        self.open_by_cl: dict[tuple[int, str], Order] = {}
+        self._new: set[tuple[int, int]] = set()  # orders without a row yet
+        self._meta: dict[str, int] = {}
+        # Client-id orders not in SQLite yet (committed with the next transaction), and
+        # those of them not in the intent file yet (written by a commit with nothing
+        # else to store).
+        self._intents: dict[tuple[int, int], Order] = {}
+        self._unlogged: list[Order] = []
+        # Every client id of the orders table, filled below (the intent file's orders
+        # included), then every order indexed from here on (_index).
+        self.cl_filter = ClientIdFilter()
+        self.entry = OrderEntry(self.open, self.open_by_cl, self._intents, self._meta,
+                                self._new, self._unlogged, self.cl_filter, API_ID_BASE,
+                                MAX_ORDER_ID, ID_RESERVE)  # fmt: skip
         # Generated clientOrderIds are a keyed hash of the order (api.clientids): the
         # key lives here, made once (autocommit: durable before any id is handed out).
         # Orders below ``client_ids_since`` (an API id's clock part when the key was
@@ -334,27 +358,20 @@ class Store:
             self.con.execute("SELECT v FROM meta WHERE k = 'client_ids_since'").fetchone()[0]
         )
         self.commits = 0  # transactions (tests: an answer must not wait for one)
-        self.open: dict[tuple[int, int], Order] = {}
-        self.open_by_cl: dict[tuple[int, str], Order] = {}
         self._dirty: dict[tuple[int, int], Order] = {}
-        self._new: set[tuple[int, int]] = set()  # orders without a row yet
         self._deleted: list[tuple[int, int]] = []
         self._trades: list[tuple[int, ...]] = []
-        self._meta: dict[str, int] = {}
         self._other: list[tuple[str, tuple[Any, ...]]] = []
         self.assets: dict[int, int] = {}  # asset id -> decimals
         # symbol id -> its config as api.symbols.SymbolRegistry.update takes it
         self.symbols: dict[int, dict[str, int]] = {}
         self.last_core_seq = 0
-        self.next_order_id = 0
         meta = dict(self.con.execute("SELECT k, v FROM meta").fetchall())
         self.last_core_seq = int(meta.get("last_core_seq", 0))
-        self.next_order_id = int(meta.get("next_order_id", 0))
-        # Client-id orders not in SQLite yet (committed with the next transaction), and
-        # those of them not in the intent file yet (written by a commit with nothing
-        # else to store).
-        self._intents: dict[tuple[int, int], Order] = {}
-        self._unlogged: list[Order] = []
+        # The id counter (the last API order id handed out, less API_ID_BASE) lives in
+        # the entry, with the highest id reserved in meta.
+        ids = self.entry
+        ids.next_order_id = int(meta.get("next_order_id", 0))
         self._logged_top = 0  # highest order id written to the file since the last mark
         db = str(db_path)
         self._intent: IntentFile | None = None
@@ -362,10 +379,7 @@ class Store:
             self._intent = IntentFile(db)
             self._recover_intents(self._intent, meta.get("intent_through"))
             self._intent.reset()
-        self.reserved_order_id = self.next_order_id  # ids up to here may have been used
-        # Every client id of the orders table (the intent file's orders included, stored
-        # just above), then every order indexed from here on (_index).
-        self.cl_filter = ClientIdFilter()
+        ids.reserved_order_id = ids.next_order_id  # ids up to here may have been used
         for uid, cl in self.con.execute("SELECT user_id, client_order_id FROM orders"):
             self.cl_filter.add(int(uid), str(cl))
         for aid, dec in self.con.execute("SELECT asset_id, decimals FROM assets"):
@@ -379,6 +393,15 @@ class Store:
             self._index(o)
         self._checkpointer = Checkpointer(path)
         self._checkpointer.start()
+
+    @property
+    def client_ids(self) -> ClientIds:
+        """The generated client ids of this database (:attr:`entry`'s)."""
+        return self.entry.client_ids  # type: ignore[no-any-return]
+
+    @client_ids.setter
+    def client_ids(self, ids: ClientIds) -> None:
+        self.entry.client_ids = ids
 
     def _recover_intents(self, intent: IntentFile, through: int | None) -> None:
         """At start: store the intent file's orders that SQLite lacks (a kill between
@@ -408,9 +431,10 @@ class Store:
             [o.row() for o in latest.values()],
         )
         con.execute(_SET_META, ("intent_through", top))
-        if top - API_ID_BASE > self.next_order_id:
-            self.next_order_id = top - API_ID_BASE
-            con.execute(_SET_META, ("next_order_id", self.next_order_id))
+        ids = self.entry
+        if top - API_ID_BASE > ids.next_order_id:
+            ids.next_order_id = top - API_ID_BASE
+            con.execute(_SET_META, ("next_order_id", ids.next_order_id))
         con.execute("COMMIT")
         log.info("stored %d order(s) of the intent file", len(latest))
 
@@ -423,14 +447,15 @@ class Store:
 
     def new_order_id(self) -> int:
         """The next API order id (module docstring); OverflowError when exhausted."""
-        n = max(self.next_order_id + 1, clock_order_id())
+        ids = self.entry
+        n = max(ids.next_order_id + 1, clock_order_id())
         if API_ID_BASE + n > MAX_ORDER_ID:
             raise OverflowError("API order ids exhausted")
-        self.next_order_id = n
-        if n > self.reserved_order_id:
+        ids.next_order_id = n
+        if n > ids.reserved_order_id:
             # Committed by the turn's commit, before this id leaves (api.core.flush).
-            self.reserved_order_id = min(n + ID_RESERVE, MAX_ORDER_ID - API_ID_BASE)
-            self._meta["next_order_id"] = self.reserved_order_id
+            ids.reserved_order_id = min(n + ID_RESERVE, MAX_ORDER_ID - API_ID_BASE)
+            self._meta["next_order_id"] = ids.reserved_order_id
         return API_ID_BASE + n
 
     def add(self, o: Order, durable: bool = True) -> None:
