@@ -17,6 +17,9 @@ buffered, before any read that goes to SQLite and at shutdown; after a kill -9 t
 API resumes from the committed seq and applies the rest again.  A request that needs
 the outcome of its command awaits its reply (:meth:`CoreLink.send`) and then the
 application of the events of the reply's ``seq`` in memory (:meth:`CoreLink.applied`).
+The order path's NEW (:meth:`CoreLink.send_new`) gets both in one
+:class:`OrderReply`, whose ``target`` (the connection's answer) the link calls
+directly once it is done: no done callback, ``call_soon`` or loop callback per order.
 """
 
 from __future__ import annotations
@@ -45,9 +48,8 @@ from engine.wire import commands
 from engine.wire.frames import (
     CONTROL_TAG,
     REPLAY_BEYOND_END,
-    FrameError,
+    REPLY_SIZE,
     decode_control,
-    decode_replies,
     encode_control,
 )
 from pyx.enums import CmdKind
@@ -84,6 +86,26 @@ class CoreTimeoutError(Exception):
     """The core did not answer a command sent with ``expire`` within ``reply_timeout_s``."""
 
 
+class OrderReply(asyncio.Future[None]):
+    """The outcome of a NEW sent by :meth:`CoreLink.send_new`: done (result ``None``)
+    once the core's reply is in and the events of its ``seq`` are applied, or failed
+    with :class:`CoreTimeoutError` / :class:`CoreUnavailableError`.  The reply's
+    ``seq`` (0: refused before sequencing) and ``reason`` are attributes, not a dict.
+
+    A plain ``asyncio.Future`` for whoever awaits it (the aiohttp route); the order
+    path of :mod:`api.fasthttp` sets ``target`` instead of a done callback and the
+    link calls it directly once the future is done (no ``call_soon`` and no loop
+    callback per order)."""
+
+    __slots__ = ("reason", "ref", "seq", "target")
+
+    ref: int
+    seq: int
+    reason: int
+    # Called with this future by the link right after it completes it (any outcome).
+    target: Callable[[OrderReply], None] | None
+
+
 class CoreLink:
     """See the module docstring; ``on_applied`` runs after each applied event batch."""
 
@@ -116,17 +138,20 @@ class CoreLink:
         self._pub, self._replay = pub_endpoint, replay_endpoint
         self.sub = self._subscriber()
         self._refs = itertools.count(1)
-        self._replies: dict[int, asyncio.Future[Reply]] = {}
+        # The replies awaited by ref: a command's Future (send) or a NEW's (send_new).
+        self._replies: dict[int, asyncio.Future[Any]] = {}
         self._controls: deque[asyncio.Future[dict[str, Any]]] = deque()
         self._queue: list[bytes | bytearray] = []
         self._queue_refs: list[int] = []
         # (seq, tie-break, future, its result): woken once ``seq`` is applied.
         self._waiters: list[tuple[int, int, asyncio.Future[Any], Any]] = []
         self._after_apply: set[int] = set()  # refs whose reply waits for its events
+        # (seq, ref, NEW's reply) whose reply is in: completed once ``seq`` is applied.
+        self._order_waiters: list[tuple[int, int, OrderReply]] = []
         self._wait_ids = itertools.count()
         # (deadline, reply) of commands sent with ``expire``, oldest first (one timeout
         # for all: deadlines come in order), and the one timer armed for the first.
-        self._expiry: deque[tuple[float, asyncio.Future[Reply]]] = deque()
+        self._expiry: deque[tuple[float, asyncio.Future[Any]]] = deque()
         self._expiry_timer: asyncio.TimerHandle | None = None
         self._flush_scheduled = False
         self._applied_pending = False  # events applied since the last flush
@@ -229,9 +254,9 @@ class CoreLink:
                 self._trade_watch.stop()
         self.flush()
         self.store.commit()
-        for fut in self._replies.values():
+        for fut in list(self._replies.values()):
             if not fut.done():
-                fut.set_exception(CoreUnavailableError("shutting down"))
+                self._fail(fut, CoreUnavailableError("shutting down"))
         self.trade.close()
         self.admin.close()
         self.sub.close()
@@ -279,6 +304,50 @@ class CoreLink:
                 self._expiry_timer = self.loop.call_at(self._expiry[0][0], self._expire)
         return fut
 
+    def send_new(
+        self, order_id: int, price_ticks: int, qty_lots: int, stop_price_ticks: int,
+        user_id: int, symbol_id: int, side: int, ord_type: int, tif: int, stp: int, flags: int,
+    ) -> OrderReply:  # fmt: skip
+        """Queue a NEW with these fields (:func:`pack_new`'s; sent at the end of this
+        loop turn): :meth:`send` ``applied`` and ``expire`` for the order path, its
+        outcome an :class:`OrderReply` (no ``bytearray`` copy, dict per reply nor
+        ``call_soon`` per order: the reply's ``target`` is called directly)."""
+        loop = self.loop
+        assert loop is not None
+        if len(self._replies) >= MAX_INFLIGHT:
+            raise CoreUnavailableError("too many commands in flight")
+        ref = next(self._refs)
+        fut = OrderReply(loop=loop)
+        fut.ref = ref
+        fut.target = None
+        self._replies[ref] = fut
+        self._queue.append(_NEW_REF_STRUCT.pack(ref, order_id, price_ticks, qty_lots,
+                                                stop_price_ticks, user_id, symbol_id, _NEW_KIND,
+                                                side, ord_type, tif, stp, flags))  # fmt: skip
+        self._queue_refs.append(ref)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self.flush)
+        self._expiry.append((loop.time() + self.reply_timeout_s, fut))
+        if self._expiry_timer is None:
+            self._expiry_timer = loop.call_at(self._expiry[0][0], self._expire)
+        return fut
+
+    def _fail(self, fut: asyncio.Future[Any], exc: Exception) -> None:
+        """Fail a reply (not done); a NEW's ``target`` is told at once."""
+        fut.set_exception(exc)
+        if type(fut) is OrderReply and fut.target is not None:
+            self._tell(fut)
+
+    def _tell(self, fut: OrderReply) -> None:
+        """Call a done NEW's ``target`` (its request's answer); a failure there is the
+        request's, logged, never the link's."""
+        assert fut.target is not None
+        try:
+            fut.target(fut)
+        except Exception:
+            log.exception("answering an order")
+
     def _expire(self) -> None:
         """Fail the replies of :meth:`send` ``expire`` that are due; re-arm for the next."""
         assert self.loop is not None
@@ -288,7 +357,7 @@ class CoreLink:
         while q and (q[0][1].done() or q[0][0] <= now):
             _, fut = q.popleft()
             if not fut.done():
-                fut.set_exception(CoreTimeoutError())
+                self._fail(fut, CoreTimeoutError())
         if q:
             self._expiry_timer = self.loop.call_at(q[0][0], self._expire)
 
@@ -302,17 +371,29 @@ class CoreLink:
         leave (:meth:`Store.sync`), wake the requests whose events are now applied,
         arm the group commit of the follower's effects, then send the queued
         commands."""
-        self._flush_scheduled = False
         store = self.store
-        store.sync()
         if self._applied_pending:
+            # The answers before the sync: an answer may start its connection's next
+            # order, whose NEW then leaves with this turn's, made durable by the sync
+            # below (and, _flush_scheduled still set, without a flush of its own).
             self._applied_pending = False
             self.applied_seq = last = store.last_core_seq
+            # The user data streams before the answers (as when the answers ran from
+            # call_soon after it).
+            self.on_applied()
             while self._waiters and self._waiters[0][0] <= last:
                 _, _, w, result = heapq.heappop(self._waiters)
                 if not w.done():
                     w.set_result(result)
-            self.on_applied()
+            ow = self._order_waiters
+            while ow and ow[0][0] <= last:
+                new = heapq.heappop(ow)[2]
+                if not new.done():
+                    new.set_result(None)
+                    if new.target is not None:
+                        self._tell(new)
+        self._flush_scheduled = False
+        store.sync()
         if self._commit_timer is None and store.pending and self.loop is not None:
             self._commit_timer = self.loop.call_later(self.commit_interval_s, self._group_commit)
         if not self._queue:
@@ -327,7 +408,7 @@ class CoreLink:
                     fut = self._replies.pop(ref, None)
                     self._after_apply.discard(ref)
                     if fut is not None and not fut.done():
-                        fut.set_exception(CoreUnavailableError("core not connected"))
+                        self._fail(fut, CoreUnavailableError("core not connected"))
 
         if self._trade_watch is not None:
             self._trade_watch.sent(self.trade)
@@ -338,8 +419,11 @@ class CoreLink:
         self._commit_timer = None
         self.store.commit()
 
-    def forget(self, fut: asyncio.Future[Reply]) -> None:
+    def forget(self, fut: asyncio.Future[Any]) -> None:
         """Stop waiting for a reply (its request timed out)."""
+        if type(fut) is OrderReply:
+            self._replies.pop(fut.ref, None)
+            return
         for ref, f in list(self._replies.items()):
             if f is fut:
                 del self._replies[ref]
@@ -412,17 +496,27 @@ class CoreLink:
     def _pump_trade(self) -> None:
         """Every reply readable now (the trade link's reader: not the event source as
         well, which would cost a select and a read that find nothing)."""
+        replies = self._replies
         for body in self.trade.read_nowait():
-            try:
-                replies = decode_replies(body)
-            except FrameError:
+            if len(body) % REPLY_SIZE:
                 log.warning("undecodable reply frame from the core")
                 continue
-            for t in replies.tolist():
-                # A dict per reply: a numpy record's field access costs ~1 µs each.
+            # Tuples straight from the bytes (numpy's frombuffer and tolist cost more
+            # than the few replies of a frame).
+            for t in _REPLY_STRUCT.iter_unpack(body):
+                ref = t[_REPLY_REF]
+                f = replies.pop(ref, None)
+                if type(f) is OrderReply:
+                    seq = f.seq = t[_REPLY_SEQ]
+                    f.reason = t[_REPLY_REASON]
+                    if seq > self.applied_seq:  # its events are not applied yet
+                        heapq.heappush(self._order_waiters, (seq, ref, f))
+                    elif not f.done():
+                        f.set_result(None)
+                        if f.target is not None:
+                            self._tell(f)
+                    continue
                 r = dict(zip(_REPLY_NAMES, t, strict=True))
-                ref = r["client_ref"]
-                f = self._replies.pop(ref, None)
                 if ref in self._after_apply:
                     self._after_apply.discard(ref)
                     seq = r["seq"]
@@ -485,12 +579,16 @@ def cancel_record(order_id: int, user_id: int) -> np.ndarray[Any, Any]:
     return commands.cancel(order_id, user_id)
 
 
+# numpy's integer codes (without the byte order) as ``struct``'s.
+_STRUCT_CODES = {"u8": "Q", "i8": "q", "u4": "I", "i4": "i", "u2": "H", "i2": "h", "u1": "B",
+                 "i1": "b"}  # fmt: skip
+
+
 def _record_struct(only: tuple[str, ...] = ()) -> tuple[struct.Struct, tuple[str, ...]]:
     """A ``struct`` packing ``CMD_DTYPE`` records (field order and offsets from the
     layout table itself), and its field names in packing order; with ``only``, just
     those fields (the others are zero bytes)."""
-    codes = {"u8": "Q", "i8": "q", "u4": "I", "i4": "i", "u2": "H", "i2": "h", "u1": "B",
-             "i1": "b"}  # fmt: skip
+    codes = _STRUCT_CODES
     fmt, pos, names = "<", 0, []
     fields = CMD_DTYPE.fields
     assert fields is not None
@@ -506,6 +604,28 @@ def _record_struct(only: tuple[str, ...] = ()) -> tuple[struct.Struct, tuple[str
     return struct.Struct(fmt), tuple(names)
 
 
+def _reply_struct() -> struct.Struct:
+    """A ``struct`` unpacking ``REPLY_DTYPE`` records into tuples of its fields in
+    ``_REPLY_NAMES`` order (checked: a layout change fails the import)."""
+    fields = REPLY_DTYPE.fields
+    assert fields is not None
+    fmt, pos = "<", 0
+    for name in _REPLY_NAMES:
+        dt, off = fields[name][:2]
+        if off != pos or dt.byteorder == ">":
+            raise ImportError(f"REPLY_DTYPE field {name!r} not packed in order")
+        fmt += _STRUCT_CODES[dt.str[1:]]
+        pos += dt.itemsize
+    st = struct.Struct(fmt)
+    if st.size != REPLY_SIZE:
+        raise ImportError(f"REPLY_DTYPE is {REPLY_SIZE} bytes, its struct {st.size}")
+    return st
+
+
+_REPLY_STRUCT = _reply_struct()
+_REPLY_REF = _REPLY_NAMES.index("client_ref")
+_REPLY_SEQ = _REPLY_NAMES.index("seq")
+_REPLY_REASON = _REPLY_NAMES.index("reason")
 _CMD_STRUCT, _CMD_NAMES = _record_struct()
 _NEW_TEMPLATE = dict.fromkeys(_CMD_NAMES, 0) | {"kind": int(CmdKind.NEW)}
 _U64 = struct.Struct("<Q")
@@ -536,6 +656,11 @@ _NEW_STRUCT, _NEW_NAMES = _record_struct(_NEW_ORDER)
 if _NEW_NAMES != _NEW_ORDER:
     raise ImportError(f"CMD_DTYPE field order changed: {_NEW_NAMES}")
 _NEW_KIND = int(CmdKind.NEW)
+# The same with the command's client_ref (CoreLink.send_new packs its ref in at once).
+_NEW_REF_ORDER = ("client_ref", *_NEW_ORDER)
+_NEW_REF_STRUCT, _NEW_REF_NAMES = _record_struct(_NEW_REF_ORDER)
+if _NEW_REF_NAMES != _NEW_REF_ORDER:
+    raise ImportError(f"CMD_DTYPE field order changed: {_NEW_REF_NAMES}")
 
 
 def pack_new(

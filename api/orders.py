@@ -25,7 +25,7 @@ from aiohttp import web
 
 from api import errors as err
 from api.context import CTX, Context
-from api.core import CoreTimeoutError, CoreUnavailableError, cancel_record, now_ms, pack_new
+from api.core import CoreTimeoutError, CoreUnavailableError, OrderReply, cancel_record, now_ms
 from api.errors import ApiError, bad_request
 from api.store import Fill, Order
 from api.symbols import SymbolSpec
@@ -484,7 +484,7 @@ def open_order(ctx: Context, params: dict[str, str], uid: int, key: str) -> NewO
     try:
         # The reply comes once the events of its seq are applied (in memory; their
         # commit is grouped, api.core), or fails after the core timeout.
-        fut = ctx.core.send(pack_new(o.order_id, *values), applied=True, expire=True)
+        fut = ctx.core.send_new(o.order_id, *values)
     except CoreUnavailableError:
         ctx.store.delete(o)
         raise ApiError(503, err.UNKNOWN, "The core is not available; nothing was done.") from None
@@ -507,29 +507,28 @@ def close_order(ctx: Context, n: NewOrder) -> Entered:
         reject as Binance's code.
     """
     o, fut = n.order, n.reply
-    assert fut is not None
+    assert isinstance(fut, OrderReply)
     try:
-        if fut.cancelled():
-            raise asyncio.CancelledError
-        exc = fut.exception()
-        if isinstance(exc, CoreTimeoutError):
-            ctx.core.forget(fut)
-            raise bad_request(
-                err.TIMEOUT,
-                "Timeout waiting for response from backend server. Send status unknown;"
-                " execution status unknown.",
-            )
-        if isinstance(exc, CoreUnavailableError):
-            # The link refused the frame: the NEW never left, the order never
-            # existed (an open order that would show as open forever).
-            ctx.store.delete(o)
-            raise ApiError(503, err.UNKNOWN, "The core is not available; nothing was done.")
-        reply = fut.result()
-        if int(reply["seq"]) == 0:
+        exc = fut.exception()  # CancelledError if the request was given up
+        if exc is not None:
+            if isinstance(exc, CoreTimeoutError):
+                ctx.core.forget(fut)
+                raise bad_request(
+                    err.TIMEOUT,
+                    "Timeout waiting for response from backend server. Send status unknown;"
+                    " execution status unknown.",
+                )
+            if isinstance(exc, CoreUnavailableError):
+                # The link refused the frame: the NEW never left, the order never
+                # existed (an open order that would show as open forever).
+                ctx.store.delete(o)
+                raise ApiError(503, err.UNKNOWN, "The core is not available; nothing was done.")
+            raise exc
+        if fut.seq == 0:
             # Refused before sequencing (no event will come): it never existed.
             o.status = "REJECTED"
             ctx.store.delete(o)
-            raise reject_error(int(reply["reason"]))
+            raise reject_error(fut.reason)
     finally:
         if n.done is not None:
             ctx.extra["inflight"].pop((o.user_id, o.client_order_id), None)
