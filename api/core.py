@@ -391,7 +391,10 @@ class CoreLink:
                 if not new.done():
                     new.set_result(None)
                     if new.target is not None:
-                        self._tell(new)
+                        try:  # _tell, inline: the usual way an order is answered
+                            new.target(new)
+                        except Exception:
+                            log.exception("answering an order")
         self._flush_scheduled = False
         store.sync()
         if self._commit_timer is None and store.pending and self.loop is not None:
@@ -556,7 +559,9 @@ class CoreLink:
             apply_events(f.events)
             self.store.set_core_seq(f.last_seq)
         self._applied_pending = True
-        self._schedule()
+        if not self._flush_scheduled and self.loop is not None:  # _schedule, inline
+            self._flush_scheduled = True
+            self.loop.call_soon(self.flush)
 
     async def _ticker(self) -> None:
         """Idle replay (events whose PUB frame was lost) twice a second; a commit of

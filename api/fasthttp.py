@@ -310,7 +310,8 @@ class FastHttp(asyncio.Protocol):
                 self._write(200, out)
         except Exception:
             self._bug()
-        self._next()
+        if self.buf or self.eof:  # else _next finds nothing to answer
+            self._next()
 
     async def _retry(self, n: NewOrder, used: int) -> None:
         """The answer of a retried clientOrderId (:func:`api.orders.answer_retry`)."""
