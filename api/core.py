@@ -540,7 +540,15 @@ class CoreLink:
         ):
             return  # no event frame: poll() would find none (and cost a zmq.Poller)
         try:
-            frames = sub.poll(0, max_frames=256, idle_replay=False)
+            if isinstance(live, StreamEventSource):
+                # One frame first (its poll reads what the socket holds), then just
+                # the frames that read took: a poll beyond them would cost a select
+                # that finds nothing, on every wake-up.
+                frames = sub.poll(0, max_frames=1, idle_replay=False)
+                if live.pending:
+                    frames += sub.poll(0, max_frames=min(live.pending, 255), idle_replay=False)
+            else:
+                frames = sub.poll(0, max_frames=256, idle_replay=False)
         except (TimeoutError, CoreError) as e:
             self._resubscribe(e)
             frames = []

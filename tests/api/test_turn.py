@@ -35,6 +35,7 @@ from api.core import (
 )
 from api.follow import Follower
 from api.store import Store
+from bindings.streamlink import StreamEventSource
 from bursa_wire.layout import EV_DTYPE, REPLY_DTYPE
 from engine.wire.frames import decode_replies
 
@@ -290,3 +291,60 @@ def test_generic_send_waits_for_its_events(link: tuple[CoreLink, FakeTrade, list
     lk._apply([Frame(seq + 1)])
     lk.flush()
     assert a.done() and a.result()["client_ref"] == refs[0]
+
+
+class FakeEvents:
+    """An ``EventSubscriber`` on a stream event source whose socket holds ``kernel``
+    frames (their seqs): a poll with no frame read yet selects, and the select reads
+    ``per_read`` of them at most (as ``StreamEventSource`` does)."""
+
+    def __init__(self, kernel: list[int], per_read: int) -> None:
+        self.sub = StreamEventSource("unix:/nonexistent/apiturn.sock")
+        self.caught_up = True
+        self.kernel = kernel
+        self.per_read = per_read
+        self.selects = 0
+        self.frames_live = self.frames_replayed = 0
+
+    def poll(self, timeout_ms: int, max_frames: int, idle_replay: bool) -> list[Frame]:
+        out: list[Frame] = []
+        q = self.sub._frames
+        for _ in range(max_frames):
+            if not q:
+                self.selects += 1
+                if not self.kernel:
+                    break
+                q.extend(self.kernel[: self.per_read])
+                del self.kernel[: self.per_read]
+            out.append(Frame(q.popleft()))
+        return out
+
+    def close(self) -> None:
+        self.sub.close()
+
+
+@settings(FIXTURE_OK, max_examples=100)
+@given(st.lists(st.integers(0, 40), max_size=6), st.integers(1, 600))
+def test_event_frames_read_with_one_select_per_wake_up(
+    link: tuple[CoreLink, FakeTrade, list[float]], bursts: list[int], per_read: int
+) -> None:
+    """Each wake-up of the event source takes every frame its read brought, in order,
+    with one select (none when woken for frames already read): no select that finds
+    nothing.  Frames beyond one pump's bound are taken by the next (call_soon)."""
+    lk = link[0]
+    applied: list[int] = []
+    lk._apply = lambda frames: applied.extend(f.last_seq for f in frames)  # type: ignore[method-assign]
+    seq = 0
+    sent: list[int] = []
+    for n in bursts:
+        fake = FakeEvents(list(range(seq + 1, seq + 1 + n)), per_read)
+        sent += fake.kernel
+        seq += n
+        lk.sub.close()
+        lk.sub = fake  # type: ignore[assignment]
+        readable_wakes = 0
+        while fake.kernel or fake.sub.pending:
+            readable_wakes += not fake.sub.pending  # else a call_soon of frames read
+            lk._pump_events()
+        assert fake.selects == readable_wakes
+    assert applied == sent
