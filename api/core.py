@@ -25,6 +25,7 @@ directly once it is done: no done callback, ``call_soon`` or loop callback per o
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import heapq
 import itertools
@@ -33,6 +34,7 @@ import struct
 import time
 from collections import deque
 from collections.abc import Callable
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -106,6 +108,9 @@ class OrderReply(asyncio.Future[None]):
     target: Callable[[OrderReply], None] | None
 
 
+_seq_of = attrgetter("seq")
+
+
 class CoreLink:
     """See the module docstring; ``on_applied`` runs after each applied event batch."""
 
@@ -146,8 +151,9 @@ class CoreLink:
         # (seq, tie-break, future, its result): woken once ``seq`` is applied.
         self._waiters: list[tuple[int, int, asyncio.Future[Any], Any]] = []
         self._after_apply: set[int] = set()  # refs whose reply waits for its events
-        # (seq, ref, NEW's reply) whose reply is in: completed once ``seq`` is applied.
-        self._order_waiters: list[tuple[int, int, OrderReply]] = []
+        # The NEWs whose reply is in, by ``seq`` (the link's replies come in seq order:
+        # appended), each completed once its ``seq`` is applied.
+        self._order_waiters: deque[OrderReply] = deque()
         self._wait_ids = itertools.count()
         # (deadline, reply) of commands sent with ``expire``, oldest first (one timeout
         # for all: deadlines come in order), and the one timer armed for the first.
@@ -386,8 +392,8 @@ class CoreLink:
                 if not w.done():
                     w.set_result(result)
             ow = self._order_waiters
-            while ow and ow[0][0] <= last:
-                new = heapq.heappop(ow)[2]
+            while ow and ow[0].seq <= last:
+                new = ow.popleft()
                 if not new.done():
                     new.set_result(None)
                     if new.target is not None:
@@ -513,7 +519,11 @@ class CoreLink:
                     seq = f.seq = t[_REPLY_SEQ]
                     f.reason = t[_REPLY_REASON]
                     if seq > self.applied_seq:  # its events are not applied yet
-                        heapq.heappush(self._order_waiters, (seq, ref, f))
+                        ow = self._order_waiters
+                        if ow and seq < ow[-1].seq:  # out of seq order: in its place
+                            bisect.insort(ow, f, key=_seq_of)
+                        else:
+                            ow.append(f)
                     elif not f.done():
                         f.set_result(None)
                         if f.target is not None:

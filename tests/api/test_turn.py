@@ -180,8 +180,11 @@ def test_every_order_answered_once_to_its_request(
     outcome: dict[int, str] = {}  # order id -> what the history says it must be
     core_seq = lk.applied_seq
     applied = lk.applied_seq
-    backlog: list[tuple[int, int]] = []  # (ref, order id) taken by the core, not answered
-    seq_of: dict[int, int] = {}
+    # (ref, order id, seq) taken (and sequenced) by the core, not answered: answered
+    # in any order, so a reply may come after its events are applied, or after a
+    # later seq's reply.
+    backlog: list[tuple[int, int, int]] = []
+    seq_of: dict[int, int] = {}  # order id -> the seq of its reply (0: refused)
     next_oid = 1
 
     def answer(oid: int) -> Any:
@@ -196,10 +199,12 @@ def test_every_order_answered_once_to_its_request(
         return target
 
     def take_sent() -> None:
+        nonlocal core_seq
         for chunk in trade.sent:
             for i in range(0, len(chunk), 96):
                 ref, oid = struct.unpack_from("<QQ", chunk, i + _REF_AT)
-                backlog.append((ref, oid))
+                core_seq += 1
+                backlog.append((ref, oid, core_seq))
         trade.sent.clear()
 
     def flush() -> None:
@@ -230,15 +235,16 @@ def test_every_order_answered_once_to_its_request(
             k = 1 if op == "reject" else 1 + arg % 3
             frame = b""
             for _ in range(min(k, len(backlog))):
-                ref, oid = backlog.pop(arg // 3 % len(backlog))
+                ref, oid, seq = backlog.pop(arg // 3 % len(backlog))
                 if op == "reject":
                     seq_of[oid] = 0
                     frame += reply_bytes(0, ref, oid, arg)
                     outcome.setdefault(oid, "rejected")
                 else:
-                    core_seq += 1
-                    seq_of[oid] = core_seq
-                    frame += reply_bytes(core_seq, ref, oid)
+                    seq_of[oid] = seq
+                    frame += reply_bytes(seq, ref, oid)
+                    if seq <= applied:  # its events came first
+                        outcome.setdefault(oid, "ok")
             trade.inbox.append(frame)
             lk._pump_trade()
         elif op == "apply" and applied < core_seq:
@@ -308,7 +314,7 @@ class FakeEvents:
 
     def poll(self, timeout_ms: int, max_frames: int, idle_replay: bool) -> list[Frame]:
         out: list[Frame] = []
-        q = self.sub._frames
+        q: Any = self.sub._frames  # seqs standing for the frames read
         for _ in range(max_frames):
             if not q:
                 self.selects += 1
