@@ -160,6 +160,7 @@ class CoreLink:
         self._expiry: deque[tuple[float, asyncio.Future[Any]]] = deque()
         self._expiry_timer: asyncio.TimerHandle | None = None
         self._flush_scheduled = False
+        self._flush_cb = self.flush  # bound once, not once per loop turn
         self._applied_pending = False  # events applied since the last flush
         # The last core seq whose events are applied (applied() waits for it).
         self.applied_seq = store.last_core_seq
@@ -333,7 +334,7 @@ class CoreLink:
         self._queue_refs.append(ref)
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            loop.call_soon(self.flush)
+            loop.call_soon(self._flush_cb)
         self._expiry.append((loop.time() + self.reply_timeout_s, fut))
         if self._expiry_timer is None:
             self._expiry_timer = loop.call_at(self._expiry[0][0], self._expire)
@@ -370,7 +371,7 @@ class CoreLink:
     def _schedule(self) -> None:
         if not self._flush_scheduled and self.loop is not None:
             self._flush_scheduled = True
-            self.loop.call_soon(self.flush)
+            self.loop.call_soon(self._flush_cb)
 
     def flush(self) -> None:
         """End of a loop turn: make durable what must be before the turn's commands
@@ -579,7 +580,7 @@ class CoreLink:
         self._applied_pending = True
         if not self._flush_scheduled and self.loop is not None:  # _schedule, inline
             self._flush_scheduled = True
-            self.loop.call_soon(self.flush)
+            self.loop.call_soon(self._flush_cb)
 
     async def _ticker(self) -> None:
         """Idle replay (events whose PUB frame was lost) twice a second; a commit of

@@ -179,7 +179,9 @@ cdef class Applier:
     def apply(self, events):
         """Apply one frame's ``EV_DTYPE`` records, in order (module docstring)."""
         cdef cnp.ndarray arr = events
-        if arr.dtype is not EV_DTYPE and arr.dtype != EV_DTYPE or not arr.flags.c_contiguous:
+        # The C macro, not ``arr.flags.c_contiguous`` (a flags object per frame).
+        if (arr.dtype is not EV_DTYPE and arr.dtype != EV_DTYPE
+                or not cnp.PyArray_IS_C_CONTIGUOUS(arr)):
             arr = np.ascontiguousarray(events, dtype=EV_DTYPE)
         cdef Py_ssize_t i, n = arr.shape[0]
         if n == 0:
