@@ -204,7 +204,14 @@ class CoreLink:
         """Read events when the live source is readable: the zmq SUB descriptor, or
         the event stream link's (``unix:``), which changes when it reconnects."""
         assert self.loop is not None
-        self._events_watch = LoopWatch(self.loop, self._on_events_readable)
+        # With a stream trade link (its own reader) the events' reader is _pump_events
+        # itself: no frame of _on_events_readable's per wake-up.
+        on_readable = (
+            self._pump_events
+            if isinstance(self.trade, StreamTradeClient)
+            else self._on_events_readable
+        )
+        self._events_watch = LoopWatch(self.loop, on_readable)
         live = self.sub.sub
         if isinstance(live, StreamEventSource):
             self._events_watch.start(live)
@@ -496,11 +503,10 @@ class CoreLink:
         self._pump_events()
 
     def _on_events_readable(self) -> None:
-        """The event source's reader: its events; a zmq trade socket's replies too (its
-        descriptor is edge-triggered, and the turn's send may have taken the edge of a
-        reply already in)."""
-        if not isinstance(self.trade, StreamTradeClient):
-            self._pump_trade()
+        """The event source's reader with a zmq trade socket (:meth:`_watch_source`):
+        its events and that socket's replies too (its descriptor is edge-triggered,
+        and the turn's send may have taken the edge of a reply already in)."""
+        self._pump_trade()
         self._pump_events()
 
     def _pump_trade(self) -> None:
