@@ -318,26 +318,25 @@ class CoreLink:
                 self._expiry_timer = self.loop.call_at(self._expiry[0][0], self._expire)
         return fut
 
-    def send_new(
-        self, order_id: int, price_ticks: int, qty_lots: int, stop_price_ticks: int,
-        user_id: int, symbol_id: int, side: int, ord_type: int, tif: int, stp: int, flags: int,
-    ) -> OrderReply:  # fmt: skip
-        """Queue a NEW with these fields (:func:`pack_new`'s; sent at the end of this
-        loop turn): :meth:`send` ``applied`` and ``expire`` for the order path, its
-        outcome an :class:`OrderReply` (no ``bytearray`` copy, dict per reply nor
-        ``call_soon`` per order: the reply's ``target`` is called directly)."""
+    def send_new(self, rec: bytes) -> OrderReply:
+        """Queue a NEW (its 96 bytes, :func:`pack_new`'s; sent at the end of this loop
+        turn): :meth:`send` ``applied`` and ``expire`` for the order path, its outcome
+        an :class:`OrderReply` (no dict per reply nor ``call_soon`` per order: the
+        reply's ``target`` is called directly)."""
         loop = self.loop
         assert loop is not None
         if len(self._replies) >= MAX_INFLIGHT:
             raise CoreUnavailableError("too many commands in flight")
+        if len(rec) != CMD_SIZE:
+            raise ValueError(f"a command record is {CMD_SIZE} bytes, not {len(rec)}")
         ref = next(self._refs)
+        raw = bytearray(rec)
+        _U64.pack_into(raw, _CLIENT_REF_AT, ref)
         fut = OrderReply(loop=loop)
         fut.ref = ref
         fut.target = None
         self._replies[ref] = fut
-        self._queue.append(_NEW_REF_STRUCT.pack(ref, order_id, price_ticks, qty_lots,
-                                                stop_price_ticks, user_id, symbol_id, _NEW_KIND,
-                                                side, ord_type, tif, stp, flags))  # fmt: skip
+        self._queue.append(raw)
         self._queue_refs.append(ref)
         if not self._flush_scheduled:
             self._flush_scheduled = True
@@ -686,11 +685,6 @@ _NEW_STRUCT, _NEW_NAMES = _record_struct(_NEW_ORDER)
 if _NEW_NAMES != _NEW_ORDER:
     raise ImportError(f"CMD_DTYPE field order changed: {_NEW_NAMES}")
 _NEW_KIND = int(CmdKind.NEW)
-# The same with the command's client_ref (CoreLink.send_new packs its ref in at once).
-_NEW_REF_ORDER = ("client_ref", *_NEW_ORDER)
-_NEW_REF_STRUCT, _NEW_REF_NAMES = _record_struct(_NEW_REF_ORDER)
-if _NEW_REF_NAMES != _NEW_REF_ORDER:
-    raise ImportError(f"CMD_DTYPE field order changed: {_NEW_REF_NAMES}")
 
 
 def pack_new(

@@ -25,7 +25,14 @@ from aiohttp import web
 
 from api import errors as err
 from api.context import CTX, Context
-from api.core import CoreTimeoutError, CoreUnavailableError, OrderReply, cancel_record, now_ms
+from api.core import (
+    CoreTimeoutError,
+    CoreUnavailableError,
+    OrderReply,
+    cancel_record,
+    now_ms,
+    pack_new,
+)
 from api.errors import ApiError, bad_request
 from api.store import Fill, Order
 from api.symbols import SymbolSpec
@@ -484,7 +491,7 @@ def open_order(ctx: Context, params: dict[str, str], uid: int, key: str) -> NewO
     try:
         # The reply comes once the events of its seq are applied (in memory; their
         # commit is grouped, api.core), or fails after the core timeout.
-        fut = ctx.core.send_new(o.order_id, *values)
+        fut = ctx.core.send_new(pack_new(o.order_id, *values))
     except CoreUnavailableError:
         ctx.store.delete(o)
         raise ApiError(503, err.UNKNOWN, "The core is not available; nothing was done.") from None

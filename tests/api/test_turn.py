@@ -124,10 +124,10 @@ NEW_VALUES = st.tuples(U64, I64, I64, I64, st.integers(0, 2**32 - 1), st.integer
 def test_send_new_bytes_are_pack_new_with_the_ref(
     link: tuple[CoreLink, FakeTrade, list[float]], values: tuple[int, ...]
 ) -> None:
-    """``send_new``'s record is ``pack_new``'s (and so ``new_record``'s) with its
-    client_ref set, byte for byte; the ref is the future's."""
+    """``send_new`` queues the record with its client_ref set, byte for byte; the ref
+    is the future's."""
     lk = link[0]
-    f = lk.send_new(*values)
+    f = lk.send_new(pack_new(*values))
     want = bytearray(pack_new(*values))
     struct.pack_into("<Q", want, _REF_AT, f.ref)
     assert lk._queue[-1] == bytes(want)
@@ -225,7 +225,7 @@ def test_every_order_answered_once_to_its_request(
         if op == "send":
             oid = next_oid
             next_oid += 1
-            f = lk.send_new(oid, 1, 1, 0, arg + 1, 1, 1, 1, 1, 0, 0)
+            f = lk.send_new(pack_new(oid, 1, 1, 0, arg + 1, 1, 1, 1, 1, 0, 0))
             f.target = answer(oid)
             futs[oid], sent_at[oid] = f, now[0]
         elif op == "flush":
