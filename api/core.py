@@ -17,11 +17,15 @@ buffered, before any read that goes to SQLite and at shutdown; after a kill -9 t
 API resumes from the committed seq and applies the rest again.  A request that needs
 the outcome of its command awaits its reply (:meth:`CoreLink.send`) and then the
 application of the events of the reply's ``seq`` in memory (:meth:`CoreLink.applied`).
+The order path's NEW (:meth:`CoreLink.send_new`) gets both in one
+:class:`OrderReply`, whose ``target`` (the connection's answer) the link calls
+directly once it is done: no done callback, ``call_soon`` or loop callback per order.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import heapq
 import itertools
@@ -30,6 +34,7 @@ import struct
 import time
 from collections import deque
 from collections.abc import Callable
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -45,9 +50,8 @@ from engine.wire import commands
 from engine.wire.frames import (
     CONTROL_TAG,
     REPLAY_BEYOND_END,
-    FrameError,
+    REPLY_SIZE,
     decode_control,
-    decode_replies,
     encode_control,
 )
 from pyx.enums import CmdKind
@@ -84,6 +88,29 @@ class CoreTimeoutError(Exception):
     """The core did not answer a command sent with ``expire`` within ``reply_timeout_s``."""
 
 
+class OrderReply(asyncio.Future[None]):
+    """The outcome of a NEW sent by :meth:`CoreLink.send_new`: done (result ``None``)
+    once the core's reply is in and the events of its ``seq`` are applied, or failed
+    with :class:`CoreTimeoutError` / :class:`CoreUnavailableError`.  The reply's
+    ``seq`` (0: refused before sequencing) and ``reason`` are attributes, not a dict.
+
+    A plain ``asyncio.Future`` for whoever awaits it (the aiohttp route); the order
+    path of :mod:`api.fasthttp` sets ``target`` instead of a done callback and the
+    link calls it directly once the future is done (no ``call_soon`` and no loop
+    callback per order)."""
+
+    __slots__ = ("reason", "ref", "seq", "target")
+
+    ref: int
+    seq: int
+    reason: int
+    # Called with this future by the link right after it completes it (any outcome).
+    target: Callable[[OrderReply], None] | None
+
+
+_seq_of = attrgetter("seq")
+
+
 class CoreLink:
     """See the module docstring; ``on_applied`` runs after each applied event batch."""
 
@@ -116,19 +143,24 @@ class CoreLink:
         self._pub, self._replay = pub_endpoint, replay_endpoint
         self.sub = self._subscriber()
         self._refs = itertools.count(1)
-        self._replies: dict[int, asyncio.Future[Reply]] = {}
+        # The replies awaited by ref: a command's Future (send) or a NEW's (send_new).
+        self._replies: dict[int, asyncio.Future[Any]] = {}
         self._controls: deque[asyncio.Future[dict[str, Any]]] = deque()
         self._queue: list[bytes | bytearray] = []
         self._queue_refs: list[int] = []
         # (seq, tie-break, future, its result): woken once ``seq`` is applied.
         self._waiters: list[tuple[int, int, asyncio.Future[Any], Any]] = []
         self._after_apply: set[int] = set()  # refs whose reply waits for its events
+        # The NEWs whose reply is in, by ``seq`` (the link's replies come in seq order:
+        # appended), each completed once its ``seq`` is applied.
+        self._order_waiters: deque[OrderReply] = deque()
         self._wait_ids = itertools.count()
         # (deadline, reply) of commands sent with ``expire``, oldest first (one timeout
         # for all: deadlines come in order), and the one timer armed for the first.
-        self._expiry: deque[tuple[float, asyncio.Future[Reply]]] = deque()
+        self._expiry: deque[tuple[float, asyncio.Future[Any]]] = deque()
         self._expiry_timer: asyncio.TimerHandle | None = None
         self._flush_scheduled = False
+        self._flush_cb = self.flush  # bound once, not once per loop turn
         self._applied_pending = False  # events applied since the last flush
         # The last core seq whose events are applied (applied() waits for it).
         self.applied_seq = store.last_core_seq
@@ -172,7 +204,14 @@ class CoreLink:
         """Read events when the live source is readable: the zmq SUB descriptor, or
         the event stream link's (``unix:``), which changes when it reconnects."""
         assert self.loop is not None
-        self._events_watch = LoopWatch(self.loop, self._on_events_readable)
+        # With a stream trade link (its own reader) the events' reader is _pump_events
+        # itself: no frame of _on_events_readable's per wake-up.
+        on_readable = (
+            self._pump_events
+            if isinstance(self.trade, StreamTradeClient)
+            else self._on_events_readable
+        )
+        self._events_watch = LoopWatch(self.loop, on_readable)
         live = self.sub.sub
         if isinstance(live, StreamEventSource):
             self._events_watch.start(live)
@@ -229,9 +268,9 @@ class CoreLink:
                 self._trade_watch.stop()
         self.flush()
         self.store.commit()
-        for fut in self._replies.values():
+        for fut in list(self._replies.values()):
             if not fut.done():
-                fut.set_exception(CoreUnavailableError("shutting down"))
+                self._fail(fut, CoreUnavailableError("shutting down"))
         self.trade.close()
         self.admin.close()
         self.sub.close()
@@ -279,6 +318,49 @@ class CoreLink:
                 self._expiry_timer = self.loop.call_at(self._expiry[0][0], self._expire)
         return fut
 
+    def send_new(self, rec: bytes) -> OrderReply:
+        """Queue a NEW (its 96 bytes, :func:`pack_new`'s; sent at the end of this loop
+        turn): :meth:`send` ``applied`` and ``expire`` for the order path, its outcome
+        an :class:`OrderReply` (no dict per reply nor ``call_soon`` per order: the
+        reply's ``target`` is called directly)."""
+        loop = self.loop
+        assert loop is not None
+        if len(self._replies) >= MAX_INFLIGHT:
+            raise CoreUnavailableError("too many commands in flight")
+        if len(rec) != CMD_SIZE:
+            raise ValueError(f"a command record is {CMD_SIZE} bytes, not {len(rec)}")
+        ref = next(self._refs)
+        raw = bytearray(rec)
+        _U64.pack_into(raw, _CLIENT_REF_AT, ref)
+        fut = OrderReply(loop=loop)
+        fut.ref = ref
+        fut.target = None
+        self._replies[ref] = fut
+        self._queue.append(raw)
+        self._queue_refs.append(ref)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush_cb)
+        self._expiry.append((loop.time() + self.reply_timeout_s, fut))
+        if self._expiry_timer is None:
+            self._expiry_timer = loop.call_at(self._expiry[0][0], self._expire)
+        return fut
+
+    def _fail(self, fut: asyncio.Future[Any], exc: Exception) -> None:
+        """Fail a reply (not done); a NEW's ``target`` is told at once."""
+        fut.set_exception(exc)
+        if type(fut) is OrderReply and fut.target is not None:
+            self._tell(fut)
+
+    def _tell(self, fut: OrderReply) -> None:
+        """Call a done NEW's ``target`` (its request's answer); a failure there is the
+        request's, logged, never the link's."""
+        assert fut.target is not None
+        try:
+            fut.target(fut)
+        except Exception:
+            log.exception("answering an order")
+
     def _expire(self) -> None:
         """Fail the replies of :meth:`send` ``expire`` that are due; re-arm for the next."""
         assert self.loop is not None
@@ -288,31 +370,46 @@ class CoreLink:
         while q and (q[0][1].done() or q[0][0] <= now):
             _, fut = q.popleft()
             if not fut.done():
-                fut.set_exception(CoreTimeoutError())
+                self._fail(fut, CoreTimeoutError())
         if q:
             self._expiry_timer = self.loop.call_at(q[0][0], self._expire)
 
     def _schedule(self) -> None:
         if not self._flush_scheduled and self.loop is not None:
             self._flush_scheduled = True
-            self.loop.call_soon(self.flush)
+            self.loop.call_soon(self._flush_cb)
 
     def flush(self) -> None:
         """End of a loop turn: make durable what must be before the turn's commands
         leave (:meth:`Store.sync`), wake the requests whose events are now applied,
         arm the group commit of the follower's effects, then send the queued
         commands."""
-        self._flush_scheduled = False
         store = self.store
-        store.sync()
         if self._applied_pending:
+            # The answers before the sync: an answer may start its connection's next
+            # order, whose NEW then leaves with this turn's, made durable by the sync
+            # below (and, _flush_scheduled still set, without a flush of its own).
             self._applied_pending = False
             self.applied_seq = last = store.last_core_seq
+            # The user data streams before the answers (as when the answers ran from
+            # call_soon after it).
+            self.on_applied()
             while self._waiters and self._waiters[0][0] <= last:
                 _, _, w, result = heapq.heappop(self._waiters)
                 if not w.done():
                     w.set_result(result)
-            self.on_applied()
+            ow = self._order_waiters
+            while ow and ow[0].seq <= last:
+                new = ow.popleft()
+                if not new.done():
+                    new.set_result(None)
+                    if new.target is not None:
+                        try:  # _tell, inline: the usual way an order is answered
+                            new.target(new)
+                        except Exception:
+                            log.exception("answering an order")
+        self._flush_scheduled = False
+        store.sync()
         if self._commit_timer is None and store.pending and self.loop is not None:
             self._commit_timer = self.loop.call_later(self.commit_interval_s, self._group_commit)
         if not self._queue:
@@ -327,7 +424,7 @@ class CoreLink:
                     fut = self._replies.pop(ref, None)
                     self._after_apply.discard(ref)
                     if fut is not None and not fut.done():
-                        fut.set_exception(CoreUnavailableError("core not connected"))
+                        self._fail(fut, CoreUnavailableError("core not connected"))
 
         if self._trade_watch is not None:
             self._trade_watch.sent(self.trade)
@@ -338,8 +435,11 @@ class CoreLink:
         self._commit_timer = None
         self.store.commit()
 
-    def forget(self, fut: asyncio.Future[Reply]) -> None:
+    def forget(self, fut: asyncio.Future[Any]) -> None:
         """Stop waiting for a reply (its request timed out)."""
+        if type(fut) is OrderReply:
+            self._replies.pop(fut.ref, None)
+            return
         for ref, f in list(self._replies.items()):
             if f is fut:
                 del self._replies[ref]
@@ -402,27 +502,40 @@ class CoreLink:
         self._pump_events()
 
     def _on_events_readable(self) -> None:
-        """The event source's reader: its events; a zmq trade socket's replies too (its
-        descriptor is edge-triggered, and the turn's send may have taken the edge of a
-        reply already in)."""
-        if not isinstance(self.trade, StreamTradeClient):
-            self._pump_trade()
+        """The event source's reader with a zmq trade socket (:meth:`_watch_source`):
+        its events and that socket's replies too (its descriptor is edge-triggered,
+        and the turn's send may have taken the edge of a reply already in)."""
+        self._pump_trade()
         self._pump_events()
 
     def _pump_trade(self) -> None:
         """Every reply readable now (the trade link's reader: not the event source as
         well, which would cost a select and a read that find nothing)."""
+        replies = self._replies
         for body in self.trade.read_nowait():
-            try:
-                replies = decode_replies(body)
-            except FrameError:
+            if len(body) % REPLY_SIZE:
                 log.warning("undecodable reply frame from the core")
                 continue
-            for t in replies.tolist():
-                # A dict per reply: a numpy record's field access costs ~1 µs each.
+            # Tuples straight from the bytes (numpy's frombuffer and tolist cost more
+            # than the few replies of a frame).
+            for t in _REPLY_STRUCT.iter_unpack(body):
+                ref = t[_REPLY_REF]
+                f = replies.pop(ref, None)
+                if type(f) is OrderReply:
+                    seq = f.seq = t[_REPLY_SEQ]
+                    f.reason = t[_REPLY_REASON]
+                    if seq > self.applied_seq:  # its events are not applied yet
+                        ow = self._order_waiters
+                        if ow and seq < ow[-1].seq:  # out of seq order: in its place
+                            bisect.insort(ow, f, key=_seq_of)
+                        else:
+                            ow.append(f)
+                    elif not f.done():
+                        f.set_result(None)
+                        if f.target is not None:
+                            self._tell(f)
+                    continue
                 r = dict(zip(_REPLY_NAMES, t, strict=True))
-                ref = r["client_ref"]
-                f = self._replies.pop(ref, None)
                 if ref in self._after_apply:
                     self._after_apply.discard(ref)
                     seq = r["seq"]
@@ -443,7 +556,15 @@ class CoreLink:
         ):
             return  # no event frame: poll() would find none (and cost a zmq.Poller)
         try:
-            frames = sub.poll(0, max_frames=256, idle_replay=False)
+            if isinstance(live, StreamEventSource):
+                # One frame first (its poll reads what the socket holds), then just
+                # the frames that read took: a poll beyond them would cost a select
+                # that finds nothing, on every wake-up.
+                frames = sub.poll(0, max_frames=1, idle_replay=False)
+                if live.pending:
+                    frames += sub.poll(0, max_frames=min(live.pending, 255), idle_replay=False)
+            else:
+                frames = sub.poll(0, max_frames=256, idle_replay=False)
         except (TimeoutError, CoreError) as e:
             self._resubscribe(e)
             frames = []
@@ -462,7 +583,9 @@ class CoreLink:
             apply_events(f.events)
             self.store.set_core_seq(f.last_seq)
         self._applied_pending = True
-        self._schedule()
+        if not self._flush_scheduled and self.loop is not None:  # _schedule, inline
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush_cb)
 
     async def _ticker(self) -> None:
         """Idle replay (events whose PUB frame was lost) twice a second; a commit of
@@ -485,12 +608,16 @@ def cancel_record(order_id: int, user_id: int) -> np.ndarray[Any, Any]:
     return commands.cancel(order_id, user_id)
 
 
+# numpy's integer codes (without the byte order) as ``struct``'s.
+_STRUCT_CODES = {"u8": "Q", "i8": "q", "u4": "I", "i4": "i", "u2": "H", "i2": "h", "u1": "B",
+                 "i1": "b"}  # fmt: skip
+
+
 def _record_struct(only: tuple[str, ...] = ()) -> tuple[struct.Struct, tuple[str, ...]]:
     """A ``struct`` packing ``CMD_DTYPE`` records (field order and offsets from the
     layout table itself), and its field names in packing order; with ``only``, just
     those fields (the others are zero bytes)."""
-    codes = {"u8": "Q", "i8": "q", "u4": "I", "i4": "i", "u2": "H", "i2": "h", "u1": "B",
-             "i1": "b"}  # fmt: skip
+    codes = _STRUCT_CODES
     fmt, pos, names = "<", 0, []
     fields = CMD_DTYPE.fields
     assert fields is not None
@@ -506,6 +633,28 @@ def _record_struct(only: tuple[str, ...] = ()) -> tuple[struct.Struct, tuple[str
     return struct.Struct(fmt), tuple(names)
 
 
+def _reply_struct() -> struct.Struct:
+    """A ``struct`` unpacking ``REPLY_DTYPE`` records into tuples of its fields in
+    ``_REPLY_NAMES`` order (checked: a layout change fails the import)."""
+    fields = REPLY_DTYPE.fields
+    assert fields is not None
+    fmt, pos = "<", 0
+    for name in _REPLY_NAMES:
+        dt, off = fields[name][:2]
+        if off != pos or dt.byteorder == ">":
+            raise ImportError(f"REPLY_DTYPE field {name!r} not packed in order")
+        fmt += _STRUCT_CODES[dt.str[1:]]
+        pos += dt.itemsize
+    st = struct.Struct(fmt)
+    if st.size != REPLY_SIZE:
+        raise ImportError(f"REPLY_DTYPE is {REPLY_SIZE} bytes, its struct {st.size}")
+    return st
+
+
+_REPLY_STRUCT = _reply_struct()
+_REPLY_REF = _REPLY_NAMES.index("client_ref")
+_REPLY_SEQ = _REPLY_NAMES.index("seq")
+_REPLY_REASON = _REPLY_NAMES.index("reason")
 _CMD_STRUCT, _CMD_NAMES = _record_struct()
 _NEW_TEMPLATE = dict.fromkeys(_CMD_NAMES, 0) | {"kind": int(CmdKind.NEW)}
 _U64 = struct.Struct("<Q")

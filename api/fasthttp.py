@@ -6,7 +6,8 @@ that reads HTTP/1.1 requests itself.  A request it fully understands -- ``POST
 ``client_max_size`` bytes, no ``Transfer-Encoding``, ``Expect`` or ``Upgrade``, header
 lines of the plain ``name: value`` form, one ``Host`` -- it answers directly: the same weight
 charge, signature check, order entry (:func:`api.orders.open_order`, then
-:func:`api.orders.close_order` from the reply's done callback: no task per request),
+:func:`api.orders.close_order` called by the core link once the reply is in: no task
+nor loop callback per request),
 Binance error shapes, ``X-MBX-USED-WEIGHT-1M`` header and request metrics as the
 aiohttp route, one ``transport.write`` of a response built by one format call.  That
 saves the aiohttp request, URL, multidict, route resolution, middleware calls and
@@ -32,6 +33,7 @@ from email.utils import formatdate
 
 from api.auth import request_params
 from api.context import Context
+from api.core import OrderReply
 from api.errors import ApiError
 from api.metrics import count_request
 from api.orders import NewOrder, answer_retry, close_order, new_order_text, open_order
@@ -282,13 +284,16 @@ class FastHttp(asyncio.Protocol):
         if n.retry_of is not None:
             self.task = asyncio.ensure_future(self._retry(n, used))
         else:
-            assert n.reply is not None
+            reply = n.reply
+            assert isinstance(reply, OrderReply)
             self.order, self.used = n, used
-            n.reply.add_done_callback(self._on_reply)
+            # The link calls it once the reply is done (api.core.OrderReply): no
+            # done callback, so no call_soon and loop callback per order.
+            reply.target = self._on_reply
 
     def _finish(self, _: object) -> None:
-        """The answer of the order whose reply is in (``self.order``); then the next
-        request."""
+        """The answer of the order whose reply is in (``self.order``; called by the
+        core link as the reply's ``target``); then the next request."""
         n, used = self.order, self.used
         assert n is not None
         self.order = None
@@ -305,7 +310,8 @@ class FastHttp(asyncio.Protocol):
                 self._write(200, out)
         except Exception:
             self._bug()
-        self._next()
+        if self.buf or self.eof:  # else _next finds nothing to answer
+            self._next()
 
     async def _retry(self, n: NewOrder, used: int) -> None:
         """The answer of a retried clientOrderId (:func:`api.orders.answer_retry`)."""

@@ -119,11 +119,10 @@ class Follower:
         # streams' subscribers); None: every user's.  Others cost no objects per event.
         self.watched: Container[int] | None = None
         self._compiled = Applier(self, Order, Fill, Update, SIDE_NAME, TYPE_NAME, EXPIRED_REASONS)
-
-    def apply_events(self, events: np.ndarray[Any, Any]) -> None:
-        """Apply one frame's ``EV_DTYPE`` records in order: what :meth:`apply_events_py`
-        does, the common kinds compiled (:mod:`pyx.apifollow`)."""
-        self._compiled.apply(events)
+        # Apply one frame's ``EV_DTYPE`` records in order: what :meth:`apply_events_py`
+        # does, the common kinds compiled (:mod:`pyx.apifollow`).  The compiled method
+        # itself, not a method calling it: no Python frame per event frame.
+        self.apply_events: Callable[[np.ndarray[Any, Any]], None] = self._compiled.apply
 
     def apply_events_py(self, events: np.ndarray[Any, Any]) -> None:
         """:meth:`apply` on each record (the oracle of :meth:`apply_events`)."""

@@ -29,6 +29,7 @@ from api.core import (
     _NEW_ORDER,
     CoreTimeoutError,
     CoreUnavailableError,
+    OrderReply,
     cancel_record,
     now_ms,
     pack_new,
@@ -487,7 +488,7 @@ def open_order(ctx: Context, params: dict[str, str], uid: int, key: str) -> NewO
     try:
         # The reply comes once the events of its seq are applied (in memory; their
         # commit is grouped, api.core), or fails after the core timeout.
-        fut = ctx.core.send(rec, applied=True, expire=True)
+        fut = ctx.core.send_new(rec)
     except CoreUnavailableError:
         ctx.store.delete(o)
         raise ApiError(503, err.UNKNOWN, "The core is not available; nothing was done.") from None
@@ -553,29 +554,28 @@ def close_order(ctx: Context, n: NewOrder) -> Entered:
         reject as Binance's code.
     """
     o, fut = n.order, n.reply
-    assert fut is not None
+    assert isinstance(fut, OrderReply)
     try:
-        if fut.cancelled():
-            raise asyncio.CancelledError
-        exc = fut.exception()
-        if isinstance(exc, CoreTimeoutError):
-            ctx.core.forget(fut)
-            raise bad_request(
-                err.TIMEOUT,
-                "Timeout waiting for response from backend server. Send status unknown;"
-                " execution status unknown.",
-            )
-        if isinstance(exc, CoreUnavailableError):
-            # The link refused the frame: the NEW never left, the order never
-            # existed (an open order that would show as open forever).
-            ctx.store.delete(o)
-            raise ApiError(503, err.UNKNOWN, "The core is not available; nothing was done.")
-        reply = fut.result()
-        if int(reply["seq"]) == 0:
+        exc = fut.exception()  # CancelledError if the request was given up
+        if exc is not None:
+            if isinstance(exc, CoreTimeoutError):
+                ctx.core.forget(fut)
+                raise bad_request(
+                    err.TIMEOUT,
+                    "Timeout waiting for response from backend server. Send status unknown;"
+                    " execution status unknown.",
+                )
+            if isinstance(exc, CoreUnavailableError):
+                # The link refused the frame: the NEW never left, the order never
+                # existed (an open order that would show as open forever).
+                ctx.store.delete(o)
+                raise ApiError(503, err.UNKNOWN, "The core is not available; nothing was done.")
+            raise exc
+        if fut.seq == 0:
             # Refused before sequencing (no event will come): it never existed.
             o.status = "REJECTED"
             ctx.store.delete(o)
-            raise reject_error(int(reply["reason"]))
+            raise reject_error(fut.reason)
     finally:
         if n.done is not None:
             ctx.extra["inflight"].pop((o.user_id, o.client_order_id), None)

@@ -135,7 +135,8 @@ cdef class Applier:
     cdef dict side_name, type_name
     cdef readonly long long compiled, fallback
     # The follower's and its store's state, loaded at the start of each frame and
-    # after each event handed to Python (which may change any of it).
+    # after each event handed to Python (which may change any of it; the store's
+    # bound methods only when the follower has another store).
     cdef object store, watched, updates, balances, probing, save, add, add_trade
     cdef dict open, symbols
 
@@ -154,12 +155,14 @@ cdef class Applier:
     cdef int _load(self) except -1:
         f = self.follower
         st = f.store
-        self.store = st
+        if st is not self.store:
+            # The store's bound methods: made once per store, not once per frame.
+            self.store = st
+            self.save = st.save
+            self.add = st.add
+            self.add_trade = st.add_trade
         self.open = st.open
         self.symbols = st.symbols
-        self.save = st.save
-        self.add = st.add
-        self.add_trade = st.add_trade
         self.watched = f.watched
         self.updates = f.updates
         self.balances = f.balances
@@ -176,7 +179,9 @@ cdef class Applier:
     def apply(self, events):
         """Apply one frame's ``EV_DTYPE`` records, in order (module docstring)."""
         cdef cnp.ndarray arr = events
-        if arr.dtype is not EV_DTYPE and arr.dtype != EV_DTYPE or not arr.flags.c_contiguous:
+        # The C macro, not ``arr.flags.c_contiguous`` (a flags object per frame).
+        if (arr.dtype is not EV_DTYPE and arr.dtype != EV_DTYPE
+                or not cnp.PyArray_IS_C_CONTIGUOUS(arr)):
             arr = np.ascontiguousarray(events, dtype=EV_DTYPE)
         cdef Py_ssize_t i, n = arr.shape[0]
         if n == 0:
