@@ -32,6 +32,11 @@ CPU per request than the API.
   ``rest_api_rss_mib_runs``, ``rest_api_dir_mib_runs``: each run's rate, the API's
   CPU per order, and after it the API's resident memory and directory size (does
   the API slow down as it ages? ``--repeats 6``).
+- ``rest_orders_per_s_async`` (``--async-compare``, on unless ``--quick``): the same
+  closed loops on a second core + API whose journal is async (acknowledged once
+  written, synced in the background; the gateway's sustained figures use one): the
+  share of the 8-connection round trip that is the fsync; ``*_async_runs`` and the
+  API's and core's CPU per order there.
 - ``rest_orders_per_s_many``: one more such run on ``--many-connections`` (64): the
   process's capacity when latency is not the bound (HTTP/1.1 answers a
   connection's requests in order, one at a time in aiohttp, so 8 connections
@@ -74,7 +79,8 @@ import sys
 import tempfile
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -203,8 +209,22 @@ def dir_mib(path: Path) -> float:
     return round(sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20, 1)
 
 
-def measure(args: argparse.Namespace) -> dict[str, Any]:
-    """Start core + API, run the loads, stop them; the result dict."""
+@dataclass
+class Stack:
+    """A running core + API pair with its two funded users' clients."""
+
+    host: str
+    port: int
+    pids: tuple[int, int]  # (API, core)
+    clients: tuple[Client, Client]
+    api_dir: Path
+
+
+@contextmanager
+def stack(args: argparse.Namespace, mode: str) -> Iterator[Stack]:
+    """Start a core (journal ``mode``) and an API on it, the market set up and
+    warmed up (connections, caches, the core's first journal writes); stop both and
+    remove their files on exit."""
     from tests.api.apiproc import ApiProcess, setup_market
     from tests.e2e.coreproc import CoreProcess
 
@@ -212,25 +232,78 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     (tmp / "logs").mkdir()
     # The API reaches the core over its stream trade link, or (``--link zmq``, for
     # comparison) over the zmq trade socket.
-    core = CoreProcess(tmp / "core", tmp / "logs", args.mode, stream=args.link == "stream")
+    core = CoreProcess(tmp / "core", tmp / "logs", mode, stream=args.link == "stream")
     api = ApiProcess(core, tmp / "api", tmp / "logs", "--orders-per-10s", str(10**9),
                      "--orders-per-day", str(10**12), "--weight-per-min", str(10**12),
                      "--log-level", "WARNING", *args.api_args)  # fmt: skip
-    conns, ol = args.connections, args.open_connections
     try:
         core.start()
         setup_market(core)
         api.start()
         assert api.proc is not None and core.proc is not None
-        pids = (api.proc.pid, core.proc.pid)
         host, port = "127.0.0.1", api.port
-        keys = [api.make_key(u) for u in (1, 2)]
-        clients = tuple(Client(host, port, k.api_key, api.secrets[k.api_key], args.client_ids)
-                        for k in keys)  # fmt: skip
-        assert len(clients) == 2
-        # Warm up (connections, caches, the core's first journal writes).
+        a, b = (api.make_key(u) for u in (1, 2))
+        ids = args.client_ids
+        clients = (Client(host, port, a.api_key, api.secrets[a.api_key], ids),
+                   Client(host, port, b.api_key, api.secrets[b.api_key], ids))  # fmt: skip
         reqs = order_requests(clients, 10_064)
-        restload.closed_loop(host, port, reqs, 0.5, conns, acks_of(reqs))
+        restload.closed_loop(host, port, reqs, 0.5, args.connections, acks_of(reqs))
+        yield Stack(host, port, (api.proc.pid, core.proc.pid), clients, tmp / "api")
+    finally:
+        api.cleanup()
+        core.cleanup()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def closed_runs(
+    args: argparse.Namespace, st: Stack
+) -> tuple[list[Phase], list[tuple[float, float]]]:
+    """``--repeats`` closed loops of ``--seconds`` on ``--connections``; each run's
+    phase and, after it, the API's resident memory and directory size (MiB), to see
+    whether it slows down as it ages (``--repeats 6``)."""
+    runs: list[Phase] = []
+    aging: list[tuple[float, float]] = []
+    for i in range(args.repeats):
+        reqs = order_requests(
+            st.clients, int(PREPARED_ORDERS_PER_S * args.seconds) + 64, (3 + i) * 10**6
+        )
+        runs.append(phase(st.pids, partial(restload.closed_loop, st.host, st.port, reqs,
+                                           args.seconds, args.connections, acks_of(reqs),
+                                           args.depth)))  # fmt: skip
+        aging.append((rss_mib(st.pids[0]), dir_mib(st.api_dir)))
+    return runs, aging
+
+
+def rate_of(p: Phase) -> int:
+    """Answered orders per second of one run."""
+    return round(p.run.answered / p.run.seconds)
+
+
+def median_run(runs: list[Phase]) -> Phase:
+    """The run whose rate is the median."""
+    return sorted(runs, key=rate_of)[len(runs) // 2]
+
+
+def measure_async(args: argparse.Namespace) -> dict[str, Any]:
+    """The closed loops of :func:`measure` again on a core with an async journal
+    (acknowledged once written, synced in the background), as the gateway's
+    sustained figures run: how much of the 8-connection round trip is the fsync."""
+    with stack(args, "async") as st:
+        runs, _ = closed_runs(args, st)
+    best = median_run(runs)
+    return {
+        "rest_orders_per_s_async": median_int([rate_of(p) for p in runs]),
+        "rest_orders_per_s_async_runs": [rate_of(p) for p in runs],
+        "rest_server_cpu_us_per_order_async": best.per_order_us(best.api_cpu_ns),
+        "rest_core_cpu_us_per_order_async": best.per_order_us(best.core_cpu_ns),
+    }
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """Start core + API, run the loads, stop them; the result dict."""
+    conns, ol = args.connections, args.open_connections
+    with stack(args, args.mode) as st:
+        host, port, pids, clients = st.host, st.port, st.pids, st.clients
         reqs = ping_requests(host, port, args.orders)
         ping = phase(pids, partial(restload.open_loop, host, port, reqs, args.rate, ol,
                                    [b"{}"] * len(reqs)))  # fmt: skip
@@ -240,18 +313,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         reqs = order_requests(clients, max(args.orders // 10, 100), 2 * 10**6)
         low = phase(pids, partial(restload.open_loop, host, port, reqs, args.low_rate, ol,
                                   acks_of(reqs)))  # fmt: skip
-        runs: list[Phase] = []
-        # After each run: the API's resident memory and its directory's size (MiB),
-        # to see whether it slows down as it ages (--repeats N).
-        aging: list[tuple[float, float]] = []
-        for i in range(args.repeats):
-            reqs = order_requests(
-                clients, int(PREPARED_ORDERS_PER_S * args.seconds) + 64, (3 + i) * 10**6
-            )
-            runs.append(phase(pids, partial(restload.closed_loop, host, port, reqs,
-                                            args.seconds, conns, acks_of(reqs),
-                                            args.depth)))  # fmt: skip
-            aging.append((rss_mib(pids[0]), dir_mib(tmp / "api")))
+        runs, aging = closed_runs(args, st)
         # The same with many connections: the process's CPU-bound capacity (8
         # connections answered one request at a time are bound by latency instead).
         reqs = order_requests(
@@ -259,14 +321,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         )
         many = phase(pids, partial(restload.closed_loop, host, port, reqs, args.seconds,
                                    args.many_connections, acks_of(reqs), args.depth))  # fmt: skip
-    finally:
-        api.cleanup()
-        core.cleanup()
-        shutil.rmtree(tmp, ignore_errors=True)
     pl = percentiles_ns(lat.run.latencies_ns)
     pp, plow = percentiles_ns(ping.run.latencies_ns), percentiles_ns(low.run.latencies_ns)
-    per_s = [round(p.run.answered / p.run.seconds) for p in runs]
-    best = sorted(runs, key=lambda p: p.run.answered / p.run.seconds)[len(runs) // 2]
+    per_s = [rate_of(p) for p in runs]
+    best = median_run(runs)
     us = lambda ns: round(ns / 1000, 1)  # noqa: E731
     result: dict[str, Any] = {
         "bench": "api",
@@ -313,6 +371,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "loadavg_1m": round(os.getloadavg()[0], 2),  # other work on the machine meanwhile
         **run_info(0),
     }
+    if args.async_compare and args.mode != "async":
+        result.update(measure_async(args))
     if not args.rest_only:
         result.update(api_ws.measure(args.quick))
     result["headline"] = ["rest_order_p50_us", "rest_order_p99_us", "rest_orders_per_s",
@@ -323,10 +383,13 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 def durability_of(result: dict[str, Any], mode: str) -> dict[str, str]:
     """The durability mode of each figure, for bench.report: every REST figure runs
-    against a core with journal mode ``mode``; the WebSocket depth feed reads the
-    market-data process and involves no journal."""
+    against a core with journal mode ``mode`` (the ``*_async*`` ones against an async
+    core, :func:`measure_async`); the WebSocket depth feed reads the market-data
+    process and involves no journal."""
     figures = (k for k in result if k.startswith(("rest_", "ws_")))
-    return {k: ("none" if k.startswith("ws_") else mode) for k in figures}
+    return {
+        k: "none" if k.startswith("ws_") else "async" if "_async" in k else mode for k in figures
+    }
 
 
 def callgrind(args: argparse.Namespace) -> dict[str, Any]:
@@ -452,6 +515,8 @@ def report(r: dict[str, Any]) -> str:
         f" ({r['rest_many_connections']} connections: {r['rest_orders_per_s_many']:,}/s);"
         f" CPU per order: API {r['rest_server_cpu_us_per_order']} us, core"
         f" {r['rest_core_cpu_us_per_order']} us, client {r['rest_client_cpu_us_per_order']} us",
+        f"  REST orders, {r['rest_connections']} connections, async core:"
+        f" {r.get('rest_orders_per_s_async', 'not run')}/s",
         f"  WebSocket depth: {r.get('ws_depth_clients')} clients,"
         f" {r.get('ws_depth_msgs_per_s')} msgs/s, lag p50 {r.get('ws_depth_lag_p50_ms')} ms"
         f" p99 {r.get('ws_depth_lag_p99_ms')} ms, server"
@@ -479,6 +544,12 @@ def main(argv: list[str] | None = None) -> int:
         help="closed loop: requests in flight per connection (pipelined)",
     )
     ap.add_argument("--rest-only", action="store_true", help="skip the WebSocket part")
+    ap.add_argument(
+        "--async-compare",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the closed loops again on an async core (default: on unless --quick)",
+    )
     ap.add_argument(
         "--client-ids",
         action="store_true",
@@ -518,6 +589,8 @@ def main(argv: list[str] | None = None) -> int:
     args.orders = args.orders or (2_000 if args.quick else 20_000)
     args.seconds = args.seconds or (2.0 if args.quick else 10.0)
     args.repeats = args.repeats or (1 if args.quick else 3)
+    if args.async_compare is None:
+        args.async_compare = not args.quick
     if (
         min(
             args.rate,

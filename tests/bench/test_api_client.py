@@ -57,19 +57,24 @@ def test_generated_ids_by_default() -> None:
 
 def test_durability_of_each_figure() -> None:
     """bench.report reads the durability of each headline figure from this dict: REST
-    figures carry the core's journal mode, WebSocket figures none."""
+    figures carry the core's journal mode (the async comparison's: async), WebSocket
+    figures none."""
     from bench.api import durability_of
     from bench.report import durability
 
     result: dict[str, Any] = {
         "rest_order_p50_us": 1.0,
         "rest_orders_per_s": 2,
+        "rest_orders_per_s_async": 4,
+        "rest_server_cpu_us_per_order_async": 5.0,
         "ws_depth_msgs_per_s": 3,
         "bench": "api",
     }
     result["durability"] = durability_of(result, "fsync")
     assert durability(result, "rest_order_p50_us") == "fsync"
     assert durability(result, "rest_orders_per_s") == "fsync"
+    assert durability(result, "rest_orders_per_s_async") == "async"
+    assert durability(result, "rest_server_cpu_us_per_order_async") == "async"
     assert durability(result, "ws_depth_msgs_per_s") == "none"
     assert "bench" not in result["durability"]
 
