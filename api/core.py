@@ -679,10 +679,10 @@ def new_record(**fields: int) -> bytes:
 
 # The fields a NEW from the API sets, in the order of their offsets (pack_new's
 # arguments follow it; checked at import so a layout change cannot misplace one).
-_NEW_ORDER = ("order_id", "price_ticks", "qty_lots", "stop_price_ticks", "user_id", "symbol_id",
-              "kind", "side", "ord_type", "tif", "stp", "flags")  # fmt: skip
-_NEW_STRUCT, _NEW_NAMES = _record_struct(_NEW_ORDER)
-if _NEW_NAMES != _NEW_ORDER:
+NEW_ORDER_FIELDS = ("order_id", "price_ticks", "qty_lots", "stop_price_ticks", "user_id",
+                    "symbol_id", "kind", "side", "ord_type", "tif", "stp", "flags")  # fmt: skip
+_NEW_STRUCT, _NEW_NAMES = _record_struct(NEW_ORDER_FIELDS)
+if _NEW_NAMES != NEW_ORDER_FIELDS:
     raise ImportError(f"CMD_DTYPE field order changed: {_NEW_NAMES}")
 _NEW_KIND = int(CmdKind.NEW)
 

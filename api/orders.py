@@ -26,7 +26,7 @@ from aiohttp import web
 from api import errors as err
 from api.context import CTX, Context
 from api.core import (
-    _NEW_ORDER,
+    NEW_ORDER_FIELDS,
     CoreTimeoutError,
     CoreUnavailableError,
     OrderReply,
@@ -133,7 +133,7 @@ _ORDER_CONSTS = (int(Side.BUY), int(Side.SELL), int(OrdType.LIMIT), int(OrdType.
 # (each field's offset and size from the layout table itself).
 apistore.configure(Order, CMD_SIZE,
                    tuple((CMD_DTYPE.fields[f][1], CMD_DTYPE.fields[f][0].itemsize)  # type: ignore[index]
-                         for f in _NEW_ORDER),
+                         for f in NEW_ORDER_FIELDS),
                    int(CmdKind.NEW), _ORDER_CONSTS)  # fmt: skip
 
 
@@ -476,7 +476,7 @@ def open_order(ctx: Context, params: dict[str, str], uid: int, key: str) -> NewO
     """
     try:
         # The registry's own dict (read only): a name it lacks goes the Python way.
-        got = ctx.store.entry.open_usual(params, ctx.symbols._by_name, uid, key, ctx.limits)
+        got = ctx.store.entry.open_usual(params, ctx.symbols.names, uid, key, ctx.limits)
     except OverflowError:
         raise reject_error(int(Reason.INVALID_ORDER_ID)) from None
     if got is None:

@@ -565,6 +565,13 @@ class SymbolRegistry:
         self.add(spec)
         return spec
 
+    @property
+    def names(self) -> dict[str, SymbolSpec]:
+        """The listed symbols by name: the registry's own dict, for compiled readers
+        (:meth:`pyx.apistore.OrderEntry.open_usual`); read it, never write it (:meth:`add`
+        and :meth:`update` do)."""
+        return self._by_name
+
     def by_name(self, name: object) -> SymbolSpec:
         """The symbol named ``name`` (upper case, as Binance).
 

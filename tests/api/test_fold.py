@@ -139,7 +139,7 @@ def _ctx(clock: Callable[[], float]) -> Context:
 def _fold(ctx: Context, params: dict[str, str], uid: int, key: str, now_ns: int) -> Any:
     """:func:`api.orders.open_order` up to the NEW's send, with the clock given."""
     try:
-        got = ctx.store.entry.open_usual(params, ctx.symbols._by_name, uid, key, ctx.limits, now_ns)
+        got = ctx.store.entry.open_usual(params, ctx.symbols.names, uid, key, ctx.limits, now_ns)
     except OverflowError:
         raise reject_error(int(Reason.INVALID_ORDER_ID)) from None
     return open_order_py(ctx, params, uid, key) if got is None else ("fold", got)
@@ -206,7 +206,7 @@ def test_usual_orders_take_the_compiled_path() -> None:
     ctx = _ctx(lambda: 0.0)
     s = ctx.store
     try:
-        by_name = ctx.symbols._by_name
+        by_name = ctx.symbols.names
         limit = {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC",
                  "price": "30000.10", "quantity": "0.0001"}  # fmt: skip
         market = {"symbol": "BTCUSDT", "side": "SELL", "type": "MARKET", "quantity": "0.0002"}
