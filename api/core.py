@@ -298,24 +298,10 @@ class CoreLink:
         timer for all such commands instead of one each; for a reply only its own
         request awaits)."""
         assert self.loop is not None
-        if len(self._replies) >= MAX_INFLIGHT:
-            raise CoreUnavailableError("too many commands in flight")
-        ref = next(self._refs)
-        raw = bytearray(rec.tobytes() if isinstance(rec, np.ndarray) else rec)
-        if len(raw) != CMD_SIZE:
-            raise ValueError(f"a command record is {CMD_SIZE} bytes, not {len(raw)}")
-        _U64.pack_into(raw, _CLIENT_REF_AT, ref)
         fut: asyncio.Future[Reply] = self.loop.create_future()
-        self._replies[ref] = fut
+        ref = self._enqueue(rec.tobytes() if isinstance(rec, np.ndarray) else rec, fut, expire)
         if applied:
             self._after_apply.add(ref)
-        self._queue.append(raw)
-        self._queue_refs.append(ref)
-        self._schedule()
-        if expire:
-            self._expiry.append((self.loop.time() + self.reply_timeout_s, fut))
-            if self._expiry_timer is None:
-                self._expiry_timer = self.loop.call_at(self._expiry[0][0], self._expire)
         return fut
 
     def send_new(self, rec: bytes) -> OrderReply:
@@ -323,6 +309,16 @@ class CoreLink:
         turn): :meth:`send` ``applied`` and ``expire`` for the order path, its outcome
         an :class:`OrderReply` (no dict per reply nor ``call_soon`` per order: the
         reply's ``target`` is called directly)."""
+        assert self.loop is not None
+        fut = OrderReply(loop=self.loop)
+        fut.target = None
+        fut.ref = self._enqueue(rec, fut, True)
+        return fut
+
+    def _enqueue(self, rec: bytes, fut: asyncio.Future[Any], expire: bool) -> int:
+        """Queue one command record's bytes with ``fut`` awaiting its reply (:meth:`send`,
+        :meth:`send_new`); its client ref.  ``expire``: ``fut`` fails with
+        :class:`CoreTimeoutError` after ``reply_timeout_s``."""
         loop = self.loop
         assert loop is not None
         if len(self._replies) >= MAX_INFLIGHT:
@@ -332,19 +328,17 @@ class CoreLink:
         ref = next(self._refs)
         raw = bytearray(rec)
         _U64.pack_into(raw, _CLIENT_REF_AT, ref)
-        fut = OrderReply(loop=loop)
-        fut.ref = ref
-        fut.target = None
         self._replies[ref] = fut
         self._queue.append(raw)
         self._queue_refs.append(ref)
-        if not self._flush_scheduled:
+        if not self._flush_scheduled:  # the turn's flush, once (as _pump_events)
             self._flush_scheduled = True
             loop.call_soon(self._flush_cb)
-        self._expiry.append((loop.time() + self.reply_timeout_s, fut))
-        if self._expiry_timer is None:
-            self._expiry_timer = loop.call_at(self._expiry[0][0], self._expire)
-        return fut
+        if expire:
+            self._expiry.append((loop.time() + self.reply_timeout_s, fut))
+            if self._expiry_timer is None:
+                self._expiry_timer = loop.call_at(self._expiry[0][0], self._expire)
+        return ref
 
     def _fail(self, fut: asyncio.Future[Any], exc: Exception) -> None:
         """Fail a reply (not done); a NEW's ``target`` is told at once."""
@@ -373,11 +367,6 @@ class CoreLink:
                 self._fail(fut, CoreTimeoutError())
         if q:
             self._expiry_timer = self.loop.call_at(q[0][0], self._expire)
-
-    def _schedule(self) -> None:
-        if not self._flush_scheduled and self.loop is not None:
-            self._flush_scheduled = True
-            self.loop.call_soon(self._flush_cb)
 
     def flush(self) -> None:
         """End of a loop turn: make durable what must be before the turn's commands
@@ -583,7 +572,7 @@ class CoreLink:
             apply_events(f.events)
             self.store.set_core_seq(f.last_seq)
         self._applied_pending = True
-        if not self._flush_scheduled and self.loop is not None:  # _schedule, inline
+        if not self._flush_scheduled and self.loop is not None:  # the turn's flush, once
             self._flush_scheduled = True
             self.loop.call_soon(self._flush_cb)
 
